@@ -1,0 +1,2 @@
+//! Deterministic network simulator. (STUB)
+#![forbid(unsafe_code)]

@@ -1,0 +1,7 @@
+//! # coaps
+//!
+//! CoAP over DTLS (CoAPS, RFC 7252 §9) for Rust. This facade re-exports the workspace crates:
+//! [`dtls`] is the sans-IO DTLS engine.
+#![forbid(unsafe_code)]
+
+pub use coaps_dtls as dtls;
