@@ -2,14 +2,31 @@
 //!
 //! A sans-IO DTLS 1.2 (RFC 6347) engine for CoAPS. It performs no I/O, reads no clock and owns
 //! no thread: datagrams and time go in through `handle_*`, datagrams, timers and events come
-//! out through `poll_*`. Randomness is injected and seedable.
+//! out through `poll_*`. Randomness is injected and seedable, so every handshake can be
+//! replayed.
+//!
+//! * [`Endpoint`] multiplexes many peers behind one socket, with the stateless cookie gate.
+//! * [`Connection`] is one association.
+//! * [`ServerConfig`] / [`ClientConfig`] hold credentials, suites, timers and limits.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cert;
 pub mod codec;
+pub mod config;
+pub mod connection;
 pub mod cookie;
 pub mod crypto;
+pub mod endpoint;
+pub mod error;
 pub mod handshake;
 pub mod msgs;
 pub mod record;
+pub mod resumption;
+pub mod suites;
+
+pub use config::{CertifiedKey, ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks};
+pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
+pub use endpoint::{Endpoint, EndpointStats, StatelessOutcome, Transmit};
+pub use error::Error;
+pub use resumption::{MemorySessionStore, Session, SessionStore};

@@ -23,6 +23,19 @@ impl SeededRng {
         Self(rand_chacha::ChaCha20Rng::seed_from_u64(seed))
     }
 
+    /// A deterministic RNG from a 32-byte seed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        use rand_core::SeedableRng;
+        Self(rand_chacha::ChaCha20Rng::from_seed(seed))
+    }
+
+    /// A child RNG seeded from this one: deterministic when this one is.
+    pub fn fork(&mut self) -> Self {
+        let mut seed = [0u8; 32];
+        self.fill(&mut seed);
+        Self::from_seed(seed)
+    }
+
     /// An RNG seeded from the operating system.
     pub fn from_os() -> Self {
         use rand_core::SeedableRng;

@@ -1,0 +1,211 @@
+//! Client and server configuration. Every limit has a number here, with a sane default.
+
+use crate::cert::{PinnedKeys, WebPkiVerifier};
+use crate::cookie::CookieConfig;
+use crate::crypto::rustcrypto::RustCrypto;
+use crate::crypto::{CryptoProvider, SigningKey};
+use crate::handshake::flight::RetransmitConfig;
+use crate::resumption::{MemorySessionStore, SessionStore};
+use crate::suites::{ALL_SUITES, SupportedSuite};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use zeroize::Zeroizing;
+
+/// RFC 4279 §5.3: identities up to 128 bytes and keys up to 64 bytes MUST be accepted.
+pub const MAX_PSK_IDENTITY_LEN: usize = 128;
+/// See [`MAX_PSK_IDENTITY_LEN`].
+pub const MAX_PSK_LEN: usize = 64;
+
+/// A pre-shared key and its identity. The key never appears in `Debug`.
+#[derive(Clone)]
+pub struct Psk {
+    /// The identity sent in ClientKeyExchange.
+    pub identity: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+}
+
+impl Psk {
+    /// A PSK; refuses empty or over-long identities and keys (RFC 4279 §5.3 limits).
+    pub fn new(identity: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Result<Self, String> {
+        let identity = identity.into();
+        let key = Zeroizing::new(key.into());
+        if identity.is_empty() || identity.len() > MAX_PSK_IDENTITY_LEN {
+            return Err(format!("PSK identity must be 1..={MAX_PSK_IDENTITY_LEN} bytes, got {}", identity.len()));
+        }
+        if key.is_empty() || key.len() > MAX_PSK_LEN {
+            return Err(format!("PSK must be 1..={MAX_PSK_LEN} bytes, got {}", key.len()));
+        }
+        Ok(Self { identity, key })
+    }
+    /// The key bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Psk")
+            .field("identity", &String::from_utf8_lossy(&self.identity))
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Server-side PSK lookup by identity.
+pub trait PskStore: Send + Sync + fmt::Debug {
+    /// The key for `identity`, if known.
+    fn key_for(&self, identity: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
+}
+
+/// A fixed set of PSKs.
+#[derive(Debug, Default, Clone)]
+pub struct StaticPsks(pub Vec<Psk>);
+
+impl PskStore for StaticPsks {
+    fn key_for(&self, identity: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.0.iter().find(|p| p.identity == identity).map(|p| Zeroizing::new(p.key().to_vec()))
+    }
+}
+
+/// A certificate chain (or a raw public key) with its private key.
+#[derive(Clone)]
+pub struct CertifiedKey {
+    /// DER certificates, end-entity first. Empty means raw public key only.
+    pub chain: Vec<Vec<u8>>,
+    /// The private key.
+    pub key: Arc<dyn SigningKey>,
+}
+
+impl fmt::Debug for CertifiedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertifiedKey").field("chain_len", &self.chain.len()).finish_non_exhaustive()
+    }
+}
+
+/// How the peer's certificate or raw public key is checked.
+#[derive(Debug, Clone)]
+pub enum PeerVerifier {
+    /// X.509 path validation to configured roots (and, on a client, the server name).
+    WebPki(Arc<WebPkiVerifier>),
+    /// RFC 7250 raw public keys, accepted only if pinned.
+    Pinned(Arc<PinnedKeys>),
+}
+
+/// Settings shared by both roles.
+#[derive(Clone)]
+pub struct CommonConfig {
+    /// The crypto provider.
+    pub provider: Arc<dyn CryptoProvider>,
+    /// Cipher suites in preference order.
+    pub suites: Vec<SupportedSuite>,
+    /// Largest UDP payload to send (PMTU minus IP/UDP headers). Handshake messages are
+    /// fragmented to fit (RFC 6347 §4.1.1.1). Default 1152, the CoAP-over-DTLS guidance.
+    pub mtu: usize,
+    /// Handshake retransmission policy (RFC 6347 §4.2.4.1).
+    pub retransmit: RetransmitConfig,
+    /// Require extended_master_secret (RFC 7627); default true.
+    pub require_extended_master_secret: bool,
+    /// Bytes of handshake data buffered for reassembly per connection.
+    pub max_reassembly_bytes: usize,
+    /// Epoch-1 records held while their keys are not yet known (reordering).
+    pub max_early_records: usize,
+    /// Wall clock for certificate validity. The engine reads no clock itself; this hook is the
+    /// one place wall time enters, and tests may fix it.
+    pub wall_clock: fn() -> SystemTime,
+}
+
+impl fmt::Debug for CommonConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommonConfig")
+            .field("suites", &self.suites.iter().map(|s| s.name).collect::<Vec<_>>())
+            .field("mtu", &self.mtu)
+            .field("retransmit", &self.retransmit)
+            .field("require_extended_master_secret", &self.require_extended_master_secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        Self {
+            provider: Arc::new(RustCrypto),
+            suites: ALL_SUITES.to_vec(),
+            mtu: 1152,
+            retransmit: RetransmitConfig::default(),
+            require_extended_master_secret: true,
+            max_reassembly_bytes: crate::handshake::reassembly::DEFAULT_MAX_BUFFERED,
+            max_early_records: 16,
+            wall_clock: SystemTime::now,
+        }
+    }
+}
+
+/// Client configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Shared settings.
+    pub common: CommonConfig,
+    /// PSK to offer PSK suites with.
+    pub psk: Option<Psk>,
+    /// How to check the server's certificate; without one, certificate suites are not offered.
+    pub verifier: Option<PeerVerifier>,
+    /// Certificate to present when the server asks for one.
+    pub client_cert: Option<CertifiedKey>,
+}
+
+/// Client certificate policy on the server.
+#[derive(Debug, Clone, Default)]
+pub enum ClientAuth {
+    /// Do not ask for a certificate.
+    #[default]
+    None,
+    /// Ask; accept a client that sends none.
+    Optional(PeerVerifier),
+    /// Ask; refuse a client that sends none.
+    Required(PeerVerifier),
+}
+
+/// Server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Shared settings.
+    pub common: CommonConfig,
+    /// PSK lookup; without one, PSK suites are not accepted.
+    pub psks: Option<Arc<dyn PskStore>>,
+    /// psk_identity_hint to send (RFC 4279 §5.2 says not to without a profile); default none.
+    pub psk_hint: Option<Vec<u8>>,
+    /// Certificate and key; without one, ECDSA suites are not accepted.
+    pub cert: Option<CertifiedKey>,
+    /// Offer raw public keys (RFC 7250) to clients that ask for them.
+    pub raw_public_key: bool,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// Session-ID resumption store; `None` disables resumption.
+    pub session_store: Option<Arc<dyn SessionStore>>,
+    /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
+    pub cookie: Option<CookieConfig>,
+    /// Most associations (established or not) at once.
+    pub max_connections: usize,
+    /// Most handshakes in progress at once; beyond this, new ClientHellos are dropped so
+    /// established peers are not starved.
+    pub max_handshakes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            common: CommonConfig::default(),
+            psks: None,
+            psk_hint: None,
+            cert: None,
+            raw_public_key: false,
+            client_auth: ClientAuth::None,
+            session_store: Some(Arc::new(MemorySessionStore::new(10_000, Duration::from_secs(24 * 3600)))),
+            cookie: Some(CookieConfig::default()),
+            max_connections: 100_000,
+            max_handshakes: 1_000,
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Many associations behind one socket: the stateless cookie gate (RFC 6347 §4.2.1), the
+//! association table keyed by peer address, and the limits that keep a flood of new
+//! handshakes from starving established peers.
+//!
+//! # Call order (sans-IO contract)
+//!
+//! ```text
+//! loop {
+//!     datagram from socket  -> endpoint.handle_datagram(now, peer, &bytes)
+//!     timer fired           -> endpoint.handle_timeout(now)
+//!     then drain:              endpoint.poll_transmit()  -> send to transmit.destination
+//!                              endpoint.poll_event()     -> (peer, Event)
+//!     sleep until              endpoint.poll_timeout()
+//! }
+//! ```
+
+use crate::codec::{ContentType, HandshakeType, Reader};
+use crate::config::{ClientConfig, ServerConfig};
+use crate::connection::{Connection, Event};
+use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
+use crate::crypto::SeededRng;
+use crate::error::Error;
+use crate::msgs::{ClientHello, HandshakeHeader};
+use crate::record::RecordHeader;
+use crate::resumption::Session;
+use crate::codec::Codec;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Endpoint-level counters (per-connection ones are in [`crate::Stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams handled.
+    pub datagrams_received: u64,
+    /// HelloVerifyRequests sent.
+    pub hello_verify_requests: u64,
+    /// ClientHellos whose cookie did not verify (stale, forged, or for another address).
+    pub cookies_rejected: u64,
+    /// Datagrams from unknown peers that were not a usable ClientHello.
+    pub dropped_unknown_peer: u64,
+    /// New handshakes refused because a limit was reached.
+    pub dropped_limit: u64,
+    /// Associations created.
+    pub connections_created: u64,
+}
+
+/// What the stateless gate decided about a datagram from a peer with no association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatelessOutcome {
+    /// Not a ClientHello that can start a handshake: drop it.
+    Drop,
+    /// Answer with the HelloVerifyRequest of this many bytes written to the output buffer.
+    HelloVerifyRequest(usize),
+    /// The cookie verified (or cookies are off): the peer may get an association.
+    Accept,
+}
+
+/// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
+pub struct Endpoint {
+    server: Option<Arc<ServerConfig>>,
+    cookies: Option<CookieKeys>,
+    connections: HashMap<SocketAddr, Connection>,
+    rng: SeededRng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<(SocketAddr, Event)>,
+    stats: EndpointStats,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("server", &self.server.is_some())
+            .field("connections", &self.connections.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The peer's first ClientHello must fit one record and one fragment: a server keeps no state
+/// before the cookie round trip, so it cannot reassemble (RFC 9147 §5.1 notes the same).
+fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader, &[u8])> {
+    let rec = crate::record::split_datagram(datagram).next()?;
+    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
+        return None;
+    }
+    let mut r = Reader::new(rec.fragment);
+    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
+    if hdr.msg_type != HandshakeType::ClientHello || hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length {
+        return None;
+    }
+    Some((rec.header, hdr, body))
+}
+
+impl Endpoint {
+    /// A server endpoint. `rng` seeds every association and the cookie secret.
+    pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
+        let cookies = config.cookie.clone().map(|c| CookieKeys::new(c, now, &mut rng));
+        Self {
+            server: Some(config),
+            cookies,
+            connections: HashMap::new(),
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// A client-only endpoint.
+    pub fn client(rng: SeededRng) -> Self {
+        Self {
+            server: None,
+            cookies: None,
+            connections: HashMap::new(),
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Starts a handshake with `peer`. See [`Connection::client`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        resume: Option<Session>,
+    ) -> Result<(), Error> {
+        let conn = Connection::client(config, peer, server_name, resume, self.rng.fork(), now)?;
+        self.connections.insert(peer, conn);
+        self.stats.connections_created += 1;
+        self.collect(peer);
+        Ok(())
+    }
+
+    /// The stateless gate, usable on its own (the cookie layer calls it): decides on a
+    /// datagram from a peer without an association and, when a HelloVerifyRequest is the
+    /// answer, writes it into `out`. It allocates nothing (RFC 6347 §4.2.1; DESIGN "no state
+    /// before proof").
+    pub fn stateless_check(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], out: &mut [u8]) -> StatelessOutcome {
+        let Some(server) = &self.server else { return StatelessOutcome::Drop };
+        let Some((rec, _hdr, body)) = first_client_hello(datagram) else {
+            return StatelessOutcome::Drop;
+        };
+        let Ok(view) = ClientHelloView::parse(body) else { return StatelessOutcome::Drop };
+        let Some(keys) = &mut self.cookies else { return StatelessOutcome::Accept };
+        keys.rotate_if_due(now, &mut self.rng);
+        let provider = &*server.common.provider;
+        if !view.cookie.is_empty() {
+            if keys.verify(provider, now, peer, &view.params, view.cookie).is_ok() {
+                return StatelessOutcome::Accept;
+            }
+            self.stats.cookies_rejected += 1;
+        }
+        let cookie = keys.generate(provider, now, peer, &view.params);
+        match write_hello_verify_request(rec.sequence_number, cookie.as_bytes(), out) {
+            // Never answer with more than was received: no amplification (RFC 6347 §4.2.1).
+            Some(n) if n <= datagram.len() => {
+                self.stats.hello_verify_requests += 1;
+                StatelessOutcome::HelloVerifyRequest(n)
+            }
+            _ => StatelessOutcome::Drop,
+        }
+    }
+
+    /// Processes one datagram from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
+        self.stats.datagrams_received += 1;
+        let existing = self.connections.get(&peer);
+        let starts_with_ch = first_client_hello(datagram);
+        let route_to_existing = match (existing, &starts_with_ch) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(c), Some((_, _, body))) => {
+                // A retransmission of the ClientHello that created this association goes to it
+                // (it triggers our flight's retransmission); a different one is a new handshake
+                // on the same 5-tuple (RFC 6347 §4.2.8), which must pass the cookie gate first.
+                c.is_handshaking() && ClientHelloView::parse(body).is_ok_and(|v| v.params.random == c.client_random())
+            }
+        };
+        if route_to_existing {
+            if let Some(conn) = self.connections.get_mut(&peer) {
+                conn.handle_datagram(now, datagram);
+            }
+            self.collect(peer);
+            return;
+        }
+        let Some(server) = self.server.clone() else {
+            self.stats.dropped_unknown_peer += 1;
+            return;
+        };
+        let mut buf = [0u8; 256];
+        match self.stateless_check(now, peer, datagram, &mut buf) {
+            StatelessOutcome::Drop => self.stats.dropped_unknown_peer += 1,
+            StatelessOutcome::HelloVerifyRequest(n) => {
+                self.transmits.push_back(Transmit { destination: peer, payload: buf[..n].to_vec() })
+            }
+            StatelessOutcome::Accept => {
+                let Some((_, hdr, body)) = starts_with_ch else { return };
+                let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
+                if handshaking >= server.max_handshakes
+                    || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
+                {
+                    self.stats.dropped_limit += 1;
+                    return;
+                }
+                let Ok(ch) = ClientHello::read_exact(body) else {
+                    self.stats.dropped_unknown_peer += 1;
+                    return;
+                };
+                let conn = Connection::server(server, peer, ch, hdr.message_seq, self.rng.fork(), now);
+                self.connections.insert(peer, conn);
+                self.stats.connections_created += 1;
+                self.collect(peer);
+            }
+        }
+    }
+
+    /// Drives every association's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<SocketAddr> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for peer in due {
+            if let Some(c) = self.connections.get_mut(&peer) {
+                c.handle_timeout(now);
+            }
+            self.collect(peer);
+        }
+    }
+
+    /// The earliest timer of any association.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.connections.values().filter_map(|c| c.poll_timeout()).min()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, with the peer it concerns.
+    pub fn poll_event(&mut self) -> Option<(SocketAddr, Event)> {
+        self.events.pop_front()
+    }
+
+    /// Sends application data to an established peer.
+    pub fn send(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
+        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+        conn.send(data)?;
+        self.collect(peer);
+        Ok(())
+    }
+
+    /// Sends close_notify to `peer` and forgets the association.
+    pub fn close(&mut self, peer: SocketAddr) {
+        if let Some(c) = self.connections.get_mut(&peer) {
+            c.close();
+        }
+        self.collect(peer);
+    }
+
+    /// Sends close_notify to every peer (graceful shutdown).
+    pub fn close_all(&mut self) {
+        let peers: Vec<SocketAddr> = self.connections.keys().copied().collect();
+        for p in peers {
+            self.close(p);
+        }
+    }
+
+    /// Forgets associations idle since before `idle_since` (no close_notify: the peer is gone).
+    pub fn expire_idle(&mut self, idle_since: Instant) -> usize {
+        let before = self.connections.len();
+        self.connections.retain(|_, c| c.last_activity() >= idle_since);
+        before - self.connections.len()
+    }
+
+    /// The association with `peer`.
+    pub fn connection(&self, peer: &SocketAddr) -> Option<&Connection> {
+        self.connections.get(peer)
+    }
+
+    /// Number of associations (established or handshaking).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    fn collect(&mut self, peer: SocketAddr) {
+        let Some(conn) = self.connections.get_mut(&peer) else { return };
+        while let Some(payload) = conn.poll_transmit() {
+            self.transmits.push_back(Transmit { destination: peer, payload });
+        }
+        while let Some(ev) = conn.poll_event() {
+            self.events.push_back((peer, ev));
+        }
+        if conn.is_closed() {
+            self.connections.remove(&peer);
+        }
+    }
+}
