@@ -1,0 +1,299 @@
+//! The reference integration of the raw sans-IO engine over `std::net::UdpSocket`.
+//!
+//! ```text
+//! dtls_echo server --listen ADDR [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]]
+//!                  [--mtu N] [--no-cookie] [--suites LIST]
+//! dtls_echo client --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME]
+//!                  [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume] [--suites LIST]
+//!                  [--timeout SECS] --message TEXT
+//! ```
+//!
+//! The server echoes every application-data record to its sender and serves any number of
+//! peers. The client completes the handshake, sends TEXT, prints the echo on stdout and exits
+//! 0; on failure it prints the reason on stderr and exits 1 (2 for usage errors). With
+//! `--resume` it closes, reconnects with an abbreviated handshake, prints `resumed` on stderr
+//! when that succeeded, and sends TEXT again.
+
+use coaps::dtls::cert::{self, WebPkiVerifier};
+use coaps::dtls::crypto::SeededRng;
+use coaps::dtls::crypto::rustcrypto::EcdsaP256SigningKey;
+use coaps::dtls::{
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig, Session,
+    StaticPsks, suites,
+};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Args {
+    mode: String,
+    listen: Option<String>,
+    connect: Option<String>,
+    psk: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+    ca: Option<String>,
+    server_name: Option<String>,
+    mtu: Option<usize>,
+    no_cookie: bool,
+    resume: bool,
+    suites: Option<String>,
+    message: Option<String>,
+    timeout: Option<u64>,
+}
+
+const USAGE: &str = "usage:
+  dtls_echo server --listen ADDR [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST]
+  dtls_echo client --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume] [--suites LIST] [--timeout SECS] --message TEXT";
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args { mode: it.next().ok_or("missing mode: `server` or `client`")?, ..Args::default() };
+    if a.mode != "server" && a.mode != "client" {
+        return Err(format!("unknown mode `{}`: use `server` or `client`", a.mode));
+    }
+    while let Some(flag) = it.next() {
+        let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--listen" => a.listen = Some(val("--listen")?),
+            "--connect" => a.connect = Some(val("--connect")?),
+            "--psk" => a.psk = Some(val("--psk")?),
+            "--cert" => a.cert = Some(val("--cert")?),
+            "--key" => a.key = Some(val("--key")?),
+            "--client-ca" => a.client_ca = Some(val("--client-ca")?),
+            "--ca" => a.ca = Some(val("--ca")?),
+            "--server-name" => a.server_name = Some(val("--server-name")?),
+            "--mtu" => {
+                let v = val("--mtu")?;
+                let n: usize = v.parse().map_err(|_| format!("--mtu takes a number of bytes, got `{v}`"))?;
+                if !(100..=65507).contains(&n) {
+                    return Err(format!("--mtu must be between 100 and 65507 bytes, got {n}"));
+                }
+                a.mtu = Some(n);
+            }
+            "--no-cookie" => a.no_cookie = true,
+            "--resume" => a.resume = true,
+            "--suites" => a.suites = Some(val("--suites")?),
+            "--message" => a.message = Some(val("--message")?),
+            "--timeout" => {
+                let v = val("--timeout")?;
+                a.timeout = Some(v.parse().map_err(|_| format!("--timeout takes seconds, got `{v}`"))?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(a)
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} `{path}`: {e}"))
+}
+
+fn parse_psk(s: &str) -> Result<Psk, String> {
+    let (id, hex) = s.split_once(':').ok_or("--psk takes IDENTITY:HEXKEY, e.g. Client_identity:0102030405060708")?;
+    let hex = hex.trim();
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("--psk key must be an even number of hex digits, got `{hex}`"));
+    }
+    let key: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0)).collect();
+    Psk::new(id.as_bytes().to_vec(), key).map_err(|e| format!("--psk: {e}"))
+}
+
+fn common(a: &Args) -> Result<CommonConfig, String> {
+    let mut c = CommonConfig::default();
+    if let Some(m) = a.mtu {
+        c.mtu = m;
+    }
+    if let Some(list) = &a.suites {
+        c.suites = list
+            .split(',')
+            .map(|n| suites::by_name(n).copied().ok_or_else(|| format!("unknown cipher suite `{n}`")))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(c)
+}
+
+fn certified_key(cert: &str, key: &str) -> Result<CertifiedKey, String> {
+    let chain = cert::load_certs_pem(&read_file(cert, "certificate")?).map_err(|e| format!("{cert}: {e}"))?;
+    let sk = cert::load_private_key_pem(&read_file(key, "private key")?).map_err(|e| format!("{key}: {e}"))?;
+    let bytes: [u8; 32] = sk.to_bytes().into();
+    let signing = EcdsaP256SigningKey::from_bytes(&bytes).map_err(|e| format!("{key}: {e}"))?;
+    Ok(CertifiedKey { chain, key: Arc::new(signing) })
+}
+
+fn verifier(ca: &str) -> Result<PeerVerifier, String> {
+    let roots = cert::load_certs_pem(&read_file(ca, "CA certificate")?).map_err(|e| format!("{ca}: {e}"))?;
+    Ok(PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).map_err(|e| format!("{ca}: {e}"))?)))
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{addr}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{addr}` resolves to no address"))
+}
+
+/// Sends everything the endpoint wants to send.
+fn flush(sock: &UdpSocket, ep: &mut Endpoint) {
+    while let Some(t) = ep.poll_transmit() {
+        let _ = sock.send_to(&t.payload, t.destination);
+    }
+}
+
+/// Waits for one datagram or the endpoint's next timer, whichever is first.
+fn pump(sock: &UdpSocket, ep: &mut Endpoint, buf: &mut [u8], cap: Duration) {
+    let now = Instant::now();
+    let wait = ep.poll_timeout().map_or(cap, |t| t.saturating_duration_since(now).min(cap)).max(Duration::from_millis(1));
+    let _ = sock.set_read_timeout(Some(wait));
+    if let Ok((n, from)) = sock.recv_from(buf) {
+        ep.handle_datagram(Instant::now(), from, &buf[..n]);
+    }
+    ep.handle_timeout(Instant::now());
+    flush(sock, ep);
+}
+
+fn server(a: Args) -> Result<(), String> {
+    let listen = a.listen.as_deref().ok_or("server needs --listen ADDR")?;
+    let mut cfg = ServerConfig { common: common(&a)?, ..ServerConfig::default() };
+    if let Some(p) = &a.psk {
+        cfg.psks = Some(Arc::new(StaticPsks(vec![parse_psk(p)?])));
+    }
+    match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => cfg.cert = Some(certified_key(c, k)?),
+        (None, None) => {}
+        _ => return Err("--cert and --key go together".into()),
+    }
+    if let Some(ca) = &a.client_ca {
+        cfg.client_auth = ClientAuth::Required(verifier(ca)?);
+    }
+    if a.no_cookie {
+        cfg.cookie = None;
+    }
+    if cfg.psks.is_none() && cfg.cert.is_none() {
+        return Err("server needs credentials: --psk IDENTITY:HEXKEY and/or --cert CERT.pem --key KEY.pem".into());
+    }
+    let sock = UdpSocket::bind(resolve(listen)?).map_err(|e| format!("cannot bind {listen}: {e}"))?;
+    println!("listening on {}", sock.local_addr().map_err(|e| e.to_string())?);
+    let mut ep = Endpoint::server(Arc::new(cfg), SeededRng::from_os(), Instant::now());
+    let mut buf = vec![0u8; 65536];
+    loop {
+        pump(&sock, &mut ep, &mut buf, Duration::from_secs(1));
+        while let Some((peer, ev)) = ep.poll_event() {
+            match ev {
+                Event::Connected { identity, suite, resumed } => {
+                    eprintln!("{peer}: connected, {suite:?}, {identity:?}{}", if resumed { ", resumed" } else { "" })
+                }
+                Event::ApplicationData(d) => {
+                    if let Err(e) = ep.send(peer, &d) {
+                        eprintln!("{peer}: echo failed: {e}");
+                    }
+                }
+                Event::Closed(r) => eprintln!("{peer}: closed: {r:?}"),
+            }
+        }
+        flush(&sock, &mut ep);
+        ep.expire_idle(Instant::now() - Duration::from_secs(300));
+    }
+}
+
+/// Runs one connection: handshake, send `message`, wait for the echo. Returns the session for
+/// resumption and whether the handshake was resumed.
+fn client_once(
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    cfg: &Arc<ClientConfig>,
+    name: &str,
+    resume: Option<Session>,
+    message: &str,
+    deadline: Instant,
+) -> Result<(Option<Session>, bool), String> {
+    let mut ep = Endpoint::client(SeededRng::from_os());
+    ep.connect(Instant::now(), peer, cfg.clone(), name, resume).map_err(|e| e.to_string())?;
+    flush(sock, &mut ep);
+    let mut buf = vec![0u8; 65536];
+    let mut resumed = false;
+    loop {
+        if Instant::now() > deadline {
+            return Err("timeout: no answer from the server".into());
+        }
+        pump(sock, &mut ep, &mut buf, Duration::from_millis(200));
+        while let Some((_, ev)) = ep.poll_event() {
+            match ev {
+                Event::Connected { resumed: r, .. } => {
+                    resumed = r;
+                    ep.send(peer, message.as_bytes()).map_err(|e| e.to_string())?;
+                    flush(sock, &mut ep);
+                }
+                Event::ApplicationData(d) => {
+                    println!("{}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
+                    let session = ep.connection(&peer).and_then(|c| c.session().cloned());
+                    ep.close(peer);
+                    flush(sock, &mut ep);
+                    return Ok((session, resumed));
+                }
+                Event::Closed(r) => return Err(format!("connection closed: {r:?}")),
+            }
+        }
+    }
+}
+
+fn client(a: Args) -> Result<(), String> {
+    let connect = a.connect.as_deref().ok_or("client needs --connect ADDR")?;
+    let message = a.message.clone().ok_or("client needs --message TEXT")?;
+    let peer = resolve(connect)?;
+    let mut cfg = ClientConfig { common: common(&a)?, ..ClientConfig::default() };
+    if let Some(p) = &a.psk {
+        cfg.psk = Some(parse_psk(p)?);
+    }
+    if let Some(ca) = &a.ca {
+        cfg.verifier = Some(verifier(ca)?);
+    }
+    match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => cfg.client_cert = Some(certified_key(c, k)?),
+        (None, None) => {}
+        _ => return Err("--cert and --key go together".into()),
+    }
+    if cfg.psk.is_none() && cfg.verifier.is_none() {
+        return Err("client needs credentials: --psk IDENTITY:HEXKEY and/or --ca CA.pem".into());
+    }
+    let name = a.server_name.clone().unwrap_or_else(|| peer.ip().to_string());
+    let cfg = Arc::new(cfg);
+    let bind: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bind address")?;
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout.unwrap_or(10));
+    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, deadline)?;
+    if a.resume {
+        let session = session.ok_or("the server issued no session ID: cannot resume")?;
+        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, deadline)?;
+        if !resumed {
+            return Err("the server did not resume the session (full handshake instead)".into());
+        }
+        eprintln!("resumed");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = if args.mode == "server" { server(args) } else { client(args) };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
