@@ -70,6 +70,52 @@ pub trait RecordAead: Send + Sync {
     /// Decrypts `buf` (ciphertext followed by the tag) in place; on success `buf` is truncated
     /// to the plaintext. On failure `buf` content is unspecified.
     fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError>;
+
+    /// Encrypts `buf` in place and writes the tag to `tag_out`, whose length must be the
+    /// algorithm's tag length. Lets the record layer seal straight into an output buffer that
+    /// already holds other records.
+    ///
+    /// The default goes through [`RecordAead::seal_in_place`] with a temporary `Vec`;
+    /// providers should override it to avoid that allocation.
+    fn seal_in_place_detached(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let mut tmp = Zeroizing::new(buf.to_vec());
+        self.seal_in_place(nonce, aad, &mut tmp)?;
+        if tmp.len() != buf.len() + tag_out.len() {
+            return Err(CryptoError);
+        }
+        let (ct, tag) = tmp.split_at(buf.len());
+        buf.copy_from_slice(ct);
+        tag_out.copy_from_slice(tag);
+        Ok(())
+    }
+
+    /// Decrypts `buf` in place, authenticating it with `tag`.
+    ///
+    /// The default goes through [`RecordAead::open_in_place`] with a temporary `Vec`;
+    /// providers should override it to avoid that allocation.
+    fn open_in_place_detached(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), CryptoError> {
+        let mut tmp = Zeroizing::new(Vec::with_capacity(buf.len() + tag.len()));
+        tmp.extend_from_slice(buf);
+        tmp.extend_from_slice(tag);
+        self.open_in_place(nonce, aad, &mut tmp)?;
+        if tmp.len() != buf.len() {
+            return Err(CryptoError);
+        }
+        buf.copy_from_slice(&tmp);
+        Ok(())
+    }
 }
 
 /// An incremental SHA-256 for transcripts.

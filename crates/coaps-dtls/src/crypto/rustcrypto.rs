@@ -1,11 +1,664 @@
-//! The default provider, on RustCrypto crates. (STUB)
-#![allow(missing_docs)]
+//! The default provider, on RustCrypto crates: ChaCha20-Poly1305, AES-128-CCM-8, AES-128-GCM,
+//! HMAC-SHA-256, SHA-256, ECDH and ECDSA on P-256.
+
+use std::fmt;
+
+use aes::Aes128;
+use aes_gcm::Aes128Gcm;
+use ccm::Ccm;
+use ccm::consts::{U8, U12};
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::array::Array;
+use chacha20poly1305::aead::{AeadCore, AeadInOut, KeyInit};
+use hmac::{Hmac, Mac};
+use p256::elliptic_curve::sec1::ToSec1Point;
+use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{
+    AeadAlgorithm, CryptoError, CryptoProvider, EcdhKeyPair, HashContext, RecordAead, Rng,
+    SigningKey,
+};
+
+/// AES-128-CCM with an 8-byte tag and a 12-byte nonce (RFC 6655 §3: L = 3).
+type Aes128Ccm8 = Ccm<Aes128, U8, U12>;
+
+/// Length of an uncompressed P-256 point: 0x04 || X || Y (RFC 8422 §5.4).
+const UNCOMPRESSED_POINT_LEN: usize = 65;
+
+/// How many 32-byte draws [`RustCrypto::ecdh_p256`] makes before giving up. A uniformly random
+/// draw is out of range with probability about 2^-32, so failing this many times means the
+/// injected RNG is broken, not unlucky.
+const SCALAR_ATTEMPTS: usize = 8;
+
+/// The default [`CryptoProvider`], built on the pure-Rust RustCrypto crates.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RustCrypto;
-impl super::CryptoProvider for RustCrypto {
-    fn aead(&self, _alg: super::AeadAlgorithm, _key: &[u8]) -> Result<Box<dyn super::RecordAead>, super::CryptoError> { todo!() }
-    fn hmac_sha256(&self, _key: &[u8], _parts: &[&[u8]]) -> [u8; 32] { todo!() }
-    fn sha256(&self) -> Box<dyn super::HashContext> { todo!() }
-    fn ecdh_p256(&self, _rng: &mut dyn super::Rng) -> Result<Box<dyn super::EcdhKeyPair>, super::CryptoError> { todo!() }
-    fn ecdsa_p256_verify(&self, _p: &[u8], _m: &[u8], _s: &[u8]) -> Result<(), super::CryptoError> { todo!() }
+
+impl CryptoProvider for RustCrypto {
+    fn aead(&self, alg: AeadAlgorithm, key: &[u8]) -> Result<Box<dyn RecordAead>, CryptoError> {
+        if key.len() != alg.key_len() {
+            return Err(CryptoError);
+        }
+        Ok(match alg {
+            AeadAlgorithm::ChaCha20Poly1305 => Box::new(Keyed(
+                ChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError)?,
+            )),
+            AeadAlgorithm::Aes128Ccm8 => Box::new(Keyed(
+                Aes128Ccm8::new_from_slice(key).map_err(|_| CryptoError)?,
+            )),
+            AeadAlgorithm::Aes128Gcm => Box::new(Keyed(
+                Aes128Gcm::new_from_slice(key).map_err(|_| CryptoError)?,
+            )),
+        })
+    }
+
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = new_hmac(key);
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    fn sha256(&self) -> Box<dyn HashContext> {
+        Box::new(Sha256Context(Sha256::new()))
+    }
+
+    fn ecdh_p256(&self, rng: &mut dyn Rng) -> Result<Box<dyn EcdhKeyPair>, CryptoError> {
+        let mut candidate = Zeroizing::new([0u8; 32]);
+        for _ in 0..SCALAR_ATTEMPTS {
+            rng.fill(&mut candidate[..]);
+            // Rejection sampling: out-of-range or zero draws are discarded, not reduced, so the
+            // scalar stays uniform in [1, n-1].
+            if let Ok(secret) = p256::SecretKey::from_bytes(&p256::FieldBytes::from(*candidate)) {
+                let mut public = [0u8; UNCOMPRESSED_POINT_LEN];
+                public.copy_from_slice(secret.public_key().to_sec1_point(false).as_bytes());
+                return Ok(Box::new(P256KeyPair { secret, public }));
+            }
+        }
+        Err(CryptoError)
+    }
+
+    fn ecdsa_p256_verify(
+        &self,
+        public_point: &[u8],
+        msg: &[u8],
+        der_sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        use p256::ecdsa::signature::Verifier;
+        let key = parse_uncompressed_point(public_point)?;
+        let key = p256::ecdsa::VerifyingKey::from(key);
+        let sig = p256::ecdsa::DerSignature::from_bytes(der_sig).map_err(|_| CryptoError)?;
+        key.verify(msg, &sig).map_err(|_| CryptoError)
+    }
+}
+
+fn new_hmac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length (RFC 2104 §2: long keys are hashed, short ones padded).
+    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC-SHA-256 accepts keys of every length"),
+    }
+}
+
+/// Accepts only the uncompressed form (RFC 8422 §5.1.2: the other formats are deprecated)
+/// and a point on the curve other than the identity (RFC 8422 §5.11).
+fn parse_uncompressed_point(bytes: &[u8]) -> Result<p256::PublicKey, CryptoError> {
+    if bytes.len() != UNCOMPRESSED_POINT_LEN || bytes[0] != 0x04 {
+        return Err(CryptoError);
+    }
+    p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| CryptoError)
+}
+
+/// One keyed AEAD of any of the three suites; all use 12-byte nonces.
+struct Keyed<A>(A);
+
+impl<A> Keyed<A>
+where
+    A: AeadInOut + AeadCore<NonceSize = U12>,
+{
+    fn tag_len() -> usize {
+        use chacha20poly1305::aead::array::typenum::Unsigned;
+        A::TagSize::USIZE
+    }
+}
+
+impl<A> RecordAead for Keyed<A>
+where
+    A: AeadInOut + AeadCore<NonceSize = U12> + Send + Sync,
+{
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Array::from(*nonce), aad, buf.as_mut_slice().into())
+            .map_err(|_| CryptoError)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let ct_len = buf.len().checked_sub(Self::tag_len()).ok_or(CryptoError)?;
+        let (ct, tag) = buf.split_at_mut(ct_len);
+        self.open_in_place_detached(nonce, aad, ct, tag)?;
+        buf.truncate(ct_len);
+        Ok(())
+    }
+
+    fn seal_in_place_detached(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if tag_out.len() != Self::tag_len() {
+            return Err(CryptoError);
+        }
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Array::from(*nonce), aad, buf.into())
+            .map_err(|_| CryptoError)?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
+    fn open_in_place_detached(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), CryptoError> {
+        // The crates compare tags in constant time (ctutils / subtle) and wipe the output on
+        // failure.
+        let tag = Array::try_from(tag).map_err(|_| CryptoError)?;
+        self.0
+            .decrypt_inout_detached(&Array::from(*nonce), aad, buf.into(), &tag)
+            .map_err(|_| CryptoError)
+    }
+}
+
+/// SHA-256 transcript hash.
+#[derive(Clone)]
+struct Sha256Context(Sha256);
+
+impl HashContext for Sha256Context {
+    fn update(&mut self, data: &[u8]) {
+        Digest::update(&mut self.0, data);
+    }
+
+    fn current(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+
+    fn fork(&self) -> Box<dyn HashContext> {
+        Box::new(self.clone())
+    }
+}
+
+/// An ephemeral ECDH key pair. `SecretKey` wipes the scalar on drop.
+struct P256KeyPair {
+    secret: p256::SecretKey,
+    public: [u8; UNCOMPRESSED_POINT_LEN],
+}
+
+impl EcdhKeyPair for P256KeyPair {
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn complete(self: Box<Self>, peer_public: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let peer = parse_uncompressed_point(peer_public)?;
+        let shared = self.secret.diffie_hellman(&peer);
+        // RFC 8422 §5.10: the premaster secret is the x-coordinate, fixed length, leading zeros
+        // kept; `raw_secret_bytes` is exactly that 32-byte big-endian field element.
+        let mut z = Zeroizing::new([0u8; 32]);
+        z.copy_from_slice(shared.raw_secret_bytes());
+        Ok(z)
+    }
+}
+
+/// An ECDSA P-256 private key for TLS signatures (RFC 8422 §5.4, ecdsa_secp256r1_sha256).
+/// Signing is deterministic (RFC 6979), so it needs no RNG.
+pub struct EcdsaP256SigningKey {
+    key: p256::ecdsa::SigningKey,
+    spki: Vec<u8>,
+}
+
+impl fmt::Debug for EcdsaP256SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EcdsaP256SigningKey")
+            .finish_non_exhaustive()
+    }
+}
+
+impl EcdsaP256SigningKey {
+    /// From a DER PKCS #8 `PrivateKeyInfo` (RFC 5208 / RFC 5958) holding a P-256 key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        Self::from_key(p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|_| CryptoError)?)
+    }
+
+    /// From a DER SEC 1 `ECPrivateKey` (RFC 5915), as found in "EC PRIVATE KEY" PEM blocks.
+    pub fn from_sec1_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let secret = p256::SecretKey::from_sec1_der(der).map_err(|_| CryptoError)?;
+        Self::from_key(p256::ecdsa::SigningKey::from(&secret))
+    }
+
+    /// From the raw big-endian scalar; rejects zero and values not below the group order.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, CryptoError> {
+        let field = Zeroizing::new(p256::FieldBytes::from(*bytes));
+        Self::from_key(p256::ecdsa::SigningKey::from_bytes(&field).map_err(|_| CryptoError)?)
+    }
+
+    fn from_key(key: p256::ecdsa::SigningKey) -> Result<Self, CryptoError> {
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(|_| CryptoError)?
+            .as_bytes()
+            .to_vec();
+        Ok(Self { key, spki })
+    }
+
+    /// The public key as an uncompressed point (0x04 || X || Y), the form
+    /// [`CryptoProvider::ecdsa_p256_verify`] takes.
+    pub fn public_point(&self) -> [u8; 65] {
+        let mut out = [0u8; UNCOMPRESSED_POINT_LEN];
+        out.copy_from_slice(self.key.verifying_key().to_sec1_point(false).as_bytes());
+        out
+    }
+}
+
+impl SigningKey for EcdsaP256SigningKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use p256::ecdsa::signature::Signer;
+        // RFC 8422 §5.4: TLS carries the DER `Ecdsa-Sig-Value`, not the raw r || s.
+        let sig: p256::ecdsa::DerSignature = self.key.try_sign(msg).map_err(|_| CryptoError)?;
+        Ok(sig.as_bytes().to_vec())
+    }
+
+    fn public_key_spki(&self) -> Vec<u8> {
+        self.spki.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SeededRng;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// An RNG that replays fixed bytes, to steer scalar generation.
+    struct FixedRng(Vec<u8>);
+    impl Rng for FixedRng {
+        fn fill(&mut self, buf: &mut [u8]) {
+            let n = buf.len();
+            buf.copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+        }
+    }
+
+    #[test]
+    fn sha256_known_answer_and_current_is_non_destructive() {
+        let mut h = RustCrypto.sha256();
+        h.update(b"ab");
+        let fork = h.fork();
+        h.update(b"c");
+        // FIPS 180-2 Appendix B.1: SHA-256("abc").
+        let abc = hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(h.current().to_vec(), abc);
+        assert_eq!(
+            h.current().to_vec(),
+            abc,
+            "current() must not consume the context"
+        );
+        let mut fork = fork;
+        fork.update(b"c");
+        assert_eq!(fork.current().to_vec(), abc);
+        let mut h2 = h.fork();
+        h2.update(b"d");
+        assert_ne!(h2.current(), h.current());
+    }
+
+    #[test]
+    fn hmac_sha256_rfc4231_case2() {
+        // RFC 4231 §4.3, test case 2; the message is split across parts.
+        let mac = RustCrypto.hmac_sha256(b"Jefe", &[b"what do ya want ", b"", b"for nothing?"]);
+        assert_eq!(
+            mac.to_vec(),
+            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+    }
+
+    #[test]
+    fn aead_rejects_wrong_key_length() {
+        for alg in [
+            AeadAlgorithm::ChaCha20Poly1305,
+            AeadAlgorithm::Aes128Ccm8,
+            AeadAlgorithm::Aes128Gcm,
+        ] {
+            assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() + 1]).is_err());
+            assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn chacha20poly1305_rfc8439_aead_vector() {
+        // RFC 8439 §2.8.2.
+        let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+        let nonce: [u8; 12] = hex("070000004041424344454647").try_into().unwrap();
+        let aad = hex("50515253c0c1c2c3c4c5c6c7");
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let expected_ct = hex(
+            "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116",
+        );
+        let expected_tag = hex("1ae10b594f09e26a7e902ecbd0600691");
+        let aead = RustCrypto
+            .aead(AeadAlgorithm::ChaCha20Poly1305, &key)
+            .unwrap();
+        let mut buf = pt.to_vec();
+        aead.seal_in_place(&nonce, &aad, &mut buf).unwrap();
+        assert_eq!(&buf[..pt.len()], &expected_ct[..]);
+        assert_eq!(&buf[pt.len()..], &expected_tag[..]);
+        aead.open_in_place(&nonce, &aad, &mut buf).unwrap();
+        assert_eq!(buf, pt);
+    }
+
+    #[test]
+    fn aes128gcm_known_answer() {
+        // McGrew & Viega GCM spec, test case 4 (AES-128, 60-byte plaintext, 20-byte AAD).
+        let key = hex("feffe9928665731c6d6a8f9467308308");
+        let nonce: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let pt = hex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+        );
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let ct = hex(
+            "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",
+        );
+        let tag = hex("5bc94fbc3221a5db94fae95ae7121a47");
+        let aead = RustCrypto.aead(AeadAlgorithm::Aes128Gcm, &key).unwrap();
+        let mut buf = pt.clone();
+        aead.seal_in_place(&nonce, &aad, &mut buf).unwrap();
+        assert_eq!(buf, [ct, tag].concat());
+        aead.open_in_place(&nonce, &aad, &mut buf).unwrap();
+        assert_eq!(buf, pt);
+    }
+
+    #[test]
+    fn aes128ccm8_matches_python_cryptography() {
+        // Expected value computed independently with Python `cryptography` 48.0 (OpenSSL backend):
+        //   AESCCM(bytes(range(16)), tag_length=8).encrypt(bytes(range(0x10, 0x1c)),
+        //          b"hello, CCM-8 record", b"additional")
+        let key: Vec<u8> = (0..16).collect();
+        let nonce: [u8; 12] = core::array::from_fn(|i| 0x10 + i as u8);
+        let expected = hex("4bd0d5cc2dd80df149e152f85416bee514c5b678578c6a2e41551a");
+        let aead = RustCrypto.aead(AeadAlgorithm::Aes128Ccm8, &key).unwrap();
+        let mut buf = b"hello, CCM-8 record".to_vec();
+        aead.seal_in_place(&nonce, b"additional", &mut buf).unwrap();
+        assert_eq!(buf, expected);
+        aead.open_in_place(&nonce, b"additional", &mut buf).unwrap();
+        assert_eq!(buf, b"hello, CCM-8 record");
+    }
+
+    #[test]
+    fn aead_open_rejects_tampering_and_short_input() {
+        for alg in [
+            AeadAlgorithm::ChaCha20Poly1305,
+            AeadAlgorithm::Aes128Ccm8,
+            AeadAlgorithm::Aes128Gcm,
+        ] {
+            let aead = RustCrypto.aead(alg, &vec![7u8; alg.key_len()]).unwrap();
+            let nonce = [1u8; 12];
+            let mut sealed = b"payload".to_vec();
+            aead.seal_in_place(&nonce, b"aad", &mut sealed).unwrap();
+            assert_eq!(sealed.len(), 7 + alg.tag_len());
+            for i in 0..sealed.len() {
+                let mut t = sealed.clone();
+                t[i] ^= 0x80;
+                assert!(
+                    aead.open_in_place(&nonce, b"aad", &mut t).is_err(),
+                    "{alg:?} byte {i}"
+                );
+            }
+            assert!(
+                aead.open_in_place(&nonce, b"aaD", &mut sealed.clone())
+                    .is_err()
+            );
+            assert!(
+                aead.open_in_place(&[2u8; 12], b"aad", &mut sealed.clone())
+                    .is_err()
+            );
+            assert!(
+                aead.open_in_place(&nonce, b"aad", &mut sealed[..alg.tag_len() - 1].to_vec())
+                    .is_err()
+            );
+            let mut tag = vec![0u8; alg.tag_len() + 1];
+            assert!(
+                aead.seal_in_place_detached(&nonce, b"", &mut [0u8; 4], &mut tag)
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn ecdh_keeps_leading_zero_of_z() {
+        // Found with Python `cryptography` 48.0: scalar 0x01 * 32 against the public key of
+        // scalar 309 gives a Z whose first byte is zero (RFC 8422 §5.10: must not be stripped).
+        let peer = hex(
+            "04d0ef0d9c1e333378211d09c0ee630d51fb1f8df53814ca869c527611615bc4fb
+               19cd34e76bd171143fc683dfd3e8031ef6cb25cca059520882bf993792499463",
+        );
+        let expected = hex("0094f4783ee8d261b5105ac71f605438100e8d84e9249f25f1a7038e438ec068");
+        let kp = RustCrypto.ecdh_p256(&mut FixedRng(vec![1; 32])).unwrap();
+        let z = kp.complete(&peer).unwrap();
+        assert_eq!(z.to_vec(), expected);
+    }
+
+    #[test]
+    fn ecdh_agrees() {
+        let mut rng = SeededRng::from_seed_u64(1);
+        let a = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        let b = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        assert_eq!(a.public_key().len(), 65);
+        assert_eq!(a.public_key()[0], 0x04);
+        let a_pub = a.public_key().to_vec();
+        let b_pub = b.public_key().to_vec();
+        let za = a.complete(&b_pub).unwrap();
+        let zb = b.complete(&a_pub).unwrap();
+        assert_eq!(*za, *zb);
+    }
+
+    #[test]
+    fn ecdh_known_answer_nist_cavs() {
+        // NIST CAVS ECC CDH primitive test vector, P-256, COUNT = 0.
+        let d = hex("7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534");
+        let peer = hex(
+            "04 700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287
+                db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac",
+        );
+        let expected = hex("46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b");
+        let mut rng = FixedRng(d);
+        let kp = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        assert_eq!(
+            kp.public_key(),
+            &hex(
+                "04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230
+                    28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141"
+            )[..]
+        );
+        assert_eq!(kp.complete(&peer).unwrap().to_vec(), expected);
+    }
+
+    #[test]
+    fn ecdh_retries_out_of_range_scalars_then_gives_up() {
+        // All-0xff is above the group order; zero is not a valid scalar either.
+        let mut bytes = vec![0xff; 32];
+        bytes.extend([0u8; 32]);
+        bytes.extend([0x11; 32]);
+        let kp = RustCrypto.ecdh_p256(&mut FixedRng(bytes)).unwrap();
+        let expected = p256::SecretKey::from_bytes(&p256::FieldBytes::from([0x11; 32])).unwrap();
+        assert_eq!(
+            kp.public_key(),
+            expected.public_key().to_sec1_point(false).as_bytes()
+        );
+        assert!(
+            RustCrypto
+                .ecdh_p256(&mut FixedRng(vec![0xff; 32 * SCALAR_ATTEMPTS]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn ecdh_rejects_bad_peer_points() {
+        let mut rng = SeededRng::from_seed_u64(2);
+        let other = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        let good = other.public_key().to_vec();
+        let fresh = |rng: &mut SeededRng| RustCrypto.ecdh_p256(rng).unwrap();
+        // Compressed form of a valid point.
+        let compressed = p256::PublicKey::from_sec1_bytes(&good)
+            .unwrap()
+            .to_sec1_point(true);
+        assert!(fresh(&mut rng).complete(compressed.as_bytes()).is_err());
+        // Wrong prefix, truncated, extended, off-curve, identity, empty.
+        let mut wrong_prefix = good.clone();
+        wrong_prefix[0] = 0x06;
+        assert!(fresh(&mut rng).complete(&wrong_prefix).is_err());
+        assert!(fresh(&mut rng).complete(&good[..64]).is_err());
+        assert!(
+            fresh(&mut rng)
+                .complete(&[&good[..], &[0]].concat())
+                .is_err()
+        );
+        let mut off_curve = good.clone();
+        off_curve[64] ^= 1;
+        assert!(fresh(&mut rng).complete(&off_curve).is_err());
+        assert!(fresh(&mut rng).complete(&[0x00]).is_err());
+        let mut zeros = [0u8; 65];
+        zeros[0] = 4;
+        assert!(fresh(&mut rng).complete(&zeros).is_err());
+        assert!(fresh(&mut rng).complete(&[]).is_err());
+        assert!(fresh(&mut rng).complete(&good).is_ok());
+    }
+
+    #[test]
+    fn ecdsa_sign_verify_and_reject() {
+        let key = EcdsaP256SigningKey::from_bytes(&[0x42; 32]).unwrap();
+        let sig = key.sign(b"server key exchange params").unwrap();
+        assert_eq!(sig[0], 0x30, "DER SEQUENCE");
+        assert!(sig.len() <= 72);
+        assert_eq!(
+            key.sign(b"server key exchange params").unwrap(),
+            sig,
+            "RFC 6979 is deterministic"
+        );
+        let point = key.public_point();
+        RustCrypto
+            .ecdsa_p256_verify(&point, b"server key exchange params", &sig)
+            .unwrap();
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(&point, b"server key exchange paramz", &sig)
+                .is_err()
+        );
+        let mut bad = sig.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(&point, b"server key exchange params", &bad)
+                .is_err()
+        );
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(&point, b"server key exchange params", &[])
+                .is_err()
+        );
+        let other = EcdsaP256SigningKey::from_bytes(&[0x43; 32])
+            .unwrap()
+            .public_point();
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(&other, b"server key exchange params", &sig)
+                .is_err()
+        );
+        let compressed = p256::PublicKey::from_sec1_bytes(&point)
+            .unwrap()
+            .to_sec1_point(true);
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(compressed.as_bytes(), b"server key exchange params", &sig)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn ecdsa_verifies_openssl_signature() {
+        // Produced with OpenSSL 3.0:
+        //   openssl ecparam -name prime256v1 -genkey -noout -out k.pem
+        //   printf 'coaps test message' | openssl dgst -sha256 -sign k.pem | xxd -p
+        //   openssl ec -in k.pem -pubout -conv_form uncompressed -outform DER | tail -c 65 | xxd -p
+        let point = hex(OPENSSL_POINT);
+        let sig = hex(OPENSSL_SIG);
+        RustCrypto
+            .ecdsa_p256_verify(&point, b"coaps test message", &sig)
+            .unwrap();
+        assert!(
+            RustCrypto
+                .ecdsa_p256_verify(&point, b"coaps test messagE", &sig)
+                .is_err()
+        );
+    }
+
+    const OPENSSL_POINT: &str = "046db5fca8c27bc7a3abbe6b1bfbc778b095f4ea7b6714798c55b1001aeac61afeaa5ceac6e35b5953b138555a9797e5c4bab2d24169d0e7b66945a6080cf851a3";
+    const OPENSSL_SIG: &str = "3045022044b365b672ca2afebada530d3108bbfd5fbb5f2bc421a7dd9f7c4789d07deacf0221009c2b0876ec889d0a132cc30487b9ee5c7cca6e10e6e2e79ac5efe2669a863c35";
+
+    #[test]
+    fn signing_key_constructors_agree() {
+        // Encodings produced with Python `cryptography` 48.0 (OpenSSL backend):
+        //   k = ec.derive_private_key(int.from_bytes(b"\x42" * 32, "big"), ec.SECP256R1())
+        //   k.private_bytes(DER, TraditionalOpenSSL | PKCS8, NoEncryption())
+        //   k.public_key().public_bytes(DER, SubjectPublicKeyInfo)
+        let sec1 = hex(SEC1_DER);
+        let pkcs8 = hex(PKCS8_DER);
+        let a = EcdsaP256SigningKey::from_bytes(&[0x42; 32]).unwrap();
+        let b = EcdsaP256SigningKey::from_sec1_der(&sec1).unwrap();
+        let c = EcdsaP256SigningKey::from_pkcs8_der(&pkcs8).unwrap();
+        assert_eq!(a.public_point(), b.public_point());
+        assert_eq!(a.public_point(), c.public_point());
+        assert_eq!(
+            a.public_key_spki(),
+            hex(SPKI_DER),
+            "SPKI must match openssl's -pubout DER"
+        );
+        assert!(EcdsaP256SigningKey::from_pkcs8_der(&sec1).is_err());
+        assert!(EcdsaP256SigningKey::from_sec1_der(&pkcs8[..pkcs8.len() - 1]).is_err());
+        assert!(EcdsaP256SigningKey::from_bytes(&[0; 32]).is_err());
+        assert!(EcdsaP256SigningKey::from_bytes(&[0xff; 32]).is_err());
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("42") && !dbg.contains("66"), "{dbg}");
+    }
+
+    const SEC1_DER: &str = "307702010104204242424242424242424242424242424242424242424242424242424242424242a00a06082a8648ce3d030107a144034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
+    const PKCS8_DER: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b02010104204242424242424242424242424242424242424242424242424242424242424242a144034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
+    const SPKI_DER: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
 }
