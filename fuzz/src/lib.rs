@@ -94,11 +94,13 @@ pub fn server_config(flags: u8) -> Arc<ServerConfig> {
 
 /// Client configuration selected by the first input byte of `client_endpoint`:
 /// bits 0-1: 0 PSK, 1 X.509 (WebPKI), 2 raw public key (pinned), 3 X.509 with a client
-/// certificate; bit 2 restricts the suites to ECDHE_PSK, bit 3 to plain PSK.
+/// certificate; in PSK mode, bit 2 restricts the suites to ECDHE_PSK, bit 3 to plain PSK.
 pub fn client_config(flags: u8) -> Arc<ClientConfig> {
     let mut common = CommonConfig::default();
     let by = |n: &str| *coaps_dtls::suites::by_name(n).expect("suite");
-    if flags & 4 != 0 {
+    if flags & 3 != 0 {
+        // Certificate modes keep every suite: the PSK ones are left out for lack of a PSK.
+    } else if flags & 4 != 0 {
         common.suites = vec![by("TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256")];
     } else if flags & 8 != 0 {
         common.suites = vec![by("TLS_PSK_WITH_AES_128_CCM_8")];

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Instant;
 
-fn round_trip<'a, T: Codec<'a> + Debug + PartialEq>(data: &'a [u8]) {
+fn round_trip<T: for<'b> Codec<'b> + Debug + PartialEq>(data: &[u8]) {
     if let Ok(v) = T::read_exact(data) {
         let enc = v.to_vec();
         let again = T::read_exact(&enc).expect("re-encoding of a decoded message must decode");

@@ -1,6 +1,6 @@
 //! Writes seed corpora under `fuzz/corpus/<target>/` from real recorded handshakes.
 //!
-//! `cargo run --release --bin gen_corpus [OUT_DIR]` (default: `corpus` next to Cargo.toml).
+//! `cargo run --release --example gen_corpus [OUT_DIR]` (default: `corpus` next to Cargo.toml).
 //! Every endpoint seed is checked to replay to a completed handshake before it is written.
 
 use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
