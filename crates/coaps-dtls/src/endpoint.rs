@@ -188,7 +188,11 @@ impl Endpoint {
                 // A retransmission of the ClientHello that created this association goes to it
                 // (it triggers our flight's retransmission); a different one is a new handshake
                 // on the same 5-tuple (RFC 6347 §4.2.8), which must pass the cookie gate first.
-                c.is_handshaking() && ClientHelloView::parse(body).is_ok_and(|v| v.params.random == c.client_random())
+                // Once established, the old ClientHello is still routed here: its cookie may
+                // still verify, and a replay of it must not replace a live association (§4.2.8:
+                // not destroyed until the client demonstrates reachability; a replay shows
+                // nothing). A client really starting over sends a fresh random.
+                ClientHelloView::parse(body).is_ok_and(|v| v.params.random == c.client_random())
             }
         };
         if route_to_existing {
