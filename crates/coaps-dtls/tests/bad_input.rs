@@ -522,3 +522,32 @@ fn replayed_application_data_is_dropped_and_counted() {
     w.run_to_end();
     assert!(w.a().echoed);
 }
+
+/// Regression: a replay of the cookie-bearing ClientHello that created an association passed
+/// the cookie gate again (the cookie was still fresh) and replaced the live association with a
+/// new half-open one. RFC 6347 §4.2.8: an association is not destroyed before the client
+/// demonstrates reachability, and a replay demonstrates nothing.
+#[test]
+fn replayed_client_hello_does_not_replace_an_established_association() {
+    let (server_cfg, client_cfg) = configs(Mode::Psk, None);
+    let mut w = World::new(server_cfg, client_cfg, 13);
+    w.run_to_end();
+    assert!(w.a().echoed);
+    let from_a: Vec<Vec<u8>> = w.log.iter().filter(|x| x.from == a_addr()).map(|x| x.payload.clone()).collect();
+    // A's second datagram is its ClientHello with the cookie.
+    let ch2 = from_a[1].clone();
+    assert_eq!((ch2[0], ch2[13]), (22, 1), "a ClientHello record");
+    let created = w.server.stats().connections_created;
+    for _ in 0..3 {
+        w.server.handle_datagram(w.now, a_addr(), &ch2);
+        w.collect();
+    }
+    assert_eq!(w.server.stats().connections_created, created, "a replay created an association");
+    assert!(w.server.connection(&a_addr()).unwrap().is_established());
+    w.run_to_end();
+    w.clients[0].echoed = false;
+    w.clients[0].ep.send(server(), b"message from A").unwrap();
+    w.collect();
+    w.run_to_end();
+    assert!(w.a().echoed, "A's association was replaced");
+}
