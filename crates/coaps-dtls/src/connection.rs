@@ -200,6 +200,11 @@ pub struct Connection {
     flight: Vec<FlightMsg>,
     timer: RetransmitTimer,
     timer_armed: bool,
+    /// First message_seq of the peer flight we are waiting for (see `send_new_flight`).
+    peer_flight_start: u16,
+    /// A HelloVerifyRequest seen while waiting for ServerHello, handled outside the
+    /// reassembler because a server may send a fresh one (new cookie) at any time.
+    pending_hvr: Option<Vec<u8>>,
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
     holds_last_flight: bool,
@@ -209,6 +214,8 @@ pub struct Connection {
     session: Option<Session>,
     resumed: bool,
     client_random: [u8; 32],
+    /// Digest of the ClientHello body that created this (server-side) association.
+    hello_digest: [u8; 32],
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -276,12 +283,15 @@ impl Connection {
             flight: Vec::new(),
             timer,
             timer_armed: false,
+            peer_flight_start: 0,
+            pending_hvr: None,
             holds_last_flight: false,
             suite: None,
             identity: PeerIdentity::Anonymous,
             session: None,
             resumed: false,
             client_random: [0; 32],
+            hello_digest: [0; 32],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -370,12 +380,33 @@ impl Connection {
         Ok(c)
     }
 
+    /// RFC 6347 §4.2.1: answer a HelloVerifyRequest with the ClientHello repeated plus the
+    /// cookie. A server may issue a fresh cookie at any time (its old one expired while our
+    /// ClientHello kept getting lost), so every new cookie gets a new ClientHello; a
+    /// duplicate of the one we already answered is ignored.
+    fn client_handle_hvr(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
+        let hvr = HelloVerifyRequest::read_exact(body)?;
+        let Hs::CExpectServerHello { ch, .. } = &mut self.hs else { return Ok(()) };
+        // A different cookie after we already answered one comes from a duplicate of our first
+        // ClientHello; unless our retransmission timer has fired since (our ClientHello may be
+        // lost, or its cookie expired), the server is already working on the answer we sent.
+        if hvr.cookie == ch.cookie || (!ch.cookie.is_empty() && self.timer.retransmissions() == 0) {
+            return Ok(());
+        }
+        ch.cookie = hvr.cookie;
+        let ch = ch.clone();
+        self.send_client_hello(now, &ch);
+        Ok(())
+    }
+
     fn send_client_hello(&mut self, now: Instant, ch: &ClientHello) {
+        // The server numbers its ServerHello after the ClientHello it answers.
+        self.reasm.set_next_seq(self.send_seq);
         self.transcript.clear();
         let body = ch.to_vec();
         self.flight.clear();
         self.queue_handshake(HandshakeType::ClientHello, body);
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
     }
 
     /// Creates the server side of an association from a ClientHello the endpoint has already
@@ -395,6 +426,7 @@ impl Connection {
         c.send_seq = message_seq;
         c.reasm.set_next_seq(message_seq.wrapping_add(1));
         let msg = HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq, body: ch.to_vec() };
+        c.hello_digest = hello_digest(&*c.common().provider, &msg.body);
         msg.transcript_bytes(&mut c.transcript);
         if let Err(e) = c.server_handle_client_hello(now, ch) {
             c.fail(e);
@@ -453,6 +485,12 @@ impl Connection {
         self.session.as_ref()
     }
 
+    /// Whether `client_hello_body` is the ClientHello that created this association (a
+    /// retransmission or network duplicate of it).
+    pub fn is_same_client_hello(&self, client_hello_body: &[u8]) -> bool {
+        self.role == Role::Server && hello_digest(&*self.common().provider, client_hello_body) == self.hello_digest
+    }
+
     /// The ClientHello random of this handshake.
     pub fn client_random(&self) -> &[u8; 32] {
         &self.client_random
@@ -501,7 +539,7 @@ impl Connection {
             return;
         }
         self.stats.retransmissions += 1;
-        self.send_flight(now, false);
+        self.encode_flight();
     }
 
     /// Sends one application-data record.
@@ -550,7 +588,7 @@ impl Connection {
             // RFC 6347 §4.2.4: a repeated peer flight means ours was lost: resend it.
             if self.state == State::Handshaking || self.holds_last_flight {
                 self.stats.retransmissions += 1;
-                self.send_flight(now, false);
+                self.encode_flight();
             }
         }
     }
@@ -632,6 +670,15 @@ impl Connection {
                 self.stats.records_invalid += 1;
                 continue;
             }
+            if epoch == 0
+                && hdr.msg_type == HandshakeType::HelloVerifyRequest
+                && hdr.fragment_offset == 0
+                && hdr.fragment_length == hdr.length
+                && matches!(self.hs, Hs::CExpectServerHello { .. })
+            {
+                self.pending_hvr = Some(frag.to_vec());
+                continue;
+            }
             if self.state == State::Established && hdr.message_seq >= self.reasm.next_seq() {
                 // A new handshake message after the handshake: renegotiation, which this
                 // implementation refuses (RFC 5746 §4.4 allows a no_renegotiation warning).
@@ -642,7 +689,7 @@ impl Connection {
                 continue;
             }
             match self.reasm.insert(&hdr, frag) {
-                Ok(Insert::Old) => *peer_repeated = true,
+                Ok(Insert::Old) if hdr.message_seq < self.peer_flight_start => *peer_repeated = true,
                 Ok(_) => {}
                 Err(_) => self.stats.records_invalid += 1,
             }
@@ -674,6 +721,12 @@ impl Connection {
     }
 
     fn drain_handshake(&mut self, now: Instant, peer_repeated: &mut bool) {
+        if let Some(body) = self.pending_hvr.take() {
+            if let Err(e) = self.client_handle_hvr(now, &body) {
+                self.fail(e);
+                return;
+            }
+        }
         loop {
             while let Some(msg) = self.reasm.pop() {
                 if let Err(e) = self.handle_handshake_message(now, msg) {
@@ -709,19 +762,9 @@ impl Connection {
         let body = msg.body.as_slice();
         let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ), AlertDescription::UnexpectedMessage);
         self.hs = match (hs, typ) {
-            (Hs::CExpectServerHello { mut ch, offered }, HandshakeType::HelloVerifyRequest) => {
-                let hvr = HelloVerifyRequest::read_exact(body)?;
-                if !ch.cookie.is_empty() && ch.cookie == hvr.cookie {
-                    // A retransmitted HelloVerifyRequest: our ClientHello was lost again.
-                    return Err(Error::PeerMisbehaved("repeated HelloVerifyRequest", AlertDescription::UnexpectedMessage))
-                        .or_else(|_| {
-                            self.hs = Hs::CExpectServerHello { ch, offered };
-                            Ok(())
-                        });
-                }
-                ch.cookie = hvr.cookie;
-                self.send_client_hello(now, &ch);
-                Hs::CExpectServerHello { ch, offered }
+            (hs @ Hs::CExpectServerHello { .. }, HandshakeType::HelloVerifyRequest) => {
+                self.hs = hs;
+                return self.client_handle_hvr(now, body);
             }
             (Hs::CExpectServerHello { ch, offered }, HandshakeType::ServerHello) => {
                 let sh = ServerHello::read_exact(body)?;
@@ -774,7 +817,7 @@ impl Connection {
                 msg.transcript_bytes(&mut self.transcript);
                 self.flight.clear();
                 self.queue_ccs_finished(&master, b"client finished");
-                self.send_flight(now, false);
+                self.send_new_flight(now, false);
                 self.holds_last_flight = true;
                 self.established(now, &d, &master, identity, true);
                 Hs::Done
@@ -806,7 +849,7 @@ impl Connection {
                 msg.transcript_bytes(&mut self.transcript);
                 self.flight.clear();
                 self.queue_ccs_finished(&master, b"server finished");
-                self.send_flight(now, false);
+                self.send_new_flight(now, false);
                 self.holds_last_flight = true;
                 self.established(now, &d, &master, identity, false);
                 Hs::Done
@@ -1009,7 +1052,7 @@ impl Connection {
         }
         self.install_keys(&d, &master)?;
         self.queue_ccs_finished(&master, b"client finished");
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
         Ok(Hs::CExpectFinished { d, master, identity })
     }
 
@@ -1091,7 +1134,7 @@ impl Connection {
                     let master = MasterSecret::from_bytes(*session.master_secret());
                     self.install_keys(&d, &master)?;
                     self.queue_ccs_finished(&master, b"server finished");
-                    self.send_flight(now, true);
+                    self.send_new_flight(now, true);
                     self.hs = Hs::SExpectResumedFinished { d, master, identity: session.peer_identity.clone() };
                     return Ok(());
                 }
@@ -1206,7 +1249,7 @@ impl Connection {
             self.queue_handshake(HandshakeType::CertificateRequest, cr.to_vec());
         }
         self.queue_handshake(HandshakeType::ServerHelloDone, Vec::new());
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
         self.hs = if request_client_cert {
             Hs::SExpectCertificate { d, eph }
         } else {
@@ -1402,9 +1445,31 @@ impl Connection {
         self.flight.push(FlightMsg::Handshake { epoch: self.write_epoch, msg_type, message_seq, body });
     }
 
+    /// Sends a new flight. `expect_reply`: the peer answers it, so the retransmission timer
+    /// runs (RFC 6347 §4.2.4); otherwise it is the handshake's last flight, resent only when
+    /// the peer repeats its own.
+    fn send_new_flight(&mut self, now: Instant, expect_reply: bool) {
+        // Messages numbered below this belong to the peer flight ours answers: seeing one again
+        // means our flight was lost. Messages at or above it are the peer's next flight, still
+        // arriving, and must not trigger a resend (that would echo retransmissions forever).
+        self.peer_flight_start = self.reasm.next_seq();
+        self.encode_flight();
+        if expect_reply {
+            // Each new flight starts from the initial value, as OpenSSL and GnuTLS do: the
+            // peer just proved reachable, and a backed-off value would stall the next flight
+            // for seconds after one unlucky loss (RFC 6347 §4.2.4.1 allows the reset).
+            self.timer.reset();
+            self.timer.arm(now);
+            self.timer_armed = true;
+        } else {
+            self.timer_armed = false;
+            self.timer.disarm();
+        }
+    }
+
     /// Encodes the current flight into datagrams, fragmenting to the MTU
     /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1).
-    fn send_flight(&mut self, now: Instant, new_flight: bool) {
+    fn encode_flight(&mut self) {
         let mtu = self.common().mtu;
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut cur: Vec<u8> = Vec::with_capacity(mtu);
@@ -1451,16 +1516,6 @@ impl Connection {
         }
         for d in datagrams {
             self.push_datagram(d);
-        }
-        if new_flight {
-            if self.timer.retransmissions() == 0 {
-                self.timer.reset();
-            }
-            self.timer = RetransmitTimer::new(self.common().retransmit.clone());
-            self.timer.arm(now);
-            self.timer_armed = true;
-        } else if self.timer_armed {
-            self.timer.arm(now);
         }
     }
 
@@ -1519,6 +1574,12 @@ impl Connection {
         self.close_reason = Some(reason.clone());
         self.events.push_back(Event::Closed(reason));
     }
+}
+
+fn hello_digest(provider: &dyn crate::crypto::CryptoProvider, body: &[u8]) -> [u8; 32] {
+    let mut h = provider.sha256();
+    h.update(body);
+    h.current()
 }
 
 fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {

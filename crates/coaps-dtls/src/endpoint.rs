@@ -184,11 +184,17 @@ impl Endpoint {
         let route_to_existing = match (existing, &starts_with_ch) {
             (None, _) => false,
             (Some(_), None) => true,
+            // A retransmission (or network duplicate) of the ClientHello that created this
+            // association goes to it: it triggers our flight's retransmission. Any other one
+            // (a new handshake on the same 5-tuple, RFC 6347 §4.2.8, or the same client
+            // answering a fresh cookie) must pass the cookie gate, and then replaces the old
+            // association: the latest proven ClientHello wins. A cookie-less duplicate of the
+            // first ClientHello of the same handshake also goes to the association, so it does
+            // not draw a fresh cookie that would restart the client.
             (Some(c), Some((_, _, body))) => {
-                // A retransmission of the ClientHello that created this association goes to it
-                // (it triggers our flight's retransmission); a different one is a new handshake
-                // on the same 5-tuple (RFC 6347 §4.2.8), which must pass the cookie gate first.
-                c.is_handshaking() && ClientHelloView::parse(body).is_ok_and(|v| v.params.random == c.client_random())
+                c.is_same_client_hello(body)
+                    || ClientHelloView::parse(body)
+                        .is_ok_and(|v| v.cookie.is_empty() && v.params.random == c.client_random())
             }
         };
         if route_to_existing {
