@@ -138,18 +138,61 @@ struct HsData {
 
 enum Hs {
     // client states
-    CExpectServerHello { ch: ClientHello, offered: Option<Session> },
-    CExpectCertificate { d: HsData },
-    CExpectServerKeyExchange { d: HsData, server_point: Option<[u8; 65]>, identity: PeerIdentity },
-    CExpectDone { d: HsData, server_point: Option<[u8; 65]>, identity: PeerIdentity, server_ecdh: Option<Vec<u8>>, cert_requested: bool },
-    CExpectFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
-    CExpectResumedFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
+    CExpectServerHello {
+        ch: ClientHello,
+        offered: Option<Session>,
+    },
+    CExpectCertificate {
+        d: HsData,
+    },
+    CExpectServerKeyExchange {
+        d: HsData,
+        server_point: Option<[u8; 65]>,
+        identity: PeerIdentity,
+    },
+    CExpectDone {
+        d: HsData,
+        server_point: Option<[u8; 65]>,
+        identity: PeerIdentity,
+        server_ecdh: Option<Vec<u8>>,
+        cert_requested: bool,
+    },
+    CExpectFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
+    CExpectResumedFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
     // server states
-    SExpectCertificate { d: HsData, eph: Option<Box<dyn EcdhKeyPair>> },
-    SExpectClientKeyExchange { d: HsData, eph: Option<Box<dyn EcdhKeyPair>>, client: Option<([u8; 65], PeerIdentity)> },
-    SExpectCertificateVerify { d: HsData, master: MasterSecret, point: [u8; 65], identity: PeerIdentity },
-    SExpectFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
-    SExpectResumedFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
+    SExpectCertificate {
+        d: HsData,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+    },
+    SExpectClientKeyExchange {
+        d: HsData,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+        client: Option<([u8; 65], PeerIdentity)>,
+    },
+    SExpectCertificateVerify {
+        d: HsData,
+        master: MasterSecret,
+        point: [u8; 65],
+        identity: PeerIdentity,
+    },
+    SExpectFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
+    SExpectResumedFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
     Done,
     Poisoned,
 }
@@ -242,7 +285,10 @@ fn is_ip_literal(name: &str) -> bool {
 }
 
 /// Decodes a message whose layout depends on negotiated parameters, refusing trailing bytes.
-fn read_all<'a, T>(body: &'a [u8], f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>) -> Result<T, InvalidMessage> {
+fn read_all<'a, T>(
+    body: &'a [u8],
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>,
+) -> Result<T, InvalidMessage> {
     let mut r = Reader::new(body);
     let v = f(&mut r)?;
     r.expect_empty(std::any::type_name::<T>())?;
@@ -262,7 +308,7 @@ impl Connection {
             RoleConfig::Server(c) => &c.common,
         };
         let reasm = Reassembler::new(common.max_reassembly_bytes);
-        let timer = RetransmitTimer::new(common.retransmit.clone());
+        let timer = RetransmitTimer::new(common.retransmit);
         Self {
             role,
             peer,
@@ -330,13 +376,7 @@ impl Connection {
             .common
             .suites
             .iter()
-            .filter(|s| {
-                if s.uses_psk() {
-                    config.psk.is_some()
-                } else {
-                    config.verifier.is_some()
-                }
-            })
+            .filter(|s| if s.uses_psk() { config.psk.is_some() } else { config.verifier.is_some() })
             .collect();
         if offered.is_empty() {
             return Err(Error::Config(
@@ -348,7 +388,10 @@ impl Connection {
         c.client_random = random;
         let mut extensions = Vec::new();
         if !is_ip_literal(server_name) && !server_name.is_empty() {
-            extensions.push(ClientExtension::ServerName(vec![ServerName { name_type: 0, name: server_name.as_bytes().to_vec() }]));
+            extensions.push(ClientExtension::ServerName(vec![ServerName {
+                name_type: 0,
+                name: server_name.as_bytes().to_vec(),
+            }]));
         }
         if offered.iter().any(|s| s.uses_ecdhe()) {
             extensions.push(ClientExtension::SupportedGroups(vec![NamedGroup::Secp256r1]));
@@ -721,11 +764,11 @@ impl Connection {
     }
 
     fn drain_handshake(&mut self, now: Instant, peer_repeated: &mut bool) {
-        if let Some(body) = self.pending_hvr.take() {
-            if let Err(e) = self.client_handle_hvr(now, &body) {
-                self.fail(e);
-                return;
-            }
+        if let Some(body) = self.pending_hvr.take()
+            && let Err(e) = self.client_handle_hvr(now, &body)
+        {
+            self.fail(e);
+            return;
         }
         loop {
             while let Some(msg) = self.reasm.pop() {
@@ -789,16 +832,20 @@ impl Connection {
                 }
                 self.client_send_final_flight(now, d, server_point, identity, None, false)?
             }
-            (Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: false }, HandshakeType::CertificateRequest)
-                if d.suite.kx == KeyExchangeAlgorithm::EcdheEcdsa =>
-            {
+            (
+                Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: false },
+                HandshakeType::CertificateRequest,
+            ) if d.suite.kx == KeyExchangeAlgorithm::EcdheEcdsa => {
                 let cr = CertificateRequest::read_exact(body)?;
                 if !cr.supported_signature_algorithms.contains(&SignatureScheme::EcdsaSecp256r1Sha256) {
                     // We can still answer with an empty Certificate; the server decides.
                 }
                 Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: true }
             }
-            (Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested }, HandshakeType::ServerHelloDone) => {
+            (
+                Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested },
+                HandshakeType::ServerHelloDone,
+            ) => {
                 if !body.is_empty() {
                     return Err(InvalidMessage::TrailingData("ServerHelloDone").into());
                 }
@@ -834,7 +881,10 @@ impl Connection {
             (Hs::SExpectCertificateVerify { d, master, point, identity }, HandshakeType::CertificateVerify) => {
                 let cv = DigitallySigned::read_exact(body)?;
                 if cv.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved("CertificateVerify with an unoffered scheme", AlertDescription::IllegalParameter));
+                    return Err(Error::PeerMisbehaved(
+                        "CertificateVerify with an unoffered scheme",
+                        AlertDescription::IllegalParameter,
+                    ));
                 }
                 // The signature covers every handshake message before CertificateVerify.
                 self.common()
@@ -875,13 +925,24 @@ impl Connection {
         }
     }
 
-    fn client_handle_server_hello(&mut self, ch: ClientHello, offered: Option<Session>, sh: ServerHello) -> Result<Hs, Error> {
+    fn client_handle_server_hello(
+        &mut self,
+        ch: ClientHello,
+        offered: Option<Session>,
+        sh: ServerHello,
+    ) -> Result<Hs, Error> {
         let require_ems = self.common().require_extended_master_secret;
         if sh.server_version != ProtocolVersion::DTLS1_2 {
-            return Err(Error::Incompatible("server chose a DTLS version other than 1.2", AlertDescription::ProtocolVersion));
+            return Err(Error::Incompatible(
+                "server chose a DTLS version other than 1.2",
+                AlertDescription::ProtocolVersion,
+            ));
         }
         if !ch.cipher_suites.contains(&sh.cipher_suite) {
-            return Err(Error::PeerMisbehaved("server chose a cipher suite we did not offer", AlertDescription::IllegalParameter));
+            return Err(Error::PeerMisbehaved(
+                "server chose a cipher suite we did not offer",
+                AlertDescription::IllegalParameter,
+            ));
         }
         let suite = suites::lookup(sh.cipher_suite)
             .ok_or(Error::PeerMisbehaved("server chose an unknown cipher suite", AlertDescription::IllegalParameter))?;
@@ -894,11 +955,17 @@ impl Connection {
             match ext {
                 ServerExtension::ExtendedMasterSecret => ems = true,
                 ServerExtension::RenegotiationInfo(v) if !v.is_empty() => {
-                    return Err(Error::PeerMisbehaved("non-empty renegotiation_info", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "non-empty renegotiation_info",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 ServerExtension::ServerCertificateType(t) => cert_type = *t,
                 ServerExtension::Unknown { .. } => {
-                    return Err(Error::PeerMisbehaved("unsolicited extension in ServerHello", AlertDescription::UnsupportedExtension));
+                    return Err(Error::PeerMisbehaved(
+                        "unsolicited extension in ServerHello",
+                        AlertDescription::UnsupportedExtension,
+                    ));
                 }
                 _ => {}
             }
@@ -915,23 +982,34 @@ impl Connection {
         if let Some(session) = offered.filter(|s| !sh.session_id.0.is_empty() && s.id == sh.session_id.0) {
             // Abbreviated handshake (RFC 5246 §7.3).
             if session.suite != suite.suite {
-                return Err(Error::PeerMisbehaved("resumed session with a different cipher suite", AlertDescription::IllegalParameter));
+                return Err(Error::PeerMisbehaved(
+                    "resumed session with a different cipher suite",
+                    AlertDescription::IllegalParameter,
+                ));
             }
             if session.extended_master_secret != ems {
                 // RFC 7627 §5.3: the resumed session must keep the original EMS status.
-                return Err(Error::PeerMisbehaved("resumption changed extended_master_secret", AlertDescription::HandshakeFailure));
+                return Err(Error::PeerMisbehaved(
+                    "resumption changed extended_master_secret",
+                    AlertDescription::HandshakeFailure,
+                ));
             }
             let master = MasterSecret::from_bytes(*session.master_secret());
             self.install_keys(&d, &master)?;
             return Ok(Hs::CExpectResumedFinished { d, master, identity: session.peer_identity.clone() });
         }
         if require_ems && !ems {
-            return Err(Error::Incompatible("server does not support extended_master_secret (RFC 7627)", AlertDescription::HandshakeFailure));
+            return Err(Error::Incompatible(
+                "server does not support extended_master_secret (RFC 7627)",
+                AlertDescription::HandshakeFailure,
+            ));
         }
         Ok(match suite.kx {
             KeyExchangeAlgorithm::EcdheEcdsa => Hs::CExpectCertificate { d },
             _ => {
-                let identity = PeerIdentity::Psk(self.client_config().0.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default());
+                let identity = PeerIdentity::Psk(
+                    self.client_config().0.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default(),
+                );
                 Hs::CExpectServerKeyExchange { d, server_point: None, identity }
             }
         })
@@ -943,7 +1021,10 @@ impl Connection {
         match (cert, &config.verifier) {
             (Certificate::X509(chain), Some(PeerVerifier::WebPki(v))) => {
                 if chain.is_empty() {
-                    return Err(Error::PeerMisbehaved("server sent no certificate", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "server sent no certificate",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 let point = v.verify_server(chain, server_name, now)?;
                 Ok((point, PeerIdentity::Certificate(chain.clone())))
@@ -952,11 +1033,19 @@ impl Connection {
                 let point = p.verify(spki)?;
                 Ok((point, PeerIdentity::RawPublicKey(spki.clone())))
             }
-            _ => Err(Error::Incompatible("server certificate type does not match our verifier", AlertDescription::UnsupportedCertificate)),
+            _ => Err(Error::Incompatible(
+                "server certificate type does not match our verifier",
+                AlertDescription::UnsupportedCertificate,
+            )),
         }
     }
 
-    fn client_check_ske(&self, d: &HsData, server_point: Option<&[u8; 65]>, ske: ServerKeyExchange) -> Result<Option<Vec<u8>>, Error> {
+    fn client_check_ske(
+        &self,
+        d: &HsData,
+        server_point: Option<&[u8; 65]>,
+        ske: ServerKeyExchange,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let check_params = |p: &ServerEcdhParams| {
             if p.curve_type != EcCurveType::NamedCurve || p.named_curve != NamedGroup::Secp256r1 {
                 Err(Error::PeerMisbehaved("server chose a group we did not offer", AlertDescription::IllegalParameter))
@@ -973,9 +1062,13 @@ impl Connection {
             (KeyExchangeAlgorithm::EcdheEcdsa, ServerKeyExchange::EcdheEcdsa { params, signature }) => {
                 check_params(&params)?;
                 if signature.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved("ServerKeyExchange signed with an unoffered scheme", AlertDescription::IllegalParameter));
+                    return Err(Error::PeerMisbehaved(
+                        "ServerKeyExchange signed with an unoffered scheme",
+                        AlertDescription::IllegalParameter,
+                    ));
                 }
-                let point = server_point.ok_or(Error::PeerMisbehaved("no server certificate", AlertDescription::UnexpectedMessage))?;
+                let point = server_point
+                    .ok_or(Error::PeerMisbehaved("no server certificate", AlertDescription::UnexpectedMessage))?;
                 // RFC 8422 §5.4: signature over client_random || server_random || ServerECDHParams.
                 let mut signed = Vec::with_capacity(64 + 70);
                 signed.extend_from_slice(&d.client_random);
@@ -987,7 +1080,10 @@ impl Connection {
                     .map_err(|_| Error::DecryptError("ServerKeyExchange signature"))?;
                 Ok(Some(params.public))
             }
-            _ => Err(Error::PeerMisbehaved("ServerKeyExchange does not match the suite", AlertDescription::UnexpectedMessage)),
+            _ => Err(Error::PeerMisbehaved(
+                "ServerKeyExchange does not match the suite",
+                AlertDescription::UnexpectedMessage,
+            )),
         }
     }
 
@@ -1028,17 +1124,26 @@ impl Connection {
             }
             KeyExchangeAlgorithm::EcdhePsk => {
                 let psk = config.psk.as_ref().ok_or(Error::Config("PSK suite without a PSK".into()))?;
-                let peer = server_ecdh.ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let peer = server_ecdh
+                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
                 let eph = provider.ecdh_p256(&mut self.rng)?;
                 let public = eph.public_key().to_vec();
-                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
-                (ClientKeyExchange::EcdhePsk { identity: psk_identity(), public }, prf::ecdhe_psk_pre_master(&*z, psk.key()))
+                let z = eph
+                    .complete(&peer)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                (
+                    ClientKeyExchange::EcdhePsk { identity: psk_identity(), public },
+                    prf::ecdhe_psk_pre_master(&*z, psk.key()),
+                )
             }
             KeyExchangeAlgorithm::EcdheEcdsa => {
-                let peer = server_ecdh.ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let peer = server_ecdh
+                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
                 let eph = provider.ecdh_p256(&mut self.rng)?;
                 let public = eph.public_key().to_vec();
-                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&peer)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 (ClientKeyExchange::Ecdhe { public }, Zeroizing::new(z.to_vec()))
             }
         };
@@ -1089,7 +1194,10 @@ impl Connection {
                 ClientExtension::ExtendedMasterSecret => ems = true,
                 ClientExtension::RenegotiationInfo(v) => {
                     if !v.is_empty() {
-                        return Err(Error::PeerMisbehaved("renegotiation_info not empty on an initial handshake", AlertDescription::HandshakeFailure));
+                        return Err(Error::PeerMisbehaved(
+                            "renegotiation_info not empty on an initial handshake",
+                            AlertDescription::HandshakeFailure,
+                        ));
                     }
                     reneg = true;
                 }
@@ -1097,7 +1205,10 @@ impl Connection {
                 ClientExtension::SignatureAlgorithms(s) => sigs_ok = s.contains(&SignatureScheme::EcdsaSecp256r1Sha256),
                 ClientExtension::EcPointFormats(f) => {
                     if !f.contains(&EcPointFormat::Uncompressed) {
-                        return Err(Error::PeerMisbehaved("uncompressed points not supported", AlertDescription::IllegalParameter));
+                        return Err(Error::PeerMisbehaved(
+                            "uncompressed points not supported",
+                            AlertDescription::IllegalParameter,
+                        ));
                     }
                     point_formats = true;
                 }
@@ -1110,10 +1221,15 @@ impl Connection {
         self.rng.fill(&mut server_random);
 
         // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules.
-        if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty()) {
-            if let Some(session) = store.get(&ch.session_id.0, now) {
+        if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty())
+            && let Some(session) = store.get(&ch.session_id.0, now)
+        {
+            {
                 if session.extended_master_secret && !ems {
-                    return Err(Error::PeerMisbehaved("resumption without extended_master_secret", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "resumption without extended_master_secret",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 let suite_ok = ch.cipher_suites.contains(&session.suite)
                     && config.common.suites.iter().any(|s| s.suite == session.suite);
@@ -1141,7 +1257,10 @@ impl Connection {
             }
         }
         if config.common.require_extended_master_secret && !ems {
-            return Err(Error::Incompatible("client does not offer extended_master_secret (RFC 7627)", AlertDescription::HandshakeFailure));
+            return Err(Error::Incompatible(
+                "client does not offer extended_master_secret (RFC 7627)",
+                AlertDescription::HandshakeFailure,
+            ));
         }
 
         // Certificate type (RFC 7250 §4.2): the server's preference among the client's offer.
@@ -1150,7 +1269,9 @@ impl Connection {
             Some(types) => {
                 if config.raw_public_key && config.cert.is_some() && types.contains(&CertificateType::RawPublicKey) {
                     Some(CertificateType::RawPublicKey)
-                } else if types.contains(&CertificateType::X509) && config.cert.as_ref().is_some_and(|c| !c.chain.is_empty()) {
+                } else if types.contains(&CertificateType::X509)
+                    && config.cert.as_ref().is_some_and(|c| !c.chain.is_empty())
+                {
                     Some(CertificateType::X509)
                 } else {
                     None
@@ -1198,7 +1319,12 @@ impl Connection {
         let d = HsData { suite, client_random: ch.random.0, server_random, session_id, ems, cert_type };
         self.suite = Some(suite);
         self.flight.clear();
-        let sh = self.server_hello(&d, reneg, point_formats && suite.uses_ecdhe(), server_cert_types.map(|_| cert_type).filter(|_| ecdsa));
+        let sh = self.server_hello(
+            &d,
+            reneg,
+            point_formats && suite.uses_ecdhe(),
+            server_cert_types.map(|_| cert_type).filter(|_| ecdsa),
+        );
         let mut sh = sh;
         if let Some(t) = client_cert_type {
             sh.extensions.push(ServerExtension::ClientCertificateType(t));
@@ -1260,7 +1386,13 @@ impl Connection {
         Ok(())
     }
 
-    fn server_hello(&self, d: &HsData, reneg: bool, point_formats: bool, cert_type: Option<CertificateType>) -> ServerHello {
+    fn server_hello(
+        &self,
+        d: &HsData,
+        reneg: bool,
+        point_formats: bool,
+        cert_type: Option<CertificateType>,
+    ) -> ServerHello {
         let mut extensions = Vec::new();
         if reneg {
             extensions.push(ServerExtension::RenegotiationInfo(Vec::new()));
@@ -1288,7 +1420,12 @@ impl Connection {
         let config = self.server_config();
         let now = (config.common.wall_clock)();
         let (verifier, required) = match &config.client_auth {
-            ClientAuth::None => return Err(Error::PeerMisbehaved("unrequested client certificate", AlertDescription::UnexpectedMessage)),
+            ClientAuth::None => {
+                return Err(Error::PeerMisbehaved(
+                    "unrequested client certificate",
+                    AlertDescription::UnexpectedMessage,
+                ));
+            }
             ClientAuth::Optional(v) => (v, false),
             ClientAuth::Required(v) => (v, true),
         };
@@ -1309,7 +1446,10 @@ impl Connection {
                 let point = p.verify(spki)?;
                 Ok(Some((point, PeerIdentity::RawPublicKey(spki.clone()))))
             }
-            _ => Err(Error::Incompatible("client certificate type not accepted", AlertDescription::UnsupportedCertificate)),
+            _ => Err(Error::Incompatible(
+                "client certificate type not accepted",
+                AlertDescription::UnsupportedCertificate,
+            )),
         }
     }
 
@@ -1335,15 +1475,24 @@ impl Connection {
                 let key = psk_for(&id)?;
                 identity = PeerIdentity::Psk(id);
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&public)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 prf::ecdhe_psk_pre_master(&*z, &key)
             }
             (KeyExchangeAlgorithm::EcdheEcdsa, ClientKeyExchange::Ecdhe { public }) => {
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&public)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 Zeroizing::new(z.to_vec())
             }
-            _ => return Err(Error::PeerMisbehaved("ClientKeyExchange does not match the suite", AlertDescription::UnexpectedMessage)),
+            _ => {
+                return Err(Error::PeerMisbehaved(
+                    "ClientKeyExchange does not match the suite",
+                    AlertDescription::UnexpectedMessage,
+                ));
+            }
         };
         let master = self.derive_master(&d, &pms);
         self.install_keys(&d, &master)?;
@@ -1421,10 +1570,10 @@ impl Connection {
                 established_at: now,
                 master_secret: Zeroizing::new(*master.as_bytes()),
             };
-            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed) {
-                if let Some(store) = &c.session_store {
-                    store.put(session.clone());
-                }
+            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed)
+                && let Some(store) = &c.session_store
+            {
+                store.put(session.clone());
             }
             self.session = Some(session);
         }
@@ -1482,7 +1631,14 @@ impl Connection {
                         datagrams.push(std::mem::replace(&mut cur, Vec::with_capacity(mtu)));
                     }
                     let seq = self.next_seq(0);
-                    record::encode_plaintext(ContentType::ChangeCipherSpec, ProtocolVersion::DTLS1_2, 0, seq, &[1], &mut cur);
+                    record::encode_plaintext(
+                        ContentType::ChangeCipherSpec,
+                        ProtocolVersion::DTLS1_2,
+                        0,
+                        seq,
+                        &[1],
+                        &mut cur,
+                    );
                 }
                 FlightMsg::Handshake { epoch, msg_type, message_seq, body } => {
                     let overhead = if *epoch == 0 {
@@ -1500,11 +1656,25 @@ impl Connection {
                         }
                         let seq = self.next_seq(*epoch);
                         if *epoch == 0 {
-                            record::encode_plaintext(ContentType::Handshake, ProtocolVersion::DTLS1_2, 0, seq, &scratch, &mut cur);
+                            record::encode_plaintext(
+                                ContentType::Handshake,
+                                ProtocolVersion::DTLS1_2,
+                                0,
+                                seq,
+                                &scratch,
+                                &mut cur,
+                            );
                         } else if let Some(p) = &self.write_prot {
-                            if p.seal(ContentType::Handshake, ProtocolVersion::DTLS1_2, *epoch, seq, &scratch, &mut cur).is_err() {
-                                continue;
-                            }
+                            // Sealing fails only when the sequence space is exhausted; the
+                            // record is then skipped and the timer gives up eventually.
+                            let _ = p.seal(
+                                ContentType::Handshake,
+                                ProtocolVersion::DTLS1_2,
+                                *epoch,
+                                seq,
+                                &scratch,
+                                &mut cur,
+                            );
                         }
                     }
                 }

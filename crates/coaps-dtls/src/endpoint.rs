@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+use crate::codec::Codec;
 use crate::codec::{ContentType, HandshakeType, Reader};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::{Connection, Event};
@@ -23,7 +24,6 @@ use crate::error::Error;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::record::RecordHeader;
 use crate::resumption::Session;
-use crate::codec::Codec;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader,
 impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
-        let cookies = config.cookie.clone().map(|c| CookieKeys::new(c, now, &mut rng));
+        let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
         Self {
             server: Some(config),
             cookies,
@@ -150,7 +150,13 @@ impl Endpoint {
     /// datagram from a peer without an association and, when a HelloVerifyRequest is the
     /// answer, writes it into `out`. It allocates nothing (RFC 6347 §4.2.1; DESIGN "no state
     /// before proof").
-    pub fn stateless_check(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], out: &mut [u8]) -> StatelessOutcome {
+    pub fn stateless_check(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> StatelessOutcome {
         let Some(server) = &self.server else { return StatelessOutcome::Drop };
         let Some((rec, _hdr, body)) = first_client_hello(datagram) else {
             return StatelessOutcome::Drop;
