@@ -68,11 +68,19 @@ fn openssl_psk_data_flows_both_ways() {
 
     let up = message_for("client to server");
     client.write_stdin(format!("{up}\n").as_bytes()).unwrap();
-    assert!(server.wait_for_output(&up, PEER_TIMEOUT), "{}", server.dump());
+    assert!(
+        server.wait_for_output(&up, PEER_TIMEOUT),
+        "{}",
+        server.dump()
+    );
 
     let down = message_for("server to client");
     server.write_stdin(format!("{down}\n").as_bytes()).unwrap();
-    assert!(client.wait_for_output(&down, PEER_TIMEOUT), "{}", client.dump());
+    assert!(
+        client.wait_for_output(&down, PEER_TIMEOUT),
+        "{}",
+        client.dump()
+    );
 
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
@@ -164,23 +172,41 @@ fn certificates_have_the_expected_properties() {
     }
     let verify = |ca: &str, leaf: &str, extra: &[&str]| -> bool {
         let mut cmd = std::process::Command::new("openssl");
-        cmd.args(["verify", "-CAfile", &cert(ca)]).args(extra).arg(cert(leaf));
+        cmd.args(["verify", "-CAfile", &cert(ca)])
+            .args(extra)
+            .arg(cert(leaf));
         cmd.output().expect("run openssl verify").status.success()
     };
     let localhost = ["-verify_hostname", "localhost"];
     assert!(verify("ca.crt", "server.crt", &localhost));
     assert!(verify("ca.crt", "server.crt", &["-verify_ip", "127.0.0.1"]));
     assert!(verify("ca.crt", "client.crt", &[]));
-    assert!(!verify("ca.crt", "server.crt", &["-verify_hostname", "example.com"]));
+    assert!(!verify(
+        "ca.crt",
+        "server.crt",
+        &["-verify_hostname", "example.com"]
+    ));
     // Trusted CA, wrong name.
-    assert!(verify("ca.crt", "wrong-host.crt", &["-verify_hostname", "wrong.example"]));
+    assert!(verify(
+        "ca.crt",
+        "wrong-host.crt",
+        &["-verify_hostname", "wrong.example"]
+    ));
     assert!(!verify("ca.crt", "wrong-host.crt", &localhost));
     // Right name, unrelated CA.
     assert!(verify("other-ca.crt", "other-server.crt", &localhost));
     assert!(!verify("ca.crt", "other-server.crt", &localhost));
-    for key in ["server.key", "client.key", "wrong-host.key", "other-server.key"] {
+    for key in [
+        "server.key",
+        "client.key",
+        "wrong-host.key",
+        "other-server.key",
+    ] {
         let pem = std::fs::read_to_string(cert(key)).unwrap();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{key} is not PKCS#8");
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{key} is not PKCS#8"
+        );
     }
 }
 
@@ -229,16 +255,29 @@ fn relay_observes_mtu_limited_handshake() {
     );
     let text = message_for("via relay");
     client.write_stdin(format!("{text}\n").as_bytes()).unwrap();
-    assert!(server.wait_for_output(&text, PEER_TIMEOUT), "{}", server.dump());
+    assert!(
+        server.wait_for_output(&text, PEER_TIMEOUT),
+        "{}",
+        server.dump()
+    );
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
     server.expect_success(PEER_TIMEOUT);
 
     let stats = relay.stats();
     assert!(!stats.to_server.is_empty() && !stats.to_client.is_empty());
-    let max = stats.to_server.iter().chain(&stats.to_client).max().copied().unwrap();
+    let max = stats
+        .to_server
+        .iter()
+        .chain(&stats.to_client)
+        .max()
+        .copied()
+        .unwrap();
     // OpenSSL counts -mtu as the IP MTU but overshoots the 272-byte UDP payload by a few bytes.
-    assert!(max <= 300, "datagram of {max} bytes with -mtu 300: {stats:?}");
+    assert!(
+        max <= 300,
+        "datagram of {max} bytes with -mtu 300: {stats:?}"
+    );
     // ServerHello..ServerHelloDone with a ~500-byte certificate cannot fit in 2 datagrams.
     assert!(stats.to_client.len() >= 4, "{stats:?}");
 }

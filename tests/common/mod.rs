@@ -193,9 +193,7 @@ pub fn require_peer(tool: &str) -> bool {
     }
     let package = package_for(tool);
     if std::env::var("COAPS_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!(
-            "{tool} is not installed but COAPS_REQUIRE_PEERS=1: apt-get install {package}"
-        );
+        panic!("{tool} is not installed but COAPS_REQUIRE_PEERS=1: apt-get install {package}");
     }
     eprintln!("skipping: {tool} not installed (apt-get install {package})");
     false
@@ -203,8 +201,9 @@ pub fn require_peer(tool: &str) -> bool {
 
 /// [`require_peer`] for several tools; true only if all are available.
 pub fn require_peers(tools: &[&str]) -> bool {
-    // Evaluate all so every missing tool is reported.
-    tools.iter().map(|t| require_peer(t)).fold(true, |a, b| a && b)
+    // Check every tool (no short circuit) so each missing one is reported.
+    let available: Vec<bool> = tools.iter().map(|t| require_peer(t)).collect();
+    available.into_iter().all(|ok| ok)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,9 +328,16 @@ pub fn cert(name: &str) -> String {
 
 /// Path of the release build of `examples/dtls_echo.rs`, built once per test process with
 /// `cargo build --release --example dtls_echo`. Panics (in every caller) if the build fails.
+///
+/// `COAPS_DTLS_ECHO=/path/to/program` skips the build and uses that program instead (any
+/// implementation of the same command line, e.g. to check the tests themselves).
 pub fn dtls_echo() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(build_dtls_echo) {
+    let built = BIN.get_or_init(|| match std::env::var_os("COAPS_DTLS_ECHO") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => build_dtls_echo(),
+    });
+    match built {
         Ok(p) => p.clone(),
         Err(e) => panic!("building the dtls_echo example failed:\n{e}"),
     }
@@ -403,10 +409,16 @@ fn json_string_field(line: &str, key: &str) -> Option<String> {
 pub fn start_echo_server<S: AsRef<OsStr>>(args: &[S]) -> (Peer, SocketAddr) {
     let addr = free_local_addr();
     let mut cmd = Command::new(dtls_echo());
-    cmd.arg("server").arg("--listen").arg(addr.to_string()).args(args);
+    cmd.arg("server")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(args);
     let server = Peer::from_command("dtls_echo server", cmd, StdinMode::Null);
     if !server.wait_for_output("listening on", PEER_TIMEOUT) {
-        panic!("dtls_echo server did not start listening\n{}", server.dump());
+        panic!(
+            "dtls_echo server did not start listening\n{}",
+            server.dump()
+        );
     }
     (server, addr)
 }
@@ -414,7 +426,10 @@ pub fn start_echo_server<S: AsRef<OsStr>>(args: &[S]) -> (Peer, SocketAddr) {
 /// Starts `dtls_echo client --connect ADDR <args>` (the caller passes `--message`).
 pub fn start_echo_client<S: AsRef<OsStr>>(connect: SocketAddr, args: &[S]) -> Peer {
     let mut cmd = Command::new(dtls_echo());
-    cmd.arg("client").arg("--connect").arg(connect.to_string()).args(args);
+    cmd.arg("client")
+        .arg("--connect")
+        .arg(connect.to_string())
+        .args(args);
     Peer::from_command("dtls_echo client", cmd, StdinMode::Null)
 }
 
@@ -626,7 +641,11 @@ impl Peer {
         match self.wait_exit(timeout) {
             Some(s) if s.success() => {}
             Some(s) => panic!("{} exited with {s}\n{}", self.name, self.dump()),
-            None => panic!("{} did not exit within {timeout:?}\n{}", self.name, self.dump()),
+            None => panic!(
+                "{} did not exit within {timeout:?}\n{}",
+                self.name,
+                self.dump()
+            ),
         }
     }
 
@@ -634,15 +653,26 @@ impl Peer {
     pub fn expect_failure(&mut self, timeout: Duration) -> ExitStatus {
         match self.wait_exit(timeout) {
             Some(s) if !s.success() => s,
-            Some(s) => panic!("{} unexpectedly succeeded ({s})\n{}", self.name, self.dump()),
-            None => panic!("{} did not exit within {timeout:?}\n{}", self.name, self.dump()),
+            Some(s) => panic!(
+                "{} unexpectedly succeeded ({s})\n{}",
+                self.name,
+                self.dump()
+            ),
+            None => panic!(
+                "{} did not exit within {timeout:?}\n{}",
+                self.name,
+                self.dump()
+            ),
         }
     }
 
     /// Writes to the child's stdin (only with [`StdinMode::Piped`]) and flushes.
     pub fn write_stdin(&mut self, bytes: &[u8]) -> io::Result<()> {
         let stdin = self.stdin.as_mut().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotConnected, "stdin is not piped or was closed")
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "stdin is not piped or was closed",
+            )
         })?;
         stdin.write_all(bytes)?;
         stdin.flush()
@@ -688,7 +718,11 @@ impl Drop for Peer {
         if thread::panicking() {
             eprintln!(
                 "{}{}",
-                if was_running { "(killed by the harness)\n" } else { "" },
+                if was_running {
+                    "(killed by the harness)\n"
+                } else {
+                    ""
+                },
                 self.dump()
             );
         }
@@ -790,7 +824,9 @@ pub struct UdpRelay {
 
 impl fmt::Debug for UdpRelay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpRelay").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("UdpRelay")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -816,13 +852,21 @@ impl UdpRelay {
                         s.set_nonblocking(true).expect("nonblocking");
                         s
                     });
-                    stats2.lock().unwrap_or_else(|e| e.into_inner()).to_server.push(n);
+                    stats2
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .to_server
+                        .push(n);
                     let _ = back.send(&buf[..n]);
                 }
                 for (client, back) in &backs {
                     while let Ok(n) = back.recv(&mut buf) {
                         idle = false;
-                        stats2.lock().unwrap_or_else(|e| e.into_inner()).to_client.push(n);
+                        stats2
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .to_client
+                            .push(n);
                         let _ = front.send_to(&buf[..n], client);
                     }
                 }
@@ -857,4 +901,81 @@ impl Drop for UdpRelay {
             let _ = t.join();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dtls_echo arguments
+// ---------------------------------------------------------------------------------------------
+
+/// `dtls_echo client` credentials for `suite`: the test PSK, or the test CA with server name
+/// `localhost`; plus `--suites`.
+pub fn echo_client_args(suite: &Suite) -> Vec<String> {
+    let mut args = match suite.auth {
+        Auth::Psk | Auth::EcdhePsk => vec!["--psk".to_owned(), psk_arg()],
+        Auth::EcdheEcdsa => vec![
+            "--ca".to_owned(),
+            cert("ca.crt"),
+            "--server-name".to_owned(),
+            "localhost".to_owned(),
+        ],
+    };
+    args.extend(["--suites".to_owned(), suite.iana.to_owned()]);
+    args
+}
+
+/// `dtls_echo server` credentials for `suite`: the test PSK, or the test server certificate;
+/// plus `--suites`.
+pub fn echo_server_args(suite: &Suite) -> Vec<String> {
+    let mut args = match suite.auth {
+        Auth::Psk | Auth::EcdhePsk => vec!["--psk".to_owned(), psk_arg()],
+        Auth::EcdheEcdsa => vec![
+            "--cert".to_owned(),
+            cert("server.crt"),
+            "--key".to_owned(),
+            cert("server.key"),
+        ],
+    };
+    args.extend(["--suites".to_owned(), suite.iana.to_owned()]);
+    args
+}
+
+/// Owned command-line arguments from string slices.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Bound for negative tests: a peer that was refused should give up well within this.
+pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asserts that a third-party client did not get through: it must not print `success_marker`
+/// (its "handshake done" line); if it exits within [`REFUSAL_TIMEOUT`] the status must be a
+/// failure. (A server may refuse by alert, which ends the peer at once, or by silence.)
+pub fn expect_refused(client: &mut Peer, success_marker: &str) {
+    let status = client.wait_exit(REFUSAL_TIMEOUT);
+    assert!(
+        !client.output().contains(success_marker),
+        "{} completed the handshake but should have been refused\n{}",
+        client.name(),
+        client.dump()
+    );
+    if let Some(s) = status {
+        assert!(
+            !s.success(),
+            "{} exited with success\n{}",
+            client.name(),
+            client.dump()
+        );
+    }
+}
+
+/// Asserts that `dtls_echo client` failed (non-zero exit within [`PEER_TIMEOUT`]) and that its
+/// stderr mentions one of `words` (case-insensitive), so it failed for the expected reason.
+pub fn expect_client_error(client: &mut Peer, words: &[&str]) {
+    client.expect_failure(PEER_TIMEOUT);
+    let stderr = client.stderr().to_lowercase();
+    assert!(
+        words.iter().any(|w| stderr.contains(&w.to_lowercase())),
+        "dtls_echo client failed, but its stderr mentions none of {words:?}\n{}",
+        client.dump()
+    );
 }
