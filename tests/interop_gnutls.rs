@@ -34,6 +34,8 @@ fn psk_passwd_file() -> String {
 /// Starts `gnutls-serv --udp --echo` on a fresh port, restricted to `suite`, with the
 /// credentials it needs; `extra` comes last. Waits until it listens on IPv4.
 fn gnutls_serv(suite: &Suite, extra: &[String]) -> (Peer, SocketAddr) {
+    // Build our side first: the first build takes a while, the peer should not wait for it.
+    dtls_echo();
     let addr = free_local_addr();
     let mut args = strings(&["--udp", "--echo", "-p"]);
     args.push(addr.port().to_string());

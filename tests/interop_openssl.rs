@@ -28,6 +28,8 @@ fn s_server(suite: &Suite, extra: &[String]) -> (Peer, SocketAddr) {
 
 /// [`s_server`] serving the certificate `<name>.crt` / `<name>.key` for ECDSA suites.
 fn s_server_with_cert(suite: &Suite, name: &str, extra: &[String]) -> (Peer, SocketAddr) {
+    // Build our side first: the first build takes a while, the peer should not wait for it.
+    dtls_echo();
     let addr = free_local_addr();
     let mut args = strings(&["s_server", "-dtls1_2", "-accept"]);
     args.push(addr.to_string());
