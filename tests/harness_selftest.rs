@@ -15,11 +15,7 @@ fn s_server(port: u16, extra: &[&str]) -> Peer {
     args.extend_from_slice(&["-naccept", "1"]);
     args.extend_from_slice(extra);
     let server = Peer::spawn("openssl s_server", "openssl", &args, StdinMode::Piped);
-    assert!(
-        server.wait_for_output("ACCEPT", PEER_TIMEOUT),
-        "s_server did not start\n{}",
-        server.dump()
-    );
+    assert!(server.wait_for_output("ACCEPT", PEER_TIMEOUT), "s_server did not start\n{}", server.dump());
     server
 }
 
@@ -38,49 +34,19 @@ fn openssl_psk_data_flows_both_ways() {
         return;
     }
     let port = free_udp_port();
-    let psk = [
-        "-nocert",
-        "-psk",
-        PSK_HEX,
-        "-psk_hint",
-        "hint",
-        "-cipher",
-        PSK_CHACHA20.openssl,
-    ];
+    let psk = ["-nocert", "-psk", PSK_HEX, "-psk_hint", "hint", "-cipher", PSK_CHACHA20.openssl];
     let mut server = s_server(port, &psk);
-    let mut client = s_client(
-        port,
-        &[
-            "-psk",
-            PSK_HEX,
-            "-psk_identity",
-            PSK_IDENTITY,
-            "-cipher",
-            PSK_CHACHA20.openssl,
-        ],
-    );
+    let mut client = s_client(port, &["-psk", PSK_HEX, "-psk_identity", PSK_IDENTITY, "-cipher", PSK_CHACHA20.openssl]);
     let negotiated = format!("Cipher is {}", PSK_CHACHA20.openssl);
-    assert!(
-        client.wait_for_output(&negotiated, PEER_TIMEOUT),
-        "no handshake\n{}",
-        client.dump()
-    );
+    assert!(client.wait_for_output(&negotiated, PEER_TIMEOUT), "no handshake\n{}", client.dump());
 
     let up = message_for("client to server");
     client.write_stdin(format!("{up}\n").as_bytes()).unwrap();
-    assert!(
-        server.wait_for_output(&up, PEER_TIMEOUT),
-        "{}",
-        server.dump()
-    );
+    assert!(server.wait_for_output(&up, PEER_TIMEOUT), "{}", server.dump());
 
     let down = message_for("server to client");
     server.write_stdin(format!("{down}\n").as_bytes()).unwrap();
-    assert!(
-        client.wait_for_output(&down, PEER_TIMEOUT),
-        "{}",
-        client.dump()
-    );
+    assert!(client.wait_for_output(&down, PEER_TIMEOUT), "{}", client.dump());
 
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
@@ -96,10 +62,7 @@ fn echo_by_hand_through_s_server() {
         return;
     }
     let port = free_udp_port();
-    let mut server = s_server(
-        port,
-        &["-nocert", "-psk", PSK_HEX, "-cipher", PSK_CCM8.openssl],
-    );
+    let mut server = s_server(port, &["-nocert", "-psk", PSK_HEX, "-cipher", PSK_CCM8.openssl]);
     let text = message_for("by hand");
     // s_client closes the connection and exits 2 s after sending, at stdin EOF.
     let script = format!(
@@ -107,12 +70,7 @@ fn echo_by_hand_through_s_server() {
          -psk {PSK_HEX} -psk_identity {PSK_IDENTITY} -cipher {}",
         PSK_CCM8.openssl
     );
-    let mut client = Peer::spawn(
-        "sh | s_client",
-        "sh",
-        ["-c", script.as_str(), text.as_str()],
-        StdinMode::Null,
-    );
+    let mut client = Peer::spawn("sh | s_client", "sh", ["-c", script.as_str(), text.as_str()], StdinMode::Null);
     let status = echo_by_hand(&mut server, &mut client, &text, PEER_TIMEOUT);
     assert!(status.is_some_and(|s| s.success()), "{}", client.dump());
     // Once from s_server's stdin, never echoed locally by s_client.
@@ -172,41 +130,23 @@ fn certificates_have_the_expected_properties() {
     }
     let verify = |ca: &str, leaf: &str, extra: &[&str]| -> bool {
         let mut cmd = std::process::Command::new("openssl");
-        cmd.args(["verify", "-CAfile", &cert(ca)])
-            .args(extra)
-            .arg(cert(leaf));
+        cmd.args(["verify", "-CAfile", &cert(ca)]).args(extra).arg(cert(leaf));
         cmd.output().expect("run openssl verify").status.success()
     };
     let localhost = ["-verify_hostname", "localhost"];
     assert!(verify("ca.crt", "server.crt", &localhost));
     assert!(verify("ca.crt", "server.crt", &["-verify_ip", "127.0.0.1"]));
     assert!(verify("ca.crt", "client.crt", &[]));
-    assert!(!verify(
-        "ca.crt",
-        "server.crt",
-        &["-verify_hostname", "example.com"]
-    ));
+    assert!(!verify("ca.crt", "server.crt", &["-verify_hostname", "example.com"]));
     // Trusted CA, wrong name.
-    assert!(verify(
-        "ca.crt",
-        "wrong-host.crt",
-        &["-verify_hostname", "wrong.example"]
-    ));
+    assert!(verify("ca.crt", "wrong-host.crt", &["-verify_hostname", "wrong.example"]));
     assert!(!verify("ca.crt", "wrong-host.crt", &localhost));
     // Right name, unrelated CA.
     assert!(verify("other-ca.crt", "other-server.crt", &localhost));
     assert!(!verify("ca.crt", "other-server.crt", &localhost));
-    for key in [
-        "server.key",
-        "client.key",
-        "wrong-host.key",
-        "other-server.key",
-    ] {
+    for key in ["server.key", "client.key", "wrong-host.key", "other-server.key"] {
         let pem = std::fs::read_to_string(cert(key)).unwrap();
-        assert!(
-            pem.starts_with("-----BEGIN PRIVATE KEY-----"),
-            "{key} is not PKCS#8"
-        );
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{key} is not PKCS#8");
     }
 }
 
@@ -248,36 +188,19 @@ fn relay_observes_mtu_limited_handshake() {
             "300",
         ],
     );
-    assert!(
-        client.wait_for_output("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305", PEER_TIMEOUT),
-        "{}",
-        client.dump()
-    );
+    assert!(client.wait_for_output("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305", PEER_TIMEOUT), "{}", client.dump());
     let text = message_for("via relay");
     client.write_stdin(format!("{text}\n").as_bytes()).unwrap();
-    assert!(
-        server.wait_for_output(&text, PEER_TIMEOUT),
-        "{}",
-        server.dump()
-    );
+    assert!(server.wait_for_output(&text, PEER_TIMEOUT), "{}", server.dump());
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
     server.expect_success(PEER_TIMEOUT);
 
     let stats = relay.stats();
     assert!(!stats.to_server.is_empty() && !stats.to_client.is_empty());
-    let max = stats
-        .to_server
-        .iter()
-        .chain(&stats.to_client)
-        .max()
-        .copied()
-        .unwrap();
+    let max = stats.to_server.iter().chain(&stats.to_client).max().copied().unwrap();
     // OpenSSL counts -mtu as the IP MTU but overshoots the 272-byte UDP payload by a few bytes.
-    assert!(
-        max <= 300,
-        "datagram of {max} bytes with -mtu 300: {stats:?}"
-    );
+    assert!(max <= 300, "datagram of {max} bytes with -mtu 300: {stats:?}");
     // ServerHello..ServerHelloDone with a ~500-byte certificate cannot fit in 2 datagrams.
     assert!(stats.to_client.len() >= 4, "{stats:?}");
 }

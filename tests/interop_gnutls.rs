@@ -53,11 +53,7 @@ fn gnutls_serv(suite: &Suite, extra: &[String]) -> (Peer, SocketAddr) {
     args.extend(extra.iter().cloned());
     let server = Peer::spawn("gnutls-serv", "gnutls-serv", &args, StdinMode::Null);
     let ready = format!("IPv4 0.0.0.0 port {}...done", addr.port());
-    assert!(
-        server.wait_for_output(&ready, PEER_TIMEOUT),
-        "gnutls-serv did not start\n{}",
-        server.dump()
-    );
+    assert!(server.wait_for_output(&ready, PEER_TIMEOUT), "gnutls-serv did not start\n{}", server.dump());
     (server, addr)
 }
 
@@ -69,11 +65,7 @@ fn client_echo(connect: SocketAddr, suite: &Suite, extra: &[String], tag: &str) 
     args.extend(["--message".into(), text.clone()]);
     let mut client = start_echo_client(connect, &args);
     client.expect_success(PEER_TIMEOUT);
-    assert!(
-        client.stdout().contains(&text),
-        "no echo printed\n{}",
-        client.dump()
-    );
+    assert!(client.stdout().contains(&text), "no echo printed\n{}", client.dump());
     client
 }
 
@@ -146,10 +138,7 @@ fn client_to_gnutls_serv_mtu_300() {
     client_echo(relay.addr(), suite, &strings(&["--mtu", "300"]), "mtu 300");
     let stats = relay.stats();
     let ours = stats.to_server.iter().max().copied().unwrap_or(0);
-    assert!(
-        ours <= 300,
-        "our client sent a {ours}-byte datagram: {stats:?}"
-    );
+    assert!(ours <= 300, "our client sent a {ours}-byte datagram: {stats:?}");
     assert!(stats.to_client.iter().all(|&n| n <= 300), "{stats:?}");
 }
 
@@ -162,12 +151,7 @@ fn client_certificate_to_gnutls_serv() {
     let suite = &ECDSA_CCM8;
     let require = ["-r".into(), "--x509cafile".into(), cert("ca.crt")];
     let (_server, addr) = gnutls_serv(suite, &require);
-    let client_cert = [
-        "--cert".into(),
-        cert("client.crt"),
-        "--key".into(),
-        cert("client.key"),
-    ];
+    let client_cert = ["--cert".into(), cert("client.crt"), "--key".into(), cert("client.key")];
     client_echo(addr, suite, &client_cert, "client cert");
 
     let text = message_for("no client cert");
@@ -184,18 +168,12 @@ fn client_resumes_with_gnutls_serv() {
     if !require_peers(&["gnutls-serv", "openssl"]) {
         return;
     }
-    for (suite, extra) in [
-        (&PSK_CCM8, strings(&["--noticket"])),
-        (&ECDSA_CHACHA20, strings(&["--noticket"])),
-        (&ECDSA_CCM8, vec![]),
-    ] {
+    for (suite, extra) in
+        [(&PSK_CCM8, strings(&["--noticket"])), (&ECDSA_CHACHA20, strings(&["--noticket"])), (&ECDSA_CCM8, vec![])]
+    {
         let (_server, addr) = gnutls_serv(suite, &extra);
         let client = client_echo(addr, suite, &strings(&["--resume"]), "resume");
-        assert!(
-            client.stderr().contains("resumed"),
-            "not resumed\n{}",
-            client.dump()
-        );
+        assert!(client.stderr().contains("resumed"), "not resumed\n{}", client.dump());
     }
 }
 
@@ -204,23 +182,14 @@ fn client_resumes_with_gnutls_serv() {
 // ---------------------------------------------------------------------------------------------
 
 fn spawn_gnutls_cli(connect: SocketAddr, suite: &Suite, extra: &[String]) -> Peer {
-    assert_ne!(
-        suite.auth,
-        Auth::EcdhePsk,
-        "gnutls-cli 3.7.9 crashes after ECDHE-PSK handshakes"
-    );
+    assert_ne!(suite.auth, Auth::EcdhePsk, "gnutls-cli 3.7.9 crashes after ECDHE-PSK handshakes");
     let mut args = strings(&["--udp", "-p"]);
     args.push(connect.port().to_string());
     args.push(connect.ip().to_string());
     args.extend(["--priority".into(), suite.gnutls_priority()]);
     match suite.auth {
         Auth::Psk | Auth::EcdhePsk => {
-            args.extend(strings(&[
-                "--pskusername",
-                PSK_IDENTITY,
-                "--pskkey",
-                PSK_HEX,
-            ]));
+            args.extend(strings(&["--pskusername", PSK_IDENTITY, "--pskkey", PSK_HEX]));
         }
         Auth::EcdheEcdsa => {
             // The host argument is 127.0.0.1: the certificate's IP SAN is checked.
@@ -242,11 +211,7 @@ fn gnutls_cli_echo(connect: SocketAddr, suite: &Suite, extra: &[String], tag: &s
     );
     let text = message_for(tag);
     client.write_stdin(format!("{text}\n").as_bytes()).unwrap();
-    assert!(
-        client.wait_for_stdout_count(&text, 1, PEER_TIMEOUT),
-        "no echo from our server\n{}",
-        client.dump()
-    );
+    assert!(client.wait_for_stdout_count(&text, 1, PEER_TIMEOUT), "no echo from our server\n{}", client.dump());
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
     client
@@ -318,10 +283,7 @@ fn gnutls_cli_to_server_mtu_300() {
     gnutls_cli_echo(relay.addr(), suite, &strings(&["--mtu", "300"]), "mtu 300");
     let stats = relay.stats();
     let ours = stats.to_client.iter().max().copied().unwrap_or(0);
-    assert!(
-        ours <= 300,
-        "our server sent a {ours}-byte datagram: {stats:?}"
-    );
+    assert!(ours <= 300, "our server sent a {ours}-byte datagram: {stats:?}");
     assert!(stats.to_client.len() >= 4, "{stats:?}");
 }
 
@@ -336,12 +298,7 @@ fn gnutls_cli_certificate_required_by_server() {
     let mut args = echo_server_args(suite);
     args.extend(["--client-ca".into(), cert("ca.crt")]);
     let (mut server, addr) = start_echo_server(&args);
-    let with_cert = [
-        "--x509certfile".into(),
-        cert("client.crt"),
-        "--x509keyfile".into(),
-        cert("client.key"),
-    ];
+    let with_cert = ["--x509certfile".into(), cert("client.crt"), "--x509keyfile".into(), cert("client.key")];
     gnutls_cli_echo(addr, suite, &with_cert, "with client cert");
 
     let mut without = spawn_gnutls_cli(addr, suite, &[]);

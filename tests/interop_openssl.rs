@@ -48,11 +48,7 @@ fn s_server_with_cert(suite: &Suite, name: &str, extra: &[String]) -> (Peer, Soc
     }
     args.extend(extra.iter().cloned());
     let server = Peer::spawn("openssl s_server", "openssl", &args, StdinMode::Piped);
-    assert!(
-        server.wait_for_output("ACCEPT", PEER_TIMEOUT),
-        "s_server did not start\n{}",
-        server.dump()
-    );
+    assert!(server.wait_for_output("ACCEPT", PEER_TIMEOUT), "s_server did not start\n{}", server.dump());
     (server, addr)
 }
 
@@ -78,21 +74,9 @@ fn client_echo_via_s_server(
         None => panic!("dtls_echo client did not finish\n{}", client.dump()),
     }
     let cipher = format!("CIPHER is {}", suite.openssl);
-    assert!(
-        server.output().contains(&cipher),
-        "expected {cipher}\n{}",
-        server.dump()
-    );
-    assert!(
-        server.stdout().contains(&text),
-        "s_server got no data\n{}",
-        server.dump()
-    );
-    assert!(
-        client.stdout().contains(&text),
-        "no echo printed\n{}",
-        client.dump()
-    );
+    assert!(server.output().contains(&cipher), "expected {cipher}\n{}", server.dump());
+    assert!(server.stdout().contains(&text), "s_server got no data\n{}", server.dump());
+    assert!(client.stdout().contains(&text), "no echo printed\n{}", client.dump());
     client
 }
 
@@ -165,19 +149,10 @@ fn client_to_s_server_mtu_300() {
     let suite = &ECDSA_CCM8;
     let (mut server, addr) = s_server(suite, &strings(&["-mtu", "300"]));
     let relay = UdpRelay::start(addr);
-    client_echo_via_s_server(
-        &mut server,
-        relay.addr(),
-        suite,
-        &strings(&["--mtu", "300"]),
-        "mtu 300",
-    );
+    client_echo_via_s_server(&mut server, relay.addr(), suite, &strings(&["--mtu", "300"]), "mtu 300");
     let stats = relay.stats();
     let ours = stats.to_server.iter().max().copied().unwrap_or(0);
-    assert!(
-        ours <= 300,
-        "our client sent a {ours}-byte datagram: {stats:?}"
-    );
+    assert!(ours <= 300, "our client sent a {ours}-byte datagram: {stats:?}");
     // The certificate flight was fragmented (OpenSSL overshoots its limit by a few bytes).
     assert!(stats.to_client.iter().all(|&n| n <= 300), "{stats:?}");
     assert!(stats.to_client.len() >= 4, "{stats:?}");
@@ -192,12 +167,7 @@ fn client_certificate_to_s_server() {
     for suite in [&ECDSA_CHACHA20, &ECDSA_CCM8] {
         let ca = cert("ca.crt");
         let (mut server, addr) = s_server(suite, &strings(&["-Verify", "1", "-CAfile", &ca]));
-        let client_cert = [
-            "--cert".into(),
-            cert("client.crt"),
-            "--key".into(),
-            cert("client.key"),
-        ];
+        let client_cert = ["--cert".into(), cert("client.crt"), "--key".into(), cert("client.key")];
         client_echo_via_s_server(&mut server, addr, suite, &client_cert, "client cert");
         assert!(
             server.stdout().contains("subject=CN = client"),
@@ -275,10 +245,7 @@ fn client_rejects_untrusted_issuer() {
     let mut args = echo_client_args(suite);
     args.extend(["--message".into(), text.clone()]);
     let mut client = start_echo_client(addr, &args);
-    expect_client_error(
-        &mut client,
-        &["certificate", "issuer", "trust", "verif", "ca"],
-    );
+    expect_client_error(&mut client, &["certificate", "issuer", "trust", "verif", "ca"]);
     assert!(!client.stdout().contains(&text));
 }
 
@@ -312,18 +279,9 @@ fn client_resumes_session_id_with_s_server() {
     }
     for suite in [&PSK_CHACHA20, &ECDSA_CHACHA20] {
         let (mut server, addr) = s_server(suite, &strings(&["-naccept", "2", "-no_ticket"]));
-        let client =
-            client_echo_via_s_server(&mut server, addr, suite, &strings(&["--resume"]), "resume");
-        assert!(
-            client.stderr().contains("resumed"),
-            "not resumed\n{}",
-            client.dump()
-        );
-        assert!(
-            server.stdout().contains("Reused session-id"),
-            "s_server did not resume\n{}",
-            server.dump()
-        );
+        let client = client_echo_via_s_server(&mut server, addr, suite, &strings(&["--resume"]), "resume");
+        assert!(client.stderr().contains("resumed"), "not resumed\n{}", client.dump());
+        assert!(server.stdout().contains("Reused session-id"), "s_server did not resume\n{}", server.dump());
         server.expect_success(PEER_TIMEOUT);
     }
 }
@@ -337,18 +295,9 @@ fn client_resumes_with_s_server_defaults() {
     }
     let suite = &ECDSA_CCM8;
     let (mut server, addr) = s_server(suite, &strings(&["-naccept", "2"]));
-    let client =
-        client_echo_via_s_server(&mut server, addr, suite, &strings(&["--resume"]), "resume");
-    assert!(
-        client.stderr().contains("resumed"),
-        "not resumed\n{}",
-        client.dump()
-    );
-    assert!(
-        server.stdout().contains("Reused session-id"),
-        "{}",
-        server.dump()
-    );
+    let client = client_echo_via_s_server(&mut server, addr, suite, &strings(&["--resume"]), "resume");
+    assert!(client.stderr().contains("resumed"), "not resumed\n{}", client.dump());
+    assert!(server.stdout().contains("Reused session-id"), "{}", server.dump());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,11 +314,7 @@ fn s_client_args(connect: SocketAddr, suite: &Suite, extra: &[String]) -> Vec<St
         }
         Auth::EcdheEcdsa => {
             args.extend(["-CAfile".into(), cert("ca.crt")]);
-            args.extend(strings(&[
-                "-verify_return_error",
-                "-verify_hostname",
-                "localhost",
-            ]));
+            args.extend(strings(&["-verify_return_error", "-verify_hostname", "localhost"]));
         }
     }
     args.extend(strings(&["-groups", "P-256", "-cipher", suite.openssl]));
@@ -397,11 +342,7 @@ fn s_client_echo(connect: SocketAddr, suite: &Suite, extra: &[String], tag: &str
     );
     let text = message_for(tag);
     client.write_stdin(format!("{text}\n").as_bytes()).unwrap();
-    assert!(
-        client.wait_for_stdout_count(&text, 1, PEER_TIMEOUT),
-        "no echo from our server\n{}",
-        client.dump()
-    );
+    assert!(client.wait_for_stdout_count(&text, 1, PEER_TIMEOUT), "no echo from our server\n{}", client.dump());
     client.close_stdin();
     client.expect_success(PEER_TIMEOUT);
     client
@@ -413,11 +354,7 @@ fn s_client_to_server(suite: &Suite) {
     }
     let (mut server, addr) = start_echo_server(&echo_server_args(suite));
     let client = s_client_echo(addr, suite, &[], suite.openssl);
-    assert!(
-        client.stdout().contains(&negotiated("New", suite)),
-        "{}",
-        client.dump()
-    );
+    assert!(client.stdout().contains(&negotiated("New", suite)), "{}", client.dump());
     assert!(server.is_running(), "our server died\n{}", server.dump());
 }
 
@@ -468,21 +405,13 @@ fn s_client_sees_cookie_exchange_unless_disabled() {
 
     let (_server, addr) = start_echo_server(&echo_server_args(suite));
     let client = s_client_echo(addr, suite, &trace, "cookie");
-    assert!(
-        client.stdout().contains("HelloVerifyRequest"),
-        "{}",
-        client.dump()
-    );
+    assert!(client.stdout().contains("HelloVerifyRequest"), "{}", client.dump());
 
     let mut no_cookie = echo_server_args(suite);
     no_cookie.push("--no-cookie".into());
     let (_server, addr) = start_echo_server(&no_cookie);
     let client = s_client_echo(addr, suite, &trace, "no cookie");
-    assert!(
-        !client.stdout().contains("HelloVerifyRequest"),
-        "{}",
-        client.dump()
-    );
+    assert!(!client.stdout().contains("HelloVerifyRequest"), "{}", client.dump());
     assert!(client.stdout().contains("ServerHello"), "{}", client.dump());
 }
 
@@ -501,10 +430,7 @@ fn s_client_to_server_mtu_300() {
         s_client_echo(relay.addr(), suite, &strings(&["-mtu", "300"]), "mtu 300");
         let stats = relay.stats();
         let ours = stats.to_client.iter().max().copied().unwrap_or(0);
-        assert!(
-            ours <= 300,
-            "our server sent a {ours}-byte datagram: {stats:?}"
-        );
+        assert!(ours <= 300, "our server sent a {ours}-byte datagram: {stats:?}");
         // ServerHello + ~450-byte Certificate + ServerKeyExchange + ServerHelloDone.
         assert!(stats.to_client.len() >= 4, "{stats:?}");
     }
@@ -522,16 +448,11 @@ fn s_client_certificate_required_by_server() {
     args.extend(["--client-ca".into(), cert("ca.crt")]);
     let (mut server, addr) = start_echo_server(&args);
 
-    let with_cert = [
-        "-cert".into(),
-        cert("client.crt"),
-        "-key".into(),
-        cert("client.key"),
-    ];
+    let with_cert = ["-cert".into(), cert("client.crt"), "-key".into(), cert("client.key")];
     s_client_echo(addr, suite, &with_cert, "with client cert");
 
     let mut without = spawn_s_client(addr, suite, &[]);
-    expect_refused(&mut without, &negotiated("New", suite));
+    expect_refused_by_alert(&mut without);
 
     assert!(server.is_running(), "our server died\n{}", server.dump());
     s_client_echo(addr, suite, &with_cert, "after refusal");
@@ -548,14 +469,9 @@ fn s_client_certificate_from_untrusted_issuer_refused() {
     args.extend(["--client-ca".into(), cert("ca.crt")]);
     let (_server, addr) = start_echo_server(&args);
     // other-server.crt is a valid certificate, but not from ca.crt (and not for clientAuth).
-    let foreign = [
-        "-cert".into(),
-        cert("other-server.crt"),
-        "-key".into(),
-        cert("other-server.key"),
-    ];
+    let foreign = ["-cert".into(), cert("other-server.crt"), "-key".into(), cert("other-server.key")];
     let mut client = spawn_s_client(addr, suite, &foreign);
-    expect_refused(&mut client, &negotiated("New", suite));
+    expect_refused_by_alert(&mut client);
 }
 
 /// s_client with a PSK our server does not know is refused, and the server survives it.
@@ -594,20 +510,12 @@ fn s_client_resumes(suite: &Suite, extra: &[&str]) {
     let mut first = strings(extra);
     first.extend(["-sess_out".into(), session.clone()]);
     let client = s_client_echo(addr, suite, &first, "first");
-    assert!(
-        client.stdout().contains(&negotiated("New", suite)),
-        "{}",
-        client.dump()
-    );
+    assert!(client.stdout().contains(&negotiated("New", suite)), "{}", client.dump());
 
     let mut second = strings(extra);
     second.extend(["-sess_in".into(), session]);
     let client = s_client_echo(addr, suite, &second, "resumed");
-    assert!(
-        client.stdout().contains(&negotiated("Reused", suite)),
-        "s_client did not resume\n{}",
-        client.dump()
-    );
+    assert!(client.stdout().contains(&negotiated("Reused", suite)), "s_client did not resume\n{}", client.dump());
 }
 
 #[test]
