@@ -196,11 +196,16 @@ impl Endpoint {
             // answering a fresh cookie) must pass the cookie gate, and then replaces the old
             // association: the latest proven ClientHello wins. A cookie-less duplicate of the
             // first ClientHello of the same handshake also goes to the association, so it does
-            // not draw a fresh cookie that would restart the client.
+            // not draw a fresh cookie that would restart the client. Once established, no
+            // ClientHello with the association's own random replaces it: the cookie binds
+            // neither the extensions nor the record, so an altered replay of the cookie-bearing
+            // ClientHello still verifies within the cookie lifetime, yet shows no reachability
+            // (RFC 6347 §4.2.8); a client really starting over sends a fresh random.
             (Some(c), Some((_, _, body))) => {
                 c.is_same_client_hello(body)
-                    || ClientHelloView::parse(body)
-                        .is_ok_and(|v| v.cookie.is_empty() && v.params.random == c.client_random())
+                    || ClientHelloView::parse(body).is_ok_and(|v| {
+                        v.params.random == c.client_random() && (v.cookie.is_empty() || c.is_established())
+                    })
             }
         };
         if route_to_existing {

@@ -551,3 +551,30 @@ fn replayed_client_hello_does_not_replace_an_established_association() {
     w.run_to_end();
     assert!(w.a().echoed, "A's association was replaced");
 }
+
+/// Regression: the cookie binds version, random, session_id, suites and compression methods
+/// but not the extensions, so a replayed cookie-bearing ClientHello with an extension byte
+/// altered still passed the gate and replaced A's established association.
+#[test]
+fn altered_replay_of_the_client_hello_does_not_replace_an_established_association() {
+    let (server_cfg, client_cfg) = configs(Mode::Psk, None);
+    let mut w = World::new(server_cfg, client_cfg, 17);
+    w.run_to_end();
+    assert!(w.a().echoed);
+    let mut ch2 = w.log.iter().filter(|x| x.from == a_addr()).nth(1).unwrap().payload.clone();
+    assert_eq!((ch2[0], ch2[13]), (22, 1), "a ClientHello record");
+    // Another server name in the SNI extension: well-formed, and not bound by the cookie.
+    let sni = ch2.windows(9).position(|x| x == b"localhost").expect("SNI in the ClientHello");
+    ch2[sni] = b'm';
+    let created = w.server.stats().connections_created;
+    w.server.handle_datagram(w.now, a_addr(), &ch2);
+    w.collect();
+    assert_eq!(w.server.stats().connections_created, created, "an altered replay created an association");
+    assert!(w.server.connection(&a_addr()).unwrap().is_established());
+    w.run_to_end();
+    w.clients[0].echoed = false;
+    w.clients[0].ep.send(server(), b"message from A").unwrap();
+    w.collect();
+    w.run_to_end();
+    assert!(w.a().echoed, "A's association was replaced");
+}
