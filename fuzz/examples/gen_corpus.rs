@@ -97,7 +97,9 @@ fn main() {
         println!("{tag}: {} datagrams to server, {} to client", t.to_server.len(), t.to_client.len());
     }
     // Reassembly has its own input encoding: a few byte patterns to start from.
-    for (i, seed) in [&[0u8; 0][..], &[0xff, 0xff, 0, 22, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 4, 1, 2, 3, 4, 1][..]].iter().enumerate() {
+    for (i, seed) in
+        [&[0u8; 0][..], &[0xff, 0xff, 0, 22, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 4, 1, 2, 3, 4, 1][..]].iter().enumerate()
+    {
         write(&out, "reassembly", &format!("seed_{i}"), seed);
     }
 }

@@ -13,8 +13,7 @@ use coaps_dtls::cookie::CookieConfig;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig,
-    StaticPsks,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig, StaticPsks,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 
 use crate::{drain, new_client, new_server, ops, peer};
 use arbitrary::{Arbitrary, Unstructured};
+use coaps_dtls::codec::CertificateType;
 use coaps_dtls::codec::{Codec, HandshakeType, Reader};
 use coaps_dtls::cookie::ClientHelloView;
 use coaps_dtls::handshake::reassembly::{Insert, Reassembler};
@@ -12,7 +13,6 @@ use coaps_dtls::msgs::{
     Certificate, CertificateRequest, ClientHello, ClientKeyExchange, HandshakeHeader, HelloVerifyRequest,
     KeyExchangeAlgorithm, ServerHello, ServerKeyExchange,
 };
-use coaps_dtls::codec::CertificateType;
 use coaps_dtls::record::{RecordHeader, split_datagram};
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -34,7 +34,10 @@ fn kx(b: u8) -> KeyExchangeAlgorithm {
     }
 }
 
-fn read_all<'a, T>(body: &'a [u8], f: impl FnOnce(&mut Reader<'a>) -> Result<T, coaps_dtls::codec::InvalidMessage>) -> Option<T> {
+fn read_all<'a, T>(
+    body: &'a [u8],
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, coaps_dtls::codec::InvalidMessage>,
+) -> Option<T> {
     let mut r = Reader::new(body);
     let v = f(&mut r).ok()?;
     r.expect_empty("message").ok()?;
@@ -111,7 +114,8 @@ pub fn server_key_exchange(data: &[u8]) {
     if let Some(m) = read_all(body, |r| ServerKeyExchange::read_with(r, k)) {
         let mut enc = Vec::new();
         m.encode(&mut enc);
-        let again = read_all(&enc, |r| ServerKeyExchange::read_with(r, k)).expect("re-encoded ServerKeyExchange must decode");
+        let again =
+            read_all(&enc, |r| ServerKeyExchange::read_with(r, k)).expect("re-encoded ServerKeyExchange must decode");
         assert_eq!(again, m);
     }
 }
@@ -123,7 +127,8 @@ pub fn client_key_exchange(data: &[u8]) {
     if let Some(m) = read_all(body, |r| ClientKeyExchange::read_with(r, k)) {
         let mut enc = Vec::new();
         m.encode(&mut enc);
-        let again = read_all(&enc, |r| ClientKeyExchange::read_with(r, k)).expect("re-encoded ClientKeyExchange must decode");
+        let again =
+            read_all(&enc, |r| ClientKeyExchange::read_with(r, k)).expect("re-encoded ClientKeyExchange must decode");
         assert_eq!(again, m);
     }
 }
@@ -187,7 +192,11 @@ pub fn reassembly(data: &[u8]) {
                     length,
                     message_seq: seq,
                     fragment_offset: u32::from(offset),
-                    fragment_length: if honest { fragment.len() as u32 } else { (fragment.len() as u32).wrapping_add(1) },
+                    fragment_length: if honest {
+                        fragment.len() as u32
+                    } else {
+                        (fragment.len() as u32).wrapping_add(1)
+                    },
                 };
                 let next_before = re.next_seq();
                 match re.insert(&hdr, &fragment) {

@@ -93,7 +93,9 @@ impl World {
             to_attacker: Vec::new(),
             max_connections: 0,
         };
-        for (i, (a, msg)) in [(a_addr(), &b"message from A"[..]), (b_addr(), &b"message from B"[..])].into_iter().enumerate() {
+        for (i, (a, msg)) in
+            [(a_addr(), &b"message from A"[..]), (b_addr(), &b"message from B"[..])].into_iter().enumerate()
+        {
             let mut ep = Endpoint::client(SeededRng::from_seed_u64(seed + 1 + i as u64));
             ep.connect(now, server(), client_cfg.clone(), "localhost", None).unwrap();
             w.clients.push(Client { addr: a, ep, msg, connected: false, echoed: false, closed: None });
@@ -146,7 +148,8 @@ impl World {
             self.collect();
             return true;
         }
-        let timers = std::iter::once(self.server.poll_timeout()).chain(self.clients.iter().map(|c| c.ep.poll_timeout()));
+        let timers =
+            std::iter::once(self.server.poll_timeout()).chain(self.clients.iter().map(|c| c.ep.poll_timeout()));
         let Some(t) = timers.flatten().min() else { return false };
         self.now = self.now.max(t);
         self.server.handle_timeout(self.now);
@@ -209,8 +212,15 @@ enum Class {
     /// Someone else's datagrams (the server's own, B's) replayed verbatim.
     Reflected,
 }
-const CLASSES: [Class; 7] =
-    [Class::Truncated, Class::Flipped, Class::Replayed, Class::Oversized, Class::Garbage, Class::BadRecords, Class::Reflected];
+const CLASSES: [Class; 7] = [
+    Class::Truncated,
+    Class::Flipped,
+    Class::Replayed,
+    Class::Oversized,
+    Class::Garbage,
+    Class::BadRecords,
+    Class::Reflected,
+];
 
 impl Class {
     /// Whether injecting this class from A's own address may legitimately end A's handshake.
@@ -300,7 +310,8 @@ fn bad_inputs(class: Class, recorded: &[Vec<u8>], rng: &mut Prng) -> Vec<Vec<u8>
             }
         }
         Class::BadRecords => {
-            let payloads: Vec<Vec<u8>> = recorded.iter().take(4).map(|d| d[13.min(d.len())..].to_vec()).chain([rng.bytes(40)]).collect();
+            let payloads: Vec<Vec<u8>> =
+                recorded.iter().take(4).map(|d| d[13.min(d.len())..].to_vec()).chain([rng.bytes(40)]).collect();
             for p in &payloads {
                 for (ct, epoch, version) in [
                     (23, 1, 0xfefd),
@@ -380,7 +391,12 @@ fn matrix(mode: Mode, mtu: usize, point_stride: usize) -> usize {
                     );
                     clean_failures += 1;
                 } else if !a_ok {
-                    failures.push(format!("{what}: A connected {} echoed {} closed {:?}", w.a().connected, w.a().echoed, w.a().closed));
+                    failures.push(format!(
+                        "{what}: A connected {} echoed {} closed {:?}",
+                        w.a().connected,
+                        w.a().echoed,
+                        w.a().closed
+                    ));
                 }
             }
         }
