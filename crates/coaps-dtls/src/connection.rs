@@ -852,20 +852,19 @@ impl Connection {
                 self.client_send_final_flight(now, d, server_point, identity, server_ecdh, cert_requested)?
             }
             (Hs::CExpectFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"server finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
+                self.verify_peer_finished(now, &master, before_len, &msg, b"server finished", None)?;
                 self.established(now, &d, &master, identity, false);
                 Hs::Done
             }
             (Hs::CExpectResumedFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"server finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
-                self.flight.clear();
-                self.queue_ccs_finished(&master, b"client finished");
-                self.send_new_flight(now, false);
-                self.holds_last_flight = true;
+                self.verify_peer_finished(
+                    now,
+                    &master,
+                    before_len,
+                    &msg,
+                    b"server finished",
+                    Some(b"client finished"),
+                )?;
                 self.established(now, &d, &master, identity, true);
                 Hs::Done
             }
@@ -894,19 +893,19 @@ impl Connection {
                 Hs::SExpectFinished { d, master, identity }
             }
             (Hs::SExpectFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"client finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
-                self.flight.clear();
-                self.queue_ccs_finished(&master, b"server finished");
-                self.send_new_flight(now, false);
-                self.holds_last_flight = true;
+                self.verify_peer_finished(
+                    now,
+                    &master,
+                    before_len,
+                    &msg,
+                    b"client finished",
+                    Some(b"server finished"),
+                )?;
                 self.established(now, &d, &master, identity, false);
                 Hs::Done
             }
             (Hs::SExpectResumedFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"client finished", body)?;
+                self.verify_peer_finished(now, &master, before_len, &msg, b"client finished", None)?;
                 self.established(now, &d, &master, identity, true);
                 Hs::Done
             }
@@ -1529,6 +1528,30 @@ impl Connection {
         };
         self.write_prot = Some(write);
         self.read_prot = Some(read);
+        Ok(())
+    }
+
+    /// Checks the peer's Finished against the transcript before it (RFC 5246 §7.4.9) and, when
+    /// `answer` names our label, sends our ChangeCipherSpec + Finished as the handshake's last
+    /// flight, kept to be resent if the peer repeats its own (RFC 6347 §4.2.4).
+    fn verify_peer_finished(
+        &mut self,
+        now: Instant,
+        master: &MasterSecret,
+        before_len: usize,
+        msg: &HandshakeMessage,
+        peer_label: &[u8],
+        answer: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        self.transcript.truncate(before_len);
+        self.check_finished(master, peer_label, &msg.body)?;
+        msg.transcript_bytes(&mut self.transcript);
+        if let Some(label) = answer {
+            self.flight.clear();
+            self.queue_ccs_finished(master, label);
+            self.send_new_flight(now, false);
+            self.holds_last_flight = true;
+        }
         Ok(())
     }
 

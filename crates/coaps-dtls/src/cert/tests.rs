@@ -1,7 +1,7 @@
 //! Tests for credentials and certificate verification.
 //!
 //! Certificates are generated at test time with `openssl`, using the recipe in
-//! `tests/data/gen-certs.sh` (a copy of the interop peers' recipe). Without `openssl` the
+//! `scripts/gen-certs.sh` (the interop peers' recipe). Without `openssl` the
 //! PKI tests print a reason and pass, unless `COAPS_REQUIRE_PEERS=1` is set.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,13 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::elliptic_curve::sec1::ToSec1Point;
 
 use super::*;
+
+/// "Now" for validity checks, a little ahead of the wall clock: certificates issued during the
+/// test have notBefore at the second they were made, which can be after a `now` taken earlier
+/// when the machine is loaded (seen as a flaky NotValidYet).
+fn checked_at() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(600)
+}
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -56,7 +63,7 @@ impl Pki {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let pki = Pki { dir };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gen-certs.sh");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gen-certs.sh");
         let out = Command::new("bash").arg(&script).arg(&pki.dir).output().expect("run gen-certs.sh");
         assert!(out.status.success(), "gen-certs.sh failed: {}", String::from_utf8_lossy(&out.stderr));
         Some(pki)
@@ -129,7 +136,7 @@ fn server_chain_verifies_for_dns_name_and_ip_literal() {
     let pki = pki_or_skip!();
     let verifier = pki.verifier();
     let expected = pki.public_point("server");
-    let now = SystemTime::now();
+    let now = checked_at();
 
     assert_eq!(verifier.verify_server(&pki.chain("server"), "localhost", now), Ok(expected));
     assert_eq!(verifier.verify_server(&pki.chain("server"), "127.0.0.1", now), Ok(expected));
@@ -146,7 +153,7 @@ fn server_chain_verifies_for_dns_name_and_ip_literal() {
 fn certificate_for_another_name_is_refused() {
     let pki = pki_or_skip!();
     let verifier = pki.verifier();
-    let now = SystemTime::now();
+    let now = checked_at();
     for name in ["example.com", "127.0.0.2", "::1", "server"] {
         let err = verifier.verify_server(&pki.chain("server"), name, now).expect_err(name);
         assert_eq!(err, CertificateError::NotValidForName, "{name}");
@@ -159,7 +166,7 @@ fn certificate_for_another_name_is_refused() {
 #[test]
 fn unrelated_ca_is_refused() {
     let pki = pki_or_skip!();
-    let now = SystemTime::now();
+    let now = checked_at();
 
     // A CA with a different name: no candidate issuer at all.
     pki.openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "other-ca.key"]);
@@ -204,7 +211,7 @@ fn unrelated_ca_is_refused() {
 fn extended_key_usage_is_enforced() {
     let pki = pki_or_skip!();
     let verifier = pki.verifier();
-    let now = SystemTime::now();
+    let now = checked_at();
 
     // A clientAuth-only certificate presented by a server.
     let err = verifier.verify_server(&pki.chain("client"), "localhost", now).unwrap_err();
@@ -225,7 +232,7 @@ fn validity_period_is_enforced() {
     let pki = pki_or_skip!();
     pki.issue("server.csr", "1", "-sha256", "server.ext", "short.crt.der");
     let verifier = pki.verifier();
-    let now = SystemTime::now();
+    let now = checked_at();
     let short = vec![pki.read("short.crt.der")];
 
     assert_eq!(verifier.verify_server(&short, "localhost", now), Ok(pki.public_point("server")));
@@ -252,7 +259,7 @@ fn tampered_signature_is_refused() {
     let mut der = pki.read("server.crt.der");
     // The certificate ends with the signature's `s` INTEGER.
     *der.last_mut().unwrap() ^= 0x01;
-    let err = pki.verifier().verify_server(&[der.clone()], "localhost", SystemTime::now()).unwrap_err();
+    let err = pki.verifier().verify_server(&[der.clone()], "localhost", checked_at()).unwrap_err();
     assert_eq!(err, CertificateError::BadSignature);
     assert_eq!(err.alert(), AlertDescription::BadCertificate);
 
@@ -261,7 +268,7 @@ fn tampered_signature_is_refused() {
     let mut der = pki.read("server.crt.der");
     let pos = der.windows(65).position(|w| w == point).expect("point in cert");
     der[pos + 64] ^= 0x01;
-    assert!(pki.verifier().verify_server(&[der], "localhost", SystemTime::now()).is_err());
+    assert!(pki.verifier().verify_server(&[der], "localhost", checked_at()).is_err());
 }
 
 #[test]
@@ -269,7 +276,7 @@ fn sha384_signed_certificate_verifies() {
     let pki = pki_or_skip!();
     pki.issue("server.csr", "30", "-sha384", "server.ext", "s384.crt.der");
     assert_eq!(
-        pki.verifier().verify_server(&[pki.read("s384.crt.der")], "localhost", SystemTime::now()),
+        pki.verifier().verify_server(&[pki.read("s384.crt.der")], "localhost", checked_at()),
         Ok(pki.public_point("server"))
     );
 }
@@ -278,7 +285,7 @@ fn sha384_signed_certificate_verifies() {
 fn non_p256_keys_and_algorithms_are_unsupported() {
     let pki = pki_or_skip!();
     let verifier = pki.verifier();
-    let now = SystemTime::now();
+    let now = checked_at();
 
     // A P-384 end-entity key, validly issued by the P-256 CA.
     pki.openssl(&["ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "p384.key"]);
@@ -348,7 +355,7 @@ fn verifier_construction_and_degenerate_chains() {
     let pki = pki_or_skip!();
     let verifier = pki.verifier();
     assert!(format!("{verifier:?}").contains("trust_anchors: 1"));
-    let now = SystemTime::now();
+    let now = checked_at();
     assert!(matches!(verifier.verify_server(&[], "localhost", now), Err(CertificateError::Other(_))));
     assert_eq!(verifier.verify_client(&[b"not a certificate".to_vec()], now), Err(CertificateError::BadEncoding));
     let mut truncated = pki.read("server.crt.der");
