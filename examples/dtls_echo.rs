@@ -12,7 +12,8 @@
 //! peers. The client completes the handshake, sends TEXT, prints the echo on stdout and exits
 //! 0; on failure it prints the reason on stderr and exits 1 (2 for usage errors). With
 //! `--resume` it closes, reconnects with an abbreviated handshake, prints `resumed` on stderr
-//! when that succeeded, and sends TEXT again.
+//! when that succeeded, and sends TEXT again. Without credentials both sides use the public
+//! demo PSK (identity `coaps-demo`, key `coaps-demo-key`), and say so.
 
 use coaps::dtls::cert::{self, WebPkiVerifier};
 use coaps::dtls::crypto::SeededRng;
@@ -25,6 +26,10 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The built-in demo PSK (the same one `coaps serve` uses): public, for trying things out only.
+const DEMO_IDENTITY: &str = "coaps-demo";
+const DEMO_KEY: &str = "coaps-demo-key";
 
 #[derive(Default)]
 struct Args {
@@ -174,7 +179,10 @@ fn server(a: Args) -> Result<(), String> {
         cfg.cookie = None;
     }
     if cfg.psks.is_none() && cfg.cert.is_none() {
-        return Err("server needs credentials: --psk IDENTITY:HEXKEY and/or --cert CERT.pem --key KEY.pem".into());
+        let demo = Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?;
+        cfg.psks = Some(Arc::new(StaticPsks(vec![demo])));
+        eprintln!("WARNING: no credentials given: serving the PUBLIC DEMO PSK (identity `{DEMO_IDENTITY}`, key `{DEMO_KEY}`).");
+        eprintln!("WARNING: anyone can connect. Use --psk IDENTITY:HEXKEY or --cert/--key for anything but a demo.");
     }
     let sock = UdpSocket::bind(resolve(listen)?).map_err(|e| format!("cannot bind {listen}: {e}"))?;
     println!("listening on {}", sock.local_addr().map_err(|e| e.to_string())?);
@@ -258,7 +266,8 @@ fn client(a: Args) -> Result<(), String> {
         _ => return Err("--cert and --key go together".into()),
     }
     if cfg.psk.is_none() && cfg.verifier.is_none() {
-        return Err("client needs credentials: --psk IDENTITY:HEXKEY and/or --ca CA.pem".into());
+        cfg.psk = Some(Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?);
+        eprintln!("note: no credentials given: using the public demo PSK `{DEMO_IDENTITY}`");
     }
     let name = a.server_name.clone().unwrap_or_else(|| peer.ip().to_string());
     let cfg = Arc::new(cfg);

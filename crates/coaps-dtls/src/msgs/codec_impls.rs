@@ -1,32 +1,799 @@
-//! Encoders and decoders for the messages in `handshake.rs`. (STUBS: to be implemented.)
+//! Encoders and decoders for the messages in `handshake.rs`.
+//!
+//! Decoders are total and allocate at most a constant factor of their input: every length is
+//! checked against the bytes actually present (through [`Reader::take`]) before anything is
+//! collected. Encoders assume the value respects the RFC bounds documented on each field; an
+//! oversized field is a caller bug and trips a `debug_assert!` instead of silently writing a
+//! wrong length prefix.
 use super::handshake::*;
 use crate::codec::*;
 
-macro_rules! stub_codec {
-    ($($t:ty),*) => {$(
-        impl<'a> Codec<'a> for $t {
-            fn encode(&self, _out: &mut Vec<u8>) { todo!() }
-            fn read(_r: &mut Reader<'a>) -> Result<Self, InvalidMessage> { todo!() }
-        }
-    )*};
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/// `opaque x<min..2^8-1>`.
+fn put_vec_u8(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= 0xff, "opaque<..2^8-1> too long");
+    put_len_prefixed(out, LenPrefix::U8, |o| o.extend_from_slice(bytes));
 }
-stub_codec!(ClientHello, HelloVerifyRequest, ServerHello, ServerEcdhParams, DigitallySigned, CertificateRequest, NewSessionTicket);
+/// `opaque x<min..2^16-1>`.
+fn put_vec_u16(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= 0xffff, "opaque<..2^16-1> too long");
+    put_len_prefixed(out, LenPrefix::U16, |o| o.extend_from_slice(bytes));
+}
+/// `opaque x<min..2^24-1>`.
+fn put_vec_u24(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= 0xff_ffff, "opaque<..2^24-1> too long");
+    put_len_prefixed(out, LenPrefix::U24, |o| o.extend_from_slice(bytes));
+}
+
+/// A list of one-byte code points behind a one-byte length.
+fn put_list_u8<T: Copy + Into<u8>>(out: &mut Vec<u8>, items: &[T]) {
+    debug_assert!(items.len() <= 0xff, "list<..2^8-1> too long");
+    put_len_prefixed(out, LenPrefix::U8, |o| {
+        o.extend(items.iter().map(|&t| t.into()))
+    });
+}
+/// A list of two-byte code points behind a two-byte length.
+fn put_list_u16<T: Copy + Into<u16>>(out: &mut Vec<u8>, items: &[T]) {
+    debug_assert!(items.len() * 2 <= 0xffff, "list<..2^16-1> too long");
+    put_len_prefixed(out, LenPrefix::U16, |o| {
+        for &t in items {
+            put_u16(o, t.into());
+        }
+    });
+}
+
+/// Reads `T list<min..2^8-1>` of one-byte code points; fewer than `min` entries is illegal.
+fn read_list_u8<T: From<u8>>(
+    r: &mut Reader<'_>,
+    min: usize,
+    what: &'static str,
+) -> Result<Vec<T>, InvalidMessage> {
+    let body = r.vec_u8(what)?;
+    if body.len() < min {
+        return Err(InvalidMessage::IllegalValue(what));
+    }
+    Ok(body.iter().map(|&b| T::from(b)).collect())
+}
+
+/// Reads `T list<2*min..2^16-2>` of two-byte code points: the byte length must be even and
+/// cover at least `min` entries.
+fn read_list_u16<T: From<u16>>(
+    r: &mut Reader<'_>,
+    min: usize,
+    what: &'static str,
+) -> Result<Vec<T>, InvalidMessage> {
+    let body = r.vec_u16(what)?;
+    if body.len() % 2 != 0 || body.len() < 2 * min {
+        return Err(InvalidMessage::IllegalValue(what));
+    }
+    Ok(body
+        .chunks_exact(2)
+        .map(|c| T::from(u16::from_be_bytes([c[0], c[1]])))
+        .collect())
+}
+
+/// Reads a non-empty `opaque x<1..2^8-1>`.
+fn read_nonempty_u8<'a>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+) -> Result<&'a [u8], InvalidMessage> {
+    let v = r.vec_u8(what)?;
+    if v.is_empty() {
+        return Err(InvalidMessage::IllegalValue(what));
+    }
+    Ok(v)
+}
+
+/// Fails if any value occurs twice. Sorting keeps this O(n log n) on hostile input (an
+/// extensions block can hold 16 383 empty extensions).
+fn check_unique(mut keys: Vec<u16>, what: &'static str) -> Result<(), InvalidMessage> {
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return Err(InvalidMessage::IllegalValue(what));
+    }
+    Ok(())
+}
+
+/// Decodes an extension's data with `f`, which must consume all of it.
+fn parse_ext_data<'a, T>(
+    data: &'a [u8],
+    what: &'static str,
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>,
+) -> Result<T, InvalidMessage> {
+    let mut r = Reader::new(data);
+    let v = f(&mut r)?;
+    r.expect_empty(what)?;
+    Ok(v)
+}
+
+/// Extensions with an empty `extension_data` (extended_master_secret, RFC 7627 §5.1; the
+/// server_name and session_ticket acknowledgements, RFC 6066 §3 and RFC 5077 §3.2).
+fn expect_empty_data(data: &[u8], what: &'static str) -> Result<(), InvalidMessage> {
+    if data.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidMessage::IllegalValue(what))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared fields
+
+impl<'a> Codec<'a> for Random {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        Ok(Self(r.array("Random")?))
+    }
+}
+
+/// `opaque SessionID<0..32>` (RFC 5246 §7.4.1.2): longer is illegal.
+impl<'a> Codec<'a> for SessionId {
+    fn encode(&self, out: &mut Vec<u8>) {
+        debug_assert!(self.0.len() <= 32, "SessionID longer than 32 bytes");
+        put_vec_u8(out, &self.0);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let id = r.vec_u8("SessionID")?;
+        if id.len() > 32 {
+            return Err(InvalidMessage::IllegalValue(
+                "SessionID longer than 32 bytes",
+            ));
+        }
+        Ok(Self(id.to_vec()))
+    }
+}
+
+/// `ServerName` (RFC 6066 §3). Only host_name(0) is defined, as `HostName<1..2^16-1>`; RFC 6066
+/// requires every future name type to begin with a 16-bit length, so other types are read as
+/// `opaque<0..2^16-1>` and kept.
+impl<'a> Codec<'a> for ServerName {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.name_type);
+        put_vec_u16(out, &self.name);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let name_type = r.u8("ServerName.name_type")?;
+        let name = r.vec_u16("ServerName.name")?;
+        if name_type == 0 && name.is_empty() {
+            return Err(InvalidMessage::IllegalValue("empty HostName"));
+        }
+        Ok(Self {
+            name_type,
+            name: name.to_vec(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extensions
+
+impl ClientExtension {
+    /// The `ExtensionType` this extension is sent as.
+    pub fn ext_type(&self) -> ExtensionType {
+        match self {
+            Self::ServerName(_) => ExtensionType::ServerName,
+            Self::SupportedGroups(_) => ExtensionType::SupportedGroups,
+            Self::EcPointFormats(_) => ExtensionType::EcPointFormats,
+            Self::SignatureAlgorithms(_) => ExtensionType::SignatureAlgorithms,
+            Self::ExtendedMasterSecret => ExtensionType::ExtendedMasterSecret,
+            Self::RenegotiationInfo(_) => ExtensionType::RenegotiationInfo,
+            Self::SessionTicket(_) => ExtensionType::SessionTicket,
+            Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
+            Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
+            Self::Unknown { typ, .. } => *typ,
+        }
+    }
+
+    fn encode_data(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::ServerName(names) => put_len_prefixed(out, LenPrefix::U16, |o| {
+                for n in names {
+                    n.encode(o);
+                }
+            }),
+            Self::SupportedGroups(g) => put_list_u16(out, g),
+            Self::EcPointFormats(f) => put_list_u8(out, f),
+            Self::SignatureAlgorithms(s) => put_list_u16(out, s),
+            Self::ExtendedMasterSecret => {}
+            Self::RenegotiationInfo(rc) => put_vec_u8(out, rc),
+            Self::SessionTicket(t) => out.extend_from_slice(t),
+            Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => put_list_u8(out, t),
+            Self::Unknown { data, .. } => out.extend_from_slice(data),
+        }
+    }
+
+    fn read_data(typ: ExtensionType, data: &[u8]) -> Result<Self, InvalidMessage> {
+        Ok(match typ {
+            // RFC 6066 §3: ServerNameList server_name_list<1..2^16-1>, at most one name per type.
+            ExtensionType::ServerName => parse_ext_data(data, "server_name", |r| {
+                let list = r.vec_u16("ServerNameList")?;
+                if list.is_empty() {
+                    return Err(InvalidMessage::IllegalValue("empty ServerNameList"));
+                }
+                let mut lr = Reader::new(list);
+                let mut names = Vec::new();
+                while !lr.is_empty() {
+                    names.push(ServerName::read(&mut lr)?);
+                }
+                check_unique(
+                    names.iter().map(|n| u16::from(n.name_type)).collect(),
+                    "duplicate name_type in server_name",
+                )?;
+                Ok(Self::ServerName(names))
+            })?,
+            // RFC 8422 §5.1.1: NamedCurve named_curve_list<2..2^16-1>.
+            ExtensionType::SupportedGroups => parse_ext_data(data, "supported_groups", |r| {
+                Ok(Self::SupportedGroups(read_list_u16(
+                    r,
+                    1,
+                    "supported_groups",
+                )?))
+            })?,
+            // RFC 8422 §5.1.2: ECPointFormat ec_point_format_list<1..2^8-1>.
+            ExtensionType::EcPointFormats => parse_ext_data(data, "ec_point_formats", |r| {
+                Ok(Self::EcPointFormats(read_list_u8(
+                    r,
+                    1,
+                    "ec_point_formats",
+                )?))
+            })?,
+            // RFC 5246 §7.4.1.4.1: supported_signature_algorithms<2..2^16-2>.
+            ExtensionType::SignatureAlgorithms => {
+                parse_ext_data(data, "signature_algorithms", |r| {
+                    Ok(Self::SignatureAlgorithms(read_list_u16(
+                        r,
+                        1,
+                        "signature_algorithms",
+                    )?))
+                })?
+            }
+            ExtensionType::ExtendedMasterSecret => {
+                expect_empty_data(data, "extended_master_secret data")?;
+                Self::ExtendedMasterSecret
+            }
+            // RFC 5746 §3.2: opaque renegotiated_connection<0..255>.
+            ExtensionType::RenegotiationInfo => parse_ext_data(data, "renegotiation_info", |r| {
+                Ok(Self::RenegotiationInfo(
+                    r.vec_u8("renegotiated_connection")?.to_vec(),
+                ))
+            })?,
+            // RFC 5077 §3.2: the data is the ticket itself (possibly empty).
+            ExtensionType::SessionTicket => Self::SessionTicket(data.to_vec()),
+            // RFC 7250 §3: CertificateType client/server_certificate_types<1..2^8-1>.
+            ExtensionType::ClientCertificateType => {
+                parse_ext_data(data, "client_certificate_type", |r| {
+                    Ok(Self::ClientCertificateType(read_list_u8(
+                        r,
+                        1,
+                        "client_certificate_types",
+                    )?))
+                })?
+            }
+            ExtensionType::ServerCertificateType => {
+                parse_ext_data(data, "server_certificate_type", |r| {
+                    Ok(Self::ServerCertificateType(read_list_u8(
+                        r,
+                        1,
+                        "server_certificate_types",
+                    )?))
+                })?
+            }
+            typ => Self::Unknown {
+                typ,
+                data: data.to_vec(),
+            },
+        })
+    }
+}
+
+/// One `Extension` (RFC 5246 §7.4.1.4): `{ExtensionType extension_type; opaque
+/// extension_data<0..2^16-1>}`, with the data of known types parsed in full.
+impl<'a> Codec<'a> for ClientExtension {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.ext_type().encode(out);
+        put_len_prefixed(out, LenPrefix::U16, |o| self.encode_data(o));
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let typ = ExtensionType::read(r)?;
+        let data = r.vec_u16("extension_data")?;
+        Self::read_data(typ, data)
+    }
+}
+
+/// A ClientHello `extensions<0..2^16-1>` block. RFC 5246 §7.4.1.4: "There MUST NOT be more
+/// than one extension of the same type", so a repeated type is `IllegalValue`.
+impl<'a> Codec<'a> for Vec<ClientExtension> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_len_prefixed(out, LenPrefix::U16, |o| {
+            for e in self {
+                e.encode(o);
+            }
+        });
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let block = r.vec_u16("extensions")?;
+        let mut br = Reader::new(block);
+        let mut exts = Vec::new();
+        while !br.is_empty() {
+            exts.push(ClientExtension::read(&mut br)?);
+        }
+        check_unique(
+            exts.iter().map(|e| e.ext_type().into()).collect(),
+            "duplicate extension in ClientHello",
+        )?;
+        Ok(exts)
+    }
+}
+
+impl ServerExtension {
+    /// The `ExtensionType` this extension is sent as.
+    pub fn ext_type(&self) -> ExtensionType {
+        match self {
+            Self::ServerName => ExtensionType::ServerName,
+            Self::EcPointFormats(_) => ExtensionType::EcPointFormats,
+            Self::ExtendedMasterSecret => ExtensionType::ExtendedMasterSecret,
+            Self::RenegotiationInfo(_) => ExtensionType::RenegotiationInfo,
+            Self::SessionTicket => ExtensionType::SessionTicket,
+            Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
+            Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
+            Self::Unknown { typ, .. } => *typ,
+        }
+    }
+
+    fn encode_data(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::ServerName | Self::ExtendedMasterSecret | Self::SessionTicket => {}
+            Self::EcPointFormats(f) => put_list_u8(out, f),
+            Self::RenegotiationInfo(rc) => put_vec_u8(out, rc),
+            Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => t.encode(out),
+            Self::Unknown { data, .. } => out.extend_from_slice(data),
+        }
+    }
+
+    fn read_data(typ: ExtensionType, data: &[u8]) -> Result<Self, InvalidMessage> {
+        Ok(match typ {
+            // RFC 6066 §3: the server's acknowledgement has empty extension_data.
+            ExtensionType::ServerName => {
+                expect_empty_data(data, "server_name acknowledgement")?;
+                Self::ServerName
+            }
+            ExtensionType::EcPointFormats => parse_ext_data(data, "ec_point_formats", |r| {
+                Ok(Self::EcPointFormats(read_list_u8(
+                    r,
+                    1,
+                    "ec_point_formats",
+                )?))
+            })?,
+            ExtensionType::ExtendedMasterSecret => {
+                expect_empty_data(data, "extended_master_secret data")?;
+                Self::ExtendedMasterSecret
+            }
+            ExtensionType::RenegotiationInfo => parse_ext_data(data, "renegotiation_info", |r| {
+                Ok(Self::RenegotiationInfo(
+                    r.vec_u8("renegotiated_connection")?.to_vec(),
+                ))
+            })?,
+            // RFC 5077 §3.2: the server's SessionTicket extension is empty.
+            ExtensionType::SessionTicket => {
+                expect_empty_data(data, "session_ticket acknowledgement")?;
+                Self::SessionTicket
+            }
+            // RFC 7250 §3: in ServerHello, a single CertificateType.
+            ExtensionType::ClientCertificateType => {
+                parse_ext_data(data, "client_certificate_type", |r| {
+                    Ok(Self::ClientCertificateType(CertificateType::read(r)?))
+                })?
+            }
+            ExtensionType::ServerCertificateType => {
+                parse_ext_data(data, "server_certificate_type", |r| {
+                    Ok(Self::ServerCertificateType(CertificateType::read(r)?))
+                })?
+            }
+            typ => Self::Unknown {
+                typ,
+                data: data.to_vec(),
+            },
+        })
+    }
+}
+
+/// One ServerHello `Extension`; see [`ClientExtension`]'s impl.
+impl<'a> Codec<'a> for ServerExtension {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.ext_type().encode(out);
+        put_len_prefixed(out, LenPrefix::U16, |o| self.encode_data(o));
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let typ = ExtensionType::read(r)?;
+        let data = r.vec_u16("extension_data")?;
+        Self::read_data(typ, data)
+    }
+}
+
+/// A ServerHello `extensions<0..2^16-1>` block; repeated types are `IllegalValue`
+/// (RFC 5246 §7.4.1.4).
+impl<'a> Codec<'a> for Vec<ServerExtension> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_len_prefixed(out, LenPrefix::U16, |o| {
+            for e in self {
+                e.encode(o);
+            }
+        });
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let block = r.vec_u16("extensions")?;
+        let mut br = Reader::new(block);
+        let mut exts = Vec::new();
+        while !br.is_empty() {
+            exts.push(ServerExtension::read(&mut br)?);
+        }
+        check_unique(
+            exts.iter().map(|e| e.ext_type().into()).collect(),
+            "duplicate extension in ServerHello",
+        )?;
+        Ok(exts)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hellos
+
+/// ClientHello (RFC 5246 §7.4.1.2 with the DTLS cookie after session_id, RFC 6347 §4.2.1).
+///
+/// The extensions block is optional: RFC 5246 §7.4.1.2 detects it by bytes following
+/// compression_methods, so `read` expects the reader to end where the handshake body ends.
+/// Empty `extensions` are encoded by omitting the block.
+impl<'a> Codec<'a> for ClientHello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.client_version.encode(out);
+        self.random.encode(out);
+        self.session_id.encode(out);
+        put_vec_u8(out, &self.cookie);
+        put_list_u16(out, &self.cipher_suites);
+        put_list_u8(out, &self.compression_methods);
+        if !self.extensions.is_empty() {
+            self.extensions.encode(out);
+        }
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let client_version = ProtocolVersion::read(r)?;
+        let random = Random::read(r)?;
+        let session_id = SessionId::read(r)?;
+        // RFC 6347 §4.2.1: opaque cookie<0..2^8-1>, bounded by its one-byte length.
+        let cookie = r.vec_u8("ClientHello.cookie")?.to_vec();
+        // RFC 5246 §7.4.1.2: CipherSuite cipher_suites<2..2^16-2>.
+        let cipher_suites = read_list_u16(r, 1, "ClientHello.cipher_suites")?;
+        // RFC 5246 §7.4.1.2: CompressionMethod compression_methods<1..2^8-1>.
+        let compression_methods = read_list_u8(r, 1, "ClientHello.compression_methods")?;
+        let extensions = if r.is_empty() {
+            Vec::new()
+        } else {
+            Vec::<ClientExtension>::read(r)?
+        };
+        Ok(Self {
+            client_version,
+            random,
+            session_id,
+            cookie,
+            cipher_suites,
+            compression_methods,
+            extensions,
+        })
+    }
+}
+
+/// HelloVerifyRequest (RFC 6347 §4.2.1): `{ProtocolVersion server_version; opaque
+/// cookie<0..2^8-1>}`.
+impl<'a> Codec<'a> for HelloVerifyRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.server_version.encode(out);
+        put_vec_u8(out, &self.cookie);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let server_version = ProtocolVersion::read(r)?;
+        let cookie = r.vec_u8("HelloVerifyRequest.cookie")?.to_vec();
+        Ok(Self {
+            server_version,
+            cookie,
+        })
+    }
+}
+
+/// ServerHello (RFC 5246 §7.4.1.3). As for ClientHello, the extensions block is optional and
+/// omitted when empty.
+impl<'a> Codec<'a> for ServerHello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.server_version.encode(out);
+        self.random.encode(out);
+        self.session_id.encode(out);
+        self.cipher_suite.encode(out);
+        self.compression_method.encode(out);
+        if !self.extensions.is_empty() {
+            self.extensions.encode(out);
+        }
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let server_version = ProtocolVersion::read(r)?;
+        let random = Random::read(r)?;
+        let session_id = SessionId::read(r)?;
+        let cipher_suite = CipherSuite::read(r)?;
+        let compression_method = Compression::read(r)?;
+        let extensions = if r.is_empty() {
+            Vec::new()
+        } else {
+            Vec::<ServerExtension>::read(r)?
+        };
+        Ok(Self {
+            server_version,
+            random,
+            session_id,
+            cipher_suite,
+            compression_method,
+            extensions,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key exchange and authentication
+
+/// ServerECDHParams (RFC 8422 §5.4). Only `named_curve` has a layout this stack can read: the
+/// explicit_prime / explicit_char2 forms are deprecated, so any other curve_type is illegal.
+impl<'a> Codec<'a> for ServerEcdhParams {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.curve_type.encode(out);
+        self.named_curve.encode(out);
+        put_vec_u8(out, &self.public);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let curve_type = EcCurveType::read(r)?;
+        if curve_type != EcCurveType::NamedCurve {
+            return Err(InvalidMessage::IllegalValue(
+                "ECCurveType other than named_curve",
+            ));
+        }
+        let named_curve = NamedGroup::read(r)?;
+        // ECPoint: opaque point<1..2^8-1>.
+        let public = read_nonempty_u8(r, "ServerECDHParams.point")?.to_vec();
+        Ok(Self {
+            curve_type,
+            named_curve,
+            public,
+        })
+    }
+}
+
+/// `digitally-signed` (RFC 5246 §4.7): SignatureAndHashAlgorithm then
+/// `opaque signature<0..2^16-1>`.
+impl<'a> Codec<'a> for DigitallySigned {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.scheme.encode(out);
+        put_vec_u16(out, &self.signature);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let scheme = SignatureScheme::read(r)?;
+        let signature = r.vec_u16("digitally-signed.signature")?.to_vec();
+        Ok(Self { scheme, signature })
+    }
+}
+
+/// CertificateRequest (RFC 5246 §7.4.4).
+impl<'a> Codec<'a> for CertificateRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_list_u8(out, &self.certificate_types);
+        put_list_u16(out, &self.supported_signature_algorithms);
+        put_len_prefixed(out, LenPrefix::U16, |o| {
+            for dn in &self.certificate_authorities {
+                put_vec_u16(o, dn);
+            }
+        });
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        // ClientCertificateType certificate_types<1..2^8-1>.
+        let certificate_types = read_list_u8(r, 1, "CertificateRequest.certificate_types")?;
+        // SignatureAndHashAlgorithm supported_signature_algorithms<2..2^16-2>.
+        let supported_signature_algorithms =
+            read_list_u16(r, 1, "CertificateRequest.supported_signature_algorithms")?;
+        // DistinguishedName certificate_authorities<0..2^16-1>, each opaque<1..2^16-1>.
+        let cas = r.vec_u16("CertificateRequest.certificate_authorities")?;
+        let mut cr = Reader::new(cas);
+        let mut certificate_authorities = Vec::new();
+        while !cr.is_empty() {
+            let dn = cr.vec_u16("DistinguishedName")?;
+            if dn.is_empty() {
+                return Err(InvalidMessage::IllegalValue("empty DistinguishedName"));
+            }
+            certificate_authorities.push(dn.to_vec());
+        }
+        Ok(Self {
+            certificate_types,
+            supported_signature_algorithms,
+            certificate_authorities,
+        })
+    }
+}
+
+/// NewSessionTicket (RFC 5077 §3.3): `{uint32 ticket_lifetime_hint; opaque
+/// ticket<0..2^16-1>}`. An empty ticket is legal: it is how a server withdraws its offer.
+impl<'a> Codec<'a> for NewSessionTicket {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.lifetime_hint);
+        put_vec_u16(out, &self.ticket);
+    }
+    fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
+        let lifetime_hint = r.u32("NewSessionTicket.ticket_lifetime_hint")?;
+        let ticket = r.vec_u16("NewSessionTicket.ticket")?.to_vec();
+        Ok(Self {
+            lifetime_hint,
+            ticket,
+        })
+    }
+}
 
 impl Certificate {
     /// Decodes a Certificate message body of the negotiated certificate type.
-    pub fn read_with(_r: &mut Reader<'_>, _typ: CertificateType) -> Result<Self, InvalidMessage> { todo!() }
+    ///
+    /// X.509 (RFC 5246 §7.4.2): `ASN.1Cert certificate_list<0..2^24-1>`, each
+    /// `opaque ASN.1Cert<1..2^24-1>`. RawPublicKey (RFC 7250 §3): a single
+    /// `opaque ASN.1_subjectPublicKeyInfo<1..2^24-1>`. Any other type has no known layout and
+    /// is `IllegalValue`.
+    pub fn read_with(r: &mut Reader<'_>, typ: CertificateType) -> Result<Self, InvalidMessage> {
+        match typ {
+            CertificateType::X509 => {
+                let list = r.vec_u24("certificate_list")?;
+                let mut lr = Reader::new(list);
+                let mut certs = Vec::new();
+                while !lr.is_empty() {
+                    let c = lr.vec_u24("ASN.1Cert")?;
+                    if c.is_empty() {
+                        return Err(InvalidMessage::IllegalValue("empty ASN.1Cert"));
+                    }
+                    certs.push(c.to_vec());
+                }
+                Ok(Self::X509(certs))
+            }
+            CertificateType::RawPublicKey => {
+                let spki = r.vec_u24("ASN.1_subjectPublicKeyInfo")?;
+                if spki.is_empty() {
+                    return Err(InvalidMessage::IllegalValue(
+                        "empty ASN.1_subjectPublicKeyInfo",
+                    ));
+                }
+                Ok(Self::RawPublicKey(spki.to_vec()))
+            }
+            CertificateType::Unknown(_) => Err(InvalidMessage::IllegalValue("certificate type")),
+        }
+    }
+
+    /// Decodes a complete Certificate body, refusing trailing bytes.
+    pub fn read_exact_with(bytes: &[u8], typ: CertificateType) -> Result<Self, InvalidMessage> {
+        let mut r = Reader::new(bytes);
+        let v = Self::read_with(&mut r, typ)?;
+        r.expect_empty("Certificate")?;
+        Ok(v)
+    }
+
     /// Appends the encoding.
-    pub fn encode(&self, _out: &mut Vec<u8>) { todo!() }
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::X509(certs) => put_len_prefixed(out, LenPrefix::U24, |o| {
+                for c in certs {
+                    put_vec_u24(o, c);
+                }
+            }),
+            Self::RawPublicKey(spki) => put_vec_u24(out, spki),
+        }
+    }
+
+    /// The encoding in a fresh vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
 }
+
 impl ServerKeyExchange {
-    /// Decodes a ServerKeyExchange body for the negotiated key exchange.
-    pub fn read_with(_r: &mut Reader<'_>, _kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> { todo!() }
+    /// Decodes a ServerKeyExchange body for the negotiated key exchange: PSK (RFC 4279 §2)
+    /// `psk_identity_hint<0..2^16-1>`; ECDHE_PSK (RFC 5489 §2) the hint then ServerECDHParams;
+    /// ECDHE_ECDSA (RFC 8422 §5.4) ServerECDHParams then `digitally-signed`.
+    pub fn read_with(r: &mut Reader<'_>, kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
+        Ok(match kx {
+            KeyExchangeAlgorithm::Psk => Self::Psk {
+                hint: r.vec_u16("psk_identity_hint")?.to_vec(),
+            },
+            KeyExchangeAlgorithm::EcdhePsk => {
+                let hint = r.vec_u16("psk_identity_hint")?.to_vec();
+                let params = ServerEcdhParams::read(r)?;
+                Self::EcdhePsk { hint, params }
+            }
+            KeyExchangeAlgorithm::EcdheEcdsa => {
+                let params = ServerEcdhParams::read(r)?;
+                let signature = DigitallySigned::read(r)?;
+                Self::EcdheEcdsa { params, signature }
+            }
+        })
+    }
+
+    /// Decodes a complete ServerKeyExchange body, refusing trailing bytes.
+    pub fn read_exact_with(bytes: &[u8], kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
+        let mut r = Reader::new(bytes);
+        let v = Self::read_with(&mut r, kx)?;
+        r.expect_empty("ServerKeyExchange")?;
+        Ok(v)
+    }
+
     /// Appends the encoding.
-    pub fn encode(&self, _out: &mut Vec<u8>) { todo!() }
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Psk { hint } => put_vec_u16(out, hint),
+            Self::EcdhePsk { hint, params } => {
+                put_vec_u16(out, hint);
+                params.encode(out);
+            }
+            Self::EcdheEcdsa { params, signature } => {
+                params.encode(out);
+                signature.encode(out);
+            }
+        }
+    }
+
+    /// The encoding in a fresh vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
 }
+
 impl ClientKeyExchange {
-    /// Decodes a ClientKeyExchange body for the negotiated key exchange.
-    pub fn read_with(_r: &mut Reader<'_>, _kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> { todo!() }
+    /// Decodes a ClientKeyExchange body for the negotiated key exchange: PSK (RFC 4279 §2)
+    /// `psk_identity<0..2^16-1>`; ECDHE_PSK (RFC 5489 §2) the identity then
+    /// `ecdh_Yc<1..2^8-1>`; ECDHE_ECDSA (RFC 8422 §5.7) `ecdh_Yc<1..2^8-1>`.
+    pub fn read_with(r: &mut Reader<'_>, kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
+        Ok(match kx {
+            KeyExchangeAlgorithm::Psk => Self::Psk {
+                identity: r.vec_u16("psk_identity")?.to_vec(),
+            },
+            KeyExchangeAlgorithm::EcdhePsk => {
+                let identity = r.vec_u16("psk_identity")?.to_vec();
+                let public = read_nonempty_u8(r, "ecdh_Yc")?.to_vec();
+                Self::EcdhePsk { identity, public }
+            }
+            KeyExchangeAlgorithm::EcdheEcdsa => Self::Ecdhe {
+                public: read_nonempty_u8(r, "ecdh_Yc")?.to_vec(),
+            },
+        })
+    }
+
+    /// Decodes a complete ClientKeyExchange body, refusing trailing bytes.
+    pub fn read_exact_with(bytes: &[u8], kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
+        let mut r = Reader::new(bytes);
+        let v = Self::read_with(&mut r, kx)?;
+        r.expect_empty("ClientKeyExchange")?;
+        Ok(v)
+    }
+
     /// Appends the encoding.
-    pub fn encode(&self, _out: &mut Vec<u8>) { todo!() }
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Psk { identity } => put_vec_u16(out, identity),
+            Self::EcdhePsk { identity, public } => {
+                put_vec_u16(out, identity);
+                put_vec_u8(out, public);
+            }
+            Self::Ecdhe { public } => put_vec_u8(out, public),
+        }
+    }
+
+    /// The encoding in a fresh vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
 }

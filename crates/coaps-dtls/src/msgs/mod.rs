@@ -5,4 +5,7 @@
 
 mod handshake;
 pub use handshake::*;
+mod accessors;
 mod codec_impls;
+#[cfg(test)]
+mod tests;
