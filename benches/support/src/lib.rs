@@ -14,6 +14,7 @@
 use std::fmt;
 
 pub mod alloc;
+pub mod cpu;
 pub mod ossl;
 pub mod ours;
 pub mod report;

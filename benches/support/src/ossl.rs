@@ -6,7 +6,7 @@
 use crate::{MTU, Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, data_path};
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef, SslSession,
+    ErrorCode, ShutdownState, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef, SslSession,
     SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
 };
 use std::cell::RefCell;
@@ -102,10 +102,11 @@ fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     outer.finish()
 }
 
-fn cookie_for(ssl: &SslRef) -> [u8; 16] {
-    let mut random = [0u8; 32];
-    ssl.client_random(&mut random);
-    let mac = hmac_sha256(&COOKIE_SECRET, &[b"192.0.2.2:port", &random]);
+/// A cookie as OpenSSL's own examples make them: a MAC over the peer's address. A memory pipe
+/// has no address, so a fixed one stands in (the client random is not yet set when OpenSSL's
+/// stateful server asks for the cookie).
+fn cookie_for(_ssl: &SslRef) -> [u8; 16] {
+    let mac = hmac_sha256(&COOKIE_SECRET, &[&[4, 192, 0, 2, 2], &40000u16.to_be_bytes()]);
     let mut c = [0u8; 16];
     c.copy_from_slice(&mac[..16]);
     c
@@ -251,6 +252,11 @@ impl Harness {
         }
         assert!(c_done && s_done, "{}: OpenSSL handshake did not complete", self.mode);
         let resumed = client.ssl().session_reused() && server.ssl().session_reused();
+        // Freeing an `SSL` that has not shut down evicts its session from the cache and marks
+        // it not resumable (`ssl_clear_bad_session`); mark the shutdown done, without sending
+        // close_notify, as the engine harness forgets its association without one.
+        client.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
+        server.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
         let session = client.ssl().session().expect("session").to_owned();
         let wire = pipe.borrow().wire;
         (Outcome { resumed, wire }, session)

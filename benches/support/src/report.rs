@@ -18,13 +18,22 @@ fn safe(name: &str) -> String {
     name.chars().map(|c| if "?\"/\\*<>:|^".contains(c) { '_' } else { c }).collect()
 }
 
-/// Mean time per iteration in nanoseconds of `group`/`function` from the latest run.
+/// Time per iteration in nanoseconds of `group`/`function` from the latest run.
 pub fn mean_ns(workspace_root: &str, group: &str, function: &str) -> Option<f64> {
     let path = criterion_home(workspace_root).join(safe(group)).join(safe(function)).join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
-    let after_mean = &text[text.find("\"mean\"")?..];
-    let start = after_mean.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let rest = &after_mean[start..];
+    // The slope (what criterion prints for linear sampling), else the mean.
+    point(&text, "\"slope\"").or_else(|| point(&text, "\"mean\""))
+}
+
+fn point(text: &str, key: &str) -> Option<f64> {
+    let after = &text[text.find(key)? + key.len()..];
+    let after = after.trim_start().strip_prefix(':')?.trim_start();
+    if after.starts_with("null") {
+        return None;
+    }
+    let start = after.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let rest = &after[start..];
     let end = rest.find([',', '}'])?;
     rest[..end].trim().parse().ok()
 }
