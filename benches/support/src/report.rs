@@ -20,7 +20,12 @@ fn safe(name: &str) -> String {
 
 /// Time per iteration in nanoseconds of `group`/`function` from the latest run.
 pub fn mean_ns(workspace_root: &str, group: &str, function: &str) -> Option<f64> {
-    let path = criterion_home(workspace_root).join(safe(group)).join(safe(function)).join("new").join("estimates.json");
+    // `function` may be "name/parameter": criterion sanitises each part on its own.
+    let mut path = criterion_home(workspace_root).join(safe(group));
+    for part in function.split('/') {
+        path.push(safe(part));
+    }
+    let path = path.join("new").join("estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     // The slope (what criterion prints for linear sampling), else the mean.
     point(&text, "\"slope\"").or_else(|| point(&text, "\"mean\""))
