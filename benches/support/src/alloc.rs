@@ -1,0 +1,79 @@
+//! A counting global allocator. A bench binary installs it with
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOC: coaps_bench_support::CountingAlloc = coaps_bench_support::CountingAlloc;
+//! ```
+//!
+//! and reads [`allocations`] before and after the code under test. With [`trace`] switched on,
+//! each allocation made by the current thread also prints a backtrace to stderr, which is how
+//! an unexpected allocation is located.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    // Const-initialised, so touching it never allocates (no recursion into the allocator).
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The system allocator, counting every `alloc`, `alloc_zeroed` and `realloc` call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingAlloc;
+
+/// Heap allocations (including reallocations) made by the whole process so far.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Switches printing a backtrace for each allocation on or off.
+pub fn trace(on: bool) {
+    TRACE.store(on, Ordering::SeqCst);
+}
+
+fn count(layout: Layout) {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if TRACE.load(Ordering::Relaxed) {
+        let _ = IN_TRACE.try_with(|busy| {
+            if !busy.replace(true) {
+                // Capturing and printing allocate; the guard keeps those out of the trace.
+                let bt = std::backtrace::Backtrace::force_capture();
+                eprintln!("allocation of {} bytes at:\n{bt}", layout.size());
+                busy.set(false);
+            }
+        });
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract is `System`'s; the counting touches only atomics and a const
+// thread-local, neither of which allocates.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout);
+        // SAFETY: forwarded contract (see above).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout);
+        // SAFETY: forwarded contract (see above).
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(layout);
+        // SAFETY: forwarded contract (see above).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract (see above).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}

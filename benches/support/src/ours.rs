@@ -1,0 +1,160 @@
+//! This engine, client and server on one thread, datagrams handed over in memory.
+
+use crate::{Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, read_data};
+use coaps_dtls::cert::{self, WebPkiVerifier};
+use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
+use coaps_dtls::{
+    CertifiedKey, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig, Session, StaticPsks,
+    suites,
+};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The server's address (documentation range: nothing is ever sent anywhere).
+pub const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 5684);
+
+/// The PSK both sides hold.
+pub fn psk() -> Psk {
+    Psk::new(PSK_IDENTITY.to_vec(), PSK_KEY.to_vec()).expect("psk")
+}
+
+fn signing_key(name: &str) -> Arc<EcdsaP256SigningKey> {
+    let sk = cert::load_private_key_pem(&read_data(name)).expect("key");
+    let bytes: [u8; 32] = sk.to_bytes().into();
+    Arc::new(EcdsaP256SigningKey::from_bytes(&bytes).expect("key"))
+}
+
+/// Server and client configurations for `mode`, with the engine's defaults otherwise (cookie
+/// exchange on, session store on, extended_master_secret required, MTU 1152).
+pub fn configs(mode: Mode) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let suite = *suites::by_name(mode.openssl_cipher()).expect("suite");
+    let common = CommonConfig { suites: vec![suite], ..CommonConfig::default() };
+    let mut server = ServerConfig { common: common.clone(), ..ServerConfig::default() };
+    let mut client = ClientConfig { common, ..ClientConfig::default() };
+    if mode.uses_psk() {
+        server.psks = Some(Arc::new(StaticPsks(vec![psk()])));
+        client.psk = Some(psk());
+    } else {
+        server.cert = Some(CertifiedKey {
+            chain: cert::load_certs_pem(&read_data("server.crt")).expect("certs"),
+            key: signing_key("server.key"),
+        });
+        let roots = cert::load_certs_pem(&read_data("ca.crt")).expect("ca");
+        client.verifier = Some(PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).expect("roots"))));
+    }
+    (Arc::new(server), Arc::new(client))
+}
+
+/// A long-lived server endpoint and the client configuration; each [`Harness::handshake`] runs
+/// a fresh client endpoint from a new source port to completion.
+#[derive(Debug)]
+pub struct Harness {
+    /// The server.
+    pub server: Endpoint,
+    client_config: Arc<ClientConfig>,
+    now: Instant,
+    counter: u64,
+    session: Option<Session>,
+}
+
+impl Harness {
+    /// A server for `mode` with `server_config` adjusted by `tweak` (e.g. cookies off).
+    pub fn with(mode: Mode, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let (mut server_config, client_config) = configs(mode);
+        tweak(Arc::make_mut(&mut server_config));
+        let now = Instant::now();
+        Self {
+            server: Endpoint::server(server_config, SeededRng::from_seed_u64(0x5e7e), now),
+            client_config,
+            now,
+            counter: 0,
+            session: None,
+        }
+    }
+
+    /// A server for `mode` with the default configuration.
+    pub fn new(mode: Mode) -> Self {
+        Self::with(mode, |_| {})
+    }
+
+    /// Runs one full handshake and keeps its session for [`Harness::handshake`] with
+    /// `resume = true`.
+    pub fn prime_session(&mut self) {
+        let (outcome, session) = self.run(None);
+        assert!(!outcome.resumed);
+        self.session = Some(session.expect("the server issued no session"));
+    }
+
+    /// One complete handshake from a new client (new port, new seed). With `resume`, the
+    /// client offers the session of [`Harness::prime_session`].
+    ///
+    /// # Panics
+    /// If the handshake does not complete, or a resumption was asked for and not granted.
+    pub fn handshake(&mut self, resume: bool) -> Outcome {
+        let session = if resume { Some(self.session.clone().expect("prime_session first")) } else { None };
+        let (outcome, _) = self.run(session);
+        assert_eq!(outcome.resumed, resume, "resumption not as asked");
+        outcome
+    }
+
+    fn run(&mut self, resume: Option<Session>) -> (Outcome, Option<Session>) {
+        self.counter += 1;
+        let now = self.now;
+        let port = 1024 + (self.counter % 60_000) as u16;
+        let client_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), port);
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(self.counter));
+        client.connect(now, SERVER, self.client_config.clone(), "localhost", resume).expect("connect");
+
+        let mut wire = Wire::default();
+        let (mut client_done, mut server_done) = (None, None);
+        for _ in 0..32 {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                wire.c2s(t.payload.len());
+                self.server.handle_datagram(now, client_addr, &t.payload);
+                moved = true;
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                wire.s2c(t.payload.len());
+                client.handle_datagram(now, SERVER, &t.payload);
+                moved = true;
+            }
+            server_done = server_done.or_else(|| connected(&mut self.server));
+            client_done = client_done.or_else(|| connected(&mut client));
+            if !moved {
+                break;
+            }
+        }
+        let (Some(c), Some(s)) = (client_done, server_done) else {
+            panic!("handshake did not complete: client {client:?}, server {:?}", self.server);
+        };
+        let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
+        // Forget the association (no close_notify: that is not handshake work) so the table
+        // does not grow over millions of iterations.
+        self.server.expire_idle(now + Duration::from_secs(1));
+        (Outcome { resumed: c && s, wire }, session)
+    }
+}
+
+/// `Some(resumed)` once the endpoint reported `Connected`; panics on `Closed`.
+fn connected(ep: &mut Endpoint) -> Option<bool> {
+    let mut done = None;
+    while let Some((peer, ev)) = ep.poll_event() {
+        match ev {
+            Event::Connected { resumed, .. } => done = Some(resumed),
+            Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
+            Event::ApplicationData(_) => {}
+        }
+    }
+    done
+}
+
+/// The first datagram a client sends in `mode`: a ClientHello without a cookie.
+pub fn client_hello(mode: Mode) -> Vec<u8> {
+    let (_, client_config) = configs(mode);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(1));
+    client.connect(Instant::now(), SERVER, client_config, "localhost", None).expect("connect");
+    client.poll_transmit().expect("ClientHello").payload
+}
