@@ -1,0 +1,268 @@
+//! `coaps get|post|put|delete`: one request over one DTLS association.
+
+use crate::cli::{
+    EXIT_CLIENT_ERROR, EXIT_FAILURE, EXIT_OK, EXIT_OTHER_RESPONSE, EXIT_SERVER_ERROR, EXIT_USAGE, RequestArgs,
+};
+use crate::creds;
+use crate::psk::DEMO_IDENTITY;
+use crate::uri::CoapsUri;
+use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
+use coaps_dtls::crypto::{Rng, SeededRng};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Builds a confirmable request for `uri` with a fresh message ID and token (RFC 7252 §5.3.1:
+/// tokens from a good random source so off-path attackers cannot guess them).
+pub fn build_request(method: RequestType, uri: &CoapsUri, payload: Option<&[u8]>) -> Packet {
+    let mut rng = SeededRng::from_os();
+    let mut rand = [0u8; 10];
+    rng.fill(&mut rand);
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(method);
+    p.header.message_id = u16::from_be_bytes([rand[0], rand[1]]);
+    p.set_token(rand[2..].to_vec());
+    uri.add_options(&mut p);
+    if let Some(b) = payload {
+        p.payload = b.to_vec();
+    }
+    p
+}
+
+/// `4.04 Not Found`: the code in dotted form with its RFC 7252 §12.1.2 name.
+pub fn code_text(code: MessageClass) -> String {
+    let n = u8::from(code);
+    let (class, detail) = (n >> 5, n & 0x1f);
+    let name = match n {
+        0x00 => "Empty",
+        0x41 => "Created",
+        0x42 => "Deleted",
+        0x43 => "Valid",
+        0x44 => "Changed",
+        0x45 => "Content",
+        0x5f => "Continue",
+        0x80 => "Bad Request",
+        0x81 => "Unauthorized",
+        0x82 => "Bad Option",
+        0x83 => "Forbidden",
+        0x84 => "Not Found",
+        0x85 => "Method Not Allowed",
+        0x86 => "Not Acceptable",
+        0x88 => "Request Entity Incomplete",
+        0x89 => "Conflict",
+        0x8c => "Precondition Failed",
+        0x8d => "Request Entity Too Large",
+        0x8f => "Unsupported Content-Format",
+        0x9d => "Too Many Requests",
+        0xa0 => "Internal Server Error",
+        0xa1 => "Not Implemented",
+        0xa2 => "Bad Gateway",
+        0xa3 => "Service Unavailable",
+        0xa4 => "Gateway Timeout",
+        0xa5 => "Proxying Not Supported",
+        _ => "",
+    };
+    if name.is_empty() { format!("{class}.{detail:02}") } else { format!("{class}.{detail:02} {name}") }
+}
+
+/// The exit status for a response code: 0 for 2.xx, 4 for 4.xx, 5 for 5.xx, 3 otherwise.
+pub fn exit_for(code: MessageClass) -> u8 {
+    match u8::from(code) >> 5 {
+        2 => EXIT_OK,
+        4 => EXIT_CLIENT_ERROR,
+        5 => EXIT_SERVER_ERROR,
+        _ => EXIT_OTHER_RESPONSE,
+    }
+}
+
+/// Whether a payload is shown as text (so a final newline may be added for the terminal).
+fn is_text(p: &Packet) -> bool {
+    matches!(
+        p.get_content_format(),
+        None | Some(ContentFormat::TextPlain)
+            | Some(ContentFormat::ApplicationLinkFormat)
+            | Some(ContentFormat::ApplicationJSON)
+            | Some(ContentFormat::ApplicationXML)
+    ) && std::str::from_utf8(&p.payload).is_ok()
+}
+
+/// Explains a failure to get any response, looking through the error's source chain for what
+/// the DTLS engine or the OS said.
+pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(err) = cur {
+        let hint = if let Some(d) = err.downcast_ref::<coaps_dtls::Error>() {
+            Some(dtls_hint(d))
+        } else if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    Some("connection refused: nothing listens on that port (ICMP port unreachable)".to_owned())
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        if let Some(h) = hint {
+            parts.push(h);
+        }
+        cur = err.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(": ")
+}
+
+fn dtls_hint(e: &coaps_dtls::Error) -> String {
+    use coaps_dtls::Error as E;
+    use coaps_dtls::codec::AlertDescription as A;
+    match e {
+        E::AlertReceived(A::UnknownPskIdentity) | E::AlertReceived(A::DecryptError) => {
+            "the server does not know this PSK identity or key: check -u/-k".into()
+        }
+        E::AlertReceived(A::HandshakeFailure) | E::Incompatible(..) => {
+            "no common cipher suite or credentials: PSK needs -u/-k, certificates need --ca".into()
+        }
+        E::AlertReceived(A::BadCertificate)
+        | E::AlertReceived(A::UnsupportedCertificate)
+        | E::AlertReceived(A::CertificateUnknown)
+        | E::AlertReceived(A::UnknownCa) => "the server refused our client certificate (--cert/--key)".into(),
+        E::Certificate(_) => {
+            "the server's certificate was refused: check --ca and that the URI host is in its subjectAltName".into()
+        }
+        E::HandshakeTimeout => "no DTLS answer: is a CoAPS server running there?".into(),
+        _ => String::new(),
+    }
+}
+
+/// Runs one request. Returns the exit status.
+pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
+    let uri = match CoapsUri::parse(&args.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (config, demo) = match creds::client_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if demo {
+        eprintln!("note: no credentials given (-u/-k or --ca): using the public demo PSK `{DEMO_IDENTITY}`");
+    }
+    let peer = match tokio::net::lookup_host(uri.authority()).await.map(|mut it| it.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            eprintln!("error: `{}` resolves to no address", uri.host);
+            return EXIT_FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: cannot resolve `{}`: {e}", uri.host);
+            return EXIT_FAILURE;
+        }
+    };
+    let request = build_request(method, &uri, args.payload.as_deref().map(str::as_bytes));
+    let timeout = Duration::from_secs(args.timeout);
+    let exchange = crate::transport::exchange(peer, std::sync::Arc::new(config), &uri.host, request, args.verbose);
+    let response = match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => {
+            eprintln!(
+                "error: timeout: no response from {peer} within {}s (is a CoAPS server running there? \
+                 right port? a PSK or certificate the server accepts?)",
+                args.timeout
+            );
+            return EXIT_FAILURE;
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {}", describe_error(e.as_ref()));
+            return EXIT_FAILURE;
+        }
+        Ok(Ok(r)) => r,
+    };
+    report(&response, args.verbose, peer)
+}
+
+fn report(response: &Packet, verbose: bool, peer: SocketAddr) -> u8 {
+    let code = response.header.code;
+    if response.header.get_type() == MessageType::Reset {
+        eprintln!("error: {peer} answered with a Reset (it could not process the request)");
+        return EXIT_OTHER_RESPONSE;
+    }
+    let status = exit_for(code);
+    if verbose && status == EXIT_OK {
+        eprintln!("{}", code_text(code));
+    }
+    let mut out = std::io::stdout().lock();
+    if status == EXIT_OK {
+        let _ = out.write_all(&response.payload);
+        if is_text(response) && !response.payload.is_empty() && !response.payload.ends_with(b"\n") {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+    } else {
+        // RFC 7252 §5.5.2: an error's payload is a diagnostic message for humans.
+        let diag = String::from_utf8_lossy(&response.payload);
+        if diag.is_empty() {
+            eprintln!("error: the server answered {}", code_text(code));
+        } else {
+            eprintln!("error: the server answered {}: {diag}", code_text(code));
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coap_lite::{CoapOption, ResponseType};
+    use coaps_tower::BoxError;
+
+    #[test]
+    fn codes() {
+        assert_eq!(code_text(MessageClass::Response(ResponseType::Content)), "2.05 Content");
+        assert_eq!(code_text(MessageClass::Response(ResponseType::NotFound)), "4.04 Not Found");
+        assert_eq!(code_text(MessageClass::Response(ResponseType::MethodNotAllowed)), "4.05 Method Not Allowed");
+        assert_eq!(code_text(MessageClass::Response(ResponseType::InternalServerError)), "5.00 Internal Server Error");
+        assert_eq!(code_text(MessageClass::from(0x47)), "2.07");
+        assert_eq!(exit_for(MessageClass::Response(ResponseType::Changed)), 0);
+        assert_eq!(exit_for(MessageClass::Response(ResponseType::NotFound)), 4);
+        assert_eq!(exit_for(MessageClass::Response(ResponseType::ServiceUnavailable)), 5);
+        assert_eq!(exit_for(MessageClass::Empty), 3);
+    }
+
+    #[test]
+    fn request_carries_uri_and_fresh_ids() {
+        let uri = CoapsUri::parse("coaps://127.0.0.1:5700/actuators/door?x=1").unwrap();
+        let a = build_request(RequestType::Post, &uri, Some(b"open"));
+        let b = build_request(RequestType::Post, &uri, Some(b"open"));
+        assert_eq!(a.header.get_type(), MessageType::Confirmable);
+        assert_eq!(a.header.code, MessageClass::Request(RequestType::Post));
+        assert_eq!(a.payload, b"open");
+        assert_eq!(a.get_token().len(), 8);
+        assert_ne!((a.header.message_id, a.get_token()), (b.header.message_id, b.get_token()));
+        let path: Vec<_> = a.get_option(CoapOption::UriPath).unwrap().iter().cloned().collect();
+        assert_eq!(path, [b"actuators".to_vec(), b"door".to_vec()]);
+        // It encodes and decodes.
+        let back = Packet::from_bytes(&a.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.payload, b"open");
+    }
+
+    #[test]
+    fn errors_are_explained() {
+        let e: BoxError =
+            Box::new(coaps_dtls::Error::AlertReceived(coaps_dtls::codec::AlertDescription::UnknownPskIdentity));
+        let s = describe_error(e.as_ref());
+        assert!(s.contains("check -u/-k"), "{s}");
+        let e: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(describe_error(e.as_ref()).contains("nothing listens"));
+    }
+}

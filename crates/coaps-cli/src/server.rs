@@ -1,0 +1,169 @@
+//! `coaps serve`: the demo application behind the CoAPS stack.
+
+use crate::cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ServeArgs};
+use crate::creds::{self, KeyArg};
+use crate::demo::Demo;
+use crate::psk::{DEMO_IDENTITY, DEMO_KEY};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// The default listen address: every IPv6 and (dual-stack) IPv4 address, CoAPS port.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED), 5684);
+
+/// Parses `--listen`: `IP:PORT`, `[IPv6]:PORT`, `HOST:PORT` or a bare `PORT` (all addresses).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::new(DEFAULT_LISTEN.ip(), port));
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("--listen `{s}`: {e} (write ADDR:PORT, e.g. 127.0.0.1:5684 or [::]:5684)"))?
+        .next()
+        .ok_or_else(|| format!("--listen `{s}` resolves to no address"))
+}
+
+/// Binds a UDP socket; an IPv6 wildcard socket is made dual-stack explicitly (IPV6_V6ONLY off),
+/// so IPv4 clients such as 127.0.0.1 reach it as `::ffff:127.0.0.1` whatever the OS default.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(false)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// Runs the server. Returns the exit status.
+pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
+    let setup = match creds::server_setup(&args, &keys) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let listen = match args.listen.as_deref().map(parse_listen).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let std_sock = match listen {
+        Some(a) => bind_udp(a).map_err(|e| format!("cannot listen on {a}: {e}")),
+        // Hosts without IPv6 cannot bind [::]: fall back to IPv4 only for the default.
+        None => bind_udp(DEFAULT_LISTEN).or_else(|e6| {
+            let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), DEFAULT_LISTEN.port());
+            tracing::warn!(error = %e6, "cannot listen on {DEFAULT_LISTEN}, trying {v4}");
+            bind_udp(v4).map_err(|e| format!("cannot listen on {DEFAULT_LISTEN} ({e6}) nor on {v4}: {e}"))
+        }),
+    };
+    let sock = match std_sock.and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e} (is another server on that port? use --listen ADDR:PORT)");
+            return EXIT_FAILURE;
+        }
+    };
+    if setup.demo {
+        eprintln!(
+            "WARNING: no credentials given: serving the PUBLIC DEMO PSK (identity `{DEMO_IDENTITY}`, key `{DEMO_KEY}`)."
+        );
+        eprintln!(
+            "WARNING: anyone can connect with it. Use -u IDENTITY -k KEY, --psk-file FILE or --cert/--key for anything but a demo."
+        );
+    }
+    if args.no_cookie {
+        eprintln!(
+            "WARNING: --no-cookie: the HelloVerifyRequest exchange is off; spoofed ClientHellos get full answers."
+        );
+    }
+    let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut modes = Vec::new();
+    if !setup.identities.is_empty() {
+        modes.push(format!(
+            "PSK ({} identit{})",
+            setup.identities.len(),
+            if setup.identities.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    if setup.config.cert.is_some() {
+        modes.push(format!(
+            "certificate{}",
+            if matches!(setup.config.client_auth, coaps_dtls::ClientAuth::Required(_)) {
+                " (client certificate required)"
+            } else {
+                ""
+            }
+        ));
+    }
+    // The "listening on" line is on stdout, flushed, so scripts can wait for it and read the port.
+    println!("listening on {local} ({})", modes.join(", "));
+    let _ = std::io::stdout().flush();
+    match crate::transport::serve(sock, Arc::new(setup.config), Demo::new(), shutdown_signal()).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("5700").unwrap(), "[::]:5700".parse().unwrap());
+        assert_eq!(parse_listen("127.0.0.1:5700").unwrap(), "127.0.0.1:5700".parse().unwrap());
+        assert_eq!(parse_listen("[::1]:5700").unwrap(), "[::1]:5700".parse().unwrap());
+        assert!(parse_listen("nonsense").unwrap_err().contains("--listen `nonsense`"));
+    }
+
+    #[test]
+    fn dual_stack_wildcard_accepts_ipv4() {
+        let Ok(server) = bind_udp("[::]:0".parse().unwrap()) else {
+            eprintln!("skipped: no IPv6 on this host");
+            return;
+        };
+        let port = server.local_addr().unwrap().port();
+        server.set_nonblocking(false).unwrap();
+        server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.ip().to_canonical(), client.local_addr().unwrap().ip());
+    }
+}
