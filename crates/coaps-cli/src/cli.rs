@@ -59,7 +59,7 @@ pub struct ServeArgs {
     /// clients such as 127.0.0.1 (falls back to 0.0.0.0:5684 where IPv6 is unavailable).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// PSK identity; each -u pairs with the next -k or --psk-hex (repeatable).
+    /// PSK identity (repeatable: the n-th -u pairs with the n-th -k or --psk-hex).
     #[arg(short = 'u', value_name = "IDENTITY", action = ArgAction::Append)]
     pub identity: Vec<String>,
     /// PSK as text, as in libcoap (repeatable, one per -u).
@@ -92,7 +92,7 @@ pub struct ServeArgs {
 /// `coaps get|post|put|delete`.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// coaps://host[:port]/path?query (default port 5684).
+    /// The resource, `coaps://host[:port]/path?query` (default port 5684).
     #[arg(value_name = "URI")]
     pub uri: String,
     /// PSK identity.

@@ -40,7 +40,7 @@ pub fn parse_hex(hex: &str) -> Result<Vec<u8>, String> {
     if let Some((i, c)) = hex.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         return Err(format!("`{c}` at position {} is not a hex digit", i + 1));
     }
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({}): each byte takes two", hex.len()));
     }
     Ok(hex.as_bytes().chunks(2).map(|p| (hex_val(p[0]) << 4) | hex_val(p[1])).collect())

@@ -1,0 +1,164 @@
+//! `coaps serve` and `coaps get|post|put|delete` against each other, and the command line's
+//! error messages.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn get(port: u16, path: &str, extra: &[&str]) -> std::process::Output {
+    let mut cmd = coaps();
+    cmd.arg("get").arg(format!("coaps://127.0.0.1:{port}{path}")).args(extra).args(["-B", "15"]);
+    run(cmd, LIMIT)
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_credentials_end_to_end() {
+    let server = serve(&[]);
+    let out = get(server.port, "/hello", &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out), "Hello, CoAPS!\n");
+    assert!(stderr(&out).contains("demo PSK"), "the client says it uses the demo key: {}", show(&out));
+    let log = server.guard.stop();
+    assert!(log.contains("WARNING") && log.contains("PUBLIC DEMO PSK") && log.contains("coaps-demo-key"), "{log}");
+}
+
+#[test]
+fn resources_codes_and_exit_status() {
+    let server = serve(&["-u", "alice", "-k", "alice-key", "-u", "bob", "--psk-hex", "00ff10"]);
+    let alice = ["-u", "alice", "-k", "alice-key"];
+
+    let out = get(server.port, "/hello", &[&alice[..], &["-v"]].concat());
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    assert!(stderr(&out).contains("2.05 Content"), "-v prints the code: {}", show(&out));
+
+    // The binary key, given as hex.
+    let out = get(server.port, "/hello", &["-u", "bob", "--psk-hex", "00FF10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    let out = get(server.port, "/.well-known/core", &alice);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stdout(&out).contains("</hello>") && stdout(&out).contains("</actuators/door>"), "{}", show(&out));
+
+    let out = get(server.port, "/no/such/thing", &alice);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(stderr(&out).contains("4.04 Not Found"), "{}", show(&out));
+    assert!(out.stdout.is_empty());
+
+    let mut cmd = coaps();
+    cmd.arg("delete").arg(format!("coaps://127.0.0.1:{}/hello", server.port)).args(alice);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(stderr(&out).contains("4.05 Method Not Allowed"), "{}", show(&out));
+
+    for (method, expect) in [("post", "1"), ("put", "2")] {
+        let mut cmd = coaps();
+        cmd.arg(method).arg(format!("coaps://127.0.0.1:{}/actuators/door", server.port)).args(alice);
+        cmd.args(["-e", "open", "-v"]);
+        let out = run(cmd, LIMIT);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        assert_eq!(stdout(&out).trim_end(), expect);
+        assert!(stderr(&out).contains("2.04 Changed"), "{}", show(&out));
+    }
+    let out = get(server.port, "/actuators/door", &alice);
+    assert_eq!(stdout(&out).trim_end(), "2", "{}", show(&out));
+
+    // No demo key once real credentials are configured.
+    let out = get(server.port, "/hello", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // Wrong key for a known identity, and an unknown identity: readable refusals.
+    for creds in [["-u", "alice", "-k", "wrong"], ["-u", "mallory", "-k", "alice-key"]] {
+        let out = get(server.port, "/hello", &creds);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        assert!(stderr(&out).contains("error:"), "{}", show(&out));
+        assert!(out.stdout.is_empty());
+    }
+    let log = server.guard.stop();
+    assert!(!log.contains("DEMO"), "no demo warning with real credentials: {log}");
+}
+
+#[test]
+fn psk_file_serves_its_identities() {
+    let dir = std::env::temp_dir().join(format!("coaps-cli-psk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys.txt");
+    std::fs::write(&file, "# test keys\nsensor:text key: with colon\n\ngateway:hex:0102030405\n").unwrap();
+    let server = serve(&["--psk-file", file.to_str().unwrap()]);
+    let out = get(server.port, "/hello", &["-u", "sensor", "-k", "text key: with colon"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = get(server.port, "/hello", &["-u", "gateway", "--psk-hex", "0102030405"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    drop(server);
+
+    std::fs::write(&file, "ok:1\nno-colon\nx:hex:abc\n").unwrap();
+    let mut cmd = coaps();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--psk-file", file.to_str().unwrap()]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("keys.txt") && err.contains("line 2") && err.contains("line 3"), "{}", show(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn client_usage_errors_explain_themselves() {
+    let mut cmd = coaps();
+    cmd.args(["get", "coap://127.0.0.1/hello"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("only coaps://"), "{}", show(&out));
+
+    let mut cmd = coaps();
+    cmd.args(["get", "coaps://127.0.0.1/hello", "--ca", "/nonexistent/ca.pem"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("/nonexistent/ca.pem"), "{}", show(&out));
+
+    let mut cmd = coaps();
+    cmd.args(["get", "coaps://127.0.0.1/hello", "-k", "key"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("-u <IDENTITY>"), "{}", show(&out));
+
+    let mut cmd = coaps();
+    cmd.args(["serve", "--cert", &data("server.crt"), "--key", &data("client.key")]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("does not match"), "{}", show(&out));
+}
+
+#[test]
+fn nobody_listening_fails_fast_with_a_reason() {
+    // A port that was free a moment ago: nothing answers, the kernel sends port unreachable.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = std::time::Instant::now();
+    let mut cmd = coaps();
+    cmd.arg("get").arg(format!("coaps://127.0.0.1:{port}/hello")).args(["-B", "2"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("refused") || err.contains("timeout"), "{}", show(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn certificate_mode_between_coaps_and_coaps() {
+    let server = serve(&["--cert", &data("server.crt"), "--key", &data("server.key"), "--client-ca", &data("ca.crt")]);
+    let (ca, cert, key) = (data("ca.crt"), data("client.crt"), data("client.key"));
+    let out = get(server.port, "/hello", &["--ca", &ca, "--cert", &cert, "--key", &key]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    // Without a client certificate the server refuses (client certificates are required).
+    let out = get(server.port, "/hello", &["--ca", &data("ca.crt")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(out.stdout.is_empty());
+}

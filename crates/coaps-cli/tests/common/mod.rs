@@ -1,0 +1,190 @@
+//! Helpers for the end-to-end tests: the built `coaps` binary, real peers, bounded waits,
+//! free ports and PID-based cleanup.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The `coaps` binary under test.
+pub fn coaps() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coaps"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// Test certificates shared with coaps-dtls.
+pub fn data(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../coaps-dtls/tests/data").join(name);
+    p.to_str().unwrap().to_owned()
+}
+
+/// Whether `program` is installed; when it is not, prints why the test is skipped, or panics
+/// under `COAPS_REQUIRE_PEERS=1`.
+pub fn peer_available(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("COAPS_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{program} is not installed and COAPS_REQUIRE_PEERS=1 (install libcoap3-bin)");
+        }
+        eprintln!("skipped: {program} is not installed (install libcoap3-bin, or set COAPS_REQUIRE_PEERS=1 to fail)");
+    }
+    found
+}
+
+/// Runs `cmd` to completion, killing it (by PID) if it takes longer than `limit`.
+pub fn run(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+            panic!("{cmd:?} did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let stderr = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    Output { status, stdout, stderr }
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        let _ = tx.send(v);
+    });
+    rx
+}
+
+/// Shows an output for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A child process killed by PID when dropped.
+pub struct Guard {
+    /// The process.
+    pub child: Child,
+    /// Its stderr, collected in the background (available after it is killed).
+    stderr: Option<mpsc::Receiver<Vec<u8>>>,
+}
+
+impl Guard {
+    /// Kills the process and returns what it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let err = self.stderr.take().and_then(|r| r.recv_timeout(Duration::from_secs(5)).ok()).unwrap_or_default();
+        String::from_utf8_lossy(&err).into_owned()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `coaps serve`.
+pub struct Server {
+    /// The process.
+    pub guard: Guard,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+/// Starts `coaps serve --listen 127.0.0.1:0 ARGS` and waits (bounded) for its
+/// `listening on ADDR` line to learn the port.
+pub fn serve(args: &[&str]) -> Server {
+    let mut cmd = coaps();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn coaps serve");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = drain(child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(l)) = lines.next() {
+            let _ = tx.send(l);
+        }
+        for _ in lines {}
+    });
+    let mut guard = Guard { child, stderr: Some(stderr) };
+    let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = guard.child.kill();
+            let _ = guard.child.wait();
+            let err = guard.stderr.take().unwrap().recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+            panic!("coaps serve did not start within 10 s; stderr:\n{}", String::from_utf8_lossy(&err));
+        }
+    };
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from coaps serve: {line}"));
+    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+    Server { guard, port }
+}
+
+/// A port P on 127.0.0.1 with P and P+1 free now (libcoap servers take `-p P` and put DTLS
+/// on P+1).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65534 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free pair of UDP ports");
+}
+
+/// Starts a libcoap server (`program` with `args`, `-A 127.0.0.1 -p P` added) and waits,
+/// bounded, until it holds its DTLS port P+1. Returns it and P+1.
+pub fn libcoap_server(program: &str, args: &[&str]) -> (Guard, u16) {
+    for _attempt in 0..3 {
+        let p = free_port_pair();
+        let mut cmd = Command::new(program);
+        cmd.args(["-A", "127.0.0.1", "-p", &p.to_string()]).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn libcoap server");
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut guard = Guard { child, stderr: Some(stderr) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UdpSocket::bind(("127.0.0.1", p + 1)).is_err() {
+                // Bound by the server (or, rarely, by someone else: the exchange would then fail).
+                return (guard, p + 1);
+            }
+            if let Ok(Some(_)) = guard.child.try_wait() {
+                break; // it exited (port taken meanwhile?): try another pair
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = guard.child.kill();
+    }
+    panic!("{program} did not start");
+}
