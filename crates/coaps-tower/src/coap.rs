@@ -19,7 +19,11 @@
 //!    while the first copy is still being processed waits for that response and gets the same
 //!    bytes (it never reaches the application). A duplicate non-confirmable request is silently
 //!    ignored, as §4.5 says. The store holds at most [`CoapConfig::max_dedup_entries`] entries,
-//!    oldest evicted first.
+//!    oldest evicted first. Over DTLS the CoAP endpoint is really the security association
+//!    (§9.1.1), but [`Secured`] carries only the address: a peer that starts a *new* session
+//!    from the same address and reuses a Message ID within the lifetime gets the old answer.
+//!    Peers that pick their first Message ID at random (as §4.4 asks, and libcoap does) are
+//!    not affected.
 //! 4. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
 //!    identity.
 //! 5. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
@@ -219,11 +223,8 @@ impl<S> Coap<S> {
         // so they do not collide across restarts.
         let mut seed = [0u8; 2];
         coaps_dtls::crypto::Rng::fill(&mut coaps_dtls::crypto::SeededRng::from_os(), &mut seed);
-        let shared = Shared {
-            config,
-            store: Mutex::new(Store::default()),
-            next_mid: AtomicU16::new(u16::from_be_bytes(seed)),
-        };
+        let shared =
+            Shared { config, store: Mutex::new(Store::default()), next_mid: AtomicU16::new(u16::from_be_bytes(seed)) };
         Self { inner, shared: Arc::new(shared) }
     }
 

@@ -59,7 +59,8 @@ async fn start_server() -> (SocketAddr, Arc<ServerLog>) {
         let mut ids: HashMap<SocketAddr, PeerIdentity> = HashMap::new();
         let mut buf = vec![0u8; 4096];
         loop {
-            let wait = ep.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+            let wait =
+                ep.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
             if let Ok(Ok((n, from))) = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
                 ep.handle_datagram(Instant::now(), from, &buf[..n]);
             }
@@ -194,7 +195,9 @@ async fn request_completes_when_first_transmissions_are_lost() {
     assert_eq!(resp.header.get_type(), MessageType::Acknowledgement);
     assert_eq!(resp.payload, b"n=1 /lossy");
     assert_eq!(relay.up_dropped.load(Ordering::SeqCst), 2);
-    assert_eq!(relay.up_app_data.load(Ordering::SeqCst), 3, "original + 2 retransmissions");
+    // Original + 2 retransmissions (more only if a loaded machine delays the answer past the
+    // third timeout).
+    assert!(relay.up_app_data.load(Ordering::SeqCst) >= 3);
     // Two timeouts passed: the first in [100, 150] ms, the second doubled.
     assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(log.app_calls.load(Ordering::SeqCst), 1);
@@ -210,7 +213,7 @@ async fn lost_responses_are_replayed_by_the_server_dedup_not_reprocessed() {
     let resp = bounded(client.send(post("once"))).await.unwrap();
     assert_eq!(resp.payload, b"n=1 /once");
     assert_eq!(relay.down_dropped.load(Ordering::SeqCst), 2);
-    assert_eq!(relay.up_app_data.load(Ordering::SeqCst), 3, "the client retransmitted twice");
+    assert!(relay.up_app_data.load(Ordering::SeqCst) >= 3, "the client retransmitted at least twice");
     assert_eq!(log.app_calls.load(Ordering::SeqCst), 1, "the POST reached the application once (RFC 7252 §4.5)");
 }
 
@@ -383,10 +386,7 @@ async fn nobody_listening_fails_the_handshake_with_timeout() {
     };
     let cfg = Arc::new(ClientConfig { psk: Some(psk()), common, ..ClientConfig::default() });
     let err = bounded(Client::connect(silent.local_addr().unwrap(), cfg, "localhost")).await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::Handshake(CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))),
-        "{err:?}"
-    );
+    assert!(matches!(err, ClientError::Handshake(CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))), "{err:?}");
 }
 
 #[tokio::test]

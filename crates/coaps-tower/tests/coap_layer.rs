@@ -178,9 +178,8 @@ async fn concurrent_duplicate_waits_for_the_first_and_is_not_processed() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!t2.is_finished() && !t3.is_finished(), "duplicates wait for the first copy's response");
     gate.add_permits(10);
-    let (r1, r2, r3) = tokio::time::timeout(Duration::from_secs(5), async { (t1.await, t2.await, t3.await) })
-        .await
-        .expect("bounded");
+    let (r1, r2, r3) =
+        tokio::time::timeout(Duration::from_secs(5), async { (t1.await, t2.await, t3.await) }).await.expect("bounded");
     let (r1, r2, r3) = (r1.unwrap().unwrap().unwrap(), r2.unwrap().unwrap().unwrap(), r3.unwrap().unwrap().unwrap());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(r1, r2);
