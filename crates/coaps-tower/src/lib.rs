@@ -16,6 +16,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod coap;
 pub mod types;
 
+pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
+pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use types::*;

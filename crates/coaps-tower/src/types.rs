@@ -21,7 +21,7 @@ pub struct Datagram {
     pub payload: Vec<u8>,
     /// When it was received (the clock the layers run on).
     pub received_at: Instant,
-    /// Set by [`CookieLayer`](crate::cookie::CookieLayer) when the datagram is a ClientHello
+    /// Set by the cookie layer when the datagram is a ClientHello
     /// whose cookie verified: the peer has proven it owns its address.
     pub cookie: Option<CookieVerified>,
 }
