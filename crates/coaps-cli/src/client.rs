@@ -9,7 +9,6 @@ use crate::uri::CoapsUri;
 use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use coaps_dtls::crypto::{Rng, SeededRng};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Builds a confirmable request for `uri` with a fresh message ID and token (RFC 7252 §5.3.1:
@@ -176,27 +175,27 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     let response = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => {
             eprintln!(
-                "error: timeout: no response from {peer} within {}s (is a CoAPS server running there? \
-                 right port? a PSK or certificate the server accepts?)",
+                "error: timeout: no response from {peer} within {}s (is a CoAPS server running on that \
+                 port? a wrong PSK key looks the same: DTLS silently drops what it cannot decrypt)",
                 args.timeout
             );
             return EXIT_FAILURE;
         }
+        Ok(Err(coaps_tower::ClientError::Reset)) => {
+            eprintln!("error: {peer} answered with a Reset: it could not process the request");
+            return EXIT_OTHER_RESPONSE;
+        }
         Ok(Err(e)) => {
-            eprintln!("error: {}", describe_error(e.as_ref()));
+            eprintln!("error: {}", describe_error(&e));
             return EXIT_FAILURE;
         }
         Ok(Ok(r)) => r,
     };
-    report(&response, args.verbose, peer)
+    report(&response, args.verbose)
 }
 
-fn report(response: &Packet, verbose: bool, peer: SocketAddr) -> u8 {
+fn report(response: &Packet, verbose: bool) -> u8 {
     let code = response.header.code;
-    if response.header.get_type() == MessageType::Reset {
-        eprintln!("error: {peer} answered with a Reset (it could not process the request)");
-        return EXIT_OTHER_RESPONSE;
-    }
     let status = exit_for(code);
     if verbose && status == EXIT_OK {
         eprintln!("{}", code_text(code));

@@ -2,15 +2,16 @@
 //! coaps-tower `serve` and `Client` land; then this module wires those in.
 
 use crate::demo::Demo;
-use coap_lite::{MessageClass, MessageType, Packet};
+use coap_lite::Packet;
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, ServerConfig};
-use coaps_tower::{BoxError, CoapRequest};
+use coaps_dtls::{ClientConfig, Endpoint, Event, ServerConfig};
+use coaps_tower::{BoxError, Client, CoapLayer, Secured};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
+use tower_layer::Layer;
 use tower_service::Service;
 
 async fn flush(sock: &UdpSocket, ep: &mut Endpoint) {
@@ -34,72 +35,32 @@ async fn pump(sock: &UdpSocket, ep: &mut Endpoint, buf: &mut [u8]) -> std::io::R
     Ok(())
 }
 
-fn close_error(r: CloseReason) -> BoxError {
-    match r {
-        CloseReason::Error(e) => Box::new(e),
-        CloseReason::PeerClosed => "the server closed the connection".into(),
-        CloseReason::Local => "connection closed".into(),
-    }
-}
-
-/// Sends `request` to `peer` over a fresh association and waits for its response.
+/// Connects to `peer`, sends `request` over the new association and returns its response.
 pub async fn exchange(
     peer: SocketAddr,
     config: Arc<ClientConfig>,
     server_name: &str,
     request: Packet,
     verbose: bool,
-) -> Result<Packet, BoxError> {
-    let bind: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
-    let sock = UdpSocket::bind(bind).await?;
-    sock.connect(peer).await?;
-    let mut ep = Endpoint::client(SeededRng::from_os());
-    ep.connect(Instant::now(), peer, config, server_name, None)?;
-    flush(&sock, &mut ep).await;
-    let bytes = request.to_bytes().map_err(|e| format!("cannot encode the request: {e:?}"))?;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        pump(&sock, &mut ep, &mut buf).await?;
-        while let Some((_, ev)) = ep.poll_event() {
-            match ev {
-                Event::Connected { identity, suite, resumed } => {
-                    if verbose {
-                        eprintln!(
-                            "connected to {peer}: {suite:?}, server {identity:?}{}",
-                            if resumed { ", resumed" } else { "" }
-                        );
-                    }
-                    ep.send(peer, &bytes)?;
-                }
-                Event::ApplicationData(d) => {
-                    let Ok(p) = Packet::from_bytes(&d) else { continue };
-                    if p.get_token() != request.get_token() && p.header.get_type() != MessageType::Reset {
-                        continue;
-                    }
-                    match (p.header.get_type(), p.header.code) {
-                        // An empty ACK: the response will come separately (RFC 7252 §5.2.2).
-                        (MessageType::Acknowledgement, MessageClass::Empty) => continue,
-                        (MessageType::Reset, _) if p.header.message_id != request.header.message_id => continue,
-                        (MessageType::Confirmable, _) => {
-                            let mut ack = Packet::new();
-                            ack.header.set_type(MessageType::Acknowledgement);
-                            ack.header.message_id = p.header.message_id;
-                            ep.send(peer, &ack.to_bytes().map_err(|e| format!("{e:?}"))?)?;
-                        }
-                        _ => {}
-                    }
-                    ep.close(peer);
-                    flush(&sock, &mut ep).await;
-                    return Ok(p);
-                }
-                Event::Closed(r) => return Err(close_error(r)),
-            }
-        }
-        flush(&sock, &mut ep).await;
+) -> Result<Packet, coaps_tower::ClientError> {
+    let client = Client::connect(peer, config, server_name).await?;
+    if verbose {
+        let info = client.info();
+        eprintln!(
+            "connected to {peer}: {:?}, server identity {:?}{}",
+            info.suite,
+            info.identity,
+            if info.resumed { ", resumed" } else { "" }
+        );
     }
+    let response = client.send(request).await;
+    client.close().await;
+    response
 }
 
-/// Serves `app` on `sock` until `shutdown` completes.
+/// Serves `app` on `sock` until `shutdown` completes. TEMPORARY: the raw engine stands in
+/// for the coaps-tower cookie and handshake layers and `serve` until they land; the CoAP layer
+/// (dedup, piggybacked ACK) is the real one.
 pub async fn serve(
     sock: UdpSocket,
     config: Arc<ServerConfig>,
@@ -107,6 +68,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let mut ep = Endpoint::server(config, SeededRng::from_os(), Instant::now());
+    let mut coap = CoapLayer::new().layer(app);
     let mut buf = vec![0u8; 65536];
     tokio::pin!(shutdown);
     loop {
@@ -117,20 +79,11 @@ pub async fn serve(
         while let Some((peer, ev)) = ep.poll_event() {
             match ev {
                 Event::Connected { identity, suite, .. } => tracing::info!(%peer, ?identity, ?suite, "connected"),
-                Event::ApplicationData(d) => {
-                    let Ok(message) = Packet::from_bytes(&d) else { continue };
-                    if !matches!(message.header.code, MessageClass::Request(_)) {
-                        continue;
-                    }
+                Event::ApplicationData(payload) => {
                     let identity = ep.connection(&peer).map(|c| c.peer_identity().clone()).unwrap_or_default();
-                    let mut app = app.clone();
-                    let mid = message.header.message_id;
-                    let token = message.get_token().to_vec();
-                    let mut res = app.call(CoapRequest { message, peer, identity, early_data: false }).await?;
-                    res.header.message_id = mid;
-                    res.set_token(token);
-                    if let Ok(b) = res.to_bytes() {
-                        let _ = ep.send(peer, &b);
+                    let secured = Secured { peer, identity, payload, early_data: false };
+                    if let Some(bytes) = coap.call(secured).await? {
+                        let _ = ep.send(peer, &bytes);
                     }
                 }
                 Event::Closed(r) => tracing::info!(%peer, reason = ?r, "closed"),
