@@ -114,6 +114,7 @@ fn run<M: Measurement>(c: Criterion<M>, ch: &[u8]) {
 }
 
 fn main() {
+    coaps_bench_support::report::mark_start();
     // The engine's own first ClientHello: realistic size and extensions.
     let ch = ours::client_hello(Mode::PskCcm8);
     let mut out = [0u8; 256];
