@@ -76,7 +76,7 @@ fn allocation_count(ch: &[u8]) {
     let total = allocations() - before;
     println!(
         "allocations per HelloVerifyRequest: {} ({total} in {N} answers)",
-        if total % N == 0 { format!("{}", total / N) } else { format!("{:.3}", total as f64 / N as f64) }
+        if total.is_multiple_of(N) { format!("{}", total / N) } else { format!("{:.3}", total as f64 / N as f64) }
     );
     if total > 0 && std::env::var_os("COAPS_ALLOC_TRACE").is_some() {
         trace(true);

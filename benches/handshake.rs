@@ -6,9 +6,9 @@
 //! Time is this thread's CPU time (see `coaps_bench_support::cpu`; `COAPS_BENCH_WALL=1` for
 //! wall time). `cargo bench --bench handshake [-- FILTER]`; a ratio table is printed at the end.
 
+use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{Mode, ossl, ours};
-use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;

@@ -254,9 +254,12 @@ fn table() {
         for len in SIZES {
             let g = format!("record/{name}");
             let get = |f: &str| mean_ns(root, &g, &format!("{f}/{len}"));
-            if let (Some(s), Some(so), Some(one), Some(keyed)) =
-                (get("coaps seal"), get("coaps seal+open"), get("openssl oneshot seal+open"), get("openssl keyed seal+open"))
-            {
+            if let (Some(s), Some(so), Some(one), Some(keyed)) = (
+                get("coaps seal"),
+                get("coaps seal+open"),
+                get("openssl oneshot seal+open"),
+                get("openssl keyed seal+open"),
+            ) {
                 lines.push(format!(
                     "| {name} | {len} | {} | {} | {} | {} | {:.2} |",
                     duration(s),

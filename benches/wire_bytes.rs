@@ -14,11 +14,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn row(label: &str, stack: &str, cookies: bool, o: &Outcome, allocs: Option<u64>) {
     let w = &o.wire;
-    let hvr = if cookies {
-        format!("{} + {}", w.client_hello_bytes, w.hello_verify_request_bytes)
-    } else {
-        "-".into()
-    };
+    let hvr = if cookies { format!("{} + {}", w.client_hello_bytes, w.hello_verify_request_bytes) } else { "-".into() };
     println!(
         "| {label:<36} | {stack:<7} | {:>3} / {:>5} | {:>3} / {:>5} | {:>3} | {:>5} | {hvr:>11} | {:>6} |",
         w.c2s_datagrams,
@@ -34,10 +30,7 @@ fn row(label: &str, stack: &str, cookies: bool, o: &Outcome, allocs: Option<u64>
 fn main() {
     println!("Bytes on the wire per DTLS 1.2 handshake (UDP payloads; MTU 1152; in memory, no loss)");
     println!();
-    println!(
-        "| {:<36} | {:<7} | c→s dg / B  | s→c dg / B  | dg  | bytes | CH1 + HVR B | allocs |",
-        "mode", "stack"
-    );
+    println!("| {:<36} | {:<7} | c→s dg / B  | s→c dg / B  | dg  | bytes | CH1 + HVR B | allocs |", "mode", "stack");
     println!("|{:-<38}|{:-<9}|{:-<13}|{:-<13}|{:-<5}|{:-<7}|{:-<13}|{:-<8}|", "", "", "", "", "", "", "", "");
     for cookies in [true, false] {
         for mode in Mode::ALL {

@@ -152,7 +152,8 @@ fn flush(sock: &UdpSocket, ep: &mut Endpoint) {
 /// Waits for one datagram or the endpoint's next timer, whichever is first.
 fn pump(sock: &UdpSocket, ep: &mut Endpoint, buf: &mut [u8], cap: Duration) {
     let now = Instant::now();
-    let wait = ep.poll_timeout().map_or(cap, |t| t.saturating_duration_since(now).min(cap)).max(Duration::from_millis(1));
+    let wait =
+        ep.poll_timeout().map_or(cap, |t| t.saturating_duration_since(now).min(cap)).max(Duration::from_millis(1));
     let _ = sock.set_read_timeout(Some(wait));
     if let Ok((n, from)) = sock.recv_from(buf) {
         ep.handle_datagram(Instant::now(), from, &buf[..n]);
@@ -179,9 +180,12 @@ fn server(a: Args) -> Result<(), String> {
         cfg.cookie = None;
     }
     if cfg.psks.is_none() && cfg.cert.is_none() {
-        let demo = Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?;
+        let demo =
+            Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?;
         cfg.psks = Some(Arc::new(StaticPsks(vec![demo])));
-        eprintln!("WARNING: no credentials given: serving the PUBLIC DEMO PSK (identity `{DEMO_IDENTITY}`, key `{DEMO_KEY}`).");
+        eprintln!(
+            "WARNING: no credentials given: serving the PUBLIC DEMO PSK (identity `{DEMO_IDENTITY}`, key `{DEMO_KEY}`)."
+        );
         eprintln!("WARNING: anyone can connect. Use --psk IDENTITY:HEXKEY or --cert/--key for anything but a demo.");
     }
     let sock = UdpSocket::bind(resolve(listen)?).map_err(|e| format!("cannot bind {listen}: {e}"))?;
@@ -266,7 +270,8 @@ fn client(a: Args) -> Result<(), String> {
         _ => return Err("--cert and --key go together".into()),
     }
     if cfg.psk.is_none() && cfg.verifier.is_none() {
-        cfg.psk = Some(Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?);
+        cfg.psk =
+            Some(Psk::new(DEMO_IDENTITY.as_bytes().to_vec(), DEMO_KEY.as_bytes().to_vec()).map_err(|e| e.to_string())?);
         eprintln!("note: no credentials given: using the public demo PSK `{DEMO_IDENTITY}`");
     }
     let name = a.server_name.clone().unwrap_or_else(|| peer.ip().to_string());

@@ -6,8 +6,8 @@
 use crate::{MTU, Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, data_path};
 use openssl::error::ErrorStack;
 use openssl::ssl::{
-    ErrorCode, ShutdownState, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef, SslSession,
-    SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
+    ErrorCode, ShutdownState, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef,
+    SslSession, SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
 };
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -177,7 +177,10 @@ pub struct Harness {
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("mode", &self.mode).field("primed", &self.session.is_some()).finish_non_exhaustive()
+        f.debug_struct("Harness")
+            .field("mode", &self.mode)
+            .field("primed", &self.session.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -20,8 +20,8 @@ use p256::pkcs8::spki::SubjectPublicKeyInfoRef;
 use p256::pkcs8::{DecodePrivateKey, PrivateKeyInfoRef};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{
-    AlgorithmIdentifier, CertificateDer, InvalidSignature, ServerName,
-    SignatureVerificationAlgorithm, TrustAnchor, UnixTime, alg_id,
+    AlgorithmIdentifier, CertificateDer, InvalidSignature, ServerName, SignatureVerificationAlgorithm, TrustAnchor,
+    UnixTime, alg_id,
 };
 use zeroize::Zeroizing;
 
@@ -106,11 +106,7 @@ pub enum CredentialError {
 }
 
 fn found_list(found: &[String]) -> String {
-    if found.is_empty() {
-        "no PEM blocks at all".to_owned()
-    } else {
-        format!("only {}", found.join(", "))
-    }
+    if found.is_empty() { "no PEM blocks at all".to_owned() } else { format!("only {}", found.join(", ")) }
 }
 
 impl fmt::Display for CredentialError {
@@ -129,10 +125,9 @@ impl fmt::Display for CredentialError {
                  PKCS#8 `-----BEGIN PRIVATE KEY-----` or SEC1 `-----BEGIN EC PRIVATE KEY-----` section",
                 found_list(found)
             ),
-            Self::MultiplePrivateKeys(n) => write!(
-                f,
-                "found {n} private keys in input; supply exactly one private key"
-            ),
+            Self::MultiplePrivateKeys(n) => {
+                write!(f, "found {n} private keys in input; supply exactly one private key")
+            }
             Self::EncryptedPrivateKey => write!(
                 f,
                 "private key is encrypted, which is not supported; decrypt it with \
@@ -149,14 +144,12 @@ impl fmt::Display for CredentialError {
                 "private key could not be decoded ({e}); expected an unencrypted PKCS#8 or \
                  SEC1 P-256 key"
             ),
-            Self::NoTrustAnchors => write!(
-                f,
-                "no trust anchors given; supply at least one CA certificate to verify peers against"
-            ),
-            Self::BadTrustAnchor { index, reason } => write!(
-                f,
-                "trust anchor #{index} is not a usable X.509 v3 certificate: {reason}"
-            ),
+            Self::NoTrustAnchors => {
+                write!(f, "no trust anchors given; supply at least one CA certificate to verify peers against")
+            }
+            Self::BadTrustAnchor { index, reason } => {
+                write!(f, "trust anchor #{index} is not a usable X.509 v3 certificate: {reason}")
+            }
         }
     }
 }
@@ -199,9 +192,7 @@ impl CertificateError {
     pub fn alert(&self) -> AlertDescription {
         match self {
             // "A certificate was corrupt, contained signatures that did not verify correctly".
-            Self::BadEncoding | Self::BadSignature | Self::NotValidForName => {
-                AlertDescription::BadCertificate
-            }
+            Self::BadEncoding | Self::BadSignature | Self::NotValidForName => AlertDescription::BadCertificate,
             // "A valid certificate chain ... was received, but ... the CA certificate could not
             // be located or couldn't be matched with a known, trusted CA".
             Self::UnknownIssuer => AlertDescription::UnknownCa,
@@ -227,24 +218,20 @@ impl fmt::Display for CertificateError {
                 "peer certificate chain does not lead to a trusted CA (add the issuing CA to the trust anchors)",
             ),
             Self::Expired => f.write_str("peer certificate (or an issuer) has expired"),
-            Self::NotValidYet => f.write_str(
-                "peer certificate (or an issuer) is not valid yet (check the system clock)",
-            ),
-            Self::NotValidForName => f.write_str(
-                "peer certificate is not valid for the requested server name (no matching subjectAltName)",
-            ),
-            Self::UnsupportedKey => {
-                f.write_str("peer key is not an uncompressed P-256 EC public key")
+            Self::NotValidYet => {
+                f.write_str("peer certificate (or an issuer) is not valid yet (check the system clock)")
             }
+            Self::NotValidForName => {
+                f.write_str("peer certificate is not valid for the requested server name (no matching subjectAltName)")
+            }
+            Self::UnsupportedKey => f.write_str("peer key is not an uncompressed P-256 EC public key"),
             Self::UnsupportedSignatureAlgorithm => f.write_str(
                 "peer certificate chain uses a signature algorithm other than ECDSA P-256 with SHA-256/SHA-384",
             ),
-            Self::BadSignature => {
-                f.write_str("a signature in the peer certificate chain does not verify")
+            Self::BadSignature => f.write_str("a signature in the peer certificate chain does not verify"),
+            Self::InvalidPurpose => {
+                f.write_str("peer certificate is not allowed for this purpose (extended key usage or CA flag)")
             }
-            Self::InvalidPurpose => f.write_str(
-                "peer certificate is not allowed for this purpose (extended key usage or CA flag)",
-            ),
             Self::Revoked => f.write_str("peer certificate has been revoked"),
             Self::NotPinned => f.write_str("peer raw public key is not among the pinned keys"),
             Self::Other(s) => write!(f, "peer certificate refused: {s}"),
@@ -283,10 +270,9 @@ fn map_webpki_error(e: webpki::Error) -> CertificateError {
         | E::UnsupportedSignatureAlgorithmForPublicKey
         | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
         | E::SignatureAlgorithmMismatch => CertificateError::UnsupportedSignatureAlgorithm,
-        E::RequiredEkuNotFound
-        | E::RequiredEkuNotFoundContext(_)
-        | E::CaUsedAsEndEntity
-        | E::EndEntityUsedAsCa => CertificateError::InvalidPurpose,
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::CaUsedAsEndEntity | E::EndEntityUsedAsCa => {
+            CertificateError::InvalidPurpose
+        }
         other => CertificateError::Other(format!("{other:?}")),
     }
 }
@@ -339,9 +325,7 @@ pub fn load_certs_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, CredentialError> {
 pub fn load_private_key_pem(pem: &[u8]) -> Result<p256::SecretKey, CredentialError> {
     // The PEM parser does not know these labels and would silently skip them, which would
     // produce a misleading "no private key" error.
-    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || contains(pem, b"Proc-Type: 4,ENCRYPTED")
-    {
+    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || contains(pem, b"Proc-Type: 4,ENCRYPTED") {
         return Err(CredentialError::EncryptedPrivateKey);
     }
     let mut keys: Vec<(SectionKind, Zeroizing<Vec<u8>>)> = Vec::new();
@@ -350,9 +334,7 @@ pub fn load_private_key_pem(pem: &[u8]) -> Result<p256::SecretKey, CredentialErr
         let (kind, der) = item.map_err(|e| CredentialError::Pem(e.to_string()))?;
         let der = Zeroizing::new(der);
         match kind {
-            SectionKind::PrivateKey | SectionKind::EcPrivateKey | SectionKind::RsaPrivateKey => {
-                keys.push((kind, der))
-            }
+            SectionKind::PrivateKey | SectionKind::EcPrivateKey | SectionKind::RsaPrivateKey => keys.push((kind, der)),
             other => found.push(section_label(&other)),
         }
     }
@@ -363,9 +345,7 @@ pub fn load_private_key_pem(pem: &[u8]) -> Result<p256::SecretKey, CredentialErr
             match kind {
                 SectionKind::PrivateKey => decode_pkcs8(der),
                 SectionKind::EcPrivateKey => decode_sec1(der),
-                _ => Err(CredentialError::NotP256 {
-                    found: "RSA (RSA PRIVATE KEY block)".to_owned(),
-                }),
+                _ => Err(CredentialError::NotP256 { found: "RSA (RSA PRIVATE KEY block)".to_owned() }),
             }
         }
         n => Err(CredentialError::MultiplePrivateKeys(n)),
@@ -378,25 +358,18 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// PKCS#8 `PrivateKeyInfo` (RFC 5958 §2) holding an `ECPrivateKey`.
 fn decode_pkcs8(der: &[u8]) -> Result<p256::SecretKey, CredentialError> {
-    let info = PrivateKeyInfoRef::try_from(der)
-        .map_err(|e| CredentialError::MalformedKey(e.to_string()))?;
+    let info = PrivateKeyInfoRef::try_from(der).map_err(|e| CredentialError::MalformedKey(e.to_string()))?;
     if info.algorithm.oid != OID_EC_PUBLIC_KEY {
-        return Err(CredentialError::NotP256 {
-            found: oid_name(&info.algorithm.oid),
-        });
+        return Err(CredentialError::NotP256 { found: oid_name(&info.algorithm.oid) });
     }
     // RFC 5480 §2.1.1: the parameters carry the named curve.
     match info.algorithm.parameters_oid() {
         Ok(curve) if curve == OID_P256 => {}
         Ok(curve) => {
-            return Err(CredentialError::NotP256 {
-                found: oid_name(&curve),
-            });
+            return Err(CredentialError::NotP256 { found: oid_name(&curve) });
         }
         Err(_) => {
-            return Err(CredentialError::NotP256 {
-                found: "EC key without a named curve".to_owned(),
-            });
+            return Err(CredentialError::NotP256 { found: "EC key without a named curve".to_owned() });
         }
     }
     p256::SecretKey::from_pkcs8_der(der).map_err(|e| CredentialError::MalformedKey(e.to_string()))
@@ -404,14 +377,11 @@ fn decode_pkcs8(der: &[u8]) -> Result<p256::SecretKey, CredentialError> {
 
 /// SEC1 `ECPrivateKey` (RFC 5915 §3).
 fn decode_sec1(der: &[u8]) -> Result<p256::SecretKey, CredentialError> {
-    let key = sec1::EcPrivateKey::try_from(der)
-        .map_err(|e| CredentialError::MalformedKey(e.to_string()))?;
+    let key = sec1::EcPrivateKey::try_from(der).map_err(|e| CredentialError::MalformedKey(e.to_string()))?;
     match key.parameters.and_then(|p| p.named_curve()) {
         Some(curve) if curve == OID_P256 => {}
         Some(curve) => {
-            return Err(CredentialError::NotP256 {
-                found: oid_name(&curve),
-            });
+            return Err(CredentialError::NotP256 { found: oid_name(&curve) });
         }
         // RFC 5915 §3 lets the parameters be omitted when known from context; the only context
         // we have is the key length.
@@ -432,8 +402,8 @@ fn decode_sec1(der: &[u8]) -> Result<p256::SecretKey, CredentialError> {
 /// The DER prefix of a P-256 `SubjectPublicKeyInfo` (RFC 5480 §2) up to the point:
 /// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }`.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// Builds the `SubjectPublicKeyInfo` (RFC 5480 §2) for an uncompressed P-256 point, as sent in
@@ -450,9 +420,7 @@ pub fn p256_spki_der(point: &[u8; 65]) -> Vec<u8> {
 /// Compressed points are refused: RFC 8422 §5.1.2 deprecates them and webpki's own ECDSA
 /// algorithms do not accept them either.
 fn checked_point(point: &[u8]) -> Result<[u8; 65], CertificateError> {
-    let arr: [u8; 65] = point
-        .try_into()
-        .map_err(|_| CertificateError::UnsupportedKey)?;
+    let arr: [u8; 65] = point.try_into().map_err(|_| CertificateError::UnsupportedKey)?;
     if arr[0] != 0x04 || p256::PublicKey::from_sec1_bytes(&arr).is_err() {
         return Err(CertificateError::UnsupportedKey);
     }
@@ -465,8 +433,7 @@ fn checked_point(point: &[u8]) -> Result<[u8; 65], CertificateError> {
 /// Malformed DER (including trailing bytes) gives [`CertificateError::BadEncoding`]; any other
 /// key type, curve or point form gives [`CertificateError::UnsupportedKey`].
 pub fn spki_p256_point(spki_der: &[u8]) -> Result<[u8; 65], CertificateError> {
-    let spki =
-        SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CertificateError::BadEncoding)?;
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CertificateError::BadEncoding)?;
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(CertificateError::UnsupportedKey);
     }
@@ -474,10 +441,7 @@ pub fn spki_p256_point(spki_der: &[u8]) -> Result<[u8; 65], CertificateError> {
         Ok(curve) if curve == OID_P256 => {}
         _ => return Err(CertificateError::UnsupportedKey),
     }
-    let point = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or(CertificateError::BadEncoding)?;
+    let point = spki.subject_public_key.as_bytes().ok_or(CertificateError::BadEncoding)?;
     checked_point(point)
 }
 
@@ -496,8 +460,7 @@ pub fn end_entity_p256_point(cert_der: &[u8]) -> Result<[u8; 65], CertificateErr
 pub fn subject_summary(cert_der: &[u8]) -> Option<String> {
     let der = CertificateDer::from(cert_der);
     let cert = webpki::EndEntityCert::try_from(&der).ok()?;
-    let summary =
-        common_name(cert.subject()).or_else(|| cert.valid_dns_names().next().map(str::to_owned))?;
+    let summary = common_name(cert.subject()).or_else(|| cert.valid_dns_names().next().map(str::to_owned))?;
     let clean: String = summary.chars().filter(|c| !c.is_control()).collect();
     (!clean.is_empty()).then_some(clean)
 }
@@ -554,18 +517,12 @@ struct EcdsaP256 {
 }
 
 impl SignatureVerificationAlgorithm for EcdsaP256 {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), InvalidSignature> {
+    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
         use p256::ecdsa::signature::hazmat::PrehashVerifier;
         use sha2::Digest;
 
         let point = checked_point(public_key).map_err(|_| InvalidSignature)?;
-        let key =
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| InvalidSignature)?;
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| InvalidSignature)?;
         // X.509 ECDSA signatures are DER `Ecdsa-Sig-Value` (RFC 5480 §2.2 / RFC 5758 §3.2).
         let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
         // FIPS 186-4 §6.4: a digest longer than the group order is truncated to its leftmost
@@ -587,24 +544,19 @@ impl SignatureVerificationAlgorithm for EcdsaP256 {
 }
 
 /// ECDSA P-256 with SHA-256 (`ecdsa-with-SHA256`), for webpki path validation.
-pub static ECDSA_P256_SHA256: &dyn SignatureVerificationAlgorithm = &EcdsaP256 {
-    signature_alg_id: alg_id::ECDSA_SHA256,
-    hash: Hash::Sha256,
-};
+pub static ECDSA_P256_SHA256: &dyn SignatureVerificationAlgorithm =
+    &EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA256, hash: Hash::Sha256 };
 
 /// ECDSA P-256 with SHA-384 (`ecdsa-with-SHA384`), which some CAs use to sign P-256 keys.
 ///
 /// RFC 7252 §9.1.3.3 says certificates MUST be signed with SHA-256; that binds issuers, and
 /// accepting SHA-384 as well costs no security, so verification is lenient here.
-pub static ECDSA_P256_SHA384: &dyn SignatureVerificationAlgorithm = &EcdsaP256 {
-    signature_alg_id: alg_id::ECDSA_SHA384,
-    hash: Hash::Sha384,
-};
+pub static ECDSA_P256_SHA384: &dyn SignatureVerificationAlgorithm =
+    &EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA384, hash: Hash::Sha384 };
 
 /// The certificate signature algorithms accepted in chains. Anything else (RSA, P-384 issuers,
 /// Ed25519) is reported as [`CertificateError::UnsupportedSignatureAlgorithm`].
-pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] =
-    &[ECDSA_P256_SHA256, ECDSA_P256_SHA384];
+pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[ECDSA_P256_SHA256, ECDSA_P256_SHA384];
 
 // ---------------------------------------------------------------------------------------------
 // Verifiers
@@ -618,9 +570,7 @@ pub struct WebPkiVerifier {
 
 impl fmt::Debug for WebPkiVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebPkiVerifier")
-            .field("trust_anchors", &self.anchors.len())
-            .finish()
+        f.debug_struct("WebPkiVerifier").field("trust_anchors", &self.anchors.len()).finish()
     }
 }
 
@@ -642,10 +592,7 @@ impl WebPkiVerifier {
                 let der = CertificateDer::from(der.as_slice());
                 webpki::anchor_from_trusted_cert(&der)
                     .map(|a| a.to_owned())
-                    .map_err(|e| CredentialError::BadTrustAnchor {
-                        index,
-                        reason: format!("{e:?}"),
-                    })
+                    .map_err(|e| CredentialError::BadTrustAnchor { index, reason: format!("{e:?}") })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { anchors })
@@ -663,32 +610,19 @@ impl WebPkiVerifier {
         server_name: Option<&ServerName<'_>>,
         now: SystemTime,
     ) -> Result<[u8; 65], CertificateError> {
-        let (ee, rest) = chain.split_first().ok_or_else(|| {
-            CertificateError::Other("peer sent an empty certificate chain".to_owned())
-        })?;
+        let (ee, rest) = chain
+            .split_first()
+            .ok_or_else(|| CertificateError::Other("peer sent an empty certificate chain".to_owned()))?;
         let ee_der = CertificateDer::from(ee.as_slice());
         let ee_cert = webpki::EndEntityCert::try_from(&ee_der).map_err(map_webpki_error)?;
-        let intermediates: Vec<CertificateDer<'_>> = rest
-            .iter()
-            .map(|c| CertificateDer::from(c.as_slice()))
-            .collect();
+        let intermediates: Vec<CertificateDer<'_>> = rest.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
         ee_cert
-            .verify_for_usage(
-                SUPPORTED_SIG_ALGS,
-                &self.anchors,
-                &intermediates,
-                unix_time(now),
-                usage,
-                None,
-                None,
-            )
+            .verify_for_usage(SUPPORTED_SIG_ALGS, &self.anchors, &intermediates, unix_time(now), usage, None, None)
             .map_err(map_webpki_error)?;
         if let Some(name) = server_name {
             // RFC 6125 §6 via webpki: only subjectAltName dNSName / iPAddress entries count,
             // never the subject CN.
-            ee_cert
-                .verify_is_valid_for_subject_name(name)
-                .map_err(map_webpki_error)?;
+            ee_cert.verify_is_valid_for_subject_name(name).map_err(map_webpki_error)?;
         }
         spki_p256_point(ee_cert.subject_public_key_info().as_ref())
     }
@@ -714,11 +648,7 @@ impl WebPkiVerifier {
 
     /// Client certificate check done by a server: `chain` (end-entity first) must chain to a
     /// trust anchor and allow the clientAuth extended key usage. Returns the P-256 point.
-    pub fn verify_client(
-        &self,
-        chain: &[Vec<u8>],
-        now: SystemTime,
-    ) -> Result<[u8; 65], CertificateError> {
+    pub fn verify_client(&self, chain: &[Vec<u8>], now: SystemTime) -> Result<[u8; 65], CertificateError> {
         self.verify_chain(chain, webpki::KeyUsage::client_auth(), None, now)
     }
 }
@@ -734,9 +664,7 @@ pub struct PinnedKeys {
 
 impl fmt::Debug for PinnedKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinnedKeys")
-            .field("keys", &self.spkis.len())
-            .finish()
+        f.debug_struct("PinnedKeys").field("keys", &self.spkis.len()).finish()
     }
 }
 

@@ -138,18 +138,61 @@ struct HsData {
 
 enum Hs {
     // client states
-    CExpectServerHello { ch: ClientHello, offered: Option<Session> },
-    CExpectCertificate { d: HsData },
-    CExpectServerKeyExchange { d: HsData, server_point: Option<[u8; 65]>, identity: PeerIdentity },
-    CExpectDone { d: HsData, server_point: Option<[u8; 65]>, identity: PeerIdentity, server_ecdh: Option<Vec<u8>>, cert_requested: bool },
-    CExpectFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
-    CExpectResumedFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
+    CExpectServerHello {
+        ch: ClientHello,
+        offered: Option<Session>,
+    },
+    CExpectCertificate {
+        d: HsData,
+    },
+    CExpectServerKeyExchange {
+        d: HsData,
+        server_point: Option<[u8; 65]>,
+        identity: PeerIdentity,
+    },
+    CExpectDone {
+        d: HsData,
+        server_point: Option<[u8; 65]>,
+        identity: PeerIdentity,
+        server_ecdh: Option<Vec<u8>>,
+        cert_requested: bool,
+    },
+    CExpectFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
+    CExpectResumedFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
     // server states
-    SExpectCertificate { d: HsData, eph: Option<Box<dyn EcdhKeyPair>> },
-    SExpectClientKeyExchange { d: HsData, eph: Option<Box<dyn EcdhKeyPair>>, client: Option<([u8; 65], PeerIdentity)> },
-    SExpectCertificateVerify { d: HsData, master: MasterSecret, point: [u8; 65], identity: PeerIdentity },
-    SExpectFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
-    SExpectResumedFinished { d: HsData, master: MasterSecret, identity: PeerIdentity },
+    SExpectCertificate {
+        d: HsData,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+    },
+    SExpectClientKeyExchange {
+        d: HsData,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+        client: Option<([u8; 65], PeerIdentity)>,
+    },
+    SExpectCertificateVerify {
+        d: HsData,
+        master: MasterSecret,
+        point: [u8; 65],
+        identity: PeerIdentity,
+    },
+    SExpectFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
+    SExpectResumedFinished {
+        d: HsData,
+        master: MasterSecret,
+        identity: PeerIdentity,
+    },
     Done,
     Poisoned,
 }
@@ -200,6 +243,11 @@ pub struct Connection {
     flight: Vec<FlightMsg>,
     timer: RetransmitTimer,
     timer_armed: bool,
+    /// First message_seq of the peer flight we are waiting for (see `send_new_flight`).
+    peer_flight_start: u16,
+    /// A HelloVerifyRequest seen while waiting for ServerHello, handled outside the
+    /// reassembler because a server may send a fresh one (new cookie) at any time.
+    pending_hvr: Option<Vec<u8>>,
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
     holds_last_flight: bool,
@@ -209,6 +257,8 @@ pub struct Connection {
     session: Option<Session>,
     resumed: bool,
     client_random: [u8; 32],
+    /// Digest of the ClientHello body that created this (server-side) association.
+    hello_digest: [u8; 32],
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -235,7 +285,10 @@ fn is_ip_literal(name: &str) -> bool {
 }
 
 /// Decodes a message whose layout depends on negotiated parameters, refusing trailing bytes.
-fn read_all<'a, T>(body: &'a [u8], f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>) -> Result<T, InvalidMessage> {
+fn read_all<'a, T>(
+    body: &'a [u8],
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>,
+) -> Result<T, InvalidMessage> {
     let mut r = Reader::new(body);
     let v = f(&mut r)?;
     r.expect_empty(std::any::type_name::<T>())?;
@@ -255,7 +308,7 @@ impl Connection {
             RoleConfig::Server(c) => &c.common,
         };
         let reasm = Reassembler::new(common.max_reassembly_bytes);
-        let timer = RetransmitTimer::new(common.retransmit.clone());
+        let timer = RetransmitTimer::new(common.retransmit);
         Self {
             role,
             peer,
@@ -276,12 +329,15 @@ impl Connection {
             flight: Vec::new(),
             timer,
             timer_armed: false,
+            peer_flight_start: 0,
+            pending_hvr: None,
             holds_last_flight: false,
             suite: None,
             identity: PeerIdentity::Anonymous,
             session: None,
             resumed: false,
             client_random: [0; 32],
+            hello_digest: [0; 32],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -320,13 +376,7 @@ impl Connection {
             .common
             .suites
             .iter()
-            .filter(|s| {
-                if s.uses_psk() {
-                    config.psk.is_some()
-                } else {
-                    config.verifier.is_some()
-                }
-            })
+            .filter(|s| if s.uses_psk() { config.psk.is_some() } else { config.verifier.is_some() })
             .collect();
         if offered.is_empty() {
             return Err(Error::Config(
@@ -338,7 +388,10 @@ impl Connection {
         c.client_random = random;
         let mut extensions = Vec::new();
         if !is_ip_literal(server_name) && !server_name.is_empty() {
-            extensions.push(ClientExtension::ServerName(vec![ServerName { name_type: 0, name: server_name.as_bytes().to_vec() }]));
+            extensions.push(ClientExtension::ServerName(vec![ServerName {
+                name_type: 0,
+                name: server_name.as_bytes().to_vec(),
+            }]));
         }
         if offered.iter().any(|s| s.uses_ecdhe()) {
             extensions.push(ClientExtension::SupportedGroups(vec![NamedGroup::Secp256r1]));
@@ -370,12 +423,33 @@ impl Connection {
         Ok(c)
     }
 
+    /// RFC 6347 §4.2.1: answer a HelloVerifyRequest with the ClientHello repeated plus the
+    /// cookie. A server may issue a fresh cookie at any time (its old one expired while our
+    /// ClientHello kept getting lost), so every new cookie gets a new ClientHello; a
+    /// duplicate of the one we already answered is ignored.
+    fn client_handle_hvr(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
+        let hvr = HelloVerifyRequest::read_exact(body)?;
+        let Hs::CExpectServerHello { ch, .. } = &mut self.hs else { return Ok(()) };
+        // A different cookie after we already answered one comes from a duplicate of our first
+        // ClientHello; unless our retransmission timer has fired since (our ClientHello may be
+        // lost, or its cookie expired), the server is already working on the answer we sent.
+        if hvr.cookie == ch.cookie || (!ch.cookie.is_empty() && self.timer.retransmissions() == 0) {
+            return Ok(());
+        }
+        ch.cookie = hvr.cookie;
+        let ch = ch.clone();
+        self.send_client_hello(now, &ch);
+        Ok(())
+    }
+
     fn send_client_hello(&mut self, now: Instant, ch: &ClientHello) {
+        // The server numbers its ServerHello after the ClientHello it answers.
+        self.reasm.set_next_seq(self.send_seq);
         self.transcript.clear();
         let body = ch.to_vec();
         self.flight.clear();
         self.queue_handshake(HandshakeType::ClientHello, body);
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
     }
 
     /// Creates the server side of an association from a ClientHello the endpoint has already
@@ -395,6 +469,7 @@ impl Connection {
         c.send_seq = message_seq;
         c.reasm.set_next_seq(message_seq.wrapping_add(1));
         let msg = HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq, body: ch.to_vec() };
+        c.hello_digest = hello_digest(&*c.common().provider, &msg.body);
         msg.transcript_bytes(&mut c.transcript);
         if let Err(e) = c.server_handle_client_hello(now, ch) {
             c.fail(e);
@@ -453,6 +528,12 @@ impl Connection {
         self.session.as_ref()
     }
 
+    /// Whether `client_hello_body` is the ClientHello that created this association (a
+    /// retransmission or network duplicate of it).
+    pub fn is_same_client_hello(&self, client_hello_body: &[u8]) -> bool {
+        self.role == Role::Server && hello_digest(&*self.common().provider, client_hello_body) == self.hello_digest
+    }
+
     /// The ClientHello random of this handshake.
     pub fn client_random(&self) -> &[u8; 32] {
         &self.client_random
@@ -501,7 +582,7 @@ impl Connection {
             return;
         }
         self.stats.retransmissions += 1;
-        self.send_flight(now, false);
+        self.encode_flight();
     }
 
     /// Sends one application-data record.
@@ -550,7 +631,7 @@ impl Connection {
             // RFC 6347 §4.2.4: a repeated peer flight means ours was lost: resend it.
             if self.state == State::Handshaking || self.holds_last_flight {
                 self.stats.retransmissions += 1;
-                self.send_flight(now, false);
+                self.encode_flight();
             }
         }
     }
@@ -632,6 +713,15 @@ impl Connection {
                 self.stats.records_invalid += 1;
                 continue;
             }
+            if epoch == 0
+                && hdr.msg_type == HandshakeType::HelloVerifyRequest
+                && hdr.fragment_offset == 0
+                && hdr.fragment_length == hdr.length
+                && matches!(self.hs, Hs::CExpectServerHello { .. })
+            {
+                self.pending_hvr = Some(frag.to_vec());
+                continue;
+            }
             if self.state == State::Established && hdr.message_seq >= self.reasm.next_seq() {
                 // A new handshake message after the handshake: renegotiation, which this
                 // implementation refuses (RFC 5746 §4.4 allows a no_renegotiation warning).
@@ -642,7 +732,7 @@ impl Connection {
                 continue;
             }
             match self.reasm.insert(&hdr, frag) {
-                Ok(Insert::Old) => *peer_repeated = true,
+                Ok(Insert::Old) if hdr.message_seq < self.peer_flight_start => *peer_repeated = true,
                 Ok(_) => {}
                 Err(_) => self.stats.records_invalid += 1,
             }
@@ -674,6 +764,12 @@ impl Connection {
     }
 
     fn drain_handshake(&mut self, now: Instant, peer_repeated: &mut bool) {
+        if let Some(body) = self.pending_hvr.take()
+            && let Err(e) = self.client_handle_hvr(now, &body)
+        {
+            self.fail(e);
+            return;
+        }
         loop {
             while let Some(msg) = self.reasm.pop() {
                 if let Err(e) = self.handle_handshake_message(now, msg) {
@@ -709,19 +805,9 @@ impl Connection {
         let body = msg.body.as_slice();
         let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ), AlertDescription::UnexpectedMessage);
         self.hs = match (hs, typ) {
-            (Hs::CExpectServerHello { mut ch, offered }, HandshakeType::HelloVerifyRequest) => {
-                let hvr = HelloVerifyRequest::read_exact(body)?;
-                if !ch.cookie.is_empty() && ch.cookie == hvr.cookie {
-                    // A retransmitted HelloVerifyRequest: our ClientHello was lost again.
-                    return Err(Error::PeerMisbehaved("repeated HelloVerifyRequest", AlertDescription::UnexpectedMessage))
-                        .or_else(|_| {
-                            self.hs = Hs::CExpectServerHello { ch, offered };
-                            Ok(())
-                        });
-                }
-                ch.cookie = hvr.cookie;
-                self.send_client_hello(now, &ch);
-                Hs::CExpectServerHello { ch, offered }
+            (hs @ Hs::CExpectServerHello { .. }, HandshakeType::HelloVerifyRequest) => {
+                self.hs = hs;
+                return self.client_handle_hvr(now, body);
             }
             (Hs::CExpectServerHello { ch, offered }, HandshakeType::ServerHello) => {
                 let sh = ServerHello::read_exact(body)?;
@@ -746,36 +832,39 @@ impl Connection {
                 }
                 self.client_send_final_flight(now, d, server_point, identity, None, false)?
             }
-            (Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: false }, HandshakeType::CertificateRequest)
-                if d.suite.kx == KeyExchangeAlgorithm::EcdheEcdsa =>
-            {
+            (
+                Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: false },
+                HandshakeType::CertificateRequest,
+            ) if d.suite.kx == KeyExchangeAlgorithm::EcdheEcdsa => {
                 let cr = CertificateRequest::read_exact(body)?;
                 if !cr.supported_signature_algorithms.contains(&SignatureScheme::EcdsaSecp256r1Sha256) {
                     // We can still answer with an empty Certificate; the server decides.
                 }
                 Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested: true }
             }
-            (Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested }, HandshakeType::ServerHelloDone) => {
+            (
+                Hs::CExpectDone { d, server_point, identity, server_ecdh, cert_requested },
+                HandshakeType::ServerHelloDone,
+            ) => {
                 if !body.is_empty() {
                     return Err(InvalidMessage::TrailingData("ServerHelloDone").into());
                 }
                 self.client_send_final_flight(now, d, server_point, identity, server_ecdh, cert_requested)?
             }
             (Hs::CExpectFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"server finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
+                self.verify_peer_finished(now, &master, before_len, &msg, b"server finished", None)?;
                 self.established(now, &d, &master, identity, false);
                 Hs::Done
             }
             (Hs::CExpectResumedFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"server finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
-                self.flight.clear();
-                self.queue_ccs_finished(&master, b"client finished");
-                self.send_flight(now, false);
-                self.holds_last_flight = true;
+                self.verify_peer_finished(
+                    now,
+                    &master,
+                    before_len,
+                    &msg,
+                    b"server finished",
+                    Some(b"client finished"),
+                )?;
                 self.established(now, &d, &master, identity, true);
                 Hs::Done
             }
@@ -791,7 +880,10 @@ impl Connection {
             (Hs::SExpectCertificateVerify { d, master, point, identity }, HandshakeType::CertificateVerify) => {
                 let cv = DigitallySigned::read_exact(body)?;
                 if cv.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved("CertificateVerify with an unoffered scheme", AlertDescription::IllegalParameter));
+                    return Err(Error::PeerMisbehaved(
+                        "CertificateVerify with an unoffered scheme",
+                        AlertDescription::IllegalParameter,
+                    ));
                 }
                 // The signature covers every handshake message before CertificateVerify.
                 self.common()
@@ -801,19 +893,19 @@ impl Connection {
                 Hs::SExpectFinished { d, master, identity }
             }
             (Hs::SExpectFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"client finished", body)?;
-                msg.transcript_bytes(&mut self.transcript);
-                self.flight.clear();
-                self.queue_ccs_finished(&master, b"server finished");
-                self.send_flight(now, false);
-                self.holds_last_flight = true;
+                self.verify_peer_finished(
+                    now,
+                    &master,
+                    before_len,
+                    &msg,
+                    b"client finished",
+                    Some(b"server finished"),
+                )?;
                 self.established(now, &d, &master, identity, false);
                 Hs::Done
             }
             (Hs::SExpectResumedFinished { d, master, identity }, HandshakeType::Finished) => {
-                self.transcript.truncate(before_len);
-                self.check_finished(&master, b"client finished", body)?;
+                self.verify_peer_finished(now, &master, before_len, &msg, b"client finished", None)?;
                 self.established(now, &d, &master, identity, true);
                 Hs::Done
             }
@@ -832,13 +924,24 @@ impl Connection {
         }
     }
 
-    fn client_handle_server_hello(&mut self, ch: ClientHello, offered: Option<Session>, sh: ServerHello) -> Result<Hs, Error> {
+    fn client_handle_server_hello(
+        &mut self,
+        ch: ClientHello,
+        offered: Option<Session>,
+        sh: ServerHello,
+    ) -> Result<Hs, Error> {
         let require_ems = self.common().require_extended_master_secret;
         if sh.server_version != ProtocolVersion::DTLS1_2 {
-            return Err(Error::Incompatible("server chose a DTLS version other than 1.2", AlertDescription::ProtocolVersion));
+            return Err(Error::Incompatible(
+                "server chose a DTLS version other than 1.2",
+                AlertDescription::ProtocolVersion,
+            ));
         }
         if !ch.cipher_suites.contains(&sh.cipher_suite) {
-            return Err(Error::PeerMisbehaved("server chose a cipher suite we did not offer", AlertDescription::IllegalParameter));
+            return Err(Error::PeerMisbehaved(
+                "server chose a cipher suite we did not offer",
+                AlertDescription::IllegalParameter,
+            ));
         }
         let suite = suites::lookup(sh.cipher_suite)
             .ok_or(Error::PeerMisbehaved("server chose an unknown cipher suite", AlertDescription::IllegalParameter))?;
@@ -851,11 +954,17 @@ impl Connection {
             match ext {
                 ServerExtension::ExtendedMasterSecret => ems = true,
                 ServerExtension::RenegotiationInfo(v) if !v.is_empty() => {
-                    return Err(Error::PeerMisbehaved("non-empty renegotiation_info", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "non-empty renegotiation_info",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 ServerExtension::ServerCertificateType(t) => cert_type = *t,
                 ServerExtension::Unknown { .. } => {
-                    return Err(Error::PeerMisbehaved("unsolicited extension in ServerHello", AlertDescription::UnsupportedExtension));
+                    return Err(Error::PeerMisbehaved(
+                        "unsolicited extension in ServerHello",
+                        AlertDescription::UnsupportedExtension,
+                    ));
                 }
                 _ => {}
             }
@@ -872,23 +981,34 @@ impl Connection {
         if let Some(session) = offered.filter(|s| !sh.session_id.0.is_empty() && s.id == sh.session_id.0) {
             // Abbreviated handshake (RFC 5246 §7.3).
             if session.suite != suite.suite {
-                return Err(Error::PeerMisbehaved("resumed session with a different cipher suite", AlertDescription::IllegalParameter));
+                return Err(Error::PeerMisbehaved(
+                    "resumed session with a different cipher suite",
+                    AlertDescription::IllegalParameter,
+                ));
             }
             if session.extended_master_secret != ems {
                 // RFC 7627 §5.3: the resumed session must keep the original EMS status.
-                return Err(Error::PeerMisbehaved("resumption changed extended_master_secret", AlertDescription::HandshakeFailure));
+                return Err(Error::PeerMisbehaved(
+                    "resumption changed extended_master_secret",
+                    AlertDescription::HandshakeFailure,
+                ));
             }
             let master = MasterSecret::from_bytes(*session.master_secret());
             self.install_keys(&d, &master)?;
             return Ok(Hs::CExpectResumedFinished { d, master, identity: session.peer_identity.clone() });
         }
         if require_ems && !ems {
-            return Err(Error::Incompatible("server does not support extended_master_secret (RFC 7627)", AlertDescription::HandshakeFailure));
+            return Err(Error::Incompatible(
+                "server does not support extended_master_secret (RFC 7627)",
+                AlertDescription::HandshakeFailure,
+            ));
         }
         Ok(match suite.kx {
             KeyExchangeAlgorithm::EcdheEcdsa => Hs::CExpectCertificate { d },
             _ => {
-                let identity = PeerIdentity::Psk(self.client_config().0.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default());
+                let identity = PeerIdentity::Psk(
+                    self.client_config().0.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default(),
+                );
                 Hs::CExpectServerKeyExchange { d, server_point: None, identity }
             }
         })
@@ -900,7 +1020,10 @@ impl Connection {
         match (cert, &config.verifier) {
             (Certificate::X509(chain), Some(PeerVerifier::WebPki(v))) => {
                 if chain.is_empty() {
-                    return Err(Error::PeerMisbehaved("server sent no certificate", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "server sent no certificate",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 let point = v.verify_server(chain, server_name, now)?;
                 Ok((point, PeerIdentity::Certificate(chain.clone())))
@@ -909,11 +1032,19 @@ impl Connection {
                 let point = p.verify(spki)?;
                 Ok((point, PeerIdentity::RawPublicKey(spki.clone())))
             }
-            _ => Err(Error::Incompatible("server certificate type does not match our verifier", AlertDescription::UnsupportedCertificate)),
+            _ => Err(Error::Incompatible(
+                "server certificate type does not match our verifier",
+                AlertDescription::UnsupportedCertificate,
+            )),
         }
     }
 
-    fn client_check_ske(&self, d: &HsData, server_point: Option<&[u8; 65]>, ske: ServerKeyExchange) -> Result<Option<Vec<u8>>, Error> {
+    fn client_check_ske(
+        &self,
+        d: &HsData,
+        server_point: Option<&[u8; 65]>,
+        ske: ServerKeyExchange,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let check_params = |p: &ServerEcdhParams| {
             if p.curve_type != EcCurveType::NamedCurve || p.named_curve != NamedGroup::Secp256r1 {
                 Err(Error::PeerMisbehaved("server chose a group we did not offer", AlertDescription::IllegalParameter))
@@ -930,9 +1061,13 @@ impl Connection {
             (KeyExchangeAlgorithm::EcdheEcdsa, ServerKeyExchange::EcdheEcdsa { params, signature }) => {
                 check_params(&params)?;
                 if signature.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved("ServerKeyExchange signed with an unoffered scheme", AlertDescription::IllegalParameter));
+                    return Err(Error::PeerMisbehaved(
+                        "ServerKeyExchange signed with an unoffered scheme",
+                        AlertDescription::IllegalParameter,
+                    ));
                 }
-                let point = server_point.ok_or(Error::PeerMisbehaved("no server certificate", AlertDescription::UnexpectedMessage))?;
+                let point = server_point
+                    .ok_or(Error::PeerMisbehaved("no server certificate", AlertDescription::UnexpectedMessage))?;
                 // RFC 8422 §5.4: signature over client_random || server_random || ServerECDHParams.
                 let mut signed = Vec::with_capacity(64 + 70);
                 signed.extend_from_slice(&d.client_random);
@@ -944,7 +1079,10 @@ impl Connection {
                     .map_err(|_| Error::DecryptError("ServerKeyExchange signature"))?;
                 Ok(Some(params.public))
             }
-            _ => Err(Error::PeerMisbehaved("ServerKeyExchange does not match the suite", AlertDescription::UnexpectedMessage)),
+            _ => Err(Error::PeerMisbehaved(
+                "ServerKeyExchange does not match the suite",
+                AlertDescription::UnexpectedMessage,
+            )),
         }
     }
 
@@ -985,17 +1123,26 @@ impl Connection {
             }
             KeyExchangeAlgorithm::EcdhePsk => {
                 let psk = config.psk.as_ref().ok_or(Error::Config("PSK suite without a PSK".into()))?;
-                let peer = server_ecdh.ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let peer = server_ecdh
+                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
                 let eph = provider.ecdh_p256(&mut self.rng)?;
                 let public = eph.public_key().to_vec();
-                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
-                (ClientKeyExchange::EcdhePsk { identity: psk_identity(), public }, prf::ecdhe_psk_pre_master(&*z, psk.key()))
+                let z = eph
+                    .complete(&peer)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                (
+                    ClientKeyExchange::EcdhePsk { identity: psk_identity(), public },
+                    prf::ecdhe_psk_pre_master(&*z, psk.key()),
+                )
             }
             KeyExchangeAlgorithm::EcdheEcdsa => {
-                let peer = server_ecdh.ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let peer = server_ecdh
+                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
                 let eph = provider.ecdh_p256(&mut self.rng)?;
                 let public = eph.public_key().to_vec();
-                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&peer)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 (ClientKeyExchange::Ecdhe { public }, Zeroizing::new(z.to_vec()))
             }
         };
@@ -1009,7 +1156,7 @@ impl Connection {
         }
         self.install_keys(&d, &master)?;
         self.queue_ccs_finished(&master, b"client finished");
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
         Ok(Hs::CExpectFinished { d, master, identity })
     }
 
@@ -1046,7 +1193,10 @@ impl Connection {
                 ClientExtension::ExtendedMasterSecret => ems = true,
                 ClientExtension::RenegotiationInfo(v) => {
                     if !v.is_empty() {
-                        return Err(Error::PeerMisbehaved("renegotiation_info not empty on an initial handshake", AlertDescription::HandshakeFailure));
+                        return Err(Error::PeerMisbehaved(
+                            "renegotiation_info not empty on an initial handshake",
+                            AlertDescription::HandshakeFailure,
+                        ));
                     }
                     reneg = true;
                 }
@@ -1054,7 +1204,10 @@ impl Connection {
                 ClientExtension::SignatureAlgorithms(s) => sigs_ok = s.contains(&SignatureScheme::EcdsaSecp256r1Sha256),
                 ClientExtension::EcPointFormats(f) => {
                     if !f.contains(&EcPointFormat::Uncompressed) {
-                        return Err(Error::PeerMisbehaved("uncompressed points not supported", AlertDescription::IllegalParameter));
+                        return Err(Error::PeerMisbehaved(
+                            "uncompressed points not supported",
+                            AlertDescription::IllegalParameter,
+                        ));
                     }
                     point_formats = true;
                 }
@@ -1067,10 +1220,15 @@ impl Connection {
         self.rng.fill(&mut server_random);
 
         // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules.
-        if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty()) {
-            if let Some(session) = store.get(&ch.session_id.0, now) {
+        if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty())
+            && let Some(session) = store.get(&ch.session_id.0, now)
+        {
+            {
                 if session.extended_master_secret && !ems {
-                    return Err(Error::PeerMisbehaved("resumption without extended_master_secret", AlertDescription::HandshakeFailure));
+                    return Err(Error::PeerMisbehaved(
+                        "resumption without extended_master_secret",
+                        AlertDescription::HandshakeFailure,
+                    ));
                 }
                 let suite_ok = ch.cipher_suites.contains(&session.suite)
                     && config.common.suites.iter().any(|s| s.suite == session.suite);
@@ -1091,14 +1249,17 @@ impl Connection {
                     let master = MasterSecret::from_bytes(*session.master_secret());
                     self.install_keys(&d, &master)?;
                     self.queue_ccs_finished(&master, b"server finished");
-                    self.send_flight(now, true);
+                    self.send_new_flight(now, true);
                     self.hs = Hs::SExpectResumedFinished { d, master, identity: session.peer_identity.clone() };
                     return Ok(());
                 }
             }
         }
         if config.common.require_extended_master_secret && !ems {
-            return Err(Error::Incompatible("client does not offer extended_master_secret (RFC 7627)", AlertDescription::HandshakeFailure));
+            return Err(Error::Incompatible(
+                "client does not offer extended_master_secret (RFC 7627)",
+                AlertDescription::HandshakeFailure,
+            ));
         }
 
         // Certificate type (RFC 7250 §4.2): the server's preference among the client's offer.
@@ -1107,7 +1268,9 @@ impl Connection {
             Some(types) => {
                 if config.raw_public_key && config.cert.is_some() && types.contains(&CertificateType::RawPublicKey) {
                     Some(CertificateType::RawPublicKey)
-                } else if types.contains(&CertificateType::X509) && config.cert.as_ref().is_some_and(|c| !c.chain.is_empty()) {
+                } else if types.contains(&CertificateType::X509)
+                    && config.cert.as_ref().is_some_and(|c| !c.chain.is_empty())
+                {
                     Some(CertificateType::X509)
                 } else {
                     None
@@ -1155,7 +1318,12 @@ impl Connection {
         let d = HsData { suite, client_random: ch.random.0, server_random, session_id, ems, cert_type };
         self.suite = Some(suite);
         self.flight.clear();
-        let sh = self.server_hello(&d, reneg, point_formats && suite.uses_ecdhe(), server_cert_types.map(|_| cert_type).filter(|_| ecdsa));
+        let sh = self.server_hello(
+            &d,
+            reneg,
+            point_formats && suite.uses_ecdhe(),
+            server_cert_types.map(|_| cert_type).filter(|_| ecdsa),
+        );
         let mut sh = sh;
         if let Some(t) = client_cert_type {
             sh.extensions.push(ServerExtension::ClientCertificateType(t));
@@ -1206,7 +1374,7 @@ impl Connection {
             self.queue_handshake(HandshakeType::CertificateRequest, cr.to_vec());
         }
         self.queue_handshake(HandshakeType::ServerHelloDone, Vec::new());
-        self.send_flight(now, true);
+        self.send_new_flight(now, true);
         self.hs = if request_client_cert {
             Hs::SExpectCertificate { d, eph }
         } else {
@@ -1217,7 +1385,13 @@ impl Connection {
         Ok(())
     }
 
-    fn server_hello(&self, d: &HsData, reneg: bool, point_formats: bool, cert_type: Option<CertificateType>) -> ServerHello {
+    fn server_hello(
+        &self,
+        d: &HsData,
+        reneg: bool,
+        point_formats: bool,
+        cert_type: Option<CertificateType>,
+    ) -> ServerHello {
         let mut extensions = Vec::new();
         if reneg {
             extensions.push(ServerExtension::RenegotiationInfo(Vec::new()));
@@ -1245,7 +1419,12 @@ impl Connection {
         let config = self.server_config();
         let now = (config.common.wall_clock)();
         let (verifier, required) = match &config.client_auth {
-            ClientAuth::None => return Err(Error::PeerMisbehaved("unrequested client certificate", AlertDescription::UnexpectedMessage)),
+            ClientAuth::None => {
+                return Err(Error::PeerMisbehaved(
+                    "unrequested client certificate",
+                    AlertDescription::UnexpectedMessage,
+                ));
+            }
             ClientAuth::Optional(v) => (v, false),
             ClientAuth::Required(v) => (v, true),
         };
@@ -1266,7 +1445,10 @@ impl Connection {
                 let point = p.verify(spki)?;
                 Ok(Some((point, PeerIdentity::RawPublicKey(spki.clone()))))
             }
-            _ => Err(Error::Incompatible("client certificate type not accepted", AlertDescription::UnsupportedCertificate)),
+            _ => Err(Error::Incompatible(
+                "client certificate type not accepted",
+                AlertDescription::UnsupportedCertificate,
+            )),
         }
     }
 
@@ -1292,15 +1474,24 @@ impl Connection {
                 let key = psk_for(&id)?;
                 identity = PeerIdentity::Psk(id);
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&public)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 prf::ecdhe_psk_pre_master(&*z, &key)
             }
             (KeyExchangeAlgorithm::EcdheEcdsa, ClientKeyExchange::Ecdhe { public }) => {
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph
+                    .complete(&public)
+                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
                 Zeroizing::new(z.to_vec())
             }
-            _ => return Err(Error::PeerMisbehaved("ClientKeyExchange does not match the suite", AlertDescription::UnexpectedMessage)),
+            _ => {
+                return Err(Error::PeerMisbehaved(
+                    "ClientKeyExchange does not match the suite",
+                    AlertDescription::UnexpectedMessage,
+                ));
+            }
         };
         let master = self.derive_master(&d, &pms);
         self.install_keys(&d, &master)?;
@@ -1337,6 +1528,30 @@ impl Connection {
         };
         self.write_prot = Some(write);
         self.read_prot = Some(read);
+        Ok(())
+    }
+
+    /// Checks the peer's Finished against the transcript before it (RFC 5246 §7.4.9) and, when
+    /// `answer` names our label, sends our ChangeCipherSpec + Finished as the handshake's last
+    /// flight, kept to be resent if the peer repeats its own (RFC 6347 §4.2.4).
+    fn verify_peer_finished(
+        &mut self,
+        now: Instant,
+        master: &MasterSecret,
+        before_len: usize,
+        msg: &HandshakeMessage,
+        peer_label: &[u8],
+        answer: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        self.transcript.truncate(before_len);
+        self.check_finished(master, peer_label, &msg.body)?;
+        msg.transcript_bytes(&mut self.transcript);
+        if let Some(label) = answer {
+            self.flight.clear();
+            self.queue_ccs_finished(master, label);
+            self.send_new_flight(now, false);
+            self.holds_last_flight = true;
+        }
         Ok(())
     }
 
@@ -1378,10 +1593,10 @@ impl Connection {
                 established_at: now,
                 master_secret: Zeroizing::new(*master.as_bytes()),
             };
-            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed) {
-                if let Some(store) = &c.session_store {
-                    store.put(session.clone());
-                }
+            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed)
+                && let Some(store) = &c.session_store
+            {
+                store.put(session.clone());
             }
             self.session = Some(session);
         }
@@ -1402,9 +1617,31 @@ impl Connection {
         self.flight.push(FlightMsg::Handshake { epoch: self.write_epoch, msg_type, message_seq, body });
     }
 
+    /// Sends a new flight. `expect_reply`: the peer answers it, so the retransmission timer
+    /// runs (RFC 6347 §4.2.4); otherwise it is the handshake's last flight, resent only when
+    /// the peer repeats its own.
+    fn send_new_flight(&mut self, now: Instant, expect_reply: bool) {
+        // Messages numbered below this belong to the peer flight ours answers: seeing one again
+        // means our flight was lost. Messages at or above it are the peer's next flight, still
+        // arriving, and must not trigger a resend (that would echo retransmissions forever).
+        self.peer_flight_start = self.reasm.next_seq();
+        self.encode_flight();
+        if expect_reply {
+            // Each new flight starts from the initial value, as OpenSSL and GnuTLS do: the
+            // peer just proved reachable, and a backed-off value would stall the next flight
+            // for seconds after one unlucky loss (RFC 6347 §4.2.4.1 allows the reset).
+            self.timer.reset();
+            self.timer.arm(now);
+            self.timer_armed = true;
+        } else {
+            self.timer_armed = false;
+            self.timer.disarm();
+        }
+    }
+
     /// Encodes the current flight into datagrams, fragmenting to the MTU
     /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1).
-    fn send_flight(&mut self, now: Instant, new_flight: bool) {
+    fn encode_flight(&mut self) {
         let mtu = self.common().mtu;
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut cur: Vec<u8> = Vec::with_capacity(mtu);
@@ -1417,7 +1654,14 @@ impl Connection {
                         datagrams.push(std::mem::replace(&mut cur, Vec::with_capacity(mtu)));
                     }
                     let seq = self.next_seq(0);
-                    record::encode_plaintext(ContentType::ChangeCipherSpec, ProtocolVersion::DTLS1_2, 0, seq, &[1], &mut cur);
+                    record::encode_plaintext(
+                        ContentType::ChangeCipherSpec,
+                        ProtocolVersion::DTLS1_2,
+                        0,
+                        seq,
+                        &[1],
+                        &mut cur,
+                    );
                 }
                 FlightMsg::Handshake { epoch, msg_type, message_seq, body } => {
                     let overhead = if *epoch == 0 {
@@ -1435,11 +1679,25 @@ impl Connection {
                         }
                         let seq = self.next_seq(*epoch);
                         if *epoch == 0 {
-                            record::encode_plaintext(ContentType::Handshake, ProtocolVersion::DTLS1_2, 0, seq, &scratch, &mut cur);
+                            record::encode_plaintext(
+                                ContentType::Handshake,
+                                ProtocolVersion::DTLS1_2,
+                                0,
+                                seq,
+                                &scratch,
+                                &mut cur,
+                            );
                         } else if let Some(p) = &self.write_prot {
-                            if p.seal(ContentType::Handshake, ProtocolVersion::DTLS1_2, *epoch, seq, &scratch, &mut cur).is_err() {
-                                continue;
-                            }
+                            // Sealing fails only when the sequence space is exhausted; the
+                            // record is then skipped and the timer gives up eventually.
+                            let _ = p.seal(
+                                ContentType::Handshake,
+                                ProtocolVersion::DTLS1_2,
+                                *epoch,
+                                seq,
+                                &scratch,
+                                &mut cur,
+                            );
                         }
                     }
                 }
@@ -1451,16 +1709,6 @@ impl Connection {
         }
         for d in datagrams {
             self.push_datagram(d);
-        }
-        if new_flight {
-            if self.timer.retransmissions() == 0 {
-                self.timer.reset();
-            }
-            self.timer = RetransmitTimer::new(self.common().retransmit.clone());
-            self.timer.arm(now);
-            self.timer_armed = true;
-        } else if self.timer_armed {
-            self.timer.arm(now);
         }
     }
 
@@ -1519,6 +1767,12 @@ impl Connection {
         self.close_reason = Some(reason.clone());
         self.events.push_back(Event::Closed(reason));
     }
+}
+
+fn hello_digest(provider: &dyn crate::crypto::CryptoProvider, body: &[u8]) -> [u8; 32] {
+    let mut h = provider.sha256();
+    h.update(body);
+    h.current()
 }
 
 fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {

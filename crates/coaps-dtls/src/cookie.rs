@@ -41,10 +41,7 @@ pub struct CookieConfig {
 
 impl Default for CookieConfig {
     fn default() -> Self {
-        Self {
-            rotate_every: Duration::from_secs(60),
-            lifetime: Duration::from_secs(60),
-        }
+        Self { rotate_every: Duration::from_secs(60), lifetime: Duration::from_secs(60) }
     }
 }
 
@@ -59,11 +56,7 @@ impl Secret {
     fn fresh(id: u8, now: Instant, rng: &mut dyn Rng) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill(&mut key[..]);
-        Self {
-            id,
-            key,
-            created: now,
-        }
+        Self { id, key, created: now }
     }
 }
 
@@ -88,11 +81,7 @@ impl fmt::Debug for CookieKeys {
 impl CookieKeys {
     /// A fresh secret drawn from `rng`, with no previous secret.
     pub fn new(config: CookieConfig, now: Instant, rng: &mut dyn Rng) -> Self {
-        Self {
-            config,
-            current: Secret::fresh(0, now, rng),
-            previous: None,
-        }
+        Self { config, current: Secret::fresh(0, now, rng), previous: None }
     }
 
     /// The configuration in use.
@@ -337,9 +326,7 @@ impl<'a> ClientHelloView<'a> {
         }
         let compression_methods = r.vec_u8("ClientHello.compression_methods")?;
         if compression_methods.is_empty() {
-            return Err(InvalidMessage::IllegalValue(
-                "ClientHello.compression_methods",
-            ));
+            return Err(InvalidMessage::IllegalValue("ClientHello.compression_methods"));
         }
         // RFC 5246 §7.4.1.2: the extensions block may be absent entirely.
         if !r.is_empty() {
@@ -351,13 +338,7 @@ impl<'a> ClientHelloView<'a> {
             r.expect_empty("ClientHello")?;
         }
         Ok(Self {
-            params: ClientHelloParams {
-                client_version,
-                random,
-                session_id,
-                cipher_suites,
-                compression_methods,
-            },
+            params: ClientHelloParams { client_version, random, session_id, cipher_suites, compression_methods },
             cookie,
         })
     }
@@ -373,11 +354,7 @@ impl<'a> ClientHelloView<'a> {
 ///
 /// Returns `None` if `out` is too small, the cookie is longer than 255 bytes, or
 /// `client_record_seq` does not fit in 48 bits.
-pub fn write_hello_verify_request(
-    client_record_seq: u64,
-    cookie: &[u8],
-    out: &mut [u8],
-) -> Option<usize> {
+pub fn write_hello_verify_request(client_record_seq: u64, cookie: &[u8], out: &mut [u8]) -> Option<usize> {
     let cookie_len = u8::try_from(cookie.len()).ok()?;
     if client_record_seq >= 1 << 48 {
         return None;
@@ -412,9 +389,7 @@ pub fn write_hello_verify_request(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::crypto::{
-        AeadAlgorithm, CryptoError, EcdhKeyPair, HashContext, RecordAead, SeededRng,
-    };
+    use crate::crypto::{AeadAlgorithm, CryptoError, EcdhKeyPair, HashContext, RecordAead, SeededRng};
     use hmac::{KeyInit, Mac};
 
     /// Only HMAC-SHA-256, straight from the `hmac` crate: the real provider is written elsewhere.
@@ -450,9 +425,8 @@ pub(crate) mod tests {
         assert_eq!(
             mac[..],
             [
-                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
-                0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
-                0x64, 0xec, 0x38, 0x43
+                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a,
+                0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43
             ]
         );
     }
@@ -487,10 +461,7 @@ pub(crate) mod tests {
     fn setup() -> (CookieKeys, Instant, SeededRng) {
         let mut rng = SeededRng::from_seed_u64(7);
         let t0 = Instant::now();
-        let cfg = CookieConfig {
-            rotate_every: Duration::from_secs(10),
-            lifetime: Duration::from_secs(60),
-        };
+        let cfg = CookieConfig { rotate_every: Duration::from_secs(10), lifetime: Duration::from_secs(60) };
         (CookieKeys::new(cfg, t0, &mut rng), t0, rng)
     }
 
@@ -519,10 +490,7 @@ pub(crate) mod tests {
     fn parse_rejects_every_truncation() {
         let m = minimal_body(&[1, 2, 3]);
         for n in 0..m.len() {
-            assert!(
-                ClientHelloView::parse(&m[..n]).is_err(),
-                "prefix {n} accepted"
-            );
+            assert!(ClientHelloView::parse(&m[..n]).is_err(), "prefix {n} accepted");
         }
         let f = full_body();
         // Cutting exactly before the extensions block leaves a valid extension-less hello.
@@ -530,10 +498,7 @@ pub(crate) mod tests {
         for n in 0..f.len() {
             let r = ClientHelloView::parse(&f[..n]);
             if n == no_ext {
-                assert_eq!(
-                    r.unwrap().params,
-                    ClientHelloView::parse(&f).unwrap().params
-                );
+                assert_eq!(r.unwrap().params, ClientHelloView::parse(&f).unwrap().params);
             } else {
                 assert!(r.is_err(), "prefix {n} accepted");
             }
@@ -556,10 +521,7 @@ pub(crate) mod tests {
         long_sid.push(33);
         long_sid.extend_from_slice(&[0; 33]);
         long_sid.extend_from_slice(&[0, 0, 2, 0xC0, 0xA8, 1, 0]);
-        assert_eq!(
-            ClientHelloView::parse(&long_sid),
-            Err(InvalidMessage::IllegalValue("ClientHello.session_id"))
-        );
+        assert_eq!(ClientHelloView::parse(&long_sid), Err(InvalidMessage::IllegalValue("ClientHello.session_id")));
 
         let mut no_comp = minimal_body(&[]);
         let n = no_comp.len();
@@ -595,21 +557,10 @@ pub(crate) mod tests {
         let p = ClientHelloView::parse(&body).unwrap().params;
         let c = keys.generate(&HmacOnly, t0 + Duration::from_millis(1500), peer(), &p);
         assert_eq!(c.as_bytes().len(), COOKIE_LEN);
-        let info = keys
-            .verify(
-                &HmacOnly,
-                t0 + Duration::from_millis(1750),
-                peer(),
-                &p,
-                c.as_bytes(),
-            )
-            .unwrap();
+        let info = keys.verify(&HmacOnly, t0 + Duration::from_millis(1750), peer(), &p, c.as_bytes()).unwrap();
         assert_eq!(info.age, Duration::from_millis(250));
         // Deterministic for the same inputs.
-        assert_eq!(
-            c,
-            keys.generate(&HmacOnly, t0 + Duration::from_millis(1500), peer(), &p)
-        );
+        assert_eq!(c, keys.generate(&HmacOnly, t0 + Duration::from_millis(1500), peer(), &p));
     }
 
     #[test]
@@ -619,88 +570,26 @@ pub(crate) mod tests {
         let p = ClientHelloView::parse(&body).unwrap().params;
         let c = keys.generate(&HmacOnly, t0, peer(), &p);
         let c = c.as_bytes();
-        let bad =
-            |peer: SocketAddr, p: &ClientHelloParams<'_>| keys.verify(&HmacOnly, t0, peer, p, c);
+        let bad = |peer: SocketAddr, p: &ClientHelloParams<'_>| keys.verify(&HmacOnly, t0, peer, p, c);
 
-        assert_eq!(
-            bad("192.0.2.1:5685".parse().unwrap(), &p),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad("192.0.2.2:5684".parse().unwrap(), &p),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad("[::c000:201]:5684".parse().unwrap(), &p),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad("[::ffff:192.0.2.1]:5684".parse().unwrap(), &p),
-            Err(CookieError::BadMac)
-        );
+        assert_eq!(bad("192.0.2.1:5685".parse().unwrap(), &p), Err(CookieError::BadMac));
+        assert_eq!(bad("192.0.2.2:5684".parse().unwrap(), &p), Err(CookieError::BadMac));
+        assert_eq!(bad("[::c000:201]:5684".parse().unwrap(), &p), Err(CookieError::BadMac));
+        assert_eq!(bad("[::ffff:192.0.2.1]:5684".parse().unwrap(), &p), Err(CookieError::BadMac));
 
         let mut random = [0u8; 32];
         random.copy_from_slice(p.random);
         random[31] ^= 1;
-        assert_eq!(
-            bad(
-                peer(),
-                &ClientHelloParams {
-                    random: &random,
-                    ..p
-                }
-            ),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad(
-                peer(),
-                &ClientHelloParams {
-                    cipher_suites: &[0xC0, 0xA8],
-                    ..p
-                }
-            ),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad(
-                peer(),
-                &ClientHelloParams {
-                    client_version: 0xFEFF,
-                    ..p
-                }
-            ),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad(
-                peer(),
-                &ClientHelloParams {
-                    session_id: &[],
-                    ..p
-                }
-            ),
-            Err(CookieError::BadMac)
-        );
-        assert_eq!(
-            bad(
-                peer(),
-                &ClientHelloParams {
-                    compression_methods: &[0, 1],
-                    ..p
-                }
-            ),
-            Err(CookieError::BadMac)
-        );
+        assert_eq!(bad(peer(), &ClientHelloParams { random: &random, ..p }), Err(CookieError::BadMac));
+        assert_eq!(bad(peer(), &ClientHelloParams { cipher_suites: &[0xC0, 0xA8], ..p }), Err(CookieError::BadMac));
+        assert_eq!(bad(peer(), &ClientHelloParams { client_version: 0xFEFF, ..p }), Err(CookieError::BadMac));
+        assert_eq!(bad(peer(), &ClientHelloParams { session_id: &[], ..p }), Err(CookieError::BadMac));
+        assert_eq!(bad(peer(), &ClientHelloParams { compression_methods: &[0, 1], ..p }), Err(CookieError::BadMac));
         // Moving a byte across a field boundary must change the MAC input (length prefixes).
         // random and session_id are adjacent in the MAC input.
         let mut joined = p.random.to_vec();
         joined.extend_from_slice(p.session_id);
-        let shifted = ClientHelloParams {
-            random: &joined[..31],
-            session_id: &joined[31..],
-            ..p
-        };
+        let shifted = ClientHelloParams { random: &joined[..31], session_id: &joined[31..], ..p };
         assert_eq!(bad(peer(), &shifted), Err(CookieError::BadMac));
 
         // Tampering with the issue time or the MAC is caught too.
@@ -708,11 +597,7 @@ pub(crate) mod tests {
             let mut t = [0u8; COOKIE_LEN];
             t.copy_from_slice(c);
             t[i] ^= 0x40;
-            assert_eq!(
-                keys.verify(&HmacOnly, t0, peer(), &p, &t),
-                Err(CookieError::BadMac),
-                "byte {i}"
-            );
+            assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &t), Err(CookieError::BadMac), "byte {i}");
         }
         assert!(keys.verify(&HmacOnly, t0, peer(), &p, c).is_ok());
     }
@@ -725,35 +610,21 @@ pub(crate) mod tests {
         let c = keys.generate(&HmacOnly, t0 + Duration::from_secs(1), peer(), &p);
 
         keys.rotate_if_due(t0 + Duration::from_secs(9), &mut rng);
-        assert!(
-            format!("{keys:?}").contains("current_key_id: 0"),
-            "rotated early"
-        );
+        assert!(format!("{keys:?}").contains("current_key_id: 0"), "rotated early");
 
         let t1 = t0 + Duration::from_secs(10);
         keys.rotate_if_due(t1, &mut rng);
-        let info = keys
-            .verify(&HmacOnly, t1, peer(), &p, c.as_bytes())
-            .unwrap();
+        let info = keys.verify(&HmacOnly, t1, peer(), &p, c.as_bytes()).unwrap();
         assert_eq!(info.age, Duration::from_secs(9));
         // New cookies come from the new secret and verify too.
         let c1 = keys.generate(&HmacOnly, t1, peer(), &p);
         assert_ne!(c1.as_bytes()[0], c.as_bytes()[0]);
-        assert!(
-            keys.verify(&HmacOnly, t1, peer(), &p, c1.as_bytes())
-                .is_ok()
-        );
+        assert!(keys.verify(&HmacOnly, t1, peer(), &p, c1.as_bytes()).is_ok());
 
         let t2 = t0 + Duration::from_secs(20);
         keys.rotate_if_due(t2, &mut rng);
-        assert_eq!(
-            keys.verify(&HmacOnly, t2, peer(), &p, c.as_bytes()),
-            Err(CookieError::UnknownKey)
-        );
-        assert!(
-            keys.verify(&HmacOnly, t2, peer(), &p, c1.as_bytes())
-                .is_ok()
-        );
+        assert_eq!(keys.verify(&HmacOnly, t2, peer(), &p, c.as_bytes()), Err(CookieError::UnknownKey));
+        assert!(keys.verify(&HmacOnly, t2, peer(), &p, c1.as_bytes()).is_ok());
     }
 
     #[test]
@@ -764,13 +635,7 @@ pub(crate) mod tests {
         let c = keys.generate(&HmacOnly, t0 + Duration::from_secs(15), peer(), &p);
         keys.rotate_if_due(t0 + Duration::from_secs(25), &mut rng);
         assert_eq!(
-            keys.verify(
-                &HmacOnly,
-                t0 + Duration::from_secs(25),
-                peer(),
-                &p,
-                c.as_bytes()
-            ),
+            keys.verify(&HmacOnly, t0 + Duration::from_secs(25), peer(), &p, c.as_bytes()),
             Err(CookieError::UnknownKey)
         );
     }
@@ -780,20 +645,13 @@ pub(crate) mod tests {
         let (keys, t0, _) = setup();
         let (other, _, _) = {
             let mut rng = SeededRng::from_seed_u64(8);
-            (
-                CookieKeys::new(CookieConfig::default(), t0, &mut rng),
-                (),
-                (),
-            )
+            (CookieKeys::new(CookieConfig::default(), t0, &mut rng), (), ())
         };
         let body = minimal_body(&[]);
         let p = ClientHelloView::parse(&body).unwrap().params;
         let c = keys.generate(&HmacOnly, t0, peer(), &p);
         // Same key id 0, different secret.
-        assert_eq!(
-            other.verify(&HmacOnly, t0, peer(), &p, c.as_bytes()),
-            Err(CookieError::BadMac)
-        );
+        assert_eq!(other.verify(&HmacOnly, t0, peer(), &p, c.as_bytes()), Err(CookieError::BadMac));
     }
 
     #[test]
@@ -803,35 +661,14 @@ pub(crate) mod tests {
         let p = ClientHelloView::parse(&body).unwrap().params;
         let t = t0 + Duration::from_secs(2);
         let c = keys.generate(&HmacOnly, t, peer(), &p);
-        assert!(
-            keys.verify(
-                &HmacOnly,
-                t + Duration::from_secs(60),
-                peer(),
-                &p,
-                c.as_bytes()
-            )
-            .is_ok()
-        );
+        assert!(keys.verify(&HmacOnly, t + Duration::from_secs(60), peer(), &p, c.as_bytes()).is_ok());
         assert_eq!(
-            keys.verify(
-                &HmacOnly,
-                t + Duration::from_millis(60_001),
-                peer(),
-                &p,
-                c.as_bytes()
-            ),
+            keys.verify(&HmacOnly, t + Duration::from_millis(60_001), peer(), &p, c.as_bytes()),
             Err(CookieError::Expired)
         );
         // Not from the future.
         assert_eq!(
-            keys.verify(
-                &HmacOnly,
-                t - Duration::from_millis(1),
-                peer(),
-                &p,
-                c.as_bytes()
-            ),
+            keys.verify(&HmacOnly, t - Duration::from_millis(1), peer(), &p, c.as_bytes()),
             Err(CookieError::Expired)
         );
     }
@@ -843,32 +680,17 @@ pub(crate) mod tests {
         let p = ClientHelloView::parse(&body).unwrap().params;
         let c = keys.generate(&HmacOnly, t0, peer(), &p);
         for n in 0..COOKIE_LEN {
-            assert_eq!(
-                keys.verify(&HmacOnly, t0, peer(), &p, &c.as_bytes()[..n]),
-                Err(CookieError::Malformed)
-            );
+            assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &c.as_bytes()[..n]), Err(CookieError::Malformed));
         }
         let mut long = c.as_bytes().to_vec();
         long.push(0);
-        assert_eq!(
-            keys.verify(&HmacOnly, t0, peer(), &p, &long),
-            Err(CookieError::Malformed)
-        );
-        assert_eq!(
-            keys.verify(&HmacOnly, t0, peer(), &p, &[0x55; 32]),
-            Err(CookieError::Malformed)
-        );
+        assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &long), Err(CookieError::Malformed));
+        assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &[0x55; 32]), Err(CookieError::Malformed));
         let mut garbage = [0xA5u8; COOKIE_LEN];
         garbage[0] = 0;
-        assert_eq!(
-            keys.verify(&HmacOnly, t0, peer(), &p, &garbage),
-            Err(CookieError::BadMac)
-        );
+        assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &garbage), Err(CookieError::BadMac));
         garbage[0] = 200;
-        assert_eq!(
-            keys.verify(&HmacOnly, t0, peer(), &p, &garbage),
-            Err(CookieError::UnknownKey)
-        );
+        assert_eq!(keys.verify(&HmacOnly, t0, peer(), &p, &garbage), Err(CookieError::UnknownKey));
     }
 
     #[test]
@@ -893,10 +715,7 @@ pub(crate) mod tests {
         let mut buf = [0u8; 128];
         let n = write_hello_verify_request(seq, cookie.as_bytes(), &mut buf).unwrap();
         assert_eq!(n, 13 + 12 + 2 + 1 + COOKIE_LEN);
-        assert!(
-            n <= ch_datagram_len,
-            "HVR {n} > ClientHello {ch_datagram_len}: amplification"
-        );
+        assert!(n <= ch_datagram_len, "HVR {n} > ClientHello {ch_datagram_len}: amplification");
 
         let d = &buf[..n];
         let mut r = Reader::new(d);
@@ -926,25 +745,13 @@ pub(crate) mod tests {
     fn hello_verify_request_limits() {
         let mut buf = [0u8; 300];
         for short in 0..49 {
-            assert_eq!(
-                write_hello_verify_request(1, &[7; COOKIE_LEN], &mut buf[..short]),
-                None
-            );
+            assert_eq!(write_hello_verify_request(1, &[7; COOKIE_LEN], &mut buf[..short]), None);
         }
-        assert_eq!(
-            write_hello_verify_request(1, &[7; COOKIE_LEN], &mut buf[..49]),
-            Some(49)
-        );
+        assert_eq!(write_hello_verify_request(1, &[7; COOKIE_LEN], &mut buf[..49]), Some(49));
         assert_eq!(write_hello_verify_request(1, &[7; 256], &mut buf), None);
-        assert_eq!(
-            write_hello_verify_request(1, &[7; 255], &mut buf),
-            Some(283)
-        );
+        assert_eq!(write_hello_verify_request(1, &[7; 255], &mut buf), Some(283));
         assert_eq!(write_hello_verify_request(1 << 48, &[], &mut buf), None);
-        assert_eq!(
-            write_hello_verify_request((1 << 48) - 1, &[], &mut buf),
-            Some(28)
-        );
+        assert_eq!(write_hello_verify_request((1 << 48) - 1, &[], &mut buf), Some(28));
         assert_eq!(&buf[5..11], &[0xFF; 6]);
     }
 }

@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+use crate::codec::Codec;
 use crate::codec::{ContentType, HandshakeType, Reader};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::{Connection, Event};
@@ -23,7 +24,6 @@ use crate::error::Error;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::record::RecordHeader;
 use crate::resumption::Session;
-use crate::codec::Codec;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader,
 impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
-        let cookies = config.cookie.clone().map(|c| CookieKeys::new(c, now, &mut rng));
+        let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
         Self {
             server: Some(config),
             cookies,
@@ -150,7 +150,13 @@ impl Endpoint {
     /// datagram from a peer without an association and, when a HelloVerifyRequest is the
     /// answer, writes it into `out`. It allocates nothing (RFC 6347 §4.2.1; DESIGN "no state
     /// before proof").
-    pub fn stateless_check(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], out: &mut [u8]) -> StatelessOutcome {
+    pub fn stateless_check(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> StatelessOutcome {
         let Some(server) = &self.server else { return StatelessOutcome::Drop };
         let Some((rec, _hdr, body)) = first_client_hello(datagram) else {
             return StatelessOutcome::Drop;
@@ -184,11 +190,22 @@ impl Endpoint {
         let route_to_existing = match (existing, &starts_with_ch) {
             (None, _) => false,
             (Some(_), None) => true,
+            // A retransmission (or network duplicate) of the ClientHello that created this
+            // association goes to it: it triggers our flight's retransmission. Any other one
+            // (a new handshake on the same 5-tuple, RFC 6347 §4.2.8, or the same client
+            // answering a fresh cookie) must pass the cookie gate, and then replaces the old
+            // association: the latest proven ClientHello wins. A cookie-less duplicate of the
+            // first ClientHello of the same handshake also goes to the association, so it does
+            // not draw a fresh cookie that would restart the client. Once established, no
+            // ClientHello with the association's own random replaces it: the cookie binds
+            // neither the extensions nor the record, so an altered replay of the cookie-bearing
+            // ClientHello still verifies within the cookie lifetime, yet shows no reachability
+            // (RFC 6347 §4.2.8); a client really starting over sends a fresh random.
             (Some(c), Some((_, _, body))) => {
-                // A retransmission of the ClientHello that created this association goes to it
-                // (it triggers our flight's retransmission); a different one is a new handshake
-                // on the same 5-tuple (RFC 6347 §4.2.8), which must pass the cookie gate first.
-                c.is_handshaking() && ClientHelloView::parse(body).is_ok_and(|v| v.params.random == c.client_random())
+                c.is_same_client_hello(body)
+                    || ClientHelloView::parse(body).is_ok_and(|v| {
+                        v.params.random == c.client_random() && (v.cookie.is_empty() || c.is_established())
+                    })
             }
         };
         if route_to_existing {

@@ -25,7 +25,9 @@ pub mod record;
 pub mod resumption;
 pub mod suites;
 
-pub use config::{CertifiedKey, ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks};
+pub use config::{
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
+};
 pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
 pub use endpoint::{Endpoint, EndpointStats, StatelessOutcome, Transmit};
 pub use error::Error;

@@ -54,13 +54,16 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     fn remove(&self, id: &[u8]);
 }
 
+/// Session IDs, oldest first, for eviction.
+type InsertionOrder = VecDeque<Vec<u8>>;
+
 /// A bounded in-memory store: oldest sessions are evicted first, and sessions older than the
 /// lifetime are refused (RFC 5246 App. F.1.4 suggests at most 24 hours).
 #[derive(Debug)]
 pub struct MemorySessionStore {
     capacity: usize,
     lifetime: Duration,
-    inner: Mutex<(HashMap<Vec<u8>, Session>, VecDeque<Vec<u8>>)>,
+    inner: Mutex<(HashMap<Vec<u8>, Session>, InsertionOrder)>,
 }
 
 impl MemorySessionStore {

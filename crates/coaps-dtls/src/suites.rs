@@ -49,7 +49,9 @@ pub fn lookup(suite: CipherSuite) -> Option<&'static SupportedSuite> {
 /// (`PSK-AES128-CCM8`), case-insensitively.
 pub fn by_name(name: &str) -> Option<&'static SupportedSuite> {
     let n = name.trim();
-    ALL_SUITES.iter().find(|s| s.name.eq_ignore_ascii_case(n) || openssl_name(s.suite).is_some_and(|o| o.eq_ignore_ascii_case(n)))
+    ALL_SUITES
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(n) || openssl_name(s.suite).is_some_and(|o| o.eq_ignore_ascii_case(n)))
 }
 
 /// OpenSSL's name for a suite.

@@ -12,7 +12,11 @@ use std::time::Duration;
 /// Seeds per scenario: the issue asks for ≥ 1000; debug builds (slow P-256) run fewer so
 /// `cargo test` stays usable locally. CI runs `--release`. `COAPS_SIM_SEEDS` overrides.
 fn seeds() -> u64 {
-    std::env::var("COAPS_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(if cfg!(debug_assertions) { 40 } else { 1000 })
+    std::env::var("COAPS_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(if cfg!(debug_assertions) {
+        40
+    } else {
+        1000
+    })
 }
 
 fn lossy(mtu: usize) -> SimConfig {
@@ -27,8 +31,20 @@ fn lossy(mtu: usize) -> SimConfig {
 /// Runs one client against one server; returns the client node for inspection.
 fn run(mode: Mode, seed: u64, net: SimConfig, mtu: usize, resume: bool) -> Result<(Node, Node, u64), String> {
     let (mut server_cfg, mut client_cfg) = configs(mode, None);
-    std::sync::Arc::make_mut(&mut server_cfg).common.mtu = mtu;
-    std::sync::Arc::make_mut(&mut client_cfg).common.mtu = mtu;
+    // 20 % loss each way is harsh: a whole-flight exchange fails about a third of the time,
+    // so the default budget (7 retransmissions, 120 s) would give up on roughly one seed in a
+    // thousand. The test is about eventual completion, so it grants a larger budget.
+    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+        max_retransmissions: 12,
+        handshake_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    for common in
+        [&mut std::sync::Arc::make_mut(&mut server_cfg).common, &mut std::sync::Arc::make_mut(&mut client_cfg).common]
+    {
+        common.mtu = mtu;
+        common.retransmit = retransmit;
+    }
     let network = Network::new(seed, net);
     let now = network.now();
     let mut sim = Simulation::new(network);
@@ -48,7 +64,7 @@ fn run(mode: Mode, seed: u64, net: SimConfig, mtu: usize, resume: bool) -> Resul
     let r = sim.run_until(
         &mut (&mut client, &mut server),
         |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
-        Duration::from_secs(300),
+        Duration::from_secs(900),
         200_000,
     );
     r.map_err(|e| format!("{e}; client events {:?}; server events {:?}", client.events, server.events))?;
@@ -65,7 +81,8 @@ fn run(mode: Mode, seed: u64, net: SimConfig, mtu: usize, resume: bool) -> Resul
 #[test]
 fn every_mode_completes_on_an_ideal_network() {
     for mode in ALL_MODES {
-        let (client, server, _) = run(mode, 1, SimConfig::default(), 1152, false).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let (client, server, _) =
+            run(mode, 1, SimConfig::default(), 1152, false).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         let server_identity = server
             .events
             .iter()
@@ -85,7 +102,9 @@ fn every_mode_completes_on_an_ideal_network() {
         });
         match mode {
             Mode::EcdsaRawPublicKey => assert!(matches!(client_identity, Some(PeerIdentity::RawPublicKey(_)))),
-            Mode::EcdsaX509 | Mode::EcdsaMutual => assert!(matches!(client_identity, Some(PeerIdentity::Certificate(_)))),
+            Mode::EcdsaX509 | Mode::EcdsaMutual => {
+                assert!(matches!(client_identity, Some(PeerIdentity::Certificate(_))))
+            }
             _ => {}
         }
     }
@@ -94,11 +113,7 @@ fn every_mode_completes_on_an_ideal_network() {
 #[test]
 fn every_suite_completes() {
     for s in coaps_dtls::suites::ALL_SUITES {
-        let mode = if s.uses_psk() {
-            if s.uses_ecdhe() { Mode::EcdhePsk } else { Mode::Psk }
-        } else {
-            Mode::EcdsaX509
-        };
+        let mode = if s.uses_psk() { if s.uses_ecdhe() { Mode::EcdhePsk } else { Mode::Psk } } else { Mode::EcdsaX509 };
         let (server_cfg, client_cfg) = configs(mode, Some(vec![*s]));
         let network = Network::new(7, SimConfig::default());
         let now = network.now();
@@ -159,7 +174,10 @@ fn resumption_survives_loss() {
     lossy_all_seeds(Mode::EcdsaX509, 1152, true);
 }
 
-fn failed_handshake(server_cfg: std::sync::Arc<coaps_dtls::ServerConfig>, client_cfg: std::sync::Arc<coaps_dtls::ClientConfig>) -> (Node, Node) {
+fn failed_handshake(
+    server_cfg: std::sync::Arc<coaps_dtls::ServerConfig>,
+    client_cfg: std::sync::Arc<coaps_dtls::ClientConfig>,
+) -> (Node, Node) {
     let network = Network::new(3, SimConfig::default());
     let now = network.now();
     let mut sim = Simulation::new(network);
@@ -167,7 +185,7 @@ fn failed_handshake(server_cfg: std::sync::Arc<coaps_dtls::ServerConfig>, client
     let mut client = Node::client(client_cfg, 2, now, None, b"x");
     let _ = sim.run_until(
         &mut (&mut client, &mut server),
-        |_, (c, _)| c.closed_reason().is_some() || c.got_echo,
+        |_, (c, s)| (c.closed_reason().is_some() && s.closed_reason().is_some()) || c.got_echo,
         Duration::from_secs(200),
         10_000,
     );
@@ -185,7 +203,8 @@ fn client_close(n: &Node) -> Option<CloseReason> {
 #[test]
 fn unknown_psk_identity_is_refused_with_its_alert() {
     let (server_cfg, mut client_cfg) = configs(Mode::Psk, None);
-    std::sync::Arc::make_mut(&mut client_cfg).psk = Some(coaps_dtls::Psk::new(b"stranger".to_vec(), vec![9; 16]).unwrap());
+    std::sync::Arc::make_mut(&mut client_cfg).psk =
+        Some(coaps_dtls::Psk::new(b"stranger".to_vec(), vec![9; 16]).unwrap());
     let (client, server) = failed_handshake(server_cfg, client_cfg);
     assert_eq!(
         client_close(&client),
@@ -197,7 +216,8 @@ fn unknown_psk_identity_is_refused_with_its_alert() {
 #[test]
 fn wrong_psk_fails_the_finished_check() {
     let (server_cfg, mut client_cfg) = configs(Mode::Psk, None);
-    std::sync::Arc::make_mut(&mut client_cfg).psk = Some(coaps_dtls::Psk::new(b"Client_identity".to_vec(), vec![9; 16]).unwrap());
+    std::sync::Arc::make_mut(&mut client_cfg).psk =
+        Some(coaps_dtls::Psk::new(b"Client_identity".to_vec(), vec![9; 16]).unwrap());
     let (client, server) = failed_handshake(server_cfg, client_cfg);
     // The server cannot authenticate the client's Finished record at all (wrong keys), so it
     // never answers; the client gives up after its retransmission budget.
@@ -216,9 +236,16 @@ fn certificate_for_another_host_is_refused() {
     ep.connect(now, server_addr(), client_cfg, "example.com", None).unwrap();
     let mut client = Node { addr: client_addr(), ..Node::client(configs(Mode::Psk, None).1, 1, now, None, b"x") };
     client.ep = ep;
-    let _ = sim.run_until(&mut (&mut client, &mut server), |_, (c, _)| c.closed_reason().is_some(), Duration::from_secs(10), 1000);
+    let _ = sim.run_until(
+        &mut (&mut client, &mut server),
+        |_, (c, s)| c.closed_reason().is_some() && s.closed_reason().is_some(),
+        Duration::from_secs(10),
+        1000,
+    );
     match client_close(&client) {
-        Some(CloseReason::Error(Error::Certificate(e))) => assert_eq!(e, coaps_dtls::cert::CertificateError::NotValidForName),
+        Some(CloseReason::Error(Error::Certificate(e))) => {
+            assert_eq!(e, coaps_dtls::cert::CertificateError::NotValidForName)
+        }
         other => panic!("expected a name mismatch, got {other:?}"),
     }
     assert!(matches!(client_close(&server), Some(CloseReason::Error(Error::AlertReceived(_)))));
@@ -231,4 +258,27 @@ fn missing_client_certificate_is_refused_when_required() {
     let (client, server) = failed_handshake(server_cfg, client_cfg);
     assert!(matches!(client_close(&server), Some(CloseReason::Error(Error::Incompatible(..)))));
     assert!(matches!(client_close(&client), Some(CloseReason::Error(Error::AlertReceived(_)))));
+}
+
+#[test]
+#[ignore]
+fn debug_seed() {
+    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
+    let (server_cfg, client_cfg) = configs(Mode::Psk, None);
+    let mut network = Network::new(seed, lossy(1152));
+    network.set_tracing(true);
+    let now = network.now();
+    let mut sim = Simulation::new(network);
+    let mut server = Node::server(server_cfg, seed ^ 0x5eed, now);
+    let mut client = Node::client(client_cfg, seed ^ 0xc2, sim.now(), None, b"hello over DTLS");
+    let r = sim.run_until(
+        &mut (&mut client, &mut server),
+        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
+        Duration::from_secs(300),
+        200_000,
+    );
+    for t in sim.network().trace() {
+        eprintln!("{t:?}");
+    }
+    eprintln!("{r:?} {:?}", client.events);
 }

@@ -44,11 +44,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// A perfect link: zero latency, no impairments, unbounded MTU.
     pub fn ideal() -> Self {
-        Self {
-            latency: Duration::ZERO,
-            mtu: usize::MAX,
-            ..Self::default()
-        }
+        Self { latency: Duration::ZERO, mtu: usize::MAX, ..Self::default() }
     }
 
     /// Sets [`latency`](Self::latency).

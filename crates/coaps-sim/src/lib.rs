@@ -82,6 +82,4 @@ mod sim;
 
 pub use config::SimConfig;
 pub use network::{Delivery, DropReason, NetStats, Network, TraceEvent, TraceKind};
-pub use sim::{
-    DEFAULT_MAX_TRANSMITS_PER_POLL, Endpoint, EndpointSet, SimError, Simulation, check_seeds,
-};
+pub use sim::{DEFAULT_MAX_TRANSMITS_PER_POLL, Endpoint, EndpointSet, SimError, Simulation, check_seeds};

@@ -324,12 +324,7 @@ impl Network {
         st.delivered += 1;
         st.bytes_delivered += d.payload.len() as u64;
         self.record(at, d.from, d.to, &d.payload, TraceKind::Delivered);
-        Some(Delivery {
-            from: d.from,
-            to: d.to,
-            payload: d.payload,
-            at,
-        })
+        Some(Delivery { from: d.from, to: d.to, payload: d.payload, at })
     }
 
     /// Number of datagrams queued and not yet delivered.
@@ -353,11 +348,7 @@ impl Network {
 
     /// Payload bytes sent by `addr`, to any destination.
     pub fn bytes_sent_by(&self, addr: SocketAddr) -> u64 {
-        self.stats
-            .iter()
-            .filter(|((from, _), _)| *from == addr)
-            .map(|(_, st)| st.bytes_sent)
-            .sum()
+        self.stats.iter().filter(|((from, _), _)| *from == addr).map(|(_, st)| st.bytes_sent).sum()
     }
 
     fn drop_datagram(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8], r: DropReason) {
@@ -370,14 +361,7 @@ impl Network {
         self.record(self.now, from, to, payload, TraceKind::Dropped(r));
     }
 
-    fn enqueue(
-        &mut self,
-        from: SocketAddr,
-        to: SocketAddr,
-        mut payload: Vec<u8>,
-        cfg: &SimConfig,
-        duplicate: bool,
-    ) {
+    fn enqueue(&mut self, from: SocketAddr, to: SocketAddr, mut payload: Vec<u8>, cfg: &SimConfig, duplicate: bool) {
         let delay = cfg.latency + self.uniform_duration(cfg.jitter);
         let at = self.now + delay;
         // Always draw, so enabling corruption does not shift the other draws of this copy.
@@ -403,25 +387,14 @@ impl Network {
             from,
             to,
             &payload,
-            TraceKind::Scheduled {
-                deliver_at: at - self.start,
-                duplicate,
-                corrupted,
-            },
+            TraceKind::Scheduled { deliver_at: at - self.start, duplicate, corrupted },
         );
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.insert((at, seq), InFlight { from, to, payload });
     }
 
-    fn record(
-        &mut self,
-        at: Instant,
-        from: SocketAddr,
-        to: SocketAddr,
-        payload: &[u8],
-        kind: TraceKind,
-    ) {
+    fn record(&mut self, at: Instant, from: SocketAddr, to: SocketAddr, payload: &[u8], kind: TraceKind) {
         if self.tracing {
             self.trace.push(TraceEvent {
                 at: at - self.start,

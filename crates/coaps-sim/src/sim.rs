@@ -187,17 +187,15 @@ pub enum SimError {
 impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SimError::Deadline { elapsed, steps } => write!(
-                f,
-                "virtual-time deadline reached (elapsed {elapsed:?}, {steps} steps)"
-            ),
+            SimError::Deadline { elapsed, steps } => {
+                write!(f, "virtual-time deadline reached (elapsed {elapsed:?}, {steps} steps)")
+            }
             SimError::StepLimit { elapsed, steps } => {
                 write!(f, "step limit reached (elapsed {elapsed:?}, {steps} steps)")
             }
-            SimError::Stalled { elapsed, steps } => write!(
-                f,
-                "stalled: nothing in flight and no timer armed (elapsed {elapsed:?}, {steps} steps)"
-            ),
+            SimError::Stalled { elapsed, steps } => {
+                write!(f, "stalled: nothing in flight and no timer armed (elapsed {elapsed:?}, {steps} steps)")
+            }
         }
     }
 }
@@ -239,12 +237,7 @@ pub struct Simulation {
 impl Simulation {
     /// Wraps `network`.
     pub fn new(network: Network) -> Self {
-        Self {
-            network,
-            steps: 0,
-            undeliverable: 0,
-            max_transmits_per_poll: DEFAULT_MAX_TRANSMITS_PER_POLL,
-        }
+        Self { network, steps: 0, undeliverable: 0, max_transmits_per_poll: DEFAULT_MAX_TRANSMITS_PER_POLL }
     }
 
     /// The network.
@@ -345,11 +338,7 @@ impl Simulation {
         }
     }
 
-    fn step_inner<S: EndpointSet + ?Sized>(
-        &mut self,
-        eps: &mut S,
-        limit: Option<Instant>,
-    ) -> StepOutcome {
+    fn step_inner<S: EndpointSet + ?Sized>(&mut self, eps: &mut S, limit: Option<Instant>) -> StepOutcome {
         let now = self.network.now();
 
         let mut saturated = false;

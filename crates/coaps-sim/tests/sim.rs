@@ -2,8 +2,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coaps_sim::{
-    DropReason, Endpoint, EndpointSet, NetStats, Network, SimConfig, SimError, Simulation,
-    TraceKind, check_seeds,
+    DropReason, Endpoint, EndpointSet, NetStats, Network, SimConfig, SimError, Simulation, TraceKind, check_seeds,
 };
 
 fn a() -> SocketAddr {
@@ -39,22 +38,14 @@ fn run_trace(seed: u64, cfg: SimConfig, n: u32) -> (Trace, NetStats) {
 }
 
 fn rough() -> SimConfig {
-    SimConfig::default()
-        .with_jitter(Duration::from_millis(30))
-        .with_loss(0.2)
-        .with_duplicate(0.1)
-        .with_corrupt(0.05)
+    SimConfig::default().with_jitter(Duration::from_millis(30)).with_loss(0.2).with_duplicate(0.1).with_corrupt(0.05)
 }
 
 #[test]
 fn same_seed_same_trace() {
     let (t1, s1) = run_trace(42, rough(), 500);
     let (t2, s2) = run_trace(42, rough(), 500);
-    assert!(
-        t1.len() > 500,
-        "trace too short to be meaningful: {}",
-        t1.len()
-    );
+    assert!(t1.len() > 500, "trace too short to be meaningful: {}", t1.len());
     assert_eq!(t1, t2);
     assert_eq!(s1, s2);
 }
@@ -77,29 +68,11 @@ fn same_seed_same_event_trace() {
     assert_eq!(t1, run(9));
     assert_ne!(t1, run(10));
     // Every kind of event shows up, so the comparison covers all of them.
-    assert!(
-        t1.iter()
-            .any(|e| e.kind == TraceKind::Dropped(DropReason::Mtu))
-    );
-    assert!(
-        t1.iter()
-            .any(|e| e.kind == TraceKind::Dropped(DropReason::Loss))
-    );
+    assert!(t1.iter().any(|e| e.kind == TraceKind::Dropped(DropReason::Mtu)));
+    assert!(t1.iter().any(|e| e.kind == TraceKind::Dropped(DropReason::Loss)));
     assert!(t1.iter().any(|e| e.kind == TraceKind::Delivered));
-    assert!(t1.iter().any(|e| matches!(
-        e.kind,
-        TraceKind::Scheduled {
-            duplicate: true,
-            ..
-        }
-    )));
-    assert!(t1.iter().any(|e| matches!(
-        e.kind,
-        TraceKind::Scheduled {
-            corrupted: true,
-            ..
-        }
-    )));
+    assert!(t1.iter().any(|e| matches!(e.kind, TraceKind::Scheduled { duplicate: true, .. })));
+    assert!(t1.iter().any(|e| matches!(e.kind, TraceKind::Scheduled { corrupted: true, .. })));
 }
 
 #[test]
@@ -118,11 +91,7 @@ fn loss_rate_matches() {
     let st = net.stats();
     assert_eq!(st.sent, 10_000);
     // Binomial(10000, 0.2) has sd 40; allow 5 sd.
-    assert!(
-        (1800..=2200).contains(&st.dropped_loss),
-        "dropped {}",
-        st.dropped_loss
-    );
+    assert!((1800..=2200).contains(&st.dropped_loss), "dropped {}", st.dropped_loss);
     assert_eq!(net.in_flight() as u64, 10_000 - st.dropped_loss);
     net.advance_by(Duration::from_secs(1));
     let mut delivered = 0;
@@ -148,10 +117,7 @@ fn no_loss_means_everything_arrives_on_time_and_in_order() {
     net.advance_by(Duration::from_secs(1));
     let mut got = Vec::new();
     while let Some(d) = net.pop_due(net.now()) {
-        assert_eq!(
-            d.at,
-            start + lat + Duration::from_millis(u64::from(d.payload[0]))
-        );
+        assert_eq!(d.at, start + lat + Duration::from_millis(u64::from(d.payload[0])));
         got.push(d.payload[0]);
     }
     assert_eq!(got, (0..100).collect::<Vec<_>>());
@@ -195,9 +161,7 @@ fn mtu_drops_oversized() {
     assert_eq!(st.sent, 4);
     assert_eq!(st.bytes_sent, 99 + 100 + 101 + 1500);
     net.advance_by(Duration::from_secs(1));
-    let lens: Vec<_> = std::iter::from_fn(|| net.pop_due(net.now()))
-        .map(|d| d.payload.len())
-        .collect();
+    let lens: Vec<_> = std::iter::from_fn(|| net.pop_due(net.now())).map(|d| d.payload.len()).collect();
     assert_eq!(lens, vec![99, 100]);
 }
 
@@ -239,12 +203,7 @@ fn corruption_flips_exactly_one_bit() {
         if d.payload.is_empty() {
             continue;
         }
-        let diff: u32 = d
-            .payload
-            .iter()
-            .zip(&original)
-            .map(|(x, y)| (x ^ y).count_ones())
-            .sum();
+        let diff: u32 = d.payload.iter().zip(&original).map(|(x, y)| (x ^ y).count_ones()).sum();
         assert_eq!(diff, 1);
         let byte = d.payload.iter().zip(&original).position(|(x, y)| x != y);
         positions.insert(byte);
@@ -257,21 +216,14 @@ fn corruption_flips_exactly_one_bit() {
 fn per_direction_config() {
     let mut net = Network::new(6, SimConfig::default());
     net.set_link(a(), b(), SimConfig::default().with_loss(1.0));
-    net.set_link(
-        b(),
-        a(),
-        SimConfig::default().with_latency(Duration::from_millis(50)),
-    );
+    net.set_link(b(), a(), SimConfig::default().with_latency(Duration::from_millis(50)));
     for _ in 0..10 {
         net.send(a(), b(), vec![1]);
         net.send(b(), a(), vec![2, 2]);
     }
     assert_eq!(net.link_stats(a(), b()).dropped_loss, 10);
     assert_eq!(net.link_stats(b(), a()).dropped_loss, 0);
-    assert_eq!(
-        net.next_delivery_time(),
-        Some(net.start() + Duration::from_millis(50))
-    );
+    assert_eq!(net.next_delivery_time(), Some(net.start() + Duration::from_millis(50)));
     assert_eq!(net.bytes_sent_by(a()), 10);
     assert_eq!(net.bytes_sent_by(b()), 20);
     net.clear_link(a(), b());
@@ -296,9 +248,7 @@ fn filter_drops_chosen_datagram() {
         net.send(a(), b(), vec![i]);
     }
     net.advance_by(Duration::from_secs(1));
-    let got: Vec<u8> = std::iter::from_fn(|| net.pop_due(net.now()))
-        .map(|d| d.payload[0])
-        .collect();
+    let got: Vec<u8> = std::iter::from_fn(|| net.pop_due(net.now())).map(|d| d.payload[0]).collect();
     assert_eq!(got, vec![0, 2, 3]);
     assert_eq!(net.stats().dropped_filter, 1);
 }
@@ -319,15 +269,7 @@ struct Pinger {
 
 impl Pinger {
     fn new(addr: SocketAddr, peer: SocketAddr) -> Self {
-        Self {
-            addr,
-            peer,
-            rto: Duration::from_millis(100),
-            timer: None,
-            pending: true,
-            sent: 0,
-            done_at: None,
-        }
+        Self { addr, peer, rto: Duration::from_millis(100), timer: None, pending: true, sent: 0, done_at: None }
     }
 }
 
@@ -369,11 +311,7 @@ struct Ponger {
 
 impl Ponger {
     fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            out: Vec::new(),
-            pings: 0,
-        }
+        Self { addr, out: Vec::new(), pings: 0 }
     }
 }
 
@@ -391,11 +329,7 @@ impl Endpoint for Ponger {
     }
     fn handle_timeout(&mut self, _now: Instant) {}
     fn poll_transmit(&mut self, _now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        if self.out.is_empty() { None } else { Some(self.out.remove(0)) }
     }
     fn poll_timeout(&self) -> Option<Instant> {
         None
@@ -407,26 +341,13 @@ fn ping_pong_without_loss_takes_one_round_trip() {
     let mut sim = Simulation::new(Network::new(0, SimConfig::default()));
     let mut pinger = Pinger::new(a(), b());
     let mut ponger = Ponger::new(b());
-    sim.run_until(
-        &mut (&mut pinger, &mut ponger),
-        |_, (p, _)| p.done_at.is_some(),
-        Duration::from_secs(10),
-        100,
-    )
-    .unwrap();
+    sim.run_until(&mut (&mut pinger, &mut ponger), |_, (p, _)| p.done_at.is_some(), Duration::from_secs(10), 100)
+        .unwrap();
     assert_eq!(pinger.sent, 1);
-    assert_eq!(
-        pinger.done_at,
-        Some(sim.network().start() + Duration::from_millis(20))
-    );
+    assert_eq!(pinger.done_at, Some(sim.network().start() + Duration::from_millis(20)));
     assert_eq!(sim.elapsed(), Duration::from_millis(20));
     // The pinger's timer was disarmed, so the system goes idle.
-    sim.run_until_idle(
-        &mut (&mut pinger, &mut ponger),
-        Duration::from_secs(10),
-        100,
-    )
-    .unwrap();
+    sim.run_until_idle(&mut (&mut pinger, &mut ponger), Duration::from_secs(10), 100).unwrap();
     assert_eq!(sim.network().stats().delivered, 2);
 }
 
@@ -434,20 +355,13 @@ fn ping_pong_seed(seed: u64, cfg: SimConfig) -> Result<(u32, Duration), SimError
     let mut sim = Simulation::new(Network::new(seed, cfg));
     let mut pinger = Pinger::new(a(), b());
     let mut ponger = Ponger::new(b());
-    sim.run_until(
-        &mut (&mut pinger, &mut ponger),
-        |_, (p, _)| p.done_at.is_some(),
-        Duration::from_secs(120),
-        10_000,
-    )?;
+    sim.run_until(&mut (&mut pinger, &mut ponger), |_, (p, _)| p.done_at.is_some(), Duration::from_secs(120), 10_000)?;
     Ok((pinger.sent, sim.elapsed()))
 }
 
 #[test]
 fn ping_pong_completes_under_30_percent_loss_over_1000_seeds() {
-    let cfg = SimConfig::default()
-        .with_loss(0.3)
-        .with_jitter(Duration::from_millis(5));
+    let cfg = SimConfig::default().with_loss(0.3).with_jitter(Duration::from_millis(5));
     let mut retransmitted = 0;
     check_seeds(0..1000, |seed| {
         let (sent, _) = ping_pong_seed(seed, cfg)?;
@@ -457,17 +371,12 @@ fn ping_pong_completes_under_30_percent_loss_over_1000_seeds() {
         Ok::<_, SimError>(())
     });
     // P(first exchange fails) = 1 - 0.7^2 = 0.51, so about 510 of the seeds retransmit.
-    assert!(
-        (400..=620).contains(&retransmitted),
-        "retransmitted in {retransmitted} seeds"
-    );
+    assert!((400..=620).contains(&retransmitted), "retransmitted in {retransmitted} seeds");
 }
 
 #[test]
 fn ping_pong_is_replayable() {
-    let cfg = SimConfig::default()
-        .with_loss(0.3)
-        .with_jitter(Duration::from_millis(5));
+    let cfg = SimConfig::default().with_loss(0.3).with_jitter(Duration::from_millis(5));
     for seed in 0..20 {
         assert_eq!(ping_pong_seed(seed, cfg), ping_pong_seed(seed, cfg));
     }
@@ -480,12 +389,7 @@ fn run_until_respects_deadline() {
     let mut pinger = Pinger::new(a(), b());
     let mut ponger = Ponger::new(b());
     let err = sim
-        .run_until(
-            &mut (&mut pinger, &mut ponger),
-            |_, (p, _)| p.done_at.is_some(),
-            Duration::from_secs(10),
-            1_000_000,
-        )
+        .run_until(&mut (&mut pinger, &mut ponger), |_, (p, _)| p.done_at.is_some(), Duration::from_secs(10), 1_000_000)
         .unwrap_err();
     let SimError::Deadline { elapsed, steps } = err else {
         panic!("expected a deadline error, got {err}");
@@ -497,14 +401,8 @@ fn run_until_respects_deadline() {
     assert_eq!(steps, 8);
     assert_eq!(pinger.sent, 9);
     // The deadline is relative to the call: a second call makes further progress.
-    let err = sim
-        .run_until(
-            &mut (&mut pinger, &mut ponger),
-            |_, _| false,
-            Duration::from_secs(10),
-            1_000_000,
-        )
-        .unwrap_err();
+    let err =
+        sim.run_until(&mut (&mut pinger, &mut ponger), |_, _| false, Duration::from_secs(10), 1_000_000).unwrap_err();
     assert!(matches!(err, SimError::Deadline { elapsed, .. } if elapsed > Duration::from_secs(10)));
 }
 
@@ -513,24 +411,12 @@ fn run_until_respects_step_limit() {
     let mut sim = Simulation::new(Network::new(0, SimConfig::default().with_loss(1.0)));
     let mut pinger = Pinger::new(a(), b());
     let mut ponger = Ponger::new(b());
-    let err = sim
-        .run_until(
-            &mut (&mut pinger, &mut ponger),
-            |_, _| false,
-            Duration::from_secs(1_000_000),
-            5,
-        )
-        .unwrap_err();
+    let err =
+        sim.run_until(&mut (&mut pinger, &mut ponger), |_, _| false, Duration::from_secs(1_000_000), 5).unwrap_err();
     assert!(matches!(err, SimError::StepLimit { steps: 5, .. }), "{err}");
     assert_eq!(sim.steps(), 5);
     // Zero steps allowed: the condition is still checked first.
-    sim.run_until(
-        &mut (&mut pinger, &mut ponger),
-        |_, _| true,
-        Duration::ZERO,
-        0,
-    )
-    .unwrap();
+    sim.run_until(&mut (&mut pinger, &mut ponger), |_, _| true, Duration::ZERO, 0).unwrap();
 }
 
 /// Transmits on every poll, forever.
@@ -556,9 +442,7 @@ fn runaway_transmitter_is_bounded_by_steps() {
     sim.set_max_transmits_per_poll(10);
     let mut chatter = Chatterbox(a(), b());
     let mut eps: [&mut dyn Endpoint; 1] = [&mut chatter];
-    let err = sim
-        .run_until(&mut eps, |_, _| false, Duration::from_secs(1), 3)
-        .unwrap_err();
+    let err = sim.run_until(&mut eps, |_, _| false, Duration::from_secs(1), 3).unwrap_err();
     assert!(matches!(err, SimError::StepLimit { steps: 3, .. }), "{err}");
     assert_eq!(sim.network().stats().sent, 30);
     // The clock does not move while an endpoint is still draining.
@@ -572,9 +456,7 @@ fn stalled_and_undeliverable() {
     let mut pinger = Pinger::new(a(), b());
     let mut set: Vec<Box<dyn Endpoint>> = Vec::new();
     set.push(Box::new(Ponger::new(b())));
-    let err = sim
-        .run_until(&mut set, |_, _| false, Duration::from_secs(1), 100)
-        .unwrap_err();
+    let err = sim.run_until(&mut set, |_, _| false, Duration::from_secs(1), 100).unwrap_err();
     assert!(matches!(err, SimError::Stalled { steps: 0, .. }), "{err}");
 
     let mut eps: Vec<&mut dyn Endpoint> = vec![&mut pinger];
@@ -635,15 +517,9 @@ fn past_timer_fires_now_without_moving_clock_back() {
     net.advance_by(Duration::from_secs(5));
     let past = net.start() + Duration::from_secs(1);
     let mut sim = Simulation::new(net);
-    let mut t = LateTimer {
-        at: Some(past),
-        fired_at: None,
-    };
+    let mut t = LateTimer { at: Some(past), fired_at: None };
     assert!(sim.step(&mut (&mut t,)));
-    assert_eq!(
-        t.fired_at,
-        Some(sim.network().start() + Duration::from_secs(5))
-    );
+    assert_eq!(t.fired_at, Some(sim.network().start() + Duration::from_secs(5)));
     assert_eq!(sim.elapsed(), Duration::from_secs(5));
     assert!(!sim.step(&mut (&mut t,)));
 }

@@ -129,11 +129,7 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte was consumed.
     pub fn expect_empty(&self, what: &'static str) -> Result<(), InvalidMessage> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(InvalidMessage::TrailingData(what))
-        }
+        if self.is_empty() { Ok(()) } else { Err(InvalidMessage::TrailingData(what)) }
     }
 }
 

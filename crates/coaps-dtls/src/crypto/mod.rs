@@ -2,8 +2,8 @@
 //! without touching the state machines. [`rustcrypto::RustCrypto`] is the default provider.
 
 pub mod prf;
-pub mod rustcrypto;
 mod rng;
+pub mod rustcrypto;
 
 pub use rng::{Rng, SeededRng};
 

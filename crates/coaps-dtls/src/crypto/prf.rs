@@ -12,13 +12,7 @@ use super::{AeadAlgorithm, CryptoProvider};
 
 /// `PRF(secret, label, seed) = P_SHA256(secret, label || seed)` (RFC 5246 §5), written to
 /// fill `out`. The seed is given in parts so callers need not concatenate randoms.
-pub fn prf(
-    provider: &dyn CryptoProvider,
-    secret: &[u8],
-    label: &[u8],
-    seed: &[&[u8]],
-    out: &mut [u8],
-) {
+pub fn prf(provider: &dyn CryptoProvider, secret: &[u8], label: &[u8], seed: &[&[u8]], out: &mut [u8]) {
     // RFC 5246 §5: A(0) = label || seed, A(i) = HMAC(secret, A(i-1)),
     // P_hash = HMAC(secret, A(1) || label || seed) || HMAC(secret, A(2) || label || seed) || ...
     // One buffer laid out as A(i) || label || seed serves both HMAC inputs; A(i) is rewritten in
@@ -61,13 +55,7 @@ impl MasterSecret {
         server_random: &[u8; 32],
     ) -> Self {
         let mut ms = [0u8; 48];
-        prf(
-            provider,
-            pms,
-            b"master secret",
-            &[client_random, server_random],
-            &mut ms,
-        );
+        prf(provider, pms, b"master secret", &[client_random, server_random], &mut ms);
         Self(ms)
     }
 
@@ -76,13 +64,7 @@ impl MasterSecret {
     /// including ClientKeyExchange.
     pub fn extended(provider: &dyn CryptoProvider, pms: &[u8], session_hash: &[u8; 32]) -> Self {
         let mut ms = [0u8; 48];
-        prf(
-            provider,
-            pms,
-            b"extended master secret",
-            &[session_hash],
-            &mut ms,
-        );
+        prf(provider, pms, b"extended master secret", &[session_hash], &mut ms);
         Self(ms)
     }
 
@@ -143,13 +125,7 @@ pub fn key_block(
     // The largest suite needs 2 * 32 + 2 * 12 = 88 bytes.
     let mut buf = Zeroizing::new([0u8; 88]);
     let material = &mut buf[..2 * (k + iv)];
-    prf(
-        provider,
-        master.as_bytes(),
-        b"key expansion",
-        &[server_random, client_random],
-        material,
-    );
+    prf(provider, master.as_bytes(), b"key expansion", &[server_random, client_random], material);
     let (client_key, rest) = material.split_at(k);
     let (server_key, rest) = rest.split_at(k);
     let (client_iv, server_iv) = rest.split_at(iv);
@@ -170,13 +146,7 @@ pub fn verify_data(
     handshake_hash: &[u8; 32],
 ) -> [u8; 12] {
     let mut out = [0u8; 12];
-    prf(
-        provider,
-        master.as_bytes(),
-        label,
-        &[handshake_hash],
-        &mut out,
-    );
+    prf(provider, master.as_bytes(), label, &[handshake_hash], &mut out);
     out
 }
 
@@ -218,10 +188,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn seq<const N: usize>(start: u8) -> [u8; N] {
@@ -235,7 +202,8 @@ mod tests {
     //     -kdfopt seed:"master secret" -kdfopt hexseed:<client_random><server_random> TLS1-PRF
     // (OpenSSL concatenates repeated seed options; labels and seeds as in each function's doc).
     const MS: &str = "cf8d72bb4fda026122dba8aaed446b085151157dbbd04d5be31ab43379174edfd454d4852e1a89a94d12aa004561baff";
-    const EMS: &str = "126f7f5ca74a0ee6d36213580c197693b9f50bf12309f250e48abf622c04219cc470be1522bfdc71840afecf068eab0b";
+    const EMS: &str =
+        "126f7f5ca74a0ee6d36213580c197693b9f50bf12309f250e48abf622c04219cc470be1522bfdc71840afecf068eab0b";
     const KB88: &str = "30ab55edcaaaa63c3fa0ae7993df890172447cdc3ade8f9e397320979ded0ab548035f8000b1085b1f7e055eeefa9c8ad6388196621759edfae82d15782f57cbfa71f687b516abb005880f02430ba25b455f141f1bc8e54b";
 
     #[test]
@@ -245,24 +213,16 @@ mod tests {
         //   -kdfopt seed:"test label" -kdfopt hexseed:a0ba...198c TLS1-PRF`.
         let secret = hex("9bbe436ba940f017b17652849a71db35");
         let seed = hex("a0ba9f936cda311827a6f796ffd5198c");
-        let expected = hex(
-            "e3f229ba727be17b8d122620557cd453c2aab21d07c3d495329b52d4e61edb5a
+        let expected = hex("e3f229ba727be17b8d122620557cd453c2aab21d07c3d495329b52d4e61edb5a
              6b301791e90d35c9c9a46b4e14baf9af0fa022f7077def17abfd3797c0564bab
              4fbc91666e9def9b97fce34f796789baa48082d122ee42c5a72e5a5110fff701
-             87347b66",
-        );
+             87347b66");
         let mut out = [0u8; 100];
         prf(&RustCrypto, &secret, b"test label", &[&seed], &mut out);
         assert_eq!(out.to_vec(), expected);
         // Splitting the seed differently, or asking for a prefix, gives the same bytes.
         let mut out2 = [0u8; 33];
-        prf(
-            &RustCrypto,
-            &secret,
-            b"test label",
-            &[&seed[..3], &[], &seed[3..]],
-            &mut out2,
-        );
+        prf(&RustCrypto, &secret, b"test label", &[&seed[..3], &[], &seed[3..]], &mut out2);
         assert_eq!(out2.to_vec(), expected[..33]);
         let mut empty = [0u8; 0];
         prf(&RustCrypto, &secret, b"test label", &[&seed], &mut empty);
@@ -272,8 +232,7 @@ mod tests {
     fn master_secret_matches_openssl() {
         let ms = MasterSecret::from_pre_master(&RustCrypto, &seq::<48>(0), &seq(0x20), &seq(0x40));
         assert_eq!(ms.as_bytes().to_vec(), hex(MS));
-        let swapped =
-            MasterSecret::from_pre_master(&RustCrypto, &seq::<48>(0), &seq(0x40), &seq(0x20));
+        let swapped = MasterSecret::from_pre_master(&RustCrypto, &seq::<48>(0), &seq(0x40), &seq(0x20));
         assert_ne!(swapped.as_bytes(), ms.as_bytes());
     }
 
@@ -287,13 +246,7 @@ mod tests {
     fn key_block_matches_openssl() {
         let ms = MasterSecret::from_bytes(hex(MS).try_into().unwrap());
         let kb88 = hex(KB88);
-        let kb = key_block(
-            &RustCrypto,
-            &ms,
-            AeadAlgorithm::ChaCha20Poly1305,
-            &seq(0x40),
-            &seq(0x20),
-        );
+        let kb = key_block(&RustCrypto, &ms, AeadAlgorithm::ChaCha20Poly1305, &seq(0x40), &seq(0x20));
         assert_eq!(kb.client_write_key.as_slice(), &kb88[0..32]);
         assert_eq!(kb.server_write_key.as_slice(), &kb88[32..64]);
         assert_eq!(kb.client_write_iv.as_slice(), &kb88[64..76]);
@@ -313,14 +266,8 @@ mod tests {
     fn verify_data_matches_openssl() {
         let ms = MasterSecret::from_bytes(hex(MS).try_into().unwrap());
         let hash = seq(0x60);
-        assert_eq!(
-            verify_data(&RustCrypto, &ms, b"client finished", &hash).to_vec(),
-            hex("eb9bf4c18346ae4560c0a8cd")
-        );
-        assert_eq!(
-            verify_data(&RustCrypto, &ms, b"server finished", &hash).to_vec(),
-            hex("dd45a16a29bf96a57c075946")
-        );
+        assert_eq!(verify_data(&RustCrypto, &ms, b"client finished", &hash).to_vec(), hex("eb9bf4c18346ae4560c0a8cd"));
+        assert_eq!(verify_data(&RustCrypto, &ms, b"server finished", &hash).to_vec(), hex("dd45a16a29bf96a57c075946"));
     }
 
     #[test]

@@ -16,10 +16,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{
-    AeadAlgorithm, CryptoError, CryptoProvider, EcdhKeyPair, HashContext, RecordAead, Rng,
-    SigningKey,
-};
+use super::{AeadAlgorithm, CryptoError, CryptoProvider, EcdhKeyPair, HashContext, RecordAead, Rng, SigningKey};
 
 /// AES-128-CCM with an 8-byte tag and a 12-byte nonce (RFC 6655 §3: L = 3).
 type Aes128Ccm8 = Ccm<Aes128, U8, U12>;
@@ -42,15 +39,11 @@ impl CryptoProvider for RustCrypto {
             return Err(CryptoError);
         }
         Ok(match alg {
-            AeadAlgorithm::ChaCha20Poly1305 => Box::new(Keyed(
-                ChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError)?,
-            )),
-            AeadAlgorithm::Aes128Ccm8 => Box::new(Keyed(
-                Aes128Ccm8::new_from_slice(key).map_err(|_| CryptoError)?,
-            )),
-            AeadAlgorithm::Aes128Gcm => Box::new(Keyed(
-                Aes128Gcm::new_from_slice(key).map_err(|_| CryptoError)?,
-            )),
+            AeadAlgorithm::ChaCha20Poly1305 => {
+                Box::new(Keyed(ChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError)?))
+            }
+            AeadAlgorithm::Aes128Ccm8 => Box::new(Keyed(Aes128Ccm8::new_from_slice(key).map_err(|_| CryptoError)?)),
+            AeadAlgorithm::Aes128Gcm => Box::new(Keyed(Aes128Gcm::new_from_slice(key).map_err(|_| CryptoError)?)),
         })
     }
 
@@ -81,12 +74,7 @@ impl CryptoProvider for RustCrypto {
         Err(CryptoError)
     }
 
-    fn ecdsa_p256_verify(
-        &self,
-        public_point: &[u8],
-        msg: &[u8],
-        der_sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    fn ecdsa_p256_verify(&self, public_point: &[u8], msg: &[u8], der_sig: &[u8]) -> Result<(), CryptoError> {
         use p256::ecdsa::signature::Verifier;
         let key = parse_uncompressed_point(public_point)?;
         let key = p256::ecdsa::VerifyingKey::from(key);
@@ -129,12 +117,7 @@ impl<A> RecordAead for Keyed<A>
 where
     A: AeadInOut + AeadCore<NonceSize = U12> + Send + Sync,
 {
-    fn seal_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
+    fn seal_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         let tag = self
             .0
             .encrypt_inout_detached(&Array::from(*nonce), aad, buf.as_mut_slice().into())
@@ -143,12 +126,7 @@ where
         Ok(())
     }
 
-    fn open_in_place(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
+    fn open_in_place(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         let ct_len = buf.len().checked_sub(Self::tag_len()).ok_or(CryptoError)?;
         let (ct, tag) = buf.split_at_mut(ct_len);
         self.open_in_place_detached(nonce, aad, ct, tag)?;
@@ -166,10 +144,7 @@ where
         if tag_out.len() != Self::tag_len() {
             return Err(CryptoError);
         }
-        let tag = self
-            .0
-            .encrypt_inout_detached(&Array::from(*nonce), aad, buf.into())
-            .map_err(|_| CryptoError)?;
+        let tag = self.0.encrypt_inout_detached(&Array::from(*nonce), aad, buf.into()).map_err(|_| CryptoError)?;
         tag_out.copy_from_slice(&tag);
         Ok(())
     }
@@ -184,9 +159,7 @@ where
         // The crates compare tags in constant time (ctutils / subtle) and wipe the output on
         // failure.
         let tag = Array::try_from(tag).map_err(|_| CryptoError)?;
-        self.0
-            .decrypt_inout_detached(&Array::from(*nonce), aad, buf.into(), &tag)
-            .map_err(|_| CryptoError)
+        self.0.decrypt_inout_detached(&Array::from(*nonce), aad, buf.into(), &tag).map_err(|_| CryptoError)
     }
 }
 
@@ -239,8 +212,7 @@ pub struct EcdsaP256SigningKey {
 
 impl fmt::Debug for EcdsaP256SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EcdsaP256SigningKey")
-            .finish_non_exhaustive()
+        f.debug_struct("EcdsaP256SigningKey").finish_non_exhaustive()
     }
 }
 
@@ -263,12 +235,7 @@ impl EcdsaP256SigningKey {
     }
 
     fn from_key(key: p256::ecdsa::SigningKey) -> Result<Self, CryptoError> {
-        let spki = key
-            .verifying_key()
-            .to_public_key_der()
-            .map_err(|_| CryptoError)?
-            .as_bytes()
-            .to_vec();
+        let spki = key.verifying_key().to_public_key_der().map_err(|_| CryptoError)?.as_bytes().to_vec();
         Ok(Self { key, spki })
     }
 
@@ -301,10 +268,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     /// An RNG that replays fixed bytes, to steer scalar generation.
@@ -326,11 +290,7 @@ mod tests {
         // FIPS 180-2 Appendix B.1: SHA-256("abc").
         let abc = hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(h.current().to_vec(), abc);
-        assert_eq!(
-            h.current().to_vec(),
-            abc,
-            "current() must not consume the context"
-        );
+        assert_eq!(h.current().to_vec(), abc, "current() must not consume the context");
         let mut fork = fork;
         fork.update(b"c");
         assert_eq!(fork.current().to_vec(), abc);
@@ -343,19 +303,12 @@ mod tests {
     fn hmac_sha256_rfc4231_case2() {
         // RFC 4231 §4.3, test case 2; the message is split across parts.
         let mac = RustCrypto.hmac_sha256(b"Jefe", &[b"what do ya want ", b"", b"for nothing?"]);
-        assert_eq!(
-            mac.to_vec(),
-            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
-        );
+        assert_eq!(mac.to_vec(), hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
     }
 
     #[test]
     fn aead_rejects_wrong_key_length() {
-        for alg in [
-            AeadAlgorithm::ChaCha20Poly1305,
-            AeadAlgorithm::Aes128Ccm8,
-            AeadAlgorithm::Aes128Gcm,
-        ] {
+        for alg in [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Ccm8, AeadAlgorithm::Aes128Gcm] {
             assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() + 1]).is_err());
             assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() - 1]).is_err());
         }
@@ -372,9 +325,7 @@ mod tests {
             "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116",
         );
         let expected_tag = hex("1ae10b594f09e26a7e902ecbd0600691");
-        let aead = RustCrypto
-            .aead(AeadAlgorithm::ChaCha20Poly1305, &key)
-            .unwrap();
+        let aead = RustCrypto.aead(AeadAlgorithm::ChaCha20Poly1305, &key).unwrap();
         let mut buf = pt.to_vec();
         aead.seal_in_place(&nonce, &aad, &mut buf).unwrap();
         assert_eq!(&buf[..pt.len()], &expected_ct[..]);
@@ -422,11 +373,7 @@ mod tests {
 
     #[test]
     fn aead_open_rejects_tampering_and_short_input() {
-        for alg in [
-            AeadAlgorithm::ChaCha20Poly1305,
-            AeadAlgorithm::Aes128Ccm8,
-            AeadAlgorithm::Aes128Gcm,
-        ] {
+        for alg in [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Ccm8, AeadAlgorithm::Aes128Gcm] {
             let aead = RustCrypto.aead(alg, &vec![7u8; alg.key_len()]).unwrap();
             let nonce = [1u8; 12];
             let mut sealed = b"payload".to_vec();
@@ -435,28 +382,13 @@ mod tests {
             for i in 0..sealed.len() {
                 let mut t = sealed.clone();
                 t[i] ^= 0x80;
-                assert!(
-                    aead.open_in_place(&nonce, b"aad", &mut t).is_err(),
-                    "{alg:?} byte {i}"
-                );
+                assert!(aead.open_in_place(&nonce, b"aad", &mut t).is_err(), "{alg:?} byte {i}");
             }
-            assert!(
-                aead.open_in_place(&nonce, b"aaD", &mut sealed.clone())
-                    .is_err()
-            );
-            assert!(
-                aead.open_in_place(&[2u8; 12], b"aad", &mut sealed.clone())
-                    .is_err()
-            );
-            assert!(
-                aead.open_in_place(&nonce, b"aad", &mut sealed[..alg.tag_len() - 1].to_vec())
-                    .is_err()
-            );
+            assert!(aead.open_in_place(&nonce, b"aaD", &mut sealed.clone()).is_err());
+            assert!(aead.open_in_place(&[2u8; 12], b"aad", &mut sealed.clone()).is_err());
+            assert!(aead.open_in_place(&nonce, b"aad", &mut sealed[..alg.tag_len() - 1].to_vec()).is_err());
             let mut tag = vec![0u8; alg.tag_len() + 1];
-            assert!(
-                aead.seal_in_place_detached(&nonce, b"", &mut [0u8; 4], &mut tag)
-                    .is_err()
-            );
+            assert!(aead.seal_in_place_detached(&nonce, b"", &mut [0u8; 4], &mut tag).is_err());
         }
     }
 
@@ -464,10 +396,8 @@ mod tests {
     fn ecdh_keeps_leading_zero_of_z() {
         // Found with Python `cryptography` 48.0: scalar 0x01 * 32 against the public key of
         // scalar 309 gives a Z whose first byte is zero (RFC 8422 §5.10: must not be stripped).
-        let peer = hex(
-            "04d0ef0d9c1e333378211d09c0ee630d51fb1f8df53814ca869c527611615bc4fb
-               19cd34e76bd171143fc683dfd3e8031ef6cb25cca059520882bf993792499463",
-        );
+        let peer = hex("04d0ef0d9c1e333378211d09c0ee630d51fb1f8df53814ca869c527611615bc4fb
+               19cd34e76bd171143fc683dfd3e8031ef6cb25cca059520882bf993792499463");
         let expected = hex("0094f4783ee8d261b5105ac71f605438100e8d84e9249f25f1a7038e438ec068");
         let kp = RustCrypto.ecdh_p256(&mut FixedRng(vec![1; 32])).unwrap();
         let z = kp.complete(&peer).unwrap();
@@ -492,19 +422,15 @@ mod tests {
     fn ecdh_known_answer_nist_cavs() {
         // NIST CAVS ECC CDH primitive test vector, P-256, COUNT = 0.
         let d = hex("7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534");
-        let peer = hex(
-            "04 700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287
-                db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac",
-        );
+        let peer = hex("04 700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287
+                db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac");
         let expected = hex("46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b");
         let mut rng = FixedRng(d);
         let kp = RustCrypto.ecdh_p256(&mut rng).unwrap();
         assert_eq!(
             kp.public_key(),
-            &hex(
-                "04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230
-                    28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141"
-            )[..]
+            &hex("04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230
+                    28af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141")[..]
         );
         assert_eq!(kp.complete(&peer).unwrap().to_vec(), expected);
     }
@@ -517,15 +443,8 @@ mod tests {
         bytes.extend([0x11; 32]);
         let kp = RustCrypto.ecdh_p256(&mut FixedRng(bytes)).unwrap();
         let expected = p256::SecretKey::from_bytes(&p256::FieldBytes::from([0x11; 32])).unwrap();
-        assert_eq!(
-            kp.public_key(),
-            expected.public_key().to_sec1_point(false).as_bytes()
-        );
-        assert!(
-            RustCrypto
-                .ecdh_p256(&mut FixedRng(vec![0xff; 32 * SCALAR_ATTEMPTS]))
-                .is_err()
-        );
+        assert_eq!(kp.public_key(), expected.public_key().to_sec1_point(false).as_bytes());
+        assert!(RustCrypto.ecdh_p256(&mut FixedRng(vec![0xff; 32 * SCALAR_ATTEMPTS])).is_err());
     }
 
     #[test]
@@ -535,20 +454,14 @@ mod tests {
         let good = other.public_key().to_vec();
         let fresh = |rng: &mut SeededRng| RustCrypto.ecdh_p256(rng).unwrap();
         // Compressed form of a valid point.
-        let compressed = p256::PublicKey::from_sec1_bytes(&good)
-            .unwrap()
-            .to_sec1_point(true);
+        let compressed = p256::PublicKey::from_sec1_bytes(&good).unwrap().to_sec1_point(true);
         assert!(fresh(&mut rng).complete(compressed.as_bytes()).is_err());
         // Wrong prefix, truncated, extended, off-curve, identity, empty.
         let mut wrong_prefix = good.clone();
         wrong_prefix[0] = 0x06;
         assert!(fresh(&mut rng).complete(&wrong_prefix).is_err());
         assert!(fresh(&mut rng).complete(&good[..64]).is_err());
-        assert!(
-            fresh(&mut rng)
-                .complete(&[&good[..], &[0]].concat())
-                .is_err()
-        );
+        assert!(fresh(&mut rng).complete(&[&good[..], &[0]].concat()).is_err());
         let mut off_curve = good.clone();
         off_curve[64] ^= 1;
         assert!(fresh(&mut rng).complete(&off_curve).is_err());
@@ -566,49 +479,19 @@ mod tests {
         let sig = key.sign(b"server key exchange params").unwrap();
         assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         assert!(sig.len() <= 72);
-        assert_eq!(
-            key.sign(b"server key exchange params").unwrap(),
-            sig,
-            "RFC 6979 is deterministic"
-        );
+        assert_eq!(key.sign(b"server key exchange params").unwrap(), sig, "RFC 6979 is deterministic");
         let point = key.public_point();
-        RustCrypto
-            .ecdsa_p256_verify(&point, b"server key exchange params", &sig)
-            .unwrap();
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(&point, b"server key exchange paramz", &sig)
-                .is_err()
-        );
+        RustCrypto.ecdsa_p256_verify(&point, b"server key exchange params", &sig).unwrap();
+        assert!(RustCrypto.ecdsa_p256_verify(&point, b"server key exchange paramz", &sig).is_err());
         let mut bad = sig.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(&point, b"server key exchange params", &bad)
-                .is_err()
-        );
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(&point, b"server key exchange params", &[])
-                .is_err()
-        );
-        let other = EcdsaP256SigningKey::from_bytes(&[0x43; 32])
-            .unwrap()
-            .public_point();
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(&other, b"server key exchange params", &sig)
-                .is_err()
-        );
-        let compressed = p256::PublicKey::from_sec1_bytes(&point)
-            .unwrap()
-            .to_sec1_point(true);
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(compressed.as_bytes(), b"server key exchange params", &sig)
-                .is_err()
-        );
+        assert!(RustCrypto.ecdsa_p256_verify(&point, b"server key exchange params", &bad).is_err());
+        assert!(RustCrypto.ecdsa_p256_verify(&point, b"server key exchange params", &[]).is_err());
+        let other = EcdsaP256SigningKey::from_bytes(&[0x43; 32]).unwrap().public_point();
+        assert!(RustCrypto.ecdsa_p256_verify(&other, b"server key exchange params", &sig).is_err());
+        let compressed = p256::PublicKey::from_sec1_bytes(&point).unwrap().to_sec1_point(true);
+        assert!(RustCrypto.ecdsa_p256_verify(compressed.as_bytes(), b"server key exchange params", &sig).is_err());
     }
 
     #[test]
@@ -619,14 +502,8 @@ mod tests {
         //   openssl ec -in k.pem -pubout -conv_form uncompressed -outform DER | tail -c 65 | xxd -p
         let point = hex(OPENSSL_POINT);
         let sig = hex(OPENSSL_SIG);
-        RustCrypto
-            .ecdsa_p256_verify(&point, b"coaps test message", &sig)
-            .unwrap();
-        assert!(
-            RustCrypto
-                .ecdsa_p256_verify(&point, b"coaps test messagE", &sig)
-                .is_err()
-        );
+        RustCrypto.ecdsa_p256_verify(&point, b"coaps test message", &sig).unwrap();
+        assert!(RustCrypto.ecdsa_p256_verify(&point, b"coaps test messagE", &sig).is_err());
     }
 
     const OPENSSL_POINT: &str = "046db5fca8c27bc7a3abbe6b1bfbc778b095f4ea7b6714798c55b1001aeac61afeaa5ceac6e35b5953b138555a9797e5c4bab2d24169d0e7b66945a6080cf851a3";
@@ -645,11 +522,7 @@ mod tests {
         let c = EcdsaP256SigningKey::from_pkcs8_der(&pkcs8).unwrap();
         assert_eq!(a.public_point(), b.public_point());
         assert_eq!(a.public_point(), c.public_point());
-        assert_eq!(
-            a.public_key_spki(),
-            hex(SPKI_DER),
-            "SPKI must match openssl's -pubout DER"
-        );
+        assert_eq!(a.public_key_spki(), hex(SPKI_DER), "SPKI must match openssl's -pubout DER");
         assert!(EcdsaP256SigningKey::from_pkcs8_der(&sec1).is_err());
         assert!(EcdsaP256SigningKey::from_sec1_der(&pkcs8[..pkcs8.len() - 1]).is_err());
         assert!(EcdsaP256SigningKey::from_bytes(&[0; 32]).is_err());

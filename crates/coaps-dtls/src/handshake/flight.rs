@@ -66,13 +66,7 @@ pub struct RetransmitTimer {
 impl RetransmitTimer {
     /// A disarmed timer at `config.initial`.
     pub fn new(config: RetransmitConfig) -> Self {
-        Self {
-            config,
-            current: config.initial,
-            deadline: None,
-            retransmissions: 0,
-            started: None,
-        }
+        Self { config, current: config.initial, deadline: None, retransmissions: 0, started: None }
     }
 
     /// A new flight was sent: deadline = now + the current interval, and the retransmission
@@ -153,25 +147,10 @@ pub const MAX_HANDSHAKE_BODY: usize = 0xFF_FFFF;
 /// # Panics
 /// If `body` is longer than [`MAX_HANDSHAKE_BODY`]: such a message cannot be encoded, so
 /// producing one is a bug in the caller.
-pub fn fragment(
-    msg_type: HandshakeType,
-    message_seq: u16,
-    body: &[u8],
-    max_fragment_len: usize,
-) -> Fragments<'_> {
-    assert!(
-        body.len() <= MAX_HANDSHAKE_BODY,
-        "handshake body longer than 2^24-1"
-    );
+pub fn fragment(msg_type: HandshakeType, message_seq: u16, body: &[u8], max_fragment_len: usize) -> Fragments<'_> {
+    assert!(body.len() <= MAX_HANDSHAKE_BODY, "handshake body longer than 2^24-1");
     let per = max_fragment_len.saturating_sub(HandshakeHeader::LEN).max(1);
-    Fragments {
-        msg_type,
-        message_seq,
-        body,
-        per,
-        offset: 0,
-        done: false,
-    }
+    Fragments { msg_type, message_seq, body, per, offset: 0, done: false }
 }
 
 /// The iterator returned by [`fragment`].
@@ -208,11 +187,7 @@ impl<'a> Iterator for Fragments<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = if self.done {
-            0
-        } else {
-            (self.body.len() - self.offset).div_ceil(self.per).max(1)
-        };
+        let n = if self.done { 0 } else { (self.body.len() - self.offset).div_ceil(self.per).max(1) };
         (n, Some(n))
     }
 }
@@ -232,11 +207,7 @@ mod tests {
     }
 
     fn cfg(max_retransmissions: u32, handshake_timeout: Duration) -> RetransmitConfig {
-        RetransmitConfig {
-            max_retransmissions,
-            handshake_timeout,
-            ..RetransmitConfig::default()
-        }
+        RetransmitConfig { max_retransmissions, handshake_timeout, ..RetransmitConfig::default() }
     }
 
     #[test]
@@ -346,20 +317,14 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RetransmitTimer::new(RetransmitConfig::default());
         assert_eq!(t.on_timeout(t0), Ok(()));
-        assert_eq!(
-            (t.deadline(), t.retransmissions(), t.current()),
-            (None, 0, s(1))
-        );
+        assert_eq!((t.deadline(), t.retransmissions(), t.current()), (None, 0, s(1)));
     }
 
     fn check_fragments(body: &[u8], max: usize) {
         let frags: Vec<_> = fragment(HandshakeType::Certificate, 5, body, max).collect();
         let per = max.saturating_sub(12).max(1);
         assert_eq!(frags.len(), body.len().div_ceil(per).max(1));
-        assert_eq!(
-            fragment(HandshakeType::Certificate, 5, body, max).len(),
-            frags.len()
-        );
+        assert_eq!(fragment(HandshakeType::Certificate, 5, body, max).len(), frags.len());
         let mut expect_offset = 0;
         for (h, piece) in &frags {
             assert_eq!(h.msg_type, HandshakeType::Certificate);
@@ -385,14 +350,7 @@ mod tests {
         }
         let f: Vec<_> = fragment(HandshakeType::ServerHelloDone, 3, &[], 100).collect();
         assert_eq!(f.len(), 1);
-        assert_eq!(
-            (
-                f[0].0.length,
-                f[0].0.fragment_offset,
-                f[0].0.fragment_length
-            ),
-            (0, 0, 0)
-        );
+        assert_eq!((f[0].0.length, f[0].0.fragment_offset, f[0].0.fragment_length), (0, 0, 0));
     }
 
     #[test]
@@ -413,10 +371,7 @@ mod tests {
             assert_eq!(re.insert(&h, f), Ok(Insert::Buffered));
         }
         let m = re.pop().unwrap();
-        assert_eq!(
-            (m.msg_type, m.message_seq, m.body),
-            (HandshakeType::ClientKeyExchange, 2, body)
-        );
+        assert_eq!((m.msg_type, m.message_seq, m.body), (HandshakeType::ClientKeyExchange, 2, body));
     }
 
     #[test]

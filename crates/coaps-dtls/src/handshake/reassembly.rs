@@ -131,12 +131,7 @@ impl Reassembler {
     /// A reassembler expecting message_seq 0, holding at most `max_buffered_bytes` of message
     /// bodies (the per-byte arrival bitmap adds at most one eighth on top).
     pub fn new(max_buffered_bytes: usize) -> Self {
-        Self {
-            next_seq: 0,
-            max_buffered: max_buffered_bytes,
-            buffered: 0,
-            pending: Vec::new(),
-        }
+        Self { next_seq: 0, max_buffered: max_buffered_bytes, buffered: 0, pending: Vec::new() }
     }
 
     /// The message_seq of the next message to deliver.
@@ -166,11 +161,7 @@ impl Reassembler {
 
     /// Offers one fragment (RFC 6347 §4.2.3). Duplicate and overlapping bytes are accepted;
     /// where they overlap, the bytes that arrived first are kept.
-    pub fn insert(
-        &mut self,
-        header: &HandshakeHeader,
-        fragment: &[u8],
-    ) -> Result<Insert, ReassemblyError> {
+    pub fn insert(&mut self, header: &HandshakeHeader, fragment: &[u8]) -> Result<Insert, ReassemblyError> {
         let seq = header.message_seq;
         if seq < self.next_seq {
             return Ok(Insert::Old);
@@ -181,9 +172,7 @@ impl Reassembler {
         let length = header.length as usize;
         let offset = header.fragment_offset as usize;
         if fragment.len() != header.fragment_length as usize
-            || offset
-                .checked_add(fragment.len())
-                .is_none_or(|end| end > length)
+            || offset.checked_add(fragment.len()).is_none_or(|end| end > length)
         {
             return Err(ReassemblyError::Inconsistent);
         }
@@ -218,20 +207,13 @@ impl Reassembler {
 
     /// The next complete message in order, if any, advancing `next_seq`.
     pub fn pop(&mut self) -> Option<HandshakeMessage> {
-        let i = self
-            .pending
-            .iter()
-            .position(|p| p.message_seq == self.next_seq && p.is_complete())?;
+        let i = self.pending.iter().position(|p| p.message_seq == self.next_seq && p.is_complete())?;
         let p = self.pending.swap_remove(i);
         self.buffered -= p.body.len();
         // message_seq is not reused within a handshake (RFC 6347 §4.2.2) and handshakes are a
         // few messages long, so wrapping is unreachable in practice.
         self.next_seq = self.next_seq.wrapping_add(1);
-        Some(HandshakeMessage {
-            msg_type: p.msg_type,
-            message_seq: p.message_seq,
-            body: p.body,
-        })
+        Some(HandshakeMessage { msg_type: p.msg_type, message_seq: p.message_seq, body: p.body })
     }
 }
 
@@ -241,13 +223,7 @@ mod tests {
     use crate::codec::Reader;
     use crate::crypto::{Rng, SeededRng};
 
-    fn hdr(
-        msg_type: HandshakeType,
-        seq: u16,
-        length: usize,
-        offset: usize,
-        frag_len: usize,
-    ) -> HandshakeHeader {
+    fn hdr(msg_type: HandshakeType, seq: u16, length: usize, offset: usize, frag_len: usize) -> HandshakeHeader {
         HandshakeHeader {
             msg_type,
             length: length as u32,
@@ -258,23 +234,12 @@ mod tests {
     }
 
     /// Inserts `body[from..to]` as a fragment of message `seq`.
-    fn put(
-        r: &mut Reassembler,
-        seq: u16,
-        body: &[u8],
-        from: usize,
-        to: usize,
-    ) -> Result<Insert, ReassemblyError> {
-        r.insert(
-            &hdr(HandshakeType::Certificate, seq, body.len(), from, to - from),
-            &body[from..to],
-        )
+    fn put(r: &mut Reassembler, seq: u16, body: &[u8], from: usize, to: usize) -> Result<Insert, ReassemblyError> {
+        r.insert(&hdr(HandshakeType::Certificate, seq, body.len(), from, to - from), &body[from..to])
     }
 
     fn body(n: usize, salt: u8) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt))
-            .collect()
+        (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect()
     }
 
     #[test]
@@ -347,10 +312,7 @@ mod tests {
     fn one_byte_fragments() {
         let mut r = Reassembler::default();
         let a = body(33, 7);
-        for i in (0..33)
-            .filter(|i| i % 2 == 1)
-            .chain((0..33).filter(|i| i % 2 == 0))
-        {
+        for i in (0..33).filter(|i| i % 2 == 1).chain((0..33).filter(|i| i % 2 == 0)) {
             assert_eq!(r.pop(), None);
             put(&mut r, 0, &a, i, i + 1).unwrap();
         }
@@ -392,19 +354,10 @@ mod tests {
         let mut r = Reassembler::default();
         let a = body(5, 10);
         assert_eq!(put(&mut r, MAX_SEQ_AHEAD, &a, 0, 5), Ok(Insert::Buffered));
-        assert_eq!(
-            put(&mut r, MAX_SEQ_AHEAD + 1, &a, 0, 5),
-            Err(ReassemblyError::TooFarAhead)
-        );
-        assert_eq!(
-            put(&mut r, u16::MAX, &a, 0, 5),
-            Err(ReassemblyError::TooFarAhead)
-        );
+        assert_eq!(put(&mut r, MAX_SEQ_AHEAD + 1, &a, 0, 5), Err(ReassemblyError::TooFarAhead));
+        assert_eq!(put(&mut r, u16::MAX, &a, 0, 5), Err(ReassemblyError::TooFarAhead));
         r.set_next_seq(1);
-        assert_eq!(
-            put(&mut r, MAX_SEQ_AHEAD + 1, &a, 0, 5),
-            Ok(Insert::Buffered)
-        );
+        assert_eq!(put(&mut r, MAX_SEQ_AHEAD + 1, &a, 0, 5), Ok(Insert::Buffered));
     }
 
     #[test]
@@ -419,10 +372,7 @@ mod tests {
         let b = body(41, 12);
         put(&mut r, 0, &a, 0, 1).unwrap();
         assert_eq!(r.buffered_bytes(), 60);
-        assert_eq!(
-            put(&mut r, 1, &b, 0, 1),
-            Err(ReassemblyError::LimitExceeded)
-        );
+        assert_eq!(put(&mut r, 1, &b, 0, 1), Err(ReassemblyError::LimitExceeded));
         let c = body(40, 13);
         put(&mut r, 1, &c, 0, 40).unwrap();
         assert_eq!(r.buffered_bytes(), 100);
@@ -440,10 +390,7 @@ mod tests {
         let a = body(20, 15);
         put(&mut r, 0, &a, 0, 5).unwrap();
         let longer = body(21, 15);
-        assert_eq!(
-            put(&mut r, 0, &longer, 5, 10),
-            Err(ReassemblyError::Inconsistent)
-        );
+        assert_eq!(put(&mut r, 0, &longer, 5, 10), Err(ReassemblyError::Inconsistent));
         let h = hdr(HandshakeType::ServerHello, 0, 20, 5, 5);
         assert_eq!(r.insert(&h, &a[5..10]), Err(ReassemblyError::Inconsistent));
         // A header that disagrees with its own fragment.
@@ -460,11 +407,7 @@ mod tests {
 
     #[test]
     fn transcript_bytes_is_unfragmented_header_plus_body() {
-        let m = HandshakeMessage {
-            msg_type: HandshakeType::Finished,
-            message_seq: 0x0102,
-            body: vec![0xAA; 12],
-        };
+        let m = HandshakeMessage { msg_type: HandshakeType::Finished, message_seq: 0x0102, body: vec![0xAA; 12] };
         let mut out = vec![0xEE];
         m.transcript_bytes(&mut out);
         assert_eq!(&out[..13], &[0xEE, 20, 0, 0, 12, 1, 2, 0, 0, 0, 0, 0, 12]);
@@ -472,10 +415,7 @@ mod tests {
         // It parses back as one complete fragment.
         let mut rd = Reader::new(&out[1..]);
         let (h, f) = HandshakeHeader::read_fragment(&mut rd).unwrap();
-        assert_eq!(
-            (h.length, h.fragment_offset, h.fragment_length, f.len()),
-            (12, 0, 12, 12)
-        );
+        assert_eq!((h.length, h.fragment_offset, h.fragment_length, f.len()), (12, 0, 12, 12));
     }
 
     fn rand_below(rng: &mut SeededRng, n: usize) -> usize {
@@ -508,11 +448,7 @@ mod tests {
                     let end = (at + len).min(m.len());
                     frags.push((seq, at, end));
                     // Random overlap: sometimes step back before the end.
-                    let back = if rand_below(&mut rng, 3) == 0 {
-                        rand_below(&mut rng, end - at + 1)
-                    } else {
-                        0
-                    };
+                    let back = if rand_below(&mut rng, 3) == 0 { rand_below(&mut rng, end - at + 1) } else { 0 };
                     if end == m.len() {
                         break;
                     }
@@ -536,11 +472,7 @@ mod tests {
                 let m = &msgs[(seq - start_seq) as usize];
                 let res = put(&mut r, seq, m, a, b).unwrap();
                 // A fragment of an already delivered message is Old.
-                assert_eq!(
-                    res == Insert::Old,
-                    got.len() > (seq - start_seq) as usize,
-                    "round {round}"
-                );
+                assert_eq!(res == Insert::Old, got.len() > (seq - start_seq) as usize, "round {round}");
                 while let Some(d) = r.pop() {
                     got.push(d);
                 }

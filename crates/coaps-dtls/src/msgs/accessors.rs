@@ -14,19 +14,14 @@ impl ClientHello {
     /// The host_name(0) entry of server_name (RFC 6066 §3), if present.
     pub fn server_name(&self) -> Option<&[u8]> {
         match self.find_extension(ExtensionType::ServerName)? {
-            ClientExtension::ServerName(names) => names
-                .iter()
-                .find(|n| n.name_type == 0)
-                .map(|n| n.name.as_slice()),
+            ClientExtension::ServerName(names) => names.iter().find(|n| n.name_type == 0).map(|n| n.name.as_slice()),
             _ => None,
         }
     }
 
     /// Whether extended_master_secret (RFC 7627 §5.1) is offered.
     pub fn has_extended_master_secret(&self) -> bool {
-        self.extensions
-            .iter()
-            .any(|e| matches!(e, ClientExtension::ExtendedMasterSecret))
+        self.extensions.iter().any(|e| matches!(e, ClientExtension::ExtendedMasterSecret))
     }
 
     /// supported_groups (RFC 8422 §5.1.1), if present.
@@ -65,8 +60,7 @@ impl ClientHello {
     /// Whether cipher_suites carries TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3), which
     /// counts as an empty renegotiation_info.
     pub fn has_renegotiation_scsv(&self) -> bool {
-        self.cipher_suites
-            .contains(&CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV)
+        self.cipher_suites.contains(&CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV)
     }
 
     /// The session_ticket extension data (RFC 5077 §3.2; empty asks for a new ticket), if
@@ -103,9 +97,7 @@ impl ServerHello {
 
     /// Whether extended_master_secret (RFC 7627 §5.1) was accepted.
     pub fn has_extended_master_secret(&self) -> bool {
-        self.extensions
-            .iter()
-            .any(|e| matches!(e, ServerExtension::ExtendedMasterSecret))
+        self.extensions.iter().any(|e| matches!(e, ServerExtension::ExtendedMasterSecret))
     }
 
     /// renegotiated_connection from renegotiation_info (RFC 5746 §3.2), if present.
@@ -126,16 +118,12 @@ impl ServerHello {
 
     /// Whether the server acknowledged server_name (RFC 6066 §3).
     pub fn has_server_name_ack(&self) -> bool {
-        self.extensions
-            .iter()
-            .any(|e| matches!(e, ServerExtension::ServerName))
+        self.extensions.iter().any(|e| matches!(e, ServerExtension::ServerName))
     }
 
     /// Whether the server will send a NewSessionTicket (RFC 5077 §3.2).
     pub fn has_session_ticket_ack(&self) -> bool {
-        self.extensions
-            .iter()
-            .any(|e| matches!(e, ServerExtension::SessionTicket))
+        self.extensions.iter().any(|e| matches!(e, ServerExtension::SessionTicket))
     }
 
     /// The selected server certificate type (RFC 7250 §3), if the extension is present.

@@ -30,9 +30,7 @@ fn put_vec_u24(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A list of one-byte code points behind a one-byte length.
 fn put_list_u8<T: Copy + Into<u8>>(out: &mut Vec<u8>, items: &[T]) {
     debug_assert!(items.len() <= 0xff, "list<..2^8-1> too long");
-    put_len_prefixed(out, LenPrefix::U8, |o| {
-        o.extend(items.iter().map(|&t| t.into()))
-    });
+    put_len_prefixed(out, LenPrefix::U8, |o| o.extend(items.iter().map(|&t| t.into())));
 }
 /// A list of two-byte code points behind a two-byte length.
 fn put_list_u16<T: Copy + Into<u16>>(out: &mut Vec<u8>, items: &[T]) {
@@ -45,11 +43,7 @@ fn put_list_u16<T: Copy + Into<u16>>(out: &mut Vec<u8>, items: &[T]) {
 }
 
 /// Reads `T list<min..2^8-1>` of one-byte code points; fewer than `min` entries is illegal.
-fn read_list_u8<T: From<u8>>(
-    r: &mut Reader<'_>,
-    min: usize,
-    what: &'static str,
-) -> Result<Vec<T>, InvalidMessage> {
+fn read_list_u8<T: From<u8>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
     let body = r.vec_u8(what)?;
     if body.len() < min {
         return Err(InvalidMessage::IllegalValue(what));
@@ -59,26 +53,16 @@ fn read_list_u8<T: From<u8>>(
 
 /// Reads `T list<2*min..2^16-2>` of two-byte code points: the byte length must be even and
 /// cover at least `min` entries.
-fn read_list_u16<T: From<u16>>(
-    r: &mut Reader<'_>,
-    min: usize,
-    what: &'static str,
-) -> Result<Vec<T>, InvalidMessage> {
+fn read_list_u16<T: From<u16>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
     let body = r.vec_u16(what)?;
     if body.len() % 2 != 0 || body.len() < 2 * min {
         return Err(InvalidMessage::IllegalValue(what));
     }
-    Ok(body
-        .chunks_exact(2)
-        .map(|c| T::from(u16::from_be_bytes([c[0], c[1]])))
-        .collect())
+    Ok(body.chunks_exact(2).map(|c| T::from(u16::from_be_bytes([c[0], c[1]]))).collect())
 }
 
 /// Reads a non-empty `opaque x<1..2^8-1>`.
-fn read_nonempty_u8<'a>(
-    r: &mut Reader<'a>,
-    what: &'static str,
-) -> Result<&'a [u8], InvalidMessage> {
+fn read_nonempty_u8<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], InvalidMessage> {
     let v = r.vec_u8(what)?;
     if v.is_empty() {
         return Err(InvalidMessage::IllegalValue(what));
@@ -111,11 +95,7 @@ fn parse_ext_data<'a, T>(
 /// Extensions with an empty `extension_data` (extended_master_secret, RFC 7627 §5.1; the
 /// server_name and session_ticket acknowledgements, RFC 6066 §3 and RFC 5077 §3.2).
 fn expect_empty_data(data: &[u8], what: &'static str) -> Result<(), InvalidMessage> {
-    if data.is_empty() {
-        Ok(())
-    } else {
-        Err(InvalidMessage::IllegalValue(what))
-    }
+    if data.is_empty() { Ok(()) } else { Err(InvalidMessage::IllegalValue(what)) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,9 +119,7 @@ impl<'a> Codec<'a> for SessionId {
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let id = r.vec_u8("SessionID")?;
         if id.len() > 32 {
-            return Err(InvalidMessage::IllegalValue(
-                "SessionID longer than 32 bytes",
-            ));
+            return Err(InvalidMessage::IllegalValue("SessionID longer than 32 bytes"));
         }
         Ok(Self(id.to_vec()))
     }
@@ -161,10 +139,7 @@ impl<'a> Codec<'a> for ServerName {
         if name_type == 0 && name.is_empty() {
             return Err(InvalidMessage::IllegalValue("empty HostName"));
         }
-        Ok(Self {
-            name_type,
-            name: name.to_vec(),
-        })
+        Ok(Self { name_type, name: name.to_vec() })
     }
 }
 
@@ -227,65 +202,34 @@ impl ClientExtension {
             })?,
             // RFC 8422 §5.1.1: NamedCurve named_curve_list<2..2^16-1>.
             ExtensionType::SupportedGroups => parse_ext_data(data, "supported_groups", |r| {
-                Ok(Self::SupportedGroups(read_list_u16(
-                    r,
-                    1,
-                    "supported_groups",
-                )?))
+                Ok(Self::SupportedGroups(read_list_u16(r, 1, "supported_groups")?))
             })?,
             // RFC 8422 §5.1.2: ECPointFormat ec_point_format_list<1..2^8-1>.
             ExtensionType::EcPointFormats => parse_ext_data(data, "ec_point_formats", |r| {
-                Ok(Self::EcPointFormats(read_list_u8(
-                    r,
-                    1,
-                    "ec_point_formats",
-                )?))
+                Ok(Self::EcPointFormats(read_list_u8(r, 1, "ec_point_formats")?))
             })?,
             // RFC 5246 §7.4.1.4.1: supported_signature_algorithms<2..2^16-2>.
-            ExtensionType::SignatureAlgorithms => {
-                parse_ext_data(data, "signature_algorithms", |r| {
-                    Ok(Self::SignatureAlgorithms(read_list_u16(
-                        r,
-                        1,
-                        "signature_algorithms",
-                    )?))
-                })?
-            }
+            ExtensionType::SignatureAlgorithms => parse_ext_data(data, "signature_algorithms", |r| {
+                Ok(Self::SignatureAlgorithms(read_list_u16(r, 1, "signature_algorithms")?))
+            })?,
             ExtensionType::ExtendedMasterSecret => {
                 expect_empty_data(data, "extended_master_secret data")?;
                 Self::ExtendedMasterSecret
             }
             // RFC 5746 §3.2: opaque renegotiated_connection<0..255>.
             ExtensionType::RenegotiationInfo => parse_ext_data(data, "renegotiation_info", |r| {
-                Ok(Self::RenegotiationInfo(
-                    r.vec_u8("renegotiated_connection")?.to_vec(),
-                ))
+                Ok(Self::RenegotiationInfo(r.vec_u8("renegotiated_connection")?.to_vec()))
             })?,
             // RFC 5077 §3.2: the data is the ticket itself (possibly empty).
             ExtensionType::SessionTicket => Self::SessionTicket(data.to_vec()),
             // RFC 7250 §3: CertificateType client/server_certificate_types<1..2^8-1>.
-            ExtensionType::ClientCertificateType => {
-                parse_ext_data(data, "client_certificate_type", |r| {
-                    Ok(Self::ClientCertificateType(read_list_u8(
-                        r,
-                        1,
-                        "client_certificate_types",
-                    )?))
-                })?
-            }
-            ExtensionType::ServerCertificateType => {
-                parse_ext_data(data, "server_certificate_type", |r| {
-                    Ok(Self::ServerCertificateType(read_list_u8(
-                        r,
-                        1,
-                        "server_certificate_types",
-                    )?))
-                })?
-            }
-            typ => Self::Unknown {
-                typ,
-                data: data.to_vec(),
-            },
+            ExtensionType::ClientCertificateType => parse_ext_data(data, "client_certificate_type", |r| {
+                Ok(Self::ClientCertificateType(read_list_u8(r, 1, "client_certificate_types")?))
+            })?,
+            ExtensionType::ServerCertificateType => parse_ext_data(data, "server_certificate_type", |r| {
+                Ok(Self::ServerCertificateType(read_list_u8(r, 1, "server_certificate_types")?))
+            })?,
+            typ => Self::Unknown { typ, data: data.to_vec() },
         })
     }
 }
@@ -321,10 +265,7 @@ impl<'a> Codec<'a> for Vec<ClientExtension> {
         while !br.is_empty() {
             exts.push(ClientExtension::read(&mut br)?);
         }
-        check_unique(
-            exts.iter().map(|e| e.ext_type().into()).collect(),
-            "duplicate extension in ClientHello",
-        )?;
+        check_unique(exts.iter().map(|e| e.ext_type().into()).collect(), "duplicate extension in ClientHello")?;
         Ok(exts)
     }
 }
@@ -362,20 +303,14 @@ impl ServerExtension {
                 Self::ServerName
             }
             ExtensionType::EcPointFormats => parse_ext_data(data, "ec_point_formats", |r| {
-                Ok(Self::EcPointFormats(read_list_u8(
-                    r,
-                    1,
-                    "ec_point_formats",
-                )?))
+                Ok(Self::EcPointFormats(read_list_u8(r, 1, "ec_point_formats")?))
             })?,
             ExtensionType::ExtendedMasterSecret => {
                 expect_empty_data(data, "extended_master_secret data")?;
                 Self::ExtendedMasterSecret
             }
             ExtensionType::RenegotiationInfo => parse_ext_data(data, "renegotiation_info", |r| {
-                Ok(Self::RenegotiationInfo(
-                    r.vec_u8("renegotiated_connection")?.to_vec(),
-                ))
+                Ok(Self::RenegotiationInfo(r.vec_u8("renegotiated_connection")?.to_vec()))
             })?,
             // RFC 5077 §3.2: the server's SessionTicket extension is empty.
             ExtensionType::SessionTicket => {
@@ -383,20 +318,13 @@ impl ServerExtension {
                 Self::SessionTicket
             }
             // RFC 7250 §3: in ServerHello, a single CertificateType.
-            ExtensionType::ClientCertificateType => {
-                parse_ext_data(data, "client_certificate_type", |r| {
-                    Ok(Self::ClientCertificateType(CertificateType::read(r)?))
-                })?
-            }
-            ExtensionType::ServerCertificateType => {
-                parse_ext_data(data, "server_certificate_type", |r| {
-                    Ok(Self::ServerCertificateType(CertificateType::read(r)?))
-                })?
-            }
-            typ => Self::Unknown {
-                typ,
-                data: data.to_vec(),
-            },
+            ExtensionType::ClientCertificateType => parse_ext_data(data, "client_certificate_type", |r| {
+                Ok(Self::ClientCertificateType(CertificateType::read(r)?))
+            })?,
+            ExtensionType::ServerCertificateType => parse_ext_data(data, "server_certificate_type", |r| {
+                Ok(Self::ServerCertificateType(CertificateType::read(r)?))
+            })?,
+            typ => Self::Unknown { typ, data: data.to_vec() },
         })
     }
 }
@@ -431,10 +359,7 @@ impl<'a> Codec<'a> for Vec<ServerExtension> {
         while !br.is_empty() {
             exts.push(ServerExtension::read(&mut br)?);
         }
-        check_unique(
-            exts.iter().map(|e| e.ext_type().into()).collect(),
-            "duplicate extension in ServerHello",
-        )?;
+        check_unique(exts.iter().map(|e| e.ext_type().into()).collect(), "duplicate extension in ServerHello")?;
         Ok(exts)
     }
 }
@@ -469,20 +394,8 @@ impl<'a> Codec<'a> for ClientHello {
         let cipher_suites = read_list_u16(r, 1, "ClientHello.cipher_suites")?;
         // RFC 5246 §7.4.1.2: CompressionMethod compression_methods<1..2^8-1>.
         let compression_methods = read_list_u8(r, 1, "ClientHello.compression_methods")?;
-        let extensions = if r.is_empty() {
-            Vec::new()
-        } else {
-            Vec::<ClientExtension>::read(r)?
-        };
-        Ok(Self {
-            client_version,
-            random,
-            session_id,
-            cookie,
-            cipher_suites,
-            compression_methods,
-            extensions,
-        })
+        let extensions = if r.is_empty() { Vec::new() } else { Vec::<ClientExtension>::read(r)? };
+        Ok(Self { client_version, random, session_id, cookie, cipher_suites, compression_methods, extensions })
     }
 }
 
@@ -496,10 +409,7 @@ impl<'a> Codec<'a> for HelloVerifyRequest {
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let server_version = ProtocolVersion::read(r)?;
         let cookie = r.vec_u8("HelloVerifyRequest.cookie")?.to_vec();
-        Ok(Self {
-            server_version,
-            cookie,
-        })
+        Ok(Self { server_version, cookie })
     }
 }
 
@@ -522,19 +432,8 @@ impl<'a> Codec<'a> for ServerHello {
         let session_id = SessionId::read(r)?;
         let cipher_suite = CipherSuite::read(r)?;
         let compression_method = Compression::read(r)?;
-        let extensions = if r.is_empty() {
-            Vec::new()
-        } else {
-            Vec::<ServerExtension>::read(r)?
-        };
-        Ok(Self {
-            server_version,
-            random,
-            session_id,
-            cipher_suite,
-            compression_method,
-            extensions,
-        })
+        let extensions = if r.is_empty() { Vec::new() } else { Vec::<ServerExtension>::read(r)? };
+        Ok(Self { server_version, random, session_id, cipher_suite, compression_method, extensions })
     }
 }
 
@@ -552,18 +451,12 @@ impl<'a> Codec<'a> for ServerEcdhParams {
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let curve_type = EcCurveType::read(r)?;
         if curve_type != EcCurveType::NamedCurve {
-            return Err(InvalidMessage::IllegalValue(
-                "ECCurveType other than named_curve",
-            ));
+            return Err(InvalidMessage::IllegalValue("ECCurveType other than named_curve"));
         }
         let named_curve = NamedGroup::read(r)?;
         // ECPoint: opaque point<1..2^8-1>.
         let public = read_nonempty_u8(r, "ServerECDHParams.point")?.to_vec();
-        Ok(Self {
-            curve_type,
-            named_curve,
-            public,
-        })
+        Ok(Self { curve_type, named_curve, public })
     }
 }
 
@@ -596,8 +489,7 @@ impl<'a> Codec<'a> for CertificateRequest {
         // ClientCertificateType certificate_types<1..2^8-1>.
         let certificate_types = read_list_u8(r, 1, "CertificateRequest.certificate_types")?;
         // SignatureAndHashAlgorithm supported_signature_algorithms<2..2^16-2>.
-        let supported_signature_algorithms =
-            read_list_u16(r, 1, "CertificateRequest.supported_signature_algorithms")?;
+        let supported_signature_algorithms = read_list_u16(r, 1, "CertificateRequest.supported_signature_algorithms")?;
         // DistinguishedName certificate_authorities<0..2^16-1>, each opaque<1..2^16-1>.
         let cas = r.vec_u16("CertificateRequest.certificate_authorities")?;
         let mut cr = Reader::new(cas);
@@ -609,11 +501,7 @@ impl<'a> Codec<'a> for CertificateRequest {
             }
             certificate_authorities.push(dn.to_vec());
         }
-        Ok(Self {
-            certificate_types,
-            supported_signature_algorithms,
-            certificate_authorities,
-        })
+        Ok(Self { certificate_types, supported_signature_algorithms, certificate_authorities })
     }
 }
 
@@ -627,10 +515,7 @@ impl<'a> Codec<'a> for NewSessionTicket {
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let lifetime_hint = r.u32("NewSessionTicket.ticket_lifetime_hint")?;
         let ticket = r.vec_u16("NewSessionTicket.ticket")?.to_vec();
-        Ok(Self {
-            lifetime_hint,
-            ticket,
-        })
+        Ok(Self { lifetime_hint, ticket })
     }
 }
 
@@ -659,9 +544,7 @@ impl Certificate {
             CertificateType::RawPublicKey => {
                 let spki = r.vec_u24("ASN.1_subjectPublicKeyInfo")?;
                 if spki.is_empty() {
-                    return Err(InvalidMessage::IllegalValue(
-                        "empty ASN.1_subjectPublicKeyInfo",
-                    ));
+                    return Err(InvalidMessage::IllegalValue("empty ASN.1_subjectPublicKeyInfo"));
                 }
                 Ok(Self::RawPublicKey(spki.to_vec()))
             }
@@ -703,9 +586,7 @@ impl ServerKeyExchange {
     /// ECDHE_ECDSA (RFC 8422 §5.4) ServerECDHParams then `digitally-signed`.
     pub fn read_with(r: &mut Reader<'_>, kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
         Ok(match kx {
-            KeyExchangeAlgorithm::Psk => Self::Psk {
-                hint: r.vec_u16("psk_identity_hint")?.to_vec(),
-            },
+            KeyExchangeAlgorithm::Psk => Self::Psk { hint: r.vec_u16("psk_identity_hint")?.to_vec() },
             KeyExchangeAlgorithm::EcdhePsk => {
                 let hint = r.vec_u16("psk_identity_hint")?.to_vec();
                 let params = ServerEcdhParams::read(r)?;
@@ -756,17 +637,13 @@ impl ClientKeyExchange {
     /// `ecdh_Yc<1..2^8-1>`; ECDHE_ECDSA (RFC 8422 §5.7) `ecdh_Yc<1..2^8-1>`.
     pub fn read_with(r: &mut Reader<'_>, kx: KeyExchangeAlgorithm) -> Result<Self, InvalidMessage> {
         Ok(match kx {
-            KeyExchangeAlgorithm::Psk => Self::Psk {
-                identity: r.vec_u16("psk_identity")?.to_vec(),
-            },
+            KeyExchangeAlgorithm::Psk => Self::Psk { identity: r.vec_u16("psk_identity")?.to_vec() },
             KeyExchangeAlgorithm::EcdhePsk => {
                 let identity = r.vec_u16("psk_identity")?.to_vec();
                 let public = read_nonempty_u8(r, "ecdh_Yc")?.to_vec();
                 Self::EcdhePsk { identity, public }
             }
-            KeyExchangeAlgorithm::EcdheEcdsa => Self::Ecdhe {
-                public: read_nonempty_u8(r, "ecdh_Yc")?.to_vec(),
-            },
+            KeyExchangeAlgorithm::EcdheEcdsa => Self::Ecdhe { public: read_nonempty_u8(r, "ecdh_Yc")?.to_vec() },
         })
     }
 

@@ -31,10 +31,7 @@ impl HandshakeHeader {
             return Err(InvalidMessage::IllegalValue("Handshake fragment beyond length"));
         }
         let body = r.take(fragment_length as usize, "Handshake fragment")?;
-        Ok((
-            Self { msg_type, length, message_seq, fragment_offset, fragment_length },
-            body,
-        ))
+        Ok((Self { msg_type, length, message_seq, fragment_offset, fragment_length }, body))
     }
 
     /// Appends the 12 header bytes.

@@ -44,14 +44,7 @@ impl RecordHeader {
 
     /// Appends the 13 header bytes. Only the low 48 bits of `sequence_number` are written.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        put_header(
-            out,
-            self.content_type,
-            self.version,
-            self.epoch,
-            self.sequence_number,
-            self.length,
-        );
+        put_header(out, self.content_type, self.version, self.epoch, self.sequence_number, self.length);
     }
 
     /// The 64-bit `seq_num` of the MAC and AEAD inputs: epoch(16) || sequence_number(48)
@@ -125,10 +118,7 @@ pub fn encode_plaintext(
 ) {
     let length = u16::try_from(payload.len()).expect("record payload longer than 65535 bytes");
     assert!(seq <= MAX_SEQ, "record sequence number beyond 2^48 - 1");
-    debug_assert!(
-        payload.len() <= MAX_PLAINTEXT_LEN,
-        "record payload longer than 2^14"
-    );
+    debug_assert!(payload.len() <= MAX_PLAINTEXT_LEN, "record payload longer than 2^14");
     out.reserve(RecordHeader::LEN + payload.len());
     put_header(out, content_type, version, epoch, seq, length);
     out.extend_from_slice(payload);
@@ -145,9 +135,7 @@ pub struct RecordProtection {
 
 impl std::fmt::Debug for RecordProtection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordProtection")
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("RecordProtection").field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -164,11 +152,7 @@ impl RecordProtection {
         }
         let mut iv = Zeroizing::new([0u8; 12]);
         iv[..fixed_iv.len()].copy_from_slice(fixed_iv);
-        Ok(Self {
-            alg,
-            aead: provider.aead(alg, key)?,
-            fixed_iv: iv,
-        })
+        Ok(Self { alg, aead: provider.aead(alg, key)?, fixed_iv: iv })
     }
 
     /// The AEAD this state uses.
@@ -192,9 +176,7 @@ impl RecordProtection {
                 }
             }
             // RFC 5288 §3 / RFC 6655 §3: salt(4) || nonce_explicit(8).
-            AeadAlgorithm::Aes128Ccm8 | AeadAlgorithm::Aes128Gcm => {
-                nonce[4..].copy_from_slice(explicit)
-            }
+            AeadAlgorithm::Aes128Ccm8 | AeadAlgorithm::Aes128Gcm => nonce[4..].copy_from_slice(explicit),
         }
         nonce
     }
@@ -235,10 +217,7 @@ impl RecordProtection {
         let aad = additional_data(seq_num, content_type, version, plaintext.len());
         let nonce = self.nonce(seq_num, &explicit[..explicit_len]);
         let (ciphertext, tag) = out[body..].split_at_mut(plaintext.len());
-        if let Err(e) = self
-            .aead
-            .seal_in_place_detached(&nonce, &aad, ciphertext, tag)
-        {
+        if let Err(e) = self.aead.seal_in_place_detached(&nonce, &aad, ciphertext, tag) {
             out.truncate(start);
             return Err(e);
         }
@@ -254,10 +233,7 @@ impl RecordProtection {
     pub fn open(&self, header: &RecordHeader, fragment: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let explicit_len = self.alg.explicit_nonce_len();
         let tag_len = self.alg.tag_len();
-        let plaintext_len = fragment
-            .len()
-            .checked_sub(explicit_len + tag_len)
-            .ok_or(CryptoError)?;
+        let plaintext_len = fragment.len().checked_sub(explicit_len + tag_len).ok_or(CryptoError)?;
         if plaintext_len > MAX_PLAINTEXT_LEN || header.sequence_number > MAX_SEQ {
             return Err(CryptoError);
         }
@@ -267,8 +243,7 @@ impl RecordProtection {
         let aad = additional_data(seq_num, header.content_type, header.version, plaintext_len);
         let nonce = self.nonce(seq_num, explicit);
         let mut plaintext = ciphertext.to_vec();
-        self.aead
-            .open_in_place_detached(&nonce, &aad, &mut plaintext, tag)?;
+        self.aead.open_in_place_detached(&nonce, &aad, &mut plaintext, tag)?;
         Ok(plaintext)
     }
 }
@@ -325,11 +300,7 @@ impl ReplayWindow {
             self.bitmap = 1;
         } else if seq > self.right_edge {
             let shift = seq - self.right_edge;
-            self.bitmap = if shift >= Self::SIZE {
-                0
-            } else {
-                self.bitmap << shift
-            };
+            self.bitmap = if shift >= Self::SIZE { 0 } else { self.bitmap << shift };
             self.bitmap |= 1;
             self.right_edge = seq;
         } else {

@@ -4,20 +4,13 @@ use super::*;
 use crate::crypto::rustcrypto::RustCrypto;
 use crate::crypto::{Rng, SeededRng};
 
-const ALGS: [AeadAlgorithm; 3] = [
-    AeadAlgorithm::ChaCha20Poly1305,
-    AeadAlgorithm::Aes128Ccm8,
-    AeadAlgorithm::Aes128Gcm,
-];
+const ALGS: [AeadAlgorithm; 3] = [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Ccm8, AeadAlgorithm::Aes128Gcm];
 const V12: ProtocolVersion = ProtocolVersion::DTLS1_2;
 const APP: ContentType = ContentType::ApplicationData;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Key 00 01 02 .., fixed IV a0 a1 a2 ..; the inputs of the Python cross-check below.
@@ -66,21 +59,10 @@ fn seal_matches_independent_python_computation() {
     for (alg, expected) in cases {
         let p = protection(alg);
         let mut out = Vec::new();
-        p.seal(
-            APP,
-            V12,
-            3,
-            0x0102_0304_0506,
-            b"GET /.well-known/core",
-            &mut out,
-        )
-        .unwrap();
+        p.seal(APP, V12, 3, 0x0102_0304_0506, b"GET /.well-known/core", &mut out).unwrap();
         assert_eq!(out, hex(expected), "{alg:?}");
         let rec = only_record(&out);
-        assert_eq!(
-            p.open(&rec.header, rec.fragment).unwrap(),
-            b"GET /.well-known/core"
-        );
+        assert_eq!(p.open(&rec.header, rec.fragment).unwrap(), b"GET /.well-known/core");
     }
 }
 
@@ -101,21 +83,10 @@ fn seal_open_round_trip_all_lengths() {
             assert_eq!(raw.header.version, V12);
             assert_eq!(raw.header.epoch, 1);
             assert_eq!(raw.header.sequence_number, 42);
-            assert_eq!(
-                usize::from(raw.header.length),
-                rec.len() - RecordHeader::LEN
-            );
-            assert_eq!(
-                p.open(&raw.header, raw.fragment).unwrap(),
-                pt,
-                "{alg:?} {len}"
-            );
+            assert_eq!(usize::from(raw.header.length), rec.len() - RecordHeader::LEN);
+            assert_eq!(p.open(&raw.header, raw.fragment).unwrap(), pt, "{alg:?} {len}");
             if len > 0 {
-                assert_ne!(
-                    &raw.fragment[alg.explicit_nonce_len()..][..len],
-                    &pt[..],
-                    "not encrypted"
-                );
+                assert_ne!(&raw.fragment[alg.explicit_nonce_len()..][..len], &pt[..], "not encrypted");
             }
         }
     }
@@ -123,10 +94,7 @@ fn seal_open_round_trip_all_lengths() {
 
 #[test]
 fn overhead_per_suite() {
-    assert_eq!(
-        protection(AeadAlgorithm::ChaCha20Poly1305).overhead(),
-        13 + 16
-    );
+    assert_eq!(protection(AeadAlgorithm::ChaCha20Poly1305).overhead(), 13 + 16);
     assert_eq!(protection(AeadAlgorithm::Aes128Ccm8).overhead(), 13 + 8 + 8);
     assert_eq!(protection(AeadAlgorithm::Aes128Gcm).overhead(), 13 + 8 + 16);
 }
@@ -148,18 +116,14 @@ fn any_flipped_bit_is_rejected() {
     for alg in ALGS {
         let p = protection(alg);
         let mut out = Vec::new();
-        p.seal(ContentType::Handshake, V12, 1, 7, &[0x5a; 64], &mut out)
-            .unwrap();
+        p.seal(ContentType::Handshake, V12, 1, 7, &[0x5a; 64], &mut out).unwrap();
         for i in 0..out.len() {
             for bit in [0x01u8, 0x80] {
                 let mut t = out.clone();
                 t[i] ^= bit;
                 // A corrupted length may make the datagram unparseable; that is a rejection too.
                 if let Some(rec) = split_datagram(&t).next() {
-                    assert!(
-                        p.open(&rec.header, rec.fragment).is_err(),
-                        "{alg:?}: byte {i} bit {bit:#x} accepted"
-                    );
+                    assert!(p.open(&rec.header, rec.fragment).is_err(), "{alg:?}: byte {i} bit {bit:#x} accepted");
                 }
             }
         }
@@ -175,43 +139,19 @@ fn wrong_epoch_seq_type_or_version_is_rejected() {
         let rec = only_record(&out);
         assert!(p.open(&rec.header, rec.fragment).is_ok());
         let variants = [
-            RecordHeader {
-                epoch: 3,
-                ..rec.header
-            },
-            RecordHeader {
-                epoch: 1,
-                ..rec.header
-            },
-            RecordHeader {
-                sequence_number: 1001,
-                ..rec.header
-            },
-            RecordHeader {
-                sequence_number: 999,
-                ..rec.header
-            },
-            RecordHeader {
-                sequence_number: 1000 | (1 << 47),
-                ..rec.header
-            },
-            RecordHeader {
-                content_type: ContentType::Handshake,
-                ..rec.header
-            },
-            RecordHeader {
-                version: ProtocolVersion::DTLS1_0,
-                ..rec.header
-            },
+            RecordHeader { epoch: 3, ..rec.header },
+            RecordHeader { epoch: 1, ..rec.header },
+            RecordHeader { sequence_number: 1001, ..rec.header },
+            RecordHeader { sequence_number: 999, ..rec.header },
+            RecordHeader { sequence_number: 1000 | (1 << 47), ..rec.header },
+            RecordHeader { content_type: ContentType::Handshake, ..rec.header },
+            RecordHeader { version: ProtocolVersion::DTLS1_0, ..rec.header },
         ];
         for h in variants {
             assert!(p.open(&h, rec.fragment).is_err(), "{alg:?} {h:?}");
         }
         // Out-of-range sequence numbers are refused outright.
-        let h = RecordHeader {
-            sequence_number: 1000 | (1 << 48),
-            ..rec.header
-        };
+        let h = RecordHeader { sequence_number: 1000 | (1 << 48), ..rec.header };
         assert!(p.open(&h, rec.fragment).is_err());
     }
 }
@@ -220,13 +160,9 @@ fn wrong_epoch_seq_type_or_version_is_rejected() {
 fn other_direction_key_cannot_open() {
     for alg in ALGS {
         let p = protection(alg);
-        let other = RecordProtection::new(
-            &RustCrypto,
-            alg,
-            &vec![0x33; alg.key_len()],
-            &vec![0xa0; alg.fixed_iv_len()],
-        )
-        .unwrap();
+        let other =
+            RecordProtection::new(&RustCrypto, alg, &vec![0x33; alg.key_len()], &vec![0xa0; alg.fixed_iv_len()])
+                .unwrap();
         let mut out = Vec::new();
         p.seal(APP, V12, 1, 1, b"secret", &mut out).unwrap();
         let rec = only_record(&out);
@@ -242,15 +178,8 @@ fn truncated_fragments_are_rejected() {
         p.seal(APP, V12, 1, 5, b"0123456789", &mut out).unwrap();
         let rec = only_record(&out);
         for n in 0..rec.fragment.len() {
-            assert!(
-                p.open(&rec.header, &rec.fragment[..n]).is_err(),
-                "{alg:?} prefix {n}"
-            );
-            assert!(
-                p.open(&rec.header, &rec.fragment[rec.fragment.len() - n..])
-                    .is_err(),
-                "{alg:?} suffix {n}"
-            );
+            assert!(p.open(&rec.header, &rec.fragment[..n]).is_err(), "{alg:?} prefix {n}");
+            assert!(p.open(&rec.header, &rec.fragment[rec.fragment.len() - n..]).is_err(), "{alg:?} suffix {n}");
         }
         // Shorter than explicit nonce + tag, even with an empty plaintext.
         let short = vec![0u8; alg.explicit_nonce_len() + alg.tag_len() - 1];
@@ -263,10 +192,7 @@ fn seal_refuses_oversized_plaintext_and_exhausted_sequence() {
     for alg in ALGS {
         let p = protection(alg);
         let mut out = b"keep".to_vec();
-        assert!(
-            p.seal(APP, V12, 1, 0, &vec![0; MAX_PLAINTEXT_LEN + 1], &mut out)
-                .is_err()
-        );
+        assert!(p.seal(APP, V12, 1, 0, &vec![0; MAX_PLAINTEXT_LEN + 1], &mut out).is_err());
         assert!(p.seal(APP, V12, 1, MAX_SEQ + 1, b"x", &mut out).is_err());
         assert_eq!(out, b"keep", "a failed seal must leave out unchanged");
         p.seal(APP, V12, 1, MAX_SEQ, b"x", &mut out).unwrap();
@@ -318,11 +244,7 @@ fn open_refuses_authentic_but_oversized_plaintext() {
         ok_aad[11..].copy_from_slice(&((len - 1) as u16).to_be_bytes());
         aead.seal_in_place(&nonce, &ok_aad, &mut ok_body).unwrap();
         let ok_fragment = [&seq_num.to_be_bytes()[..alg.explicit_nonce_len()], &ok_body].concat();
-        assert_eq!(
-            p.open(&header, &ok_fragment).unwrap().len(),
-            len - 1,
-            "{alg:?}"
-        );
+        assert_eq!(p.open(&header, &ok_fragment).unwrap().len(), len - 1, "{alg:?}");
         assert!(p.open(&header, &fragment).is_err(), "{alg:?}");
     }
 }
@@ -336,22 +258,8 @@ fn debug_hides_keys() {
 #[test]
 fn encode_plaintext_layout() {
     let mut out = vec![0xee];
-    encode_plaintext(
-        ContentType::Handshake,
-        ProtocolVersion::DTLS1_0,
-        0,
-        0x0000_0102_0304,
-        b"abc",
-        &mut out,
-    );
-    assert_eq!(
-        out,
-        [
-            &[0xee, 22, 0xfe, 0xff, 0, 0, 0, 0, 1, 2, 3, 4, 0, 3][..],
-            b"abc"
-        ]
-        .concat()
-    );
+    encode_plaintext(ContentType::Handshake, ProtocolVersion::DTLS1_0, 0, 0x0000_0102_0304, b"abc", &mut out);
+    assert_eq!(out, [&[0xee, 22, 0xfe, 0xff, 0, 0, 0, 0, 1, 2, 3, 4, 0, 3][..], b"abc"].concat());
 }
 
 #[test]
@@ -361,35 +269,20 @@ fn split_datagram_multiple_records() {
     encode_plaintext(ContentType::ChangeCipherSpec, V12, 0, 2, &[1], &mut dgram);
     encode_plaintext(ContentType::Alert, V12, 0, MAX_SEQ, b"", &mut dgram);
     let p = protection(AeadAlgorithm::ChaCha20Poly1305);
-    p.seal(ContentType::Handshake, V12, 1, 0, b"finished", &mut dgram)
-        .unwrap();
+    p.seal(ContentType::Handshake, V12, 1, 0, b"finished", &mut dgram).unwrap();
     let recs: Vec<_> = split_datagram(&dgram).collect();
     assert_eq!(recs.len(), 4);
     assert_eq!(
-        (
-            recs[0].header.content_type,
-            recs[0].header.sequence_number,
-            recs[0].fragment
-        ),
+        (recs[0].header.content_type, recs[0].header.sequence_number, recs[0].fragment),
         (ContentType::Handshake, 1, &b"first"[..])
     );
+    assert_eq!((recs[1].header.content_type, recs[1].fragment), (ContentType::ChangeCipherSpec, &[1u8][..]));
     assert_eq!(
-        (recs[1].header.content_type, recs[1].fragment),
-        (ContentType::ChangeCipherSpec, &[1u8][..])
-    );
-    assert_eq!(
-        (
-            recs[2].header.content_type,
-            recs[2].header.sequence_number,
-            recs[2].fragment
-        ),
+        (recs[2].header.content_type, recs[2].header.sequence_number, recs[2].fragment),
         (ContentType::Alert, MAX_SEQ, &[][..])
     );
     assert_eq!(recs[3].header.epoch, 1);
-    assert_eq!(
-        p.open(&recs[3].header, recs[3].fragment).unwrap(),
-        b"finished"
-    );
+    assert_eq!(p.open(&recs[3].header, recs[3].fragment).unwrap(), b"finished");
 }
 
 #[test]
@@ -444,10 +337,7 @@ fn replay_window_basics() {
     w.mark(100);
     assert!(!w.check(100));
     assert!(w.check(101) && w.check(99) && w.check(37));
-    assert!(
-        !w.check(36),
-        "63 below the right edge is inside, 64 below is not"
-    );
+    assert!(!w.check(36), "63 below the right edge is inside, 64 below is not");
     w.mark(37);
     assert!(!w.check(37));
     w.mark(200);
@@ -476,11 +366,7 @@ fn replay_window_matches_model() {
         let mut marked = HashSet::new();
         let mut recent: Vec<u64> = Vec::new();
         let mut highest: Option<u64> = None;
-        let base = if seed.is_multiple_of(4) {
-            MAX_SEQ - 50_000
-        } else {
-            0
-        };
+        let base = if seed.is_multiple_of(4) { MAX_SEQ - 50_000 } else { 0 };
         let mut cursor = base;
         for _ in 0..3000 {
             let r = random_u64(&mut rng);
@@ -493,13 +379,8 @@ fn replay_window_matches_model() {
                 2 if !recent.is_empty() => recent[k as usize % recent.len()],
                 _ => (cursor + k % 80).saturating_sub(70).max(base),
             };
-            let model_fresh =
-                !marked.contains(&seq) && highest.is_none_or(|h| seq + ReplayWindow::SIZE > h);
-            assert_eq!(
-                w.check(seq),
-                model_fresh,
-                "seed {seed} seq {seq} highest {highest:?}"
-            );
+            let model_fresh = !marked.contains(&seq) && highest.is_none_or(|h| seq + ReplayWindow::SIZE > h);
+            assert_eq!(w.check(seq), model_fresh, "seed {seed} seq {seq} highest {highest:?}");
             // Only some records authenticate; only those are marked.
             if model_fresh && !(r >> 40).is_multiple_of(4) {
                 w.mark(seq);

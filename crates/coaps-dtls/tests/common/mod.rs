@@ -49,7 +49,8 @@ pub enum Mode {
     EcdsaMutual,
 }
 
-pub const ALL_MODES: [Mode; 5] = [Mode::Psk, Mode::EcdhePsk, Mode::EcdsaX509, Mode::EcdsaRawPublicKey, Mode::EcdsaMutual];
+pub const ALL_MODES: [Mode; 5] =
+    [Mode::Psk, Mode::EcdhePsk, Mode::EcdsaX509, Mode::EcdsaRawPublicKey, Mode::EcdsaMutual];
 
 pub fn suite(name: &str) -> SupportedSuite {
     *suites::by_name(name).expect("suite")

@@ -32,11 +32,7 @@ fn random_bytes_never_panic() {
     let mut accepted = 0;
     for _ in 0..20_000 {
         // Mostly short inputs, where small length fields are likely to line up.
-        let len = if rng.below(4) == 0 {
-            rng.below(400)
-        } else {
-            rng.below(24)
-        };
+        let len = if rng.below(4) == 0 { rng.below(400) } else { rng.below(24) };
         let input: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
         accepted += run_all(&decoders, &input);
     }

@@ -12,10 +12,7 @@ mod vectors;
 /// Decodes a hex string (test vectors only).
 fn hex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit")).collect()
 }
 
 /// A ClientHello using every ClientExtension variant.
@@ -39,14 +36,8 @@ fn full_client_hello() -> ClientHello {
 fn all_client_extensions() -> Vec<ClientExtension> {
     vec![
         ClientExtension::ServerName(vec![
-            ServerName {
-                name_type: 0,
-                name: b"coap.example".to_vec(),
-            },
-            ServerName {
-                name_type: 7,
-                name: vec![],
-            },
+            ServerName { name_type: 0, name: b"coap.example".to_vec() },
+            ServerName { name_type: 7, name: vec![] },
         ]),
         ClientExtension::SupportedGroups(vec![NamedGroup::Secp256r1, NamedGroup::Unknown(0x11ec)]),
         ClientExtension::EcPointFormats(vec![EcPointFormat::Uncompressed]),
@@ -58,18 +49,9 @@ fn all_client_extensions() -> Vec<ClientExtension> {
         ClientExtension::RenegotiationInfo(vec![]),
         ClientExtension::SessionTicket(vec![1, 2, 3, 4]),
         ClientExtension::ClientCertificateType(vec![CertificateType::RawPublicKey]),
-        ClientExtension::ServerCertificateType(vec![
-            CertificateType::RawPublicKey,
-            CertificateType::X509,
-        ]),
-        ClientExtension::Unknown {
-            typ: ExtensionType::Unknown(54),
-            data: vec![3, 9, 9, 9],
-        },
-        ClientExtension::Unknown {
-            typ: ExtensionType::EncryptThenMac,
-            data: vec![],
-        },
+        ClientExtension::ServerCertificateType(vec![CertificateType::RawPublicKey, CertificateType::X509]),
+        ClientExtension::Unknown { typ: ExtensionType::Unknown(54), data: vec![3, 9, 9, 9] },
+        ClientExtension::Unknown { typ: ExtensionType::EncryptThenMac, data: vec![] },
     ]
 }
 
@@ -94,63 +76,41 @@ fn all_server_extensions() -> Vec<ServerExtension> {
         ServerExtension::SessionTicket,
         ServerExtension::ClientCertificateType(CertificateType::X509),
         ServerExtension::ServerCertificateType(CertificateType::RawPublicKey),
-        ServerExtension::Unknown {
-            typ: ExtensionType::Unknown(54),
-            data: vec![0],
-        },
+        ServerExtension::Unknown { typ: ExtensionType::Unknown(54), data: vec![0] },
     ]
 }
 
 fn ecdh_params() -> ServerEcdhParams {
     let mut point = vec![4u8];
     point.extend((0..64).map(|i| i as u8));
-    ServerEcdhParams {
-        curve_type: EcCurveType::NamedCurve,
-        named_curve: NamedGroup::Secp256r1,
-        public: point,
-    }
+    ServerEcdhParams { curve_type: EcCurveType::NamedCurve, named_curve: NamedGroup::Secp256r1, public: point }
 }
 
 /// A decoder under test: decodes a whole body and, when that succeeds, checks that the value
 /// re-encodes to bytes that decode to the same value.
 type Decoder = fn(&[u8]) -> Result<(), InvalidMessage>;
 
-fn check<T: for<'x> Codec<'x> + PartialEq + std::fmt::Debug>(
-    b: &[u8],
-) -> Result<(), InvalidMessage> {
+fn check<T: for<'x> Codec<'x> + PartialEq + std::fmt::Debug>(b: &[u8]) -> Result<(), InvalidMessage> {
     let v = T::read_exact(b)?;
-    assert_eq!(
-        T::read_exact(&v.to_vec()).as_ref(),
-        Ok(&v),
-        "re-encoding changed {v:?}"
-    );
+    assert_eq!(T::read_exact(&v.to_vec()).as_ref(), Ok(&v), "re-encoding changed {v:?}");
     Ok(())
 }
 
 fn check_cert(b: &[u8], typ: CertificateType) -> Result<(), InvalidMessage> {
     let v = Certificate::read_exact_with(b, typ)?;
-    assert_eq!(
-        Certificate::read_exact_with(&v.to_vec(), typ).as_ref(),
-        Ok(&v)
-    );
+    assert_eq!(Certificate::read_exact_with(&v.to_vec(), typ).as_ref(), Ok(&v));
     Ok(())
 }
 
 fn check_ske(b: &[u8], kx: KeyExchangeAlgorithm) -> Result<(), InvalidMessage> {
     let v = ServerKeyExchange::read_exact_with(b, kx)?;
-    assert_eq!(
-        ServerKeyExchange::read_exact_with(&v.to_vec(), kx).as_ref(),
-        Ok(&v)
-    );
+    assert_eq!(ServerKeyExchange::read_exact_with(&v.to_vec(), kx).as_ref(), Ok(&v));
     Ok(())
 }
 
 fn check_cke(b: &[u8], kx: KeyExchangeAlgorithm) -> Result<(), InvalidMessage> {
     let v = ClientKeyExchange::read_exact_with(b, kx)?;
-    assert_eq!(
-        ClientKeyExchange::read_exact_with(&v.to_vec(), kx).as_ref(),
-        Ok(&v)
-    );
+    assert_eq!(ClientKeyExchange::read_exact_with(&v.to_vec(), kx).as_ref(), Ok(&v));
     Ok(())
 }
 
@@ -170,21 +130,13 @@ fn all_decoders() -> Vec<(&'static str, Decoder)> {
         ("Vec<ClientExtension>", check::<Vec<ClientExtension>>),
         ("Vec<ServerExtension>", check::<Vec<ServerExtension>>),
         ("Certificate/X509", |b| check_cert(b, CertificateType::X509)),
-        ("Certificate/RPK", |b| {
-            check_cert(b, CertificateType::RawPublicKey)
-        }),
-        ("Certificate/Unknown", |b| {
-            check_cert(b, CertificateType::Unknown(1))
-        }),
+        ("Certificate/RPK", |b| check_cert(b, CertificateType::RawPublicKey)),
+        ("Certificate/Unknown", |b| check_cert(b, CertificateType::Unknown(1))),
         ("ServerKeyExchange/Psk", |b| check_ske(b, K::Psk)),
         ("ServerKeyExchange/EcdhePsk", |b| check_ske(b, K::EcdhePsk)),
-        ("ServerKeyExchange/EcdheEcdsa", |b| {
-            check_ske(b, K::EcdheEcdsa)
-        }),
+        ("ServerKeyExchange/EcdheEcdsa", |b| check_ske(b, K::EcdheEcdsa)),
         ("ClientKeyExchange/Psk", |b| check_cke(b, K::Psk)),
         ("ClientKeyExchange/EcdhePsk", |b| check_cke(b, K::EcdhePsk)),
-        ("ClientKeyExchange/EcdheEcdsa", |b| {
-            check_cke(b, K::EcdheEcdsa)
-        }),
+        ("ClientKeyExchange/EcdheEcdsa", |b| check_cke(b, K::EcdheEcdsa)),
     ]
 }

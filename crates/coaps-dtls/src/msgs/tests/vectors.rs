@@ -80,7 +80,8 @@ pub(super) const ECDSA_SKE: &str = concat!(
 );
 
 /// CertificateRequest from `openssl s_server -Verify 1`.
-pub(super) const ECDSA_CERT_REQ: &str = "030102400028040305030603080708080809080a080b0804080508060401050106010303030103020402050206020000";
+pub(super) const ECDSA_CERT_REQ: &str =
+    "030102400028040305030603080708080809080a080b0804080508060401050106010303030103020402050206020000";
 
 /// ClientKeyExchange (ecdh_Yc) of the ECDHE-ECDSA flow.
 pub(super) const ECDSA_CKE: &str = concat!(
