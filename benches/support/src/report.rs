@@ -37,10 +37,10 @@ pub fn mean_ns(workspace_root: &str, group: &str, function: &str) -> Option<f64>
         path.push(safe(part));
     }
     let path = path.join("new").join("estimates.json");
-    if let (Some(start), Ok(modified)) = (STARTED.get(), std::fs::metadata(&path).and_then(|m| m.modified())) {
-        if modified < *start {
-            return None;
-        }
+    if let (Some(start), Ok(modified)) = (STARTED.get(), std::fs::metadata(&path).and_then(|m| m.modified()))
+        && modified < *start
+    {
+        return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
     // The slope (what criterion prints for linear sampling), else the mean.
