@@ -13,7 +13,7 @@
 //!
 //! `cargo bench --bench cookie_flood`
 
-use coaps_bench_support::alloc::{allocations, trace};
+use coaps_bench_support::alloc::{thread_allocations as allocations, trace};
 use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::ossl::{self, End};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
