@@ -1,0 +1,801 @@
+//! A CoAPS client: a [`tower::Service<coap_lite::Packet>`](Service) sending CoAP requests over
+//! one DTLS association.
+//!
+//! [`Client::connect`] binds a UDP socket, completes the DTLS handshake (or returns why it
+//! failed), and hands the association to a background task that owns the socket and the
+//! [`coaps_dtls::Endpoint`]. [`Client`] is a cheap, cloneable handle to that task.
+//!
+//! # What the caller gives and gets
+//!
+//! The request is a `coap_lite::Packet` with a request code (0.01–0.07), options and payload,
+//! of type Confirmable (the default of `Packet::new()`) or Non-confirmable. The client
+//! overwrites the Message ID (RFC 7252 §4.4: sequential from a random start) and assigns a
+//! token unless the packet already has one (a caller-chosen token must be unique among the
+//! requests in flight). The response future resolves to the response packet, or to an
+//! [`Error`]: [`Error::Timeout`] after MAX_RETRANSMIT retransmissions without an
+//! acknowledgement, or when no response came within [`TransmissionParams::response_timeout`];
+//! [`Error::Reset`] when the server rejected the message; [`Error::Closed`] with the reason
+//! when the association ended.
+//!
+//! # Message layer (RFC 7252 §4)
+//!
+//! * Confirmable requests are retransmitted with exponential back-off: first timeout random in
+//!   [ACK_TIMEOUT, ACK_TIMEOUT × ACK_RANDOM_FACTOR], doubled each time, at most
+//!   MAX_RETRANSMIT retransmissions (§4.2; defaults 2 s, 1.5, 4 from §4.8, all in
+//!   [`TransmissionParams`]). Each retransmission is a new DTLS record of the same epoch
+//!   (§9.1.1).
+//! * A piggybacked response (ACK with the request's Message ID and token) completes the
+//!   request. An Empty ACK stops retransmission; the separate response (§5.2.2) arrives later
+//!   as a CON, which the client acknowledges (and acknowledges again if the server
+//!   retransmits it), or as a NON. A Reset fails the request.
+//! * At most [`TransmissionParams::nstart`] interactions are outstanding at once (NSTART, §4.7,
+//!   default 1); further requests queue in the task, up to [`ClientOptions::max_queued`].
+//!   For backpressure instead of a queue, wrap the client in `tower::limit::ConcurrencyLimit`.
+//! * Anything the server sends that matches nothing: a CON gets a Reset, the rest is ignored.
+//!
+//! Dropping a response future cancels its request: retransmission stops at the next timer.
+//! The task ends, closing the association with close_notify, when every `Client` handle is
+//! gone and no request is in flight, or at once on [`Client::close`].
+//!
+//! # Example
+//!
+//! A complete round trip against an in-process DTLS server (the raw `coaps-dtls` engine
+//! answering with a fixed piggybacked response), through a `ServiceBuilder` stack:
+//!
+//! ```
+//! use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+//! use coaps_dtls::crypto::SeededRng;
+//! use coaps_dtls::{ClientConfig, Endpoint, Event, Psk, ServerConfig, StaticPsks};
+//! use coaps_tower::{BoxError, Client};
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let psk = Psk::new(b"doc-client".to_vec(), b"doc-key-0123456789".to_vec())?;
+//! # // A tiny server: the sans-IO engine on a tokio socket, answering every GET with 2.05 "hi".
+//! # let server_cfg = Arc::new(ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk.clone()]))), ..Default::default() });
+//! # let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+//! # let addr = sock.local_addr()?;
+//! # tokio::spawn(async move {
+//! #     let mut ep = Endpoint::server(server_cfg, SeededRng::from_os(), Instant::now());
+//! #     let mut buf = vec![0u8; 2048];
+//! #     loop {
+//! #         let wait = ep.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+//! #         if let Ok(Ok((n, from))) = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+//! #             ep.handle_datagram(Instant::now(), from, &buf[..n]);
+//! #         }
+//! #         ep.handle_timeout(Instant::now());
+//! #         while let Some((peer, ev)) = ep.poll_event() {
+//! #             if let Event::ApplicationData(d) = ev {
+//! #                 let req = Packet::from_bytes(&d).unwrap();
+//! #                 let mut resp = coap_lite::CoapResponse::new(&req).unwrap().message;
+//! #                 resp.payload = b"hi".to_vec();
+//! #                 ep.send(peer, &resp.to_bytes().unwrap()).unwrap();
+//! #             }
+//! #         }
+//! #         while let Some(t) = ep.poll_transmit() { let _ = sock.send_to(&t.payload, t.destination).await; }
+//! #     }
+//! # });
+//! let config = Arc::new(ClientConfig { psk: Some(psk), ..Default::default() });
+//! let client = Client::connect(addr, config, "localhost").await?;
+//!
+//! let mut svc = ServiceBuilder::new().timeout(Duration::from_secs(10)).service(client.clone());
+//!
+//! let mut get = Packet::new(); // Confirmable by default
+//! get.header.code = MessageClass::Request(RequestType::Get);
+//! get.add_option(coap_lite::CoapOption::UriPath, b"hello".to_vec());
+//! let resp = svc.ready().await?.call(get).await?;
+//! assert_eq!(resp.header.code, MessageClass::Response(ResponseType::Content));
+//! assert_eq!(resp.header.get_type(), MessageType::Acknowledgement); // piggybacked
+//! assert_eq!(resp.payload, b"hi");
+//!
+//! client.close().await; // close_notify
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::coap::{empty_ack, reset};
+use coap_lite::{MessageClass, MessageType, Packet};
+use coaps_dtls::codec::CipherSuite;
+use coaps_dtls::crypto::{Rng, SeededRng};
+use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, PeerIdentity, Session};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tower_service::Service;
+
+/// CoAP transmission parameters (RFC 7252 §4.8). Change them only with the care §4.8.1 asks
+/// for: ACK_TIMEOUT below 1 s needs congestion control, and derived values (EXCHANGE_LIFETIME)
+/// change with them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransmissionParams {
+    /// ACK_TIMEOUT, default 2 s.
+    pub ack_timeout: Duration,
+    /// ACK_RANDOM_FACTOR, default 1.5; values below 1.0 are treated as 1.0.
+    pub ack_random_factor: f64,
+    /// MAX_RETRANSMIT, default 4.
+    pub max_retransmit: u32,
+    /// NSTART: outstanding interactions at once (§4.7), default 1; 0 is treated as 1.
+    pub nstart: usize,
+    /// How long to wait for a response once a request needs no more retransmission: a
+    /// Non-confirmable request from its sending, a Confirmable one from its Empty ACK (the
+    /// separate response, §5.2.2). Default 93 s, MAX_TRANSMIT_WAIT (§4.8.2).
+    pub response_timeout: Duration,
+}
+
+impl Default for TransmissionParams {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+            nstart: 1,
+            response_timeout: Duration::from_secs(93),
+        }
+    }
+}
+
+/// Options of [`Client::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// CoAP retransmission and timeouts.
+    pub transmission: TransmissionParams,
+    /// A session from an earlier connection ([`Client::session`]) to resume with an
+    /// abbreviated handshake.
+    pub resume: Option<Session>,
+    /// Requests waiting for an NSTART slot; beyond this, requests fail with
+    /// [`Error::QueueFull`]. Default 64.
+    pub max_queued: usize,
+    /// Seed for the DTLS randomness, Message IDs, tokens and retransmission jitter; `None`
+    /// (the default) seeds from the operating system. A fixed seed is for tests only.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { transmission: TransmissionParams::default(), resume: None, max_queued: 64, rng_seed: None }
+    }
+}
+
+/// What the handshake established.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The server's authenticated identity.
+    pub identity: PeerIdentity,
+    /// The negotiated cipher suite.
+    pub suite: CipherSuite,
+    /// Whether the handshake resumed a session.
+    pub resumed: bool,
+    /// The session to resume later, if the server issued a session ID.
+    pub session: Option<Session>,
+}
+
+/// Why a connection or a request failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The UDP socket could not be set up.
+    Io(std::io::Error),
+    /// The DTLS handshake failed: the engine's reason (alert, timeout, certificate…).
+    Handshake(CloseReason),
+    /// The association is closed (locally, by the peer, or by a fatal error).
+    Closed(CloseReason),
+    /// No acknowledgement after MAX_RETRANSMIT retransmissions (RFC 7252 §4.2), or no response
+    /// within [`TransmissionParams::response_timeout`].
+    Timeout,
+    /// The server rejected the message with a Reset (RFC 7252 §4.2).
+    Reset,
+    /// The request is not a request: its code is not 0.01–0.31 or its type is ACK/RST.
+    InvalidRequest(&'static str),
+    /// The caller-chosen token is already used by a request in flight.
+    TokenInUse,
+    /// The encoded request does not fit one DTLS record at the configured MTU.
+    MessageTooLarge {
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// Too many requests waiting for an NSTART slot.
+    QueueFull,
+    /// The DTLS engine refused to send.
+    Dtls(coaps_dtls::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "socket error: {e}"),
+            Self::Handshake(r) => write!(f, "DTLS handshake failed: {}", reason(r)),
+            Self::Closed(r) => write!(f, "connection closed: {}", reason(r)),
+            Self::Timeout => f.write_str("request timed out (no acknowledgement or response from the server)"),
+            Self::Reset => f.write_str("the server rejected the message (CoAP Reset)"),
+            Self::InvalidRequest(w) => write!(f, "invalid request: {w}"),
+            Self::TokenInUse => f.write_str("the token is already used by a request in flight"),
+            Self::MessageTooLarge { max } => write!(f, "request larger than the {max}-byte record limit"),
+            Self::QueueFull => f.write_str("too many requests queued"),
+            Self::Dtls(e) => write!(f, "DTLS error: {e}"),
+        }
+    }
+}
+
+fn reason(r: &CloseReason) -> String {
+    match r {
+        CloseReason::Local => "closed locally".into(),
+        CloseReason::PeerClosed => "the server sent close_notify".into(),
+        CloseReason::Error(e) => e.to_string(),
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Handshake(CloseReason::Error(e)) | Self::Closed(CloseReason::Error(e)) | Self::Dtls(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+enum Command {
+    Request(Packet, oneshot::Sender<Result<Packet, Error>>),
+    Close(oneshot::Sender<()>),
+}
+
+struct Shared {
+    peer: SocketAddr,
+    local: SocketAddr,
+    info: ConnectionInfo,
+    closed: Mutex<Option<CloseReason>>,
+}
+
+impl Shared {
+    fn closed_error(&self) -> Error {
+        let r = self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Error::Closed(r.unwrap_or(CloseReason::Local))
+    }
+}
+
+/// A CoAP client over one DTLS association. See the [module docs](self).
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.shared.peer)
+            .field("local", &self.shared.local)
+            .field("info", &self.shared.info)
+            .field("open", &!self.tx.is_closed())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to `addr` with default [`ClientOptions`]. `server_name` is checked against the
+    /// server's certificate and sent as SNI when it is a DNS name. Returns once the handshake
+    /// completed, or with [`Error::Handshake`] and the reason.
+    pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>, server_name: &str) -> Result<Self, Error> {
+        Self::connect_with(addr, config, server_name, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit options (transmission parameters, resumption, seed).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        options: ClientOptions,
+    ) -> Result<Self, Error> {
+        let bind: SocketAddr =
+            if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+        let socket = UdpSocket::bind(bind).await.map_err(Error::Io)?;
+        // A connected socket only delivers datagrams from the server.
+        socket.connect(addr).await.map_err(Error::Io)?;
+        let local = socket.local_addr().map_err(Error::Io)?;
+        let mut rng = options.rng_seed.map_or_else(SeededRng::from_os, SeededRng::from_seed_u64);
+        let mut endpoint = Endpoint::client(rng.fork());
+        endpoint
+            .connect(Instant::now(), addr, config, server_name, options.resume.clone())
+            .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+
+        let mut buf = vec![0u8; 65536];
+        let mut early = Vec::new();
+        let info = 'handshake: loop {
+            flush(&socket, &mut endpoint).await;
+            while let Some((_, ev)) = endpoint.poll_event() {
+                match ev {
+                    Event::Connected { identity, suite, resumed } => {
+                        let session = endpoint.connection(&addr).and_then(|c| c.session().cloned());
+                        break 'handshake ConnectionInfo { identity, suite, resumed, session };
+                    }
+                    Event::ApplicationData(d) => early.push(d),
+                    Event::Closed(r) => return Err(Error::Handshake(r)),
+                }
+            }
+            // The engine's own retransmission budget bounds the handshake (RFC 6347 §4.2.4):
+            // it reports HandshakeTimeout as a Closed event.
+            let deadline = endpoint.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            tokio::select! {
+                r = socket.recv(&mut buf) => match r {
+                    Ok(n) => endpoint.handle_datagram(Instant::now(), addr, &buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error during handshake"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => endpoint.handle_timeout(Instant::now()),
+            }
+        };
+
+        let shared = Arc::new(Shared { peer: addr, local, info, closed: Mutex::new(None) });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut mid_seed = [0u8; 6];
+        rng.fill(&mut mid_seed);
+        let task = Task {
+            socket,
+            endpoint,
+            peer: addr,
+            rx,
+            rx_open: true,
+            shared: shared.clone(),
+            params: options.transmission,
+            max_queued: options.max_queued,
+            rng,
+            next_mid: u16::from_be_bytes([mid_seed[0], mid_seed[1]]),
+            next_token: u32::from_be_bytes([mid_seed[2], mid_seed[3], mid_seed[4], mid_seed[5]]),
+            exchanges: HashMap::new(),
+            by_mid: HashMap::new(),
+            queue: VecDeque::new(),
+            acked_cons: VecDeque::new(),
+            done: false,
+        };
+        tokio::spawn(task.run(early));
+        Ok(Self { tx, shared })
+    }
+
+    /// Sends one request and waits for its response (the same as calling the service).
+    pub async fn send(&self, request: Packet) -> Result<Packet, Error> {
+        self.clone().call(request).await
+    }
+
+    /// Sends close_notify and ends the association; requests in flight fail with
+    /// [`Error::Closed`]. Returns once the alert is sent (at once if already closed).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether the association is still up.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// What the handshake established (identity, suite, resumption).
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.shared.info
+    }
+
+    /// The session to pass as [`ClientOptions::resume`] on a later connection, if the server
+    /// issued a session ID.
+    pub fn session(&self) -> Option<Session> {
+        self.shared.info.session.clone()
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// The local address of the client's socket.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+}
+
+impl Service<Packet> for Client {
+    type Response = Packet;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.tx.is_closed() { Poll::Ready(Err(self.shared.closed_error())) } else { Poll::Ready(Ok(())) }
+    }
+
+    fn call(&mut self, request: Packet) -> ResponseFuture {
+        let (tx, rx) = oneshot::channel();
+        match self.tx.send(Command::Request(request, tx)) {
+            Ok(()) => ResponseFuture { state: FutState::Waiting(rx, self.shared.clone()) },
+            Err(_) => ResponseFuture { state: FutState::Failed(Some(self.shared.closed_error())) },
+        }
+    }
+}
+
+/// The future returned by [`Client`]: the response packet, or why there is none.
+pub struct ResponseFuture {
+    state: FutState,
+}
+
+enum FutState {
+    Waiting(oneshot::Receiver<Result<Packet, Error>>, Arc<Shared>),
+    Failed(Option<Error>),
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self.state {
+            FutState::Waiting(..) => "waiting",
+            FutState::Failed(_) => "failed",
+        };
+        f.debug_struct("ResponseFuture").field("state", &s).finish()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Packet, Error>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().state {
+            FutState::Waiting(rx, shared) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(r)) => Poll::Ready(r),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(shared.closed_error())),
+                Poll::Pending => Poll::Pending,
+            },
+            FutState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::Closed(CloseReason::Local)))),
+        }
+    }
+}
+
+async fn flush(socket: &UdpSocket, endpoint: &mut Endpoint) {
+    while let Some(t) = endpoint.poll_transmit() {
+        if let Err(e) = socket.send(&t.payload).await {
+            tracing::debug!(error = %e, "CoAPS client: send failed");
+        }
+    }
+}
+
+/// One request in flight.
+struct Exchange {
+    mid: u16,
+    bytes: Vec<u8>,
+    /// Still counts against NSTART: a CON not yet acknowledged, or a NON without response.
+    outstanding: bool,
+    retransmits: u32,
+    timeout: Duration,
+    /// When to retransmit (a CON not yet acknowledged).
+    next_retransmit: Option<Instant>,
+    /// When to give up waiting for the response (NON, or CON after an Empty ACK).
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<Packet, Error>>,
+}
+
+/// Confirmable responses we acknowledged, kept so a retransmission of one (our ACK was lost)
+/// is acknowledged again instead of reset (§4.5).
+const ACKED_CONS: usize = 32;
+/// How long to remember them: EXCHANGE_LIFETIME.
+const ACKED_CON_LIFETIME: Duration = Duration::from_secs(247);
+
+struct Task {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    peer: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Command>,
+    rx_open: bool,
+    shared: Arc<Shared>,
+    params: TransmissionParams,
+    max_queued: usize,
+    rng: SeededRng,
+    next_mid: u16,
+    next_token: u32,
+    /// By token.
+    exchanges: HashMap<Vec<u8>, Exchange>,
+    /// Message ID → token, for matching ACK and RST (§4.2); only for CONs not yet acknowledged.
+    by_mid: HashMap<u16, Vec<u8>>,
+    queue: VecDeque<(Packet, oneshot::Sender<Result<Packet, Error>>)>,
+    acked_cons: VecDeque<(u16, Instant)>,
+    done: bool,
+}
+
+impl Task {
+    async fn run(mut self, early: Vec<Vec<u8>>) {
+        let now = Instant::now();
+        for d in early {
+            self.on_message(&d, now);
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.drain_events();
+            flush(&self.socket, &mut self.endpoint).await;
+            if self.done || (!self.rx_open && self.exchanges.is_empty() && self.queue.is_empty()) {
+                break;
+            }
+            let deadline = self.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = self.socket.recv(&mut buf) => match r {
+                    Ok(n) => self.endpoint.handle_datagram(Instant::now(), self.peer, &buf[..n]),
+                    // ICMP errors on a connected socket surface here; the retransmission
+                    // budget decides when the server is really gone (§4.2 allows either).
+                    Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error"),
+                },
+                cmd = self.rx.recv(), if self.rx_open => match cmd {
+                    Some(Command::Request(p, reply)) => self.on_request(p, reply),
+                    Some(Command::Close(done)) => {
+                        self.endpoint.close(self.peer);
+                        self.drain_events();
+                        self.fail_all(CloseReason::Local);
+                        flush(&self.socket, &mut self.endpoint).await;
+                        let _ = done.send(());
+                    }
+                    None => self.rx_open = false,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    self.on_timer(now);
+                }
+            }
+        }
+        if !self.done {
+            // Every handle is gone and nothing is in flight: say goodbye (RFC 5246 §7.2.1).
+            self.endpoint.close(self.peer);
+            flush(&self.socket, &mut self.endpoint).await;
+            self.fail_all(CloseReason::Local);
+        }
+        self.rx.close();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let ex = self.exchanges.values().flat_map(|e| [e.next_retransmit, e.deadline]).flatten();
+        ex.chain(self.endpoint.poll_timeout()).min()
+    }
+
+    fn drain_events(&mut self) {
+        while let Some((_, ev)) = self.endpoint.poll_event() {
+            match ev {
+                Event::ApplicationData(d) => self.on_message(&d, Instant::now()),
+                Event::Closed(r) => self.fail_all(r),
+                Event::Connected { .. } => {}
+            }
+        }
+    }
+
+    fn fail_all(&mut self, r: CloseReason) {
+        *self.shared.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+        self.done = true;
+        self.rx.close();
+        for (_, ex) in self.exchanges.drain() {
+            let _ = ex.reply.send(Err(Error::Closed(r.clone())));
+        }
+        self.by_mid.clear();
+        for (_, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(Error::Closed(r.clone())));
+        }
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Request(_, reply) => {
+                    let _ = reply.send(Err(Error::Closed(r.clone())));
+                }
+                Command::Close(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.exchanges.values().filter(|e| e.outstanding).count()
+    }
+
+    fn on_request(&mut self, packet: Packet, reply: oneshot::Sender<Result<Packet, Error>>) {
+        if self.outstanding() < self.params.nstart.max(1) {
+            self.start(packet, reply, Instant::now());
+        } else if self.queue.len() < self.max_queued {
+            self.queue.push_back((packet, reply));
+        } else {
+            let _ = reply.send(Err(Error::QueueFull));
+        }
+    }
+
+    fn start_queued(&mut self, now: Instant) {
+        while self.outstanding() < self.params.nstart.max(1) {
+            let Some((p, reply)) = self.queue.pop_front() else { break };
+            self.start(p, reply, now);
+        }
+    }
+
+    fn start(&mut self, mut packet: Packet, reply: oneshot::Sender<Result<Packet, Error>>, now: Instant) {
+        if reply.is_closed() {
+            return; // cancelled while queued
+        }
+        let con = match packet.header.get_type() {
+            MessageType::Confirmable => true,
+            MessageType::NonConfirmable => false,
+            _ => {
+                let _ = reply.send(Err(Error::InvalidRequest("type must be Confirmable or Non-confirmable")));
+                return;
+            }
+        };
+        let code = u8::from(packet.header.code);
+        if code == 0 || code >> 5 != 0 {
+            let _ = reply.send(Err(Error::InvalidRequest("code must be a request code (0.01-0.31)")));
+            return;
+        }
+        let token = if packet.get_token().is_empty() {
+            loop {
+                // A counter: unique among requests in flight; DTLS already protects against
+                // spoofed responses, so tokens need no randomness beyond the start (§5.3.1).
+                let t = self.next_token.to_be_bytes().to_vec();
+                self.next_token = self.next_token.wrapping_add(1);
+                if !self.exchanges.contains_key(&t) {
+                    break t;
+                }
+            }
+        } else if self.exchanges.contains_key(packet.get_token()) {
+            let _ = reply.send(Err(Error::TokenInUse));
+            return;
+        } else {
+            packet.get_token().to_vec()
+        };
+        let mid = loop {
+            let m = self.next_mid;
+            self.next_mid = self.next_mid.wrapping_add(1);
+            if !self.by_mid.contains_key(&m) {
+                break m;
+            }
+        };
+        packet.header.set_version(1);
+        packet.header.message_id = mid;
+        packet.set_token(token.clone());
+        let Some(max) = self.endpoint.connection(&self.peer).map(|c| c.max_payload()) else {
+            let _ = reply.send(Err(self.shared.closed_error()));
+            return;
+        };
+        let Ok(bytes) = packet.to_bytes_with_limit(max) else {
+            let _ = reply.send(Err(Error::MessageTooLarge { max }));
+            return;
+        };
+        if let Err(e) = self.endpoint.send(self.peer, &bytes) {
+            let _ = reply.send(Err(Error::Dtls(e)));
+            return;
+        }
+        let timeout = self.initial_timeout();
+        let ex = Exchange {
+            mid,
+            bytes,
+            outstanding: true,
+            retransmits: 0,
+            timeout,
+            next_retransmit: con.then(|| now + timeout),
+            deadline: (!con).then(|| now + self.params.response_timeout),
+            reply,
+        };
+        if con {
+            self.by_mid.insert(mid, token.clone());
+        }
+        self.exchanges.insert(token, ex);
+    }
+
+    /// Random in [ACK_TIMEOUT, ACK_TIMEOUT × ACK_RANDOM_FACTOR] (§4.2).
+    fn initial_timeout(&mut self) -> Duration {
+        let mut b = [0u8; 4];
+        self.rng.fill(&mut b);
+        let unit = f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX);
+        let factor = self.params.ack_random_factor.max(1.0);
+        self.params.ack_timeout.mul_f64(1.0 + (factor - 1.0) * unit)
+    }
+
+    fn complete(&mut self, token: &[u8], result: Result<Packet, Error>, now: Instant) {
+        if let Some(ex) = self.exchanges.remove(token) {
+            self.by_mid.remove(&ex.mid);
+            let _ = ex.reply.send(result);
+        }
+        self.start_queued(now);
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.endpoint.send(self.peer, bytes) {
+            tracing::debug!(error = %e, "CoAPS client: could not send");
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        let tokens: Vec<Vec<u8>> = self.exchanges.keys().cloned().collect();
+        for token in tokens {
+            let Some(ex) = self.exchanges.get_mut(&token) else { continue };
+            if ex.reply.is_closed() {
+                // The caller dropped the response future: stop retransmitting (§4.2 allows
+                // giving up early).
+                self.complete(&token, Err(Error::Timeout), now);
+                continue;
+            }
+            if ex.next_retransmit.is_some_and(|t| t <= now) {
+                if ex.retransmits < self.params.max_retransmit {
+                    ex.retransmits += 1;
+                    ex.timeout *= 2;
+                    ex.next_retransmit = Some(now + ex.timeout);
+                    let bytes = ex.bytes.clone();
+                    tracing::debug!(mid = ex.mid, n = ex.retransmits, "CoAPS client: retransmitting");
+                    self.send_raw(&bytes);
+                } else {
+                    self.complete(&token, Err(Error::Timeout), now);
+                }
+            } else if ex.deadline.is_some_and(|t| t <= now) {
+                self.complete(&token, Err(Error::Timeout), now);
+            }
+        }
+        while self.acked_cons.front().is_some_and(|&(_, t)| now.saturating_duration_since(t) >= ACKED_CON_LIFETIME) {
+            self.acked_cons.pop_front();
+        }
+    }
+
+    fn on_message(&mut self, data: &[u8], now: Instant) {
+        let [b0, code, m0, m1, ..] = *data else { return };
+        if b0 >> 6 != 1 {
+            return; // §3: unknown version, silently ignored
+        }
+        let mid = u16::from_be_bytes([m0, m1]);
+        let ty = (b0 >> 4) & 0b11;
+        let is_con = ty == 0;
+        let Ok(packet) = Packet::from_bytes(data) else {
+            if is_con {
+                self.send_raw(&reset(mid));
+            }
+            return;
+        };
+        let is_response = matches!(code >> 5, 2 | 4 | 5) && matches!(packet.header.code, MessageClass::Response(_));
+        match packet.header.get_type() {
+            MessageType::Acknowledgement => {
+                let Some(token) = self.by_mid.get(&mid).cloned() else { return };
+                if packet.header.code == MessageClass::Empty {
+                    // The server will answer separately (§5.2.2): stop retransmitting, wait.
+                    self.by_mid.remove(&mid);
+                    if let Some(ex) = self.exchanges.get_mut(&token) {
+                        ex.outstanding = false;
+                        ex.next_retransmit = None;
+                        ex.deadline = Some(now + self.params.response_timeout);
+                    }
+                    self.start_queued(now);
+                } else if is_response && packet.get_token() == token.as_slice() {
+                    self.complete(&token, Ok(packet), now);
+                }
+                // An ACK with a request or reserved code, or the wrong token: ignored (§4.2).
+            }
+            MessageType::Reset => {
+                if let Some(token) = self.by_mid.get(&mid).cloned() {
+                    self.complete(&token, Err(Error::Reset), now);
+                }
+            }
+            MessageType::Confirmable => {
+                if self.acked_cons.iter().any(|&(m, _)| m == mid) {
+                    self.send_raw(&empty_ack(mid)); // our ACK was lost: the same ACK again (§4.5)
+                    return;
+                }
+                let token = packet.get_token().to_vec();
+                if is_response && self.exchanges.contains_key(&token) {
+                    self.send_raw(&empty_ack(mid));
+                    if self.acked_cons.len() >= ACKED_CONS {
+                        self.acked_cons.pop_front();
+                    }
+                    self.acked_cons.push_back((mid, now));
+                    self.complete(&token, Ok(packet), now);
+                } else {
+                    // A ping, a request (we serve none), or a response to nothing (§4.2).
+                    self.send_raw(&reset(mid));
+                }
+            }
+            MessageType::NonConfirmable => {
+                let token = packet.get_token().to_vec();
+                if is_response && self.exchanges.contains_key(&token) {
+                    self.complete(&token, Ok(packet), now);
+                }
+            }
+        }
+    }
+}

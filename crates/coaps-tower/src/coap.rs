@@ -1,0 +1,647 @@
+//! The CoAP message layer: turns an application `Service<CoapRequest, Response = Packet>` into
+//! the `Service<Secured, Response = Option<Vec<u8>>>` that the handshake layer calls with each
+//! decrypted application-data record.
+//!
+//! What it does, in the order a record meets it:
+//!
+//! 1. **Header checks** (RFC 7252 §3, §4.2, §4.3). Fewer than 4 bytes, or a version other than
+//!    1: silently dropped. ACK and RST from the peer: dropped (a server layer sends no
+//!    confirmable messages, so there is nothing for them to match). An Empty confirmable message
+//!    (the "CoAP ping"), a confirmable message with a response code or a reserved class (1, 6,
+//!    7), or one with a format error past its header: answered with a Reset carrying its
+//!    Message ID. The same cases in a non-confirmable message are silently ignored (§4.3 makes
+//!    the Reset optional; staying silent gives an attacker nothing to reflect).
+//! 2. **Unknown methods** (0.08–0.31) get 4.05 Method Not Allowed without reaching the
+//!    application (§5.8).
+//! 3. **Deduplication** (§4.5), keyed by (peer address, Message ID), for
+//!    [`CoapConfig::exchange_lifetime`] (EXCHANGE_LIFETIME, 247 s, §4.8.2). A duplicate
+//!    confirmable request is answered with the stored response bytes; a duplicate that arrives
+//!    while the first copy is still being processed waits for that response and gets the same
+//!    bytes (it never reaches the application). A duplicate non-confirmable request is silently
+//!    ignored, as §4.5 says. The store holds at most [`CoapConfig::max_dedup_entries`] entries,
+//!    oldest evicted first. Over DTLS the CoAP endpoint is really the security association
+//!    (§9.1.1), but [`Secured`] carries only the address: a peer that starts a *new* session
+//!    from the same address and reuses a Message ID within the lifetime gets the old answer.
+//!    Peers that pick their first Message ID at random (as §4.4 asks, and libcoap does) are
+//!    not affected.
+//! 4. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
+//!    identity.
+//! 5. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
+//!    request's Message ID and token, §5.2.1); a non-confirmable request gets a
+//!    non-confirmable response with a fresh Message ID and the request's token (§5.2.3). The
+//!    application only chooses code, options and payload; a packet whose code is not a response
+//!    code is replaced by 5.00.
+//! 6. **Size cap**: the response is encoded with
+//!    [`to_bytes_with_limit`](coap_lite::Packet::to_bytes_with_limit)`(`[`CoapConfig::max_message_size`]`)`.
+//!    A response that does not fit becomes **5.00 Internal Server Error** with the diagnostic
+//!    payload `response too large` (§5.5.2). Not 4.13: that code says the *request* was too
+//!    large, which would send the client looking for a fault it did not commit. (Block-wise
+//!    transfer, RFC 7959, is the real fix and is the application's business.)
+//!
+//! # Errors of the application
+//!
+//! The application's error type only has to be `Into<BoxError>`, so ordinary tower middleware
+//! composes around it. An error becomes a response, never a dropped request:
+//! [`tower::timeout::error::Elapsed`] and [`tower::load_shed::error::Overloaded`] (found
+//! anywhere in the error's `source()` chain, so a `Buffer` in between does not hide them) become
+//! **5.03 Service Unavailable** with Max-Age [`CoapConfig::retry_after`] (§5.9.3.4: a temporary
+//! condition, retry later); anything else becomes **5.00 Internal Server Error** (§5.9.3.1).
+//! The error response is stored for deduplication like any other, so a retransmission gets the
+//! same answer (§4.5).
+//!
+//! Errors from the inner service's `poll_ready` are passed up as [`BoxError`].
+//!
+//! # Example
+//!
+//! ```
+//! use coap_lite::{MessageClass, MessageType, Packet, RequestType, ResponseType};
+//! use coaps_dtls::PeerIdentity;
+//! use coaps_tower::coap::CoapLayer;
+//! use coaps_tower::{BoxError, CoapRequest, Secured};
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(CoapLayer::new())
+//!     // Ordinary tower middleware wraps the application: a timeout becomes 5.03.
+//!     .timeout(Duration::from_secs(5))
+//!     .concurrency_limit(64)
+//!     .service_fn(|req: CoapRequest| async move {
+//!         let mut resp = req.response();
+//!         resp.header.code = MessageClass::Response(ResponseType::Content);
+//!         resp.payload = format!("hello {:?}", req.identity).into_bytes();
+//!         Ok::<_, Infallible>(resp)
+//!     });
+//!
+//! // What the handshake layer would hand over: a confirmable GET.
+//! let mut get = Packet::new();
+//! get.header.set_type(MessageType::Confirmable);
+//! get.header.code = MessageClass::Request(RequestType::Get);
+//! get.header.message_id = 0x1234;
+//! get.set_token(vec![0xab]);
+//! let secured = Secured {
+//!     peer: "192.0.2.1:40000".parse()?,
+//!     identity: PeerIdentity::Psk(b"sensor-7".to_vec()),
+//!     payload: get.to_bytes().expect("a small packet encodes"),
+//!     early_data: false,
+//! };
+//!
+//! let bytes = svc.oneshot(secured).await?.expect("a confirmable request is answered");
+//! let resp = Packet::from_bytes(&bytes).expect("a valid response");
+//! assert_eq!(resp.header.get_type(), MessageType::Acknowledgement); // piggybacked
+//! assert_eq!(resp.header.message_id, 0x1234);
+//! assert_eq!(resp.get_token(), &[0xab]);
+//! assert_eq!(resp.payload, b"hello Psk(\"sensor-7\")");
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::types::{BoxError, CoapRequest, Secured};
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use pin_project_lite::pin_project;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// EXCHANGE_LIFETIME with the default transmission parameters (RFC 7252 §4.8.2): how long a
+/// Message ID stays meaningful, hence how long a response is kept for duplicates.
+pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
+
+/// Default bound on the deduplication store. At the default lifetime this covers a sustained
+/// 40 requests per second; each entry holds at most one response of
+/// [`DEFAULT_MAX_MESSAGE_SIZE`] bytes, so the store stays under ~11 MB.
+pub const DEFAULT_MAX_DEDUP_ENTRIES: usize = 10_000;
+
+/// Default cap on an encoded response: the 1152-byte datagram of RFC 7252 §4.6 (the default
+/// `CommonConfig::mtu` of `coaps-dtls`) minus the largest DTLS 1.2 record overhead of the
+/// supported suites (13-byte header, 8-byte explicit nonce, 16-byte tag), so the sealed record
+/// still fits the datagram.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1152 - 13 - 8 - 16;
+
+/// How many duplicates of one confirmable request may wait for its first copy's response.
+/// Beyond that, further copies are dropped: the peer retransmits, and a later copy gets the
+/// stored answer.
+const MAX_WAITERS: usize = 4;
+
+/// Settings of the CoAP layer.
+#[derive(Debug, Clone)]
+pub struct CoapConfig {
+    /// How long a response is kept to answer duplicates (RFC 7252 §4.5 and §4.8.2).
+    /// Default [`EXCHANGE_LIFETIME`].
+    pub exchange_lifetime: Duration,
+    /// Most entries in the deduplication store; the oldest is evicted first. Default
+    /// [`DEFAULT_MAX_DEDUP_ENTRIES`]. An evicted exchange's retransmission is processed again,
+    /// so size this for the request rate times the lifetime.
+    pub max_dedup_entries: usize,
+    /// Largest encoded response; larger ones become 5.00. Default [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub max_message_size: usize,
+    /// Max-Age sent with 5.03 Service Unavailable (RFC 7252 §5.9.3.4), telling the client when
+    /// to retry. Default 1 s.
+    pub retry_after: Duration,
+}
+
+impl Default for CoapConfig {
+    fn default() -> Self {
+        Self {
+            exchange_lifetime: EXCHANGE_LIFETIME,
+            max_dedup_entries: DEFAULT_MAX_DEDUP_ENTRIES,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A [`Layer`] producing [`Coap`] services. Each [`Layer::layer`] call gets its own
+/// deduplication store, shared by the clones of the service it returns.
+#[derive(Debug, Clone, Default)]
+pub struct CoapLayer {
+    config: CoapConfig,
+}
+
+impl CoapLayer {
+    /// A layer with the default [`CoapConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer with `config`.
+    pub fn with_config(config: CoapConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for CoapLayer {
+    type Service = Coap<S>;
+    fn layer(&self, inner: S) -> Coap<S> {
+        Coap::with_config(inner, self.config.clone())
+    }
+}
+
+/// The CoAP message layer over an application service. See the [module docs](self).
+pub struct Coap<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for Coap<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S> fmt::Debug for Coap<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coap")
+            .field("config", &self.shared.config)
+            .field("dedup_entries", &self.shared.lock().entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Coap<S> {
+    /// Wraps `inner` with the default configuration.
+    pub fn new(inner: S) -> Self {
+        Self::with_config(inner, CoapConfig::default())
+    }
+
+    /// Wraps `inner` with `config`.
+    pub fn with_config(inner: S, config: CoapConfig) -> Self {
+        // Message IDs of our non-confirmable responses start at a random value (RFC 7252 §4.4)
+        // so they do not collide across restarts.
+        let mut seed = [0u8; 2];
+        coaps_dtls::crypto::Rng::fill(&mut coaps_dtls::crypto::SeededRng::from_os(), &mut seed);
+        let shared =
+            Shared { config, store: Mutex::new(Store::default()), next_mid: AtomicU16::new(u16::from_be_bytes(seed)) };
+        Self { inner, shared: Arc::new(shared) }
+    }
+
+    /// Number of entries in the deduplication store (after expiring old ones).
+    pub fn dedup_len(&self) -> usize {
+        let mut store = self.shared.lock();
+        store.expire(Instant::now(), &self.shared.config);
+        store.entries.len()
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, E> Service<Secured> for Coap<S>
+where
+    S: Service<CoapRequest, Response = Packet, Error = E>,
+    E: Into<BoxError>,
+{
+    type Response = Option<Vec<u8>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, msg: Secured) -> Self::Future {
+        let data = &msg.payload;
+        let Some(head) = Head::parse(data) else {
+            tracing::trace!(peer = %msg.peer, len = data.len(), "CoAP: not a CoAP v1 message, dropped");
+            return ResponseFuture::ready(None);
+        };
+        let con = match head.ty {
+            MessageType::Confirmable => true,
+            MessageType::NonConfirmable => false,
+            // §4.2: ACK/RST that match nothing are silently ignored; this layer sends no CON.
+            MessageType::Acknowledgement | MessageType::Reset => return ResponseFuture::ready(None),
+        };
+        // §4.2/§4.3: reject what we lack context for. A CON gets a Reset, a NON is ignored.
+        let reject = || ResponseFuture::ready(con.then(|| reset(head.mid)));
+        if head.code == 0 || head.code >> 5 != 0 {
+            // Empty (ping, or an Empty message with bytes after the header: a format error), a
+            // response we never asked for, or a reserved class.
+            return reject();
+        }
+        let Ok(packet) = Packet::from_bytes(data) else { return reject() };
+        let MessageClass::Request(_) = packet.header.code else {
+            // 0.08–0.31: a method we do not know (§5.8).
+            let resp = self.shared.error_packet(ResponseType::MethodNotAllowed);
+            let bytes = self.shared.encode(resp, con, head.mid, packet.get_token());
+            return ResponseFuture::ready(Some(bytes));
+        };
+
+        let key = (msg.peer, head.mid);
+        let id = {
+            let mut store = self.shared.lock();
+            let now = Instant::now();
+            store.expire(now, &self.shared.config);
+            if let Some(entry) = store.entries.get_mut(&key) {
+                return match &mut entry.state {
+                    // §4.5: the same ACK for every copy of a CON; copies of a NON are ignored.
+                    EntryState::Done(bytes) => ResponseFuture::ready(if con { bytes.clone() } else { None }),
+                    EntryState::Pending(waiters) if con && waiters.len() < MAX_WAITERS => {
+                        let (tx, rx) = oneshot::channel();
+                        waiters.push(tx);
+                        ResponseFuture { kind: Kind::Duplicate { rx } }
+                    }
+                    EntryState::Pending(_) => ResponseFuture::ready(None),
+                };
+            }
+            store.insert(key, now, &self.shared.config)
+        };
+        let exchange = Exchange {
+            shared: self.shared.clone(),
+            key,
+            id,
+            con,
+            mid: head.mid,
+            token: packet.get_token().to_vec(),
+            finished: false,
+        };
+        let req = CoapRequest { message: packet, peer: msg.peer, identity: msg.identity, early_data: msg.early_data };
+        ResponseFuture { kind: Kind::Inner { future: self.inner.call(req), exchange: Some(exchange) } }
+    }
+}
+
+/// The four fixed header bytes (RFC 7252 §3).
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    ty: MessageType,
+    code: u8,
+    mid: u16,
+}
+
+impl Head {
+    /// `None` for what must be silently dropped: shorter than a header, or not version 1 (§3).
+    fn parse(data: &[u8]) -> Option<Self> {
+        let [b0, code, m0, m1, ..] = *data else { return None };
+        if b0 >> 6 != 1 {
+            return None;
+        }
+        let ty = match (b0 >> 4) & 0b11 {
+            0 => MessageType::Confirmable,
+            1 => MessageType::NonConfirmable,
+            2 => MessageType::Acknowledgement,
+            _ => MessageType::Reset,
+        };
+        Some(Self { ty, code, mid: u16::from_be_bytes([m0, m1]) })
+    }
+}
+
+/// An Empty Reset echoing `mid` (RFC 7252 §4.2): version 1, type RST, no token.
+pub(crate) fn reset(mid: u16) -> Vec<u8> {
+    let [a, b] = mid.to_be_bytes();
+    vec![0x70, 0x00, a, b]
+}
+
+/// An Empty Acknowledgement echoing `mid` (RFC 7252 §4.2).
+pub(crate) fn empty_ack(mid: u16) -> Vec<u8> {
+    let [a, b] = mid.to_be_bytes();
+    vec![0x60, 0x00, a, b]
+}
+
+type Key = (SocketAddr, u16);
+
+struct Shared {
+    config: CoapConfig,
+    store: Mutex<Store>,
+    next_mid: AtomicU16,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves the store consistent enough: entries are only
+        // inserted or removed whole.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn error_packet(&self, code: ResponseType) -> Packet {
+        let mut p = Packet::new();
+        p.header.code = MessageClass::Response(code);
+        if code == ResponseType::ServiceUnavailable {
+            let secs = u32::try_from(self.config.retry_after.as_secs()).unwrap_or(u32::MAX);
+            p.add_option(CoapOption::MaxAge, uint_option(secs));
+        }
+        p
+    }
+
+    /// Shapes `resp` as the answer to the request (`con`, `mid`, `token`) and encodes it within
+    /// the size cap.
+    fn encode(&self, mut resp: Packet, con: bool, mid: u16, token: &[u8]) -> Vec<u8> {
+        let class = u8::from(resp.header.code) >> 5;
+        if !matches!(class, 2 | 4 | 5) || !matches!(resp.header.code, MessageClass::Response(_)) {
+            tracing::warn!(code = %resp.header.code, "CoAP: application answered with a non-response code; sending 5.00");
+            resp = self.error_packet(ResponseType::InternalServerError);
+        }
+        let shape = |p: &mut Packet| {
+            p.header.set_version(1);
+            if con {
+                p.header.set_type(MessageType::Acknowledgement);
+                p.header.message_id = mid;
+            } else {
+                p.header.set_type(MessageType::NonConfirmable);
+                p.header.message_id = self.next_mid.fetch_add(1, Ordering::Relaxed);
+            }
+            p.set_token(token.to_vec());
+        };
+        shape(&mut resp);
+        match resp.to_bytes_with_limit(self.config.max_message_size) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                tracing::warn!(limit = self.config.max_message_size, "CoAP: response too large; sending 5.00");
+                let mut p = self.error_packet(ResponseType::InternalServerError);
+                p.payload = b"response too large".to_vec();
+                shape(&mut p);
+                // Header, token (≤ 8) and an 18-byte diagnostic: always small.
+                p.to_bytes_unlimited().unwrap_or_else(|_| reset(mid))
+            }
+        }
+    }
+}
+
+/// A CoAP uint option value: big-endian, no leading zero bytes (RFC 7252 §3.2).
+fn uint_option(v: u32) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let skip = b.iter().take_while(|&&x| x == 0).count();
+    b[skip..].to_vec()
+}
+
+/// The response code for an error of the application service.
+fn error_code(err: &BoxError) -> ResponseType {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+    while let Some(e) = cur {
+        if e.is::<tower::timeout::error::Elapsed>() || e.is::<tower::load_shed::error::Overloaded>() {
+            return ResponseType::ServiceUnavailable;
+        }
+        cur = e.source();
+    }
+    ResponseType::InternalServerError
+}
+
+enum EntryState {
+    /// The first copy is with the application; duplicates of a CON wait here.
+    Pending(Vec<oneshot::Sender<Option<Vec<u8>>>>),
+    /// The answer to replay (`None` for a NON request: duplicates are ignored).
+    Done(Option<Vec<u8>>),
+}
+
+struct Entry {
+    /// Distinguishes this entry from a later one under the same key, so a stale
+    /// [`Exchange`] never touches its successor.
+    id: u64,
+    state: EntryState,
+}
+
+#[derive(Default)]
+struct Store {
+    entries: HashMap<Key, Entry>,
+    /// Insertion order (key, id, time), oldest first: every live entry has exactly one element
+    /// here, so bounding this bounds the map.
+    order: VecDeque<(Key, u64, Instant)>,
+    next_id: u64,
+}
+
+impl Store {
+    fn remove_if(&mut self, key: &Key, id: u64) -> Option<Entry> {
+        match self.entries.get(key) {
+            Some(e) if e.id == id => self.entries.remove(key),
+            _ => None,
+        }
+    }
+
+    fn expire(&mut self, now: Instant, config: &CoapConfig) {
+        while let Some(&(key, id, at)) = self.order.front() {
+            if now.saturating_duration_since(at) < config.exchange_lifetime {
+                break;
+            }
+            self.order.pop_front();
+            self.remove_if(&key, id);
+        }
+    }
+
+    fn insert(&mut self, key: Key, now: Instant, config: &CoapConfig) -> u64 {
+        while self.order.len() >= config.max_dedup_entries.max(1) {
+            let Some((k, id, _)) = self.order.pop_front() else { break };
+            if self.remove_if(&k, id).is_some() {
+                tracing::debug!(peer = %k.0, mid = k.1, "CoAP: dedup store full, evicted the oldest exchange");
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.insert(key, Entry { id, state: EntryState::Pending(Vec::new()) });
+        self.order.push_back((key, id, now));
+        id
+    }
+}
+
+/// The first copy of a request, on its way through the application. Dropped unfinished (the
+/// caller cancelled), it removes its pending entry so a retransmission is processed afresh.
+struct Exchange {
+    shared: Arc<Shared>,
+    key: Key,
+    id: u64,
+    con: bool,
+    mid: u16,
+    token: Vec<u8>,
+    finished: bool,
+}
+
+impl Exchange {
+    fn finish(mut self, resp: Packet) -> Vec<u8> {
+        self.finished = true;
+        let bytes = self.shared.encode(resp, self.con, self.mid, &self.token);
+        let mut store = self.shared.lock();
+        if let Some(entry) = store.entries.get_mut(&self.key).filter(|e| e.id == self.id) {
+            let stored = self.con.then(|| bytes.clone());
+            if let EntryState::Pending(waiters) = std::mem::replace(&mut entry.state, EntryState::Done(stored)) {
+                for w in waiters {
+                    let _ = w.send(Some(bytes.clone()));
+                }
+            }
+        }
+        bytes
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropping the entry drops its waiters' senders: they resolve to "no answer".
+            let mut store = self.shared.lock();
+            store.remove_if(&self.key, self.id);
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Coap`]: the bytes to send back (or nothing).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        // Answered without the application: a Reset, a replay, 4.05, or nothing.
+        Ready { response: Option<Option<Vec<u8>>> },
+        // A duplicate waiting for the first copy's answer.
+        Duplicate { rx: oneshot::Receiver<Option<Vec<u8>>> },
+        // The first copy, with the application.
+        Inner { #[pin] future: F, exchange: Option<Exchange> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn ready(response: Option<Vec<u8>>) -> Self {
+        Self { kind: Kind::Ready { response: Some(response) } }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Ready { .. } => "ready",
+            Kind::Duplicate { .. } => "duplicate",
+            Kind::Inner { .. } => "inner",
+        };
+        f.debug_struct("ResponseFuture").field("state", &state).finish()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Packet, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Option<Vec<u8>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => Poll::Ready(Ok(response.take().flatten())),
+            // The first copy was cancelled: no answer; the peer's next retransmission is
+            // processed afresh.
+            KindProj::Duplicate { rx } => Poll::Ready(Ok(ready!(Pin::new(rx).poll(cx)).ok().flatten())),
+            KindProj::Inner { future, exchange } => {
+                let result = ready!(future.poll(cx));
+                let Some(exchange) = exchange.take() else { return Poll::Ready(Ok(None)) };
+                let resp = result.unwrap_or_else(|e| {
+                    let e: BoxError = e.into();
+                    let code = error_code(&e);
+                    tracing::debug!(error = %e, code = %MessageClass::Response(code), "CoAP: application error");
+                    exchange.shared.error_packet(code)
+                });
+                Poll::Ready(Ok(Some(exchange.finish(resp))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_parse_rejects_short_and_wrong_version() {
+        assert!(Head::parse(&[0x40, 0x01, 0x00]).is_none());
+        assert!(Head::parse(&[0x80, 0x01, 0x00, 0x01]).is_none(), "version 2");
+        let h = Head::parse(&[0x50, 0x02, 0x12, 0x34]).unwrap();
+        assert_eq!(h.ty, MessageType::NonConfirmable);
+        assert_eq!((h.code, h.mid), (0x02, 0x1234));
+    }
+
+    #[test]
+    fn uint_option_is_minimal() {
+        assert_eq!(uint_option(0), Vec::<u8>::new());
+        assert_eq!(uint_option(1), vec![1]);
+        assert_eq!(uint_option(0x0100), vec![1, 0]);
+    }
+
+    #[test]
+    fn reset_and_ack_bytes() {
+        let r = Packet::from_bytes(&reset(0xbeef)).unwrap();
+        assert_eq!(r.header.get_type(), MessageType::Reset);
+        assert_eq!(r.header.code, MessageClass::Empty);
+        assert_eq!(r.header.message_id, 0xbeef);
+        let a = Packet::from_bytes(&empty_ack(7)).unwrap();
+        assert_eq!(a.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!(a.header.message_id, 7);
+    }
+
+    #[test]
+    fn store_bounded_and_expiring() {
+        let cfg = CoapConfig { max_dedup_entries: 3, exchange_lifetime: Duration::from_secs(10), ..Default::default() };
+        let mut s = Store::default();
+        let t0 = Instant::now();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for mid in 0..10u16 {
+            s.insert((peer, mid), t0, &cfg);
+            assert!(s.entries.len() <= 3 && s.order.len() <= 3);
+        }
+        assert!(s.entries.contains_key(&(peer, 9)) && !s.entries.contains_key(&(peer, 6)));
+        s.expire(t0 + Duration::from_secs(10), &cfg);
+        assert!(s.entries.is_empty() && s.order.is_empty());
+    }
+}

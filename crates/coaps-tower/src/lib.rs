@@ -1,0 +1,25 @@
+//! # coaps-tower
+//!
+//! CoAPS as a stack of Tower layers over the sans-IO engine in `coaps-dtls`.
+//!
+//! ```text
+//! UdpSocket ─▶ serve() ─▶ CookieLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ your Service<CoapRequest>
+//!              datagrams   stateless      association       coap-lite codec,
+//!                          HelloVerify-   table, timers,    dedup (RFC 7252 §4.5),
+//!                          Request        seal / open       piggybacked ACK, RST
+//! ```
+//!
+//! Datagram-level services take a [`Datagram`] and answer with the datagrams to send
+//! ([`Transmits`]). The handshake layer hands decrypted application data to its inner service
+//! as [`Secured`] (with the peer's authenticated identity) and seals what that service answers.
+//! The CoAP layer turns [`Secured`] into [`CoapRequest`]s for the application.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod coap;
+pub mod types;
+
+pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
+pub use coap::{Coap, CoapConfig, CoapLayer};
+pub use types::*;

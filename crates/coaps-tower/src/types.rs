@@ -1,0 +1,79 @@
+//! The types that travel between the layers.
+
+use coaps_dtls::PeerIdentity;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub use coaps_dtls::Transmit;
+
+/// The error type of every service in this crate, as in tower.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a datagram-level service answers with: the datagrams to send (possibly none).
+pub type Transmits = Vec<Transmit>;
+
+/// One UDP datagram as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+    /// When it was received (the clock the layers run on).
+    pub received_at: Instant,
+    /// Set by the cookie layer when the datagram is a ClientHello
+    /// whose cookie verified: the peer has proven it owns its address.
+    pub cookie: Option<CookieVerified>,
+}
+
+impl Datagram {
+    /// A datagram received now from `peer`.
+    pub fn new(peer: SocketAddr, payload: Vec<u8>) -> Self {
+        Self { peer, payload, received_at: Instant::now(), cookie: None }
+    }
+}
+
+/// Proof, attached by the cookie layer, that a ClientHello came back with a valid cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieVerified {
+    /// Time between issuing the cookie and receiving it back: an upper bound on one round
+    /// trip, usable as an RTT sample by retransmission tuning.
+    pub rtt_sample: Duration,
+}
+
+/// Decrypted application data from an authenticated peer: what the handshake layer hands to
+/// its inner service. The inner service answers with `Option<Vec<u8>>`: a payload to seal and
+/// send back to the same peer, or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secured {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Who the peer proved to be in the handshake (PSK identity, certificate chain, raw key).
+    pub identity: PeerIdentity,
+    /// The plaintext of one application-data record.
+    pub payload: Vec<u8>,
+    /// Whether the record arrived as 0-RTT early data (always false with DTLS 1.2).
+    pub early_data: bool,
+}
+
+/// A CoAP request for the application, with who sent it.
+#[derive(Debug, Clone)]
+pub struct CoapRequest {
+    /// The decoded message (coap-lite).
+    pub message: coap_lite::Packet,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The authenticated identity of the peer, for authorization.
+    pub identity: PeerIdentity,
+    /// Whether the message arrived as 0-RTT early data.
+    pub early_data: bool,
+}
+
+impl CoapRequest {
+    /// A response skeleton for this request: piggybacked ACK for a confirmable request, NON
+    /// for a non-confirmable one, same message ID and token, code 2.05 Content. The CoAP layer
+    /// fixes type, message ID and token anyway, so the application only sets code and payload.
+    pub fn response(&self) -> coap_lite::Packet {
+        coap_lite::CoapResponse::new(&self.message).map(|r| r.message).unwrap_or_default()
+    }
+}
