@@ -16,6 +16,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cookie;
+pub mod handshake;
+pub mod transport;
 pub mod types;
 
+pub use cookie::{Cookie, CookieLayer, CookieStats};
+pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
+pub use transport::{OutOfBand, Server, serve};
 pub use types::*;
