@@ -60,6 +60,7 @@ use crate::types::{BoxError, Datagram, Transmit, Transmits};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::task::Poll;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -195,29 +196,35 @@ impl Server {
                     Err(_) => break, // never closed
                 },
             };
-            let ready = tokio::select! {
+            let ready: Result<(), BoxError> = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                r = poll_fn(|cx| service.poll_ready(cx)) => r,
+                r = poll_fn(|cx| service.poll_ready(cx)) => r.map_err(Into::into),
             };
             if let Err(e) = ready {
-                result = Err(e.into());
+                result = Err(e);
                 break;
             }
-            let future = service.call(datagram);
-            let socket = socket.clone();
-            calls.spawn(async move {
-                let _permit = permit;
-                let result: Result<Transmits, BoxError> = future.await.map_err(Into::into);
-                match result {
-                    Ok(transmits) => {
-                        for t in &transmits {
-                            send(&socket, t).await;
-                        }
-                    }
-                    Err(e) => tracing::debug!(%peer, error = %e, "datagram service failed"),
+            // Most datagrams (cookie challenges, handshake flights, records the application
+            // answers at once) complete on the first poll: answer them inline, and spawn a task
+            // only for calls that really wait, so a slow one never blocks the loop.
+            let mut future = Box::pin(service.call(datagram));
+            let polled: Poll<Result<Transmits, BoxError>> =
+                poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await.map(|r| r.map_err(Into::into));
+            match polled {
+                Poll::Ready(result) => {
+                    drop(permit);
+                    send_all(&socket, peer, result).await;
                 }
-            });
+                Poll::Pending => {
+                    let socket = socket.clone();
+                    calls.spawn(async move {
+                        let _permit = permit;
+                        let result: Result<Transmits, BoxError> = future.await.map_err(Into::into);
+                        send_all(&socket, peer, result).await;
+                    });
+                }
+            }
         }
         // Graceful shutdown: answers in flight first, then goodbyes.
         let drained = tokio::time::timeout(self.drain_timeout, async { while calls.join_next().await.is_some() {} });
@@ -234,6 +241,17 @@ impl Server {
             }
         }
         result
+    }
+}
+
+async fn send_all(socket: &UdpSocket, peer: std::net::SocketAddr, result: Result<Transmits, BoxError>) {
+    match result {
+        Ok(transmits) => {
+            for t in &transmits {
+                send(socket, t).await;
+            }
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "datagram service failed"),
     }
 }
 
