@@ -328,7 +328,9 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Inner { .. } => f.write_str("ResponseFuture::Inner"),
-            Kind::Answer { transmits } => f.debug_struct("ResponseFuture::Answer").field("transmits", transmits).finish(),
+            Kind::Answer { transmits } => {
+                f.debug_struct("ResponseFuture::Answer").field("transmits", transmits).finish()
+            }
         }
     }
 }
@@ -426,7 +428,8 @@ mod tests {
 
     fn gate() -> (Cookie<Counting>, Counting) {
         let inner = Counting::default();
-        let layer = CookieLayer::with_provider(CookieConfig::default(), Arc::new(RustCrypto), SeededRng::from_seed_u64(7));
+        let layer =
+            CookieLayer::with_provider(CookieConfig::default(), Arc::new(RustCrypto), SeededRng::from_seed_u64(7));
         (layer.layer(inner.clone()), inner)
     }
 

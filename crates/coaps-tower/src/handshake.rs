@@ -109,7 +109,7 @@
 use crate::cookie::{CookieGate, CookieStats, Verdict, first_client_hello};
 use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{EndpointStats, Endpoint, Error, Event, PeerIdentity, ServerConfig};
+use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::fmt;
@@ -798,7 +798,7 @@ mod tests {
     }
 
     /// Runs a client endpoint against the service until it is connected and got an echo.
-    async fn handshake_and_echo(svc: &mut Handshake<Echo>, client_addr: SocketAddr) -> Vec<u8> {
+    async fn handshake_and_echo(svc: &mut Handshake<Echo>, client_addr: SocketAddr) -> (Vec<u8>, Endpoint) {
         let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
         let mut client = Endpoint::client(SeededRng::from_seed_u64(3));
         let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
@@ -812,7 +812,7 @@ mod tests {
             while let Some((_, ev)) = client.poll_event() {
                 match ev {
                     Event::Connected { .. } => client.send(server_addr, b"ping").unwrap(),
-                    Event::ApplicationData(d) => return d,
+                    Event::ApplicationData(d) => return (d, client),
                     _ => {}
                 }
             }
@@ -826,7 +826,7 @@ mod tests {
             let layer = HandshakeLayer::builder(server_config()).rng(SeededRng::from_seed_u64(1)).build();
             let (mut svc, _worker) = layer.pair(Echo);
             let peer: SocketAddr = "192.0.2.2:1000".parse().unwrap();
-            assert_eq!(handshake_and_echo(&mut svc, peer).await, b"ping");
+            assert_eq!(handshake_and_echo(&mut svc, peer).await.0, b"ping");
             let a = layer.associations();
             assert_eq!(a.count(), 1);
             assert!(a.is_established(&peer));
@@ -858,6 +858,92 @@ mod tests {
             assert_eq!(s.unverified_client_hellos, 50);
             assert_eq!(s.endpoint.connections_created, 0);
             assert!(s.cookie.is_none());
+        });
+    }
+
+    #[test]
+    fn association_limit_refuses_new_peers_not_established_ones() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).max_associations(1).build();
+            let (mut svc, _worker) = layer.pair(Echo);
+            let first: SocketAddr = "192.0.2.5:1000".parse().unwrap();
+            let (_, mut first_client) = handshake_and_echo(&mut svc, first).await;
+            // A second peer gets its cookie (stateless) but no association.
+            let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+            let second: SocketAddr = "192.0.2.6:1000".parse().unwrap();
+            let mut client = Endpoint::client(SeededRng::from_seed_u64(9));
+            let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
+            client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+            for _ in 0..3 {
+                while let Some(t) = client.poll_transmit() {
+                    for a in call(&mut svc, second, t.payload).await {
+                        client.handle_datagram(Instant::now(), server_addr, &a.payload);
+                    }
+                }
+            }
+            let a = layer.associations();
+            assert_eq!(a.count(), 1);
+            assert!(a.stats().endpoint.dropped_limit >= 1);
+            // The established peer is still served.
+            assert_eq!(echo_again(&mut svc, &mut first_client, first, b"still here").await, b"still here");
+        });
+    }
+
+    /// One echo over an established client endpoint.
+    async fn echo_again(svc: &mut Handshake<Echo>, client: &mut Endpoint, peer: SocketAddr, msg: &[u8]) -> Vec<u8> {
+        let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+        client.send(server_addr, msg).unwrap();
+        while let Some(t) = client.poll_transmit() {
+            for a in call(svc, peer, t.payload).await {
+                client.handle_datagram(Instant::now(), server_addr, &a.payload);
+            }
+        }
+        while let Some((_, ev)) = client.poll_event() {
+            if let Event::ApplicationData(d) = ev {
+                return d;
+            }
+        }
+        panic!("no echo");
+    }
+
+    #[test]
+    fn worker_retransmits_a_lost_flight_through_the_outbox() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).build();
+            let (mut svc, worker) = layer.pair(Echo);
+            tokio::spawn(worker);
+            let associations = layer.associations();
+            let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+            let peer: SocketAddr = "192.0.2.7:1000".parse().unwrap();
+            let mut client = Endpoint::client(SeededRng::from_seed_u64(11));
+            let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
+            client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+            // ClientHello -> HelloVerifyRequest -> ClientHello with cookie -> server flight,
+            // which the "network" loses.
+            let ch1 = client.poll_transmit().unwrap();
+            for a in call(&mut svc, peer, ch1.payload).await {
+                client.handle_datagram(Instant::now(), server_addr, &a.payload);
+            }
+            let ch2 = client.poll_transmit().unwrap();
+            let lost = call(&mut svc, peer, ch2.payload).await;
+            assert!(!lost.is_empty());
+            assert_eq!(associations.count(), 1);
+            // The worker's retransmission timer fires (RFC 6347 §4.2.4.1, initial 1 s) and the
+            // flight comes out of band.
+            let again = tokio::time::timeout(Duration::from_secs(5), associations.next_transmit()).await.unwrap();
+            assert_eq!(again.destination, peer);
+            assert_eq!(again.payload[0], 22, "a handshake record");
+            client.handle_datagram(Instant::now(), server_addr, &again.payload);
+            while let Some(t) = associations.try_next_transmit() {
+                client.handle_datagram(Instant::now(), server_addr, &t.payload);
+            }
+            // The client completes the handshake on the retransmitted flight.
+            while let Some(t) = client.poll_transmit() {
+                for a in call(&mut svc, peer, t.payload).await {
+                    client.handle_datagram(Instant::now(), server_addr, &a.payload);
+                }
+            }
+            assert!(associations.is_established(&peer));
         });
     }
 

@@ -10,7 +10,7 @@
 //!
 //! Datagrams that answer nothing received — handshake retransmissions, alerts, records the
 //! application sends on its own initiative — come from an [`OutOfBand`] source, usually the
-//! [`Associations`](crate::handshake::Associations) handle of the handshake layer: a task
+//! [`Associations`] handle of the handshake layer: a task
 //! drains it to the socket.
 //!
 //! When the `shutdown` future completes, the server stops reading, waits (at most
@@ -60,8 +60,8 @@ use crate::types::{BoxError, Datagram, Transmit, Transmits};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::task::Poll;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
@@ -135,7 +135,7 @@ impl Server {
     }
 
     /// Where out-of-band datagrams come from: pass the handshake layer's
-    /// [`Associations`](crate::handshake::Associations), or retransmissions and close_notify
+    /// [`Associations`], or retransmissions and close_notify
     /// never reach the network.
     pub fn out_of_band(mut self, source: impl OutOfBand) -> Self {
         self.out_of_band = Some(Arc::new(source));

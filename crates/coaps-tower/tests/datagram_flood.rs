@@ -62,7 +62,7 @@ async fn spoofed_client_hello_flood_creates_no_state_and_does_not_starve_peers()
                 while !stop.load(Ordering::Relaxed) {
                     // Every fourth one carries a forged cookie of the right length.
                     let r = random(&mut state);
-                    let cookie = if n % 4 == 0 { r[..21].to_vec() } else { Vec::new() };
+                    let cookie = if n.is_multiple_of(4) { r[..21].to_vec() } else { Vec::new() };
                     let _ = sock.send_to(&example_client_hello_with(&r, &cookie), addr).await;
                     sent.fetch_add(1, Ordering::Relaxed);
                     n += 1;
@@ -86,7 +86,7 @@ async fn spoofed_client_hello_flood_creates_no_state_and_does_not_starve_peers()
                 assert_eq!(out[0].destination, peer);
                 assert!(hello_verify_request_cookie(&out[0].payload).is_some());
                 answered += 1;
-                if i % 256 == 0 {
+                if i.is_multiple_of(256) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -148,7 +148,11 @@ async fn spoofed_client_hello_flood_creates_no_state_and_does_not_starve_peers()
         // Every flood datagram the socket loop read was answered by the cookie layer alone.
         assert!(cookie.hello_verify_requests - hvr_before >= u64::from(SPOOFED_PEERS) + 1000, "{cookie:?}");
         assert!(cookie.cookies_rejected > 0, "{cookie:?}");
-        assert_eq!(server.probe.client_hellos_unmarked.load(Ordering::SeqCst), 0, "an unproven ClientHello got past the cookie layer");
+        assert_eq!(
+            server.probe.client_hellos_unmarked.load(Ordering::SeqCst),
+            0,
+            "an unproven ClientHello got past the cookie layer"
+        );
         assert_eq!(server.probe.client_hellos_marked.load(Ordering::SeqCst), LEGIT);
         // No state for the flood: the table never grew, no association was created.
         assert_eq!(max_count_seen.load(Ordering::Relaxed), LEGIT);

@@ -21,11 +21,16 @@ async fn two_hundred_clients_twenty_echoes_each_then_idle_expiry() {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..CLIENTS {
             tasks.spawn(async move {
-                let mut c = Client::connect(addr, 1000 + i as u64, Duration::from_secs(30)).await.map_err(|e| format!("client {i}: {e}"))?;
+                let mut c = Client::connect(addr, 1000 + i as u64, Duration::from_secs(30))
+                    .await
+                    .map_err(|e| format!("client {i}: {e}"))?;
                 let mut worst = Duration::ZERO;
                 for m in 0..MESSAGES {
                     let msg = format!("client {i} message {m}");
-                    let rtt = c.request(msg.as_bytes(), 10, Duration::from_secs(1)).await.map_err(|e| format!("client {i}: {e}"))?;
+                    let rtt = c
+                        .request(msg.as_bytes(), 10, Duration::from_secs(1))
+                        .await
+                        .map_err(|e| format!("client {i}: {e}"))?;
                     worst = worst.max(rtt);
                 }
                 // The client vanishes without close_notify: only the idle timeout cleans up.

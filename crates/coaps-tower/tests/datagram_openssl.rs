@@ -13,7 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn openssl_available() -> bool {
-    let ok = Command::new("openssl").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("COAPS_REQUIRE_PEERS").as_deref() == Ok("1") {
             panic!("openssl is not installed but COAPS_REQUIRE_PEERS=1: apt-get install openssl");
@@ -46,7 +51,9 @@ impl Peer {
             .spawn()
             .expect("spawn openssl");
         let output = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for mut pipe in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let output = output.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -91,14 +98,27 @@ async fn openssl_s_client_through_cookie_and_handshake_layers() {
     bounded(60, "openssl interop", async {
         let mut server = TestServer::start(Opts::default(), tower::layer::util::Identity::new()).await;
         let args: Vec<String> = [
-            "s_client", "-dtls1_2", "-connect", &server.addr.to_string(), "-psk", PSK_HEX, "-psk_identity", PSK_IDENTITY,
-            "-cipher", "PSK-AES128-CCM8", "-trace",
+            "s_client",
+            "-dtls1_2",
+            "-connect",
+            &server.addr.to_string(),
+            "-psk",
+            PSK_HEX,
+            "-psk_identity",
+            PSK_IDENTITY,
+            "-cipher",
+            "PSK-AES128-CCM8",
+            "-trace",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let mut peer = Peer::spawn(&args);
-        assert!(peer.wait_for("Cipher is PSK-AES128-CCM8", Duration::from_secs(20)).await, "no handshake\n{}", peer.output());
+        assert!(
+            peer.wait_for("Cipher is PSK-AES128-CCM8", Duration::from_secs(20)).await,
+            "no handshake\n{}",
+            peer.output()
+        );
 
         peer.send_line("hello-tower");
         assert!(peer.wait_for("echo:hello-tower", Duration::from_secs(20)).await, "no echo\n{}", peer.output());

@@ -6,9 +6,7 @@
 #![allow(dead_code)]
 
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{
-    ClientConfig, CloseReason, CommonConfig, Endpoint, Event, Psk, ServerConfig, StaticPsks, suites,
-};
+use coaps_dtls::{ClientConfig, CloseReason, CommonConfig, Endpoint, Event, Psk, ServerConfig, StaticPsks, suites};
 use coaps_tower::cookie::{Cookie, CookieLayer};
 use coaps_tower::handshake::{Associations, Handshake, HandshakeLayer};
 use coaps_tower::transport::Server;
@@ -28,18 +26,18 @@ pub const PSK_IDENTITY: &str = "Client_identity";
 pub const PSK_HEX: &str = "0102030405060708090a0b0c0d0e0f10";
 
 pub fn psk() -> Psk {
-    let key: Vec<u8> = (0..PSK_HEX.len()).step_by(2).map(|i| u8::from_str_radix(&PSK_HEX[i..i + 2], 16).unwrap()).collect();
+    let key: Vec<u8> =
+        (0..PSK_HEX.len()).step_by(2).map(|i| u8::from_str_radix(&PSK_HEX[i..i + 2], 16).unwrap()).collect();
     Psk::new(PSK_IDENTITY, key).unwrap()
 }
 
 /// Plain PSK suites only: no ECDHE, so hundreds of handshakes stay cheap in a debug build.
 fn psk_only() -> CommonConfig {
-    let mut c = CommonConfig::default();
-    c.suites = ["TLS_PSK_WITH_AES_128_CCM_8", "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256"]
+    let suites = ["TLS_PSK_WITH_AES_128_CCM_8", "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256"]
         .iter()
         .map(|n| *suites::by_name(n).unwrap())
         .collect();
-    c
+    CommonConfig { suites, ..CommonConfig::default() }
 }
 
 pub fn server_config() -> ServerConfig {
@@ -84,14 +82,19 @@ impl<S: Service<Datagram>> Service<Datagram> for Probe<S> {
     fn call(&mut self, d: Datagram) -> S::Future {
         self.counts.calls.fetch_add(1, Ordering::SeqCst);
         if is_client_hello(&d.payload) {
-            let c = if d.cookie.is_some() { &self.counts.client_hellos_marked } else { &self.counts.client_hellos_unmarked };
+            let c = if d.cookie.is_some() {
+                &self.counts.client_hellos_marked
+            } else {
+                &self.counts.client_hellos_unmarked
+            };
             c.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.call(d)
     }
 }
 
-/// The application: answers `echo:` + what it got, and counts its calls.
+/// The application: answers `echo:` + what it got, and counts its calls. A payload starting
+/// with `slow` is answered after [`SLOW`].
 #[derive(Clone, Default)]
 pub struct Echo {
     pub calls: Arc<AtomicUsize>,
@@ -100,15 +103,23 @@ pub struct Echo {
 impl Service<Secured> for Echo {
     type Response = Option<Vec<u8>>;
     type Error = BoxError;
-    type Future = std::future::Ready<Result<Option<Vec<u8>>, BoxError>>;
+    type Future = BoxFuture<Result<Option<Vec<u8>>, BoxError>>;
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
     fn call(&mut self, s: Secured) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok(Some([b"echo:".as_slice(), &s.payload].concat())))
+        Box::pin(async move {
+            if s.payload.starts_with(b"slow") {
+                tokio::time::sleep(SLOW).await;
+            }
+            Ok(Some([b"echo:".as_slice(), &s.payload].concat()))
+        })
     }
 }
+
+/// How long the echo service takes for a `slow...` payload.
+pub const SLOW: Duration = Duration::from_millis(1500);
 
 /// The datagram service under test.
 pub type Stack = Cookie<Probe<Handshake<Echo>>>;
@@ -148,8 +159,10 @@ impl TestServer {
         <L::Service as Service<Datagram>>::Future: Send + 'static,
     {
         let cookies = CookieLayer::new(Default::default());
-        let handshake =
-            HandshakeLayer::builder(Arc::new(server_config())).behind_cookie_layer().idle_timeout(opts.idle_timeout).build();
+        let handshake = HandshakeLayer::builder(Arc::new(server_config()))
+            .behind_cookie_layer()
+            .idle_timeout(opts.idle_timeout)
+            .build();
         let associations = handshake.associations();
         let probe = Arc::new(ProbeCounts::default());
         let echo = Echo::default();
