@@ -13,7 +13,7 @@
 //!
 //! `cargo bench --bench cookie_flood`
 
-use coaps_bench_support::alloc::{allocations, trace};
+use coaps_bench_support::alloc::{thread_allocations as allocations, trace};
 use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::ossl::{self, End};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
@@ -114,6 +114,7 @@ fn run<M: Measurement>(c: Criterion<M>, ch: &[u8]) {
 }
 
 fn main() {
+    coaps_bench_support::report::mark_start();
     // The engine's own first ClientHello: realistic size and extensions.
     let ch = ours::client_hello(Mode::PskCcm8);
     let mut out = [0u8; 256];

@@ -293,6 +293,7 @@ fn run<M: Measurement>(c: Criterion<M>) {
 }
 
 fn main() {
+    coaps_bench_support::report::mark_start();
     if wall_time_requested() {
         run(Criterion::default());
     } else {

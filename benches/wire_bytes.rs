@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench wire_bytes`
 
-use coaps_bench_support::alloc::allocations;
+use coaps_bench_support::alloc::thread_allocations as allocations;
 use coaps_bench_support::{CountingAlloc, Mode, Outcome, ossl, ours};
 
 #[global_allocator]

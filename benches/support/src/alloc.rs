@@ -17,8 +17,9 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static TRACE: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    // Const-initialised, so touching it never allocates (no recursion into the allocator).
+    // Const-initialised, so touching them never allocates (no recursion into the allocator).
     static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The system allocator, counting every `alloc`, `alloc_zeroed` and `realloc` call.
@@ -30,6 +31,12 @@ pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+/// Heap allocations (including reallocations) made by the calling thread so far: unaffected by
+/// other threads, such as a test harness's.
+pub fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
+}
+
 /// Switches printing a backtrace for each allocation on or off.
 pub fn trace(on: bool) {
     TRACE.store(on, Ordering::SeqCst);
@@ -37,6 +44,7 @@ pub fn trace(on: bool) {
 
 fn count(layout: Layout) {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
     if TRACE.load(Ordering::Relaxed) {
         let _ = IN_TRACE.try_with(|busy| {
             if !busy.replace(true) {

@@ -1,6 +1,16 @@
 //! Reads back what criterion measured in this run and prints it as a ratio table.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+static STARTED: OnceLock<SystemTime> = OnceLock::new();
+
+/// Call first thing in `main`: [`mean_ns`] then ignores results older than this run (left by an
+/// earlier run with another filter).
+pub fn mark_start() {
+    let _ = STARTED.set(SystemTime::now());
+}
 
 /// Criterion's output directory, found the way criterion finds it.
 fn criterion_home(workspace_root: &str) -> PathBuf {
@@ -18,7 +28,8 @@ fn safe(name: &str) -> String {
     name.chars().map(|c| if "?\"/\\*<>:|^".contains(c) { '_' } else { c }).collect()
 }
 
-/// Time per iteration in nanoseconds of `group`/`function` from the latest run.
+/// Time per iteration in nanoseconds of `group`/`function` from the latest run (from this
+/// run only, after [`mark_start`]).
 pub fn mean_ns(workspace_root: &str, group: &str, function: &str) -> Option<f64> {
     // `function` may be "name/parameter": criterion sanitises each part on its own.
     let mut path = criterion_home(workspace_root).join(safe(group));
@@ -26,6 +37,11 @@ pub fn mean_ns(workspace_root: &str, group: &str, function: &str) -> Option<f64>
         path.push(safe(part));
     }
     let path = path.join("new").join("estimates.json");
+    if let (Some(start), Ok(modified)) = (STARTED.get(), std::fs::metadata(&path).and_then(|m| m.modified()))
+        && modified < *start
+    {
+        return None;
+    }
     let text = std::fs::read_to_string(path).ok()?;
     // The slope (what criterion prints for linear sampling), else the mean.
     point(&text, "\"slope\"").or_else(|| point(&text, "\"mean\""))

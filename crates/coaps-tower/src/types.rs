@@ -21,7 +21,7 @@ pub struct Datagram {
     pub payload: Vec<u8>,
     /// When it was received (the clock the layers run on).
     pub received_at: Instant,
-    /// Set by the cookie layer when the datagram is a ClientHello
+    /// Set by [`CookieLayer`](crate::cookie::CookieLayer) when the datagram is a ClientHello
     /// whose cookie verified: the peer has proven it owns its address.
     pub cookie: Option<CookieVerified>,
 }
@@ -33,7 +33,7 @@ impl Datagram {
     }
 }
 
-/// Proof, attached by the cookie layer, that a ClientHello came back with a valid cookie.
+/// Proof, attached by [`CookieLayer`](crate::cookie::CookieLayer), that a ClientHello came back with a valid cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CookieVerified {
     /// Time between issuing the cookie and receiving it back: an upper bound on one round

@@ -1,0 +1,506 @@
+//! The stateless cookie gate (RFC 6347 §4.2.1) as a layer of its own.
+//!
+//! [`CookieLayer`] sits in front of any datagram-level service
+//! (`Service<Datagram, Response = Transmits>`). For each datagram:
+//!
+//! * an epoch-0 ClientHello **without a valid cookie** is answered by the layer alone with a
+//!   HelloVerifyRequest computed from the datagram (no state is kept, nothing is allocated per
+//!   peer) and the inner service is **never called**: a spoofed source address costs the
+//!   server one HMAC and one small datagram, never an association (DESIGN: "no state before
+//!   proof");
+//! * a ClientHello whose cookie verifies passes to the inner service with
+//!   [`Datagram::cookie`] set to [`CookieVerified`] (the cookie's age is an RTT sample);
+//! * everything else (records of established associations, alerts, fragments) passes through
+//!   untouched.
+//!
+//! The cookie is the one of [`coaps_dtls::cookie`]: `HMAC(secret, client address and port,
+//! ClientHello parameters)` with a secret that rotates every
+//! [`CookieConfig::rotate_every`]; cookies made with the previous secret stay valid for one
+//! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it, so
+//! the gate cannot be used for amplification.
+//!
+//! Put [`HandshakeLayer`](crate::handshake::HandshakeLayer) behind it (it honours the mark and
+//! skips its own cookie exchange; with
+//! [`behind_cookie_layer`](crate::handshake::HandshakeBuilder::behind_cookie_layer) it also
+//! refuses unmarked ClientHellos).
+//!
+//! # Example
+//!
+//! ```
+//! use coaps_tower::cookie::CookieLayer;
+//! use coaps_tower::{BoxError, Datagram, Transmits};
+//! use coaps_dtls::cookie::CookieConfig;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let cookies = CookieLayer::new(CookieConfig::default());
+//! let stats = cookies.clone();
+//! let service = ServiceBuilder::new()
+//!     .layer(cookies)
+//!     .service(service_fn(|d: Datagram| async move {
+//!         // Only proven ClientHellos and non-ClientHello records get here.
+//!         Ok::<Transmits, BoxError>(Vec::new())
+//!     }));
+//!
+//! // A first ClientHello (no cookie), as a DTLS 1.2 client sends it.
+//! let client_hello = coaps_tower::cookie::example_client_hello();
+//! let peer = "127.0.0.1:40000".parse()?;
+//! let answer = service.oneshot(Datagram::new(peer, client_hello)).await?;
+//! assert_eq!(answer.len(), 1); // the HelloVerifyRequest, sent back to `peer`
+//! assert_eq!(answer[0].destination, peer);
+//! assert_eq!(answer[0].payload[13], 3); // handshake type hello_verify_request
+//! assert_eq!(stats.stats().hello_verify_requests, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::types::{CookieVerified, Datagram, Transmit, Transmits};
+use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
+use coaps_dtls::cookie::{ClientHelloView, CookieConfig, CookieKeys, write_hello_verify_request};
+use coaps_dtls::crypto::rustcrypto::RustCrypto;
+use coaps_dtls::crypto::{CryptoProvider, SeededRng};
+use coaps_dtls::msgs::HandshakeHeader;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Counters of a cookie gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CookieStats {
+    /// HelloVerifyRequests sent (ClientHellos without a valid cookie).
+    pub hello_verify_requests: u64,
+    /// ClientHellos whose cookie verified and that were passed on, marked.
+    pub cookies_verified: u64,
+    /// ClientHellos that carried a cookie that did not verify (stale, forged, for another
+    /// address or other parameters). Each also got a fresh HelloVerifyRequest.
+    pub cookies_rejected: u64,
+    /// ClientHellos dropped: unparsable, or a HelloVerifyRequest would have been larger than
+    /// the datagram (no amplification, RFC 6347 §4.2.1).
+    pub dropped: u64,
+}
+
+/// What the gate decided about one datagram.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Not a first ClientHello: not the gate's business.
+    PassThrough,
+    /// A ClientHello whose cookie verified.
+    Verified(CookieVerified),
+    /// Answer with this HelloVerifyRequest, and nothing else.
+    HelloVerify(Transmit),
+    /// A broken ClientHello: drop it.
+    Drop,
+}
+
+struct Keys {
+    keys: CookieKeys,
+    rng: SeededRng,
+}
+
+/// The shared, stateless (per peer) cookie gate: the current and previous secrets, and
+/// counters. Used by [`CookieLayer`] and, when no cookie layer is in front, by the handshake
+/// layer itself.
+pub(crate) struct CookieGate {
+    keys: Mutex<Keys>,
+    provider: Arc<dyn CryptoProvider>,
+    hello_verify_requests: AtomicU64,
+    cookies_verified: AtomicU64,
+    cookies_rejected: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl fmt::Debug for CookieGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieGate").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl CookieGate {
+    pub(crate) fn new(config: CookieConfig, provider: Arc<dyn CryptoProvider>, mut rng: SeededRng) -> Self {
+        let keys = CookieKeys::new(config, Instant::now(), &mut rng);
+        Self {
+            keys: Mutex::new(Keys { keys, rng }),
+            provider,
+            hello_verify_requests: AtomicU64::new(0),
+            cookies_verified: AtomicU64::new(0),
+            cookies_rejected: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CookieStats {
+        CookieStats {
+            hello_verify_requests: self.hello_verify_requests.load(Ordering::Relaxed),
+            cookies_verified: self.cookies_verified.load(Ordering::Relaxed),
+            cookies_rejected: self.cookies_rejected.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Decides on one datagram, allocating only the answer (RFC 6347 §4.2.1).
+    pub(crate) fn check(&self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Verdict {
+        let Some((record_seq, body)) = first_client_hello(datagram) else { return Verdict::PassThrough };
+        let Ok(view) = ClientHelloView::parse(body) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Drop;
+        };
+        let mut buf = [0u8; 64];
+        let written = {
+            // A poisoned lock only means another thread panicked mid-HMAC: the keys are intact.
+            let mut k = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let Keys { keys, rng } = &mut *k;
+            keys.rotate_if_due(now, rng);
+            if !view.cookie.is_empty() {
+                match keys.verify(&*self.provider, now, peer, &view.params, view.cookie) {
+                    Ok(info) => {
+                        self.cookies_verified.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Verified(CookieVerified { rtt_sample: info.age });
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "ClientHello cookie rejected");
+                        self.cookies_rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            let cookie = keys.generate(&*self.provider, now, peer, &view.params);
+            write_hello_verify_request(record_seq, cookie.as_bytes(), &mut buf)
+        };
+        match written {
+            // Never answer with more than was received: no amplification (RFC 6347 §4.2.1).
+            Some(n) if n <= datagram.len() => {
+                self.hello_verify_requests.fetch_add(1, Ordering::Relaxed);
+                Verdict::HelloVerify(Transmit { destination: peer, payload: buf[..n].to_vec() })
+            }
+            _ => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Verdict::Drop
+            }
+        }
+    }
+}
+
+/// The record sequence number and body of the ClientHello that starts `datagram`, if the
+/// datagram starts with an unfragmented epoch-0 ClientHello: the only kind a server can check
+/// without keeping state (it cannot reassemble before the cookie round trip; the engine's
+/// endpoint applies the same rule).
+pub(crate) fn first_client_hello(datagram: &[u8]) -> Option<(u64, &[u8])> {
+    let rec = coaps_dtls::record::split_datagram(datagram).next()?;
+    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
+        return None;
+    }
+    let mut r = Reader::new(rec.fragment);
+    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
+    if hdr.msg_type != HandshakeType::ClientHello || hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length {
+        return None;
+    }
+    Some((rec.header.sequence_number, body))
+}
+
+/// Layer that applies the stateless cookie gate; see the [module docs](self).
+///
+/// Clones share the same secrets and counters, so a clone kept aside reads the
+/// [`stats`](Self::stats) of the services the layer built.
+#[derive(Clone, Debug)]
+pub struct CookieLayer {
+    gate: Arc<CookieGate>,
+}
+
+impl CookieLayer {
+    /// A gate with the given timing, the RustCrypto provider and a secret from the OS RNG.
+    pub fn new(config: CookieConfig) -> Self {
+        Self::with_provider(config, Arc::new(RustCrypto), SeededRng::from_os())
+    }
+
+    /// A gate with a chosen crypto provider and RNG (seed it for reproducible tests).
+    pub fn with_provider(config: CookieConfig, provider: Arc<dyn CryptoProvider>, rng: SeededRng) -> Self {
+        Self { gate: Arc::new(CookieGate::new(config, provider, rng)) }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CookieStats {
+        self.gate.stats()
+    }
+}
+
+impl<S> Layer<S> for CookieLayer {
+    type Service = Cookie<S>;
+
+    fn layer(&self, inner: S) -> Cookie<S> {
+        Cookie { inner, gate: self.gate.clone() }
+    }
+}
+
+/// The service built by [`CookieLayer`].
+#[derive(Clone, Debug)]
+pub struct Cookie<S> {
+    inner: S,
+    gate: Arc<CookieGate>,
+}
+
+impl<S> Cookie<S> {
+    /// Wraps `inner` with a fresh gate (see [`CookieLayer::new`]).
+    pub fn new(inner: S, config: CookieConfig) -> Self {
+        CookieLayer::new(config).layer(inner)
+    }
+
+    /// The counters so far (shared with the layer and every clone).
+    pub fn stats(&self) -> CookieStats {
+        self.gate.stats()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<Datagram> for Cookie<S>
+where
+    S: Service<Datagram, Response = Transmits>,
+{
+    type Response = Transmits;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut d: Datagram) -> Self::Future {
+        match self.gate.check(d.received_at, d.peer, &d.payload) {
+            Verdict::PassThrough => ResponseFuture::inner(self.inner.call(d)),
+            Verdict::Verified(v) => {
+                d.cookie = Some(v);
+                ResponseFuture::inner(self.inner.call(d))
+            }
+            Verdict::HelloVerify(t) => ResponseFuture::answer(vec![t]),
+            Verdict::Drop => ResponseFuture::answer(Vec::new()),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Cookie`]: the inner service's, or the gate's own answer (no box).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Answer { transmits: Option<Transmits> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self { kind: Kind::Inner { future } }
+    }
+
+    fn answer(transmits: Transmits) -> Self {
+        Self { kind: Kind::Answer { transmits: Some(transmits) } }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Inner { .. } => f.write_str("ResponseFuture::Inner"),
+            Kind::Answer { transmits } => {
+                f.debug_struct("ResponseFuture::Answer").field("transmits", transmits).finish()
+            }
+        }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Transmits, E>>,
+{
+    type Output = Result<Transmits, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Answer { transmits } => Poll::Ready(Ok(transmits.take().unwrap_or_default())),
+        }
+    }
+}
+
+/// A first ClientHello (DTLS 1.2, no cookie, one PSK suite) as one datagram, for examples and
+/// tests of the datagram-level layers.
+#[doc(hidden)]
+pub fn example_client_hello() -> Vec<u8> {
+    example_client_hello_with(&[0x42; 32], &[])
+}
+
+/// [`example_client_hello`] with a chosen random and cookie.
+#[doc(hidden)]
+pub fn example_client_hello_with(random: &[u8; 32], cookie: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0xfe, 0xfd]); // client_version DTLS 1.2
+    body.extend_from_slice(random);
+    body.push(0); // session_id
+    body.push(cookie.len() as u8);
+    body.extend_from_slice(cookie);
+    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0xa8, 0x00, 0xff]); // PSK_WITH_AES_128_CCM_8, SCSV
+    body.extend_from_slice(&[0x01, 0x00]); // compression: null
+    // Extensions: extended_master_secret, plus padding so the datagram is clearly larger
+    // than a HelloVerifyRequest even without a cookie.
+    let ext = [0x00, 0x17, 0x00, 0x00, 0x00, 0x15, 0x00, 0x10];
+    body.extend_from_slice(&((ext.len() + 16) as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    body.extend_from_slice(&[0u8; 16]);
+    let len = (body.len() as u32).to_be_bytes();
+    let mut hs = vec![1]; // client_hello
+    hs.extend_from_slice(&len[1..]);
+    hs.extend_from_slice(&[0, 0]); // message_seq
+    hs.extend_from_slice(&[0, 0, 0]); // fragment_offset
+    hs.extend_from_slice(&len[1..]); // fragment_length
+    hs.extend_from_slice(&body);
+    let mut d = vec![22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+    d.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    d.extend_from_slice(&hs);
+    d
+}
+
+/// Extracts the cookie of a HelloVerifyRequest datagram (tests).
+#[doc(hidden)]
+pub fn hello_verify_request_cookie(datagram: &[u8]) -> Option<&[u8]> {
+    let rec = coaps_dtls::record::split_datagram(datagram).next()?;
+    let mut r = Reader::new(rec.fragment);
+    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
+    if hdr.msg_type != HandshakeType::HelloVerifyRequest {
+        return None;
+    }
+    let len = usize::from(*body.get(2)?);
+    body.get(3..3 + len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts calls; answers nothing.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<AtomicUsize>, Arc<Mutex<Vec<Datagram>>>);
+
+    impl Service<Datagram> for Counting {
+        type Response = Transmits;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Transmits, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, d: Datagram) -> Self::Future {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.lock().unwrap().push(d);
+            std::future::ready(Ok(Vec::new()))
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    fn gate() -> (Cookie<Counting>, Counting) {
+        let inner = Counting::default();
+        let layer =
+            CookieLayer::with_provider(CookieConfig::default(), Arc::new(RustCrypto), SeededRng::from_seed_u64(7));
+        (layer.layer(inner.clone()), inner)
+    }
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn cookieless_client_hello_is_answered_alone() {
+        let (mut svc, inner) = gate();
+        let ch = example_client_hello();
+        let out = block_on(svc.call(Datagram::new(peer(1), ch.clone()))).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].destination, peer(1));
+        assert!(out[0].payload.len() <= ch.len(), "no amplification");
+        // Record sequence number echoed (RFC 6347 §4.2.1), version DTLS 1.0.
+        assert_eq!(&out[0].payload[1..3], &[0xfe, 0xff]);
+        assert_eq!(&out[0].payload[5..11], &ch[5..11]);
+        assert!(hello_verify_request_cookie(&out[0].payload).is_some());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 0);
+        assert_eq!(svc.stats().hello_verify_requests, 1);
+    }
+
+    #[test]
+    fn valid_cookie_passes_marked_and_other_traffic_untouched() {
+        let (mut svc, inner) = gate();
+        let random = [9u8; 32];
+        let hvr = block_on(svc.call(Datagram::new(peer(2), example_client_hello_with(&random, &[])))).unwrap();
+        let cookie = hello_verify_request_cookie(&hvr[0].payload).unwrap().to_vec();
+        let ch2 = example_client_hello_with(&random, &cookie);
+        let out = block_on(svc.call(Datagram::new(peer(2), ch2.clone()))).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        let seen = inner.1.lock().unwrap()[0].clone();
+        assert_eq!(seen.payload, ch2);
+        assert!(seen.cookie.is_some());
+
+        // The same cookie from another port: rejected, fresh HVR, inner not called.
+        let out = block_on(svc.call(Datagram::new(peer(3), ch2.clone()))).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        // Same cookie with another random: the parameters are bound too.
+        let forged = example_client_hello_with(&[1u8; 32], &cookie);
+        block_on(svc.call(Datagram::new(peer(2), forged))).unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        assert_eq!(svc.stats().cookies_rejected, 2);
+
+        // An application-data record (epoch 1) passes unmarked.
+        let app = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0xaa, 0xbb];
+        block_on(svc.call(Datagram::new(peer(2), app.clone()))).unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+        let seen = inner.1.lock().unwrap()[1].clone();
+        assert_eq!(seen.payload, app);
+        assert!(seen.cookie.is_none());
+        let s = svc.stats();
+        assert_eq!((s.hello_verify_requests, s.cookies_verified, s.cookies_rejected), (3, 1, 2));
+    }
+
+    #[test]
+    fn broken_client_hellos_are_dropped_not_passed() {
+        let (mut svc, inner) = gate();
+        let mut ch = example_client_hello();
+        // Cipher-suite vector of odd length: the view refuses it.
+        let suites_at = 13 + 12 + 2 + 32 + 1 + 1;
+        ch[suites_at + 1] = 3;
+        let out = block_on(svc.call(Datagram::new(peer(4), ch))).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 0);
+        assert_eq!(svc.stats().dropped, 1);
+        // Garbage that is no record at all passes (the handshake layer drops it, counted there).
+        block_on(svc.call(Datagram::new(peer(4), vec![1, 2, 3]))).unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,964 @@
+//! The association table: DTLS 1.2 handshakes, timers, and sealing / opening of application
+//! data, as a datagram-level service.
+//!
+//! [`HandshakeLayer`] wraps an inner `Service<Secured, Response = Option<Vec<u8>>>` (the
+//! application, or the CoAP layer) into a `Service<Datagram, Response = Transmits>`:
+//!
+//! * it keeps one [`coaps_dtls::Connection`] per peer address, inside a
+//!   [`coaps_dtls::Endpoint`];
+//! * handshake datagrams are answered with the next flight, directly in the response;
+//! * every application-data record is decrypted and handed to the inner service as
+//!   [`Secured`], with the identity the peer proved in the handshake; what the inner service
+//!   answers (`Some(bytes)`) is sealed into a record for the same peer and returned;
+//! * a worker task drives the timers: handshake retransmissions (RFC 6347 §4.2.4) and idle
+//!   expiry. What it produces, and whatever is sent on the application's initiative
+//!   ([`Associations::send`], [`Associations::close`], graceful shutdown's close_notify), is
+//!   not the answer to any received datagram: it goes to the **outbox**, a bounded queue that
+//!   the transport drains ([`Server::out_of_band`](crate::transport::Server::out_of_band)
+//!   takes the [`Associations`] handle).
+//!
+//! # Cookies
+//!
+//! The endpoint never runs its own cookie exchange. A ClientHello that starts a handshake
+//! must carry proof that the peer owns its address before any state is created (RFC 6347
+//! §4.2.1, DESIGN "no state before proof"):
+//!
+//! * a datagram marked by a [`CookieLayer`](crate::cookie::CookieLayer) in front
+//!   ([`Datagram::cookie`] is `Some`) is proof;
+//! * otherwise, by default, the layer runs the same stateless gate itself (with the
+//!   [`ServerConfig::cookie`] timing), answering HelloVerifyRequests alone;
+//! * with [`HandshakeBuilder::behind_cookie_layer`], there is no internal gate and an unmarked
+//!   ClientHello is dropped and counted ([`HandshakeStats::unverified_client_hellos`]): use it
+//!   when a cookie layer is in front, so a misordered stack fails closed instead of open.
+//! * `ServerConfig::cookie = None` (and not behind a cookie layer) switches cookies off.
+//!
+//! # Limits
+//!
+//! [`ServerConfig::max_connections`] bounds the associations and
+//! [`ServerConfig::max_handshakes`] the half-open ones: beyond it new ClientHellos are dropped,
+//! so a flood of (proven) handshakes cannot starve established peers, whose records never
+//! wait on a limit. Associations without traffic for [`HandshakeBuilder::idle_timeout`]
+//! (default 5 minutes) are forgotten by the worker. Out-of-band datagrams wait in an outbox
+//! of [`HandshakeBuilder::outbox_capacity`] datagrams; beyond it they are dropped (and
+//! counted), as the network could have dropped them.
+//!
+//! # Worker
+//!
+//! As with `tower::buffer::Buffer`, the worker is spawned on the current tokio runtime when
+//! the layer wraps a service (so [`Layer::layer`] panics outside a runtime), or handed to the
+//! caller by [`HandshakeLayer::pair`]. It ends once the layer, its services and every
+//! [`Associations`] handle are dropped.
+//!
+//! # Example
+//!
+//! A cookie layer, the handshake layer and an echo service; a client endpoint from
+//! `coaps-dtls` talks to the stack over an in-memory "network".
+//!
+//! ```
+//! use coaps_dtls::crypto::SeededRng;
+//! use coaps_dtls::{ClientConfig, Endpoint, Event, PeerIdentity, Psk, ServerConfig, StaticPsks};
+//! use coaps_tower::cookie::CookieLayer;
+//! use coaps_tower::handshake::HandshakeLayer;
+//! use coaps_tower::{BoxError, Datagram, Secured};
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let psk = Psk::new("device-1", b"0123456789abcdef".to_vec())?;
+//! let server = ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk.clone()]))), ..ServerConfig::default() };
+//!
+//! let cookies = CookieLayer::new(server.cookie.unwrap_or_default());
+//! let handshake = HandshakeLayer::builder(Arc::new(server)).behind_cookie_layer().build();
+//! let associations = handshake.associations();
+//! let mut service = ServiceBuilder::new()
+//!     .layer(cookies)
+//!     .layer(handshake)
+//!     .service(service_fn(|s: Secured| async move {
+//!         assert_eq!(s.identity, PeerIdentity::Psk(b"device-1".to_vec()));
+//!         Ok::<_, BoxError>(Some(s.payload)) // echo
+//!     }));
+//!
+//! let (server_addr, client_addr) = ("192.0.2.1:5684".parse()?, "192.0.2.2:40000".parse()?);
+//! let mut client = Endpoint::client(SeededRng::from_seed_u64(1));
+//! let config = Arc::new(ClientConfig { psk: Some(psk), ..ClientConfig::default() });
+//! client.connect(Instant::now(), server_addr, config, "localhost", None)?;
+//! let mut echo = None;
+//! for _ in 0..10 {
+//!     while let Some(t) = client.poll_transmit() {
+//!         let answers = service.ready().await?.call(Datagram::new(client_addr, t.payload)).await?;
+//!         for a in answers {
+//!             client.handle_datagram(Instant::now(), server_addr, &a.payload);
+//!         }
+//!     }
+//!     while let Some((_, event)) = client.poll_event() {
+//!         match event {
+//!             Event::Connected { .. } => client.send(server_addr, b"hello")?,
+//!             Event::ApplicationData(data) => echo = Some(data),
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! assert_eq!(echo.as_deref(), Some(&b"hello"[..]));
+//! assert_eq!(associations.count(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::cookie::{CookieGate, CookieStats, Verdict, first_client_hello};
+use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
+use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
+use pin_project_lite::pin_project;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Default [`HandshakeBuilder::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`HandshakeBuilder::outbox_capacity`].
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
+
+/// Counters of the handshake layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandshakeStats {
+    /// The endpoint's counters (datagrams, associations created, limits hit, …).
+    pub endpoint: EndpointStats,
+    /// The internal cookie gate's counters, when the layer runs one.
+    pub cookie: Option<CookieStats>,
+    /// ClientHellos dropped because they carried no cookie-layer mark
+    /// ([`HandshakeBuilder::behind_cookie_layer`]).
+    pub unverified_client_hellos: u64,
+    /// Application-data records handed to the inner service.
+    pub records_to_inner: u64,
+    /// Responses of the inner service that could not be sealed (peer gone, too large).
+    pub responses_dropped: u64,
+    /// Associations forgotten after the idle timeout.
+    pub expired_idle: u64,
+    /// Out-of-band datagrams dropped because the outbox was full.
+    pub outbox_dropped: u64,
+}
+
+/// Builds a [`HandshakeLayer`]; see the [module docs](self).
+#[derive(Debug)]
+pub struct HandshakeBuilder {
+    config: ServerConfig,
+    idle_timeout: Duration,
+    behind_cookie_layer: bool,
+    outbox_capacity: usize,
+    rng: Option<SeededRng>,
+}
+
+impl HandshakeBuilder {
+    /// Requires every ClientHello that starts a handshake to carry the mark of a
+    /// [`CookieLayer`](crate::cookie::CookieLayer) in front; the layer runs no cookie gate of
+    /// its own, and unmarked ClientHellos are dropped without creating any state.
+    pub fn behind_cookie_layer(mut self) -> Self {
+        self.behind_cookie_layer = true;
+        self
+    }
+
+    /// Associations without any datagram for this long are forgotten (no close_notify: the
+    /// peer is presumed gone). Default [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Most associations at once (sets [`ServerConfig::max_connections`]).
+    pub fn max_associations(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Most half-open handshakes at once (sets [`ServerConfig::max_handshakes`]).
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.config.max_handshakes = n;
+        self
+    }
+
+    /// Most out-of-band datagrams waiting for the transport. Default
+    /// [`DEFAULT_OUTBOX_CAPACITY`].
+    pub fn outbox_capacity(mut self, n: usize) -> Self {
+        self.outbox_capacity = n;
+        self
+    }
+
+    /// The RNG that seeds every association and the cookie secret (seed it for reproducible
+    /// tests). Default: seeded from the OS.
+    pub fn rng(mut self, rng: SeededRng) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// The layer, with an empty association table.
+    pub fn build(self) -> HandshakeLayer {
+        let mut rng = self.rng.unwrap_or_else(SeededRng::from_os);
+        let mut config = self.config;
+        let gate = match (self.behind_cookie_layer, config.cookie) {
+            (false, Some(c)) => Some(CookieGate::new(c, config.common.provider.clone(), rng.fork())),
+            _ => None,
+        };
+        // The gate (ours or the cookie layer's) proves the peer; the endpoint must not issue
+        // cookies of its own, which would not verify against the gate's secret.
+        config.cookie = None;
+        let now = Instant::now();
+        let endpoint = Endpoint::server(Arc::new(config), rng, now);
+        let sweep_every = (self.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                endpoint,
+                outbox: VecDeque::new(),
+                last_now: now,
+                next_sweep: now + sweep_every,
+                worker_deadline: None,
+            }),
+            gate,
+            require_mark: self.behind_cookie_layer,
+            idle_timeout: self.idle_timeout,
+            sweep_every,
+            outbox_capacity: self.outbox_capacity,
+            outbox_ready: Notify::new(),
+            worker_wake: Arc::new(Notify::new()),
+            worker_started: AtomicBool::new(false),
+            unverified_client_hellos: AtomicU64::new(0),
+            records_to_inner: AtomicU64::new(0),
+            responses_dropped: AtomicU64::new(0),
+            expired_idle: AtomicU64::new(0),
+            outbox_dropped: AtomicU64::new(0),
+        });
+        HandshakeLayer { shared }
+    }
+}
+
+struct State {
+    endpoint: Endpoint,
+    outbox: VecDeque<Transmit>,
+    /// The engine wants a clock that never goes back; datagram timestamps and the worker's
+    /// clock readings interleave, so every input is clamped to the latest time seen.
+    last_now: Instant,
+    next_sweep: Instant,
+    /// When the worker will next wake up on its own; a new, earlier timer wakes it early.
+    worker_deadline: Option<Instant>,
+}
+
+impl State {
+    fn now(&mut self, t: Instant) -> Instant {
+        self.last_now = self.last_now.max(t);
+        self.last_now
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    gate: Option<CookieGate>,
+    require_mark: bool,
+    idle_timeout: Duration,
+    sweep_every: Duration,
+    outbox_capacity: usize,
+    outbox_ready: Notify,
+    worker_wake: Arc<Notify>,
+    worker_started: AtomicBool,
+    unverified_client_hellos: AtomicU64,
+    records_to_inner: AtomicU64,
+    responses_dropped: AtomicU64,
+    expired_idle: AtomicU64,
+    outbox_dropped: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Lets the worker notice at once that there is nothing left to drive.
+        self.worker_wake.notify_one();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another thread while holding the lock leaves the engine consistent at
+        // record granularity; refusing all further service would be worse.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the cookie policy, then the engine, on one datagram. Returns what to send back
+    /// and the application records to hand to the inner service.
+    fn handle(&self, d: Datagram) -> (Transmits, VecDeque<Secured>) {
+        let mut app = VecDeque::new();
+        if d.cookie.is_none() && first_client_hello(&d.payload).is_some() {
+            if self.require_mark {
+                self.unverified_client_hellos.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %d.peer, "unmarked ClientHello dropped (no cookie layer proof)");
+                return (Vec::new(), app);
+            }
+            if let Some(gate) = &self.gate {
+                match gate.check(d.received_at, d.peer, &d.payload) {
+                    Verdict::HelloVerify(t) => return (vec![t], app),
+                    Verdict::Drop => return (Vec::new(), app),
+                    Verdict::Verified(_) | Verdict::PassThrough => {}
+                }
+            }
+        }
+        let mut st = self.lock();
+        let now = st.now(d.received_at);
+        st.endpoint.handle_datagram(now, d.peer, &d.payload);
+        let mut out = Vec::new();
+        while let Some(t) = st.endpoint.poll_transmit() {
+            out.push(t);
+        }
+        while let Some((peer, event)) = st.endpoint.poll_event() {
+            match event {
+                Event::ApplicationData(payload) => {
+                    match st.endpoint.connection(&peer).map(|c| c.peer_identity().clone()) {
+                        Some(identity) => app.push_back(Secured { peer, identity, payload, early_data: false }),
+                        // Data and a fatal error (or close_notify) in one datagram: without the
+                        // association the identity is unknown, so the data cannot be authorized.
+                        None => tracing::debug!(%peer, "application data from a closed association dropped"),
+                    }
+                }
+                Event::Connected { identity, suite, resumed } => {
+                    tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
+                }
+                Event::Closed(reason) => tracing::debug!(%peer, ?reason, "DTLS association closed"),
+            }
+        }
+        let wake = match (st.endpoint.poll_timeout(), st.worker_deadline) {
+            (Some(t), Some(w)) => t < w,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        drop(st);
+        if wake {
+            self.worker_wake.notify_one();
+        }
+        self.records_to_inner.fetch_add(app.len() as u64, Ordering::Relaxed);
+        (out, app)
+    }
+
+    /// Seals a response of the inner service for `peer`.
+    fn seal(&self, peer: SocketAddr, payload: &[u8], out: &mut Transmits) {
+        let mut st = self.lock();
+        if let Err(e) = st.endpoint.send(peer, payload) {
+            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "response not sent");
+        }
+        while let Some(t) = st.endpoint.poll_transmit() {
+            out.push(t);
+        }
+    }
+
+    /// Queues datagrams for the transport, dropping what does not fit.
+    fn push_outbox(&self, st: &mut State, transmits: impl IntoIterator<Item = Transmit>) {
+        let mut pushed = false;
+        for t in transmits {
+            if st.outbox.len() >= self.outbox_capacity {
+                self.outbox_dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                st.outbox.push_back(t);
+                pushed = true;
+            }
+        }
+        if pushed {
+            self.outbox_ready.notify_one();
+        }
+    }
+
+    /// Moves the endpoint's pending datagrams to the outbox and logs its events.
+    fn flush_to_outbox(&self, st: &mut State) {
+        let mut ts = Vec::new();
+        while let Some(t) = st.endpoint.poll_transmit() {
+            ts.push(t);
+        }
+        self.push_outbox(st, ts);
+        while let Some((peer, event)) = st.endpoint.poll_event() {
+            // Only timers and local closes run here: no application data can appear.
+            tracing::debug!(%peer, ?event, "DTLS event (timer or local close)");
+        }
+    }
+
+    /// One round of the worker: timers, idle expiry. Returns when to run again.
+    fn tick(&self, now: Instant) -> Instant {
+        let mut st = self.lock();
+        let now = st.now(now);
+        st.endpoint.handle_timeout(now);
+        if now >= st.next_sweep {
+            if let Some(idle_since) = now.checked_sub(self.idle_timeout) {
+                let n = st.endpoint.expire_idle(idle_since);
+                if n > 0 {
+                    self.expired_idle.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::debug!(expired = n, "idle associations forgotten");
+                }
+            }
+            st.next_sweep = now + self.sweep_every;
+        }
+        self.flush_to_outbox(&mut st);
+        let next = st.endpoint.poll_timeout().map_or(st.next_sweep, |t| t.min(st.next_sweep));
+        st.worker_deadline = Some(next);
+        next
+    }
+}
+
+async fn run_worker(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        let next = match shared.upgrade() {
+            Some(s) => s.tick(Instant::now()),
+            None => return,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// The timer worker of a [`HandshakeLayer`], for callers that run it themselves
+/// ([`HandshakeLayer::pair`]). It completes once the layer, its services and every
+/// [`Associations`] handle are dropped.
+pub struct Worker {
+    future: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Future for Worker {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// Layer that terminates DTLS; see the [module docs](self).
+///
+/// Clones share one association table: every service built from this layer (or a clone)
+/// serves the same peers.
+#[derive(Clone)]
+pub struct HandshakeLayer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for HandshakeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeLayer").field("associations", &self.associations().count()).finish_non_exhaustive()
+    }
+}
+
+impl HandshakeLayer {
+    /// A layer with default options and its own cookie gate (see [`HandshakeLayer::builder`]).
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self::builder(config).build()
+    }
+
+    /// Options: cookie policy, limits, idle timeout, RNG.
+    pub fn builder(config: Arc<ServerConfig>) -> HandshakeBuilder {
+        HandshakeBuilder {
+            config: (*config).clone(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            behind_cookie_layer: false,
+            outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+            rng: None,
+        }
+    }
+
+    /// The handle on the association table: counts, out-of-band sending, shutdown. Give it
+    /// to the transport with [`Server::out_of_band`](crate::transport::Server::out_of_band).
+    pub fn associations(&self) -> Associations {
+        Associations { shared: self.shared.clone() }
+    }
+
+    /// Wraps `inner` and returns the timer worker instead of spawning it (as
+    /// `tower::buffer::Buffer::pair` does): the caller must run it. Services built afterwards
+    /// by [`Layer::layer`] share this worker and spawn none.
+    pub fn pair<S>(&self, inner: S) -> (Handshake<S>, Worker) {
+        self.shared.worker_started.store(true, Ordering::SeqCst);
+        (Handshake { inner, shared: self.shared.clone() }, self.worker())
+    }
+
+    fn worker(&self) -> Worker {
+        let future = run_worker(Arc::downgrade(&self.shared), self.shared.worker_wake.clone());
+        Worker { future: Box::pin(future) }
+    }
+}
+
+impl<S> Layer<S> for HandshakeLayer {
+    type Service = Handshake<S>;
+
+    /// # Panics
+    ///
+    /// The first call spawns the timer worker with `tokio::spawn`, which panics outside a
+    /// tokio runtime. Use [`HandshakeLayer::pair`] to run the worker yourself.
+    fn layer(&self, inner: S) -> Handshake<S> {
+        if !self.shared.worker_started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.worker());
+        }
+        Handshake { inner, shared: self.shared.clone() }
+    }
+}
+
+/// A handle on the association table of a [`HandshakeLayer`] (cheap to clone).
+#[derive(Clone)]
+pub struct Associations {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Associations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Associations").field("count", &self.count()).finish_non_exhaustive()
+    }
+}
+
+impl Associations {
+    /// Number of associations, established or handshaking.
+    pub fn count(&self) -> usize {
+        self.shared.lock().endpoint.connection_count()
+    }
+
+    /// Whether `peer` has an established association.
+    pub fn is_established(&self, peer: &SocketAddr) -> bool {
+        self.shared.lock().endpoint.connection(peer).is_some_and(|c| c.is_established())
+    }
+
+    /// The identity `peer` proved, if it has an established association.
+    pub fn identity(&self, peer: &SocketAddr) -> Option<PeerIdentity> {
+        let st = self.shared.lock();
+        st.endpoint.connection(peer).filter(|c| c.is_established()).map(|c| c.peer_identity().clone())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HandshakeStats {
+        let s = &self.shared;
+        HandshakeStats {
+            endpoint: s.lock().endpoint.stats(),
+            cookie: s.gate.as_ref().map(CookieGate::stats),
+            unverified_client_hellos: s.unverified_client_hellos.load(Ordering::Relaxed),
+            records_to_inner: s.records_to_inner.load(Ordering::Relaxed),
+            responses_dropped: s.responses_dropped.load(Ordering::Relaxed),
+            expired_idle: s.expired_idle.load(Ordering::Relaxed),
+            outbox_dropped: s.outbox_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Seals `data` for an established `peer` on the server's initiative (e.g. a CoAP
+    /// notification); the record goes out through the outbox.
+    pub fn send(&self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        st.endpoint.send(peer, data)?;
+        self.shared.flush_to_outbox(&mut st);
+        Ok(())
+    }
+
+    /// Sends close_notify to `peer` (through the outbox) and forgets the association.
+    pub fn close(&self, peer: SocketAddr) {
+        let mut st = self.shared.lock();
+        st.endpoint.close(peer);
+        self.shared.flush_to_outbox(&mut st);
+    }
+
+    /// Closes every association and returns everything still to send: the close_notify
+    /// alerts (RFC 5246 §7.2.1) and whatever was waiting in the outbox. The transport's
+    /// graceful shutdown calls this.
+    pub fn close_all(&self) -> Transmits {
+        let mut st = self.shared.lock();
+        let mut out: Transmits = st.outbox.drain(..).collect();
+        st.endpoint.close_all();
+        while let Some(t) = st.endpoint.poll_transmit() {
+            out.push(t);
+        }
+        while st.endpoint.poll_event().is_some() {}
+        out
+    }
+
+    /// The next out-of-band datagram, without waiting.
+    pub fn try_next_transmit(&self) -> Option<Transmit> {
+        self.shared.lock().outbox.pop_front()
+    }
+
+    /// Waits for the next out-of-band datagram (timer retransmissions, alerts, server-initiated
+    /// records). Meant for one consumer: the transport.
+    pub async fn next_transmit(&self) -> Transmit {
+        loop {
+            if let Some(t) = self.try_next_transmit() {
+                return t;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between the check
+            // above and this await is not missed.
+            self.shared.outbox_ready.notified().await;
+        }
+    }
+}
+
+/// The service built by [`HandshakeLayer`].
+///
+/// It is always ready: handshakes never wait on the application. The inner service's
+/// readiness is awaited inside the response future, before each application record.
+pub struct Handshake<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for Handshake<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Handshake<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S> Handshake<S> {
+    /// The handle on the association table.
+    pub fn associations(&self) -> Associations {
+        Associations { shared: self.shared.clone() }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S> Service<Datagram> for Handshake<S>
+where
+    S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = Transmits;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, S::Future>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, d: Datagram) -> Self::Future {
+        let (out, pending) = self.shared.handle(d);
+        if pending.is_empty() {
+            return ResponseFuture { kind: Kind::Ready { transmits: Some(out) } };
+        }
+        ResponseFuture {
+            kind: Kind::Serving {
+                call: Call::Idle,
+                job: Job { service: self.inner.clone(), shared: self.shared.clone(), pending, out },
+            },
+        }
+    }
+}
+
+struct Job<S> {
+    service: S,
+    shared: Arc<Shared>,
+    pending: VecDeque<Secured>,
+    out: Transmits,
+}
+
+pin_project! {
+    /// Response future of [`Handshake`]: ready at once for handshake traffic (no box), or
+    /// serving the datagram's application records one after the other.
+    pub struct ResponseFuture<S, F> {
+        #[pin]
+        kind: Kind<S, F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, F> {
+        Ready { transmits: Option<Transmits> },
+        Serving { #[pin] call: Call<F>, job: Job<S> },
+    }
+}
+
+pin_project! {
+    #[project = CallProj]
+    enum Call<F> {
+        Idle,
+        Running { #[pin] future: F, peer: SocketAddr },
+    }
+}
+
+impl<S, F> fmt::Debug for ResponseFuture<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Serving { job, .. } => {
+                f.debug_struct("ResponseFuture::Serving").field("pending", &job.pending.len()).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+impl<S, F, E> Future for ResponseFuture<S, F>
+where
+    S: Service<Secured, Response = Option<Vec<u8>>, Future = F, Error = E>,
+    F: Future<Output = Result<Option<Vec<u8>>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Transmits, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (mut call, job) = match self.project().kind.project() {
+            KindProj::Ready { transmits } => return Poll::Ready(Ok(transmits.take().unwrap_or_default())),
+            KindProj::Serving { call, job } => (call, job),
+        };
+        loop {
+            let result = match call.as_mut().project() {
+                CallProj::Running { future, peer } => {
+                    let peer = *peer;
+                    match ready!(future.poll(cx)) {
+                        Ok(response) => {
+                            if let Some(payload) = response {
+                                job.shared.seal(peer, &payload, &mut job.out);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                CallProj::Idle => {
+                    if job.pending.is_empty() {
+                        return Poll::Ready(Ok(std::mem::take(&mut job.out)));
+                    }
+                    match ready!(job.service.poll_ready(cx)) {
+                        Ok(()) => {
+                            if let Some(record) = job.pending.pop_front() {
+                                let peer = record.peer;
+                                let future = job.service.call(record);
+                                call.set(Call::Running { future, peer });
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => call.set(Call::Idle),
+                Err(e) => {
+                    // The datagram's handshake output must not be lost with the error.
+                    let out = std::mem::take(&mut job.out);
+                    let mut st = job.shared.lock();
+                    job.shared.push_outbox(&mut st, out);
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coaps_dtls::{ClientConfig, Psk, StaticPsks};
+
+    fn psk() -> Psk {
+        Psk::new("unit", b"0123456789abcdef".to_vec()).unwrap()
+    }
+
+    fn server_config() -> Arc<ServerConfig> {
+        Arc::new(ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk()]))), ..ServerConfig::default() })
+    }
+
+    #[derive(Clone)]
+    struct Echo;
+    impl Service<Secured> for Echo {
+        type Response = Option<Vec<u8>>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<Option<Vec<u8>>, BoxError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, s: Secured) -> Self::Future {
+            std::future::ready(Ok(Some(s.payload)))
+        }
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+    }
+
+    async fn call(svc: &mut Handshake<Echo>, peer: SocketAddr, payload: Vec<u8>) -> Transmits {
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        svc.call(Datagram::new(peer, payload)).await.unwrap()
+    }
+
+    /// Runs a client endpoint against the service until it is connected and got an echo.
+    async fn handshake_and_echo(svc: &mut Handshake<Echo>, client_addr: SocketAddr) -> (Vec<u8>, Endpoint) {
+        let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(3));
+        let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
+        client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+        for _ in 0..10 {
+            while let Some(t) = client.poll_transmit() {
+                for a in call(svc, client_addr, t.payload).await {
+                    client.handle_datagram(Instant::now(), server_addr, &a.payload);
+                }
+            }
+            while let Some((_, ev)) = client.poll_event() {
+                match ev {
+                    Event::Connected { .. } => client.send(server_addr, b"ping").unwrap(),
+                    Event::ApplicationData(d) => return (d, client),
+                    _ => {}
+                }
+            }
+        }
+        panic!("no echo");
+    }
+
+    #[test]
+    fn internal_gate_then_handshake_then_echo() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).rng(SeededRng::from_seed_u64(1)).build();
+            let (mut svc, _worker) = layer.pair(Echo);
+            let peer: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+            assert_eq!(handshake_and_echo(&mut svc, peer).await.0, b"ping");
+            let a = layer.associations();
+            assert_eq!(a.count(), 1);
+            assert!(a.is_established(&peer));
+            assert_eq!(a.identity(&peer), Some(PeerIdentity::Psk(b"unit".to_vec())));
+            let s = a.stats();
+            assert_eq!(s.cookie.unwrap().hello_verify_requests, 1);
+            assert_eq!(s.records_to_inner, 1);
+            // Graceful shutdown: one close_notify (an encrypted alert record) for the peer.
+            let bye = a.close_all();
+            assert_eq!(bye.len(), 1);
+            assert_eq!(bye[0].destination, peer);
+            assert_eq!(bye[0].payload[0], 21, "alert record");
+            assert_eq!(a.count(), 0);
+        });
+    }
+
+    #[test]
+    fn behind_cookie_layer_drops_unmarked_client_hellos_without_state() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).behind_cookie_layer().build();
+            let (mut svc, _worker) = layer.pair(Echo);
+            for port in 0..50u16 {
+                let peer = SocketAddr::from(([10, 0, 0, 1], 2000 + port));
+                let out = call(&mut svc, peer, crate::cookie::example_client_hello()).await;
+                assert!(out.is_empty());
+            }
+            let s = layer.associations().stats();
+            assert_eq!(layer.associations().count(), 0);
+            assert_eq!(s.unverified_client_hellos, 50);
+            assert_eq!(s.endpoint.connections_created, 0);
+            assert!(s.cookie.is_none());
+        });
+    }
+
+    #[test]
+    fn association_limit_refuses_new_peers_not_established_ones() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).max_associations(1).build();
+            let (mut svc, _worker) = layer.pair(Echo);
+            let first: SocketAddr = "192.0.2.5:1000".parse().unwrap();
+            let (_, mut first_client) = handshake_and_echo(&mut svc, first).await;
+            // A second peer gets its cookie (stateless) but no association.
+            let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+            let second: SocketAddr = "192.0.2.6:1000".parse().unwrap();
+            let mut client = Endpoint::client(SeededRng::from_seed_u64(9));
+            let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
+            client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+            for _ in 0..3 {
+                while let Some(t) = client.poll_transmit() {
+                    for a in call(&mut svc, second, t.payload).await {
+                        client.handle_datagram(Instant::now(), server_addr, &a.payload);
+                    }
+                }
+            }
+            let a = layer.associations();
+            assert_eq!(a.count(), 1);
+            assert!(a.stats().endpoint.dropped_limit >= 1);
+            // The established peer is still served.
+            assert_eq!(echo_again(&mut svc, &mut first_client, first, b"still here").await, b"still here");
+        });
+    }
+
+    /// One echo over an established client endpoint.
+    async fn echo_again(svc: &mut Handshake<Echo>, client: &mut Endpoint, peer: SocketAddr, msg: &[u8]) -> Vec<u8> {
+        let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+        client.send(server_addr, msg).unwrap();
+        while let Some(t) = client.poll_transmit() {
+            for a in call(svc, peer, t.payload).await {
+                client.handle_datagram(Instant::now(), server_addr, &a.payload);
+            }
+        }
+        while let Some((_, ev)) = client.poll_event() {
+            if let Event::ApplicationData(d) = ev {
+                return d;
+            }
+        }
+        panic!("no echo");
+    }
+
+    #[test]
+    fn worker_retransmits_a_lost_flight_through_the_outbox() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).build();
+            let (mut svc, worker) = layer.pair(Echo);
+            tokio::spawn(worker);
+            let associations = layer.associations();
+            let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+            let peer: SocketAddr = "192.0.2.7:1000".parse().unwrap();
+            let mut client = Endpoint::client(SeededRng::from_seed_u64(11));
+            let config = Arc::new(ClientConfig { psk: Some(psk()), ..ClientConfig::default() });
+            client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+            // ClientHello -> HelloVerifyRequest -> ClientHello with cookie -> server flight,
+            // which the "network" loses.
+            let ch1 = client.poll_transmit().unwrap();
+            for a in call(&mut svc, peer, ch1.payload).await {
+                client.handle_datagram(Instant::now(), server_addr, &a.payload);
+            }
+            let ch2 = client.poll_transmit().unwrap();
+            let lost = call(&mut svc, peer, ch2.payload).await;
+            assert!(!lost.is_empty());
+            assert_eq!(associations.count(), 1);
+            // The worker's retransmission timer fires (RFC 6347 §4.2.4.1, initial 1 s) and the
+            // flight comes out of band.
+            let again = tokio::time::timeout(Duration::from_secs(5), associations.next_transmit()).await.unwrap();
+            assert_eq!(again.destination, peer);
+            assert_eq!(again.payload[0], 22, "a handshake record");
+            client.handle_datagram(Instant::now(), server_addr, &again.payload);
+            while let Some(t) = associations.try_next_transmit() {
+                client.handle_datagram(Instant::now(), server_addr, &t.payload);
+            }
+            // The client completes the handshake on the retransmitted flight.
+            while let Some(t) = client.poll_transmit() {
+                for a in call(&mut svc, peer, t.payload).await {
+                    client.handle_datagram(Instant::now(), server_addr, &a.payload);
+                }
+            }
+            assert!(associations.is_established(&peer));
+        });
+    }
+
+    #[test]
+    fn worker_expires_idle_associations() {
+        run(async {
+            let layer = HandshakeLayer::builder(server_config()).idle_timeout(Duration::from_millis(200)).build();
+            let (mut svc, worker) = layer.pair(Echo);
+            tokio::spawn(worker);
+            let peer: SocketAddr = "192.0.2.3:1000".parse().unwrap();
+            handshake_and_echo(&mut svc, peer).await;
+            assert_eq!(layer.associations().count(), 1);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(layer.associations().count(), 0);
+            assert_eq!(layer.associations().stats().expired_idle, 1);
+        });
+    }
+}
