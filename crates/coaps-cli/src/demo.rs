@@ -159,7 +159,21 @@ impl Service<CoapRequest> for Demo {
     }
 
     fn call(&mut self, req: CoapRequest) -> Self::Future {
-        ready(Ok(self.handle(&req)))
+        let res = self.handle(&req);
+        let path: Vec<String> =
+            uri_path(&req.message).iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let method = match req.message.header.code {
+            MessageClass::Request(m) => format!("{m:?}").to_uppercase(),
+            other => format!("{other:?}"),
+        };
+        tracing::info!(
+            peer = %req.peer,
+            identity = ?req.identity,
+            "{method} /{} -> {}",
+            path.join("/"),
+            crate::client::code_text(res.header.code)
+        );
+        ready(Ok(res))
     }
 }
 

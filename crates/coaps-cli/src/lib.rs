@@ -13,6 +13,9 @@
 //! * [`demo`]: the application `serve` hosts, a plain `tower::Service<CoapRequest>`.
 //! * [`psk`]: `-k`/`--psk-hex` keys and the `--psk-file` format.
 //! * [`uri`]: `coaps://` URIs to Uri-Path / Uri-Query options.
+//! * [`transport`]: the `coaps-tower` stacks (cookie, handshake and CoAP layers; `Client`).
+//!
+//! Usage, the PSK file format and the exit statuses are in the crate's `README.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

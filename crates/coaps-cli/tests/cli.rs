@@ -162,3 +162,19 @@ fn certificate_mode_between_coaps_and_coaps() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(out.stdout.is_empty());
 }
+
+/// The default listen address is the IPv6 wildcard; it must take IPv4 clients too.
+#[test]
+fn ipv6_wildcard_listener_serves_ipv4_and_ipv6_clients() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this host");
+        return;
+    }
+    let server = serve_on("[::]:0", &[]);
+    for host in ["127.0.0.1", "[::1]"] {
+        let mut cmd = coaps();
+        cmd.arg("get").arg(format!("coaps://{host}:{}/hello", server.port)).args(["-B", "15"]);
+        let out = run(cmd, LIMIT);
+        assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{host}: {}", show(&out));
+    }
+}

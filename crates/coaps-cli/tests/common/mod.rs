@@ -117,8 +117,13 @@ pub struct Server {
 /// Starts `coaps serve --listen 127.0.0.1:0 ARGS` and waits (bounded) for its
 /// `listening on ADDR` line to learn the port.
 pub fn serve(args: &[&str]) -> Server {
+    serve_on("127.0.0.1:0", args)
+}
+
+/// [`serve`] on another listen address.
+pub fn serve_on(listen: &str, args: &[&str]) -> Server {
     let mut cmd = coaps();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    cmd.args(["serve", "--listen", listen]).args(args);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn coaps serve");
     let stdout = child.stdout.take().unwrap();
