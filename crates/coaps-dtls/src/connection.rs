@@ -194,7 +194,6 @@ enum Hs {
         identity: PeerIdentity,
     },
     Done,
-    Poisoned,
 }
 
 impl Hs {
@@ -210,7 +209,6 @@ impl Hs {
             Self::SExpectCertificateVerify { .. } => "CertificateVerify",
             Self::SExpectFinished { .. } | Self::SExpectResumedFinished { .. } => "Finished",
             Self::Done => "nothing",
-            Self::Poisoned => "nothing (poisoned)",
         }
     }
 }
@@ -225,7 +223,8 @@ pub struct Connection {
     role: Role,
     peer: SocketAddr,
     cfg: RoleConfig,
-    rng: SeededRng,
+    /// Needed only during the handshake; dropped once it is over.
+    rng: Option<Box<SeededRng>>,
     state: State,
     // record layer
     write_epoch: u16,
@@ -236,7 +235,8 @@ pub struct Connection {
     early_records: Vec<(RecordHeader, Vec<u8>)>,
     early_app_data: Vec<Vec<u8>>,
     // handshake
-    hs: Hs,
+    /// `None` once the handshake is over: an idle association keeps no handshake state.
+    hs: Option<Box<Hs>>,
     reasm: Reassembler,
     send_seq: u16,
     transcript: Vec<u8>,
@@ -251,6 +251,8 @@ pub struct Connection {
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
     holds_last_flight: bool,
+    /// When the kept last flight is released if the peer stays silent.
+    linger_until: Option<Instant>,
     // results
     suite: Option<&'static SupportedSuite>,
     identity: PeerIdentity,
@@ -272,7 +274,7 @@ impl fmt::Debug for Connection {
             .field("role", &self.role)
             .field("peer", &self.peer)
             .field("state", &self.state)
-            .field("expecting", &self.hs.name())
+            .field("expecting", &self.hs.as_deref().map_or("nothing", Hs::name))
             .field("suite", &self.suite.map(|s| s.name))
             .field("identity", &self.identity)
             .field("stats", &self.stats)
@@ -313,7 +315,7 @@ impl Connection {
             role,
             peer,
             cfg,
-            rng,
+            rng: Some(Box::new(rng)),
             state: State::Handshaking,
             write_epoch: 0,
             write_seq: [0, 0],
@@ -322,7 +324,7 @@ impl Connection {
             replay: ReplayWindow::default(),
             early_records: Vec::new(),
             early_app_data: Vec::new(),
-            hs: Hs::Poisoned,
+            hs: None,
             reasm,
             send_seq: 0,
             transcript: Vec::new(),
@@ -332,6 +334,7 @@ impl Connection {
             peer_flight_start: 0,
             pending_hvr: None,
             holds_last_flight: false,
+            linger_until: None,
             suite: None,
             identity: PeerIdentity::Anonymous,
             session: None,
@@ -344,6 +347,12 @@ impl Connection {
             close_reason: None,
             last_activity: now,
         }
+    }
+
+    fn rng(&mut self) -> &mut SeededRng {
+        // Only the handshake draws randomness, and it runs while the RNG is present; the
+        // fallback keeps this total rather than panicking.
+        self.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
     }
 
     fn common(&self) -> &CommonConfig {
@@ -384,7 +393,7 @@ impl Connection {
             ));
         }
         let mut random = [0u8; 32];
-        c.rng.fill(&mut random);
+        c.rng().fill(&mut random);
         c.client_random = random;
         let mut extensions = Vec::new();
         if !is_ip_literal(server_name) && !server_name.is_empty() {
@@ -419,7 +428,7 @@ impl Connection {
             extensions,
         };
         c.send_client_hello(now, &ch);
-        c.hs = Hs::CExpectServerHello { ch, offered: offered_session };
+        c.hs = Some(Box::new(Hs::CExpectServerHello { ch, offered: offered_session }));
         Ok(c)
     }
 
@@ -429,7 +438,7 @@ impl Connection {
     /// duplicate of the one we already answered is ignored.
     fn client_handle_hvr(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
         let hvr = HelloVerifyRequest::read_exact(body)?;
-        let Hs::CExpectServerHello { ch, .. } = &mut self.hs else { return Ok(()) };
+        let Some(Hs::CExpectServerHello { ch, .. }) = self.hs.as_deref_mut() else { return Ok(()) };
         // A different cookie after we already answered one comes from a duplicate of our first
         // ClientHello; unless our retransmission timer has fired since (our ClientHello may be
         // lost, or its cookie expired), the server is already working on the answer we sent.
@@ -557,21 +566,40 @@ impl Connection {
 
     /// The next datagram to send to the peer.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmits.pop_front()
+        let d = self.transmits.pop_front();
+        if self.transmits.is_empty() {
+            // An idle association should not keep queue capacity around.
+            self.transmits.shrink_to_fit();
+        }
+        d
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        e
     }
 
     /// When [`Connection::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.timer_armed && self.state == State::Handshaking { self.timer.deadline() } else { None }
+        match self.state {
+            State::Handshaking if self.timer_armed => self.timer.deadline(),
+            State::Established => self.linger_until,
+            _ => None,
+        }
     }
 
     /// Drives the retransmission timer (RFC 6347 §4.2.4.1).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Established {
+            if self.linger_until.is_some_and(|t| t <= now) {
+                self.release_handshake();
+            }
+            return;
+        }
         let Some(deadline) = self.poll_timeout() else { return };
         if now < deadline {
             return;
@@ -687,7 +715,9 @@ impl Connection {
             ContentType::Alert => self.handle_alert(header.epoch, payload),
             ContentType::ApplicationData if header.epoch == 1 => match self.state {
                 State::Established => {
-                    self.holds_last_flight = false;
+                    if self.holds_last_flight {
+                        self.release_handshake();
+                    }
                     self.events.push_back(Event::ApplicationData(payload.to_vec()));
                 }
                 State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
@@ -717,7 +747,7 @@ impl Connection {
                 && hdr.msg_type == HandshakeType::HelloVerifyRequest
                 && hdr.fragment_offset == 0
                 && hdr.fragment_length == hdr.length
-                && matches!(self.hs, Hs::CExpectServerHello { .. })
+                && matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. }))
             {
                 self.pending_hvr = Some(frag.to_vec());
                 continue;
@@ -794,7 +824,7 @@ impl Connection {
     }
 
     fn handle_handshake_message(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Error> {
-        let hs = std::mem::replace(&mut self.hs, Hs::Poisoned);
+        let hs = self.hs.take().map_or(Hs::Done, |b| *b);
         let typ = msg.msg_type;
         // The transcript (RFC 6347 §4.2.6) holds each message as if sent unfragmented. The
         // HelloVerifyRequest is excluded (RFC 6347 §4.2.1); Finished is added after checking.
@@ -804,9 +834,9 @@ impl Connection {
         }
         let body = msg.body.as_slice();
         let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ), AlertDescription::UnexpectedMessage);
-        self.hs = match (hs, typ) {
+        let next = match (hs, typ) {
             (hs @ Hs::CExpectServerHello { .. }, HandshakeType::HelloVerifyRequest) => {
-                self.hs = hs;
+                self.hs = Some(Box::new(hs));
                 return self.client_handle_hvr(now, body);
             }
             (Hs::CExpectServerHello { ch, offered }, HandshakeType::ServerHello) => {
@@ -911,6 +941,7 @@ impl Connection {
             }
             (hs, _) => return Err(unexpected(&hs)),
         };
+        self.hs = (!matches!(next, Hs::Done)).then(|| Box::new(next));
         Ok(())
     }
 
@@ -1125,7 +1156,7 @@ impl Connection {
                 let psk = config.psk.as_ref().ok_or(Error::Config("PSK suite without a PSK".into()))?;
                 let peer = server_ecdh
                     .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
-                let eph = provider.ecdh_p256(&mut self.rng)?;
+                let eph = provider.ecdh_p256(self.rng())?;
                 let public = eph.public_key().to_vec();
                 let z = eph
                     .complete(&peer)
@@ -1138,7 +1169,7 @@ impl Connection {
             KeyExchangeAlgorithm::EcdheEcdsa => {
                 let peer = server_ecdh
                     .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
-                let eph = provider.ecdh_p256(&mut self.rng)?;
+                let eph = provider.ecdh_p256(self.rng())?;
                 let public = eph.public_key().to_vec();
                 let z = eph
                     .complete(&peer)
@@ -1217,7 +1248,7 @@ impl Connection {
             }
         }
         let mut server_random = [0u8; 32];
-        self.rng.fill(&mut server_random);
+        self.rng().fill(&mut server_random);
 
         // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules.
         if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty())
@@ -1250,7 +1281,11 @@ impl Connection {
                     self.install_keys(&d, &master)?;
                     self.queue_ccs_finished(&master, b"server finished");
                     self.send_new_flight(now, true);
-                    self.hs = Hs::SExpectResumedFinished { d, master, identity: session.peer_identity.clone() };
+                    self.hs = Some(Box::new(Hs::SExpectResumedFinished {
+                        d,
+                        master,
+                        identity: session.peer_identity.clone(),
+                    }));
                     return Ok(());
                 }
             }
@@ -1310,7 +1345,7 @@ impl Connection {
         };
         let session_id = if config.session_store.is_some() {
             let mut id = vec![0u8; 32];
-            self.rng.fill(&mut id);
+            self.rng().fill(&mut id);
             id
         } else {
             Vec::new()
@@ -1338,7 +1373,7 @@ impl Connection {
             self.queue_handshake(HandshakeType::Certificate, encode_to_vec(|o| cert.encode(o)));
         }
         let hint = config.psk_hint.clone().unwrap_or_default();
-        let eph = if suite.uses_ecdhe() { Some(provider.ecdh_p256(&mut self.rng)?) } else { None };
+        let eph = if suite.uses_ecdhe() { Some(provider.ecdh_p256(self.rng())?) } else { None };
         let params = eph.as_ref().map(|e| ServerEcdhParams {
             curve_type: EcCurveType::NamedCurve,
             named_curve: NamedGroup::Secp256r1,
@@ -1375,13 +1410,11 @@ impl Connection {
         }
         self.queue_handshake(HandshakeType::ServerHelloDone, Vec::new());
         self.send_new_flight(now, true);
-        self.hs = if request_client_cert {
+        self.hs = Some(Box::new(if request_client_cert {
             Hs::SExpectCertificate { d, eph }
         } else {
-            let identity = PeerIdentity::Anonymous;
-            let _ = identity;
             Hs::SExpectClientKeyExchange { d, eph, client: None }
-        };
+        }));
         Ok(())
     }
 
@@ -1598,13 +1631,35 @@ impl Connection {
             {
                 store.put(session.clone());
             }
-            self.session = Some(session);
+            if self.role == Role::Client {
+                // The server's copy lives in its session store; the client offers it later.
+                self.session = Some(session);
+            }
         }
         self.events.push_back(Event::Connected { identity, suite: d.suite.suite, resumed });
-        for data in std::mem::take(&mut self.early_app_data) {
-            self.holds_last_flight = false;
+        self.rng = None;
+        let early = std::mem::take(&mut self.early_app_data);
+        if self.holds_last_flight && early.is_empty() {
+            // RFC 6347 §4.2.4: keep our last flight for a while in case the peer repeats its
+            // own (for as long as its handshake may keep retrying); its first application
+            // record, or this deadline, ends the need.
+            self.linger_until = Some(now + self.common().retransmit.handshake_timeout);
+        } else {
+            self.release_handshake();
+        }
+        for data in early {
             self.events.push_back(Event::ApplicationData(data));
         }
+    }
+
+    /// Frees what only the handshake needed, so an idle association stays small.
+    fn release_handshake(&mut self) {
+        self.holds_last_flight = false;
+        self.linger_until = None;
+        self.flight = Vec::new();
+        self.transcript = Vec::new();
+        self.early_records = Vec::new();
+        self.pending_hvr = None;
     }
 
     /// Adds a handshake message to the current flight and to the transcript.
@@ -1763,7 +1818,7 @@ impl Connection {
         self.state = State::Closed;
         self.timer_armed = false;
         self.flight.clear();
-        self.hs = Hs::Done;
+        self.hs = None;
         self.close_reason = Some(reason.clone());
         self.events.push_back(Event::Closed(reason));
     }
@@ -1778,7 +1833,7 @@ fn hello_digest(provider: &dyn crate::crypto::CryptoProvider, body: &[u8]) -> [u
 fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
     let _ = got;
     match hs {
-        Hs::Done | Hs::Poisoned => "handshake message after the handshake",
+        Hs::Done => "handshake message after the handshake",
         _ => "handshake message out of order",
     }
 }

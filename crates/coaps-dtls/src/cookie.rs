@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::codec::{ContentType, HandshakeType, InvalidMessage, ProtocolVersion, Reader};
-use crate::crypto::{CryptoProvider, Rng};
+use crate::crypto::{AeadAlgorithm, CryptoProvider, Rng};
 
 /// Length of a [`Cookie`]: key id (1) + issue time (4) + truncated MAC (16).
 pub const COOKIE_LEN: usize = 1 + 4 + MAC_LEN;
@@ -250,6 +250,154 @@ pub struct CookieInfo {
     /// Time since the cookie was issued: an upper bound on one round trip (HelloVerifyRequest
     /// out, ClientHello back), which later layers may use as an RTT sample.
     pub age: Duration,
+}
+
+/// What a DTLS 1.3 HelloRetryRequest cookie carries so that the server can stay stateless
+/// (RFC 9147 §5.1, RFC 8446 §4.2.2): the hash of the first ClientHello (the transcript restarts
+/// with `message_hash(ClientHello1)`, RFC 8446 §4.4.1) and the parameters the HelloRetryRequest
+/// chose, which the second ClientHello must honour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HrrState {
+    /// SHA-256 of the first ClientHello (TLS-style transcript encoding).
+    pub client_hello1_hash: [u8; 32],
+    /// The cipher suite selected in the HelloRetryRequest.
+    pub cipher_suite: u16,
+    /// The key_share group requested in the HelloRetryRequest (0 when none was requested).
+    pub group: u16,
+}
+
+const HRR_STATE_LEN: usize = 32 + 2 + 2;
+const HRR_NONCE_LEN: usize = 12;
+const HRR_TAG_LEN: usize = 16;
+/// Length of a DTLS 1.3 cookie: key id (1) + issue time (4) + nonce (12) + encrypted state + tag.
+pub const COOKIE13_LEN: usize = 1 + 4 + HRR_NONCE_LEN + HRR_STATE_LEN + HRR_TAG_LEN;
+const HRR_KEY_LABEL: &[u8] = b"coaps-dtls dtls13 cookie key v1";
+const HRR_NONCE_LABEL: &[u8] = b"coaps-dtls dtls13 cookie nonce v1";
+
+/// A DTLS 1.3 cookie, inline.
+#[derive(Clone, Copy)]
+pub struct Cookie13 {
+    bytes: [u8; COOKIE13_LEN],
+}
+
+impl Cookie13 {
+    /// The cookie bytes, for the cookie extension.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for Cookie13 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cookie13").field("key_id", &self.bytes[0]).finish_non_exhaustive()
+    }
+}
+
+/// The address the cookie is bound to, as associated data.
+fn peer_aad(id: u8, issued: [u8; 4], peer: SocketAddr) -> ([u8; 1 + 4 + 1 + 16 + 2], usize) {
+    let mut aad = [0u8; 1 + 4 + 1 + 16 + 2];
+    aad[0] = id;
+    aad[1..5].copy_from_slice(&issued);
+    let n = match peer.ip() {
+        IpAddr::V4(a) => {
+            aad[5] = 4;
+            aad[6..10].copy_from_slice(&a.octets());
+            10
+        }
+        IpAddr::V6(a) => {
+            aad[5] = 6;
+            aad[6..22].copy_from_slice(&a.octets());
+            22
+        }
+    };
+    aad[n..n + 2].copy_from_slice(&peer.port().to_be_bytes());
+    (aad, n + 2)
+}
+
+impl CookieKeys {
+    /// A DTLS 1.3 cookie: `state` encrypted and authenticated (ChaCha20-Poly1305 under a key
+    /// derived from the current secret), bound to the client's address and port as associated
+    /// data, with its issue time. Encryption keeps the ClientHello hash private
+    /// (RFC 9147 §11 notes cookies should not reveal it). The nonce is derived from the
+    /// secret and the plaintext, so no randomness is needed and equal inputs give equal cookies.
+    pub fn generate13(
+        &self,
+        provider: &dyn CryptoProvider,
+        now: Instant,
+        peer: SocketAddr,
+        state: &HrrState,
+    ) -> Result<Cookie13, CookieError> {
+        let secret = &self.current;
+        let ms = now.saturating_duration_since(secret.created).as_millis();
+        let issued = u32::try_from(ms).unwrap_or(u32::MAX).to_be_bytes();
+        let mut plain = [0u8; HRR_STATE_LEN];
+        plain[..32].copy_from_slice(&state.client_hello1_hash);
+        plain[32..34].copy_from_slice(&state.cipher_suite.to_be_bytes());
+        plain[34..36].copy_from_slice(&state.group.to_be_bytes());
+        let (aad, aad_len) = peer_aad(secret.id, issued, peer);
+        let nonce_full = provider.hmac_sha256(&secret.key[..], &[HRR_NONCE_LABEL, &aad[..aad_len], &plain]);
+        let mut nonce = [0u8; HRR_NONCE_LEN];
+        nonce.copy_from_slice(&nonce_full[..HRR_NONCE_LEN]);
+        let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_KEY_LABEL]));
+        let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::Malformed)?;
+        let mut tag = [0u8; HRR_TAG_LEN];
+        aead.seal_in_place_detached(&nonce, &aad[..aad_len], &mut plain, &mut tag)
+            .map_err(|_| CookieError::Malformed)?;
+        let mut bytes = [0u8; COOKIE13_LEN];
+        bytes[0] = secret.id;
+        bytes[1..5].copy_from_slice(&issued);
+        bytes[5..17].copy_from_slice(&nonce);
+        bytes[17..17 + HRR_STATE_LEN].copy_from_slice(&plain);
+        bytes[17 + HRR_STATE_LEN..].copy_from_slice(&tag);
+        Ok(Cookie13 { bytes })
+    }
+
+    /// Opens a DTLS 1.3 cookie made by [`CookieKeys::generate13`] for this peer with the
+    /// current or previous secret, not older than the lifetime.
+    pub fn verify13(
+        &self,
+        provider: &dyn CryptoProvider,
+        now: Instant,
+        peer: SocketAddr,
+        cookie: &[u8],
+    ) -> Result<(HrrState, CookieInfo), CookieError> {
+        let bytes: &[u8; COOKIE13_LEN] = cookie.try_into().map_err(|_| CookieError::Malformed)?;
+        let id = bytes[0];
+        let secret = if id == self.current.id {
+            &self.current
+        } else {
+            match &self.previous {
+                Some(p) if p.id == id => p,
+                _ => return Err(CookieError::UnknownKey),
+            }
+        };
+        let issued = [bytes[1], bytes[2], bytes[3], bytes[4]];
+        let mut nonce = [0u8; HRR_NONCE_LEN];
+        nonce.copy_from_slice(&bytes[5..17]);
+        let mut plain = [0u8; HRR_STATE_LEN];
+        plain.copy_from_slice(&bytes[17..17 + HRR_STATE_LEN]);
+        let (aad, aad_len) = peer_aad(id, issued, peer);
+        let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_KEY_LABEL]));
+        let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::BadMac)?;
+        aead.open_in_place_detached(&nonce, &aad[..aad_len], &mut plain, &bytes[17 + HRR_STATE_LEN..])
+            .map_err(|_| CookieError::BadMac)?;
+        let age = secret
+            .created
+            .checked_add(Duration::from_millis(u64::from(u32::from_be_bytes(issued))))
+            .and_then(|issued_at| now.checked_duration_since(issued_at))
+            .ok_or(CookieError::Expired)?;
+        if age > self.config.lifetime {
+            return Err(CookieError::Expired);
+        }
+        let mut client_hello1_hash = [0u8; 32];
+        client_hello1_hash.copy_from_slice(&plain[..32]);
+        let state = HrrState {
+            client_hello1_hash,
+            cipher_suite: u16::from_be_bytes([plain[32], plain[33]]),
+            group: u16::from_be_bytes([plain[34], plain[35]]),
+        };
+        Ok((state, CookieInfo { age }))
+    }
 }
 
 /// Why a cookie was refused.
@@ -753,5 +901,60 @@ pub(crate) mod tests {
         assert_eq!(write_hello_verify_request(1 << 48, &[], &mut buf), None);
         assert_eq!(write_hello_verify_request((1 << 48) - 1, &[], &mut buf), Some(28));
         assert_eq!(&buf[5..11], &[0xFF; 6]);
+    }
+}
+
+#[cfg(test)]
+mod dtls13_tests {
+    use super::*;
+    use crate::crypto::SeededRng;
+    use crate::crypto::rustcrypto::RustCrypto;
+
+    fn setup() -> (CookieKeys, Instant, SeededRng) {
+        let mut rng = SeededRng::from_seed_u64(9);
+        let now = Instant::now();
+        (CookieKeys::new(CookieConfig::default(), now, &mut rng), now, rng)
+    }
+
+    fn state() -> HrrState {
+        HrrState { client_hello1_hash: [7; 32], cipher_suite: 0x1303, group: 23 }
+    }
+
+    #[test]
+    fn round_trip_binds_address_and_hides_the_hash() {
+        let (keys, now, _) = setup();
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let c = keys.generate13(&RustCrypto, now, peer, &state()).unwrap();
+        assert_eq!(c.as_bytes().len(), COOKIE13_LEN);
+        assert!(!c.as_bytes().windows(32).any(|w| w == [7u8; 32]), "hash must not appear in clear");
+        let later = now + Duration::from_millis(300);
+        let (st, info) = keys.verify13(&RustCrypto, later, peer, c.as_bytes()).unwrap();
+        assert_eq!(st, state());
+        assert_eq!(info.age, Duration::from_millis(300));
+        let other_port: SocketAddr = "192.0.2.1:4001".parse().unwrap();
+        assert_eq!(keys.verify13(&RustCrypto, later, other_port, c.as_bytes()).unwrap_err(), CookieError::BadMac);
+        let other_ip: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        assert_eq!(keys.verify13(&RustCrypto, later, other_ip, c.as_bytes()).unwrap_err(), CookieError::BadMac);
+    }
+
+    #[test]
+    fn tampering_expiry_rotation_and_garbage() {
+        let (mut keys, now, mut rng) = setup();
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let c = keys.generate13(&RustCrypto, now, peer, &state()).unwrap();
+        for i in 0..COOKIE13_LEN {
+            let mut b = *c.as_bytes().first_chunk::<COOKIE13_LEN>().unwrap();
+            b[i] ^= 1;
+            assert!(keys.verify13(&RustCrypto, now, peer, &b).is_err(), "byte {i} flipped must fail");
+        }
+        assert_eq!(
+            keys.verify13(&RustCrypto, now + Duration::from_secs(61), peer, c.as_bytes()).unwrap_err(),
+            CookieError::Expired
+        );
+        assert_eq!(keys.verify13(&RustCrypto, now, peer, &[1, 2, 3]).unwrap_err(), CookieError::Malformed);
+        keys.rotate(now, &mut rng);
+        assert!(keys.verify13(&RustCrypto, now, peer, c.as_bytes()).is_ok(), "previous secret still accepted");
+        keys.rotate(now, &mut rng);
+        assert_eq!(keys.verify13(&RustCrypto, now, peer, c.as_bytes()).unwrap_err(), CookieError::UnknownKey);
     }
 }
