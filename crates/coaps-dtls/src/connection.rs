@@ -468,6 +468,7 @@ impl Connection {
         peer: SocketAddr,
         ch: ClientHello,
         message_seq: u16,
+        record_seq: u64,
         rng: SeededRng,
         now: Instant,
     ) -> Self {
@@ -476,6 +477,11 @@ impl Connection {
         // RFC 6347 §4.2.2: after a stateless HelloVerifyRequest (message_seq 0) the server's next
         // message continues the numbering; matching the ClientHello's message_seq does that.
         c.send_seq = message_seq;
+        // The stateless HelloVerifyRequest reused the first ClientHello's record sequence number
+        // (RFC 6347 §4.2.1) and we keep no record of it; continuing from the second
+        // ClientHello's number (as OpenSSL does) never repeats one, which peers such as GnuTLS
+        // would drop as a replay.
+        c.write_seq[0] = record_seq;
         c.reasm.set_next_seq(message_seq.wrapping_add(1));
         let msg = HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq, body: ch.to_vec() };
         c.hello_digest = hello_digest(&*c.common().provider, &msg.body);

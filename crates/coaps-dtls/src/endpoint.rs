@@ -226,7 +226,7 @@ impl Endpoint {
                 self.transmits.push_back(Transmit { destination: peer, payload: buf[..n].to_vec() })
             }
             StatelessOutcome::Accept => {
-                let Some((_, hdr, body)) = starts_with_ch else { return };
+                let Some((rec, hdr, body)) = starts_with_ch else { return };
                 let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
                 if handshaking >= server.max_handshakes
                     || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
@@ -238,7 +238,8 @@ impl Endpoint {
                     self.stats.dropped_unknown_peer += 1;
                     return;
                 };
-                let conn = Connection::server(server, peer, ch, hdr.message_seq, self.rng.fork(), now);
+                let conn =
+                    Connection::server(server, peer, ch, hdr.message_seq, rec.sequence_number, self.rng.fork(), now);
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
                 self.collect(peer);
