@@ -382,7 +382,9 @@ impl SnCipher {
                 let counter = u32::from_le_bytes([sample[0], sample[1], sample[2], sample[3]]);
                 let mut nonce = [0u8; 12];
                 nonce.copy_from_slice(&sample[4..]);
-                let mut core = ChaChaCore::<R20, Ietf>::new(&(**key).into(), &nonce.into());
+                // Borrowed as an `Array`, not copied, so no unwiped copy of the key is left behind.
+                let key: &chacha20::Key = (&**key).into();
+                let mut core = ChaChaCore::<R20, Ietf>::new(key, &nonce.into());
                 // Set the block position on the core and take exactly one block: the stream
                 // wrapper refuses counter 2^32 - 1 (it counts no blocks left after it), which a
                 // peer can put in any record.
