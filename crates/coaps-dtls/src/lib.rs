@@ -22,6 +22,7 @@ pub mod error;
 pub mod handshake;
 pub mod msgs;
 pub mod record;
+pub mod record13;
 pub mod resumption;
 pub mod suites;
 
