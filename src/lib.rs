@@ -1,7 +1,8 @@
 //! # coaps
 //!
 //! CoAP over DTLS (CoAPS, RFC 7252 §9) for Rust. This facade re-exports the workspace crates:
-//! [`dtls`] is the sans-IO DTLS engine.
+//! [`dtls`] is the sans-IO DTLS engine, [`tower`] the layers, transport and client.
 #![forbid(unsafe_code)]
 
 pub use coaps_dtls as dtls;
+pub use coaps_tower as tower;
