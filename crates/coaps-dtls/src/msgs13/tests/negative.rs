@@ -193,7 +193,10 @@ fn recognised_extensions_outside_their_messages_refused() {
     let mut nst = full_new_session_ticket();
     nst.extensions.push(NewSessionTicketExtension13::Unknown(raw(ExtensionType::KeyShare, vec![])));
     assert_eq!(NewSessionTicket13::read_exact(&nst.to_vec()).map(|_| ()), not_allowed);
-    assert_eq!(alert_for(&not_allowed.unwrap_err()), AlertDescription::IllegalParameter);
+    assert_eq!(
+        alert_for(&InvalidMessage::IllegalValue(REASON_EXTENSION_NOT_ALLOWED)),
+        AlertDescription::IllegalParameter
+    );
 }
 
 /// Builds a ClientHello whose only extension is `typ` with `data`, and decodes it.

@@ -319,3 +319,37 @@ fn write_binders_checks_the_placeholder() {
     assert!(write_binders(&mut body, off + 1, &new).is_err());
     assert_eq!(body, before);
 }
+
+#[test]
+fn dtls12_client_hello_decodes_as_client_hello13() {
+    // A dual-version server decodes every ClientHello with ClientHello13 and negotiates DTLS
+    // 1.2 when supported_versions is absent; a 1.2 hello after HelloVerifyRequest carries a
+    // cookie, which ClientHello13 keeps (and check_dtls13_legacy_fields refuses for 1.3).
+    use crate::msgs::{ClientExtension, ClientHello};
+    let ch12 = ClientHello {
+        client_version: ProtocolVersion::DTLS1_2,
+        random: Random([9; 32]),
+        session_id: SessionId(vec![1; 32]),
+        cookie: vec![0xc0; 20],
+        cipher_suites: vec![CipherSuite::TLS_PSK_WITH_AES_128_CCM_8, CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV],
+        compression_methods: vec![Compression::Null],
+        extensions: vec![
+            ClientExtension::SupportedGroups(vec![NamedGroup::Secp256r1]),
+            ClientExtension::EcPointFormats(vec![EcPointFormat::Uncompressed]),
+            ClientExtension::ExtendedMasterSecret,
+            ClientExtension::RenegotiationInfo(vec![]),
+            ClientExtension::SessionTicket(vec![1, 2]),
+            ClientExtension::Unknown { typ: ExtensionType::ConnectionId, data: vec![0] },
+        ],
+    };
+    let bytes = ch12.to_vec();
+    let ch = ClientHello13::read_exact(&bytes).unwrap();
+    assert_eq!(ch.to_vec(), bytes);
+    assert_eq!(ch.supported_versions(), None);
+    assert_eq!(ch.legacy_cookie, vec![0xc0; 20]);
+    assert_eq!(ch.legacy_session_id.0, vec![1; 32]);
+    assert_eq!(ch.check_dtls13_legacy_fields(), Err(AlertDescription::IllegalParameter));
+    assert_eq!(ch.connection_id(), Some(&[][..]));
+    assert!(ch.find_extension(ExtensionType::ExtendedMasterSecret).is_some());
+    assert!(matches!(ch.find_extension(ExtensionType::EcPointFormats), Some(ClientExtension13::Unknown(_))));
+}
