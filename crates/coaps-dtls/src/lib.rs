@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod error;
 pub mod handshake;
 pub mod msgs;
+pub mod msgs13;
 pub mod record;
 pub mod record13;
 pub mod resumption;

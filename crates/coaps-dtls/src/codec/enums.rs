@@ -112,6 +112,10 @@ registry_u8! {
         EndOfEarlyData = 5,
         /// encrypted_extensions(8)
         EncryptedExtensions = 8,
+        /// request_connection_id(9), RFC 9147 §9
+        RequestConnectionId = 9,
+        /// new_connection_id(10), RFC 9147 §9
+        NewConnectionId = 10,
         /// certificate(11)
         Certificate = 11,
         /// server_key_exchange(12)
@@ -176,6 +180,8 @@ registry_u8! {
         DecodeError = 50,
         /// decrypt_error(51)
         DecryptError = 51,
+        /// too_many_cids_requested(52), RFC 9147 §9
+        TooManyCidsRequested = 52,
         /// protocol_version(70)
         ProtocolVersion = 70,
         /// insufficient_security(71)
@@ -194,6 +200,8 @@ registry_u8! {
         UnrecognizedName = 112,
         /// unknown_psk_identity(115), RFC 4279 §2
         UnknownPskIdentity = 115,
+        /// certificate_required(116), RFC 8446 §6.2
+        CertificateRequired = 116,
     }
 }
 
@@ -239,10 +247,47 @@ registry_u8! {
     }
 }
 
+registry_u8! {
+    /// PskKeyExchangeMode (RFC 8446 §4.2.9).
+    PskKeyExchangeMode: u8 {
+        /// psk_ke(0): PSK-only key establishment
+        PskKe = 0,
+        /// psk_dhe_ke(1): PSK with (EC)DHE key establishment
+        PskDheKe = 1,
+    }
+}
+
+registry_u8! {
+    /// KeyUpdateRequest (RFC 8446 §4.6.3).
+    KeyUpdateRequest: u8 {
+        /// update_not_requested(0)
+        UpdateNotRequested = 0,
+        /// update_requested(1)
+        UpdateRequested = 1,
+    }
+}
+
+registry_u8! {
+    /// ConnectionIdUsage in NewConnectionId (RFC 9147 §9).
+    ConnectionIdUsage: u8 {
+        /// cid_immediate(0)
+        CidImmediate = 0,
+        /// cid_spare(1)
+        CidSpare = 1,
+    }
+}
+
 registry_u16! {
     /// Cipher suites this stack knows by name (IANA TLS Cipher Suites registry).
     #[allow(non_camel_case_types)]
     CipherSuite: u16 {
+        /// TLS_AES_128_GCM_SHA256 (RFC 8446 §B.4), DTLS 1.3 only
+        TLS_AES_128_GCM_SHA256 = 0x1301,
+        /// TLS_CHACHA20_POLY1305_SHA256 (RFC 8446 §B.4), DTLS 1.3 only
+        TLS_CHACHA20_POLY1305_SHA256 = 0x1303,
+        /// TLS_AES_128_CCM_8_SHA256 (RFC 8446 §B.4), DTLS 1.3 only; RFC 9147 §4.5.3 forbids it
+        /// without additional forgery safeguards
+        TLS_AES_128_CCM_8_SHA256 = 0x1305,
         /// TLS_PSK_WITH_AES_128_GCM_SHA256 (RFC 5487)
         TLS_PSK_WITH_AES_128_GCM_SHA256 = 0x00A8,
         /// TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 §3.3)
@@ -283,6 +328,24 @@ registry_u16! {
         ExtendedMasterSecret = 23,
         /// session_ticket(35), RFC 5077
         SessionTicket = 35,
+        /// pre_shared_key(41), RFC 8446 §4.2.11
+        PreSharedKey = 41,
+        /// early_data(42), RFC 8446 §4.2.10
+        EarlyData = 42,
+        /// supported_versions(43), RFC 8446 §4.2.1
+        SupportedVersions = 43,
+        /// cookie(44), RFC 8446 §4.2.2
+        Cookie = 44,
+        /// psk_key_exchange_modes(45), RFC 8446 §4.2.9
+        PskKeyExchangeModes = 45,
+        /// certificate_authorities(47), RFC 8446 §4.2.4
+        CertificateAuthorities = 47,
+        /// signature_algorithms_cert(50), RFC 8446 §4.2.3
+        SignatureAlgorithmsCert = 50,
+        /// key_share(51), RFC 8446 §4.2.8
+        KeyShare = 51,
+        /// connection_id(54), RFC 9146 §3 (used by DTLS 1.3 too, RFC 9147 §9)
+        ConnectionId = 54,
         /// renegotiation_info(0xff01), RFC 5746
         RenegotiationInfo = 0xff01,
     }

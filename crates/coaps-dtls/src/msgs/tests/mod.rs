@@ -25,7 +25,7 @@ fn full_client_hello() -> ClientHello {
         cipher_suites: vec![
             CipherSuite::TLS_PSK_WITH_AES_128_CCM_8,
             CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
-            CipherSuite::Unknown(0x1301),
+            CipherSuite::Unknown(0x0a0a),
             CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
         ],
         compression_methods: vec![Compression::Null],
@@ -50,7 +50,7 @@ fn all_client_extensions() -> Vec<ClientExtension> {
         ClientExtension::SessionTicket(vec![1, 2, 3, 4]),
         ClientExtension::ClientCertificateType(vec![CertificateType::RawPublicKey]),
         ClientExtension::ServerCertificateType(vec![CertificateType::RawPublicKey, CertificateType::X509]),
-        ClientExtension::Unknown { typ: ExtensionType::Unknown(54), data: vec![3, 9, 9, 9] },
+        ClientExtension::Unknown { typ: ExtensionType::Unknown(0x1a1a), data: vec![3, 9, 9, 9] },
         ClientExtension::Unknown { typ: ExtensionType::EncryptThenMac, data: vec![] },
     ]
 }
@@ -76,7 +76,7 @@ fn all_server_extensions() -> Vec<ServerExtension> {
         ServerExtension::SessionTicket,
         ServerExtension::ClientCertificateType(CertificateType::X509),
         ServerExtension::ServerCertificateType(CertificateType::RawPublicKey),
-        ServerExtension::Unknown { typ: ExtensionType::Unknown(54), data: vec![0] },
+        ServerExtension::Unknown { typ: ExtensionType::Unknown(0x1a1a), data: vec![0] },
     ]
 }
 

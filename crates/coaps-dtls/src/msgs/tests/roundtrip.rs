@@ -213,8 +213,8 @@ fn accessors_on_full_hellos() {
     assert_eq!(ch.server_certificate_types(), Some(&[CertificateType::RawPublicKey, CertificateType::X509][..]));
     assert!(ch.has_renegotiation_scsv());
     assert_eq!(
-        ch.find_extension(ExtensionType::Unknown(54)),
-        Some(&ClientExtension::Unknown { typ: ExtensionType::Unknown(54), data: vec![3, 9, 9, 9] })
+        ch.find_extension(ExtensionType::Unknown(0x1a1a)),
+        Some(&ClientExtension::Unknown { typ: ExtensionType::Unknown(0x1a1a), data: vec![3, 9, 9, 9] })
     );
     assert_eq!(ch.find_extension(ExtensionType::Unknown(55)), None);
 
