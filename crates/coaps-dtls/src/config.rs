@@ -111,6 +111,9 @@ pub struct CommonConfig {
     pub max_reassembly_bytes: usize,
     /// Epoch-1 records held while their keys are not yet known (reordering).
     pub max_early_records: usize,
+    /// DTLS 1.3 cipher suites in preference order (RFC 9147). AES-128-CCM-8 comes last: it is
+    /// used only with its forgery limit enforced (RFC 9147 §4.5.3).
+    pub suites13: Vec<crate::codec::CipherSuite>,
     /// Wall clock for certificate validity. The engine reads no clock itself; this hook is the
     /// one place wall time enters, and tests may fix it.
     pub wall_clock: fn() -> SystemTime,
@@ -132,6 +135,11 @@ impl Default for CommonConfig {
         Self {
             provider: Arc::new(RustCrypto),
             suites: ALL_SUITES.to_vec(),
+            suites13: vec![
+                crate::codec::CipherSuite::TLS_CHACHA20_POLY1305_SHA256,
+                crate::codec::CipherSuite::TLS_AES_128_GCM_SHA256,
+                crate::codec::CipherSuite::TLS_AES_128_CCM_8_SHA256,
+            ],
             mtu: 1152,
             retransmit: RetransmitConfig::default(),
             require_extended_master_secret: true,
@@ -142,11 +150,23 @@ impl Default for CommonConfig {
     }
 }
 
+/// The DTLS version a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 (RFC 6347).
+    #[default]
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147).
+    Dtls13,
+}
+
 /// Client configuration.
 #[derive(Debug, Clone, Default)]
 pub struct ClientConfig {
     /// Shared settings.
     pub common: CommonConfig,
+    /// The version to offer. A client that offers both and falls back is not implemented yet.
+    pub version: DtlsVersion,
     /// PSK to offer PSK suites with.
     pub psk: Option<Psk>,
     /// How to check the server's certificate; without one, certificate suites are not offered.
@@ -172,6 +192,8 @@ pub enum ClientAuth {
 pub struct ServerConfig {
     /// Shared settings.
     pub common: CommonConfig,
+    /// Accept DTLS 1.3 from clients that offer it (DTLS 1.2 is always accepted); default true.
+    pub dtls13: bool,
     /// PSK lookup; without one, PSK suites are not accepted.
     pub psks: Option<Arc<dyn PskStore>>,
     /// psk_identity_hint to send (RFC 4279 §5.2 says not to without a profile); default none.
@@ -197,6 +219,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             common: CommonConfig::default(),
+            dtls13: true,
             psks: None,
             psk_hint: None,
             cert: None,

@@ -219,7 +219,7 @@ enum RoleConfig {
 }
 
 /// One DTLS 1.2 association. See the module docs for the call order.
-pub struct Connection {
+pub(crate) struct Conn12 {
     role: Role,
     peer: SocketAddr,
     cfg: RoleConfig,
@@ -268,9 +268,9 @@ pub struct Connection {
     last_activity: Instant,
 }
 
-impl fmt::Debug for Connection {
+impl fmt::Debug for Conn12 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
+        f.debug_struct("Conn12")
             .field("role", &self.role)
             .field("peer", &self.peer)
             .field("state", &self.state)
@@ -303,7 +303,7 @@ fn encode_to_vec(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     v
 }
 
-impl Connection {
+impl Conn12 {
     fn new(role: Role, peer: SocketAddr, cfg: RoleConfig, rng: SeededRng, now: Instant) -> Self {
         let common = match &cfg {
             RoleConfig::Client { config, .. } => &config.common,
@@ -1841,5 +1841,186 @@ fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
     match hs {
         Hs::Done => "handshake message after the handshake",
         _ => "handshake message out of order",
+    }
+}
+
+/// One association with one peer, DTLS 1.2 or DTLS 1.3. See the module docs for the call
+/// order.
+pub struct Connection {
+    inner: Inner,
+}
+
+enum Inner {
+    V12(Box<Conn12>),
+    V13(Box<crate::connection13::Conn13>),
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::V12(c) => c.fmt(f),
+            Inner::V13(c) => c.fmt(f),
+        }
+    }
+}
+
+macro_rules! both {
+    ($self:ident, $c:ident => $e:expr) => {
+        match &$self.inner {
+            Inner::V12($c) => $e,
+            Inner::V13($c) => $e,
+        }
+    };
+    (mut $self:ident, $c:ident => $e:expr) => {
+        match &mut $self.inner {
+            Inner::V12($c) => $e,
+            Inner::V13($c) => $e,
+        }
+    };
+}
+
+impl Connection {
+    /// Starts a client handshake towards `peer` with the version in `config.version`.
+    /// `server_name` is checked against the server's certificate (a DNS name or an IP literal)
+    /// and sent as SNI when it is a DNS name (RFC 6066 §3 forbids IP literals there).
+    /// `resume` offers a session from an earlier connection ([`Connection::session`]) for an
+    /// abbreviated handshake (DTLS 1.2).
+    pub fn client(
+        config: Arc<ClientConfig>,
+        peer: SocketAddr,
+        server_name: &str,
+        resume: Option<Session>,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let inner = match config.version {
+            crate::config::DtlsVersion::Dtls12 => {
+                Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
+            }
+            crate::config::DtlsVersion::Dtls13 => {
+                Inner::V13(Box::new(crate::connection13::Conn13::client(config, peer, server_name, rng, now)?))
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    pub(crate) fn server12(
+        config: Arc<ServerConfig>,
+        peer: SocketAddr,
+        ch: ClientHello,
+        message_seq: u16,
+        record_seq: u64,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Self {
+        Self { inner: Inner::V12(Box::new(Conn12::server(config, peer, ch, message_seq, record_seq, rng, now))) }
+    }
+
+    pub(crate) fn from13(c: crate::connection13::Conn13) -> Self {
+        Self { inner: Inner::V13(Box::new(c)) }
+    }
+
+    /// The protocol version of this association.
+    pub fn version(&self) -> ProtocolVersion {
+        match &self.inner {
+            Inner::V12(_) => ProtocolVersion::DTLS1_2,
+            Inner::V13(_) => ProtocolVersion::DTLS1_3,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        both!(self, c => c.peer())
+    }
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        both!(self, c => c.role())
+    }
+    /// Whether the handshake completed and the connection is open.
+    pub fn is_established(&self) -> bool {
+        both!(self, c => c.is_established())
+    }
+    /// Whether the handshake is still running.
+    pub fn is_handshaking(&self) -> bool {
+        both!(self, c => c.is_handshaking())
+    }
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        both!(self, c => c.is_closed())
+    }
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        both!(self, c => c.close_reason())
+    }
+    /// The negotiated cipher suite.
+    pub fn suite(&self) -> Option<CipherSuite> {
+        both!(self, c => c.suite())
+    }
+    /// The authenticated peer identity.
+    pub fn peer_identity(&self) -> &PeerIdentity {
+        both!(self, c => c.peer_identity())
+    }
+    /// Whether the handshake was abbreviated (session resumption).
+    pub fn is_resumed(&self) -> bool {
+        match &self.inner {
+            Inner::V12(c) => c.is_resumed(),
+            Inner::V13(_) => false,
+        }
+    }
+    /// The session to offer for resumption on a later connection (client side, DTLS 1.2).
+    pub fn session(&self) -> Option<&Session> {
+        match &self.inner {
+            Inner::V12(c) => c.session(),
+            Inner::V13(_) => None,
+        }
+    }
+    /// Whether `client_hello_body` is the ClientHello that created this (server-side)
+    /// association: a retransmission or network duplicate of it.
+    pub fn is_same_client_hello(&self, client_hello_body: &[u8]) -> bool {
+        both!(self, c => c.is_same_client_hello(client_hello_body))
+    }
+    /// The ClientHello random of this handshake.
+    pub fn client_random(&self) -> &[u8; 32] {
+        both!(self, c => c.client_random())
+    }
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        both!(self, c => c.stats())
+    }
+    /// When a datagram was last received from the peer (for idle expiry).
+    pub fn last_activity(&self) -> Instant {
+        both!(self, c => c.last_activity())
+    }
+    /// Largest application-data payload that fits one datagram at the configured MTU.
+    pub fn max_payload(&self) -> usize {
+        both!(self, c => c.max_payload())
+    }
+    /// The next datagram to send to the peer.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        both!(mut self, c => c.poll_transmit())
+    }
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        both!(mut self, c => c.poll_event())
+    }
+    /// When [`Connection::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        both!(self, c => c.poll_timeout())
+    }
+    /// Drives the retransmission timer (RFC 6347 §4.2.4.1, RFC 9147 §5.8).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        both!(mut self, c => c.handle_timeout(now))
+    }
+    /// Sends one application-data record.
+    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+        both!(mut self, c => c.send(data))
+    }
+    /// Sends close_notify and closes.
+    pub fn close(&mut self) {
+        both!(mut self, c => c.close())
+    }
+    /// Processes one datagram from the peer.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        both!(mut self, c => c.handle_datagram(now, datagram))
     }
 }

@@ -15,13 +15,15 @@
 //! ```
 
 use crate::codec::Codec;
-use crate::codec::{ContentType, HandshakeType, Reader};
+use crate::codec::{ContentType, HandshakeType, NamedGroup, ProtocolVersion, Reader};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::{Connection, Event};
+use crate::cookie::HrrState;
 use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
 use crate::crypto::SeededRng;
 use crate::error::Error;
 use crate::msgs::{ClientHello, HandshakeHeader};
+use crate::msgs13::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::record::RecordHeader;
 use crate::resumption::Session;
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +55,8 @@ pub struct EndpointStats {
     pub dropped_limit: u64,
     /// Associations created.
     pub connections_created: u64,
+    /// Stateless DTLS 1.3 HelloRetryRequests sent (RFC 9147 §5.1).
+    pub hello_retry_requests: u64,
 }
 
 /// What the stateless gate decided about a datagram from a peer with no association.
@@ -70,6 +74,9 @@ pub enum StatelessOutcome {
 pub struct Endpoint {
     server: Option<Arc<ServerConfig>>,
     cookies: Option<CookieKeys>,
+    /// Secrets for DTLS 1.3 HelloRetryRequest cookies: kept even when the 1.2 cookie exchange
+    /// is off, because an HRR that asks for a key share must stay stateless too.
+    cookies13: Option<CookieKeys>,
     connections: HashMap<SocketAddr, Connection>,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
@@ -106,9 +113,11 @@ impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
+        let cookies13 = Some(CookieKeys::new(config.cookie.unwrap_or_default(), now, &mut rng));
         Self {
             server: Some(config),
             cookies,
+            cookies13,
             connections: HashMap::new(),
             rng,
             transmits: VecDeque::new(),
@@ -122,6 +131,7 @@ impl Endpoint {
         Self {
             server: None,
             cookies: None,
+            cookies13: None,
             connections: HashMap::new(),
             rng,
             transmits: VecDeque::new(),
@@ -219,6 +229,16 @@ impl Endpoint {
             self.stats.dropped_unknown_peer += 1;
             return;
         };
+        // DTLS 1.3 for clients that offer it (RFC 9147 §5.3 supported_versions), 1.2 otherwise.
+        if server.dtls13
+            && let Some((rec, hdr, body)) = starts_with_ch
+            && let Ok(ch13) = ClientHello13::read_exact(body)
+            && ch13.offers_version(ProtocolVersion::DTLS1_3)
+            && crate::connection13::server_choose(&server, &ch13).is_some()
+        {
+            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram.len());
+            return;
+        }
         let mut buf = [0u8; 256];
         match self.stateless_check(now, peer, datagram, &mut buf) {
             StatelessOutcome::Drop => self.stats.dropped_unknown_peer += 1,
@@ -239,12 +259,104 @@ impl Endpoint {
                     return;
                 };
                 let conn =
-                    Connection::server(server, peer, ch, hdr.message_seq, rec.sequence_number, self.rng.fork(), now);
+                    Connection::server12(server, peer, ch, hdr.message_seq, rec.sequence_number, self.rng.fork(), now);
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
                 self.collect(peer);
             }
         }
+    }
+
+    /// The DTLS 1.3 cookie gate: a ClientHello without a valid cookie gets a stateless
+    /// HelloRetryRequest carrying the encrypted hash of the ClientHello (RFC 9147 §5.1); one
+    /// with a valid cookie gets an association whose transcript starts with
+    /// `message_hash(ClientHello1) || HelloRetryRequest` (RFC 8446 §4.4.1).
+    #[allow(clippy::too_many_arguments)]
+    fn accept13(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        server: Arc<ServerConfig>,
+        rec: RecordHeader,
+        hdr: HandshakeHeader,
+        body: &[u8],
+        ch13: ClientHello13,
+        received: usize,
+    ) {
+        let Some((suite, needs_group)) = crate::connection13::server_choose(&server, &ch13) else { return };
+        let Some(keys) = &mut self.cookies13 else { return };
+        keys.rotate_if_due(now, &mut self.rng);
+        let provider = server.common.provider.clone();
+        let prefix = match ch13.cookie() {
+            Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
+                Ok((state, _)) => {
+                    let mut prefix = Vec::new();
+                    message_hash(&state.client_hello1_hash, &mut prefix);
+                    let hrr = crate::connection13::hello_retry_request(&ch13.legacy_session_id, &state, cookie);
+                    transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
+                    Some(prefix)
+                }
+                Err(_) => {
+                    self.stats.cookies_rejected += 1;
+                    None
+                }
+            },
+            None if server.cookie.is_none() && !needs_group => Some(Vec::new()),
+            None => None,
+        };
+        let Some(prefix) = prefix else {
+            let mut t = Vec::new();
+            transcript_bytes_13(HandshakeType::ClientHello, body, &mut t);
+            let mut h = provider.sha256();
+            h.update(&t);
+            let state = HrrState {
+                client_hello1_hash: h.current(),
+                cipher_suite: suite.into(),
+                group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
+            };
+            let Ok(cookie) = keys.generate13(&*provider, now, peer, &state) else { return };
+            let hrr = crate::connection13::hello_retry_request(&ch13.legacy_session_id, &state, cookie.as_bytes());
+            let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
+            HandshakeHeader {
+                msg_type: HandshakeType::ServerHello,
+                length: hrr.len() as u32,
+                message_seq: 0,
+                fragment_offset: 0,
+                fragment_length: hrr.len() as u32,
+            }
+            .encode(&mut hs);
+            hs.extend_from_slice(&hrr);
+            let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
+            // RFC 6347 §4.2.1 / RFC 9147 §5.1: reuse the ClientHello's record number.
+            crate::record13::encode_plaintext13(ContentType::Handshake, 0, rec.sequence_number, &hs, &mut out);
+            // RFC 9147 §5.1: at most three times the bytes received before the address is proven.
+            if out.len() <= 3 * received {
+                self.stats.hello_retry_requests += 1;
+                self.transmits.push_back(Transmit { destination: peer, payload: out });
+            }
+            return;
+        };
+        let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
+        if handshaking >= server.max_handshakes
+            || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
+        {
+            self.stats.dropped_limit += 1;
+            return;
+        }
+        let c = crate::connection13::Conn13::server(
+            server,
+            peer,
+            ch13,
+            body,
+            hdr.message_seq,
+            rec.sequence_number,
+            prefix,
+            self.rng.fork(),
+            now,
+        );
+        self.connections.insert(peer, Connection::from13(c));
+        self.stats.connections_created += 1;
+        self.collect(peer);
     }
 
     /// Drives every association's timers.

@@ -15,6 +15,7 @@ pub mod cert;
 pub mod codec;
 pub mod config;
 pub mod connection;
+mod connection13;
 pub mod cookie;
 pub mod crypto;
 pub mod endpoint;
@@ -28,7 +29,8 @@ pub mod resumption;
 pub mod suites;
 
 pub use config::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, PeerVerifier, Psk, PskStore, ServerConfig,
+    StaticPsks,
 };
 pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
 pub use endpoint::{Endpoint, EndpointStats, StatelessOutcome, Transmit};

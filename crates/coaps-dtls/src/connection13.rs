@@ -1,0 +1,1400 @@
+//! One DTLS 1.3 association (RFC 9147): the 1.3 handshake state machines of both roles over
+//! the shared building blocks (reassembly, fragmentation, retransmission timer, cookies) and
+//! the 1.3 record layer (`record13`) and key schedule (`crypto::tls13`).
+//!
+//! Implemented: ECDHE (secp256r1) with X.509 or raw-public-key certificates, external PSK
+//! (psk_dhe_ke and psk_ke), the stateless HelloRetryRequest cookie, the three 1.3 suites,
+//! ACKs of the final flight (RFC 9147 §7), whole-flight retransmission of what is not yet
+//! acknowledged, close_notify. Not yet: NewSessionTicket/resumption, 0-RTT, KeyUpdate.
+//!
+//! The public face is [`crate::Connection`], which dispatches to this type for 1.3.
+
+use crate::codec::*;
+use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
+use crate::connection::{CloseReason, Event, PeerIdentity, Role, Stats};
+use crate::cookie::HrrState;
+use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, Secret, TrafficKeys};
+use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
+use crate::error::Error;
+use crate::handshake::flight::{RetransmitTimer, fragment};
+use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
+use crate::msgs::{Alert, HandshakeHeader};
+use crate::msgs13::*;
+use crate::record13::{
+    self, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
+};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+/// DTLS 1.3 epochs (RFC 9147 §6.1).
+const EPOCH_PLAINTEXT: u64 = 0;
+const EPOCH_HANDSHAKE: u64 = 2;
+const EPOCH_APPLICATION: u64 = 3;
+
+/// The 1.3 suites this engine implements, with their record protection.
+pub fn suite13(suite: CipherSuite) -> Option<AeadAlgorithm> {
+    Some(match suite {
+        CipherSuite::TLS_CHACHA20_POLY1305_SHA256 => AeadAlgorithm::ChaCha20Poly1305,
+        CipherSuite::TLS_AES_128_GCM_SHA256 => AeadAlgorithm::Aes128Gcm,
+        CipherSuite::TLS_AES_128_CCM_8_SHA256 => AeadAlgorithm::Aes128Ccm8,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Established,
+    Closed,
+}
+
+#[derive(Debug)]
+struct FlightMsg {
+    epoch: u64,
+    msg_type: HandshakeType,
+    message_seq: u16,
+    body: Vec<u8>,
+    acked: bool,
+}
+
+enum Hs {
+    // client
+    CExpectServerHello { ch: ClientHello13, eph: Box<dyn EcdhKeyPair>, retried: bool },
+    CExpectEncryptedExtensions { k: Keys },
+    CExpectCertificateOrRequest { k: Keys },
+    CExpectCertificate { k: Keys },
+    CExpectCertificateVerify { k: Keys, point: [u8; 65] },
+    CExpectFinished { k: Keys },
+    // server
+    SExpectCertificate { k: Keys },
+    SExpectCertificateVerify { k: Keys, point: [u8; 65], identity: PeerIdentity },
+    SExpectFinished { k: Keys, identity: PeerIdentity },
+}
+
+/// Secrets and parameters of a handshake in progress.
+struct Keys {
+    suite: CipherSuite,
+    aead: AeadAlgorithm,
+    hs_secret: HandshakeSecret,
+    client_hs: Secret,
+    server_hs: Secret,
+    psk: bool,
+    cert_type: CertificateType,
+    cert_requested: Option<Vec<u8>>,
+    identity: PeerIdentity,
+    /// Transcript hash through the server's Finished: the context of the application secrets.
+    th_server_finished: [u8; 32],
+}
+
+enum RoleConfig {
+    Client { config: Arc<ClientConfig>, server_name: String },
+    Server(Arc<ServerConfig>),
+}
+
+/// A DTLS 1.3 association. See [`crate::Connection`] for the call order.
+pub(crate) struct Conn13 {
+    role: Role,
+    peer: SocketAddr,
+    cfg: RoleConfig,
+    rng: Option<Box<SeededRng>>,
+    state: State,
+    plain_seq: u64,
+    send_hs: Option<SendEpoch13>,
+    send_app: Option<SendEpoch13>,
+    recv_hs: Option<ReceiveEpoch13>,
+    recv_app: Option<ReceiveEpoch13>,
+    hs: Option<Box<Hs>>,
+    reasm: Reassembler,
+    send_seq: u16,
+    transcript: Vec<u8>,
+    flight: Vec<FlightMsg>,
+    /// Record numbers of the current flight's records, with the flight message each carried.
+    sent_records: Vec<(u64, u64, usize)>,
+    timer: RetransmitTimer,
+    timer_armed: bool,
+    peer_flight_start: u16,
+    /// Handshake records received in encrypted epochs, to acknowledge (RFC 9147 §7).
+    to_ack: Vec<RecordNumber>,
+    ack_now: bool,
+    early_records: Vec<Vec<u8>>,
+    early_app_data: Vec<Vec<u8>>,
+    suite: Option<CipherSuite>,
+    identity: PeerIdentity,
+    client_random: [u8; 32],
+    hello_digest: [u8; 32],
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    close_reason: Option<CloseReason>,
+    last_activity: Instant,
+}
+
+impl fmt::Debug for Conn13 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn13")
+            .field("role", &self.role)
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .field("suite", &self.suite)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash(provider: &dyn crate::crypto::CryptoProvider, bytes: &[u8]) -> [u8; 32] {
+    let mut h = provider.sha256();
+    h.update(bytes);
+    h.current()
+}
+
+fn is_ip_literal(name: &str) -> bool {
+    name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The HelloRetryRequest a stateless server sends for `ch1`, rebuilt byte for byte from the
+/// cookie when the second ClientHello returns it (RFC 9147 §5.1).
+pub(crate) fn hello_retry_request(legacy_session_id: &SessionId, state: &HrrState, cookie: &[u8]) -> Vec<u8> {
+    let mut extensions = vec![HelloRetryExtension13::SupportedVersions(ProtocolVersion::DTLS1_3)];
+    if state.group != 0 {
+        extensions.push(HelloRetryExtension13::KeyShare(NamedGroup::from(state.group)));
+    }
+    extensions.push(HelloRetryExtension13::Cookie(cookie.to_vec()));
+    ServerHelloMessage13::HelloRetryRequest(HelloRetryRequest13 {
+        legacy_version: ProtocolVersion::DTLS1_2,
+        legacy_session_id_echo: legacy_session_id.clone(),
+        cipher_suite: CipherSuite::from(state.cipher_suite),
+        legacy_compression_method: Compression::Null,
+        extensions,
+    })
+    .to_vec()
+}
+
+/// The server's choice for a ClientHello: suite and whether a key share must be requested.
+pub(crate) fn server_choose(config: &ServerConfig, ch: &ClientHello13) -> Option<(CipherSuite, bool)> {
+    let suite = config.common.suites13.iter().copied().find(|s| ch.cipher_suites.contains(s))?;
+    let needs_group = ch.key_share_for(NamedGroup::Secp256r1).is_none();
+    Some((suite, needs_group))
+}
+
+impl Conn13 {
+    fn new(role: Role, peer: SocketAddr, cfg: RoleConfig, rng: SeededRng, now: Instant) -> Self {
+        let common = match &cfg {
+            RoleConfig::Client { config, .. } => &config.common,
+            RoleConfig::Server(c) => &c.common,
+        };
+        Self {
+            role,
+            peer,
+            reasm: Reassembler::new(common.max_reassembly_bytes),
+            timer: RetransmitTimer::new(common.retransmit),
+            cfg,
+            rng: Some(Box::new(rng)),
+            state: State::Handshaking,
+            plain_seq: 0,
+            send_hs: None,
+            send_app: None,
+            recv_hs: None,
+            recv_app: None,
+            hs: None,
+            send_seq: 0,
+            transcript: Vec::new(),
+            flight: Vec::new(),
+            sent_records: Vec::new(),
+            timer_armed: false,
+            peer_flight_start: 0,
+            to_ack: Vec::new(),
+            ack_now: false,
+            early_records: Vec::new(),
+            early_app_data: Vec::new(),
+            suite: None,
+            identity: PeerIdentity::Anonymous,
+            client_random: [0; 32],
+            hello_digest: [0; 32],
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            close_reason: None,
+            last_activity: now,
+        }
+    }
+
+    fn common(&self) -> &CommonConfig {
+        match &self.cfg {
+            RoleConfig::Client { config, .. } => &config.common,
+            RoleConfig::Server(c) => &c.common,
+        }
+    }
+
+    fn rng(&mut self) -> &mut SeededRng {
+        self.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
+    }
+
+    fn transcript_hash(&self) -> [u8; 32] {
+        hash(&*self.common().provider, &self.transcript)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // client
+
+    pub(crate) fn client(
+        config: Arc<ClientConfig>,
+        peer: SocketAddr,
+        server_name: &str,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let suites: Vec<CipherSuite> = config.common.suites13.clone();
+        if suites.is_empty() {
+            return Err(Error::Config("no DTLS 1.3 cipher suite configured".into()));
+        }
+        if config.psk.is_none() && config.verifier.is_none() {
+            return Err(Error::Config("DTLS 1.3 needs a PSK or a CA / pinned key".into()));
+        }
+        let mut c = Self::new(
+            Role::Client,
+            peer,
+            RoleConfig::Client { config: config.clone(), server_name: server_name.to_owned() },
+            rng,
+            now,
+        );
+        let mut random = [0u8; 32];
+        c.rng().fill(&mut random);
+        c.client_random = random;
+        let provider = config.common.provider.clone();
+        let eph = provider.ecdh_p256(c.rng())?;
+        let mut extensions = vec![
+            ClientExtension13::SupportedVersions(vec![ProtocolVersion::DTLS1_3]),
+            ClientExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
+            ClientExtension13::KeyShare(vec![KeyShareEntry {
+                group: NamedGroup::Secp256r1,
+                key_exchange: eph.public_key().to_vec(),
+            }]),
+        ];
+        if config.verifier.is_some() {
+            extensions.push(ClientExtension13::SignatureAlgorithms(vec![SignatureScheme::EcdsaSecp256r1Sha256]));
+            if matches!(config.verifier, Some(PeerVerifier::Pinned(_))) {
+                extensions.push(ClientExtension13::ServerCertificateType(vec![CertificateType::RawPublicKey]));
+            }
+        }
+        if !server_name.is_empty() && !is_ip_literal(server_name) {
+            extensions.push(ClientExtension13::ServerName(vec![ServerName {
+                name_type: 0,
+                name: server_name.as_bytes().to_vec(),
+            }]));
+        }
+        if let Some(psk) = &config.psk {
+            extensions.push(ClientExtension13::PskKeyExchangeModes(vec![
+                PskKeyExchangeMode::PskDheKe,
+                PskKeyExchangeMode::PskKe,
+            ]));
+            // RFC 8446 §4.2.11: pre_shared_key is the last extension; binders are filled in
+            // once the truncated ClientHello is known.
+            extensions.push(ClientExtension13::PreSharedKey(OfferedPsks {
+                identities: vec![PskIdentity { identity: psk.identity.clone(), obfuscated_ticket_age: 0 }],
+                binders: vec![vec![0u8; 32]],
+            }));
+        }
+        let ch = ClientHello13 {
+            legacy_version: ProtocolVersion::DTLS1_2,
+            random: Random(random),
+            legacy_session_id: SessionId::default(),
+            legacy_cookie: Vec::new(),
+            cipher_suites: suites,
+            legacy_compression_methods: vec![Compression::Null],
+            extensions,
+        };
+        c.send_client_hello(now, &ch)?;
+        c.hs = Some(Box::new(Hs::CExpectServerHello { ch, eph, retried: false }));
+        Ok(c)
+    }
+
+    /// Encodes `ch` with its PSK binder computed over the transcript so far plus the truncated
+    /// ClientHello (RFC 8446 §4.2.11.2), adds it to the transcript and sends it.
+    fn send_client_hello(&mut self, now: Instant, ch: &ClientHello13) -> Result<(), Error> {
+        let mut body = Vec::new();
+        let offset = ch.encode_with_binders_offset(&mut body);
+        if let (Some(off), RoleConfig::Client { config, .. }) = (offset, &self.cfg) {
+            let psk = config.psk.as_ref().ok_or(Error::Crypto)?;
+            let mut partial = self.transcript.clone();
+            truncated_client_hello_transcript(&body, off, &mut partial);
+            let th = hash(&*self.common().provider, &partial);
+            let binder_key = EarlySecret::new(Some(psk.key())).binder_key(true);
+            let binder = tls13::psk_binder(&binder_key, &th);
+            write_binders(&mut body, off, &[binder.to_vec()])?;
+        }
+        self.reasm.set_next_seq(self.send_seq);
+        self.flight.clear();
+        self.queue(EPOCH_PLAINTEXT, HandshakeType::ClientHello, body);
+        self.send_new_flight(now, true);
+        Ok(())
+    }
+
+    fn client_config(&self) -> Result<(Arc<ClientConfig>, String), Error> {
+        match &self.cfg {
+            RoleConfig::Client { config, server_name } => Ok((config.clone(), server_name.clone())),
+            RoleConfig::Server(_) => Err(Error::Crypto),
+        }
+    }
+
+    fn client_handle_server_hello(
+        &mut self,
+        now: Instant,
+        ch: ClientHello13,
+        eph: Box<dyn EcdhKeyPair>,
+        retried: bool,
+        body: &[u8],
+    ) -> Result<Option<Hs>, Error> {
+        let (config, _) = self.client_config()?;
+        let provider = config.common.provider.clone();
+        match ServerHelloMessage13::read_exact(body)? {
+            ServerHelloMessage13::HelloRetryRequest(hrr) => {
+                if retried {
+                    return Err(Error::PeerMisbehaved("second HelloRetryRequest", AlertDescription::UnexpectedMessage));
+                }
+                if hrr.selected_version() != Some(ProtocolVersion::DTLS1_3) {
+                    return Err(Error::Incompatible(
+                        "HelloRetryRequest without DTLS 1.3",
+                        AlertDescription::ProtocolVersion,
+                    ));
+                }
+                if !ch.cipher_suites.contains(&hrr.cipher_suite) {
+                    return Err(Error::PeerMisbehaved(
+                        "HRR chose an unoffered suite",
+                        AlertDescription::IllegalParameter,
+                    ));
+                }
+                if hrr.selected_group().is_some_and(|g| g != NamedGroup::Secp256r1) {
+                    return Err(Error::Incompatible(
+                        "HRR asks for a group we do not support",
+                        AlertDescription::IllegalParameter,
+                    ));
+                }
+                // RFC 8446 §4.4.1: the transcript restarts with message_hash(ClientHello1).
+                let ch1_hash = hash(&*provider, &self.transcript);
+                self.transcript.clear();
+                message_hash(&ch1_hash, &mut self.transcript);
+                transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
+                let mut ch2 = ch.clone();
+                if let Some(cookie) = hrr.cookie() {
+                    let pos = ch2
+                        .extensions
+                        .iter()
+                        .position(|e| matches!(e, ClientExtension13::PreSharedKey(_)))
+                        .unwrap_or(ch2.extensions.len());
+                    ch2.extensions.insert(pos, ClientExtension13::Cookie(cookie.to_vec()));
+                }
+                self.send_client_hello(now, &ch2)?;
+                Ok(Some(Hs::CExpectServerHello { ch: ch2, eph, retried: true }))
+            }
+            ServerHelloMessage13::ServerHello(sh) => {
+                if sh.selected_version() != Some(ProtocolVersion::DTLS1_3) {
+                    return Err(Error::Incompatible(
+                        "server did not select DTLS 1.3",
+                        AlertDescription::ProtocolVersion,
+                    ));
+                }
+                if DowngradeSentinel::find(&sh.random).is_some() {
+                    return Err(Error::PeerMisbehaved(
+                        "downgrade sentinel in ServerHello",
+                        AlertDescription::IllegalParameter,
+                    ));
+                }
+                if !ch.cipher_suites.contains(&sh.cipher_suite) {
+                    return Err(Error::PeerMisbehaved(
+                        "server chose an unoffered suite",
+                        AlertDescription::IllegalParameter,
+                    ));
+                }
+                let aead = suite13(sh.cipher_suite)
+                    .ok_or(Error::PeerMisbehaved("unknown 1.3 suite", AlertDescription::IllegalParameter))?;
+                transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
+                let psk_used = match sh.selected_identity() {
+                    Some(0) if config.psk.is_some() => true,
+                    Some(_) => {
+                        return Err(Error::PeerMisbehaved(
+                            "server selected an unoffered PSK",
+                            AlertDescription::IllegalParameter,
+                        ));
+                    }
+                    None => false,
+                };
+                let shared = match sh.key_share() {
+                    Some(ks) if ks.group == NamedGroup::Secp256r1 => {
+                        Some(eph.complete(&ks.key_exchange).map_err(|_| {
+                            Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter)
+                        })?)
+                    }
+                    Some(_) => {
+                        return Err(Error::PeerMisbehaved(
+                            "key share for an unoffered group",
+                            AlertDescription::IllegalParameter,
+                        ));
+                    }
+                    None if psk_used => None,
+                    None => return Err(Error::PeerMisbehaved("no key share", AlertDescription::MissingExtension)),
+                };
+                let early = EarlySecret::new(if psk_used { config.psk.as_ref().map(|p| p.key()) } else { None });
+                let hs_secret = early.into_handshake(shared.as_ref().map(|z| &z[..]));
+                let th = self.transcript_hash();
+                let client_hs = hs_secret.client_handshake_traffic_secret(&th);
+                let server_hs = hs_secret.server_handshake_traffic_secret(&th);
+                self.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &client_hs)?));
+                self.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &server_hs)?));
+                self.suite = Some(sh.cipher_suite);
+                let identity = if psk_used {
+                    PeerIdentity::Psk(config.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default())
+                } else {
+                    PeerIdentity::Anonymous
+                };
+                // The server's flight is answered by ours: stop retransmitting the ClientHello.
+                self.timer_armed = false;
+                Ok(Some(Hs::CExpectEncryptedExtensions {
+                    k: Keys {
+                        suite: sh.cipher_suite,
+                        aead,
+                        hs_secret,
+                        client_hs,
+                        server_hs,
+                        psk: psk_used,
+                        cert_type: CertificateType::X509,
+                        cert_requested: None,
+                        identity,
+                        th_server_finished: [0; 32],
+                    },
+                }))
+            }
+        }
+    }
+
+    fn protection(&self, aead: AeadAlgorithm, secret: &Secret) -> Result<RecordProtection13, Error> {
+        Ok(RecordProtection13::new(&*self.common().provider, &TrafficKeys::derive(aead, secret))?)
+    }
+
+    fn client_verify_certificate(&self, k: &Keys, body: &[u8]) -> Result<([u8; 65], PeerIdentity), Error> {
+        let (config, server_name) = self.client_config()?;
+        let cert = Certificate13::read_exact_with(body, k.cert_type)?;
+        let now = (config.common.wall_clock)();
+        match (k.cert_type, &config.verifier) {
+            (CertificateType::X509, Some(PeerVerifier::WebPki(v))) => {
+                let chain: Vec<Vec<u8>> = cert.certificate_list.iter().map(|e| e.data.clone()).collect();
+                if chain.is_empty() {
+                    return Err(Error::PeerMisbehaved("server sent no certificate", AlertDescription::DecodeError));
+                }
+                let point = v.verify_server(&chain, &server_name, now)?;
+                Ok((point, PeerIdentity::Certificate(chain)))
+            }
+            (CertificateType::RawPublicKey, Some(PeerVerifier::Pinned(p))) => {
+                let spki = cert.end_entity().map(|e| e.to_vec()).unwrap_or_default();
+                let point = p.verify(&spki)?;
+                Ok((point, PeerIdentity::RawPublicKey(spki)))
+            }
+            _ => Err(Error::Incompatible(
+                "certificate type does not match our verifier",
+                AlertDescription::UnsupportedCertificate,
+            )),
+        }
+    }
+
+    fn verify_certificate_verify(
+        &self,
+        point: &[u8; 65],
+        signer: Role,
+        body: &[u8],
+        th: &[u8; 32],
+    ) -> Result<(), Error> {
+        let cv = CertificateVerify13::read_exact(body)?;
+        if cv.algorithm != SignatureScheme::EcdsaSecp256r1Sha256 {
+            return Err(Error::PeerMisbehaved(
+                "CertificateVerify with an unoffered scheme",
+                AlertDescription::IllegalParameter,
+            ));
+        }
+        let content = certificate_verify_content(signer, th);
+        self.common()
+            .provider
+            .ecdsa_p256_verify(point, &content, &cv.signature)
+            .map_err(|_| Error::DecryptError("CertificateVerify"))
+    }
+
+    /// The client's last flight: optional Certificate + CertificateVerify and Finished in the
+    /// handshake epoch (RFC 8446 §4.4), then application keys.
+    fn client_finish(&mut self, now: Instant, k: Keys) -> Result<(), Error> {
+        let (config, _) = self.client_config()?;
+        let th_server_finished = self.transcript_hash();
+        let master = k.hs_secret.into_master();
+        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
+        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
+        self.flight.clear();
+        if let Some(context) = &k.cert_requested {
+            let (entries, key) = match &config.client_cert {
+                Some(ck) if k.cert_type == CertificateType::RawPublicKey || ck.chain.is_empty() => (
+                    vec![CertificateEntry { data: ck.key.public_key_spki(), extensions: Vec::new() }],
+                    Some(ck.key.clone()),
+                ),
+                Some(ck) => (
+                    ck.chain.iter().map(|c| CertificateEntry { data: c.clone(), extensions: Vec::new() }).collect(),
+                    Some(ck.key.clone()),
+                ),
+                None => (Vec::new(), None),
+            };
+            let cert = Certificate13 { certificate_request_context: context.clone(), certificate_list: entries };
+            self.queue(EPOCH_HANDSHAKE, HandshakeType::Certificate, cert.to_vec());
+            if let Some(key) = key {
+                let content = certificate_verify_content(Role::Client, &self.transcript_hash());
+                let signature = key.sign(&content)?;
+                let cv = CertificateVerify13 { algorithm: SignatureScheme::EcdsaSecp256r1Sha256, signature };
+                self.queue(EPOCH_HANDSHAKE, HandshakeType::CertificateVerify, cv.to_vec());
+            }
+        }
+        let vd = tls13::finished_verify_data(&k.client_hs, &self.transcript_hash());
+        self.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
+        self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
+        self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
+        // RFC 9147 §5.8.3: the final flight is retransmitted until the server's ACK.
+        self.send_new_flight(now, true);
+        self.established(k.suite, k.identity);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------------
+    // server
+
+    /// The server side, from a ClientHello that passed the cookie gate. `prefix` is the
+    /// transcript before it (`message_hash(CH1) || HelloRetryRequest` after a stateless HRR,
+    /// empty otherwise).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn server(
+        config: Arc<ServerConfig>,
+        peer: SocketAddr,
+        ch: ClientHello13,
+        ch_body: &[u8],
+        message_seq: u16,
+        record_seq: u64,
+        prefix: Vec<u8>,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Self {
+        let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now);
+        c.client_random = ch.random.0;
+        c.hello_digest = hash(&*c.common().provider, ch_body);
+        c.send_seq = message_seq;
+        c.plain_seq = record_seq;
+        c.reasm.set_next_seq(message_seq.wrapping_add(1));
+        c.transcript = prefix;
+        if let Err(e) = c.server_handle_client_hello(now, ch, ch_body) {
+            c.fail(e);
+        }
+        c
+    }
+
+    fn server_config(&self) -> Result<Arc<ServerConfig>, Error> {
+        match &self.cfg {
+            RoleConfig::Server(c) => Ok(c.clone()),
+            RoleConfig::Client { .. } => Err(Error::Crypto),
+        }
+    }
+
+    fn server_handle_client_hello(&mut self, now: Instant, ch: ClientHello13, ch_body: &[u8]) -> Result<(), Error> {
+        let config = self.server_config()?;
+        let provider = config.common.provider.clone();
+        ch.check_dtls13_legacy_fields()
+            .map_err(|a| Error::PeerMisbehaved("invalid legacy field in a DTLS 1.3 ClientHello", a))?;
+        let (suite, _) = server_choose(&config, &ch)
+            .ok_or(Error::Incompatible("no DTLS 1.3 cipher suite in common", AlertDescription::HandshakeFailure))?;
+        let aead = suite13(suite).ok_or(Error::Crypto)?;
+        // External PSK (RFC 8446 §4.2.11): the first identity we know, with a valid binder.
+        let mut psk_key: Option<Zeroizing<Vec<u8>>> = None;
+        let mut identity = PeerIdentity::Anonymous;
+        if let (Some(offered), Some(store)) = (ch.pre_shared_key(), &config.psks)
+            && let Some(id) = offered.identities.first()
+            && let Some(key) = store.key_for(&id.identity)
+        {
+            let (_, offset) = ClientHello13::read_with_binders_offset(ch_body)?;
+            let off = offset.ok_or(Error::Crypto)?;
+            let mut partial = self.transcript.clone();
+            truncated_client_hello_transcript(ch_body, off, &mut partial);
+            let binder_key = EarlySecret::new(Some(&key)).binder_key(true);
+            let expected = tls13::psk_binder(&binder_key, &hash(&*provider, &partial));
+            let got = offered.binders.first().map(|b| b.as_slice()).unwrap_or_default();
+            if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
+                return Err(Error::DecryptError("PSK binder"));
+            }
+            identity = PeerIdentity::Psk(id.identity.clone());
+            psk_key = Some(key);
+        }
+        let modes = ch.psk_key_exchange_modes().unwrap_or_default();
+        let key_share = ch.key_share_for(NamedGroup::Secp256r1);
+        let use_dhe = match &psk_key {
+            Some(_) if modes.contains(&PskKeyExchangeMode::PskDheKe) && key_share.is_some() => true,
+            Some(_) if modes.contains(&PskKeyExchangeMode::PskKe) => false,
+            Some(_) => {
+                return Err(Error::Incompatible("no usable PSK key exchange mode", AlertDescription::HandshakeFailure));
+            }
+            None => {
+                let sigs_ok =
+                    ch.signature_algorithms().is_some_and(|s| s.contains(&SignatureScheme::EcdsaSecp256r1Sha256));
+                if config.cert.is_none() || !sigs_ok {
+                    return Err(Error::Incompatible(
+                        "no PSK and no certificate / signature algorithm in common",
+                        AlertDescription::HandshakeFailure,
+                    ));
+                }
+                true
+            }
+        };
+        let key_share = match (use_dhe, key_share) {
+            (true, Some(ks)) => Some(ks.clone()),
+            (true, None) => {
+                return Err(Error::Incompatible("no secp256r1 key share", AlertDescription::HandshakeFailure));
+            }
+            (false, _) => None,
+        };
+        let mut random = [0u8; 32];
+        self.rng().fill(&mut random);
+        let mut sh_ext = vec![ServerHelloExtension13::SupportedVersions(ProtocolVersion::DTLS1_3)];
+        let shared = match key_share {
+            Some(ks) => {
+                let eph = provider.ecdh_p256(self.rng())?;
+                sh_ext.push(ServerHelloExtension13::KeyShare(KeyShareEntry {
+                    group: NamedGroup::Secp256r1,
+                    key_exchange: eph.public_key().to_vec(),
+                }));
+                Some(
+                    eph.complete(&ks.key_exchange)
+                        .map_err(|_| Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter))?,
+                )
+            }
+            None => None,
+        };
+        if psk_key.is_some() {
+            sh_ext.push(ServerHelloExtension13::PreSharedKey(0));
+        }
+        let sh = ServerHelloMessage13::ServerHello(ServerHello13 {
+            legacy_version: ProtocolVersion::DTLS1_2,
+            random: Random(random),
+            legacy_session_id_echo: ch.legacy_session_id.clone(),
+            cipher_suite: suite,
+            legacy_compression_method: Compression::Null,
+            extensions: sh_ext,
+        });
+        transcript_bytes_13(HandshakeType::ClientHello, ch_body, &mut self.transcript);
+        self.flight.clear();
+        self.queue(EPOCH_PLAINTEXT, HandshakeType::ServerHello, sh.to_vec());
+        let early = EarlySecret::new(psk_key.as_deref().map(|k| &k[..]));
+        let hs_secret = early.into_handshake(shared.as_ref().map(|z| &z[..]));
+        let th = self.transcript_hash();
+        let client_hs = hs_secret.client_handshake_traffic_secret(&th);
+        let server_hs = hs_secret.server_handshake_traffic_secret(&th);
+        self.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &server_hs)?));
+        self.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &client_hs)?));
+        self.suite = Some(suite);
+        // Certificate type (RFC 7250 §4.2).
+        let cert_type = match ch.server_certificate_types() {
+            Some(t) if config.raw_public_key && t.contains(&CertificateType::RawPublicKey) => {
+                CertificateType::RawPublicKey
+            }
+            _ => CertificateType::X509,
+        };
+        let mut ee = Vec::new();
+        if ch.server_certificate_types().is_some() && psk_key.is_none() {
+            ee.push(EncryptedExtension13::ServerCertificateType(cert_type));
+        }
+        self.queue(
+            EPOCH_HANDSHAKE,
+            HandshakeType::EncryptedExtensions,
+            EncryptedExtensions13 { extensions: ee }.to_vec(),
+        );
+        let mut cert_requested = None;
+        if psk_key.is_none() {
+            if !matches!(config.client_auth, ClientAuth::None) {
+                let cr = CertificateRequest13 {
+                    certificate_request_context: Vec::new(),
+                    extensions: vec![CertificateRequestExtension13::SignatureAlgorithms(vec![
+                        SignatureScheme::EcdsaSecp256r1Sha256,
+                    ])],
+                };
+                self.queue(EPOCH_HANDSHAKE, HandshakeType::CertificateRequest, cr.to_vec());
+                cert_requested = Some(Vec::new());
+            }
+            let ck = config.cert.as_ref().ok_or(Error::Crypto)?;
+            let list = match cert_type {
+                CertificateType::RawPublicKey => {
+                    vec![CertificateEntry { data: ck.key.public_key_spki(), extensions: Vec::new() }]
+                }
+                _ => ck.chain.iter().map(|c| CertificateEntry { data: c.clone(), extensions: Vec::new() }).collect(),
+            };
+            let cert = Certificate13 { certificate_request_context: Vec::new(), certificate_list: list };
+            self.queue(EPOCH_HANDSHAKE, HandshakeType::Certificate, cert.to_vec());
+            let content = certificate_verify_content(Role::Server, &self.transcript_hash());
+            let signature = ck.key.sign(&content)?;
+            let cv = CertificateVerify13 { algorithm: SignatureScheme::EcdsaSecp256r1Sha256, signature };
+            self.queue(EPOCH_HANDSHAKE, HandshakeType::CertificateVerify, cv.to_vec());
+        }
+        let vd = tls13::finished_verify_data(&server_hs, &self.transcript_hash());
+        self.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
+        let th_server_finished = self.transcript_hash();
+        self.send_new_flight(now, true);
+        let k = Keys {
+            suite,
+            aead,
+            hs_secret,
+            client_hs,
+            server_hs,
+            psk: psk_key.is_some(),
+            cert_type,
+            cert_requested: cert_requested.clone(),
+            identity,
+            th_server_finished,
+        };
+        self.hs = Some(Box::new(if cert_requested.is_some() {
+            Hs::SExpectCertificate { k }
+        } else {
+            let identity = k.identity.clone();
+            Hs::SExpectFinished { k, identity }
+        }));
+        Ok(())
+    }
+
+    fn server_verify_client_certificate(
+        &self,
+        k: &Keys,
+        body: &[u8],
+    ) -> Result<Option<([u8; 65], PeerIdentity)>, Error> {
+        let config = self.server_config()?;
+        let cert = Certificate13::read_exact_with(body, k.cert_type)?;
+        let now = (config.common.wall_clock)();
+        let (verifier, required) = match &config.client_auth {
+            ClientAuth::None => {
+                return Err(Error::PeerMisbehaved("unrequested certificate", AlertDescription::UnexpectedMessage));
+            }
+            ClientAuth::Optional(v) => (v, false),
+            ClientAuth::Required(v) => (v, true),
+        };
+        if cert.certificate_list.is_empty() {
+            return if required {
+                Err(Error::Incompatible("client certificate required", AlertDescription::CertificateRequired))
+            } else {
+                Ok(None)
+            };
+        }
+        let chain: Vec<Vec<u8>> = cert.certificate_list.iter().map(|e| e.data.clone()).collect();
+        match verifier {
+            PeerVerifier::WebPki(v) => Ok(Some((v.verify_client(&chain, now)?, PeerIdentity::Certificate(chain)))),
+            PeerVerifier::Pinned(p) => {
+                let spki = chain.into_iter().next().unwrap_or_default();
+                Ok(Some((p.verify(&spki)?, PeerIdentity::RawPublicKey(spki))))
+            }
+        }
+    }
+
+    /// The server's keys for application data, derived after its own Finished
+    /// (RFC 8446 §7.1); installed once the client's Finished verifies.
+    fn server_complete(&mut self, k: Keys, identity: PeerIdentity, th_server_finished: [u8; 32]) -> Result<(), Error> {
+        let master = k.hs_secret.into_master();
+        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
+        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
+        self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
+        self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
+        // RFC 9147 §7: acknowledge the client's final flight.
+        self.ack_now = true;
+        self.flight.clear();
+        self.timer_armed = false;
+        self.established(k.suite, identity);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------------
+    // shared
+
+    fn handle_message(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Error> {
+        let Some(hs) = self.hs.take().map(|b| *b) else {
+            // After the handshake: NewSessionTicket and KeyUpdate are not implemented yet;
+            // acknowledge them so the peer stops retransmitting (RFC 9147 §7).
+            self.ack_now = true;
+            return Ok(());
+        };
+        let body = msg.body.as_slice();
+        let typ = msg.msg_type;
+        let before = self.transcript.clone();
+        if typ != HandshakeType::ServerHello {
+            transcript_bytes_13(typ, body, &mut self.transcript);
+        }
+        let next = match (hs, typ) {
+            (Hs::CExpectServerHello { ch, eph, retried }, HandshakeType::ServerHello) => {
+                self.client_handle_server_hello(now, ch, eph, retried, body)?
+            }
+            (Hs::CExpectEncryptedExtensions { mut k }, HandshakeType::EncryptedExtensions) => {
+                let ee = EncryptedExtensions13::read_exact(body)?;
+                if let Some(t) = ee.server_certificate_type() {
+                    k.cert_type = t;
+                }
+                Some(if k.psk { Hs::CExpectFinished { k } } else { Hs::CExpectCertificateOrRequest { k } })
+            }
+            (Hs::CExpectCertificateOrRequest { mut k }, HandshakeType::CertificateRequest) => {
+                let cr = CertificateRequest13::read_exact(body)?;
+                k.cert_requested = Some(cr.certificate_request_context);
+                Some(Hs::CExpectCertificate { k })
+            }
+            (Hs::CExpectCertificateOrRequest { k } | Hs::CExpectCertificate { k }, HandshakeType::Certificate) => {
+                let (point, identity) = self.client_verify_certificate(&k, body)?;
+                let mut k = k;
+                k.identity = identity;
+                Some(Hs::CExpectCertificateVerify { k, point })
+            }
+            (Hs::CExpectCertificateVerify { k, point }, HandshakeType::CertificateVerify) => {
+                self.verify_certificate_verify(&point, Role::Server, body, &hash(&*self.common().provider, &before))?;
+                Some(Hs::CExpectFinished { k })
+            }
+            (Hs::CExpectFinished { k }, HandshakeType::Finished) => {
+                let th = hash(&*self.common().provider, &before);
+                if !tls13::verify_finished(&k.server_hs, &th, body) {
+                    return Err(Error::DecryptError("server Finished"));
+                }
+                self.client_finish(now, k)?;
+                None
+            }
+            (Hs::SExpectCertificate { k }, HandshakeType::Certificate) => {
+                match self.server_verify_client_certificate(&k, body)? {
+                    Some((point, identity)) => Some(Hs::SExpectCertificateVerify { k, point, identity }),
+                    None => {
+                        let identity = k.identity.clone();
+                        Some(Hs::SExpectFinished { k, identity })
+                    }
+                }
+            }
+            (Hs::SExpectCertificateVerify { k, point, identity }, HandshakeType::CertificateVerify) => {
+                self.verify_certificate_verify(&point, Role::Client, body, &hash(&*self.common().provider, &before))?;
+                Some(Hs::SExpectFinished { k, identity })
+            }
+            (Hs::SExpectFinished { k, identity }, HandshakeType::Finished) => {
+                let th = hash(&*self.common().provider, &before);
+                if !tls13::verify_finished(&k.client_hs, &th, body) {
+                    return Err(Error::DecryptError("client Finished"));
+                }
+                // The application secrets hash the transcript through the server's Finished,
+                // which is everything before the client's second flight.
+                let th_sf = k.th_server_finished;
+                self.server_complete(k, identity, th_sf)?;
+                None
+            }
+            (_, _) => {
+                return Err(Error::PeerMisbehaved(
+                    "handshake message out of order",
+                    AlertDescription::UnexpectedMessage,
+                ));
+            }
+        };
+        self.hs = next.map(Box::new);
+        Ok(())
+    }
+}
+
+impl Conn13 {
+    fn queue(&mut self, epoch: u64, msg_type: HandshakeType, body: Vec<u8>) {
+        let message_seq = self.send_seq;
+        self.send_seq = self.send_seq.wrapping_add(1);
+        // RFC 9147 §5.2: the transcript uses the TLS 1.3 message form, without the DTLS fields.
+        transcript_bytes_13(msg_type, &body, &mut self.transcript);
+        self.flight.push(FlightMsg { epoch, msg_type, message_seq, body, acked: false });
+    }
+
+    fn send_new_flight(&mut self, now: Instant, expect_reply: bool) {
+        self.peer_flight_start = self.reasm.next_seq();
+        self.sent_records.clear();
+        self.encode_flight();
+        if expect_reply {
+            self.timer.reset();
+            self.timer.arm(now);
+            self.timer_armed = true;
+        } else {
+            self.timer_armed = false;
+            self.timer.disarm();
+        }
+    }
+
+    /// Encodes the flight's unacknowledged messages (RFC 9147 §7: only what the peer has not
+    /// acknowledged is resent), fragmenting to the MTU and packing records into datagrams;
+    /// every record but the last of a datagram carries its length (RFC 9147 §4).
+    fn encode_flight(&mut self) {
+        let mtu = self.common().mtu;
+        // (epoch, content type, plaintext, flight index)
+        let mut items: Vec<(u64, ContentType, Vec<u8>, usize)> = Vec::new();
+        for (i, m) in self.flight.iter().enumerate() {
+            if m.acked {
+                continue;
+            }
+            let overhead = if m.epoch == EPOCH_PLAINTEXT { 13 } else { 5 + 16 + 1 };
+            let max_frag = mtu.saturating_sub(overhead).max(HandshakeHeader::LEN + 1);
+            for (hdr, frag) in fragment(m.msg_type, m.message_seq, &m.body, max_frag) {
+                let mut p = Vec::with_capacity(HandshakeHeader::LEN + frag.len());
+                hdr.encode(&mut p);
+                p.extend_from_slice(frag);
+                items.push((m.epoch, ContentType::Handshake, p, i));
+            }
+        }
+        self.pack(items);
+    }
+
+    fn sealed_len(&self, epoch: u64, len: usize, style: HeaderStyle) -> usize {
+        let prot = match epoch {
+            EPOCH_HANDSHAKE => self.send_hs.as_ref().map(|s| s.protection()),
+            EPOCH_APPLICATION => self.send_app.as_ref().map(|s| s.protection()),
+            _ => None,
+        };
+        prot.map_or(13 + len, |p| p.sealed_len(len, style))
+    }
+
+    fn pack(&mut self, items: Vec<(u64, ContentType, Vec<u8>, usize)>) {
+        let mtu = self.common().mtu;
+        let mut datagrams: Vec<Vec<(u64, ContentType, Vec<u8>, usize)>> = Vec::new();
+        let mut cur: Vec<(u64, ContentType, Vec<u8>, usize)> = Vec::new();
+        let mut cur_len = 0;
+        for it in items {
+            let len = self.sealed_len(it.0, it.2.len(), HeaderStyle::FULL);
+            if cur_len + len > mtu && !cur.is_empty() {
+                datagrams.push(std::mem::take(&mut cur));
+                cur_len = 0;
+            }
+            cur_len += len;
+            cur.push(it);
+        }
+        if !cur.is_empty() {
+            datagrams.push(cur);
+        }
+        for d in datagrams {
+            let n = d.len();
+            let mut out = Vec::with_capacity(mtu);
+            for (i, (epoch, ct, plain, idx)) in d.into_iter().enumerate() {
+                let last = i + 1 == n;
+                let style = HeaderStyle { length: !last, ..HeaderStyle::choose(0, None, last) };
+                if let Some(seq) = self.write_record(epoch, ct, &plain, &mut out, style) {
+                    if idx != usize::MAX {
+                        self.sent_records.push((epoch, seq, idx));
+                    }
+                }
+            }
+            if !out.is_empty() {
+                self.push_datagram(out);
+            }
+        }
+    }
+
+    /// Writes one record in `epoch`; returns its sequence number.
+    fn write_record(
+        &mut self,
+        epoch: u64,
+        ct: ContentType,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+        style: HeaderStyle,
+    ) -> Option<u64> {
+        match epoch {
+            EPOCH_PLAINTEXT => {
+                let seq = self.plain_seq;
+                self.plain_seq += 1;
+                encode_plaintext13(ct, EPOCH_PLAINTEXT, seq, plain, out);
+                Some(seq)
+            }
+            EPOCH_HANDSHAKE => self.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
+            _ => self.send_app.as_mut()?.seal(ct, plain, out, style).ok(),
+        }
+    }
+
+    fn push_datagram(&mut self, d: Vec<u8>) {
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += d.len() as u64;
+        self.transmits.push_back(d);
+    }
+
+    fn current_epoch(&self) -> u64 {
+        if self.send_app.is_some() && self.state == State::Established {
+            EPOCH_APPLICATION
+        } else if self.send_hs.is_some() {
+            EPOCH_HANDSHAKE
+        } else {
+            EPOCH_PLAINTEXT
+        }
+    }
+
+    fn send_alert(&mut self, level: AlertLevel, description: AlertDescription) {
+        let alert = Alert { level, description }.encode();
+        let epoch = self.current_epoch();
+        let mut out = Vec::new();
+        if self.write_record(epoch, ContentType::Alert, &alert, &mut out, HeaderStyle::choose(0, None, true)).is_some()
+        {
+            self.push_datagram(out);
+        }
+    }
+
+    fn send_ack(&mut self) {
+        self.ack_now = false;
+        if self.to_ack.is_empty() {
+            return;
+        }
+        let mut numbers = std::mem::take(&mut self.to_ack);
+        numbers.sort();
+        numbers.dedup();
+        let ack = Ack { record_numbers: numbers };
+        let epoch = self.current_epoch().max(if self.send_app.is_some() { EPOCH_APPLICATION } else { EPOCH_HANDSHAKE });
+        let mut out = Vec::new();
+        if self
+            .write_record(epoch, ContentType::Ack, &ack.to_vec(), &mut out, HeaderStyle::choose(0, None, true))
+            .is_some()
+        {
+            self.push_datagram(out);
+        }
+    }
+
+    fn handle_ack(&mut self, body: &[u8]) {
+        let Ok(ack) = Ack::read_exact(body) else {
+            self.stats.records_invalid += 1;
+            return;
+        };
+        let mtu = self.common_mtu();
+        for rn in &ack.record_numbers {
+            for &(e, s, idx) in &self.sent_records {
+                if e == rn.epoch && s == rn.sequence_number {
+                    if let Some(m) = self.flight.get_mut(idx) {
+                        // Single-record messages are done; a fragmented message is resent
+                        // whole unless every fragment was acknowledged (kept simple: its
+                        // first acknowledged fragment counts when it was not fragmented).
+                        if HandshakeHeader::LEN + m.body.len() + 22 <= mtu {
+                            m.acked = true;
+                        }
+                    }
+                }
+            }
+        }
+        if !self.flight.is_empty() && self.flight.iter().all(|m| m.acked) {
+            self.timer_armed = false;
+            self.timer.disarm();
+            if self.state == State::Established {
+                self.flight.clear();
+                self.sent_records.clear();
+            }
+        }
+    }
+
+    fn common_mtu(&self) -> usize {
+        self.common().mtu
+    }
+
+    pub(crate) fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.stats.datagrams_received += 1;
+        self.last_activity = now;
+        let mut peer_repeated = false;
+        let mut records = record13::split_datagram13(datagram);
+        for rec in records.by_ref() {
+            self.handle_record(rec, &mut peer_repeated);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if records.hit_malformed() {
+            self.stats.records_invalid += 1;
+        }
+        self.drain(now, &mut peer_repeated);
+        if self.state == State::Closed {
+            return;
+        }
+        if peer_repeated {
+            if self.state == State::Established && self.role == Role::Server {
+                // Our ACK of the client's final flight was lost (RFC 9147 §7).
+                self.ack_now = true;
+            } else if self.state == State::Handshaking && !self.flight.is_empty() {
+                self.stats.retransmissions += 1;
+                self.encode_flight();
+            }
+        }
+        if self.ack_now {
+            self.send_ack();
+        }
+    }
+
+    fn handle_record(&mut self, rec: Record13<'_>, peer_repeated: &mut bool) {
+        match rec {
+            Record13::Plaintext(raw) => {
+                // Epoch 0: only the hellos travel in the clear; alerts in the clear are
+                // believed only before the peer has keys.
+                match raw.header.content_type {
+                    ContentType::Handshake if raw.header.epoch == 0 => self.handle_handshake_payload(
+                        EPOCH_PLAINTEXT,
+                        raw.fragment,
+                        raw.header.sequence_number,
+                        peer_repeated,
+                    ),
+                    ContentType::Alert if self.recv_hs.is_none() => self.handle_alert(raw.fragment),
+                    _ => self.stats.records_invalid += 1,
+                }
+            }
+            Record13::Ciphertext(ct) => {
+                let epoch_bits = ct.header.epoch_bits;
+                let opened = match epoch_bits {
+                    2 => match self.recv_hs.as_mut() {
+                        Some(r) => r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o)),
+                        None => Err(record13::OpenError13::WrongEpoch),
+                    },
+                    3 => match self.recv_app.as_mut() {
+                        Some(r) => r.open(&ct).map(|o| (EPOCH_APPLICATION, o)),
+                        None => {
+                            if self.early_records.len() < self.common().max_early_records {
+                                let mut v = ct.header_bytes.to_vec();
+                                v.extend_from_slice(ct.encrypted_record);
+                                self.early_records.push(v);
+                            }
+                            return;
+                        }
+                    },
+                    _ => Err(record13::OpenError13::WrongEpoch),
+                };
+                let (epoch, o) = match opened {
+                    Ok(x) => x,
+                    Err(record13::OpenError13::Authentication) => {
+                        self.stats.records_auth_failed += 1;
+                        return;
+                    }
+                    Err(record13::OpenError13::Replay) => {
+                        self.stats.records_replayed += 1;
+                        return;
+                    }
+                    Err(_) => {
+                        self.stats.records_invalid += 1;
+                        return;
+                    }
+                };
+                match o.content_type {
+                    ContentType::Handshake => {
+                        self.to_ack.push(RecordNumber { epoch, sequence_number: o.seq });
+                        self.handle_handshake_payload(epoch, &o.plaintext, o.seq, peer_repeated);
+                    }
+                    ContentType::Ack => self.handle_ack(&o.plaintext),
+                    ContentType::Alert => self.handle_alert(&o.plaintext),
+                    ContentType::ApplicationData if epoch == EPOCH_APPLICATION => {
+                        if self.role == Role::Client && self.timer_armed {
+                            // Application data from the server implies it has our Finished.
+                            self.timer_armed = false;
+                            self.flight.clear();
+                        }
+                        match self.state {
+                            State::Established => self.events.push_back(Event::ApplicationData(o.plaintext)),
+                            State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
+                                self.early_app_data.push(o.plaintext)
+                            }
+                            _ => self.stats.records_invalid += 1,
+                        }
+                    }
+                    _ => self.stats.records_invalid += 1,
+                }
+            }
+        }
+    }
+
+    fn handle_handshake_payload(&mut self, epoch: u64, payload: &[u8], _seq: u64, peer_repeated: &mut bool) {
+        let mut r = Reader::new(payload);
+        while !r.is_empty() {
+            let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) else {
+                self.stats.records_invalid += 1;
+                return;
+            };
+            // Only the hellos may arrive in the clear (RFC 9147 §4.1).
+            if epoch == EPOCH_PLAINTEXT
+                && !matches!(hdr.msg_type, HandshakeType::ServerHello | HandshakeType::ClientHello)
+            {
+                self.stats.records_invalid += 1;
+                continue;
+            }
+            match self.reasm.insert(&hdr, frag) {
+                Ok(Insert::Old) if hdr.message_seq < self.peer_flight_start || self.state == State::Established => {
+                    *peer_repeated = true
+                }
+                Ok(_) => {}
+                Err(_) => self.stats.records_invalid += 1,
+            }
+        }
+    }
+
+    fn handle_alert(&mut self, payload: &[u8]) {
+        let Ok(alert) = Alert::read_exact(payload) else {
+            self.stats.records_invalid += 1;
+            return;
+        };
+        if alert.description == AlertDescription::CloseNotify {
+            if self.state == State::Established {
+                self.send_alert(AlertLevel::Warning, AlertDescription::CloseNotify);
+            }
+            self.closed(CloseReason::PeerClosed);
+        } else {
+            // RFC 8446 §6: in TLS 1.3 every alert but close_notify and user_canceled is fatal.
+            if alert.description != AlertDescription::UserCanceled {
+                self.closed(CloseReason::Error(Error::AlertReceived(alert.description)));
+            }
+        }
+    }
+
+    fn drain(&mut self, now: Instant, peer_repeated: &mut bool) {
+        loop {
+            while let Some(msg) = self.reasm.pop() {
+                if let Err(e) = self.handle_message(now, msg) {
+                    self.fail(e);
+                    return;
+                }
+                if self.state == State::Closed {
+                    return;
+                }
+            }
+            if self.recv_app.is_some() && !self.early_records.is_empty() {
+                for d in std::mem::take(&mut self.early_records) {
+                    for rec in record13::split_datagram13(&d) {
+                        self.handle_record(rec, peer_repeated);
+                    }
+                }
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn established(&mut self, suite: CipherSuite, identity: PeerIdentity) {
+        self.state = State::Established;
+        self.identity = identity.clone();
+        self.rng = None;
+        self.transcript = Vec::new();
+        self.events.push_back(Event::Connected { identity, suite, resumed: false });
+        for d in std::mem::take(&mut self.early_app_data) {
+            self.events.push_back(Event::ApplicationData(d));
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        if self.state == State::Closed {
+            return;
+        }
+        if let Some(a) = e.alert() {
+            self.send_alert(AlertLevel::Fatal, a);
+        }
+        self.closed(CloseReason::Error(e));
+    }
+
+    fn closed(&mut self, reason: CloseReason) {
+        self.state = State::Closed;
+        self.timer_armed = false;
+        self.flight.clear();
+        self.hs = None;
+        self.close_reason = Some(reason.clone());
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else { return };
+        if now < deadline {
+            return;
+        }
+        if self.timer.on_timeout(now).is_err() {
+            self.timer_armed = false;
+            if self.state == State::Handshaking {
+                self.fail(Error::HandshakeTimeout);
+            }
+            return;
+        }
+        self.stats.retransmissions += 1;
+        self.encode_flight();
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.timer_armed && self.state != State::Closed { self.timer.deadline() } else { None }
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let d = self.transmits.pop_front();
+        if self.transmits.is_empty() {
+            self.transmits.shrink_to_fit();
+        }
+        d
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        let e = self.events.pop_front();
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        e
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        let style = HeaderStyle::choose(0, None, true);
+        self.send_app.as_ref().map_or(0, |s| s.protection().max_plaintext_len(self.common().mtu, style)).min(16384)
+    }
+
+    pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.state != State::Established {
+            return Err(Error::NotConnected);
+        }
+        let max = self.max_payload();
+        if data.len() > max {
+            return Err(Error::MessageTooLarge { len: data.len(), max });
+        }
+        let mut out = Vec::with_capacity(data.len() + 32);
+        self.write_record(
+            EPOCH_APPLICATION,
+            ContentType::ApplicationData,
+            data,
+            &mut out,
+            HeaderStyle::choose(0, None, true),
+        )
+        .ok_or(Error::LimitReached("application key usage limit reached"))?;
+        self.push_datagram(out);
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.send_alert(AlertLevel::Warning, AlertDescription::CloseNotify);
+        self.closed(CloseReason::Local);
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+    pub(crate) fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.state == State::Handshaking
+    }
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+    pub(crate) fn suite(&self) -> Option<CipherSuite> {
+        self.suite
+    }
+    pub(crate) fn peer_identity(&self) -> &PeerIdentity {
+        &self.identity
+    }
+    pub(crate) fn client_random(&self) -> &[u8; 32] {
+        &self.client_random
+    }
+    pub(crate) fn is_same_client_hello(&self, body: &[u8]) -> bool {
+        self.role == Role::Server && hash(&*self.common().provider, body) == self.hello_digest
+    }
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+    pub(crate) fn last_activity(&self) -> Instant {
+        self.last_activity
+    }
+}

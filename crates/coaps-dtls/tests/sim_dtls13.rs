@@ -1,0 +1,116 @@
+//! DTLS 1.3 handshakes and data exchange on the simulator, for every mode, over many seeds.
+
+mod common;
+
+use coaps_dtls::{DtlsVersion, Event, PeerIdentity};
+use coaps_sim::{Network, SimConfig, Simulation, check_seeds};
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn seeds() -> u64 {
+    std::env::var("COAPS_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(if cfg!(debug_assertions) {
+        20
+    } else {
+        1000
+    })
+}
+
+const MODES13: [Mode; 4] = [Mode::Psk, Mode::EcdsaX509, Mode::EcdsaRawPublicKey, Mode::EcdsaMutual];
+
+fn run13(mode: Mode, seed: u64, net: SimConfig, mtu: usize, cookie: bool) -> Result<(Node, Node), String> {
+    let (mut server_cfg, mut client_cfg) = configs(mode, None);
+    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+        max_retransmissions: 12,
+        handshake_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    {
+        let s = Arc::make_mut(&mut server_cfg);
+        s.common.mtu = mtu;
+        s.common.retransmit = retransmit;
+        if cookie {
+            // A DTLS 1.3 client may see only one HelloRetryRequest (RFC 8446 §4.1.4), so the
+            // cookie must outlive the client's whole retransmission budget; under 20 % loss
+            // the second ClientHello can take minutes to get through.
+            s.cookie = Some(coaps_dtls::cookie::CookieConfig {
+                rotate_every: Duration::from_secs(600),
+                lifetime: Duration::from_secs(600),
+            });
+        } else {
+            s.cookie = None;
+        }
+    }
+    {
+        let c = Arc::make_mut(&mut client_cfg);
+        c.common.mtu = mtu;
+        c.common.retransmit = retransmit;
+        c.version = DtlsVersion::Dtls13;
+    }
+    let network = Network::new(seed, net);
+    let now = network.now();
+    let mut sim = Simulation::new(network);
+    let mut server = Node::server(server_cfg, seed ^ 0x5eed, now);
+    let mut client = Node::client(client_cfg, seed ^ 0xc2, now, None, b"hello over DTLS 1.3");
+    let r = sim.run_until(
+        &mut (&mut client, &mut server),
+        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
+        Duration::from_secs(900),
+        200_000,
+    );
+    r.map_err(|e| format!("{e}; client events {:?}; server events {:?}", client.events, server.events))?;
+    if !client.got_echo {
+        return Err(format!("client closed: {:?}; server events {:?}", client.closed_reason(), server.events));
+    }
+    Ok((client, server))
+}
+
+#[test]
+fn every_dtls13_mode_completes_on_an_ideal_network() {
+    for mode in MODES13 {
+        for cookie in [true, false] {
+            let (client, server) = run13(mode, 1, SimConfig::default(), 1152, cookie)
+                .unwrap_or_else(|e| panic!("{mode:?} cookie {cookie}: {e}"));
+            let conn = client.ep.connection(&server_addr()).expect("client association");
+            assert_eq!(conn.version(), coaps_dtls::codec::ProtocolVersion::DTLS1_3);
+            let server_identity = server.events.iter().find_map(|(_, e)| match e {
+                Event::Connected { identity, .. } => Some(identity.clone()),
+                _ => None,
+            });
+            match mode {
+                Mode::Psk => assert_eq!(server_identity, Some(PeerIdentity::Psk(b"Client_identity".to_vec()))),
+                Mode::EcdsaMutual => assert!(matches!(server_identity, Some(PeerIdentity::Certificate(_)))),
+                _ => assert_eq!(server_identity, Some(PeerIdentity::Anonymous)),
+            }
+            if cookie {
+                assert_eq!(server.ep.stats().hello_retry_requests, 1, "{mode:?}: one stateless HRR");
+            }
+        }
+    }
+}
+
+#[test]
+fn dtls13_survives_loss_reordering_duplication_and_fragmentation() {
+    let lossy = |mtu| {
+        SimConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_jitter(Duration::from_millis(30))
+            .with_loss(0.20)
+            .with_duplicate(0.05)
+            .with_mtu(mtu)
+    };
+    // 280 bytes fragments the certificate flights of both sides; the second ClientHello (with
+    // its 69-byte cookie) must still fit one datagram, because a stateless server cannot
+    // reassemble a ClientHello (RFC 9147 §5.1).
+    for (mode, mtu) in
+        [(Mode::Psk, 1152), (Mode::EcdsaX509, 1152), (Mode::EcdsaMutual, 280), (Mode::EcdsaRawPublicKey, 1152)]
+    {
+        let mut retx = 0;
+        check_seeds(0..seeds(), |seed| {
+            let (client, _) = run13(mode, seed, lossy(mtu), mtu, true)?;
+            retx += client.ep.connection(&server_addr()).map_or(0, |c| c.stats().retransmissions);
+            Ok::<_, String>(())
+        });
+        eprintln!("DTLS 1.3 {mode:?} mtu {mtu}: {} seeds, {retx} client retransmissions", seeds());
+    }
+}
