@@ -34,7 +34,7 @@
 // Each test binary uses a different subset of this module.
 #![allow(dead_code)]
 
-use crate::common::{Peer, StdinMode, dtls_echo, free_local_addr, start_echo_client, temp_path, PEER_TIMEOUT};
+use crate::common::{PEER_TIMEOUT, Peer, StdinMode, dtls_echo, free_local_addr, start_echo_client, temp_path};
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
