@@ -401,7 +401,13 @@ pub fn start_echo_server<S: AsRef<OsStr>>(args: &[S]) -> (Peer, SocketAddr) {
 /// Starts `dtls_echo client --connect ADDR <args>` (the caller passes `--message`).
 pub fn start_echo_client<S: AsRef<OsStr>>(connect: SocketAddr, args: &[S]) -> Peer {
     let mut cmd = Command::new(dtls_echo());
-    cmd.arg("client").arg("--connect").arg(connect.to_string()).args(args);
+    // The OpenSSL and GnuTLS peers speak DTLS 1.2; dtls_echo's client defaults to 1.3.
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    cmd.arg("client").arg("--connect").arg(connect.to_string());
+    if !args.iter().any(|a| *a == OsStr::new("--dtls")) {
+        cmd.args(["--dtls", "1.2"]);
+    }
+    cmd.args(args);
     Peer::from_command("dtls_echo client", cmd, StdinMode::Null)
 }
 

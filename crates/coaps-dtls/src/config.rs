@@ -192,8 +192,10 @@ pub enum ClientAuth {
 pub struct ServerConfig {
     /// Shared settings.
     pub common: CommonConfig,
-    /// Accept DTLS 1.3 from clients that offer it (DTLS 1.2 is always accepted); default true.
+    /// Accept DTLS 1.3 from clients that offer it; default true.
     pub dtls13: bool,
+    /// Accept DTLS 1.2; default true. With only `dtls13`, a 1.2-only client is refused.
+    pub dtls12: bool,
     /// PSK lookup; without one, PSK suites are not accepted.
     pub psks: Option<Arc<dyn PskStore>>,
     /// psk_identity_hint to send (RFC 4279 §5.2 says not to without a profile); default none.
@@ -220,6 +222,7 @@ impl Default for ServerConfig {
         Self {
             common: CommonConfig::default(),
             dtls13: true,
+            dtls12: true,
             psks: None,
             psk_hint: None,
             cert: None,

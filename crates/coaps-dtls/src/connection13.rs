@@ -52,6 +52,10 @@ enum State {
     Closed,
 }
 
+/// A record to send: epoch, content type, plaintext, and the flight message it carries
+/// (`usize::MAX` for none).
+type Outgoing = (u64, ContentType, Vec<u8>, usize);
+
 #[derive(Debug)]
 struct FlightMsg {
     epoch: u64,
@@ -922,7 +926,7 @@ impl Conn13 {
     fn encode_flight(&mut self) {
         let mtu = self.common().mtu;
         // (epoch, content type, plaintext, flight index)
-        let mut items: Vec<(u64, ContentType, Vec<u8>, usize)> = Vec::new();
+        let mut items: Vec<Outgoing> = Vec::new();
         for (i, m) in self.flight.iter().enumerate() {
             if m.acked {
                 continue;
@@ -948,10 +952,10 @@ impl Conn13 {
         prot.map_or(13 + len, |p| p.sealed_len(len, style))
     }
 
-    fn pack(&mut self, items: Vec<(u64, ContentType, Vec<u8>, usize)>) {
+    fn pack(&mut self, items: Vec<Outgoing>) {
         let mtu = self.common().mtu;
-        let mut datagrams: Vec<Vec<(u64, ContentType, Vec<u8>, usize)>> = Vec::new();
-        let mut cur: Vec<(u64, ContentType, Vec<u8>, usize)> = Vec::new();
+        let mut datagrams: Vec<Vec<Outgoing>> = Vec::new();
+        let mut cur: Vec<Outgoing> = Vec::new();
         let mut cur_len = 0;
         for it in items {
             let len = self.sealed_len(it.0, it.2.len(), HeaderStyle::FULL);
@@ -971,10 +975,10 @@ impl Conn13 {
             for (i, (epoch, ct, plain, idx)) in d.into_iter().enumerate() {
                 let last = i + 1 == n;
                 let style = HeaderStyle { length: !last, ..HeaderStyle::choose(0, None, last) };
-                if let Some(seq) = self.write_record(epoch, ct, &plain, &mut out, style) {
-                    if idx != usize::MAX {
-                        self.sent_records.push((epoch, seq, idx));
-                    }
+                if let Some(seq) = self.write_record(epoch, ct, &plain, &mut out, style)
+                    && idx != usize::MAX
+                {
+                    self.sent_records.push((epoch, seq, idx));
                 }
             }
             if !out.is_empty() {
@@ -1057,15 +1061,14 @@ impl Conn13 {
         let mtu = self.common_mtu();
         for rn in &ack.record_numbers {
             for &(e, s, idx) in &self.sent_records {
-                if e == rn.epoch && s == rn.sequence_number {
-                    if let Some(m) = self.flight.get_mut(idx) {
-                        // Single-record messages are done; a fragmented message is resent
-                        // whole unless every fragment was acknowledged (kept simple: its
-                        // first acknowledged fragment counts when it was not fragmented).
-                        if HandshakeHeader::LEN + m.body.len() + 22 <= mtu {
-                            m.acked = true;
-                        }
-                    }
+                // Single-record messages are done once acknowledged; a fragmented message is
+                // resent whole (tracking fragment ranges is left for later).
+                if e == rn.epoch
+                    && s == rn.sequence_number
+                    && let Some(m) = self.flight.get_mut(idx)
+                    && HandshakeHeader::LEN + m.body.len() + 22 <= mtu
+                {
+                    m.acked = true;
                 }
             }
         }

@@ -239,6 +239,11 @@ impl Endpoint {
             self.accept13(now, peer, server, rec, hdr, body, ch13, datagram.len());
             return;
         }
+        if !server.dtls12 {
+            // A DTLS 1.3-only server: a ClientHello without 1.3 gets no answer and no state.
+            self.stats.dropped_unknown_peer += 1;
+            return;
+        }
         let mut buf = [0u8; 256];
         match self.stateless_check(now, peer, datagram, &mut buf) {
             StatelessOutcome::Drop => self.stats.dropped_unknown_peer += 1,

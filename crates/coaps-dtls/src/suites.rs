@@ -78,3 +78,17 @@ impl SupportedSuite {
         matches!(self.kx, KeyExchangeAlgorithm::EcdhePsk | KeyExchangeAlgorithm::EcdheEcdsa)
     }
 }
+
+/// The DTLS 1.3 suites (RFC 9147, RFC 8446 §B.4), by IANA name or the `TLS13-…` names that
+/// wolfSSL uses, case-insensitively.
+pub fn by_name13(name: &str) -> Option<CipherSuite> {
+    let n = name.trim();
+    [
+        (CipherSuite::TLS_CHACHA20_POLY1305_SHA256, "TLS_CHACHA20_POLY1305_SHA256", "TLS13-CHACHA20-POLY1305-SHA256"),
+        (CipherSuite::TLS_AES_128_GCM_SHA256, "TLS_AES_128_GCM_SHA256", "TLS13-AES128-GCM-SHA256"),
+        (CipherSuite::TLS_AES_128_CCM_8_SHA256, "TLS_AES_128_CCM_8_SHA256", "TLS13-AES128-CCM-8-SHA256"),
+    ]
+    .into_iter()
+    .find(|(_, iana, other)| iana.eq_ignore_ascii_case(n) || other.eq_ignore_ascii_case(n))
+    .map(|(s, _, _)| s)
+}
