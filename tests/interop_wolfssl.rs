@@ -451,7 +451,6 @@ fn wolfssl_client_resumes_with_ticket() {
 /// server must switch its receiving keys, ACK it, and send its own KeyUpdate before the echo
 /// (RFC 8446 §4.6.3 / RFC 9846 §4.7.3; RFC 9147 §8).
 #[test]
-#[ignore = "issue 4 open: KeyUpdate is not implemented yet"]
 fn wolfssl_client_key_update_to_server() {
     let Some(wolf) = require_wolfssl() else { return };
     let (server, addr) = start_echo_server13(&echo_server_cert_args());

@@ -537,6 +537,10 @@ impl Conn12 {
         self.resumed
     }
 
+    pub(crate) fn write_epoch(&self) -> u16 {
+        self.write_epoch
+    }
+
     /// The session to offer for resumption on a later connection (client side), available once
     /// established and if the server issued a session ID.
     pub fn session(&self) -> Option<&Session> {
@@ -2022,5 +2026,28 @@ impl Connection {
     /// Processes one datagram from the peer.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         both!(mut self, c => c.handle_datagram(now, datagram))
+    }
+
+    /// Updates our sending keys and asks the peer to update its own (DTLS 1.3 KeyUpdate,
+    /// RFC 9147 §8, RFC 8446 §4.6.3). The switch happens when the peer acknowledges it. Keys
+    /// are also updated automatically before the AEAD usage limits (RFC 9147 §4.5.3).
+    pub fn key_update(&mut self, now: Instant) -> Result<(), Error> {
+        match &mut self.inner {
+            Inner::V12(_) => Err(Error::Config("KeyUpdate exists only in DTLS 1.3".into())),
+            Inner::V13(c) if c.is_established() => {
+                c.initiate_key_update(now, crate::codec::KeyUpdateRequest::UpdateRequested);
+                Ok(())
+            }
+            Inner::V13(_) => Err(Error::NotConnected),
+        }
+    }
+
+    /// The epoch application data is sent in: 1 in DTLS 1.2; 3 and up in DTLS 1.3 (one more
+    /// per KeyUpdate).
+    pub fn send_epoch(&self) -> u64 {
+        match &self.inner {
+            Inner::V12(c) => u64::from(c.write_epoch()),
+            Inner::V13(c) => c.send_epoch(),
+        }
     }
 }

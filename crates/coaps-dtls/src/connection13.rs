@@ -111,6 +111,14 @@ pub(crate) struct Conn13 {
     send_app: Option<SendEpoch13>,
     recv_hs: Option<ReceiveEpoch13>,
     recv_app: Option<ReceiveEpoch13>,
+    /// The application epoch before the last KeyUpdate, kept for records still in flight.
+    recv_prev: Option<ReceiveEpoch13>,
+    /// Current application traffic secrets (send, receive), for KeyUpdate (RFC 8446 §7.2).
+    app_secrets: Option<Box<(Secret, Secret)>>,
+    aead: Option<AeadAlgorithm>,
+    /// Our KeyUpdate is sent and awaits its ACK; only then do we switch keys (RFC 9147 §8).
+    key_update_pending: bool,
+    auto_key_update: bool,
     hs: Option<Box<Hs>>,
     reasm: Reassembler,
     send_seq: u16,
@@ -203,6 +211,11 @@ impl Conn13 {
             send_app: None,
             recv_hs: None,
             recv_app: None,
+            recv_prev: None,
+            app_secrets: None,
+            aead: None,
+            key_update_pending: false,
+            auto_key_update: false,
             hs: None,
             send_seq: 0,
             transcript: Vec::new(),
@@ -558,6 +571,8 @@ impl Conn13 {
         self.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
         self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
+        self.aead = Some(k.aead);
+        self.app_secrets = Some(Box::new((client_ap, server_ap)));
         // RFC 9147 §5.8.3: the final flight is retransmitted until the server's ACK.
         self.send_new_flight(now, true);
         self.established(k.suite, k.identity);
@@ -803,6 +818,8 @@ impl Conn13 {
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
         self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
         self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
+        self.aead = Some(k.aead);
+        self.app_secrets = Some(Box::new((server_ap, client_ap)));
         // RFC 9147 §7: acknowledge the client's final flight.
         self.ack_now = true;
         self.flight.clear();
@@ -816,10 +833,7 @@ impl Conn13 {
 
     fn handle_message(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Error> {
         let Some(hs) = self.hs.take().map(|b| *b) else {
-            // After the handshake: NewSessionTicket and KeyUpdate are not implemented yet;
-            // acknowledge them so the peer stops retransmitting (RFC 9147 §7).
-            self.ack_now = true;
-            return Ok(());
+            return self.handle_post_handshake(now, msg);
         };
         let body = msg.body.as_slice();
         let typ = msg.msg_type;
@@ -945,9 +959,9 @@ impl Conn13 {
 
     fn sealed_len(&self, epoch: u64, len: usize, style: HeaderStyle) -> usize {
         let prot = match epoch {
+            EPOCH_PLAINTEXT => None,
             EPOCH_HANDSHAKE => self.send_hs.as_ref().map(|s| s.protection()),
-            EPOCH_APPLICATION => self.send_app.as_ref().map(|s| s.protection()),
-            _ => None,
+            _ => self.send_app.as_ref().map(|s| s.protection()),
         };
         prot.map_or(13 + len, |p| p.sealed_len(len, style))
     }
@@ -1004,7 +1018,14 @@ impl Conn13 {
                 Some(seq)
             }
             EPOCH_HANDSHAKE => self.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
-            _ => self.send_app.as_mut()?.seal(ct, plain, out, style).ok(),
+            _ => {
+                let seq = self.send_app.as_mut()?.seal(ct, plain, out, style).ok()?;
+                if ct == ContentType::ApplicationData && self.send_app.as_ref().is_some_and(|s| s.key_update_due()) {
+                    // RFC 9846 §5.5: update the keys before the AEAD limits are reached.
+                    self.auto_key_update = true;
+                }
+                Some(seq)
+            }
         }
     }
 
@@ -1015,8 +1036,8 @@ impl Conn13 {
     }
 
     fn current_epoch(&self) -> u64 {
-        if self.send_app.is_some() && self.state == State::Established {
-            EPOCH_APPLICATION
+        if let Some(a) = self.send_app.as_ref().filter(|_| self.state == State::Established) {
+            a.epoch()
         } else if self.send_hs.is_some() {
             EPOCH_HANDSHAKE
         } else {
@@ -1043,7 +1064,11 @@ impl Conn13 {
         numbers.sort();
         numbers.dedup();
         let ack = Ack { record_numbers: numbers };
-        let epoch = self.current_epoch().max(if self.send_app.is_some() { EPOCH_APPLICATION } else { EPOCH_HANDSHAKE });
+        let epoch = match &self.send_app {
+            Some(a) if self.state == State::Established => a.epoch(),
+            Some(a) => a.epoch().max(EPOCH_HANDSHAKE),
+            None => EPOCH_HANDSHAKE,
+        };
         let mut out = Vec::new();
         if self
             .write_record(epoch, ContentType::Ack, &ack.to_vec(), &mut out, HeaderStyle::choose(0, None, true))
@@ -1075,6 +1100,9 @@ impl Conn13 {
         if !self.flight.is_empty() && self.flight.iter().all(|m| m.acked) {
             self.timer_armed = false;
             self.timer.disarm();
+            if self.key_update_pending {
+                self.switch_send_keys();
+            }
             if self.state == State::Established {
                 self.flight.clear();
                 self.sent_records.clear();
@@ -1108,8 +1136,9 @@ impl Conn13 {
             return;
         }
         if peer_repeated {
-            if self.state == State::Established && self.role == Role::Server {
-                // Our ACK of the client's final flight was lost (RFC 9147 §7).
+            if self.state == State::Established {
+                // Our ACK (of the client's final flight, or of a KeyUpdate) was lost
+                // (RFC 9147 §7): acknowledge the repeat.
                 self.ack_now = true;
             } else if self.state == State::Handshaking && !self.flight.is_empty() {
                 self.stats.retransmissions += 1;
@@ -1138,24 +1167,26 @@ impl Conn13 {
                 }
             }
             Record13::Ciphertext(ct) => {
-                let epoch_bits = ct.header.epoch_bits;
-                let opened = match epoch_bits {
-                    2 => match self.recv_hs.as_mut() {
-                        Some(r) => r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o)),
-                        None => Err(record13::OpenError13::WrongEpoch),
-                    },
-                    3 => match self.recv_app.as_mut() {
-                        Some(r) => r.open(&ct).map(|o| (EPOCH_APPLICATION, o)),
-                        None => {
-                            if self.early_records.len() < self.common().max_early_records {
-                                let mut v = ct.header_bytes.to_vec();
-                                v.extend_from_slice(ct.encrypted_record);
-                                self.early_records.push(v);
-                            }
-                            return;
-                        }
-                    },
-                    _ => Err(record13::OpenError13::WrongEpoch),
+                let bits = u64::from(ct.header.epoch_bits);
+                // RFC 9147 §4.2.2: the epoch whose low bits match, newest first.
+                let opened = if let Some(r) = self.recv_app.as_mut().filter(|r| r.epoch() & 3 == bits) {
+                    let e = r.epoch();
+                    r.open(&ct).map(|o| (e, o))
+                } else if let Some(r) = self.recv_prev.as_mut().filter(|r| r.epoch() & 3 == bits) {
+                    let e = r.epoch();
+                    r.open(&ct).map(|o| (e, o))
+                } else if let Some(r) = self.recv_hs.as_mut().filter(|_| bits == 2) {
+                    r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o))
+                } else if bits == 3 && self.recv_app.is_none() {
+                    // Application data that overtook the Finished that makes its keys.
+                    if self.early_records.len() < self.common().max_early_records {
+                        let mut v = ct.header_bytes.to_vec();
+                        v.extend_from_slice(ct.encrypted_record);
+                        self.early_records.push(v);
+                    }
+                    return;
+                } else {
+                    Err(record13::OpenError13::WrongEpoch)
                 };
                 let (epoch, o) = match opened {
                     Ok(x) => x,
@@ -1179,7 +1210,7 @@ impl Conn13 {
                     }
                     ContentType::Ack => self.handle_ack(&o.plaintext),
                     ContentType::Alert => self.handle_alert(&o.plaintext),
-                    ContentType::ApplicationData if epoch == EPOCH_APPLICATION => {
+                    ContentType::ApplicationData if epoch >= EPOCH_APPLICATION => {
                         if self.role == Role::Client && self.timer_armed {
                             // Application data from the server implies it has our Finished.
                             self.timer_armed = false;
@@ -1344,15 +1375,13 @@ impl Conn13 {
             return Err(Error::MessageTooLarge { len: data.len(), max });
         }
         let mut out = Vec::with_capacity(data.len() + 32);
-        self.write_record(
-            EPOCH_APPLICATION,
-            ContentType::ApplicationData,
-            data,
-            &mut out,
-            HeaderStyle::choose(0, None, true),
-        )
-        .ok_or(Error::LimitReached("application key usage limit reached"))?;
+        let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
+        self.write_record(epoch, ContentType::ApplicationData, data, &mut out, HeaderStyle::choose(0, None, true))
+            .ok_or(Error::LimitReached("application key usage limit reached"))?;
         self.push_datagram(out);
+        if std::mem::take(&mut self.auto_key_update) {
+            self.initiate_key_update(self.last_activity, KeyUpdateRequest::UpdateNotRequested);
+        }
         Ok(())
     }
 
@@ -1399,5 +1428,92 @@ impl Conn13 {
     }
     pub(crate) fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+}
+
+impl Conn13 {
+    /// Post-handshake messages (RFC 9147 §5.8.4 / RFC 8446 §4.6): KeyUpdate is acted on and
+    /// acknowledged; NewSessionTicket is acknowledged (resumption is not implemented yet).
+    fn handle_post_handshake(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Error> {
+        self.ack_now = true;
+        match msg.msg_type {
+            HandshakeType::KeyUpdate => {
+                let ku = KeyUpdate::read_exact(&msg.body)?;
+                if matches!(ku.request_update, KeyUpdateRequest::Unknown(_)) {
+                    return Err(Error::PeerMisbehaved("invalid KeyUpdate request", AlertDescription::IllegalParameter));
+                }
+                self.switch_recv_keys()?;
+                if ku.request_update == KeyUpdateRequest::UpdateRequested && !self.key_update_pending {
+                    // RFC 8446 §4.6.3: answer with our own KeyUpdate, not requesting another.
+                    self.initiate_key_update(now, KeyUpdateRequest::UpdateNotRequested);
+                }
+                Ok(())
+            }
+            HandshakeType::NewSessionTicket => Ok(()),
+            _ => {
+                Err(Error::PeerMisbehaved("handshake message after the handshake", AlertDescription::UnexpectedMessage))
+            }
+        }
+    }
+
+    /// Sends a KeyUpdate in the current epoch; our sending keys change once it is acknowledged
+    /// (RFC 9147 §8), our receiving keys when the peer's KeyUpdate arrives.
+    pub(crate) fn initiate_key_update(&mut self, now: Instant, request: KeyUpdateRequest) {
+        if self.state != State::Established || self.key_update_pending || self.send_app.is_none() {
+            return;
+        }
+        let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
+        let message_seq = self.send_seq;
+        self.send_seq = self.send_seq.wrapping_add(1);
+        self.flight.clear();
+        self.flight.push(FlightMsg {
+            epoch,
+            msg_type: HandshakeType::KeyUpdate,
+            message_seq,
+            body: KeyUpdate { request_update: request }.to_vec(),
+            acked: false,
+        });
+        self.key_update_pending = true;
+        self.send_new_flight(now, true);
+    }
+
+    fn next_epoch_keys(&self, secret: &Secret) -> Result<(Secret, RecordProtection13), Error> {
+        let aead = self.aead.ok_or(Error::Crypto)?;
+        let next = tls13::next_application_traffic_secret(secret);
+        let prot = self.protection(aead, &next)?;
+        Ok((next, prot))
+    }
+
+    fn switch_send_keys(&mut self) {
+        self.key_update_pending = false;
+        let (Some(secrets), Some(send)) = (&self.app_secrets, &self.send_app) else { return };
+        let epoch = send.epoch() + 1;
+        if let Ok((next, prot)) = self.next_epoch_keys(&secrets.0) {
+            self.send_app = Some(SendEpoch13::new(epoch, prot));
+            if let Some(s) = self.app_secrets.as_mut() {
+                s.0 = next;
+            }
+        }
+        self.flight.clear();
+        self.sent_records.clear();
+    }
+
+    fn switch_recv_keys(&mut self) -> Result<(), Error> {
+        let (Some(secrets), Some(recv)) = (&self.app_secrets, &self.recv_app) else { return Err(Error::Crypto) };
+        let epoch = recv.epoch() + 1;
+        let (next, prot) = self.next_epoch_keys(&secrets.1)?;
+        self.recv_prev = self.recv_app.take();
+        self.recv_app = Some(ReceiveEpoch13::new(epoch, prot));
+        if let Some(s) = self.app_secrets.as_mut() {
+            s.1 = next;
+        }
+        Ok(())
+    }
+}
+
+impl Conn13 {
+    /// The epoch our application data is sent in (3, then one more per KeyUpdate).
+    pub(crate) fn send_epoch(&self) -> u64 {
+        self.send_app.as_ref().map_or(self.current_epoch(), |a| a.epoch())
     }
 }

@@ -403,6 +403,14 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Starts a DTLS 1.3 KeyUpdate with `peer` (see [`Connection::key_update`]).
+    pub fn key_update(&mut self, now: Instant, peer: SocketAddr) -> Result<(), Error> {
+        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+        conn.key_update(now)?;
+        self.collect(peer);
+        Ok(())
+    }
+
     /// Sends close_notify to `peer` and forgets the association.
     pub fn close(&mut self, peer: SocketAddr) {
         if let Some(c) = self.connections.get_mut(&peer) {

@@ -114,3 +114,34 @@ fn dtls13_survives_loss_reordering_duplication_and_fragmentation() {
         eprintln!("DTLS 1.3 {mode:?} mtu {mtu}: {} seeds, {retx} client retransmissions", seeds());
     }
 }
+
+#[test]
+fn key_update_both_ways_keeps_data_flowing() {
+    let (server_cfg, mut client_cfg) = configs(Mode::Psk, None);
+    Arc::make_mut(&mut client_cfg).version = DtlsVersion::Dtls13;
+    let network = Network::new(5, SimConfig::default().with_loss(0.1));
+    let now = network.now();
+    let mut sim = Simulation::new(network);
+    let mut server = Node::server(server_cfg, 1, now);
+    let mut client = Node::client(client_cfg, 2, now, None, b"before key update");
+    sim.run_until(&mut (&mut client, &mut server), |_, (c, _)| c.got_echo, Duration::from_secs(60), 10_000).unwrap();
+    assert_eq!(client.ep.connection(&server_addr()).unwrap().send_epoch(), 3);
+    client.ep.key_update(sim.now(), server_addr()).unwrap();
+    // The update requested by the client makes both sides move to epoch 4 once acknowledged.
+    sim.run_until(
+        &mut (&mut client, &mut server),
+        |_, (c, s)| {
+            c.ep.connection(&server_addr()).is_some_and(|x| x.send_epoch() == 4)
+                && s.ep.connection(&client_addr()).is_some_and(|x| x.send_epoch() == 4)
+        },
+        Duration::from_secs(60),
+        10_000,
+    )
+    .unwrap_or_else(|e| panic!("{e}: client {:?} server {:?}", client.events, server.events));
+    client.got_echo = false;
+    client.message = Some((server_addr(), b"after key update".to_vec()));
+    client.ep.send(server_addr(), b"after key update").unwrap();
+    client.resend_at = Some(sim.now() + Duration::from_millis(500));
+    sim.run_until(&mut (&mut client, &mut server), |_, (c, _)| c.got_echo, Duration::from_secs(60), 10_000).unwrap();
+    assert!(client.events.iter().all(|(_, e)| !matches!(e, Event::Closed(_))));
+}
