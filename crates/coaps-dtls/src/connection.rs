@@ -1635,6 +1635,7 @@ impl Conn12 {
                 peer_identity: identity.clone(),
                 established_at: now,
                 master_secret: Zeroizing::new(*master.as_bytes()),
+                ticket13: None,
             };
             if let (RoleConfig::Server(c), false) = (&self.cfg, resumed)
                 && let Some(store) = &c.session_store
@@ -1902,7 +1903,7 @@ impl Connection {
                 Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
             }
             crate::config::DtlsVersion::Dtls13 => {
-                Inner::V13(Box::new(crate::connection13::Conn13::client(config, peer, server_name, rng, now)?))
+                Inner::V13(Box::new(crate::connection13::Conn13::client(config, peer, server_name, resume, rng, now)?))
             }
         };
         Ok(Self { inner })
@@ -1968,14 +1969,15 @@ impl Connection {
     pub fn is_resumed(&self) -> bool {
         match &self.inner {
             Inner::V12(c) => c.is_resumed(),
-            Inner::V13(_) => false,
+            Inner::V13(c) => c.is_resumed(),
         }
     }
-    /// The session to offer for resumption on a later connection (client side, DTLS 1.2).
+    /// The session to offer for resumption on a later connection (client side): a DTLS 1.2
+    /// session ID or a DTLS 1.3 ticket, once the server has issued one.
     pub fn session(&self) -> Option<&Session> {
         match &self.inner {
             Inner::V12(c) => c.session(),
-            Inner::V13(_) => None,
+            Inner::V13(c) => c.session(),
         }
     }
     /// Whether `client_hello_body` is the ClientHello that created this (server-side)

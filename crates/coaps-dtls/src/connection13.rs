@@ -23,6 +23,7 @@ use crate::msgs13::*;
 use crate::record13::{
     self, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
 };
+use crate::resumption::{Session, Ticket13};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -119,6 +120,11 @@ pub(crate) struct Conn13 {
     /// Our KeyUpdate is sent and awaits its ACK; only then do we switch keys (RFC 9147 §8).
     key_update_pending: bool,
     auto_key_update: bool,
+    /// Client: the ticket offered for resumption; then, the ticket the server issued.
+    resume: Option<Session>,
+    session: Option<Session>,
+    res_master: Option<Box<Secret>>,
+    resumed: bool,
     hs: Option<Box<Hs>>,
     reasm: Reassembler,
     send_seq: u16,
@@ -216,6 +222,10 @@ impl Conn13 {
             aead: None,
             key_update_pending: false,
             auto_key_update: false,
+            resume: None,
+            session: None,
+            res_master: None,
+            resumed: false,
             hs: None,
             send_seq: 0,
             transcript: Vec::new(),
@@ -261,6 +271,7 @@ impl Conn13 {
         config: Arc<ClientConfig>,
         peer: SocketAddr,
         server_name: &str,
+        resume: Option<Session>,
         rng: SeededRng,
         now: Instant,
     ) -> Result<Self, Error> {
@@ -281,6 +292,11 @@ impl Conn13 {
         let mut random = [0u8; 32];
         c.rng().fill(&mut random);
         c.client_random = random;
+        // A ticket is offered only for a suite we still allow (RFC 8446 §4.2.11: same hash).
+        c.resume = resume.filter(|s| {
+            suites.contains(&s.suite)
+                && s.ticket13.as_ref().is_some_and(|t| now.saturating_duration_since(s.established_at) < t.lifetime)
+        });
         let provider = config.common.provider.clone();
         let eph = provider.ecdh_p256(c.rng())?;
         let mut extensions = vec![
@@ -303,17 +319,25 @@ impl Conn13 {
                 name: server_name.as_bytes().to_vec(),
             }]));
         }
+        let mut identities = Vec::new();
+        if let Some(ticket) = &c.resume {
+            // RFC 8446 §4.2.11.1: the ticket age in ms, obfuscated by the ticket's age_add.
+            let age = now.saturating_duration_since(ticket.established_at).as_millis() as u32;
+            let add = ticket.ticket13.as_ref().map_or(0, |t| t.age_add);
+            identities.push(PskIdentity { identity: ticket.id.clone(), obfuscated_ticket_age: age.wrapping_add(add) });
+        }
         if let Some(psk) = &config.psk {
+            identities.push(PskIdentity { identity: psk.identity.clone(), obfuscated_ticket_age: 0 });
+        }
+        if !identities.is_empty() {
             extensions.push(ClientExtension13::PskKeyExchangeModes(vec![
                 PskKeyExchangeMode::PskDheKe,
                 PskKeyExchangeMode::PskKe,
             ]));
             // RFC 8446 §4.2.11: pre_shared_key is the last extension; binders are filled in
             // once the truncated ClientHello is known.
-            extensions.push(ClientExtension13::PreSharedKey(OfferedPsks {
-                identities: vec![PskIdentity { identity: psk.identity.clone(), obfuscated_ticket_age: 0 }],
-                binders: vec![vec![0u8; 32]],
-            }));
+            let binders = vec![vec![0u8; 32]; identities.len()];
+            extensions.push(ClientExtension13::PreSharedKey(OfferedPsks { identities, binders }));
         }
         let ch = ClientHello13 {
             legacy_version: ProtocolVersion::DTLS1_2,
@@ -335,13 +359,19 @@ impl Conn13 {
         let mut body = Vec::new();
         let offset = ch.encode_with_binders_offset(&mut body);
         if let (Some(off), RoleConfig::Client { config, .. }) = (offset, &self.cfg) {
-            let psk = config.psk.as_ref().ok_or(Error::Crypto)?;
             let mut partial = self.transcript.clone();
             truncated_client_hello_transcript(&body, off, &mut partial);
             let th = hash(&*self.common().provider, &partial);
-            let binder_key = EarlySecret::new(Some(psk.key())).binder_key(true);
-            let binder = tls13::psk_binder(&binder_key, &th);
-            write_binders(&mut body, off, &[binder.to_vec()])?;
+            // One binder per identity, in order: the ticket (resumption binder key), then the
+            // external PSK (RFC 8446 §7.1 "ext binder" / "res binder").
+            let mut binders = Vec::new();
+            if let Some(t) = self.resume.as_ref().and_then(|s| s.ticket13.as_ref()) {
+                binders.push(tls13::psk_binder(&EarlySecret::new(Some(&t.psk[..])).binder_key(false), &th).to_vec());
+            }
+            if let Some(psk) = &config.psk {
+                binders.push(tls13::psk_binder(&EarlySecret::new(Some(psk.key())).binder_key(true), &th).to_vec());
+            }
+            write_binders(&mut body, off, &binders)?;
         }
         self.reasm.set_next_seq(self.send_seq);
         self.flight.clear();
@@ -429,16 +459,35 @@ impl Conn13 {
                 let aead = suite13(sh.cipher_suite)
                     .ok_or(Error::PeerMisbehaved("unknown 1.3 suite", AlertDescription::IllegalParameter))?;
                 transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
-                let psk_used = match sh.selected_identity() {
-                    Some(0) if config.psk.is_some() => true,
-                    Some(_) => {
+                let ticket = self.resume.clone();
+                let n_offered = usize::from(ticket.is_some()) + usize::from(config.psk.is_some());
+                let chosen: Option<(Zeroizing<Vec<u8>>, PeerIdentity, bool)> = match sh.selected_identity() {
+                    Some(i) if usize::from(i) >= n_offered => {
                         return Err(Error::PeerMisbehaved(
                             "server selected an unoffered PSK",
                             AlertDescription::IllegalParameter,
                         ));
                     }
-                    None => false,
+                    Some(0) if ticket.is_some() => ticket.as_ref().and_then(|t| {
+                        let psk = t.ticket13.as_ref()?.psk.to_vec();
+                        Some((Zeroizing::new(psk), t.peer_identity.clone(), true))
+                    }),
+                    Some(_) => config
+                        .psk
+                        .as_ref()
+                        .map(|p| (Zeroizing::new(p.key().to_vec()), PeerIdentity::Psk(p.identity.clone()), false)),
+                    None => None,
                 };
+                if let (Some((_, _, true)), Some(t)) = (&chosen, &ticket)
+                    && t.suite != sh.cipher_suite
+                {
+                    return Err(Error::PeerMisbehaved(
+                        "resumption with another suite",
+                        AlertDescription::IllegalParameter,
+                    ));
+                }
+                let psk_used = chosen.is_some();
+                self.resumed = chosen.as_ref().is_some_and(|c| c.2);
                 let shared = match sh.key_share() {
                     Some(ks) if ks.group == NamedGroup::Secp256r1 => {
                         Some(eph.complete(&ks.key_exchange).map_err(|_| {
@@ -454,7 +503,7 @@ impl Conn13 {
                     None if psk_used => None,
                     None => return Err(Error::PeerMisbehaved("no key share", AlertDescription::MissingExtension)),
                 };
-                let early = EarlySecret::new(if psk_used { config.psk.as_ref().map(|p| p.key()) } else { None });
+                let early = EarlySecret::new(chosen.as_ref().map(|c| &c.0[..]));
                 let hs_secret = early.into_handshake(shared.as_ref().map(|z| &z[..]));
                 let th = self.transcript_hash();
                 let client_hs = hs_secret.client_handshake_traffic_secret(&th);
@@ -462,11 +511,7 @@ impl Conn13 {
                 self.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &client_hs)?));
                 self.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, self.protection(aead, &server_hs)?));
                 self.suite = Some(sh.cipher_suite);
-                let identity = if psk_used {
-                    PeerIdentity::Psk(config.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default())
-                } else {
-                    PeerIdentity::Anonymous
-                };
+                let identity = chosen.map_or(PeerIdentity::Anonymous, |c| c.1);
                 // The server's flight is answered by ours: stop retransmitting the ClientHello.
                 self.timer_armed = false;
                 Ok(Some(Hs::CExpectEncryptedExtensions {
@@ -569,6 +614,8 @@ impl Conn13 {
         }
         let vd = tls13::finished_verify_data(&k.client_hs, &self.transcript_hash());
         self.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
+        // RFC 8446 §7.1: the resumption secret hashes the transcript through client Finished.
+        self.res_master = Some(Box::new(master.resumption_master_secret(&self.transcript_hash())));
         self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
         self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
         self.aead = Some(k.aead);
@@ -625,25 +672,47 @@ impl Conn13 {
         let (suite, _) = server_choose(&config, &ch)
             .ok_or(Error::Incompatible("no DTLS 1.3 cipher suite in common", AlertDescription::HandshakeFailure))?;
         let aead = suite13(suite).ok_or(Error::Crypto)?;
-        // External PSK (RFC 8446 §4.2.11): the first identity we know, with a valid binder.
+        // PSK (RFC 8446 §4.2.11): the first offered identity we know, a ticket from our
+        // session store or an external PSK, with a valid binder.
         let mut psk_key: Option<Zeroizing<Vec<u8>>> = None;
         let mut identity = PeerIdentity::Anonymous;
-        if let (Some(offered), Some(store)) = (ch.pre_shared_key(), &config.psks)
-            && let Some(id) = offered.identities.first()
-            && let Some(key) = store.key_for(&id.identity)
-        {
-            let (_, offset) = ClientHello13::read_with_binders_offset(ch_body)?;
-            let off = offset.ok_or(Error::Crypto)?;
-            let mut partial = self.transcript.clone();
-            truncated_client_hello_transcript(ch_body, off, &mut partial);
-            let binder_key = EarlySecret::new(Some(&key)).binder_key(true);
-            let expected = tls13::psk_binder(&binder_key, &hash(&*provider, &partial));
-            let got = offered.binders.first().map(|b| b.as_slice()).unwrap_or_default();
-            if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
-                return Err(Error::DecryptError("PSK binder"));
+        let mut selected: u16 = 0;
+        if let Some(offered) = ch.pre_shared_key() {
+            for (i, id) in offered.identities.iter().enumerate() {
+                let ticket = config
+                    .session_store
+                    .as_ref()
+                    .and_then(|st| st.get(&id.identity, now))
+                    .filter(|t| t.suite == suite)
+                    .filter(|t| {
+                        t.ticket13
+                            .as_ref()
+                            .is_some_and(|k| now.saturating_duration_since(t.established_at) <= k.lifetime)
+                    })
+                    .and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
+                let (key, external, who) = match ticket {
+                    Some((tk, who)) => (Zeroizing::new(tk.psk.to_vec()), false, who),
+                    None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {
+                        Some(k) => (k, true, PeerIdentity::Psk(id.identity.clone())),
+                        None => continue,
+                    },
+                };
+                let (_, offset) = ClientHello13::read_with_binders_offset(ch_body)?;
+                let off = offset.ok_or(Error::Crypto)?;
+                let mut partial = self.transcript.clone();
+                truncated_client_hello_transcript(ch_body, off, &mut partial);
+                let binder_key = EarlySecret::new(Some(&key)).binder_key(external);
+                let expected = tls13::psk_binder(&binder_key, &hash(&*provider, &partial));
+                let got = offered.binders.get(i).map(|b| b.as_slice()).unwrap_or_default();
+                if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
+                    return Err(Error::DecryptError("PSK binder"));
+                }
+                self.resumed = !external;
+                identity = who;
+                psk_key = Some(key);
+                selected = i as u16;
+                break;
             }
-            identity = PeerIdentity::Psk(id.identity.clone());
-            psk_key = Some(key);
         }
         let modes = ch.psk_key_exchange_modes().unwrap_or_default();
         let key_share = ch.key_share_for(NamedGroup::Secp256r1);
@@ -690,7 +759,7 @@ impl Conn13 {
             None => None,
         };
         if psk_key.is_some() {
-            sh_ext.push(ServerHelloExtension13::PreSharedKey(0));
+            sh_ext.push(ServerHelloExtension13::PreSharedKey(selected));
         }
         let sh = ServerHelloMessage13::ServerHello(ServerHello13 {
             legacy_version: ProtocolVersion::DTLS1_2,
@@ -812,7 +881,13 @@ impl Conn13 {
 
     /// The server's keys for application data, derived after its own Finished
     /// (RFC 8446 §7.1); installed once the client's Finished verifies.
-    fn server_complete(&mut self, k: Keys, identity: PeerIdentity, th_server_finished: [u8; 32]) -> Result<(), Error> {
+    fn server_complete(
+        &mut self,
+        now: Instant,
+        k: Keys,
+        identity: PeerIdentity,
+        th_server_finished: [u8; 32],
+    ) -> Result<(), Error> {
         let master = k.hs_secret.into_master();
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
@@ -824,7 +899,9 @@ impl Conn13 {
         self.ack_now = true;
         self.flight.clear();
         self.timer_armed = false;
-        self.established(k.suite, identity);
+        let res_master = master.resumption_master_secret(&self.transcript_hash());
+        self.established(k.suite, identity.clone());
+        self.issue_ticket(now, k.suite, identity, &res_master);
         Ok(())
     }
 
@@ -896,7 +973,7 @@ impl Conn13 {
                 // The application secrets hash the transcript through the server's Finished,
                 // which is everything before the client's second flight.
                 let th_sf = k.th_server_finished;
-                self.server_complete(k, identity, th_sf)?;
+                self.server_complete(now, k, identity, th_sf)?;
                 None
             }
             (_, _) => {
@@ -1300,7 +1377,8 @@ impl Conn13 {
         self.identity = identity.clone();
         self.rng = None;
         self.transcript = Vec::new();
-        self.events.push_back(Event::Connected { identity, suite, resumed: false });
+        self.resume = None;
+        self.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
         for d in std::mem::take(&mut self.early_app_data) {
             self.events.push_back(Event::ApplicationData(d));
         }
@@ -1449,7 +1527,30 @@ impl Conn13 {
                 }
                 Ok(())
             }
-            HandshakeType::NewSessionTicket => Ok(()),
+            HandshakeType::NewSessionTicket => {
+                let nst = NewSessionTicket13::read_exact(&msg.body)?;
+                if let (Some(rm), Some(suite), Role::Client) = (&self.res_master, self.suite, self.role) {
+                    let psk = tls13::resumption_psk(rm, &nst.ticket_nonce);
+                    // RFC 8446 §4.6.1: never longer than seven days.
+                    let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime.min(604_800)));
+                    if !lifetime.is_zero() {
+                        self.session = Some(Session {
+                            id: nst.ticket,
+                            suite,
+                            extended_master_secret: true,
+                            peer_identity: self.identity.clone(),
+                            established_at: now,
+                            master_secret: Zeroizing::new([0; 48]),
+                            ticket13: Some(Ticket13 {
+                                psk: Zeroizing::new(*psk.as_bytes()),
+                                age_add: nst.ticket_age_add,
+                                lifetime,
+                            }),
+                        });
+                    }
+                }
+                Ok(())
+            }
             _ => {
                 Err(Error::PeerMisbehaved("handshake message after the handshake", AlertDescription::UnexpectedMessage))
             }
@@ -1515,5 +1616,62 @@ impl Conn13 {
     /// The epoch our application data is sent in (3, then one more per KeyUpdate).
     pub(crate) fn send_epoch(&self) -> u64 {
         self.send_app.as_ref().map_or(self.current_epoch(), |a| a.epoch())
+    }
+}
+
+impl Conn13 {
+    /// Server: one NewSessionTicket after the handshake (RFC 8446 §4.6.1), stored in the
+    /// session store under a random ticket ID and retransmitted until acknowledged
+    /// (RFC 9147 §5.8.4).
+    fn issue_ticket(&mut self, now: Instant, suite: CipherSuite, identity: PeerIdentity, res_master: &Secret) {
+        let Ok(config) = self.server_config() else { return };
+        let Some(store) = config.session_store.clone() else { return };
+        let mut id = vec![0u8; 16];
+        let mut add = [0u8; 4];
+        self.rng().fill(&mut id);
+        self.rng().fill(&mut add);
+        let nonce = vec![0u8];
+        let psk = tls13::resumption_psk(res_master, &nonce);
+        let lifetime = std::time::Duration::from_secs(7200);
+        store.put(Session {
+            id: id.clone(),
+            suite,
+            extended_master_secret: true,
+            peer_identity: identity,
+            established_at: now,
+            master_secret: Zeroizing::new([0; 48]),
+            ticket13: Some(Ticket13 {
+                psk: Zeroizing::new(*psk.as_bytes()),
+                age_add: u32::from_be_bytes(add),
+                lifetime,
+            }),
+        });
+        let nst = NewSessionTicket13 {
+            ticket_lifetime: lifetime.as_secs() as u32,
+            ticket_age_add: u32::from_be_bytes(add),
+            ticket_nonce: nonce,
+            ticket: id,
+            extensions: Vec::new(),
+        };
+        let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
+        let message_seq = self.send_seq;
+        self.send_seq = self.send_seq.wrapping_add(1);
+        self.flight.clear();
+        self.flight.push(FlightMsg {
+            epoch,
+            msg_type: HandshakeType::NewSessionTicket,
+            message_seq,
+            body: nst.to_vec(),
+            acked: false,
+        });
+        self.send_new_flight(now, true);
+    }
+
+    pub(crate) fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    pub(crate) fn is_resumed(&self) -> bool {
+        self.resumed
     }
 }

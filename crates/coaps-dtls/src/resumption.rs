@@ -24,9 +24,25 @@ pub struct Session {
     /// When the session was established.
     pub established_at: Instant,
     pub(crate) master_secret: Zeroizing<[u8; 48]>,
+    /// DTLS 1.3: the resumption PSK (RFC 8446 §4.6.1) and the ticket parameters; `None` for a
+    /// DTLS 1.2 session.
+    pub(crate) ticket13: Option<Ticket13>,
+}
+
+/// What a DTLS 1.3 ticket resumes with (RFC 8446 §4.6.1).
+#[derive(Clone)]
+pub(crate) struct Ticket13 {
+    pub(crate) psk: Zeroizing<[u8; 32]>,
+    pub(crate) age_add: u32,
+    pub(crate) lifetime: std::time::Duration,
 }
 
 impl Session {
+    /// Whether this is a DTLS 1.3 ticket (else a DTLS 1.2 session ID).
+    pub fn is_dtls13_ticket(&self) -> bool {
+        self.ticket13.is_some()
+    }
+
     /// The 48-byte master secret.
     pub fn master_secret(&self) -> &[u8; 48] {
         &self.master_secret

@@ -145,3 +145,38 @@ fn key_update_both_ways_keeps_data_flowing() {
     sim.run_until(&mut (&mut client, &mut server), |_, (c, _)| c.got_echo, Duration::from_secs(60), 10_000).unwrap();
     assert!(client.events.iter().all(|(_, e)| !matches!(e, Event::Closed(_))));
 }
+
+#[test]
+fn ticket_resumption_in_one_round_trip() {
+    for mode in [Mode::EcdsaX509, Mode::Psk] {
+        let (server_cfg, mut client_cfg) = configs(mode, None);
+        Arc::make_mut(&mut client_cfg).version = DtlsVersion::Dtls13;
+        let network = Network::new(9, SimConfig::default());
+        let now = network.now();
+        let mut sim = Simulation::new(network);
+        let mut server = Node::server(server_cfg, 1, now);
+        let mut client = Node::client(client_cfg.clone(), 2, now, None, b"first");
+        sim.run_until(
+            &mut (&mut client, &mut server),
+            |_, (c, _)| c.got_echo && c.ep.connection(&server_addr()).is_some_and(|x| x.session().is_some()),
+            Duration::from_secs(10),
+            1000,
+        )
+        .unwrap_or_else(|e| panic!("{mode:?}: {e}: {:?}", client.events));
+        let ticket = client.ep.connection(&server_addr()).unwrap().session().cloned().unwrap();
+        assert!(ticket.is_dtls13_ticket());
+        client.ep.close_all();
+        let mut again = Node::client(client_cfg, 3, sim.now(), Some(ticket), b"resumed");
+        sim.run_until(&mut (&mut again, &mut server), |_, (c, _)| c.got_echo, Duration::from_secs(10), 1000)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}: {:?}", again.events));
+        assert!(again.resumed, "{mode:?}: the second handshake must resume the ticket");
+        let identity = again.events.iter().find_map(|(_, e)| match e {
+            Event::Connected { identity, .. } => Some(identity.clone()),
+            _ => None,
+        });
+        match mode {
+            Mode::EcdsaX509 => assert!(matches!(identity, Some(PeerIdentity::Certificate(_))), "{identity:?}"),
+            _ => assert_eq!(identity, Some(PeerIdentity::Psk(b"Client_identity".to_vec()))),
+        }
+    }
+}
