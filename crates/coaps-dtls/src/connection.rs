@@ -256,7 +256,9 @@ pub struct Connection {
     // results
     suite: Option<&'static SupportedSuite>,
     identity: PeerIdentity,
-    session: Option<Session>,
+    /// Client side only (the server's copy lives in its session store); boxed so a server
+    /// association does not carry an empty `Session`'s size inline.
+    session: Option<Box<Session>>,
     resumed: bool,
     client_random: [u8; 32],
     /// Digest of the ClientHello body that created this (server-side) association.
@@ -264,7 +266,8 @@ pub struct Connection {
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
-    close_reason: Option<CloseReason>,
+    /// Boxed: set once, at the end of the association's life.
+    close_reason: Option<Box<CloseReason>>,
     last_activity: Instant,
 }
 
@@ -513,7 +516,7 @@ impl Connection {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
+        self.close_reason.as_deref()
     }
 
     /// The negotiated cipher suite.
@@ -534,7 +537,7 @@ impl Connection {
     /// The session to offer for resumption on a later connection (client side), available once
     /// established and if the server issued a session ID.
     pub fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
+        self.session.as_deref()
     }
 
     /// Whether `client_hello_body` is the ClientHello that created this association (a
@@ -1633,7 +1636,7 @@ impl Connection {
             }
             if self.role == Role::Client {
                 // The server's copy lives in its session store; the client offers it later.
-                self.session = Some(session);
+                self.session = Some(Box::new(session));
             }
         }
         self.events.push_back(Event::Connected { identity, suite: d.suite.suite, resumed });
@@ -1660,6 +1663,7 @@ impl Connection {
         self.transcript = Vec::new();
         self.early_records = Vec::new();
         self.pending_hvr = None;
+        self.reasm.shrink_to_fit();
     }
 
     /// Adds a handshake message to the current flight and to the transcript.
@@ -1819,7 +1823,7 @@ impl Connection {
         self.timer_armed = false;
         self.flight.clear();
         self.hs = None;
-        self.close_reason = Some(reason.clone());
+        self.close_reason = Some(Box::new(reason.clone()));
         self.events.push_back(Event::Closed(reason));
     }
 }
@@ -1835,5 +1839,20 @@ fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
     match hs {
         Hs::Done => "handshake message after the handshake",
         _ => "handshake message out of order",
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size_tests {
+    use super::*;
+
+    /// Every server association carries a `Connection` (boxed, in the endpoint's table):
+    /// keep what only clients or closed associations need out of line (`session`,
+    /// `close_reason`), so an idle server association stays small.
+    #[test]
+    fn connection_stays_small() {
+        assert_eq!(size_of::<Option<Box<Session>>>(), 8);
+        assert_eq!(size_of::<Option<Box<CloseReason>>>(), 8);
+        assert!(size_of::<Connection>() <= 768, "Connection grew to {} bytes", size_of::<Connection>());
     }
 }
