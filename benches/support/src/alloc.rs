@@ -1,4 +1,4 @@
-//! A counting global allocator. A bench binary installs it with
+//! A counting global allocator (allocation calls, and live bytes). A bench binary installs it with
 //!
 //! ```ignore
 //! #[global_allocator]
@@ -11,9 +11,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 static TRACE: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -29,6 +30,13 @@ pub struct CountingAlloc;
 /// Heap allocations (including reallocations) made by the whole process so far.
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Bytes the Rust allocator has handed out and not yet been given back (requested sizes, not
+/// counting `malloc`'s per-chunk overhead), whole process. Allocations made by C code
+/// (OpenSSL) do not go through it: see [`crate::heap`] for those.
+pub fn live_bytes() -> i64 {
+    LIVE_BYTES.load(Ordering::Relaxed)
 }
 
 /// Heap allocations (including reallocations) made by the calling thread so far: unaffected by
@@ -65,22 +73,35 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count(layout);
         // SAFETY: forwarded contract (see above).
-        unsafe { System.alloc(layout) }
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count(layout);
         // SAFETY: forwarded contract (see above).
-        unsafe { System.alloc_zeroed(layout) }
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(layout);
         // SAFETY: forwarded contract (see above).
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: forwarded contract (see above).
         unsafe { System.dealloc(ptr, layout) }
     }

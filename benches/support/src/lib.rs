@@ -15,6 +15,7 @@ use std::fmt;
 
 pub mod alloc;
 pub mod cpu;
+pub mod heap;
 pub mod ossl;
 pub mod ours;
 pub mod report;

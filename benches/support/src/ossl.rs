@@ -112,7 +112,7 @@ fn cookie_for(_ssl: &SslRef) -> [u8; 16] {
     c
 }
 
-fn common(mode: Mode) -> Result<SslContextBuilder, ErrorStack> {
+fn common(mode: Mode, session_cache: bool) -> Result<SslContextBuilder, ErrorStack> {
     let mut b = SslContext::builder(SslMethod::dtls())?;
     b.set_min_proto_version(Some(SslVersion::DTLS1_2))?;
     b.set_max_proto_version(Some(SslVersion::DTLS1_2))?;
@@ -120,14 +120,19 @@ fn common(mode: Mode) -> Result<SslContextBuilder, ErrorStack> {
     b.set_groups_list("P-256")?;
     b.set_sigalgs_list("ECDSA+SHA256")?;
     b.set_options(SslOptions::NO_TICKET | SslOptions::NO_QUERY_MTU);
-    b.set_session_cache_mode(SslSessionCacheMode::BOTH);
+    b.set_session_cache_mode(if session_cache { SslSessionCacheMode::BOTH } else { SslSessionCacheMode::OFF });
     Ok(b)
 }
 
 /// Server and client contexts for `mode`; `cookies` switches the cookie exchange.
 pub fn contexts(mode: Mode, cookies: bool) -> Result<(SslContext, SslContext), ErrorStack> {
-    let mut server = common(mode)?;
-    let mut client = common(mode)?;
+    contexts_with(mode, cookies, true)
+}
+
+/// [`contexts`], with `session_cache` switching the session caches (both sides) on or off.
+pub fn contexts_with(mode: Mode, cookies: bool, session_cache: bool) -> Result<(SslContext, SslContext), ErrorStack> {
+    let mut server = common(mode, session_cache)?;
+    let mut client = common(mode, session_cache)?;
     server.set_session_id_context(b"coaps-bench")?;
     if cookies {
         server.set_options(SslOptions::COOKIE_EXCHANGE);
@@ -192,7 +197,12 @@ impl Harness {
 
     /// Contexts for `mode`, cookie exchange as asked.
     pub fn with_cookies(mode: Mode, cookies: bool) -> Self {
-        let (server, client) = contexts(mode, cookies).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        Self::with_options(mode, cookies, true)
+    }
+
+    /// Contexts for `mode`, cookie exchange and session caches as asked.
+    pub fn with_options(mode: Mode, cookies: bool, session_cache: bool) -> Self {
+        let (server, client) = contexts_with(mode, cookies, session_cache).unwrap_or_else(|e| panic!("{mode}: {e}"));
         Self { server, client, mode, session: None }
     }
 
@@ -228,7 +238,34 @@ impl Harness {
         outcome
     }
 
+    /// One complete full handshake between fresh `Ssl`s; the client is dropped and the
+    /// server's `SslStream` returned, established, with its pipe emptied (queue capacity given
+    /// back), as a server keeps an idle association.
+    ///
+    /// # Panics
+    /// If the handshake fails.
+    pub fn establish(&mut self) -> SslStream<End> {
+        let (_, _, server) = self.drive(None);
+        {
+            let mut p = server.get_ref().pipe.borrow_mut();
+            p.c2s = VecDeque::new();
+            p.s2c = VecDeque::new();
+        }
+        server
+    }
+
     fn run(&mut self, resume: Option<SslSession>) -> (Outcome, SslSession) {
+        let (outcome, mut client, mut server) = self.drive(resume);
+        // Freeing an `SSL` that has not shut down evicts its session from the cache and marks
+        // it not resumable (`ssl_clear_bad_session`); mark the shutdown done, without sending
+        // close_notify, as the engine harness forgets its association without one.
+        client.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
+        server.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
+        let session = client.ssl().session().expect("session").to_owned();
+        (outcome, session)
+    }
+
+    fn drive(&mut self, resume: Option<SslSession>) -> (Outcome, SslStream<End>, SslStream<End>) {
         let (c_end, s_end, pipe) = End::pair();
         let mut cssl = Ssl::new(&self.client).expect("Ssl::new");
         cssl.set_connect_state();
@@ -255,14 +292,8 @@ impl Harness {
         }
         assert!(c_done && s_done, "{}: OpenSSL handshake did not complete", self.mode);
         let resumed = client.ssl().session_reused() && server.ssl().session_reused();
-        // Freeing an `SSL` that has not shut down evicts its session from the cache and marks
-        // it not resumable (`ssl_clear_bad_session`); mark the shutdown done, without sending
-        // close_notify, as the engine harness forgets its association without one.
-        client.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
-        server.set_shutdown(ShutdownState::SENT | ShutdownState::RECEIVED);
-        let session = client.ssl().session().expect("session").to_owned();
         let wire = pipe.borrow().wire;
-        (Outcome { resumed, wire }, session)
+        (Outcome { resumed, wire }, client, server)
     }
 }
 

@@ -57,6 +57,7 @@ pub struct Harness {
     now: Instant,
     counter: u64,
     session: Option<Session>,
+    keep: bool,
 }
 
 impl Harness {
@@ -71,6 +72,7 @@ impl Harness {
             now,
             counter: 0,
             session: None,
+            keep: false,
         }
     }
 
@@ -99,11 +101,36 @@ impl Harness {
         outcome
     }
 
+    /// One complete full handshake from a new client address, like [`Harness::handshake`], but
+    /// the server **keeps** the association (the client endpoint is dropped, as a peer that
+    /// went quiet). Every server event and datagram is drained, so the server's queues are
+    /// empty. At most 65 000 addresses per harness (192.0.2.x, ports 1024–65023 … wrapping into
+    /// further hosts).
+    ///
+    /// # Panics
+    /// If the handshake does not complete.
+    pub fn establish(&mut self) -> Outcome {
+        self.keep = true;
+        let (outcome, _) = self.run(None);
+        self.keep = false;
+        outcome
+    }
+
+    /// The time the harness runs at (every handshake happens at this instant).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn client_addr(&self) -> SocketAddr {
+        let port = 1024 + (self.counter % 60_000) as u16;
+        let host = 2 + (self.counter / 60_000 % 250) as u8;
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)), port)
+    }
+
     fn run(&mut self, resume: Option<Session>) -> (Outcome, Option<Session>) {
         self.counter += 1;
         let now = self.now;
-        let port = 1024 + (self.counter % 60_000) as u16;
-        let client_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), port);
+        let client_addr = self.client_addr();
         let mut client = Endpoint::client(SeededRng::from_seed_u64(self.counter));
         client.connect(now, SERVER, self.client_config.clone(), "localhost", resume).expect("connect");
 
@@ -131,9 +158,11 @@ impl Harness {
             panic!("handshake did not complete: client {client:?}, server {:?}", self.server);
         };
         let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
-        // Forget the association (no close_notify: that is not handshake work) so the table
-        // does not grow over millions of iterations.
-        self.server.expire_idle(now + Duration::from_secs(1));
+        if !self.keep {
+            // Forget the association (no close_notify: that is not handshake work) so the
+            // table does not grow over millions of iterations.
+            self.server.expire_idle(now + Duration::from_secs(1));
+        }
         (Outcome { resumed: c && s, wire }, session)
     }
 }

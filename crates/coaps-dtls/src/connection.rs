@@ -256,7 +256,9 @@ pub(crate) struct Conn12 {
     // results
     suite: Option<&'static SupportedSuite>,
     identity: PeerIdentity,
-    session: Option<Session>,
+    /// Client side only (the server's copy lives in its session store); boxed so a server
+    /// association does not carry an empty `Session`'s size inline.
+    session: Option<Box<Session>>,
     resumed: bool,
     client_random: [u8; 32],
     /// Digest of the ClientHello body that created this (server-side) association.
@@ -264,7 +266,8 @@ pub(crate) struct Conn12 {
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
-    close_reason: Option<CloseReason>,
+    /// Boxed: set once, at the end of the association's life.
+    close_reason: Option<Box<CloseReason>>,
     last_activity: Instant,
 }
 
@@ -519,7 +522,7 @@ impl Conn12 {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
+        self.close_reason.as_deref()
     }
 
     /// The negotiated cipher suite.
@@ -544,7 +547,7 @@ impl Conn12 {
     /// The session to offer for resumption on a later connection (client side), available once
     /// established and if the server issued a session ID.
     pub fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
+        self.session.as_deref()
     }
 
     /// Whether `client_hello_body` is the ClientHello that created this association (a
@@ -1644,7 +1647,7 @@ impl Conn12 {
             }
             if self.role == Role::Client {
                 // The server's copy lives in its session store; the client offers it later.
-                self.session = Some(session);
+                self.session = Some(Box::new(session));
             }
         }
         self.events.push_back(Event::Connected { identity, suite: d.suite.suite, resumed });
@@ -1671,6 +1674,7 @@ impl Conn12 {
         self.transcript = Vec::new();
         self.early_records = Vec::new();
         self.pending_hvr = None;
+        self.reasm.shrink_to_fit();
     }
 
     /// Adds a handshake message to the current flight and to the transcript.
@@ -1830,7 +1834,7 @@ impl Conn12 {
         self.timer_armed = false;
         self.flight.clear();
         self.hs = None;
-        self.close_reason = Some(reason.clone());
+        self.close_reason = Some(Box::new(reason.clone()));
         self.events.push_back(Event::Closed(reason));
     }
 }
@@ -2051,5 +2055,20 @@ impl Connection {
             Inner::V12(c) => u64::from(c.write_epoch()),
             Inner::V13(c) => c.send_epoch(),
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size_tests {
+    use super::*;
+
+    /// Every server association carries a `Connection` (boxed, in the endpoint's table):
+    /// keep what only clients or closed associations need out of line (`session`,
+    /// `close_reason`), so an idle server association stays small.
+    #[test]
+    fn connection_stays_small() {
+        assert_eq!(size_of::<Option<Box<Session>>>(), 8);
+        assert_eq!(size_of::<Option<Box<CloseReason>>>(), 8);
+        assert!(size_of::<Conn12>() <= 768, "Conn12 grew to {} bytes", size_of::<Conn12>());
     }
 }

@@ -154,6 +154,13 @@ impl Reassembler {
         self.buffered -= freed;
     }
 
+    /// Gives back the capacity of the buffer list once nothing is buffered (an established
+    /// association keeps its reassembler only for `next_seq`, to recognise a repeated peer
+    /// flight). Buffered messages are kept.
+    pub fn shrink_to_fit(&mut self) {
+        self.pending.shrink_to_fit();
+    }
+
     /// Bytes of message bodies currently held.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
@@ -258,6 +265,32 @@ mod tests {
         assert_eq!(r.pop(), None);
         assert_eq!(r.next_seq(), 2);
         assert_eq!(r.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn shrink_to_fit_frees_only_an_empty_list_and_keeps_the_sequence() {
+        let mut r = Reassembler::default();
+        for seq in 0..3 {
+            put(&mut r, seq, &body(20, seq as u8), 0, 20).unwrap();
+        }
+        // Message 4 waits for 3: shrinking must keep it.
+        let ahead = body(8, 9);
+        put(&mut r, 4, &ahead, 0, 8).unwrap();
+        for _ in 0..3 {
+            r.pop().unwrap();
+        }
+        r.shrink_to_fit();
+        assert_eq!(r.pending.len(), 1);
+        put(&mut r, 3, &body(5, 7), 0, 5).unwrap();
+        assert_eq!(r.pop().unwrap().message_seq, 3);
+        assert_eq!(r.pop().unwrap().body, ahead);
+        assert!(r.pending.capacity() > 0);
+        r.shrink_to_fit();
+        assert_eq!(r.pending.capacity(), 0);
+        // The sequence survives: a repeated message is still recognised as old.
+        assert_eq!(r.next_seq(), 5);
+        assert_eq!(put(&mut r, 2, &body(20, 2), 0, 20), Ok(Insert::Old));
+        assert_eq!(r.pending.capacity(), 0);
     }
 
     #[test]
