@@ -240,6 +240,7 @@ fn server(a: Args) -> Result<(), String> {
 
 /// Runs one connection: handshake, send `message`, wait for the echo. Returns the session for
 /// resumption and whether the handshake was resumed.
+#[allow(clippy::too_many_arguments)]
 fn client_once(
     sock: &UdpSocket,
     peer: SocketAddr,
@@ -248,6 +249,7 @@ fn client_once(
     resume: Option<Session>,
     message: &str,
     deadline: Instant,
+    want_session: bool,
 ) -> Result<(Option<Session>, bool), String> {
     let mut ep = Endpoint::client(SeededRng::from_os());
     ep.connect(Instant::now(), peer, cfg.clone(), name, resume).map_err(|e| e.to_string())?;
@@ -268,6 +270,14 @@ fn client_once(
                 }
                 Event::ApplicationData(d) => {
                     println!("{}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
+                    // A DTLS 1.3 ticket (NewSessionTicket) may trail the echo: give it a moment.
+                    let wait_until = Instant::now() + Duration::from_millis(500);
+                    while want_session
+                        && ep.connection(&peer).is_some_and(|c| c.session().is_none())
+                        && Instant::now() < wait_until
+                    {
+                        pump(sock, &mut ep, &mut buf, Duration::from_millis(50));
+                    }
                     let session = ep.connection(&peer).and_then(|c| c.session().cloned());
                     ep.close(peer);
                     flush(sock, &mut ep);
@@ -310,13 +320,10 @@ fn client(a: Args) -> Result<(), String> {
     let bind: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bind address")?;
     let sock = UdpSocket::bind(bind).map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(a.timeout.unwrap_or(10));
-    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, deadline)?;
-    if a.resume && version == DtlsVersion::Dtls13 {
-        return Err("--resume: DTLS 1.3 session tickets are not implemented yet".into());
-    }
+    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, deadline, a.resume)?;
     if a.resume {
-        let session = session.ok_or("the server issued no session ID: cannot resume")?;
-        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, deadline)?;
+        let session = session.ok_or("the server issued no session ID or ticket: cannot resume")?;
+        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, deadline, false)?;
         if !resumed {
             return Err("the server did not resume the session (full handshake instead)".into());
         }

@@ -178,7 +178,6 @@ fn client_to_wolfssl_psk_ke() {
 /// Resumption with the NewSessionTicket the wolfSSL server sends after the handshake
 /// (`-r`: it serves two connections).
 #[test]
-#[ignore = "issue 4 open: DTLS 1.3 NewSessionTicket / resumption is not implemented yet"]
 fn client_resumes_with_wolfssl_ticket() {
     let Some(wolf) = require_wolfssl() else { return };
     let (mut server, addr) = wolf_echo_server(&wolf, &["-r"]);
@@ -436,7 +435,6 @@ fn wolfssl_client_psk_ke_to_server() {
 
 /// The wolfSSL client (`-r`) resumes with the ticket our server issued.
 #[test]
-#[ignore = "issue 4 open: DTLS 1.3 NewSessionTicket / resumption is not implemented yet"]
 fn wolfssl_client_resumes_with_ticket() {
     let Some(wolf) = require_wolfssl() else { return };
     let (server, addr) = start_echo_server13(&echo_server_cert_args());

@@ -175,7 +175,7 @@ fn is_ip_literal(name: &str) -> bool {
 
 /// The HelloRetryRequest a stateless server sends for `ch1`, rebuilt byte for byte from the
 /// cookie when the second ClientHello returns it (RFC 9147 §5.1).
-pub(crate) fn hello_retry_request(legacy_session_id: &SessionId, state: &HrrState, cookie: &[u8]) -> Vec<u8> {
+pub(crate) fn hello_retry_request(state: &HrrState, cookie: &[u8]) -> Vec<u8> {
     let mut extensions = vec![HelloRetryExtension13::SupportedVersions(ProtocolVersion::DTLS1_3)];
     if state.group != 0 {
         extensions.push(HelloRetryExtension13::KeyShare(NamedGroup::from(state.group)));
@@ -183,7 +183,8 @@ pub(crate) fn hello_retry_request(legacy_session_id: &SessionId, state: &HrrStat
     extensions.push(HelloRetryExtension13::Cookie(cookie.to_vec()));
     ServerHelloMessage13::HelloRetryRequest(HelloRetryRequest13 {
         legacy_version: ProtocolVersion::DTLS1_2,
-        legacy_session_id_echo: legacy_session_id.clone(),
+        // RFC 9147 §5: DTLS servers MUST NOT echo the legacy_session_id.
+        legacy_session_id_echo: SessionId::default(),
         cipher_suite: CipherSuite::from(state.cipher_suite),
         legacy_compression_method: Compression::Null,
         extensions,
@@ -764,7 +765,8 @@ impl Conn13 {
         let sh = ServerHelloMessage13::ServerHello(ServerHello13 {
             legacy_version: ProtocolVersion::DTLS1_2,
             random: Random(random),
-            legacy_session_id_echo: ch.legacy_session_id.clone(),
+            // RFC 9147 §5: never echo the legacy_session_id.
+            legacy_session_id_echo: SessionId::default(),
             cipher_suite: suite,
             legacy_compression_method: Compression::Null,
             extensions: sh_ext,

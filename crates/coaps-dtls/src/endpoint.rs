@@ -297,7 +297,7 @@ impl Endpoint {
                 Ok((state, _)) => {
                     let mut prefix = Vec::new();
                     message_hash(&state.client_hello1_hash, &mut prefix);
-                    let hrr = crate::connection13::hello_retry_request(&ch13.legacy_session_id, &state, cookie);
+                    let hrr = crate::connection13::hello_retry_request(&state, cookie);
                     transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
                     Some(prefix)
                 }
@@ -320,7 +320,7 @@ impl Endpoint {
                 group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
             };
             let Ok(cookie) = keys.generate13(&*provider, now, peer, &state) else { return };
-            let hrr = crate::connection13::hello_retry_request(&ch13.legacy_session_id, &state, cookie.as_bytes());
+            let hrr = crate::connection13::hello_retry_request(&state, cookie.as_bytes());
             let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
             HandshakeHeader {
                 msg_type: HandshakeType::ServerHello,
