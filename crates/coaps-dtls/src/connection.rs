@@ -263,11 +263,8 @@ pub(crate) struct Conn12 {
     client_random: [u8; 32],
     /// Digest of the ClientHello body that created this (server-side) association.
     hello_digest: [u8; 32],
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<Event>,
-    stats: Stats,
+    out: Outputs,
     /// Boxed: set once, at the end of the association's life.
-    close_reason: Option<Box<CloseReason>>,
     last_activity: Instant,
 }
 
@@ -280,7 +277,7 @@ impl fmt::Debug for Conn12 {
             .field("expecting", &self.hs.as_deref().map_or("nothing", Hs::name))
             .field("suite", &self.suite.map(|s| s.name))
             .field("identity", &self.identity)
-            .field("stats", &self.stats)
+            .field("stats", &self.out.stats)
             .finish_non_exhaustive()
     }
 }
@@ -344,10 +341,7 @@ impl Conn12 {
             resumed: false,
             client_random: [0; 32],
             hello_digest: [0; 32],
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
-            close_reason: None,
+            out: Outputs::default(),
             last_activity: now,
         }
     }
@@ -522,7 +516,7 @@ impl Conn12 {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_deref()
+        self.out.close_reason.as_deref()
     }
 
     /// The negotiated cipher suite.
@@ -563,7 +557,7 @@ impl Conn12 {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.out.stats
     }
 
     /// When a datagram was last received from the peer (for idle expiry).
@@ -579,21 +573,12 @@ impl Conn12 {
 
     /// The next datagram to send to the peer.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let d = self.transmits.pop_front();
-        if self.transmits.is_empty() {
-            // An idle association should not keep queue capacity around.
-            self.transmits.shrink_to_fit();
-        }
-        d
+        self.out.poll_transmit()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front();
-        if self.events.is_empty() {
-            self.events.shrink_to_fit();
-        }
-        e
+        self.out.poll_event()
     }
 
     /// When [`Connection::handle_timeout`] should next be called.
@@ -622,7 +607,7 @@ impl Conn12 {
             self.fail(Error::HandshakeTimeout);
             return;
         }
-        self.stats.retransmissions += 1;
+        self.out.stats.retransmissions += 1;
         self.encode_flight();
     }
 
@@ -658,7 +643,7 @@ impl Conn12 {
         if self.state == State::Closed {
             return;
         }
-        self.stats.datagrams_received += 1;
+        self.out.stats.datagrams_received += 1;
         self.last_activity = now;
         let mut peer_repeated = false;
         for rec in record::split_datagram(datagram) {
@@ -671,7 +656,7 @@ impl Conn12 {
         if peer_repeated && self.state != State::Closed && !self.flight.is_empty() {
             // RFC 6347 §4.2.4: a repeated peer flight means ours was lost: resend it.
             if self.state == State::Handshaking || self.holds_last_flight {
-                self.stats.retransmissions += 1;
+                self.out.stats.retransmissions += 1;
                 self.encode_flight();
             }
         }
@@ -679,7 +664,7 @@ impl Conn12 {
 
     fn handle_record(&mut self, header: RecordHeader, fragment: &[u8], peer_repeated: &mut bool) {
         if header.version != ProtocolVersion::DTLS1_2 && header.version != ProtocolVersion::DTLS1_0 {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
             return;
         }
         let plaintext: Vec<u8>;
@@ -692,12 +677,12 @@ impl Conn12 {
                     if self.early_records.len() < self.common().max_early_records {
                         self.early_records.push((header, fragment.to_vec()));
                     } else {
-                        self.stats.records_invalid += 1;
+                        self.out.stats.records_invalid += 1;
                     }
                     return;
                 };
                 if !self.replay.check(header.sequence_number) {
-                    self.stats.records_replayed += 1;
+                    self.out.stats.records_replayed += 1;
                     return;
                 }
                 match prot.open(&header, fragment) {
@@ -708,13 +693,13 @@ impl Conn12 {
                         &plaintext
                     }
                     Err(_) => {
-                        self.stats.records_auth_failed += 1;
+                        self.out.stats.records_auth_failed += 1;
                         return;
                     }
                 }
             }
             _ => {
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 return;
             }
         };
@@ -722,7 +707,7 @@ impl Conn12 {
             ContentType::Handshake => self.handle_handshake_record(header.epoch, payload, peer_repeated),
             ContentType::ChangeCipherSpec => {
                 if payload != [1] {
-                    self.stats.records_invalid += 1;
+                    self.out.stats.records_invalid += 1;
                 }
             }
             ContentType::Alert => self.handle_alert(header.epoch, payload),
@@ -731,16 +716,16 @@ impl Conn12 {
                     if self.holds_last_flight {
                         self.release_handshake();
                     }
-                    self.events.push_back(Event::ApplicationData(payload.to_vec()));
+                    self.out.events.push_back(Event::ApplicationData(payload.to_vec()));
                 }
                 State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
                     // Authenticated but the Finished that completes the handshake is still
                     // missing (reordering); deliver once it arrives.
                     self.early_app_data.push(payload.to_vec());
                 }
-                _ => self.stats.records_invalid += 1,
+                _ => self.out.stats.records_invalid += 1,
             },
-            _ => self.stats.records_invalid += 1,
+            _ => self.out.stats.records_invalid += 1,
         }
     }
 
@@ -748,12 +733,12 @@ impl Conn12 {
         let mut r = Reader::new(payload);
         while !r.is_empty() {
             let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) else {
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 return;
             };
             // Finished must be protected by the new epoch; a plaintext one is forged or broken.
             if epoch == 0 && hdr.msg_type == HandshakeType::Finished {
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 continue;
             }
             if epoch == 0
@@ -771,25 +756,25 @@ impl Conn12 {
                 if epoch == 1 && matches!(hdr.msg_type, HandshakeType::HelloRequest | HandshakeType::ClientHello) {
                     self.send_alert(AlertLevel::Warning, AlertDescription::NoRenegotiation);
                 }
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 continue;
             }
             match self.reasm.insert(&hdr, frag) {
                 Ok(Insert::Old) if hdr.message_seq < self.peer_flight_start => *peer_repeated = true,
                 Ok(_) => {}
-                Err(_) => self.stats.records_invalid += 1,
+                Err(_) => self.out.stats.records_invalid += 1,
             }
         }
     }
 
     fn handle_alert(&mut self, epoch: u16, payload: &[u8]) {
         let Ok(alert) = Alert::read_exact(payload) else {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
             return;
         };
         // After the handshake, plaintext alerts are unauthenticated and could be spoofed.
         if self.state == State::Established && epoch == 0 {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
             return;
         }
         if alert.description == AlertDescription::CloseNotify {
@@ -1650,7 +1635,7 @@ impl Conn12 {
                 self.session = Some(Box::new(session));
             }
         }
-        self.events.push_back(Event::Connected { identity, suite: d.suite.suite, resumed });
+        self.out.events.push_back(Event::Connected { identity, suite: d.suite.suite, resumed });
         self.rng = None;
         let early = std::mem::take(&mut self.early_app_data);
         if self.holds_last_flight && early.is_empty() {
@@ -1662,7 +1647,7 @@ impl Conn12 {
             self.release_handshake();
         }
         for data in early {
-            self.events.push_back(Event::ApplicationData(data));
+            self.out.events.push_back(Event::ApplicationData(data));
         }
     }
 
@@ -1806,9 +1791,7 @@ impl Conn12 {
     }
 
     fn push_datagram(&mut self, d: Vec<u8>) {
-        self.stats.datagrams_sent += 1;
-        self.stats.bytes_sent += d.len() as u64;
-        self.transmits.push_back(d);
+        self.out.push_datagram(d);
     }
 
     fn send_alert(&mut self, level: AlertLevel, description: AlertDescription) {
@@ -1834,8 +1817,7 @@ impl Conn12 {
         self.timer_armed = false;
         self.flight.clear();
         self.hs = None;
-        self.close_reason = Some(Box::new(reason.clone()));
-        self.events.push_back(Event::Closed(reason));
+        self.out.closed(reason);
     }
 }
 
@@ -1850,6 +1832,47 @@ fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
     match hs {
         Hs::Done => "handshake message after the handshake",
         _ => "handshake message out of order",
+    }
+}
+
+/// What an association hands back to its caller: datagrams, events, counters and why it
+/// closed. The DTLS 1.2 and 1.3 state machines share it.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    pub(crate) transmits: VecDeque<Vec<u8>>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+    /// Boxed: only closed associations need it.
+    pub(crate) close_reason: Option<Box<CloseReason>>,
+}
+
+impl Outputs {
+    pub(crate) fn push_datagram(&mut self, d: Vec<u8>) {
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += d.len() as u64;
+        self.transmits.push_back(d);
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let d = self.transmits.pop_front();
+        if self.transmits.is_empty() {
+            // An idle association should not keep queue capacity around.
+            self.transmits.shrink_to_fit();
+        }
+        d
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        let e = self.events.pop_front();
+        if self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        e
+    }
+
+    pub(crate) fn closed(&mut self, reason: CloseReason) {
+        self.close_reason = Some(Box::new(reason.clone()));
+        self.events.push_back(Event::Closed(reason));
     }
 }
 

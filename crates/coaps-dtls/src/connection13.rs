@@ -11,7 +11,7 @@
 
 use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
-use crate::connection::{CloseReason, Event, PeerIdentity, Role, Stats};
+use crate::connection::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use crate::cookie::HrrState;
 use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, Secret, TrafficKeys};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
@@ -24,7 +24,6 @@ use crate::record13::{
     self, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
 };
 use crate::resumption::{Session, Ticket13};
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,10 +143,7 @@ pub(crate) struct Conn13 {
     identity: PeerIdentity,
     client_random: [u8; 32],
     hello_digest: [u8; 32],
-    transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<Event>,
-    stats: Stats,
-    close_reason: Option<CloseReason>,
+    out: Outputs,
     last_activity: Instant,
 }
 
@@ -242,10 +238,7 @@ impl Conn13 {
             identity: PeerIdentity::Anonymous,
             client_random: [0; 32],
             hello_digest: [0; 32],
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
-            close_reason: None,
+            out: Outputs::default(),
             last_activity: now,
         }
     }
@@ -1109,9 +1102,7 @@ impl Conn13 {
     }
 
     fn push_datagram(&mut self, d: Vec<u8>) {
-        self.stats.datagrams_sent += 1;
-        self.stats.bytes_sent += d.len() as u64;
-        self.transmits.push_back(d);
+        self.out.push_datagram(d);
     }
 
     fn current_epoch(&self) -> u64 {
@@ -1159,7 +1150,7 @@ impl Conn13 {
 
     fn handle_ack(&mut self, body: &[u8]) {
         let Ok(ack) = Ack::read_exact(body) else {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
             return;
         };
         let mtu = self.common_mtu();
@@ -1197,7 +1188,7 @@ impl Conn13 {
         if self.state == State::Closed {
             return;
         }
-        self.stats.datagrams_received += 1;
+        self.out.stats.datagrams_received += 1;
         self.last_activity = now;
         let mut peer_repeated = false;
         let mut records = record13::split_datagram13(datagram);
@@ -1208,7 +1199,7 @@ impl Conn13 {
             }
         }
         if records.hit_malformed() {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
         }
         self.drain(now, &mut peer_repeated);
         if self.state == State::Closed {
@@ -1220,7 +1211,7 @@ impl Conn13 {
                 // (RFC 9147 §7): acknowledge the repeat.
                 self.ack_now = true;
             } else if self.state == State::Handshaking && !self.flight.is_empty() {
-                self.stats.retransmissions += 1;
+                self.out.stats.retransmissions += 1;
                 self.encode_flight();
             }
         }
@@ -1242,7 +1233,7 @@ impl Conn13 {
                         peer_repeated,
                     ),
                     ContentType::Alert if self.recv_hs.is_none() => self.handle_alert(raw.fragment),
-                    _ => self.stats.records_invalid += 1,
+                    _ => self.out.stats.records_invalid += 1,
                 }
             }
             Record13::Ciphertext(ct) => {
@@ -1270,15 +1261,15 @@ impl Conn13 {
                 let (epoch, o) = match opened {
                     Ok(x) => x,
                     Err(record13::OpenError13::Authentication) => {
-                        self.stats.records_auth_failed += 1;
+                        self.out.stats.records_auth_failed += 1;
                         return;
                     }
                     Err(record13::OpenError13::Replay) => {
-                        self.stats.records_replayed += 1;
+                        self.out.stats.records_replayed += 1;
                         return;
                     }
                     Err(_) => {
-                        self.stats.records_invalid += 1;
+                        self.out.stats.records_invalid += 1;
                         return;
                     }
                 };
@@ -1296,14 +1287,14 @@ impl Conn13 {
                             self.flight.clear();
                         }
                         match self.state {
-                            State::Established => self.events.push_back(Event::ApplicationData(o.plaintext)),
+                            State::Established => self.out.events.push_back(Event::ApplicationData(o.plaintext)),
                             State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
                                 self.early_app_data.push(o.plaintext)
                             }
-                            _ => self.stats.records_invalid += 1,
+                            _ => self.out.stats.records_invalid += 1,
                         }
                     }
-                    _ => self.stats.records_invalid += 1,
+                    _ => self.out.stats.records_invalid += 1,
                 }
             }
         }
@@ -1313,14 +1304,14 @@ impl Conn13 {
         let mut r = Reader::new(payload);
         while !r.is_empty() {
             let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) else {
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 return;
             };
             // Only the hellos may arrive in the clear (RFC 9147 §4.1).
             if epoch == EPOCH_PLAINTEXT
                 && !matches!(hdr.msg_type, HandshakeType::ServerHello | HandshakeType::ClientHello)
             {
-                self.stats.records_invalid += 1;
+                self.out.stats.records_invalid += 1;
                 continue;
             }
             match self.reasm.insert(&hdr, frag) {
@@ -1328,14 +1319,14 @@ impl Conn13 {
                     *peer_repeated = true
                 }
                 Ok(_) => {}
-                Err(_) => self.stats.records_invalid += 1,
+                Err(_) => self.out.stats.records_invalid += 1,
             }
         }
     }
 
     fn handle_alert(&mut self, payload: &[u8]) {
         let Ok(alert) = Alert::read_exact(payload) else {
-            self.stats.records_invalid += 1;
+            self.out.stats.records_invalid += 1;
             return;
         };
         if alert.description == AlertDescription::CloseNotify {
@@ -1380,9 +1371,9 @@ impl Conn13 {
         self.rng = None;
         self.transcript = Vec::new();
         self.resume = None;
-        self.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
+        self.out.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
         for d in std::mem::take(&mut self.early_app_data) {
-            self.events.push_back(Event::ApplicationData(d));
+            self.out.events.push_back(Event::ApplicationData(d));
         }
     }
 
@@ -1401,8 +1392,7 @@ impl Conn13 {
         self.timer_armed = false;
         self.flight.clear();
         self.hs = None;
-        self.close_reason = Some(reason.clone());
-        self.events.push_back(Event::Closed(reason));
+        self.out.closed(reason);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
@@ -1417,7 +1407,7 @@ impl Conn13 {
             }
             return;
         }
-        self.stats.retransmissions += 1;
+        self.out.stats.retransmissions += 1;
         self.encode_flight();
     }
 
@@ -1426,19 +1416,11 @@ impl Conn13 {
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let d = self.transmits.pop_front();
-        if self.transmits.is_empty() {
-            self.transmits.shrink_to_fit();
-        }
-        d
+        self.out.poll_transmit()
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front();
-        if self.events.is_empty() {
-            self.events.shrink_to_fit();
-        }
-        e
+        self.out.poll_event()
     }
 
     pub(crate) fn max_payload(&self) -> usize {
@@ -1489,7 +1471,7 @@ impl Conn13 {
         self.state == State::Closed
     }
     pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
+        self.out.close_reason.as_deref()
     }
     pub(crate) fn suite(&self) -> Option<CipherSuite> {
         self.suite
@@ -1504,7 +1486,7 @@ impl Conn13 {
         self.role == Role::Server && hash(&*self.common().provider, body) == self.hello_digest
     }
     pub(crate) fn stats(&self) -> Stats {
-        self.stats
+        self.out.stats
     }
     pub(crate) fn last_activity(&self) -> Instant {
         self.last_activity
