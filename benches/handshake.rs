@@ -3,38 +3,87 @@
 //! each mode, cookie exchange on for both. One iteration = one complete handshake (both
 //! sides), so criterion's "elements/s" is handshakes per second on one core.
 //!
+//! The engine's DTLS 1.3 modes run in the same process (groups `handshake/dtls13-…`, engine
+//! only: the `openssl` crate's DTLS is 1.2, and wolfSSL, which speaks DTLS 1.3, would need the
+//! `wolfssl` crate, not a dependency): ECDHE-ECDSA with the certificate, external PSK
+//! (psk_dhe_ke), ticket resumption (psk_dhe_ke, ECDSA base), each with the HelloRetryRequest
+//! cookie (the server default), and the ECDSA and PSK ones without it. Their table rows compare
+//! with OpenSSL's DTLS 1.2 figure for the nearest mode, measured in this run.
+//!
 //! Time is this thread's CPU time (see `coaps_bench_support::cpu`; `COAPS_BENCH_WALL=1` for
 //! wall time). `cargo bench --bench handshake [-- FILTER]`; a ratio table is printed at the end.
 
 use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{Mode, ossl, ours};
+use coaps_dtls::codec::CipherSuite;
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// (group name, mode, resumed)
-fn cases() -> Vec<(String, Mode, bool)> {
-    let mut v: Vec<_> = Mode::ALL.iter().map(|&m| (format!("handshake/{m}"), m, false)).collect();
+/// The 1.3 suite of the `dtls13-*` cases: the engine's default (first in `suites13`).
+const SUITE13: CipherSuite = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
+
+/// One group: name, the 1.2 mode (for 1.3 cases: how to authenticate, and the OpenSSL 1.2
+/// row to compare with), resumed, and for 1.3 whether the HRR cookie is on.
+struct Case {
+    name: String,
+    mode: Mode,
+    resume: bool,
+    v13: Option<bool>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v: Vec<_> =
+        Mode::ALL.iter().map(|&m| Case { name: format!("handshake/{m}"), mode: m, resume: false, v13: None }).collect();
     for m in [Mode::PskCcm8, Mode::EcdsaCcm8] {
-        v.push((format!("handshake/resumed-{m}"), m, true));
+        v.push(Case { name: format!("handshake/resumed-{m}"), mode: m, resume: true, v13: None });
+    }
+    for (label, mode, resume, cookie) in [
+        ("dtls13-ecdhe-ecdsa", Mode::EcdsaCcm8, false, true),
+        ("dtls13-psk-dhe", Mode::EcdhePskChaCha, false, true),
+        ("dtls13-resumed-ecdhe-ecdsa", Mode::EcdsaCcm8, true, true),
+        ("dtls13-ecdhe-ecdsa-nocookie", Mode::EcdsaCcm8, false, false),
+        ("dtls13-psk-dhe-nocookie", Mode::EcdhePskChaCha, false, false),
+    ] {
+        v.push(Case { name: format!("handshake/{label}"), mode, resume, v13: Some(cookie) });
     }
     v
 }
 
+/// The group whose OpenSSL figure a case is compared with.
+fn openssl_group(case: &Case) -> String {
+    if case.v13.is_none() {
+        return case.name.clone();
+    }
+    format!("handshake/{}{}", if case.resume { "resumed-" } else { "" }, case.mode)
+}
+
 fn bench<M: Measurement>(c: &mut Criterion<M>) {
-    for (name, mode, resume) in cases() {
-        let mut g = c.benchmark_group(&name);
+    for case in cases() {
+        let mut g = c.benchmark_group(&case.name);
         g.throughput(Throughput::Elements(1));
-        let mut ours = ours::Harness::new(mode);
-        let mut theirs = ossl::Harness::new(mode);
+        let resume = case.resume;
+        let mut ours = match case.v13 {
+            None => ours::Harness::new(case.mode),
+            Some(cookie) => ours::Harness::with13(case.mode, SUITE13, |s| {
+                if !cookie {
+                    s.cookie = None;
+                }
+            }),
+        };
         if resume {
             ours.prime_session();
-            theirs.prime_session();
         }
         g.bench_function("coaps", |b| b.iter(|| black_box(ours.handshake(resume))));
-        g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(resume))));
+        if case.v13.is_none() {
+            let mut theirs = ossl::Harness::new(case.mode);
+            if resume {
+                theirs.prime_session();
+            }
+            g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(resume))));
+        }
         g.finish();
     }
 }
@@ -43,24 +92,34 @@ fn table() {
     let root = env!("CARGO_MANIFEST_DIR");
     let rows: Vec<_> = cases()
         .into_iter()
-        .filter_map(|(name, _, _)| Some((mean_ns(root, &name, "coaps")?, mean_ns(root, &name, "openssl")?, name)))
+        .filter_map(|case| {
+            let theirs = openssl_group(&case);
+            Some((mean_ns(root, &case.name, "coaps")?, mean_ns(root, &theirs, "openssl")?, case.name, theirs))
+        })
         .collect();
     if rows.is_empty() {
         return;
     }
-    println!("\n| mode | coaps handshakes/s | openssl handshakes/s | coaps CPU | openssl CPU | coaps/openssl rate |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (ours, theirs, name) in rows {
+    println!(
+        "\n| mode | coaps handshakes/s | openssl (DTLS 1.2) row | openssl handshakes/s | coaps CPU | openssl CPU | coaps/openssl rate |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for (ours, theirs, name, theirs_name) in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} |",
             name.trim_start_matches("handshake/"),
             per_second(ours),
+            theirs_name.trim_start_matches("handshake/"),
             per_second(theirs),
             duration(ours),
             duration(theirs),
             theirs / ours
         );
     }
+    println!(
+        "\ndtls13-* rows: this engine's DTLS 1.3 ({SUITE13:?}, P-256); OpenSSL's figure is its DTLS 1.2 row named \
+         beside it. wolfSSL DTLS 1.3 is not in this run (it would need the `wolfssl` crate)."
+    );
 }
 
 fn run<M: Measurement>(c: Criterion<M>) {

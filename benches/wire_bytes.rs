@@ -4,10 +4,19 @@
 //! handshake (client and server together) are counted too; OpenSSL's go through `malloc`, not
 //! the Rust allocator, so they are not.
 //!
+//! DTLS 1.3 rows (this engine only: the `openssl` crate's DTLS is 1.2) follow for the full
+//! handshake with the certificate, external PSK (psk_dhe_ke) and ticket resumption, with the
+//! HelloRetryRequest cookie (the server default) and without. Flights are runs of datagrams in
+//! one direction; round trips (RT) are the server flights the client had received when it
+//! reported `Connected`, i.e. before it can send application data. DTLS 1.3's post-handshake
+//! flights (the server's NewSessionTicket and ACK, the client's ACK) count in the flights and
+//! bytes but not in RT.
+//!
 //! `cargo bench --bench wire_bytes`
 
 use coaps_bench_support::alloc::thread_allocations as allocations;
 use coaps_bench_support::{CountingAlloc, Mode, Outcome, ossl, ours};
+use coaps_dtls::codec::CipherSuite;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -16,22 +25,75 @@ fn row(label: &str, stack: &str, cookies: bool, o: &Outcome, allocs: Option<u64>
     let w = &o.wire;
     let hvr = if cookies { format!("{} + {}", w.client_hello_bytes, w.hello_verify_request_bytes) } else { "-".into() };
     println!(
-        "| {label:<36} | {stack:<7} | {:>3} / {:>5} | {:>3} / {:>5} | {:>3} | {:>5} | {hvr:>11} | {:>6} |",
+        "| {label:<48} | {stack:<7} | {:>3} / {:>5} | {:>3} / {:>5} | {:>3} | {:>5} | {:>2} / {:>2} | {:>2} | {hvr:>11} | {:>6} |",
         w.c2s_datagrams,
         w.c2s_bytes,
         w.s2c_datagrams,
         w.s2c_bytes,
         w.datagrams(),
         w.bytes(),
+        w.c2s_flights,
+        w.s2c_flights,
+        w.round_trips,
         allocs.map_or("-".into(), |a| a.to_string()),
     );
 }
 
-fn main() {
-    println!("Bytes on the wire per DTLS 1.2 handshake (UDP payloads; MTU 1152; in memory, no loss)");
+fn header(title: &str) {
+    println!("{title}");
     println!();
-    println!("| {:<36} | {:<7} | c→s dg / B  | s→c dg / B  | dg  | bytes | CH1 + HVR B | allocs |", "mode", "stack");
-    println!("|{:-<38}|{:-<9}|{:-<13}|{:-<13}|{:-<5}|{:-<7}|{:-<13}|{:-<8}|", "", "", "", "", "", "", "", "");
+    println!(
+        "| {:<48} | {:<7} | c→s dg / B  | s→c dg / B  | dg  | bytes | flights | RT | CH1 + HVR B | allocs |",
+        "mode", "stack"
+    );
+    println!(
+        "|{:-<50}|{:-<9}|{:-<13}|{:-<13}|{:-<5}|{:-<7}|{:-<9}|{:-<4}|{:-<13}|{:-<8}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
+}
+
+/// One measured handshake of `h` (after a warm-up one), and the allocations it made.
+fn measure(h: &mut ours::Harness, resume: bool) -> (Outcome, u64) {
+    if resume {
+        h.prime_session();
+    }
+    // One handshake first, so lazily built state (e.g. the CPU-feature probes) is not counted.
+    h.handshake(resume);
+    let before = allocations();
+    let o = h.handshake(resume);
+    (o, allocations() - before)
+}
+
+fn dtls13() {
+    header("Bytes on the wire per DTLS 1.3 handshake, this engine (UDP payloads; MTU 1152; in memory, no loss)");
+    let chacha = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
+    let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
+    for cookies in [true, false] {
+        for (label, mode, suite, resume) in [
+            ("1.3 ecdhe-ecdsa chacha20", Mode::EcdsaCcm8, chacha, false),
+            ("1.3 ecdhe-ecdsa ccm8", Mode::EcdsaCcm8, ccm8, false),
+            ("1.3 psk-dhe chacha20", Mode::EcdhePskChaCha, chacha, false),
+            ("1.3 psk-dhe ccm8", Mode::PskCcm8, ccm8, false),
+            ("1.3 resumed (ticket) ecdsa chacha20", Mode::EcdsaCcm8, chacha, true),
+            ("1.3 resumed (ticket) psk ccm8", Mode::PskCcm8, ccm8, true),
+        ] {
+            let mut h = ours::Harness::with13(mode, suite, |c| {
+                if !cookies {
+                    c.cookie = None;
+                }
+            });
+            let (o, allocs) = measure(&mut h, resume);
+            let label = format!("{label}{}", if cookies { " (HRR cookie)" } else { " (no cookie)" });
+            row(&label, "coaps", cookies, &o, Some(allocs));
+        }
+    }
+    println!();
+    println!("CH1 + HVR for 1.3 = first ClientHello + HelloRetryRequest (the cookie round trip).");
+    println!("The 1.3 client always sends a P-256 key share, so external PSK and tickets run psk_dhe_ke.");
+}
+
+fn main() {
+    header("Bytes on the wire per DTLS 1.2 handshake (UDP payloads; MTU 1152; in memory, no loss)");
     for cookies in [true, false] {
         for mode in Mode::ALL {
             for resume in [false, true] {
@@ -49,15 +111,7 @@ fn main() {
                         c.cookie = None;
                     }
                 });
-                if resume {
-                    h.prime_session();
-                }
-                // One handshake first, so lazily built state (e.g. the CPU-feature probes) is
-                // not counted.
-                h.handshake(resume);
-                let before = allocations();
-                let o = h.handshake(resume);
-                let allocs = allocations() - before;
+                let (o, allocs) = measure(&mut h, resume);
                 row(&label, "coaps", cookies, &o, Some(allocs));
 
                 let mut h = ossl::Harness::with_cookies(mode, cookies);
@@ -72,4 +126,7 @@ fn main() {
     println!();
     println!("dg = datagrams; CH1 + HVR = first ClientHello + HelloVerifyRequest (the cookie round trip).");
     println!("OpenSSL: session tickets off (session-ID resumption, like the engine); cookie = 16-byte HMAC-SHA-256.");
+    println!("flights = client / server flights; RT = round trips until the client is connected.");
+    println!();
+    dtls13();
 }

@@ -106,6 +106,16 @@ pub struct Wire {
     pub client_hello_bytes: usize,
     /// Size of the HelloVerifyRequest datagram (0 if there was none).
     pub hello_verify_request_bytes: usize,
+    /// Client flights: runs of consecutive client → server datagrams (a change of direction
+    /// starts a new flight), post-handshake ones (ACK, …) included.
+    pub c2s_flights: usize,
+    /// Server flights, counted the same way (NewSessionTicket, ACK included).
+    pub s2c_flights: usize,
+    /// Round trips until the client could send application data: server flights the client
+    /// had received when it reported `Connected` (a round trip = client flight + server
+    /// flight). Set by the harness.
+    pub round_trips: usize,
+    last_c2s: Option<bool>,
 }
 
 impl Wire {
@@ -117,9 +127,17 @@ impl Wire {
     pub fn bytes(&self) -> usize {
         self.c2s_bytes + self.s2c_bytes
     }
+    /// Flights in both directions.
+    pub fn flights(&self) -> usize {
+        self.c2s_flights + self.s2c_flights
+    }
     pub(crate) fn c2s(&mut self, len: usize) {
         if self.c2s_datagrams == 0 {
             self.client_hello_bytes = len;
+        }
+        if self.last_c2s != Some(true) {
+            self.c2s_flights += 1;
+            self.last_c2s = Some(true);
         }
         self.c2s_datagrams += 1;
         self.c2s_bytes += len;
@@ -127,6 +145,10 @@ impl Wire {
     pub(crate) fn s2c(&mut self, len: usize) {
         if self.s2c_datagrams == 0 {
             self.hello_verify_request_bytes = len;
+        }
+        if self.last_c2s != Some(false) {
+            self.s2c_flights += 1;
+            self.last_c2s = Some(false);
         }
         self.s2c_datagrams += 1;
         self.s2c_bytes += len;

@@ -279,9 +279,13 @@ impl Harness {
         let mut client = SslStream::new(cssl, c_end).expect("SslStream");
         let mut server = SslStream::new(self.server_ssl(), s_end).expect("SslStream");
         let (mut c_done, mut s_done) = (false, false);
+        let mut round_trips = 0;
         for _ in 0..32 {
             if !c_done {
                 c_done = step(&mut client, "client", self.mode);
+                if c_done {
+                    round_trips = pipe.borrow().wire.s2c_flights;
+                }
             }
             if !s_done {
                 s_done = step(&mut server, "server", self.mode);
@@ -292,7 +296,8 @@ impl Harness {
         }
         assert!(c_done && s_done, "{}: OpenSSL handshake did not complete", self.mode);
         let resumed = client.ssl().session_reused() && server.ssl().session_reused();
-        let wire = pipe.borrow().wire;
+        let mut wire = pipe.borrow().wire;
+        wire.round_trips = round_trips;
         (Outcome { resumed, wire }, client, server)
     }
 }

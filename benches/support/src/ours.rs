@@ -2,11 +2,12 @@
 
 use crate::{Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, read_data};
 use coaps_dtls::cert::{self, WebPkiVerifier};
+use coaps_dtls::codec::CipherSuite;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{
-    CertifiedKey, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig, Session, StaticPsks,
-    suites,
+    CertifiedKey, ClientConfig, CommonConfig, DtlsVersion, Endpoint, Event, PeerVerifier, Psk, ServerConfig, Session,
+    StaticPsks, suites,
 };
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -47,6 +48,18 @@ pub fn configs(mode: Mode) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
+/// DTLS 1.3 configurations: `mode` says how to authenticate (a PSK mode: external PSK, which
+/// the server takes as psk_dhe_ke since the client always sends a key share; the ECDSA mode:
+/// the P-256 certificate), `suite` is the only 1.3 suite offered. Otherwise as [`configs`].
+pub fn configs13(mode: Mode, suite: CipherSuite) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let (mut server, mut client) = configs(mode);
+    Arc::make_mut(&mut server).common.suites13 = vec![suite];
+    let c = Arc::make_mut(&mut client);
+    c.common.suites13 = vec![suite];
+    c.version = DtlsVersion::Dtls13;
+    (server, client)
+}
+
 /// A long-lived server endpoint and the client configuration; each [`Harness::handshake`] runs
 /// a fresh client endpoint from a new source port to completion.
 #[derive(Debug)]
@@ -63,7 +76,19 @@ pub struct Harness {
 impl Harness {
     /// A server for `mode` with `server_config` adjusted by `tweak` (e.g. cookies off).
     pub fn with(mode: Mode, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
-        let (mut server_config, client_config) = configs(mode);
+        Self::from_configs(configs(mode), tweak)
+    }
+
+    /// A DTLS 1.3 server and client (see [`configs13`]), `server_config` adjusted by `tweak`.
+    /// [`Harness::prime_session`] then keeps the ticket the server sends after the handshake.
+    pub fn with13(mode: Mode, suite: CipherSuite, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::from_configs(configs13(mode, suite), tweak)
+    }
+
+    fn from_configs(
+        (mut server_config, client_config): (Arc<ServerConfig>, Arc<ClientConfig>),
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         tweak(Arc::make_mut(&mut server_config));
         let now = Instant::now();
         Self {
@@ -149,13 +174,29 @@ impl Harness {
                 moved = true;
             }
             server_done = server_done.or_else(|| connected(&mut self.server));
-            client_done = client_done.or_else(|| connected(&mut client));
+            if client_done.is_none() {
+                client_done = connected(&mut client);
+                if client_done.is_some() {
+                    wire.round_trips = wire.s2c_flights;
+                }
+            } else {
+                connected(&mut client);
+            }
             if !moved {
                 break;
             }
         }
         let (Some(c), Some(s)) = (client_done, server_done) else {
-            panic!("handshake did not complete: client {client:?}, server {:?}", self.server);
+            panic!(
+                "handshake did not complete: client {client:?} {:?}, server {:?}",
+                client.connection(&SERVER).map(|c| (
+                    c.version(),
+                    c.is_handshaking(),
+                    c.close_reason().cloned(),
+                    c.stats()
+                )),
+                self.server
+            );
         };
         let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
         if !self.keep {

@@ -1247,8 +1247,13 @@ impl Conn13 {
                     r.open(&ct).map(|o| (e, o))
                 } else if let Some(r) = self.recv_hs.as_mut().filter(|_| bits == 2) {
                     r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o))
-                } else if bits == 3 && self.recv_app.is_none() {
-                    // Application data that overtook the Finished that makes its keys.
+                } else if (bits == 3 && self.recv_app.is_none())
+                    || (bits == 2 && self.recv_hs.is_none() && self.state == State::Handshaking)
+                {
+                    // Application data that overtook the Finished that makes its keys, or
+                    // the server's encrypted flight packed in the datagram after the
+                    // ServerHello that makes its keys (the records are split before the
+                    // ServerHello is processed): held and replayed once the keys exist.
                     if self.early_records.len() < self.common().max_early_records {
                         let mut v = ct.header_bytes.to_vec();
                         v.extend_from_slice(ct.encrypted_record);
@@ -1353,8 +1358,13 @@ impl Conn13 {
                     return;
                 }
             }
-            if self.recv_app.is_some() && !self.early_records.is_empty() {
-                for d in std::mem::take(&mut self.early_records) {
+            let (hs, app) = (self.recv_hs.is_some(), self.recv_app.is_some());
+            let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_records)
+                .into_iter()
+                .partition(|d| if d.first().is_some_and(|b| b & 3 == 2) { hs } else { app });
+            self.early_records = held;
+            if !ready.is_empty() {
+                for d in ready {
                     for rec in record13::split_datagram13(&d) {
                         self.handle_record(rec, peer_repeated);
                     }
