@@ -18,8 +18,8 @@ use crate::codec::Codec;
 use crate::codec::{ContentType, HandshakeType, NamedGroup, ProtocolVersion, Reader};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::{Connection, Event};
-use crate::cookie::HrrState;
 use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
+use crate::cookie::{CookieConfig, HrrState};
 use crate::crypto::SeededRng;
 use crate::error::Error;
 use crate::msgs::{ClientHello, HandshakeHeader};
@@ -113,7 +113,13 @@ impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
-        let cookies13 = Some(CookieKeys::new(config.cookie.unwrap_or_default(), now, &mut rng));
+        // A DTLS 1.3 client accepts only one HelloRetryRequest (RFC 8446 §4.1.4), so its cookie
+        // must stay valid for the client's whole retransmission budget; rotating no faster
+        // than that keeps it under the current or previous secret for at least as long.
+        let budget = config.common.retransmit.handshake_timeout;
+        let c13 = config.cookie.unwrap_or_default();
+        let c13 = CookieConfig { rotate_every: c13.rotate_every.max(budget), lifetime: c13.lifetime.max(budget) };
+        let cookies13 = Some(CookieKeys::new(c13, now, &mut rng));
         Self {
             server: Some(config),
             cookies,
