@@ -1681,17 +1681,7 @@ impl Conn12 {
         // arriving, and must not trigger a resend (that would echo retransmissions forever).
         self.peer_flight_start = self.reasm.next_seq();
         self.encode_flight();
-        if expect_reply {
-            // Each new flight starts from the initial value, as OpenSSL and GnuTLS do: the
-            // peer just proved reachable, and a backed-off value would stall the next flight
-            // for seconds after one unlucky loss (RFC 6347 §4.2.4.1 allows the reset).
-            self.timer.reset();
-            self.timer.arm(now);
-            self.timer_armed = true;
-        } else {
-            self.timer_armed = false;
-            self.timer.disarm();
-        }
+        self.timer_armed = self.timer.start_flight(now, expect_reply);
     }
 
     /// Encodes the current flight into datagrams, fragmenting to the MTU

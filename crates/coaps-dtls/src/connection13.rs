@@ -996,14 +996,7 @@ impl Conn13 {
         self.peer_flight_start = self.reasm.next_seq();
         self.sent_records.clear();
         self.encode_flight();
-        if expect_reply {
-            self.timer.reset();
-            self.timer.arm(now);
-            self.timer_armed = true;
-        } else {
-            self.timer_armed = false;
-            self.timer.disarm();
-        }
+        self.timer_armed = self.timer.start_flight(now, expect_reply);
     }
 
     /// Encodes the flight's unacknowledged messages (RFC 9147 §7: only what the peer has not

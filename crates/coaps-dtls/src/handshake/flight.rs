@@ -120,6 +120,21 @@ impl RetransmitTimer {
         self.current = self.config.initial;
     }
 
+    /// Sets the timer for a flight just sent and returns whether it runs: a flight the peer
+    /// answers starts from the initial value (as OpenSSL and GnuTLS do: the peer just proved
+    /// reachable, and a backed-off value would stall the next flight after one unlucky loss;
+    /// RFC 6347 §4.2.4.1 allows the reset); the handshake's last flight runs no timer, it is
+    /// resent only when the peer repeats its own.
+    pub fn start_flight(&mut self, now: Instant, expect_reply: bool) -> bool {
+        if expect_reply {
+            self.reset();
+            self.arm(now);
+        } else {
+            self.disarm();
+        }
+        expect_reply
+    }
+
     /// Retransmissions of the current flight so far.
     pub fn retransmissions(&self) -> u32 {
         self.retransmissions
