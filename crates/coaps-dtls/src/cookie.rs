@@ -400,6 +400,45 @@ impl CookieKeys {
     }
 }
 
+/// One set of cookie secrets behind a cheap-to-clone handle, for a stateless gate in front of an
+/// [`Endpoint`](crate::Endpoint) that must open the gate's DTLS 1.3 cookies: the endpoint
+/// rebuilds the transcript from the cookie of the second ClientHello (RFC 8446 §4.4.1), so it
+/// needs the secret that sealed it (see [`Endpoint::server_behind_gate`](crate::Endpoint::server_behind_gate)).
+///
+/// Every clone sees the same current and previous secret; whoever locks it after a rotation is
+/// due rotates it (once, under the lock), so the rotation schedule of [`CookieConfig`] holds
+/// for all holders.
+#[derive(Clone)]
+pub struct SharedCookieKeys {
+    inner: std::sync::Arc<std::sync::Mutex<CookieKeys>>,
+}
+
+impl fmt::Debug for SharedCookieKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedCookieKeys").field(&*self.inner.lock().unwrap_or_else(|e| e.into_inner())).finish()
+    }
+}
+
+impl SharedCookieKeys {
+    /// Shares `keys`.
+    pub fn new(keys: CookieKeys) -> Self {
+        Self { inner: std::sync::Arc::new(std::sync::Mutex::new(keys)) }
+    }
+
+    /// Locks the secrets, rotating them first if due (randomness from `rng`).
+    pub fn lock(&self, now: Instant, rng: &mut dyn Rng) -> std::sync::MutexGuard<'_, CookieKeys> {
+        // A poisoned lock only means another thread panicked mid-MAC: the secrets are intact.
+        let mut keys = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        keys.rotate_if_due(now, rng);
+        keys
+    }
+
+    /// Whether `self` and `other` are handles on the same secrets.
+    pub fn same_as(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
 /// Why a cookie was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieError {

@@ -19,8 +19,8 @@ use crate::codec::{ContentType, HandshakeType, NamedGroup, ProtocolVersion, Read
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::{Connection, Event};
 use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
-use crate::cookie::{CookieConfig, HrrState};
-use crate::crypto::SeededRng;
+use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
+use crate::crypto::{CryptoProvider, SeededRng};
 use crate::error::Error;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::msgs13::{ClientHello13, message_hash, transcript_bytes_13};
@@ -70,13 +70,131 @@ pub enum StatelessOutcome {
     Accept,
 }
 
+/// What the DTLS 1.3 half of the stateless gate ([`stateless_check13`]) decided about a
+/// datagram from a peer without an association.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stateless13 {
+    /// Not a ClientHello this server answers in DTLS 1.3 (1.3 off, not offered, no common
+    /// suite, not a single-fragment ClientHello): the DTLS 1.2 gate decides.
+    NotDtls13,
+    /// Answer with this stateless HelloRetryRequest datagram, and nothing else. `rejected`
+    /// tells that the ClientHello carried a cookie that did not verify.
+    HelloRetryRequest {
+        /// The datagram (one plaintext record).
+        datagram: Vec<u8>,
+        /// The ClientHello carried a cookie that did not verify (stale, forged, other address).
+        rejected: bool,
+    },
+    /// The cookie verified: the peer proved its address and may get an association.
+    Verified(CookieInfo),
+    /// Do not answer (the HelloRetryRequest would exceed the amplification limit).
+    Drop,
+}
+
+/// The secrets' timing for DTLS 1.3 HelloRetryRequest cookies of a server with `config`.
+///
+/// A DTLS 1.3 client accepts only one HelloRetryRequest (RFC 8446 §4.1.4), so its cookie must
+/// stay valid for the client's whole retransmission budget: the configured timing
+/// ([`ServerConfig::cookie`], or the default) stretched to at least that budget, so the cookie
+/// stays under the current or previous secret for at least as long.
+pub fn cookie13_config(config: &ServerConfig) -> CookieConfig {
+    let budget = config.common.retransmit.handshake_timeout;
+    let c13 = config.cookie.unwrap_or_default();
+    CookieConfig { rotate_every: c13.rotate_every.max(budget), lifetime: c13.lifetime.max(budget) }
+}
+
+/// The DTLS 1.3 stateless gate on its own (the Tower cookie layer calls it): for a datagram
+/// from a peer without an association, decides whether it is a DTLS 1.3 ClientHello (RFC 9147
+/// §5.3 supported_versions, with a suite `server` accepts) and, if so, whether its cookie
+/// verifies under `keys` or it gets a stateless HelloRetryRequest carrying the encrypted hash
+/// of the ClientHello bound to `peer` (RFC 9147 §5.1). The answer is byte for byte what an
+/// [`Endpoint`] sharing `keys` sends. Keeps no state; never a HelloVerifyRequest in 1.3.
+pub fn stateless_check13(
+    server: &ServerConfig,
+    keys: &CookieKeys,
+    now: Instant,
+    peer: SocketAddr,
+    datagram: &[u8],
+) -> Stateless13 {
+    if !server.dtls13 {
+        return Stateless13::NotDtls13;
+    }
+    let Some((rec, _hdr, body)) = first_client_hello(datagram) else { return Stateless13::NotDtls13 };
+    let Ok(ch13) = ClientHello13::read_exact(body) else { return Stateless13::NotDtls13 };
+    if !ch13.offers_version(ProtocolVersion::DTLS1_3) {
+        return Stateless13::NotDtls13;
+    }
+    let Some((suite, needs_group)) = crate::connection13::server_choose(server, &ch13) else {
+        return Stateless13::NotDtls13;
+    };
+    let provider = &*server.common.provider;
+    let mut rejected = false;
+    if let Some(cookie) = ch13.cookie() {
+        match keys.verify13(provider, now, peer, cookie) {
+            Ok((_, info)) => return Stateless13::Verified(info),
+            Err(_) => rejected = true,
+        }
+    }
+    match hello_retry_datagram(provider, keys, now, peer, rec.sequence_number, body, suite, needs_group, datagram.len())
+    {
+        Some(datagram) => Stateless13::HelloRetryRequest { datagram, rejected },
+        None => Stateless13::Drop,
+    }
+}
+
+/// The stateless HelloRetryRequest for a first ClientHello `body` (RFC 9147 §5.1), or `None`
+/// when it would exceed three times the `received` bytes (the amplification limit before the
+/// address is proven).
+#[allow(clippy::too_many_arguments)]
+fn hello_retry_datagram(
+    provider: &dyn CryptoProvider,
+    keys: &CookieKeys,
+    now: Instant,
+    peer: SocketAddr,
+    record_seq: u64,
+    body: &[u8],
+    suite: crate::codec::CipherSuite,
+    needs_group: bool,
+    received: usize,
+) -> Option<Vec<u8>> {
+    let mut t = Vec::new();
+    transcript_bytes_13(HandshakeType::ClientHello, body, &mut t);
+    let mut h = provider.sha256();
+    h.update(&t);
+    let state = HrrState {
+        client_hello1_hash: h.current(),
+        cipher_suite: suite.into(),
+        group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
+    };
+    let cookie = keys.generate13(provider, now, peer, &state).ok()?;
+    let hrr = crate::connection13::hello_retry_request(&state, cookie.as_bytes());
+    let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
+    HandshakeHeader {
+        msg_type: HandshakeType::ServerHello,
+        length: hrr.len() as u32,
+        message_seq: 0,
+        fragment_offset: 0,
+        fragment_length: hrr.len() as u32,
+    }
+    .encode(&mut hs);
+    hs.extend_from_slice(&hrr);
+    let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
+    // RFC 6347 §4.2.1 / RFC 9147 §5.1: reuse the ClientHello's record number.
+    crate::record13::encode_plaintext13(ContentType::Handshake, 0, record_seq, &hs, &mut out);
+    // RFC 9147 §5.1: at most three times the bytes received before the address is proven.
+    (out.len() <= 3 * received).then_some(out)
+}
+
 /// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
 pub struct Endpoint {
     server: Option<Arc<ServerConfig>>,
     cookies: Option<CookieKeys>,
     /// Secrets for DTLS 1.3 HelloRetryRequest cookies: kept even when the 1.2 cookie exchange
-    /// is off, because an HRR that asks for a key share must stay stateless too.
-    cookies13: Option<CookieKeys>,
+    /// is off, because an HRR that asks for a key share must stay stateless too. Shared with a
+    /// gate in front ([`Endpoint::server_behind_gate`]).
+    cookies13: Option<SharedCookieKeys>,
+    /// Behind a gate: a DTLS 1.3 ClientHello needs a valid cookie whatever `cookie` says.
+    require_cookie13: bool,
     connections: HashMap<SocketAddr, Connection>,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
@@ -113,17 +231,12 @@ impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
-        // A DTLS 1.3 client accepts only one HelloRetryRequest (RFC 8446 §4.1.4), so its cookie
-        // must stay valid for the client's whole retransmission budget; rotating no faster
-        // than that keeps it under the current or previous secret for at least as long.
-        let budget = config.common.retransmit.handshake_timeout;
-        let c13 = config.cookie.unwrap_or_default();
-        let c13 = CookieConfig { rotate_every: c13.rotate_every.max(budget), lifetime: c13.lifetime.max(budget) };
-        let cookies13 = Some(CookieKeys::new(c13, now, &mut rng));
+        let cookies13 = Some(SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), now, &mut rng)));
         Self {
             server: Some(config),
             cookies,
             cookies13,
+            require_cookie13: false,
             connections: HashMap::new(),
             rng,
             transmits: VecDeque::new(),
@@ -132,12 +245,35 @@ impl Endpoint {
         }
     }
 
+    /// A server endpoint behind a stateless gate (such as the Tower cookie layer) that shares
+    /// its DTLS 1.3 cookie secrets `cookies13`: a second ClientHello that passed the gate
+    /// carries a cookie sealed with them, from which the endpoint rebuilds the transcript
+    /// (`message_hash(ClientHello1) || HelloRetryRequest`, RFC 8446 §4.4.1). Make them with
+    /// [`cookie13_config`] so they outlive the client's retransmission budget.
+    ///
+    /// A DTLS 1.3 ClientHello without a valid cookie never gets an association here, even with
+    /// [`ServerConfig::cookie`] `None` (which only switches the endpoint's own DTLS 1.2 cookie
+    /// exchange off, the gate having run it): it is answered with a stateless
+    /// HelloRetryRequest, so a spoofed 1.3 ClientHello that bypassed the gate creates no state.
+    pub fn server_behind_gate(
+        config: Arc<ServerConfig>,
+        rng: SeededRng,
+        now: Instant,
+        cookies13: SharedCookieKeys,
+    ) -> Self {
+        let mut e = Self::server(config, rng, now);
+        e.cookies13 = Some(cookies13);
+        e.require_cookie13 = true;
+        e
+    }
+
     /// A client-only endpoint.
     pub fn client(rng: SeededRng) -> Self {
         Self {
             server: None,
             cookies: None,
             cookies13: None,
+            require_cookie13: false,
             connections: HashMap::new(),
             rng,
             transmits: VecDeque::new(),
@@ -295,8 +431,8 @@ impl Endpoint {
         received: usize,
     ) {
         let Some((suite, needs_group)) = crate::connection13::server_choose(&server, &ch13) else { return };
-        let Some(keys) = &mut self.cookies13 else { return };
-        keys.rotate_if_due(now, &mut self.rng);
+        let Some(shared) = &self.cookies13 else { return };
+        let keys = shared.lock(now, &mut self.rng);
         let provider = server.common.provider.clone();
         let prefix = match ch13.cookie() {
             Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
@@ -312,41 +448,29 @@ impl Endpoint {
                     None
                 }
             },
-            None if server.cookie.is_none() && !needs_group => Some(Vec::new()),
+            None if server.cookie.is_none() && !needs_group && !self.require_cookie13 => Some(Vec::new()),
             None => None,
         };
         let Some(prefix) = prefix else {
-            let mut t = Vec::new();
-            transcript_bytes_13(HandshakeType::ClientHello, body, &mut t);
-            let mut h = provider.sha256();
-            h.update(&t);
-            let state = HrrState {
-                client_hello1_hash: h.current(),
-                cipher_suite: suite.into(),
-                group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
-            };
-            let Ok(cookie) = keys.generate13(&*provider, now, peer, &state) else { return };
-            let hrr = crate::connection13::hello_retry_request(&state, cookie.as_bytes());
-            let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
-            HandshakeHeader {
-                msg_type: HandshakeType::ServerHello,
-                length: hrr.len() as u32,
-                message_seq: 0,
-                fragment_offset: 0,
-                fragment_length: hrr.len() as u32,
-            }
-            .encode(&mut hs);
-            hs.extend_from_slice(&hrr);
-            let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
-            // RFC 6347 §4.2.1 / RFC 9147 §5.1: reuse the ClientHello's record number.
-            crate::record13::encode_plaintext13(ContentType::Handshake, 0, rec.sequence_number, &hs, &mut out);
-            // RFC 9147 §5.1: at most three times the bytes received before the address is proven.
-            if out.len() <= 3 * received {
+            let hrr = hello_retry_datagram(
+                &*provider,
+                &keys,
+                now,
+                peer,
+                rec.sequence_number,
+                body,
+                suite,
+                needs_group,
+                received,
+            );
+            drop(keys);
+            if let Some(out) = hrr {
                 self.stats.hello_retry_requests += 1;
                 self.transmits.push_back(Transmit { destination: peer, payload: out });
             }
             return;
         };
+        drop(keys);
         let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
         if handshaking >= server.max_handshakes
             || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))

@@ -33,6 +33,6 @@ pub use config::{
     StaticPsks,
 };
 pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
-pub use endpoint::{Endpoint, EndpointStats, StatelessOutcome, Transmit};
+pub use endpoint::{Endpoint, EndpointStats, Stateless13, StatelessOutcome, Transmit};
 pub use error::Error;
 pub use resumption::{MemorySessionStore, Session, SessionStore};

@@ -1,28 +1,47 @@
-//! The stateless cookie gate (RFC 6347 §4.2.1) as a layer of its own.
+//! The stateless cookie gate (RFC 6347 §4.2.1, RFC 9147 §5.1) as a layer of its own.
 //!
 //! [`CookieLayer`] sits in front of any datagram-level service
 //! (`Service<Datagram, Response = Transmits>`). For each datagram:
 //!
-//! * an epoch-0 ClientHello **without a valid cookie** is answered by the layer alone with a
-//!   HelloVerifyRequest computed from the datagram (no state is kept, nothing is allocated per
-//!   peer) and the inner service is **never called**: a spoofed source address costs the
-//!   server one HMAC and one small datagram, never an association (DESIGN: "no state before
-//!   proof");
-//! * a ClientHello whose cookie verifies passes to the inner service with
+//! * an epoch-0 ClientHello **without a valid cookie** is answered by the layer alone, from
+//!   the datagram only (no state is kept), and the inner service is **never called**: a
+//!   spoofed source address costs the server one MAC and one small datagram, never an
+//!   association (DESIGN: "no state before proof"). A DTLS 1.2 ClientHello gets a
+//!   HelloVerifyRequest; a ClientHello offering DTLS 1.3 (supported_versions, RFC 9147 §5.3),
+//!   when the server accepts 1.3, gets a stateless HelloRetryRequest whose encrypted cookie
+//!   carries the hash of that ClientHello, the chosen suite and key-share group, bound to the
+//!   client's address and the issue time (never a HelloVerifyRequest in 1.3);
+//! * a ClientHello whose cookie verifies (either version) passes to the inner service with
 //!   [`Datagram::cookie`] set to [`CookieVerified`] (the cookie's age is an RTT sample);
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
-//! The cookie is the one of [`coaps_dtls::cookie`]: `HMAC(secret, client address and port,
+//! The 1.2 cookie is the one of [`coaps_dtls::cookie`]: `HMAC(secret, client address and port,
 //! ClientHello parameters)` with a secret that rotates every
 //! [`CookieConfig::rotate_every`]; cookies made with the previous secret stay valid for one
-//! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it, so
-//! the gate cannot be used for amplification.
+//! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it,
+//! and the HelloRetryRequest never larger than three times it (RFC 9147 §5.1), so the gate
+//! cannot be used for amplification. A 1.2 answer allocates only the answer; a 1.3 answer
+//! also decodes the ClientHello (a few small vectors, freed before returning).
 //!
-//! Put [`HandshakeLayer`](crate::handshake::HandshakeLayer) behind it (it honours the mark and
-//! skips its own cookie exchange; with
-//! [`behind_cookie_layer`](crate::handshake::HandshakeBuilder::behind_cookie_layer) it also
-//! refuses unmarked ClientHellos).
+//! # Version awareness and the shared 1.3 secrets
+//!
+//! [`CookieLayer::for_server`] builds the gate from the server's [`ServerConfig`]: 1.3 when
+//! `dtls13` is on (with the suites it accepts), 1.2 when `dtls12` is on (a 1.3-only server
+//! drops 1.2 ClientHellos, as its endpoint would), cookie timing from
+//! [`ServerConfig::cookie`]. [`CookieLayer::new`] (timing only) knows no server and
+//! answers every ClientHello, 1.3 ones included, with a HelloVerifyRequest: fine for a
+//! 1.2-only stack, but a DTLS 1.3 client cannot use it.
+//!
+//! The server behind the gate must open the 1.3 cookie of the second ClientHello to rebuild
+//! its transcript (`message_hash(ClientHello1) || HelloRetryRequest`, RFC 8446 §4.4.1), so
+//! it needs the gate's secrets: build
+//! [`HandshakeLayer`](crate::handshake::HandshakeLayer) with
+//! [`HandshakeBuilder::behind(&cookie_layer)`](crate::handshake::HandshakeBuilder::behind),
+//! which shares them (one [`SharedCookieKeys`] set: every clone of the layer and the
+//! handshake layer's endpoint see the same current and previous secret; whoever first sees a
+//! rotation due performs it). It also makes the handshake layer refuse unmarked
+//! ClientHellos, so a misordered stack fails closed.
 //!
 //! # Example
 //!
@@ -34,7 +53,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
-//! let cookies = CookieLayer::new(CookieConfig::default());
+//! let cookies = CookieLayer::new(CookieConfig::default()); // DTLS 1.2 only
 //! let stats = cookies.clone();
 //! let service = ServiceBuilder::new()
 //!     .layer(cookies)
@@ -56,10 +75,12 @@
 //! ```
 
 use crate::types::{CookieVerified, Datagram, Transmit, Transmits};
+use coaps_dtls::ServerConfig;
 use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
-use coaps_dtls::cookie::{ClientHelloView, CookieConfig, CookieKeys, write_hello_verify_request};
+use coaps_dtls::cookie::{ClientHelloView, CookieConfig, CookieKeys, SharedCookieKeys, write_hello_verify_request};
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
 use coaps_dtls::crypto::{CryptoProvider, SeededRng};
+use coaps_dtls::endpoint::{Stateless13, cookie13_config, stateless_check13};
 use coaps_dtls::msgs::HandshakeHeader;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -76,15 +97,18 @@ use tower_service::Service;
 /// Counters of a cookie gate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CookieStats {
-    /// HelloVerifyRequests sent (ClientHellos without a valid cookie).
+    /// HelloVerifyRequests sent (DTLS 1.2 ClientHellos without a valid cookie).
     pub hello_verify_requests: u64,
+    /// Stateless HelloRetryRequests sent (DTLS 1.3 ClientHellos without a valid cookie).
+    pub hello_retry_requests: u64,
     /// ClientHellos whose cookie verified and that were passed on, marked.
     pub cookies_verified: u64,
     /// ClientHellos that carried a cookie that did not verify (stale, forged, for another
-    /// address or other parameters). Each also got a fresh HelloVerifyRequest.
+    /// address or other parameters). Each also got a fresh HelloVerifyRequest or
+    /// HelloRetryRequest.
     pub cookies_rejected: u64,
-    /// ClientHellos dropped: unparsable, or a HelloVerifyRequest would have been larger than
-    /// the datagram (no amplification, RFC 6347 §4.2.1).
+    /// ClientHellos dropped: unparsable, a version the server does not accept, or an answer
+    /// would have broken the amplification limit (RFC 6347 §4.2.1, RFC 9147 §5.1).
     pub dropped: u64,
 }
 
@@ -95,8 +119,8 @@ pub(crate) enum Verdict {
     PassThrough,
     /// A ClientHello whose cookie verified.
     Verified(CookieVerified),
-    /// Answer with this HelloVerifyRequest, and nothing else.
-    HelloVerify(Transmit),
+    /// Answer with this HelloVerifyRequest or HelloRetryRequest, and nothing else.
+    Answer(Transmit),
     /// A broken ClientHello: drop it.
     Drop,
 }
@@ -111,8 +135,13 @@ struct Keys {
 /// layer itself.
 pub(crate) struct CookieGate {
     keys: Mutex<Keys>,
+    /// DTLS 1.3 cookie secrets, shared with the endpoint behind the gate.
+    keys13: SharedCookieKeys,
+    /// The server's configuration: `Some` makes the gate version-aware.
+    server: Option<Arc<ServerConfig>>,
     provider: Arc<dyn CryptoProvider>,
     hello_verify_requests: AtomicU64,
+    hello_retry_requests: AtomicU64,
     cookies_verified: AtomicU64,
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
@@ -125,12 +154,28 @@ impl fmt::Debug for CookieGate {
 }
 
 impl CookieGate {
-    pub(crate) fn new(config: CookieConfig, provider: Arc<dyn CryptoProvider>, mut rng: SeededRng) -> Self {
-        let keys = CookieKeys::new(config, Instant::now(), &mut rng);
+    /// A gate with `config` timing for 1.2; version-aware when `server` is given (1.3 cookie
+    /// timing from [`cookie13_config`]).
+    pub(crate) fn new(
+        config: CookieConfig,
+        server: Option<Arc<ServerConfig>>,
+        provider: Arc<dyn CryptoProvider>,
+        mut rng: SeededRng,
+    ) -> Self {
+        let now = Instant::now();
+        let keys = CookieKeys::new(config, now, &mut rng);
+        let c13 = match &server {
+            Some(s) => cookie13_config(s),
+            None => cookie13_config(&ServerConfig { cookie: Some(config), ..ServerConfig::default() }),
+        };
+        let keys13 = SharedCookieKeys::new(CookieKeys::new(c13, now, &mut rng));
         Self {
             keys: Mutex::new(Keys { keys, rng }),
+            keys13,
+            server,
             provider,
             hello_verify_requests: AtomicU64::new(0),
+            hello_retry_requests: AtomicU64::new(0),
             cookies_verified: AtomicU64::new(0),
             cookies_rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -140,15 +185,55 @@ impl CookieGate {
     pub(crate) fn stats(&self) -> CookieStats {
         CookieStats {
             hello_verify_requests: self.hello_verify_requests.load(Ordering::Relaxed),
+            hello_retry_requests: self.hello_retry_requests.load(Ordering::Relaxed),
             cookies_verified: self.cookies_verified.load(Ordering::Relaxed),
             cookies_rejected: self.cookies_rejected.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 
-    /// Decides on one datagram, allocating only the answer (RFC 6347 §4.2.1).
+    /// The DTLS 1.3 cookie secrets, to share with the endpoint behind the gate.
+    pub(crate) fn keys13(&self) -> &SharedCookieKeys {
+        &self.keys13
+    }
+
+    /// Decides on one datagram, allocating only the answer for 1.2 (RFC 6347 §4.2.1,
+    /// RFC 9147 §5.1).
     pub(crate) fn check(&self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Verdict {
         let Some((record_seq, body)) = first_client_hello(datagram) else { return Verdict::PassThrough };
+        if let Some(server) = &self.server {
+            if server.dtls13 {
+                let decision = {
+                    let mut k = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                    let keys13 = self.keys13.lock(now, &mut k.rng);
+                    stateless_check13(server, &keys13, now, peer, datagram)
+                };
+                match decision {
+                    Stateless13::NotDtls13 => {}
+                    Stateless13::Verified(info) => {
+                        self.cookies_verified.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Verified(CookieVerified { rtt_sample: info.age });
+                    }
+                    Stateless13::HelloRetryRequest { datagram, rejected } => {
+                        if rejected {
+                            tracing::debug!(%peer, "DTLS 1.3 ClientHello cookie rejected");
+                            self.cookies_rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.hello_retry_requests.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Answer(Transmit { destination: peer, payload: datagram });
+                    }
+                    Stateless13::Drop => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Drop;
+                    }
+                }
+            }
+            if !server.dtls12 {
+                // A DTLS 1.3-only server: a ClientHello without (usable) 1.3 gets no answer.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Drop;
+            }
+        }
         let Ok(view) = ClientHelloView::parse(body) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Verdict::Drop;
@@ -178,7 +263,7 @@ impl CookieGate {
             // Never answer with more than was received: no amplification (RFC 6347 §4.2.1).
             Some(n) if n <= datagram.len() => {
                 self.hello_verify_requests.fetch_add(1, Ordering::Relaxed);
-                Verdict::HelloVerify(Transmit { destination: peer, payload: buf[..n].to_vec() })
+                Verdict::Answer(Transmit { destination: peer, payload: buf[..n].to_vec() })
             }
             _ => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -215,14 +300,40 @@ pub struct CookieLayer {
 }
 
 impl CookieLayer {
-    /// A gate with the given timing, the RustCrypto provider and a secret from the OS RNG.
+    /// A DTLS 1.2 gate with the given timing, the RustCrypto provider and a secret from the OS
+    /// RNG. It knows no server configuration, so it answers every ClientHello, DTLS 1.3 ones
+    /// included, with a HelloVerifyRequest: use [`CookieLayer::for_server`] for a server that
+    /// accepts DTLS 1.3.
     pub fn new(config: CookieConfig) -> Self {
         Self::with_provider(config, Arc::new(RustCrypto), SeededRng::from_os())
     }
 
-    /// A gate with a chosen crypto provider and RNG (seed it for reproducible tests).
+    /// [`CookieLayer::new`] with a chosen crypto provider and RNG (seed it for reproducible
+    /// tests).
     pub fn with_provider(config: CookieConfig, provider: Arc<dyn CryptoProvider>, rng: SeededRng) -> Self {
-        Self { gate: Arc::new(CookieGate::new(config, provider, rng)) }
+        Self { gate: Arc::new(CookieGate::new(config, None, provider, rng)) }
+    }
+
+    /// The version-aware gate of a server with `config` (see the [module docs](self)): DTLS
+    /// 1.3 ClientHellos get a stateless HelloRetryRequest when `config.dtls13`, DTLS 1.2 ones a
+    /// HelloVerifyRequest when `config.dtls12`. Timing from [`ServerConfig::cookie`] (the
+    /// default when `None`), crypto from its provider, secrets from the OS RNG. Give the same
+    /// layer to [`HandshakeBuilder::behind`](crate::handshake::HandshakeBuilder::behind).
+    pub fn for_server(config: &Arc<ServerConfig>) -> Self {
+        Self::for_server_with_rng(config, SeededRng::from_os())
+    }
+
+    /// [`CookieLayer::for_server`] with a chosen RNG (seed it for reproducible tests).
+    pub fn for_server_with_rng(config: &Arc<ServerConfig>, rng: SeededRng) -> Self {
+        let timing = config.cookie.unwrap_or_default();
+        let provider = config.common.provider.clone();
+        Self { gate: Arc::new(CookieGate::new(timing, Some(config.clone()), provider, rng)) }
+    }
+
+    /// The DTLS 1.3 cookie secrets of this gate (shared by every clone), for an endpoint
+    /// behind it ([`coaps_dtls::Endpoint::server_behind_gate`]).
+    pub fn shared_keys13(&self) -> SharedCookieKeys {
+        self.gate.keys13().clone()
     }
 
     /// The counters so far.
@@ -292,7 +403,7 @@ where
                 d.cookie = Some(v);
                 ResponseFuture::inner(self.inner.call(d))
             }
-            Verdict::HelloVerify(t) => ResponseFuture::answer(vec![t]),
+            Verdict::Answer(t) => ResponseFuture::answer(vec![t]),
             Verdict::Drop => ResponseFuture::answer(Vec::new()),
         }
     }

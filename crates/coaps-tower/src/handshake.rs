@@ -108,7 +108,9 @@
 
 use crate::cookie::{CookieGate, CookieStats, Verdict, first_client_hello};
 use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
+use coaps_dtls::cookie::{CookieKeys, SharedCookieKeys};
 use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::endpoint::cookie13_config;
 use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
@@ -155,6 +157,7 @@ pub struct HandshakeBuilder {
     config: ServerConfig,
     idle_timeout: Duration,
     behind_cookie_layer: bool,
+    cookies13: Option<SharedCookieKeys>,
     outbox_capacity: usize,
     rng: Option<SeededRng>,
 }
@@ -163,8 +166,26 @@ impl HandshakeBuilder {
     /// Requires every ClientHello that starts a handshake to carry the mark of a
     /// [`CookieLayer`](crate::cookie::CookieLayer) in front; the layer runs no cookie gate of
     /// its own, and unmarked ClientHellos are dropped without creating any state.
+    ///
+    /// This form does not share the cookie layer's DTLS 1.3 secrets, so a DTLS 1.3 client that
+    /// passed the gate is refused here (its cookie does not open): use
+    /// [`HandshakeBuilder::behind`] unless the stack is DTLS 1.2 only.
     pub fn behind_cookie_layer(mut self) -> Self {
         self.behind_cookie_layer = true;
+        self
+    }
+
+    /// [`HandshakeBuilder::behind_cookie_layer`], sharing `cookies`' DTLS 1.3 secrets: a
+    /// DTLS 1.3 client's second ClientHello, marked by the layer, carries a cookie sealed with
+    /// them, from which the endpoint rebuilds the handshake transcript (RFC 8446 §4.4.1). Build
+    /// the layer with [`CookieLayer::for_server`](crate::cookie::CookieLayer::for_server) on
+    /// the same configuration so it answers DTLS 1.3 with a HelloRetryRequest.
+    ///
+    /// Whatever is in front, the endpoint never gives a DTLS 1.3 ClientHello without a valid
+    /// cookie an association (RFC 9147 §5.1: no state before proof).
+    pub fn behind(mut self, cookies: &crate::cookie::CookieLayer) -> Self {
+        self.behind_cookie_layer = true;
+        self.cookies13 = Some(cookies.shared_keys13());
         self
     }
 
@@ -206,14 +227,30 @@ impl HandshakeBuilder {
         let mut rng = self.rng.unwrap_or_else(SeededRng::from_os);
         let mut config = self.config;
         let gate = match (self.behind_cookie_layer, config.cookie) {
-            (false, Some(c)) => Some(CookieGate::new(c, config.common.provider.clone(), rng.fork())),
+            (false, Some(c)) => {
+                let server = Arc::new(config.clone());
+                Some(CookieGate::new(c, Some(server), config.common.provider.clone(), rng.fork()))
+            }
             _ => None,
         };
-        // The gate (ours or the cookie layer's) proves the peer; the endpoint must not issue
-        // cookies of its own, which would not verify against the gate's secret.
+        // With a gate (ours or the cookie layer's) the endpoint opens the gate's DTLS 1.3
+        // cookies, and never accepts a 1.3 ClientHello without one.
+        let cookies13 = match (&gate, self.cookies13) {
+            (Some(g), _) => Some(g.keys13().clone()),
+            (None, Some(k)) => Some(k),
+            (None, None) if self.behind_cookie_layer => {
+                Some(SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), Instant::now(), &mut rng)))
+            }
+            (None, None) => None,
+        };
+        // The gate proves the peer; the endpoint must not issue DTLS 1.2 cookies of its own,
+        // which would not verify against the gate's secret.
         config.cookie = None;
         let now = Instant::now();
-        let endpoint = Endpoint::server(Arc::new(config), rng, now);
+        let endpoint = match cookies13 {
+            Some(k) => Endpoint::server_behind_gate(Arc::new(config), rng, now, k),
+            None => Endpoint::server(Arc::new(config), rng, now),
+        };
         let sweep_every = (self.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -302,7 +339,7 @@ impl Shared {
             }
             if let Some(gate) = &self.gate {
                 match gate.check(d.received_at, d.peer, &d.payload) {
-                    Verdict::HelloVerify(t) => return (vec![t], app),
+                    Verdict::Answer(t) => return (vec![t], app),
                     Verdict::Drop => return (Vec::new(), app),
                     Verdict::Verified(_) | Verdict::PassThrough => {}
                 }
@@ -468,6 +505,7 @@ impl HandshakeLayer {
             config: (*config).clone(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             behind_cookie_layer: false,
+            cookies13: None,
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             rng: None,
         }

@@ -158,11 +158,21 @@ impl TestServer {
         <L::Service as Service<Datagram>>::Error: Into<BoxError>,
         <L::Service as Service<Datagram>>::Future: Send + 'static,
     {
-        let cookies = CookieLayer::new(Default::default());
-        let handshake = HandshakeLayer::builder(Arc::new(server_config()))
-            .behind_cookie_layer()
-            .idle_timeout(opts.idle_timeout)
-            .build();
+        Self::start_with(Arc::new(server_config()), opts, outer).await
+    }
+
+    /// [`TestServer::start`] with a chosen server configuration. The cookie layer is the
+    /// version-aware one of the configuration, sharing its DTLS 1.3 secrets with the handshake
+    /// layer.
+    pub async fn start_with<L>(config: Arc<ServerConfig>, opts: Opts, outer: L) -> Self
+    where
+        L: Layer<Stack>,
+        L::Service: Service<Datagram, Response = Transmits> + Send + 'static,
+        <L::Service as Service<Datagram>>::Error: Into<BoxError>,
+        <L::Service as Service<Datagram>>::Future: Send + 'static,
+    {
+        let cookies = CookieLayer::for_server(&config);
+        let handshake = HandshakeLayer::builder(config).behind(&cookies).idle_timeout(opts.idle_timeout).build();
         let associations = handshake.associations();
         let probe = Arc::new(ProbeCounts::default());
         let echo = Echo::default();
@@ -233,9 +243,19 @@ enum Wake {
 impl Client {
     /// Connects and completes the handshake within `timeout`.
     pub async fn connect(server: SocketAddr, seed: u64, timeout: Duration) -> Result<Self, String> {
+        Self::connect_with(server, seed, client_config(), timeout).await
+    }
+
+    /// [`Client::connect`] with a chosen configuration (e.g. DTLS 1.3).
+    pub async fn connect_with(
+        server: SocketAddr,
+        seed: u64,
+        config: Arc<ClientConfig>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let mut endpoint = Endpoint::client(SeededRng::from_seed_u64(seed));
-        endpoint.connect(Instant::now(), server, client_config(), "localhost", None).map_err(|e| e.to_string())?;
+        endpoint.connect(Instant::now(), server, config, "localhost", None).map_err(|e| e.to_string())?;
         let mut c = Self { socket, endpoint, server, connected: false, closed: None, inbox: VecDeque::new() };
         let deadline = Instant::now() + timeout;
         while !c.connected {
