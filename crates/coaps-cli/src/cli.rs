@@ -1,7 +1,7 @@
 //! Command-line arguments (clap derive). The option letters follow libcoap's `coap-client` and
 //! `coap-server` where they overlap (`-u`, `-k`, `-e`, `-v`, `-B`).
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Exit status: success (a 2.xx response, or a server that shut down cleanly).
@@ -17,12 +17,37 @@ pub const EXIT_CLIENT_ERROR: u8 = 4;
 /// Exit status: a 5.xx server-error response.
 pub const EXIT_SERVER_ERROR: u8 = 5;
 
-/// `coaps`: CoAP over DTLS 1.2.
+/// DTLS versions a server accepts (`serve --dtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerDtls {
+    /// DTLS 1.2 only (RFC 6347).
+    #[value(name = "1.2")]
+    V12,
+    /// DTLS 1.3 only (RFC 9147); DTLS 1.2 clients are refused.
+    #[value(name = "1.3")]
+    V13,
+    /// Both: DTLS 1.3 for clients that offer it, DTLS 1.2 otherwise.
+    #[value(name = "auto")]
+    Auto,
+}
+
+/// The DTLS version a client speaks (`get --dtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientDtls {
+    /// DTLS 1.2 (RFC 6347).
+    #[value(name = "1.2")]
+    V12,
+    /// DTLS 1.3 (RFC 9147).
+    #[value(name = "1.3")]
+    V13,
+}
+
+/// `coaps`: CoAP over DTLS 1.2 and 1.3.
 #[derive(Debug, Parser)]
 #[command(
     name = "coaps",
     version,
-    about = "CoAP over DTLS 1.2 (CoAPS): a demo server and a coap-client-like client",
+    about = "CoAP over DTLS 1.2 and 1.3 (CoAPS): a demo server and a coap-client-like client",
     after_help = "Without credentials, both sides use the PUBLIC demo PSK (identity `coaps-demo`, key \
                   `coaps-demo-key`).\nLogs go to stderr; set the level with RUST_LOG (e.g. RUST_LOG=debug).\n\
                   Exit status of get/post/put/delete: 0 for 2.xx, 4 for 4.xx, 5 for 5.xx, 3 for other \
@@ -80,8 +105,13 @@ pub struct ServeArgs {
     /// Require client certificates chaining to this CA (PEM).
     #[arg(long, value_name = "CA.pem", requires = "cert")]
     pub client_ca: Option<PathBuf>,
-    /// Turn off the stateless cookie exchange (HelloVerifyRequest, RFC 6347 §4.2.1). Only for
-    /// testing: without it the server can be used to amplify spoofed traffic.
+    /// DTLS versions to accept: `auto` (default) speaks DTLS 1.3 with clients that offer it
+    /// and DTLS 1.2 with the others; `1.2` or `1.3` accepts only that version.
+    #[arg(long, value_name = "VERSION", value_enum, default_value_t = ServerDtls::Auto)]
+    pub dtls: ServerDtls,
+    /// Turn off the stateless cookie exchange (DTLS 1.2 HelloVerifyRequest, RFC 6347 §4.2.1;
+    /// DTLS 1.3 HelloRetryRequest cookie, RFC 9147 §5.1). Only for testing: without it the
+    /// server can be used to amplify spoofed traffic.
     #[arg(long)]
     pub no_cookie: bool,
     /// Most DTLS associations at once.
@@ -113,6 +143,11 @@ pub struct RequestArgs {
     /// Private key for --cert (PEM, P-256).
     #[arg(long, value_name = "KEY.pem", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// DTLS version to speak. The default stays 1.2, which every CoAPS server speaks (libcoap's
+    /// included); `coaps serve` accepts both. A client offering both versions at once is not
+    /// implemented yet.
+    #[arg(long, value_name = "VERSION", value_enum, default_value_t = ClientDtls::V12)]
+    pub dtls: ClientDtls,
     /// Request payload (text).
     #[arg(short = 'e', value_name = "PAYLOAD")]
     pub payload: Option<String>,

@@ -1,11 +1,11 @@
 //! Turning command-line credentials into engine configurations. Every error names the option
 //! or file it comes from.
 
-use crate::cli::{RequestArgs, ServeArgs};
+use crate::cli::{ClientDtls, RequestArgs, ServeArgs, ServerDtls};
 use crate::psk::{self, demo_psk, make_psk, parse_hex};
 use coaps_dtls::cert::{self, WebPkiVerifier};
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
-use coaps_dtls::{CertifiedKey, ClientAuth, ClientConfig, PeerVerifier, Psk, ServerConfig, StaticPsks};
+use coaps_dtls::{CertifiedKey, ClientAuth, ClientConfig, DtlsVersion, PeerVerifier, Psk, ServerConfig, StaticPsks};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -131,6 +131,11 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
     if args.no_cookie {
         config.cookie = None;
     }
+    (config.dtls12, config.dtls13) = match args.dtls {
+        ServerDtls::V12 => (true, false),
+        ServerDtls::V13 => (false, true),
+        ServerDtls::Auto => (true, true),
+    };
     config.max_connections = args.max_peers as usize;
     config.max_handshakes = config.max_handshakes.min(config.max_connections);
     Ok(ServerSetup { config, demo, identities })
@@ -138,7 +143,13 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
 
 /// Builds the client configuration. Returns it and whether the demo PSK is in use.
 pub fn client_config(args: &RequestArgs) -> Result<(ClientConfig, bool), String> {
-    let mut config = ClientConfig::default();
+    let mut config = ClientConfig {
+        version: match args.dtls {
+            ClientDtls::V12 => DtlsVersion::Dtls12,
+            ClientDtls::V13 => DtlsVersion::Dtls13,
+        },
+        ..ClientConfig::default()
+    };
     let key = match (&args.psk_key, &args.psk_hex) {
         (Some(t), _) => Some(KeyArg::Text(t)),
         (None, Some(h)) => Some(KeyArg::Hex(h)),
@@ -188,6 +199,11 @@ mod tests {
         let key = s.config.psks.unwrap().key_for(b"coaps-demo").unwrap();
         assert_eq!(&key[..], b"coaps-demo-key");
         assert!(s.config.cookie.is_some());
+        assert!(s.config.dtls12 && s.config.dtls13, "serve accepts both versions by default");
+        let s = server_setup(&serve_args(&["--dtls", "1.3"]), &[]).unwrap();
+        assert!(!s.config.dtls12 && s.config.dtls13);
+        let s = server_setup(&serve_args(&["--dtls", "1.2"]), &[]).unwrap();
+        assert!(s.config.dtls12 && !s.config.dtls13);
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     }
     if args.no_cookie {
         eprintln!(
-            "WARNING: --no-cookie: the HelloVerifyRequest exchange is off; spoofed ClientHellos get full answers."
+            "WARNING: --no-cookie: the cookie exchange (HelloVerifyRequest, HelloRetryRequest cookie) is off; spoofed ClientHellos get full answers."
         );
     }
     let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -126,6 +126,14 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
             }
         ));
     }
+    modes.push(
+        match (setup.config.dtls12, setup.config.dtls13) {
+            (true, true) => "DTLS 1.3 and 1.2",
+            (false, true) => "DTLS 1.3 only",
+            _ => "DTLS 1.2 only",
+        }
+        .to_owned(),
+    );
     // The "listening on" line is on stdout, flushed, so scripts can wait for it and read the port.
     println!("listening on {local} ({})", modes.join(", "));
     let _ = std::io::stdout().flush();

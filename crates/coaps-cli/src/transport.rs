@@ -8,11 +8,17 @@
 //!                        --no-cookie)    table, timers     piggybacked ACK
 //! ```
 //!
+//! The cookie layer is version-aware ([`CookieLayer::for_server`]): a DTLS 1.2 ClientHello gets
+//! a HelloVerifyRequest, a DTLS 1.3 one a stateless HelloRetryRequest, and the handshake layer
+//! shares its DTLS 1.3 cookie secrets ([`HandshakeBuilder::behind`]) to open the cookie of the
+//! second ClientHello.
+//!
 //! Client: one [`Client`] association per command.
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, ServerConfig};
 use coaps_tower::transport::Server;
+use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::{BoxError, Client, CoapLayer, CookieLayer, HandshakeLayer};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,17 +64,17 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let cookie = config.cookie;
-    let mut builder = HandshakeLayer::builder(config);
-    if cookie.is_some() {
-        // The cookie layer in front proves every peer; the handshake layer must not run a
-        // second gate (its cookies would not verify against the layer's secret).
-        builder = builder.behind_cookie_layer();
+    let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
+    let mut builder: HandshakeBuilder = HandshakeLayer::builder(config);
+    if let Some(c) = &cookies {
+        // The cookie layer in front proves every peer; the handshake layer runs no second gate
+        // and opens the layer's DTLS 1.3 cookies with the shared secrets.
+        builder = builder.behind(c);
     }
     let handshake = builder.build();
     let associations = handshake.associations();
     let service = ServiceBuilder::new()
-        .option_layer(cookie.map(CookieLayer::new))
+        .option_layer(cookies)
         .layer(handshake)
         .layer(CoapLayer::new())
         .service(app);

@@ -181,3 +181,60 @@ fn ipv6_wildcard_listener_serves_ipv4_and_ipv6_clients() {
         assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{host}: {}", show(&out));
     }
 }
+
+/// `coaps serve` speaks DTLS 1.3 and 1.2 by default (`--dtls auto`): `coaps get --dtls 1.3`
+/// reaches it through the version-aware cookie layer (stateless HelloRetryRequest), in PSK and
+/// certificate mode, and a DTLS 1.2 client still does. `--dtls 1.2` / `--dtls 1.3` on the
+/// server refuse the other version.
+#[test]
+fn dtls13_get_against_coaps_serve() {
+    let is_13 = |o: &std::process::Output| {
+        let e = stderr(o);
+        e.contains("connected to")
+            && ["CHACHA20_POLY1305_SHA256", "AES_128_GCM_SHA256", "AES_128_CCM_8_SHA256"].iter().any(|s| e.contains(s))
+            && !e.contains("_WITH_")
+    };
+    let server = serve(&["--cert", &data("server.crt"), "--key", &data("server.key"), "-u", "dev", "-k", "dev-key"]);
+    let psk = ["-u", "dev", "-k", "dev-key"];
+    let out = get(server.port, "/hello", &[&psk[..], &["--dtls", "1.3", "-v"]].concat());
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    assert!(is_13(&out), "a DTLS 1.3 suite: {}", show(&out));
+    let ca = data("ca.crt");
+    let out = get(server.port, "/hello", &["--ca", &ca, "--dtls", "1.3", "-v"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    assert!(is_13(&out), "a DTLS 1.3 suite: {}", show(&out));
+    // The default client (DTLS 1.2) on the same server.
+    let out = get(server.port, "/hello", &[&psk[..], &["-v"]].concat());
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    assert!(!is_13(&out) && stderr(&out).contains("_WITH_"), "a DTLS 1.2 suite: {}", show(&out));
+    drop(server);
+
+    // Client certificates required, DTLS 1.3.
+    let server = serve(&["--cert", &data("server.crt"), "--key", &data("server.key"), "--client-ca", &ca]);
+    let (cert, key) = (data("client.crt"), data("client.key"));
+    let out = get(server.port, "/hello", &["--ca", &ca, "--cert", &cert, "--key", &key, "--dtls", "1.3"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    let out = get_quick(server.port, "/hello", &["--ca", &ca, "--dtls", "1.3"]);
+    assert_eq!(out.status.code(), Some(1), "no client certificate: refused: {}", show(&out));
+    drop(server);
+
+    // One version only.
+    let server = serve(&["--dtls", "1.3"]);
+    let out = get(server.port, "/hello", &["--dtls", "1.3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = get_quick(server.port, "/hello", &[]);
+    assert_eq!(out.status.code(), Some(1), "a 1.3-only server refuses DTLS 1.2: {}", show(&out));
+    drop(server);
+    let server = serve(&["--dtls", "1.2"]);
+    let out = get_quick(server.port, "/hello", &["--dtls", "1.3"]);
+    assert_eq!(out.status.code(), Some(1), "a 1.2-only server refuses DTLS 1.3: {}", show(&out));
+    let out = get(server.port, "/hello", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// [`get`] that gives up after 3 s (for refusals that stall rather than fail).
+fn get_quick(port: u16, path: &str, extra: &[&str]) -> std::process::Output {
+    let mut cmd = coaps();
+    cmd.arg("get").arg(format!("coaps://127.0.0.1:{port}{path}")).args(extra).args(["-B", "3"]);
+    run(cmd, LIMIT)
+}
