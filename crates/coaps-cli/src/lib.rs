@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! coaps serve [--listen ADDR] [-u IDENTITY -k KEY]... [--psk-file FILE]
-//!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--no-cookie] [--max-peers N]
+//!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--dtls 1.2|1.3|auto]
+//!             [--no-cookie] [--max-peers N]
 //! coaps get|post|put|delete URI [-u IDENTITY -k KEY] [--ca CA.pem] [--cert CERT.pem --key KEY.pem]
-//!             [-e PAYLOAD] [-v] [-B SECONDS]
+//!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS]
 //! ```
 //!
 //! * [`demo`]: the application `serve` hosts, a plain `tower::Service<CoapRequest>`.

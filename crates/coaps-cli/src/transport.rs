@@ -17,8 +17,8 @@
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, ServerConfig};
-use coaps_tower::transport::Server;
 use coaps_tower::handshake::HandshakeBuilder;
+use coaps_tower::transport::Server;
 use coaps_tower::{BoxError, Client, CoapLayer, CookieLayer, HandshakeLayer};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,10 +73,6 @@ where
     }
     let handshake = builder.build();
     let associations = handshake.associations();
-    let service = ServiceBuilder::new()
-        .option_layer(cookies)
-        .layer(handshake)
-        .layer(CoapLayer::new())
-        .service(app);
+    let service = ServiceBuilder::new().option_layer(cookies).layer(handshake).layer(CoapLayer::new()).service(app);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
 }

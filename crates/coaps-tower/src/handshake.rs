@@ -1,4 +1,4 @@
-//! The association table: DTLS 1.2 handshakes, timers, and sealing / opening of application
+//! The association table: DTLS 1.2 and 1.3 handshakes, timers, and sealing / opening of application
 //! data, as a datagram-level service.
 //!
 //! [`HandshakeLayer`] wraps an inner `Service<Secured, Response = Option<Vec<u8>>>` (the
@@ -25,11 +25,18 @@
 //!
 //! * a datagram marked by a [`CookieLayer`](crate::cookie::CookieLayer) in front
 //!   ([`Datagram::cookie`] is `Some`) is proof;
-//! * otherwise, by default, the layer runs the same stateless gate itself (with the
-//!   [`ServerConfig::cookie`] timing), answering HelloVerifyRequests alone;
-//! * with [`HandshakeBuilder::behind_cookie_layer`], there is no internal gate and an unmarked
-//!   ClientHello is dropped and counted ([`HandshakeStats::unverified_client_hellos`]): use it
-//!   when a cookie layer is in front, so a misordered stack fails closed instead of open.
+//! * otherwise, by default, the layer runs the same version-aware stateless gate itself (with
+//!   the [`ServerConfig::cookie`] timing), answering HelloVerifyRequests (DTLS 1.2) and
+//!   stateless HelloRetryRequests (DTLS 1.3) alone;
+//! * with [`HandshakeBuilder::behind`] (or [`HandshakeBuilder::behind_cookie_layer`]), there is
+//!   no internal gate and an unmarked ClientHello is dropped and counted
+//!   ([`HandshakeStats::unverified_client_hellos`]): use it when a cookie layer is in front, so
+//!   a misordered stack fails closed instead of open. `behind(&cookie_layer)` also shares the
+//!   layer's DTLS 1.3 cookie secrets (one [`SharedCookieKeys`] set, rotation included): the
+//!   endpoint rebuilds a DTLS 1.3 transcript from the cookie of the second ClientHello
+//!   (RFC 8446 §4.4.1), so without them a DTLS 1.3 client is refused.
+//! * With any gate, the endpoint never gives a DTLS 1.3 ClientHello without a valid cookie an
+//!   association ([`Endpoint::server_behind_gate`]), whatever mark the datagram carries.
 //! * `ServerConfig::cookie = None` (and not behind a cookie layer) switches cookies off.
 //!
 //! # Limits
@@ -51,12 +58,13 @@
 //!
 //! # Example
 //!
-//! A cookie layer, the handshake layer and an echo service; a client endpoint from
-//! `coaps-dtls` talks to the stack over an in-memory "network".
+//! A cookie layer, the handshake layer and an echo service; a DTLS 1.3 client endpoint from
+//! `coaps-dtls` talks to the stack over an in-memory "network" (the cookie layer answers its
+//! first ClientHello with a stateless HelloRetryRequest).
 //!
 //! ```
 //! use coaps_dtls::crypto::SeededRng;
-//! use coaps_dtls::{ClientConfig, Endpoint, Event, PeerIdentity, Psk, ServerConfig, StaticPsks};
+//! use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, PeerIdentity, Psk, ServerConfig, StaticPsks};
 //! use coaps_tower::cookie::CookieLayer;
 //! use coaps_tower::handshake::HandshakeLayer;
 //! use coaps_tower::{BoxError, Datagram, Secured};
@@ -69,8 +77,9 @@
 //! let psk = Psk::new("device-1", b"0123456789abcdef".to_vec())?;
 //! let server = ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk.clone()]))), ..ServerConfig::default() };
 //!
-//! let cookies = CookieLayer::new(server.cookie.unwrap_or_default());
-//! let handshake = HandshakeLayer::builder(Arc::new(server)).behind_cookie_layer().build();
+//! let server = Arc::new(server);
+//! let cookies = CookieLayer::for_server(&server);
+//! let handshake = HandshakeLayer::builder(server).behind(&cookies).build();
 //! let associations = handshake.associations();
 //! let mut service = ServiceBuilder::new()
 //!     .layer(cookies)
@@ -82,7 +91,7 @@
 //!
 //! let (server_addr, client_addr) = ("192.0.2.1:5684".parse()?, "192.0.2.2:40000".parse()?);
 //! let mut client = Endpoint::client(SeededRng::from_seed_u64(1));
-//! let config = Arc::new(ClientConfig { psk: Some(psk), ..ClientConfig::default() });
+//! let config = Arc::new(ClientConfig { psk: Some(psk), version: DtlsVersion::Dtls13, ..ClientConfig::default() });
 //! client.connect(Instant::now(), server_addr, config, "localhost", None)?;
 //! let mut echo = None;
 //! for _ in 0..10 {

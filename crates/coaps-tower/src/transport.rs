@@ -32,11 +32,12 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let psk = Psk::new("device-1", b"0123456789abcdef".to_vec())?;
-//! let config = ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk]))), ..ServerConfig::default() };
-//! let handshake = HandshakeLayer::builder(Arc::new(config)).behind_cookie_layer().build();
+//! let config = Arc::new(ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk]))), ..ServerConfig::default() });
+//! let cookies = CookieLayer::for_server(&config); // DTLS 1.2 and 1.3
+//! let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
 //! let associations = handshake.associations();
 //! let service = ServiceBuilder::new()
-//!     .layer(CookieLayer::new(Default::default()))
+//!     .layer(cookies)
 //!     .layer(handshake)
 //!     .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }));
 //!
