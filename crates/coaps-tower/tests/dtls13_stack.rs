@@ -442,3 +442,78 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+// ---------------------------------------------------------------------------------------------
+// The gate and the endpoint agree; the gate follows the server's versions
+// ---------------------------------------------------------------------------------------------
+
+/// `stateless_check13` answers with byte for byte the HelloRetryRequest an endpoint sharing the
+/// same secrets sends, and a second ClientHello answering it opens at both.
+#[test]
+fn gate_and_endpoint_send_the_same_hello_retry_request() {
+    use coaps_dtls::Stateless13;
+    use coaps_dtls::cookie::{CookieKeys, SharedCookieKeys};
+    use coaps_dtls::endpoint::{cookie13_config, stateless_check13};
+    let config = dual_server(Vec::new());
+    let now = Instant::now();
+    let mut rng = SeededRng::from_seed_u64(11);
+    let keys = SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), now, &mut rng));
+    let mut endpoint = Endpoint::server_behind_gate(config.clone(), SeededRng::from_seed_u64(12), now, keys.clone());
+    let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+    let peer: SocketAddr = "192.0.2.20:40000".parse().unwrap();
+    let (mut client, ch1) = client_hello13(13, server_addr);
+
+    let gate = stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch1);
+    endpoint.handle_datagram(now, peer, &ch1);
+    let from_endpoint = endpoint.poll_transmit().expect("the endpoint answers with an HRR").payload;
+    assert_eq!(endpoint.connection_count(), 0);
+    let Stateless13::HelloRetryRequest { datagram, rejected: false } = gate else { panic!("{gate:?}") };
+    assert_eq!(datagram, from_endpoint);
+
+    client.handle_datagram(now, server_addr, &datagram);
+    let ch2 = client.poll_transmit().unwrap().payload;
+    assert!(matches!(stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch2), Stateless13::Verified(_)));
+    endpoint.handle_datagram(now, peer, &ch2);
+    assert_eq!(endpoint.connection_count(), 1, "the endpoint opened the shared cookie");
+    // A 1.2 ClientHello is not the 1.3 gate's business.
+    let mut c12 = Endpoint::client(SeededRng::from_seed_u64(14));
+    c12.connect(now, server_addr, psk_client(DtlsVersion::Dtls12), "localhost", None).unwrap();
+    let ch12 = c12.poll_transmit().unwrap().payload;
+    assert_eq!(stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch12), Stateless13::NotDtls13);
+}
+
+/// A 1.3-only server's gate drops DTLS 1.2 ClientHellos (as its endpoint would); a 1.2-only
+/// server's gate answers everything with a HelloVerifyRequest.
+#[tokio::test]
+async fn gate_follows_the_server_versions() {
+    let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+    let peer: SocketAddr = "192.0.2.21:40000".parse().unwrap();
+    let (_, ch13) = client_hello13(15, server_addr);
+    let mut c12 = Endpoint::client(SeededRng::from_seed_u64(16));
+    c12.connect(Instant::now(), server_addr, psk_client(DtlsVersion::Dtls12), "localhost", None).unwrap();
+    let ch12 = c12.poll_transmit().unwrap().payload;
+    let only = |v12: bool, v13: bool| {
+        let mut c = (*dual_server(Vec::new())).clone();
+        (c.dtls12, c.dtls13) = (v12, v13);
+        Arc::new(c)
+    };
+    let is_hvr = |d: &[u8]| d.len() > 13 && d[0] == 22 && d[13] == 3;
+
+    let cookies = CookieLayer::for_server(&only(false, true));
+    let mut svc = tower::Layer::layer(
+        &cookies,
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+    );
+    assert!(call(&mut svc, Datagram::new(peer, ch12.clone())).await.is_empty());
+    assert!(is_hello_retry_request(&call(&mut svc, Datagram::new(peer, ch13.clone())).await[0].payload));
+    assert_eq!(cookies.stats().dropped, 1);
+
+    let cookies = CookieLayer::for_server(&only(true, false));
+    let mut svc = tower::Layer::layer(
+        &cookies,
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+    );
+    assert!(is_hvr(&call(&mut svc, Datagram::new(peer, ch12)).await[0].payload));
+    assert!(is_hvr(&call(&mut svc, Datagram::new(peer, ch13)).await[0].payload));
+    assert_eq!(cookies.stats().hello_retry_requests, 0);
+}
