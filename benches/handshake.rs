@@ -4,8 +4,8 @@
 //! sides), so criterion's "elements/s" is handshakes per second on one core.
 //!
 //! The engine's DTLS 1.3 modes run in the same process (groups `handshake/dtls13-…`, engine
-//! only: the `openssl` crate's DTLS is 1.2, and wolfSSL, which speaks DTLS 1.3, would need the
-//! `wolfssl` crate, not a dependency): ECDHE-ECDSA with the certificate, external PSK
+//! only: the `openssl` crate's DTLS is 1.2; wolfSSL's DTLS 1.3 beside the engine's is the
+//! separate `benches/wolfssl` crate, outside the workspace): ECDHE-ECDSA with the certificate, external PSK
 //! (psk_dhe_ke), ticket resumption (psk_dhe_ke, ECDSA base), each with the HelloRetryRequest
 //! cookie (the server default), and the ECDSA and PSK ones without it. Their table rows compare
 //! with OpenSSL's DTLS 1.2 figure for the nearest mode, measured in this run.
@@ -118,7 +118,7 @@ fn table() {
     }
     println!(
         "\ndtls13-* rows: this engine's DTLS 1.3 ({SUITE13:?}, P-256); OpenSSL's figure is its DTLS 1.2 row named \
-         beside it. wolfSSL DTLS 1.3 is not in this run (it would need the `wolfssl` crate)."
+         beside it. wolfSSL DTLS 1.3: `cd benches/wolfssl && cargo bench` (outside the workspace)."
     );
 }
 
