@@ -216,6 +216,7 @@ fn connected(ep: &mut Endpoint) -> Option<bool> {
             Event::Connected { resumed, .. } => done = Some(resumed),
             Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
             Event::ApplicationData(_) => {}
+            Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
         }
     }
     done
