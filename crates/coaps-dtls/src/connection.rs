@@ -1962,7 +1962,8 @@ impl Connection {
         if config.version != crate::config::DtlsVersion::Dtls13 {
             return Err(Error::Config("0-RTT early data needs DTLS 1.3".into()));
         }
-        let c = crate::connection13::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
+        let c =
+            crate::connection13::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
         Ok(Self { inner: Inner::V13(Box::new(c)) })
     }
 

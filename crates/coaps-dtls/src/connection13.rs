@@ -720,8 +720,7 @@ impl Conn13 {
                             .as_ref()
                             .is_some_and(|k| now.saturating_duration_since(t.established_at) <= k.lifetime)
                     });
-                let ticket =
-                    session.as_ref().and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
+                let ticket = session.as_ref().and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
                 let (key, external, who) = match ticket {
                     Some((tk, who)) => (Zeroizing::new(tk.psk.to_vec()), false, who),
                     None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {

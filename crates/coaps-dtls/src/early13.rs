@@ -98,7 +98,10 @@ impl Default for EarlyDataConfig {
 
 impl EarlyDataConfig {
     /// Early data up to `max_early_data_size` bytes, decided by `hook`.
-    pub fn with_hook(max_early_data_size: u32, hook: impl Fn(&EarlyDataContext<'_>) -> bool + Send + Sync + 'static) -> Self {
+    pub fn with_hook(
+        max_early_data_size: u32,
+        hook: impl Fn(&EarlyDataContext<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Self { max_early_data_size, accept: Some(Arc::new(hook)), ..Self::default() }
     }
 
@@ -129,8 +132,9 @@ pub enum ResumptionKeyExchange {
     PskDheKe,
     /// psk_ke: the ticket alone, no key share. Much cheaper (no ECDHE on either side), but the
     /// resumed connection's keys depend only on the ticket (no forward secrecy against a
-    /// later compromise of the ticket key). A server that refuses the ticket asks for a key
-    /// share with a HelloRetryRequest.
+    /// later compromise of the ticket key). An external PSK offered beside the ticket runs
+    /// psk_ke as well. A server that knows neither asks for a key share with a
+    /// HelloRetryRequest and the handshake falls back to a full one.
     PskKe,
 }
 

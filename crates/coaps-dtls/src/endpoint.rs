@@ -173,7 +173,8 @@ impl Endpoint {
         resume: Option<Session>,
         early_data: &[u8],
     ) -> Result<(), Error> {
-        let conn = Connection::client_with_early_data(config, peer, server_name, resume, early_data, self.rng.fork(), now)?;
+        let conn =
+            Connection::client_with_early_data(config, peer, server_name, resume, early_data, self.rng.fork(), now)?;
         self.connections.insert(peer, conn);
         self.stats.connections_created += 1;
         self.collect(peer);

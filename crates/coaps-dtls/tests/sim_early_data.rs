@@ -137,6 +137,7 @@ fn accepted_early_data_arrives_once_as_early_data_before_connected() {
         let mut server = Node::server(server_cfg, 1, sim.now());
         let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
         assert_eq!(ticket.max_early_data_size(), Some(1024), "the ticket carries max_early_data_size");
+        server.events.clear();
         let hrr_before = server.ep.stats().hello_retry_requests;
         let mut client = early_client(&client_cfg, ticket, EARLY, 3, sim.now());
         run(&mut sim, &mut client, &mut server).unwrap();
@@ -226,7 +227,8 @@ fn more_than_max_early_data_size_aborts_with_unexpected_message() {
     let mut sim = Simulation::new(Network::new(1, SimConfig::default()));
     let mut server = Node::server(server_cfg.clone(), 1, sim.now());
     let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
-    let mut strict = server_with(&server_cfg, Some(EarlyDataConfig { max_early_data_size: 16, ..Default::default() }), sim.now());
+    let mut strict =
+        server_with(&server_cfg, Some(EarlyDataConfig { max_early_data_size: 16, ..Default::default() }), sim.now());
     let mut client = early_client(&client_cfg, ticket, &[7u8; 100], 3, sim.now());
     run(&mut sim, &mut client, &mut strict).unwrap();
     assert!(!client.got_echo);
@@ -334,6 +336,23 @@ fn psk_ke_resumption_sends_no_key_share_and_keeps_early_data() {
     let mut server = Node::server(server_cfg, 1, sim.now());
     let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
     let hrr_before = server.ep.stats().hello_retry_requests;
+    // RFC 8446 §4.2.9: psk_ke alone, and no key_share.
+    let mut conn = Connection::client(
+        psk_ke.clone(),
+        server_addr(),
+        "localhost",
+        Some(ticket.clone()),
+        SeededRng::from_seed_u64(9),
+        sim.now(),
+    )
+    .unwrap();
+    let d = conn.poll_transmit().unwrap();
+    let Some(Record13::Plaintext(p)) = split_datagram13(&d).next() else { panic!("no ClientHello") };
+    let mut r = coaps_dtls::codec::Reader::new(p.fragment);
+    let (_, body) = coaps_dtls::msgs::HandshakeHeader::read_fragment(&mut r).unwrap();
+    let ch = <coaps_dtls::msgs13::ClientHello13 as coaps_dtls::codec::Codec>::read_exact(body).unwrap();
+    assert!(ch.key_shares().is_none(), "no key share");
+    assert_eq!(ch.psk_key_exchange_modes(), Some(&[coaps_dtls::codec::PskKeyExchangeMode::PskKe][..]));
     let mut client = early_client(&psk_ke, ticket, EARLY, 3, sim.now());
     run(&mut sim, &mut client, &mut server).unwrap();
     assert!(client.got_echo && client.resumed, "{:?}", client.events);
@@ -355,8 +374,13 @@ fn psk_ke_resumption_with_an_unknown_ticket_falls_back_through_hrr() {
     cfg.session_store = Some(Arc::new(coaps_dtls::MemorySessionStore::new(10, Duration::from_secs(60))));
     let mut other = Node::server(Arc::new(cfg), 2, sim.now());
     let mut client = Node::client(psk_ke, 3, sim.now(), Some(ticket), b"full handshake");
-    sim.run_until(&mut (&mut client, &mut other), |_, (c, _)| c.got_echo || c.closed_reason().is_some(), Duration::from_secs(30), 10_000)
-        .unwrap();
+    sim.run_until(
+        &mut (&mut client, &mut other),
+        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
+        Duration::from_secs(30),
+        10_000,
+    )
+    .unwrap();
     assert!(client.got_echo && !client.resumed, "{:?}", client.events);
 }
 
@@ -375,7 +399,8 @@ fn early_data_under_loss_is_never_delivered_twice_nor_as_one_rtt_data() {
         let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
         server.events.clear();
         sim.network_mut().set_default_config(lossy.clone());
-        let mut client = early_client(&client_cfg, ticket, EARLY, seed ^ 0xc2, sim.now());
+        // Not seed 2 (the first client's): the same random would look like a replay of its ClientHello.
+        let mut client = early_client(&client_cfg, ticket, EARLY, seed + 1_000, sim.now());
         run(&mut sim, &mut client, &mut server)?;
         if !client.got_echo {
             return Err(format!("no echo: {:?}", client.closed_reason()));
@@ -400,6 +425,9 @@ fn early_data_under_loss_is_never_delivered_twice_nor_as_one_rtt_data() {
         delivered += early.len() as u64;
         Ok::<_, String>(())
     });
-    eprintln!("0-RTT under 20 % loss: {} seeds, {accepted} accepted, {rejected} rejected, {delivered} delivered", seeds());
+    eprintln!(
+        "0-RTT under 20 % loss: {} seeds, {accepted} accepted, {rejected} rejected, {delivered} delivered",
+        seeds()
+    );
     assert!(accepted > 0 && delivered > 0);
 }

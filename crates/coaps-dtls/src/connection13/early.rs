@@ -61,9 +61,9 @@ pub(crate) fn psk_ke_possible(config: &ServerConfig, ch: &ClientHello13, now: In
 }
 
 /// The client's key share and psk_key_exchange_modes when resuming: psk_ke alone drops the
-/// key share (RFC 8446 §4.2.9).
+/// key share (RFC 8446 §4.2.9). An external PSK offered beside the ticket then runs psk_ke too.
 pub(super) fn resumption_modes(config: &ClientConfig, resuming: bool) -> (bool, Vec<PskKeyExchangeMode>) {
-    if resuming && config.resumption_key_exchange == ResumptionKeyExchange::PskKe && config.psk.is_none() {
+    if resuming && config.resumption_key_exchange == ResumptionKeyExchange::PskKe {
         (false, vec![PskKeyExchangeMode::PskKe])
     } else {
         (true, vec![PskKeyExchangeMode::PskDheKe, PskKeyExchangeMode::PskKe])
@@ -76,8 +76,12 @@ pub(super) fn add_key_share(ch: &mut ClientHello13, public_key: &[u8]) {
     if ch.key_share_for(NamedGroup::Secp256r1).is_some() {
         return;
     }
-    let share = ClientExtension13::KeyShare(vec![KeyShareEntry { group: NamedGroup::Secp256r1, key_exchange: public_key.to_vec() }]);
-    let pos = ch.extensions.iter().position(|e| matches!(e, ClientExtension13::SupportedGroups(_))).map_or(0, |p| p + 1);
+    let share = ClientExtension13::KeyShare(vec![KeyShareEntry {
+        group: NamedGroup::Secp256r1,
+        key_exchange: public_key.to_vec(),
+    }]);
+    let pos =
+        ch.extensions.iter().position(|e| matches!(e, ClientExtension13::SupportedGroups(_))).map_or(0, |p| p + 1);
     ch.extensions.insert(pos, share);
     for e in &mut ch.extensions {
         if let ClientExtension13::PskKeyExchangeModes(m) = e
@@ -177,7 +181,10 @@ impl Conn13 {
         let offered = self.early.as_ref().is_some_and(|e| e.offered);
         if accepted {
             if !offered {
-                return Err(Error::PeerMisbehaved("early_data accepted but not offered", AlertDescription::UnsupportedExtension));
+                return Err(Error::PeerMisbehaved(
+                    "early_data accepted but not offered",
+                    AlertDescription::UnsupportedExtension,
+                ));
             }
             // RFC 8446 §4.2.10: early data is accepted only with the first PSK (our ticket).
             if !self.resumed {
