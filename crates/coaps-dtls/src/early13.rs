@@ -108,8 +108,7 @@ impl EarlyDataConfig {
     /// Whether a ticket of the given ages is fresh enough (RFC 8446 §8.3): the client's age,
     /// added to the issue time, must land within the window around now.
     pub fn is_fresh(&self, client_age: Duration, server_age: Duration) -> bool {
-        let diff = if client_age > server_age { client_age - server_age } else { server_age - client_age };
-        diff <= self.freshness_window
+        client_age.abs_diff(server_age) <= self.freshness_window
     }
 }
 

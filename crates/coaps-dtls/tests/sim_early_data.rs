@@ -398,7 +398,7 @@ fn early_data_under_loss_is_never_delivered_twice_nor_as_one_rtt_data() {
         let mut server = Node::server(server_cfg, seed ^ 0x5eed, sim.now());
         let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
         server.events.clear();
-        sim.network_mut().set_default_config(lossy.clone());
+        sim.network_mut().set_default_config(lossy);
         // Not seed 2 (the first client's): the same random would look like a replay of its ClientHello.
         let mut client = early_client(&client_cfg, ticket, EARLY, seed + 1_000, sim.now());
         run(&mut sim, &mut client, &mut server)?;
