@@ -2,26 +2,30 @@
 //!
 //! ```text
 //! dtls_echo server --listen ADDR [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]]
-//!                  [--mtu N] [--no-cookie] [--suites LIST]
+//!                  [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data]
 //! dtls_echo client --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME]
-//!                  [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume] [--suites LIST]
-//!                  [--timeout SECS] --message TEXT
+//!                  [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]]
+//!                  [--suites LIST] [--timeout SECS] --message TEXT
 //! ```
 //!
 //! The server echoes every application-data record to its sender and serves any number of
 //! peers. The client completes the handshake, sends TEXT, prints the echo on stdout and exits
 //! 0; on failure it prints the reason on stderr and exits 1 (2 for usage errors). With
 //! `--resume` it closes, reconnects with an abbreviated handshake, prints `resumed` on stderr
-//! when that succeeded, and sends TEXT again. Without credentials both sides use the public
+//! when that succeeded, and sends TEXT again. With `--early-data TEXT` (DTLS 1.3) the resumed
+//! connection also sends that TEXT as 0-RTT data (RFC 8446 §4.2.10) and prints `early data
+//! accepted` or `early data rejected` on stderr. A server with `--accept-early-data` (off by
+//! default) accepts 0-RTT data and echoes it once the handshake completes. Without credentials both sides use the public
 //! demo PSK (identity `coaps-demo`, key `coaps-demo-key`), and say so.
 
 use coaps::dtls::cert::{self, WebPkiVerifier};
 use coaps::dtls::crypto::SeededRng;
 use coaps::dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps::dtls::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, Endpoint, Event, PeerVerifier, Psk,
-    ServerConfig, Session, StaticPsks, suites,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerVerifier,
+    Psk, ServerConfig, Session, StaticPsks, suites,
 };
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,11 +53,13 @@ struct Args {
     message: Option<String>,
     timeout: Option<u64>,
     dtls: Option<String>,
+    accept_early_data: bool,
+    early_data: Option<String>,
 }
 
 const USAGE: &str = "usage:
-  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST]
-  dtls_echo client [--dtls 1.2|1.3] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume] [--suites LIST] [--timeout SECS] --message TEXT";
+  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data]
+  dtls_echo client [--dtls 1.2|1.3] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] --message TEXT";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -88,9 +94,8 @@ fn parse_args() -> Result<Args, String> {
                 }
                 a.dtls = Some(v);
             }
-            "--accept-early-data" | "--early-data" => {
-                return Err(format!("{flag}: 0-RTT early data is not implemented yet"));
-            }
+            "--accept-early-data" => a.accept_early_data = true,
+            "--early-data" => a.early_data = Some(val("--early-data")?),
             "--resume" => a.resume = true,
             "--suites" => a.suites = Some(val("--suites")?),
             "--message" => a.message = Some(val("--message")?),
@@ -101,6 +106,15 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
+    }
+    if a.mode == "server" && a.early_data.is_some() {
+        return Err("--early-data is a client option (the server takes --accept-early-data)".into());
+    }
+    if a.mode == "client" && a.accept_early_data {
+        return Err("--accept-early-data is a server option (the client takes --early-data TEXT)".into());
+    }
+    if a.early_data.is_some() && !a.resume {
+        return Err("--early-data needs --resume: 0-RTT data rides on a resumed connection".into());
     }
     Ok(a)
 }
@@ -200,6 +214,9 @@ fn server(a: Args) -> Result<(), String> {
     if a.no_cookie {
         cfg.cookie = None;
     }
+    if a.accept_early_data {
+        cfg.early_data = Some(EarlyDataConfig::default());
+    }
     match a.dtls.as_deref().unwrap_or("auto") {
         "1.2" => cfg.dtls13 = false,
         "1.3" => cfg.dtls12 = false,
@@ -218,19 +235,34 @@ fn server(a: Args) -> Result<(), String> {
     println!("listening on {}", sock.local_addr().map_err(|e| e.to_string())?);
     let mut ep = Endpoint::server(Arc::new(cfg), SeededRng::from_os(), Instant::now());
     let mut buf = vec![0u8; 65536];
+    // 0-RTT data waits for the handshake to complete before it is echoed.
+    let mut early: HashMap<SocketAddr, Vec<Vec<u8>>> = HashMap::new();
     loop {
         pump(&sock, &mut ep, &mut buf, Duration::from_secs(1));
         while let Some((peer, ev)) = ep.poll_event() {
             match ev {
                 Event::Connected { identity, suite, resumed } => {
-                    eprintln!("{peer}: connected, {suite:?}, {identity:?}{}", if resumed { ", resumed" } else { "" })
+                    eprintln!("{peer}: connected, {suite:?}, {identity:?}{}", if resumed { ", resumed" } else { "" });
+                    for d in early.remove(&peer).unwrap_or_default() {
+                        if let Err(e) = ep.send(peer, &d) {
+                            eprintln!("{peer}: echo of early data failed: {e}");
+                        }
+                    }
                 }
+                Event::EarlyData(d) => {
+                    eprintln!("{peer}: early data: {}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
+                    early.entry(peer).or_default().push(d);
+                }
+                Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
                 Event::ApplicationData(d) => {
                     if let Err(e) = ep.send(peer, &d) {
                         eprintln!("{peer}: echo failed: {e}");
                     }
                 }
-                Event::Closed(r) => eprintln!("{peer}: closed: {r:?}"),
+                Event::Closed(r) => {
+                    early.remove(&peer);
+                    eprintln!("{peer}: closed: {r:?}")
+                }
             }
         }
         flush(&sock, &mut ep);
@@ -248,14 +280,20 @@ fn client_once(
     name: &str,
     resume: Option<Session>,
     message: &str,
+    early_data: Option<&str>,
     deadline: Instant,
     want_session: bool,
 ) -> Result<(Option<Session>, bool), String> {
     let mut ep = Endpoint::client(SeededRng::from_os());
-    ep.connect(Instant::now(), peer, cfg.clone(), name, resume).map_err(|e| e.to_string())?;
+    match early_data {
+        Some(e) => ep.connect_with_early_data(Instant::now(), peer, cfg.clone(), name, resume, e.as_bytes()),
+        None => ep.connect(Instant::now(), peer, cfg.clone(), name, resume),
+    }
+    .map_err(|e| e.to_string())?;
     flush(sock, &mut ep);
     let mut buf = vec![0u8; 65536];
     let mut resumed = false;
+    let mut early_accepted = false;
     loop {
         if Instant::now() > deadline {
             return Err("timeout: no answer from the server".into());
@@ -268,8 +306,18 @@ fn client_once(
                     ep.send(peer, message.as_bytes()).map_err(|e| e.to_string())?;
                     flush(sock, &mut ep);
                 }
+                Event::EarlyDataAccepted => {
+                    early_accepted = true;
+                    eprintln!("early data accepted");
+                }
+                Event::EarlyDataRejected => eprintln!("early data rejected"),
+                Event::EarlyData(_) => {}
                 Event::ApplicationData(d) => {
                     println!("{}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
+                    // An echo of our accepted 0-RTT data comes first: keep waiting for TEXT's.
+                    if early_accepted && early_data.is_some_and(|e| e.as_bytes() == d.as_slice()) {
+                        continue;
+                    }
                     // A DTLS 1.3 ticket (NewSessionTicket) may trail the echo: give it a moment.
                     let wait_until = Instant::now() + Duration::from_millis(500);
                     while want_session
@@ -320,10 +368,11 @@ fn client(a: Args) -> Result<(), String> {
     let bind: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bind address")?;
     let sock = UdpSocket::bind(bind).map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(a.timeout.unwrap_or(10));
-    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, deadline, a.resume)?;
+    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, None, deadline, a.resume)?;
     if a.resume {
         let session = session.ok_or("the server issued no session ID or ticket: cannot resume")?;
-        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, deadline, false)?;
+        let early = a.early_data.as_deref();
+        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, early, deadline, false)?;
         if !resumed {
             return Err("the server did not resume the session (full handshake instead)".into());
         }

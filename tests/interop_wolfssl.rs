@@ -246,7 +246,6 @@ fn client_to_wolfssl_mtu_300() {
 /// Our client's 0-RTT data, accepted: the wolfSSL server (`-r -0 -J n`; it only takes early
 /// data without its cookie HRR) prints it as early data, and our client says so.
 #[test]
-#[ignore = "issue 4 open: 0-RTT early data is not implemented yet"]
 fn client_early_data_accepted_by_wolfssl() {
     let Some(wolf) = require_wolfssl() else { return };
     let (mut server, addr) = wolf_echo_server(&wolf, &["-r", "-0", "-J", "n"]);
@@ -267,7 +266,6 @@ fn client_early_data_accepted_by_wolfssl() {
 /// data (a client must not send it after an HRR, RFC 8446 §4.2.10); the connection still
 /// resumes and the normal message still flows.
 #[test]
-#[ignore = "issue 4 open: 0-RTT early data is not implemented yet"]
 fn client_early_data_rejected_after_wolfssl_hrr() {
     let Some(wolf) = require_wolfssl() else { return };
     let (mut server, addr) = wolf_echo_server(&wolf, &["-r", "-0"]);
@@ -487,7 +485,6 @@ fn wolfssl_client_mtu_300_to_server() {
 /// HRR early data is always rejected): our server echoes it, and the wolfSSL client prints that
 /// echo as its reply (it comes before the echo of `resuming wolfssl!`).
 #[test]
-#[ignore = "issue 4 open: 0-RTT early data is not implemented yet"]
 fn wolfssl_client_early_data_accepted_by_server() {
     let Some(wolf) = require_wolfssl() else { return };
     let mut args = echo_server_cert_args();

@@ -101,6 +101,11 @@ impl Harness {
         }
     }
 
+    /// Adjusts the client configuration (e.g. the resumption key exchange).
+    pub fn tweak_client(&mut self, tweak: impl FnOnce(&mut ClientConfig)) {
+        tweak(Arc::make_mut(&mut self.client_config));
+    }
+
     /// A server for `mode` with the default configuration.
     pub fn new(mode: Mode) -> Self {
         Self::with(mode, |_| {})
@@ -208,6 +213,86 @@ impl Harness {
     }
 }
 
+/// How soon the server had the client's first application byte (see
+/// [`Harness::first_byte`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstByte {
+    /// The server took the data as 0-RTT early data.
+    pub early: bool,
+    /// Server flights the client had received when the server got the data: 0 for accepted
+    /// 0-RTT, 1 for a 1-RTT resumption.
+    pub round_trips: usize,
+    /// UDP payload bytes on the wire (both directions) until then, the data's record included.
+    pub bytes: usize,
+    /// Datagrams until then.
+    pub datagrams: usize,
+}
+
+impl Harness {
+    /// DTLS 1.3 resumption of the [`Harness::prime_session`] ticket that sends `data` as soon as
+    /// it can: as 0-RTT early data with `early` (the server must allow it), else right after
+    /// `Connected`. Measures what crossed the wire until the server delivered it.
+    ///
+    /// # Panics
+    /// If the server never delivers the data.
+    pub fn first_byte(&mut self, data: &[u8], early: bool) -> FirstByte {
+        self.counter += 1;
+        let now = self.now;
+        let client_addr = self.client_addr();
+        let session = self.session.clone().expect("prime_session first");
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(self.counter));
+        if early {
+            client.connect_with_early_data(now, SERVER, self.client_config.clone(), "localhost", Some(session), data)
+        } else {
+            client.connect(now, SERVER, self.client_config.clone(), "localhost", Some(session))
+        }
+        .expect("connect");
+        let mut wire = Wire::default();
+        let mut result = None;
+        for _ in 0..32 {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                wire.c2s(t.payload.len());
+                self.server.handle_datagram(now, client_addr, &t.payload);
+                moved = true;
+            }
+            while let Some((_, ev)) = self.server.poll_event() {
+                if let Event::EarlyData(d) | Event::ApplicationData(d) = &ev
+                    && d == data
+                    && result.is_none()
+                {
+                    result = Some(FirstByte {
+                        early: matches!(ev, Event::EarlyData(_)),
+                        round_trips: wire.s2c_flights,
+                        bytes: wire.bytes(),
+                        datagrams: wire.datagrams(),
+                    });
+                }
+            }
+            if result.is_some() {
+                break;
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                wire.s2c(t.payload.len());
+                client.handle_datagram(now, SERVER, &t.payload);
+                moved = true;
+            }
+            while let Some((peer, ev)) = client.poll_event() {
+                match ev {
+                    Event::Connected { .. } if !early => client.send(peer, data).expect("send"),
+                    Event::Closed(r) => panic!("closed: {r:?}"),
+                    _ => {}
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.server.expire_idle(now + Duration::from_secs(1));
+        result.expect("the server never delivered the data")
+    }
+}
+
 /// `Some(resumed)` once the endpoint reported `Connected`; panics on `Closed`.
 fn connected(ep: &mut Endpoint) -> Option<bool> {
     let mut done = None;
@@ -216,6 +301,7 @@ fn connected(ep: &mut Endpoint) -> Option<bool> {
             Event::Connected { resumed, .. } => done = Some(resumed),
             Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
             Event::ApplicationData(_) => {}
+            Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
         }
     }
     done

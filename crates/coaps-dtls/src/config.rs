@@ -173,6 +173,9 @@ pub struct ClientConfig {
     pub verifier: Option<PeerVerifier>,
     /// Certificate to present when the server asks for one.
     pub client_cert: Option<CertifiedKey>,
+    /// DTLS 1.3: the key exchange when resuming a ticket (RFC 8446 §4.2.9); default
+    /// psk_dhe_ke (a fresh key share beside the ticket).
+    pub resumption_key_exchange: crate::early13::ResumptionKeyExchange,
 }
 
 /// Client certificate policy on the server.
@@ -215,6 +218,9 @@ pub struct ServerConfig {
     /// Most handshakes in progress at once; beyond this, new ClientHellos are dropped so
     /// established peers are not starved.
     pub max_handshakes: usize,
+    /// DTLS 1.3 0-RTT early data (RFC 8446 §4.2.10, RFC 9147 §5.6); `None` (the default)
+    /// issues tickets without early data and rejects any offered.
+    pub early_data: Option<crate::early13::EarlyDataConfig>,
 }
 
 impl Default for ServerConfig {
@@ -232,6 +238,7 @@ impl Default for ServerConfig {
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,
+            early_data: None,
         }
     }
 }

@@ -88,6 +88,19 @@ pub enum Event {
     },
     /// One application-data record.
     ApplicationData(Vec<u8>),
+    /// Server, DTLS 1.3: one record of 0-RTT early data (epoch 1, RFC 9147 §6.1) that the
+    /// server accepted (RFC 8446 §4.2.10; see [`crate::early13`]). It comes before
+    /// [`Event::Connected`], or just after when reordered, never after the first 1-RTT record.
+    /// Early data can be replayed by an attacker (RFC 8446 §8): act only on idempotent requests.
+    /// [`Connection::peer_identity`] already reports the identity bound to the resumed ticket.
+    EarlyData(Vec<u8>),
+    /// Client, DTLS 1.3: the server accepted our 0-RTT early data (early_data in its
+    /// EncryptedExtensions). Comes before [`Event::Connected`].
+    EarlyDataAccepted,
+    /// Client, DTLS 1.3: our 0-RTT early data was not delivered: the server rejected it, a
+    /// HelloRetryRequest came first, or the ticket did not allow it. Comes before
+    /// [`Event::Connected`]; send the data again as 1-RTT data if it still matters.
+    EarlyDataRejected,
     /// The connection is closed; nothing more will be sent or received.
     Closed(CloseReason),
 }
@@ -110,6 +123,9 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Flight retransmissions (timer or peer-triggered).
     pub retransmissions: u64,
+    /// DTLS 1.3 server: epoch-1 (0-RTT) records skipped because early data was rejected
+    /// (RFC 8446 §4.2.10), up to max_early_data_size bytes; beyond that they count as invalid.
+    pub early_records_skipped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1924,6 +1940,42 @@ impl Connection {
             }
         };
         Ok(Self { inner })
+    }
+
+    /// Like [`Connection::client`] for a DTLS 1.3 resumption that also sends `early_data` as
+    /// 0-RTT data (RFC 8446 §4.2.10) in epoch 1, in the ClientHello's datagram when it fits.
+    /// It is offered only when `resume` is a 1.3 ticket whose early_data extension allows
+    /// `early_data.len()` bytes; otherwise [`Event::EarlyDataRejected`] comes at once and the
+    /// handshake goes on without it. The outcome is always one of
+    /// [`Event::EarlyDataAccepted`] / [`Event::EarlyDataRejected`], before
+    /// [`Event::Connected`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn client_with_early_data(
+        config: Arc<ClientConfig>,
+        peer: SocketAddr,
+        server_name: &str,
+        resume: Option<Session>,
+        early_data: &[u8],
+        rng: SeededRng,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        if config.version != crate::config::DtlsVersion::Dtls13 {
+            return Err(Error::Config("0-RTT early data needs DTLS 1.3".into()));
+        }
+        let c =
+            crate::connection13::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
+        Ok(Self { inner: Inner::V13(Box::new(c)) })
+    }
+
+    /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
+    /// after [`Connection::client_with_early_data`] offered early data. Fails with
+    /// [`Error::NotConnected`] once the server's answer arrived or when early data was not
+    /// offered, and with [`Error::LimitReached`] past the ticket's max_early_data_size.
+    pub fn send_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        match &mut self.inner {
+            Inner::V12(_) => Err(Error::Config("0-RTT early data exists only in DTLS 1.3".into())),
+            Inner::V13(c) => c.send_early_data(data),
+        }
     }
 
     pub(crate) fn server12(

@@ -30,6 +30,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
+mod early;
+pub(crate) use early::{cookie_exempt, psk_ke_possible};
+
 /// DTLS 1.3 epochs (RFC 9147 §6.1).
 const EPOCH_PLAINTEXT: u64 = 0;
 const EPOCH_HANDSHAKE: u64 = 2;
@@ -139,6 +142,8 @@ pub(crate) struct Conn13 {
     ack_now: bool,
     early_records: Vec<Vec<u8>>,
     early_app_data: Vec<Vec<u8>>,
+    /// 0-RTT state (RFC 8446 §4.2.10), see `early.rs`.
+    early: Option<Box<early::Early>>,
     suite: Option<CipherSuite>,
     identity: PeerIdentity,
     client_random: [u8; 32],
@@ -234,6 +239,7 @@ impl Conn13 {
             ack_now: false,
             early_records: Vec::new(),
             early_app_data: Vec::new(),
+            early: None,
             suite: None,
             identity: PeerIdentity::Anonymous,
             client_random: [0; 32],
@@ -269,6 +275,20 @@ impl Conn13 {
         rng: SeededRng,
         now: Instant,
     ) -> Result<Self, Error> {
+        Self::client_early(config, peer, server_name, resume, None, rng, now)
+    }
+
+    /// A client that also sends `early_data` as 0-RTT data when the ticket allows it
+    /// (RFC 8446 §4.2.10; see `early.rs`).
+    pub(crate) fn client_early(
+        config: Arc<ClientConfig>,
+        peer: SocketAddr,
+        server_name: &str,
+        resume: Option<Session>,
+        early_data: Option<&[u8]>,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Result<Self, Error> {
         let suites: Vec<CipherSuite> = config.common.suites13.clone();
         if suites.is_empty() {
             return Err(Error::Config("no DTLS 1.3 cipher suite configured".into()));
@@ -293,14 +313,21 @@ impl Conn13 {
         });
         let provider = config.common.provider.clone();
         let eph = provider.ecdh_p256(c.rng())?;
+        // RFC 8446 §4.2.10: early data only with a ticket that allows this much of it.
+        let offer_early = early_data.filter(|d| {
+            c.resume.as_ref().and_then(|s| s.max_early_data_size()).is_some_and(|m| d.len() as u64 <= u64::from(m))
+        });
+        let (key_share, psk_modes) = early::resumption_modes(&config, c.resume.is_some());
         let mut extensions = vec![
             ClientExtension13::SupportedVersions(vec![ProtocolVersion::DTLS1_3]),
             ClientExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
-            ClientExtension13::KeyShare(vec![KeyShareEntry {
+        ];
+        if key_share {
+            extensions.push(ClientExtension13::KeyShare(vec![KeyShareEntry {
                 group: NamedGroup::Secp256r1,
                 key_exchange: eph.public_key().to_vec(),
-            }]),
-        ];
+            }]));
+        }
         if config.verifier.is_some() {
             extensions.push(ClientExtension13::SignatureAlgorithms(vec![SignatureScheme::EcdsaSecp256r1Sha256]));
             if matches!(config.verifier, Some(PeerVerifier::Pinned(_))) {
@@ -323,11 +350,11 @@ impl Conn13 {
         if let Some(psk) = &config.psk {
             identities.push(PskIdentity { identity: psk.identity.clone(), obfuscated_ticket_age: 0 });
         }
+        if offer_early.is_some() {
+            extensions.push(ClientExtension13::EarlyData);
+        }
         if !identities.is_empty() {
-            extensions.push(ClientExtension13::PskKeyExchangeModes(vec![
-                PskKeyExchangeMode::PskDheKe,
-                PskKeyExchangeMode::PskKe,
-            ]));
+            extensions.push(ClientExtension13::PskKeyExchangeModes(psk_modes));
             // RFC 8446 §4.2.11: pre_shared_key is the last extension; binders are filled in
             // once the truncated ClientHello is known.
             let binders = vec![vec![0u8; 32]; identities.len()];
@@ -344,6 +371,11 @@ impl Conn13 {
         };
         c.send_client_hello(now, &ch)?;
         c.hs = Some(Box::new(Hs::CExpectServerHello { ch, eph, retried: false }));
+        match (offer_early, early_data) {
+            (Some(d), _) => c.client_start_early_data(d)?,
+            (None, Some(_)) => c.out.events.push_back(Event::EarlyDataRejected),
+            (None, None) => {}
+        }
         Ok(c)
     }
 
@@ -420,6 +452,10 @@ impl Conn13 {
                 message_hash(&ch1_hash, &mut self.transcript);
                 transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
                 let mut ch2 = ch.clone();
+                self.client_early_after_hrr(&mut ch2);
+                if hrr.selected_group() == Some(NamedGroup::Secp256r1) {
+                    early::add_key_share(&mut ch2, eph.public_key());
+                }
                 if let Some(cookie) = hrr.cookie() {
                     let pos = ch2
                         .extensions
@@ -671,9 +707,10 @@ impl Conn13 {
         let mut psk_key: Option<Zeroizing<Vec<u8>>> = None;
         let mut identity = PeerIdentity::Anonymous;
         let mut selected: u16 = 0;
+        let mut resumed_ticket: Option<(Session, u32)> = None;
         if let Some(offered) = ch.pre_shared_key() {
             for (i, id) in offered.identities.iter().enumerate() {
-                let ticket = config
+                let session = config
                     .session_store
                     .as_ref()
                     .and_then(|st| st.get(&id.identity, now))
@@ -682,8 +719,8 @@ impl Conn13 {
                         t.ticket13
                             .as_ref()
                             .is_some_and(|k| now.saturating_duration_since(t.established_at) <= k.lifetime)
-                    })
-                    .and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
+                    });
+                let ticket = session.as_ref().and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
                 let (key, external, who) = match ticket {
                     Some((tk, who)) => (Zeroizing::new(tk.psk.to_vec()), false, who),
                     None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {
@@ -702,6 +739,9 @@ impl Conn13 {
                     return Err(Error::DecryptError("PSK binder"));
                 }
                 self.resumed = !external;
+                if !external {
+                    resumed_ticket = session.map(|s| (s, id.obfuscated_ticket_age));
+                }
                 identity = who;
                 psk_key = Some(key);
                 selected = i as u16;
@@ -764,7 +804,18 @@ impl Conn13 {
             legacy_compression_method: Compression::Null,
             extensions: sh_ext,
         });
+        let after_hrr = !self.transcript.is_empty();
         transcript_bytes_13(HandshakeType::ClientHello, ch_body, &mut self.transcript);
+        let early_accepted = self.server_early_decision(
+            &config,
+            &ch,
+            selected,
+            resumed_ticket.as_ref().filter(|_| psk_key.is_some()),
+            suite,
+            aead,
+            after_hrr,
+            now,
+        )?;
         self.flight.clear();
         self.queue(EPOCH_PLAINTEXT, HandshakeType::ServerHello, sh.to_vec());
         let early = EarlySecret::new(psk_key.as_deref().map(|k| &k[..]));
@@ -785,6 +836,9 @@ impl Conn13 {
         let mut ee = Vec::new();
         if ch.server_certificate_types().is_some() && psk_key.is_none() {
             ee.push(EncryptedExtension13::ServerCertificateType(cert_type));
+        }
+        if early_accepted {
+            ee.push(EncryptedExtension13::EarlyData);
         }
         self.queue(
             EPOCH_HANDSHAKE,
@@ -922,6 +976,7 @@ impl Conn13 {
                 if let Some(t) = ee.server_certificate_type() {
                     k.cert_type = t;
                 }
+                self.client_early_outcome(ee.has_early_data())?;
                 Some(if k.psk { Hs::CExpectFinished { k } } else { Hs::CExpectCertificateOrRequest { k } })
             }
             (Hs::CExpectCertificateOrRequest { mut k }, HandshakeType::CertificateRequest) => {
@@ -1238,6 +1293,10 @@ impl Conn13 {
                 } else if let Some(r) = self.recv_prev.as_mut().filter(|r| r.epoch() & 3 == bits) {
                     let e = r.epoch();
                     r.open(&ct).map(|o| (e, o))
+                } else if bits == 1 && self.early.is_some() {
+                    // 0-RTT data (RFC 9147 §6.1 epoch 1).
+                    self.handle_early_record(&ct);
+                    return;
                 } else if let Some(r) = self.recv_hs.as_mut().filter(|_| bits == 2) {
                     r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o))
                 } else if (bits == 3 && self.recv_app.is_none())
@@ -1279,6 +1338,7 @@ impl Conn13 {
                     ContentType::Ack => self.handle_ack(&o.plaintext),
                     ContentType::Alert => self.handle_alert(&o.plaintext),
                     ContentType::ApplicationData if epoch >= EPOCH_APPLICATION => {
+                        self.end_early_epoch();
                         if self.role == Role::Client && self.timer_armed {
                             // Application data from the server implies it has our Finished.
                             self.timer_armed = false;
@@ -1412,6 +1472,7 @@ impl Conn13 {
         }
         self.out.stats.retransmissions += 1;
         self.encode_flight();
+        self.resend_early_records();
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -1516,6 +1577,7 @@ impl Conn13 {
             }
             HandshakeType::NewSessionTicket => {
                 let nst = NewSessionTicket13::read_exact(&msg.body)?;
+                let max_early_data = nst.max_early_data_size().unwrap_or(0);
                 if let (Some(rm), Some(suite), Role::Client) = (&self.res_master, self.suite, self.role) {
                     let psk = tls13::resumption_psk(rm, &nst.ticket_nonce);
                     // RFC 8446 §4.6.1: never longer than seven days.
@@ -1532,6 +1594,8 @@ impl Conn13 {
                                 psk: Zeroizing::new(*psk.as_bytes()),
                                 age_add: nst.ticket_age_add,
                                 lifetime,
+                                max_early_data,
+                                client_ip: None,
                             }),
                         });
                     }
@@ -1620,6 +1684,8 @@ impl Conn13 {
         let nonce = vec![0u8];
         let psk = tls13::resumption_psk(res_master, &nonce);
         let lifetime = std::time::Duration::from_secs(7200);
+        // RFC 8446 §4.2.10 / §4.6.1: the ticket allows 0-RTT only when the server takes it.
+        let max_early_data = config.early_data.as_ref().map_or(0, |e| e.max_early_data_size);
         store.put(Session {
             id: id.clone(),
             suite,
@@ -1631,6 +1697,8 @@ impl Conn13 {
                 psk: Zeroizing::new(*psk.as_bytes()),
                 age_add: u32::from_be_bytes(add),
                 lifetime,
+                max_early_data,
+                client_ip: Some(self.peer.ip()),
             }),
         });
         let nst = NewSessionTicket13 {
@@ -1638,7 +1706,11 @@ impl Conn13 {
             ticket_age_add: u32::from_be_bytes(add),
             ticket_nonce: nonce,
             ticket: id,
-            extensions: Vec::new(),
+            extensions: if max_early_data > 0 {
+                vec![NewSessionTicketExtension13::EarlyData(max_early_data)]
+            } else {
+                Vec::new()
+            },
         };
         let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
         let message_seq = self.send_seq;

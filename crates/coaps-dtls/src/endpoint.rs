@@ -87,6 +87,10 @@ pub enum Stateless13 {
     },
     /// The cookie verified: the peer proved its address and may get an association.
     Verified(CookieInfo),
+    /// No cookie, and none needed: a 0-RTT resumption with a ticket issued to this address
+    /// (RFC 9147 §5.1; [`crate::EarlyDataConfig::skip_cookie_on_resumption`]). The endpoint
+    /// behind the gate checks the same condition again before it creates an association.
+    CookieExempt,
     /// Do not answer (the HelloRetryRequest would exceed the amplification limit).
     Drop,
 }
@@ -127,6 +131,11 @@ pub fn stateless_check13(
     let Some((suite, needs_group)) = crate::connection13::server_choose(server, &ch13) else {
         return Stateless13::NotDtls13;
     };
+    // The same two exceptions as `Endpoint::accept13`, so gate and endpoint agree.
+    let needs_group = needs_group && !crate::connection13::psk_ke_possible(server, &ch13, now);
+    if ch13.cookie().is_none() && !needs_group && crate::connection13::cookie_exempt(server, &ch13, peer, now) {
+        return Stateless13::CookieExempt;
+    }
     let provider = &*server.common.provider;
     let mut rejected = false;
     if let Some(cookie) = ch13.cookie() {
@@ -298,6 +307,33 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Starts a DTLS 1.3 resumption that sends `early_data` as 0-RTT data. See
+    /// [`Connection::client_with_early_data`].
+    pub fn connect_with_early_data(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        resume: Option<Session>,
+        early_data: &[u8],
+    ) -> Result<(), Error> {
+        let conn =
+            Connection::client_with_early_data(config, peer, server_name, resume, early_data, self.rng.fork(), now)?;
+        self.connections.insert(peer, conn);
+        self.stats.connections_created += 1;
+        self.collect(peer);
+        Ok(())
+    }
+
+    /// Sends one more record of 0-RTT data to `peer`. See [`Connection::send_early_data`].
+    pub fn send_early_data(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
+        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+        conn.send_early_data(data)?;
+        self.collect(peer);
+        Ok(())
+    }
+
     /// The stateless gate, usable on its own (the cookie layer calls it): decides on a
     /// datagram from a peer without an association and, when a HelloVerifyRequest is the
     /// answer, writes it into `out`. It allocates nothing (RFC 6347 §4.2.1; DESIGN "no state
@@ -378,7 +414,7 @@ impl Endpoint {
             && ch13.offers_version(ProtocolVersion::DTLS1_3)
             && crate::connection13::server_choose(&server, &ch13).is_some()
         {
-            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram.len());
+            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram);
             return;
         }
         if !server.dtls12 {
@@ -428,9 +464,12 @@ impl Endpoint {
         hdr: HandshakeHeader,
         body: &[u8],
         ch13: ClientHello13,
-        received: usize,
+        datagram: &[u8],
     ) {
+        let received = datagram.len();
         let Some((suite, needs_group)) = crate::connection13::server_choose(&server, &ch13) else { return };
+        // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.
+        let needs_group = needs_group && !crate::connection13::psk_ke_possible(&server, &ch13, now);
         let Some(shared) = &self.cookies13 else { return };
         let keys = shared.lock(now, &mut self.rng);
         let provider = server.common.provider.clone();
@@ -449,6 +488,9 @@ impl Endpoint {
                 }
             },
             None if server.cookie.is_none() && !needs_group && !self.require_cookie13 => Some(Vec::new()),
+            // RFC 9147 §5.1: no cookie for a 0-RTT resumption from the ticket's address (the
+            // stateless gate in front passes it as `Stateless13::CookieExempt`).
+            None if !needs_group && crate::connection13::cookie_exempt(&server, &ch13, peer, now) => Some(Vec::new()),
             None => None,
         };
         let Some(prefix) = prefix else {
@@ -478,7 +520,7 @@ impl Endpoint {
             self.stats.dropped_limit += 1;
             return;
         }
-        let c = crate::connection13::Conn13::server(
+        let mut c = crate::connection13::Conn13::server(
             server,
             peer,
             ch13,
@@ -489,6 +531,8 @@ impl Endpoint {
             self.rng.fork(),
             now,
         );
+        // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
+        c.handle_rest_of_first_datagram(now, datagram);
         self.connections.insert(peer, Connection::from13(c));
         self.stats.connections_created += 1;
         self.collect(peer);

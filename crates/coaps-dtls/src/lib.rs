@@ -18,6 +18,7 @@ pub mod connection;
 mod connection13;
 pub mod cookie;
 pub mod crypto;
+pub mod early13;
 pub mod endpoint;
 pub mod error;
 pub mod handshake;
@@ -33,6 +34,7 @@ pub use config::{
     StaticPsks,
 };
 pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
+pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use endpoint::{Endpoint, EndpointStats, Stateless13, StatelessOutcome, Transmit};
 pub use error::Error;
 pub use resumption::{MemorySessionStore, Session, SessionStore};

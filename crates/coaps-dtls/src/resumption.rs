@@ -35,12 +35,24 @@ pub(crate) struct Ticket13 {
     pub(crate) psk: Zeroizing<[u8; 32]>,
     pub(crate) age_add: u32,
     pub(crate) lifetime: std::time::Duration,
+    /// max_early_data_size of the ticket's early_data extension; 0 when it allows no early data
+    /// (RFC 8446 §4.2.10).
+    pub(crate) max_early_data: u32,
+    /// Server side: the address the ticket was issued to, for skipping the cookie exchange on
+    /// resumption from the same address (RFC 9147 §5.1).
+    pub(crate) client_ip: Option<std::net::IpAddr>,
 }
 
 impl Session {
     /// Whether this is a DTLS 1.3 ticket (else a DTLS 1.2 session ID).
     pub fn is_dtls13_ticket(&self) -> bool {
         self.ticket13.is_some()
+    }
+
+    /// DTLS 1.3: the most 0-RTT data the ticket allows (its early_data extension,
+    /// RFC 8446 §4.2.10); `None` when it allows none or this is not a 1.3 ticket.
+    pub fn max_early_data_size(&self) -> Option<u32> {
+        self.ticket13.as_ref().map(|t| t.max_early_data).filter(|&m| m > 0)
     }
 
     /// The 48-byte master secret.

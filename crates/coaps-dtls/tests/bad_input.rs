@@ -127,6 +127,7 @@ impl World {
                     }
                     Event::ApplicationData(d) => c.echoed |= d == c.msg,
                     Event::Closed(r) => c.closed = Some(r),
+                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
                 }
             }
             while let Some(t) = c.ep.poll_transmit() {

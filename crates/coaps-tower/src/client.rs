@@ -320,6 +320,7 @@ impl Client {
                     }
                     Event::ApplicationData(d) => early.push(d),
                     Event::Closed(r) => return Err(Error::Handshake(r)),
+                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
                 }
             }
             // The engine's own retransmission budget bounds the handshake (RFC 6347 §4.2.4):
@@ -562,6 +563,7 @@ impl Task {
                 Event::ApplicationData(d) => self.on_message(&d, Instant::now()),
                 Event::Closed(r) => self.fail_all(r),
                 Event::Connected { .. } => {}
+                Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
         }
     }

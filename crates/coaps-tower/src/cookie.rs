@@ -212,7 +212,10 @@ impl CookieGate {
                     Stateless13::NotDtls13 => {}
                     Stateless13::Verified(info) => {
                         self.cookies_verified.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Verified(CookieVerified { rtt_sample: info.age });
+                        return Verdict::Verified(CookieVerified { rtt_sample: Some(info.age) });
+                    }
+                    Stateless13::CookieExempt => {
+                        return Verdict::Verified(CookieVerified { rtt_sample: None });
                     }
                     Stateless13::HelloRetryRequest { datagram, rejected } => {
                         if rejected {
@@ -248,7 +251,7 @@ impl CookieGate {
                 match keys.verify(&*self.provider, now, peer, &view.params, view.cookie) {
                     Ok(info) => {
                         self.cookies_verified.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Verified(CookieVerified { rtt_sample: info.age });
+                        return Verdict::Verified(CookieVerified { rtt_sample: Some(info.age) });
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "ClientHello cookie rejected");

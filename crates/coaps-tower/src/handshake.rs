@@ -375,6 +375,13 @@ impl Shared {
                     tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
                 }
                 Event::Closed(reason) => tracing::debug!(%peer, ?reason, "DTLS association closed"),
+                // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
+                // the CoAP policy can refuse what is not safe to replay.
+                Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(|c| c.peer_identity().clone()) {
+                    Some(identity) => app.push_back(Secured { peer, identity, payload, early_data: true }),
+                    None => tracing::debug!(%peer, "early data from a closed association dropped"),
+                },
+                Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
         }
         let wake = match (st.endpoint.poll_timeout(), st.worker_deadline) {

@@ -37,8 +37,10 @@ impl Datagram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CookieVerified {
     /// Time between issuing the cookie and receiving it back: an upper bound on one round
-    /// trip, usable as an RTT sample by retransmission tuning.
-    pub rtt_sample: Duration,
+    /// trip, usable as an RTT sample by retransmission tuning. `None` when no cookie was
+    /// exchanged: a DTLS 1.3 0-RTT resumption from the address its ticket was issued to is
+    /// exempt (RFC 9147 §5.1).
+    pub rtt_sample: Option<Duration>,
 }
 
 /// Decrypted application data from an authenticated peer: what the handshake layer hands to

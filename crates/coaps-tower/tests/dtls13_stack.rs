@@ -274,7 +274,7 @@ async fn spoofed_dtls13_client_hellos_create_no_association() {
     // cookie even when a (forged) cookie-layer mark says it was proven: a stateless HRR, no
     // association. Unmarked, it is dropped.
     let forged = Datagram {
-        cookie: Some(CookieVerified { rtt_sample: Duration::ZERO }),
+        cookie: Some(CookieVerified { rtt_sample: Some(Duration::ZERO) }),
         ..Datagram::new("192.0.2.4:40000".parse().unwrap(), client_hello13(3, server_addr).1)
     };
     let out = call(&mut direct, forged).await;
@@ -299,6 +299,9 @@ async fn spoofed_dtls13_client_hellos_create_no_association() {
                 Event::Connected { .. } => client.send(server_addr, b"genuine").unwrap(),
                 Event::ApplicationData(d) => echoed = Some(d),
                 Event::Closed(r) => panic!("closed: {r:?}"),
+                e @ (Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected) => {
+                    panic!("no early data was offered: {e:?}")
+                }
             }
         }
         while let Some(t) = client.poll_transmit() {

@@ -163,7 +163,7 @@ impl Node {
                         self.session = self.ep.connection(&peer).and_then(|c| c.session().cloned());
                     }
                 }
-                Event::Closed(_) => {}
+                Event::Closed(_) | Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
             self.events.push((peer, ev));
         }

@@ -1,0 +1,338 @@
+//! 0-RTT early data inside a DTLS 1.3 association (RFC 8446 §4.2.10, RFC 9147 §5.6 and §6.1):
+//! the client's epoch-1 sending, the server's decision and epoch-1 receiving. The public policy
+//! types live in [`crate::early13`].
+
+use super::*;
+use crate::early13::{EarlyDataContext, ResumptionKeyExchange};
+use crate::record13::CiphertextRecord;
+
+/// DTLS 1.3 epoch of 0-RTT data (RFC 9147 §6.1).
+pub(super) const EPOCH_EARLY: u64 = 1;
+
+/// 0-RTT state of one association, boxed in [`Conn13`]: most associations have none.
+#[derive(Debug, Default)]
+pub(super) struct Early {
+    /// Client: epoch-1 keys until the server's answer.
+    send: Option<SendEpoch13>,
+    /// Server: epoch-1 keys while early data is accepted and no epoch-3 record has arrived.
+    recv: Option<ReceiveEpoch13>,
+    /// Early data is offered in the ClientHello the server answers (cleared by an HRR).
+    offered: bool,
+    /// Early-data bytes sent (client) or received (server), and the limit.
+    bytes: u64,
+    max: u64,
+    /// Server: bytes of rejected early data skipped so far.
+    skipped: u64,
+    /// Client: the sealed epoch-1 records, resent byte for byte with each ClientHello
+    /// retransmission: the server's per-epoch replay window (RFC 9147 §4.5.1) drops the copies,
+    /// so a record is never delivered twice.
+    records: Vec<Vec<u8>>,
+}
+
+/// Whether the stateless gate may skip the cookie exchange for `ch` (RFC 9147 §5.1: "when a
+/// session is resumed ... and the IP address matches one associated with the PSK"): early
+/// data is offered with a ticket of ours that allows it and was issued to this address.
+pub(crate) fn cookie_exempt(config: &ServerConfig, ch: &ClientHello13, peer: SocketAddr, now: Instant) -> bool {
+    let Some(ed) = &config.early_data else { return false };
+    if !ed.skip_cookie_on_resumption || !ch.has_early_data() {
+        return false;
+    }
+    let Some(first) = ch.pre_shared_key().and_then(|o| o.identities.first()) else { return false };
+    config
+        .session_store
+        .as_ref()
+        .and_then(|st| st.get(&first.identity, now))
+        .and_then(|s| s.ticket13)
+        .is_some_and(|t| t.max_early_data > 0 && t.client_ip == Some(peer.ip()))
+}
+
+/// Whether `ch` can complete with psk_ke alone (no key share, RFC 8446 §4.2.9): it offers that
+/// mode and a PSK identity the server knows (a ticket in its store or an external PSK). The
+/// stateless gate then does not ask for a key share.
+pub(crate) fn psk_ke_possible(config: &ServerConfig, ch: &ClientHello13, now: Instant) -> bool {
+    if !ch.psk_key_exchange_modes().unwrap_or_default().contains(&PskKeyExchangeMode::PskKe) {
+        return false;
+    }
+    let Some(offered) = ch.pre_shared_key() else { return false };
+    offered.identities.iter().any(|id| {
+        config.session_store.as_ref().and_then(|st| st.get(&id.identity, now)).is_some_and(|s| s.ticket13.is_some())
+            || config.psks.as_ref().is_some_and(|p| p.key_for(&id.identity).is_some())
+    })
+}
+
+/// The client's key share and psk_key_exchange_modes when resuming: psk_ke alone drops the
+/// key share (RFC 8446 §4.2.9). An external PSK offered beside the ticket then runs psk_ke too.
+pub(super) fn resumption_modes(config: &ClientConfig, resuming: bool) -> (bool, Vec<PskKeyExchangeMode>) {
+    if resuming && config.resumption_key_exchange == ResumptionKeyExchange::PskKe {
+        (false, vec![PskKeyExchangeMode::PskKe])
+    } else {
+        (true, vec![PskKeyExchangeMode::PskDheKe, PskKeyExchangeMode::PskKe])
+    }
+}
+
+/// After a HelloRetryRequest that asks for secp256r1 (RFC 8446 §4.1.4): a psk_ke-only
+/// ClientHello gains the key share and offers psk_dhe_ke too.
+pub(super) fn add_key_share(ch: &mut ClientHello13, public_key: &[u8]) {
+    if ch.key_share_for(NamedGroup::Secp256r1).is_some() {
+        return;
+    }
+    let share = ClientExtension13::KeyShare(vec![KeyShareEntry {
+        group: NamedGroup::Secp256r1,
+        key_exchange: public_key.to_vec(),
+    }]);
+    let pos =
+        ch.extensions.iter().position(|e| matches!(e, ClientExtension13::SupportedGroups(_))).map_or(0, |p| p + 1);
+    ch.extensions.insert(pos, share);
+    for e in &mut ch.extensions {
+        if let ClientExtension13::PskKeyExchangeModes(m) = e
+            && !m.contains(&PskKeyExchangeMode::PskDheKe)
+        {
+            m.insert(0, PskKeyExchangeMode::PskDheKe);
+        }
+    }
+}
+
+impl Conn13 {
+    /// Client, right after the ClientHello that offers early_data went out: derives the epoch-1
+    /// keys from `client_early_traffic_secret` over the ClientHello (RFC 8446 §7.1) and sends
+    /// `data`, packed into the ClientHello's datagram when it fits.
+    pub(super) fn client_start_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let ticket = self.resume.as_ref().ok_or(Error::Crypto)?;
+        let t = ticket.ticket13.as_ref().ok_or(Error::Crypto)?;
+        // RFC 8446 §4.2.10: 0-RTT uses the ticket's suite.
+        let aead = suite13(ticket.suite).ok_or(Error::Crypto)?;
+        let secret = EarlySecret::new(Some(&t.psk[..])).client_early_traffic_secret(&self.transcript_hash());
+        let prot = self.protection(aead, &secret)?;
+        self.early = Some(Box::new(Early {
+            send: Some(SendEpoch13::new(EPOCH_EARLY, prot)),
+            offered: true,
+            max: u64::from(t.max_early_data),
+            ..Early::default()
+        }));
+        self.send_early_data(data)
+    }
+
+    /// Client: one more 0-RTT record (see [`crate::Connection::send_early_data`]).
+    pub(crate) fn send_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let awaiting_hello = matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. }));
+        let mtu = self.common().mtu;
+        let Some(e) = self.early.as_mut().filter(|e| e.offered && awaiting_hello) else {
+            return Err(Error::NotConnected);
+        };
+        let Some(send) = e.send.as_mut() else { return Err(Error::NotConnected) };
+        // RFC 8446 §4.2.10: never more than the ticket's max_early_data_size.
+        if e.bytes + data.len() as u64 > e.max {
+            return Err(Error::LimitReached("max_early_data_size of the ticket"));
+        }
+        let style = HeaderStyle::choose(0, None, true);
+        let max = send.protection().max_plaintext_len(mtu, style);
+        if data.len() > max {
+            return Err(Error::MessageTooLarge { len: data.len(), max });
+        }
+        let mut rec = Vec::with_capacity(data.len() + 32);
+        send.seal(ContentType::ApplicationData, data, &mut rec, style).map_err(|_| Error::Crypto)?;
+        e.bytes += data.len() as u64;
+        let first = e.records.is_empty();
+        e.records.push(rec.clone());
+        self.push_early_record(rec, first);
+        Ok(())
+    }
+
+    /// Appends an epoch-1 record to the datagram just queued (the ClientHello's) when it fits,
+    /// else sends it alone.
+    fn push_early_record(&mut self, rec: Vec<u8>, behind_hello: bool) {
+        let mtu = self.common().mtu;
+        if behind_hello
+            && let Some(last) = self.out.transmits.back_mut()
+            && last.len() + rec.len() <= mtu
+        {
+            last.extend_from_slice(&rec);
+            self.out.stats.bytes_sent += rec.len() as u64;
+            return;
+        }
+        self.push_datagram(rec);
+    }
+
+    /// Client: the ClientHello was just retransmitted; its 0-RTT records go along, unchanged.
+    pub(super) fn resend_early_records(&mut self) {
+        if !matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. })) {
+            return;
+        }
+        let Some(records) = self.early.as_ref().filter(|e| e.offered).map(|e| e.records.clone()) else { return };
+        for (i, rec) in records.into_iter().enumerate() {
+            self.push_early_record(rec, i == 0);
+        }
+    }
+
+    /// Client: a HelloRetryRequest arrived. The second ClientHello must not offer early data
+    /// (RFC 8446 §4.2.10), so what was sent is lost: it will be reported as rejected.
+    pub(super) fn client_early_after_hrr(&mut self, ch2: &mut ClientHello13) {
+        ch2.extensions.retain(|e| !matches!(e, ClientExtension13::EarlyData));
+        if let Some(e) = self.early.as_mut() {
+            e.offered = false;
+            e.send = None;
+            e.records = Vec::new();
+        }
+    }
+
+    /// Client: EncryptedExtensions tells whether the server took our early data
+    /// (RFC 8446 §4.2.10); the application hears it before `Connected`.
+    pub(super) fn client_early_outcome(&mut self, accepted: bool) -> Result<(), Error> {
+        let offered = self.early.as_ref().is_some_and(|e| e.offered);
+        if accepted {
+            if !offered {
+                return Err(Error::PeerMisbehaved(
+                    "early_data accepted but not offered",
+                    AlertDescription::UnsupportedExtension,
+                ));
+            }
+            // RFC 8446 §4.2.10: early data is accepted only with the first PSK (our ticket).
+            if !self.resumed {
+                return Err(Error::PeerMisbehaved(
+                    "early data accepted without the first PSK",
+                    AlertDescription::IllegalParameter,
+                ));
+            }
+            self.out.events.push_back(Event::EarlyDataAccepted);
+        } else if self.early.is_some() {
+            self.out.events.push_back(Event::EarlyDataRejected);
+        }
+        self.early = None;
+        Ok(())
+    }
+
+    /// Server: decides on the early data `ch` offers, after the PSK choice and with the
+    /// ClientHello in the transcript (RFC 8446 §4.2.10). `ticket` is the resumed session with
+    /// the client's obfuscated ticket age when the selected PSK is one of our tickets;
+    /// `after_hrr` when a HelloRetryRequest came first. Returns whether EncryptedExtensions
+    /// must carry early_data.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn server_early_decision(
+        &mut self,
+        config: &ServerConfig,
+        ch: &ClientHello13,
+        selected: u16,
+        ticket: Option<&(Session, u32)>,
+        suite: CipherSuite,
+        aead: AeadAlgorithm,
+        after_hrr: bool,
+        now: Instant,
+    ) -> Result<bool, Error> {
+        if !ch.has_early_data() {
+            return Ok(false);
+        }
+        let ticket_max = ticket.and_then(|(s, _)| s.ticket13.as_ref()).map_or(0, |t| t.max_early_data);
+        let config_max = config.early_data.as_ref().map_or(0, |e| e.max_early_data_size);
+        let mut early = Early { offered: true, max: u64::from(ticket_max.max(config_max)), ..Early::default() };
+        let accept = (|| {
+            let ed = config.early_data.as_ref()?;
+            // RFC 8446 §4.2.10: not after an HRR, only with the first PSK, a ticket that
+            // allows early data, and the ticket's suite.
+            let (session, obfuscated_age) = ticket.filter(|_| selected == 0 && !after_hrr)?;
+            let t = session.ticket13.as_ref().filter(|t| t.max_early_data > 0)?;
+            if session.suite != suite {
+                return None;
+            }
+            // RFC 8446 §4.2.11.1 / §8.3: the client's age of the ticket must match ours.
+            let client_age = std::time::Duration::from_millis(u64::from(obfuscated_age.wrapping_sub(t.age_add)));
+            let server_age = now.saturating_duration_since(session.established_at);
+            if !ed.is_fresh(client_age, server_age) {
+                return None;
+            }
+            let server_name = ch.server_name().and_then(|n| std::str::from_utf8(n).ok());
+            let ctx = EarlyDataContext {
+                peer: self.peer,
+                ticket: &session.id,
+                peer_identity: &session.peer_identity,
+                suite,
+                client_ticket_age: client_age,
+                server_ticket_age: server_age,
+                server_name,
+            };
+            if !ed.accept.as_ref().is_none_or(|hook| hook(&ctx)) {
+                return None;
+            }
+            Some((t.psk.clone(), t.max_early_data.min(ed.max_early_data_size), session.id.clone()))
+        })();
+        let accepted = accept.is_some();
+        if let Some((psk, max, id)) = accept {
+            let secret = EarlySecret::new(Some(&psk[..])).client_early_traffic_secret(&self.transcript_hash());
+            early.recv = Some(ReceiveEpoch13::new(EPOCH_EARLY, self.protection(aead, &secret)?));
+            early.max = u64::from(max);
+            // The early data is authorized by the ticket's identity: report it before the
+            // handshake completes.
+            if let Some((session, _)) = ticket {
+                self.identity = session.peer_identity.clone();
+            }
+            // RFC 8446 §8.1: single-use tickets; a replayed ClientHello finds no ticket.
+            if let Some(store) = &config.session_store {
+                store.remove(&id);
+            }
+        }
+        self.early = Some(Box::new(early));
+        Ok(accepted)
+    }
+
+    /// An epoch-1 record (RFC 9147 §6.1). Server: delivered as [`Event::EarlyData`] when early
+    /// data was accepted, abort past max_early_data_size (RFC 8446 §4.2.10: unexpected_message);
+    /// skipped and counted when it was rejected.
+    pub(super) fn handle_early_record(&mut self, ct: &CiphertextRecord<'_>) {
+        let Some(e) = self.early.as_mut().filter(|_| self.role == Role::Server) else {
+            self.out.stats.records_invalid += 1;
+            return;
+        };
+        let Some(recv) = e.recv.as_mut() else {
+            let len = ct.encrypted_record.len() as u64;
+            if e.offered && e.skipped + len <= e.max {
+                e.skipped += len;
+                self.out.stats.early_records_skipped += 1;
+            } else {
+                self.out.stats.records_invalid += 1;
+            }
+            return;
+        };
+        match recv.open(ct) {
+            Ok(o) if o.content_type == ContentType::ApplicationData => {
+                e.bytes += o.plaintext.len() as u64;
+                if e.bytes > e.max {
+                    self.fail(Error::PeerMisbehaved(
+                        "more early data than max_early_data_size",
+                        AlertDescription::UnexpectedMessage,
+                    ));
+                    return;
+                }
+                self.out.events.push_back(Event::EarlyData(o.plaintext));
+            }
+            Ok(_) => self.out.stats.records_invalid += 1,
+            Err(record13::OpenError13::Authentication) => self.out.stats.records_auth_failed += 1,
+            Err(record13::OpenError13::Replay) => self.out.stats.records_replayed += 1,
+            Err(_) => self.out.stats.records_invalid += 1,
+        }
+    }
+
+    /// Server: the first epoch-3 record arrived; epoch 1 is over (RFC 9147 §5.6: "Servers could
+    /// discard epoch 1 keys after the first epoch 3 data arrives").
+    pub(super) fn end_early_epoch(&mut self) {
+        if self.role == Role::Server {
+            self.early = None;
+        }
+    }
+
+    /// Server: the records packed behind the ClientHello that created this association
+    /// (0-RTT data in the same datagram, RFC 8446 §4.2.10).
+    pub(crate) fn handle_rest_of_first_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if self.early.is_none() || self.state == State::Closed {
+            return;
+        }
+        let mut peer_repeated = false;
+        for rec in record13::split_datagram13(datagram) {
+            if matches!(rec, Record13::Ciphertext(_)) {
+                self.handle_record(rec, &mut peer_repeated);
+                if self.state == State::Closed {
+                    return;
+                }
+            }
+        }
+        let _ = now;
+    }
+}
