@@ -300,6 +300,17 @@ impl Endpoint {
         let provider = server.common.provider.clone();
         let prefix = match ch13.cookie() {
             Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
+                // RFC 9147 §5.11: an existing association goes only once the client shows
+                // reachability. The 1.3 cookie does not bind the random, so a cookie issued
+                // before the association's last activity is an (altered) replay: it proves nothing.
+                Ok((_, info))
+                    if self.connections.get(&peer).is_some_and(|c| {
+                        now.checked_sub(info.age).is_none_or(|issued| issued <= c.last_activity())
+                    }) =>
+                {
+                    self.stats.cookies_rejected += 1;
+                    None
+                }
                 Ok((state, _)) => {
                     let mut prefix = Vec::new();
                     message_hash(&state.client_hello1_hash, &mut prefix);
