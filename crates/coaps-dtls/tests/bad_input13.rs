@@ -828,3 +828,41 @@ fn altered_replay_of_a_dtls13_client_hello_does_not_replace_the_association() {
     assert!(w.a().echoed, "a restarted client could not replace its old association");
     assert_eq!(w.server.stats().connections_created, created + 1);
 }
+
+/// Regression: a DTLS 1.3 message carrying an extension it does not allow was answered with
+/// decode_error; RFC 8446 §4.2 requires illegal_parameter ("If an implementation receives an
+/// extension which it recognizes and which is not specified for the message in which it
+/// appears, it MUST abort the handshake with an illegal_parameter alert").
+#[test]
+fn dtls13_extension_not_allowed_in_server_hello_gets_illegal_parameter() {
+    let mut s = setup(Mode::EcdsaX509, 1152);
+    Arc::make_mut(&mut s.server).cookie = None;
+    let now = Instant::now();
+    let mut server_ep = Endpoint::server(s.server.clone(), SeededRng::from_seed_u64(1), now);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(2));
+    client.connect(now, server(), s.client.clone(), "localhost", None).unwrap();
+    let ch = client.poll_transmit().unwrap().payload;
+    server_ep.handle_datagram(now, a_addr(), &ch);
+    let flight = server_ep.poll_transmit().unwrap().payload;
+    // The ServerHello record first: 13-byte header, 12-byte handshake header, then the body.
+    assert_eq!((flight[0], flight[13]), (22, 2));
+    let rec_len = usize::from(u16::from_be_bytes([flight[11], flight[12]]));
+    let mut body = flight[25..13 + rec_len].to_vec();
+    // legacy_version 2, random 32, empty session id 1, suite 2, compression 1: extensions.
+    assert_eq!(body[34], 0, "no legacy_session_id_echo in DTLS 1.3");
+    let ext_len = u16::from_be_bytes([body[38], body[39]]) + 4;
+    body[38..40].copy_from_slice(&ext_len.to_be_bytes());
+    body.extend_from_slice(&[0, 42, 0, 0]); // early_data: not allowed in ServerHello
+    let n = (body.len() as u32).to_be_bytes();
+    let mut hs = vec![2, n[1], n[2], n[3], flight[17], flight[18], 0, 0, 0, n[1], n[2], n[3]];
+    hs.extend_from_slice(&body);
+    let mut d = flight[..11].to_vec();
+    d.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    d.extend_from_slice(&hs);
+    client.handle_datagram(now, server(), &d);
+    let alert = client.poll_transmit().expect("an alert").payload;
+    assert_eq!(alert[0], 21, "a plaintext alert record (no handshake keys yet)");
+    assert_eq!(&alert[13..], [2, 47], "fatal illegal_parameter");
+    let closed = std::iter::from_fn(|| client.poll_event()).any(|(_, e)| matches!(e, Event::Closed(_)));
+    assert!(closed);
+}
