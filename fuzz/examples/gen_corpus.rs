@@ -3,11 +3,11 @@
 //! `cargo run --release --example gen_corpus [OUT_DIR]` (default: `corpus` next to Cargo.toml).
 //! Every endpoint seed is checked to replay to a completed handshake before it is written.
 
+use coaps_dtls::codec::{Codec, NamedGroup, SignatureScheme};
 use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
 use coaps_dtls::msgs::{HandshakeHeader, KeyExchangeAlgorithm};
-use coaps_dtls::record::split_datagram;
-use coaps_dtls::codec::{Codec, NamedGroup, SignatureScheme};
 use coaps_dtls::msgs13::*;
+use coaps_dtls::record::split_datagram;
 use coaps_dtls::record13::{Record13, split_datagram13};
 use coaps_fuzz::dtls13;
 use coaps_fuzz::scenario::{self, Transcript};
@@ -125,9 +125,7 @@ fn dtls13_seeds(dir: &Path) {
             seeds.push((format!("ext_{i}_{j}"), msg("ClientExtension", e.to_vec())));
             match e {
                 ClientExtension13::PreSharedKey(p) => seeds.push((format!("psk_{i}"), msg("OfferedPsks", p.to_vec()))),
-                ClientExtension13::KeyShare(k) => {
-                    seeds.push((format!("ks_{i}"), msg("KeyShareEntry", k[0].to_vec())))
-                }
+                ClientExtension13::KeyShare(k) => seeds.push((format!("ks_{i}"), msg("KeyShareEntry", k[0].to_vec()))),
                 _ => {}
             }
         }

@@ -2,7 +2,7 @@
 //! server and client endpoint targets and the man-in-the-middle mode that mutates a real
 //! handshake's datagrams in flight.
 
-use crate::{advance_of, drain, encode_op, ops, peer, server_addr, server_config, client_config, SERVER_NAME};
+use crate::{SERVER_NAME, advance_of, client_config, drain, encode_op, ops, peer, server_addr, server_config};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, ServerConfig, Session, SessionStore};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -15,9 +15,8 @@ use coaps_dtls::crypto::tls13::{Secret, TrafficKeys};
 use coaps_dtls::crypto::{AeadAlgorithm, SeededRng};
 use coaps_dtls::msgs13::*;
 use coaps_dtls::record13::{
-    CiphertextRecord, HeaderStyle, MAX_ENCRYPTED_RECORD_LEN, MIN_ENCRYPTED_RECORD_LEN, OpenError13,
-    ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, SeqLen, reconstruct_epoch, reconstruct_seq,
-    split_datagram13,
+    CiphertextRecord, HeaderStyle, MAX_ENCRYPTED_RECORD_LEN, MIN_ENCRYPTED_RECORD_LEN, OpenError13, ReceiveEpoch13,
+    Record13, RecordProtection13, SendEpoch13, SeqLen, reconstruct_epoch, reconstruct_seq, split_datagram13,
 };
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -254,7 +253,10 @@ fn check_split(datagram: &[u8]) -> Vec<CiphertextRecord<'_>> {
     for rec in records.by_ref() {
         match rec {
             Record13::Plaintext(raw) => {
-                assert!(matches!(raw.header.content_type, ContentType::Alert | ContentType::Handshake | ContentType::Ack));
+                assert!(matches!(
+                    raw.header.content_type,
+                    ContentType::Alert | ContentType::Handshake | ContentType::Ack
+                ));
                 assert_eq!(raw.fragment.len(), usize::from(raw.header.length));
                 consumed += 13 + raw.fragment.len();
             }
@@ -283,7 +285,14 @@ fn check_split(datagram: &[u8]) -> Vec<CiphertextRecord<'_>> {
 #[derive(Debug, Arbitrary)]
 enum RecordOp {
     /// Seal a record at `seq` (low 48 bits) with an arbitrary content type and plaintext.
-    Seal { seq: u64, content_type: u8, plaintext: Vec<u8>, seq16: bool, length: bool, flip: Option<(u16, u8)> },
+    Seal {
+        seq: u64,
+        content_type: u8,
+        plaintext: Vec<u8>,
+        seq16: bool,
+        length: bool,
+        flip: Option<(u16, u8)>,
+    },
     /// Deliver sealed record `index` (modulo how many) again, or a raw datagram.
     Replay(u8),
     Raw(Vec<u8>),
@@ -398,7 +407,8 @@ pub fn record13(data: &[u8]) {
         // Through the stateful sender too: sequence numbers increase by one per record.
         let n = tx.next_seq();
         let mut out = Vec::new();
-        if tx.seal(ContentType::ApplicationData, &datagram[..datagram.len().min(64)], &mut out, HeaderStyle::FULL)
+        if tx
+            .seal(ContentType::ApplicationData, &datagram[..datagram.len().min(64)], &mut out, HeaderStyle::FULL)
             .is_ok()
         {
             assert_eq!(tx.next_seq(), n + 1);

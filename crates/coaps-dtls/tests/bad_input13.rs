@@ -477,7 +477,8 @@ fn matrix(name: &str, s: &Setup, point_stride: usize) -> usize {
                         w.log.iter().filter(own).map(|x| x.payload.clone()).collect()
                     }
                 };
-                let mut rng = Prng(0x9e37_79b9_7f4a_7c15 ^ ((point as u64) << 8) ^ ((class as u64) << 4) ^ target as u64);
+                let mut rng =
+                    Prng(0x9e37_79b9_7f4a_7c15 ^ ((point as u64) << 8) ^ ((class as u64) << 4) ^ target as u64);
                 let bad = bad_inputs(class, &recorded, &mut rng);
                 injected += bad.len();
                 match target {
@@ -571,13 +572,12 @@ fn dtls13_bad_records_are_dropped_and_counted_and_replays_never_delivered() {
     let mut w = World::new(&s, 5, Instant::now());
     w.run_to_end();
     assert!(w.a().echoed && w.b().echoed);
-    // A's application record: the first epoch-3 unified-header datagram A sent after the
-    // handshake that the server answered with data.
+    // A's application record: its first epoch-3 datagram (its message, sent on Connected;
+    // the ACK of the server's NewSessionTicket comes later).
     let app = w
         .log
         .iter()
-        .filter(|x| x.from == a_addr() && x.payload[0] & 0xe3 == 0x23)
-        .last()
+        .find(|x| x.from == a_addr() && x.payload[0] & 0xe3 == 0x23)
         .expect("A's epoch-3 record")
         .payload
         .clone();
@@ -598,9 +598,9 @@ fn dtls13_bad_records_are_dropped_and_counted_and_replays_never_delivered() {
     assert_eq!(s2.records_auth_failed, after.records_auth_failed + 1, "a flipped tag fails authentication");
 
     let garbage = vec![
-        app[..3].to_vec(),                               // header only
-        unified(3, false, None, false, &[0; 10]),        // shorter than the sample
-        unified(3, false, None, true, &[0; 40]),         // a CID
+        app[..3].to_vec(),                                    // header only
+        unified(3, false, None, false, &[0; 10]),             // shorter than the sample
+        unified(3, false, None, true, &[0; 40]),              // a CID
         vec![0x17, 0xfe, 0xfd, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0], // DTLS 1.2 app data header
         plain(23, 0, 1, b"cleartext application data"),
     ];
