@@ -19,8 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod dtls13;
 pub mod scenario;
 pub mod targets;
+pub mod targets13;
 
 macro_rules! data_file {
     ($name:literal) => {

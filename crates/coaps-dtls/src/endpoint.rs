@@ -133,7 +133,7 @@ pub fn stateless_check13(
     };
     // The same two exceptions as `Endpoint::accept13`, so gate and endpoint agree.
     let needs_group = needs_group && !crate::connection13::psk_ke_possible(server, &ch13, now);
-    if ch13.cookie().is_none() && !needs_group && crate::connection13::cookie_exempt(server, &ch13, peer, now) {
+    if ch13.cookie().is_none() && !needs_group && crate::connection13::cookie_exempt(server, &ch13, body, peer, now) {
         return Stateless13::CookieExempt;
     }
     let provider = &*server.common.provider;
@@ -475,6 +475,17 @@ impl Endpoint {
         let provider = server.common.provider.clone();
         let prefix = match ch13.cookie() {
             Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
+                // RFC 9147 §5.11: an existing association goes only once the client shows
+                // reachability. The 1.3 cookie does not bind the random, so a cookie issued
+                // before the association's last activity is an (altered) replay: it proves nothing.
+                Ok((_, info))
+                    if self.connections.get(&peer).is_some_and(|c| {
+                        now.checked_sub(info.age).is_none_or(|issued| issued <= c.last_activity())
+                    }) =>
+                {
+                    self.stats.cookies_rejected += 1;
+                    None
+                }
                 Ok((state, _)) => {
                     let mut prefix = Vec::new();
                     message_hash(&state.client_hello1_hash, &mut prefix);
@@ -488,9 +499,12 @@ impl Endpoint {
                 }
             },
             None if server.cookie.is_none() && !needs_group && !self.require_cookie13 => Some(Vec::new()),
-            // RFC 9147 §5.1: no cookie for a 0-RTT resumption from the ticket's address (the
-            // stateless gate in front passes it as `Stateless13::CookieExempt`).
-            None if !needs_group && crate::connection13::cookie_exempt(&server, &ch13, peer, now) => Some(Vec::new()),
+            // RFC 9147 §5.1: no cookie for a fresh 0-RTT resumption from the ticket's address
+            // with a valid binder (the stateless gate in front passes it as
+            // `Stateless13::CookieExempt`).
+            None if !needs_group && crate::connection13::cookie_exempt(&server, &ch13, body, peer, now) => {
+                Some(Vec::new())
+            }
             None => None,
         };
         let Some(prefix) = prefix else {

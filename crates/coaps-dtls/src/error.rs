@@ -51,7 +51,9 @@ impl Error {
     /// The alert this error is reported with, if any.
     pub fn alert(&self) -> Option<AlertDescription> {
         Some(match self {
-            Self::InvalidMessage(_) => AlertDescription::DecodeError,
+            // decode_error, except where RFC 8446 asks for illegal_parameter (an extension in a
+            // message that does not allow it, §4.2; pre_shared_key not last, §4.2.11).
+            Self::InvalidMessage(e) => crate::msgs13::alert_for(e),
             Self::PeerMisbehaved(_, a) | Self::Incompatible(_, a) => *a,
             Self::Certificate(e) => e.alert(),
             Self::UnknownPskIdentity => AlertDescription::UnknownPskIdentity,

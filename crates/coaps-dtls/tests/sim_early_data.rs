@@ -431,3 +431,55 @@ fn early_data_under_loss_is_never_delivered_twice_nor_as_one_rtt_data() {
     );
     assert!(accepted > 0 && delivered > 0);
 }
+
+/// RFC 9147 §5.1 / §5.11: a 0-RTT ClientHello skips the cookie only when its binder verifies.
+/// A copy with another random (what an attacker who saw it would send, from the client's
+/// address, to look like a new connection) gets a HelloRetryRequest and leaves the live
+/// association alone; an identical copy goes to the association it created.
+#[test]
+fn an_altered_zero_rtt_client_hello_gets_no_cookie_exemption() {
+    let (server_cfg, client_cfg) = configs13(Mode::Psk, Some(EarlyDataConfig::default()));
+    let network = Network::new(1, SimConfig::default());
+    let mut sim = Simulation::new(network);
+    let mut server = Node::server(server_cfg, 1, sim.now());
+    let ticket = get_ticket(&mut sim, &mut server, &client_cfg);
+    let now = sim.now();
+    let mut client = early_client(&client_cfg, ticket, EARLY, 9, now);
+    let first = client.ep.poll_transmit().expect("the ClientHello with early data").payload;
+    let before = server.ep.stats();
+    server.ep.handle_datagram(now, client_addr(), &first);
+    let after = server.ep.stats();
+    assert_eq!(after.hello_retry_requests, before.hello_retry_requests, "exempt: no HRR");
+    assert_eq!(after.connections_created, before.connections_created + 1);
+    let answer: Vec<_> = std::iter::from_fn(|| server.ep.poll_transmit()).collect();
+    assert!(!answer.is_empty(), "the ServerHello flight");
+
+    // Identical copy: routed to the association, no new one, no HRR.
+    server.ep.handle_datagram(now, client_addr(), &first);
+    let same = server.ep.stats();
+    assert_eq!(same.connections_created, after.connections_created);
+    assert_eq!(same.hello_retry_requests, after.hello_retry_requests);
+    while server.ep.poll_transmit().is_some() {}
+
+    // Altered random (record header 13 + handshake header 12 + legacy_version 2 = offset 27).
+    let mut altered = first.clone();
+    altered[27] ^= 0x01;
+    server.ep.handle_datagram(now, client_addr(), &altered);
+    let last = server.ep.stats();
+    assert_eq!(last.connections_created, after.connections_created, "the live association stays");
+    assert_eq!(last.hello_retry_requests, after.hello_retry_requests + 1, "the altered copy gets an HRR");
+    assert!(server.ep.connection(&client_addr()).is_some_and(|c| c.is_handshaking()));
+
+    // The genuine client still completes on the association its ClientHello created.
+    for t in answer {
+        client.ep.handle_datagram(now, server_addr(), &t.payload);
+    }
+    while let Some(t) = client.ep.poll_transmit() {
+        server.ep.handle_datagram(now, client_addr(), &t.payload);
+    }
+    assert!(server.ep.connection(&client_addr()).is_some_and(|c| c.is_established()));
+    assert!(
+        server.ep.connection(&client_addr()).is_some_and(|c| c.is_resumed()),
+        "resumed on the original association"
+    );
+}

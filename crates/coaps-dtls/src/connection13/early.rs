@@ -31,19 +31,43 @@ pub(super) struct Early {
 
 /// Whether the stateless gate may skip the cookie exchange for `ch` (RFC 9147 §5.1: "when a
 /// session is resumed ... and the IP address matches one associated with the PSK"): early
-/// data is offered with a ticket of ours that allows it and was issued to this address.
-pub(crate) fn cookie_exempt(config: &ServerConfig, ch: &ClientHello13, peer: SocketAddr, now: Instant) -> bool {
+/// data is offered with a ticket of ours that allows it and was issued to this address, the
+/// ticket age is fresh (RFC 8446 §8.3) and the first binder verifies over `ch_body`.
+///
+/// Without a cookie nothing shows that the sender can receive at `peer`, so only a ClientHello
+/// the ticket holder wrote within the freshness window passes: an altered copy (another random,
+/// to look like a new connection and replace the live association, RFC 9147 §5.11) fails the
+/// binder, and an identical copy is routed to the association it already created.
+pub(crate) fn cookie_exempt(
+    config: &ServerConfig,
+    ch: &ClientHello13,
+    ch_body: &[u8],
+    peer: SocketAddr,
+    now: Instant,
+) -> bool {
     let Some(ed) = &config.early_data else { return false };
     if !ed.skip_cookie_on_resumption || !ch.has_early_data() {
         return false;
     }
-    let Some(first) = ch.pre_shared_key().and_then(|o| o.identities.first()) else { return false };
-    config
-        .session_store
-        .as_ref()
-        .and_then(|st| st.get(&first.identity, now))
-        .and_then(|s| s.ticket13)
-        .is_some_and(|t| t.max_early_data > 0 && t.client_ip == Some(peer.ip()))
+    let Some(offered) = ch.pre_shared_key() else { return false };
+    let (Some(first), Some(binder)) = (offered.identities.first(), offered.binders.first()) else { return false };
+    let Some(session) = config.session_store.as_ref().and_then(|st| st.get(&first.identity, now)) else {
+        return false;
+    };
+    let Some(t) = session.ticket13.as_ref() else { return false };
+    if t.max_early_data == 0 || t.client_ip != Some(peer.ip()) {
+        return false;
+    }
+    let client_age = std::time::Duration::from_millis(u64::from(first.obfuscated_ticket_age.wrapping_sub(t.age_add)));
+    if !ed.is_fresh(client_age, now.saturating_duration_since(session.established_at)) {
+        return false;
+    }
+    let Ok((_, Some(off))) = ClientHello13::read_with_binders_offset(ch_body) else { return false };
+    let mut partial = Vec::new();
+    truncated_client_hello_transcript(ch_body, off, &mut partial);
+    let binder_key = EarlySecret::new(Some(&t.psk[..])).binder_key(false);
+    let expected = tls13::psk_binder(&binder_key, &hash(&*config.common.provider, &partial));
+    binder.len() == expected.len() && bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &binder[..]))
 }
 
 /// Whether `ch` can complete with psk_ke alone (no key share, RFC 8446 §4.2.9): it offers that
