@@ -108,8 +108,16 @@ pub struct Stats {
     pub datagrams_sent: u64,
     /// Bytes sent (UDP payload).
     pub bytes_sent: u64,
-    /// Flight retransmissions (timer or peer-triggered).
+    /// Flight retransmissions (timer or peer-triggered; in DTLS 1.3 also those prompted by a
+    /// partial ACK).
     pub retransmissions: u64,
+    /// DTLS 1.3: handshake records sent again, counting only the unacknowledged fragments that
+    /// were resent (RFC 9147 §7.2). Not counted for DTLS 1.2, which resends whole flights.
+    pub records_retransmitted: u64,
+    /// DTLS 1.3: records a whole-flight retransmission (RFC 6347 §4.2.4) would have sent at
+    /// the same timer- or peer-triggered retransmissions, for comparison with
+    /// `records_retransmitted`.
+    pub whole_flight_records: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
