@@ -215,6 +215,9 @@ pub struct ServerConfig {
     /// Most handshakes in progress at once; beyond this, new ClientHellos are dropped so
     /// established peers are not starved.
     pub max_handshakes: usize,
+    /// Limits of the reassembly area for fragmented ClientHellos, in front of the cookie gate
+    /// (a client with a small MTU fragments its ClientHello, RFC 9147 §5.1).
+    pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,
 }
 
 impl Default for ServerConfig {
@@ -232,6 +235,7 @@ impl Default for ServerConfig {
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,
+            hello_reassembly: Default::default(),
         }
     }
 }
