@@ -1250,6 +1250,7 @@ impl Conn13 {
             return;
         };
         let mut newly = false;
+        let selective = self.common().selective_retransmission;
         for rn in &ack.record_numbers {
             for r in self.sent_records.iter_mut() {
                 if r.epoch == rn.epoch && r.seq == rn.sequence_number && !r.acked {
@@ -1260,6 +1261,16 @@ impl Conn13 {
                     }
                 }
             }
+        }
+        if !selective && self.flight.iter().any(|m| !m.acked()) {
+            // Whole-flight mode: only a complete ACK counts; the flight stays whole.
+            for m in self.flight.iter_mut() {
+                m.delivered = Delivered::default();
+            }
+            for r in self.sent_records.iter_mut() {
+                r.acked = false;
+            }
+            newly = false;
         }
         if newly && self.timer_armed && self.flight.iter().any(|m| !m.acked()) {
             let now = self.last_activity;
@@ -1317,7 +1328,11 @@ impl Conn13 {
         }
         if self.ack_now {
             self.send_ack();
-        } else if self.hs_record_received && self.state == State::Handshaking && self.ack_deadline.is_none() {
+        } else if self.hs_record_received
+            && self.state == State::Handshaking
+            && self.ack_deadline.is_none()
+            && self.common().selective_retransmission
+        {
             // RFC 9147 §7.1: part of the peer's flight arrived and the rest did not come with
             // it; acknowledge what we have if the rest is still missing after a quarter of the
             // retransmission timeout, so that the peer resends only the missing fragments.

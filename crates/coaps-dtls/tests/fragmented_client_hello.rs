@@ -75,7 +75,7 @@ fn fragmented_client_hellos_survive_loss_and_reordering() {
         .with_loss(0.15)
         .with_duplicate(0.05);
     for version in [DtlsVersion::Dtls13, DtlsVersion::Dtls12] {
-        let (_, server) = handshake(version, Mode::Psk, if version == DtlsVersion::Dtls12 { 64 } else { 100 }, net.clone());
+        let (_, server) = handshake(version, Mode::Psk, if version == DtlsVersion::Dtls12 { 64 } else { 100 }, net);
         assert!(server.ep.stats().hellos_reassembled >= 2, "{version:?}");
     }
 }
@@ -123,8 +123,12 @@ fn server_with(limits: HelloReassemblyConfig) -> (Endpoint, Instant) {
 
 #[test]
 fn a_fragment_flood_stays_within_the_limits() {
-    let limits =
-        HelloReassemblyConfig { max_entries: 8, max_hello_len: 2000, max_total_bytes: 6000, lifetime: Duration::from_secs(10) };
+    let limits = HelloReassemblyConfig {
+        max_entries: 8,
+        max_hello_len: 2000,
+        max_total_bytes: 6000,
+        lifetime: Duration::from_secs(10),
+    };
     let (mut ep, t0) = server_with(limits);
     let mut peak = (0, 0);
     for i in 0..20_000u32 {

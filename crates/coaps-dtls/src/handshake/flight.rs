@@ -250,7 +250,7 @@ impl Delivered {
     /// unacknowledged empty body).
     pub fn gaps(&self, len: usize) -> Vec<std::ops::Range<usize>> {
         if len == 0 {
-            return if self.empty_acked { Vec::new() } else { vec![0..0] };
+            return if self.empty_acked { Vec::new() } else { std::iter::once(0..0).collect() };
         }
         let mut gaps = Vec::new();
         let mut at = 0;
@@ -527,7 +527,7 @@ mod tests {
     #[test]
     fn delivered_merges_and_reports_gaps() {
         let mut d = Delivered::default();
-        assert_eq!(d.gaps(100), vec![0..100]);
+        assert_eq!(d.gaps(100), std::iter::once(0..100).collect::<Vec<_>>());
         d.insert(20, 30);
         d.insert(50, 60);
         assert_eq!(d.gaps(100), vec![0..20, 30..50, 60..100]);
@@ -541,7 +541,7 @@ mod tests {
         assert!(d.is_complete(100));
         assert!(d.gaps(100).is_empty());
         let mut e = Delivered::default();
-        assert_eq!(e.gaps(0), vec![0..0]);
+        assert_eq!(e.gaps(0), std::iter::once(0..0).collect::<Vec<_>>());
         assert!(!e.is_complete(0));
         e.insert(0, 0);
         assert!(e.is_complete(0) && e.gaps(0).is_empty());

@@ -394,8 +394,7 @@ impl HelloReassembly {
                     self.remove(i);
                 }
                 // Checked before allocating: the oldest partial hellos make room.
-                while self.entries.len() >= self.config.max_entries || self.bytes + cost > self.config.max_total_bytes
-                {
+                while self.entries.len() >= self.config.max_entries || self.bytes + cost > self.config.max_total_bytes {
                     self.remove(0);
                     self.evicted += 1;
                 }
@@ -422,7 +421,11 @@ impl HelloReassembly {
             return Ok(None);
         }
         let e = self.remove(idx).expect("index in range");
-        Ok(Some(ReassembledHello { record_seq: e.record_seq, message_seq: e.partial.message_seq, body: e.partial.body }))
+        Ok(Some(ReassembledHello {
+            record_seq: e.record_seq,
+            message_seq: e.partial.message_seq,
+            body: e.partial.body,
+        }))
     }
 }
 
