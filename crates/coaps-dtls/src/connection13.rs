@@ -1058,6 +1058,7 @@ impl Conn13 {
             // only the current flight, so the ACK list starts over.
             self.to_ack.clear();
             self.ack_deadline = None;
+            self.hs_record_received = false;
         }
         self.encode_flight();
         self.timer_armed = self.timer.start_flight(now, expect_reply);
