@@ -186,7 +186,8 @@ pub(crate) struct Conn13 {
     timer: RetransmitTimer,
     timer_armed: bool,
     peer_flight_start: u16,
-    /// Handshake records received in encrypted epochs, to acknowledge (RFC 9147 §7).
+    /// Handshake records of the peer's current flight received and buffered, to acknowledge
+    /// (RFC 9147 §7); on a client also the plaintext ServerHello record.
     to_ack: Vec<RecordNumber>,
     ack_now: bool,
     /// When to acknowledge a partial peer flight whose rest has not followed (RFC 9147 §7.1).
