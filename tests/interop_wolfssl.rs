@@ -457,11 +457,11 @@ fn wolfssl_client_key_update_to_server() {
     assert_log(&client, LOG_KEY_UPDATE_RECEIVED, "our server answered with its own KeyUpdate");
 }
 
-/// `-u 300` on the wolfSSL client (P-256 key share only, so its ClientHello fits), `--mtu 300`
-/// on our server, which requires the client certificate: our certificate flight is
-/// fragmented, and we reassemble the client's; no datagram exceeds 300 bytes.
+/// `-u 300` on the wolfSSL client, `--mtu 300` on our server, which requires the client
+/// certificate: the client's second ClientHello (with our HRR cookie) is fragmented and
+/// reassembled in front of the cookie gate, our certificate flight is fragmented, and we
+/// reassemble the client's; no datagram exceeds 300 bytes.
 #[test]
-#[ignore = "issue 4 open: wolfSSL's second ClientHello exceeds 300 bytes with our 69-byte cookie, and a stateless server cannot reassemble a fragmented ClientHello"]
 fn wolfssl_client_mtu_300_to_server() {
     let Some(wolf) = require_wolfssl() else { return };
     let mut args = echo_server_cert_args();

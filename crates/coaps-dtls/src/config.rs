@@ -111,6 +111,13 @@ pub struct CommonConfig {
     pub max_reassembly_bytes: usize,
     /// Epoch-1 records held while their keys are not yet known (reordering).
     pub max_early_records: usize,
+    /// DTLS 1.3 reliability (RFC 9147 §7): acknowledge a partial peer flight after a quarter of
+    /// the retransmission timeout, and resend only the fragments the peer has not
+    /// acknowledged. Default true. `false` resends whole flights on every timeout and sends no
+    /// partial ACKs (ACKs of final flights, NewSessionTicket and KeyUpdate stay), which is how
+    /// DTLS 1.2 always works; it exists to measure the difference and for peers that mishandle
+    /// ACKs.
+    pub selective_retransmission: bool,
     /// DTLS 1.3 cipher suites in preference order (RFC 9147). AES-128-CCM-8 comes last: it is
     /// used only with its forgery limit enforced (RFC 9147 §4.5.3).
     pub suites13: Vec<crate::codec::CipherSuite>,
@@ -145,6 +152,7 @@ impl Default for CommonConfig {
             require_extended_master_secret: true,
             max_reassembly_bytes: crate::handshake::reassembly::DEFAULT_MAX_BUFFERED,
             max_early_records: 16,
+            selective_retransmission: true,
             wall_clock: SystemTime::now,
         }
     }
@@ -221,6 +229,9 @@ pub struct ServerConfig {
     /// DTLS 1.3 0-RTT early data (RFC 8446 §4.2.10, RFC 9147 §5.6); `None` (the default)
     /// issues tickets without early data and rejects any offered.
     pub early_data: Option<crate::early13::EarlyDataConfig>,
+    /// Limits of the reassembly area for fragmented ClientHellos, in front of the cookie gate
+    /// (a client with a small MTU fragments its ClientHello, RFC 9147 §5.1).
+    pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,
 }
 
 impl Default for ServerConfig {
@@ -239,6 +250,7 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_handshakes: 1_000,
             early_data: None,
+            hello_reassembly: Default::default(),
         }
     }
 }

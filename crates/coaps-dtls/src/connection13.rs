@@ -4,8 +4,9 @@
 //!
 //! Implemented: ECDHE (secp256r1) with X.509 or raw-public-key certificates, external PSK
 //! (psk_dhe_ke and psk_ke), the stateless HelloRetryRequest cookie, the three 1.3 suites,
-//! ACKs of the final flight (RFC 9147 §7), whole-flight retransmission of what is not yet
-//! acknowledged, close_notify. Not yet: NewSessionTicket/resumption, 0-RTT, KeyUpdate.
+//! ACKs (RFC 9147 §7): of the final flight, and of a partial flight when the rest does not
+//! follow promptly (§7.1); selective retransmission of only the unacknowledged fragments
+//! (§5.8.1, §7.2); close_notify. Not yet: NewSessionTicket/resumption, 0-RTT, KeyUpdate.
 //!
 //! The public face is [`crate::Connection`], which dispatches to this type for 1.3.
 
@@ -16,7 +17,7 @@ use crate::cookie::HrrState;
 use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, Secret, TrafficKeys};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
 use crate::error::Error;
-use crate::handshake::flight::{RetransmitTimer, fragment};
+use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::{Alert, HandshakeHeader};
 use crate::msgs13::*;
@@ -55,9 +56,42 @@ enum State {
     Closed,
 }
 
-/// A record to send: epoch, content type, plaintext, and the flight message it carries
-/// (`usize::MAX` for none).
-type Outgoing = (u64, ContentType, Vec<u8>, usize);
+/// A record to send: epoch, content type, plaintext, and the flight fragment it carries.
+type Outgoing = (u64, ContentType, Vec<u8>, Option<Carried>);
+
+/// The part of a flight message one record carries: index in the flight and body range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Carried {
+    msg: usize,
+    start: usize,
+    end: usize,
+}
+
+/// A record of the current flight as sent, so that an ACK naming its record number marks the
+/// fragment it carried as delivered (RFC 9147 §7.2: "this requires implementations to track
+/// which messages appear in which records").
+#[derive(Debug, Clone, Copy)]
+struct SentRecord {
+    epoch: u64,
+    seq: u64,
+    carried: Carried,
+    acked: bool,
+}
+
+/// Most record numbers kept for the next ACK; a flight fragmented into more records than this
+/// is acknowledged in part and the rest is resent (correct, only slower).
+const MAX_TO_ACK: usize = 256;
+
+/// Why (part of) the current flight is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// The retransmission timer fired (RFC 9147 §5.8.1, way 1).
+    Timer,
+    /// The peer repeated its previous flight and has acknowledged nothing of ours (way 3).
+    PeerRepeated,
+    /// An ACK acknowledged part of the flight (way 2, §7.2).
+    PartialAck,
+}
 
 #[derive(Debug)]
 struct FlightMsg {
@@ -65,7 +99,24 @@ struct FlightMsg {
     msg_type: HandshakeType,
     message_seq: u16,
     body: Vec<u8>,
-    acked: bool,
+    /// What the peer has acknowledged of the body.
+    delivered: Delivered,
+}
+
+impl FlightMsg {
+    fn new(epoch: u64, msg_type: HandshakeType, message_seq: u16, body: Vec<u8>) -> Self {
+        Self { epoch, msg_type, message_seq, body, delivered: Delivered::default() }
+    }
+
+    fn acked(&self) -> bool {
+        self.delivered.is_complete(self.body.len())
+    }
+
+    /// Largest handshake fragment (header included) that fits one record in one datagram.
+    fn max_fragment(&self, mtu: usize) -> usize {
+        let overhead = if self.epoch == EPOCH_PLAINTEXT { 13 } else { 5 + 16 + 1 };
+        mtu.saturating_sub(overhead).max(HandshakeHeader::LEN + 1)
+    }
 }
 
 enum Hs {
@@ -132,14 +183,20 @@ pub(crate) struct Conn13 {
     send_seq: u16,
     transcript: Vec<u8>,
     flight: Vec<FlightMsg>,
-    /// Record numbers of the current flight's records, with the flight message each carried.
-    sent_records: Vec<(u64, u64, usize)>,
+    /// Record numbers of the current flight's records (every transmission), with the
+    /// fragment each carried.
+    sent_records: Vec<SentRecord>,
     timer: RetransmitTimer,
     timer_armed: bool,
     peer_flight_start: u16,
-    /// Handshake records received in encrypted epochs, to acknowledge (RFC 9147 §7).
+    /// Handshake records of the peer's current flight received and buffered, to acknowledge
+    /// (RFC 9147 §7); on a client also the plaintext ServerHello record.
     to_ack: Vec<RecordNumber>,
     ack_now: bool,
+    /// When to acknowledge a partial peer flight whose rest has not followed (RFC 9147 §7.1).
+    ack_deadline: Option<Instant>,
+    /// A handshake record was accepted while handling the current datagram.
+    hs_record_received: bool,
     early_records: Vec<Vec<u8>>,
     early_app_data: Vec<Vec<u8>>,
     /// 0-RTT state (RFC 8446 §4.2.10), see `early.rs`.
@@ -237,6 +294,8 @@ impl Conn13 {
             peer_flight_start: 0,
             to_ack: Vec::new(),
             ack_now: false,
+            ack_deadline: None,
+            hs_record_received: false,
             early_records: Vec::new(),
             early_app_data: Vec::new(),
             early: None,
@@ -1044,37 +1103,67 @@ impl Conn13 {
         self.send_seq = self.send_seq.wrapping_add(1);
         // RFC 9147 §5.2: the transcript uses the TLS 1.3 message form, without the DTLS fields.
         transcript_bytes_13(msg_type, &body, &mut self.transcript);
-        self.flight.push(FlightMsg { epoch, msg_type, message_seq, body, acked: false });
+        self.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
     }
 
     fn send_new_flight(&mut self, now: Instant, expect_reply: bool) {
         self.peer_flight_start = self.reasm.next_seq();
         self.sent_records.clear();
+        if self.state == State::Handshaking {
+            // RFC 9147 §7: our next flight implicitly acknowledges the peer's, and ACKs cover
+            // only the current flight, so the ACK list starts over.
+            self.to_ack.clear();
+            self.ack_deadline = None;
+            self.hs_record_received = false;
+        }
         self.encode_flight();
         self.timer_armed = self.timer.start_flight(now, expect_reply);
     }
 
-    /// Encodes the flight's unacknowledged messages (RFC 9147 §7: only what the peer has not
-    /// acknowledged is resent), fragmenting to the MTU and packing records into datagrams;
-    /// every record but the last of a datagram carries its length (RFC 9147 §4).
-    fn encode_flight(&mut self) {
+    /// Sends the current flight again: only the fragments the peer has not acknowledged, split
+    /// afresh to the MTU (RFC 9147 §5.8.1 SENDING state "SHOULD omit any messages or message
+    /// fragments which have already been acknowledged", §7.2). The counters compare this with
+    /// a whole-flight retransmission (RFC 6347 §4.2.4, still what DTLS 1.2 does) at the same
+    /// timer or peer-triggered events; ACK-triggered resends have no whole-flight counterpart,
+    /// so they count on the selective side only.
+    fn retransmit(&mut self, why: Resend) {
+        self.out.stats.retransmissions += 1;
+        if why != Resend::PartialAck {
+            let mtu = self.common().mtu;
+            let whole: usize = self
+                .flight
+                .iter()
+                .map(|m| fragment(m.msg_type, m.message_seq, &m.body, m.max_fragment(mtu)).len())
+                .sum();
+            self.out.stats.whole_flight_records += whole as u64;
+        }
+        let sent = self.encode_flight();
+        self.out.stats.records_retransmitted += sent as u64;
+    }
+
+    /// Encodes the flight's unacknowledged fragments (RFC 9147 §7.2: only what the peer has
+    /// not acknowledged is resent), fragmenting to the MTU and packing records into datagrams;
+    /// every record but the last of a datagram carries its length (RFC 9147 §4). Returns the
+    /// number of records written.
+    fn encode_flight(&mut self) -> usize {
         let mtu = self.common().mtu;
-        // (epoch, content type, plaintext, flight index)
         let mut items: Vec<Outgoing> = Vec::new();
         for (i, m) in self.flight.iter().enumerate() {
-            if m.acked {
-                continue;
-            }
-            let overhead = if m.epoch == EPOCH_PLAINTEXT { 13 } else { 5 + 16 + 1 };
-            let max_frag = mtu.saturating_sub(overhead).max(HandshakeHeader::LEN + 1);
-            for (hdr, frag) in fragment(m.msg_type, m.message_seq, &m.body, max_frag) {
-                let mut p = Vec::with_capacity(HandshakeHeader::LEN + frag.len());
-                hdr.encode(&mut p);
-                p.extend_from_slice(frag);
-                items.push((m.epoch, ContentType::Handshake, p, i));
+            let max_frag = m.max_fragment(mtu);
+            for gap in m.delivered.gaps(m.body.len()) {
+                for (hdr, frag) in fragment_range(m.msg_type, m.message_seq, &m.body, gap, max_frag) {
+                    let start = hdr.fragment_offset as usize;
+                    let carried = Carried { msg: i, start, end: start + frag.len() };
+                    let mut p = Vec::with_capacity(HandshakeHeader::LEN + frag.len());
+                    hdr.encode(&mut p);
+                    p.extend_from_slice(frag);
+                    items.push((m.epoch, ContentType::Handshake, p, Some(carried)));
+                }
             }
         }
+        let n = items.len();
         self.pack(items);
+        n
     }
 
     fn sealed_len(&self, epoch: u64, len: usize, style: HeaderStyle) -> usize {
@@ -1106,13 +1195,13 @@ impl Conn13 {
         for d in datagrams {
             let n = d.len();
             let mut out = Vec::with_capacity(mtu);
-            for (i, (epoch, ct, plain, idx)) in d.into_iter().enumerate() {
+            for (i, (epoch, ct, plain, carried)) in d.into_iter().enumerate() {
                 let last = i + 1 == n;
                 let style = HeaderStyle { length: !last, ..HeaderStyle::choose(0, None, last) };
                 if let Some(seq) = self.write_record(epoch, ct, &plain, &mut out, style)
-                    && idx != usize::MAX
+                    && let Some(carried) = carried
                 {
-                    self.sent_records.push((epoch, seq, idx));
+                    self.sent_records.push(SentRecord { epoch, seq, carried, acked: false });
                 }
             }
             if !out.is_empty() {
@@ -1173,14 +1262,27 @@ impl Conn13 {
         }
     }
 
+    /// Sends an ACK of the handshake records received. During the handshake the list is kept
+    /// and each ACK repeats it whole, since an earlier ACK may have been lost (RFC 9147 §7: an
+    /// ACK lists the records of the current flight received so far); after the handshake each
+    /// record is acknowledged once (§7, post-handshake messages). The list is cut to what fits
+    /// one datagram, keeping the newest records, which are the likeliest not yet acknowledged
+    /// (§7.1 "SHOULD favor including records which have not yet been acknowledged").
     fn send_ack(&mut self) {
         self.ack_now = false;
+        self.ack_deadline = None;
         if self.to_ack.is_empty() {
             return;
         }
-        let mut numbers = std::mem::take(&mut self.to_ack);
-        numbers.sort();
-        numbers.dedup();
+        self.to_ack.sort();
+        self.to_ack.dedup();
+        let mut numbers =
+            if self.state == State::Handshaking { self.to_ack.clone() } else { std::mem::take(&mut self.to_ack) };
+        // Record header (up to 5) + content type + tag (16) + the ACK's 2-byte length.
+        let fit = self.common().mtu.saturating_sub(5 + 1 + 16 + 2) / 16;
+        if numbers.len() > fit {
+            numbers.drain(..numbers.len() - fit);
+        }
         let ack = Ack { record_numbers: numbers };
         let epoch = match &self.send_app {
             Some(a) if self.state == State::Established => a.epoch(),
@@ -1196,26 +1298,43 @@ impl Conn13 {
         }
     }
 
+    /// RFC 9147 §7.2: every fragment carried by an acknowledged record is delivered, in
+    /// whichever transmission it was acknowledged; a partial ACK that acknowledges something
+    /// new makes us resend the rest at once; a complete one cancels retransmission.
     fn handle_ack(&mut self, body: &[u8]) {
         let Ok(ack) = Ack::read_exact(body) else {
             self.out.stats.records_invalid += 1;
             return;
         };
-        let mtu = self.common_mtu();
+        let mut newly = false;
+        let selective = self.common().selective_retransmission;
         for rn in &ack.record_numbers {
-            for &(e, s, idx) in &self.sent_records {
-                // Single-record messages are done once acknowledged; a fragmented message is
-                // resent whole (tracking fragment ranges is left for later).
-                if e == rn.epoch
-                    && s == rn.sequence_number
-                    && let Some(m) = self.flight.get_mut(idx)
-                    && HandshakeHeader::LEN + m.body.len() + 22 <= mtu
-                {
-                    m.acked = true;
+            for r in self.sent_records.iter_mut() {
+                if r.epoch == rn.epoch && r.seq == rn.sequence_number && !r.acked {
+                    r.acked = true;
+                    if let Some(m) = self.flight.get_mut(r.carried.msg) {
+                        m.delivered.insert(r.carried.start, r.carried.end);
+                        newly = true;
+                    }
                 }
             }
         }
-        if !self.flight.is_empty() && self.flight.iter().all(|m| m.acked) {
+        if !selective && self.flight.iter().any(|m| !m.acked()) {
+            // Whole-flight mode: only a complete ACK counts; the flight stays whole.
+            for m in self.flight.iter_mut() {
+                m.delivered = Delivered::default();
+            }
+            for r in self.sent_records.iter_mut() {
+                r.acked = false;
+            }
+            newly = false;
+        }
+        if newly && self.timer_armed && self.flight.iter().any(|m| !m.acked()) {
+            let now = self.last_activity;
+            self.retransmit(Resend::PartialAck);
+            self.timer.rearm(now);
+        }
+        if !self.flight.is_empty() && self.flight.iter().all(|m| m.acked()) {
             self.timer_armed = false;
             self.timer.disarm();
             if self.key_update_pending {
@@ -1228,10 +1347,6 @@ impl Conn13 {
         }
     }
 
-    fn common_mtu(&self) -> usize {
-        self.common().mtu
-    }
-
     pub(crate) fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         if self.state == State::Closed {
             return;
@@ -1239,6 +1354,7 @@ impl Conn13 {
         self.out.stats.datagrams_received += 1;
         self.last_activity = now;
         let mut peer_repeated = false;
+        self.hs_record_received = false;
         let mut records = record13::split_datagram13(datagram);
         for rec in records.by_ref() {
             self.handle_record(rec, &mut peer_repeated);
@@ -1258,13 +1374,28 @@ impl Conn13 {
                 // Our ACK (of the client's final flight, or of a KeyUpdate) was lost
                 // (RFC 9147 §7): acknowledge the repeat.
                 self.ack_now = true;
-            } else if self.state == State::Handshaking && !self.flight.is_empty() {
-                self.out.stats.retransmissions += 1;
-                self.encode_flight();
+            } else if self.state == State::Handshaking
+                && !self.flight.is_empty()
+                && self.flight.iter().all(|m| m.delivered == Delivered::default())
+            {
+                // RFC 9147 §5.8.1 way 3: only when nothing of our flight was acknowledged;
+                // otherwise the peer's ACK already told us what to resend.
+                self.retransmit(Resend::PeerRepeated);
             }
         }
         if self.ack_now {
             self.send_ack();
+        } else if self.hs_record_received
+            && self.state == State::Handshaking
+            && self.ack_deadline.is_none()
+            && self.common().selective_retransmission
+        {
+            // RFC 9147 §7.1: part of the peer's flight arrived and the rest did not come with
+            // it; acknowledge what we have if the rest is still missing after a quarter of the
+            // retransmission timeout, so that the peer resends only the missing fragments.
+            // (Reordered fragments alone do not trigger an ACK: with jitter they are common,
+            // and an ACK for them would make the peer resend fragments still in flight.)
+            self.ack_deadline = Some(now + self.timer.current() / 4);
         }
     }
 
@@ -1274,12 +1405,16 @@ impl Conn13 {
                 // Epoch 0: only the hellos travel in the clear; alerts in the clear are
                 // believed only before the peer has keys.
                 match raw.header.content_type {
-                    ContentType::Handshake if raw.header.epoch == 0 => self.handle_handshake_payload(
-                        EPOCH_PLAINTEXT,
-                        raw.fragment,
-                        raw.header.sequence_number,
-                        peer_repeated,
-                    ),
+                    ContentType::Handshake if raw.header.epoch == 0 => {
+                        let seq = raw.header.sequence_number;
+                        let accepted = self.handle_handshake_payload(EPOCH_PLAINTEXT, raw.fragment, seq, peer_repeated);
+                        // The client acknowledges the ServerHello record with the rest of the
+                        // server's flight, in epoch 2 (RFC 9147 §7: an ACK's epoch may be higher
+                        // than the records it covers).
+                        if accepted && self.role == Role::Client && self.state == State::Handshaking {
+                            self.note_handshake_record(EPOCH_PLAINTEXT, seq);
+                        }
+                    }
                     ContentType::Alert if self.recv_hs.is_none() => self.handle_alert(raw.fragment),
                     _ => self.out.stats.records_invalid += 1,
                 }
@@ -1332,8 +1467,10 @@ impl Conn13 {
                 };
                 match o.content_type {
                     ContentType::Handshake => {
-                        self.to_ack.push(RecordNumber { epoch, sequence_number: o.seq });
-                        self.handle_handshake_payload(epoch, &o.plaintext, o.seq, peer_repeated);
+                        // RFC 9147 §7: acknowledge only records processed or buffered.
+                        if self.handle_handshake_payload(epoch, &o.plaintext, o.seq, peer_repeated) {
+                            self.note_handshake_record(epoch, o.seq);
+                        }
                     }
                     ContentType::Ack => self.handle_ack(&o.plaintext),
                     ContentType::Alert => self.handle_alert(&o.plaintext),
@@ -1358,18 +1495,22 @@ impl Conn13 {
         }
     }
 
-    fn handle_handshake_payload(&mut self, epoch: u64, payload: &[u8], _seq: u64, peer_repeated: &mut bool) {
+    /// Feeds a handshake record's fragments to the reassembler; returns whether every one was
+    /// buffered or already held, i.e. whether the record may be acknowledged (RFC 9147 §7).
+    fn handle_handshake_payload(&mut self, epoch: u64, payload: &[u8], _seq: u64, peer_repeated: &mut bool) -> bool {
         let mut r = Reader::new(payload);
+        let mut all = true;
         while !r.is_empty() {
             let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) else {
                 self.out.stats.records_invalid += 1;
-                return;
+                return false;
             };
             // Only the hellos may arrive in the clear (RFC 9147 §4.1).
             if epoch == EPOCH_PLAINTEXT
                 && !matches!(hdr.msg_type, HandshakeType::ServerHello | HandshakeType::ClientHello)
             {
                 self.out.stats.records_invalid += 1;
+                all = false;
                 continue;
             }
             match self.reasm.insert(&hdr, frag) {
@@ -1377,9 +1518,20 @@ impl Conn13 {
                     *peer_repeated = true
                 }
                 Ok(_) => {}
-                Err(_) => self.out.stats.records_invalid += 1,
+                Err(_) => {
+                    self.out.stats.records_invalid += 1;
+                    all = false;
+                }
             }
         }
+        all
+    }
+
+    fn note_handshake_record(&mut self, epoch: u64, seq: u64) {
+        if self.to_ack.len() < MAX_TO_ACK {
+            self.to_ack.push(RecordNumber { epoch, sequence_number: seq });
+        }
+        self.hs_record_received = true;
     }
 
     fn handle_alert(&mut self, payload: &[u8]) {
@@ -1453,13 +1605,20 @@ impl Conn13 {
     fn closed(&mut self, reason: CloseReason) {
         self.state = State::Closed;
         self.timer_armed = false;
+        self.ack_deadline = None;
         self.flight.clear();
         self.hs = None;
         self.out.closed(reason);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.poll_timeout() else { return };
+        if self.state == State::Closed {
+            return;
+        }
+        if self.ack_deadline.is_some_and(|d| d <= now) {
+            self.send_ack();
+        }
+        let Some(deadline) = self.timer.deadline().filter(|_| self.timer_armed) else { return };
         if now < deadline {
             return;
         }
@@ -1470,13 +1629,19 @@ impl Conn13 {
             }
             return;
         }
-        self.out.stats.retransmissions += 1;
-        self.encode_flight();
+        self.retransmit(Resend::Timer);
         self.resend_early_records();
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        if self.timer_armed && self.state != State::Closed { self.timer.deadline() } else { None }
+        if self.state == State::Closed {
+            return None;
+        }
+        let retransmit = if self.timer_armed { self.timer.deadline() } else { None };
+        match (retransmit, self.ack_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -1618,13 +1783,12 @@ impl Conn13 {
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
         self.flight.clear();
-        self.flight.push(FlightMsg {
+        self.flight.push(FlightMsg::new(
             epoch,
-            msg_type: HandshakeType::KeyUpdate,
+            HandshakeType::KeyUpdate,
             message_seq,
-            body: KeyUpdate { request_update: request }.to_vec(),
-            acked: false,
-        });
+            KeyUpdate { request_update: request }.to_vec(),
+        ));
         self.key_update_pending = true;
         self.send_new_flight(now, true);
     }
@@ -1716,13 +1880,7 @@ impl Conn13 {
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
         self.flight.clear();
-        self.flight.push(FlightMsg {
-            epoch,
-            msg_type: HandshakeType::NewSessionTicket,
-            message_seq,
-            body: nst.to_vec(),
-            acked: false,
-        });
+        self.flight.push(FlightMsg::new(epoch, HandshakeType::NewSessionTicket, message_seq, nst.to_vec()));
         self.send_new_flight(now, true);
     }
 

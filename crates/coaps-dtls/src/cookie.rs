@@ -266,13 +266,22 @@ pub struct HrrState {
     pub group: u16,
 }
 
-const HRR_STATE_LEN: usize = 32 + 2 + 2;
-const HRR_NONCE_LEN: usize = 12;
-const HRR_TAG_LEN: usize = 16;
-/// Length of a DTLS 1.3 cookie: key id (1) + issue time (4) + nonce (12) + encrypted state + tag.
-pub const COOKIE13_LEN: usize = 1 + 4 + HRR_NONCE_LEN + HRR_STATE_LEN + HRR_TAG_LEN;
-const HRR_KEY_LABEL: &[u8] = b"coaps-dtls dtls13 cookie key v1";
-const HRR_NONCE_LABEL: &[u8] = b"coaps-dtls dtls13 cookie nonce v1";
+/// The encrypted part: the ClientHello1 hash and one byte for the HelloRetryRequest choices
+/// (bit 7: a secp256r1 key share was requested; bits 0-6: the low byte of the TLS 1.3 suite,
+/// whose high byte is always 0x13, RFC 8446 §B.4).
+const HRR_STATE_LEN: usize = 32 + 1;
+/// The synthetic IV, which is also the MAC (SIV construction, RFC 5297 §1.3.2 idea): 128 bits.
+const HRR_SIV_LEN: usize = 16;
+/// Length of a DTLS 1.3 cookie: key id (1) + issue time (4) + SIV (16) + encrypted state (33)
+/// = 54 bytes. It used to be 69 (a random-looking 12-byte nonce and a separate 16-byte
+/// Poly1305 tag); deriving the nonce from the MAC removes both extra fields, which matters
+/// because the cookie rides in the second ClientHello, and a constrained client with a small
+/// MTU then has to fragment it (RFC 9147 §5.1).
+pub const COOKIE13_LEN: usize = 1 + 4 + HRR_SIV_LEN + HRR_STATE_LEN;
+const HRR_ENC_LABEL: &[u8] = b"coaps-dtls dtls13 cookie enc v2";
+const HRR_MAC_LABEL: &[u8] = b"coaps-dtls dtls13 cookie mac v2";
+const TLS13_SUITE_HIGH: u16 = 0x1300;
+const SECP256R1: u16 = 23;
 
 /// A DTLS 1.3 cookie, inline.
 #[derive(Clone, Copy)]
@@ -315,11 +324,21 @@ fn peer_aad(id: u8, issued: [u8; 4], peer: SocketAddr) -> ([u8; 1 + 4 + 1 + 16 +
 }
 
 impl CookieKeys {
-    /// A DTLS 1.3 cookie: `state` encrypted and authenticated (ChaCha20-Poly1305 under a key
-    /// derived from the current secret), bound to the client's address and port as associated
-    /// data, with its issue time. Encryption keeps the ClientHello hash private
-    /// (RFC 9147 §11 notes cookies should not reveal it). The nonce is derived from the
-    /// secret and the plaintext, so no randomness is needed and equal inputs give equal cookies.
+    /// A DTLS 1.3 cookie (RFC 9147 §5.1, RFC 8446 §4.2.2) carrying `state` encrypted and
+    /// authenticated, bound to the client's address and port, with its issue time and key id:
+    ///
+    /// ```text
+    /// key_id(1) || issued_ms(4) || siv(16) || ChaCha20(enc_key, nonce = siv[..12], state)(33)
+    /// siv = HMAC-SHA-256(mac_key, label || key_id || issued || address || port || state)[..16]
+    /// ```
+    ///
+    /// A deterministic SIV scheme: the MAC over everything (address included, as associated
+    /// data) doubles as the nonce, so no separate nonce or tag is needed. Encryption keeps the
+    /// ClientHello hash private (RFC 9147 §11: knowing the cookie should not reveal the
+    /// ClientHello). Equal inputs give equal cookies, which reveals nothing new: the inputs
+    /// already include a fresh ClientHello random. The ClientHello hash stays whole: it is the
+    /// transcript's `message_hash` (RFC 8446 §4.4.1). Fails only for a suite outside 0x13xx or
+    /// a group other than secp256r1, which this engine never selects.
     pub fn generate13(
         &self,
         provider: &dyn CryptoProvider,
@@ -328,32 +347,30 @@ impl CookieKeys {
         state: &HrrState,
     ) -> Result<Cookie13, CookieError> {
         let secret = &self.current;
+        let suite_low = state.cipher_suite.wrapping_sub(TLS13_SUITE_HIGH);
+        if state.cipher_suite & 0xff00 != TLS13_SUITE_HIGH || suite_low >= 0x80 || !matches!(state.group, 0 | SECP256R1)
+        {
+            return Err(CookieError::Malformed);
+        }
         let ms = now.saturating_duration_since(secret.created).as_millis();
         let issued = u32::try_from(ms).unwrap_or(u32::MAX).to_be_bytes();
         let mut plain = [0u8; HRR_STATE_LEN];
         plain[..32].copy_from_slice(&state.client_hello1_hash);
-        plain[32..34].copy_from_slice(&state.cipher_suite.to_be_bytes());
-        plain[34..36].copy_from_slice(&state.group.to_be_bytes());
+        plain[32] = suite_low as u8 | if state.group == SECP256R1 { 0x80 } else { 0 };
         let (aad, aad_len) = peer_aad(secret.id, issued, peer);
-        let nonce_full = provider.hmac_sha256(&secret.key[..], &[HRR_NONCE_LABEL, &aad[..aad_len], &plain]);
-        let mut nonce = [0u8; HRR_NONCE_LEN];
-        nonce.copy_from_slice(&nonce_full[..HRR_NONCE_LEN]);
-        let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_KEY_LABEL]));
-        let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::Malformed)?;
-        let mut tag = [0u8; HRR_TAG_LEN];
-        aead.seal_in_place_detached(&nonce, &aad[..aad_len], &mut plain, &mut tag)
-            .map_err(|_| CookieError::Malformed)?;
+        let siv = hrr_siv(provider, secret, &aad[..aad_len], &plain);
+        hrr_stream(provider, secret, &siv, &mut plain)?;
         let mut bytes = [0u8; COOKIE13_LEN];
         bytes[0] = secret.id;
         bytes[1..5].copy_from_slice(&issued);
-        bytes[5..17].copy_from_slice(&nonce);
-        bytes[17..17 + HRR_STATE_LEN].copy_from_slice(&plain);
-        bytes[17 + HRR_STATE_LEN..].copy_from_slice(&tag);
+        bytes[5..5 + HRR_SIV_LEN].copy_from_slice(&siv);
+        bytes[5 + HRR_SIV_LEN..].copy_from_slice(&plain);
         Ok(Cookie13 { bytes })
     }
 
     /// Opens a DTLS 1.3 cookie made by [`CookieKeys::generate13`] for this peer with the
-    /// current or previous secret, not older than the lifetime.
+    /// current or previous secret (RFC 9147 §5.1: rotate with overlapping lifetimes), not older
+    /// than the lifetime. The MAC is checked in constant time before anything is believed.
     pub fn verify13(
         &self,
         provider: &dyn CryptoProvider,
@@ -372,15 +389,16 @@ impl CookieKeys {
             }
         };
         let issued = [bytes[1], bytes[2], bytes[3], bytes[4]];
-        let mut nonce = [0u8; HRR_NONCE_LEN];
-        nonce.copy_from_slice(&bytes[5..17]);
+        let mut siv = [0u8; HRR_SIV_LEN];
+        siv.copy_from_slice(&bytes[5..5 + HRR_SIV_LEN]);
         let mut plain = [0u8; HRR_STATE_LEN];
-        plain.copy_from_slice(&bytes[17..17 + HRR_STATE_LEN]);
+        plain.copy_from_slice(&bytes[5 + HRR_SIV_LEN..]);
+        hrr_stream(provider, secret, &siv, &mut plain).map_err(|_| CookieError::BadMac)?;
         let (aad, aad_len) = peer_aad(id, issued, peer);
-        let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_KEY_LABEL]));
-        let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::BadMac)?;
-        aead.open_in_place_detached(&nonce, &aad[..aad_len], &mut plain, &bytes[17 + HRR_STATE_LEN..])
-            .map_err(|_| CookieError::BadMac)?;
+        let expected = hrr_siv(provider, secret, &aad[..aad_len], &plain);
+        if !bool::from(expected.ct_eq(&siv)) {
+            return Err(CookieError::BadMac);
+        }
         let age = secret
             .created
             .checked_add(Duration::from_millis(u64::from(u32::from_be_bytes(issued))))
@@ -393,8 +411,8 @@ impl CookieKeys {
         client_hello1_hash.copy_from_slice(&plain[..32]);
         let state = HrrState {
             client_hello1_hash,
-            cipher_suite: u16::from_be_bytes([plain[32], plain[33]]),
-            group: u16::from_be_bytes([plain[34], plain[35]]),
+            cipher_suite: TLS13_SUITE_HIGH | u16::from(plain[32] & 0x7f),
+            group: if plain[32] & 0x80 != 0 { SECP256R1 } else { 0 },
         };
         Ok((state, CookieInfo { age }))
     }
@@ -437,6 +455,32 @@ impl SharedCookieKeys {
     pub fn same_as(&self, other: &Self) -> bool {
         std::sync::Arc::ptr_eq(&self.inner, &other.inner)
     }
+}
+
+/// The cookie's MAC and nonce (see [`CookieKeys::generate13`]).
+fn hrr_siv(provider: &dyn CryptoProvider, secret: &Secret, aad: &[u8], plain: &[u8]) -> [u8; HRR_SIV_LEN] {
+    let mac_key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_MAC_LABEL]));
+    let full = provider.hmac_sha256(&mac_key[..], &[aad, plain]);
+    let mut siv = [0u8; HRR_SIV_LEN];
+    siv.copy_from_slice(&full[..HRR_SIV_LEN]);
+    siv
+}
+
+/// XORs `buf` with the ChaCha20 keystream for nonce `siv[..12]` (encrypts and decrypts alike).
+/// The provider exposes ChaCha20 only inside ChaCha20-Poly1305, whose ciphertext is the plain
+/// ChaCha20 keystream (counter 1 on) XOR the input; its tag is not used, the SIV authenticates.
+fn hrr_stream(
+    provider: &dyn CryptoProvider,
+    secret: &Secret,
+    siv: &[u8; HRR_SIV_LEN],
+    buf: &mut [u8; HRR_STATE_LEN],
+) -> Result<(), CookieError> {
+    let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_ENC_LABEL]));
+    let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::Malformed)?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&siv[..12]);
+    let mut tag = [0u8; 16];
+    aead.seal_in_place_detached(&nonce, &[], buf, &mut tag).map_err(|_| CookieError::Malformed)
 }
 
 /// Why a cookie was refused.
@@ -974,6 +1018,29 @@ mod dtls13_tests {
         assert_eq!(keys.verify13(&RustCrypto, later, other_port, c.as_bytes()).unwrap_err(), CookieError::BadMac);
         let other_ip: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
         assert_eq!(keys.verify13(&RustCrypto, later, other_ip, c.as_bytes()).unwrap_err(), CookieError::BadMac);
+    }
+
+    #[test]
+    fn cookie_is_54_bytes_and_keeps_every_hrr_choice() {
+        let (keys, now, _) = setup();
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        assert_eq!(COOKIE13_LEN, 54);
+        for (suite, group) in [(0x1301, 23), (0x1303, 0), (0x1305, 23)] {
+            let st = HrrState { client_hello1_hash: [0xa5; 32], cipher_suite: suite, group };
+            let c = keys.generate13(&RustCrypto, now, peer, &st).unwrap();
+            assert_eq!(keys.verify13(&RustCrypto, now, peer, c.as_bytes()).unwrap().0, st);
+        }
+        // Two ClientHellos differing in one hash bit give unrelated ciphertexts (the SIV
+        // changes the keystream), so cookies do not reveal which ClientHellos were alike.
+        let a = keys.generate13(&RustCrypto, now, peer, &state()).unwrap();
+        let mut st = state();
+        st.client_hello1_hash[31] ^= 1;
+        let b = keys.generate13(&RustCrypto, now, peer, &st).unwrap();
+        assert_ne!(a.as_bytes()[5..25], b.as_bytes()[5..25]);
+        assert_ne!(a.as_bytes()[21..50], b.as_bytes()[21..50]);
+        for bad in [HrrState { cipher_suite: 0xc0ac, ..state() }, HrrState { group: 29, ..state() }] {
+            assert_eq!(keys.generate13(&RustCrypto, now, peer, &bad).unwrap_err(), CookieError::Malformed);
+        }
     }
 
     #[test]

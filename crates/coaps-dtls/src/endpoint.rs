@@ -22,6 +22,7 @@ use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
 use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
 use crate::crypto::{CryptoProvider, SeededRng};
 use crate::error::Error;
+use crate::handshake::reassembly::HelloReassembly;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::msgs13::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::record::RecordHeader;
@@ -57,6 +58,15 @@ pub struct EndpointStats {
     pub connections_created: u64,
     /// Stateless DTLS 1.3 HelloRetryRequests sent (RFC 9147 §5.1).
     pub hello_retry_requests: u64,
+    /// ClientHello fragments taken into the reassembly area.
+    pub hello_fragments: u64,
+    /// ClientHello fragments refused by the reassembly area (too long, inconsistent, or
+    /// reassembly off).
+    pub hello_fragments_refused: u64,
+    /// ClientHellos reassembled and handed to the cookie gate.
+    pub hellos_reassembled: u64,
+    /// Partial ClientHellos dropped to stay within the limits, or expired.
+    pub hellos_evicted: u64,
 }
 
 /// What the stateless gate decided about a datagram from a peer with no association.
@@ -205,6 +215,8 @@ pub struct Endpoint {
     /// Behind a gate: a DTLS 1.3 ClientHello needs a valid cookie whatever `cookie` says.
     require_cookie13: bool,
     connections: HashMap<SocketAddr, Connection>,
+    /// Fragmented ClientHellos being reassembled, before any cookie check (servers only).
+    hellos: Option<HelloReassembly>,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(SocketAddr, Event)>,
@@ -221,8 +233,9 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// The peer's first ClientHello must fit one record and one fragment: a server keeps no state
-/// before the cookie round trip, so it cannot reassemble (RFC 9147 §5.1 notes the same).
+/// A datagram that starts with a whole ClientHello in one record and one fragment. Fragmented
+/// ClientHellos go through the endpoint's bounded reassembly area first (see
+/// [`crate::handshake::reassembly::HelloReassemblyConfig`]).
 fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader, &[u8])> {
     let rec = crate::record::split_datagram(datagram).next()?;
     if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
@@ -236,17 +249,31 @@ fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader,
     Some((rec.header, hdr, body))
 }
 
+/// Whether `datagram` starts with a record holding a fragment (not the whole) of a ClientHello.
+fn starts_with_client_hello_fragment(datagram: &[u8]) -> bool {
+    let Some(rec) = crate::record::split_datagram(datagram).next() else { return false };
+    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
+        return false;
+    }
+    let mut r = Reader::new(rec.fragment);
+    HandshakeHeader::read_fragment(&mut r).is_ok_and(|(hdr, _)| {
+        hdr.msg_type == HandshakeType::ClientHello && (hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length)
+    })
+}
+
 impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
         let cookies13 = Some(SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), now, &mut rng)));
+        let hellos = Some(HelloReassembly::new(config.hello_reassembly));
         Self {
             server: Some(config),
             cookies,
             cookies13,
             require_cookie13: false,
             connections: HashMap::new(),
+            hellos,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -284,6 +311,7 @@ impl Endpoint {
             cookies13: None,
             require_cookie13: false,
             connections: HashMap::new(),
+            hellos: None,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -373,6 +401,76 @@ impl Endpoint {
     /// Processes one datagram from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
+        if self.hellos.is_some() && starts_with_client_hello_fragment(datagram) {
+            // A retransmission of the ClientHello that created the association is its business
+            // (it triggers our flight's retransmission), as an unfragmented one would be.
+            if let Some(conn) = self.connections.get_mut(&peer) {
+                conn.handle_datagram(now, datagram);
+                self.collect(peer);
+            }
+            if let Some(hello) = self.reassemble_hello(now, peer, datagram) {
+                self.handle_hello_or_other(now, peer, &hello, true);
+            }
+            return;
+        }
+        self.handle_hello_or_other(now, peer, datagram, false);
+    }
+
+    /// Takes the ClientHello fragments of `datagram` into the reassembly area; once a hello is
+    /// whole, returns it as the one-record, one-fragment datagram it would have been unfragmented
+    /// (RFC 6347 §4.2.3: the same message), for the usual stateless gate. Nothing of it
+    /// reaches an association or a cookie check before it is whole.
+    fn reassemble_hello(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
+        let area = self.hellos.as_mut()?;
+        let evicted_before = area.evicted();
+        let mut done = None;
+        for rec in crate::record::split_datagram(datagram) {
+            if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
+                continue;
+            }
+            let mut r = Reader::new(rec.fragment);
+            while let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) {
+                match area.insert(now, peer, rec.header.sequence_number, &hdr, frag) {
+                    Ok(whole) => {
+                        self.stats.hello_fragments += 1;
+                        if let Some(h) = whole {
+                            done = Some((rec.header.version, h));
+                        }
+                    }
+                    Err(_) => self.stats.hello_fragments_refused += 1,
+                }
+            }
+        }
+        self.stats.hellos_evicted += area.evicted() - evicted_before;
+        let (version, hello) = done?;
+        self.stats.hellos_reassembled += 1;
+        let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hello.body.len());
+        HandshakeHeader {
+            msg_type: HandshakeType::ClientHello,
+            length: hello.body.len() as u32,
+            message_seq: hello.message_seq,
+            fragment_offset: 0,
+            fragment_length: hello.body.len() as u32,
+        }
+        .encode(&mut hs);
+        hs.extend_from_slice(&hello.body);
+        let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
+        // The area caps a hello at one record's worth, so the length fits.
+        RecordHeader {
+            content_type: ContentType::Handshake,
+            version,
+            epoch: 0,
+            sequence_number: hello.record_seq,
+            length: hs.len() as u16,
+        }
+        .encode(&mut out);
+        out.extend_from_slice(&hs);
+        Some(out)
+    }
+
+    /// A datagram from `peer`, possibly a ClientHello (`reassembled` when it was rebuilt from
+    /// fragments that the peer's association, if any, has already seen).
+    fn handle_hello_or_other(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], reassembled: bool) {
         let existing = self.connections.get(&peer);
         let starts_with_ch = first_client_hello(datagram);
         let route_to_existing = match (existing, &starts_with_ch) {
@@ -397,6 +495,9 @@ impl Endpoint {
             }
         };
         if route_to_existing {
+            if reassembled {
+                return;
+            }
             if let Some(conn) = self.connections.get_mut(&peer) {
                 conn.handle_datagram(now, datagram);
             }
@@ -552,8 +653,19 @@ impl Endpoint {
         self.collect(peer);
     }
 
+    /// Partial ClientHellos in the reassembly area and the bytes they hold (never more than
+    /// [`HelloReassemblyConfig`](crate::handshake::reassembly::HelloReassemblyConfig) allows).
+    pub fn hello_reassembly_usage(&self) -> (usize, usize) {
+        self.hellos.as_ref().map_or((0, 0), |h| (h.len(), h.bytes()))
+    }
+
     /// Drives every association's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(area) = self.hellos.as_mut() {
+            let before = area.evicted();
+            area.expire(now);
+            self.stats.hellos_evicted += area.evicted() - before;
+        }
         let due: Vec<SocketAddr> = self
             .connections
             .iter()

@@ -19,6 +19,17 @@ fn seeds() -> u64 {
 const MODES13: [Mode; 4] = [Mode::Psk, Mode::EcdsaX509, Mode::EcdsaRawPublicKey, Mode::EcdsaMutual];
 
 fn run13(mode: Mode, seed: u64, net: SimConfig, mtu: usize, cookie: bool) -> Result<(Node, Node), String> {
+    run13_with(mode, seed, net, mtu, cookie, true)
+}
+
+fn run13_with(
+    mode: Mode,
+    seed: u64,
+    net: SimConfig,
+    mtu: usize,
+    cookie: bool,
+    selective: bool,
+) -> Result<(Node, Node), String> {
     let (mut server_cfg, mut client_cfg) = configs(mode, None);
     let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
         max_retransmissions: 12,
@@ -29,6 +40,7 @@ fn run13(mode: Mode, seed: u64, net: SimConfig, mtu: usize, cookie: bool) -> Res
         let s = Arc::make_mut(&mut server_cfg);
         s.common.mtu = mtu;
         s.common.retransmit = retransmit;
+        s.common.selective_retransmission = selective;
         // With cookies on, the default cookie timing applies: the endpoint stretches the 1.3
         // cookie's lifetime to the retransmission budget (600 s here), because a DTLS 1.3
         // client accepts only one HelloRetryRequest (RFC 8446 §4.1.4) and under 20 % loss the
@@ -41,6 +53,7 @@ fn run13(mode: Mode, seed: u64, net: SimConfig, mtu: usize, cookie: bool) -> Res
         let c = Arc::make_mut(&mut client_cfg);
         c.common.mtu = mtu;
         c.common.retransmit = retransmit;
+        c.common.selective_retransmission = selective;
         c.version = DtlsVersion::Dtls13;
     }
     let network = Network::new(seed, net);
@@ -99,9 +112,9 @@ fn dtls13_survives_loss_reordering_duplication_and_fragmentation() {
             .with_duplicate(0.05)
             .with_mtu(mtu)
     };
-    // 280 bytes fragments the certificate flights of both sides; the second ClientHello (with
-    // its 69-byte cookie) must still fit one datagram, because a stateless server cannot
-    // reassemble a ClientHello (RFC 9147 §5.1).
+    // 280 bytes fragments the certificate flights of both sides (and, with a client
+    // certificate, the second ClientHello, which the endpoint reassembles before its cookie
+    // gate).
     for (mode, mtu) in
         [(Mode::Psk, 1152), (Mode::EcdsaX509, 1152), (Mode::EcdsaMutual, 280), (Mode::EcdsaRawPublicKey, 1152)]
     {
@@ -112,6 +125,79 @@ fn dtls13_survives_loss_reordering_duplication_and_fragmentation() {
             Ok::<_, String>(())
         });
         eprintln!("DTLS 1.3 {mode:?} mtu {mtu}: {} seeds, {retx} client retransmissions", seeds());
+    }
+}
+
+/// Issue 4 "Show": records retransmitted with ACK-driven selective retransmission (RFC 9147
+/// §7: a partial flight is acknowledged after a quarter RTO, and only the unacknowledged
+/// fragments are resent) against whole-flight retransmission, both measured on the same seeds:
+///
+/// - "selective": `records_retransmitted` with selective retransmission on (the default);
+/// - "whole@same": the whole flight's records at each of those same retransmissions
+///   (`whole_flight_records`, timer- and peer-triggered ones; resends prompted by a partial
+///   ACK have no whole-flight counterpart and count on the selective side only);
+/// - "whole-flight run": `records_retransmitted` of a second run of the same seeds with
+///   `selective_retransmission = false`, i.e. what whole-flight retransmission really costs
+///   (its timeouts differ: no ACK shortens them).
+///
+/// Both sides of every handshake are counted. 20 % loss, reordering, 5 % duplication and a
+/// 240-byte MTU, so certificate flights and the second ClientHello span several datagrams.
+#[test]
+fn selective_retransmission_sends_fewer_records_than_whole_flights() {
+    let mtu = 240;
+    let net = SimConfig::default()
+        .with_latency(Duration::from_millis(20))
+        .with_jitter(Duration::from_millis(30))
+        .with_loss(0.20)
+        .with_duplicate(0.05)
+        .with_mtu(mtu);
+    let mut table = Vec::new();
+    for mode in MODES13 {
+        // (retransmission events, records retransmitted, whole-flight records at those events)
+        let mut runs = [(0u64, 0u64, 0u64); 2];
+        for (i, selective) in [true, false].into_iter().enumerate() {
+            let r = &mut runs[i];
+            check_seeds(0..seeds(), |seed| {
+                let (client, server) = run13_with(mode, seed, net, mtu, true, selective)?;
+                let c = client.ep.connection(&server_addr()).map(|c| c.stats()).unwrap_or_default();
+                let s = server.ep.connection(&client_addr()).map(|c| c.stats()).unwrap_or_default();
+                for st in [c, s] {
+                    r.0 += st.retransmissions;
+                    r.1 += st.records_retransmitted;
+                    r.2 += st.whole_flight_records;
+                }
+                Ok::<_, String>(())
+            });
+        }
+        table.push((mode, runs));
+    }
+    eprintln!(
+        "DTLS 1.3, {} seeds per mode, 20 % loss, 5 % duplication, jitter, MTU {mtu}; records retransmitted:",
+        seeds()
+    );
+    eprintln!(
+        "{:<18} {:>10} {:>10} {:>11} | {:>10} {:>17}",
+        "mode", "resends", "selective", "whole@same", "resends", "whole-flight run"
+    );
+    for (mode, [sel, whole]) in &table {
+        eprintln!(
+            "{:<18} {:>10} {:>10} {:>11} | {:>10} {:>17}",
+            format!("{mode:?}"),
+            sel.0,
+            sel.1,
+            sel.2,
+            whole.0,
+            whole.1
+        );
+    }
+    let (sel_total, whole_total): (u64, u64) =
+        table.iter().map(|(_, [s, w])| (s.1, w.1)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    eprintln!("all modes: selective {sel_total} records, whole-flight {whole_total} records");
+    for (mode, [sel, whole]) in &table {
+        // In whole-flight mode every retransmission is a whole flight.
+        assert_eq!(whole.1, whole.2, "{mode:?}: whole-flight run resends whole flights");
+        assert!(whole.1 > 0, "{mode:?}: the lossy network must cause retransmissions");
+        assert!(sel.1 <= whole.1, "{mode:?}: selective {} > whole-flight {}", sel.1, whole.1);
     }
 }
 

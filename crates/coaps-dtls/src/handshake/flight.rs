@@ -114,6 +114,17 @@ impl RetransmitTimer {
         Ok(())
     }
 
+    /// Re-arms at the current interval without counting a retransmission: RFC 9147 §5.8.1 way 2,
+    /// the unacknowledged part of a flight was resent because a partial ACK arrived, not
+    /// because the timer fired, so the interval does not back off. Does nothing when disarmed.
+    pub fn rearm(&mut self, now: Instant) {
+        if self.deadline.is_none() {
+            return;
+        }
+        let started = *self.started.get_or_insert(now);
+        self.deadline = Some(self.clamp(now + self.current, started));
+    }
+
     /// Returns the interval to `initial`: RFC 6347 §4.2.4.1 allows it after a flight got
     /// through without loss, or after idleness of at least ten times the current value.
     pub fn reset(&mut self) {
@@ -163,9 +174,97 @@ pub const MAX_HANDSHAKE_BODY: usize = 0xFF_FFFF;
 /// If `body` is longer than [`MAX_HANDSHAKE_BODY`]: such a message cannot be encoded, so
 /// producing one is a bug in the caller.
 pub fn fragment(msg_type: HandshakeType, message_seq: u16, body: &[u8], max_fragment_len: usize) -> Fragments<'_> {
+    fragment_range(msg_type, message_seq, body, 0..body.len(), max_fragment_len)
+}
+
+/// Like [`fragment`], but covers only `range` of the body: DTLS 1.3 resends only the fragments
+/// the peer has not acknowledged, re-packed to the MTU (RFC 9147 §5.8.1, §7.2). Fragment
+/// boundaries may differ from the first transmission; RFC 9147 §5.5 only forbids changing the
+/// message bytes. An empty range yields one empty fragment at its start.
+///
+/// # Panics
+/// If `body` is longer than [`MAX_HANDSHAKE_BODY`] or `range` is not inside `body`.
+pub fn fragment_range(
+    msg_type: HandshakeType,
+    message_seq: u16,
+    body: &[u8],
+    range: std::ops::Range<usize>,
+    max_fragment_len: usize,
+) -> Fragments<'_> {
     assert!(body.len() <= MAX_HANDSHAKE_BODY, "handshake body longer than 2^24-1");
+    assert!(range.start <= range.end && range.end <= body.len(), "fragment range outside the body");
     let per = max_fragment_len.saturating_sub(HandshakeHeader::LEN).max(1);
-    Fragments { msg_type, message_seq, body, per, offset: 0, done: false }
+    Fragments { msg_type, message_seq, body, per, offset: range.start, end: range.end, done: false }
+}
+
+/// The parts of one handshake message the peer has acknowledged (RFC 9147 §7.2: "record that
+/// the messages or message fragments sent in the records being ACKed were received"), as
+/// sorted, disjoint, non-adjacent byte ranges of the body. Its size is bounded by the number of
+/// fragments sent, since every range comes from one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    ranges: Vec<(usize, usize)>,
+    /// An empty message is delivered once any record carrying it is acknowledged.
+    empty_acked: bool,
+}
+
+impl Delivered {
+    /// Marks `start..end` as acknowledged.
+    pub fn insert(&mut self, start: usize, end: usize) {
+        if start == end {
+            self.empty_acked = true;
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        let mut out = Vec::with_capacity(self.ranges.len() + 1);
+        let mut placed = false;
+        for &(a, b) in &self.ranges {
+            if b < s {
+                out.push((a, b));
+            } else if e < a {
+                if !placed {
+                    out.push((s, e));
+                    placed = true;
+                }
+                out.push((a, b));
+            } else {
+                s = s.min(a);
+                e = e.max(b);
+            }
+        }
+        if !placed {
+            out.push((s, e));
+        }
+        self.ranges = out;
+    }
+
+    /// Whether the whole body of `len` bytes is acknowledged.
+    pub fn is_complete(&self, len: usize) -> bool {
+        if len == 0 {
+            return self.empty_acked;
+        }
+        self.ranges.first() == Some(&(0, len))
+    }
+
+    /// The ranges of a `len`-byte body not yet acknowledged, in order (`0..0` for an
+    /// unacknowledged empty body).
+    pub fn gaps(&self, len: usize) -> Vec<std::ops::Range<usize>> {
+        if len == 0 {
+            return if self.empty_acked { Vec::new() } else { std::iter::once(0..0).collect() };
+        }
+        let mut gaps = Vec::new();
+        let mut at = 0;
+        for &(a, b) in &self.ranges {
+            if a > at {
+                gaps.push(at..a.min(len));
+            }
+            at = at.max(b);
+        }
+        if at < len {
+            gaps.push(at..len);
+        }
+        gaps
+    }
 }
 
 /// The iterator returned by [`fragment`].
@@ -176,6 +275,7 @@ pub struct Fragments<'a> {
     body: &'a [u8],
     per: usize,
     offset: usize,
+    end: usize,
     done: bool,
 }
 
@@ -186,7 +286,7 @@ impl<'a> Iterator for Fragments<'a> {
         if self.done {
             return None;
         }
-        let end = (self.offset + self.per).min(self.body.len());
+        let end = (self.offset + self.per).min(self.end);
         let piece = &self.body[self.offset..end];
         // Lengths fit in a uint24: the body length was checked in `fragment`.
         let header = HandshakeHeader {
@@ -197,12 +297,12 @@ impl<'a> Iterator for Fragments<'a> {
             fragment_length: piece.len() as u32,
         };
         self.offset = end;
-        self.done = end == self.body.len();
+        self.done = end == self.end;
         Some((header, piece))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = if self.done { 0 } else { (self.body.len() - self.offset).div_ceil(self.per).max(1) };
+        let n = if self.done { 0 } else { (self.end - self.offset).div_ceil(self.per).max(1) };
         (n, Some(n))
     }
 }
@@ -409,5 +509,41 @@ mod tests {
                 assert_eq!(&t[12..], msg);
             }
         }
+    }
+
+    #[test]
+    fn fragment_range_covers_only_the_range() {
+        let body: Vec<u8> = (0..100u8).collect();
+        let frags: Vec<_> = fragment_range(HandshakeType::Certificate, 3, &body, 10..45, 12 + 16).collect();
+        let spans: Vec<_> = frags.iter().map(|(h, f)| (h.fragment_offset, h.fragment_length, f.len())).collect();
+        assert_eq!(spans, vec![(10, 16, 16), (26, 16, 16), (42, 3, 3)]);
+        assert!(frags.iter().all(|(h, _)| h.length == 100 && h.message_seq == 3));
+        assert_eq!(frags[2].1, &body[42..45]);
+        let empty: Vec<_> = fragment_range(HandshakeType::Finished, 0, &body, 7..7, 50).collect();
+        assert_eq!(empty.len(), 1);
+        assert_eq!((empty[0].0.fragment_offset, empty[0].0.fragment_length), (7, 0));
+    }
+
+    #[test]
+    fn delivered_merges_and_reports_gaps() {
+        let mut d = Delivered::default();
+        assert_eq!(d.gaps(100), std::iter::once(0..100).collect::<Vec<_>>());
+        d.insert(20, 30);
+        d.insert(50, 60);
+        assert_eq!(d.gaps(100), vec![0..20, 30..50, 60..100]);
+        d.insert(30, 50); // adjacent on both sides: one range
+        assert_eq!(d.ranges, vec![(20, 60)]);
+        d.insert(10, 25); // overlapping
+        d.insert(90, 100);
+        assert_eq!(d.gaps(100), vec![0..10, 60..90]);
+        assert!(!d.is_complete(100));
+        d.insert(0, 100);
+        assert!(d.is_complete(100));
+        assert!(d.gaps(100).is_empty());
+        let mut e = Delivered::default();
+        assert_eq!(e.gaps(0), std::iter::once(0..0).collect::<Vec<_>>());
+        assert!(!e.is_complete(0));
+        e.insert(0, 0);
+        assert!(e.is_complete(0) && e.gaps(0).is_empty());
     }
 }

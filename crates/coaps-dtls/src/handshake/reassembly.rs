@@ -4,7 +4,10 @@
 //! overlap, §4.2.3). Messages are delivered strictly in `message_seq` order (§4.2.2), and the
 //! memory held for incomplete or early messages is bounded by a byte budget.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::codec::{HandshakeType, put_u16, put_u24};
 use crate::msgs::HandshakeHeader;
@@ -221,6 +224,208 @@ impl Reassembler {
         // few messages long, so wrapping is unreachable in practice.
         self.next_seq = self.next_seq.wrapping_add(1);
         Some(HandshakeMessage { msg_type: p.msg_type, message_seq: p.message_seq, body: p.body })
+    }
+}
+
+/// Limits of a server's reassembly area for fragmented ClientHellos, which sits before the
+/// stateless cookie gate and apart from the associations.
+///
+/// A client whose path MTU is small fragments its ClientHello (RFC 9147 §4.4, RFC 6347
+/// §4.1.1.1), in DTLS 1.3 above all the second one that carries the HelloRetryRequest cookie
+/// (RFC 9147 §5.1). A server cannot keep per-client state before the cookie round trip
+/// (RFC 6347 §4.2.1), so this area spends a fixed, small budget on it instead: whatever a flood
+/// of fragments does, it holds at most `max_entries` ClientHellos and `max_total_bytes` bytes,
+/// evicting the oldest first, and an entry lives at most `lifetime`. A reassembled ClientHello
+/// then passes the same stateless cookie gate as an unfragmented one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloReassemblyConfig {
+    /// Most ClientHellos in reassembly at once (one per client address); 0 turns reassembly
+    /// off, and fragmented ClientHellos are then dropped.
+    pub max_entries: usize,
+    /// Longest ClientHello body accepted for reassembly (capped at one record's worth,
+    /// 16384 - 12 bytes, because the reassembled hello is replayed as one record).
+    pub max_hello_len: usize,
+    /// Most bytes held by the whole area, bodies plus their arrival bitmaps.
+    pub max_total_bytes: usize,
+    /// How long a partial ClientHello waits for its missing fragments.
+    pub lifetime: Duration,
+}
+
+impl Default for HelloReassemblyConfig {
+    /// 32 hellos of up to 4 KiB each, 64 KiB in all, 10 s each: a real ClientHello is a few
+    /// hundred bytes (a 2 KiB one would carry a large PSK identity or ticket), and 10 s covers
+    /// the client's retransmissions (1 s, 2 s, 4 s) that fill a lost fragment.
+    fn default() -> Self {
+        Self { max_entries: 32, max_hello_len: 4096, max_total_bytes: 64 * 1024, lifetime: Duration::from_secs(10) }
+    }
+}
+
+/// Why a ClientHello fragment was not taken into the area. Nothing was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloFragmentError {
+    /// Reassembly is off (`max_entries == 0`), or the hello alone would exceed the limits.
+    TooLarge,
+    /// Not a ClientHello fragment, or its header contradicts itself.
+    Inconsistent,
+}
+
+/// A ClientHello reassembled from fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassembledHello {
+    /// The highest record sequence number among its fragments (the stateless answer reuses
+    /// the ClientHello's record number, RFC 6347 §4.2.1 / RFC 9147 §5.1).
+    pub record_seq: u64,
+    /// Its message_seq.
+    pub message_seq: u16,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct HelloEntry {
+    peer: SocketAddr,
+    created: Instant,
+    record_seq: u64,
+    partial: Partial,
+}
+
+/// Largest body that still fits one plaintext record once reassembled.
+const MAX_ONE_RECORD_HELLO: usize = (1 << 14) - HandshakeHeader::LEN;
+
+/// The bounded area in which a server reassembles fragmented ClientHellos; see
+/// [`HelloReassemblyConfig`].
+#[derive(Debug)]
+pub struct HelloReassembly {
+    config: HelloReassemblyConfig,
+    /// Oldest first.
+    entries: VecDeque<HelloEntry>,
+    bytes: usize,
+    evicted: u64,
+}
+
+/// Bytes an entry holds: the body and one bit per body byte.
+fn hello_cost(len: usize) -> usize {
+    len + len.div_ceil(8)
+}
+
+impl HelloReassembly {
+    /// An empty area.
+    pub fn new(config: HelloReassemblyConfig) -> Self {
+        Self { config, entries: VecDeque::new(), bytes: 0, evicted: 0 }
+    }
+
+    /// ClientHellos in reassembly.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is in reassembly.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held (bodies and bitmaps), never more than `max_total_bytes`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Partial hellos dropped so far, to make room or because they expired.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Drops partial hellos older than the lifetime.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(e) = self.entries.front() {
+            if now.saturating_duration_since(e.created) < self.config.lifetime {
+                break;
+            }
+            self.remove(0);
+            self.evicted += 1;
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Option<HelloEntry> {
+        let e = self.entries.remove(i)?;
+        self.bytes -= hello_cost(e.partial.body.len());
+        Some(e)
+    }
+
+    /// Offers one ClientHello fragment from `peer`, carried in the record numbered
+    /// `record_seq`; returns the whole ClientHello once its last missing byte arrives.
+    /// Overlapping and duplicated fragments are fine (RFC 9147 §5.5, RFC 6347 §4.2.3). A
+    /// fragment of a different message_seq or length than the peer's partial hello replaces
+    /// it: the newest ClientHello from an address wins, as it does at the cookie gate.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        record_seq: u64,
+        header: &HandshakeHeader,
+        fragment: &[u8],
+    ) -> Result<Option<ReassembledHello>, HelloFragmentError> {
+        self.expire(now);
+        let length = header.length as usize;
+        let offset = header.fragment_offset as usize;
+        if header.msg_type != HandshakeType::ClientHello
+            || length == 0
+            || fragment.len() != header.fragment_length as usize
+            || offset.checked_add(fragment.len()).is_none_or(|end| end > length)
+        {
+            return Err(HelloFragmentError::Inconsistent);
+        }
+        let cost = hello_cost(length);
+        if self.config.max_entries == 0
+            || length > self.config.max_hello_len.min(MAX_ONE_RECORD_HELLO)
+            || cost > self.config.max_total_bytes
+        {
+            return Err(HelloFragmentError::TooLarge);
+        }
+        let existing = self.entries.iter().position(|e| e.peer == peer);
+        let idx = match existing {
+            Some(i)
+                if self.entries[i].partial.message_seq == header.message_seq
+                    && self.entries[i].partial.body.len() == length =>
+            {
+                i
+            }
+            _ => {
+                if let Some(i) = existing {
+                    self.remove(i);
+                }
+                // Checked before allocating: the oldest partial hellos make room.
+                while self.entries.len() >= self.config.max_entries || self.bytes + cost > self.config.max_total_bytes {
+                    self.remove(0);
+                    self.evicted += 1;
+                }
+                self.bytes += cost;
+                self.entries.push_back(HelloEntry {
+                    peer,
+                    created: now,
+                    record_seq,
+                    partial: Partial {
+                        msg_type: HandshakeType::ClientHello,
+                        message_seq: header.message_seq,
+                        body: vec![0; length],
+                        have: vec![0; length.div_ceil(8)],
+                        covered: 0,
+                    },
+                });
+                self.entries.len() - 1
+            }
+        };
+        let e = &mut self.entries[idx];
+        e.record_seq = e.record_seq.max(record_seq);
+        e.partial.add(offset, fragment);
+        if !e.partial.is_complete() {
+            return Ok(None);
+        }
+        let e = self.remove(idx).expect("index in range");
+        Ok(Some(ReassembledHello {
+            record_seq: e.record_seq,
+            message_seq: e.partial.message_seq,
+            body: e.partial.body,
+        }))
     }
 }
 
@@ -518,5 +723,69 @@ mod tests {
             assert_eq!(r.buffered_bytes(), 0);
             assert_eq!(r.next_seq(), start_seq + n_msgs as u16);
         }
+    }
+
+    fn ch_hdr(seq: u16, length: usize, offset: usize, frag_len: usize) -> HandshakeHeader {
+        hdr(HandshakeType::ClientHello, seq, length, offset, frag_len)
+    }
+
+    #[test]
+    fn hello_area_reassembles_out_of_order_with_overlap() {
+        let now = Instant::now();
+        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let mut area = HelloReassembly::new(HelloReassemblyConfig::default());
+        let b = body(500, 3);
+        assert_eq!(area.insert(now, peer, 4, &ch_hdr(1, 500, 300, 200), &b[300..]).unwrap(), None);
+        assert_eq!(area.insert(now, peer, 2, &ch_hdr(1, 500, 0, 200), &b[..200]).unwrap(), None);
+        assert_eq!(area.bytes(), 500 + 63);
+        let done = area.insert(now, peer, 3, &ch_hdr(1, 500, 150, 200), &b[150..350]).unwrap().unwrap();
+        assert_eq!(done, ReassembledHello { record_seq: 4, message_seq: 1, body: b });
+        assert!(area.is_empty());
+        assert_eq!(area.bytes(), 0);
+    }
+
+    #[test]
+    fn hello_area_limits_evict_oldest_and_refuse_oversize() {
+        let t0 = Instant::now();
+        let cfg = HelloReassemblyConfig {
+            max_entries: 4,
+            max_hello_len: 1000,
+            max_total_bytes: 2100,
+            lifetime: Duration::from_secs(5),
+        };
+        let mut area = HelloReassembly::new(cfg);
+        let peer = |i: u16| SocketAddr::from(([192, 0, 2, 1], i));
+        let peers = |a: &HelloReassembly| a.entries.iter().map(|e| e.peer.port()).collect::<Vec<_>>();
+        let f = [0u8; 10];
+        for i in 0..3 {
+            area.insert(t0, peer(i), 0, &ch_hdr(0, 600, 0, 10), &f).unwrap();
+        }
+        assert_eq!((area.len(), area.bytes()), (3, 3 * 675));
+        // Byte limit: the oldest goes.
+        area.insert(t0, peer(9), 0, &ch_hdr(0, 100, 0, 10), &f).unwrap();
+        assert_eq!((peers(&area), area.bytes()), (vec![1, 2, 9], 2 * 675 + 113));
+        area.insert(t0, peer(10), 0, &ch_hdr(0, 1000, 0, 10), &f).unwrap();
+        assert_eq!((peers(&area), area.bytes()), (vec![2, 9, 10], 675 + 113 + 1125));
+        // Entry limit: the oldest goes.
+        area.insert(t0, peer(12), 0, &ch_hdr(0, 100, 0, 10), &f).unwrap();
+        area.insert(t0, peer(13), 0, &ch_hdr(0, 100, 0, 10), &f).unwrap();
+        assert_eq!(peers(&area), vec![9, 10, 12, 13]);
+        assert_eq!(area.evicted(), 3);
+        assert_eq!(area.insert(t0, peer(11), 0, &ch_hdr(0, 1001, 0, 10), &f), Err(HelloFragmentError::TooLarge));
+        assert_eq!(
+            area.insert(t0, peer(11), 0, &hdr(HandshakeType::ServerHello, 0, 100, 0, 10), &f),
+            Err(HelloFragmentError::Inconsistent)
+        );
+        assert_eq!(area.insert(t0, peer(11), 0, &ch_hdr(0, 100, 95, 10), &f), Err(HelloFragmentError::Inconsistent));
+        // Lifetime.
+        area.expire(t0 + Duration::from_secs(5));
+        assert!(area.is_empty());
+        assert_eq!(area.bytes(), 0);
+        // A different message_seq from the same peer replaces its partial hello.
+        area.insert(t0, peer(1), 0, &ch_hdr(0, 100, 0, 10), &f).unwrap();
+        area.insert(t0, peer(1), 0, &ch_hdr(1, 100, 0, 10), &f).unwrap();
+        assert_eq!((area.len(), area.bytes()), (1, 113));
+        let mut off = HelloReassembly::new(HelloReassemblyConfig { max_entries: 0, ..cfg });
+        assert_eq!(off.insert(t0, peer(1), 0, &ch_hdr(0, 100, 0, 10), &f), Err(HelloFragmentError::TooLarge));
     }
 }
