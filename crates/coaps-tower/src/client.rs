@@ -175,7 +175,8 @@ pub struct ConnectionInfo {
     pub suite: CipherSuite,
     /// Whether the handshake resumed a session.
     pub resumed: bool,
-    /// The session to resume later, if the server issued a session ID.
+    /// The session to resume later, as the handshake left it: a DTLS 1.2 session ID. A DTLS
+    /// 1.3 ticket arrives after the handshake (RFC 8446 §4.6.1): see [`Client::session`].
     pub session: Option<Session>,
 }
 
@@ -253,6 +254,8 @@ struct Shared {
     peer: SocketAddr,
     local: SocketAddr,
     info: ConnectionInfo,
+    /// The latest session: the handshake's, replaced by each DTLS 1.3 NewSessionTicket.
+    session: Mutex<Option<Session>>,
     closed: Mutex<Option<CloseReason>>,
 }
 
@@ -335,7 +338,8 @@ impl Client {
             }
         };
 
-        let shared = Arc::new(Shared { peer: addr, local, info, closed: Mutex::new(None) });
+        let session = Mutex::new(info.session.clone());
+        let shared = Arc::new(Shared { peer: addr, local, info, session, closed: Mutex::new(None) });
         let (tx, rx) = mpsc::unbounded_channel();
         let mut mid_seed = [0u8; 6];
         rng.fill(&mut mid_seed);
@@ -385,10 +389,11 @@ impl Client {
         &self.shared.info
     }
 
-    /// The session to pass as [`ClientOptions::resume`] on a later connection, if the server
-    /// issued a session ID.
+    /// The session to pass as [`ClientOptions::resume`] on a later connection: the DTLS 1.2
+    /// session ID, or the latest DTLS 1.3 ticket the server sent (a NewSessionTicket comes
+    /// after the handshake, so right after [`Client::connect`] there may be none yet).
     pub fn session(&self) -> Option<Session> {
-        self.shared.info.session.clone()
+        self.shared.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The server's address.
@@ -520,7 +525,10 @@ impl Task {
             let deadline = self.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.socket.recv(&mut buf) => match r {
-                    Ok(n) => self.endpoint.handle_datagram(Instant::now(), self.peer, &buf[..n]),
+                    Ok(n) => {
+                        self.endpoint.handle_datagram(Instant::now(), self.peer, &buf[..n]);
+                        self.refresh_session();
+                    }
                     // ICMP errors on a connected socket surface here; the retransmission
                     // budget decides when the server is really gone (§4.2 allows either).
                     Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error"),
@@ -555,6 +563,15 @@ impl Task {
     fn next_deadline(&self) -> Option<Instant> {
         let ex = self.exchanges.values().flat_map(|e| [e.next_retransmit, e.deadline]).flatten();
         ex.chain(self.endpoint.poll_timeout()).min()
+    }
+
+    /// Keeps [`Client::session`] on the latest ticket (RFC 8446 §4.6.1).
+    fn refresh_session(&self) {
+        let Some(latest) = self.endpoint.connection(&self.peer).and_then(|c| c.session()) else { return };
+        let mut current = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_none_or(|s| s.id != latest.id) {
+            *current = Some(latest.clone());
+        }
     }
 
     fn drain_events(&mut self) {
