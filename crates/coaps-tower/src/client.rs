@@ -33,6 +33,9 @@
 //!   For backpressure instead of a queue, wrap the client in `tower::limit::ConcurrencyLimit`.
 //! * Anything the server sends that matches nothing: a CON gets a Reset, the rest is ignored.
 //!
+//! A DTLS 1.3 client resuming a ticket can send its first request as 0-RTT early data with
+//! the ClientHello ([`Client::connect_early`]; only requests safe to replay, RFC 8446 §8).
+//!
 //! Dropping a response future cancels its request: retransmission stops at the next timer.
 //! The task ends, closing the association with close_notify, when every `Client` handle is
 //! gone and no request is in flight, or at once on [`Client::close`].
@@ -175,6 +178,8 @@ pub struct ConnectionInfo {
     pub suite: CipherSuite,
     /// Whether the handshake resumed a session.
     pub resumed: bool,
+    /// Whether the server accepted the 0-RTT early data of [`Client::connect_early`].
+    pub early_data_accepted: bool,
     /// The session to resume later, as the handshake left it: a DTLS 1.2 session ID. A DTLS
     /// 1.3 ticket arrives after the handshake (RFC 8446 §4.6.1): see [`Client::session`].
     pub session: Option<Session>,
@@ -299,6 +304,41 @@ impl Client {
         server_name: &str,
         options: ClientOptions,
     ) -> Result<Self, Error> {
+        Self::connect_inner(addr, config, server_name, options, None).await.map(|(c, _)| c)
+    }
+
+    /// Connects resuming [`ClientOptions::resume`] and sends `request` as DTLS 1.3 0-RTT early
+    /// data with the ClientHello (RFC 8446 §4.2.10, RFC 9147 §5.6), when the ticket allows
+    /// early data, `config.version` is DTLS 1.3 and the encoded request fits the ticket's
+    /// `max_early_data_size`; otherwise `request` is sent as the first request once connected.
+    /// Returns once the handshake completed, with the response future of `request`.
+    ///
+    /// When the server accepts the early data, the request is in flight from the first
+    /// datagram on, and a retransmission goes as 1-RTT data with the same Message ID (the
+    /// server's deduplication answers it, RFC 7252 §4.5). When the server rejects it (for
+    /// instance after a HelloRetryRequest), it is sent again as an ordinary request. Early data
+    /// can be replayed by an attacker (RFC 8446 §8): only send requests that are safe to repeat,
+    /// such as a GET. [`ConnectionInfo::early_data_accepted`] tells what happened.
+    pub async fn connect_early(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        options: ClientOptions,
+        request: Packet,
+    ) -> Result<(Self, ResponseFuture), Error> {
+        let (client, response) = Self::connect_inner(addr, config, server_name, options, Some(request)).await?;
+        let response =
+            response.unwrap_or(ResponseFuture { state: FutState::Failed(Some(Error::Closed(CloseReason::Local))) });
+        Ok((client, response))
+    }
+
+    async fn connect_inner(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        options: ClientOptions,
+        early_request: Option<Packet>,
+    ) -> Result<(Self, Option<ResponseFuture>), Error> {
         let bind: SocketAddr =
             if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let socket = UdpSocket::bind(bind).await.map_err(Error::Io)?;
@@ -307,9 +347,49 @@ impl Client {
         let local = socket.local_addr().map_err(Error::Io)?;
         let mut rng = options.rng_seed.map_or_else(SeededRng::from_os, SeededRng::from_seed_u64);
         let mut endpoint = Endpoint::client(rng.fork());
-        endpoint
-            .connect(Instant::now(), addr, config, server_name, options.resume.clone())
-            .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+        let mut mid_seed = [0u8; 6];
+        rng.fill(&mut mid_seed);
+        let mut next_mid = u16::from_be_bytes([mid_seed[0], mid_seed[1]]);
+        let mut next_token = u32::from_be_bytes([mid_seed[2], mid_seed[3], mid_seed[4], mid_seed[5]]);
+        // The early request, shaped and encoded as `Task::start` would (Message ID, token).
+        let early_limit = options.resume.as_ref().and_then(Session::max_early_data_size);
+        let mut early_sent = None;
+        if let (Some(request), Some(limit)) = (&early_request, early_limit) {
+            let code = u8::from(request.header.code);
+            let valid = code != 0
+                && code >> 5 == 0
+                && matches!(request.header.get_type(), MessageType::Confirmable | MessageType::NonConfirmable);
+            let mut packet = request.clone();
+            if packet.get_token().is_empty() {
+                packet.set_token(next_token.to_be_bytes().to_vec());
+            }
+            packet.header.set_version(1);
+            packet.header.message_id = next_mid;
+            if let Some(bytes) = packet.to_bytes().ok().filter(|b| valid && b.len() <= limit as usize)
+                && endpoint
+                    .connect_with_early_data(
+                        Instant::now(),
+                        addr,
+                        config.clone(),
+                        server_name,
+                        options.resume.clone(),
+                        &bytes,
+                    )
+                    .is_ok()
+            {
+                if request.get_token().is_empty() {
+                    next_token = next_token.wrapping_add(1);
+                }
+                next_mid = next_mid.wrapping_add(1);
+                early_sent = Some((packet, bytes));
+            }
+        }
+        if early_sent.is_none() {
+            endpoint
+                .connect(Instant::now(), addr, config, server_name, options.resume.clone())
+                .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+        }
+        let mut early_data_accepted = false;
 
         let mut buf = vec![0u8; 65536];
         let mut early = Vec::new();
@@ -319,11 +399,12 @@ impl Client {
                 match ev {
                     Event::Connected { identity, suite, resumed } => {
                         let session = endpoint.connection(&addr).and_then(|c| c.session().cloned());
-                        break 'handshake ConnectionInfo { identity, suite, resumed, session };
+                        break 'handshake ConnectionInfo { identity, suite, resumed, session, early_data_accepted };
                     }
                     Event::ApplicationData(d) => early.push(d),
                     Event::Closed(r) => return Err(Error::Handshake(r)),
-                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                    Event::EarlyDataAccepted => early_data_accepted = true,
+                    Event::EarlyData(_) | Event::EarlyDataRejected => {}
                 }
             }
             // The engine's own retransmission budget bounds the handshake (RFC 6347 §4.2.4):
@@ -341,9 +422,7 @@ impl Client {
         let session = Mutex::new(info.session.clone());
         let shared = Arc::new(Shared { peer: addr, local, info, session, closed: Mutex::new(None) });
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut mid_seed = [0u8; 6];
-        rng.fill(&mut mid_seed);
-        let task = Task {
+        let mut task = Task {
             socket,
             endpoint,
             peer: addr,
@@ -353,16 +432,25 @@ impl Client {
             params: options.transmission,
             max_queued: options.max_queued,
             rng,
-            next_mid: u16::from_be_bytes([mid_seed[0], mid_seed[1]]),
-            next_token: u32::from_be_bytes([mid_seed[2], mid_seed[3], mid_seed[4], mid_seed[5]]),
+            next_mid,
+            next_token,
             exchanges: HashMap::new(),
             by_mid: HashMap::new(),
             queue: VecDeque::new(),
             acked_cons: VecDeque::new(),
             done: false,
         };
+        let response = early_request.map(|request| {
+            let (reply, rx) = oneshot::channel();
+            match early_sent {
+                Some((packet, bytes)) if early_data_accepted => task.in_flight(packet, bytes, reply, Instant::now()),
+                // Not offered, or rejected: an ordinary first request.
+                _ => task.start(request, reply, Instant::now()),
+            }
+            ResponseFuture { state: FutState::Waiting(rx, shared.clone()) }
+        });
         tokio::spawn(task.run(early));
-        Ok(Self { tx, shared })
+        Ok((Self { tx, shared }, response))
     }
 
     /// Sends one request and waits for its response (the same as calling the service).
@@ -684,6 +772,35 @@ impl Task {
             let _ = reply.send(Err(Error::Dtls(e)));
             return;
         }
+        let timeout = self.initial_timeout();
+        let ex = Exchange {
+            mid,
+            bytes,
+            outstanding: true,
+            retransmits: 0,
+            timeout,
+            next_retransmit: con.then(|| now + timeout),
+            deadline: (!con).then(|| now + self.params.response_timeout),
+            reply,
+        };
+        if con {
+            self.by_mid.insert(mid, token.clone());
+        }
+        self.exchanges.insert(token, ex);
+    }
+
+    /// Registers a request already sent (as accepted 0-RTT data): its retransmissions, as
+    /// 1-RTT data, and its response are handled as for [`Task::start`].
+    fn in_flight(
+        &mut self,
+        packet: Packet,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Packet, Error>>,
+        now: Instant,
+    ) {
+        let con = packet.header.get_type() == MessageType::Confirmable;
+        let mid = packet.header.message_id;
+        let token = packet.get_token().to_vec();
         let timeout = self.initial_timeout();
         let ex = Exchange {
             mid,

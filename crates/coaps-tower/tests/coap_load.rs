@@ -59,11 +59,7 @@ async fn two_hundred_clients_twenty_requests_each_then_a_flood() {
             Ok::<_, Infallible>(response)
         }
     });
-    let service = ServiceBuilder::new()
-        .layer(cookies.clone())
-        .layer(handshake)
-        .layer(CoapLayer::new())
-        .service(app);
+    let service = ServiceBuilder::new().layer(cookies.clone()).layer(handshake).layer(CoapLayer::new()).service(app);
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

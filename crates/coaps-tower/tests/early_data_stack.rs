@@ -15,7 +15,9 @@
 //! * a replayed 0-RTT ClientHello datagram (same bytes, same address) finds its single-use
 //!   ticket gone (RFC 8446 §8.1): a HelloRetryRequest, nothing delivered twice;
 //! * the CoAP layer marks a request that arrived as 0-RTT (`CoapRequest::early_data`), and its
-//!   deduplication (RFC 7252 §4.5) holds across early and 1-RTT copies of one Message ID.
+//!   deduplication (RFC 7252 §4.5) holds across early and 1-RTT copies of one Message ID;
+//! * over UDP with `Server`, the tower `Client` resumes a DTLS 1.3 ticket and sends its first
+//!   request as 0-RTT data (`Client::connect_early`).
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::cert;
@@ -590,13 +592,22 @@ async fn first_connection_coap(stack: &mut Stack<Coap<App>>) -> Session {
 // ---------------------------------------------------------------------------------------------
 
 /// A `coaps_tower::Client` gets a DTLS 1.3 ticket (it arrives after the handshake, in a
-/// NewSessionTicket) and resumes with it through the full stack over UDP.
+/// NewSessionTicket), resumes with it through the full stack over UDP, and with
+/// `Client::connect_early` sends its first request as 0-RTT data: accepted (no cookie
+/// exchange, the application sees it as early data) or refused by the server's hook (sent
+/// again as an ordinary request).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tower_client_resumes_a_dtls13_ticket_through_the_stack() {
+async fn tower_client_resumes_and_sends_its_first_request_as_early_data() {
+    for accept in [true, false] {
+        tower_client_round(accept).await;
+    }
+}
+
+async fn tower_client_round(accept: bool) {
     async fn bounded<F: std::future::Future>(f: F) -> Result<F::Output, tokio::time::error::Elapsed> {
         tokio::time::timeout(Duration::from_secs(30), f).await
     }
-    let config = server(Some(EarlyDataConfig::default()));
+    let config = server(Some(EarlyDataConfig::with_hook(1024, move |_| accept)));
     let cookies = CookieLayer::for_server(&config);
     let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
     let associations = handshake.associations();
@@ -633,14 +644,36 @@ async fn tower_client_resumes_a_dtls13_ticket_through_the_stack() {
     let ticket = ticket.expect("a DTLS 1.3 ticket once the NewSessionTicket arrived");
     assert!(ticket.is_dtls13_ticket());
     first.close().await;
-    let opts = ClientOptions { resume: Some(ticket), ..ClientOptions::default() };
+
+    // A plain resumption: cookie exchange, 1-RTT request.
+    let opts = ClientOptions { resume: Some(ticket.clone()), ..ClientOptions::default() };
     let again =
         bounded(Client::connect_with(addr, client_config(Mode::Psk), "localhost", opts)).await.unwrap().unwrap();
-    assert!(again.info().resumed);
-    let resp = bounded(again.send(get())).await.unwrap().unwrap();
-    assert_eq!(resp.payload, b"1-rtt");
+    assert!(again.info().resumed && !again.info().early_data_accepted);
+    assert_eq!(bounded(again.send(get())).await.unwrap().unwrap().payload, b"1-rtt");
+    let ticket2 = again.session().filter(|s| s.id != ticket.id).expect("a fresh ticket");
     again.close().await;
     assert_eq!(cookies.stats().hello_retry_requests, 2, "each connection went through the cookie exchange");
+    app.0.lock().unwrap().clear();
+
+    // The first request as 0-RTT data.
+    let opts = ClientOptions { resume: Some(ticket2), ..ClientOptions::default() };
+    let (early, response) = bounded(Client::connect_early(addr, client_config(Mode::Psk), "localhost", opts, get()))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = bounded(response).await.unwrap().unwrap();
+    assert!(early.info().resumed);
+    assert_eq!(early.info().early_data_accepted, accept);
+    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::Content));
+    let seen = app.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].1, accept, "marked early only when accepted: {seen:?}");
+    assert_eq!(resp.payload, if accept { &b"early"[..] } else { &b"1-rtt"[..] });
+    let s = cookies.stats();
+    assert_eq!((s.hello_retry_requests, s.cookie_exempt), (2, 1), "0-RTT from the ticket's address: {s:?}");
+    assert_eq!(bounded(early.send(get())).await.unwrap().unwrap().payload, b"1-rtt");
+    early.close().await;
     let _ = stop_tx.send(());
     bounded(server).await.unwrap().unwrap().unwrap();
 }
