@@ -316,7 +316,11 @@ impl Client {
     /// When the server accepts the early data, the request is in flight from the first
     /// datagram on, and a retransmission goes as 1-RTT data with the same Message ID (the
     /// server's deduplication answers it, RFC 7252 §4.5). When the server rejects it (for
-    /// instance after a HelloRetryRequest), it is sent again as an ordinary request. Early data
+    /// instance after a HelloRetryRequest), the same message (Message ID and token) is sent
+    /// again as 1-RTT data: should the server have taken the early copy after all (a duplicated
+    /// ClientHello can draw a HelloRetryRequest from a stateless cookie gate after the first
+    /// copy was accepted), its deduplication answers the second copy instead of running the
+    /// request twice. Early data
     /// can be replayed by an attacker (RFC 8446 §8): only send requests that are safe to repeat,
     /// such as a GET. [`ConnectionInfo::early_data_accepted`] tells what happened.
     pub async fn connect_early(
@@ -444,8 +448,13 @@ impl Client {
             let (reply, rx) = oneshot::channel();
             match early_sent {
                 Some((packet, bytes)) if early_data_accepted => task.in_flight(packet, bytes, reply, Instant::now()),
-                // Not offered, or rejected: an ordinary first request.
-                _ => task.start(request, reply, Instant::now()),
+                // Rejected: the same message again, as 1-RTT data.
+                Some((packet, bytes)) => {
+                    task.send_raw(&bytes);
+                    task.in_flight(packet, bytes, reply, Instant::now());
+                }
+                // Not offered: an ordinary first request.
+                None => task.start(request, reply, Instant::now()),
             }
             ResponseFuture { state: FutState::Waiting(rx, shared.clone()) }
         });

@@ -316,13 +316,23 @@ struct State {
     outbox: VecDeque<Transmit>,
     /// Answers of the inner service to 0-RTT early data, waiting for their peer's handshake to
     /// complete: the engine has no keys to send with before (no 0.5-RTT data).
-    held: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    held: HashMap<SocketAddr, Held>,
     /// The engine wants a clock that never goes back; datagram timestamps and the worker's
     /// clock readings interleave, so every input is clamped to the latest time seen.
     last_now: Instant,
     next_sweep: Instant,
     /// When the worker will next wake up on its own; a new, earlier timer wakes it early.
     worker_deadline: Option<Instant>,
+}
+
+/// Answers to one association's early data. A new handshake from the same address can replace
+/// the association (RFC 6347 §4.2.8) before it completes: the answers only go to an
+/// association with the same ClientHello random and the same peer identity, never to another
+/// principal that took over the address.
+struct Held {
+    client_random: [u8; 32],
+    identity: PeerIdentity,
+    answers: Vec<Vec<u8>>,
 }
 
 impl State {
@@ -402,7 +412,18 @@ impl Shared {
                     tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
                     // The answers to this peer's early data go out now, with 1-RTT keys, after
                     // the acknowledgement of its Finished.
-                    for payload in st.held.remove(&peer).unwrap_or_default() {
+                    let held = st.held.remove(&peer).map_or_else(Vec::new, |h| {
+                        let same = st
+                            .endpoint
+                            .connection(&peer)
+                            .is_some_and(|c| *c.client_random() == h.client_random && *c.peer_identity() == h.identity);
+                        if !same {
+                            self.responses_dropped.fetch_add(h.answers.len() as u64, Ordering::Relaxed);
+                            tracing::debug!(%peer, "answers to early data of a replaced association dropped");
+                        }
+                        if same { h.answers } else { Vec::new() }
+                    });
+                    for payload in held {
                         if let Err(e) = st.endpoint.send(peer, &payload) {
                             self.responses_dropped.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "held answer to early data not sent");
@@ -445,9 +466,19 @@ impl Shared {
         match st.endpoint.send(peer, payload) {
             Ok(()) => {}
             Err(Error::NotConnected) if st.endpoint.connection(&peer).is_some_and(|c| c.is_handshaking()) => {
-                let held = st.held.entry(peer).or_default();
-                if held.len() < MAX_HELD_EARLY_RESPONSES {
-                    held.push(payload.to_vec());
+                let State { held, endpoint, .. } = &mut *st;
+                let Some(conn) = endpoint.connection(&peer) else { return };
+                let (client_random, identity) = (*conn.client_random(), conn.peer_identity());
+                let held = held.entry(peer).or_insert_with(|| Held {
+                    client_random,
+                    identity: identity.clone(),
+                    answers: Vec::new(),
+                });
+                if held.client_random != client_random || held.identity != *identity {
+                    *held = Held { client_random, identity: identity.clone(), answers: Vec::new() };
+                }
+                if held.answers.len() < MAX_HELD_EARLY_RESPONSES {
+                    held.answers.push(payload.to_vec());
                 } else {
                     self.responses_dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, "too many answers to early data held; dropped");

@@ -677,3 +677,55 @@ async fn tower_client_round(accept: bool) {
     let _ = stop_tx.send(());
     bounded(server).await.unwrap().unwrap().unwrap();
 }
+
+/// A network duplicate of the 0-RTT ClientHello datagram while the server's flight is lost:
+/// the stateless gate cannot tell it from a replay (the single-use ticket is gone, RFC 8446
+/// §8.1) and answers it with a HelloRetryRequest, which the client takes. The client then
+/// completes a new handshake with its early data "rejected", although the application already
+/// saw it once as early data. Resent by the client as the same CoAP message (same Message
+/// ID, as `Client::connect_early` does), the CoAP layer's deduplication answers it and the
+/// application is not called twice (RFC 7252 §4.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_0rtt_client_hello_with_a_lost_flight_is_deduplicated_by_coap() {
+    let app = App::default();
+    let mut stack = Stack::new(server(Some(EarlyDataConfig::default())), Coap::new(app.clone()), 71);
+    let ticket = first_connection_coap(&mut stack).await;
+    app.0.lock().unwrap().clear();
+    let get = coap_get(0x7101, "temperature");
+    let mut p = Peer::connect_early(72, client_addr(), Mode::Psk, ticket, &get);
+    let first = p.ep.poll_transmit().unwrap().payload;
+    let lost = stack.call(p.addr, first.clone()).await;
+    assert!(!lost.is_empty(), "the server's flight, lost");
+    assert_eq!(*app.0.lock().unwrap(), vec![(0x7101, true)]);
+    let dup = stack.call(p.addr, first).await;
+    assert!(dup.len() == 1 && is_hello_retry_request(&dup[0].payload), "the gate answers the duplicate");
+    p.deliver(&dup[0].payload);
+    p.pump(&mut stack).await;
+
+    // Timers: the client retransmits its second ClientHello until a new handshake completes.
+    let Stack { cookies, handshake, svc, _worker: worker } = stack;
+    tokio::spawn(worker);
+    let (_, idle) = HandshakeLayer::builder(server(None)).build().pair(Recorder::default());
+    let mut stack = Stack { cookies, handshake, svc, _worker: idle };
+    let associations = stack.handshake.associations();
+    for _ in 0..20 {
+        if p.connected().is_some() || p.closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Some(t) = associations.try_next_transmit() {
+            p.deliver(&t.payload);
+        }
+        p.ep.handle_timeout(Instant::now());
+        p.pump(&mut stack).await;
+    }
+    assert!(p.connected().is_some(), "recovered: {:?}", p.events);
+    assert!(p.events.iter().any(|e| matches!(e, Event::EarlyDataRejected)), "{:?}", p.events);
+    assert_eq!(*app.0.lock().unwrap(), vec![(0x7101, true)]);
+
+    p.ep.send(server_addr(), &get).unwrap();
+    p.pump(&mut stack).await;
+    assert_eq!(*app.0.lock().unwrap(), vec![(0x7101, true)], "not run twice");
+    let answers = coap_responses(&p);
+    assert!(answers.contains(&(0x7101, MessageType::Acknowledgement, "early".into())), "{answers:?}");
+}
