@@ -125,17 +125,18 @@ fn tower(n: usize, cache: bool) {
     if !cache {
         server_config.session_store = None;
     }
-    let cookie = server_config.cookie.unwrap_or_default();
     rt.block_on(async move {
-        let handshake = HandshakeLayer::builder(Arc::new(server_config))
-            .behind_cookie_layer()
+        let server_config = Arc::new(server_config);
+        let cookies = CookieLayer::for_server(&server_config);
+        let handshake = HandshakeLayer::builder(server_config)
+            .behind(&cookies)
             .max_associations(n + 16)
             .max_handshakes(n + 16)
             .rng(SeededRng::from_seed_u64(7))
             .build();
         let associations = handshake.associations();
         let mut service = ServiceBuilder::new()
-            .layer(CookieLayer::new(cookie))
+            .layer(cookies)
             .layer(handshake)
             .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }));
         let server_addr: SocketAddr = "192.0.2.1:5684".parse().expect("addr");

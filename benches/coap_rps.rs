@@ -65,11 +65,13 @@ fn serve() {
     rt.block_on(async {
         let config =
             ServerConfig { common: common(), psks: Some(Arc::new(StaticPsks(vec![psk()]))), ..Default::default() };
-        let cookie = config.cookie.unwrap_or_default();
-        let handshake = HandshakeLayer::builder(Arc::new(config)).behind_cookie_layer().build();
+        let config = Arc::new(config);
+        // The version-aware gate (the clients here speak DTLS 1.2: HelloVerifyRequest path).
+        let cookies = CookieLayer::for_server(&config);
+        let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
         let associations = handshake.associations();
         let service =
-            ServiceBuilder::new().layer(CookieLayer::new(cookie)).layer(handshake).layer(CoapLayer::new()).service_fn(
+            ServiceBuilder::new().layer(cookies).layer(handshake).layer(CoapLayer::new()).service_fn(
                 |req: CoapRequest| async move {
                     let mut resp = req.response();
                     resp.header.code = MessageClass::Response(ResponseType::Content);

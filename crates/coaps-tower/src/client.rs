@@ -33,6 +33,9 @@
 //!   For backpressure instead of a queue, wrap the client in `tower::limit::ConcurrencyLimit`.
 //! * Anything the server sends that matches nothing: a CON gets a Reset, the rest is ignored.
 //!
+//! A DTLS 1.3 client resuming a ticket can send its first request as 0-RTT early data with
+//! the ClientHello ([`Client::connect_early`]; only requests safe to replay, RFC 8446 §8).
+//!
 //! Dropping a response future cancels its request: retransmission stops at the next timer.
 //! The task ends, closing the association with close_notify, when every `Client` handle is
 //! gone and no request is in flight, or at once on [`Client::close`].
@@ -175,7 +178,10 @@ pub struct ConnectionInfo {
     pub suite: CipherSuite,
     /// Whether the handshake resumed a session.
     pub resumed: bool,
-    /// The session to resume later, if the server issued a session ID.
+    /// Whether the server accepted the 0-RTT early data of [`Client::connect_early`].
+    pub early_data_accepted: bool,
+    /// The session to resume later, as the handshake left it: a DTLS 1.2 session ID. A DTLS
+    /// 1.3 ticket arrives after the handshake (RFC 8446 §4.6.1): see [`Client::session`].
     pub session: Option<Session>,
 }
 
@@ -253,6 +259,8 @@ struct Shared {
     peer: SocketAddr,
     local: SocketAddr,
     info: ConnectionInfo,
+    /// The latest session: the handshake's, replaced by each DTLS 1.3 NewSessionTicket.
+    session: Mutex<Option<Session>>,
     closed: Mutex<Option<CloseReason>>,
 }
 
@@ -296,6 +304,45 @@ impl Client {
         server_name: &str,
         options: ClientOptions,
     ) -> Result<Self, Error> {
+        Self::connect_inner(addr, config, server_name, options, None).await.map(|(c, _)| c)
+    }
+
+    /// Connects resuming [`ClientOptions::resume`] and sends `request` as DTLS 1.3 0-RTT early
+    /// data with the ClientHello (RFC 8446 §4.2.10, RFC 9147 §5.6), when the ticket allows
+    /// early data, `config.version` is DTLS 1.3 and the encoded request fits the ticket's
+    /// `max_early_data_size`; otherwise `request` is sent as the first request once connected.
+    /// Returns once the handshake completed, with the response future of `request`.
+    ///
+    /// When the server accepts the early data, the request is in flight from the first
+    /// datagram on, and a retransmission goes as 1-RTT data with the same Message ID (the
+    /// server's deduplication answers it, RFC 7252 §4.5). When the server rejects it (for
+    /// instance after a HelloRetryRequest), the same message (Message ID and token) is sent
+    /// again as 1-RTT data: should the server have taken the early copy after all (a duplicated
+    /// ClientHello can draw a HelloRetryRequest from a stateless cookie gate after the first
+    /// copy was accepted), its deduplication answers the second copy instead of running the
+    /// request twice. Early data
+    /// can be replayed by an attacker (RFC 8446 §8): only send requests that are safe to repeat,
+    /// such as a GET. [`ConnectionInfo::early_data_accepted`] tells what happened.
+    pub async fn connect_early(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        options: ClientOptions,
+        request: Packet,
+    ) -> Result<(Self, ResponseFuture), Error> {
+        let (client, response) = Self::connect_inner(addr, config, server_name, options, Some(request)).await?;
+        let response =
+            response.unwrap_or(ResponseFuture { state: FutState::Failed(Some(Error::Closed(CloseReason::Local))) });
+        Ok((client, response))
+    }
+
+    async fn connect_inner(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+        options: ClientOptions,
+        early_request: Option<Packet>,
+    ) -> Result<(Self, Option<ResponseFuture>), Error> {
         let bind: SocketAddr =
             if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let socket = UdpSocket::bind(bind).await.map_err(Error::Io)?;
@@ -304,9 +351,49 @@ impl Client {
         let local = socket.local_addr().map_err(Error::Io)?;
         let mut rng = options.rng_seed.map_or_else(SeededRng::from_os, SeededRng::from_seed_u64);
         let mut endpoint = Endpoint::client(rng.fork());
-        endpoint
-            .connect(Instant::now(), addr, config, server_name, options.resume.clone())
-            .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+        let mut mid_seed = [0u8; 6];
+        rng.fill(&mut mid_seed);
+        let mut next_mid = u16::from_be_bytes([mid_seed[0], mid_seed[1]]);
+        let mut next_token = u32::from_be_bytes([mid_seed[2], mid_seed[3], mid_seed[4], mid_seed[5]]);
+        // The early request, shaped and encoded as `Task::start` would (Message ID, token).
+        let early_limit = options.resume.as_ref().and_then(Session::max_early_data_size);
+        let mut early_sent = None;
+        if let (Some(request), Some(limit)) = (&early_request, early_limit) {
+            let code = u8::from(request.header.code);
+            let valid = code != 0
+                && code >> 5 == 0
+                && matches!(request.header.get_type(), MessageType::Confirmable | MessageType::NonConfirmable);
+            let mut packet = request.clone();
+            if packet.get_token().is_empty() {
+                packet.set_token(next_token.to_be_bytes().to_vec());
+            }
+            packet.header.set_version(1);
+            packet.header.message_id = next_mid;
+            if let Some(bytes) = packet.to_bytes().ok().filter(|b| valid && b.len() <= limit as usize)
+                && endpoint
+                    .connect_with_early_data(
+                        Instant::now(),
+                        addr,
+                        config.clone(),
+                        server_name,
+                        options.resume.clone(),
+                        &bytes,
+                    )
+                    .is_ok()
+            {
+                if request.get_token().is_empty() {
+                    next_token = next_token.wrapping_add(1);
+                }
+                next_mid = next_mid.wrapping_add(1);
+                early_sent = Some((packet, bytes));
+            }
+        }
+        if early_sent.is_none() {
+            endpoint
+                .connect(Instant::now(), addr, config, server_name, options.resume.clone())
+                .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+        }
+        let mut early_data_accepted = false;
 
         let mut buf = vec![0u8; 65536];
         let mut early = Vec::new();
@@ -316,11 +403,12 @@ impl Client {
                 match ev {
                     Event::Connected { identity, suite, resumed } => {
                         let session = endpoint.connection(&addr).and_then(|c| c.session().cloned());
-                        break 'handshake ConnectionInfo { identity, suite, resumed, session };
+                        break 'handshake ConnectionInfo { identity, suite, resumed, session, early_data_accepted };
                     }
                     Event::ApplicationData(d) => early.push(d),
                     Event::Closed(r) => return Err(Error::Handshake(r)),
-                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                    Event::EarlyDataAccepted => early_data_accepted = true,
+                    Event::EarlyData(_) | Event::EarlyDataRejected => {}
                 }
             }
             // The engine's own retransmission budget bounds the handshake (RFC 6347 §4.2.4):
@@ -335,11 +423,10 @@ impl Client {
             }
         };
 
-        let shared = Arc::new(Shared { peer: addr, local, info, closed: Mutex::new(None) });
+        let session = Mutex::new(info.session.clone());
+        let shared = Arc::new(Shared { peer: addr, local, info, session, closed: Mutex::new(None) });
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut mid_seed = [0u8; 6];
-        rng.fill(&mut mid_seed);
-        let task = Task {
+        let mut task = Task {
             socket,
             endpoint,
             peer: addr,
@@ -349,16 +436,30 @@ impl Client {
             params: options.transmission,
             max_queued: options.max_queued,
             rng,
-            next_mid: u16::from_be_bytes([mid_seed[0], mid_seed[1]]),
-            next_token: u32::from_be_bytes([mid_seed[2], mid_seed[3], mid_seed[4], mid_seed[5]]),
+            next_mid,
+            next_token,
             exchanges: HashMap::new(),
             by_mid: HashMap::new(),
             queue: VecDeque::new(),
             acked_cons: VecDeque::new(),
             done: false,
         };
+        let response = early_request.map(|request| {
+            let (reply, rx) = oneshot::channel();
+            match early_sent {
+                Some((packet, bytes)) if early_data_accepted => task.in_flight(packet, bytes, reply, Instant::now()),
+                // Rejected: the same message again, as 1-RTT data.
+                Some((packet, bytes)) => {
+                    task.send_raw(&bytes);
+                    task.in_flight(packet, bytes, reply, Instant::now());
+                }
+                // Not offered: an ordinary first request.
+                None => task.start(request, reply, Instant::now()),
+            }
+            ResponseFuture { state: FutState::Waiting(rx, shared.clone()) }
+        });
         tokio::spawn(task.run(early));
-        Ok(Self { tx, shared })
+        Ok((Self { tx, shared }, response))
     }
 
     /// Sends one request and waits for its response (the same as calling the service).
@@ -385,10 +486,11 @@ impl Client {
         &self.shared.info
     }
 
-    /// The session to pass as [`ClientOptions::resume`] on a later connection, if the server
-    /// issued a session ID.
+    /// The session to pass as [`ClientOptions::resume`] on a later connection: the DTLS 1.2
+    /// session ID, or the latest DTLS 1.3 ticket the server sent (a NewSessionTicket comes
+    /// after the handshake, so right after [`Client::connect`] there may be none yet).
     pub fn session(&self) -> Option<Session> {
-        self.shared.info.session.clone()
+        self.shared.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The server's address.
@@ -520,7 +622,10 @@ impl Task {
             let deadline = self.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.socket.recv(&mut buf) => match r {
-                    Ok(n) => self.endpoint.handle_datagram(Instant::now(), self.peer, &buf[..n]),
+                    Ok(n) => {
+                        self.endpoint.handle_datagram(Instant::now(), self.peer, &buf[..n]);
+                        self.refresh_session();
+                    }
                     // ICMP errors on a connected socket surface here; the retransmission
                     // budget decides when the server is really gone (§4.2 allows either).
                     Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error"),
@@ -555,6 +660,15 @@ impl Task {
     fn next_deadline(&self) -> Option<Instant> {
         let ex = self.exchanges.values().flat_map(|e| [e.next_retransmit, e.deadline]).flatten();
         ex.chain(self.endpoint.poll_timeout()).min()
+    }
+
+    /// Keeps [`Client::session`] on the latest ticket (RFC 8446 §4.6.1).
+    fn refresh_session(&self) {
+        let Some(latest) = self.endpoint.connection(&self.peer).and_then(|c| c.session()) else { return };
+        let mut current = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_none_or(|s| s.id != latest.id) {
+            *current = Some(latest.clone());
+        }
     }
 
     fn drain_events(&mut self) {
@@ -667,6 +781,35 @@ impl Task {
             let _ = reply.send(Err(Error::Dtls(e)));
             return;
         }
+        let timeout = self.initial_timeout();
+        let ex = Exchange {
+            mid,
+            bytes,
+            outstanding: true,
+            retransmits: 0,
+            timeout,
+            next_retransmit: con.then(|| now + timeout),
+            deadline: (!con).then(|| now + self.params.response_timeout),
+            reply,
+        };
+        if con {
+            self.by_mid.insert(mid, token.clone());
+        }
+        self.exchanges.insert(token, ex);
+    }
+
+    /// Registers a request already sent (as accepted 0-RTT data): its retransmissions, as
+    /// 1-RTT data, and its response are handled as for [`Task::start`].
+    fn in_flight(
+        &mut self,
+        packet: Packet,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Packet, Error>>,
+        now: Instant,
+    ) {
+        let con = packet.header.get_type() == MessageType::Confirmable;
+        let mid = packet.header.message_id;
+        let token = packet.get_token().to_vec();
         let timeout = self.initial_timeout();
         let ex = Exchange {
             mid,

@@ -13,6 +13,11 @@
 //!   client's address and the issue time (never a HelloVerifyRequest in 1.3);
 //! * a ClientHello whose cookie verifies (either version) passes to the inner service with
 //!   [`Datagram::cookie`] set to [`CookieVerified`] (the cookie's age is an RTT sample);
+//! * a DTLS 1.3 ClientHello that resumes one of the server's tickets with 0-RTT early data
+//!   from the address the ticket was issued to passes marked without a cookie exchange
+//!   (`rtt_sample: None`, counted in [`CookieStats::cookie_exempt`]) when the server allows it
+//!   ([`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`], RFC 9147 §5.1): a
+//!   HelloRetryRequest would forbid the early data (RFC 8446 §4.2.10);
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
@@ -103,6 +108,10 @@ pub struct CookieStats {
     pub hello_retry_requests: u64,
     /// ClientHellos whose cookie verified and that were passed on, marked.
     pub cookies_verified: u64,
+    /// DTLS 1.3 ClientHellos passed on, marked, without a cookie exchange: 0-RTT resumptions
+    /// from the address their ticket was issued to (RFC 9147 §5.1,
+    /// [`EarlyDataConfig::skip_cookie_on_resumption`](coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption)).
+    pub cookie_exempt: u64,
     /// ClientHellos that carried a cookie that did not verify (stale, forged, for another
     /// address or other parameters). Each also got a fresh HelloVerifyRequest or
     /// HelloRetryRequest.
@@ -143,6 +152,7 @@ pub(crate) struct CookieGate {
     hello_verify_requests: AtomicU64,
     hello_retry_requests: AtomicU64,
     cookies_verified: AtomicU64,
+    cookie_exempt: AtomicU64,
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
 }
@@ -177,6 +187,7 @@ impl CookieGate {
             hello_verify_requests: AtomicU64::new(0),
             hello_retry_requests: AtomicU64::new(0),
             cookies_verified: AtomicU64::new(0),
+            cookie_exempt: AtomicU64::new(0),
             cookies_rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
@@ -187,6 +198,7 @@ impl CookieGate {
             hello_verify_requests: self.hello_verify_requests.load(Ordering::Relaxed),
             hello_retry_requests: self.hello_retry_requests.load(Ordering::Relaxed),
             cookies_verified: self.cookies_verified.load(Ordering::Relaxed),
+            cookie_exempt: self.cookie_exempt.load(Ordering::Relaxed),
             cookies_rejected: self.cookies_rejected.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
         }
@@ -215,6 +227,7 @@ impl CookieGate {
                         return Verdict::Verified(CookieVerified { rtt_sample: Some(info.age) });
                     }
                     Stateless13::CookieExempt => {
+                        self.cookie_exempt.fetch_add(1, Ordering::Relaxed);
                         return Verdict::Verified(CookieVerified { rtt_sample: None });
                     }
                     Stateless13::HelloRetryRequest { datagram, rejected } => {

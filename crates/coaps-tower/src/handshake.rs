@@ -39,6 +39,25 @@
 //!   association ([`Endpoint::server_behind_gate`]), whatever mark the datagram carries.
 //! * `ServerConfig::cookie = None` (and not behind a cookie layer) switches cookies off.
 //!
+//! # Early data (DTLS 1.3 0-RTT)
+//!
+//! With [`ServerConfig::early_data`] set, a resuming client may send application data with its
+//! ClientHello (RFC 8446 §4.2.10, RFC 9147 §5.6). What the engine accepts reaches the inner
+//! service as [`Secured`] with `early_data: true`, before the handshake completes (1-RTT data
+//! always has `early_data: false`); rejected early data never reaches it. Early data can be
+//! replayed by an attacker across connections (RFC 8446 §8; the engine's single-use tickets
+//! and freshness window narrow this), so the inner service must only act on what is safe to
+//! repeat. The engine sends nothing before the client's Finished (no 0.5-RTT data), so the
+//! inner service's answers to early data are held, at most [`MAX_HELD_EARLY_RESPONSES`] per
+//! peer, and sealed with the 1-RTT keys in the answer to the datagram that completes the
+//! handshake; they are dropped if the handshake fails.
+//!
+//! A 0-RTT resumption from the address its ticket was issued to comes without a cookie
+//! (RFC 9147 §5.1, [`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`]): a
+//! [`CookieLayer`](crate::cookie::CookieLayer) in front passes it marked with
+//! `rtt_sample: None`, and the internal gate lets it through to the endpoint, which checks the
+//! same condition again.
+//!
 //! # Limits
 //!
 //! [`ServerConfig::max_connections`] bounds the associations and
@@ -122,7 +141,7 @@ use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::endpoint::cookie13_config;
 use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
 use pin_project_lite::pin_project;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -139,6 +158,10 @@ use tower_service::Service;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`HandshakeBuilder::outbox_capacity`].
 pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
+/// Most answers to 0-RTT early data held per peer until its handshake completes (see the
+/// module docs, "Early data"); beyond it they are dropped and counted in
+/// [`HandshakeStats::responses_dropped`].
+pub const MAX_HELD_EARLY_RESPONSES: usize = 16;
 
 /// Counters of the handshake layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -265,6 +288,7 @@ impl HandshakeBuilder {
             state: Mutex::new(State {
                 endpoint,
                 outbox: VecDeque::new(),
+                held: HashMap::new(),
                 last_now: now,
                 next_sweep: now + sweep_every,
                 worker_deadline: None,
@@ -290,12 +314,25 @@ impl HandshakeBuilder {
 struct State {
     endpoint: Endpoint,
     outbox: VecDeque<Transmit>,
+    /// Answers of the inner service to 0-RTT early data, waiting for their peer's handshake to
+    /// complete: the engine has no keys to send with before (no 0.5-RTT data).
+    held: HashMap<SocketAddr, Held>,
     /// The engine wants a clock that never goes back; datagram timestamps and the worker's
     /// clock readings interleave, so every input is clamped to the latest time seen.
     last_now: Instant,
     next_sweep: Instant,
     /// When the worker will next wake up on its own; a new, earlier timer wakes it early.
     worker_deadline: Option<Instant>,
+}
+
+/// Answers to one association's early data. A new handshake from the same address can replace
+/// the association (RFC 6347 §4.2.8) before it completes: the answers only go to an
+/// association with the same ClientHello random and the same peer identity, never to another
+/// principal that took over the address.
+struct Held {
+    client_random: [u8; 32],
+    identity: PeerIdentity,
+    answers: Vec<Vec<u8>>,
 }
 
 impl State {
@@ -373,8 +410,30 @@ impl Shared {
                 }
                 Event::Connected { identity, suite, resumed } => {
                     tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
+                    // The answers to this peer's early data go out now, with 1-RTT keys, after
+                    // the acknowledgement of its Finished.
+                    let held = st.held.remove(&peer).map_or_else(Vec::new, |h| {
+                        let same = st
+                            .endpoint
+                            .connection(&peer)
+                            .is_some_and(|c| *c.client_random() == h.client_random && *c.peer_identity() == h.identity);
+                        if !same {
+                            self.responses_dropped.fetch_add(h.answers.len() as u64, Ordering::Relaxed);
+                            tracing::debug!(%peer, "answers to early data of a replaced association dropped");
+                        }
+                        if same { h.answers } else { Vec::new() }
+                    });
+                    for payload in held {
+                        if let Err(e) = st.endpoint.send(peer, &payload) {
+                            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "held answer to early data not sent");
+                        }
+                    }
                 }
-                Event::Closed(reason) => tracing::debug!(%peer, ?reason, "DTLS association closed"),
+                Event::Closed(reason) => {
+                    st.held.remove(&peer);
+                    tracing::debug!(%peer, ?reason, "DTLS association closed");
+                }
                 // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
                 // the CoAP policy can refuse what is not safe to replay.
                 Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(|c| c.peer_identity().clone()) {
@@ -383,6 +442,9 @@ impl Shared {
                 },
                 Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
+        }
+        while let Some(t) = st.endpoint.poll_transmit() {
+            out.push(t);
         }
         let wake = match (st.endpoint.poll_timeout(), st.worker_deadline) {
             (Some(t), Some(w)) => t < w,
@@ -397,12 +459,35 @@ impl Shared {
         (out, app)
     }
 
-    /// Seals a response of the inner service for `peer`.
+    /// Seals a response of the inner service for `peer`; holds it until the handshake
+    /// completes when it answers early data (see the module docs, "Early data").
     fn seal(&self, peer: SocketAddr, payload: &[u8], out: &mut Transmits) {
         let mut st = self.lock();
-        if let Err(e) = st.endpoint.send(peer, payload) {
-            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, error = %e, "response not sent");
+        match st.endpoint.send(peer, payload) {
+            Ok(()) => {}
+            Err(Error::NotConnected) if st.endpoint.connection(&peer).is_some_and(|c| c.is_handshaking()) => {
+                let State { held, endpoint, .. } = &mut *st;
+                let Some(conn) = endpoint.connection(&peer) else { return };
+                let (client_random, identity) = (*conn.client_random(), conn.peer_identity());
+                let held = held.entry(peer).or_insert_with(|| Held {
+                    client_random,
+                    identity: identity.clone(),
+                    answers: Vec::new(),
+                });
+                if held.client_random != client_random || held.identity != *identity {
+                    *held = Held { client_random, identity: identity.clone(), answers: Vec::new() };
+                }
+                if held.answers.len() < MAX_HELD_EARLY_RESPONSES {
+                    held.answers.push(payload.to_vec());
+                } else {
+                    self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "too many answers to early data held; dropped");
+                }
+            }
+            Err(e) => {
+                self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, error = %e, "response not sent");
+            }
         }
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -434,6 +519,9 @@ impl Shared {
         self.push_outbox(st, ts);
         while let Some((peer, event)) = st.endpoint.poll_event() {
             // Only timers and local closes run here: no application data can appear.
+            if matches!(event, Event::Closed(_)) {
+                st.held.remove(&peer);
+            }
             tracing::debug!(%peer, ?event, "DTLS event (timer or local close)");
         }
     }
@@ -446,6 +534,8 @@ impl Shared {
         if now >= st.next_sweep {
             if let Some(idle_since) = now.checked_sub(self.idle_timeout) {
                 let n = st.endpoint.expire_idle(idle_since);
+                let State { held, endpoint, .. } = &mut *st;
+                held.retain(|peer, _| endpoint.connection(peer).is_some());
                 if n > 0 {
                     self.expired_idle.fetch_add(n as u64, Ordering::Relaxed);
                     tracing::debug!(expired = n, "idle associations forgotten");
@@ -627,6 +717,7 @@ impl Associations {
     pub fn close_all(&self) -> Transmits {
         let mut st = self.shared.lock();
         let mut out: Transmits = st.outbox.drain(..).collect();
+        st.held.clear();
         st.endpoint.close_all();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);

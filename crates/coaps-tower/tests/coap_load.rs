@@ -1,13 +1,12 @@
-//! The whole CoAPS stack under load, on loopback: `Server` + `CookieLayer` + `HandshakeLayer` +
-//! `CoapLayer` + an application, with 200 concurrent `Client`s each doing a handshake and 20
-//! confirmable requests; the association count returns to 0 after the idle timeout. Then,
+//! The whole CoAPS stack under load, on loopback: `Server` + `CookieLayer::for_server` +
+//! `HandshakeLayer` (`behind` it) + `CoapLayer` + an application, with 200 concurrent DTLS 1.2
+//! `Client`s each doing a handshake and 20 confirmable requests; the association count returns to 0 after the idle timeout. Then,
 //! while a spoofed-ClientHello flood runs, established clients keep getting answers and the
 //! server keeps no state for the flood and its memory stays flat.
 
 mod datagram_support;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use coaps_dtls::cookie::CookieConfig;
 use coaps_tower::{Client, CoapLayer, CoapRequest, CookieLayer, HandshakeLayer, Server};
 use datagram_support::{client_config, server_config};
 use std::convert::Infallible;
@@ -43,7 +42,10 @@ async fn two_hundred_clients_twenty_requests_each_then_a_flood() {
     // The idle timeout is short so the test can watch associations expire, but not so short that
     // a client the scheduler starves between two requests on a loaded 2-core machine loses its
     // association (DTLS has no way to tell the client; it would time out).
-    let handshake = HandshakeLayer::builder(config).behind_cookie_layer().idle_timeout(Duration::from_secs(6)).build();
+    // The version-aware gate of this (dual-version) server, its DTLS 1.3 secrets shared with the
+    // handshake layer; the clients and the flood speak DTLS 1.2 (HelloVerifyRequest path).
+    let cookies = CookieLayer::for_server(&config);
+    let handshake = HandshakeLayer::builder(config).behind(&cookies).idle_timeout(Duration::from_secs(6)).build();
     let associations = handshake.associations();
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
@@ -57,11 +59,7 @@ async fn two_hundred_clients_twenty_requests_each_then_a_flood() {
             Ok::<_, Infallible>(response)
         }
     });
-    let service = ServiceBuilder::new()
-        .layer(CookieLayer::new(CookieConfig::default()))
-        .layer(handshake)
-        .layer(CoapLayer::new())
-        .service(app);
+    let service = ServiceBuilder::new().layer(cookies.clone()).layer(handshake).layer(CoapLayer::new()).service(app);
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -152,6 +150,9 @@ async fn two_hundred_clients_twenty_requests_each_then_a_flood() {
     assert!(answered >= 8 * 10, "established clients kept being answered ({answered})");
     assert!(associations.count() <= CLIENTS, "the flood created no associations");
     assert!(associations.stats().unverified_client_hellos == 0, "nothing unproven passed the cookie layer");
+    let s = cookies.stats();
+    assert_eq!(s.hello_retry_requests, 0, "DTLS 1.2 only: {s:?}");
+    assert!(s.cookies_verified >= CLIENTS as u64 && s.hello_verify_requests >= CLIENTS as u64, "{s:?}");
     if let (Some(a), Some(b)) = (rss_before, rss_after) {
         assert!(b < a + 16 * 1024, "server memory grew by {} KiB during the flood", b.saturating_sub(a));
     }
