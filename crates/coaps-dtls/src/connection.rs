@@ -2000,6 +2000,10 @@ impl Connection {
         now: Instant,
     ) -> Result<Self, Error> {
         let inner = match config.version {
+            // Auto without a DTLS 1.3 suite has only DTLS 1.2 to offer.
+            crate::config::DtlsVersion::Auto if config.common.suites13.is_empty() => {
+                Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
+            }
             crate::config::DtlsVersion::Dtls12 => {
                 Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
             }
