@@ -29,11 +29,13 @@
 //! inject them. The rules that keep such an attacker from stripping DTLS 1.3:
 //! * After a HelloVerifyRequest the second ClientHello is the first plus the cookie (RFC 6347
 //!   §4.2.1), so it still offers DTLS 1.3. A server able to speak 1.3 either answers in 1.3
-//!   (the 1.2 state machine refuses that ServerHello: the handshake fails, which is all an
-//!   injected packet can achieve anyway), or refuses a 1.3 ClientHello with a non-empty
-//!   legacy_cookie (RFC 9147 §5.3, `illegal_parameter`), or negotiates 1.2 with the sentinel
-//!   below. An injected HelloVerifyRequest thus never yields a DTLS 1.2 session with a 1.3
-//!   server.
+//!   — a DTLS 1.3 ServerHello or HelloRetryRequest after a HelloVerifyRequest shows the
+//!   latter was not the server's (RFC 9147 §5.1: a 1.3 server sends none), and the client
+//!   aborts with `illegal_parameter` ([`carries_dtls13_server_hello`]): the handshake fails,
+//!   which is all an injected packet can achieve anyway —, or refuses a 1.3 ClientHello with a
+//!   non-empty legacy_cookie (RFC 9147 §5.3, `illegal_parameter`), or negotiates 1.2 with the
+//!   sentinel below. An injected HelloVerifyRequest thus never yields a DTLS 1.2 session with
+//!   a 1.3 server.
 //! * A DTLS 1.3-capable server that negotiates 1.2 puts `DOWNGRD\x01` in the last eight bytes
 //!   of its ServerHello.random (RFC 8446 §4.1.3, applied to DTLS by RFC 9147 §5.3). Our 1.2
 //!   state machine aborts with `illegal_parameter` when it sees the sentinel after offering
@@ -84,10 +86,8 @@ pub(crate) fn dual_hello_extras(config: &ClientConfig, resume: Option<&Session>)
     let mut extensions = Vec::new();
     if offered.iter().any(|s| s.uses_ecdhe()) {
         // RFC 8422 §5.1.2: ec_point_formats, list of one: uncompressed (0).
-        extensions.push(ClientExtension13::Unknown(RawExtension {
-            typ: ExtensionType::EcPointFormats,
-            data: vec![1, 0],
-        }));
+        extensions
+            .push(ClientExtension13::Unknown(RawExtension { typ: ExtensionType::EcPointFormats, data: vec![1, 0] }));
     }
     if offered.iter().any(|s| !s.uses_psk()) && config.client_cert.as_ref().is_some_and(|k| k.chain.is_empty()) {
         extensions.push(ClientExtension13::ClientCertificateType(vec![CertificateType::RawPublicKey]));
@@ -193,6 +193,31 @@ impl Fallback {
     }
 }
 
+/// Whether `datagram` holds an unfragmented ServerHello (any message_seq) that selects DTLS
+/// 1.3. After a fallback on a HelloVerifyRequest this unmasks the HelloVerifyRequest as not
+/// the server's: a DTLS 1.3 server never sends one (RFC 9147 §5.1). The 1.2 state machine
+/// would otherwise take the answer to the first ClientHello for a repeated old flight and
+/// resend the second, which the 1.3 server answers again: a loop at the speed of the network.
+pub(crate) fn carries_dtls13_server_hello(datagram: &[u8]) -> bool {
+    split_datagram13(datagram).any(|rec| {
+        let Record13::Plaintext(raw) = rec else { return false };
+        if raw.header.content_type != ContentType::Handshake || raw.header.epoch != 0 {
+            return false;
+        }
+        let mut r = Reader::new(raw.fragment);
+        while let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) {
+            if hdr.msg_type == HandshakeType::ServerHello
+                && hdr.fragment_offset == 0
+                && hdr.fragment_length == hdr.length
+                && server_hello_version(frag) == Verdict::Dtls13
+            {
+                return true;
+            }
+        }
+        false
+    })
+}
+
 /// Whether a complete ServerHello body selects DTLS 1.3: it does exactly when it carries
 /// supported_versions (RFC 8446 §4.2.1; a HelloRetryRequest always does, §4.1.4). A malformed
 /// one goes to the 1.3 state machine, which reports the decode error.
@@ -229,8 +254,9 @@ pub(crate) fn offers_dtls13(ch: &crate::msgs::ClientHello) -> bool {
     ch.extensions.iter().any(|e| match e {
         crate::msgs::ClientExtension::Unknown { typ: ExtensionType::SupportedVersions, data } => {
             let mut r = Reader::new(data);
-            r.vec_u8("supported_versions")
-                .is_ok_and(|v| v.chunks_exact(2).any(|p| u16::from_be_bytes([p[0], p[1]]) == ProtocolVersion::DTLS1_3.0))
+            r.vec_u8("supported_versions").is_ok_and(|v| {
+                v.chunks_exact(2).any(|p| u16::from_be_bytes([p[0], p[1]]) == ProtocolVersion::DTLS1_3.0)
+            })
         }
         _ => false,
     })

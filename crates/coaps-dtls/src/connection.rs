@@ -446,19 +446,15 @@ impl Conn12 {
         // HelloVerifyRequest would differ from the first in more than the cookie.
         let ch = ClientHello::read_exact(&sent.body).ok().filter(|ch| ch.to_vec() == sent.body);
         let rng = sent.rng.map_or_else(SeededRng::from_os, |b| *b);
-        let mut c = Self::new(
-            Role::Client,
-            peer,
-            RoleConfig::Client { config, server_name: server_name.to_owned() },
-            rng,
-            now,
-        );
+        let mut c =
+            Self::new(Role::Client, peer, RoleConfig::Client { config, server_name: server_name.to_owned() }, rng, now);
         c.client_random = ch.as_ref().map_or([0; 32], |ch| ch.random.0);
         c.write_seq[0] = sent.next_record_seq;
         c.send_seq = sent.message_seq.wrapping_add(1);
         c.reasm.set_next_seq(sent.message_seq);
         c.peer_flight_start = sent.message_seq;
-        let msg = HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq: sent.message_seq, body: sent.body };
+        let msg =
+            HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq: sent.message_seq, body: sent.body };
         msg.transcript_bytes(&mut c.transcript);
         c.flight.push(FlightMsg::Handshake {
             epoch: 0,
@@ -478,6 +474,11 @@ impl Conn12 {
             None => c.fail(Error::Config("the dual-version ClientHello does not round-trip as DTLS 1.2".into())),
         }
         c
+    }
+
+    /// Whether this client still waits for the ServerHello.
+    pub(crate) fn expects_server_hello(&self) -> bool {
+        matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. }))
     }
 
     /// RFC 6347 §4.2.1: answer a HelloVerifyRequest with the ClientHello repeated plus the
@@ -1022,9 +1023,11 @@ impl Conn12 {
                     AlertDescription::IllegalParameter,
                 ));
             }
-            if sh.extensions.iter().any(
-                |e| matches!(e, ServerExtension::Unknown { typ: ExtensionType::SupportedVersions, .. }),
-            ) {
+            if sh
+                .extensions
+                .iter()
+                .any(|e| matches!(e, ServerExtension::Unknown { typ: ExtensionType::SupportedVersions, .. }))
+            {
                 return Err(Error::PeerMisbehaved(
                     "DTLS 1.3 ServerHello after falling back to DTLS 1.2",
                     AlertDescription::IllegalParameter,
@@ -1950,6 +1953,9 @@ pub struct Connection {
     /// A [`DtlsVersion::Auto`](crate::DtlsVersion::Auto) client before the server's answer
     /// shows the version: `inner` is the 1.3 client, this what a fall back to 1.2 needs.
     auto: Option<Box<crate::auto::Fallback>>,
+    /// A dual-version client that fell back to 1.2 on a HelloVerifyRequest and still waits
+    /// for the ServerHello: a DTLS 1.3 one exposes the HelloVerifyRequest as injected.
+    guard_hvr: bool,
 }
 
 enum Inner {
@@ -2013,10 +2019,10 @@ impl Connection {
             crate::config::DtlsVersion::Auto => {
                 let fallback = crate::auto::Fallback::new(config.clone(), server_name, resume.as_ref());
                 let c = crate::connection13::Conn13::client(config, peer, server_name, resume, rng, now)?;
-                return Ok(Self { inner: Inner::V13(Box::new(c)), auto: Some(Box::new(fallback)) });
+                return Ok(Self { inner: Inner::V13(Box::new(c)), auto: Some(Box::new(fallback)), guard_hvr: false });
             }
         };
-        Ok(Self { inner, auto: None })
+        Ok(Self { inner, auto: None, guard_hvr: false })
     }
 
     /// Hands a dual-version client over to the DTLS 1.2 state machine (`crate::auto`), which
@@ -2039,6 +2045,7 @@ impl Connection {
             c12.handle_datagram(now, &d);
         }
         c12.handle_datagram(now, datagram);
+        self.guard_hvr = c12.expects_server_hello();
         self.inner = Inner::V12(Box::new(c12));
     }
 
@@ -2054,11 +2061,12 @@ impl Connection {
         Self {
             inner: Inner::V12(Box::new(Conn12::server(config, peer, ch, message_seq, record_seq, rng, now))),
             auto: None,
+            guard_hvr: false,
         }
     }
 
     pub(crate) fn from13(c: crate::connection13::Conn13) -> Self {
-        Self { inner: Inner::V13(Box::new(c)), auto: None }
+        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false }
     }
 
     /// The protocol version of this association.
@@ -2168,6 +2176,20 @@ impl Connection {
                 crate::auto::Verdict::Undecided => {}
                 crate::auto::Verdict::Dtls13 => self.auto = None,
                 crate::auto::Verdict::Dtls12 => return self.fall_back_to_12(now, datagram),
+            }
+        }
+        if self.guard_hvr
+            && let Inner::V12(c) = &mut self.inner
+        {
+            if !c.expects_server_hello() {
+                self.guard_hvr = false;
+            } else if crate::auto::carries_dtls13_server_hello(datagram) {
+                self.guard_hvr = false;
+                c.fail(Error::PeerMisbehaved(
+                    "DTLS 1.3 ServerHello after a HelloVerifyRequest (RFC 9147 §5.1: a 1.3 server sends none)",
+                    AlertDescription::IllegalParameter,
+                ));
+                return;
             }
         }
         both!(mut self, c => c.handle_datagram(now, datagram))
