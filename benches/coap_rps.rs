@@ -70,15 +70,14 @@ fn serve() {
         let cookies = CookieLayer::for_server(&config);
         let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
         let associations = handshake.associations();
-        let service =
-            ServiceBuilder::new().layer(cookies).layer(handshake).layer(CoapLayer::new()).service_fn(
-                |req: CoapRequest| async move {
-                    let mut resp = req.response();
-                    resp.header.code = MessageClass::Response(ResponseType::Content);
-                    resp.payload = b"hello".to_vec();
-                    Ok::<_, Infallible>(resp)
-                },
-            );
+        let service = ServiceBuilder::new().layer(cookies).layer(handshake).layer(CoapLayer::new()).service_fn(
+            |req: CoapRequest| async move {
+                let mut resp = req.response();
+                resp.header.code = MessageClass::Response(ResponseType::Content);
+                resp.payload = b"hello".to_vec();
+                Ok::<_, Infallible>(resp)
+            },
+        );
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let server = Server::new(socket).out_of_band(associations);
         println!("READY {}", server.local_addr().expect("addr").port());

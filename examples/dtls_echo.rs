@@ -59,7 +59,7 @@ struct Args {
 
 const USAGE: &str = "usage:
   dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data]
-  dtls_echo client [--dtls 1.2|1.3] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] --message TEXT";
+  dtls_echo client [--dtls 1.2|1.3|auto] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] --message TEXT";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -344,7 +344,8 @@ fn client(a: Args) -> Result<(), String> {
     let version = match a.dtls.as_deref().unwrap_or("1.3") {
         "1.2" => DtlsVersion::Dtls12,
         "1.3" => DtlsVersion::Dtls13,
-        _ => return Err("--dtls auto is not implemented for the client yet: choose 1.2 or 1.3".into()),
+        // One ClientHello offering both; the server's answer picks the version.
+        _ => DtlsVersion::Auto,
     };
     let mut cfg = ClientConfig { common: common(&a)?, version, ..ClientConfig::default() };
     if let Some(p) = &a.psk {

@@ -177,6 +177,35 @@ fn client_resumes_with_gnutls_serv() {
     }
 }
 
+/// Our dual-version client (`--dtls auto`: one ClientHello offering DTLS 1.3 and 1.2) against
+/// gnutls-serv, which speaks DTLS 1.2 only: with its cookie exchange, without it, and resuming.
+#[test]
+fn client_auto_falls_back_to_dtls12_with_gnutls_serv() {
+    if !require_peers(&["gnutls-serv", "openssl"]) {
+        return;
+    }
+    let auto = |suite: &Suite| {
+        let suites = format!("TLS_CHACHA20_POLY1305_SHA256,TLS_AES_128_GCM_SHA256,{}", suite.iana);
+        strings(&["--dtls", "auto", "--suites", &suites])
+    };
+    for (suite, extra) in [
+        (&PSK_CHACHA20, vec![]),
+        (&ECDSA_CHACHA20, vec![]),
+        (&PSK_CCM8, strings(&["--nocookie"])),
+        (&ECDSA_CCM8, strings(&["--nocookie"])),
+    ] {
+        let (mut server, addr) = gnutls_serv(suite, &extra);
+        client_echo(addr, suite, &auto(suite), "auto");
+        assert!(server.is_running(), "gnutls-serv died\n{}", server.dump());
+    }
+    let suite = &ECDSA_CHACHA20;
+    let (_server, addr) = gnutls_serv(suite, &strings(&["--noticket"]));
+    let mut args = auto(suite);
+    args.push("--resume".into());
+    let client = client_echo(addr, suite, &args, "auto resume");
+    assert!(client.stderr().contains("resumed"), "not resumed\n{}", client.dump());
+}
+
 // ---------------------------------------------------------------------------------------------
 // gnutls-cli against our server
 // ---------------------------------------------------------------------------------------------

@@ -300,6 +300,41 @@ fn client_resumes_with_s_server_defaults() {
     assert!(server.stdout().contains("Reused session-id"), "{}", server.dump());
 }
 
+/// `--dtls auto` with the 1.3 suites in front of `suite`: one ClientHello offering DTLS 1.3
+/// and 1.2 (supported_versions, key_share and, with a PSK, pre_shared_key next to the 1.2
+/// extensions). Later `--suites` replaces the one [`echo_client_args`] gives.
+fn auto_args(suite: &Suite) -> Vec<String> {
+    let suites = format!("TLS_CHACHA20_POLY1305_SHA256,TLS_AES_128_GCM_SHA256,{}", suite.iana);
+    strings(&["--dtls", "auto", "--suites", &suites])
+}
+
+/// Our dual-version client against the DTLS 1.2-only s_server: with its default cookie
+/// exchange (the HelloVerifyRequest makes our client continue in 1.2, its second ClientHello
+/// still offering 1.3), with `-listen`, and resuming the 1.2 session ID it got.
+#[test]
+fn client_auto_falls_back_to_dtls12_with_s_server() {
+    if !require_peer("openssl") {
+        return;
+    }
+    for (suite, extra) in [
+        (&PSK_CHACHA20, vec![]),
+        (&ECDSA_CHACHA20, vec![]),
+        (&PSK_CCM8, strings(&["-listen"])),
+        (&ECDSA_CCM8, strings(&["-listen"])),
+    ] {
+        let (mut server, addr) = s_server(suite, &extra);
+        client_echo_via_s_server(&mut server, addr, suite, &auto_args(suite), "auto");
+        server.expect_success(PEER_TIMEOUT);
+    }
+    let suite = &ECDSA_CHACHA20;
+    let (mut server, addr) = s_server(suite, &strings(&["-naccept", "2", "-no_ticket"]));
+    let mut args = auto_args(suite);
+    args.push("--resume".into());
+    let client = client_echo_via_s_server(&mut server, addr, suite, &args, "auto resume");
+    assert!(client.stderr().contains("resumed"), "not resumed\n{}", client.dump());
+    assert!(server.stdout().contains("Reused session-id"), "s_server did not resume\n{}", server.dump());
+}
+
 // ---------------------------------------------------------------------------------------------
 // openssl s_client against our server
 // ---------------------------------------------------------------------------------------------

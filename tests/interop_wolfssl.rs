@@ -305,7 +305,6 @@ fn client_certificate_to_wolfssl() {
 
 /// `--dtls auto` on our client: DTLS 1.3 with a 1.3 server, DTLS 1.2 with a 1.2-only server.
 #[test]
-#[ignore = "issue 4 open: a client offering both versions (--dtls auto) is not implemented yet"]
 fn client_auto_negotiates_each_version_with_wolfssl() {
     let Some(wolf) = require_wolfssl() else { return };
     dtls_echo();

@@ -166,6 +166,18 @@ pub enum DtlsVersion {
     Dtls12,
     /// DTLS 1.3 (RFC 9147).
     Dtls13,
+    /// Both, in one ClientHello that a DTLS 1.3 and a DTLS 1.2 server can each answer:
+    /// supported_versions lists DTLS 1.3 then 1.2 (RFC 9147 §5.3, RFC 8446 §4.2.1), the 1.3
+    /// suites precede the 1.2 ones, and the 1.2 extensions (extended_master_secret,
+    /// renegotiation_info, ec_point_formats) travel next to the 1.3 ones (key_share,
+    /// pre_shared_key last). The server's answer decides: a 1.3 ServerHello or
+    /// HelloRetryRequest continues in DTLS 1.3; a HelloVerifyRequest or a 1.2 ServerHello
+    /// continues in DTLS 1.2 with the same ClientHello. A 1.2 ServerHello carrying the
+    /// RFC 8446 §4.1.3 downgrade sentinel is refused with `illegal_parameter`.
+    ///
+    /// Resumption: a DTLS 1.3 ticket is offered as a 1.3 PSK; a DTLS 1.2 session ID goes in
+    /// legacy_session_id (RFC 8446 §4.1.2) and resumes only if the server still picks 1.2.
+    Auto,
 }
 
 /// Client configuration.
@@ -173,7 +185,7 @@ pub enum DtlsVersion {
 pub struct ClientConfig {
     /// Shared settings.
     pub common: CommonConfig,
-    /// The version to offer. A client that offers both and falls back is not implemented yet.
+    /// The version to offer; [`DtlsVersion::Auto`] offers both and lets the server choose.
     pub version: DtlsVersion,
     /// PSK to offer PSK suites with.
     pub psk: Option<Psk>,

@@ -453,6 +453,58 @@ impl Conn12 {
         Ok(c)
     }
 
+    /// Takes over the first ClientHello of a dual-version client (`crate::auto`) whose server
+    /// answered in DTLS 1.2: the same bytes in the transcript and in the flight to retransmit,
+    /// the same message and record numbering and retransmission timer, so a HelloVerifyRequest
+    /// gets this ClientHello plus the cookie (RFC 6347 §4.2.1) and the 1.2 Finished covers
+    /// exactly what was sent. `offered` is the 1.2 session in its legacy_session_id.
+    pub(crate) fn client_adopt(
+        config: Arc<ClientConfig>,
+        peer: SocketAddr,
+        server_name: &str,
+        sent: crate::connection13::SentClientHello,
+        offered: Option<Session>,
+        now: Instant,
+    ) -> Self {
+        // The 1.2 codec must re-encode the hello byte for byte, or a second ClientHello after a
+        // HelloVerifyRequest would differ from the first in more than the cookie.
+        let ch = ClientHello::read_exact(&sent.body).ok().filter(|ch| ch.to_vec() == sent.body);
+        let rng = sent.rng.map_or_else(SeededRng::from_os, |b| *b);
+        let mut c =
+            Self::new(Role::Client, peer, RoleConfig::Client { config, server_name: server_name.to_owned() }, rng, now);
+        c.client_random = ch.as_ref().map_or([0; 32], |ch| ch.random.0);
+        c.write_seq[0] = sent.next_record_seq;
+        c.send_seq = sent.message_seq.wrapping_add(1);
+        c.reasm.set_next_seq(sent.message_seq);
+        c.peer_flight_start = sent.message_seq;
+        let msg =
+            HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq: sent.message_seq, body: sent.body };
+        msg.transcript_bytes(&mut c.transcript);
+        c.flight.push(FlightMsg::Handshake {
+            epoch: 0,
+            msg_type: HandshakeType::ClientHello,
+            message_seq: msg.message_seq,
+            body: msg.body,
+        });
+        c.timer = sent.timer;
+        c.timer_armed = sent.timer_armed;
+        c.out = sent.out;
+        c.last_activity = sent.last_activity;
+        match ch {
+            Some(ch) => {
+                let offered = offered.filter(|s| !s.id.is_empty() && s.id == ch.session_id.0);
+                c.hs = Some(Box::new(Hs::CExpectServerHello { ch, offered }));
+            }
+            None => c.fail(Error::Config("the dual-version ClientHello does not round-trip as DTLS 1.2".into())),
+        }
+        c
+    }
+
+    /// Whether this client still waits for the ServerHello.
+    pub(crate) fn expects_server_hello(&self) -> bool {
+        matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. }))
+    }
+
     /// RFC 6347 §4.2.1: answer a HelloVerifyRequest with the ClientHello repeated plus the
     /// cookie. A server may issue a fresh cookie at any time (its old one expired while our
     /// ClientHello kept getting lost), so every new cookie gets a new ClientHello; a
@@ -984,6 +1036,28 @@ impl Conn12 {
         sh: ServerHello,
     ) -> Result<Hs, Error> {
         let require_ems = self.common().require_extended_master_secret;
+        if crate::auto::offers_dtls13(&ch) {
+            // RFC 8446 §4.1.3 (RFC 9147 §5.3): a client that offered 1.3 and gets a 1.2
+            // ServerHello MUST abort with illegal_parameter if the server random ends with a
+            // downgrade sentinel; a 1.3 server's answer (supported_versions) is no 1.2 one
+            // either (§4.2.1), e.g. after an injected HelloVerifyRequest (see `crate::auto`).
+            if crate::msgs13::DowngradeSentinel::find(&sh.random).is_some() {
+                return Err(Error::PeerMisbehaved(
+                    "downgrade sentinel in a DTLS 1.2 ServerHello",
+                    AlertDescription::IllegalParameter,
+                ));
+            }
+            if sh
+                .extensions
+                .iter()
+                .any(|e| matches!(e, ServerExtension::Unknown { typ: ExtensionType::SupportedVersions, .. }))
+            {
+                return Err(Error::PeerMisbehaved(
+                    "DTLS 1.3 ServerHello after falling back to DTLS 1.2",
+                    AlertDescription::IllegalParameter,
+                ));
+            }
+        }
         if sh.server_version != ProtocolVersion::DTLS1_2 {
             return Err(Error::Incompatible(
                 "server chose a DTLS version other than 1.2",
@@ -1271,6 +1345,12 @@ impl Conn12 {
         }
         let mut server_random = [0u8; 32];
         self.rng().fill(&mut server_random);
+        if config.dtls13 {
+            // RFC 8446 §4.1.3 (RFC 9147 §5.3): a server that can do 1.3 and negotiates 1.2
+            // MUST end its random with "DOWNGRD\x01", so that a 1.3 client whose offer was
+            // stripped in transit notices.
+            server_random[24..].copy_from_slice(&crate::msgs13::DowngradeSentinel::Dtls12.bytes());
+        }
 
         // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules.
         if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty())
@@ -1894,6 +1974,12 @@ impl Outputs {
 /// order.
 pub struct Connection {
     inner: Inner,
+    /// A [`DtlsVersion::Auto`](crate::DtlsVersion::Auto) client before the server's answer
+    /// shows the version: `inner` is the 1.3 client, this what a fall back to 1.2 needs.
+    auto: Option<Box<crate::auto::Fallback>>,
+    /// A dual-version client that fell back to 1.2 on a HelloVerifyRequest and still waits
+    /// for the ServerHello: a DTLS 1.3 one exposes the HelloVerifyRequest as injected.
+    guard_hvr: bool,
 }
 
 enum Inner {
@@ -1930,7 +2016,11 @@ impl Connection {
     /// `server_name` is checked against the server's certificate (a DNS name or an IP literal)
     /// and sent as SNI when it is a DNS name (RFC 6066 §3 forbids IP literals there).
     /// `resume` offers a session from an earlier connection ([`Connection::session`]) for an
-    /// abbreviated handshake (DTLS 1.2).
+    /// abbreviated handshake: a DTLS 1.2 session ID or a DTLS 1.3 ticket.
+    ///
+    /// With [`DtlsVersion::Auto`](crate::DtlsVersion::Auto) the ClientHello offers both
+    /// versions and the server's answer decides (see the `DtlsVersion::Auto` docs); until it
+    /// arrives, [`Connection::version`] reports DTLS 1.3.
     pub fn client(
         config: Arc<ClientConfig>,
         peer: SocketAddr,
@@ -1940,14 +2030,47 @@ impl Connection {
         now: Instant,
     ) -> Result<Self, Error> {
         let inner = match config.version {
+            // Auto without a DTLS 1.3 suite has only DTLS 1.2 to offer.
+            crate::config::DtlsVersion::Auto if config.common.suites13.is_empty() => {
+                Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
+            }
             crate::config::DtlsVersion::Dtls12 => {
                 Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
             }
             crate::config::DtlsVersion::Dtls13 => {
                 Inner::V13(Box::new(crate::connection13::Conn13::client(config, peer, server_name, resume, rng, now)?))
             }
+            crate::config::DtlsVersion::Auto => {
+                let fallback = crate::auto::Fallback::new(config.clone(), server_name, resume.as_ref());
+                let c = crate::connection13::Conn13::client(config, peer, server_name, resume, rng, now)?;
+                return Ok(Self { inner: Inner::V13(Box::new(c)), auto: Some(Box::new(fallback)), guard_hvr: false });
+            }
         };
-        Ok(Self { inner })
+        Ok(Self { inner, auto: None, guard_hvr: false })
+    }
+
+    /// Hands a dual-version client over to the DTLS 1.2 state machine (`crate::auto`), which
+    /// then processes the datagrams held so far and `datagram`.
+    fn fall_back_to_12(&mut self, now: Instant, datagram: &[u8]) {
+        let (Some(mut fallback), Inner::V13(c13)) = (self.auto.take(), &mut self.inner) else { return };
+        let Some(sent) = c13.take_first_client_hello() else {
+            c13.handle_datagram(now, datagram);
+            return;
+        };
+        let mut c12 = Conn12::client_adopt(
+            fallback.config.clone(),
+            c13.peer(),
+            &fallback.server_name,
+            sent,
+            fallback.session12.take(),
+            now,
+        );
+        for d in fallback.take_held() {
+            c12.handle_datagram(now, &d);
+        }
+        c12.handle_datagram(now, datagram);
+        self.guard_hvr = c12.expects_server_hello();
+        self.inner = Inner::V12(Box::new(c12));
     }
 
     /// Like [`Connection::client`] for a DTLS 1.3 resumption that also sends `early_data` as
@@ -1972,7 +2095,7 @@ impl Connection {
         }
         let c =
             crate::connection13::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
-        Ok(Self { inner: Inner::V13(Box::new(c)) })
+        Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false })
     }
 
     /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
@@ -1995,11 +2118,15 @@ impl Connection {
         rng: SeededRng,
         now: Instant,
     ) -> Self {
-        Self { inner: Inner::V12(Box::new(Conn12::server(config, peer, ch, message_seq, record_seq, rng, now))) }
+        Self {
+            inner: Inner::V12(Box::new(Conn12::server(config, peer, ch, message_seq, record_seq, rng, now))),
+            auto: None,
+            guard_hvr: false,
+        }
     }
 
     pub(crate) fn from13(c: crate::connection13::Conn13) -> Self {
-        Self { inner: Inner::V13(Box::new(c)) }
+        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false }
     }
 
     /// The protocol version of this association.
@@ -2104,6 +2231,27 @@ impl Connection {
     }
     /// Processes one datagram from the peer.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if let Some(fallback) = self.auto.as_mut() {
+            match fallback.classify(datagram) {
+                crate::auto::Verdict::Undecided => {}
+                crate::auto::Verdict::Dtls13 => self.auto = None,
+                crate::auto::Verdict::Dtls12 => return self.fall_back_to_12(now, datagram),
+            }
+        }
+        if self.guard_hvr
+            && let Inner::V12(c) = &mut self.inner
+        {
+            if !c.expects_server_hello() {
+                self.guard_hvr = false;
+            } else if crate::auto::carries_dtls13_server_hello(datagram) {
+                self.guard_hvr = false;
+                c.fail(Error::PeerMisbehaved(
+                    "DTLS 1.3 ServerHello after a HelloVerifyRequest (RFC 9147 §5.1: a 1.3 server sends none)",
+                    AlertDescription::IllegalParameter,
+                ));
+                return;
+            }
+        }
         both!(mut self, c => c.handle_datagram(now, datagram))
     }
 

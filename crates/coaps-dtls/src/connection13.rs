@@ -365,6 +365,9 @@ impl Conn13 {
         let mut random = [0u8; 32];
         c.rng().fill(&mut random);
         c.client_random = random;
+        // DtlsVersion::Auto: one ClientHello for a 1.3 and a 1.2 server (crate::auto).
+        let dual = (config.version == crate::config::DtlsVersion::Auto)
+            .then(|| crate::auto::dual_hello_extras(&config, resume.as_ref()));
         // A ticket is offered only for a suite we still allow (RFC 8446 §4.2.11: same hash).
         c.resume = resume.filter(|s| {
             suites.contains(&s.suite)
@@ -378,7 +381,10 @@ impl Conn13 {
         });
         let (key_share, psk_modes) = early::resumption_modes(&config, c.resume.is_some());
         let mut extensions = vec![
-            ClientExtension13::SupportedVersions(vec![ProtocolVersion::DTLS1_3]),
+            ClientExtension13::SupportedVersions(match dual {
+                Some(_) => vec![ProtocolVersion::DTLS1_3, ProtocolVersion::DTLS1_2],
+                None => vec![ProtocolVersion::DTLS1_3],
+            }),
             ClientExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
         ];
         if key_share {
@@ -398,6 +404,9 @@ impl Conn13 {
                 name_type: 0,
                 name: server_name.as_bytes().to_vec(),
             }]));
+        }
+        if let Some(d) = &dual {
+            extensions.extend(d.extensions.iter().cloned());
         }
         let mut identities = Vec::new();
         if let Some(ticket) = &c.resume {
@@ -422,9 +431,9 @@ impl Conn13 {
         let ch = ClientHello13 {
             legacy_version: ProtocolVersion::DTLS1_2,
             random: Random(random),
-            legacy_session_id: SessionId::default(),
+            legacy_session_id: dual.as_ref().map(|d| d.legacy_session_id.clone()).unwrap_or_default(),
             legacy_cookie: Vec::new(),
-            cipher_suites: suites,
+            cipher_suites: suites.into_iter().chain(dual.into_iter().flat_map(|d| d.suites12)).collect(),
             legacy_compression_methods: vec![Compression::Null],
             extensions,
         };
@@ -1890,5 +1899,42 @@ impl Conn13 {
 
     pub(crate) fn is_resumed(&self) -> bool {
         self.resumed
+    }
+}
+
+/// What a DTLS 1.2 state machine needs to take over the first ClientHello of a dual-version
+/// client (`crate::auto`): the bytes sent, their numbering, and the retransmission state.
+pub(crate) struct SentClientHello {
+    pub(crate) body: Vec<u8>,
+    pub(crate) message_seq: u16,
+    pub(crate) next_record_seq: u64,
+    pub(crate) timer: RetransmitTimer,
+    pub(crate) timer_armed: bool,
+    pub(crate) rng: Option<Box<SeededRng>>,
+    pub(crate) out: Outputs,
+    pub(crate) last_activity: Instant,
+}
+
+impl Conn13 {
+    /// Hands over the ClientHello of a client still waiting for the first ServerHello (no
+    /// HelloRetryRequest seen), for a fallback to DTLS 1.2; `None` in any other state.
+    pub(crate) fn take_first_client_hello(&mut self) -> Option<SentClientHello> {
+        if self.role != Role::Client
+            || self.state != State::Handshaking
+            || !matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { retried: false, .. }))
+        {
+            return None;
+        }
+        let ch = self.flight.iter().find(|m| m.msg_type == HandshakeType::ClientHello)?;
+        Some(SentClientHello {
+            body: ch.body.clone(),
+            message_seq: ch.message_seq,
+            next_record_seq: self.plain_seq,
+            timer: self.timer.clone(),
+            timer_armed: self.timer_armed,
+            rng: self.rng.take(),
+            out: std::mem::take(&mut self.out),
+            last_activity: self.last_activity,
+        })
     }
 }

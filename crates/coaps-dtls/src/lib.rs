@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auto;
 pub mod cert;
 pub mod codec;
 pub mod config;
