@@ -249,8 +249,9 @@ fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader,
     Some((rec.header, hdr, body))
 }
 
-/// Whether `datagram` starts with a record holding a fragment (not the whole) of a ClientHello.
-fn starts_with_client_hello_fragment(datagram: &[u8]) -> bool {
+/// Whether `datagram` starts with a record holding a fragment (not the whole) of a ClientHello:
+/// what goes to a [`HelloReassembly`] area instead of the stateless cookie gate.
+pub fn starts_with_client_hello_fragment(datagram: &[u8]) -> bool {
     let Some(rec) = crate::record::split_datagram(datagram).next() else { return false };
     if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
         return false;
@@ -259,6 +260,77 @@ fn starts_with_client_hello_fragment(datagram: &[u8]) -> bool {
     HandshakeHeader::read_fragment(&mut r).is_ok_and(|(hdr, _)| {
         hdr.msg_type == HandshakeType::ClientHello && (hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length)
     })
+}
+
+/// What [`reassemble_client_hello`] did with one datagram.
+#[derive(Debug, Default)]
+pub struct HelloFragments {
+    /// The ClientHello this datagram completed, as the one-record, one-fragment datagram it
+    /// would have been unfragmented (RFC 6347 §4.2.3: the same message), for the stateless gate.
+    pub hello: Option<Vec<u8>>,
+    /// ClientHello fragments taken into the area.
+    pub fragments_taken: u64,
+    /// Fragments refused (inconsistent, or beyond the area's limits); nothing was stored.
+    pub fragments_refused: u64,
+    /// Partial hellos evicted meanwhile (to make room, or expired).
+    pub evicted: u64,
+}
+
+/// Takes the epoch-0 ClientHello fragments of `datagram` from `peer` into `area` (RFC 9147
+/// §5.1: a small-MTU client fragments its ClientHello). The [`Endpoint`] uses it in front of its
+/// cookie gate; a stateless gate in front of an endpoint (the Tower cookie layer) uses it the
+/// same way, so both accept the same fragmented hellos within the same bounds.
+pub fn reassemble_client_hello(
+    area: &mut HelloReassembly,
+    now: Instant,
+    peer: SocketAddr,
+    datagram: &[u8],
+) -> HelloFragments {
+    let mut out = HelloFragments::default();
+    let evicted_before = area.evicted();
+    let mut done = None;
+    for rec in crate::record::split_datagram(datagram) {
+        if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
+            continue;
+        }
+        let mut r = Reader::new(rec.fragment);
+        while let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) {
+            match area.insert(now, peer, rec.header.sequence_number, &hdr, frag) {
+                Ok(whole) => {
+                    out.fragments_taken += 1;
+                    if let Some(h) = whole {
+                        done = Some((rec.header.version, h));
+                    }
+                }
+                Err(_) => out.fragments_refused += 1,
+            }
+        }
+    }
+    out.evicted = area.evicted() - evicted_before;
+    let Some((version, hello)) = done else { return out };
+    let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hello.body.len());
+    HandshakeHeader {
+        msg_type: HandshakeType::ClientHello,
+        length: hello.body.len() as u32,
+        message_seq: hello.message_seq,
+        fragment_offset: 0,
+        fragment_length: hello.body.len() as u32,
+    }
+    .encode(&mut hs);
+    hs.extend_from_slice(&hello.body);
+    let mut dgram = Vec::with_capacity(RecordHeader::LEN + hs.len());
+    // The area caps a hello at one record's worth, so the length fits.
+    RecordHeader {
+        content_type: ContentType::Handshake,
+        version,
+        epoch: 0,
+        sequence_number: hello.record_seq,
+        length: hs.len() as u16,
+    }
+    .encode(&mut dgram);
+    dgram.extend_from_slice(&hs);
+    out.hello = Some(dgram);
+    out
 }
 
 impl Endpoint {
@@ -416,56 +488,19 @@ impl Endpoint {
         self.handle_hello_or_other(now, peer, datagram, false);
     }
 
-    /// Takes the ClientHello fragments of `datagram` into the reassembly area; once a hello is
-    /// whole, returns it as the one-record, one-fragment datagram it would have been unfragmented
-    /// (RFC 6347 §4.2.3: the same message), for the usual stateless gate. Nothing of it
-    /// reaches an association or a cookie check before it is whole.
+    /// Takes the ClientHello fragments of `datagram` into the reassembly area (see
+    /// [`reassemble_client_hello`]). Nothing of it reaches an association or a cookie check
+    /// before it is whole.
     fn reassemble_hello(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
         let area = self.hellos.as_mut()?;
-        let evicted_before = area.evicted();
-        let mut done = None;
-        for rec in crate::record::split_datagram(datagram) {
-            if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
-                continue;
-            }
-            let mut r = Reader::new(rec.fragment);
-            while let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) {
-                match area.insert(now, peer, rec.header.sequence_number, &hdr, frag) {
-                    Ok(whole) => {
-                        self.stats.hello_fragments += 1;
-                        if let Some(h) = whole {
-                            done = Some((rec.header.version, h));
-                        }
-                    }
-                    Err(_) => self.stats.hello_fragments_refused += 1,
-                }
-            }
+        let r = reassemble_client_hello(area, now, peer, datagram);
+        self.stats.hello_fragments += r.fragments_taken;
+        self.stats.hello_fragments_refused += r.fragments_refused;
+        self.stats.hellos_evicted += r.evicted;
+        if r.hello.is_some() {
+            self.stats.hellos_reassembled += 1;
         }
-        self.stats.hellos_evicted += area.evicted() - evicted_before;
-        let (version, hello) = done?;
-        self.stats.hellos_reassembled += 1;
-        let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hello.body.len());
-        HandshakeHeader {
-            msg_type: HandshakeType::ClientHello,
-            length: hello.body.len() as u32,
-            message_seq: hello.message_seq,
-            fragment_offset: 0,
-            fragment_length: hello.body.len() as u32,
-        }
-        .encode(&mut hs);
-        hs.extend_from_slice(&hello.body);
-        let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
-        // The area caps a hello at one record's worth, so the length fits.
-        RecordHeader {
-            content_type: ContentType::Handshake,
-            version,
-            epoch: 0,
-            sequence_number: hello.record_seq,
-            length: hs.len() as u16,
-        }
-        .encode(&mut out);
-        out.extend_from_slice(&hs);
-        Some(out)
+        r.hello
     }
 
     /// A datagram from `peer`, possibly a ClientHello (`reassembled` when it was rebuilt from

@@ -85,7 +85,10 @@ use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
 use coaps_dtls::cookie::{ClientHelloView, CookieConfig, CookieKeys, SharedCookieKeys, write_hello_verify_request};
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
 use coaps_dtls::crypto::{CryptoProvider, SeededRng};
-use coaps_dtls::endpoint::{Stateless13, cookie13_config, stateless_check13};
+use coaps_dtls::endpoint::{
+    Stateless13, cookie13_config, reassemble_client_hello, starts_with_client_hello_fragment, stateless_check13,
+};
+use coaps_dtls::handshake::reassembly::HelloReassembly;
 use coaps_dtls::msgs::HandshakeHeader;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -119,6 +122,11 @@ pub struct CookieStats {
     /// ClientHellos dropped: unparsable, a version the server does not accept, or an answer
     /// would have broken the amplification limit (RFC 6347 §4.2.1, RFC 9147 §5.1).
     pub dropped: u64,
+    /// Fragmented ClientHellos reassembled in the bounded area and then gated like whole ones
+    /// ([`ServerConfig::hello_reassembly`]; only gates built with [`CookieLayer::for_server`]).
+    pub hellos_reassembled: u64,
+    /// ClientHello fragments refused by that area (inconsistent, or beyond its limits).
+    pub hello_fragments_refused: u64,
 }
 
 /// What the gate decided about one datagram.
@@ -128,6 +136,9 @@ pub(crate) enum Verdict {
     PassThrough,
     /// A ClientHello whose cookie verified.
     Verified(CookieVerified),
+    /// The datagram completed a fragmented ClientHello, which verified: pass this
+    /// one-record datagram (the whole ClientHello) on instead of the last fragment.
+    Reassembled(CookieVerified, Vec<u8>),
     /// Answer with this HelloVerifyRequest or HelloRetryRequest, and nothing else.
     Answer(Transmit),
     /// A broken ClientHello: drop it.
@@ -148,6 +159,9 @@ pub(crate) struct CookieGate {
     keys13: SharedCookieKeys,
     /// The server's configuration: `Some` makes the gate version-aware.
     server: Option<Arc<ServerConfig>>,
+    /// Fragmented ClientHellos being reassembled (RFC 9147 §5.1), bounded by the server's
+    /// [`ServerConfig::hello_reassembly`]; `None` without a server configuration.
+    hellos: Option<Mutex<HelloReassembly>>,
     provider: Arc<dyn CryptoProvider>,
     hello_verify_requests: AtomicU64,
     hello_retry_requests: AtomicU64,
@@ -155,6 +169,8 @@ pub(crate) struct CookieGate {
     cookie_exempt: AtomicU64,
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
+    hellos_reassembled: AtomicU64,
+    hello_fragments_refused: AtomicU64,
 }
 
 impl fmt::Debug for CookieGate {
@@ -179,9 +195,11 @@ impl CookieGate {
             None => cookie13_config(&ServerConfig { cookie: Some(config), ..ServerConfig::default() }),
         };
         let keys13 = SharedCookieKeys::new(CookieKeys::new(c13, now, &mut rng));
+        let hellos = server.as_ref().map(|s| Mutex::new(HelloReassembly::new(s.hello_reassembly)));
         Self {
             keys: Mutex::new(Keys { keys, rng }),
             keys13,
+            hellos,
             server,
             provider,
             hello_verify_requests: AtomicU64::new(0),
@@ -190,6 +208,8 @@ impl CookieGate {
             cookie_exempt: AtomicU64::new(0),
             cookies_rejected: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            hellos_reassembled: AtomicU64::new(0),
+            hello_fragments_refused: AtomicU64::new(0),
         }
     }
 
@@ -201,6 +221,8 @@ impl CookieGate {
             cookie_exempt: self.cookie_exempt.load(Ordering::Relaxed),
             cookies_rejected: self.cookies_rejected.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            hellos_reassembled: self.hellos_reassembled.load(Ordering::Relaxed),
+            hello_fragments_refused: self.hello_fragments_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -212,6 +234,22 @@ impl CookieGate {
     /// Decides on one datagram, allocating only the answer for 1.2 (RFC 6347 §4.2.1,
     /// RFC 9147 §5.1).
     pub(crate) fn check(&self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Verdict {
+        if let Some(hellos) = &self.hellos
+            && starts_with_client_hello_fragment(datagram)
+        {
+            // RFC 9147 §5.1: a small-MTU client fragments its ClientHello (the second one
+            // carries the cookie). The bounded area holds the pieces; the whole hello then
+            // meets the same gate. Fragments also pass on unmarked, for the association that
+            // the same ClientHello may already have (its retransmission).
+            let r = reassemble_client_hello(&mut hellos.lock().unwrap_or_else(|e| e.into_inner()), now, peer, datagram);
+            self.hello_fragments_refused.fetch_add(r.fragments_refused, Ordering::Relaxed);
+            let Some(hello) = r.hello else { return Verdict::PassThrough };
+            self.hellos_reassembled.fetch_add(1, Ordering::Relaxed);
+            return match self.check(now, peer, &hello) {
+                Verdict::Verified(v) => Verdict::Reassembled(v, hello),
+                other => other,
+            };
+        }
         let Some((record_seq, body)) = first_client_hello(datagram) else { return Verdict::PassThrough };
         if let Some(server) = &self.server {
             if server.dtls13 {
@@ -417,6 +455,11 @@ where
             Verdict::PassThrough => ResponseFuture::inner(self.inner.call(d)),
             Verdict::Verified(v) => {
                 d.cookie = Some(v);
+                ResponseFuture::inner(self.inner.call(d))
+            }
+            Verdict::Reassembled(v, hello) => {
+                d.cookie = Some(v);
+                d.payload = hello;
                 ResponseFuture::inner(self.inner.call(d))
             }
             Verdict::Answer(t) => ResponseFuture::answer(vec![t]),

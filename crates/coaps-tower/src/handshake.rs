@@ -375,10 +375,13 @@ impl Shared {
 
     /// Runs the cookie policy, then the engine, on one datagram. Returns what to send back
     /// and the application records to hand to the inner service.
-    fn handle(&self, d: Datagram) -> (Transmits, VecDeque<Secured>) {
+    fn handle(&self, mut d: Datagram) -> (Transmits, VecDeque<Secured>) {
         let mut app = VecDeque::new();
-        if d.cookie.is_none() && first_client_hello(&d.payload).is_some() {
-            if self.require_mark {
+        if d.cookie.is_none()
+            && (first_client_hello(&d.payload).is_some()
+                || coaps_dtls::endpoint::starts_with_client_hello_fragment(&d.payload))
+        {
+            if self.require_mark && first_client_hello(&d.payload).is_some() {
                 self.unverified_client_hellos.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %d.peer, "unmarked ClientHello dropped (no cookie layer proof)");
                 return (Vec::new(), app);
@@ -387,6 +390,7 @@ impl Shared {
                 match gate.check(d.received_at, d.peer, &d.payload) {
                     Verdict::Answer(t) => return (vec![t], app),
                     Verdict::Drop => return (Vec::new(), app),
+                    Verdict::Reassembled(_, hello) => d.payload = hello,
                     Verdict::Verified(_) | Verdict::PassThrough => {}
                 }
             }

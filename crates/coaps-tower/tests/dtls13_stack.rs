@@ -374,9 +374,21 @@ fn wolfssl_dir() -> Option<PathBuf> {
 /// Runs the wolfSSL DTLS 1.3 client against `addr` (blocking, bounded) and returns its
 /// exit success, stdout and stderr.
 fn run_wolfssl_client(root: &PathBuf, addr: SocketAddr, args: &[String]) -> (bool, String, String) {
+    run_wolfssl_client_mtu(root, addr, None, args)
+}
+
+/// [`run_wolfssl_client`] with `-u MTU` (the client fragments to it).
+fn run_wolfssl_client_mtu(
+    root: &PathBuf,
+    addr: SocketAddr,
+    mtu: Option<u16>,
+    args: &[String],
+) -> (bool, String, String) {
     let mut child = Command::new(root.join("examples/client/client"))
         .current_dir(root)
-        .args(["-u", "-v", "4", "-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .arg("-u")
+        .args(mtu.map(|m| m.to_string()))
+        .args(["-v", "4", "-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -438,6 +450,32 @@ async fn wolfssl_dtls13_client_through_cookie_and_handshake_layers() {
     use std::sync::atomic::Ordering::SeqCst;
     assert_eq!(server.probe.client_hellos_unmarked.load(SeqCst), 0);
     assert!(server.app_calls() >= 2);
+    server.shutdown().await.unwrap();
+}
+
+/// RFC 9147 §5.1: a wolfSSL client with a 300-byte MTU fragments its second ClientHello (the
+/// one carrying our cookie); the cookie layer reassembles it in its bounded area and gates the
+/// whole hello, so a small-MTU DTLS 1.3 client reaches a Tower server too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wolfssl_dtls13_client_with_mtu_300_through_the_cookie_layer() {
+    let Some(root) = wolfssl_dir() else { return };
+    let mut config = (*dual_server(Vec::new())).clone();
+    config.common.mtu = 300;
+    let mut server =
+        TestServer::start_with(Arc::new(config), Opts::default(), tower::layer::util::Identity::new()).await;
+    let args: Vec<String> = vec!["-A".into(), format!("{DATA}/ca.crt"), "-x".into(), "-Y".into()];
+    let addr = server.addr;
+    let r = root.clone();
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_wolfssl_client_mtu(&r, addr, Some(300), &args)).await.unwrap();
+    let dump = format!("--- stdout\n{stdout}\n--- stderr (tail)\n{}", tail(&stderr, 40));
+    assert!(ok, "the wolfSSL client (MTU 300) failed through the Tower stack\n{dump}");
+    assert!(stdout.contains("SSL version is DTLSv1.3"), "not DTLS 1.3\n{dump}");
+    assert!(stdout.contains("echo:hello wolfssl!"), "no echo\n{dump}");
+    let s = server.cookies.stats();
+    assert!(s.hellos_reassembled >= 1, "the second ClientHello came in fragments: {s:?}");
+    assert!(s.hello_retry_requests >= 1 && s.cookies_verified >= 1, "{s:?}");
+    assert_eq!(s.hello_verify_requests, 0, "{s:?}");
     server.shutdown().await.unwrap();
 }
 
