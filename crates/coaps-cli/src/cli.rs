@@ -40,6 +40,10 @@ pub enum ClientDtls {
     /// DTLS 1.3 (RFC 9147).
     #[value(name = "1.3")]
     V13,
+    /// Offer both in one ClientHello: DTLS 1.3 when the server speaks it, DTLS 1.2 otherwise
+    /// (with the RFC 8446 §4.1.3 downgrade check).
+    #[value(name = "auto")]
+    Auto,
 }
 
 /// `coaps`: CoAP over DTLS 1.2 and 1.3.
@@ -143,10 +147,9 @@ pub struct RequestArgs {
     /// Private key for --cert (PEM, P-256).
     #[arg(long, value_name = "KEY.pem", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// DTLS version to speak. The default stays 1.2, which every CoAPS server speaks (libcoap's
-    /// included); `coaps serve` accepts both. A client offering both versions at once is not
-    /// implemented yet.
-    #[arg(long, value_name = "VERSION", value_enum, default_value_t = ClientDtls::V12)]
+    /// DTLS version to speak: `auto` (the default) offers 1.3 and 1.2 in one ClientHello and
+    /// speaks whichever the server picks (libcoap's servers speak 1.2, `coaps serve` 1.3).
+    #[arg(long, value_name = "VERSION", value_enum, default_value_t = ClientDtls::Auto)]
     pub dtls: ClientDtls,
     /// Request payload (text).
     #[arg(short = 'e', value_name = "PAYLOAD")]

@@ -147,6 +147,7 @@ pub fn client_config(args: &RequestArgs) -> Result<(ClientConfig, bool), String>
         version: match args.dtls {
             ClientDtls::V12 => DtlsVersion::Dtls12,
             ClientDtls::V13 => DtlsVersion::Dtls13,
+            ClientDtls::Auto => DtlsVersion::Auto,
         },
         ..ClientConfig::default()
     };

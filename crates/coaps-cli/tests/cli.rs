@@ -184,8 +184,9 @@ fn ipv6_wildcard_listener_serves_ipv4_and_ipv6_clients() {
 
 /// `coaps serve` speaks DTLS 1.3 and 1.2 by default (`--dtls auto`): `coaps get --dtls 1.3`
 /// reaches it through the version-aware cookie layer (stateless HelloRetryRequest), in PSK and
-/// certificate mode, and a DTLS 1.2 client still does. `--dtls 1.2` / `--dtls 1.3` on the
-/// server refuse the other version.
+/// certificate mode, and a DTLS 1.2 client still does; the default client (`--dtls auto`) gets
+/// 1.3 from a dual or 1.3-only server and falls back to 1.2 with a 1.2-only one. `--dtls 1.2` /
+/// `--dtls 1.3` on the server refuse the other version.
 #[test]
 fn dtls13_get_against_coaps_serve() {
     let is_13 = |o: &std::process::Output| {
@@ -203,10 +204,16 @@ fn dtls13_get_against_coaps_serve() {
     let out = get(server.port, "/hello", &["--ca", &ca, "--dtls", "1.3", "-v"]);
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
     assert!(is_13(&out), "a DTLS 1.3 suite: {}", show(&out));
-    // The default client (DTLS 1.2) on the same server.
-    let out = get(server.port, "/hello", &[&psk[..], &["-v"]].concat());
+    // A DTLS 1.2 client on the same server.
+    let out = get(server.port, "/hello", &[&psk[..], &["--dtls", "1.2", "-v"]].concat());
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
     assert!(!is_13(&out) && stderr(&out).contains("_WITH_"), "a DTLS 1.2 suite: {}", show(&out));
+    // The default client offers both (`--dtls auto`): the server picks 1.3.
+    for extra in [&psk[..], &["--ca", &ca]] {
+        let out = get(server.port, "/hello", &[extra, &["-v"]].concat());
+        assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+        assert!(is_13(&out), "auto against a dual server: DTLS 1.3: {}", show(&out));
+    }
     drop(server);
 
     // Client certificates required, DTLS 1.3.
@@ -222,14 +229,18 @@ fn dtls13_get_against_coaps_serve() {
     let server = serve(&["--dtls", "1.3"]);
     let out = get(server.port, "/hello", &["--dtls", "1.3"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let out = get_quick(server.port, "/hello", &[]);
+    let out = get_quick(server.port, "/hello", &["--dtls", "1.2"]);
     assert_eq!(out.status.code(), Some(1), "a 1.3-only server refuses DTLS 1.2: {}", show(&out));
+    let out = get(server.port, "/hello", &["-v"]);
+    assert_eq!(out.status.code(), Some(0), "auto reaches a 1.3-only server: {}", show(&out));
+    assert!(is_13(&out), "{}", show(&out));
     drop(server);
     let server = serve(&["--dtls", "1.2"]);
     let out = get_quick(server.port, "/hello", &["--dtls", "1.3"]);
     assert_eq!(out.status.code(), Some(1), "a 1.2-only server refuses DTLS 1.3: {}", show(&out));
-    let out = get(server.port, "/hello", &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = get(server.port, "/hello", &["-v"]);
+    assert_eq!(out.status.code(), Some(0), "auto falls back to DTLS 1.2: {}", show(&out));
+    assert!(!is_13(&out) && stderr(&out).contains("_WITH_"), "a DTLS 1.2 suite: {}", show(&out));
 }
 
 /// [`get`] that gives up after 3 s (for refusals that stall rather than fail).
