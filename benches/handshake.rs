@@ -6,7 +6,7 @@
 //! The engine's DTLS 1.3 modes run in the same process (groups `handshake/dtls13-…`, engine
 //! only: the `openssl` crate's DTLS is 1.2; wolfSSL's DTLS 1.3 beside the engine's is the
 //! separate `benches/wolfssl` crate, outside the workspace): ECDHE-ECDSA with the certificate, external PSK
-//! (psk_dhe_ke), ticket resumption (psk_dhe_ke, ECDSA base), each with the HelloRetryRequest
+//! (psk_dhe_ke), ticket resumption (psk_dhe_ke, and psk_ke without a key share, ECDSA base), each with the HelloRetryRequest
 //! cookie (the server default), and the ECDSA and PSK ones without it. Their table rows compare
 //! with OpenSSL's DTLS 1.2 figure for the nearest mode, measured in this run.
 //!
@@ -32,22 +32,27 @@ struct Case {
     mode: Mode,
     resume: bool,
     v13: Option<bool>,
+    /// 1.3 resumption with psk_ke only (no key share, `ResumptionKeyExchange::PskKe`).
+    psk_ke: bool,
 }
 
 fn cases() -> Vec<Case> {
-    let mut v: Vec<_> =
-        Mode::ALL.iter().map(|&m| Case { name: format!("handshake/{m}"), mode: m, resume: false, v13: None }).collect();
+    let mut v: Vec<_> = Mode::ALL
+        .iter()
+        .map(|&m| Case { name: format!("handshake/{m}"), mode: m, resume: false, v13: None, psk_ke: false })
+        .collect();
     for m in [Mode::PskCcm8, Mode::EcdsaCcm8] {
-        v.push(Case { name: format!("handshake/resumed-{m}"), mode: m, resume: true, v13: None });
+        v.push(Case { name: format!("handshake/resumed-{m}"), mode: m, resume: true, v13: None, psk_ke: false });
     }
-    for (label, mode, resume, cookie) in [
-        ("dtls13-ecdhe-ecdsa", Mode::EcdsaCcm8, false, true),
-        ("dtls13-psk-dhe", Mode::EcdhePskChaCha, false, true),
-        ("dtls13-resumed-ecdhe-ecdsa", Mode::EcdsaCcm8, true, true),
-        ("dtls13-ecdhe-ecdsa-nocookie", Mode::EcdsaCcm8, false, false),
-        ("dtls13-psk-dhe-nocookie", Mode::EcdhePskChaCha, false, false),
+    for (label, mode, resume, cookie, psk_ke) in [
+        ("dtls13-ecdhe-ecdsa", Mode::EcdsaCcm8, false, true, false),
+        ("dtls13-psk-dhe", Mode::EcdhePskChaCha, false, true, false),
+        ("dtls13-resumed-ecdhe-ecdsa", Mode::EcdsaCcm8, true, true, false),
+        ("dtls13-resumed-psk-ke-ecdsa", Mode::EcdsaCcm8, true, true, true),
+        ("dtls13-ecdhe-ecdsa-nocookie", Mode::EcdsaCcm8, false, false, false),
+        ("dtls13-psk-dhe-nocookie", Mode::EcdhePskChaCha, false, false, false),
     ] {
-        v.push(Case { name: format!("handshake/{label}"), mode, resume, v13: Some(cookie) });
+        v.push(Case { name: format!("handshake/{label}"), mode, resume, v13: Some(cookie), psk_ke });
     }
     v
 }
@@ -73,6 +78,9 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
                 }
             }),
         };
+        if case.psk_ke {
+            ours.tweak_client(|c| c.resumption_key_exchange = coaps_dtls::ResumptionKeyExchange::PskKe);
+        }
         if resume {
             ours.prime_session();
         }

@@ -126,8 +126,14 @@ impl Harness {
     /// If the handshake does not complete, or a resumption was asked for and not granted.
     pub fn handshake(&mut self, resume: bool) -> Outcome {
         let session = if resume { Some(self.session.clone().expect("prime_session first")) } else { None };
-        let (outcome, _) = self.run(session);
+        let (outcome, newest) = self.run(session);
         assert_eq!(outcome.resumed, resume, "resumption not as asked");
+        if resume && let Some(newest) = newest {
+            // As a real client does: resume next time with the newest ticket. The bounded
+            // session store evicts old tickets as every handshake gets a new one, so the primed
+            // ticket alone would stop working after many iterations.
+            self.session = Some(newest);
+        }
         outcome
     }
 
