@@ -141,7 +141,9 @@ fn first_application_byte() {
     println!();
     println!("RT = server flights the client had received when the server got the data; dg and bytes count both");
     println!("directions up to then. A 0-RTT resumption from the ticket's address skips the cookie (RFC 9147 §5.1).");
-    println!("aRT, dg, bytes after it: until the client has the server's 64-byte answer, sent as soon as the server has the request");
+    println!(
+        "aRT, dg, bytes after it: until the client has the server's 64-byte answer, sent as soon as the server has the request"
+    );
     println!("(for 0-RTT requests as 0.5-RTT data, right after the server's Finished, RFC 8446 §2.3).");
 }
 

@@ -404,10 +404,8 @@ impl Shared {
             match event {
                 Event::ApplicationData(payload) => {
                     match st.endpoint.connection(&peer).map(asker) {
-                        Some(a) => app.push_back((
-                            Secured { peer, identity: a.identity.clone(), payload, early_data: false },
-                            a,
-                        )),
+                        Some(a) => app
+                            .push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: false }, a)),
                         // Data and a fatal error (or close_notify) in one datagram: without the
                         // association the identity is unknown, so the data cannot be authorized.
                         None => tracing::debug!(%peer, "application data from a closed association dropped"),
@@ -422,10 +420,9 @@ impl Shared {
                 // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
                 // the CoAP policy can refuse what is not safe to replay.
                 Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(asker) {
-                    Some(a) => app.push_back((
-                        Secured { peer, identity: a.identity.clone(), payload, early_data: true },
-                        a,
-                    )),
+                    Some(a) => {
+                        app.push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: true }, a))
+                    }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },
                 Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
