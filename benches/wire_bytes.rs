@@ -103,8 +103,8 @@ fn first_application_byte() {
         "Until the server has the client's first application byte (DTLS 1.3 ticket resumption, 32-byte request, MTU 1152)"
     );
     println!();
-    println!("| {:<66} | RT | dg | bytes |", "mode");
-    println!("|{:-<68}|{:-<4}|{:-<4}|{:-<7}|", "", "", "", "");
+    println!("| {:<66} | RT | dg | bytes | aRT | dg | bytes |", "mode");
+    println!("|{:-<68}|{:-<4}|{:-<4}|{:-<7}|{:-<5}|{:-<4}|{:-<7}|", "", "", "", "", "", "", "");
     let request = [0x42u8; 32];
     let chacha = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
     let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
@@ -127,13 +127,24 @@ fn first_application_byte() {
             }
             let f = h.first_byte(&request, early);
             assert_eq!(f.early, early);
+            // A ticket that carried accepted early data is single-use (RFC 8446 §8.1).
+            h.prime_session();
+            let a = h.answer(&request, &[0x24u8; 64], early);
+            assert_eq!(a.early, early);
             let label = format!("1.3 resumed (ticket) {label}: {how}");
-            println!("| {label:<66} | {:>2} | {:>2} | {:>5} |", f.round_trips, f.datagrams, f.bytes);
+            println!(
+                "| {label:<66} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
+            );
         }
     }
     println!();
     println!("RT = server flights the client had received when the server got the data; dg and bytes count both");
     println!("directions up to then. A 0-RTT resumption from the ticket's address skips the cookie (RFC 9147 §5.1).");
+    println!(
+        "aRT, dg, bytes after it: until the client has the server's 64-byte answer, sent as soon as the server has the request"
+    );
+    println!("(for 0-RTT requests as 0.5-RTT data, right after the server's Finished, RFC 8446 §2.3).");
 }
 
 fn main() {

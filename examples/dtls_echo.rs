@@ -251,6 +251,9 @@ fn server(a: Args) -> Result<(), String> {
                 }
                 Event::EarlyData(d) => {
                     eprintln!("{peer}: early data: {}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
+                    // Echoed at `Connected`, not at once as 0.5-RTT data (which the engine can
+                    // send): wolfSSL 5.9.4's example client decrypts a 0.5-RTT record but then
+                    // fails its resumed wolfSSL_connect with APP_DATA_READY (-441).
                     early.entry(peer).or_default().push(d);
                 }
                 Event::EarlyDataAccepted | Event::EarlyDataRejected => {}

@@ -2222,6 +2222,17 @@ impl Connection {
         both!(mut self, c => c.handle_timeout(now))
     }
     /// Sends one application-data record.
+    ///
+    /// A DTLS 1.3 server may call it from its Finished on, before the client's Finished
+    /// ("0.5-RTT data", RFC 8446 §2.3 and §4.4.4, e.g. the answer to a 0-RTT request): the
+    /// record is sealed in epoch 3 with `server_application_traffic_secret_0` and sent in its
+    /// own datagram, outside the handshake flight (never retransmitted with it). The client is
+    /// not authenticated yet at that point beyond the PSK or ticket it proved with its binder:
+    /// when the server asked for a client certificate, and while the client's address is not
+    /// proven (no cookie exchange) and the record would take what was sent past three times
+    /// what was received (RFC 9147 §5.1), the data is held and sent when the client's Finished
+    /// verifies; at most `max_early_records` records are held, beyond that
+    /// [`Error::LimitReached`]. Receiving epoch-3 data still waits for the client's Finished.
     pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
         both!(mut self, c => c.send(data))
     }

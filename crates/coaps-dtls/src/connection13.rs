@@ -14,7 +14,7 @@ use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
 use crate::connection::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use crate::cookie::HrrState;
-use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, Secret, TrafficKeys};
+use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
 use crate::error::Error;
 use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
@@ -137,15 +137,37 @@ enum Hs {
 struct Keys {
     suite: CipherSuite,
     aead: AeadAlgorithm,
-    hs_secret: HandshakeSecret,
+    /// Client: until its Finished. Server: `None`, the master secret is derived at its own
+    /// Finished (see [`HalfRtt`]).
+    hs_secret: Option<HandshakeSecret>,
     client_hs: Secret,
     server_hs: Secret,
     psk: bool,
     cert_type: CertificateType,
     cert_requested: Option<Vec<u8>>,
     identity: PeerIdentity,
-    /// Transcript hash through the server's Finished: the context of the application secrets.
-    th_server_finished: [u8; 32],
+}
+
+/// Server, from its Finished to the client's (RFC 8446 §2.3 "0.5-RTT data", §4.4.4): the
+/// secrets that are ready, and what bounds sending before the client has proven anything.
+struct HalfRtt {
+    master: MasterSecret13,
+    /// Installed for receiving only once the client's Finished verifies (RFC 9147 §5.6 /
+    /// RFC 8446 §4.4.4: epoch-3 data from the client is not accepted before).
+    client_ap: Secret,
+    server_ap: Secret,
+    /// No CertificateRequest went out: the client is as authenticated now as it will be at its
+    /// Finished (anonymous, or by the PSK / ticket it proved with its binder). With a
+    /// CertificateRequest, sending waits for the client's Finished.
+    may_send: bool,
+    /// The client's address was proven by a cookie exchange (a HelloRetryRequest came first).
+    address_verified: bool,
+    /// Bytes received from the client so far: without a proven address, at most three times
+    /// as many may be sent (RFC 9147 §5.1).
+    received: u64,
+    /// Application data that could not go yet (client authentication pending or amplification
+    /// limit), sent at the client's Finished in order; bounded by `max_early_records`.
+    held: Vec<Vec<u8>>,
 }
 
 enum RoleConfig {
@@ -201,6 +223,8 @@ pub(crate) struct Conn13 {
     early_app_data: Vec<Vec<u8>>,
     /// 0-RTT state (RFC 8446 §4.2.10), see `early.rs`.
     early: Option<Box<early::Early>>,
+    /// Server: 0.5-RTT state between its Finished and the client's.
+    half_rtt: Option<Box<HalfRtt>>,
     suite: Option<CipherSuite>,
     identity: PeerIdentity,
     client_random: [u8; 32],
@@ -299,6 +323,7 @@ impl Conn13 {
             early_records: Vec::new(),
             early_app_data: Vec::new(),
             early: None,
+            half_rtt: None,
             suite: None,
             identity: PeerIdentity::Anonymous,
             client_random: [0; 32],
@@ -616,14 +641,13 @@ impl Conn13 {
                     k: Keys {
                         suite: sh.cipher_suite,
                         aead,
-                        hs_secret,
+                        hs_secret: Some(hs_secret),
                         client_hs,
                         server_hs,
                         psk: psk_used,
                         cert_type: CertificateType::X509,
                         cert_requested: None,
                         identity,
-                        th_server_finished: [0; 32],
                     },
                 }))
             }
@@ -685,7 +709,7 @@ impl Conn13 {
     fn client_finish(&mut self, now: Instant, k: Keys) -> Result<(), Error> {
         let (config, _) = self.client_config()?;
         let th_server_finished = self.transcript_hash();
-        let master = k.hs_secret.into_master();
+        let master = k.hs_secret.ok_or(Error::Crypto)?.into_master();
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
         self.flight.clear();
@@ -943,17 +967,36 @@ impl Conn13 {
         self.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         let th_server_finished = self.transcript_hash();
         self.send_new_flight(now, true);
+        // RFC 8446 §7.1 / §2.3: server_application_traffic_secret_0 hashes the transcript
+        // through our Finished, so our epoch-3 sending keys exist now ("0.5-RTT data"); the
+        // flight above is sealed and owns no epoch-3 record, so its retransmission and ACKs
+        // are unaffected. Receiving in epoch 3 waits for the client's Finished.
+        let master = hs_secret.into_master();
+        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
+        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
+        self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(aead, &server_ap)?));
+        self.aead = Some(aead);
+        self.half_rtt = Some(Box::new(HalfRtt {
+            master,
+            client_ap,
+            server_ap,
+            may_send: cert_requested.is_none(),
+            address_verified: after_hrr,
+            // The ClientHello record (13-byte header, 12-byte handshake header) until the
+            // whole first datagram is known.
+            received: ch_body.len() as u64 + 25,
+            held: Vec::new(),
+        }));
         let k = Keys {
             suite,
             aead,
-            hs_secret,
+            hs_secret: None,
             client_hs,
             server_hs,
             psk: psk_key.is_some(),
             cert_type,
             cert_requested: cert_requested.clone(),
             identity,
-            th_server_finished,
         };
         self.hs = Some(Box::new(if cert_requested.is_some() {
             Hs::SExpectCertificate { k }
@@ -996,21 +1039,13 @@ impl Conn13 {
         }
     }
 
-    /// The server's keys for application data, derived after its own Finished
-    /// (RFC 8446 §7.1); installed once the client's Finished verifies.
-    fn server_complete(
-        &mut self,
-        now: Instant,
-        k: Keys,
-        identity: PeerIdentity,
-        th_server_finished: [u8; 32],
-    ) -> Result<(), Error> {
-        let master = k.hs_secret.into_master();
-        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
-        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
-        self.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &server_ap)?));
+    /// The client's Finished verified: the client's epoch-3 keys (derived at our Finished,
+    /// RFC 8446 §7.1) are installed for receiving; our sending keys have been in place since
+    /// our Finished and keep their record numbers. Held 0.5-RTT data goes out now.
+    fn server_complete(&mut self, now: Instant, k: Keys, identity: PeerIdentity) -> Result<(), Error> {
+        let hr = self.half_rtt.take().ok_or(Error::Crypto)?;
+        let HalfRtt { master, client_ap, server_ap, held, .. } = *hr;
         self.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, self.protection(k.aead, &client_ap)?));
-        self.aead = Some(k.aead);
         self.app_secrets = Some(Box::new((server_ap, client_ap)));
         // RFC 9147 §7: acknowledge the client's final flight.
         self.ack_now = true;
@@ -1018,6 +1053,9 @@ impl Conn13 {
         self.timer_armed = false;
         let res_master = master.resumption_master_secret(&self.transcript_hash());
         self.established(k.suite, identity.clone());
+        for data in held {
+            self.send_app_record(&data)?;
+        }
         self.issue_ticket(now, k.suite, identity, &res_master);
         Ok(())
     }
@@ -1088,10 +1126,7 @@ impl Conn13 {
                 if !tls13::verify_finished(&k.client_hs, &th, body) {
                     return Err(Error::DecryptError("client Finished"));
                 }
-                // The application secrets hash the transcript through the server's Finished,
-                // which is everything before the client's second flight.
-                let th_sf = k.th_server_finished;
-                self.server_complete(now, k, identity, th_sf)?;
+                self.server_complete(now, k, identity)?;
                 None
             }
             (_, _) => {
@@ -1293,10 +1328,11 @@ impl Conn13 {
             numbers.drain(..numbers.len() - fit);
         }
         let ack = Ack { record_numbers: numbers };
+        // A server that sends 0.5-RTT data has epoch-3 keys before the handshake completes;
+        // its ACKs of the client's flight stay in epoch 2 until then.
         let epoch = match &self.send_app {
             Some(a) if self.state == State::Established => a.epoch(),
-            Some(a) => a.epoch().max(EPOCH_HANDSHAKE),
-            None => EPOCH_HANDSHAKE,
+            _ => EPOCH_HANDSHAKE,
         };
         let mut out = Vec::new();
         if self
@@ -1359,6 +1395,9 @@ impl Conn13 {
     pub(crate) fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         if self.state == State::Closed {
             return;
+        }
+        if let Some(hr) = self.half_rtt.as_mut() {
+            hr.received += datagram.len() as u64;
         }
         self.out.stats.datagrams_received += 1;
         self.last_activity = now;
@@ -1485,11 +1524,9 @@ impl Conn13 {
                     ContentType::Alert => self.handle_alert(&o.plaintext),
                     ContentType::ApplicationData if epoch >= EPOCH_APPLICATION => {
                         self.end_early_epoch();
-                        if self.role == Role::Client && self.timer_armed {
-                            // Application data from the server implies it has our Finished.
-                            self.timer_armed = false;
-                            self.flight.clear();
-                        }
+                        // Application data from the server does not prove that it has our
+                        // Finished: it may be 0.5-RTT data (RFC 8446 §2.3). Only its ACK
+                        // ends the retransmission of our final flight (RFC 9147 §5.8.3).
                         match self.state {
                             State::Established => self.out.events.push_back(Event::ApplicationData(o.plaintext)),
                             State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
@@ -1667,13 +1704,41 @@ impl Conn13 {
     }
 
     pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), Error> {
-        if self.state != State::Established {
+        let half_rtt = self.state == State::Handshaking && self.half_rtt.is_some();
+        if self.state != State::Established && !half_rtt {
             return Err(Error::NotConnected);
         }
         let max = self.max_payload();
         if data.len() > max {
             return Err(Error::MessageTooLarge { len: data.len(), max });
         }
+        if half_rtt {
+            return self.send_half_rtt(data);
+        }
+        self.send_app_record(data)
+    }
+
+    /// Server between its Finished and the client's (RFC 8446 §2.3 "0.5-RTT data"): sends
+    /// now when no client certificate is pending and the address is proven or the three-times
+    /// amplification limit allows it (RFC 9147 §5.1), else holds the data for the client's
+    /// Finished, in order.
+    fn send_half_rtt(&mut self, data: &[u8]) -> Result<(), Error> {
+        let sealed = self.sealed_len(EPOCH_APPLICATION, data.len(), HeaderStyle::choose(0, None, true)) as u64;
+        let max_held = self.common().max_early_records;
+        let sent = self.out.stats.bytes_sent;
+        let Some(hr) = self.half_rtt.as_mut() else { return Err(Error::NotConnected) };
+        let within_limit = hr.address_verified || sent + sealed <= hr.received.saturating_mul(3);
+        if hr.may_send && within_limit && hr.held.is_empty() {
+            return self.send_app_record(data);
+        }
+        if hr.held.len() >= max_held {
+            return Err(Error::LimitReached("0.5-RTT data held until the client's Finished"));
+        }
+        hr.held.push(data.to_vec());
+        Ok(())
+    }
+
+    fn send_app_record(&mut self, data: &[u8]) -> Result<(), Error> {
         let mut out = Vec::with_capacity(data.len() + 32);
         let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
         self.write_record(epoch, ContentType::ApplicationData, data, &mut out, HeaderStyle::choose(0, None, true))

@@ -483,3 +483,214 @@ fn an_altered_zero_rtt_client_hello_gets_no_cookie_exemption() {
         "resumed on the original association"
     );
 }
+
+const ANSWER: &[u8] = b"2.05 Content 21.5 C (0.5-RTT)";
+
+/// Every datagram of `ep`, to whom.
+fn drain(ep: &mut Endpoint) -> Vec<(std::net::SocketAddr, Vec<u8>)> {
+    std::iter::from_fn(|| ep.poll_transmit().map(|t| (t.destination, t.payload))).collect()
+}
+
+fn drain_events(ep: &mut Endpoint) -> Vec<Event> {
+    std::iter::from_fn(|| ep.poll_event().map(|(_, e)| e)).collect()
+}
+
+fn epochs(datagram: &[u8]) -> Vec<u8> {
+    split_datagram13(datagram)
+        .map(|r| match r {
+            Record13::Plaintext(p) => p.header.epoch as u8,
+            Record13::Ciphertext(c) => c.header.epoch_bits,
+        })
+        .collect()
+}
+
+/// A server endpoint that gave `client_cfg` a ticket allowing early data, and that ticket.
+fn ticket_from(server_cfg: &Arc<ServerConfig>, client_cfg: &Arc<ClientConfig>, now: Instant) -> (Endpoint, Session) {
+    let mut server = Endpoint::server(server_cfg.clone(), SeededRng::from_seed_u64(7), now);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(8));
+    client.connect(now, server_addr(), client_cfg.clone(), "localhost", None).unwrap();
+    for _ in 0..10 {
+        for (_, d) in drain(&mut client) {
+            server.handle_datagram(now, client_addr(), &d);
+        }
+        for (_, d) in drain(&mut server) {
+            client.handle_datagram(now, server_addr(), &d);
+        }
+        if let Some(s) = client.connection(&server_addr()).and_then(|c| c.session()).cloned() {
+            return (server, s);
+        }
+    }
+    panic!("no ticket");
+}
+
+/// RFC 8446 §2.3 "0.5-RTT data": the server answers a 0-RTT request right after its Finished,
+/// so on an ideal network the client has the answer after one round trip: in the exchange
+/// that brings the server's flight, before it has sent anything but its first datagram. The
+/// answer is an epoch-3 record outside the flight: the flight's retransmission (the client's
+/// Finished lost) does not carry it again, and it is delivered once, as 1-RTT data, after
+/// `Connected`.
+#[test]
+fn the_answer_to_early_data_reaches_the_client_within_one_round_trip() {
+    for mode in [Mode::Psk, Mode::EcdsaX509] {
+        let (server_cfg, client_cfg) = configs13(mode, Some(EarlyDataConfig::default()));
+        let mut now = Instant::now();
+        let (mut server, ticket) = ticket_from(&server_cfg, &client_cfg, now);
+        drain_events(&mut server);
+        now += Duration::from_secs(1);
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(9));
+        client
+            .connect_with_early_data(now, server_addr(), client_cfg.clone(), "localhost", Some(ticket), EARLY)
+            .unwrap();
+        // Round trip 1, client -> server: the ClientHello with the request.
+        let first = drain(&mut client);
+        assert_eq!(first.len(), 1, "{mode:?}: one datagram");
+        server.handle_datagram(now, client_addr(), &first[0].1);
+        let ev = drain_events(&mut server);
+        assert!(ev.iter().any(|e| matches!(e, Event::EarlyData(d) if d == EARLY)), "{mode:?}: {ev:?}");
+        assert!(!ev.iter().any(|e| matches!(e, Event::Connected { .. })), "still handshaking");
+        let conn = server.connection(&client_addr()).unwrap();
+        assert!(conn.is_handshaking());
+        assert_eq!(conn.send_epoch(), 3, "epoch-3 send keys from the server's Finished on");
+        server.send(client_addr(), ANSWER).expect("0.5-RTT send");
+        // Round trip 1, server -> client: the flight, then the answer, in epoch 3 and apart.
+        let back = drain(&mut server);
+        let flight_len = back.len() - 1;
+        assert_eq!(epochs(&back[flight_len].1), vec![3], "{mode:?}: the answer is one epoch-3 record");
+        assert!(back[..flight_len].iter().all(|(_, d)| !epochs(d).contains(&3)), "the flight has no epoch 3");
+        assert_eq!(
+            client.connection(&server_addr()).unwrap().stats().datagrams_sent,
+            1,
+            "the client has sent only its first datagram when the answer arrives"
+        );
+        for (_, d) in &back {
+            client.handle_datagram(now, server_addr(), d);
+        }
+        let ev = drain_events(&mut client);
+        let connected = ev.iter().position(|e| matches!(e, Event::Connected { resumed: true, .. }));
+        let answer = ev.iter().position(|e| matches!(e, Event::ApplicationData(d) if d == ANSWER));
+        assert!(connected.is_some() && answer > connected, "{mode:?}: answer after Connected, in RT 1: {ev:?}");
+        assert!(ev.iter().any(|e| matches!(e, Event::EarlyDataAccepted)));
+        // The client's Finished is lost: the server resends its flight (without the answer),
+        // the client repeats its Finished, the handshake completes, the answer is not repeated.
+        let finished = drain(&mut client);
+        assert!(!finished.is_empty());
+        let t = server.poll_timeout().expect("server retransmission timer");
+        now = now.max(t);
+        server.handle_timeout(now);
+        let resent = drain(&mut server);
+        assert!(!resent.is_empty(), "flight retransmitted");
+        assert!(resent.iter().all(|(_, d)| !epochs(d).contains(&3)), "the 0.5-RTT record is not part of the flight");
+        for (_, d) in &resent {
+            client.handle_datagram(now, server_addr(), d);
+        }
+        for _ in 0..4 {
+            // The client repeats its Finished when its own timer fires.
+            now += Duration::from_secs(2);
+            client.handle_timeout(now);
+            for (_, d) in drain(&mut client) {
+                server.handle_datagram(now, client_addr(), &d);
+            }
+            for (_, d) in drain(&mut server) {
+                client.handle_datagram(now, server_addr(), &d);
+            }
+        }
+        let sev = drain_events(&mut server);
+        assert!(sev.iter().any(|e| matches!(e, Event::Connected { .. })), "{mode:?}: {sev:?}");
+        let cev = drain_events(&mut client);
+        assert!(!cev.iter().any(|e| matches!(e, Event::ApplicationData(_))), "answer delivered once: {cev:?}");
+        // Epoch 3 continues on both sides.
+        client.send(server_addr(), LATER).unwrap();
+        for (_, d) in drain(&mut client) {
+            server.handle_datagram(now, client_addr(), &d);
+        }
+        let sev = drain_events(&mut server);
+        assert!(sev.iter().any(|e| matches!(e, Event::ApplicationData(d) if d == LATER)), "{sev:?}");
+        server.send(client_addr(), b"again").unwrap();
+        for (_, d) in drain(&mut server) {
+            client.handle_datagram(now, server_addr(), &d);
+        }
+        assert!(drain_events(&mut client).iter().any(|e| matches!(e, Event::ApplicationData(d) if d == b"again")));
+    }
+}
+
+/// With a CertificateRequest out, the client is not authenticated before its Finished: the
+/// server's data is held until then, not sent as 0.5-RTT data; and the server still does not
+/// accept epoch-3 data before the client's Finished.
+#[test]
+fn with_client_authentication_half_rtt_data_waits_for_the_clients_finished() {
+    let (server_cfg, client_cfg) = configs13(Mode::EcdsaMutual, None);
+    let now = Instant::now();
+    let mut server = Endpoint::server(server_cfg, SeededRng::from_seed_u64(7), now);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(8));
+    client.connect(now, server_addr(), client_cfg, "localhost", None).unwrap();
+    let mut sent_early = false;
+    for _ in 0..10 {
+        for (_, d) in drain(&mut client) {
+            server.handle_datagram(now, client_addr(), &d);
+        }
+        let handshaking = server.connection(&client_addr()).is_some_and(|c| c.is_handshaking());
+        if handshaking && !sent_early {
+            let before = drain(&mut server);
+            server.send(client_addr(), ANSWER).expect("held, not refused");
+            assert!(server.poll_transmit().is_none(), "nothing sent before the client's Finished");
+            sent_early = true;
+            for (_, d) in before {
+                client.handle_datagram(now, server_addr(), &d);
+            }
+            continue;
+        }
+        let back = drain(&mut server);
+        for (_, d) in &back {
+            client.handle_datagram(now, server_addr(), d);
+        }
+        if back.is_empty() {
+            break;
+        }
+    }
+    assert!(sent_early);
+    let ev = drain_events(&mut client);
+    assert!(ev.iter().any(|e| matches!(e, Event::ApplicationData(d) if d == ANSWER)), "{ev:?}");
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::ApplicationData(_))).count(), 1);
+}
+
+/// Without a cookie exchange the client's address is unproven: 0.5-RTT data within three
+/// times what the client sent goes at once, the rest waits for the client's Finished
+/// (RFC 9147 §5.1).
+#[test]
+fn half_rtt_data_respects_the_amplification_limit() {
+    let (server_cfg, client_cfg) = configs13(Mode::Psk, Some(EarlyDataConfig::default()));
+    let mut now = Instant::now();
+    let (mut server, ticket) = ticket_from(&server_cfg, &client_cfg, now);
+    drain_events(&mut server);
+    now += Duration::from_secs(1);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(9));
+    client.connect_with_early_data(now, server_addr(), client_cfg, "localhost", Some(ticket), EARLY).unwrap();
+    let first = drain(&mut client);
+    let received = first[0].1.len();
+    server.handle_datagram(now, client_addr(), &first[0].1);
+    drain_events(&mut server);
+    let max = server.connection(&client_addr()).unwrap().max_payload();
+    let big = vec![7u8; max.min(received)];
+    let mut sent_now = 0;
+    for _ in 0..4 {
+        server.send(client_addr(), &big).unwrap();
+    }
+    let out = drain(&mut server);
+    let total: usize = out.iter().map(|(_, d)| d.len()).sum();
+    assert!(total <= 3 * received, "{total} bytes sent for {received} received");
+    for (_, d) in &out {
+        sent_now += usize::from(epochs(d) == vec![3]);
+        client.handle_datagram(now, server_addr(), d);
+    }
+    assert!(sent_now < 4, "some 0.5-RTT data held");
+    for _ in 0..4 {
+        for (_, d) in drain(&mut client) {
+            server.handle_datagram(now, client_addr(), &d);
+        }
+        for (_, d) in drain(&mut server) {
+            client.handle_datagram(now, server_addr(), &d);
+        }
+    }
+    let ev = drain_events(&mut client);
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::ApplicationData(d) if *d == big)).count(), 4, "in order, all");
+}

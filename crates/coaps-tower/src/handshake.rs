@@ -47,10 +47,15 @@
 //! always has `early_data: false`); rejected early data never reaches it. Early data can be
 //! replayed by an attacker across connections (RFC 8446 §8; the engine's single-use tickets
 //! and freshness window narrow this), so the inner service must only act on what is safe to
-//! repeat. The engine sends nothing before the client's Finished (no 0.5-RTT data), so the
-//! inner service's answers to early data are held, at most [`MAX_HELD_EARLY_RESPONSES`] per
-//! peer, and sealed with the 1-RTT keys in the answer to the datagram that completes the
-//! handshake; they are dropped if the handshake fails.
+//! repeat. The answers to early data go out at once, as 0.5-RTT data (RFC 8446 §2.3): the
+//! engine's server has its epoch-3 sending keys from its own Finished on, so the answer
+//! follows the server's flight in the same exchange and the client has it after one round
+//! trip. (The engine holds it until the client's Finished only when the three-times
+//! amplification limit of an unproven address would be exceeded, RFC 9147 §5.1; see
+//! [`coaps_dtls::Connection::send`].) Every answer goes only to the association that asked:
+//! when a new handshake from the same address has replaced it (RFC 6347 §4.2.8) — another
+//! ClientHello random or another peer identity — the answer is dropped and counted in
+//! [`HandshakeStats::responses_dropped`].
 //!
 //! A 0-RTT resumption from the address its ticket was issued to comes without a cookie
 //! (RFC 9147 §5.1, [`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`]): a
@@ -141,7 +146,7 @@ use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::endpoint::cookie13_config;
 use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
 use pin_project_lite::pin_project;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,10 +163,6 @@ use tower_service::Service;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`HandshakeBuilder::outbox_capacity`].
 pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
-/// Most answers to 0-RTT early data held per peer until its handshake completes (see the
-/// module docs, "Early data"); beyond it they are dropped and counted in
-/// [`HandshakeStats::responses_dropped`].
-pub const MAX_HELD_EARLY_RESPONSES: usize = 16;
 
 /// Counters of the handshake layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -175,7 +176,8 @@ pub struct HandshakeStats {
     pub unverified_client_hellos: u64,
     /// Application-data records handed to the inner service.
     pub records_to_inner: u64,
-    /// Responses of the inner service that could not be sealed (peer gone, too large).
+    /// Responses of the inner service that could not be sealed (peer gone or replaced by
+    /// another association, too large).
     pub responses_dropped: u64,
     /// Associations forgotten after the idle timeout.
     pub expired_idle: u64,
@@ -288,7 +290,6 @@ impl HandshakeBuilder {
             state: Mutex::new(State {
                 endpoint,
                 outbox: VecDeque::new(),
-                held: HashMap::new(),
                 last_now: now,
                 next_sweep: now + sweep_every,
                 worker_deadline: None,
@@ -314,9 +315,6 @@ impl HandshakeBuilder {
 struct State {
     endpoint: Endpoint,
     outbox: VecDeque<Transmit>,
-    /// Answers of the inner service to 0-RTT early data, waiting for their peer's handshake to
-    /// complete: the engine has no keys to send with before (no 0.5-RTT data).
-    held: HashMap<SocketAddr, Held>,
     /// The engine wants a clock that never goes back; datagram timestamps and the worker's
     /// clock readings interleave, so every input is clamped to the latest time seen.
     last_now: Instant,
@@ -325,14 +323,18 @@ struct State {
     worker_deadline: Option<Instant>,
 }
 
-/// Answers to one association's early data. A new handshake from the same address can replace
-/// the association (RFC 6347 §4.2.8) before it completes: the answers only go to an
-/// association with the same ClientHello random and the same peer identity, never to another
-/// principal that took over the address.
-struct Held {
+/// The association a record came from. A new handshake from the same address can replace it
+/// (RFC 6347 §4.2.8) while the inner service works: the answer only goes to an association
+/// with the same ClientHello random and the same peer identity, never to another principal
+/// that took over the address.
+#[derive(Clone)]
+struct Asker {
     client_random: [u8; 32],
     identity: PeerIdentity,
-    answers: Vec<Vec<u8>>,
+}
+
+fn asker(c: &coaps_dtls::Connection) -> Asker {
+    Asker { client_random: *c.client_random(), identity: c.peer_identity().clone() }
 }
 
 impl State {
@@ -375,7 +377,7 @@ impl Shared {
 
     /// Runs the cookie policy, then the engine, on one datagram. Returns what to send back
     /// and the application records to hand to the inner service.
-    fn handle(&self, mut d: Datagram) -> (Transmits, VecDeque<Secured>) {
+    fn handle(&self, mut d: Datagram) -> (Transmits, VecDeque<(Secured, Asker)>) {
         let mut app = VecDeque::new();
         if d.cookie.is_none()
             && (first_client_hello(&d.payload).is_some()
@@ -405,8 +407,9 @@ impl Shared {
         while let Some((peer, event)) = st.endpoint.poll_event() {
             match event {
                 Event::ApplicationData(payload) => {
-                    match st.endpoint.connection(&peer).map(|c| c.peer_identity().clone()) {
-                        Some(identity) => app.push_back(Secured { peer, identity, payload, early_data: false }),
+                    match st.endpoint.connection(&peer).map(asker) {
+                        Some(a) => app
+                            .push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: false }, a)),
                         // Data and a fatal error (or close_notify) in one datagram: without the
                         // association the identity is unknown, so the data cannot be authorized.
                         None => tracing::debug!(%peer, "application data from a closed association dropped"),
@@ -414,34 +417,16 @@ impl Shared {
                 }
                 Event::Connected { identity, suite, resumed } => {
                     tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
-                    // The answers to this peer's early data go out now, with 1-RTT keys, after
-                    // the acknowledgement of its Finished.
-                    let held = st.held.remove(&peer).map_or_else(Vec::new, |h| {
-                        let same = st
-                            .endpoint
-                            .connection(&peer)
-                            .is_some_and(|c| *c.client_random() == h.client_random && *c.peer_identity() == h.identity);
-                        if !same {
-                            self.responses_dropped.fetch_add(h.answers.len() as u64, Ordering::Relaxed);
-                            tracing::debug!(%peer, "answers to early data of a replaced association dropped");
-                        }
-                        if same { h.answers } else { Vec::new() }
-                    });
-                    for payload in held {
-                        if let Err(e) = st.endpoint.send(peer, &payload) {
-                            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%peer, error = %e, "held answer to early data not sent");
-                        }
-                    }
                 }
                 Event::Closed(reason) => {
-                    st.held.remove(&peer);
                     tracing::debug!(%peer, ?reason, "DTLS association closed");
                 }
                 // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
                 // the CoAP policy can refuse what is not safe to replay.
-                Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(|c| c.peer_identity().clone()) {
-                    Some(identity) => app.push_back(Secured { peer, identity, payload, early_data: true }),
+                Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(asker) {
+                    Some(a) => {
+                        app.push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: true }, a))
+                    }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },
                 Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
@@ -463,35 +448,21 @@ impl Shared {
         (out, app)
     }
 
-    /// Seals a response of the inner service for `peer`; holds it until the handshake
-    /// completes when it answers early data (see the module docs, "Early data").
-    fn seal(&self, peer: SocketAddr, payload: &[u8], out: &mut Transmits) {
+    /// Seals a response of the inner service for `peer`, if the association that asked is still
+    /// the one at `peer`; an answer to early data goes out as 0.5-RTT data (see the module
+    /// docs, "Early data").
+    fn seal(&self, peer: SocketAddr, asked: &Asker, payload: &[u8], out: &mut Transmits) {
         let mut st = self.lock();
-        match st.endpoint.send(peer, payload) {
-            Ok(()) => {}
-            Err(Error::NotConnected) if st.endpoint.connection(&peer).is_some_and(|c| c.is_handshaking()) => {
-                let State { held, endpoint, .. } = &mut *st;
-                let Some(conn) = endpoint.connection(&peer) else { return };
-                let (client_random, identity) = (*conn.client_random(), conn.peer_identity());
-                let held = held.entry(peer).or_insert_with(|| Held {
-                    client_random,
-                    identity: identity.clone(),
-                    answers: Vec::new(),
-                });
-                if held.client_random != client_random || held.identity != *identity {
-                    *held = Held { client_random, identity: identity.clone(), answers: Vec::new() };
-                }
-                if held.answers.len() < MAX_HELD_EARLY_RESPONSES {
-                    held.answers.push(payload.to_vec());
-                } else {
-                    self.responses_dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "too many answers to early data held; dropped");
-                }
-            }
-            Err(e) => {
-                self.responses_dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, error = %e, "response not sent");
-            }
+        let same = st
+            .endpoint
+            .connection(&peer)
+            .is_some_and(|c| *c.client_random() == asked.client_random && *c.peer_identity() == asked.identity);
+        if !same {
+            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "answer for a closed or replaced association dropped");
+        } else if let Err(e) = st.endpoint.send(peer, payload) {
+            self.responses_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "response not sent");
         }
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -523,9 +494,6 @@ impl Shared {
         self.push_outbox(st, ts);
         while let Some((peer, event)) = st.endpoint.poll_event() {
             // Only timers and local closes run here: no application data can appear.
-            if matches!(event, Event::Closed(_)) {
-                st.held.remove(&peer);
-            }
             tracing::debug!(%peer, ?event, "DTLS event (timer or local close)");
         }
     }
@@ -538,8 +506,6 @@ impl Shared {
         if now >= st.next_sweep {
             if let Some(idle_since) = now.checked_sub(self.idle_timeout) {
                 let n = st.endpoint.expire_idle(idle_since);
-                let State { held, endpoint, .. } = &mut *st;
-                held.retain(|peer, _| endpoint.connection(peer).is_some());
                 if n > 0 {
                     self.expired_idle.fetch_add(n as u64, Ordering::Relaxed);
                     tracing::debug!(expired = n, "idle associations forgotten");
@@ -721,7 +687,6 @@ impl Associations {
     pub fn close_all(&self) -> Transmits {
         let mut st = self.shared.lock();
         let mut out: Transmits = st.outbox.drain(..).collect();
-        st.held.clear();
         st.endpoint.close_all();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -812,7 +777,7 @@ where
 struct Job<S> {
     service: S,
     shared: Arc<Shared>,
-    pending: VecDeque<Secured>,
+    pending: VecDeque<(Secured, Asker)>,
     out: Transmits,
 }
 
@@ -837,7 +802,7 @@ pin_project! {
     #[project = CallProj]
     enum Call<F> {
         Idle,
-        Running { #[pin] future: F, peer: SocketAddr },
+        Running { #[pin] future: F, peer: SocketAddr, asked: Asker },
     }
 }
 
@@ -867,12 +832,12 @@ where
         };
         loop {
             let result = match call.as_mut().project() {
-                CallProj::Running { future, peer } => {
+                CallProj::Running { future, peer, asked } => {
                     let peer = *peer;
                     match ready!(future.poll(cx)) {
                         Ok(response) => {
                             if let Some(payload) = response {
-                                job.shared.seal(peer, &payload, &mut job.out);
+                                job.shared.seal(peer, asked, &payload, &mut job.out);
                             }
                             Ok(())
                         }
@@ -885,10 +850,10 @@ where
                     }
                     match ready!(job.service.poll_ready(cx)) {
                         Ok(()) => {
-                            if let Some(record) = job.pending.pop_front() {
+                            if let Some((record, asked)) = job.pending.pop_front() {
                                 let peer = record.peer;
                                 let future = job.service.call(record);
-                                call.set(Call::Running { future, peer });
+                                call.set(Call::Running { future, peer, asked });
                             }
                             continue;
                         }

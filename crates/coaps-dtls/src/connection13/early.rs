@@ -345,6 +345,9 @@ impl Conn13 {
     /// Server: the records packed behind the ClientHello that created this association
     /// (0-RTT data in the same datagram, RFC 8446 §4.2.10).
     pub(crate) fn handle_rest_of_first_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if let Some(hr) = self.half_rtt.as_mut() {
+            hr.received = hr.received.max(datagram.len() as u64);
+        }
         if self.early.is_none() || self.state == State::Closed {
             return;
         }
