@@ -162,6 +162,9 @@ pub(crate) struct CookieGate {
     /// Fragmented ClientHellos being reassembled (RFC 9147 §5.1), bounded by the server's
     /// [`ServerConfig::hello_reassembly`]; `None` without a server configuration.
     hellos: Option<Mutex<HelloReassembly>>,
+    /// Recently passed 0-RTT ClientHellos (peer, random), oldest first; see
+    /// [`CookieGate::recent_zero_rtt`].
+    recent_exempt: Mutex<std::collections::VecDeque<(Instant, SocketAddr, [u8; 32])>>,
     provider: Arc<dyn CryptoProvider>,
     hello_verify_requests: AtomicU64,
     hello_retry_requests: AtomicU64,
@@ -200,6 +203,7 @@ impl CookieGate {
             keys: Mutex::new(Keys { keys, rng }),
             keys13,
             hellos,
+            recent_exempt: Mutex::new(std::collections::VecDeque::new()),
             server,
             provider,
             hello_verify_requests: AtomicU64::new(0),
@@ -224,6 +228,36 @@ impl CookieGate {
             hellos_reassembled: self.hellos_reassembled.load(Ordering::Relaxed),
             hello_fragments_refused: self.hello_fragments_refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// Most 0-RTT ClientHellos remembered by [`CookieGate::remember_zero_rtt`].
+    const MAX_RECENT_ZERO_RTT: usize = 1024;
+
+    /// Remembers the (peer, random) of a 0-RTT ClientHello passed without a cookie, for the
+    /// server's ticket-age freshness window (RFC 8446 §8.3). Only hellos whose binder verified
+    /// get here, so a spoofer cannot fill it; it is bounded all the same (oldest dropped).
+    fn remember_zero_rtt(&self, server: &ServerConfig, now: Instant, peer: SocketAddr, body: &[u8]) {
+        let Some(random) = body.get(2..34).and_then(|r| <[u8; 32]>::try_from(r).ok()) else { return };
+        let window = server.early_data.as_ref().map_or(std::time::Duration::ZERO, |e| e.freshness_window);
+        let mut recent = self.recent_exempt.lock().unwrap_or_else(|e| e.into_inner());
+        while recent.front().is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > window)
+            || recent.len() >= Self::MAX_RECENT_ZERO_RTT
+        {
+            recent.pop_front();
+        }
+        recent.push_back((now, peer, random));
+    }
+
+    /// Whether the cookie-less ClientHello `body` from `peer` repeats one that
+    /// [`CookieGate::remember_zero_rtt`] recorded within the freshness window (a network
+    /// duplicate or a retransmission whose answer was lost). The endpoint behind the gate
+    /// routes such a copy to the association the first one created (same random), and
+    /// without one it sends its own HelloRetryRequest: nothing new is created from it.
+    fn recent_zero_rtt(&self, server: &ServerConfig, now: Instant, peer: SocketAddr, body: &[u8]) -> bool {
+        let Some(random) = body.get(2..34) else { return false };
+        let Some(window) = server.early_data.as_ref().map(|e| e.freshness_window) else { return false };
+        let recent = self.recent_exempt.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().any(|(t, p, r)| *p == peer && &r[..] == random && now.saturating_duration_since(*t) <= window)
     }
 
     /// The DTLS 1.3 cookie secrets, to share with the endpoint behind the gate.
@@ -253,6 +287,14 @@ impl CookieGate {
         let Some((record_seq, body)) = first_client_hello(datagram) else { return Verdict::PassThrough };
         if let Some(server) = &self.server {
             if server.dtls13 {
+                if self.recent_zero_rtt(server, now, peer, body) {
+                    // A copy of a 0-RTT ClientHello this gate just passed (its ticket is
+                    // spent now, so it is no longer exempt): it goes to the association it
+                    // created, as the engine's endpoint routes it, instead of getting a
+                    // HelloRetryRequest the waiting client would take and restart on.
+                    self.cookie_exempt.fetch_add(1, Ordering::Relaxed);
+                    return Verdict::Verified(CookieVerified { rtt_sample: None });
+                }
                 let decision = {
                     let mut k = self.keys.lock().unwrap_or_else(|e| e.into_inner());
                     let keys13 = self.keys13.lock(now, &mut k.rng);
@@ -266,6 +308,7 @@ impl CookieGate {
                     }
                     Stateless13::CookieExempt => {
                         self.cookie_exempt.fetch_add(1, Ordering::Relaxed);
+                        self.remember_zero_rtt(server, now, peer, body);
                         return Verdict::Verified(CookieVerified { rtt_sample: None });
                     }
                     Stateless13::HelloRetryRequest { datagram, rejected } => {
