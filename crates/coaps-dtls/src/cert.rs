@@ -516,22 +516,60 @@ struct EcdsaP256 {
     hash: Hash,
 }
 
-impl SignatureVerificationAlgorithm for EcdsaP256 {
-    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+impl EcdsaP256 {
+    /// Verifies `signature` over `message` with `public_key`; when `cache` is given, a
+    /// signature it already holds as verified is accepted without the point arithmetic, and a
+    /// newly verified one is added to it.
+    fn verify_cached(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+        cache: Option<&SignatureCache>,
+    ) -> Result<(), InvalidSignature> {
         use p256::ecdsa::signature::hazmat::PrehashVerifier;
         use sha2::Digest;
 
-        let point = checked_point(public_key).map_err(|_| InvalidSignature)?;
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| InvalidSignature)?;
+        // Uncompressed points only (see `checked_point`); `from_sec1_bytes` then checks that the
+        // point is on the curve and not the identity, so the key is decoded once.
+        if public_key.len() != 65 || public_key[0] != 0x04 {
+            return Err(InvalidSignature);
+        }
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
         // X.509 ECDSA signatures are DER `Ecdsa-Sig-Value` (RFC 5480 §2.2 / RFC 5758 §3.2).
         let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| InvalidSignature)?;
         // FIPS 186-4 §6.4: a digest longer than the group order is truncated to its leftmost
         // bits, which `verify_prehash` does.
-        let result = match self.hash {
-            Hash::Sha256 => key.verify_prehash(&sha2::Sha256::digest(message), &sig),
-            Hash::Sha384 => key.verify_prehash(&sha2::Sha384::digest(message), &sig),
+        let mut digest = [0u8; 48];
+        let digest = match self.hash {
+            Hash::Sha256 => {
+                digest[..32].copy_from_slice(&sha2::Sha256::digest(message));
+                &digest[..32]
+            }
+            Hash::Sha384 => {
+                digest.copy_from_slice(&sha2::Sha384::digest(message));
+                &digest[..]
+            }
         };
-        result.map_err(|_| InvalidSignature)
+        // ECDSA verification is a function of (key, digest, signature) alone, so a verified
+        // triple seen again is exactly as valid as the first time.
+        let entry = cache.map(|_| SignatureCache::entry(public_key, digest, signature));
+        if let (Some(cache), Some(entry)) = (cache, &entry)
+            && cache.contains(entry)
+        {
+            return Ok(());
+        }
+        key.verify_prehash(digest, &sig).map_err(|_| InvalidSignature)?;
+        if let (Some(cache), Some(entry)) = (cache, entry) {
+            cache.insert(entry);
+        }
+        Ok(())
+    }
+}
+
+impl SignatureVerificationAlgorithm for EcdsaP256 {
+    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+        self.verify_cached(public_key, message, signature, None)
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
@@ -543,16 +581,96 @@ impl SignatureVerificationAlgorithm for EcdsaP256 {
     }
 }
 
+/// An [`EcdsaP256`] algorithm that consults a verifier's [`SignatureCache`].
+#[derive(Debug)]
+struct CachedEcdsaP256<'a> {
+    alg: &'static EcdsaP256,
+    cache: &'a SignatureCache,
+}
+
+impl SignatureVerificationAlgorithm for CachedEcdsaP256<'_> {
+    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+        self.alg.verify_cached(public_key, message, signature, Some(self.cache))
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        self.alg.public_key_alg_id()
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        self.alg.signature_alg_id
+    }
+}
+
+/// How many verified certificate signatures a [`WebPkiVerifier`] remembers: enough for the
+/// chains of a handful of peers (one signature per certificate below the trust anchor).
+const SIGNATURE_CACHE_ENTRIES: usize = 16;
+
+/// Certificate signatures already verified by one [`WebPkiVerifier`], most recent last.
+///
+/// A client reconnecting to the same server (or a server seeing the same client again) gets
+/// the same chain each time, and checking the issuer's ECDSA signature on it is the single
+/// most expensive step of path validation (a P-256 double-scalar multiplication, about a
+/// quarter of a full ECDHE-ECDSA handshake's CPU on the client). Entries are compared byte for
+/// byte on the public key, the message digest and the signature, and only signatures that
+/// verified are stored, so a hit is never a weaker check than the verification it replaces;
+/// everything else webpki checks (validity period, name constraints, key usage, names) is
+/// still done for every chain.
+#[derive(Default)]
+struct SignatureCache(std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>);
+
+impl fmt::Debug for SignatureCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignatureCache").field("entries", &self.lock().len()).finish()
+    }
+}
+
+impl SignatureCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Vec<u8>>> {
+        // The guarded data is a plain list that no panic can leave half-updated.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cache key: each part length-prefixed, so that no two triples encode alike.
+    fn entry(public_key: &[u8], digest: &[u8], signature: &[u8]) -> Vec<u8> {
+        let mut e = Vec::with_capacity(3 + public_key.len() + digest.len() + signature.len());
+        for part in [public_key, digest, signature] {
+            // Every part is under 256 bytes (65-byte point, 48-byte digest at most, and a DER
+            // P-256 signature of at most 72 bytes, which `Signature::from_der` has checked).
+            e.push(part.len() as u8);
+            e.extend_from_slice(part);
+        }
+        e
+    }
+
+    fn contains(&self, entry: &[u8]) -> bool {
+        self.lock().iter().any(|e| e.as_slice() == entry)
+    }
+
+    fn insert(&self, entry: Vec<u8>) {
+        let mut entries = self.lock();
+        if entries.iter().any(|e| *e == entry) {
+            return;
+        }
+        if entries.len() == SIGNATURE_CACHE_ENTRIES {
+            entries.pop_front();
+        }
+        entries.push_back(entry);
+    }
+}
+
 /// ECDSA P-256 with SHA-256 (`ecdsa-with-SHA256`), for webpki path validation.
-pub static ECDSA_P256_SHA256: &dyn SignatureVerificationAlgorithm =
-    &EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA256, hash: Hash::Sha256 };
+pub static ECDSA_P256_SHA256: &dyn SignatureVerificationAlgorithm = &P256_SHA256;
+
+static P256_SHA256: EcdsaP256 = EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA256, hash: Hash::Sha256 };
 
 /// ECDSA P-256 with SHA-384 (`ecdsa-with-SHA384`), which some CAs use to sign P-256 keys.
 ///
 /// RFC 7252 §9.1.3.3 says certificates MUST be signed with SHA-256; that binds issuers, and
 /// accepting SHA-384 as well costs no security, so verification is lenient here.
-pub static ECDSA_P256_SHA384: &dyn SignatureVerificationAlgorithm =
-    &EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA384, hash: Hash::Sha384 };
+pub static ECDSA_P256_SHA384: &dyn SignatureVerificationAlgorithm = &P256_SHA384;
+
+static P256_SHA384: EcdsaP256 = EcdsaP256 { signature_alg_id: alg_id::ECDSA_SHA384, hash: Hash::Sha384 };
 
 /// The certificate signature algorithms accepted in chains. Anything else (RSA, P-384 issuers,
 /// Ed25519) is reported as [`CertificateError::UnsupportedSignatureAlgorithm`].
@@ -566,6 +684,7 @@ pub static SUPPORTED_SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[ECDSA_
 /// (RFC 5280 path validation).
 pub struct WebPkiVerifier {
     anchors: Vec<TrustAnchor<'static>>,
+    signatures: SignatureCache,
 }
 
 impl fmt::Debug for WebPkiVerifier {
@@ -595,7 +714,7 @@ impl WebPkiVerifier {
                     .map_err(|e| CredentialError::BadTrustAnchor { index, reason: format!("{e:?}") })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { anchors })
+        Ok(Self { anchors, signatures: SignatureCache::default() })
     }
 
     /// Creates a verifier trusting every `CERTIFICATE` in the PEM text.
@@ -616,8 +735,12 @@ impl WebPkiVerifier {
         let ee_der = CertificateDer::from(ee.as_slice());
         let ee_cert = webpki::EndEntityCert::try_from(&ee_der).map_err(map_webpki_error)?;
         let intermediates: Vec<CertificateDer<'_>> = rest.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+        // The same algorithms as `SUPPORTED_SIG_ALGS`, remembering verified signatures.
+        let sha256 = CachedEcdsaP256 { alg: &P256_SHA256, cache: &self.signatures };
+        let sha384 = CachedEcdsaP256 { alg: &P256_SHA384, cache: &self.signatures };
+        let algs: [&dyn SignatureVerificationAlgorithm; 2] = [&sha256, &sha384];
         ee_cert
-            .verify_for_usage(SUPPORTED_SIG_ALGS, &self.anchors, &intermediates, unix_time(now), usage, None, None)
+            .verify_for_usage(&algs, &self.anchors, &intermediates, unix_time(now), usage, None, None)
             .map_err(map_webpki_error)?;
         if let Some(name) = server_name {
             // RFC 6125 §6 via webpki: only subjectAltName dNSName / iPAddress entries count,

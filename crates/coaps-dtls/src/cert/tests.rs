@@ -271,6 +271,60 @@ fn tampered_signature_is_refused() {
     assert!(pki.verifier().verify_server(&[der], "localhost", checked_at()).is_err());
 }
 
+/// A verifier remembers the issuer signatures it verified, and a remembered signature replaces
+/// only the ECDSA check: names, validity, key usage and other signatures are still checked.
+#[test]
+fn verified_signatures_are_remembered_and_other_checks_still_run() {
+    let pki = pki_or_skip!();
+    let verifier = pki.verifier();
+    let now = checked_at();
+    let expected = pki.public_point("server");
+    let cached = |v: &WebPkiVerifier| v.signatures.lock().len();
+    assert_eq!(cached(&verifier), 0);
+    assert_eq!(verifier.verify_server(&pki.chain("server"), "localhost", now), Ok(expected));
+    assert_eq!(cached(&verifier), 1);
+    assert_eq!(verifier.verify_server(&pki.chain("server"), "127.0.0.1", now), Ok(expected));
+    assert_eq!(cached(&verifier), 1, "a hit stores nothing new");
+
+    assert_eq!(
+        verifier.verify_server(&pki.chain("server"), "example.com", now),
+        Err(CertificateError::NotValidForName)
+    );
+    assert_eq!(
+        verifier.verify_server(&pki.chain("server"), "localhost", now + 20 * 365 * DAY),
+        Err(CertificateError::Expired)
+    );
+    assert!(verifier.verify_client(&pki.chain("server"), now).is_err(), "serverAuth-only certificate");
+
+    // Another signature by the same CA over the same certificate body is not a hit.
+    let mut der = pki.read("server.crt.der");
+    *der.last_mut().unwrap() ^= 0x01;
+    assert_eq!(verifier.verify_server(&[der], "localhost", now), Err(CertificateError::BadSignature));
+    // Neither is the same signature over a changed body.
+    let mut der = pki.read("server.crt.der");
+    let pos = der.windows(65).position(|w| w == expected).expect("point in cert");
+    der[pos + 64] ^= 0x01;
+    assert!(verifier.verify_server(&[der], "localhost", now).is_err());
+    assert_eq!(cached(&verifier), 1, "failures are not stored");
+
+    assert_eq!(verifier.verify_client(&pki.chain("client"), now), Ok(pki.public_point("client")));
+    assert_eq!(cached(&verifier), 2);
+}
+
+/// The cache holds at most `SIGNATURE_CACHE_ENTRIES`, dropping the oldest, and its key
+/// separates the parts so that moving bytes between them changes the entry.
+#[test]
+fn signature_cache_is_bounded_and_unambiguous() {
+    let cache = SignatureCache::default();
+    for i in 0..SIGNATURE_CACHE_ENTRIES + 3 {
+        cache.insert(SignatureCache::entry(&[4; 65], &[i as u8; 32], &[0x30; 70]));
+    }
+    assert_eq!(cache.lock().len(), SIGNATURE_CACHE_ENTRIES);
+    assert!(!cache.contains(&SignatureCache::entry(&[4; 65], &[0; 32], &[0x30; 70])), "oldest dropped");
+    assert!(cache.contains(&SignatureCache::entry(&[4; 65], &[3; 32], &[0x30; 70])));
+    assert_ne!(SignatureCache::entry(&[1, 2], &[3], &[4]), SignatureCache::entry(&[1], &[2, 3], &[4]));
+}
+
 #[test]
 fn sha384_signed_certificate_verifies() {
     let pki = pki_or_skip!();

@@ -150,10 +150,19 @@ pub fn hkdf_expand_label(secret: &[u8; HASH_LEN], label: &[u8], context: &[u8], 
 }
 
 fn expand_label(prefix: Prefix, secret: &[u8; HASH_LEN], label: &[u8], context: &[u8], out: &mut [u8]) {
+    expand_label_with(&prk(secret), prefix, label, context, out);
+}
+
+/// `secret` keyed as an HKDF PRK: the HMAC key blocks hashed once, so that several labels
+/// expanded from the same secret share that work.
+fn prk(secret: &[u8; HASH_LEN]) -> Hkdf<Sha256> {
+    Hkdf::<Sha256>::from_prk(secret).expect("a 32-byte PRK is long enough for HKDF-SHA-256")
+}
+
+fn expand_label_with(hkdf: &Hkdf<Sha256>, prefix: Prefix, label: &[u8], context: &[u8], out: &mut [u8]) {
     let length = u16::try_from(out.len()).expect("HKDF-Expand-Label output longer than 65535 bytes");
     let label_len = u8::try_from(prefix.0.len() + label.len()).expect("HkdfLabel.label longer than 255 bytes");
     let context_len = u8::try_from(context.len()).expect("HkdfLabel.context longer than 255 bytes");
-    let hkdf = Hkdf::<Sha256>::from_prk(secret).expect("a 32-byte PRK is long enough for HKDF-SHA-256");
     hkdf.expand_multi_info(&[&length.to_be_bytes(), &[label_len], prefix.0, label, &[context_len], context], out)
         .expect("HKDF-Expand-Label output longer than 255 hash blocks");
 }
@@ -386,10 +395,11 @@ impl TrafficKeys {
     fn derive_p(prefix: Prefix, alg: AeadAlgorithm, traffic_secret: &Secret) -> Self {
         let n = alg.key_len();
         let mut keys = Self { alg, key: [0; 32], iv: [0; 12], sn_key: [0; 32] };
-        expand_label(prefix, &traffic_secret.0, b"key", &[], &mut keys.key[..n]);
-        expand_label(prefix, &traffic_secret.0, b"iv", &[], &mut keys.iv);
+        let prk = prk(&traffic_secret.0);
+        expand_label_with(&prk, prefix, b"key", &[], &mut keys.key[..n]);
+        expand_label_with(&prk, prefix, b"iv", &[], &mut keys.iv);
         // RFC 9147 §4.2.3: the sn_key is as long as the AEAD key.
-        expand_label(prefix, &traffic_secret.0, b"sn", &[], &mut keys.sn_key[..n]);
+        expand_label_with(&prk, prefix, b"sn", &[], &mut keys.sn_key[..n]);
         keys
     }
 
