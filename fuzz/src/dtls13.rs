@@ -331,10 +331,10 @@ pub fn mitm(server_flags: u8, client_flags: u8, mut input: &[u8], dir: Direction
         while let Some((p, ev)) = server.poll_event() {
             match ev {
                 Event::Connected { .. } => server_up = true,
-                Event::ApplicationData(d) => {
+                Event::ApplicationData(d) | Event::EarlyData(d) => {
                     let _ = server.send(p, &d);
                 }
-                Event::Closed(_) => {}
+                Event::Closed(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
         }
         while let Some((p, ev)) = client.poll_event() {
@@ -396,6 +396,7 @@ pub fn record_run13(server_flags: u8, client_flags: u8) -> (Vec<Vec<u8>>, Vec<Ve
                 }
                 Event::ApplicationData(d) => echoed |= d == b"fuzz 1.3 message",
                 Event::Closed(r) => panic!("seed handshake {server_flags}/{client_flags} closed: {r:?}"),
+                Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
             }
         }
     }
