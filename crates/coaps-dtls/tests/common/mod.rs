@@ -2,6 +2,8 @@
 //! that wraps an [`Endpoint`].
 #![allow(dead_code)]
 
+pub mod inject;
+
 use coaps_dtls::cert::{self, PinnedKeys, WebPkiVerifier};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
