@@ -1,5 +1,6 @@
 //! Links the wolfSSL 5.9.4 static library: `COAPS_WOLFSSL_BENCH_LIB` (a directory holding an
-//! already built `libwolfssl.a`) if set, else builds it once with `build-wolfssl.sh` into
+//! already built `libwolfssl.a`) if set, else builds it once with `scripts/build-wolfssl.sh
+//! --bench` (the script that also builds the interop peers) into
 //! `$CARGO_TARGET_DIR/wolfssl-5.9.4-bench` (or `target/` beside this file).
 
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=build-wolfssl.sh");
+    println!("cargo:rerun-if-changed=../../scripts/build-wolfssl.sh");
     for var in ["COAPS_WOLFSSL_BENCH_LIB", "COAPS_WOLFSSL_SRC", "COAPS_WOLFSSL_BENCH_CONFIGURE", "CARGO_TARGET_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -18,7 +19,8 @@ fn main() {
             let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| manifest.join("target"), PathBuf::from);
             let dest = target.join("wolfssl-5.9.4-bench");
             let status = Command::new("bash")
-                .arg(manifest.join("build-wolfssl.sh"))
+                .arg(manifest.join("../../scripts/build-wolfssl.sh"))
+                .arg("--bench")
                 .arg(&dest)
                 .status()
                 .expect("running build-wolfssl.sh (needs bash)");

@@ -242,6 +242,23 @@ impl Harness {
     /// # Panics
     /// If the server never delivers the data.
     pub fn first_byte(&mut self, data: &[u8], early: bool) -> FirstByte {
+        self.resume_sending(data, early, None).expect("the server never delivered the data")
+    }
+
+    /// Like [`Harness::first_byte`], but until the client has the server's `answer` to `data`:
+    /// the server answers as soon as it has the request (as 0.5-RTT data when the request
+    /// came as 0-RTT data, RFC 8446 §2.3). `round_trips` counts the server flights the
+    /// client had received then (the answer's datagram counts with the flight it follows).
+    pub fn answer(&mut self, data: &[u8], answer: &[u8], early: bool) -> FirstByte {
+        self.resume_sending(data, early, Some(answer)).unwrap_or_else(|| panic!("the client never got the answer"))
+    }
+
+    /// Drives a resumption of the primed ticket by a fresh client that sends `data` (as 0-RTT
+    /// early data with `early`, else on `Connected`). Without `answer`, stops once the server
+    /// has `data` (measured then); with it, the server answers every delivery of `data` with
+    /// `answer` and the run stops (measured) once the client has the answer. `None` when that
+    /// never happens. Either way the server forgets the association afterwards.
+    fn resume_sending(&mut self, data: &[u8], early: bool, answer: Option<&[u8]>) -> Option<FirstByte> {
         self.counter += 1;
         let now = self.now;
         let client_addr = self.client_addr();
@@ -253,26 +270,32 @@ impl Harness {
             client.connect(now, SERVER, self.client_config.clone(), "localhost", Some(session))
         }
         .expect("connect");
+        let measure = |early: bool, wire: &Wire| FirstByte {
+            early,
+            round_trips: wire.s2c_flights,
+            bytes: wire.bytes(),
+            datagrams: wire.datagrams(),
+        };
         let mut wire = Wire::default();
+        let mut was_early = false;
         let mut result = None;
-        for _ in 0..32 {
+        'run: for _ in 0..32 {
             let mut moved = false;
             while let Some(t) = client.poll_transmit() {
                 wire.c2s(t.payload.len());
                 self.server.handle_datagram(now, client_addr, &t.payload);
                 moved = true;
             }
-            while let Some((_, ev)) = self.server.poll_event() {
+            while let Some((peer, ev)) = self.server.poll_event() {
                 if let Event::EarlyData(d) | Event::ApplicationData(d) = &ev
                     && d == data
                     && result.is_none()
                 {
-                    result = Some(FirstByte {
-                        early: matches!(ev, Event::EarlyData(_)),
-                        round_trips: wire.s2c_flights,
-                        bytes: wire.bytes(),
-                        datagrams: wire.datagrams(),
-                    });
+                    was_early = matches!(ev, Event::EarlyData(_));
+                    match answer {
+                        Some(answer) => self.server.send(peer, answer).expect("answer"),
+                        None => result = Some(measure(was_early, &wire)),
+                    }
                 }
             }
             if result.is_some() {
@@ -286,6 +309,10 @@ impl Harness {
             while let Some((peer, ev)) = client.poll_event() {
                 match ev {
                     Event::Connected { .. } if !early => client.send(peer, data).expect("send"),
+                    Event::ApplicationData(d) if answer.is_some_and(|a| d == a) => {
+                        result = Some(measure(was_early, &wire));
+                        break 'run;
+                    }
                     Event::Closed(r) => panic!("closed: {r:?}"),
                     _ => {}
                 }
@@ -298,70 +325,7 @@ impl Harness {
         // What the server still had to send belongs to the forgotten association.
         while self.server.poll_transmit().is_some() {}
         while self.server.poll_event().is_some() {}
-        result.expect("the server never delivered the data")
-    }
-
-    /// Like [`Harness::first_byte`], but until the client has the server's `answer` to `data`:
-    /// the server answers as soon as it has the request (as 0.5-RTT data when the request
-    /// came as 0-RTT data, RFC 8446 §2.3). `round_trips` counts the server flights the
-    /// client had received then (the answer's datagram counts with the flight it follows).
-    pub fn answer(&mut self, data: &[u8], answer: &[u8], early: bool) -> FirstByte {
-        self.counter += 1;
-        let now = self.now;
-        let client_addr = self.client_addr();
-        let session = self.session.clone().expect("prime_session first");
-        let mut client = Endpoint::client(SeededRng::from_seed_u64(self.counter));
-        if early {
-            client.connect_with_early_data(now, SERVER, self.client_config.clone(), "localhost", Some(session), data)
-        } else {
-            client.connect(now, SERVER, self.client_config.clone(), "localhost", Some(session))
-        }
-        .expect("connect");
-        let mut wire = Wire::default();
-        let mut was_early = false;
-        for _ in 0..32 {
-            let mut moved = false;
-            while let Some(t) = client.poll_transmit() {
-                wire.c2s(t.payload.len());
-                self.server.handle_datagram(now, client_addr, &t.payload);
-                moved = true;
-            }
-            while let Some((peer, ev)) = self.server.poll_event() {
-                if let Event::EarlyData(d) | Event::ApplicationData(d) = &ev
-                    && d == data
-                {
-                    was_early = matches!(ev, Event::EarlyData(_));
-                    self.server.send(peer, answer).expect("answer");
-                }
-            }
-            while let Some(t) = self.server.poll_transmit() {
-                wire.s2c(t.payload.len());
-                client.handle_datagram(now, SERVER, &t.payload);
-                moved = true;
-            }
-            while let Some((peer, ev)) = client.poll_event() {
-                match ev {
-                    Event::Connected { .. } if !early => client.send(peer, data).expect("send"),
-                    Event::ApplicationData(d) if d == answer => {
-                        self.server.expire_idle(now + Duration::from_secs(1));
-                        while self.server.poll_transmit().is_some() {}
-                        while self.server.poll_event().is_some() {}
-                        return FirstByte {
-                            early: was_early,
-                            round_trips: wire.s2c_flights,
-                            bytes: wire.bytes(),
-                            datagrams: wire.datagrams(),
-                        };
-                    }
-                    Event::Closed(r) => panic!("closed: {r:?}"),
-                    _ => {}
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-        panic!("the client never got the answer")
+        result
     }
 }
 

@@ -61,16 +61,7 @@ fn run13_with(
     let mut sim = Simulation::new(network);
     let mut server = Node::server(server_cfg, seed ^ 0x5eed, now);
     let mut client = Node::client(client_cfg, seed ^ 0xc2, now, None, b"hello over DTLS 1.3");
-    let r = sim.run_until(
-        &mut (&mut client, &mut server),
-        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
-        Duration::from_secs(900),
-        200_000,
-    );
-    r.map_err(|e| format!("{e}; client events {:?}; server events {:?}", client.events, server.events))?;
-    if !client.got_echo {
-        return Err(format!("client closed: {:?}; server events {:?}", client.closed_reason(), server.events));
-    }
+    run_to_echo(&mut sim, &mut client, &mut server)?;
     Ok((client, server))
 }
 

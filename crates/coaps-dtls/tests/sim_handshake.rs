@@ -61,16 +61,7 @@ fn run(mode: Mode, seed: u64, net: SimConfig, mtu: usize, resume: bool) -> Resul
         client.ep.close_all();
     }
     let mut client = Node::client(client_cfg, seed ^ 0xc2, sim.now(), session, b"hello over DTLS");
-    let r = sim.run_until(
-        &mut (&mut client, &mut server),
-        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
-        Duration::from_secs(900),
-        200_000,
-    );
-    r.map_err(|e| format!("{e}; client events {:?}; server events {:?}", client.events, server.events))?;
-    if !client.got_echo {
-        return Err(format!("client closed: {:?}; server events {:?}", client.closed_reason(), server.events));
-    }
+    run_to_echo(&mut sim, &mut client, &mut server)?;
     if resume && !client.resumed {
         return Err("handshake was not abbreviated".into());
     }

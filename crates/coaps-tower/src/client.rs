@@ -730,14 +730,10 @@ impl Task {
         if reply.is_closed() {
             return; // cancelled while queued
         }
-        let con = match packet.header.get_type() {
-            MessageType::Confirmable => true,
-            MessageType::NonConfirmable => false,
-            _ => {
-                let _ = reply.send(Err(Error::InvalidRequest("type must be Confirmable or Non-confirmable")));
-                return;
-            }
-        };
+        if !matches!(packet.header.get_type(), MessageType::Confirmable | MessageType::NonConfirmable) {
+            let _ = reply.send(Err(Error::InvalidRequest("type must be Confirmable or Non-confirmable")));
+            return;
+        }
         let code = u8::from(packet.header.code);
         if code == 0 || code >> 5 != 0 {
             let _ = reply.send(Err(Error::InvalidRequest("code must be a request code (0.01-0.31)")));
@@ -768,7 +764,7 @@ impl Task {
         };
         packet.header.set_version(1);
         packet.header.message_id = mid;
-        packet.set_token(token.clone());
+        packet.set_token(token);
         let Some(max) = self.endpoint.connection(&self.peer).map(|c| c.max_payload()) else {
             let _ = reply.send(Err(self.shared.closed_error()));
             return;
@@ -781,25 +777,11 @@ impl Task {
             let _ = reply.send(Err(Error::Dtls(e)));
             return;
         }
-        let timeout = self.initial_timeout();
-        let ex = Exchange {
-            mid,
-            bytes,
-            outstanding: true,
-            retransmits: 0,
-            timeout,
-            next_retransmit: con.then(|| now + timeout),
-            deadline: (!con).then(|| now + self.params.response_timeout),
-            reply,
-        };
-        if con {
-            self.by_mid.insert(mid, token.clone());
-        }
-        self.exchanges.insert(token, ex);
+        self.in_flight(packet, bytes, reply, now);
     }
 
-    /// Registers a request already sent (as accepted 0-RTT data): its retransmissions, as
-    /// 1-RTT data, and its response are handled as for [`Task::start`].
+    /// Registers a request already sent as `bytes` (by [`Task::start`], or as accepted 0-RTT
+    /// data): its retransmissions (as 1-RTT data), timeouts and response.
     fn in_flight(
         &mut self,
         packet: Packet,

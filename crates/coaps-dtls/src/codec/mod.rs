@@ -5,6 +5,8 @@
 
 mod enums;
 pub use enums::*;
+#[cfg(test)]
+pub(crate) mod fuzzing;
 
 use std::fmt;
 

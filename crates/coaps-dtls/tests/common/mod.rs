@@ -2,6 +2,8 @@
 //! that wraps an [`Endpoint`].
 #![allow(dead_code)]
 
+pub mod inject;
+
 use coaps_dtls::cert::{self, PinnedKeys, WebPkiVerifier};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
@@ -98,6 +100,22 @@ pub fn server_addr() -> SocketAddr {
 }
 pub fn client_addr() -> SocketAddr {
     "10.0.0.2:40000".parse().unwrap()
+}
+
+/// Runs `client` against `server` until the client has its echo or is closed, within 900
+/// simulated seconds and 200 000 steps. The error names what failed, with both sides' events.
+pub fn run_to_echo(sim: &mut coaps_sim::Simulation, client: &mut Node, server: &mut Node) -> Result<(), String> {
+    let r = sim.run_until(
+        &mut (&mut *client, &mut *server),
+        |_, (c, _)| c.got_echo || c.closed_reason().is_some(),
+        Duration::from_secs(900),
+        200_000,
+    );
+    r.map_err(|e| format!("{e}; client events {:?}; server events {:?}", client.events, server.events))?;
+    if !client.got_echo {
+        return Err(format!("client closed: {:?}; server events {:?}", client.closed_reason(), server.events));
+    }
+    Ok(())
 }
 
 /// A simulator node: an endpoint plus, on clients, an application that sends one message

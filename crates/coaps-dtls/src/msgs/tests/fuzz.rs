@@ -2,28 +2,7 @@
 //! re-encodes to something that decodes to the same value (checked inside each decoder).
 use super::vectors::*;
 use super::*;
-
-/// xorshift64*, seeded: reproducible without a dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
-fn run_all(decoders: &[(&'static str, Decoder)], input: &[u8]) -> usize {
-    decoders.iter().filter(|(_, d)| d(input).is_ok()).count()
-}
+use crate::codec::fuzzing::{XorShift, accepted_by};
 
 #[test]
 fn random_bytes_never_panic() {
@@ -31,10 +10,7 @@ fn random_bytes_never_panic() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut accepted = 0;
     for _ in 0..20_000 {
-        // Mostly short inputs, where small length fields are likely to line up.
-        let len = if rng.below(4) == 0 { rng.below(400) } else { rng.below(24) };
-        let input: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
-        accepted += run_all(&decoders, &input);
+        accepted += accepted_by(&decoders, &rng.input());
     }
     // Some random inputs are valid (e.g. short PSK identities), so the loop does exercise the
     // re-encoding check.
@@ -101,7 +77,7 @@ fn mutated_messages_never_panic() {
                     }
                 }
             }
-            accepted += run_all(&decoders, &m);
+            accepted += accepted_by(&decoders, &m);
         }
     }
     assert!(accepted > 0);

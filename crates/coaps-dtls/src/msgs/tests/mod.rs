@@ -1,6 +1,7 @@
 //! Tests for the handshake message codec: captured OpenSSL messages, round trips, negative
 //! cases and a seeded fuzz loop.
 use super::*;
+use crate::codec::fuzzing::Decoder;
 use crate::codec::*;
 
 mod captured;
@@ -85,10 +86,6 @@ fn ecdh_params() -> ServerEcdhParams {
     point.extend((0..64).map(|i| i as u8));
     ServerEcdhParams { curve_type: EcCurveType::NamedCurve, named_curve: NamedGroup::Secp256r1, public: point }
 }
-
-/// A decoder under test: decodes a whole body and, when that succeeds, checks that the value
-/// re-encodes to bytes that decode to the same value.
-type Decoder = fn(&[u8]) -> Result<(), InvalidMessage>;
 
 fn check<T: for<'x> Codec<'x> + PartialEq + std::fmt::Debug>(b: &[u8]) -> Result<(), InvalidMessage> {
     let v = T::read_exact(b)?;

@@ -1,6 +1,7 @@
 //! Tests for the DTLS 1.3 message codec: captured wolfSSL and RFC 8448 messages, round trips,
 //! negative cases and a seeded fuzz loop.
 use super::*;
+use crate::codec::fuzzing::Decoder;
 use crate::codec::*;
 
 mod captured;
@@ -191,10 +192,6 @@ fn full_ack() -> Ack {
         ],
     }
 }
-
-/// A decoder under test: decodes a whole body and, when that succeeds, checks that the value
-/// re-encodes to bytes that decode to the same value.
-type Decoder = fn(&[u8]) -> Result<(), InvalidMessage>;
 
 fn check<T: for<'x> Codec<'x> + PartialEq + std::fmt::Debug>(b: &[u8]) -> Result<(), InvalidMessage> {
     let v = T::read_exact(b)?;
