@@ -455,7 +455,12 @@ pub fn cookie13(data: &[u8]) {
     let mut keys = CookieKeys::new(config, now, &mut rng);
     let peer: SocketAddr = if v6 { "[2001:db8::1]:5683" } else { "192.0.2.9:5683" }.parse().expect("literal");
     let other: SocketAddr = if v6 { "[2001:db8::1]:5684" } else { "192.0.2.10:5683" }.parse().expect("literal");
-    let state = HrrState { client_hello1_hash: hash, cipher_suite: suite, group };
+    // The 54-byte cookie encodes a TLS 1.3 suite (0x13xx, low byte < 0x80) and "secp256r1 or
+    // none" in one byte; anything else is refused up front, never encoded wrongly.
+    let raw = HrrState { client_hello1_hash: hash, cipher_suite: suite, group };
+    let representable = suite & 0xff00 == 0x1300 && suite & 0xff < 0x80 && matches!(group, 0 | 23);
+    assert_eq!(keys.generate13(&RustCrypto, now, peer, &raw).is_ok(), representable, "{raw:?}");
+    let state = HrrState { cipher_suite: 0x1300 | (suite & 0x7f), group: if group & 1 == 1 { 23 } else { 0 }, ..raw };
     let cookie = keys.generate13(&RustCrypto, now, peer, &state).expect("generate");
     let issued = now;
     let mut rotations = 0u32;
