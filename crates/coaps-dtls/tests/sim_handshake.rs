@@ -252,7 +252,7 @@ fn missing_client_certificate_is_refused_when_required() {
 }
 
 #[test]
-#[ignore]
+#[ignore = "debugging aid, not a check: SEED=n cargo test --test sim_handshake debug_seed -- --ignored"]
 fn debug_seed() {
     let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
     let (server_cfg, client_cfg) = configs(Mode::Psk, None);
