@@ -116,6 +116,9 @@ fn parse_args() -> Result<Args, String> {
     if a.early_data.is_some() && !a.resume {
         return Err("--early-data needs --resume: 0-RTT data rides on a resumed connection".into());
     }
+    if a.mode == "client" && a.early_data.is_some() && a.dtls.as_deref().is_some_and(|v| v != "1.3") {
+        return Err("--early-data needs --dtls 1.3 (the client default): 0-RTT exists only in DTLS 1.3".into());
+    }
     Ok(a)
 }
 
