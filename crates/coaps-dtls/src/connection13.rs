@@ -121,7 +121,9 @@ impl FlightMsg {
 
 enum Hs {
     // client
-    CExpectServerHello { ch: ClientHello13, eph: Box<dyn EcdhKeyPair>, retried: bool },
+    /// `eph` is `None` while no key share was sent (a psk_ke-only resumption): the P-256 key
+    /// pair is only made once a HelloRetryRequest asks for one.
+    CExpectServerHello { ch: ClientHello13, eph: Option<Box<dyn EcdhKeyPair>>, retried: bool },
     CExpectEncryptedExtensions { k: Keys },
     CExpectCertificateOrRequest { k: Keys },
     CExpectCertificate { k: Keys },
@@ -399,12 +401,13 @@ impl Conn13 {
                 && s.ticket13.as_ref().is_some_and(|t| now.saturating_duration_since(s.established_at) < t.lifetime)
         });
         let provider = config.common.provider.clone();
-        let eph = provider.ecdh_p256(c.rng())?;
         // RFC 8446 §4.2.10: early data only with a ticket that allows this much of it.
         let offer_early = early_data.filter(|d| {
             c.resume.as_ref().and_then(|s| s.max_early_data_size()).is_some_and(|m| d.len() as u64 <= u64::from(m))
         });
         let (key_share, psk_modes) = early::resumption_modes(&config, c.resume.is_some());
+        // A psk_ke-only resumption sends no key share: no P-256 scalar multiplication for it.
+        let eph = if key_share { Some(provider.ecdh_p256(c.rng())?) } else { None };
         let mut extensions = vec![
             ClientExtension13::SupportedVersions(match dual {
                 Some(_) => vec![ProtocolVersion::DTLS1_3, ProtocolVersion::DTLS1_2],
@@ -412,7 +415,7 @@ impl Conn13 {
             }),
             ClientExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
         ];
-        if key_share {
+        if let Some(eph) = &eph {
             extensions.push(ClientExtension13::KeyShare(vec![KeyShareEntry {
                 group: NamedGroup::Secp256r1,
                 key_exchange: eph.public_key().to_vec(),
@@ -510,7 +513,7 @@ impl Conn13 {
         &mut self,
         now: Instant,
         ch: ClientHello13,
-        eph: Box<dyn EcdhKeyPair>,
+        eph: Option<Box<dyn EcdhKeyPair>>,
         retried: bool,
         body: &[u8],
     ) -> Result<Option<Hs>, Error> {
@@ -546,8 +549,14 @@ impl Conn13 {
                 transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
                 let mut ch2 = ch.clone();
                 self.client_early_after_hrr(&mut ch2);
+                let mut eph = eph;
                 if hrr.selected_group() == Some(NamedGroup::Secp256r1) {
-                    early::add_key_share(&mut ch2, eph.public_key());
+                    let pair = match eph {
+                        Some(pair) => pair,
+                        None => provider.ecdh_p256(self.rng())?,
+                    };
+                    early::add_key_share(&mut ch2, pair.public_key());
+                    eph = Some(pair);
                 }
                 if let Some(cookie) = hrr.cookie() {
                     let pos = ch2
@@ -613,6 +622,11 @@ impl Conn13 {
                 self.resumed = chosen.as_ref().is_some_and(|c| c.2);
                 let shared = match sh.key_share() {
                     Some(ks) if ks.group == NamedGroup::Secp256r1 => {
+                        // RFC 8446 §4.2.8: the server's share answers one we sent.
+                        let eph = eph.ok_or(Error::PeerMisbehaved(
+                            "key share without one offered",
+                            AlertDescription::IllegalParameter,
+                        ))?;
                         Some(eph.complete(&ks.key_exchange).map_err(|_| {
                             Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter)
                         })?)
