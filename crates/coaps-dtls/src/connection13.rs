@@ -123,16 +123,40 @@ enum Hs {
     // client
     /// `eph` is `None` while no key share was sent (a psk_ke-only resumption): the P-256 key
     /// pair is only made once a HelloRetryRequest asks for one.
-    CExpectServerHello { ch: ClientHello13, eph: Option<Box<dyn EcdhKeyPair>>, retried: bool },
-    CExpectEncryptedExtensions { k: Keys },
-    CExpectCertificateOrRequest { k: Keys },
-    CExpectCertificate { k: Keys },
-    CExpectCertificateVerify { k: Keys, point: [u8; 65] },
-    CExpectFinished { k: Keys },
+    CExpectServerHello {
+        ch: ClientHello13,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+        retried: bool,
+    },
+    CExpectEncryptedExtensions {
+        k: Keys,
+    },
+    CExpectCertificateOrRequest {
+        k: Keys,
+    },
+    CExpectCertificate {
+        k: Keys,
+    },
+    CExpectCertificateVerify {
+        k: Keys,
+        point: [u8; 65],
+    },
+    CExpectFinished {
+        k: Keys,
+    },
     // server
-    SExpectCertificate { k: Keys },
-    SExpectCertificateVerify { k: Keys, point: [u8; 65], identity: PeerIdentity },
-    SExpectFinished { k: Keys, identity: PeerIdentity },
+    SExpectCertificate {
+        k: Keys,
+    },
+    SExpectCertificateVerify {
+        k: Keys,
+        point: [u8; 65],
+        identity: PeerIdentity,
+    },
+    SExpectFinished {
+        k: Keys,
+        identity: PeerIdentity,
+    },
 }
 
 /// Secrets and parameters of a handshake in progress.

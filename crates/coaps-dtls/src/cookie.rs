@@ -490,7 +490,9 @@ fn hrr_stream(
     siv: &[u8; HRR_SIV_LEN],
     buf: &mut [u8; HRR_STATE_LEN],
 ) -> Result<(), CookieError> {
-    let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &hrr_keys(provider, secret).enc[..]).map_err(|_| CookieError::Malformed)?;
+    let aead = provider
+        .aead(AeadAlgorithm::ChaCha20Poly1305, &hrr_keys(provider, secret).enc[..])
+        .map_err(|_| CookieError::Malformed)?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&siv[..12]);
     let mut tag = [0u8; 16];
