@@ -15,7 +15,7 @@ use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Server
 use crate::connection::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use crate::cookie::HrrState;
 use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
-use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
+use crate::crypto::{AeadAlgorithm, CryptoProvider, EcdhKeyPair, HashContext, Rng, SeededRng};
 use crate::error::Error;
 use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
@@ -121,16 +121,42 @@ impl FlightMsg {
 
 enum Hs {
     // client
-    CExpectServerHello { ch: ClientHello13, eph: Box<dyn EcdhKeyPair>, retried: bool },
-    CExpectEncryptedExtensions { k: Keys },
-    CExpectCertificateOrRequest { k: Keys },
-    CExpectCertificate { k: Keys },
-    CExpectCertificateVerify { k: Keys, point: [u8; 65] },
-    CExpectFinished { k: Keys },
+    /// `eph` is `None` while no key share was sent (a psk_ke-only resumption): the P-256 key
+    /// pair is only made once a HelloRetryRequest asks for one.
+    CExpectServerHello {
+        ch: ClientHello13,
+        eph: Option<Box<dyn EcdhKeyPair>>,
+        retried: bool,
+    },
+    CExpectEncryptedExtensions {
+        k: Keys,
+    },
+    CExpectCertificateOrRequest {
+        k: Keys,
+    },
+    CExpectCertificate {
+        k: Keys,
+    },
+    CExpectCertificateVerify {
+        k: Keys,
+        point: [u8; 65],
+    },
+    CExpectFinished {
+        k: Keys,
+    },
     // server
-    SExpectCertificate { k: Keys },
-    SExpectCertificateVerify { k: Keys, point: [u8; 65], identity: PeerIdentity },
-    SExpectFinished { k: Keys, identity: PeerIdentity },
+    SExpectCertificate {
+        k: Keys,
+    },
+    SExpectCertificateVerify {
+        k: Keys,
+        point: [u8; 65],
+        identity: PeerIdentity,
+    },
+    SExpectFinished {
+        k: Keys,
+        identity: PeerIdentity,
+    },
 }
 
 /// Secrets and parameters of a handshake in progress.
@@ -203,7 +229,7 @@ pub(crate) struct Conn13 {
     hs: Option<Box<Hs>>,
     reasm: Reassembler,
     send_seq: u16,
-    transcript: Vec<u8>,
+    transcript: Transcript,
     flight: Vec<FlightMsg>,
     /// Record numbers of the current flight's records (every transmission), with the
     /// fragment each carried.
@@ -245,10 +271,71 @@ impl fmt::Debug for Conn13 {
     }
 }
 
-fn hash(provider: &dyn crate::crypto::CryptoProvider, bytes: &[u8]) -> [u8; 32] {
+fn hash(provider: &dyn CryptoProvider, bytes: &[u8]) -> [u8; 32] {
     let mut h = provider.sha256();
     h.update(bytes);
     h.current()
+}
+
+fn provider(cfg: &RoleConfig) -> &dyn CryptoProvider {
+    match cfg {
+        RoleConfig::Client { config, .. } => &*config.common.provider,
+        RoleConfig::Server(c) => &*c.common.provider,
+    }
+}
+
+/// The handshake transcript as a running hash (RFC 8446 §4.4.1): each message is absorbed
+/// once and a transcript hash finalizes a copy of the context, instead of hashing every byte
+/// so far again at each of the handshake's transcript hashes. `None` until the first byte
+/// (and again once the handshake is over), so an idle association holds no hash state.
+#[derive(Default)]
+struct Transcript(Option<Box<dyn HashContext>>);
+
+impl Transcript {
+    fn context(&mut self, provider: &dyn CryptoProvider) -> &mut Box<dyn HashContext> {
+        self.0.get_or_insert_with(|| provider.sha256())
+    }
+
+    /// Absorbs bytes already in transcript form (the `message_hash || HRR` prefix).
+    fn add_raw(&mut self, provider: &dyn CryptoProvider, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.context(provider).update(bytes);
+        }
+    }
+
+    /// Absorbs a handshake message in its TLS 1.3 form (RFC 9147 §5.2), as
+    /// [`transcript_bytes_13`] writes it.
+    fn add(&mut self, provider: &dyn CryptoProvider, msg_type: HandshakeType, body: &[u8]) {
+        debug_assert!(body.len() <= 0xff_ffff, "handshake body longer than 2^24-1");
+        let len = (body.len() as u32).to_be_bytes();
+        let header = [u8::from(msg_type), len[1], len[2], len[3]];
+        let ctx = self.context(provider);
+        ctx.update(&header);
+        ctx.update(body);
+    }
+
+    /// The hash of the transcript so far followed by `more` (already in transcript form),
+    /// leaving the transcript as it is: the PSK binders' partial transcript (RFC 8446
+    /// §4.2.11.2).
+    fn hash_with(&self, provider: &dyn CryptoProvider, more: &[u8]) -> [u8; 32] {
+        let mut ctx = match &self.0 {
+            Some(c) => c.fork(),
+            None => provider.sha256(),
+        };
+        ctx.update(more);
+        ctx.current()
+    }
+
+    fn hash(&self, provider: &dyn CryptoProvider) -> [u8; 32] {
+        match &self.0 {
+            Some(c) => c.current(),
+            None => provider.sha256().current(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 fn is_ip_literal(name: &str) -> bool {
@@ -311,7 +398,7 @@ impl Conn13 {
             resumed: false,
             hs: None,
             send_seq: 0,
-            transcript: Vec::new(),
+            transcript: Transcript::default(),
             flight: Vec::new(),
             sent_records: Vec::new(),
             timer_armed: false,
@@ -345,7 +432,7 @@ impl Conn13 {
     }
 
     fn transcript_hash(&self) -> [u8; 32] {
-        hash(&*self.common().provider, &self.transcript)
+        self.transcript.hash(provider(&self.cfg))
     }
 
     // ------------------------------------------------------------------------------------
@@ -399,12 +486,13 @@ impl Conn13 {
                 && s.ticket13.as_ref().is_some_and(|t| now.saturating_duration_since(s.established_at) < t.lifetime)
         });
         let provider = config.common.provider.clone();
-        let eph = provider.ecdh_p256(c.rng())?;
         // RFC 8446 §4.2.10: early data only with a ticket that allows this much of it.
         let offer_early = early_data.filter(|d| {
             c.resume.as_ref().and_then(|s| s.max_early_data_size()).is_some_and(|m| d.len() as u64 <= u64::from(m))
         });
         let (key_share, psk_modes) = early::resumption_modes(&config, c.resume.is_some());
+        // A psk_ke-only resumption sends no key share: no P-256 scalar multiplication for it.
+        let eph = if key_share { Some(provider.ecdh_p256(c.rng())?) } else { None };
         let mut extensions = vec![
             ClientExtension13::SupportedVersions(match dual {
                 Some(_) => vec![ProtocolVersion::DTLS1_3, ProtocolVersion::DTLS1_2],
@@ -412,7 +500,7 @@ impl Conn13 {
             }),
             ClientExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
         ];
-        if key_share {
+        if let Some(eph) = &eph {
             extensions.push(ClientExtension13::KeyShare(vec![KeyShareEntry {
                 group: NamedGroup::Secp256r1,
                 key_exchange: eph.public_key().to_vec(),
@@ -478,9 +566,9 @@ impl Conn13 {
         let mut body = Vec::new();
         let offset = ch.encode_with_binders_offset(&mut body);
         if let (Some(off), RoleConfig::Client { config, .. }) = (offset, &self.cfg) {
-            let mut partial = self.transcript.clone();
+            let mut partial = Vec::new();
             truncated_client_hello_transcript(&body, off, &mut partial);
-            let th = hash(&*self.common().provider, &partial);
+            let th = self.transcript.hash_with(provider(&self.cfg), &partial);
             // One binder per identity, in order: the ticket (resumption binder key), then the
             // external PSK (RFC 8446 §7.1 "ext binder" / "res binder").
             let mut binders = Vec::new();
@@ -510,7 +598,7 @@ impl Conn13 {
         &mut self,
         now: Instant,
         ch: ClientHello13,
-        eph: Box<dyn EcdhKeyPair>,
+        eph: Option<Box<dyn EcdhKeyPair>>,
         retried: bool,
         body: &[u8],
     ) -> Result<Option<Hs>, Error> {
@@ -540,14 +628,22 @@ impl Conn13 {
                     ));
                 }
                 // RFC 8446 §4.4.1: the transcript restarts with message_hash(ClientHello1).
-                let ch1_hash = hash(&*provider, &self.transcript);
-                self.transcript.clear();
-                message_hash(&ch1_hash, &mut self.transcript);
-                transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
+                let ch1_hash = self.transcript.hash(&*provider);
+                let mut restart = Vec::new();
+                message_hash(&ch1_hash, &mut restart);
+                self.transcript = Transcript::default();
+                self.transcript.add_raw(&*provider, &restart);
+                self.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let mut ch2 = ch.clone();
                 self.client_early_after_hrr(&mut ch2);
+                let mut eph = eph;
                 if hrr.selected_group() == Some(NamedGroup::Secp256r1) {
-                    early::add_key_share(&mut ch2, eph.public_key());
+                    let pair = match eph {
+                        Some(pair) => pair,
+                        None => provider.ecdh_p256(self.rng())?,
+                    };
+                    early::add_key_share(&mut ch2, pair.public_key());
+                    eph = Some(pair);
                 }
                 if let Some(cookie) = hrr.cookie() {
                     let pos = ch2
@@ -581,7 +677,7 @@ impl Conn13 {
                 }
                 let aead = suite13(sh.cipher_suite)
                     .ok_or(Error::PeerMisbehaved("unknown 1.3 suite", AlertDescription::IllegalParameter))?;
-                transcript_bytes_13(HandshakeType::ServerHello, body, &mut self.transcript);
+                self.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let ticket = self.resume.clone();
                 let n_offered = usize::from(ticket.is_some()) + usize::from(config.psk.is_some());
                 let chosen: Option<(Zeroizing<Vec<u8>>, PeerIdentity, bool)> = match sh.selected_identity() {
@@ -613,6 +709,11 @@ impl Conn13 {
                 self.resumed = chosen.as_ref().is_some_and(|c| c.2);
                 let shared = match sh.key_share() {
                     Some(ks) if ks.group == NamedGroup::Secp256r1 => {
+                        // RFC 8446 §4.2.8: the server's share answers one we sent.
+                        let eph = eph.ok_or(Error::PeerMisbehaved(
+                            "key share without one offered",
+                            AlertDescription::IllegalParameter,
+                        ))?;
                         Some(eph.complete(&ks.key_exchange).map_err(|_| {
                             Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter)
                         })?)
@@ -772,7 +873,7 @@ impl Conn13 {
         c.send_seq = message_seq;
         c.plain_seq = record_seq;
         c.reasm.set_next_seq(message_seq.wrapping_add(1));
-        c.transcript = prefix;
+        c.transcript.add_raw(provider(&c.cfg), &prefix);
         if let Err(e) = c.server_handle_client_hello(now, ch, ch_body) {
             c.fail(e);
         }
@@ -822,10 +923,10 @@ impl Conn13 {
                 };
                 let (_, offset) = ClientHello13::read_with_binders_offset(ch_body)?;
                 let off = offset.ok_or(Error::Crypto)?;
-                let mut partial = self.transcript.clone();
+                let mut partial = Vec::new();
                 truncated_client_hello_transcript(ch_body, off, &mut partial);
                 let binder_key = EarlySecret::new(Some(&key)).binder_key(external);
-                let expected = tls13::psk_binder(&binder_key, &hash(&*provider, &partial));
+                let expected = tls13::psk_binder(&binder_key, &self.transcript.hash_with(&*provider, &partial));
                 let got = offered.binders.get(i).map(|b| b.as_slice()).unwrap_or_default();
                 if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
                     return Err(Error::DecryptError("PSK binder"));
@@ -897,7 +998,7 @@ impl Conn13 {
             extensions: sh_ext,
         });
         let after_hrr = !self.transcript.is_empty();
-        transcript_bytes_13(HandshakeType::ClientHello, ch_body, &mut self.transcript);
+        self.transcript.add(&*provider, HandshakeType::ClientHello, ch_body);
         let early_accepted = self.server_early_decision(
             &config,
             &ch,
@@ -1069,9 +1170,14 @@ impl Conn13 {
         };
         let body = msg.body.as_slice();
         let typ = msg.msg_type;
-        let before = self.transcript.clone();
+        // The transcript hash before this message: what CertificateVerify signs and Finished
+        // MACs (RFC 8446 §4.4.3, §4.4.4); not needed for the other messages.
+        let before = match typ {
+            HandshakeType::CertificateVerify | HandshakeType::Finished => self.transcript_hash(),
+            _ => [0; 32],
+        };
         if typ != HandshakeType::ServerHello {
-            transcript_bytes_13(typ, body, &mut self.transcript);
+            self.transcript.add(provider(&self.cfg), typ, body);
         }
         let next = match (hs, typ) {
             (Hs::CExpectServerHello { ch, eph, retried }, HandshakeType::ServerHello) => {
@@ -1097,11 +1203,11 @@ impl Conn13 {
                 Some(Hs::CExpectCertificateVerify { k, point })
             }
             (Hs::CExpectCertificateVerify { k, point }, HandshakeType::CertificateVerify) => {
-                self.verify_certificate_verify(&point, Role::Server, body, &hash(&*self.common().provider, &before))?;
+                self.verify_certificate_verify(&point, Role::Server, body, &before)?;
                 Some(Hs::CExpectFinished { k })
             }
             (Hs::CExpectFinished { k }, HandshakeType::Finished) => {
-                let th = hash(&*self.common().provider, &before);
+                let th = before;
                 if !tls13::verify_finished(&k.server_hs, &th, body) {
                     return Err(Error::DecryptError("server Finished"));
                 }
@@ -1118,11 +1224,11 @@ impl Conn13 {
                 }
             }
             (Hs::SExpectCertificateVerify { k, point, identity }, HandshakeType::CertificateVerify) => {
-                self.verify_certificate_verify(&point, Role::Client, body, &hash(&*self.common().provider, &before))?;
+                self.verify_certificate_verify(&point, Role::Client, body, &before)?;
                 Some(Hs::SExpectFinished { k, identity })
             }
             (Hs::SExpectFinished { k, identity }, HandshakeType::Finished) => {
-                let th = hash(&*self.common().provider, &before);
+                let th = before;
                 if !tls13::verify_finished(&k.client_hs, &th, body) {
                     return Err(Error::DecryptError("client Finished"));
                 }
@@ -1146,7 +1252,7 @@ impl Conn13 {
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
         // RFC 9147 §5.2: the transcript uses the TLS 1.3 message form, without the DTLS fields.
-        transcript_bytes_13(msg_type, &body, &mut self.transcript);
+        self.transcript.add(provider(&self.cfg), msg_type, &body);
         self.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
     }
 
@@ -1630,7 +1736,7 @@ impl Conn13 {
         self.state = State::Established;
         self.identity = identity.clone();
         self.rng = None;
-        self.transcript = Vec::new();
+        self.transcript = Transcript::default();
         self.resume = None;
         self.out.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
         for d in std::mem::take(&mut self.early_app_data) {
@@ -2001,5 +2107,46 @@ impl Conn13 {
             out: std::mem::take(&mut self.out),
             last_activity: self.last_activity,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::rustcrypto::RustCrypto;
+    use sha2::{Digest, Sha256};
+
+    /// The running transcript hashes exactly the bytes [`transcript_bytes_13`] lays out, at
+    /// every point, and its binder hash covers the transcript plus the extra bytes without
+    /// absorbing them. (Both sides of a handshake use `Transcript`, so an in-memory handshake
+    /// alone would not notice a shared framing mistake.)
+    #[test]
+    fn running_transcript_matches_flat_bytes() {
+        let p = RustCrypto;
+        let mut t = Transcript::default();
+        let mut flat = Vec::new();
+        assert!(t.is_empty());
+        assert_eq!(t.hash(&p), <[u8; 32]>::from(Sha256::digest(&flat)));
+        let prefix = [0xfeu8, 0, 0, 32].iter().copied().chain([7u8; 32]).collect::<Vec<u8>>();
+        t.add_raw(&p, &prefix);
+        flat.extend_from_slice(&prefix);
+        let bodies: [(HandshakeType, Vec<u8>); 3] = [
+            (HandshakeType::ClientHello, vec![1; 300]),
+            (HandshakeType::ServerHello, Vec::new()),
+            (HandshakeType::Finished, (0..=255u8).cycle().take(70_000).collect()),
+        ];
+        for (typ, body) in &bodies {
+            t.add(&p, *typ, body);
+            transcript_bytes_13(*typ, body, &mut flat);
+            assert_eq!(t.hash(&p), <[u8; 32]>::from(Sha256::digest(&flat)));
+        }
+        let more = b"truncated hello";
+        let mut with_more = flat.clone();
+        with_more.extend_from_slice(more);
+        assert_eq!(t.hash_with(&p, more), <[u8; 32]>::from(Sha256::digest(&with_more)));
+        assert_eq!(t.hash(&p), <[u8; 32]>::from(Sha256::digest(&flat)), "hash_with must not absorb");
+        assert!(!t.is_empty());
+        let empty = Transcript::default();
+        assert_eq!(empty.hash_with(&p, more), <[u8; 32]>::from(Sha256::digest(more)));
     }
 }

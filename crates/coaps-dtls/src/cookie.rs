@@ -50,13 +50,22 @@ struct Secret {
     id: u8,
     key: Zeroizing<[u8; 32]>,
     created: Instant,
+    /// The DTLS 1.3 cookie's (MAC, encryption) subkeys of `key`, derived on first use and
+    /// kept: they were two HMACs per cookie made and two per cookie checked.
+    hrr_keys: std::sync::OnceLock<HrrKeys>,
+}
+
+/// Subkeys of one secret for the DTLS 1.3 cookie, wiped on drop.
+struct HrrKeys {
+    mac: Zeroizing<[u8; 32]>,
+    enc: Zeroizing<[u8; 32]>,
 }
 
 impl Secret {
     fn fresh(id: u8, now: Instant, rng: &mut dyn Rng) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill(&mut key[..]);
-        Self { id, key, created: now }
+        Self { id, key, created: now, hrr_keys: std::sync::OnceLock::new() }
     }
 }
 
@@ -458,9 +467,15 @@ impl SharedCookieKeys {
 }
 
 /// The cookie's MAC and nonce (see [`CookieKeys::generate13`]).
+fn hrr_keys<'a>(provider: &dyn CryptoProvider, secret: &'a Secret) -> &'a HrrKeys {
+    secret.hrr_keys.get_or_init(|| HrrKeys {
+        mac: Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_MAC_LABEL])),
+        enc: Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_ENC_LABEL])),
+    })
+}
+
 fn hrr_siv(provider: &dyn CryptoProvider, secret: &Secret, aad: &[u8], plain: &[u8]) -> [u8; HRR_SIV_LEN] {
-    let mac_key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_MAC_LABEL]));
-    let full = provider.hmac_sha256(&mac_key[..], &[aad, plain]);
+    let full = provider.hmac_sha256(&hrr_keys(provider, secret).mac[..], &[aad, plain]);
     let mut siv = [0u8; HRR_SIV_LEN];
     siv.copy_from_slice(&full[..HRR_SIV_LEN]);
     siv
@@ -475,8 +490,9 @@ fn hrr_stream(
     siv: &[u8; HRR_SIV_LEN],
     buf: &mut [u8; HRR_STATE_LEN],
 ) -> Result<(), CookieError> {
-    let key = Zeroizing::new(provider.hmac_sha256(&secret.key[..], &[HRR_ENC_LABEL]));
-    let aead = provider.aead(AeadAlgorithm::ChaCha20Poly1305, &key[..]).map_err(|_| CookieError::Malformed)?;
+    let aead = provider
+        .aead(AeadAlgorithm::ChaCha20Poly1305, &hrr_keys(provider, secret).enc[..])
+        .map_err(|_| CookieError::Malformed)?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&siv[..12]);
     let mut tag = [0u8; 16];

@@ -276,3 +276,9 @@ fn debug_hides_secrets() {
         assert!(!printed.contains(&format!("{b}, ")), "{printed}");
     }
 }
+
+#[test]
+fn empty_hash_constant_is_sha256_of_nothing() {
+    use sha2::Digest;
+    assert_eq!(super::empty_hash(), <[u8; 32]>::from(sha2::Sha256::digest([])));
+}
