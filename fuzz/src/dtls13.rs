@@ -2,7 +2,10 @@
 //! server and client endpoint targets and the man-in-the-middle mode that mutates a real
 //! handshake's datagrams in flight.
 
-use crate::{SERVER_NAME, advance_of, client_config, drain, encode_op, ops, peer, server_addr, server_config};
+use crate::{
+    SERVER_NAME, advance_of, client_config, drain, encode_op, ops, peer, run_client_script, server_addr, server_config,
+    settle,
+};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, ServerConfig, Session, SessionStore};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -114,16 +117,6 @@ pub fn new_client13(flags: u8, now: Instant) -> Endpoint {
     ep
 }
 
-fn settle(ep: &mut Endpoint, mut now: Instant, mtu: usize) {
-    // Let every timer run out: retransmission budgets must end, not loop.
-    for _ in 0..64 {
-        let Some(t) = ep.poll_timeout() else { break };
-        now = now.max(t);
-        ep.handle_timeout(now);
-        drain(ep, mtu);
-    }
-}
-
 /// Input of the endpoint targets: `flags:u8 mode:u8 rest`.
 fn header(data: &[u8]) -> Option<(u8, u8, &[u8])> {
     match data {
@@ -188,19 +181,8 @@ pub fn client_endpoint13(data: &[u8]) {
         mitm(mode >> 1, flags, rest, Direction::ToClient);
         return;
     }
-    let mut now = Instant::now();
-    let mut ep = new_client13(flags, now);
-    let mtu = coaps_dtls::CommonConfig::default().mtu;
-    drain(&mut ep, mtu);
-    for op in ops(rest) {
-        now += op.advance;
-        ep.handle_timeout(now);
-        drain(&mut ep, mtu);
-        ep.handle_datagram(now, peer(false, op.peer), op.datagram);
-        drain(&mut ep, mtu);
-        assert!(ep.connection_count() <= 1, "a client endpoint grew an association it did not start");
-    }
-    settle(&mut ep, now, mtu);
+    let now = Instant::now();
+    run_client_script(&mut new_client13(flags, now), now, rest);
 }
 
 /// Which datagrams [`mitm`] mutates.
@@ -300,31 +282,25 @@ pub fn mitm(server_flags: u8, client_flags: u8, mut input: &[u8], dir: Direction
             client.handle_timeout(now);
             server.handle_timeout(now);
         }
+        // The attacker's direction: each datagram takes one control byte of the input (clock
+        // step and mutation) while input lasts; the other direction passes untouched.
+        let mut intercept = |this: Direction, d: Vec<u8>, now: &mut Instant| {
+            if dir != this || input.is_empty() {
+                return vec![d];
+            }
+            let ctl = input[0];
+            input = &input[1..];
+            pristine &= ctl == 0;
+            *now += advance_of(ctl >> 3);
+            mutate(ctl, d, &mut input)
+        };
         for d in to_server {
-            let out = if dir == Direction::ToServer && !input.is_empty() {
-                let ctl = input[0];
-                input = &input[1..];
-                pristine &= ctl == 0;
-                now += advance_of(ctl >> 3);
-                mutate(ctl, d, &mut input)
-            } else {
-                vec![d]
-            };
-            for d in out {
+            for d in intercept(Direction::ToServer, d, &mut now) {
                 server.handle_datagram(now, client_addr, &d);
             }
         }
         for d in to_client {
-            let out = if dir == Direction::ToClient && !input.is_empty() {
-                let ctl = input[0];
-                input = &input[1..];
-                pristine &= ctl == 0;
-                now += advance_of(ctl >> 3);
-                mutate(ctl, d, &mut input)
-            } else {
-                vec![d]
-            };
-            for d in out {
+            for d in intercept(Direction::ToClient, d, &mut now) {
                 client.handle_datagram(now, server_addr(), &d);
             }
         }

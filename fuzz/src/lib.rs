@@ -183,6 +183,34 @@ pub fn drain(ep: &mut Endpoint, mtu: usize) {
     }
 }
 
+/// Lets every timer of `ep` run out (at most 64 firings): retransmission budgets must end,
+/// not loop.
+pub fn settle(ep: &mut Endpoint, mut now: Instant, mtu: usize) {
+    for _ in 0..64 {
+        let Some(t) = ep.poll_timeout() else { break };
+        now = now.max(t);
+        ep.handle_timeout(now);
+        drain(ep, mtu);
+    }
+}
+
+/// Feeds a client endpoint that has called `connect` a script of datagrams from the server and
+/// three strangers; it must never grow an association it did not start. Then lets its timers
+/// run out.
+pub fn run_client_script(ep: &mut Endpoint, mut now: Instant, script: &[u8]) {
+    let mtu = coaps_dtls::CommonConfig::default().mtu;
+    drain(ep, mtu);
+    for op in ops(script) {
+        now += op.advance;
+        ep.handle_timeout(now);
+        drain(ep, mtu);
+        ep.handle_datagram(now, peer(false, op.peer), op.datagram);
+        drain(ep, mtu);
+        assert!(ep.connection_count() <= 1, "a client endpoint grew an association it did not start");
+    }
+    settle(ep, now, mtu);
+}
+
 /// Runs `f` over every file named on the command line (directories are walked one level), or
 /// over stdin when none is named: corpus replay without libFuzzer, e.g. on a stable toolchain.
 pub fn replay_main(f: fn(&[u8])) {

@@ -3,7 +3,7 @@
 //! Parsers are checked for totality and, where a decode succeeds, for a stable round trip:
 //! `decode(encode(decode(x))) == decode(x)`.
 
-use crate::{drain, new_client, new_server, ops, peer};
+use crate::{drain, new_client, new_server, ops, peer, run_client_script, settle};
 use arbitrary::{Arbitrary, Unstructured};
 use coaps_dtls::codec::CertificateType;
 use coaps_dtls::codec::{Codec, HandshakeType, Reader};
@@ -256,35 +256,13 @@ pub fn server_endpoint(data: &[u8]) {
         drain(&mut ep, mtu);
         assert!(ep.connection_count() <= 3, "more associations than peers");
     }
-    // Let every timer run out: retransmission budgets must end, not loop.
-    for _ in 0..64 {
-        let Some(t) = ep.poll_timeout() else { break };
-        now = now.max(t);
-        ep.handle_timeout(now);
-        drain(&mut ep, mtu);
-    }
+    settle(&mut ep, now, mtu);
 }
 
 /// A client endpoint (first byte: [`crate::client_config`] flags) that has called `connect`,
 /// fed a script of datagrams from the server and three strangers.
 pub fn client_endpoint(data: &[u8]) {
     let Some((&flags, script)) = data.split_first() else { return };
-    let mut now = Instant::now();
-    let mut ep = new_client(flags, now);
-    let mtu = coaps_dtls::CommonConfig::default().mtu;
-    drain(&mut ep, mtu);
-    for op in ops(script) {
-        now += op.advance;
-        ep.handle_timeout(now);
-        drain(&mut ep, mtu);
-        ep.handle_datagram(now, peer(false, op.peer), op.datagram);
-        drain(&mut ep, mtu);
-        assert!(ep.connection_count() <= 1, "a client endpoint grew an association it did not start");
-    }
-    for _ in 0..64 {
-        let Some(t) = ep.poll_timeout() else { break };
-        now = now.max(t);
-        ep.handle_timeout(now);
-        drain(&mut ep, mtu);
-    }
+    let now = Instant::now();
+    run_client_script(&mut new_client(flags, now), now, script);
 }
