@@ -2171,18 +2171,12 @@ impl Connection {
     }
     /// Whether the handshake was abbreviated (session resumption).
     pub fn is_resumed(&self) -> bool {
-        match &self.inner {
-            Inner::V12(c) => c.is_resumed(),
-            Inner::V13(c) => c.is_resumed(),
-        }
+        both!(self, c => c.is_resumed())
     }
     /// The session to offer for resumption on a later connection (client side): a DTLS 1.2
     /// session ID or a DTLS 1.3 ticket, once the server has issued one.
     pub fn session(&self) -> Option<&Session> {
-        match &self.inner {
-            Inner::V12(c) => c.session(),
-            Inner::V13(c) => c.session(),
-        }
+        both!(self, c => c.session())
     }
     /// Whether `client_hello_body` is the ClientHello that created this (server-side)
     /// association: a retransmission or network duplicate of it.
