@@ -21,120 +21,14 @@ use crate::msgs::*;
 use crate::record::{self, RecordHeader, RecordProtection, ReplayWindow};
 use crate::resumption::Session;
 use crate::suites::{self, SupportedSuite};
-use std::collections::VecDeque;
+pub(crate) use crate::types::Outputs;
+pub use crate::types::{CloseReason, Event, PeerIdentity, Role, Stats};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
-
-/// Which side of the handshake this connection plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends the ClientHello.
-    Client,
-    /// Answers it.
-    Server,
-}
-
-/// Who the peer proved to be.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum PeerIdentity {
-    /// Not authenticated (a server that did not ask for a client certificate).
-    #[default]
-    Anonymous,
-    /// The PSK identity the client used.
-    Psk(Vec<u8>),
-    /// The verified certificate chain, end-entity first.
-    Certificate(Vec<Vec<u8>>),
-    /// The pinned raw public key (SubjectPublicKeyInfo DER, RFC 7250).
-    RawPublicKey(Vec<u8>),
-}
-
-impl fmt::Debug for PeerIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Anonymous => f.write_str("Anonymous"),
-            Self::Psk(id) => write!(f, "Psk({:?})", String::from_utf8_lossy(id)),
-            Self::Certificate(c) => write!(f, "Certificate(chain of {})", c.len()),
-            Self::RawPublicKey(k) => write!(f, "RawPublicKey({} bytes)", k.len()),
-        }
-    }
-}
-
-/// Why a connection closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
-    /// [`Connection::close`] was called.
-    Local,
-    /// The peer sent close_notify.
-    PeerClosed,
-    /// A fatal error.
-    Error(Error),
-}
-
-/// Something the application should know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The handshake completed.
-    Connected {
-        /// The authenticated peer.
-        identity: PeerIdentity,
-        /// The negotiated suite.
-        suite: CipherSuite,
-        /// Whether this was an abbreviated (resumed) handshake.
-        resumed: bool,
-    },
-    /// One application-data record.
-    ApplicationData(Vec<u8>),
-    /// Server, DTLS 1.3: one record of 0-RTT early data (epoch 1, RFC 9147 §6.1) that the
-    /// server accepted (RFC 8446 §4.2.10; see [`crate::early13`]). It comes before
-    /// [`Event::Connected`], or just after when reordered, never after the first 1-RTT record.
-    /// Early data can be replayed by an attacker (RFC 8446 §8): act only on idempotent requests.
-    /// [`Connection::peer_identity`] already reports the identity bound to the resumed ticket.
-    EarlyData(Vec<u8>),
-    /// Client, DTLS 1.3: the server accepted our 0-RTT early data (early_data in its
-    /// EncryptedExtensions). Comes before [`Event::Connected`].
-    EarlyDataAccepted,
-    /// Client, DTLS 1.3: our 0-RTT early data was not delivered: the server rejected it, a
-    /// HelloRetryRequest came first, or the ticket did not allow it. Comes before
-    /// [`Event::Connected`]; send the data again as 1-RTT data if it still matters.
-    EarlyDataRejected,
-    /// The connection is closed; nothing more will be sent or received.
-    Closed(CloseReason),
-}
-
-/// Counters for what was dropped and sent. Transient noise is counted, never reported as an
-/// error (RFC 6347 §4.1.2.7).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams handled.
-    pub datagrams_received: u64,
-    /// Records dropped as malformed or unexpected.
-    pub records_invalid: u64,
-    /// Records that failed authentication.
-    pub records_auth_failed: u64,
-    /// Records dropped by the anti-replay window.
-    pub records_replayed: u64,
-    /// Datagrams sent.
-    pub datagrams_sent: u64,
-    /// Bytes sent (UDP payload).
-    pub bytes_sent: u64,
-    /// Flight retransmissions (timer or peer-triggered; in DTLS 1.3 also those prompted by a
-    /// partial ACK).
-    pub retransmissions: u64,
-    /// DTLS 1.3 server: epoch-1 (0-RTT) records skipped because early data was rejected
-    /// (RFC 8446 §4.2.10), up to max_early_data_size bytes; beyond that they count as invalid.
-    pub early_records_skipped: u64,
-    /// DTLS 1.3: handshake records sent again, counting only the unacknowledged fragments that
-    /// were resent (RFC 9147 §7.2). Not counted for DTLS 1.2, which resends whole flights.
-    pub records_retransmitted: u64,
-    /// DTLS 1.3: records a whole-flight retransmission (RFC 6347 §4.2.4) would have sent at
-    /// the same timer- or peer-triggered retransmissions, for comparison with
-    /// `records_retransmitted`.
-    pub whole_flight_records: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -1926,47 +1820,6 @@ fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
     match hs {
         Hs::Done => "handshake message after the handshake",
         _ => "handshake message out of order",
-    }
-}
-
-/// What an association hands back to its caller: datagrams, events, counters and why it
-/// closed. The DTLS 1.2 and 1.3 state machines share it.
-#[derive(Debug, Default)]
-pub(crate) struct Outputs {
-    pub(crate) transmits: VecDeque<Vec<u8>>,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) stats: Stats,
-    /// Boxed: only closed associations need it.
-    pub(crate) close_reason: Option<Box<CloseReason>>,
-}
-
-impl Outputs {
-    pub(crate) fn push_datagram(&mut self, d: Vec<u8>) {
-        self.stats.datagrams_sent += 1;
-        self.stats.bytes_sent += d.len() as u64;
-        self.transmits.push_back(d);
-    }
-
-    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let d = self.transmits.pop_front();
-        if self.transmits.is_empty() {
-            // An idle association should not keep queue capacity around.
-            self.transmits.shrink_to_fit();
-        }
-        d
-    }
-
-    pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front();
-        if self.events.is_empty() {
-            self.events.shrink_to_fit();
-        }
-        e
-    }
-
-    pub(crate) fn closed(&mut self, reason: CloseReason) {
-        self.close_reason = Some(Box::new(reason.clone()));
-        self.events.push_back(Event::Closed(reason));
     }
 }
 

@@ -12,7 +12,6 @@
 
 use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
-use crate::connection::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use crate::cookie::HrrState;
 use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
 use crate::crypto::{AeadAlgorithm, CryptoProvider, EcdhKeyPair, HashContext, Rng, SeededRng};
@@ -25,6 +24,7 @@ use crate::record13::{
     self, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
 };
 use crate::resumption::{Session, Ticket13};
+use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -35,7 +35,7 @@
 //! in early data: the hook is where an application (the CoAP layer) decides.
 
 use crate::codec::CipherSuite;
-use crate::connection::PeerIdentity;
+use crate::types::PeerIdentity;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 use crate::codec::Codec;
 use crate::codec::{ContentType, HandshakeType, NamedGroup, ProtocolVersion, Reader};
 use crate::config::{ClientConfig, ServerConfig};
-use crate::connection::{Connection, Event};
+use crate::connection::Connection;
 use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
 use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
 use crate::crypto::{CryptoProvider, SeededRng};
@@ -27,19 +27,13 @@ use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::msgs13::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::record::RecordHeader;
 use crate::resumption::Session;
+use crate::types::Event;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A datagram to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddr,
-    /// The UDP payload.
-    pub payload: Vec<u8>,
-}
+pub use crate::types::Transmit;
 
 /// Endpoint-level counters (per-connection ones are in [`crate::Stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -29,13 +29,15 @@ pub mod record;
 pub mod record13;
 pub mod resumption;
 pub mod suites;
+mod types;
 
 pub use config::{
     CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, PeerVerifier, Psk, PskStore, ServerConfig,
     StaticPsks,
 };
-pub use connection::{CloseReason, Connection, Event, PeerIdentity, Role, Stats};
+pub use connection::Connection;
 pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
-pub use endpoint::{Endpoint, EndpointStats, Stateless13, StatelessOutcome, Transmit};
+pub use endpoint::{Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::Error;
 pub use resumption::{MemorySessionStore, Session, SessionStore};
+pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};

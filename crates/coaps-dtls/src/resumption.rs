@@ -2,7 +2,7 @@
 //! in-memory implementation. The moka/Redis stores come later as a Tower layer.
 
 use crate::codec::CipherSuite;
-use crate::connection::PeerIdentity;
+use crate::types::PeerIdentity;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! the CertificateVerify content, and the ServerHello.random markers.
 use super::types::Random;
 use crate::codec::{HandshakeType, InvalidMessage, put_u24};
-use crate::connection::Role;
+use crate::types::Role;
 
 /// ServerHello.random of a HelloRetryRequest: SHA-256("HelloRetryRequest") (RFC 8446 §4.1.3).
 pub const HELLO_RETRY_REQUEST_RANDOM: [u8; 32] = [

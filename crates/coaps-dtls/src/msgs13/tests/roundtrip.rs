@@ -1,7 +1,7 @@
 //! Every message and extension variant survives encode → decode, with the exact bytes the RFC
 //! layouts give; transcript helpers produce the RFC byte strings.
 use super::*;
-use crate::connection::Role;
+use crate::types::Role;
 
 fn roundtrip<T: for<'x> Codec<'x> + PartialEq + std::fmt::Debug>(v: &T) -> Vec<u8> {
     let bytes = v.to_vec();
