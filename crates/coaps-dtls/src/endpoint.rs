@@ -35,6 +35,25 @@ use std::time::Instant;
 
 pub use crate::types::Transmit;
 
+/// What the layers in front of an endpoint learned about one datagram, handed in with it
+/// ([`Endpoint::handle_datagram_with`]): the engine never waits on a store or a clock of its
+/// own (DESIGN principle 2), so whatever needs an asynchronous look-up arrives here as a plain
+/// input.
+#[derive(Debug, Default, Clone)]
+#[non_exhaustive]
+pub struct DatagramMeta {
+    /// The round trip a stateless cookie gate in front measured for this peer: from issuing
+    /// the cookie to receiving it back in this ClientHello.
+    pub cookie_rtt: Option<std::time::Duration>,
+}
+
+impl DatagramMeta {
+    /// Nothing learned.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
 /// Endpoint-level counters (per-connection ones are in [`crate::Stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointStats {
@@ -466,6 +485,12 @@ impl Endpoint {
 
     /// Processes one datagram from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
+        self.handle_datagram_with(now, peer, datagram, DatagramMeta::default());
+    }
+
+    /// Processes one datagram from `peer` with what the layers in front learned about it
+    /// (see [`DatagramMeta`]).
+    pub fn handle_datagram_with(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], meta: DatagramMeta) {
         self.stats.datagrams_received += 1;
         if self.hellos.is_some() && starts_with_client_hello_fragment(datagram) {
             // A retransmission of the ClientHello that created the association is its business
@@ -475,11 +500,11 @@ impl Endpoint {
                 self.collect(peer);
             }
             if let Some(hello) = self.reassemble_hello(now, peer, datagram) {
-                self.handle_hello_or_other(now, peer, &hello, true);
+                self.handle_hello_or_other(now, peer, &hello, true, meta);
             }
             return;
         }
-        self.handle_hello_or_other(now, peer, datagram, false);
+        self.handle_hello_or_other(now, peer, datagram, false, meta);
     }
 
     /// Takes the ClientHello fragments of `datagram` into the reassembly area (see
@@ -499,7 +524,14 @@ impl Endpoint {
 
     /// A datagram from `peer`, possibly a ClientHello (`reassembled` when it was rebuilt from
     /// fragments that the peer's association, if any, has already seen).
-    fn handle_hello_or_other(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], reassembled: bool) {
+    fn handle_hello_or_other(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        datagram: &[u8],
+        reassembled: bool,
+        meta: DatagramMeta,
+    ) {
         let existing = self.connections.get(&peer);
         let starts_with_ch = first_client_hello(datagram);
         let route_to_existing = match (existing, &starts_with_ch) {
@@ -544,7 +576,7 @@ impl Endpoint {
             && ch13.offers_version(ProtocolVersion::DTLS1_3)
             && crate::connection13::server_choose(&server, &ch13).is_some()
         {
-            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram);
+            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram, meta);
             return;
         }
         if !server.dtls12 {
@@ -595,7 +627,10 @@ impl Endpoint {
         body: &[u8],
         ch13: ClientHello13,
         datagram: &[u8],
+        meta: DatagramMeta,
     ) {
+        // The retransmission and resumption seams read `meta` when they create the association.
+        let _ = &meta;
         let received = datagram.len();
         let Some((suite, needs_group)) = crate::connection13::server_choose(&server, &ch13) else { return };
         // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.

@@ -37,7 +37,7 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
-pub use endpoint::{Endpoint, EndpointStats, Stateless13, StatelessOutcome};
+pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::Error;
 pub use resumption::{MemorySessionStore, Session, SessionStore};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
