@@ -53,7 +53,7 @@ impl Error {
         Some(match self {
             // decode_error, except where RFC 8446 asks for illegal_parameter (an extension in a
             // message that does not allow it, §4.2; pre_shared_key not last, §4.2.11).
-            Self::InvalidMessage(e) => crate::msgs13::alert_for(e),
+            Self::InvalidMessage(e) => crate::codec::alert_for(e),
             Self::PeerMisbehaved(_, a) | Self::Incompatible(_, a) => *a,
             Self::Certificate(e) => e.alert(),
             Self::UnknownPskIdentity => AlertDescription::UnknownPskIdentity,

@@ -1,6 +1,6 @@
 //! Seeded garbage for the decoder fuzz loops of `msgs` and `msgs13` (tests only).
 
-use super::InvalidMessage;
+use super::reader::InvalidMessage;
 
 /// xorshift64*, seeded: reproducible without a dependency.
 pub(crate) struct XorShift(pub(crate) u64);

@@ -39,29 +39,8 @@ pub use types::*;
 #[cfg(test)]
 mod tests;
 
-use crate::codec::{AlertDescription, InvalidMessage};
-
-/// `IllegalValue` reason: pre_shared_key is not the last ClientHello extension.
-pub const REASON_PSK_NOT_LAST: &str = "pre_shared_key is not the last extension";
-/// `IllegalValue` reason: a recognised extension appears in a message that does not allow it.
-pub const REASON_EXTENSION_NOT_ALLOWED: &str = "extension not allowed in this message";
-/// `IllegalValue` reason: two key_share entries for the same group.
-pub const REASON_DUPLICATE_KEY_SHARE: &str = "duplicate group in key_share";
-/// `IllegalValue` reason: pre_shared_key has a different number of identities and binders.
-pub const REASON_PSK_BINDER_COUNT: &str = "pre_shared_key identities and binders differ in number";
-
-/// The alert to send for a decoding failure of this module.
-///
-/// Most failures are `decode_error` (RFC 8446 §6.2), but RFC 8446 asks for
-/// `illegal_parameter` when pre_shared_key is not last (§4.2.11), when a recognised extension
-/// appears in a message that does not allow it (§4.2), and permits it for repeated key_share
-/// groups (§4.2.8). A binder count that does not match the identities means the binder for
-/// the selected PSK is missing, which §4.2.11 treats the same way.
-pub fn alert_for(e: &InvalidMessage) -> AlertDescription {
-    match e {
-        InvalidMessage::IllegalValue(
-            REASON_PSK_NOT_LAST | REASON_EXTENSION_NOT_ALLOWED | REASON_DUPLICATE_KEY_SHARE | REASON_PSK_BINDER_COUNT,
-        ) => AlertDescription::IllegalParameter,
-        _ => AlertDescription::DecodeError,
-    }
-}
+// The reasons and their alerts live beside `InvalidMessage`, so `error` maps every decoding
+// failure to its alert without importing a message module.
+pub use crate::codec::{
+    REASON_DUPLICATE_KEY_SHARE, REASON_EXTENSION_NOT_ALLOWED, REASON_PSK_BINDER_COUNT, REASON_PSK_NOT_LAST, alert_for,
+};
