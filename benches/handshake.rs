@@ -16,7 +16,7 @@
 use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{Mode, ossl, ours};
-use coaps_dtls::codec::CipherSuite;
+use coaps_dtls::CipherSuite;
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;

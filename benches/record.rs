@@ -20,10 +20,10 @@
 
 use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::report::{duration, mean_ns};
-use coaps_dtls::codec::{ContentType, ProtocolVersion};
 use coaps_dtls::crypto::AeadAlgorithm;
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
-use coaps_dtls::record::{RecordHeader, RecordProtection, split_datagram};
+use coaps_dtls::internal::codec::{ContentType, ProtocolVersion};
+use coaps_dtls::internal::record::{RecordHeader, RecordProtection, split_datagram};
 use criterion::measurement::Measurement;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use openssl::cipher::{Cipher, CipherRef};

@@ -16,7 +16,7 @@
 
 use coaps_bench_support::alloc::thread_allocations as allocations;
 use coaps_bench_support::{CountingAlloc, Mode, Outcome, ossl, ours};
-use coaps_dtls::codec::CipherSuite;
+use coaps_dtls::CipherSuite;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -3,12 +3,12 @@
 //! `cargo run --release --example gen_corpus [OUT_DIR]` (default: `corpus` next to Cargo.toml).
 //! Every endpoint seed is checked to replay to a completed handshake before it is written.
 
-use coaps_dtls::codec::{Codec, NamedGroup, SignatureScheme};
-use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
-use coaps_dtls::msgs::{HandshakeHeader, KeyExchangeAlgorithm};
-use coaps_dtls::msgs13::*;
-use coaps_dtls::record::split_datagram;
-use coaps_dtls::record13::{Record13, split_datagram13};
+use coaps_dtls::internal::codec::{Codec, NamedGroup, SignatureScheme};
+use coaps_dtls::internal::codec::{ContentType, HandshakeType, Reader};
+use coaps_dtls::internal::msgs::{HandshakeHeader, KeyExchangeAlgorithm};
+use coaps_dtls::internal::msgs13::*;
+use coaps_dtls::internal::record::split_datagram;
+use coaps_dtls::internal::record13::{Record13, split_datagram13};
 use coaps_fuzz::dtls13;
 use coaps_fuzz::scenario::{self, Transcript};
 use coaps_fuzz::targets13::msgs13_selector;
@@ -150,7 +150,7 @@ fn dtls13_seeds(dir: &Path) {
                         EncryptedExtension13::ServerName,
                         EncryptedExtension13::SupportedGroups(vec![NamedGroup::Secp256r1]),
                         EncryptedExtension13::EarlyData,
-                        EncryptedExtension13::ServerCertificateType(coaps_dtls::codec::CertificateType::RawPublicKey),
+                        EncryptedExtension13::ServerCertificateType(coaps_dtls::internal::codec::CertificateType::RawPublicKey),
                     ],
                 }
                 .to_vec(),

@@ -9,7 +9,7 @@
 #![warn(missing_docs)]
 
 use coaps_dtls::cert::{self, PinnedKeys, WebPkiVerifier};
-use coaps_dtls::cookie::CookieConfig;
+use coaps_dtls::CookieConfig;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{

@@ -17,7 +17,7 @@ pub struct Transcript {
     /// Whether the client got its message echoed back.
     pub echoed: bool,
     /// The suite's key exchange, once connected.
-    pub kx: Option<coaps_dtls::msgs::KeyExchangeAlgorithm>,
+    pub kx: Option<coaps_dtls::internal::msgs::KeyExchangeAlgorithm>,
 }
 
 /// Runs one handshake plus one echoed message with no loss at a fixed instant.

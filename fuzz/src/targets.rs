@@ -5,15 +5,15 @@
 
 use crate::{drain, new_client, new_server, ops, peer, run_client_script, settle};
 use arbitrary::{Arbitrary, Unstructured};
-use coaps_dtls::codec::CertificateType;
-use coaps_dtls::codec::{Codec, HandshakeType, Reader};
-use coaps_dtls::cookie::ClientHelloView;
-use coaps_dtls::handshake::reassembly::{Insert, Reassembler};
-use coaps_dtls::msgs::{
+use coaps_dtls::internal::codec::CertificateType;
+use coaps_dtls::internal::codec::{Codec, HandshakeType, Reader};
+use coaps_dtls::internal::cookie::ClientHelloView;
+use coaps_dtls::internal::handshake::reassembly::{Insert, Reassembler};
+use coaps_dtls::internal::msgs::{
     Certificate, CertificateRequest, ClientHello, ClientKeyExchange, HandshakeHeader, HelloVerifyRequest,
     KeyExchangeAlgorithm, ServerHello, ServerKeyExchange,
 };
-use coaps_dtls::record::{RecordHeader, split_datagram};
+use coaps_dtls::internal::record::{RecordHeader, split_datagram};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Instant;
@@ -36,7 +36,7 @@ fn kx(b: u8) -> KeyExchangeAlgorithm {
 
 fn read_all<'a, T>(
     body: &'a [u8],
-    f: impl FnOnce(&mut Reader<'a>) -> Result<T, coaps_dtls::codec::InvalidMessage>,
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T, coaps_dtls::InvalidMessage>,
 ) -> Option<T> {
     let mut r = Reader::new(body);
     let v = f(&mut r).ok()?;
@@ -145,7 +145,7 @@ pub fn cookie_view(data: &[u8]) {
     // past the buffer it is given, whatever the cookie length.
     let mut out = [0u8; 64];
     let cookie = &data[..data.len().min(300)];
-    if let Some(n) = coaps_dtls::cookie::write_hello_verify_request(u64::from(data.len() as u32), cookie, &mut out) {
+    if let Some(n) = coaps_dtls::internal::cookie::write_hello_verify_request(u64::from(data.len() as u32), cookie, &mut out) {
         assert!(n <= out.len());
     }
 }

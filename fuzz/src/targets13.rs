@@ -8,13 +8,13 @@
 //! re-encoded with an empty block.
 
 use arbitrary::{Arbitrary, Unstructured};
-use coaps_dtls::codec::{CertificateType, Codec, ContentType, Reader};
-use coaps_dtls::cookie::{CookieConfig, CookieError, CookieKeys, HrrState};
+use coaps_dtls::internal::codec::{CertificateType, Codec, ContentType, Reader};
+use coaps_dtls::internal::cookie::{CookieConfig, CookieError, CookieKeys, HrrState};
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
-use coaps_dtls::crypto::tls13::{Secret, TrafficKeys};
+use coaps_dtls::internal::tls13::{Secret, TrafficKeys};
 use coaps_dtls::crypto::{AeadAlgorithm, SeededRng};
-use coaps_dtls::msgs13::*;
-use coaps_dtls::record13::{
+use coaps_dtls::internal::msgs13::*;
+use coaps_dtls::internal::record13::{
     CiphertextRecord, HeaderStyle, MAX_ENCRYPTED_RECORD_LEN, MIN_ENCRYPTED_RECORD_LEN, OpenError13, ReceiveEpoch13,
     Record13, RecordProtection13, SendEpoch13, SeqLen, reconstruct_epoch, reconstruct_seq, split_datagram13,
 };
@@ -516,7 +516,7 @@ pub fn plaintext_fragments(datagram: &[u8]) {
     for rec in split_datagram13(datagram) {
         if let Record13::Plaintext(raw) = rec {
             let mut r = Reader::new(raw.fragment);
-            while let Ok((hdr, body)) = coaps_dtls::msgs::HandshakeHeader::read_fragment(&mut r) {
+            while let Ok((hdr, body)) = coaps_dtls::internal::msgs::HandshakeHeader::read_fragment(&mut r) {
                 assert_eq!(body.len(), hdr.fragment_length as usize);
             }
         }

@@ -1,8 +1,8 @@
 //! This engine, client and server on one thread, datagrams handed over in memory.
 
 use crate::{Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, read_data};
+use coaps_dtls::CipherSuite;
 use coaps_dtls::cert::{self, WebPkiVerifier};
-use coaps_dtls::codec::CipherSuite;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{

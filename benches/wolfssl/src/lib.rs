@@ -9,7 +9,7 @@
 //! A crate of its own, outside the workspace, so that CI and workspace builds never compile
 //! wolfSSL; `unsafe` is confined to [`ffi`] and [`wolf`] (the C calls), as in `benches/support`.
 
-use coaps_dtls::codec::CipherSuite;
+use coaps_dtls::CipherSuite;
 use std::ffi::CStr;
 
 pub mod coaps;

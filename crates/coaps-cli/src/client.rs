@@ -118,8 +118,8 @@ pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn dtls_hint(e: &coaps_dtls::Error) -> String {
+    use coaps_dtls::AlertDescription as A;
     use coaps_dtls::Error as E;
-    use coaps_dtls::codec::AlertDescription as A;
     match e {
         E::AlertReceived(A::UnknownPskIdentity) | E::AlertReceived(A::DecryptError) => {
             "the server does not know this PSK identity or key: check -u/-k".into()
@@ -257,8 +257,7 @@ mod tests {
 
     #[test]
     fn errors_are_explained() {
-        let e: BoxError =
-            Box::new(coaps_dtls::Error::AlertReceived(coaps_dtls::codec::AlertDescription::UnknownPskIdentity));
+        let e: BoxError = Box::new(coaps_dtls::Error::AlertReceived(coaps_dtls::AlertDescription::UnknownPskIdentity));
         let s = describe_error(e.as_ref());
         assert!(s.contains("check -u/-k"), "{s}");
         let e: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));

@@ -22,7 +22,7 @@
 //! Every bad line is reported, each with its line number and what is wrong.
 
 use coaps_dtls::Psk;
-use coaps_dtls::config::{MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN};
+use coaps_dtls::{MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN};
 use std::fmt;
 
 /// The public demo identity used when no credentials are given.

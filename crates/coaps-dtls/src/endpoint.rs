@@ -21,10 +21,10 @@ use crate::connection::Connection;
 use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
 use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
 use crate::crypto::{CryptoProvider, SeededRng};
+use crate::dtls13::msgs::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::error::Error;
 use crate::handshake::reassembly::HelloReassembly;
 use crate::msgs::{ClientHello, HandshakeHeader};
-use crate::msgs13::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::record::RecordHeader;
 use crate::resumption::Session;
 use crate::types::Event;
@@ -151,12 +151,12 @@ pub fn stateless_check13(
     if !ch13.offers_version(ProtocolVersion::DTLS1_3) {
         return Stateless13::NotDtls13;
     }
-    let Some((suite, needs_group)) = crate::connection13::server_choose(server, &ch13) else {
+    let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(server, &ch13) else {
         return Stateless13::NotDtls13;
     };
     // The same two exceptions as `Endpoint::accept13`, so gate and endpoint agree.
-    let needs_group = needs_group && !crate::connection13::psk_ke_possible(server, &ch13, now);
-    if ch13.cookie().is_none() && !needs_group && crate::connection13::cookie_exempt(server, &ch13, body, peer, now) {
+    let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible(server, &ch13, now);
+    if ch13.cookie().is_none() && !needs_group && crate::dtls13::engine::cookie_exempt(server, &ch13, body, peer, now) {
         return Stateless13::CookieExempt;
     }
     let provider = &*server.common.provider;
@@ -199,7 +199,7 @@ fn hello_retry_datagram(
         group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
     };
     let cookie = keys.generate13(provider, now, peer, &state).ok()?;
-    let hrr = crate::connection13::hello_retry_request(&state, cookie.as_bytes());
+    let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie.as_bytes());
     let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
     HandshakeHeader {
         msg_type: HandshakeType::ServerHello,
@@ -212,7 +212,7 @@ fn hello_retry_datagram(
     hs.extend_from_slice(&hrr);
     let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
     // RFC 6347 §4.2.1 / RFC 9147 §5.1: reuse the ClientHello's record number.
-    crate::record13::encode_plaintext13(ContentType::Handshake, 0, record_seq, &hs, &mut out);
+    crate::dtls13::record::encode_plaintext13(ContentType::Handshake, 0, record_seq, &hs, &mut out);
     // RFC 9147 §5.1: at most three times the bytes received before the address is proven.
     (out.len() <= 3 * received).then_some(out)
 }
@@ -574,7 +574,7 @@ impl Endpoint {
             && let Some((rec, hdr, body)) = starts_with_ch
             && let Ok(ch13) = ClientHello13::read_exact(body)
             && ch13.offers_version(ProtocolVersion::DTLS1_3)
-            && crate::connection13::server_choose(&server, &ch13).is_some()
+            && crate::dtls13::engine::server_choose(&server, &ch13).is_some()
         {
             self.accept13(now, peer, server, rec, hdr, body, ch13, datagram, meta);
             return;
@@ -632,9 +632,9 @@ impl Endpoint {
         // The retransmission and resumption seams read `meta` when they create the association.
         let _ = &meta;
         let received = datagram.len();
-        let Some((suite, needs_group)) = crate::connection13::server_choose(&server, &ch13) else { return };
+        let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(&server, &ch13) else { return };
         // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.
-        let needs_group = needs_group && !crate::connection13::psk_ke_possible(&server, &ch13, now);
+        let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible(&server, &ch13, now);
         let Some(shared) = &self.cookies13 else { return };
         let keys = shared.lock(now, &mut self.rng);
         let provider = server.common.provider.clone();
@@ -654,7 +654,7 @@ impl Endpoint {
                 Ok((state, _)) => {
                     let mut prefix = Vec::new();
                     message_hash(&state.client_hello1_hash, &mut prefix);
-                    let hrr = crate::connection13::hello_retry_request(&state, cookie);
+                    let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie);
                     transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
                     Some(prefix)
                 }
@@ -667,7 +667,7 @@ impl Endpoint {
             // RFC 9147 §5.1: no cookie for a fresh 0-RTT resumption from the ticket's address
             // with a valid binder (the stateless gate in front passes it as
             // `Stateless13::CookieExempt`).
-            None if !needs_group && crate::connection13::cookie_exempt(&server, &ch13, body, peer, now) => {
+            None if !needs_group && crate::dtls13::engine::cookie_exempt(&server, &ch13, body, peer, now) => {
                 Some(Vec::new())
             }
             None => None,
@@ -699,7 +699,7 @@ impl Endpoint {
             self.stats.dropped_limit += 1;
             return;
         }
-        let mut c = crate::connection13::Conn13::server(
+        let mut c = crate::dtls13::engine::Conn13::server(
             server,
             peer,
             ch13,

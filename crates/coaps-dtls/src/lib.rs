@@ -1,43 +1,105 @@
 //! # coaps-dtls
 //!
-//! A sans-IO DTLS 1.2 (RFC 6347) engine for CoAPS. It performs no I/O, reads no clock and owns
-//! no thread: datagrams and time go in through `handle_*`, datagrams, timers and events come
-//! out through `poll_*`. Randomness is injected and seedable, so every handshake can be
-//! replayed.
+//! A sans-IO DTLS engine for CoAPS: DTLS 1.2 (RFC 6347) and DTLS 1.3 (RFC 9147), both roles.
+//! It performs no I/O, reads no clock and owns no thread: datagrams and time go in through
+//! `handle_*`, datagrams, timers and events come out through `poll_*`. Randomness is injected
+//! and seedable, so every handshake can be replayed.
 //!
 //! * [`Endpoint`] multiplexes many peers behind one socket, with the stateless cookie gate.
-//! * [`Connection`] is one association.
+//! * [`Connection`] is one association, DTLS 1.2 or 1.3 (or a dual-version client that lets
+//!   the server choose, [`DtlsVersion::Auto`]).
 //! * [`ServerConfig`] / [`ClientConfig`] hold credentials, suites, timers and limits.
+//! * [`Session`] / [`SessionStore`] resume sessions (DTLS 1.2 session IDs, DTLS 1.3 tickets and
+//!   0-RTT, [`EarlyDataConfig`]).
+//! * [`cert`] loads certificates and keys and verifies peers; [`crypto`] is the crypto provider
+//!   interface (RustCrypto by default); [`suites`] names the cipher suites.
+//!
+//! # Layout
+//!
+//! ```text
+//! types, error, codec          the vocabulary at the bottom of the module graph
+//! config, resumption, suites   what the application sets and keeps
+//! msgs, record, handshake      the DTLS 1.2 wire (messages, records, flights, reassembly),
+//!                              which DTLS 1.3 reuses for its plaintext headers and hellos
+//! dtls12/  dtls13/             one engine per version (dtls13 adds msgs, record, key_schedule)
+//! connection/                  the public Connection facade over both (+ the auto client)
+//! cookie, endpoint             the stateless gate and the association table
+//! ```
+//!
+//! No module imports another in a circle (`tests/module_graph.rs` checks it). Everything not
+//! re-exported here is private; the `internal` module exposes engine internals to this
+//! workspace's fuzz targets, benches and white-box tests only, and is not an API.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod auto;
 pub mod cert;
-pub mod codec;
-pub mod config;
-pub mod connection;
-mod connection13;
-pub mod cookie;
+mod codec;
+mod config;
+mod connection;
+mod cookie;
 pub mod crypto;
-pub mod early13;
-pub mod endpoint;
-pub mod error;
-pub mod handshake;
-pub mod msgs;
-pub mod msgs13;
-pub mod record;
-pub mod record13;
-pub mod resumption;
+mod dtls12;
+mod dtls13;
+mod endpoint;
+mod error;
+mod handshake;
+mod msgs;
+mod record;
+mod resumption;
 pub mod suites;
 mod types;
 
+pub use cert::CertificateError;
+pub use codec::{AlertDescription, CipherSuite, InvalidMessage, ProtocolVersion};
+pub use config::early_data::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use config::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, PeerVerifier, Psk, PskStore, ServerConfig,
-    StaticPsks,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, PeerVerifier,
+    Psk, PskStore, ServerConfig, StaticPsks,
 };
 pub use connection::Connection;
-pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
+pub use cookie::CookieConfig;
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::Error;
+pub use handshake::flight::RetransmitConfig;
+pub use handshake::reassembly::HelloReassemblyConfig;
 pub use resumption::{MemorySessionStore, Session, SessionStore};
+pub use suites::{ALL_SUITES, SupportedSuite};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
+
+/// Engine internals for this workspace's fuzz targets, benches and white-box tests (crafting
+/// records, driving the gate by hand, known-answer vectors). Not an API: anything here may
+/// change in any release.
+#[doc(hidden)]
+pub mod internal {
+    #![allow(missing_docs)]
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    pub mod cookie {
+        pub use crate::cookie::*;
+    }
+    pub mod endpoint {
+        pub use crate::endpoint::*;
+    }
+    pub mod handshake {
+        pub use crate::handshake::*;
+    }
+    pub mod msgs {
+        pub use crate::msgs::*;
+    }
+    pub mod record {
+        pub use crate::record::*;
+    }
+    pub mod msgs13 {
+        pub use crate::dtls13::msgs::*;
+    }
+    pub mod record13 {
+        pub use crate::dtls13::record::*;
+    }
+    pub mod tls13 {
+        pub use crate::dtls13::key_schedule::*;
+    }
+    pub mod prf {
+        pub use crate::crypto::prf::*;
+    }
+}

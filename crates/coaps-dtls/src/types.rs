@@ -69,7 +69,7 @@ pub enum Event {
     /// One application-data record.
     ApplicationData(Vec<u8>),
     /// Server, DTLS 1.3: one record of 0-RTT early data (epoch 1, RFC 9147 §6.1) that the
-    /// server accepted (RFC 8446 §4.2.10; see [`crate::early13`]). It comes before
+    /// server accepted (RFC 8446 §4.2.10; see [`EarlyDataConfig`](crate::EarlyDataConfig)). It comes before
     /// [`Event::Connected`], or just after when reordered, never after the first 1-RTT record.
     /// Early data can be replayed by an attacker (RFC 8446 §8): act only on idempotent requests.
     /// [`Connection::peer_identity`](crate::Connection::peer_identity) already reports the identity bound to the resumed ticket.

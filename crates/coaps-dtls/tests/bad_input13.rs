@@ -330,12 +330,13 @@ fn spoofed_dtls13_client_hellos_leave_no_state_and_hrr_stays_under_3x() {
     // one): the answer would exceed 3x, so none is sent.
     let mut d = ch.clone();
     let body = &ch[25..];
-    let mut chm = <coaps_dtls::msgs13::ClientHello13 as coaps_dtls::codec::Codec>::read_exact(body).unwrap();
-    chm.extensions.retain(|e| matches!(e, coaps_dtls::msgs13::ClientExtension13::SupportedVersions(_)));
-    chm.extensions.push(coaps_dtls::msgs13::ClientExtension13::PskKeyExchangeModes(vec![
-        coaps_dtls::codec::PskKeyExchangeMode::PskKe,
+    let mut chm =
+        <coaps_dtls::internal::msgs13::ClientHello13 as coaps_dtls::internal::codec::Codec>::read_exact(body).unwrap();
+    chm.extensions.retain(|e| matches!(e, coaps_dtls::internal::msgs13::ClientExtension13::SupportedVersions(_)));
+    chm.extensions.push(coaps_dtls::internal::msgs13::ClientExtension13::PskKeyExchangeModes(vec![
+        coaps_dtls::internal::codec::PskKeyExchangeMode::PskKe,
     ]));
-    let small = coaps_dtls::codec::Codec::to_vec(&chm);
+    let small = coaps_dtls::internal::codec::Codec::to_vec(&chm);
     d.truncate(13);
     let mut hs = vec![1];
     hs.extend_from_slice(&(small.len() as u32).to_be_bytes()[1..]);

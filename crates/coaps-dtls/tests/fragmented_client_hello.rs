@@ -5,11 +5,11 @@
 
 mod common;
 
-use coaps_dtls::codec::{ContentType, HandshakeType, ProtocolVersion};
+use coaps_dtls::HelloReassemblyConfig;
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::handshake::reassembly::HelloReassemblyConfig;
-use coaps_dtls::msgs::HandshakeHeader;
-use coaps_dtls::record::RecordHeader;
+use coaps_dtls::internal::codec::{ContentType, HandshakeType, ProtocolVersion};
+use coaps_dtls::internal::msgs::HandshakeHeader;
+use coaps_dtls::internal::record::RecordHeader;
 use coaps_dtls::{DtlsVersion, Endpoint, ServerConfig};
 use coaps_sim::{Network, SimConfig, Simulation};
 use common::*;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// File-level cycles that exist today, sorted. An engine split into one struct per handshake
 /// state removes them; until then they are the only ones allowed.
-const KNOWN_FILE_CYCLES: &[&[&str]] = &[&["connection13", "connection13::early"]];
+const KNOWN_FILE_CYCLES: &[&[&str]] = &[&["dtls13::engine", "dtls13::engine::early"]];
 
 /// `a/b/mod.rs` → `a::b`, `a/b.rs` → `a::b`, `lib.rs` → `` (the crate root).
 fn module_of(src: &Path, file: &Path) -> String {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use coaps_dtls::record::split_datagram;
+use coaps_dtls::internal::record::split_datagram;
 use common::*;
 use std::collections::HashSet;
 

@@ -4,11 +4,11 @@
 
 mod common;
 
-use coaps_dtls::codec::{AlertDescription, Codec, ContentType, HandshakeType, ProtocolVersion};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::msgs::HandshakeHeader;
-use coaps_dtls::msgs13::{ClientExtension13, ClientHello13};
-use coaps_dtls::record13::{Record13, encode_plaintext13, split_datagram13};
+use coaps_dtls::internal::codec::{AlertDescription, Codec, ContentType, HandshakeType, ProtocolVersion};
+use coaps_dtls::internal::msgs::HandshakeHeader;
+use coaps_dtls::internal::msgs13::{ClientExtension13, ClientHello13};
+use coaps_dtls::internal::record13::{Record13, encode_plaintext13, split_datagram13};
 use coaps_dtls::{CloseReason, DtlsVersion, Endpoint, Error, Event, PeerIdentity, ServerConfig};
 use coaps_sim::{Network, SimConfig, Simulation, check_seeds};
 use common::*;
@@ -46,7 +46,7 @@ fn auto_configs(
     mtu: usize,
 ) -> (Arc<ServerConfig>, Arc<coaps_dtls::ClientConfig>) {
     let (mut s, mut c) = configs(mode, None);
-    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+    let retransmit = coaps_dtls::RetransmitConfig {
         max_retransmissions: 12,
         handshake_timeout: Duration::from_secs(600),
         ..Default::default()
@@ -138,7 +138,7 @@ fn first_client_hello(cfg: Arc<coaps_dtls::ClientConfig>) -> (Vec<u8>, ClientHel
     ep.connect(Instant::now(), server_addr(), cfg, "localhost", None).unwrap();
     let d = ep.poll_transmit().unwrap().payload;
     let Some(Record13::Plaintext(rec)) = split_datagram13(&d).next() else { panic!("plaintext record") };
-    let mut r = coaps_dtls::codec::Reader::new(rec.fragment);
+    let mut r = coaps_dtls::internal::codec::Reader::new(rec.fragment);
     let (hdr, body) = HandshakeHeader::read_fragment(&mut r).unwrap();
     assert_eq!(hdr.msg_type, HandshakeType::ClientHello);
     (body.to_vec(), ClientHello13::read_exact(body).unwrap())
@@ -159,22 +159,30 @@ fn the_client_hello_serves_both_versions() {
     assert_eq!(suites, vec![0x1303, 0x1301, 0x1305, 0xc0a8]);
     assert!(ch.extensions.contains(&ClientExtension13::ExtendedMasterSecret));
     assert!(ch.extensions.contains(&ClientExtension13::RenegotiationInfo(Vec::new())));
-    assert!(ch.key_share_for(coaps_dtls::codec::NamedGroup::Secp256r1).is_some());
+    assert!(ch.key_share_for(coaps_dtls::internal::codec::NamedGroup::Secp256r1).is_some());
     // RFC 8446 §4.2.11: pre_shared_key last.
     assert!(matches!(ch.extensions.last(), Some(ClientExtension13::PreSharedKey(_))));
     // The DTLS 1.2 decoder reads the same bytes and re-encodes them identically (the fallback
     // depends on it: CH2 after a HelloVerifyRequest = CH1 + cookie).
-    let ch12 = coaps_dtls::msgs::ClientHello::read_exact(&body).unwrap();
+    let ch12 = coaps_dtls::internal::msgs::ClientHello::read_exact(&body).unwrap();
     assert_eq!(ch12.to_vec(), body);
     // PSK only: no ECDHE suite, so no ec_point_formats (as the 1.2 client alone would do).
-    assert!(!ch12.extensions.iter().any(|e| matches!(e, coaps_dtls::msgs::ClientExtension::EcPointFormats(_))));
+    assert!(
+        !ch12.extensions.iter().any(|e| matches!(e, coaps_dtls::internal::msgs::ClientExtension::EcPointFormats(_)))
+    );
 
     // Certificates: ec_point_formats travels for the ECDHE_ECDSA suite.
     let (_, c) = auto_configs(Mode::EcdsaX509, Server::Dual, true, 1152);
     let (body, _) = first_client_hello(c);
-    let ch12 = coaps_dtls::msgs::ClientHello::read_exact(&body).unwrap();
-    assert!(ch12.extensions.iter().any(|e| matches!(e, coaps_dtls::msgs::ClientExtension::EcPointFormats(_))));
-    assert!(ch12.extensions.iter().any(|e| matches!(e, coaps_dtls::msgs::ClientExtension::SignatureAlgorithms(_))));
+    let ch12 = coaps_dtls::internal::msgs::ClientHello::read_exact(&body).unwrap();
+    assert!(
+        ch12.extensions.iter().any(|e| matches!(e, coaps_dtls::internal::msgs::ClientExtension::EcPointFormats(_)))
+    );
+    assert!(
+        ch12.extensions
+            .iter()
+            .any(|e| matches!(e, coaps_dtls::internal::msgs::ClientExtension::SignatureAlgorithms(_)))
+    );
 }
 
 fn lossy() -> SimConfig {
@@ -314,7 +322,7 @@ fn strip_dtls13(d: Vec<u8>) -> Vec<u8> {
     if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
         return d;
     }
-    let mut r = coaps_dtls::codec::Reader::new(rec.fragment);
+    let mut r = coaps_dtls::internal::codec::Reader::new(rec.fragment);
     let Ok((hdr, body)) = HandshakeHeader::read_fragment(&mut r) else { return d };
     if hdr.msg_type != HandshakeType::ClientHello {
         return d;
@@ -389,12 +397,12 @@ fn an_injected_hello_verify_request_yields_no_dtls12_session() {
             let ch1 = client.poll_transmit().unwrap().payload;
             // The attacker answers first.
             let mut hvr = [0u8; 64];
-            let n = coaps_dtls::cookie::write_hello_verify_request(0, &[0xa5; 16], &mut hvr).unwrap();
+            let n = coaps_dtls::internal::cookie::write_hello_verify_request(0, &[0xa5; 16], &mut hvr).unwrap();
             client.handle_datagram(now, server_addr(), &hvr[..n]);
             let ch2 = client.poll_transmit().expect("the client answers the HelloVerifyRequest").payload;
             // CH2 still offers DTLS 1.3 (RFC 6347 §4.2.1: CH1 plus the cookie).
             let Some(Record13::Plaintext(rec)) = split_datagram13(&ch2).next() else { panic!() };
-            let mut r = coaps_dtls::codec::Reader::new(rec.fragment);
+            let mut r = coaps_dtls::internal::codec::Reader::new(rec.fragment);
             let (_, body) = HandshakeHeader::read_fragment(&mut r).unwrap();
             let ch2_parsed = ClientHello13::read_exact(body).unwrap();
             assert!(ch2_parsed.offers_version(ProtocolVersion::DTLS1_3), "{what}");

@@ -31,7 +31,7 @@ fn run13_with(
     selective: bool,
 ) -> Result<(Node, Node), String> {
     let (mut server_cfg, mut client_cfg) = configs(mode, None);
-    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+    let retransmit = coaps_dtls::RetransmitConfig {
         max_retransmissions: 12,
         handshake_timeout: Duration::from_secs(600),
         ..Default::default()
@@ -72,7 +72,7 @@ fn every_dtls13_mode_completes_on_an_ideal_network() {
             let (client, server) = run13(mode, 1, SimConfig::default(), 1152, cookie)
                 .unwrap_or_else(|e| panic!("{mode:?} cookie {cookie}: {e}"));
             let conn = client.ep.connection(&server_addr()).expect("client association");
-            assert_eq!(conn.version(), coaps_dtls::codec::ProtocolVersion::DTLS1_3);
+            assert_eq!(conn.version(), coaps_dtls::ProtocolVersion::DTLS1_3);
             // On a lossless network nothing waits for a timer: in particular the server's
             // encrypted flight, packed behind the ServerHello in one datagram, is kept until
             // the ServerHello's keys exist instead of being dropped.

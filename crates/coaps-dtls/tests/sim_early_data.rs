@@ -6,7 +6,7 @@
 mod common;
 
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::record13::{Record13, split_datagram13};
+use coaps_dtls::internal::record13::{Record13, split_datagram13};
 use coaps_dtls::{
     ClientConfig, Connection, DtlsVersion, EarlyDataConfig, Endpoint, Error, Event, PeerIdentity,
     ResumptionKeyExchange, ServerConfig, Session,
@@ -30,7 +30,7 @@ fn seeds() -> u64 {
 
 fn configs13(mode: Mode, early: Option<EarlyDataConfig>) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let (mut s, mut c) = configs(mode, None);
-    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+    let retransmit = coaps_dtls::RetransmitConfig {
         max_retransmissions: 12,
         handshake_timeout: Duration::from_secs(600),
         ..Default::default()
@@ -348,11 +348,12 @@ fn psk_ke_resumption_sends_no_key_share_and_keeps_early_data() {
     .unwrap();
     let d = conn.poll_transmit().unwrap();
     let Some(Record13::Plaintext(p)) = split_datagram13(&d).next() else { panic!("no ClientHello") };
-    let mut r = coaps_dtls::codec::Reader::new(p.fragment);
-    let (_, body) = coaps_dtls::msgs::HandshakeHeader::read_fragment(&mut r).unwrap();
-    let ch = <coaps_dtls::msgs13::ClientHello13 as coaps_dtls::codec::Codec>::read_exact(body).unwrap();
+    let mut r = coaps_dtls::internal::codec::Reader::new(p.fragment);
+    let (_, body) = coaps_dtls::internal::msgs::HandshakeHeader::read_fragment(&mut r).unwrap();
+    let ch =
+        <coaps_dtls::internal::msgs13::ClientHello13 as coaps_dtls::internal::codec::Codec>::read_exact(body).unwrap();
     assert!(ch.key_shares().is_none(), "no key share");
-    assert_eq!(ch.psk_key_exchange_modes(), Some(&[coaps_dtls::codec::PskKeyExchangeMode::PskKe][..]));
+    assert_eq!(ch.psk_key_exchange_modes(), Some(&[coaps_dtls::internal::codec::PskKeyExchangeMode::PskKe][..]));
     let mut client = early_client(&psk_ke, ticket, EARLY, 3, sim.now());
     run(&mut sim, &mut client, &mut server).unwrap();
     assert!(client.got_echo && client.resumed, "{:?}", client.events);

@@ -34,7 +34,7 @@ fn run(mode: Mode, seed: u64, net: SimConfig, mtu: usize, resume: bool) -> Resul
     // 20 % loss each way is harsh: a whole-flight exchange fails about a third of the time,
     // so the default budget (7 retransmissions, 120 s) would give up on roughly one seed in a
     // thousand. The test is about eventual completion, so it grants a larger budget.
-    let retransmit = coaps_dtls::handshake::flight::RetransmitConfig {
+    let retransmit = coaps_dtls::RetransmitConfig {
         max_retransmissions: 12,
         handshake_timeout: Duration::from_secs(600),
         ..Default::default()
@@ -199,7 +199,7 @@ fn unknown_psk_identity_is_refused_with_its_alert() {
     let (client, server) = failed_handshake(server_cfg, client_cfg);
     assert_eq!(
         client_close(&client),
-        Some(CloseReason::Error(Error::AlertReceived(coaps_dtls::codec::AlertDescription::UnknownPskIdentity)))
+        Some(CloseReason::Error(Error::AlertReceived(coaps_dtls::AlertDescription::UnknownPskIdentity)))
     );
     assert_eq!(client_close(&server), Some(CloseReason::Error(Error::UnknownPskIdentity)));
 }

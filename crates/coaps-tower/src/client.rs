@@ -101,7 +101,7 @@
 
 use crate::coap::{empty_ack, reset};
 use coap_lite::{MessageClass, MessageType, Packet};
-use coaps_dtls::codec::CipherSuite;
+use coaps_dtls::CipherSuite;
 use coaps_dtls::crypto::{Rng, SeededRng};
 use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, PeerIdentity, Session};
 use std::collections::{HashMap, VecDeque};

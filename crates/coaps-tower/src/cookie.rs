@@ -21,7 +21,7 @@
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
-//! The 1.2 cookie is the one of [`coaps_dtls::cookie`]: `HMAC(secret, client address and port,
+//! The 1.2 cookie is the one of [`coaps_dtls::internal::cookie`]: `HMAC(secret, client address and port,
 //! ClientHello parameters)` with a secret that rotates every
 //! [`CookieConfig::rotate_every`]; cookies made with the previous secret stay valid for one
 //! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it,
@@ -53,7 +53,7 @@
 //! ```
 //! use coaps_tower::cookie::CookieLayer;
 //! use coaps_tower::{BoxError, Datagram, Transmits};
-//! use coaps_dtls::cookie::CookieConfig;
+//! use coaps_dtls::CookieConfig;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -81,15 +81,17 @@
 
 use crate::types::{CookieVerified, Datagram, Transmit, Transmits};
 use coaps_dtls::ServerConfig;
-use coaps_dtls::codec::{ContentType, HandshakeType, Reader};
-use coaps_dtls::cookie::{ClientHelloView, CookieConfig, CookieKeys, SharedCookieKeys, write_hello_verify_request};
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
 use coaps_dtls::crypto::{CryptoProvider, SeededRng};
-use coaps_dtls::endpoint::{
+use coaps_dtls::internal::codec::{ContentType, HandshakeType, Reader};
+use coaps_dtls::internal::cookie::{
+    ClientHelloView, CookieConfig, CookieKeys, SharedCookieKeys, write_hello_verify_request,
+};
+use coaps_dtls::internal::endpoint::{
     Stateless13, cookie13_config, reassemble_client_hello, starts_with_client_hello_fragment, stateless_check13,
 };
-use coaps_dtls::handshake::reassembly::HelloReassembly;
-use coaps_dtls::msgs::HandshakeHeader;
+use coaps_dtls::internal::handshake::reassembly::HelloReassembly;
+use coaps_dtls::internal::msgs::HandshakeHeader;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -375,7 +377,7 @@ impl CookieGate {
 /// without keeping state (it cannot reassemble before the cookie round trip; the engine's
 /// endpoint applies the same rule).
 pub(crate) fn first_client_hello(datagram: &[u8]) -> Option<(u64, &[u8])> {
-    let rec = coaps_dtls::record::split_datagram(datagram).next()?;
+    let rec = coaps_dtls::internal::record::split_datagram(datagram).next()?;
     if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
         return None;
     }
@@ -602,7 +604,7 @@ pub fn example_client_hello_with(random: &[u8; 32], cookie: &[u8]) -> Vec<u8> {
 /// Extracts the cookie of a HelloVerifyRequest datagram (tests).
 #[doc(hidden)]
 pub fn hello_verify_request_cookie(datagram: &[u8]) -> Option<&[u8]> {
-    let rec = coaps_dtls::record::split_datagram(datagram).next()?;
+    let rec = coaps_dtls::internal::record::split_datagram(datagram).next()?;
     let mut r = Reader::new(rec.fragment);
     let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
     if hdr.msg_type != HandshakeType::HelloVerifyRequest {

@@ -141,9 +141,9 @@
 
 use crate::cookie::{CookieGate, CookieStats, Verdict, first_client_hello};
 use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
-use coaps_dtls::cookie::{CookieKeys, SharedCookieKeys};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::endpoint::cookie13_config;
+use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
+use coaps_dtls::internal::endpoint::cookie13_config;
 use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
@@ -381,7 +381,7 @@ impl Shared {
         let mut app = VecDeque::new();
         if d.cookie.is_none()
             && (first_client_hello(&d.payload).is_some()
-                || coaps_dtls::endpoint::starts_with_client_hello_fragment(&d.payload))
+                || coaps_dtls::internal::endpoint::starts_with_client_hello_fragment(&d.payload))
         {
             if self.require_mark && first_client_hello(&d.payload).is_some() {
                 self.unverified_client_hellos.fetch_add(1, Ordering::Relaxed);

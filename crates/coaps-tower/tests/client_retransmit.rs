@@ -3,8 +3,8 @@
 //! retransmission, timeouts, deduplication end to end, NON requests, close, handshake errors.
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coaps_dtls::RetransmitConfig;
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::handshake::flight::RetransmitConfig;
 use coaps_dtls::{
     ClientConfig, CloseReason, CommonConfig, Endpoint, Event, PeerIdentity, Psk, ServerConfig, StaticPsks,
 };

@@ -9,8 +9,8 @@
 mod datagram_support;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coaps_dtls::CipherSuite;
 use coaps_dtls::cert::{self, WebPkiVerifier};
-use coaps_dtls::codec::CipherSuite;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{
@@ -493,8 +493,8 @@ fn tail(s: &str, n: usize) -> String {
 #[test]
 fn gate_and_endpoint_send_the_same_hello_retry_request() {
     use coaps_dtls::Stateless13;
-    use coaps_dtls::cookie::{CookieKeys, SharedCookieKeys};
-    use coaps_dtls::endpoint::{cookie13_config, stateless_check13};
+    use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
+    use coaps_dtls::internal::endpoint::{cookie13_config, stateless_check13};
     let config = dual_server(Vec::new());
     let now = Instant::now();
     let mut rng = SeededRng::from_seed_u64(11);

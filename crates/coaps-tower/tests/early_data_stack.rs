@@ -23,7 +23,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use coaps_dtls::cert;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
-use coaps_dtls::record13::{Record13, split_datagram13};
+use coaps_dtls::internal::record13::{Record13, split_datagram13};
 use coaps_dtls::{
     CertifiedKey, ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerIdentity, PeerVerifier, Psk,
     ServerConfig, Session, StaticPsks,

@@ -4,7 +4,6 @@
 pub mod prf;
 mod rng;
 pub mod rustcrypto;
-pub mod tls13;
 
 pub use rng::{Rng, SeededRng};
 

@@ -6,6 +6,20 @@ use super::handshake::*;
 use crate::codec::*;
 
 impl ClientHello {
+    /// Whether this (DTLS 1.2-decoded) ClientHello offered DTLS 1.3 in supported_versions: then a
+    /// 1.2 ServerHello must not carry the downgrade sentinel (RFC 8446 §4.1.3).
+    pub(crate) fn offers_dtls13(&self) -> bool {
+        self.extensions.iter().any(|e| match e {
+            ClientExtension::Unknown { typ: ExtensionType::SupportedVersions, data } => {
+                let mut r = Reader::new(data);
+                r.vec_u8("supported_versions").is_ok_and(|v| {
+                    v.chunks_exact(2).any(|p| u16::from_be_bytes([p[0], p[1]]) == ProtocolVersion::DTLS1_3.0)
+                })
+            }
+            _ => false,
+        })
+    }
+
     /// The extension of type `typ`, if present.
     pub fn find_extension(&self, typ: ExtensionType) -> Option<&ClientExtension> {
         self.extensions.iter().find(|e| e.ext_type() == typ)

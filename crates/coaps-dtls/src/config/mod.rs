@@ -1,5 +1,7 @@
 //! Client and server configuration. Every limit has a number here, with a sane default.
 
+pub mod early_data;
+
 use crate::cert::{PinnedKeys, WebPkiVerifier};
 use crate::cookie::CookieConfig;
 use crate::crypto::rustcrypto::RustCrypto;
@@ -195,7 +197,7 @@ pub struct ClientConfig {
     pub client_cert: Option<CertifiedKey>,
     /// DTLS 1.3: the key exchange when resuming a ticket (RFC 8446 §4.2.9); default
     /// psk_dhe_ke (a fresh key share beside the ticket).
-    pub resumption_key_exchange: crate::early13::ResumptionKeyExchange,
+    pub resumption_key_exchange: crate::config::early_data::ResumptionKeyExchange,
 }
 
 /// Client certificate policy on the server.
@@ -240,7 +242,7 @@ pub struct ServerConfig {
     pub max_handshakes: usize,
     /// DTLS 1.3 0-RTT early data (RFC 8446 §4.2.10, RFC 9147 §5.6); `None` (the default)
     /// issues tickets without early data and rejects any offered.
-    pub early_data: Option<crate::early13::EarlyDataConfig>,
+    pub early_data: Option<crate::config::early_data::EarlyDataConfig>,
     /// Limits of the reassembly area for fragmented ClientHellos, in front of the cookie gate
     /// (a client with a small MTU fragments its ClientHello, RFC 9147 §5.1).
     pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,

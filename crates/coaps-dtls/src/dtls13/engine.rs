@@ -1,28 +1,29 @@
 //! One DTLS 1.3 association (RFC 9147): the 1.3 handshake state machines of both roles over
 //! the shared building blocks (reassembly, fragmentation, retransmission timer, cookies) and
-//! the 1.3 record layer (`record13`) and key schedule (`crypto::tls13`).
+//! the 1.3 record layer ([`super::record`]) and key schedule ([`super::key_schedule`]).
 //!
 //! Implemented: ECDHE (secp256r1) with X.509 or raw-public-key certificates, external PSK
 //! (psk_dhe_ke and psk_ke), the stateless HelloRetryRequest cookie, the three 1.3 suites,
 //! ACKs (RFC 9147 §7): of the final flight, and of a partial flight when the rest does not
 //! follow promptly (§7.1); selective retransmission of only the unacknowledged fragments
-//! (§5.8.1, §7.2); close_notify. Not yet: NewSessionTicket/resumption, 0-RTT, KeyUpdate.
+//! (§5.8.1, §7.2); NewSessionTicket and PSK resumption (RFC 8446 §4.6.1, RFC 9147 §5.8.4);
+//! 0-RTT early data with 0.5-RTT answers ([`early`]); KeyUpdate (RFC 9147 §8); close_notify.
 //!
 //! The public face is [`crate::Connection`], which dispatches to this type for 1.3.
 
 use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
 use crate::cookie::HrrState;
-use crate::crypto::tls13::{self, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
 use crate::crypto::{AeadAlgorithm, CryptoProvider, EcdhKeyPair, HashContext, Rng, SeededRng};
+use crate::dtls13::key_schedule::{self as tls13, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
+use crate::dtls13::msgs::*;
+use crate::dtls13::record::{
+    self as record13, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
+};
 use crate::error::Error;
 use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::{Alert, HandshakeHeader};
-use crate::msgs13::*;
-use crate::record13::{
-    self, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
-};
 use crate::resumption::{Session, Ticket13};
 use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use std::fmt;
@@ -479,7 +480,7 @@ impl Conn13 {
         c.client_random = random;
         // DtlsVersion::Auto: one ClientHello for a 1.3 and a 1.2 server (crate::auto).
         let dual = (config.version == crate::config::DtlsVersion::Auto)
-            .then(|| crate::auto::dual_hello_extras(&config, resume.as_ref()));
+            .then(|| crate::dtls13::dual_hello::dual_hello_extras(&config, resume.as_ref()));
         // A ticket is offered only for a suite we still allow (RFC 8446 §4.2.11: same hash).
         c.resume = resume.filter(|s| {
             suites.contains(&s.suite)

@@ -60,7 +60,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use super::AeadAlgorithm;
+use crate::crypto::AeadAlgorithm;
 
 /// Length of every secret and transcript hash here: SHA-256's output (RFC 8446 §7.1
 /// "Hash.length").

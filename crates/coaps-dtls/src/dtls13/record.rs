@@ -26,8 +26,8 @@ use chacha20::{ChaChaCore, R20};
 use zeroize::Zeroizing;
 
 use crate::codec::{ContentType, ProtocolVersion, Reader};
-use crate::crypto::tls13::TrafficKeys;
 use crate::crypto::{AeadAlgorithm, CryptoError, CryptoProvider, RecordAead};
+use crate::dtls13::key_schedule::TrafficKeys;
 use crate::record::{MAX_PLAINTEXT_LEN, RawRecord, RecordHeader, ReplayWindow};
 
 /// Shortest `encrypted_record` accepted and sent: record number encryption samples its first

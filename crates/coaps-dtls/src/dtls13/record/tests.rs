@@ -1,6 +1,6 @@
 use super::*;
 use crate::crypto::rustcrypto::RustCrypto;
-use crate::crypto::tls13::Secret;
+use crate::dtls13::key_schedule::Secret;
 
 const ALGS: [AeadAlgorithm; 3] = [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Gcm, AeadAlgorithm::Aes128Ccm8];
 

@@ -1,10 +1,10 @@
 //! 0-RTT early data inside a DTLS 1.3 association (RFC 8446 §4.2.10, RFC 9147 §5.6 and §6.1):
 //! the client's epoch-1 sending, the server's decision and epoch-1 receiving. The public policy
-//! types live in [`crate::early13`].
+//! types live in [`crate::config::early_data`].
 
 use super::*;
-use crate::early13::{EarlyDataContext, ResumptionKeyExchange};
-use crate::record13::CiphertextRecord;
+use crate::config::early_data::{EarlyDataContext, ResumptionKeyExchange};
+use crate::dtls13::record::CiphertextRecord;
 
 /// DTLS 1.3 epoch of 0-RTT data (RFC 9147 §6.1).
 pub(super) const EPOCH_EARLY: u64 = 1;
