@@ -2,7 +2,7 @@
 //! spawning, output capture, bounded waits, stdin piping, PID cleanup, ports, certificates and
 //! the UDP relay. Needs no code from this crate, so it runs before `dtls_echo` exists.
 
-mod common;
+use coaps_test_support::peers as common;
 
 use common::*;
 use std::time::{Duration, Instant};

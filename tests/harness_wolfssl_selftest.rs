@@ -6,9 +6,8 @@
 //! Skips (with a notice) when the wolfSSL programs are not built, unless
 //! `COAPS_REQUIRE_PEERS=1`; build them with `bash scripts/ci-peers.sh`.
 
-mod common;
-#[path = "common/wolfssl.rs"]
-mod wolfssl;
+use coaps_test_support::peers as common;
+use coaps_test_support::wolfssl;
 
 use common::*;
 use std::net::UdpSocket;

@@ -10,7 +10,7 @@
 //!   used as an ECDHE-PSK client; the s_client tests cover that role.
 //! * `--mtu N` counts the UDP payload.
 
-mod common;
+use coaps_test_support::peers as common;
 
 use common::*;
 use std::net::SocketAddr;

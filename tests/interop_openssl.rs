@@ -11,7 +11,7 @@
 //! * Lines starting with `Q`, `R`, `k`, ... are commands to s_server/s_client: messages start
 //!   with `hello`.
 
-mod common;
+use coaps_test_support::peers as common;
 
 use common::*;
 use std::net::SocketAddr;

@@ -15,9 +15,8 @@
 //! `early data accepted` or `early data rejected` on stderr). Until they exist, every test fails
 //! with "does not implement the DTLS 1.3 options yet".
 
-mod common;
-#[path = "common/wolfssl.rs"]
-mod wolfssl;
+use coaps_test_support::peers as common;
+use coaps_test_support::wolfssl;
 
 use common::*;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! `coaps serve` and `coaps get|post|put|delete` against each other, and the command line's
 //! error messages.
 
-mod common;
+use coaps_test_support::cli as common;
 
 use common::*;
 use std::time::Duration;

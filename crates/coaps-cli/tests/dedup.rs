@@ -2,7 +2,7 @@
 //! once. The test drives the DTLS engine directly, so it can send the very same CoAP message
 //! twice over one association, which no well-behaved client does on purpose.
 
-mod common;
+use coaps_test_support::cli as common;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::crypto::SeededRng;

@@ -2,7 +2,7 @@
 //! libcoap clients against `coaps serve`, and `coaps get` against libcoap servers.
 //! Missing programs skip the test with a message, or fail it under `COAPS_REQUIRE_PEERS=1`.
 
-mod common;
+use coaps_test_support::cli as common;
 
 use common::*;
 use std::process::Command;

@@ -8,7 +8,7 @@
 //! from A's own address or from an attacker's; then the run continues and must end with A and
 //! B connected and their application data echoed.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{Endpoint, ServerConfig};
@@ -22,18 +22,16 @@ fn world(server_cfg: Arc<ServerConfig>, client_cfg: Arc<coaps_dtls::ClientConfig
     World::new(&Setup::dtls12(server_cfg, client_cfg), seed, Instant::now())
 }
 
-impl Class {
-    /// Whether injecting this class from A's own address may legitimately end A's handshake.
-    ///
-    /// DTLS 1.2 handshake messages are unauthenticated until Finished (RFC 6347 §4.2,
-    /// RFC 5246 §7.4.9), so whoever can send from A's address can forge an in-sequence message
-    /// that the server must treat as A's: a flipped message_seq turns an old message into the
-    /// next expected one, and a reflected flight is a well-formed message of the wrong kind.
-    /// The engine must then fail the handshake cleanly (both sides see `Closed`), never hang,
-    /// and never touch B. Every other class must leave A's handshake intact.
-    fn may_break_a(self) -> bool {
-        matches!(self, Class::Flipped | Class::Reflected)
-    }
+/// Whether injecting this class from A's own address may legitimately end A's handshake.
+///
+/// DTLS 1.2 handshake messages are unauthenticated until Finished (RFC 6347 §4.2,
+/// RFC 5246 §7.4.9), so whoever can send from A's address can forge an in-sequence message
+/// that the server must treat as A's: a flipped message_seq turns an old message into the
+/// next expected one, and a reflected flight is a well-formed message of the wrong kind.
+/// The engine must then fail the handshake cleanly (both sides see `Closed`), never hang,
+/// and never touch B. Every other class must leave A's handshake intact.
+fn may_break_a(class: Class) -> bool {
+    matches!(class, Class::Flipped | Class::Reflected)
 }
 
 fn bad_inputs(class: Class, recorded: &[Vec<u8>], rng: &mut Prng) -> Vec<Vec<u8>> {
@@ -123,7 +121,7 @@ fn matrix(mode: Mode, mtu: usize, point_stride: usize) -> usize {
                 w.inject_server(from, &bad);
                 w.run_to_end();
                 let what = format!("{mode:?} point {point}/{a_total} {class:?} from {from}");
-                w.judge(&what, from == a_addr() && class.may_break_a(), false, &mut tally);
+                w.judge(&what, from == a_addr() && may_break_a(class), false, &mut tally);
             }
         }
     }

@@ -3,7 +3,7 @@
 //! cookie, RFC 9147 §5.1), and the endpoint reassembles it in a bounded area before the usual
 //! stateless cookie gate. A flood of fragments never grows that area past its limits.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::HelloReassemblyConfig;
 use coaps_dtls::crypto::SeededRng;

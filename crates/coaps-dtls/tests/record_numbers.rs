@@ -2,7 +2,7 @@
 //! HelloVerifyRequest and the handshake that follows it: peers such as GnuTLS drop a repeated
 //! number as a replay (found with `coap-client-gnutls`, which then waited for a retransmission).
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::internal::record::split_datagram;
 use common::*;

@@ -9,7 +9,7 @@
 //! in the same order, and the handshake then completing without any timer retransmission
 //! shows that they were the missing bytes.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{DtlsVersion, Endpoint, Event};

@@ -2,7 +2,7 @@
 //! 1.3-only, 1.2-only and dual-version servers, on the simulator and by hand; the downgrade
 //! defences of RFC 8446 §4.1.3 / RFC 9147 §5.3.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::internal::codec::{AlertDescription, Codec, ContentType, HandshakeType, ProtocolVersion};

@@ -1,6 +1,6 @@
 //! DTLS 1.3 handshakes and data exchange on the simulator, for every mode, over many seeds.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::{DtlsVersion, Event, PeerIdentity};
 use coaps_sim::{Network, SimConfig, Simulation, check_seeds};

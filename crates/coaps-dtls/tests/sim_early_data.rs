@@ -3,7 +3,7 @@
 //! by default on the server, and under 20 % loss over many seeds (never delivered twice, never
 //! delivered as 1-RTT data).
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::internal::record13::{Record13, split_datagram13};

@@ -2,7 +2,7 @@
 //! over many seeds with loss, reordering, duplication and a fragmenting MTU. A failing seed
 //! is printed so it can be replayed.
 
-mod common;
+use coaps_test_support::dtls as common;
 
 use coaps_dtls::{CloseReason, Error, Event, PeerIdentity};
 use coaps_sim::{Network, SimConfig, Simulation, check_seeds};

@@ -4,7 +4,7 @@
 //! while a spoofed-ClientHello flood runs, established clients keep getting answers and the
 //! server keeps no state for the flood and its memory stays flat.
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_tower::{Client, CoapLayer, CoapRequest, CookieLayer, HandshakeLayer, Server};

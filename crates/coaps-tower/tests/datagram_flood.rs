@@ -5,7 +5,7 @@
 //! many local sockets through the socket loop, and datagrams from 20 000 fake (spoofed) peer
 //! addresses handed straight to another instance of the same stack.
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use coaps_tower::cookie::{example_client_hello_with, hello_verify_request_cookie};
 use coaps_tower::{Datagram, Transmits};

@@ -2,7 +2,7 @@
 //! application request does not block the socket loop, and ordinary tower middleware
 //! (`RateLimit`) wrapped around the datagram service acts on the socket loop.
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use coaps_dtls::CloseReason;
 use coaps_tower::cookie::{example_client_hello_with, hello_verify_request_cookie};

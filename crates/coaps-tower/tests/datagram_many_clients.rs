@@ -2,7 +2,7 @@
 //! one completes a handshake (with the cookie exchange) and gets 20 echoes; then the idle
 //! timeout empties the association table.
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use datagram_support::*;
 use std::sync::atomic::Ordering;

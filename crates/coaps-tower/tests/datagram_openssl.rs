@@ -3,7 +3,7 @@
 //!
 //! Skipped (with a message) when `openssl` is not installed, unless `COAPS_REQUIRE_PEERS=1`.
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use datagram_support::*;
 use std::io::{Read, Write};

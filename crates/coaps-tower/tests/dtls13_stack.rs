@@ -6,7 +6,7 @@
 //! state, and the wolfSSL 5.9.4 example client (skipped with a notice when it is not built,
 //! unless `COAPS_REQUIRE_PEERS=1`).
 
-mod datagram_support;
+use coaps_test_support::datagram as datagram_support;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::CipherSuite;

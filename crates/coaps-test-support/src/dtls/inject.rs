@@ -29,22 +29,22 @@ pub fn attacker() -> SocketAddr {
 /// xorshift64*: deterministic garbage.
 pub struct Prng(pub u64);
 impl Prng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
     /// A random IPv4 source address (port never 0), for spoofed datagrams.
     pub fn addr(&mut self) -> SocketAddr {
-        let ip = std::net::Ipv4Addr::from(self.next() as u32);
-        let port = (self.next() as u16).max(1);
+        let ip = std::net::Ipv4Addr::from(self.next_u64() as u32);
+        let port = (self.next_u64() as u16).max(1);
         SocketAddr::from((ip, port))
     }
 }

@@ -7,9 +7,6 @@
 //! Peers that are not installed make a test return early ("skipping ...") unless
 //! `COAPS_REQUIRE_PEERS=1`, which CI sets so that a missing package is an error.
 
-// Each test binary uses a different subset of this module.
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
@@ -240,7 +237,7 @@ pub fn free_local_addr() -> SocketAddr {
 pub fn scratch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("coaps-interop-{}", std::process::id()));
+        let dir = target_dir().join("tmp").join(format!("coaps-interop-{}", std::process::id()));
         // A leftover from an earlier process with the same PID is stale.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch dir");
@@ -259,10 +256,23 @@ pub fn temp_path(name: &str) -> PathBuf {
 // Certificates
 // ---------------------------------------------------------------------------------------------
 
+/// The workspace root (this crate lives in `crates/coaps-test-support`), whichever package's
+/// tests run: the scripts, the examples and the default target directory are found from it.
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().and_then(Path::parent).map_or_else(|| here.to_path_buf(), Path::to_path_buf)
+}
+
+/// The Cargo target directory: `$CARGO_TARGET_DIR` (relative to the workspace root) or
+/// `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    // `join` keeps an absolute path as is.
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t))
+}
+
 fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    workspace_root()
 }
 
 /// Directory with the test PKI, generated once per test process by `scripts/gen-certs.sh` and
@@ -359,10 +369,7 @@ fn build_dtls_echo() -> Result<PathBuf, String> {
         .find_map(|l| json_string_field(l, "executable"))
         .map(PathBuf::from);
     let path = reported.unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|t| manifest.join(t)) // join keeps an absolute path as is
-            .unwrap_or_else(|| manifest.join("target"));
-        target.join("release").join("examples").join(format!("dtls_echo{}", std::env::consts::EXE_SUFFIX))
+        target_dir().join("release").join("examples").join(format!("dtls_echo{}", std::env::consts::EXE_SUFFIX))
     });
     if path.is_file() { Ok(path) } else { Err(format!("built, but {} does not exist", path.display())) }
 }

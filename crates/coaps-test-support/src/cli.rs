@@ -1,6 +1,5 @@
 //! Helpers for the end-to-end tests: the built `coaps` binary, real peers, bounded waits,
 //! free ports and PID-based cleanup.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
@@ -9,32 +8,33 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The `coaps` binary under test.
+/// The `coaps` binary under test: `$COAPS_BIN`, or the one Cargo built beside the running test
+/// executable (`target/<profile>/coaps`; Cargo builds a package's binaries before its
+/// integration tests, so this holds for the `coaps-cli` tests).
 pub fn coaps() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_coaps"));
+    let bin = std::env::var_os("COAPS_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/<profile>/deps/<test>-<hash> -> target/<profile>/coaps
+        let profile_dir =
+            exe.parent().and_then(|deps| deps.parent()).expect("test executable under target/<profile>/deps");
+        profile_dir.join(format!("coaps{}", std::env::consts::EXE_SUFFIX))
+    });
+    assert!(bin.is_file(), "no coaps binary at {} (build it, or set COAPS_BIN)", bin.display());
+    let mut c = Command::new(bin);
     c.env_remove("RUST_LOG");
     c
 }
 
 /// Test certificates shared with coaps-dtls.
 pub fn data(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../coaps-dtls/tests/data").join(name);
+    let p = PathBuf::from(crate::dtls::DATA).join(name);
     p.to_str().unwrap().to_owned()
 }
 
 /// Whether `program` is installed; when it is not, prints why the test is skipped, or panics
-/// under `COAPS_REQUIRE_PEERS=1`.
+/// under `COAPS_REQUIRE_PEERS=1` (see [`crate::peers::require_peer`]).
 pub fn peer_available(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
-    if !found {
-        if std::env::var("COAPS_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{program} is not installed and COAPS_REQUIRE_PEERS=1 (install libcoap3-bin)");
-        }
-        eprintln!("skipped: {program} is not installed (install libcoap3-bin, or set COAPS_REQUIRE_PEERS=1 to fail)");
-    }
-    found
+    crate::peers::require_peer(program)
 }
 
 /// Runs `cmd` to completion, killing it (by PID) if it takes longer than `limit`.

@@ -31,10 +31,7 @@
 //! * The debug build logs every step on stderr; a few of those lines are the only evidence of
 //!   some events (HelloRetryRequest, cookie, KeyUpdate, ECDHE): see the `LOG_*` constants.
 
-// Each test binary uses a different subset of this module.
-#![allow(dead_code)]
-
-use crate::common::{PEER_TIMEOUT, Peer, StdinMode, dtls_echo, free_local_addr, start_echo_client, temp_path};
+use crate::peers::{PEER_TIMEOUT, Peer, StdinMode, dtls_echo, free_local_addr, start_echo_client, temp_path};
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -137,9 +134,7 @@ impl Dtls {
 // ---------------------------------------------------------------------------------------------
 
 fn repo_root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    crate::peers::workspace_root()
 }
 
 /// Where the tests look for the wolfSSL build, in order: `$COAPS_WOLFSSL_DIR`,

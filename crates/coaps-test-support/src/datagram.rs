@@ -2,9 +2,6 @@
 //! layer → echo) on a loopback socket, and a small async DTLS client over the engine's
 //! `Endpoint::client` and a tokio `UdpSocket`.
 
-// Each test binary uses a different subset of this module.
-#![allow(dead_code)]
-
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{ClientConfig, CloseReason, CommonConfig, Endpoint, Event, Psk, ServerConfig, StaticPsks, suites};
 use coaps_tower::cookie::{Cookie, CookieLayer};

@@ -1,6 +1,5 @@
 //! Shared test fixtures: configurations for every key-exchange mode, and a simulator node
 //! that wraps an [`Endpoint`].
-#![allow(dead_code)]
 
 pub mod inject;
 
@@ -16,7 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+/// The engine's test fixtures (`crates/coaps-dtls/tests/data`).
+pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../coaps-dtls/tests/data");
 
 pub fn read(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DATA}/{name}")).expect("test data")
