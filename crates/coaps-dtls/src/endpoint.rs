@@ -22,7 +22,7 @@ use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
 use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
 use crate::crypto::{CryptoProvider, SeededRng};
 use crate::dtls13::msgs::{ClientHello13, message_hash, transcript_bytes_13};
-use crate::error::Error;
+use crate::error::{ConfigError, UsageError};
 use crate::handshake::reassembly::HelloReassembly;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::record::RecordHeader;
@@ -412,7 +412,7 @@ impl Endpoint {
         config: Arc<ClientConfig>,
         server_name: &str,
         resume: Option<Session>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ConfigError> {
         let conn = Connection::client(config, peer, server_name, resume, self.rng.fork(), now)?;
         self.connections.insert(peer, conn);
         self.stats.connections_created += 1;
@@ -430,7 +430,7 @@ impl Endpoint {
         server_name: &str,
         resume: Option<Session>,
         early_data: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), ConfigError> {
         let conn =
             Connection::client_with_early_data(config, peer, server_name, resume, early_data, self.rng.fork(), now)?;
         self.connections.insert(peer, conn);
@@ -440,8 +440,8 @@ impl Endpoint {
     }
 
     /// Sends one more record of 0-RTT data to `peer`. See [`Connection::send_early_data`].
-    pub fn send_early_data(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
-        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+    pub fn send_early_data(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
         conn.send_early_data(data)?;
         self.collect(peer);
         Ok(())
@@ -760,16 +760,16 @@ impl Endpoint {
     }
 
     /// Sends application data to an established peer.
-    pub fn send(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
-        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+    pub fn send(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
         conn.send(data)?;
         self.collect(peer);
         Ok(())
     }
 
     /// Starts a DTLS 1.3 KeyUpdate with `peer` (see [`Connection::key_update`]).
-    pub fn key_update(&mut self, now: Instant, peer: SocketAddr) -> Result<(), Error> {
-        let conn = self.connections.get_mut(&peer).ok_or(Error::NotConnected)?;
+    pub fn key_update(&mut self, now: Instant, peer: SocketAddr) -> Result<(), UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
         conn.key_update(now)?;
         self.collect(peer);
         Ok(())

@@ -59,7 +59,7 @@ pub use config::{
 pub use connection::Connection;
 pub use cookie::CookieConfig;
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
-pub use error::Error;
+pub use error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
 pub use handshake::flight::RetransmitConfig;
 pub use handshake::reassembly::HelloReassemblyConfig;
 pub use resumption::{MemorySessionStore, Session, SessionStore};

@@ -8,8 +8,8 @@ use coaps_test_support::dtls as common;
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::internal::record13::{Record13, split_datagram13};
 use coaps_dtls::{
-    ClientConfig, Connection, DtlsVersion, EarlyDataConfig, Endpoint, Error, Event, PeerIdentity,
-    ResumptionKeyExchange, ServerConfig, Session,
+    ClientConfig, Connection, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerIdentity, ResumptionKeyExchange,
+    ServerConfig, Session,
 };
 use coaps_sim::{Network, SimConfig, Simulation, check_seeds};
 use common::*;
@@ -191,7 +191,7 @@ fn first_early_record_shares_the_client_hello_datagram() {
     let second = conn.poll_transmit().unwrap();
     assert!(matches!(split_datagram13(&second).next(), Some(Record13::Ciphertext(c)) if c.header.epoch_bits == 1));
     // The ticket's limit (1024 bytes) holds across records.
-    assert!(matches!(conn.send_early_data(&[0u8; 1000]), Err(Error::LimitReached(_))));
+    assert!(matches!(conn.send_early_data(&[0u8; 1000]), Err(coaps_dtls::UsageError::LimitReached(_))));
 }
 
 #[test]

@@ -211,8 +211,10 @@ pub enum Error {
     },
     /// Too many requests waiting for an NSTART slot.
     QueueFull,
-    /// The DTLS engine refused to send.
-    Dtls(coaps_dtls::Error),
+    /// The DTLS engine refused to send (the association is unaffected).
+    Dtls(coaps_dtls::UsageError),
+    /// The handshake could not start with this configuration (nothing was sent).
+    Config(coaps_dtls::ConfigError),
 }
 
 impl fmt::Display for Error {
@@ -228,6 +230,7 @@ impl fmt::Display for Error {
             Self::MessageTooLarge { max } => write!(f, "request larger than the {max}-byte record limit"),
             Self::QueueFull => f.write_str("too many requests queued"),
             Self::Dtls(e) => write!(f, "DTLS error: {e}"),
+            Self::Config(e) => write!(f, "{e}"),
         }
     }
 }
@@ -244,7 +247,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
-            Self::Handshake(CloseReason::Error(e)) | Self::Closed(CloseReason::Error(e)) | Self::Dtls(e) => Some(e),
+            Self::Handshake(CloseReason::Error(e)) | Self::Closed(CloseReason::Error(e)) => Some(e),
+            Self::Dtls(e) => Some(e),
+            Self::Config(e) => Some(e),
             _ => None,
         }
     }
@@ -391,7 +396,7 @@ impl Client {
         if early_sent.is_none() {
             endpoint
                 .connect(Instant::now(), addr, config, server_name, options.resume.clone())
-                .map_err(|e| Error::Handshake(CloseReason::Error(e)))?;
+                .map_err(Error::Config)?;
         }
         let mut early_data_accepted = false;
 

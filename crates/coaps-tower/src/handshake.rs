@@ -144,7 +144,7 @@ use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
 use coaps_dtls::internal::endpoint::cookie13_config;
-use coaps_dtls::{Endpoint, EndpointStats, Error, Event, PeerIdentity, ServerConfig};
+use coaps_dtls::{Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, UsageError};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::fmt;
@@ -667,7 +667,7 @@ impl Associations {
 
     /// Seals `data` for an established `peer` on the server's initiative (e.g. a CoAP
     /// notification); the record goes out through the outbox.
-    pub fn send(&self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
+    pub fn send(&self, peer: SocketAddr, data: &[u8]) -> Result<(), UsageError> {
         let mut st = self.shared.lock();
         st.endpoint.send(peer, data)?;
         self.shared.flush_to_outbox(&mut st);

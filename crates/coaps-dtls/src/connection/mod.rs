@@ -13,11 +13,11 @@
 
 pub(crate) mod auto;
 
-use crate::codec::{AlertDescription, CipherSuite, ProtocolVersion};
+use crate::codec::{CipherSuite, ProtocolVersion};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::crypto::SeededRng;
 use crate::dtls12::engine::Conn12;
-use crate::error::Error;
+use crate::error::{ConfigError, Error, PeerMisbehaved, UsageError};
 use crate::msgs::ClientHello;
 use crate::resumption::Session;
 use crate::types::{CloseReason, Event, PeerIdentity, Role, Stats};
@@ -84,7 +84,7 @@ impl Connection {
         resume: Option<Session>,
         rng: SeededRng,
         now: Instant,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         let inner = match config.version {
             // Auto without a DTLS 1.3 suite has only DTLS 1.2 to offer.
             crate::config::DtlsVersion::Auto if config.common.suites13.is_empty() => {
@@ -150,9 +150,9 @@ impl Connection {
         early_data: &[u8],
         rng: SeededRng,
         now: Instant,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         if config.version != crate::config::DtlsVersion::Dtls13 {
-            return Err(Error::Config("0-RTT early data needs DTLS 1.3".into()));
+            return Err(ConfigError::new("0-RTT early data needs DTLS 1.3: set ClientConfig::version to Dtls13"));
         }
         let c =
             crate::dtls13::engine::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
@@ -161,11 +161,11 @@ impl Connection {
 
     /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
     /// after [`Connection::client_with_early_data`] offered early data. Fails with
-    /// [`Error::NotConnected`] once the server's answer arrived or when early data was not
-    /// offered, and with [`Error::LimitReached`] past the ticket's max_early_data_size.
-    pub fn send_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// [`UsageError::NotConnected`] once the server's answer arrived or when early data was not
+    /// offered, and with [`UsageError::LimitReached`] past the ticket's max_early_data_size.
+    pub fn send_early_data(&mut self, data: &[u8]) -> Result<(), UsageError> {
         match &mut self.inner {
-            Inner::V12(_) => Err(Error::Config("0-RTT early data exists only in DTLS 1.3".into())),
+            Inner::V12(_) => Err(UsageError::Dtls13Only("0-RTT early data")),
             Inner::V13(c) => c.send_early_data(data),
         }
     }
@@ -287,8 +287,8 @@ impl Connection {
     /// proven (no cookie exchange) and the record would take what was sent past three times
     /// what was received (RFC 9147 §5.1), the data is held and sent when the client's Finished
     /// verifies; at most `max_early_records` records are held, beyond that
-    /// [`Error::LimitReached`]. Receiving epoch-3 data still waits for the client's Finished.
-    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// [`UsageError::LimitReached`]. Receiving epoch-3 data still waits for the client's Finished.
+    pub fn send(&mut self, data: &[u8]) -> Result<(), UsageError> {
         both!(mut self, c => c.send(data))
     }
     /// Sends close_notify and closes.
@@ -311,10 +311,7 @@ impl Connection {
                 self.guard_hvr = false;
             } else if crate::connection::auto::carries_dtls13_server_hello(datagram) {
                 self.guard_hvr = false;
-                c.fail(Error::PeerMisbehaved(
-                    "DTLS 1.3 ServerHello after a HelloVerifyRequest (RFC 9147 §5.1: a 1.3 server sends none)",
-                    AlertDescription::IllegalParameter,
-                ));
+                c.fail(Error::PeerMisbehaved(PeerMisbehaved::ServerHello13AfterHelloVerifyRequest));
                 return;
             }
         }
@@ -324,14 +321,14 @@ impl Connection {
     /// Updates our sending keys and asks the peer to update its own (DTLS 1.3 KeyUpdate,
     /// RFC 9147 §8, RFC 8446 §4.6.3). The switch happens when the peer acknowledges it. Keys
     /// are also updated automatically before the AEAD usage limits (RFC 9147 §4.5.3).
-    pub fn key_update(&mut self, now: Instant) -> Result<(), Error> {
+    pub fn key_update(&mut self, now: Instant) -> Result<(), UsageError> {
         match &mut self.inner {
-            Inner::V12(_) => Err(Error::Config("KeyUpdate exists only in DTLS 1.3".into())),
+            Inner::V12(_) => Err(UsageError::Dtls13Only("KeyUpdate")),
             Inner::V13(c) if c.is_established() => {
                 c.initiate_key_update(now, crate::codec::KeyUpdateRequest::UpdateRequested);
                 Ok(())
             }
-            Inner::V13(_) => Err(Error::NotConnected),
+            Inner::V13(_) => Err(UsageError::NotConnected),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
 use crate::crypto::prf::{self, MasterSecret};
 use crate::crypto::{EcdhKeyPair, Rng, SeededRng};
-use crate::error::Error;
+use crate::error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
 use crate::handshake::flight::{RetransmitTimer, fragment};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::*;
@@ -280,7 +280,7 @@ impl Conn12 {
         resume: Option<Session>,
         rng: SeededRng,
         now: Instant,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         let mut c = Self::new(
             Role::Client,
             peer,
@@ -295,8 +295,8 @@ impl Conn12 {
             .filter(|s| if s.uses_psk() { config.psk.is_some() } else { config.verifier.is_some() })
             .collect();
         if offered.is_empty() {
-            return Err(Error::Config(
-                "no credentials for any configured cipher suite: configure a PSK (PSK suites) or a CA / pinned key (ECDSA suites)".into(),
+            return Err(ConfigError::new(
+                "no credentials for any configured cipher suite: configure a PSK (PSK suites) or a CA / pinned key (ECDSA suites)",
             ));
         }
         let mut random = [0u8; 32];
@@ -381,7 +381,9 @@ impl Conn12 {
                 let offered = offered.filter(|s| !s.id.is_empty() && s.id == ch.session_id.0);
                 c.hs = Some(Box::new(Hs::CExpectServerHello { ch, offered }));
             }
-            None => c.fail(Error::Config("the dual-version ClientHello does not round-trip as DTLS 1.2".into())),
+            None => {
+                c.fail(Error::Config(ConfigError::new("the dual-version ClientHello does not round-trip as DTLS 1.2")))
+            }
         }
         c
     }
@@ -574,16 +576,19 @@ impl Conn12 {
     }
 
     /// Sends one application-data record.
-    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub fn send(&mut self, data: &[u8]) -> Result<(), UsageError> {
         if self.state != State::Established {
-            return Err(Error::NotConnected);
+            return Err(UsageError::NotConnected);
         }
         let max = self.max_payload();
         if data.len() > max {
-            return Err(Error::MessageTooLarge { len: data.len(), max });
+            return Err(UsageError::MessageTooLarge { len: data.len(), max });
         }
         let mut out = Vec::with_capacity(data.len() + 64);
-        self.write_record(ContentType::ApplicationData, data, &mut out)?;
+        self.write_record(ContentType::ApplicationData, data, &mut out).map_err(|e| match e {
+            Error::LimitReached(w) => UsageError::LimitReached(w),
+            _ => UsageError::Crypto,
+        })?;
         self.push_datagram(out);
         Ok(())
     }
@@ -793,7 +798,7 @@ impl Conn12 {
             msg.transcript_bytes(&mut self.transcript);
         }
         let body = msg.body.as_slice();
-        let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ), AlertDescription::UnexpectedMessage);
+        let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ));
         let next = match (hs, typ) {
             (hs @ Hs::CExpectServerHello { .. }, HandshakeType::HelloVerifyRequest) => {
                 self.hs = Some(Box::new(hs));
@@ -870,10 +875,7 @@ impl Conn12 {
             (Hs::SExpectCertificateVerify { d, master, point, identity }, HandshakeType::CertificateVerify) => {
                 let cv = DigitallySigned::read_exact(body)?;
                 if cv.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved(
-                        "CertificateVerify with an unoffered scheme",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::CertificateVerifyUnofferedScheme));
                 }
                 // The signature covers every handshake message before CertificateVerify.
                 self.common()
@@ -928,38 +930,26 @@ impl Conn12 {
             // downgrade sentinel; a 1.3 server's answer (supported_versions) is no 1.2 one
             // either (§4.2.1), e.g. after an injected HelloVerifyRequest (see `crate::auto`).
             if crate::dtls13::msgs::DowngradeSentinel::find(&sh.random).is_some() {
-                return Err(Error::PeerMisbehaved(
-                    "downgrade sentinel in a DTLS 1.2 ServerHello",
-                    AlertDescription::IllegalParameter,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::DowngradeSentinel12));
             }
             if sh
                 .extensions
                 .iter()
                 .any(|e| matches!(e, ServerExtension::Unknown { typ: ExtensionType::SupportedVersions, .. }))
             {
-                return Err(Error::PeerMisbehaved(
-                    "DTLS 1.3 ServerHello after falling back to DTLS 1.2",
-                    AlertDescription::IllegalParameter,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerHello13AfterFallback));
             }
         }
         if sh.server_version != ProtocolVersion::DTLS1_2 {
-            return Err(Error::Incompatible(
-                "server chose a DTLS version other than 1.2",
-                AlertDescription::ProtocolVersion,
-            ));
+            return Err(Error::Incompatible(Incompatible::ServerVersionNot12));
         }
         if !ch.cipher_suites.contains(&sh.cipher_suite) {
-            return Err(Error::PeerMisbehaved(
-                "server chose a cipher suite we did not offer",
-                AlertDescription::IllegalParameter,
-            ));
+            return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnofferedSuite12));
         }
-        let suite = suites::lookup(sh.cipher_suite)
-            .ok_or(Error::PeerMisbehaved("server chose an unknown cipher suite", AlertDescription::IllegalParameter))?;
+        let suite =
+            suites::lookup(sh.cipher_suite).ok_or(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnknownSuite))?;
         if sh.compression_method != Compression::Null {
-            return Err(Error::PeerMisbehaved("server chose compression", AlertDescription::IllegalParameter));
+            return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseCompression));
         }
         let mut ems = false;
         let mut cert_type = CertificateType::X509;
@@ -967,17 +957,11 @@ impl Conn12 {
             match ext {
                 ServerExtension::ExtendedMasterSecret => ems = true,
                 ServerExtension::RenegotiationInfo(v) if !v.is_empty() => {
-                    return Err(Error::PeerMisbehaved(
-                        "non-empty renegotiation_info",
-                        AlertDescription::HandshakeFailure,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::NonEmptyRenegotiationInfo));
                 }
                 ServerExtension::ServerCertificateType(t) => cert_type = *t,
                 ServerExtension::Unknown { .. } => {
-                    return Err(Error::PeerMisbehaved(
-                        "unsolicited extension in ServerHello",
-                        AlertDescription::UnsupportedExtension,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension));
                 }
                 _ => {}
             }
@@ -994,27 +978,18 @@ impl Conn12 {
         if let Some(session) = offered.filter(|s| !sh.session_id.0.is_empty() && s.id == sh.session_id.0) {
             // Abbreviated handshake (RFC 5246 §7.3).
             if session.suite != suite.suite {
-                return Err(Error::PeerMisbehaved(
-                    "resumed session with a different cipher suite",
-                    AlertDescription::IllegalParameter,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumedWithOtherSuite12));
             }
             if session.extended_master_secret != ems {
                 // RFC 7627 §5.3: the resumed session must keep the original EMS status.
-                return Err(Error::PeerMisbehaved(
-                    "resumption changed extended_master_secret",
-                    AlertDescription::HandshakeFailure,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionChangedEms));
             }
             let master = MasterSecret::from_bytes(*session.master_secret());
             self.install_keys(&d, &master)?;
             return Ok(Hs::CExpectResumedFinished { d, master, identity: session.peer_identity.clone() });
         }
         if require_ems && !ems {
-            return Err(Error::Incompatible(
-                "server does not support extended_master_secret (RFC 7627)",
-                AlertDescription::HandshakeFailure,
-            ));
+            return Err(Error::Incompatible(Incompatible::ServerWithoutEms));
         }
         Ok(match suite.kx {
             KeyExchangeAlgorithm::EcdheEcdsa => Hs::CExpectCertificate { d },
@@ -1033,10 +1008,7 @@ impl Conn12 {
         match (cert, &config.verifier) {
             (Certificate::X509(chain), Some(PeerVerifier::WebPki(v))) => {
                 if chain.is_empty() {
-                    return Err(Error::PeerMisbehaved(
-                        "server sent no certificate",
-                        AlertDescription::HandshakeFailure,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::NoServerCertificate12));
                 }
                 let point = v.verify_server(chain, server_name, now)?;
                 Ok((point, PeerIdentity::Certificate(chain.clone())))
@@ -1045,10 +1017,7 @@ impl Conn12 {
                 let point = p.verify(spki)?;
                 Ok((point, PeerIdentity::RawPublicKey(spki.clone())))
             }
-            _ => Err(Error::Incompatible(
-                "server certificate type does not match our verifier",
-                AlertDescription::UnsupportedCertificate,
-            )),
+            _ => Err(Error::Incompatible(Incompatible::ServerCertificateTypeMismatch)),
         }
     }
 
@@ -1060,7 +1029,7 @@ impl Conn12 {
     ) -> Result<Option<Vec<u8>>, Error> {
         let check_params = |p: &ServerEcdhParams| {
             if p.curve_type != EcCurveType::NamedCurve || p.named_curve != NamedGroup::Secp256r1 {
-                Err(Error::PeerMisbehaved("server chose a group we did not offer", AlertDescription::IllegalParameter))
+                Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnofferedGroup))
             } else {
                 Ok(())
             }
@@ -1074,13 +1043,9 @@ impl Conn12 {
             (KeyExchangeAlgorithm::EcdheEcdsa, ServerKeyExchange::EcdheEcdsa { params, signature }) => {
                 check_params(&params)?;
                 if signature.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
-                    return Err(Error::PeerMisbehaved(
-                        "ServerKeyExchange signed with an unoffered scheme",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerKeyExchangeUnofferedScheme));
                 }
-                let point = server_point
-                    .ok_or(Error::PeerMisbehaved("no server certificate", AlertDescription::UnexpectedMessage))?;
+                let point = server_point.ok_or(Error::PeerMisbehaved(PeerMisbehaved::MissingServerCertificate))?;
                 // RFC 8422 §5.4: signature over client_random || server_random || ServerECDHParams.
                 let mut signed = Vec::with_capacity(64 + 70);
                 signed.extend_from_slice(&d.client_random);
@@ -1092,10 +1057,7 @@ impl Conn12 {
                     .map_err(|_| Error::DecryptError("ServerKeyExchange signature"))?;
                 Ok(Some(params.public))
             }
-            _ => Err(Error::PeerMisbehaved(
-                "ServerKeyExchange does not match the suite",
-                AlertDescription::UnexpectedMessage,
-            )),
+            _ => Err(Error::PeerMisbehaved(PeerMisbehaved::ServerKeyExchangeMismatch)),
         }
     }
 
@@ -1131,31 +1093,25 @@ impl Conn12 {
         let psk_identity = || config.psk.as_ref().map(|p| p.identity.clone()).unwrap_or_default();
         let (cke, pms) = match d.suite.kx {
             KeyExchangeAlgorithm::Psk => {
-                let psk = config.psk.as_ref().ok_or(Error::Config("PSK suite without a PSK".into()))?;
+                let psk = config.psk.as_ref().ok_or(Error::Config(ConfigError::new("PSK suite without a PSK")))?;
                 (ClientKeyExchange::Psk { identity: psk_identity() }, prf::psk_pre_master(psk.key()))
             }
             KeyExchangeAlgorithm::EcdhePsk => {
-                let psk = config.psk.as_ref().ok_or(Error::Config("PSK suite without a PSK".into()))?;
-                let peer = server_ecdh
-                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let psk = config.psk.as_ref().ok_or(Error::Config(ConfigError::new("PSK suite without a PSK")))?;
+                let peer = server_ecdh.ok_or(Error::PeerMisbehaved(PeerMisbehaved::MissingServerKeyExchange))?;
                 let eph = provider.ecdh_p256(self.rng())?;
                 let public = eph.public_key().to_vec();
-                let z = eph
-                    .complete(&peer)
-                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidEcdhPoint))?;
                 (
                     ClientKeyExchange::EcdhePsk { identity: psk_identity(), public },
                     prf::ecdhe_psk_pre_master(&*z, psk.key()),
                 )
             }
             KeyExchangeAlgorithm::EcdheEcdsa => {
-                let peer = server_ecdh
-                    .ok_or(Error::PeerMisbehaved("missing ServerKeyExchange", AlertDescription::UnexpectedMessage))?;
+                let peer = server_ecdh.ok_or(Error::PeerMisbehaved(PeerMisbehaved::MissingServerKeyExchange))?;
                 let eph = provider.ecdh_p256(self.rng())?;
                 let public = eph.public_key().to_vec();
-                let z = eph
-                    .complete(&peer)
-                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph.complete(&peer).map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidEcdhPoint))?;
                 (ClientKeyExchange::Ecdhe { public }, Zeroizing::new(z.to_vec()))
             }
         };
@@ -1189,10 +1145,10 @@ impl Conn12 {
         let provider = config.common.provider.clone();
         // DTLS versions count down: 1.2 is 0xFEFD, so anything numerically above it is older.
         if ch.client_version.0 > ProtocolVersion::DTLS1_2.0 {
-            return Err(Error::Incompatible("client does not offer DTLS 1.2", AlertDescription::ProtocolVersion));
+            return Err(Error::Incompatible(Incompatible::ClientWithoutDtls12));
         }
         if !ch.compression_methods.contains(&Compression::Null) {
-            return Err(Error::PeerMisbehaved("null compression not offered", AlertDescription::IllegalParameter));
+            return Err(Error::PeerMisbehaved(PeerMisbehaved::NullCompressionNotOffered));
         }
         let mut ems = false;
         let mut reneg = ch.cipher_suites.contains(&CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV);
@@ -1206,10 +1162,7 @@ impl Conn12 {
                 ClientExtension::ExtendedMasterSecret => ems = true,
                 ClientExtension::RenegotiationInfo(v) => {
                     if !v.is_empty() {
-                        return Err(Error::PeerMisbehaved(
-                            "renegotiation_info not empty on an initial handshake",
-                            AlertDescription::HandshakeFailure,
-                        ));
+                        return Err(Error::PeerMisbehaved(PeerMisbehaved::RenegotiationInfoOnInitialHandshake));
                     }
                     reneg = true;
                 }
@@ -1217,10 +1170,7 @@ impl Conn12 {
                 ClientExtension::SignatureAlgorithms(s) => sigs_ok = s.contains(&SignatureScheme::EcdsaSecp256r1Sha256),
                 ClientExtension::EcPointFormats(f) => {
                     if !f.contains(&EcPointFormat::Uncompressed) {
-                        return Err(Error::PeerMisbehaved(
-                            "uncompressed points not supported",
-                            AlertDescription::IllegalParameter,
-                        ));
+                        return Err(Error::PeerMisbehaved(PeerMisbehaved::UncompressedPointsNotOffered));
                     }
                     point_formats = true;
                 }
@@ -1244,10 +1194,7 @@ impl Conn12 {
         {
             {
                 if session.extended_master_secret && !ems {
-                    return Err(Error::PeerMisbehaved(
-                        "resumption without extended_master_secret",
-                        AlertDescription::HandshakeFailure,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionWithoutEms));
                 }
                 let suite_ok = ch.cipher_suites.contains(&session.suite)
                     && config.common.suites.iter().any(|s| s.suite == session.suite);
@@ -1279,10 +1226,7 @@ impl Conn12 {
             }
         }
         if config.common.require_extended_master_secret && !ems {
-            return Err(Error::Incompatible(
-                "client does not offer extended_master_secret (RFC 7627)",
-                AlertDescription::HandshakeFailure,
-            ));
+            return Err(Error::Incompatible(Incompatible::ClientWithoutEms));
         }
 
         // Certificate type (RFC 7250 §4.2): the server's preference among the client's offer.
@@ -1313,7 +1257,7 @@ impl Conn12 {
                     }
             })
             .and_then(|s| suites::lookup(s.suite))
-            .ok_or(Error::Incompatible("no cipher suite in common", AlertDescription::HandshakeFailure))?;
+            .ok_or(Error::Incompatible(Incompatible::NoCommonSuite12))?;
         let ecdsa = suite.kx == KeyExchangeAlgorithm::EcdheEcdsa;
         let cert_type = server_cert_type.filter(|_| ecdsa).unwrap_or(CertificateType::X509);
         let (request_client_cert, client_cert_type) = match (&config.client_auth, ecdsa) {
@@ -1441,10 +1385,7 @@ impl Conn12 {
         let now = (config.common.wall_clock)();
         let (verifier, required) = match &config.client_auth {
             ClientAuth::None => {
-                return Err(Error::PeerMisbehaved(
-                    "unrequested client certificate",
-                    AlertDescription::UnexpectedMessage,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::UnrequestedClientCertificate12));
             }
             ClientAuth::Optional(v) => (v, false),
             ClientAuth::Required(v) => (v, true),
@@ -1453,7 +1394,7 @@ impl Conn12 {
             (Certificate::X509(chain), _) if chain.is_empty() => {
                 if required {
                     // RFC 5246 §7.4.6: the server may abort with handshake_failure.
-                    Err(Error::Incompatible("client certificate required", AlertDescription::HandshakeFailure))
+                    Err(Error::Incompatible(Incompatible::ClientCertificateRequired12))
                 } else {
                     Ok(None)
                 }
@@ -1466,10 +1407,7 @@ impl Conn12 {
                 let point = p.verify(spki)?;
                 Ok(Some((point, PeerIdentity::RawPublicKey(spki.clone()))))
             }
-            _ => Err(Error::Incompatible(
-                "client certificate type not accepted",
-                AlertDescription::UnsupportedCertificate,
-            )),
+            _ => Err(Error::Incompatible(Incompatible::ClientCertificateTypeRefused)),
         }
     }
 
@@ -1495,23 +1433,16 @@ impl Conn12 {
                 let key = psk_for(&id)?;
                 identity = PeerIdentity::Psk(id);
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph
-                    .complete(&public)
-                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidEcdhPoint))?;
                 prf::ecdhe_psk_pre_master(&*z, &key)
             }
             (KeyExchangeAlgorithm::EcdheEcdsa, ClientKeyExchange::Ecdhe { public }) => {
                 let eph = eph.ok_or(Error::Crypto)?;
-                let z = eph
-                    .complete(&public)
-                    .map_err(|_| Error::PeerMisbehaved("invalid ECDH point", AlertDescription::IllegalParameter))?;
+                let z = eph.complete(&public).map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidEcdhPoint))?;
                 Zeroizing::new(z.to_vec())
             }
             _ => {
-                return Err(Error::PeerMisbehaved(
-                    "ClientKeyExchange does not match the suite",
-                    AlertDescription::UnexpectedMessage,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::ClientKeyExchangeMismatch));
             }
         };
         let master = self.derive_master(&d, &pms);
@@ -1807,10 +1738,10 @@ fn hello_digest(provider: &dyn crate::crypto::CryptoProvider, body: &[u8]) -> [u
     h.current()
 }
 
-fn hs_unexpected(hs: &Hs, got: HandshakeType) -> &'static str {
+fn hs_unexpected(hs: &Hs, got: HandshakeType) -> PeerMisbehaved {
     let _ = got;
     match hs {
-        Hs::Done => "handshake message after the handshake",
-        _ => "handshake message out of order",
+        Hs::Done => PeerMisbehaved::HandshakeMessageAfterHandshake,
+        _ => PeerMisbehaved::HandshakeMessageOutOfOrder,
     }
 }

@@ -20,7 +20,7 @@ use crate::dtls13::msgs::*;
 use crate::dtls13::record::{
     self as record13, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
 };
-use crate::error::Error;
+use crate::error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
 use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::{Alert, HandshakeHeader};
@@ -446,7 +446,7 @@ impl Conn13 {
         resume: Option<Session>,
         rng: SeededRng,
         now: Instant,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         Self::client_early(config, peer, server_name, resume, None, rng, now)
     }
 
@@ -460,13 +460,15 @@ impl Conn13 {
         early_data: Option<&[u8]>,
         rng: SeededRng,
         now: Instant,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         let suites: Vec<CipherSuite> = config.common.suites13.clone();
         if suites.is_empty() {
-            return Err(Error::Config("no DTLS 1.3 cipher suite configured".into()));
+            return Err(ConfigError::new("no DTLS 1.3 cipher suite configured: set CommonConfig::suites13"));
         }
         if config.psk.is_none() && config.verifier.is_none() {
-            return Err(Error::Config("DTLS 1.3 needs a PSK or a CA / pinned key".into()));
+            return Err(ConfigError::new(
+                "DTLS 1.3 needs a PSK or a CA / pinned key: set ClientConfig::psk or ::verifier",
+            ));
         }
         let mut c = Self::new(
             Role::Client,
@@ -551,10 +553,10 @@ impl Conn13 {
             legacy_compression_methods: vec![Compression::Null],
             extensions,
         };
-        c.send_client_hello(now, &ch)?;
+        c.send_client_hello(now, &ch).map_err(ConfigError::starting)?;
         c.hs = Some(Box::new(Hs::CExpectServerHello { ch, eph, retried: false }));
         match (offer_early, early_data) {
-            (Some(d), _) => c.client_start_early_data(d)?,
+            (Some(d), _) => c.client_start_early_data(d).map_err(ConfigError::starting)?,
             (None, Some(_)) => c.out.events.push_back(Event::EarlyDataRejected),
             (None, None) => {}
         }
@@ -608,25 +610,16 @@ impl Conn13 {
         match ServerHelloMessage13::read_exact(body)? {
             ServerHelloMessage13::HelloRetryRequest(hrr) => {
                 if retried {
-                    return Err(Error::PeerMisbehaved("second HelloRetryRequest", AlertDescription::UnexpectedMessage));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::SecondHelloRetryRequest));
                 }
                 if hrr.selected_version() != Some(ProtocolVersion::DTLS1_3) {
-                    return Err(Error::Incompatible(
-                        "HelloRetryRequest without DTLS 1.3",
-                        AlertDescription::ProtocolVersion,
-                    ));
+                    return Err(Error::Incompatible(Incompatible::HelloRetryRequestWithoutDtls13));
                 }
                 if !ch.cipher_suites.contains(&hrr.cipher_suite) {
-                    return Err(Error::PeerMisbehaved(
-                        "HRR chose an unoffered suite",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::HelloRetryRequestUnofferedSuite));
                 }
                 if hrr.selected_group().is_some_and(|g| g != NamedGroup::Secp256r1) {
-                    return Err(Error::Incompatible(
-                        "HRR asks for a group we do not support",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::Incompatible(Incompatible::HelloRetryRequestUnsupportedGroup));
                 }
                 // RFC 8446 §4.4.1: the transcript restarts with message_hash(ClientHello1).
                 let ch1_hash = self.transcript.hash(&*provider);
@@ -659,34 +652,21 @@ impl Conn13 {
             }
             ServerHelloMessage13::ServerHello(sh) => {
                 if sh.selected_version() != Some(ProtocolVersion::DTLS1_3) {
-                    return Err(Error::Incompatible(
-                        "server did not select DTLS 1.3",
-                        AlertDescription::ProtocolVersion,
-                    ));
+                    return Err(Error::Incompatible(Incompatible::ServerDidNotSelectDtls13));
                 }
                 if DowngradeSentinel::find(&sh.random).is_some() {
-                    return Err(Error::PeerMisbehaved(
-                        "downgrade sentinel in ServerHello",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::DowngradeSentinel13));
                 }
                 if !ch.cipher_suites.contains(&sh.cipher_suite) {
-                    return Err(Error::PeerMisbehaved(
-                        "server chose an unoffered suite",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnofferedSuite13));
                 }
-                let aead = suite13(sh.cipher_suite)
-                    .ok_or(Error::PeerMisbehaved("unknown 1.3 suite", AlertDescription::IllegalParameter))?;
+                let aead = suite13(sh.cipher_suite).ok_or(Error::PeerMisbehaved(PeerMisbehaved::UnknownSuite13))?;
                 self.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let ticket = self.resume.clone();
                 let n_offered = usize::from(ticket.is_some()) + usize::from(config.psk.is_some());
                 let chosen: Option<(Zeroizing<Vec<u8>>, PeerIdentity, bool)> = match sh.selected_identity() {
                     Some(i) if usize::from(i) >= n_offered => {
-                        return Err(Error::PeerMisbehaved(
-                            "server selected an unoffered PSK",
-                            AlertDescription::IllegalParameter,
-                        ));
+                        return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerSelectedUnofferedPsk));
                     }
                     Some(0) if ticket.is_some() => ticket.as_ref().and_then(|t| {
                         let psk = t.ticket13.as_ref()?.psk.to_vec();
@@ -701,32 +681,24 @@ impl Conn13 {
                 if let (Some((_, _, true)), Some(t)) = (&chosen, &ticket)
                     && t.suite != sh.cipher_suite
                 {
-                    return Err(Error::PeerMisbehaved(
-                        "resumption with another suite",
-                        AlertDescription::IllegalParameter,
-                    ));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumedWithOtherSuite13));
                 }
                 let psk_used = chosen.is_some();
                 self.resumed = chosen.as_ref().is_some_and(|c| c.2);
                 let shared = match sh.key_share() {
                     Some(ks) if ks.group == NamedGroup::Secp256r1 => {
                         // RFC 8446 §4.2.8: the server's share answers one we sent.
-                        let eph = eph.ok_or(Error::PeerMisbehaved(
-                            "key share without one offered",
-                            AlertDescription::IllegalParameter,
-                        ))?;
-                        Some(eph.complete(&ks.key_exchange).map_err(|_| {
-                            Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter)
-                        })?)
+                        let eph = eph.ok_or(Error::PeerMisbehaved(PeerMisbehaved::KeyShareNotOffered))?;
+                        Some(
+                            eph.complete(&ks.key_exchange)
+                                .map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidKeyShare))?,
+                        )
                     }
                     Some(_) => {
-                        return Err(Error::PeerMisbehaved(
-                            "key share for an unoffered group",
-                            AlertDescription::IllegalParameter,
-                        ));
+                        return Err(Error::PeerMisbehaved(PeerMisbehaved::KeyShareUnofferedGroup));
                     }
                     None if psk_used => None,
-                    None => return Err(Error::PeerMisbehaved("no key share", AlertDescription::MissingExtension)),
+                    None => return Err(Error::PeerMisbehaved(PeerMisbehaved::MissingKeyShare)),
                 };
                 let early = EarlySecret::new(chosen.as_ref().map(|c| &c.0[..]));
                 let hs_secret = early.into_handshake(shared.as_ref().map(|z| &z[..]));
@@ -768,7 +740,7 @@ impl Conn13 {
             (CertificateType::X509, Some(PeerVerifier::WebPki(v))) => {
                 let chain: Vec<Vec<u8>> = cert.certificate_list.iter().map(|e| e.data.clone()).collect();
                 if chain.is_empty() {
-                    return Err(Error::PeerMisbehaved("server sent no certificate", AlertDescription::DecodeError));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::EmptyServerCertificate13));
                 }
                 let point = v.verify_server(&chain, &server_name, now)?;
                 Ok((point, PeerIdentity::Certificate(chain)))
@@ -778,10 +750,7 @@ impl Conn13 {
                 let point = p.verify(&spki)?;
                 Ok((point, PeerIdentity::RawPublicKey(spki)))
             }
-            _ => Err(Error::Incompatible(
-                "certificate type does not match our verifier",
-                AlertDescription::UnsupportedCertificate,
-            )),
+            _ => Err(Error::Incompatible(Incompatible::CertificateTypeMismatch13)),
         }
     }
 
@@ -794,10 +763,7 @@ impl Conn13 {
     ) -> Result<(), Error> {
         let cv = CertificateVerify13::read_exact(body)?;
         if cv.algorithm != SignatureScheme::EcdsaSecp256r1Sha256 {
-            return Err(Error::PeerMisbehaved(
-                "CertificateVerify with an unoffered scheme",
-                AlertDescription::IllegalParameter,
-            ));
+            return Err(Error::PeerMisbehaved(PeerMisbehaved::CertificateVerifyUnofferedScheme));
         }
         let content = certificate_verify_content(signer, th);
         self.common()
@@ -891,10 +857,13 @@ impl Conn13 {
     fn server_handle_client_hello(&mut self, now: Instant, ch: ClientHello13, ch_body: &[u8]) -> Result<(), Error> {
         let config = self.server_config()?;
         let provider = config.common.provider.clone();
-        ch.check_dtls13_legacy_fields()
-            .map_err(|a| Error::PeerMisbehaved("invalid legacy field in a DTLS 1.3 ClientHello", a))?;
-        let (suite, _) = server_choose(&config, &ch)
-            .ok_or(Error::Incompatible("no DTLS 1.3 cipher suite in common", AlertDescription::HandshakeFailure))?;
+        ch.check_dtls13_legacy_fields().map_err(|a| {
+            Error::PeerMisbehaved(match a {
+                AlertDescription::ProtocolVersion => PeerMisbehaved::Dtls13LegacyVersion,
+                _ => PeerMisbehaved::Dtls13LegacyField,
+            })
+        })?;
+        let (suite, _) = server_choose(&config, &ch).ok_or(Error::Incompatible(Incompatible::NoCommonSuite13))?;
         let aead = suite13(suite).ok_or(Error::Crypto)?;
         // PSK (RFC 8446 §4.2.11): the first offered identity we know, a ticket from our
         // session store or an external PSK, with a valid binder.
@@ -948,16 +917,13 @@ impl Conn13 {
             Some(_) if modes.contains(&PskKeyExchangeMode::PskDheKe) && key_share.is_some() => true,
             Some(_) if modes.contains(&PskKeyExchangeMode::PskKe) => false,
             Some(_) => {
-                return Err(Error::Incompatible("no usable PSK key exchange mode", AlertDescription::HandshakeFailure));
+                return Err(Error::Incompatible(Incompatible::NoUsablePskMode));
             }
             None => {
                 let sigs_ok =
                     ch.signature_algorithms().is_some_and(|s| s.contains(&SignatureScheme::EcdsaSecp256r1Sha256));
                 if config.cert.is_none() || !sigs_ok {
-                    return Err(Error::Incompatible(
-                        "no PSK and no certificate / signature algorithm in common",
-                        AlertDescription::HandshakeFailure,
-                    ));
+                    return Err(Error::Incompatible(Incompatible::NoCommonAuthentication));
                 }
                 true
             }
@@ -965,7 +931,7 @@ impl Conn13 {
         let key_share = match (use_dhe, key_share) {
             (true, Some(ks)) => Some(ks.clone()),
             (true, None) => {
-                return Err(Error::Incompatible("no secp256r1 key share", AlertDescription::HandshakeFailure));
+                return Err(Error::Incompatible(Incompatible::NoSecp256r1));
             }
             (false, _) => None,
         };
@@ -981,7 +947,7 @@ impl Conn13 {
                 }));
                 Some(
                     eph.complete(&ks.key_exchange)
-                        .map_err(|_| Error::PeerMisbehaved("invalid key share", AlertDescription::IllegalParameter))?,
+                        .map_err(|_| Error::PeerMisbehaved(PeerMisbehaved::InvalidKeyShare))?,
                 )
             }
             None => None,
@@ -1119,14 +1085,14 @@ impl Conn13 {
         let now = (config.common.wall_clock)();
         let (verifier, required) = match &config.client_auth {
             ClientAuth::None => {
-                return Err(Error::PeerMisbehaved("unrequested certificate", AlertDescription::UnexpectedMessage));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::UnrequestedClientCertificate13));
             }
             ClientAuth::Optional(v) => (v, false),
             ClientAuth::Required(v) => (v, true),
         };
         if cert.certificate_list.is_empty() {
             return if required {
-                Err(Error::Incompatible("client certificate required", AlertDescription::CertificateRequired))
+                Err(Error::Incompatible(Incompatible::ClientCertificateRequired13))
             } else {
                 Ok(None)
             };
@@ -1156,7 +1122,11 @@ impl Conn13 {
         let res_master = master.resumption_master_secret(&self.transcript_hash());
         self.established(k.suite, identity.clone());
         for data in held {
-            self.send_app_record(&data)?;
+            // The key usage limit cannot be reached this early; were it, the association ends.
+            self.send_app_record(&data).map_err(|e| match e {
+                UsageError::LimitReached(w) => Error::LimitReached(w),
+                _ => Error::Crypto,
+            })?;
         }
         self.issue_ticket(now, k.suite, identity, &res_master);
         Ok(())
@@ -1237,10 +1207,7 @@ impl Conn13 {
                 None
             }
             (_, _) => {
-                return Err(Error::PeerMisbehaved(
-                    "handshake message out of order",
-                    AlertDescription::UnexpectedMessage,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::HandshakeMessageOutOfOrder));
             }
         };
         self.hs = next.map(Box::new);
@@ -1810,14 +1777,14 @@ impl Conn13 {
         self.send_app.as_ref().map_or(0, |s| s.protection().max_plaintext_len(self.common().mtu, style)).min(16384)
     }
 
-    pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub(crate) fn send(&mut self, data: &[u8]) -> Result<(), UsageError> {
         let half_rtt = self.state == State::Handshaking && self.half_rtt.is_some();
         if self.state != State::Established && !half_rtt {
-            return Err(Error::NotConnected);
+            return Err(UsageError::NotConnected);
         }
         let max = self.max_payload();
         if data.len() > max {
-            return Err(Error::MessageTooLarge { len: data.len(), max });
+            return Err(UsageError::MessageTooLarge { len: data.len(), max });
         }
         if half_rtt {
             return self.send_half_rtt(data);
@@ -1829,27 +1796,27 @@ impl Conn13 {
     /// now when no client certificate is pending and the address is proven or the three-times
     /// amplification limit allows it (RFC 9147 §5.1), else holds the data for the client's
     /// Finished, in order.
-    fn send_half_rtt(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn send_half_rtt(&mut self, data: &[u8]) -> Result<(), UsageError> {
         let sealed = self.sealed_len(EPOCH_APPLICATION, data.len(), HeaderStyle::choose(0, None, true)) as u64;
         let max_held = self.common().max_early_records;
         let sent = self.out.stats.bytes_sent;
-        let Some(hr) = self.half_rtt.as_mut() else { return Err(Error::NotConnected) };
+        let Some(hr) = self.half_rtt.as_mut() else { return Err(UsageError::NotConnected) };
         let within_limit = hr.address_verified || sent + sealed <= hr.received.saturating_mul(3);
         if hr.may_send && within_limit && hr.held.is_empty() {
             return self.send_app_record(data);
         }
         if hr.held.len() >= max_held {
-            return Err(Error::LimitReached("0.5-RTT data held until the client's Finished"));
+            return Err(UsageError::LimitReached("0.5-RTT data held until the client's Finished"));
         }
         hr.held.push(data.to_vec());
         Ok(())
     }
 
-    fn send_app_record(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn send_app_record(&mut self, data: &[u8]) -> Result<(), UsageError> {
         let mut out = Vec::with_capacity(data.len() + 32);
         let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
         self.write_record(epoch, ContentType::ApplicationData, data, &mut out, HeaderStyle::choose(0, None, true))
-            .ok_or(Error::LimitReached("application key usage limit reached"))?;
+            .ok_or(UsageError::LimitReached("application key usage limit reached"))?;
         self.push_datagram(out);
         if std::mem::take(&mut self.auto_key_update) {
             self.initiate_key_update(self.last_activity, KeyUpdateRequest::UpdateNotRequested);
@@ -1912,7 +1879,7 @@ impl Conn13 {
             HandshakeType::KeyUpdate => {
                 let ku = KeyUpdate::read_exact(&msg.body)?;
                 if matches!(ku.request_update, KeyUpdateRequest::Unknown(_)) {
-                    return Err(Error::PeerMisbehaved("invalid KeyUpdate request", AlertDescription::IllegalParameter));
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::InvalidKeyUpdateRequest));
                 }
                 self.switch_recv_keys()?;
                 if ku.request_update == KeyUpdateRequest::UpdateRequested && !self.key_update_pending {
@@ -1948,9 +1915,7 @@ impl Conn13 {
                 }
                 Ok(())
             }
-            _ => {
-                Err(Error::PeerMisbehaved("handshake message after the handshake", AlertDescription::UnexpectedMessage))
-            }
+            _ => Err(Error::PeerMisbehaved(PeerMisbehaved::HandshakeMessageAfterHandshake)),
         }
     }
 

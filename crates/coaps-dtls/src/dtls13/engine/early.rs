@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::early_data::{EarlyDataContext, ResumptionKeyExchange};
 use crate::dtls13::record::CiphertextRecord;
+use crate::error::{PeerMisbehaved, UsageError};
 
 /// DTLS 1.3 epoch of 0-RTT data (RFC 9147 §6.1).
 pub(super) const EPOCH_EARLY: u64 = 1;
@@ -120,13 +121,13 @@ impl Conn13 {
     /// Client, right after the ClientHello that offers early_data went out: derives the epoch-1
     /// keys from `client_early_traffic_secret` over the ClientHello (RFC 8446 §7.1) and sends
     /// `data`, packed into the ClientHello's datagram when it fits.
-    pub(super) fn client_start_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
-        let ticket = self.resume.as_ref().ok_or(Error::Crypto)?;
-        let t = ticket.ticket13.as_ref().ok_or(Error::Crypto)?;
+    pub(super) fn client_start_early_data(&mut self, data: &[u8]) -> Result<(), UsageError> {
+        let ticket = self.resume.as_ref().ok_or(UsageError::NotConnected)?;
+        let t = ticket.ticket13.as_ref().ok_or(UsageError::NotConnected)?;
         // RFC 8446 §4.2.10: 0-RTT uses the ticket's suite.
-        let aead = suite13(ticket.suite).ok_or(Error::Crypto)?;
+        let aead = suite13(ticket.suite).ok_or(UsageError::Crypto)?;
         let secret = EarlySecret::new(Some(&t.psk[..])).client_early_traffic_secret(&self.transcript_hash());
-        let prot = self.protection(aead, &secret)?;
+        let prot = self.protection(aead, &secret).map_err(|_| UsageError::Crypto)?;
         self.early = Some(Box::new(Early {
             send: Some(SendEpoch13::new(EPOCH_EARLY, prot)),
             offered: true,
@@ -137,24 +138,24 @@ impl Conn13 {
     }
 
     /// Client: one more 0-RTT record (see [`crate::Connection::send_early_data`]).
-    pub(crate) fn send_early_data(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub(crate) fn send_early_data(&mut self, data: &[u8]) -> Result<(), UsageError> {
         let awaiting_hello = matches!(self.hs.as_deref(), Some(Hs::CExpectServerHello { .. }));
         let mtu = self.common().mtu;
         let Some(e) = self.early.as_mut().filter(|e| e.offered && awaiting_hello) else {
-            return Err(Error::NotConnected);
+            return Err(UsageError::NotConnected);
         };
-        let Some(send) = e.send.as_mut() else { return Err(Error::NotConnected) };
+        let Some(send) = e.send.as_mut() else { return Err(UsageError::NotConnected) };
         // RFC 8446 §4.2.10: never more than the ticket's max_early_data_size.
         if e.bytes + data.len() as u64 > e.max {
-            return Err(Error::LimitReached("max_early_data_size of the ticket"));
+            return Err(UsageError::LimitReached("max_early_data_size of the ticket"));
         }
         let style = HeaderStyle::choose(0, None, true);
         let max = send.protection().max_plaintext_len(mtu, style);
         if data.len() > max {
-            return Err(Error::MessageTooLarge { len: data.len(), max });
+            return Err(UsageError::MessageTooLarge { len: data.len(), max });
         }
         let mut rec = Vec::with_capacity(data.len() + 32);
-        send.seal(ContentType::ApplicationData, data, &mut rec, style).map_err(|_| Error::Crypto)?;
+        send.seal(ContentType::ApplicationData, data, &mut rec, style).map_err(|_| UsageError::Crypto)?;
         e.bytes += data.len() as u64;
         let first = e.records.is_empty();
         e.records.push(rec.clone());
@@ -205,17 +206,11 @@ impl Conn13 {
         let offered = self.early.as_ref().is_some_and(|e| e.offered);
         if accepted {
             if !offered {
-                return Err(Error::PeerMisbehaved(
-                    "early_data accepted but not offered",
-                    AlertDescription::UnsupportedExtension,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::EarlyDataAcceptedNotOffered));
             }
             // RFC 8446 §4.2.10: early data is accepted only with the first PSK (our ticket).
             if !self.resumed {
-                return Err(Error::PeerMisbehaved(
-                    "early data accepted without the first PSK",
-                    AlertDescription::IllegalParameter,
-                ));
+                return Err(Error::PeerMisbehaved(PeerMisbehaved::EarlyDataWithoutFirstPsk));
             }
             self.out.events.push_back(Event::EarlyDataAccepted);
         } else if self.early.is_some() {
@@ -319,10 +314,7 @@ impl Conn13 {
             Ok(o) if o.content_type == ContentType::ApplicationData => {
                 e.bytes += o.plaintext.len() as u64;
                 if e.bytes > e.max {
-                    self.fail(Error::PeerMisbehaved(
-                        "more early data than max_early_data_size",
-                        AlertDescription::UnexpectedMessage,
-                    ));
+                    self.fail(Error::PeerMisbehaved(PeerMisbehaved::TooMuchEarlyData));
                     return;
                 }
                 self.out.events.push_back(Event::EarlyData(o.plaintext));
