@@ -3,6 +3,7 @@
 //! Every decoder is total: it returns [`InvalidMessage`] instead of panicking, and never
 //! allocates more than the input it was given.
 
+pub(crate) mod blocks;
 mod enums;
 mod reader;
 pub use enums::*;

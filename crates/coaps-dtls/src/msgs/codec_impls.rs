@@ -6,97 +6,8 @@
 //! oversized field is a caller bug and trips a `debug_assert!` instead of silently writing a
 //! wrong length prefix.
 use super::handshake::*;
+use crate::codec::blocks::*;
 use crate::codec::*;
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-/// `opaque x<min..2^8-1>`.
-fn put_vec_u8(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xff, "opaque<..2^8-1> too long");
-    put_len_prefixed(out, LenPrefix::U8, |o| o.extend_from_slice(bytes));
-}
-/// `opaque x<min..2^16-1>`.
-fn put_vec_u16(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xffff, "opaque<..2^16-1> too long");
-    put_len_prefixed(out, LenPrefix::U16, |o| o.extend_from_slice(bytes));
-}
-/// `opaque x<min..2^24-1>`.
-fn put_vec_u24(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xff_ffff, "opaque<..2^24-1> too long");
-    put_len_prefixed(out, LenPrefix::U24, |o| o.extend_from_slice(bytes));
-}
-
-/// A list of one-byte code points behind a one-byte length.
-fn put_list_u8<T: Copy + Into<u8>>(out: &mut Vec<u8>, items: &[T]) {
-    debug_assert!(items.len() <= 0xff, "list<..2^8-1> too long");
-    put_len_prefixed(out, LenPrefix::U8, |o| o.extend(items.iter().map(|&t| t.into())));
-}
-/// A list of two-byte code points behind a two-byte length.
-fn put_list_u16<T: Copy + Into<u16>>(out: &mut Vec<u8>, items: &[T]) {
-    debug_assert!(items.len() * 2 <= 0xffff, "list<..2^16-1> too long");
-    put_len_prefixed(out, LenPrefix::U16, |o| {
-        for &t in items {
-            put_u16(o, t.into());
-        }
-    });
-}
-
-/// Reads `T list<min..2^8-1>` of one-byte code points; fewer than `min` entries is illegal.
-fn read_list_u8<T: From<u8>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
-    let body = r.vec_u8(what)?;
-    if body.len() < min {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(body.iter().map(|&b| T::from(b)).collect())
-}
-
-/// Reads `T list<2*min..2^16-2>` of two-byte code points: the byte length must be even and
-/// cover at least `min` entries.
-fn read_list_u16<T: From<u16>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
-    let body = r.vec_u16(what)?;
-    if body.len() % 2 != 0 || body.len() < 2 * min {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(body.chunks_exact(2).map(|c| T::from(u16::from_be_bytes([c[0], c[1]]))).collect())
-}
-
-/// Reads a non-empty `opaque x<1..2^8-1>`.
-fn read_nonempty_u8<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], InvalidMessage> {
-    let v = r.vec_u8(what)?;
-    if v.is_empty() {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(v)
-}
-
-/// Fails if any value occurs twice. Sorting keeps this O(n log n) on hostile input (an
-/// extensions block can hold 16 383 empty extensions).
-fn check_unique(mut keys: Vec<u16>, what: &'static str) -> Result<(), InvalidMessage> {
-    keys.sort_unstable();
-    if keys.windows(2).any(|w| w[0] == w[1]) {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(())
-}
-
-/// Decodes an extension's data with `f`, which must consume all of it.
-fn parse_ext_data<'a, T>(
-    data: &'a [u8],
-    what: &'static str,
-    f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>,
-) -> Result<T, InvalidMessage> {
-    let mut r = Reader::new(data);
-    let v = f(&mut r)?;
-    r.expect_empty(what)?;
-    Ok(v)
-}
-
-/// Extensions with an empty `extension_data` (extended_master_secret, RFC 7627 §5.1; the
-/// server_name and session_ticket acknowledgements, RFC 6066 §3 and RFC 5077 §3.2).
-fn expect_empty_data(data: &[u8], what: &'static str) -> Result<(), InvalidMessage> {
-    if data.is_empty() { Ok(()) } else { Err(InvalidMessage::IllegalValue(what)) }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Shared fields
@@ -252,21 +163,10 @@ impl<'a> Codec<'a> for ClientExtension {
 /// than one extension of the same type", so a repeated type is `IllegalValue`.
 impl<'a> Codec<'a> for Vec<ClientExtension> {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_len_prefixed(out, LenPrefix::U16, |o| {
-            for e in self {
-                e.encode(o);
-            }
-        });
+        put_ext_block(out, self, ClientExtension::ext_type, ClientExtension::encode_data);
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
-        let block = r.vec_u16("extensions")?;
-        let mut br = Reader::new(block);
-        let mut exts = Vec::new();
-        while !br.is_empty() {
-            exts.push(ClientExtension::read(&mut br)?);
-        }
-        check_unique(exts.iter().map(|e| e.ext_type().into()).collect(), "duplicate extension in ClientHello")?;
-        Ok(exts)
+        read_ext_block(r, "extensions", "duplicate extension in ClientHello", ClientExtension::read_data)
     }
 }
 
@@ -346,21 +246,10 @@ impl<'a> Codec<'a> for ServerExtension {
 /// (RFC 5246 §7.4.1.4).
 impl<'a> Codec<'a> for Vec<ServerExtension> {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_len_prefixed(out, LenPrefix::U16, |o| {
-            for e in self {
-                e.encode(o);
-            }
-        });
+        put_ext_block(out, self, ServerExtension::ext_type, ServerExtension::encode_data);
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
-        let block = r.vec_u16("extensions")?;
-        let mut br = Reader::new(block);
-        let mut exts = Vec::new();
-        while !br.is_empty() {
-            exts.push(ServerExtension::read(&mut br)?);
-        }
-        check_unique(exts.iter().map(|e| e.ext_type().into()).collect(), "duplicate extension in ServerHello")?;
-        Ok(exts)
+        read_ext_block(r, "extensions", "duplicate extension in ServerHello", ServerExtension::read_data)
     }
 }
 

@@ -9,40 +9,12 @@ use super::{
     HELLO_RETRY_REQUEST_RANDOM, REASON_DUPLICATE_KEY_SHARE, REASON_EXTENSION_NOT_ALLOWED, REASON_PSK_BINDER_COUNT,
     REASON_PSK_NOT_LAST,
 };
+use crate::codec::blocks::*;
 use crate::codec::*;
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers (the DTLS 1.2 ones in `msgs` are private to that module)
+// Small helpers (the shared vectors and extension blocks are in `codec::blocks`)
 
-/// `opaque x<..2^8-1>`.
-fn put_vec_u8(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xff, "opaque<..2^8-1> too long");
-    put_len_prefixed(out, LenPrefix::U8, |o| o.extend_from_slice(bytes));
-}
-/// `opaque x<..2^16-1>`.
-fn put_vec_u16(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xffff, "opaque<..2^16-1> too long");
-    put_len_prefixed(out, LenPrefix::U16, |o| o.extend_from_slice(bytes));
-}
-/// `opaque x<..2^24-1>`.
-fn put_vec_u24(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(bytes.len() <= 0xff_ffff, "opaque<..2^24-1> too long");
-    put_len_prefixed(out, LenPrefix::U24, |o| o.extend_from_slice(bytes));
-}
-/// A list of one-byte code points behind a one-byte length.
-fn put_list_u8<T: Copy + Into<u8>>(out: &mut Vec<u8>, items: &[T]) {
-    debug_assert!(items.len() <= 0xff, "list<..2^8-1> too long");
-    put_len_prefixed(out, LenPrefix::U8, |o| o.extend(items.iter().map(|&t| t.into())));
-}
-/// A list of two-byte code points behind a two-byte length.
-fn put_list_u16<T: Copy + Into<u16>>(out: &mut Vec<u8>, items: &[T]) {
-    debug_assert!(items.len() * 2 <= 0xffff, "list<..2^16-1> too long");
-    put_len_prefixed(out, LenPrefix::U16, |o| {
-        for &t in items {
-            put_u16(o, t.into());
-        }
-    });
-}
 /// `DistinguishedName authorities<3..2^16-1>`, each `opaque DistinguishedName<1..2^16-1>`.
 fn put_dn_list(out: &mut Vec<u8>, dns: &[Vec<u8>]) {
     put_len_prefixed(out, LenPrefix::U16, |o| {
@@ -52,39 +24,6 @@ fn put_dn_list(out: &mut Vec<u8>, dns: &[Vec<u8>]) {
     });
 }
 
-/// Reads `T list<min..2^8-1>` of one-byte code points; fewer than `min` entries is illegal.
-fn read_list_u8<T: From<u8>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
-    let body = r.vec_u8(what)?;
-    if body.len() < min {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(body.iter().map(|&b| T::from(b)).collect())
-}
-/// Reads a list of two-byte code points behind a two-byte length: the byte length must be
-/// even and cover at least `min` entries.
-fn read_list_u16<T: From<u16>>(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<Vec<T>, InvalidMessage> {
-    let body = r.vec_u16(what)?;
-    if body.len() % 2 != 0 || body.len() < 2 * min {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(body.chunks_exact(2).map(|c| T::from(u16::from_be_bytes([c[0], c[1]]))).collect())
-}
-/// Reads a non-empty `opaque x<1..2^16-1>`.
-fn read_nonempty_u16<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], InvalidMessage> {
-    let v = r.vec_u16(what)?;
-    if v.is_empty() {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(v)
-}
-/// Reads a non-empty `opaque x<1..2^24-1>`.
-fn read_nonempty_u24<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], InvalidMessage> {
-    let v = r.vec_u24(what)?;
-    if v.is_empty() {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(v)
-}
 /// Reads `DistinguishedName authorities<3..2^16-1>` (RFC 8446 §4.2.4): at least one name,
 /// none empty.
 fn read_dn_list(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, InvalidMessage> {
@@ -95,33 +34,6 @@ fn read_dn_list(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, InvalidMessage> {
         dns.push(read_nonempty_u16(&mut lr, "DistinguishedName")?.to_vec());
     }
     Ok(dns)
-}
-
-/// Fails if any value occurs twice; sorting keeps this O(n log n) on hostile input.
-fn check_unique(mut keys: Vec<u16>, what: &'static str) -> Result<(), InvalidMessage> {
-    keys.sort_unstable();
-    if keys.windows(2).any(|w| w[0] == w[1]) {
-        return Err(InvalidMessage::IllegalValue(what));
-    }
-    Ok(())
-}
-
-/// Decodes an extension's data with `f`, which must consume all of it (RFC 8446 §4.2:
-/// "receivers MUST abort the handshake with a decode_error alert if there is data left over").
-fn parse_ext_data<'a, T>(
-    data: &'a [u8],
-    what: &'static str,
-    f: impl FnOnce(&mut Reader<'a>) -> Result<T, InvalidMessage>,
-) -> Result<T, InvalidMessage> {
-    let mut r = Reader::new(data);
-    let v = f(&mut r)?;
-    r.expect_empty(what)?;
-    Ok(v)
-}
-
-/// Extensions whose `extension_data` is empty (`struct {} Empty`).
-fn expect_empty_data(data: &[u8], what: &'static str) -> Result<(), InvalidMessage> {
-    if data.is_empty() { Ok(()) } else { Err(InvalidMessage::IllegalValue(what)) }
 }
 
 /// The extension types this module parses. RFC 8446 §4.2: "If an implementation receives an
@@ -155,38 +67,6 @@ fn unparsed(typ: ExtensionType, data: &[u8], passthrough: &[ExtensionType]) -> R
         return Err(InvalidMessage::IllegalValue(REASON_EXTENSION_NOT_ALLOWED));
     }
     Ok(RawExtension { typ, data: data.to_vec() })
-}
-
-/// Reads an `Extension extensions<0..2^16-1>` block, decoding each entry with `one`, and
-/// refuses repeated types (RFC 8446 §4.2: "There MUST NOT be more than one extension of the
-/// same type in a given extension block").
-fn read_ext_block<'a, T>(
-    r: &mut Reader<'a>,
-    what: &'static str,
-    mut one: impl FnMut(ExtensionType, &'a [u8]) -> Result<T, InvalidMessage>,
-) -> Result<Vec<T>, InvalidMessage> {
-    let block = r.vec_u16(what)?;
-    let mut br = Reader::new(block);
-    let mut exts = Vec::new();
-    let mut types = Vec::new();
-    while !br.is_empty() {
-        let typ = ExtensionType::read(&mut br)?;
-        let data = br.vec_u16("extension_data")?;
-        types.push(u16::from(typ));
-        exts.push(one(typ, data)?);
-    }
-    check_unique(types, "duplicate extension")?;
-    Ok(exts)
-}
-
-/// Writes an extension block, each entry as type, then its data behind a two-byte length.
-fn put_ext_block<T>(out: &mut Vec<u8>, exts: &[T], typ: impl Fn(&T) -> ExtensionType, data: impl Fn(&T, &mut Vec<u8>)) {
-    put_len_prefixed(out, LenPrefix::U16, |o| {
-        for e in exts {
-            typ(e).encode(o);
-            put_len_prefixed(o, LenPrefix::U16, |d| data(e, d));
-        }
-    });
 }
 
 fn put_raw_data(raw: &RawExtension, out: &mut Vec<u8>) {
@@ -481,7 +361,7 @@ impl<'a> Codec<'a> for Vec<ClientExtension13> {
         put_ext_block(out, self, ClientExtension13::ext_type, ClientExtension13::encode_data);
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
-        let exts = read_ext_block(r, "ClientHello.extensions", ClientExtension13::read_data)?;
+        let exts = read_ext_block(r, "ClientHello.extensions", "duplicate extension", ClientExtension13::read_data)?;
         if let Some(i) = exts.iter().position(|e| matches!(e, ClientExtension13::PreSharedKey(_)))
             && i + 1 != exts.len()
         {
@@ -661,8 +541,9 @@ impl<'a> Codec<'a> for ServerHello13 {
         let legacy_session_id_echo = SessionId::read(r)?;
         let cipher_suite = CipherSuite::read(r)?;
         let legacy_compression_method = Compression::read(r)?;
-        let extensions =
-            read_optional_block(r, |r| read_ext_block(r, "ServerHello.extensions", ServerHelloExtension13::read_data))?;
+        let extensions = read_optional_block(r, |r| {
+            read_ext_block(r, "ServerHello.extensions", "duplicate extension", ServerHelloExtension13::read_data)
+        })?;
         Ok(Self { legacy_version, random, legacy_session_id_echo, cipher_suite, legacy_compression_method, extensions })
     }
 }
@@ -688,7 +569,7 @@ impl<'a> Codec<'a> for HelloRetryRequest13 {
         let cipher_suite = CipherSuite::read(r)?;
         let legacy_compression_method = Compression::read(r)?;
         let extensions = read_optional_block(r, |r| {
-            read_ext_block(r, "HelloRetryRequest.extensions", HelloRetryExtension13::read_data)
+            read_ext_block(r, "HelloRetryRequest.extensions", "duplicate extension", HelloRetryExtension13::read_data)
         })?;
         Ok(Self { legacy_version, legacy_session_id_echo, cipher_suite, legacy_compression_method, extensions })
     }
@@ -732,7 +613,8 @@ impl ServerHelloMessage13 {
         if r.is_empty() {
             return Ok(None);
         }
-        let exts = read_ext_block(&mut r, "ServerHello.extensions", |typ, data| Ok((typ, data)))?;
+        let exts =
+            read_ext_block(&mut r, "ServerHello.extensions", "duplicate extension", |typ, data| Ok((typ, data)))?;
         r.expect_empty("ServerHello")?;
         exts.into_iter()
             .find(|(t, _)| *t == ExtensionType::SupportedVersions)
@@ -801,7 +683,14 @@ impl<'a> Codec<'a> for EncryptedExtensions13 {
         put_ext_block(out, &self.extensions, EncryptedExtension13::ext_type, EncryptedExtension13::encode_data);
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
-        Ok(Self { extensions: read_ext_block(r, "EncryptedExtensions.extensions", EncryptedExtension13::read_data)? })
+        Ok(Self {
+            extensions: read_ext_block(
+                r,
+                "EncryptedExtensions.extensions",
+                "duplicate extension",
+                EncryptedExtension13::read_data,
+            )?,
+        })
     }
 }
 
@@ -857,7 +746,12 @@ impl<'a> Codec<'a> for CertificateRequest13 {
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let certificate_request_context = r.vec_u8("certificate_request_context")?.to_vec();
-        let extensions = read_ext_block(r, "CertificateRequest.extensions", CertificateRequestExtension13::read_data)?;
+        let extensions = read_ext_block(
+            r,
+            "CertificateRequest.extensions",
+            "duplicate extension",
+            CertificateRequestExtension13::read_data,
+        )?;
         Ok(Self { certificate_request_context, extensions })
     }
 }
@@ -875,7 +769,9 @@ impl<'a> Codec<'a> for CertificateEntry {
     }
     fn read(r: &mut Reader<'a>) -> Result<Self, InvalidMessage> {
         let data = read_nonempty_u24(r, "CertificateEntry.cert_data")?.to_vec();
-        let extensions = read_ext_block(r, "CertificateEntry.extensions", |typ, data| unparsed(typ, data, &[]))?;
+        let extensions = read_ext_block(r, "CertificateEntry.extensions", "duplicate extension", |typ, data| {
+            unparsed(typ, data, &[])
+        })?;
         Ok(Self { data, extensions })
     }
 }
@@ -1024,7 +920,12 @@ impl<'a> Codec<'a> for NewSessionTicket13 {
         let ticket_age_add = r.u32("ticket_age_add")?;
         let ticket_nonce = r.vec_u8("ticket_nonce")?.to_vec();
         let ticket = read_nonempty_u16(r, "ticket")?.to_vec();
-        let extensions = read_ext_block(r, "NewSessionTicket.extensions", NewSessionTicketExtension13::read_data)?;
+        let extensions = read_ext_block(
+            r,
+            "NewSessionTicket.extensions",
+            "duplicate extension",
+            NewSessionTicketExtension13::read_data,
+        )?;
         Ok(Self { ticket_lifetime, ticket_age_add, ticket_nonce, ticket, extensions })
     }
 }
