@@ -39,5 +39,8 @@ pub use connection::Connection;
 pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::Error;
+pub use handshake::flight::{
+    PolicyContext, RetransmitConfig, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, RttSampleKind,
+};
 pub use resumption::{MemorySessionStore, Session, SessionStore};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
