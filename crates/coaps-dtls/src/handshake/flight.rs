@@ -664,6 +664,147 @@ mod tests {
         assert_eq!((t.deadline(), t.retransmissions(), t.current()), (None, 0, s(1)));
     }
 
+    /// A policy with fixed timeouts that records the samples it is given.
+    #[derive(Debug)]
+    struct Recording {
+        initial: Duration,
+        max: Duration,
+        samples: std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>,
+    }
+
+    impl RetransmitPolicy for Recording {
+        fn initial_timeout(&self) -> Duration {
+            self.initial
+        }
+        fn max_timeout(&self) -> Duration {
+            self.max
+        }
+        fn on_rtt_sample(&mut self, rtt: Duration, kind: RttSampleKind) {
+            self.samples.lock().unwrap().push((rtt, kind));
+            // Learns: the next flight starts from twice the last sample.
+            self.initial = rtt * 2;
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn recording(
+        initial: Duration,
+        max: Duration,
+    ) -> (Box<Recording>, std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>) {
+        let samples = std::sync::Arc::default();
+        (Box::new(Recording { initial, max, samples: std::sync::Arc::clone(&samples) }), samples)
+    }
+
+    #[test]
+    fn policy_times_every_flight_and_caps_the_doubling() {
+        let t0 = Instant::now();
+        let (p, _) = recording(ms(250), ms(900));
+        let mut t = RetransmitTimer::with_policy(cfg(20, s(10_000)), p);
+        assert!(t.start_flight(t0, true));
+        assert_eq!(t.deadline(), Some(t0 + ms(250)));
+        let mut now = t0 + ms(250);
+        let mut intervals = Vec::new();
+        for _ in 0..4 {
+            t.on_timeout(now).unwrap();
+            let d = t.deadline().unwrap();
+            intervals.push((d - now).as_millis());
+            now = d;
+        }
+        assert_eq!(intervals, [500, 900, 900, 900]);
+        // The next flight starts from the policy's initial value again.
+        t.start_flight(now, true);
+        assert_eq!(t.deadline(), Some(now + ms(250)));
+    }
+
+    #[test]
+    fn default_policy_is_rfc6347_from_the_config() {
+        let t = RetransmitTimer::new(RetransmitConfig::default());
+        assert_eq!(t.current(), s(1));
+        assert_eq!((t.policy().initial_timeout(), t.policy().max_timeout()), (s(1), s(60)));
+        let c = RetransmitConfig { initial: ms(300), max: s(7), ..RetransmitConfig::default() };
+        let t = RetransmitTimer::new(c);
+        assert_eq!((t.policy().initial_timeout(), t.policy().max_timeout()), (ms(300), s(7)));
+    }
+
+    #[test]
+    fn karn_only_flights_sent_once_are_measured() {
+        let t0 = Instant::now();
+        let (p, samples) = recording(s(1), s(60));
+        let mut t = RetransmitTimer::with_policy(cfg(20, s(10_000)), p);
+        // Sent once, answered: one sample, and only one per flight.
+        t.start_flight(t0, true);
+        assert_eq!(t.on_answer(t0 + ms(80), RttSampleKind::Flight), Some(ms(80)));
+        assert_eq!(t.on_answer(t0 + ms(90), RttSampleKind::Flight), None);
+        // The policy learned: the next flight starts at 2 × 80 ms.
+        let t1 = t0 + ms(100);
+        t.start_flight(t1, true);
+        assert_eq!(t.deadline(), Some(t1 + ms(160)));
+        // Retransmitted on timeout: no sample.
+        t.on_timeout(t1 + ms(160)).unwrap();
+        assert_eq!(t.on_answer(t1 + ms(200), RttSampleKind::Flight), None);
+        // Resent because the peer repeated its flight: no sample.
+        let t2 = t1 + s(1);
+        t.start_flight(t2, true);
+        t.note_retransmitted();
+        assert_eq!(t.on_answer(t2 + ms(50), RttSampleKind::Flight), None);
+        // Partly resent after a partial ACK (RFC 9147 §5.8.1): no sample.
+        let t3 = t2 + s(1);
+        t.start_flight(t3, true);
+        t.rearm(t3 + ms(10));
+        assert_eq!(t.on_answer(t3 + ms(50), RttSampleKind::Ack), None);
+        // The last flight runs no timer: nothing to measure.
+        t.start_flight(t3 + s(1), false);
+        assert_eq!(t.on_answer(t3 + s(2), RttSampleKind::Flight), None);
+        assert_eq!(*samples.lock().unwrap(), [(ms(80), RttSampleKind::Flight)]);
+    }
+
+    #[test]
+    fn no_sample_when_the_budget_clamped_the_deadline() {
+        let t0 = Instant::now();
+        let (p, samples) = recording(s(1), s(60));
+        let mut t = RetransmitTimer::with_policy(cfg(20, ms(1500)), p);
+        t.start_flight(t0, true);
+        t.start_flight(t0 + ms(900), true);
+        assert_eq!(t.deadline(), Some(t0 + ms(1500)));
+        assert_eq!(t.on_answer(t0 + ms(1000), RttSampleKind::Flight), None);
+        assert!(samples.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cookie_round_trip_is_the_first_sample() {
+        #[derive(Debug)]
+        struct Factory(std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>);
+        impl RetransmitPolicyFactory for Factory {
+            fn build(&self, context: &PolicyContext) -> Box<dyn RetransmitPolicy> {
+                assert_eq!(context.cookie_rtt, Some(ms(70)));
+                assert_eq!(context.role, Role::Server);
+                Box::new(Recording { initial: s(1), max: s(60), samples: self.0.clone() })
+            }
+        }
+        let samples = std::sync::Arc::default();
+        let factory = Factory(std::sync::Arc::clone(&samples));
+        let mut context = PolicyContext::new("192.0.2.1:5684".parse().unwrap(), Role::Server);
+        context.cookie_rtt = Some(ms(70));
+        let t = RetransmitTimer::for_association(Some(&factory), &context);
+        assert_eq!(*samples.lock().unwrap(), [(ms(70), RttSampleKind::Cookie)]);
+        // The first flight already uses what the policy made of it.
+        assert_eq!(t.current(), ms(140));
+        let d = RetransmitTimer::for_association(None, &context);
+        assert_eq!(d.current(), s(1));
+    }
+
+    /// Every association carries a timer inline: the policy must not make it grow (the default
+    /// one is held without a box, a custom one is a box beside the durations' niche).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn timer_stays_small() {
+        assert_eq!(size_of::<Policy>(), 32);
+        assert!(size_of::<RetransmitTimer>() <= 112, "RetransmitTimer grew to {}", size_of::<RetransmitTimer>());
+    }
+
     fn check_fragments(body: &[u8], max: usize) {
         let frags: Vec<_> = fragment(HandshakeType::Certificate, 5, body, max).collect();
         let per = max.saturating_sub(12).max(1);
