@@ -664,12 +664,14 @@ mod tests {
         assert_eq!((t.deadline(), t.retransmissions(), t.current()), (None, 0, s(1)));
     }
 
+    type Samples = std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>;
+
     /// A policy with fixed timeouts that records the samples it is given.
     #[derive(Debug)]
     struct Recording {
         initial: Duration,
         max: Duration,
-        samples: std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>,
+        samples: Samples,
     }
 
     impl RetransmitPolicy for Recording {
@@ -690,10 +692,7 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn recording(
-        initial: Duration,
-        max: Duration,
-    ) -> (Box<Recording>, std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>) {
+    fn recording(initial: Duration, max: Duration) -> (Box<Recording>, Samples) {
         let samples = std::sync::Arc::default();
         (Box::new(Recording { initial, max, samples: std::sync::Arc::clone(&samples) }), samples)
     }
@@ -776,7 +775,7 @@ mod tests {
     #[test]
     fn cookie_round_trip_is_the_first_sample() {
         #[derive(Debug)]
-        struct Factory(std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>);
+        struct Factory(Samples);
         impl RetransmitPolicyFactory for Factory {
             fn build(&self, context: &PolicyContext) -> Box<dyn RetransmitPolicy> {
                 assert_eq!(context.cookie_rtt, Some(ms(70)));
