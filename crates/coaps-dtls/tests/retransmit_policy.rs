@@ -354,3 +354,20 @@ fn gate_cookie_rtt_reaches_the_policy() {
         assert_eq!(server.poll_timeout(), Some(t0 + ms(300)), "{version:?}");
     }
 }
+
+/// A dual-version client that falls back to DTLS 1.2 on a HelloVerifyRequest keeps its one
+/// policy (it has seen the first ClientHello go out), which measures the HelloVerifyRequest
+/// round trip and the flights after it.
+#[test]
+fn auto_client_keeps_its_policy_through_the_fallback() {
+    use RttSampleKind::{Cookie, Flight};
+    let rtt = ms(80);
+    let policy = Recorder::new(Duration::from_secs(1));
+    let (server_config, client_config) = configs(DtlsVersion::Auto, Some(&policy), true);
+    let server_config = Arc::new(ServerConfig { dtls13: false, ..(*server_config).clone() });
+    let mut net = Net::new(server_config, rtt / 2, no_loss);
+    net.handshake(client_config);
+    assert_eq!(net.client.connection(&addr(SERVER)).unwrap().version(), coaps_dtls::codec::ProtocolVersion::DTLS1_2);
+    assert_eq!(policy.built().iter().filter(|c| c.role == Role::Client).count(), 1, "one client policy");
+    assert_eq!(policy.samples(Role::Client), [(rtt, Cookie), (rtt, Flight), (rtt, Flight)]);
+}
