@@ -603,8 +603,10 @@ impl Endpoint {
                     self.stats.dropped_unknown_peer += 1;
                     return;
                 };
+                let cookie_rtt = meta.cookie_rtt.or_else(|| self.own_cookie_age(&server, now, peer, body));
+                let rng = self.rng.fork();
                 let conn =
-                    Connection::server12(server, peer, ch, hdr.message_seq, rec.sequence_number, self.rng.fork(), now);
+                    Connection::server12(server, peer, ch, hdr.message_seq, rec.sequence_number, rng, now, cookie_rtt);
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
                 self.collect(peer);
@@ -629,8 +631,6 @@ impl Endpoint {
         datagram: &[u8],
         meta: DatagramMeta,
     ) {
-        // The retransmission and resumption seams read `meta` when they create the association.
-        let _ = &meta;
         let received = datagram.len();
         let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(&server, &ch13) else { return };
         // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.
@@ -638,6 +638,7 @@ impl Endpoint {
         let Some(shared) = &self.cookies13 else { return };
         let keys = shared.lock(now, &mut self.rng);
         let provider = server.common.provider.clone();
+        let mut cookie_age = None;
         let prefix = match ch13.cookie() {
             Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
                 // RFC 9147 §5.11: an existing association goes only once the client shows
@@ -651,11 +652,12 @@ impl Endpoint {
                     self.stats.cookies_rejected += 1;
                     None
                 }
-                Ok((state, _)) => {
+                Ok((state, info)) => {
                     let mut prefix = Vec::new();
                     message_hash(&state.client_hello1_hash, &mut prefix);
                     let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie);
                     transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
+                    cookie_age = Some(info.age);
                     Some(prefix)
                 }
                 Err(_) => {
@@ -709,12 +711,32 @@ impl Endpoint {
             prefix,
             self.rng.fork(),
             now,
+            // A gate in front measured the same exchange, from its own clock.
+            meta.cookie_rtt.or(cookie_age),
         );
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
         c.handle_rest_of_first_datagram(now, datagram);
         self.connections.insert(peer, Connection::from13(c));
         self.stats.connections_created += 1;
         self.collect(peer);
+    }
+
+    /// The age of the DTLS 1.2 cookie in `client_hello` that this endpoint's own gate just
+    /// accepted: the round trip of its HelloVerifyRequest (RFC 6347 §4.2.1), for the
+    /// association's retransmission policy. [`Endpoint::stateless_check`] answers only
+    /// accept or not, so the cookie is verified once more here: one HMAC per association
+    /// created, beside a handshake's public-key operations.
+    fn own_cookie_age(
+        &self,
+        server: &ServerConfig,
+        now: Instant,
+        peer: SocketAddr,
+        client_hello: &[u8],
+    ) -> Option<std::time::Duration> {
+        let keys = self.cookies.as_ref()?;
+        let view = ClientHelloView::parse(client_hello).ok()?;
+        let info = keys.verify(&*server.common.provider, now, peer, &view.params, view.cookie).ok()?;
+        Some(info.age)
     }
 
     /// Partial ClientHellos in the reassembly area and the bytes they hold (never more than

@@ -60,7 +60,9 @@ pub use connection::Connection;
 pub use cookie::CookieConfig;
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
-pub use handshake::flight::RetransmitConfig;
+pub use handshake::flight::{
+    PolicyContext, RetransmitConfig, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, RttSampleKind,
+};
 pub use handshake::reassembly::HelloReassemblyConfig;
 pub use resumption::{MemorySessionStore, Session, SessionStore};
 pub use suites::{ALL_SUITES, SupportedSuite};

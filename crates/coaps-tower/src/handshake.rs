@@ -399,7 +399,11 @@ impl Shared {
         }
         let mut st = self.lock();
         let now = st.now(d.received_at);
-        st.endpoint.handle_datagram(now, d.peer, &d.payload);
+        // The cookie round trip the layer in front measured feeds the new association's
+        // retransmission policy.
+        let mut meta = coaps_dtls::DatagramMeta::new();
+        meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
+        st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
         let mut out = Vec::new();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);

@@ -6,7 +6,7 @@ use crate::cert::{PinnedKeys, WebPkiVerifier};
 use crate::cookie::CookieConfig;
 use crate::crypto::rustcrypto::RustCrypto;
 use crate::crypto::{CryptoProvider, SigningKey};
-use crate::handshake::flight::RetransmitConfig;
+use crate::handshake::flight::{PolicyContext, RetransmitConfig, RetransmitPolicyFactory, RetransmitTimer};
 use crate::resumption::{MemorySessionStore, SessionStore};
 use crate::suites::{ALL_SUITES, SupportedSuite};
 use std::fmt;
@@ -105,8 +105,13 @@ pub struct CommonConfig {
     /// Largest UDP payload to send (PMTU minus IP/UDP headers). Handshake messages are
     /// fragmented to fit (RFC 6347 §4.1.1.1). Default 1152, the CoAP-over-DTLS guidance.
     pub mtu: usize,
-    /// Handshake retransmission policy (RFC 6347 §4.2.4.1).
+    /// Handshake retransmission timer values (RFC 6347 §4.2.4.1): the limits of every
+    /// association, and the timeouts of the default policy.
     pub retransmit: RetransmitConfig,
+    /// Builds each association's retransmission policy (initial timeout, doubling cap, RTT
+    /// samples; see [`RetransmitPolicy`](crate::handshake::flight::RetransmitPolicy)). `None`
+    /// (the default): RFC 6347 §4.2.4.1 timing with `retransmit.initial` and `retransmit.max`.
+    pub retransmit_policy: Option<Arc<dyn RetransmitPolicyFactory>>,
     /// Require extended_master_secret (RFC 7627); default true.
     pub require_extended_master_secret: bool,
     /// Bytes of handshake data buffered for reassembly per connection.
@@ -134,8 +139,23 @@ impl fmt::Debug for CommonConfig {
             .field("suites", &self.suites.iter().map(|s| s.name).collect::<Vec<_>>())
             .field("mtu", &self.mtu)
             .field("retransmit", &self.retransmit)
+            .field("retransmit_policy", &self.retransmit_policy)
             .field("require_extended_master_secret", &self.require_extended_master_secret)
             .finish_non_exhaustive()
+    }
+}
+
+impl CommonConfig {
+    /// The retransmission timer of a new association with `peer`, with the policy
+    /// `retransmit_policy` builds (or the default one).
+    pub(crate) fn retransmit_timer(
+        &self,
+        peer: std::net::SocketAddr,
+        role: crate::types::Role,
+        cookie_rtt: Option<Duration>,
+    ) -> RetransmitTimer {
+        let context = PolicyContext { peer, role, cookie_rtt, retransmit: self.retransmit };
+        RetransmitTimer::for_association(self.retransmit_policy.as_deref(), &context)
     }
 }
 
@@ -151,6 +171,7 @@ impl Default for CommonConfig {
             ],
             mtu: 1152,
             retransmit: RetransmitConfig::default(),
+            retransmit_policy: None,
             require_extended_master_secret: true,
             max_reassembly_bytes: crate::handshake::reassembly::DEFAULT_MAX_BUFFERED,
             max_early_records: 16,

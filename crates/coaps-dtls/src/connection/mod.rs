@@ -170,6 +170,7 @@ impl Connection {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn server12(
         config: Arc<ServerConfig>,
         peer: SocketAddr,
@@ -178,9 +179,19 @@ impl Connection {
         record_seq: u64,
         rng: SeededRng,
         now: Instant,
+        cookie_rtt: Option<std::time::Duration>,
     ) -> Self {
         Self {
-            inner: Inner::V12(Box::new(Conn12::server(config, peer, ch, message_seq, record_seq, rng, now))),
+            inner: Inner::V12(Box::new(Conn12::server(
+                config,
+                peer,
+                ch,
+                message_seq,
+                record_seq,
+                rng,
+                now,
+                cookie_rtt,
+            ))),
             auto: None,
             guard_hvr: false,
         }

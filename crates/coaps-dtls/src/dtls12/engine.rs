@@ -8,7 +8,7 @@ use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, Server
 use crate::crypto::prf::{self, MasterSecret};
 use crate::crypto::{EcdhKeyPair, Rng, SeededRng};
 use crate::error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
-use crate::handshake::flight::{RetransmitTimer, fragment};
+use crate::handshake::flight::{RetransmitTimer, RttSampleKind, fragment};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::*;
 use crate::record::{self, RecordHeader, RecordProtection, ReplayWindow};
@@ -18,7 +18,7 @@ use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -214,13 +214,19 @@ fn encode_to_vec(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 impl Conn12 {
-    fn new(role: Role, peer: SocketAddr, cfg: RoleConfig, rng: SeededRng, now: Instant) -> Self {
+    fn new(
+        role: Role,
+        peer: SocketAddr,
+        cfg: RoleConfig,
+        rng: SeededRng,
+        now: Instant,
+        timer: RetransmitTimer,
+    ) -> Self {
         let common = match &cfg {
             RoleConfig::Client { config, .. } => &config.common,
             RoleConfig::Server(c) => &c.common,
         };
         let reasm = Reassembler::new(common.max_reassembly_bytes);
-        let timer = RetransmitTimer::new(common.retransmit);
         Self {
             role,
             peer,
@@ -281,12 +287,14 @@ impl Conn12 {
         rng: SeededRng,
         now: Instant,
     ) -> Result<Self, ConfigError> {
+        let timer = config.common.retransmit_timer(peer, Role::Client, None);
         let mut c = Self::new(
             Role::Client,
             peer,
             RoleConfig::Client { config: config.clone(), server_name: server_name.to_owned() },
             rng,
             now,
+            timer,
         );
         let offered: Vec<&SupportedSuite> = config
             .common
@@ -356,8 +364,9 @@ impl Conn12 {
         // HelloVerifyRequest would differ from the first in more than the cookie.
         let ch = ClientHello::read_exact(&sent.body).ok().filter(|ch| ch.to_vec() == sent.body);
         let rng = sent.rng.map_or_else(SeededRng::from_os, |b| *b);
-        let mut c =
-            Self::new(Role::Client, peer, RoleConfig::Client { config, server_name: server_name.to_owned() }, rng, now);
+        // The policy goes with the timer: it has already seen this ClientHello go out.
+        let cfg = RoleConfig::Client { config, server_name: server_name.to_owned() };
+        let mut c = Self::new(Role::Client, peer, cfg, rng, now, sent.timer);
         c.client_random = ch.as_ref().map_or([0; 32], |ch| ch.random.0);
         c.write_seq[0] = sent.next_record_seq;
         c.send_seq = sent.message_seq.wrapping_add(1);
@@ -372,7 +381,6 @@ impl Conn12 {
             message_seq: msg.message_seq,
             body: msg.body,
         });
-        c.timer = sent.timer;
         c.timer_armed = sent.timer_armed;
         c.out = sent.out;
         c.last_activity = sent.last_activity;
@@ -407,6 +415,9 @@ impl Conn12 {
             return Ok(());
         }
         ch.cookie = hvr.cookie;
+        if self.timer_armed {
+            self.timer.on_answer(now, RttSampleKind::Cookie);
+        }
         let ch = ch.clone();
         self.send_client_hello(now, &ch);
         Ok(())
@@ -423,7 +434,9 @@ impl Conn12 {
     }
 
     /// Creates the server side of an association from a ClientHello the endpoint has already
-    /// accepted (cookie verified, or cookies disabled). `message_seq` is the ClientHello's.
+    /// accepted (cookie verified, or cookies disabled). `message_seq` is the ClientHello's;
+    /// `cookie_rtt` the round trip of the cookie exchange, for the retransmission policy.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         config: Arc<ServerConfig>,
         peer: SocketAddr,
@@ -432,8 +445,10 @@ impl Conn12 {
         record_seq: u64,
         rng: SeededRng,
         now: Instant,
+        cookie_rtt: Option<Duration>,
     ) -> Self {
-        let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now);
+        let timer = config.common.retransmit_timer(peer, Role::Server, cookie_rtt);
+        let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now, timer);
         c.client_random = ch.random.0;
         // RFC 6347 §4.2.2: after a stateless HelloVerifyRequest (message_seq 0) the server's next
         // message continues the numbering; matching the ClientHello's message_seq does that.
@@ -624,6 +639,7 @@ impl Conn12 {
             // RFC 6347 §4.2.4: a repeated peer flight means ours was lost: resend it.
             if self.state == State::Handshaking || self.holds_last_flight {
                 self.out.stats.retransmissions += 1;
+                self.timer.note_retransmitted();
                 self.encode_flight();
             }
         }
@@ -799,6 +815,12 @@ impl Conn12 {
         }
         let body = msg.body.as_slice();
         let unexpected = |hs: &Hs| Error::PeerMisbehaved(hs_unexpected(hs, typ));
+        if self.timer_armed && typ != HandshakeType::HelloVerifyRequest {
+            // The first message of the peer's next flight answers ours (RFC 6347 §4.2.4); the
+            // timer measures it only if ours went out once. A HelloVerifyRequest is measured
+            // as a cookie exchange, when it is acted upon.
+            self.timer.on_answer(now, RttSampleKind::Flight);
+        }
         let next = match (hs, typ) {
             (hs @ Hs::CExpectServerHello { .. }, HandshakeType::HelloVerifyRequest) => {
                 self.hs = Some(Box::new(hs));

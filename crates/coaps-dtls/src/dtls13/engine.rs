@@ -21,7 +21,7 @@ use crate::dtls13::record::{
     self as record13, HeaderStyle, ReceiveEpoch13, Record13, RecordProtection13, SendEpoch13, encode_plaintext13,
 };
 use crate::error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
-use crate::handshake::flight::{Delivered, RetransmitTimer, fragment, fragment_range};
+use crate::handshake::flight::{Delivered, RetransmitConfig, RetransmitTimer, RttSampleKind, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::{Alert, HandshakeHeader};
 use crate::resumption::{Session, Ticket13};
@@ -370,7 +370,14 @@ pub(crate) fn server_choose(config: &ServerConfig, ch: &ClientHello13) -> Option
 }
 
 impl Conn13 {
-    fn new(role: Role, peer: SocketAddr, cfg: RoleConfig, rng: SeededRng, now: Instant) -> Self {
+    fn new(
+        role: Role,
+        peer: SocketAddr,
+        cfg: RoleConfig,
+        rng: SeededRng,
+        now: Instant,
+        cookie_rtt: Option<std::time::Duration>,
+    ) -> Self {
         let common = match &cfg {
             RoleConfig::Client { config, .. } => &config.common,
             RoleConfig::Server(c) => &c.common,
@@ -379,7 +386,7 @@ impl Conn13 {
             role,
             peer,
             reasm: Reassembler::new(common.max_reassembly_bytes),
-            timer: RetransmitTimer::new(common.retransmit),
+            timer: common.retransmit_timer(peer, role, cookie_rtt),
             cfg,
             rng: Some(Box::new(rng)),
             state: State::Handshaking,
@@ -476,6 +483,7 @@ impl Conn13 {
             RoleConfig::Client { config: config.clone(), server_name: server_name.to_owned() },
             rng,
             now,
+            None,
         );
         let mut random = [0u8; 32];
         c.rng().fill(&mut random);
@@ -821,7 +829,8 @@ impl Conn13 {
 
     /// The server side, from a ClientHello that passed the cookie gate. `prefix` is the
     /// transcript before it (`message_hash(CH1) || HelloRetryRequest` after a stateless HRR,
-    /// empty otherwise).
+    /// empty otherwise); `cookie_rtt` the round trip of the cookie exchange, for the
+    /// retransmission policy.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         config: Arc<ServerConfig>,
@@ -833,8 +842,9 @@ impl Conn13 {
         prefix: Vec<u8>,
         rng: SeededRng,
         now: Instant,
+        cookie_rtt: Option<std::time::Duration>,
     ) -> Self {
-        let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now);
+        let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now, cookie_rtt);
         c.client_random = ch.random.0;
         c.hello_digest = hash(&*c.common().provider, ch_body);
         c.send_seq = message_seq;
@@ -1141,6 +1151,14 @@ impl Conn13 {
         };
         let body = msg.body.as_slice();
         let typ = msg.msg_type;
+        if self.timer_armed {
+            // The first message of the peer's next flight answers ours (RFC 9147 §5.8.2); the
+            // timer measures it only if ours went out once. A HelloRetryRequest (a ServerHello
+            // with the RFC 8446 §4.1.3 random) ends the stateless exchange.
+            let hrr = typ == HandshakeType::ServerHello && body.get(2..34) == Some(&HELLO_RETRY_REQUEST_RANDOM[..]);
+            let kind = if hrr { RttSampleKind::Cookie } else { RttSampleKind::Flight };
+            self.timer.on_answer(now, kind);
+        }
         // The transcript hash before this message: what CertificateVerify signs and Finished
         // MACs (RFC 8446 §4.4.3, §4.4.4); not needed for the other messages.
         let before = match typ {
@@ -1246,6 +1264,8 @@ impl Conn13 {
     /// so they count on the selective side only.
     fn retransmit(&mut self, why: Resend) {
         self.out.stats.retransmissions += 1;
+        // Karn's rule (RFC 6298 §3): an answer after a resend is no RTT sample.
+        self.timer.note_retransmitted();
         if why != Resend::PartialAck {
             let mtu = self.common().mtu;
             let whole: usize = self
@@ -1437,6 +1457,11 @@ impl Conn13 {
                     }
                 }
             }
+        }
+        if newly && self.timer_armed {
+            // RFC 9147 §5.8.2: a message acknowledged without having been retransmitted gives
+            // an RTT sample (only the first ACK of the flight's single transmission counts).
+            self.timer.on_answer(self.last_activity, RttSampleKind::Ack);
         }
         if !selective && self.flight.iter().any(|m| !m.acked()) {
             // Whole-flight mode: only a complete ACK counts; the flight stays whole.
@@ -2067,7 +2092,8 @@ impl Conn13 {
             body: ch.body.clone(),
             message_seq: ch.message_seq,
             next_record_seq: self.plain_seq,
-            timer: self.timer.clone(),
+            // This state machine is dropped after the hand-over; its timer goes with the hello.
+            timer: std::mem::replace(&mut self.timer, RetransmitTimer::new(RetransmitConfig::default())),
             timer_armed: self.timer_armed,
             rng: self.rng.take(),
             out: std::mem::take(&mut self.out),

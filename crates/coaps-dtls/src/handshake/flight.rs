@@ -4,14 +4,29 @@
 //! DTLS 1.2 has no acknowledgements: a flight is retransmitted whole when the timer fires
 //! before the peer's next flight arrives. The timer here only does the arithmetic; the engine
 //! decides what to resend.
+//!
+//! # Retransmission policy
+//!
+//! Each association's timer asks a [`RetransmitPolicy`] for the first timeout of every flight
+//! and the cap of its doubling, and reports to it the round trips it measures
+//! ([`RttSampleKind`]). Without a [`RetransmitPolicyFactory`] in
+//! [`CommonConfig::retransmit_policy`](crate::CommonConfig::retransmit_policy) the policy is
+//! [`Rfc6347Policy`] with the values of [`RetransmitConfig`], held inline (no allocation).
+//! Samples follow Karn's rule (RFC 6298 §3, adopted by RFC 6347 §4.2.4.1 and RFC 9147 §5.8.2):
+//! only an exchange whose request went out exactly once is measured, since the answer to a
+//! retransmitted flight cannot be matched to one transmission.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::codec::HandshakeType;
 use crate::msgs::HandshakeHeader;
+use crate::types::Role;
 
-/// Retransmission timer settings (RFC 6347 §4.2.4.1).
+/// Retransmission timer settings (RFC 6347 §4.2.4.1). `initial` and `max` are the default
+/// policy's ([`Rfc6347Policy`]); a [`RetransmitPolicyFactory`] replaces them per association.
+/// The limits (`max_retransmissions`, `handshake_timeout`) hold whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransmitConfig {
     /// First timeout. RFC 6347 §4.2.4.1 recommends 1 s (the RFC 6298 minimum); application
@@ -40,6 +55,136 @@ impl Default for RetransmitConfig {
     }
 }
 
+/// What an RTT sample reported to a [`RetransmitPolicy`] was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RttSampleKind {
+    /// The stateless exchange before the handshake proper. Server: from issuing a cookie
+    /// (HelloVerifyRequest, RFC 6347 §4.2.1; HelloRetryRequest, RFC 9147 §5.1) to receiving it
+    /// back, measured by a gate in front
+    /// ([`DatagramMeta::cookie_rtt`](crate::DatagramMeta::cookie_rtt)) or by the endpoint's
+    /// own cookie check. Client: from sending a ClientHello (not retransmitted) to receiving
+    /// the HelloVerifyRequest or HelloRetryRequest answering it. It includes the peer's time to
+    /// answer, so it bounds the round trip from above.
+    Cookie,
+    /// One of our flights, sent once, answered by the first message of the peer's next flight
+    /// (RFC 6347 §4.2.4; RFC 9147 §5.8.2).
+    Flight,
+    /// DTLS 1.3: an ACK (RFC 9147 §7) newly acknowledging records of a flight sent once
+    /// (RFC 9147 §5.8.2: "acknowledged without having to be retransmitted").
+    Ack,
+}
+
+/// The retransmission timing of one association: the first timeout of each flight and the cap
+/// of its doubling, informed by the round trips the engine measures.
+///
+/// The engine asks [`initial_timeout`](Self::initial_timeout) each time it sends a new flight
+/// that expects an answer, and [`max_timeout`](Self::max_timeout) each time the timer fires and
+/// doubles (RFC 6347 §4.2.4.1). The retransmission count and the handshake budget stay
+/// [`RetransmitConfig`]'s: they bound the work of every association whatever its policy.
+///
+/// Both timeouts must be non-zero: a zero interval stays zero when doubled, and the flight
+/// would then be resent at once until the retransmission limit.
+pub trait RetransmitPolicy: Send + Sync + fmt::Debug {
+    /// The timeout of a flight's first transmission. RFC 6347 §4.2.4.1 recommends 1 s;
+    /// RFC 9147 §5.8.2 1.5 times an RTT estimate when one exists, profiles other values.
+    fn initial_timeout(&self) -> Duration;
+
+    /// Upper bound of the doubling. RFC 6347 §4.2.4.1: "up to no less than 60 seconds"; the
+    /// default is 60 s.
+    fn max_timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// A round-trip measurement (see [`RttSampleKind`]). Only exchanges whose request was sent
+    /// once are measured (Karn's rule, RFC 6298 §3). The default ignores it.
+    fn on_rtt_sample(&mut self, rtt: Duration, kind: RttSampleKind) {
+        let _ = (rtt, kind);
+    }
+}
+
+/// Builds the [`RetransmitPolicy`] of each association (one per [`crate::Connection`], as
+/// quinn-proto's `ControllerFactory` builds one congestion controller per connection). Set it
+/// in [`CommonConfig::retransmit_policy`](crate::CommonConfig::retransmit_policy).
+pub trait RetransmitPolicyFactory: Send + Sync + fmt::Debug {
+    /// The policy for a new association; called once, before its first flight.
+    fn build(&self, context: &PolicyContext) -> Box<dyn RetransmitPolicy>;
+}
+
+/// What is known about an association when its policy is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyContext {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Our side of the handshake.
+    pub role: Role,
+    /// Server: the cookie round trip of this peer's handshake, if one was measured (see
+    /// [`RttSampleKind::Cookie`]). The same value is also the policy's first
+    /// [`on_rtt_sample`](RetransmitPolicy::on_rtt_sample), before the first flight, so a
+    /// policy that learns from samples alone sees it too.
+    pub cookie_rtt: Option<Duration>,
+    /// The configured timer values ([`CommonConfig::retransmit`](crate::CommonConfig::retransmit)).
+    pub retransmit: RetransmitConfig,
+}
+
+impl PolicyContext {
+    /// A context for `peer` and `role`, with the default timer values and no cookie round trip.
+    pub fn new(peer: SocketAddr, role: Role) -> Self {
+        Self { peer, role, cookie_rtt: None, retransmit: RetransmitConfig::default() }
+    }
+}
+
+/// The RFC 6347 §4.2.4.1 timing: a fixed initial timeout, doubled up to a cap; RTT samples are
+/// ignored (RFC 6347 has no RTT estimate). The default policy, with
+/// [`RetransmitConfig::initial`] and [`RetransmitConfig::max`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc6347Policy {
+    /// The first timeout of every flight.
+    pub initial: Duration,
+    /// Upper bound of the doubling.
+    pub max: Duration,
+}
+
+impl From<&RetransmitConfig> for Rfc6347Policy {
+    fn from(c: &RetransmitConfig) -> Self {
+        Self { initial: c.initial, max: c.max }
+    }
+}
+
+impl RetransmitPolicy for Rfc6347Policy {
+    fn initial_timeout(&self) -> Duration {
+        self.initial
+    }
+    fn max_timeout(&self) -> Duration {
+        self.max
+    }
+}
+
+/// The default policy is held inline, so an association without a factory allocates nothing
+/// for it; the enum is no larger than the two durations (the box fits beside their niche).
+#[derive(Debug)]
+enum Policy {
+    Rfc(Rfc6347Policy),
+    Custom(Box<dyn RetransmitPolicy>),
+}
+
+impl Policy {
+    fn get(&self) -> &dyn RetransmitPolicy {
+        match self {
+            Self::Rfc(p) => p,
+            Self::Custom(p) => &**p,
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut dyn RetransmitPolicy {
+        match self {
+            Self::Rfc(p) => p,
+            Self::Custom(p) => &mut **p,
+        }
+    }
+}
+
 /// The retransmission limit or the handshake budget was exhausted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GaveUp;
@@ -53,20 +198,62 @@ impl fmt::Display for GaveUp {
 impl std::error::Error for GaveUp {}
 
 /// The RFC 6347 §4.2.4.1 timer: exponential back-off with a cap, a per-flight retransmission
-/// limit, and an overall handshake deadline.
-#[derive(Debug, Clone)]
+/// limit, and an overall handshake deadline; its intervals come from the association's
+/// [`RetransmitPolicy`], which it also feeds the round trips of flights sent once.
+#[derive(Debug)]
 pub struct RetransmitTimer {
-    config: RetransmitConfig,
+    policy: Policy,
+    max_retransmissions: u32,
+    handshake_timeout: Duration,
     current: Duration,
     deadline: Option<Instant>,
     retransmissions: u32,
     started: Option<Instant>,
+    /// The current flight went out once, at `deadline - current` (the deadline was not clamped
+    /// to the budget), and its answer has not been measured yet. Deriving the send time keeps
+    /// the timer at its former size, which matters for every idle association.
+    sample_pending: bool,
 }
 
 impl RetransmitTimer {
-    /// A disarmed timer at `config.initial`.
+    /// A disarmed timer with the default policy ([`Rfc6347Policy`] from `config`).
     pub fn new(config: RetransmitConfig) -> Self {
-        Self { config, current: config.initial, deadline: None, retransmissions: 0, started: None }
+        Self::with(Policy::Rfc(Rfc6347Policy::from(&config)), &config)
+    }
+
+    /// A disarmed timer whose intervals come from `policy`; `config` gives the retransmission
+    /// limit and the handshake budget (its `initial` and `max` are the policy's business).
+    pub fn with_policy(config: RetransmitConfig, policy: Box<dyn RetransmitPolicy>) -> Self {
+        Self::with(Policy::Custom(policy), &config)
+    }
+
+    /// The timer of a new association: the policy `factory` builds for `context`, or the
+    /// default one without a factory. A cookie round trip in the context becomes the policy's
+    /// first sample ([`RttSampleKind::Cookie`]), before the first flight asks for a timeout.
+    pub fn for_association(factory: Option<&dyn RetransmitPolicyFactory>, context: &PolicyContext) -> Self {
+        let mut t = match factory {
+            Some(f) => Self::with_policy(context.retransmit, f.build(context)),
+            None => Self::new(context.retransmit),
+        };
+        if let Some(rtt) = context.cookie_rtt {
+            t.on_rtt_sample(rtt, RttSampleKind::Cookie);
+            t.reset();
+        }
+        t
+    }
+
+    fn with(policy: Policy, config: &RetransmitConfig) -> Self {
+        let current = policy.get().initial_timeout();
+        Self {
+            policy,
+            max_retransmissions: config.max_retransmissions,
+            handshake_timeout: config.handshake_timeout,
+            current,
+            deadline: None,
+            retransmissions: 0,
+            started: None,
+            sample_pending: false,
+        }
     }
 
     /// A new flight was sent: deadline = now + the current interval, and the retransmission
@@ -76,12 +263,17 @@ impl RetransmitTimer {
     pub fn arm(&mut self, now: Instant) {
         let started = *self.started.get_or_insert(now);
         self.retransmissions = 0;
-        self.deadline = Some(self.clamp(now + self.current, started));
+        let deadline = now + self.current;
+        let clamped = self.clamp(deadline, started);
+        self.deadline = Some(clamped);
+        // A clamped deadline no longer tells when the flight went out: no sample then.
+        self.sample_pending = clamped == deadline;
     }
 
     /// Stops the timer (the expected flight arrived, or the handshake finished).
     pub fn disarm(&mut self) {
         self.deadline = None;
+        self.sample_pending = false;
     }
 
     /// When the timer fires, if armed.
@@ -94,22 +286,25 @@ impl RetransmitTimer {
         self.deadline.is_some_and(|d| now >= d)
     }
 
-    /// The timer fired (call when `now >= deadline()`): doubles the interval (capped at `max`)
-    /// and re-arms, and the caller retransmits the flight (RFC 6347 §4.2.4). Returns
-    /// `Err(GaveUp)` and disarms once `max_retransmissions` would be exceeded or the handshake
-    /// budget is spent. A disarmed timer cannot fire: the call is then a no-op returning `Ok`.
+    /// The timer fired (call when `now >= deadline()`): doubles the interval (capped at the
+    /// policy's `max_timeout`) and re-arms, and the caller retransmits the flight (RFC 6347
+    /// §4.2.4). Returns `Err(GaveUp)` and disarms once `max_retransmissions` would be exceeded
+    /// or the handshake budget is spent. A disarmed timer cannot fire: the call is then a no-op
+    /// returning `Ok`.
     pub fn on_timeout(&mut self, now: Instant) -> Result<(), GaveUp> {
         if self.deadline.is_none() {
             return Ok(());
         }
+        // Karn's rule (RFC 6298 §3): the answer may now come to either transmission.
+        self.sample_pending = false;
         let started = *self.started.get_or_insert(now);
-        let budget_spent = now.saturating_duration_since(started) >= self.config.handshake_timeout;
-        if budget_spent || self.retransmissions >= self.config.max_retransmissions {
+        let budget_spent = now.saturating_duration_since(started) >= self.handshake_timeout;
+        if budget_spent || self.retransmissions >= self.max_retransmissions {
             self.deadline = None;
             return Err(GaveUp);
         }
         self.retransmissions += 1;
-        self.current = self.current.saturating_mul(2).min(self.config.max);
+        self.current = self.current.saturating_mul(2).min(self.policy.get().max_timeout());
         self.deadline = Some(self.clamp(now + self.current, started));
         Ok(())
     }
@@ -121,21 +316,24 @@ impl RetransmitTimer {
         if self.deadline.is_none() {
             return;
         }
+        // Part of the flight went out twice: its answer is no sample (Karn's rule).
+        self.sample_pending = false;
         let started = *self.started.get_or_insert(now);
         self.deadline = Some(self.clamp(now + self.current, started));
     }
 
-    /// Returns the interval to `initial`: RFC 6347 §4.2.4.1 allows it after a flight got
-    /// through without loss, or after idleness of at least ten times the current value.
+    /// Returns the interval to the policy's initial timeout: RFC 6347 §4.2.4.1 allows it after
+    /// a flight got through without loss, or after idleness of at least ten times the current
+    /// value.
     pub fn reset(&mut self) {
-        self.current = self.config.initial;
+        self.current = self.policy.get().initial_timeout();
     }
 
     /// Sets the timer for a flight just sent and returns whether it runs: a flight the peer
-    /// answers starts from the initial value (as OpenSSL and GnuTLS do: the peer just proved
-    /// reachable, and a backed-off value would stall the next flight after one unlucky loss;
-    /// RFC 6347 §4.2.4.1 allows the reset); the handshake's last flight runs no timer, it is
-    /// resent only when the peer repeats its own.
+    /// answers starts from the policy's initial value (as OpenSSL and GnuTLS do: the peer just
+    /// proved reachable, and a backed-off value would stall the next flight after one unlucky
+    /// loss; RFC 6347 §4.2.4.1 allows the reset); the handshake's last flight runs no timer, it
+    /// is resent only when the peer repeats its own.
     pub fn start_flight(&mut self, now: Instant, expect_reply: bool) -> bool {
         if expect_reply {
             self.reset();
@@ -144,6 +342,37 @@ impl RetransmitTimer {
             self.disarm();
         }
         expect_reply
+    }
+
+    /// The engine resent the flight without the timer firing (the peer repeated its own
+    /// flight, RFC 6347 §4.2.4, RFC 9147 §5.8.1): its answer is no longer a sample.
+    pub fn note_retransmitted(&mut self) {
+        self.sample_pending = false;
+    }
+
+    /// The peer answered the current flight at `now` (its next flight, or an ACK in DTLS 1.3):
+    /// returns the round trip when the flight went out once and has not been measured yet
+    /// (Karn's rule, RFC 6298 §3), and reports it to the policy as `kind`. At most one sample
+    /// per flight.
+    pub fn on_answer(&mut self, now: Instant, kind: RttSampleKind) -> Option<Duration> {
+        if !std::mem::take(&mut self.sample_pending) {
+            return None;
+        }
+        let sent = self.deadline?.checked_sub(self.current)?;
+        let rtt = now.saturating_duration_since(sent);
+        self.on_rtt_sample(rtt, kind);
+        Some(rtt)
+    }
+
+    /// Reports a round trip measured elsewhere (a cookie exchange) to the policy. The interval
+    /// of a flight already armed is kept; the next flight asks the policy again.
+    pub fn on_rtt_sample(&mut self, rtt: Duration, kind: RttSampleKind) {
+        self.policy.get_mut().on_rtt_sample(rtt, kind);
+    }
+
+    /// The association's policy.
+    pub fn policy(&self) -> &dyn RetransmitPolicy {
+        self.policy.get()
     }
 
     /// Retransmissions of the current flight so far.
@@ -158,7 +387,7 @@ impl RetransmitTimer {
 
     /// No deadline beyond the handshake budget, so a dead handshake ends on time.
     fn clamp(&self, deadline: Instant, started: Instant) -> Instant {
-        deadline.min(started + self.config.handshake_timeout)
+        deadline.min(started + self.handshake_timeout)
     }
 }
 
@@ -433,6 +662,146 @@ mod tests {
         let mut t = RetransmitTimer::new(RetransmitConfig::default());
         assert_eq!(t.on_timeout(t0), Ok(()));
         assert_eq!((t.deadline(), t.retransmissions(), t.current()), (None, 0, s(1)));
+    }
+
+    type Samples = std::sync::Arc<std::sync::Mutex<Vec<(Duration, RttSampleKind)>>>;
+
+    /// A policy with fixed timeouts that records the samples it is given.
+    #[derive(Debug)]
+    struct Recording {
+        initial: Duration,
+        max: Duration,
+        samples: Samples,
+    }
+
+    impl RetransmitPolicy for Recording {
+        fn initial_timeout(&self) -> Duration {
+            self.initial
+        }
+        fn max_timeout(&self) -> Duration {
+            self.max
+        }
+        fn on_rtt_sample(&mut self, rtt: Duration, kind: RttSampleKind) {
+            self.samples.lock().unwrap().push((rtt, kind));
+            // Learns: the next flight starts from twice the last sample.
+            self.initial = rtt * 2;
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn recording(initial: Duration, max: Duration) -> (Box<Recording>, Samples) {
+        let samples = std::sync::Arc::default();
+        (Box::new(Recording { initial, max, samples: std::sync::Arc::clone(&samples) }), samples)
+    }
+
+    #[test]
+    fn policy_times_every_flight_and_caps_the_doubling() {
+        let t0 = Instant::now();
+        let (p, _) = recording(ms(250), ms(900));
+        let mut t = RetransmitTimer::with_policy(cfg(20, s(10_000)), p);
+        assert!(t.start_flight(t0, true));
+        assert_eq!(t.deadline(), Some(t0 + ms(250)));
+        let mut now = t0 + ms(250);
+        let mut intervals = Vec::new();
+        for _ in 0..4 {
+            t.on_timeout(now).unwrap();
+            let d = t.deadline().unwrap();
+            intervals.push((d - now).as_millis());
+            now = d;
+        }
+        assert_eq!(intervals, [500, 900, 900, 900]);
+        // The next flight starts from the policy's initial value again.
+        t.start_flight(now, true);
+        assert_eq!(t.deadline(), Some(now + ms(250)));
+    }
+
+    #[test]
+    fn default_policy_is_rfc6347_from_the_config() {
+        let t = RetransmitTimer::new(RetransmitConfig::default());
+        assert_eq!(t.current(), s(1));
+        assert_eq!((t.policy().initial_timeout(), t.policy().max_timeout()), (s(1), s(60)));
+        let c = RetransmitConfig { initial: ms(300), max: s(7), ..RetransmitConfig::default() };
+        let t = RetransmitTimer::new(c);
+        assert_eq!((t.policy().initial_timeout(), t.policy().max_timeout()), (ms(300), s(7)));
+    }
+
+    #[test]
+    fn karn_only_flights_sent_once_are_measured() {
+        let t0 = Instant::now();
+        let (p, samples) = recording(s(1), s(60));
+        let mut t = RetransmitTimer::with_policy(cfg(20, s(10_000)), p);
+        // Sent once, answered: one sample, and only one per flight.
+        t.start_flight(t0, true);
+        assert_eq!(t.on_answer(t0 + ms(80), RttSampleKind::Flight), Some(ms(80)));
+        assert_eq!(t.on_answer(t0 + ms(90), RttSampleKind::Flight), None);
+        // The policy learned: the next flight starts at 2 × 80 ms.
+        let t1 = t0 + ms(100);
+        t.start_flight(t1, true);
+        assert_eq!(t.deadline(), Some(t1 + ms(160)));
+        // Retransmitted on timeout: no sample.
+        t.on_timeout(t1 + ms(160)).unwrap();
+        assert_eq!(t.on_answer(t1 + ms(200), RttSampleKind::Flight), None);
+        // Resent because the peer repeated its flight: no sample.
+        let t2 = t1 + s(1);
+        t.start_flight(t2, true);
+        t.note_retransmitted();
+        assert_eq!(t.on_answer(t2 + ms(50), RttSampleKind::Flight), None);
+        // Partly resent after a partial ACK (RFC 9147 §5.8.1): no sample.
+        let t3 = t2 + s(1);
+        t.start_flight(t3, true);
+        t.rearm(t3 + ms(10));
+        assert_eq!(t.on_answer(t3 + ms(50), RttSampleKind::Ack), None);
+        // The last flight runs no timer: nothing to measure.
+        t.start_flight(t3 + s(1), false);
+        assert_eq!(t.on_answer(t3 + s(2), RttSampleKind::Flight), None);
+        assert_eq!(*samples.lock().unwrap(), [(ms(80), RttSampleKind::Flight)]);
+    }
+
+    #[test]
+    fn no_sample_when_the_budget_clamped_the_deadline() {
+        let t0 = Instant::now();
+        let (p, samples) = recording(s(1), s(60));
+        let mut t = RetransmitTimer::with_policy(cfg(20, ms(1500)), p);
+        t.start_flight(t0, true);
+        t.start_flight(t0 + ms(900), true);
+        assert_eq!(t.deadline(), Some(t0 + ms(1500)));
+        assert_eq!(t.on_answer(t0 + ms(1000), RttSampleKind::Flight), None);
+        assert!(samples.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cookie_round_trip_is_the_first_sample() {
+        #[derive(Debug)]
+        struct Factory(Samples);
+        impl RetransmitPolicyFactory for Factory {
+            fn build(&self, context: &PolicyContext) -> Box<dyn RetransmitPolicy> {
+                assert_eq!(context.cookie_rtt, Some(ms(70)));
+                assert_eq!(context.role, Role::Server);
+                Box::new(Recording { initial: s(1), max: s(60), samples: self.0.clone() })
+            }
+        }
+        let samples = std::sync::Arc::default();
+        let factory = Factory(std::sync::Arc::clone(&samples));
+        let mut context = PolicyContext::new("192.0.2.1:5684".parse().unwrap(), Role::Server);
+        context.cookie_rtt = Some(ms(70));
+        let t = RetransmitTimer::for_association(Some(&factory), &context);
+        assert_eq!(*samples.lock().unwrap(), [(ms(70), RttSampleKind::Cookie)]);
+        // The first flight already uses what the policy made of it.
+        assert_eq!(t.current(), ms(140));
+        let d = RetransmitTimer::for_association(None, &context);
+        assert_eq!(d.current(), s(1));
+    }
+
+    /// Every association carries a timer inline: the policy must not make it grow (the default
+    /// one is held without a box, a custom one is a box beside the durations' niche).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn timer_stays_small() {
+        assert_eq!(size_of::<Policy>(), 32);
+        assert!(size_of::<RetransmitTimer>() <= 112, "RetransmitTimer grew to {}", size_of::<RetransmitTimer>());
     }
 
     fn check_fragments(body: &[u8], max: usize) {
