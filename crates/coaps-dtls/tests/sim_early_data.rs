@@ -235,7 +235,7 @@ fn more_than_max_early_data_size_aborts_with_unexpected_message() {
     let reason = client.closed_reason().expect("closed");
     assert!(reason.contains("UnexpectedMessage"), "{reason}");
     assert!(early_events(&strict).is_empty(), "{:?}", strict.events);
-    assert!(strict.closed_reason().is_some_and(|r| r.contains("max_early_data_size")), "{:?}", strict.events);
+    assert!(strict.closed_reason().is_some_and(|r| r.contains("TooMuchEarlyData")), "{:?}", strict.events);
 }
 
 #[test]
