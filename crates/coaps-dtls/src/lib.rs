@@ -39,5 +39,7 @@ pub use connection::Connection;
 pub use early13::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
 pub use error::Error;
-pub use resumption::{MemorySessionStore, Session, SessionStore};
+pub use resumption::{
+    FetchedSession, MemorySessionStore, OfferedSessions, Session, SessionDecodeError, SessionStore, offered_sessions,
+};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};

@@ -54,8 +54,9 @@ pub enum CloseReason {
     Error(Error),
 }
 
-/// Something the application should know.
+/// Something the application should know. More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The handshake completed.
     Connected {
@@ -83,6 +84,18 @@ pub enum Event {
     EarlyDataRejected,
     /// The connection is closed; nothing more will be sent or received.
     Closed(CloseReason),
+    /// Server, DTLS 1.2: a full handshake issued this session ID (RFC 5246 §7.4.1.2), for an
+    /// external store to keep under [`Session::store_key`](crate::Session::store_key) for
+    /// [`Session::ttl`](crate::Session::ttl). Only with
+    /// [`ServerConfig::session_events`](crate::ServerConfig::session_events); comes before
+    /// [`Event::Connected`].
+    SessionIssued(Box<crate::resumption::Session>),
+    /// Server, DTLS 1.3: a NewSessionTicket was sent with this ticket (RFC 8446 §4.6.1), for
+    /// an external store as [`Event::SessionIssued`]. A ticket that
+    /// [allows early data](crate::Session::allows_early_data) must be fetched from that store
+    /// with an atomic take (RFC 8446 §8.1). Only with
+    /// [`ServerConfig::session_events`](crate::ServerConfig::session_events).
+    TicketIssued(Box<crate::resumption::Session>),
 }
 
 /// Counters for what was dropped and sent. Transient noise is counted, never reported as an
