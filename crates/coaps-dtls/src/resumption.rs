@@ -685,3 +685,203 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    fn session12(now: Instant) -> Session {
+        Session {
+            id: vec![0x12; 32],
+            suite: CipherSuite::from(0xC0A8),
+            extended_master_secret: true,
+            peer_identity: PeerIdentity::Psk(b"device-1".to_vec()),
+            established_at: now - Duration::from_secs(30),
+            lifetime: DEFAULT_SESSION_LIFETIME,
+            master_secret: Zeroizing::new([0xA5; 48]),
+            ticket13: None,
+        }
+    }
+
+    fn ticket13(now: Instant) -> Session {
+        Session {
+            id: vec![0x13; 16],
+            suite: CipherSuite::TLS_AES_128_GCM_SHA256,
+            extended_master_secret: true,
+            peer_identity: PeerIdentity::Certificate(vec![vec![1, 2, 3], vec![4; 300]]),
+            established_at: now - Duration::from_millis(1500),
+            lifetime: DEFAULT_TICKET_LIFETIME,
+            master_secret: Zeroizing::new([0; 48]),
+            ticket13: Some(Ticket13 {
+                psk: Zeroizing::new([0x5A; 32]),
+                age_add: 0xDEAD_BEEF,
+                max_early_data: 1024,
+                client_ip: Some("2001:db8::7".parse().unwrap()),
+            }),
+        }
+    }
+
+    /// Decoding rounds the issue time down to the millisecond: equal up to that.
+    fn same(a: &Session, b: &Session) {
+        let drift = a.established_at.saturating_duration_since(b.established_at)
+            + b.established_at.saturating_duration_since(a.established_at);
+        assert!(drift < Duration::from_millis(2), "issue time moved by {drift:?}");
+        let mut b = b.clone();
+        b.established_at = a.established_at;
+        assert_eq!(*a, b);
+    }
+
+    #[test]
+    fn round_trip_both_kinds_and_across_clocks() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for s in [session12(now), ticket13(now)] {
+            let bytes = s.encode(now, wall);
+            assert_eq!(bytes[0], SESSION_ENCODING_VERSION);
+            let d = Session::decode(&bytes, now, wall).unwrap();
+            same(&s, &d);
+            assert_eq!(d.master_secret(), s.master_secret());
+            assert_eq!(d.is_dtls13_ticket(), s.is_dtls13_ticket());
+            assert_eq!(d.allows_early_data(), s.allows_early_data());
+            // Another process, a minute later on both of its clocks: the session is a minute older.
+            let (later, later_wall) = (now + Duration::from_secs(60), wall + Duration::from_secs(60));
+            let d2 = Session::decode(&bytes, later, later_wall).unwrap();
+            let age = later.duration_since(d2.established_at);
+            let want = now.duration_since(s.established_at) + Duration::from_secs(60);
+            assert!(age >= want && age < want + Duration::from_millis(2), "{age:?} vs {want:?}");
+        }
+        // Every peer identity kind and no client IP.
+        for id in [PeerIdentity::Anonymous, PeerIdentity::RawPublicKey(vec![9; 91])] {
+            let mut s = ticket13(now);
+            s.peer_identity = id;
+            s.ticket13.as_mut().unwrap().client_ip = Some("192.0.2.9".parse().unwrap());
+            same(&s, &Session::decode(&s.encode(now, wall), now, wall).unwrap());
+            s.ticket13.as_mut().unwrap().client_ip = None;
+            same(&s, &Session::decode(&s.encode(now, wall), now, wall).unwrap());
+        }
+    }
+
+    #[test]
+    fn issue_time_in_the_future_is_taken_as_now() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let bytes = ticket13(now).encode(now, wall + Duration::from_secs(3600));
+        let d = Session::decode(&bytes, now, wall).unwrap();
+        assert_eq!(d.established_at, now);
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for s in [session12(now), ticket13(now)] {
+            let bytes = s.encode(now, wall);
+            for n in 0..bytes.len() {
+                assert!(Session::decode(&bytes[..n], now, wall).is_err(), "prefix of {n} bytes decoded");
+            }
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert_eq!(Session::decode(&longer, now, wall), Err(SessionDecodeError::TrailingBytes));
+            let mut v2 = bytes.to_vec();
+            v2[0] = 2;
+            assert_eq!(Session::decode(&v2, now, wall), Err(SessionDecodeError::UnknownVersion(2)));
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = ticket13(now).encode(now, wall);
+        for i in 0..20_000 {
+            let len = (next() % 200) as usize;
+            let mut g: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if i % 2 == 0 && !g.is_empty() {
+                // Mostly valid headers, so the decoder gets past the first checks.
+                g[0] = SESSION_ENCODING_VERSION;
+            }
+            let _ = Session::decode(&g, now, wall);
+            // Single-byte corruption of a valid encoding: an error or a session, never a panic.
+            let mut c = valid.to_vec();
+            let at = (next() as usize) % c.len();
+            c[at] ^= (next() as u8) | 1;
+            let _ = Session::decode(&c, now, wall);
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let now = Instant::now();
+        for s in [session12(now), ticket13(now)] {
+            let text = format!("{s:?} {:?}", FetchedSession::from_take(s.clone()));
+            // The secrets are runs of 0xA5 (165) and 0x5A (90), in any notation Debug uses.
+            for secret in ["165, 165", "90, 90", "a5a5", "A5A5", "5a5a", "5A5A"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+            assert!(!text.contains("master_secret: [") && !text.contains("psk:"), "{text}");
+        }
+    }
+
+    #[test]
+    fn memory_store_expires_bounds_and_takes_once() {
+        let now = Instant::now();
+        let store = MemorySessionStore::new(2, Duration::from_secs(100));
+        let b = |v: u8| Zeroizing::new(vec![v]);
+        store.put(b"a", b(1), Duration::from_secs(10), now);
+        assert_eq!(store.get(b"a", now + Duration::from_secs(9)).as_deref().map(|v| v.as_slice()), Some(&[1][..]));
+        assert!(store.get(b"a", now + Duration::from_secs(10)).is_none(), "expired at its TTL");
+        // The store's own cap applies to longer TTLs.
+        store.put(b"b", b(2), Duration::from_secs(1000), now);
+        assert!(store.get(b"b", now + Duration::from_secs(101)).is_none());
+        // Bounded: the oldest goes.
+        store.put(b"c", b(3), Duration::from_secs(10), now);
+        assert_eq!(store.len(), 2);
+        assert!(store.get(b"a", now).is_none());
+        assert!(store.take(b"c", now).is_some());
+        assert!(store.take(b"c", now).is_none());
+        assert!(store.get(b"c", now).is_none());
+    }
+
+    #[test]
+    fn memory_store_take_is_atomic_across_threads() {
+        const THREADS: usize = 8;
+        let store = Arc::new(MemorySessionStore::new(1000, Duration::from_secs(60)));
+        let now = Instant::now();
+        for round in 0..200u32 {
+            let key = round.to_be_bytes();
+            store.put(&key, Zeroizing::new(vec![7; 64]), Duration::from_secs(60), now);
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store.take(&key, now).is_some()
+                    })
+                })
+                .collect();
+            let won = handles.into_iter().map(|h| h.join().unwrap()).filter(|&w| w).count();
+            assert_eq!(won, 1, "round {round}: {won} takes succeeded");
+        }
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn offered_sessions_refuses_what_is_not_a_client_hello() {
+        assert!(offered_sessions(&[]).is_none());
+        assert!(offered_sessions(&[22, 0xfe, 0xfd, 0, 0]).is_none());
+        // An application-data record.
+        let mut d = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 2, 1, 2];
+        assert!(offered_sessions(&d).is_none());
+        d[0] = 22;
+        assert!(offered_sessions(&d).is_none());
+    }
+}
