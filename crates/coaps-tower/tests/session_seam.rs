@@ -63,7 +63,10 @@ fn client(version: DtlsVersion) -> Arc<ClientConfig> {
 /// A shared store outside the engine, reached only through `async` calls that yield and run on
 /// spawned tasks (as a Redis client would). Values are `Session::encode`'s bytes.
 #[derive(Clone, Default)]
-struct ExternalStore(Arc<Mutex<HashMap<Vec<u8>, (Vec<u8>, Instant)>>>);
+struct ExternalStore(Arc<Mutex<Entries>>);
+
+/// Key → (encoded session, expiry).
+type Entries = HashMap<Vec<u8>, (Vec<u8>, Instant)>;
 
 impl ExternalStore {
     async fn put(&self, key: Vec<u8>, bytes: Vec<u8>, ttl: Duration) {
@@ -396,4 +399,43 @@ fn one_ticket_two_endpoints_sharing_a_memory_store_one_early_data() {
         accepted += usize::from(events.contains(&Event::EarlyDataAccepted));
     }
     assert_eq!(accepted, 1, "a single-use ticket's early data is accepted once");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a ClientHello offers
+// ---------------------------------------------------------------------------------------------
+
+/// The first datagram of a client resuming `resume` (with `early` as 0-RTT data).
+fn first_datagram(version: DtlsVersion, resume: Session, early: Option<&[u8]>) -> Vec<u8> {
+    Peer::connect(50, addr(5), version, Some(resume), early).ep.poll_transmit().unwrap().payload
+}
+
+#[tokio::test]
+async fn offered_sessions_lists_session_ids_tickets_and_early_data() {
+    let mut stack = Stack::new(server(None, true), 13);
+    let (session12, _) = first_connection(&mut stack, DtlsVersion::Dtls12).await;
+    let d = first_datagram(DtlsVersion::Dtls12, session12.clone(), None);
+    let o = offered_sessions(&d).expect("a ClientHello");
+    assert_eq!(o.session_id(), Some(&session12.id[..]));
+    assert_eq!(o.psk_identities().count(), 0);
+    assert!(!o.early_data());
+    assert_eq!(o.keys().collect::<Vec<_>>(), vec![&session12.id[..]]);
+
+    let mut stack = Stack::new(server(Some(EarlyDataConfig::default()), true), 14);
+    let (ticket, _) = first_connection(&mut stack, DtlsVersion::Dtls13).await;
+    for early in [None, Some(EARLY)] {
+        let d = first_datagram(DtlsVersion::Dtls13, ticket.clone(), early);
+        let o = offered_sessions(&d).expect("a ClientHello");
+        // The ticket first, then the external PSK's identity (RFC 8446 §4.2.11).
+        assert_eq!(o.psk_identities().collect::<Vec<_>>(), vec![&ticket.id[..], &b"device-sessions"[..]]);
+        assert_eq!(o.early_data(), early.is_some());
+        assert_eq!(o.session_id(), None, "RFC 9147 §5: no legacy session ID");
+        // Every truncation: a refusal or a shorter list, never a panic.
+        for n in 0..d.len() {
+            let _ = offered_sessions(&d[..n]).map(|o| o.keys().count());
+        }
+    }
+    // A dual-version client resuming a DTLS 1.2 session offers it in legacy_session_id.
+    let d = first_datagram(DtlsVersion::Auto, session12.clone(), None);
+    assert_eq!(offered_sessions(&d).and_then(|o| o.session_id()), Some(&session12.id[..]));
 }
