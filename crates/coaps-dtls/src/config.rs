@@ -247,7 +247,10 @@ pub struct ServerConfig {
     pub session_lifetime: Duration,
     /// The ticket_lifetime of the DTLS 1.3 tickets the server issues (RFC 8446 §4.6.1), also
     /// how long the server accepts them; default 7200 s. RFC 8446 §4.6.1 allows at most
-    /// 604800 s (seven days): longer values are clamped to that. Zero issues no tickets.
+    /// 604800 s (seven days): longer values are clamped to that. Zero issues no tickets. A
+    /// store may keep a ticket for less (the default [`MemorySessionStore`] keeps sessions at
+    /// most 24 hours); the server then forgets it sooner than the client does and answers with
+    /// a full handshake.
     pub ticket_lifetime: Duration,
     /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
     pub cookie: Option<CookieConfig>,

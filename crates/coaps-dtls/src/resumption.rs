@@ -159,7 +159,7 @@ impl Session {
     /// ```text
     /// u8  version (1)          u8  kind (1 = DTLS 1.2 session, 2 = DTLS 1.3 ticket)
     /// u16 id length, id        u16 cipher suite            u8 flags (bit 0: EMS)
-    /// u64 issued (unix ms)     u32 lifetime (ms)
+    /// u64 issued (unix ms)     u32 lifetime (ms; longer lifetimes are written as u32::MAX)
     /// peer identity: u8 tag (0 anonymous, 1 PSK, 2 certificate chain, 3 raw public key), then
     ///     PSK / raw key: u16 length, bytes; chain: u16 count, each u32 length, bytes
     /// kind 1: master secret [48]
