@@ -63,6 +63,19 @@
 //! `rtt_sample: None`, and the internal gate lets it through to the endpoint, which checks the
 //! same condition again.
 //!
+//! # Sessions
+//!
+//! By default issued DTLS 1.2 sessions and DTLS 1.3 tickets stay in the engine's in-process
+//! store ([`ServerConfig::session_store`]). For a store outside the process (a resumption layer
+//! over moka or Redis), [`HandshakeBuilder::on_session`] receives every issued session, and the
+//! sessions such a layer fetched for a ClientHello ([`coaps_dtls::offered_sessions`]) travel in
+//! [`Datagram::sessions`] to the engine, which uses them before its own store (see
+//! [`coaps_dtls::resumption`]). A 0-RTT ticket's early data is accepted only if the layer
+//! fetched it with an atomic take ([`coaps_dtls::FetchedSession::taken`]). The cookie gates
+//! decide the cookie exemption of a 0-RTT resumption (RFC 9147 §5.1) from the in-process store
+//! only: with an external store, such a ClientHello gets a cookie exchange, after which it no
+//! longer offers early data (RFC 8446 §4.2.10).
+//!
 //! # Limits
 //!
 //! [`ServerConfig::max_connections`] bounds the associations and
