@@ -259,7 +259,6 @@ fn server(a: Args) -> Result<(), String> {
                     // fails its resumed wolfSSL_connect with APP_DATA_READY (-441).
                     early.entry(peer).or_default().push(d);
                 }
-                Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
                 Event::ApplicationData(d) => {
                     if let Err(e) = ep.send(peer, &d) {
                         eprintln!("{peer}: echo failed: {e}");
@@ -269,6 +268,8 @@ fn server(a: Args) -> Result<(), String> {
                     early.remove(&peer);
                     eprintln!("{peer}: closed: {r:?}")
                 }
+                // Issued sessions stay in the default in-process store.
+                _ => {}
             }
         }
         flush(&sock, &mut ep);
@@ -317,7 +318,6 @@ fn client_once(
                     eprintln!("early data accepted");
                 }
                 Event::EarlyDataRejected => eprintln!("early data rejected"),
-                Event::EarlyData(_) => {}
                 Event::ApplicationData(d) => {
                     println!("{}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
                     // An echo of our accepted 0-RTT data comes first: keep waiting for TEXT's.
@@ -338,6 +338,7 @@ fn client_once(
                     return Ok((session, resumed));
                 }
                 Event::Closed(r) => return Err(format!("connection closed: {r:?}")),
+                _ => {}
             }
         }
     }

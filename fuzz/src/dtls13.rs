@@ -7,9 +7,10 @@ use crate::{
     settle,
 };
 use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::Zeroizing;
 use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, ServerConfig, Session, SessionStore};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Seed of the server endpoint in the 1.3 targets.
 pub const SERVER_SEED13: u64 = 0x5e7e_1300;
@@ -17,49 +18,38 @@ pub const SERVER_SEED13: u64 = 0x5e7e_1300;
 pub const CLIENT_SEED13: u64 = 0xc11e_1300;
 
 /// A read-only session store holding one ticket, re-dated to the lookup time so a fuzz run of
-/// any length keeps resuming; `put` is ignored so iterations stay independent.
+/// any length keeps resuming; `put` is ignored and `take` leaves the ticket in place so
+/// iterations stay independent.
 #[derive(Debug)]
 struct FixedStore(Session);
 
 impl SessionStore for FixedStore {
-    fn put(&self, _: Session) {}
-    fn get(&self, id: &[u8], now: Instant) -> Option<Session> {
+    fn put(&self, _: &[u8], _: Zeroizing<Vec<u8>>, _: Duration, _: Instant) {}
+    fn get(&self, id: &[u8], now: Instant) -> Option<Zeroizing<Vec<u8>>> {
         (id == self.0.id).then(|| {
             let mut s = self.0.clone();
             s.established_at = now;
-            s
+            s.encode(now, SystemTime::now())
         })
     }
-    fn remove(&self, _: &[u8]) {}
+    fn take(&self, id: &[u8], now: Instant) -> Option<Zeroizing<Vec<u8>>> {
+        self.get(id, now)
+    }
 }
 
-/// Records what a server stores, to capture the reference ticket.
-#[derive(Debug, Default)]
-struct RecordingStore(Mutex<Vec<Session>>);
-
-impl SessionStore for RecordingStore {
-    fn put(&self, s: Session) {
-        if let Ok(mut g) = self.0.lock() {
-            g.push(s);
-        }
-    }
-    fn get(&self, id: &[u8], _: Instant) -> Option<Session> {
-        self.0.lock().ok()?.iter().find(|s| s.id == id).cloned()
-    }
-    fn remove(&self, _: &[u8]) {}
-}
-
-/// The ticket of a reference PSK handshake: (server's stored session, client's session).
+/// The ticket of a reference PSK handshake: (server's issued session, client's session).
 fn reference_ticket() -> &'static (Session, Session) {
     static T: OnceLock<(Session, Session)> = OnceLock::new();
     T.get_or_init(|| {
-        let store = Arc::new(RecordingStore::default());
         let mut s = (*server_config13(0)).clone();
-        s.session_store = Some(store.clone());
+        // The external-store mode: the server keeps nothing and reports the ticket.
+        s.session_store = None;
+        s.session_events = true;
         let now = Instant::now();
         let mut server = Endpoint::server(Arc::new(s), SeededRng::from_seed_u64(1), now);
         let mut client = Endpoint::client(SeededRng::from_seed_u64(2));
         client.connect(now, server_addr(), client_config13(0), SERVER_NAME, None).expect("connect");
+        let mut issued = None;
         for _ in 0..50 {
             while let Some(t) = client.poll_transmit() {
                 server.handle_datagram(now, peer(true, 0), &t.payload);
@@ -67,12 +57,15 @@ fn reference_ticket() -> &'static (Session, Session) {
             while let Some(t) = server.poll_transmit() {
                 client.handle_datagram(now, server_addr(), &t.payload);
             }
-            while server.poll_event().is_some() {}
+            while let Some((_, ev)) = server.poll_event() {
+                if let Event::TicketIssued(t) = ev {
+                    issued.get_or_insert(*t);
+                }
+            }
             while client.poll_event().is_some() {}
         }
         let c = client.connection(&server_addr()).and_then(|c| c.session().cloned()).expect("client got a ticket");
-        let s = store.0.lock().expect("lock").first().cloned().expect("server stored a ticket");
-        (s, c)
+        (issued.expect("server issued a ticket"), c)
     })
 }
 
@@ -310,7 +303,7 @@ pub fn mitm(server_flags: u8, client_flags: u8, mut input: &[u8], dir: Direction
                 Event::ApplicationData(d) | Event::EarlyData(d) => {
                     let _ = server.send(p, &d);
                 }
-                Event::Closed(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                _ => {}
             }
         }
         while let Some((p, ev)) = client.poll_event() {
@@ -372,7 +365,7 @@ pub fn record_run13(server_flags: u8, client_flags: u8) -> (Vec<Vec<u8>>, Vec<Ve
                 }
                 Event::ApplicationData(d) => echoed |= d == b"fuzz 1.3 message",
                 Event::Closed(r) => panic!("seed handshake {server_flags}/{client_flags} closed: {r:?}"),
-                Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                _ => {}
             }
         }
     }

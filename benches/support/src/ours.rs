@@ -336,8 +336,7 @@ fn connected(ep: &mut Endpoint) -> Option<bool> {
         match ev {
             Event::Connected { resumed, .. } => done = Some(resumed),
             Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
-            Event::ApplicationData(_) => {}
-            Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+            _ => {}
         }
     }
     done

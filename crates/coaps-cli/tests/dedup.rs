@@ -45,7 +45,7 @@ impl Conn {
                     Event::Connected { .. } => connected = true,
                     Event::ApplicationData(d) => data.push(d),
                     Event::Closed(r) => panic!("association closed: {r:?}"),
-                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                    _ => {}
                 }
             }
         }

@@ -26,7 +26,7 @@ use crate::error::{ConfigError, UsageError};
 use crate::handshake::reassembly::HelloReassembly;
 use crate::msgs::{ClientHello, HandshakeHeader};
 use crate::record::RecordHeader;
-use crate::resumption::Session;
+use crate::resumption::{FetchedSession, Session};
 use crate::types::Event;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,12 +45,25 @@ pub struct DatagramMeta {
     /// The round trip a stateless cookie gate in front measured for this peer: from issuing
     /// the cookie to receiving it back in this ClientHello.
     pub cookie_rtt: Option<std::time::Duration>,
+    /// Sessions a resumption layer fetched for what this ClientHello offers
+    /// ([`offered_sessions`](crate::resumption::offered_sessions)): DTLS 1.2 session IDs and
+    /// DTLS 1.3 tickets, looked at before the in-process
+    /// [`ServerConfig::session_store`]. Only a ClientHello that creates an association uses
+    /// them; 0-RTT is accepted only with a ticket [taken](FetchedSession::taken) from the store
+    /// (RFC 8446 §8.1).
+    pub sessions: Vec<FetchedSession>,
 }
 
 impl DatagramMeta {
     /// Nothing learned.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With `sessions` handed in (see [`DatagramMeta::sessions`]).
+    pub fn with_sessions(mut self, sessions: Vec<FetchedSession>) -> Self {
+        self.sessions = sessions;
+        self
     }
 }
 
@@ -605,8 +618,17 @@ impl Endpoint {
                 };
                 let cookie_rtt = meta.cookie_rtt.or_else(|| self.own_cookie_age(&server, now, peer, body));
                 let rng = self.rng.fork();
-                let conn =
-                    Connection::server12(server, peer, ch, hdr.message_seq, rec.sequence_number, rng, now, cookie_rtt);
+                let conn = Connection::server12(
+                    server,
+                    peer,
+                    ch,
+                    hdr.message_seq,
+                    rec.sequence_number,
+                    rng,
+                    now,
+                    cookie_rtt,
+                    &meta.sessions,
+                );
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
                 self.collect(peer);
@@ -631,10 +653,12 @@ impl Endpoint {
         datagram: &[u8],
         meta: DatagramMeta,
     ) {
+        // Sessions a layer in front fetched for this ClientHello (DESIGN: the engine never awaits).
+        let fetched = &meta.sessions[..];
         let received = datagram.len();
         let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(&server, &ch13) else { return };
         // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.
-        let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible(&server, &ch13, now);
+        let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible_with(&server, &ch13, now, fetched);
         let Some(shared) = &self.cookies13 else { return };
         let keys = shared.lock(now, &mut self.rng);
         let provider = server.common.provider.clone();
@@ -669,7 +693,9 @@ impl Endpoint {
             // RFC 9147 §5.1: no cookie for a fresh 0-RTT resumption from the ticket's address
             // with a valid binder (the stateless gate in front passes it as
             // `Stateless13::CookieExempt`).
-            None if !needs_group && crate::dtls13::engine::cookie_exempt(&server, &ch13, body, peer, now) => {
+            None if !needs_group
+                && crate::dtls13::engine::cookie_exempt_with(&server, &ch13, body, peer, now, fetched) =>
+            {
                 Some(Vec::new())
             }
             None => None,
@@ -713,6 +739,7 @@ impl Endpoint {
             now,
             // A gate in front measured the same exchange, from its own clock.
             meta.cookie_rtt.or(cookie_age),
+            fetched,
         );
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
         c.handle_rest_of_first_datagram(now, datagram);

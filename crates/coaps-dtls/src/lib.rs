@@ -64,9 +64,15 @@ pub use handshake::flight::{
     PolicyContext, RetransmitConfig, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, RttSampleKind,
 };
 pub use handshake::reassembly::HelloReassemblyConfig;
-pub use resumption::{MemorySessionStore, Session, SessionStore};
+pub use resumption::{
+    DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME, FetchedSession, MAX_TICKET_LIFETIME, MemorySessionStore,
+    OfferedSessions, PskIdentities, SESSION_ENCODING_VERSION, Session, SessionDecodeError, SessionStore,
+    offered_sessions,
+};
 pub use suites::{ALL_SUITES, SupportedSuite};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
+/// The zeroize-on-drop buffer [`SessionStore`] passes encoded sessions in.
+pub use zeroize::Zeroizing;
 
 /// Engine internals for this workspace's fuzz targets, benches and white-box tests (crafting
 /// records, driving the gate by hand, known-answer vectors). Not an API: anything here may

@@ -8,6 +8,8 @@ use crate::error::Error;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// Which side of the handshake this connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +56,9 @@ pub enum CloseReason {
     Error(Error),
 }
 
-/// Something the application should know.
+/// Something the application should know. More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The handshake completed.
     Connected {
@@ -83,6 +86,18 @@ pub enum Event {
     EarlyDataRejected,
     /// The connection is closed; nothing more will be sent or received.
     Closed(CloseReason),
+    /// Server, DTLS 1.2: a full handshake issued this session ID (RFC 5246 §7.4.1.2), for an
+    /// external store to keep under [`Session::store_key`](crate::Session::store_key) for
+    /// [`Session::ttl`](crate::Session::ttl). Only with
+    /// [`ServerConfig::session_events`](crate::ServerConfig::session_events); comes before
+    /// [`Event::Connected`].
+    SessionIssued(Box<Session>),
+    /// Server, DTLS 1.3: a NewSessionTicket was sent with this ticket (RFC 8446 §4.6.1), for
+    /// an external store as [`Event::SessionIssued`]. A ticket that
+    /// [allows early data](crate::Session::allows_early_data) must be fetched from that store
+    /// with an atomic take (RFC 8446 §8.1). Only with
+    /// [`ServerConfig::session_events`](crate::ServerConfig::session_events).
+    TicketIssued(Box<Session>),
 }
 
 /// Counters for what was dropped and sent. Transient noise is counted, never reported as an
@@ -164,4 +179,43 @@ impl Outputs {
         self.close_reason = Some(Box::new(reason.clone()));
         self.events.push_back(Event::Closed(reason));
     }
+}
+
+// The resumable session is vocabulary too (events carry it); its encoding, store and
+// accessors live in `resumption`.
+
+/// What a resumed session needs. The extended_master_secret flag is part of it because a
+/// resumption must match the original session's EMS status (RFC 7627 §5.3).
+#[derive(Clone)]
+pub struct Session {
+    /// The session ID (DTLS 1.2, server-chosen, up to 32 bytes) or the ticket (DTLS 1.3, the
+    /// PSK identity the client offers, RFC 8446 §4.2.11).
+    pub id: Vec<u8>,
+    /// Cipher suite of the original handshake.
+    pub suite: CipherSuite,
+    /// Whether the master secret was derived with extended_master_secret.
+    pub extended_master_secret: bool,
+    /// The authenticated peer identity of the original handshake.
+    pub peer_identity: PeerIdentity,
+    /// When the session was established (a DTLS 1.3 ticket: when it was issued or received).
+    pub established_at: Instant,
+    /// How long the session may be resumed after `established_at`.
+    pub(crate) lifetime: Duration,
+    pub(crate) master_secret: Zeroizing<[u8; 48]>,
+    /// DTLS 1.3: the resumption PSK (RFC 8446 §4.6.1) and the ticket parameters; `None` for a
+    /// DTLS 1.2 session.
+    pub(crate) ticket13: Option<Ticket13>,
+}
+
+/// What a DTLS 1.3 ticket resumes with (RFC 8446 §4.6.1).
+#[derive(Clone)]
+pub(crate) struct Ticket13 {
+    pub(crate) psk: Zeroizing<[u8; 32]>,
+    pub(crate) age_add: u32,
+    /// max_early_data_size of the ticket's early_data extension; 0 when it allows no early data
+    /// (RFC 8446 §4.2.10).
+    pub(crate) max_early_data: u32,
+    /// Server side: the address the ticket was issued to, for skipping the cookie exchange on
+    /// resumption from the same address (RFC 9147 §5.1).
+    pub(crate) client_ip: Option<std::net::IpAddr>,
 }

@@ -332,7 +332,7 @@ impl Client {
                 Event::Connected { .. } => self.connected = true,
                 Event::ApplicationData(d) => self.inbox.push_back(d),
                 Event::Closed(r) => self.closed = Some(r),
-                Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                _ => {}
             }
         }
     }

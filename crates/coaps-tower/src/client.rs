@@ -413,7 +413,8 @@ impl Client {
                     Event::ApplicationData(d) => early.push(d),
                     Event::Closed(r) => return Err(Error::Handshake(r)),
                     Event::EarlyDataAccepted => early_data_accepted = true,
-                    Event::EarlyData(_) | Event::EarlyDataRejected => {}
+                    // Early data and issued sessions concern servers only.
+                    _ => {}
                 }
             }
             // The engine's own retransmission budget bounds the handshake (RFC 6347 §4.2.4):
@@ -682,7 +683,7 @@ impl Task {
                 Event::ApplicationData(d) => self.on_message(&d, Instant::now()),
                 Event::Closed(r) => self.fail_all(r),
                 Event::Connected { .. } => {}
-                Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                _ => {}
             }
         }
     }

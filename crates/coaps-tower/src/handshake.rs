@@ -63,6 +63,19 @@
 //! `rtt_sample: None`, and the internal gate lets it through to the endpoint, which checks the
 //! same condition again.
 //!
+//! # Sessions
+//!
+//! By default issued DTLS 1.2 sessions and DTLS 1.3 tickets stay in the engine's in-process
+//! store ([`ServerConfig::session_store`]). For a store outside the process (a resumption layer
+//! over moka or Redis), [`HandshakeBuilder::on_session`] receives every issued session, and the
+//! sessions such a layer fetched for a ClientHello ([`coaps_dtls::offered_sessions`]) travel in
+//! [`Datagram::sessions`] to the engine, which uses them before its own store (see
+//! [`coaps_dtls::SessionStore`]). A 0-RTT ticket's early data is accepted only if the layer
+//! fetched it with an atomic take ([`coaps_dtls::FetchedSession::taken`]). The cookie gates
+//! decide the cookie exemption of a 0-RTT resumption (RFC 9147 §5.1) from the in-process store
+//! only: with an external store, such a ClientHello gets a cookie exchange, after which it no
+//! longer offers early data (RFC 8446 §4.2.10).
+//!
 //! # Limits
 //!
 //! [`ServerConfig::max_connections`] bounds the associations and
@@ -144,7 +157,7 @@ use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
 use coaps_dtls::internal::endpoint::cookie13_config;
-use coaps_dtls::{Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, UsageError};
+use coaps_dtls::{DatagramMeta, Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, Session, UsageError};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::fmt;
@@ -185,6 +198,16 @@ pub struct HandshakeStats {
     pub outbox_dropped: u64,
 }
 
+/// Where [`HandshakeBuilder::on_session`] sends issued sessions.
+#[derive(Clone)]
+struct SessionSink(Arc<dyn Fn(SocketAddr, Session) + Send + Sync>);
+
+impl fmt::Debug for SessionSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSink")
+    }
+}
+
 /// Builds a [`HandshakeLayer`]; see the [module docs](self).
 #[derive(Debug)]
 pub struct HandshakeBuilder {
@@ -194,6 +217,7 @@ pub struct HandshakeBuilder {
     cookies13: Option<SharedCookieKeys>,
     outbox_capacity: usize,
     rng: Option<SeededRng>,
+    on_session: Option<SessionSink>,
 }
 
 impl HandshakeBuilder {
@@ -256,6 +280,23 @@ impl HandshakeBuilder {
         self
     }
 
+    /// Hands every session the server issues to `sink`, with the peer it was issued to: DTLS
+    /// 1.2 session IDs after full handshakes and DTLS 1.3 tickets
+    /// ([`Event::SessionIssued`], [`Event::TicketIssued`]); sets
+    /// [`ServerConfig::session_events`]. This is the seam for a resumption layer with an
+    /// external store: it keeps [`Session::encode`]'s bytes under [`Session::store_key`] for
+    /// [`Session::ttl`], and on a later ClientHello fetches what
+    /// [`coaps_dtls::offered_sessions`] lists and hands it in as [`Datagram::sessions`]. Set
+    /// [`ServerConfig::session_store`] to `None` so the engine keeps no copy of its own.
+    ///
+    /// `sink` runs synchronously on the task that handled the datagram, outside the layer's
+    /// lock: keep it short (send to a channel, spawn the store write).
+    pub fn on_session(mut self, sink: impl Fn(SocketAddr, Session) + Send + Sync + 'static) -> Self {
+        self.config.session_events = true;
+        self.on_session = Some(SessionSink(Arc::new(sink)));
+        self
+    }
+
     /// The layer, with an empty association table.
     pub fn build(self) -> HandshakeLayer {
         let mut rng = self.rng.unwrap_or_else(SeededRng::from_os);
@@ -293,7 +334,9 @@ impl HandshakeBuilder {
                 last_now: now,
                 next_sweep: now + sweep_every,
                 worker_deadline: None,
+                issued: Vec::new(),
             }),
+            on_session: self.on_session,
             gate,
             require_mark: self.behind_cookie_layer,
             idle_timeout: self.idle_timeout,
@@ -321,6 +364,9 @@ struct State {
     next_sweep: Instant,
     /// When the worker will next wake up on its own; a new, earlier timer wakes it early.
     worker_deadline: Option<Instant>,
+    /// Issued sessions waiting for the [`HandshakeBuilder::on_session`] sink, which never runs
+    /// under the lock.
+    issued: Vec<(SocketAddr, Session)>,
 }
 
 /// The association a record came from. A new handshake from the same address can replace it
@@ -346,6 +392,7 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    on_session: Option<SessionSink>,
     gate: Option<CookieGate>,
     require_mark: bool,
     idle_timeout: Duration,
@@ -400,8 +447,8 @@ impl Shared {
         let mut st = self.lock();
         let now = st.now(d.received_at);
         // The cookie round trip the layer in front measured feeds the new association's
-        // retransmission policy.
-        let mut meta = coaps_dtls::DatagramMeta::new();
+        // retransmission policy; sessions a layer in front fetched resume it.
+        let mut meta = DatagramMeta::new().with_sessions(std::mem::take(&mut d.sessions));
         meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
         st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
         let mut out = Vec::new();
@@ -433,18 +480,21 @@ impl Shared {
                     }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },
-                Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                Event::SessionIssued(s) | Event::TicketIssued(s) => self.queue_issued(&mut st, peer, *s),
+                _ => {}
             }
         }
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
         }
+        let issued = std::mem::take(&mut st.issued);
         let wake = match (st.endpoint.poll_timeout(), st.worker_deadline) {
             (Some(t), Some(w)) => t < w,
             (Some(_), None) => true,
             (None, _) => false,
         };
         drop(st);
+        self.deliver_issued(issued);
         if wake {
             self.worker_wake.notify_one();
         }
@@ -498,7 +548,26 @@ impl Shared {
         self.push_outbox(st, ts);
         while let Some((peer, event)) = st.endpoint.poll_event() {
             // Only timers and local closes run here: no application data can appear.
-            tracing::debug!(%peer, ?event, "DTLS event (timer or local close)");
+            match event {
+                Event::SessionIssued(s) | Event::TicketIssued(s) => self.queue_issued(st, peer, *s),
+                event => tracing::debug!(%peer, ?event, "DTLS event (timer or local close)"),
+            }
+        }
+    }
+
+    /// Keeps an issued session for the sink (dropped when there is none).
+    fn queue_issued(&self, st: &mut State, peer: SocketAddr, session: Session) {
+        if self.on_session.is_some() {
+            st.issued.push((peer, session));
+        }
+    }
+
+    /// Runs the [`HandshakeBuilder::on_session`] sink; call without the lock held.
+    fn deliver_issued(&self, issued: Vec<(SocketAddr, Session)>) {
+        if let Some(sink) = &self.on_session {
+            for (peer, session) in issued {
+                (sink.0)(peer, session);
+            }
         }
     }
 
@@ -520,6 +589,9 @@ impl Shared {
         self.flush_to_outbox(&mut st);
         let next = st.endpoint.poll_timeout().map_or(st.next_sweep, |t| t.min(st.next_sweep));
         st.worker_deadline = Some(next);
+        let issued = std::mem::take(&mut st.issued);
+        drop(st);
+        self.deliver_issued(issued);
         next
     }
 }
@@ -588,6 +660,7 @@ impl HandshakeLayer {
             cookies13: None,
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             rng: None,
+            on_session: None,
         }
     }
 

@@ -63,7 +63,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -187,7 +187,7 @@ impl Server {
                     }
                 },
             };
-            let datagram = Datagram { peer, payload: buf[..n].to_vec(), received_at: Instant::now(), cookie: None };
+            let datagram = Datagram::new(peer, buf[..n].to_vec());
             while calls.try_join_next().is_some() {}
             let permit = tokio::select! {
                 biased;

@@ -1,6 +1,6 @@
 //! The types that travel between the layers.
 
-use coaps_dtls::PeerIdentity;
+use coaps_dtls::{FetchedSession, PeerIdentity};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,12 +24,17 @@ pub struct Datagram {
     /// Set by [`CookieLayer`](crate::cookie::CookieLayer) when the datagram is a ClientHello
     /// whose cookie verified: the peer has proven it owns its address.
     pub cookie: Option<CookieVerified>,
+    /// Sessions a resumption layer in front fetched for what this ClientHello offers
+    /// ([`coaps_dtls::offered_sessions`]): [`HandshakeLayer`](crate::HandshakeLayer) hands
+    /// them to the engine with the datagram ([`coaps_dtls::DatagramMeta::sessions`]). Empty
+    /// unless such a layer filled it.
+    pub sessions: Vec<FetchedSession>,
 }
 
 impl Datagram {
     /// A datagram received now from `peer`.
     pub fn new(peer: SocketAddr, payload: Vec<u8>) -> Self {
-        Self { peer, payload, received_at: Instant::now(), cookie: None }
+        Self { peer, payload, received_at: Instant::now(), cookie: None, sessions: Vec::new() }
     }
 }
 

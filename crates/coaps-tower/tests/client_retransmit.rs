@@ -82,7 +82,7 @@ async fn start_server() -> (SocketAddr, Arc<ServerLog>) {
                         }
                     }
                     Event::Closed(r) => log3.closed.lock().unwrap().push(r),
-                    Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                    _ => {}
                 }
             }
             while let Some(t) = ep.poll_transmit() {

@@ -83,7 +83,8 @@ async fn cookie_layer_rtt_reaches_the_policy() -> Result<(), BoxError> {
             now += one_way;
             let mut answers = Vec::new();
             for t in sent {
-                let d = Datagram { peer: client_addr, payload: t.payload, received_at: now, cookie: None };
+                let mut d = Datagram::new(client_addr, t.payload);
+                d.received_at = now;
                 answers.extend(service.ready().await?.call(d).await?);
             }
             now += one_way;

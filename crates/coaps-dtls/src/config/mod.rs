@@ -252,8 +252,29 @@ pub struct ServerConfig {
     pub raw_public_key: bool,
     /// Client certificate policy.
     pub client_auth: ClientAuth,
-    /// Session-ID resumption store; `None` disables resumption.
+    /// The in-process store of issued DTLS 1.2 sessions and DTLS 1.3 tickets, which the
+    /// engine reads and writes synchronously (default: a [`MemorySessionStore`] of 10 000
+    /// sessions). `None` keeps nothing in process: resumption then works only with sessions
+    /// handed in by a layer ([`DatagramMeta::sessions`](crate::DatagramMeta::sessions)), and
+    /// sessions are issued only with [`ServerConfig::session_events`].
     pub session_store: Option<Arc<dyn SessionStore>>,
+    /// Report every session the server issues as [`Event::SessionIssued`](crate::Event::SessionIssued)
+    /// (DTLS 1.2, after a full handshake) or [`Event::TicketIssued`](crate::Event::TicketIssued)
+    /// (DTLS 1.3), for an external store; default false. With `session_store: None` this is
+    /// the **external-store mode**: the server still issues session IDs and tickets but keeps
+    /// nothing; a layer stores the events' sessions ([`Session::encode`](crate::Session::encode))
+    /// and hands them back in with later ClientHellos (see [`crate::SessionStore`] and [`crate::offered_sessions`]).
+    pub session_events: bool,
+    /// How long a DTLS 1.2 session can be resumed; default 24 hours (RFC 5246 App. F.1.4
+    /// suggests no more).
+    pub session_lifetime: Duration,
+    /// The ticket_lifetime of the DTLS 1.3 tickets the server issues (RFC 8446 §4.6.1), also
+    /// how long the server accepts them; default 7200 s. RFC 8446 §4.6.1 allows at most
+    /// 604800 s (seven days): longer values are clamped to that. Zero issues no tickets. A
+    /// store may keep a ticket for less (the default [`MemorySessionStore`] keeps sessions at
+    /// most 24 hours); the server then forgets it sooner than the client does and answers with
+    /// a full handshake.
+    pub ticket_lifetime: Duration,
     /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
     pub cookie: Option<CookieConfig>,
     /// Most associations (established or not) at once.
@@ -269,6 +290,20 @@ pub struct ServerConfig {
     pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,
 }
 
+impl ServerConfig {
+    /// The lifetime of issued DTLS 1.3 tickets: [`ServerConfig::ticket_lifetime`] clamped to
+    /// RFC 8446 §4.6.1's seven days, in whole seconds (the unit of ticket_lifetime).
+    pub fn effective_ticket_lifetime(&self) -> Duration {
+        Duration::from_secs(self.ticket_lifetime.min(crate::resumption::MAX_TICKET_LIFETIME).as_secs())
+    }
+
+    /// Whether the server issues session IDs and tickets: it keeps them in its store or
+    /// reports them as events.
+    pub(crate) fn issues_sessions(&self) -> bool {
+        self.session_store.is_some() || self.session_events
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -281,6 +316,9 @@ impl Default for ServerConfig {
             raw_public_key: false,
             client_auth: ClientAuth::None,
             session_store: Some(Arc::new(MemorySessionStore::new(10_000, Duration::from_secs(24 * 3600)))),
+            session_events: false,
+            session_lifetime: crate::resumption::DEFAULT_SESSION_LIFETIME,
+            ticket_lifetime: crate::resumption::DEFAULT_TICKET_LIFETIME,
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,

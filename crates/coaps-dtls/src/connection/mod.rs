@@ -180,6 +180,7 @@ impl Connection {
         rng: SeededRng,
         now: Instant,
         cookie_rtt: Option<std::time::Duration>,
+        fetched: &[crate::resumption::FetchedSession],
     ) -> Self {
         Self {
             inner: Inner::V12(Box::new(Conn12::server(
@@ -191,6 +192,7 @@ impl Connection {
                 rng,
                 now,
                 cookie_rtt,
+                fetched,
             ))),
             auto: None,
             guard_hvr: false,

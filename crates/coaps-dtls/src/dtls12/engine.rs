@@ -12,7 +12,7 @@ use crate::handshake::flight::{RetransmitTimer, RttSampleKind, fragment};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::*;
 use crate::record::{self, RecordHeader, RecordProtection, ReplayWindow};
-use crate::resumption::Session;
+use crate::resumption::{FetchedSession, Session};
 use crate::suites::{self, SupportedSuite};
 use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use std::fmt;
@@ -436,6 +436,7 @@ impl Conn12 {
     /// Creates the server side of an association from a ClientHello the endpoint has already
     /// accepted (cookie verified, or cookies disabled). `message_seq` is the ClientHello's;
     /// `cookie_rtt` the round trip of the cookie exchange, for the retransmission policy.
+    /// `fetched` are the sessions a layer handed in for it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn server(
         config: Arc<ServerConfig>,
@@ -446,6 +447,7 @@ impl Conn12 {
         rng: SeededRng,
         now: Instant,
         cookie_rtt: Option<Duration>,
+        fetched: &[FetchedSession],
     ) -> Self {
         let timer = config.common.retransmit_timer(peer, Role::Server, cookie_rtt);
         let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now, timer);
@@ -462,7 +464,7 @@ impl Conn12 {
         let msg = HandshakeMessage { msg_type: HandshakeType::ClientHello, message_seq, body: ch.to_vec() };
         c.hello_digest = hello_digest(&*c.common().provider, &msg.body);
         msg.transcript_bytes(&mut c.transcript);
-        if let Err(e) = c.server_handle_client_hello(now, ch) {
+        if let Err(e) = c.server_handle_client_hello(now, ch, fetched) {
             c.fail(e);
         }
         c
@@ -1161,7 +1163,12 @@ impl Conn12 {
         }
     }
 
-    fn server_handle_client_hello(&mut self, now: Instant, ch: ClientHello) -> Result<(), Error> {
+    fn server_handle_client_hello(
+        &mut self,
+        now: Instant,
+        ch: ClientHello,
+        fetched: &[FetchedSession],
+    ) -> Result<(), Error> {
         let config_arc = self.server_config();
         let config = &*config_arc;
         let provider = config.common.provider.clone();
@@ -1210,9 +1217,10 @@ impl Conn12 {
             server_random[24..].copy_from_slice(&crate::dtls13::msgs::DowngradeSentinel::Dtls12.bytes());
         }
 
-        // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules.
-        if let (Some(store), false) = (&config.session_store, ch.session_id.0.is_empty())
-            && let Some(session) = store.get(&ch.session_id.0, now)
+        // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules: a
+        // session handed in by a layer, else one from our store.
+        if !ch.session_id.0.is_empty()
+            && let Some((session, _)) = crate::resumption::find_session(config, fetched, &ch.session_id.0, false, now)
         {
             {
                 if session.extended_master_secret && !ems {
@@ -1297,7 +1305,7 @@ impl Conn12 {
                 }
             }
         };
-        let session_id = if config.session_store.is_some() {
+        let session_id = if config.issues_sessions() {
             let mut id = vec![0u8; 32];
             self.rng().fill(&mut id);
             id
@@ -1551,7 +1559,6 @@ impl Conn12 {
     }
 
     fn established(&mut self, now: Instant, d: &HsData, master: &MasterSecret, identity: PeerIdentity, resumed: bool) {
-        let _ = now;
         self.state = State::Established;
         self.timer_armed = false;
         self.timer.disarm();
@@ -1559,19 +1566,27 @@ impl Conn12 {
         self.identity = identity.clone();
         self.transcript = Vec::new();
         if !d.session_id.is_empty() {
+            let lifetime = match &self.cfg {
+                RoleConfig::Server(c) => c.session_lifetime,
+                // The client cannot know the server's lifetime; the server refuses what it
+                // has forgotten, and a full handshake follows.
+                RoleConfig::Client { .. } => crate::resumption::DEFAULT_SESSION_LIFETIME,
+            };
             let session = Session {
                 id: d.session_id.clone(),
                 suite: d.suite.suite,
                 extended_master_secret: d.ems,
                 peer_identity: identity.clone(),
                 established_at: now,
+                lifetime,
                 master_secret: Zeroizing::new(*master.as_bytes()),
                 ticket13: None,
             };
-            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed)
-                && let Some(store) = &c.session_store
-            {
-                store.put(session.clone());
+            if let (RoleConfig::Server(c), false) = (&self.cfg, resumed) {
+                crate::resumption::store_session(c, &session, now);
+                if c.session_events {
+                    self.out.events.push_back(Event::SessionIssued(Box::new(session.clone())));
+                }
             }
             if self.role == Role::Client {
                 // The server's copy lives in its session store; the client offers it later.

@@ -24,7 +24,7 @@ use crate::error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError}
 use crate::handshake::flight::{Delivered, RetransmitConfig, RetransmitTimer, RttSampleKind, fragment, fragment_range};
 use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::{Alert, HandshakeHeader};
-use crate::resumption::{Session, Ticket13};
+use crate::resumption::{FetchedSession, Session, SessionSource, Ticket13};
 use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role, Stats};
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 mod early;
-pub(crate) use early::{cookie_exempt, psk_ke_possible};
+pub(crate) use early::{cookie_exempt, cookie_exempt_with, psk_ke_possible, psk_ke_possible_with};
 
 /// DTLS 1.3 epochs (RFC 9147 §6.1).
 const EPOCH_PLAINTEXT: u64 = 0;
@@ -494,7 +494,8 @@ impl Conn13 {
         // A ticket is offered only for a suite we still allow (RFC 8446 §4.2.11: same hash).
         c.resume = resume.filter(|s| {
             suites.contains(&s.suite)
-                && s.ticket13.as_ref().is_some_and(|t| now.saturating_duration_since(s.established_at) < t.lifetime)
+                && s.ticket13.is_some()
+                && now.saturating_duration_since(s.established_at) < s.lifetime
         });
         let provider = config.common.provider.clone();
         // RFC 8446 §4.2.10: early data only with a ticket that allows this much of it.
@@ -843,6 +844,7 @@ impl Conn13 {
         rng: SeededRng,
         now: Instant,
         cookie_rtt: Option<std::time::Duration>,
+        fetched: &[FetchedSession],
     ) -> Self {
         let mut c = Self::new(Role::Server, peer, RoleConfig::Server(config), rng, now, cookie_rtt);
         c.client_random = ch.random.0;
@@ -851,7 +853,7 @@ impl Conn13 {
         c.plain_seq = record_seq;
         c.reasm.set_next_seq(message_seq.wrapping_add(1));
         c.transcript.add_raw(provider(&c.cfg), &prefix);
-        if let Err(e) = c.server_handle_client_hello(now, ch, ch_body) {
+        if let Err(e) = c.server_handle_client_hello(now, ch, ch_body, fetched) {
             c.fail(e);
         }
         c
@@ -864,7 +866,13 @@ impl Conn13 {
         }
     }
 
-    fn server_handle_client_hello(&mut self, now: Instant, ch: ClientHello13, ch_body: &[u8]) -> Result<(), Error> {
+    fn server_handle_client_hello(
+        &mut self,
+        now: Instant,
+        ch: ClientHello13,
+        ch_body: &[u8],
+        fetched: &[FetchedSession],
+    ) -> Result<(), Error> {
         let config = self.server_config()?;
         let provider = config.common.provider.clone();
         ch.check_dtls13_legacy_fields().map_err(|a| {
@@ -875,25 +883,18 @@ impl Conn13 {
         })?;
         let (suite, _) = server_choose(&config, &ch).ok_or(Error::Incompatible(Incompatible::NoCommonSuite13))?;
         let aead = suite13(suite).ok_or(Error::Crypto)?;
-        // PSK (RFC 8446 §4.2.11): the first offered identity we know, a ticket from our
-        // session store or an external PSK, with a valid binder.
+        // PSK (RFC 8446 §4.2.11): the first offered identity we know, a ticket (handed in by a
+        // layer, else from our session store) or an external PSK, with a valid binder.
         let mut psk_key: Option<Zeroizing<Vec<u8>>> = None;
         let mut identity = PeerIdentity::Anonymous;
         let mut selected: u16 = 0;
-        let mut resumed_ticket: Option<(Session, u32)> = None;
+        let mut resumed_ticket: Option<(Session, u32, SessionSource)> = None;
         if let Some(offered) = ch.pre_shared_key() {
             for (i, id) in offered.identities.iter().enumerate() {
-                let session = config
-                    .session_store
-                    .as_ref()
-                    .and_then(|st| st.get(&id.identity, now))
-                    .filter(|t| t.suite == suite)
-                    .filter(|t| {
-                        t.ticket13
-                            .as_ref()
-                            .is_some_and(|k| now.saturating_duration_since(t.established_at) <= k.lifetime)
-                    });
-                let ticket = session.as_ref().and_then(|t| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
+                let session = crate::resumption::find_session(&config, fetched, &id.identity, true, now)
+                    .filter(|(t, _)| t.suite == suite);
+                let ticket =
+                    session.as_ref().and_then(|(t, _)| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
                 let (key, external, who) = match ticket {
                     Some((tk, who)) => (Zeroizing::new(tk.psk.to_vec()), false, who),
                     None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {
@@ -913,7 +914,7 @@ impl Conn13 {
                 }
                 self.resumed = !external;
                 if !external {
-                    resumed_ticket = session.map(|s| (s, id.obfuscated_ticket_age));
+                    resumed_ticket = session.map(|(s, source)| (s, id.obfuscated_ticket_age, source));
                 }
                 identity = who;
                 psk_key = Some(key);
@@ -1919,7 +1920,8 @@ impl Conn13 {
                 if let (Some(rm), Some(suite), Role::Client) = (&self.res_master, self.suite, self.role) {
                     let psk = tls13::resumption_psk(rm, &nst.ticket_nonce);
                     // RFC 8446 §4.6.1: never longer than seven days.
-                    let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime.min(604_800)));
+                    let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime))
+                        .min(crate::resumption::MAX_TICKET_LIFETIME);
                     if !lifetime.is_zero() {
                         self.session = Some(Session {
                             id: nst.ticket,
@@ -1927,11 +1929,11 @@ impl Conn13 {
                             extended_master_secret: true,
                             peer_identity: self.identity.clone(),
                             established_at: now,
+                            lifetime,
                             master_secret: Zeroizing::new([0; 48]),
                             ticket13: Some(Ticket13 {
                                 psk: Zeroizing::new(*psk.as_bytes()),
                                 age_add: nst.ticket_age_add,
-                                lifetime,
                                 max_early_data,
                                 client_ip: None,
                             }),
@@ -2007,35 +2009,42 @@ impl Conn13 {
 
 impl Conn13 {
     /// Server: one NewSessionTicket after the handshake (RFC 8446 §4.6.1), stored in the
-    /// session store under a random ticket ID and retransmitted until acknowledged
-    /// (RFC 9147 §5.8.4).
+    /// session store under a random ticket ID (and reported as [`Event::TicketIssued`] when
+    /// configured) and retransmitted until acknowledged (RFC 9147 §5.8.4).
     fn issue_ticket(&mut self, now: Instant, suite: CipherSuite, identity: PeerIdentity, res_master: &Secret) {
         let Ok(config) = self.server_config() else { return };
-        let Some(store) = config.session_store.clone() else { return };
+        // RFC 8446 §4.6.1: at most seven days, in whole seconds; zero would be discarded.
+        let lifetime = config.effective_ticket_lifetime();
+        if !config.issues_sessions() || lifetime.is_zero() {
+            return;
+        }
         let mut id = vec![0u8; 16];
         let mut add = [0u8; 4];
         self.rng().fill(&mut id);
         self.rng().fill(&mut add);
         let nonce = vec![0u8];
         let psk = tls13::resumption_psk(res_master, &nonce);
-        let lifetime = std::time::Duration::from_secs(7200);
         // RFC 8446 §4.2.10 / §4.6.1: the ticket allows 0-RTT only when the server takes it.
         let max_early_data = config.early_data.as_ref().map_or(0, |e| e.max_early_data_size);
-        store.put(Session {
+        let session = Session {
             id: id.clone(),
             suite,
             extended_master_secret: true,
             peer_identity: identity,
             established_at: now,
+            lifetime,
             master_secret: Zeroizing::new([0; 48]),
             ticket13: Some(Ticket13 {
                 psk: Zeroizing::new(*psk.as_bytes()),
                 age_add: u32::from_be_bytes(add),
-                lifetime,
                 max_early_data,
                 client_ip: Some(self.peer.ip()),
             }),
-        });
+        };
+        crate::resumption::store_session(&config, &session, now);
+        if config.session_events {
+            self.out.events.push_back(Event::TicketIssued(Box::new(session)));
+        }
         let nst = NewSessionTicket13 {
             ticket_lifetime: lifetime.as_secs() as u32,
             ticket_age_add: u32::from_be_bytes(add),

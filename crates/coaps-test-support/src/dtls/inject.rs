@@ -188,6 +188,8 @@ impl World {
                     e @ (Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected) => {
                         panic!("these clients offer no early data: {e:?}")
                     }
+                    // Issued sessions are reported to servers only.
+                    _ => {}
                 }
             }
             while let Some(t) = c.ep.poll_transmit() {

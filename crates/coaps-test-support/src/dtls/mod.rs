@@ -181,7 +181,7 @@ impl Node {
                         self.session = self.ep.connection(&peer).and_then(|c| c.session().cloned());
                     }
                 }
-                Event::Closed(_) | Event::EarlyData(_) | Event::EarlyDataAccepted | Event::EarlyDataRejected => {}
+                _ => {}
             }
             self.events.push((peer, ev));
         }

@@ -6,6 +6,7 @@ use super::*;
 use crate::config::early_data::{EarlyDataContext, ResumptionKeyExchange};
 use crate::dtls13::record::CiphertextRecord;
 use crate::error::{PeerMisbehaved, UsageError};
+use crate::resumption::{FetchedSession, SessionSource, find_session};
 
 /// DTLS 1.3 epoch of 0-RTT data (RFC 9147 §6.1).
 pub(super) const EPOCH_EARLY: u64 = 1;
@@ -46,13 +47,25 @@ pub(crate) fn cookie_exempt(
     peer: SocketAddr,
     now: Instant,
 ) -> bool {
+    cookie_exempt_with(config, ch, ch_body, peer, now, &[])
+}
+
+/// [`cookie_exempt`] with the sessions a layer handed in (looked at before the store).
+pub(crate) fn cookie_exempt_with(
+    config: &ServerConfig,
+    ch: &ClientHello13,
+    ch_body: &[u8],
+    peer: SocketAddr,
+    now: Instant,
+    fetched: &[FetchedSession],
+) -> bool {
     let Some(ed) = &config.early_data else { return false };
     if !ed.skip_cookie_on_resumption || !ch.has_early_data() {
         return false;
     }
     let Some(offered) = ch.pre_shared_key() else { return false };
     let (Some(first), Some(binder)) = (offered.identities.first(), offered.binders.first()) else { return false };
-    let Some(session) = config.session_store.as_ref().and_then(|st| st.get(&first.identity, now)) else {
+    let Some((session, _)) = find_session(config, fetched, &first.identity, true, now) else {
         return false;
     };
     let Some(t) = session.ticket13.as_ref() else { return false };
@@ -75,12 +88,22 @@ pub(crate) fn cookie_exempt(
 /// mode and a PSK identity the server knows (a ticket in its store or an external PSK). The
 /// stateless gate then does not ask for a key share.
 pub(crate) fn psk_ke_possible(config: &ServerConfig, ch: &ClientHello13, now: Instant) -> bool {
+    psk_ke_possible_with(config, ch, now, &[])
+}
+
+/// [`psk_ke_possible`] with the sessions a layer handed in (looked at before the store).
+pub(crate) fn psk_ke_possible_with(
+    config: &ServerConfig,
+    ch: &ClientHello13,
+    now: Instant,
+    fetched: &[FetchedSession],
+) -> bool {
     if !ch.psk_key_exchange_modes().unwrap_or_default().contains(&PskKeyExchangeMode::PskKe) {
         return false;
     }
     let Some(offered) = ch.pre_shared_key() else { return false };
     offered.identities.iter().any(|id| {
-        config.session_store.as_ref().and_then(|st| st.get(&id.identity, now)).is_some_and(|s| s.ticket13.is_some())
+        find_session(config, fetched, &id.identity, true, now).is_some()
             || config.psks.as_ref().is_some_and(|p| p.key_for(&id.identity).is_some())
     })
 }
@@ -231,7 +254,7 @@ impl Conn13 {
         config: &ServerConfig,
         ch: &ClientHello13,
         selected: u16,
-        ticket: Option<&(Session, u32)>,
+        ticket: Option<&(Session, u32, SessionSource)>,
         suite: CipherSuite,
         aead: AeadAlgorithm,
         after_hrr: bool,
@@ -240,14 +263,14 @@ impl Conn13 {
         if !ch.has_early_data() {
             return Ok(false);
         }
-        let ticket_max = ticket.and_then(|(s, _)| s.ticket13.as_ref()).map_or(0, |t| t.max_early_data);
+        let ticket_max = ticket.and_then(|(s, _, _)| s.ticket13.as_ref()).map_or(0, |t| t.max_early_data);
         let config_max = config.early_data.as_ref().map_or(0, |e| e.max_early_data_size);
         let mut early = Early { offered: true, max: u64::from(ticket_max.max(config_max)), ..Early::default() };
         let accept = (|| {
             let ed = config.early_data.as_ref()?;
             // RFC 8446 §4.2.10: not after an HRR, only with the first PSK, a ticket that
             // allows early data, and the ticket's suite.
-            let (session, obfuscated_age) = ticket.filter(|_| selected == 0 && !after_hrr)?;
+            let (session, obfuscated_age, source) = ticket.filter(|_| selected == 0 && !after_hrr)?;
             let t = session.ticket13.as_ref().filter(|t| t.max_early_data > 0)?;
             if session.suite != suite {
                 return None;
@@ -271,21 +294,30 @@ impl Conn13 {
             if !ed.accept.as_ref().is_none_or(|hook| hook(&ctx)) {
                 return None;
             }
-            Some((t.psk.clone(), t.max_early_data.min(ed.max_early_data_size), session.id.clone()))
+            // RFC 8446 §8.1: single-use tickets. Only the association that removes the ticket
+            // from the store, in one atomic step, accepts its early data; a replayed or
+            // concurrent ClientHello (on this node or another sharing the store) finds it gone
+            // and resumes without 0-RTT. A handed-in ticket counts only if the layer took it.
+            let single_use = match source {
+                SessionSource::Fetched { taken } => *taken,
+                SessionSource::Store => {
+                    config.session_store.as_ref().is_some_and(|st| st.take(&session.id, now).is_some())
+                }
+            };
+            if !single_use {
+                return None;
+            }
+            Some((t.psk.clone(), t.max_early_data.min(ed.max_early_data_size)))
         })();
         let accepted = accept.is_some();
-        if let Some((psk, max, id)) = accept {
+        if let Some((psk, max)) = accept {
             let secret = EarlySecret::new(Some(&psk[..])).client_early_traffic_secret(&self.transcript_hash());
             early.recv = Some(ReceiveEpoch13::new(EPOCH_EARLY, self.protection(aead, &secret)?));
             early.max = u64::from(max);
             // The early data is authorized by the ticket's identity: report it before the
             // handshake completes.
-            if let Some((session, _)) = ticket {
+            if let Some((session, _, _)) = ticket {
                 self.identity = session.peer_identity.clone();
-            }
-            // RFC 8446 §8.1: single-use tickets; a replayed ClientHello finds no ticket.
-            if let Some(store) = &config.session_store {
-                store.remove(&id);
             }
         }
         self.early = Some(Box::new(early));
