@@ -6,6 +6,9 @@
 //! binds the key id, the issue time, the client's address and port, and the ClientHello
 //! parameters RFC 6347 §4.2.1 requires the second ClientHello to repeat.
 //!
+//! The DTLS 1.3 cookie of a stateless HelloRetryRequest (RFC 9147 §5.1) is here too
+//! ([`CookieKeys::generate13`]), with the same secrets and rotation.
+//!
 //! Nothing here allocates: cookies are fixed-size inline buffers, the ClientHello view borrows
 //! from the datagram, and the HelloVerifyRequest is written into a caller's buffer.
 
@@ -17,7 +20,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::codec::{ContentType, HandshakeType, InvalidMessage, ProtocolVersion, Reader};
-use crate::crypto::{AeadAlgorithm, CryptoProvider, Rng};
+use crate::crypto::{CryptoProvider, Rng};
 
 /// Length of a [`Cookie`]: key id (1) + issue time (4) + truncated MAC (16).
 pub const COOKIE_LEN: usize = 1 + 4 + MAC_LEN;
@@ -490,13 +493,12 @@ fn hrr_stream(
     siv: &[u8; HRR_SIV_LEN],
     buf: &mut [u8; HRR_STATE_LEN],
 ) -> Result<(), CookieError> {
-    let aead = provider
-        .aead(AeadAlgorithm::ChaCha20Poly1305, &hrr_keys(provider, secret).enc[..])
-        .map_err(|_| CookieError::Malformed)?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&siv[..12]);
     let mut tag = [0u8; 16];
-    aead.seal_in_place_detached(&nonce, &[], buf, &mut tag).map_err(|_| CookieError::Malformed)
+    provider
+        .chacha20_poly1305_seal_once(&hrr_keys(provider, secret).enc, &nonce, buf, &mut tag)
+        .map_err(|_| CookieError::Malformed)
 }
 
 /// Why a cookie was refused.
@@ -550,6 +552,9 @@ pub struct ClientHelloView<'a> {
     pub params: ClientHelloParams<'a>,
     /// cookie<0..2^8-1> (RFC 6347 §4.2.1), empty on a first ClientHello.
     pub cookie: &'a [u8],
+    /// The extensions block's contents (without its length prefix), empty when absent; each
+    /// extension's framing has been checked.
+    pub extensions: &'a [u8],
 }
 
 impl<'a> ClientHelloView<'a> {
@@ -576,8 +581,10 @@ impl<'a> ClientHelloView<'a> {
             return Err(InvalidMessage::IllegalValue("ClientHello.compression_methods"));
         }
         // RFC 5246 §7.4.1.2: the extensions block may be absent entirely.
+        let mut extensions: &[u8] = &[];
         if !r.is_empty() {
-            let mut ext = Reader::new(r.vec_u16("ClientHello.extensions")?);
+            extensions = r.vec_u16("ClientHello.extensions")?;
+            let mut ext = Reader::new(extensions);
             while !ext.is_empty() {
                 ext.u16("Extension.extension_type")?;
                 ext.vec_u16("Extension.extension_data")?;
@@ -587,6 +594,7 @@ impl<'a> ClientHelloView<'a> {
         Ok(Self {
             params: ClientHelloParams { client_version, random, session_id, cipher_suites, compression_methods },
             cookie,
+            extensions,
         })
     }
 }
