@@ -755,10 +755,14 @@ impl Associations {
     /// Counters.
     pub fn stats(&self) -> HandshakeStats {
         let s = &self.shared;
+        let (endpoint, own_gate) = {
+            let st = s.lock();
+            (st.endpoint.stats(), st.endpoint.gate().map(|g| g.stats().into()))
+        };
         HandshakeStats {
-            endpoint: s.lock().endpoint.stats(),
+            endpoint,
             cookie: match s.wiring {
-                Wiring::OwnGate => s.lock().endpoint.gate().map(|g| g.stats().into()),
+                Wiring::OwnGate => own_gate,
                 Wiring::Behind(_) => None,
             },
             unverified_client_hellos: s.unverified_client_hellos.load(Ordering::Relaxed),

@@ -63,7 +63,7 @@ pub use hello::{ClientHello13View, ClientHelloRecord, FirstRecord};
 use self::cookie::{
     ClientHelloView, CookieConfig, CookieInfo, CookieKeys, HrrState, SharedCookieKeys, write_hello_verify_request,
 };
-use crate::codec::{CipherSuite, ContentType, HandshakeType, Reader};
+use crate::codec::{CipherSuite, Codec, ContentType, HandshakeType, Reader};
 use crate::config::ServerConfig;
 use crate::crypto::{CryptoProvider, Rng};
 use crate::handshake::reassembly::HelloReassembly;
@@ -626,8 +626,6 @@ impl Gate {
         })
     }
 }
-
-use crate::codec::Codec;
 
 /// Whether the ClientHello can complete with psk_ke alone (RFC 8446 §4.2.9), so the
 /// HelloRetryRequest need not ask for a key share. Only a ClientHello that offers psk_ke and a
