@@ -235,6 +235,9 @@ pub struct HelloFragments {
     pub evicted: u64,
 }
 
+/// A 0-RTT ClientHello a gate in front passed: when, from whom, its random.
+type RecentZeroRtt = (Instant, SocketAddr, [u8; 32]);
+
 /// Most 0-RTT ClientHellos a gate in front remembers (see [`Gate::in_front`]).
 const MAX_RECENT_ZERO_RTT: usize = 1024;
 
@@ -259,7 +262,7 @@ pub struct Gate {
     /// A gate in front of an endpoint: recently passed 0-RTT ClientHellos (time, peer, random),
     /// oldest first, so a copy of one goes to the association it created instead of drawing a
     /// HelloRetryRequest the waiting client would take and restart on.
-    recent_zero_rtt: Option<Mutex<VecDeque<(Instant, SocketAddr, [u8; 32])>>>,
+    recent_zero_rtt: Option<Mutex<VecDeque<RecentZeroRtt>>>,
     counters: Counters,
 }
 
