@@ -58,6 +58,17 @@ pub fn client_hello13(data: &[u8]) {
     let _ = ch.check_dtls13_legacy_fields();
     let _ = (ch.supported_versions(), ch.key_shares(), ch.supported_groups(), ch.signature_algorithms());
     let _ = (ch.psk_key_exchange_modes(), ch.cookie(), ch.server_name(), ch.server_certificate_types());
+    // The stateless gate decides from a borrowed view, before the full decoding: wherever the
+    // decoder accepts a ClientHello, the view must read the same facts from it.
+    if let Ok(view) = coaps_dtls::gate::cookie::ClientHelloView::parse(data) {
+        let v13 = coaps_dtls::gate::ClientHello13View::parse(&view);
+        assert_eq!(v13.is_some(), ch.offers_version(coaps_dtls::ProtocolVersion::DTLS1_3));
+        if let Some(v13) = v13 {
+            assert_eq!(v13.cookie, ch.cookie());
+            assert_eq!(v13.key_share_secp256r1, ch.key_share_for(coaps_dtls::internal::codec::NamedGroup::Secp256r1).is_some());
+            assert_eq!((v13.pre_shared_key, v13.early_data), (ch.pre_shared_key().is_some(), ch.has_early_data()));
+        }
+    }
     let (again, offset) = ClientHello13::read_with_binders_offset(data).expect("decoded once, decodes again");
     assert_eq!(again, ch);
     assert_eq!(offset.is_some(), ch.pre_shared_key().is_some());

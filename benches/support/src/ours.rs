@@ -342,6 +342,15 @@ fn connected(ep: &mut Endpoint) -> Option<bool> {
     done
 }
 
+/// The first datagram a DTLS 1.3 client sends in `mode` with `suite` (see [`configs13`]): a
+/// ClientHello without a cookie, which draws a stateless HelloRetryRequest.
+pub fn client_hello13(mode: Mode, suite: CipherSuite) -> Vec<u8> {
+    let (_, client_config) = configs13(mode, suite);
+    let mut client = Endpoint::client(SeededRng::from_seed_u64(1));
+    client.connect(Instant::now(), SERVER, client_config, "localhost", None).expect("connect");
+    client.poll_transmit().expect("ClientHello").payload
+}
+
 /// The first datagram a client sends in `mode`: a ClientHello without a cookie.
 pub fn client_hello(mode: Mode) -> Vec<u8> {
     let (_, client_config) = configs(mode);

@@ -65,13 +65,13 @@ where
     A::Future: Send + 'static,
 {
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
-    let mut builder: HandshakeBuilder = HandshakeLayer::builder(config);
-    if let Some(c) = &cookies {
+    let builder: HandshakeBuilder = HandshakeLayer::builder(config);
+    let handshake = match &cookies {
         // The cookie layer in front proves every peer; the handshake layer runs no second gate
         // and opens the layer's DTLS 1.3 cookies with the shared secrets.
-        builder = builder.behind(c);
-    }
-    let handshake = builder.build();
+        Some(c) => builder.behind(c).build(),
+        None => builder.own_gate().build(),
+    };
     let associations = handshake.associations();
     let service = ServiceBuilder::new().option_layer(cookies).layer(handshake).layer(CoapLayer::new()).service(app);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await

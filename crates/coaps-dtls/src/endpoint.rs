@@ -15,17 +15,15 @@
 //! ```
 
 use crate::codec::Codec;
-use crate::codec::{ContentType, HandshakeType, NamedGroup, ProtocolVersion, Reader};
+use crate::codec::HandshakeType;
 use crate::config::{ClientConfig, ServerConfig};
 use crate::connection::Connection;
-use crate::cookie::{ClientHelloView, CookieKeys, write_hello_verify_request};
-use crate::cookie::{CookieConfig, CookieInfo, HrrState, SharedCookieKeys};
-use crate::crypto::{CryptoProvider, SeededRng};
+use crate::crypto::SeededRng;
 use crate::dtls13::msgs::{ClientHello13, message_hash, transcript_bytes_13};
 use crate::error::{ConfigError, UsageError};
-use crate::handshake::reassembly::HelloReassembly;
-use crate::msgs::{ClientHello, HandshakeHeader};
-use crate::record::RecordHeader;
+use crate::gate::cookie::{ClientHelloView, SharedCookieKeys};
+use crate::gate::{ClientHelloRecord, FirstRecord, Gate, MAX_ANSWER_LEN, Proof, Verdict};
+use crate::msgs::ClientHello;
 use crate::resumption::{FetchedSession, Session};
 use crate::types::Event;
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::gate::cookie13_config;
 pub use crate::types::Transmit;
 
 /// What the layers in front of an endpoint learned about one datagram, handed in with it
@@ -45,8 +44,9 @@ pub struct DatagramMeta {
     /// The round trip a stateless cookie gate in front measured for this peer: from issuing
     /// the cookie to receiving it back in this ClientHello.
     pub cookie_rtt: Option<std::time::Duration>,
+
     /// Sessions a resumption layer fetched for what this ClientHello offers
-    /// ([`offered_sessions`](crate::resumption::offered_sessions)): DTLS 1.2 session IDs and
+    /// ([`offered_sessions`](crate::offered_sessions)): DTLS 1.2 session IDs and
     /// DTLS 1.3 tickets, looked at before the in-process
     /// [`ServerConfig::session_store`]. Only a ClientHello that creates an association uses
     /// them; 0-RTT is accepted only with a ticket [taken](FetchedSession::taken) from the store
@@ -95,154 +95,14 @@ pub struct EndpointStats {
     pub hellos_evicted: u64,
 }
 
-/// What the stateless gate decided about a datagram from a peer with no association.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatelessOutcome {
-    /// Not a ClientHello that can start a handshake: drop it.
-    Drop,
-    /// Answer with the HelloVerifyRequest of this many bytes written to the output buffer.
-    HelloVerifyRequest(usize),
-    /// The cookie verified (or cookies are off): the peer may get an association.
-    Accept,
-}
-
-/// What the DTLS 1.3 half of the stateless gate ([`stateless_check13`]) decided about a
-/// datagram from a peer without an association.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stateless13 {
-    /// Not a ClientHello this server answers in DTLS 1.3 (1.3 off, not offered, no common
-    /// suite, not a single-fragment ClientHello): the DTLS 1.2 gate decides.
-    NotDtls13,
-    /// Answer with this stateless HelloRetryRequest datagram, and nothing else. `rejected`
-    /// tells that the ClientHello carried a cookie that did not verify.
-    HelloRetryRequest {
-        /// The datagram (one plaintext record).
-        datagram: Vec<u8>,
-        /// The ClientHello carried a cookie that did not verify (stale, forged, other address).
-        rejected: bool,
-    },
-    /// The cookie verified: the peer proved its address and may get an association.
-    Verified(CookieInfo),
-    /// No cookie, and none needed: a 0-RTT resumption with a ticket issued to this address
-    /// (RFC 9147 §5.1; [`crate::EarlyDataConfig::skip_cookie_on_resumption`]). The endpoint
-    /// behind the gate checks the same condition again before it creates an association.
-    CookieExempt,
-    /// Do not answer (the HelloRetryRequest would exceed the amplification limit).
-    Drop,
-}
-
-/// The secrets' timing for DTLS 1.3 HelloRetryRequest cookies of a server with `config`.
-///
-/// A DTLS 1.3 client accepts only one HelloRetryRequest (RFC 8446 §4.1.4), so its cookie must
-/// stay valid for the client's whole retransmission budget: the configured timing
-/// ([`ServerConfig::cookie`], or the default) stretched to at least that budget, so the cookie
-/// stays under the current or previous secret for at least as long.
-pub fn cookie13_config(config: &ServerConfig) -> CookieConfig {
-    let budget = config.common.retransmit.handshake_timeout;
-    let c13 = config.cookie.unwrap_or_default();
-    CookieConfig { rotate_every: c13.rotate_every.max(budget), lifetime: c13.lifetime.max(budget) }
-}
-
-/// The DTLS 1.3 stateless gate on its own (the Tower cookie layer calls it): for a datagram
-/// from a peer without an association, decides whether it is a DTLS 1.3 ClientHello (RFC 9147
-/// §5.3 supported_versions, with a suite `server` accepts) and, if so, whether its cookie
-/// verifies under `keys` or it gets a stateless HelloRetryRequest carrying the encrypted hash
-/// of the ClientHello bound to `peer` (RFC 9147 §5.1). The answer is byte for byte what an
-/// [`Endpoint`] sharing `keys` sends. Keeps no state; never a HelloVerifyRequest in 1.3.
-pub fn stateless_check13(
-    server: &ServerConfig,
-    keys: &CookieKeys,
-    now: Instant,
-    peer: SocketAddr,
-    datagram: &[u8],
-) -> Stateless13 {
-    if !server.dtls13 {
-        return Stateless13::NotDtls13;
-    }
-    let Some((rec, _hdr, body)) = first_client_hello(datagram) else { return Stateless13::NotDtls13 };
-    let Ok(ch13) = ClientHello13::read_exact(body) else { return Stateless13::NotDtls13 };
-    if !ch13.offers_version(ProtocolVersion::DTLS1_3) {
-        return Stateless13::NotDtls13;
-    }
-    let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(server, &ch13) else {
-        return Stateless13::NotDtls13;
-    };
-    // The same two exceptions as `Endpoint::accept13`, so gate and endpoint agree.
-    let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible(server, &ch13, now);
-    if ch13.cookie().is_none() && !needs_group && crate::dtls13::engine::cookie_exempt(server, &ch13, body, peer, now) {
-        return Stateless13::CookieExempt;
-    }
-    let provider = &*server.common.provider;
-    let mut rejected = false;
-    if let Some(cookie) = ch13.cookie() {
-        match keys.verify13(provider, now, peer, cookie) {
-            Ok((_, info)) => return Stateless13::Verified(info),
-            Err(_) => rejected = true,
-        }
-    }
-    match hello_retry_datagram(provider, keys, now, peer, rec.sequence_number, body, suite, needs_group, datagram.len())
-    {
-        Some(datagram) => Stateless13::HelloRetryRequest { datagram, rejected },
-        None => Stateless13::Drop,
-    }
-}
-
-/// The stateless HelloRetryRequest for a first ClientHello `body` (RFC 9147 §5.1), or `None`
-/// when it would exceed three times the `received` bytes (the amplification limit before the
-/// address is proven).
-#[allow(clippy::too_many_arguments)]
-fn hello_retry_datagram(
-    provider: &dyn CryptoProvider,
-    keys: &CookieKeys,
-    now: Instant,
-    peer: SocketAddr,
-    record_seq: u64,
-    body: &[u8],
-    suite: crate::codec::CipherSuite,
-    needs_group: bool,
-    received: usize,
-) -> Option<Vec<u8>> {
-    let mut t = Vec::new();
-    transcript_bytes_13(HandshakeType::ClientHello, body, &mut t);
-    let mut h = provider.sha256();
-    h.update(&t);
-    let state = HrrState {
-        client_hello1_hash: h.current(),
-        cipher_suite: suite.into(),
-        group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
-    };
-    let cookie = keys.generate13(provider, now, peer, &state).ok()?;
-    let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie.as_bytes());
-    let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hrr.len());
-    HandshakeHeader {
-        msg_type: HandshakeType::ServerHello,
-        length: hrr.len() as u32,
-        message_seq: 0,
-        fragment_offset: 0,
-        fragment_length: hrr.len() as u32,
-    }
-    .encode(&mut hs);
-    hs.extend_from_slice(&hrr);
-    let mut out = Vec::with_capacity(RecordHeader::LEN + hs.len());
-    // RFC 6347 §4.2.1 / RFC 9147 §5.1: reuse the ClientHello's record number.
-    crate::dtls13::record::encode_plaintext13(ContentType::Handshake, 0, record_seq, &hs, &mut out);
-    // RFC 9147 §5.1: at most three times the bytes received before the address is proven.
-    (out.len() <= 3 * received).then_some(out)
-}
-
 /// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
 pub struct Endpoint {
     server: Option<Arc<ServerConfig>>,
-    cookies: Option<CookieKeys>,
-    /// Secrets for DTLS 1.3 HelloRetryRequest cookies: kept even when the 1.2 cookie exchange
-    /// is off, because an HRR that asks for a key share must stay stateless too. Shared with a
-    /// gate in front ([`Endpoint::server_behind_gate`]).
-    cookies13: Option<SharedCookieKeys>,
-    /// Behind a gate: a DTLS 1.3 ClientHello needs a valid cookie whatever `cookie` says.
-    require_cookie13: bool,
+    /// The stateless cookie gate and the fragmented-ClientHello area (servers only): the same
+    /// [`Gate`] a gate in front runs, sharing its DTLS 1.3 secrets when behind one
+    /// ([`Endpoint::server_behind_gate`]).
+    gate: Option<Gate>,
     connections: HashMap<SocketAddr, Connection>,
-    /// Fragmented ClientHellos being reassembled, before any cookie check (servers only).
-    hellos: Option<HelloReassembly>,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(SocketAddr, Event)>,
@@ -259,119 +119,14 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// A datagram that starts with a whole ClientHello in one record and one fragment. Fragmented
-/// ClientHellos go through the endpoint's bounded reassembly area first (see
-/// [`crate::handshake::reassembly::HelloReassemblyConfig`]).
-fn first_client_hello(datagram: &[u8]) -> Option<(RecordHeader, HandshakeHeader, &[u8])> {
-    let rec = crate::record::split_datagram(datagram).next()?;
-    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
-        return None;
-    }
-    let mut r = Reader::new(rec.fragment);
-    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
-    if hdr.msg_type != HandshakeType::ClientHello || hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length {
-        return None;
-    }
-    Some((rec.header, hdr, body))
-}
-
-/// Whether `datagram` starts with a record holding a fragment (not the whole) of a ClientHello:
-/// what goes to a [`HelloReassembly`] area instead of the stateless cookie gate.
-pub fn starts_with_client_hello_fragment(datagram: &[u8]) -> bool {
-    let Some(rec) = crate::record::split_datagram(datagram).next() else { return false };
-    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
-        return false;
-    }
-    let mut r = Reader::new(rec.fragment);
-    HandshakeHeader::read_fragment(&mut r).is_ok_and(|(hdr, _)| {
-        hdr.msg_type == HandshakeType::ClientHello && (hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length)
-    })
-}
-
-/// What [`reassemble_client_hello`] did with one datagram.
-#[derive(Debug, Default)]
-pub struct HelloFragments {
-    /// The ClientHello this datagram completed, as the one-record, one-fragment datagram it
-    /// would have been unfragmented (RFC 6347 §4.2.3: the same message), for the stateless gate.
-    pub hello: Option<Vec<u8>>,
-    /// ClientHello fragments taken into the area.
-    pub fragments_taken: u64,
-    /// Fragments refused (inconsistent, or beyond the area's limits); nothing was stored.
-    pub fragments_refused: u64,
-    /// Partial hellos evicted meanwhile (to make room, or expired).
-    pub evicted: u64,
-}
-
-/// Takes the epoch-0 ClientHello fragments of `datagram` from `peer` into `area` (RFC 9147
-/// §5.1: a small-MTU client fragments its ClientHello). The [`Endpoint`] uses it in front of its
-/// cookie gate; a stateless gate in front of an endpoint (the Tower cookie layer) uses it the
-/// same way, so both accept the same fragmented hellos within the same bounds.
-pub fn reassemble_client_hello(
-    area: &mut HelloReassembly,
-    now: Instant,
-    peer: SocketAddr,
-    datagram: &[u8],
-) -> HelloFragments {
-    let mut out = HelloFragments::default();
-    let evicted_before = area.evicted();
-    let mut done = None;
-    for rec in crate::record::split_datagram(datagram) {
-        if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
-            continue;
-        }
-        let mut r = Reader::new(rec.fragment);
-        while let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) {
-            match area.insert(now, peer, rec.header.sequence_number, &hdr, frag) {
-                Ok(whole) => {
-                    out.fragments_taken += 1;
-                    if let Some(h) = whole {
-                        done = Some((rec.header.version, h));
-                    }
-                }
-                Err(_) => out.fragments_refused += 1,
-            }
-        }
-    }
-    out.evicted = area.evicted() - evicted_before;
-    let Some((version, hello)) = done else { return out };
-    let mut hs = Vec::with_capacity(HandshakeHeader::LEN + hello.body.len());
-    HandshakeHeader {
-        msg_type: HandshakeType::ClientHello,
-        length: hello.body.len() as u32,
-        message_seq: hello.message_seq,
-        fragment_offset: 0,
-        fragment_length: hello.body.len() as u32,
-    }
-    .encode(&mut hs);
-    hs.extend_from_slice(&hello.body);
-    let mut dgram = Vec::with_capacity(RecordHeader::LEN + hs.len());
-    // The area caps a hello at one record's worth, so the length fits.
-    RecordHeader {
-        content_type: ContentType::Handshake,
-        version,
-        epoch: 0,
-        sequence_number: hello.record_seq,
-        length: hs.len() as u16,
-    }
-    .encode(&mut dgram);
-    dgram.extend_from_slice(&hs);
-    out.hello = Some(dgram);
-    out
-}
-
 impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
-        let cookies = config.cookie.map(|c| CookieKeys::new(c, now, &mut rng));
-        let cookies13 = Some(SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), now, &mut rng)));
-        let hellos = Some(HelloReassembly::new(config.hello_reassembly));
+        let gate = Some(Gate::new(config.clone(), now, &mut rng));
         Self {
             server: Some(config),
-            cookies,
-            cookies13,
-            require_cookie13: false,
+            gate,
             connections: HashMap::new(),
-            hellos,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -396,20 +151,23 @@ impl Endpoint {
         cookies13: SharedCookieKeys,
     ) -> Self {
         let mut e = Self::server(config, rng, now);
-        e.cookies13 = Some(cookies13);
-        e.require_cookie13 = true;
+        if let Some(g) = e.gate.as_mut() {
+            g.behind(cookies13);
+        }
         e
+    }
+
+    /// The endpoint's stateless cookie gate (servers only): its counters, its DTLS 1.3 secrets.
+    pub fn gate(&self) -> Option<&Gate> {
+        self.gate.as_ref()
     }
 
     /// A client-only endpoint.
     pub fn client(rng: SeededRng) -> Self {
         Self {
             server: None,
-            cookies: None,
-            cookies13: None,
-            require_cookie13: false,
+            gate: None,
             connections: HashMap::new(),
-            hellos: None,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -460,42 +218,6 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The stateless gate, usable on its own (the cookie layer calls it): decides on a
-    /// datagram from a peer without an association and, when a HelloVerifyRequest is the
-    /// answer, writes it into `out`. It allocates nothing (RFC 6347 §4.2.1; DESIGN "no state
-    /// before proof").
-    pub fn stateless_check(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        datagram: &[u8],
-        out: &mut [u8],
-    ) -> StatelessOutcome {
-        let Some(server) = &self.server else { return StatelessOutcome::Drop };
-        let Some((rec, _hdr, body)) = first_client_hello(datagram) else {
-            return StatelessOutcome::Drop;
-        };
-        let Ok(view) = ClientHelloView::parse(body) else { return StatelessOutcome::Drop };
-        let Some(keys) = &mut self.cookies else { return StatelessOutcome::Accept };
-        keys.rotate_if_due(now, &mut self.rng);
-        let provider = &*server.common.provider;
-        if !view.cookie.is_empty() {
-            if keys.verify(provider, now, peer, &view.params, view.cookie).is_ok() {
-                return StatelessOutcome::Accept;
-            }
-            self.stats.cookies_rejected += 1;
-        }
-        let cookie = keys.generate(provider, now, peer, &view.params);
-        match write_hello_verify_request(rec.sequence_number, cookie.as_bytes(), out) {
-            // Never answer with more than was received: no amplification (RFC 6347 §4.2.1).
-            Some(n) if n <= datagram.len() => {
-                self.stats.hello_verify_requests += 1;
-                StatelessOutcome::HelloVerifyRequest(n)
-            }
-            _ => StatelessOutcome::Drop,
-        }
-    }
-
     /// Processes one datagram from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
         self.handle_datagram_with(now, peer, datagram, DatagramMeta::default());
@@ -505,7 +227,9 @@ impl Endpoint {
     /// (see [`DatagramMeta`]).
     pub fn handle_datagram_with(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], meta: DatagramMeta) {
         self.stats.datagrams_received += 1;
-        if self.hellos.is_some() && starts_with_client_hello_fragment(datagram) {
+        // The datagram's first record is split and its handshake header read once, here.
+        let first = FirstRecord::parse(datagram);
+        if first == FirstRecord::ClientHelloFragment && self.gate.as_ref().is_some_and(Gate::reassembles) {
             // A retransmission of the ClientHello that created the association is its business
             // (it triggers our flight's retransmission), as an unfragmented one would be.
             if let Some(conn) = self.connections.get_mut(&peer) {
@@ -513,19 +237,18 @@ impl Endpoint {
                 self.collect(peer);
             }
             if let Some(hello) = self.reassemble_hello(now, peer, datagram) {
-                self.handle_hello_or_other(now, peer, &hello, true, meta);
+                self.handle_hello_or_other(now, peer, &hello, FirstRecord::parse(&hello), true, meta);
             }
             return;
         }
-        self.handle_hello_or_other(now, peer, datagram, false, meta);
+        self.handle_hello_or_other(now, peer, datagram, first, false, meta);
     }
 
-    /// Takes the ClientHello fragments of `datagram` into the reassembly area (see
-    /// [`reassemble_client_hello`]). Nothing of it reaches an association or a cookie check
-    /// before it is whole.
+    /// Takes the ClientHello fragments of `datagram` into the gate's reassembly area (see
+    /// [`Gate::reassemble`]). Nothing of it reaches an association or a cookie check before it
+    /// is whole.
     fn reassemble_hello(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
-        let area = self.hellos.as_mut()?;
-        let r = reassemble_client_hello(area, now, peer, datagram);
+        let r = self.gate.as_ref()?.reassemble(now, peer, datagram);
         self.stats.hello_fragments += r.fragments_taken;
         self.stats.hello_fragments_refused += r.fragments_refused;
         self.stats.hellos_evicted += r.evicted;
@@ -542,11 +265,12 @@ impl Endpoint {
         now: Instant,
         peer: SocketAddr,
         datagram: &[u8],
+        first: FirstRecord<'_>,
         reassembled: bool,
         meta: DatagramMeta,
     ) {
         let existing = self.connections.get(&peer);
-        let starts_with_ch = first_client_hello(datagram);
+        let starts_with_ch = first.client_hello().copied();
         let route_to_existing = match (existing, &starts_with_ch) {
             (None, _) => false,
             (Some(_), None) => true,
@@ -561,9 +285,9 @@ impl Endpoint {
             // neither the extensions nor the record, so an altered replay of the cookie-bearing
             // ClientHello still verifies within the cookie lifetime, yet shows no reachability
             // (RFC 6347 §4.2.8); a client really starting over sends a fresh random.
-            (Some(c), Some((_, _, body))) => {
-                c.is_same_client_hello(body)
-                    || ClientHelloView::parse(body).is_ok_and(|v| {
+            (Some(c), Some(hello)) => {
+                c.is_same_client_hello(hello.body)
+                    || ClientHelloView::parse(hello.body).is_ok_and(|v| {
                         v.params.random == c.client_random() && (v.cookie.is_empty() || c.is_established())
                     })
             }
@@ -582,29 +306,26 @@ impl Endpoint {
             self.stats.dropped_unknown_peer += 1;
             return;
         };
-        // DTLS 1.3 for clients that offer it (RFC 9147 §5.3 supported_versions), 1.2 otherwise.
-        if server.dtls13
-            && let Some((rec, hdr, body)) = starts_with_ch
-            && let Ok(ch13) = ClientHello13::read_exact(body)
-            && ch13.offers_version(ProtocolVersion::DTLS1_3)
-            && crate::dtls13::engine::server_choose(&server, &ch13).is_some()
-        {
-            self.accept13(now, peer, server, rec, hdr, body, ch13, datagram, meta);
-            return;
-        }
-        if !server.dtls12 {
-            // A DTLS 1.3-only server: a ClientHello without 1.3 gets no answer and no state.
+        let (Some(hello), Some(gate)) = (starts_with_ch, self.gate.as_ref()) else {
             self.stats.dropped_unknown_peer += 1;
             return;
-        }
-        let mut buf = [0u8; 256];
-        match self.stateless_check(now, peer, datagram, &mut buf) {
-            StatelessOutcome::Drop => self.stats.dropped_unknown_peer += 1,
-            StatelessOutcome::HelloVerifyRequest(n) => {
-                self.transmits.push_back(Transmit { destination: peer, payload: buf[..n].to_vec() })
+        };
+        let mut buf = [0u8; MAX_ANSWER_LEN];
+        match gate.check_hello_with(now, peer, &hello, &meta.sessions, &mut buf, &mut self.rng) {
+            Verdict::HelloVerifyRequest { len, rejected } => {
+                self.stats.cookies_rejected += u64::from(rejected);
+                self.stats.hello_verify_requests += 1;
+                self.transmits.push_back(Transmit { destination: peer, payload: buf[..len].to_vec() });
             }
-            StatelessOutcome::Accept => {
-                let Some((rec, hdr, body)) = starts_with_ch else { return };
+            Verdict::HelloRetryRequest { len, rejected } => {
+                self.stats.cookies_rejected += u64::from(rejected);
+                self.stats.hello_retry_requests += 1;
+                self.transmits.push_back(Transmit { destination: peer, payload: buf[..len].to_vec() });
+            }
+            Verdict::Proven(proof) if proof.is_dtls13() => {
+                self.accept13(now, peer, server, &hello, proof, meta);
+            }
+            Verdict::Proven(proof) => {
                 let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
                 if handshaking >= server.max_handshakes
                     || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
@@ -612,11 +333,13 @@ impl Endpoint {
                     self.stats.dropped_limit += 1;
                     return;
                 }
-                let Ok(ch) = ClientHello::read_exact(body) else {
+                let Ok(ch) = ClientHello::read_exact(hello.body) else {
                     self.stats.dropped_unknown_peer += 1;
                     return;
                 };
-                let cookie_rtt = meta.cookie_rtt.or_else(|| self.own_cookie_age(&server, now, peer, body));
+                let (rec, hdr) = (hello.record, hello.handshake);
+                // A gate in front measured the cookie exchange from its own clock; else ours did.
+                let cookie_rtt = meta.cookie_rtt.or(proof.rtt_sample());
                 let rng = self.rng.fork();
                 let conn = Connection::server12(
                     server,
@@ -633,93 +356,61 @@ impl Endpoint {
                 self.stats.connections_created += 1;
                 self.collect(peer);
             }
+            Verdict::Drop | Verdict::NotClientHello | Verdict::Fragment => self.stats.dropped_unknown_peer += 1,
         }
     }
 
-    /// The DTLS 1.3 cookie gate: a ClientHello without a valid cookie gets a stateless
-    /// HelloRetryRequest carrying the encrypted hash of the ClientHello (RFC 9147 §5.1); one
-    /// with a valid cookie gets an association whose transcript starts with
-    /// `message_hash(ClientHello1) || HelloRetryRequest` (RFC 8446 §4.4.1).
-    #[allow(clippy::too_many_arguments)]
+    /// A DTLS 1.3 ClientHello the gate let through: the association's transcript starts with
+    /// `message_hash(ClientHello1) || HelloRetryRequest` when a cookie proved the address
+    /// (RFC 8446 §4.4.1), and is empty otherwise.
     fn accept13(
         &mut self,
         now: Instant,
         peer: SocketAddr,
         server: Arc<ServerConfig>,
-        rec: RecordHeader,
-        hdr: HandshakeHeader,
-        body: &[u8],
-        ch13: ClientHello13,
-        datagram: &[u8],
+        hello: &ClientHelloRecord<'_>,
+        proof: Proof,
         meta: DatagramMeta,
     ) {
         // Sessions a layer in front fetched for this ClientHello (DESIGN: the engine never awaits).
         let fetched = &meta.sessions[..];
-        let received = datagram.len();
-        let Some((suite, needs_group)) = crate::dtls13::engine::server_choose(&server, &ch13) else { return };
-        // psk_ke needs no key share (RFC 8446 §4.2.9): no HRR just to ask for one.
-        let needs_group = needs_group && !crate::dtls13::engine::psk_ke_possible_with(&server, &ch13, now, fetched);
-        let Some(shared) = &self.cookies13 else { return };
-        let keys = shared.lock(now, &mut self.rng);
-        let provider = server.common.provider.clone();
-        let mut cookie_age = None;
-        let prefix = match ch13.cookie() {
-            Some(cookie) => match keys.verify13(&*provider, now, peer, cookie) {
-                // RFC 9147 §5.11: an existing association goes only once the client shows
-                // reachability. The 1.3 cookie does not bind the random, so a cookie issued
-                // before the association's last activity is an (altered) replay: it proves nothing.
-                Ok((_, info))
-                    if self.connections.get(&peer).is_some_and(|c| {
-                        now.checked_sub(info.age).is_none_or(|issued| issued <= c.last_activity())
-                    }) =>
-                {
-                    self.stats.cookies_rejected += 1;
-                    None
-                }
-                Ok((state, info)) => {
-                    let mut prefix = Vec::new();
-                    message_hash(&state.client_hello1_hash, &mut prefix);
-                    let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie);
-                    transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
-                    cookie_age = Some(info.age);
-                    Some(prefix)
-                }
-                Err(_) => {
-                    self.stats.cookies_rejected += 1;
-                    None
-                }
-            },
-            None if server.cookie.is_none() && !needs_group && !self.require_cookie13 => Some(Vec::new()),
-            // RFC 9147 §5.1: no cookie for a fresh 0-RTT resumption from the ticket's address
-            // with a valid binder (the stateless gate in front passes it as
-            // `Stateless13::CookieExempt`).
-            None if !needs_group
-                && crate::dtls13::engine::cookie_exempt_with(&server, &ch13, body, peer, now, fetched) =>
-            {
-                Some(Vec::new())
-            }
-            None => None,
-        };
-        let Some(prefix) = prefix else {
-            let hrr = hello_retry_datagram(
-                &*provider,
-                &keys,
-                now,
-                peer,
-                rec.sequence_number,
-                body,
-                suite,
-                needs_group,
-                received,
-            );
-            drop(keys);
-            if let Some(out) = hrr {
-                self.stats.hello_retry_requests += 1;
-                self.transmits.push_back(Transmit { destination: peer, payload: out });
-            }
+        // A gate in front measured the cookie exchange from its own clock; else ours did.
+        let cookie_rtt = meta.cookie_rtt.or(proof.rtt_sample());
+        let (rec, hdr, body, datagram) = (hello.record, hello.handshake, hello.body, hello.datagram);
+        // The full decoding waits until the address is proven: the gate's view borrowed.
+        let Ok(ch13) = ClientHello13::read_exact(body) else {
+            self.stats.dropped_unknown_peer += 1;
             return;
         };
-        drop(keys);
+        let prefix = match proof {
+            // RFC 9147 §5.11: an existing association goes only once the client shows
+            // reachability. The 1.3 cookie does not bind the random, so a cookie issued before
+            // the association's last activity is an (altered) replay: it proves nothing.
+            Proof::Cookie13 { info, .. }
+                if self
+                    .connections
+                    .get(&peer)
+                    .is_some_and(|c| now.checked_sub(info.age).is_none_or(|issued| issued <= c.last_activity())) =>
+            {
+                self.stats.cookies_rejected += 1;
+                let mut buf = [0u8; MAX_ANSWER_LEN];
+                let Some(gate) = self.gate.as_ref() else { return };
+                if let Some(n) = gate.hello_retry_request(now, peer, hello, fetched, &mut buf, &mut self.rng) {
+                    self.stats.hello_retry_requests += 1;
+                    self.transmits.push_back(Transmit { destination: peer, payload: buf[..n].to_vec() });
+                }
+                return;
+            }
+            Proof::Cookie13 { state, .. } => {
+                let Some(cookie) = ch13.cookie() else { return };
+                let mut prefix = Vec::new();
+                message_hash(&state.client_hello1_hash, &mut prefix);
+                let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie);
+                transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
+                prefix
+            }
+            Proof::Cookie12(_) | Proof::NotRequired { .. } | Proof::ZeroRttResumption => Vec::new(),
+        };
         let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
         if handshaking >= server.max_handshakes
             || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
@@ -737,8 +428,7 @@ impl Endpoint {
             prefix,
             self.rng.fork(),
             now,
-            // A gate in front measured the same exchange, from its own clock.
-            meta.cookie_rtt.or(cookie_age),
+            cookie_rtt,
             fetched,
         );
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
@@ -748,36 +438,16 @@ impl Endpoint {
         self.collect(peer);
     }
 
-    /// The age of the DTLS 1.2 cookie in `client_hello` that this endpoint's own gate just
-    /// accepted: the round trip of its HelloVerifyRequest (RFC 6347 §4.2.1), for the
-    /// association's retransmission policy. [`Endpoint::stateless_check`] answers only
-    /// accept or not, so the cookie is verified once more here: one HMAC per association
-    /// created, beside a handshake's public-key operations.
-    fn own_cookie_age(
-        &self,
-        server: &ServerConfig,
-        now: Instant,
-        peer: SocketAddr,
-        client_hello: &[u8],
-    ) -> Option<std::time::Duration> {
-        let keys = self.cookies.as_ref()?;
-        let view = ClientHelloView::parse(client_hello).ok()?;
-        let info = keys.verify(&*server.common.provider, now, peer, &view.params, view.cookie).ok()?;
-        Some(info.age)
-    }
-
     /// Partial ClientHellos in the reassembly area and the bytes they hold (never more than
     /// [`HelloReassemblyConfig`](crate::handshake::reassembly::HelloReassemblyConfig) allows).
     pub fn hello_reassembly_usage(&self) -> (usize, usize) {
-        self.hellos.as_ref().map_or((0, 0), |h| (h.len(), h.bytes()))
+        self.gate.as_ref().map_or((0, 0), Gate::hello_reassembly_usage)
     }
 
     /// Drives every association's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(area) = self.hellos.as_mut() {
-            let before = area.evicted();
-            area.expire(now);
-            self.stats.hellos_evicted += area.evicted() - before;
+        if let Some(gate) = self.gate.as_ref() {
+            self.stats.hellos_evicted += gate.expire(now);
         }
         let due: Vec<SocketAddr> = self
             .connections

@@ -5,7 +5,8 @@
 //! `handle_*`, datagrams, timers and events come out through `poll_*`. Randomness is injected
 //! and seedable, so every handshake can be replayed.
 //!
-//! * [`Endpoint`] multiplexes many peers behind one socket, with the stateless cookie gate.
+//! * [`Endpoint`] multiplexes many peers behind one socket, behind its stateless cookie
+//!   [`Gate`] (the same gate the Tower cookie layer runs in front of it).
 //! * [`Connection`] is one association, DTLS 1.2 or 1.3 (or a dual-version client that lets
 //!   the server choose, [`DtlsVersion::Auto`]).
 //! * [`ServerConfig`] / [`ClientConfig`] hold credentials, suites, timers and limits.
@@ -36,12 +37,12 @@ pub mod cert;
 mod codec;
 mod config;
 mod connection;
-mod cookie;
 pub mod crypto;
 mod dtls12;
 mod dtls13;
 mod endpoint;
 mod error;
+pub mod gate;
 mod handshake;
 mod msgs;
 mod record;
@@ -53,13 +54,13 @@ pub use cert::CertificateError;
 pub use codec::{AlertDescription, CipherSuite, InvalidMessage, ProtocolVersion};
 pub use config::early_data::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use config::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, PeerVerifier,
-    Psk, PskStore, ServerConfig, StaticPsks,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, CookieConfig, DtlsVersion, MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN,
+    PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
 };
 pub use connection::Connection;
-pub use cookie::CookieConfig;
-pub use endpoint::{DatagramMeta, Endpoint, EndpointStats, Stateless13, StatelessOutcome};
+pub use endpoint::{DatagramMeta, Endpoint, EndpointStats};
 pub use error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
+pub use gate::{Gate, GateId, GateStats, Proof, Verdict};
 pub use handshake::flight::{
     PolicyContext, RetransmitConfig, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, RttSampleKind,
 };
@@ -84,7 +85,7 @@ pub mod internal {
         pub use crate::codec::*;
     }
     pub mod cookie {
-        pub use crate::cookie::*;
+        pub use crate::gate::cookie::*;
     }
     pub mod endpoint {
         pub use crate::endpoint::*;

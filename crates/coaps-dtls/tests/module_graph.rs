@@ -67,7 +67,9 @@ fn production_source(text: &str) -> String {
                 pending_cfg_test = true;
                 continue;
             }
-            if pending_cfg_test && trimmed.starts_with("mod ") && trimmed.ends_with('{') {
+            let item =
+                trimmed.trim_start_matches("pub(crate) ").trim_start_matches("pub(super) ").trim_start_matches("pub ");
+            if pending_cfg_test && item.starts_with("mod ") && trimmed.ends_with('{') {
                 skip_depth = Some(depth);
             }
             pending_cfg_test = false;

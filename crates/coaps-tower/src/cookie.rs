@@ -26,8 +26,13 @@
 //! [`CookieConfig::rotate_every`]; cookies made with the previous secret stay valid for one
 //! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it,
 //! and the HelloRetryRequest never larger than three times it (RFC 9147 §5.1), so the gate
-//! cannot be used for amplification. A 1.2 answer allocates only the answer; a 1.3 answer
-//! also decodes the ClientHello (a few small vectors, freed before returning).
+//! cannot be used for amplification.
+//!
+//! The decision is [`coaps_dtls::gate::Gate`]'s, the same gate the engine's endpoint runs for its
+//! own cookie exchange: the layer adds only the locks around its secret rotation and the
+//! Tower plumbing. The gate allocates nothing; an answer costs the layer one allocation, the
+//! one-element [`Transmits`] list (the answer's bytes are written into the received
+//! datagram's own buffer, which the layer owns by then).
 //!
 //! # Version awareness and the shared 1.3 secrets
 //!
@@ -45,8 +50,9 @@
 //! [`HandshakeBuilder::behind(&cookie_layer)`](crate::handshake::HandshakeBuilder::behind),
 //! which shares them (one [`SharedCookieKeys`] set: every clone of the layer and the
 //! handshake layer's endpoint see the same current and previous secret; whoever first sees a
-//! rotation due performs it). It also makes the handshake layer refuse unmarked
-//! ClientHellos, so a misordered stack fails closed.
+//! rotation due performs it). Every mark carries the identity of the gate that made it, so a
+//! stack wired any other way fails loudly instead of timing DTLS 1.3 clients out: see
+//! [the handshake layer's wiring checks](crate::handshake#wiring).
 //!
 //! # Example
 //!
@@ -80,24 +86,18 @@
 //! ```
 
 use crate::types::{CookieVerified, Datagram, Transmit, Transmits};
+use coaps_dtls::CookieConfig;
 use coaps_dtls::ServerConfig;
 use coaps_dtls::crypto::rustcrypto::RustCrypto;
 use coaps_dtls::crypto::{CryptoProvider, SeededRng};
-use coaps_dtls::internal::codec::{ContentType, HandshakeType, Reader};
-use coaps_dtls::internal::cookie::{
-    ClientHelloView, CookieConfig, CookieKeys, SharedCookieKeys, write_hello_verify_request,
-};
-use coaps_dtls::internal::endpoint::{
-    Stateless13, cookie13_config, reassemble_client_hello, starts_with_client_hello_fragment, stateless_check13,
-};
-use coaps_dtls::internal::handshake::reassembly::HelloReassembly;
-use coaps_dtls::internal::msgs::HandshakeHeader;
+use coaps_dtls::gate::cookie::SharedCookieKeys;
+use coaps_dtls::gate::{Gate, GateId, GateStats, MAX_ANSWER_LEN, Proof, Verdict};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -131,262 +131,65 @@ pub struct CookieStats {
     pub hello_fragments_refused: u64,
 }
 
-/// What the gate decided about one datagram.
-#[derive(Debug)]
-pub(crate) enum Verdict {
-    /// Not a first ClientHello: not the gate's business.
-    PassThrough,
-    /// A ClientHello whose cookie verified.
-    Verified(CookieVerified),
-    /// The datagram completed a fragmented ClientHello, which verified: pass this
-    /// one-record datagram (the whole ClientHello) on instead of the last fragment.
-    Reassembled(CookieVerified, Vec<u8>),
-    /// Answer with this HelloVerifyRequest or HelloRetryRequest, and nothing else.
-    Answer(Transmit),
-    /// A broken ClientHello: drop it.
-    Drop,
-}
-
-struct Keys {
-    keys: CookieKeys,
-    rng: SeededRng,
-}
-
-/// The shared, stateless (per peer) cookie gate: the current and previous secrets, and
-/// counters. Used by [`CookieLayer`] and, when no cookie layer is in front, by the handshake
-/// layer itself.
-pub(crate) struct CookieGate {
-    keys: Mutex<Keys>,
-    /// DTLS 1.3 cookie secrets, shared with the endpoint behind the gate.
-    keys13: SharedCookieKeys,
-    /// The server's configuration: `Some` makes the gate version-aware.
-    server: Option<Arc<ServerConfig>>,
-    /// Fragmented ClientHellos being reassembled (RFC 9147 §5.1), bounded by the server's
-    /// [`ServerConfig::hello_reassembly`]; `None` without a server configuration.
-    hellos: Option<Mutex<HelloReassembly>>,
-    /// Recently passed 0-RTT ClientHellos (peer, random), oldest first; see
-    /// [`CookieGate::recent_zero_rtt`].
-    recent_exempt: Mutex<std::collections::VecDeque<(Instant, SocketAddr, [u8; 32])>>,
-    provider: Arc<dyn CryptoProvider>,
-    hello_verify_requests: AtomicU64,
-    hello_retry_requests: AtomicU64,
-    cookies_verified: AtomicU64,
-    cookie_exempt: AtomicU64,
-    cookies_rejected: AtomicU64,
-    dropped: AtomicU64,
-    hellos_reassembled: AtomicU64,
-    hello_fragments_refused: AtomicU64,
-}
-
-impl fmt::Debug for CookieGate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CookieGate").field("stats", &self.stats()).finish_non_exhaustive()
-    }
-}
-
-impl CookieGate {
-    /// A gate with `config` timing for 1.2; version-aware when `server` is given (1.3 cookie
-    /// timing from [`cookie13_config`]).
-    pub(crate) fn new(
-        config: CookieConfig,
-        server: Option<Arc<ServerConfig>>,
-        provider: Arc<dyn CryptoProvider>,
-        mut rng: SeededRng,
-    ) -> Self {
-        let now = Instant::now();
-        let keys = CookieKeys::new(config, now, &mut rng);
-        let c13 = match &server {
-            Some(s) => cookie13_config(s),
-            None => cookie13_config(&ServerConfig { cookie: Some(config), ..ServerConfig::default() }),
-        };
-        let keys13 = SharedCookieKeys::new(CookieKeys::new(c13, now, &mut rng));
-        let hellos = server.as_ref().map(|s| Mutex::new(HelloReassembly::new(s.hello_reassembly)));
+impl From<GateStats> for CookieStats {
+    fn from(s: GateStats) -> Self {
         Self {
-            keys: Mutex::new(Keys { keys, rng }),
-            keys13,
-            hellos,
-            recent_exempt: Mutex::new(std::collections::VecDeque::new()),
-            server,
-            provider,
-            hello_verify_requests: AtomicU64::new(0),
-            hello_retry_requests: AtomicU64::new(0),
-            cookies_verified: AtomicU64::new(0),
-            cookie_exempt: AtomicU64::new(0),
-            cookies_rejected: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            hellos_reassembled: AtomicU64::new(0),
-            hello_fragments_refused: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn stats(&self) -> CookieStats {
-        CookieStats {
-            hello_verify_requests: self.hello_verify_requests.load(Ordering::Relaxed),
-            hello_retry_requests: self.hello_retry_requests.load(Ordering::Relaxed),
-            cookies_verified: self.cookies_verified.load(Ordering::Relaxed),
-            cookie_exempt: self.cookie_exempt.load(Ordering::Relaxed),
-            cookies_rejected: self.cookies_rejected.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            hellos_reassembled: self.hellos_reassembled.load(Ordering::Relaxed),
-            hello_fragments_refused: self.hello_fragments_refused.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Most 0-RTT ClientHellos remembered by [`CookieGate::remember_zero_rtt`].
-    const MAX_RECENT_ZERO_RTT: usize = 1024;
-
-    /// Remembers the (peer, random) of a 0-RTT ClientHello passed without a cookie, for the
-    /// server's ticket-age freshness window (RFC 8446 §8.3). Only hellos whose binder verified
-    /// get here, so a spoofer cannot fill it; it is bounded all the same (oldest dropped).
-    fn remember_zero_rtt(&self, server: &ServerConfig, now: Instant, peer: SocketAddr, body: &[u8]) {
-        let Some(random) = body.get(2..34).and_then(|r| <[u8; 32]>::try_from(r).ok()) else { return };
-        let window = server.early_data.as_ref().map_or(std::time::Duration::ZERO, |e| e.freshness_window);
-        let mut recent = self.recent_exempt.lock().unwrap_or_else(|e| e.into_inner());
-        while recent.front().is_some_and(|(t, _, _)| now.saturating_duration_since(*t) > window)
-            || recent.len() >= Self::MAX_RECENT_ZERO_RTT
-        {
-            recent.pop_front();
-        }
-        recent.push_back((now, peer, random));
-    }
-
-    /// Whether the cookie-less ClientHello `body` from `peer` repeats one that
-    /// [`CookieGate::remember_zero_rtt`] recorded within the freshness window (a network
-    /// duplicate or a retransmission whose answer was lost). The endpoint behind the gate
-    /// routes such a copy to the association the first one created (same random), and
-    /// without one it sends its own HelloRetryRequest: nothing new is created from it.
-    fn recent_zero_rtt(&self, server: &ServerConfig, now: Instant, peer: SocketAddr, body: &[u8]) -> bool {
-        let Some(random) = body.get(2..34) else { return false };
-        let Some(window) = server.early_data.as_ref().map(|e| e.freshness_window) else { return false };
-        let recent = self.recent_exempt.lock().unwrap_or_else(|e| e.into_inner());
-        recent.iter().any(|(t, p, r)| *p == peer && &r[..] == random && now.saturating_duration_since(*t) <= window)
-    }
-
-    /// The DTLS 1.3 cookie secrets, to share with the endpoint behind the gate.
-    pub(crate) fn keys13(&self) -> &SharedCookieKeys {
-        &self.keys13
-    }
-
-    /// Decides on one datagram, allocating only the answer for 1.2 (RFC 6347 §4.2.1,
-    /// RFC 9147 §5.1).
-    pub(crate) fn check(&self, now: Instant, peer: SocketAddr, datagram: &[u8]) -> Verdict {
-        if let Some(hellos) = &self.hellos
-            && starts_with_client_hello_fragment(datagram)
-        {
-            // RFC 9147 §5.1: a small-MTU client fragments its ClientHello (the second one
-            // carries the cookie). The bounded area holds the pieces; the whole hello then
-            // meets the same gate. Fragments also pass on unmarked, for the association that
-            // the same ClientHello may already have (its retransmission).
-            let r = reassemble_client_hello(&mut hellos.lock().unwrap_or_else(|e| e.into_inner()), now, peer, datagram);
-            self.hello_fragments_refused.fetch_add(r.fragments_refused, Ordering::Relaxed);
-            let Some(hello) = r.hello else { return Verdict::PassThrough };
-            self.hellos_reassembled.fetch_add(1, Ordering::Relaxed);
-            return match self.check(now, peer, &hello) {
-                Verdict::Verified(v) => Verdict::Reassembled(v, hello),
-                other => other,
-            };
-        }
-        let Some((record_seq, body)) = first_client_hello(datagram) else { return Verdict::PassThrough };
-        if let Some(server) = &self.server {
-            if server.dtls13 {
-                if self.recent_zero_rtt(server, now, peer, body) {
-                    // A copy of a 0-RTT ClientHello this gate just passed (its ticket is
-                    // spent now, so it is no longer exempt): it goes to the association it
-                    // created, as the engine's endpoint routes it, instead of getting a
-                    // HelloRetryRequest the waiting client would take and restart on.
-                    self.cookie_exempt.fetch_add(1, Ordering::Relaxed);
-                    return Verdict::Verified(CookieVerified { rtt_sample: None });
-                }
-                let decision = {
-                    let mut k = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                    let keys13 = self.keys13.lock(now, &mut k.rng);
-                    stateless_check13(server, &keys13, now, peer, datagram)
-                };
-                match decision {
-                    Stateless13::NotDtls13 => {}
-                    Stateless13::Verified(info) => {
-                        self.cookies_verified.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Verified(CookieVerified { rtt_sample: Some(info.age) });
-                    }
-                    Stateless13::CookieExempt => {
-                        self.cookie_exempt.fetch_add(1, Ordering::Relaxed);
-                        self.remember_zero_rtt(server, now, peer, body);
-                        return Verdict::Verified(CookieVerified { rtt_sample: None });
-                    }
-                    Stateless13::HelloRetryRequest { datagram, rejected } => {
-                        if rejected {
-                            tracing::debug!(%peer, "DTLS 1.3 ClientHello cookie rejected");
-                            self.cookies_rejected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.hello_retry_requests.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Answer(Transmit { destination: peer, payload: datagram });
-                    }
-                    Stateless13::Drop => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Drop;
-                    }
-                }
-            }
-            if !server.dtls12 {
-                // A DTLS 1.3-only server: a ClientHello without (usable) 1.3 gets no answer.
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Verdict::Drop;
-            }
-        }
-        let Ok(view) = ClientHelloView::parse(body) else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return Verdict::Drop;
-        };
-        let mut buf = [0u8; 64];
-        let written = {
-            // A poisoned lock only means another thread panicked mid-HMAC: the keys are intact.
-            let mut k = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let Keys { keys, rng } = &mut *k;
-            keys.rotate_if_due(now, rng);
-            if !view.cookie.is_empty() {
-                match keys.verify(&*self.provider, now, peer, &view.params, view.cookie) {
-                    Ok(info) => {
-                        self.cookies_verified.fetch_add(1, Ordering::Relaxed);
-                        return Verdict::Verified(CookieVerified { rtt_sample: Some(info.age) });
-                    }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "ClientHello cookie rejected");
-                        self.cookies_rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            let cookie = keys.generate(&*self.provider, now, peer, &view.params);
-            write_hello_verify_request(record_seq, cookie.as_bytes(), &mut buf)
-        };
-        match written {
-            // Never answer with more than was received: no amplification (RFC 6347 §4.2.1).
-            Some(n) if n <= datagram.len() => {
-                self.hello_verify_requests.fetch_add(1, Ordering::Relaxed);
-                Verdict::Answer(Transmit { destination: peer, payload: buf[..n].to_vec() })
-            }
-            _ => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                Verdict::Drop
-            }
+            hello_verify_requests: s.hello_verify_requests,
+            hello_retry_requests: s.hello_retry_requests,
+            cookies_verified: s.cookies_verified,
+            cookie_exempt: s.cookie_exempt,
+            cookies_rejected: s.cookies_rejected,
+            dropped: s.dropped,
+            hellos_reassembled: s.hellos_reassembled,
+            hello_fragments_refused: s.hello_fragments_refused,
         }
     }
 }
 
-/// The record sequence number and body of the ClientHello that starts `datagram`, if the
-/// datagram starts with an unfragmented epoch-0 ClientHello: the only kind a server can check
-/// without keeping state (it cannot reassemble before the cookie round trip; the engine's
-/// endpoint applies the same rule).
-pub(crate) fn first_client_hello(datagram: &[u8]) -> Option<(u64, &[u8])> {
-    let rec = coaps_dtls::internal::record::split_datagram(datagram).next()?;
-    if rec.header.content_type != ContentType::Handshake || rec.header.epoch != 0 {
-        return None;
+/// The gate a [`CookieLayer`] and all its clones share, with the randomness for its secret
+/// rotation and whether the layer wraps a service yet.
+pub(crate) struct SharedGate {
+    gate: Gate,
+    rng: Mutex<SeededRng>,
+    /// Set once [`Layer::layer`] has run: a handshake layer `.behind()` this layer checks it
+    /// on first use, so a cookie layer left out of the stack fails loudly.
+    layered: AtomicBool,
+}
+
+impl fmt::Debug for SharedGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedGate").field("gate", &self.gate).finish_non_exhaustive()
     }
-    let mut r = Reader::new(rec.fragment);
-    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
-    if hdr.msg_type != HandshakeType::ClientHello || hdr.fragment_offset != 0 || hdr.fragment_length != hdr.length {
-        return None;
+}
+
+impl SharedGate {
+    fn new(gate: impl FnOnce(Instant, &mut SeededRng) -> Gate, mut rng: SeededRng) -> Self {
+        let gate = gate(Instant::now(), &mut rng);
+        Self { gate, rng: Mutex::new(rng), layered: AtomicBool::new(false) }
     }
-    Some((rec.header.sequence_number, body))
+
+    pub(crate) fn id(&self) -> GateId {
+        self.gate.id()
+    }
+
+    pub(crate) fn gate_keys13(&self) -> SharedCookieKeys {
+        self.gate.keys13().clone()
+    }
+
+    pub(crate) fn is_layered(&self) -> bool {
+        self.layered.load(Ordering::Acquire)
+    }
+
+    fn check(&self, now: Instant, peer: SocketAddr, datagram: &[u8], out: &mut [u8]) -> Verdict {
+        // A poisoned lock only means another thread panicked mid-draw: the RNG is intact.
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        self.gate.check(now, peer, datagram, out, &mut *rng)
+    }
+}
+
+/// The mark of a ClientHello the gate proved.
+fn mark(gate: &SharedGate, proof: Proof) -> CookieVerified {
+    CookieVerified { rtt_sample: proof.rtt_sample(), gate: gate.id() }
 }
 
 /// Layer that applies the stateless cookie gate; see the [module docs](self).
@@ -395,7 +198,7 @@ pub(crate) fn first_client_hello(datagram: &[u8]) -> Option<(u64, &[u8])> {
 /// [`stats`](Self::stats) of the services the layer built.
 #[derive(Clone, Debug)]
 pub struct CookieLayer {
-    gate: Arc<CookieGate>,
+    gate: Arc<SharedGate>,
 }
 
 impl CookieLayer {
@@ -410,7 +213,8 @@ impl CookieLayer {
     /// [`CookieLayer::new`] with a chosen crypto provider and RNG (seed it for reproducible
     /// tests).
     pub fn with_provider(config: CookieConfig, provider: Arc<dyn CryptoProvider>, rng: SeededRng) -> Self {
-        Self { gate: Arc::new(CookieGate::new(config, None, provider, rng)) }
+        let gate = SharedGate::new(|now, rng| Gate::dtls12_in_front(config, provider, now, rng), rng);
+        Self { gate: Arc::new(gate) }
     }
 
     /// The version-aware gate of a server with `config` (see the [module docs](self)): DTLS
@@ -424,20 +228,28 @@ impl CookieLayer {
 
     /// [`CookieLayer::for_server`] with a chosen RNG (seed it for reproducible tests).
     pub fn for_server_with_rng(config: &Arc<ServerConfig>, rng: SeededRng) -> Self {
-        let timing = config.cookie.unwrap_or_default();
-        let provider = config.common.provider.clone();
-        Self { gate: Arc::new(CookieGate::new(timing, Some(config.clone()), provider, rng)) }
+        Self { gate: Arc::new(SharedGate::new(|now, rng| Gate::in_front(config, now, rng), rng)) }
     }
 
     /// The DTLS 1.3 cookie secrets of this gate (shared by every clone), for an endpoint
     /// behind it ([`coaps_dtls::Endpoint::server_behind_gate`]).
     pub fn shared_keys13(&self) -> SharedCookieKeys {
-        self.gate.keys13().clone()
+        self.gate.gate.keys13().clone()
+    }
+
+    /// The identity of this layer's gate, which every mark it puts on a datagram carries
+    /// ([`CookieVerified::gate`]).
+    pub fn gate_id(&self) -> GateId {
+        self.gate.id()
     }
 
     /// The counters so far.
     pub fn stats(&self) -> CookieStats {
-        self.gate.stats()
+        self.gate.gate.stats().into()
+    }
+
+    pub(crate) fn shared_gate(&self) -> Arc<SharedGate> {
+        self.gate.clone()
     }
 }
 
@@ -445,6 +257,7 @@ impl<S> Layer<S> for CookieLayer {
     type Service = Cookie<S>;
 
     fn layer(&self, inner: S) -> Cookie<S> {
+        self.gate.layered.store(true, Ordering::Release);
         Cookie { inner, gate: self.gate.clone() }
     }
 }
@@ -453,7 +266,7 @@ impl<S> Layer<S> for CookieLayer {
 #[derive(Clone, Debug)]
 pub struct Cookie<S> {
     inner: S,
-    gate: Arc<CookieGate>,
+    gate: Arc<SharedGate>,
 }
 
 impl<S> Cookie<S> {
@@ -464,7 +277,7 @@ impl<S> Cookie<S> {
 
     /// The counters so far (shared with the layer and every clone).
     pub fn stats(&self) -> CookieStats {
-        self.gate.stats()
+        self.gate.gate.stats().into()
     }
 
     /// The inner service.
@@ -496,18 +309,43 @@ where
     }
 
     fn call(&mut self, mut d: Datagram) -> Self::Future {
-        match self.gate.check(d.received_at, d.peer, &d.payload) {
-            Verdict::PassThrough => ResponseFuture::inner(self.inner.call(d)),
-            Verdict::Verified(v) => {
-                d.cookie = Some(v);
+        let (now, peer) = (d.received_at, d.peer);
+        let mut out = [0u8; MAX_ANSWER_LEN];
+        let verdict = match self.gate.check(now, peer, &d.payload, &mut out) {
+            Verdict::Fragment if self.gate.gate.reassembles() => {
+                // RFC 9147 §5.1: a small-MTU client fragments its ClientHello (the second one
+                // carries the cookie). The bounded area holds the pieces; the whole hello then
+                // meets the same gate. Fragments also pass on unmarked, for the association
+                // that the same ClientHello may already have (its retransmission).
+                let Some(hello) = self.gate.gate.reassemble(now, peer, &d.payload).hello else {
+                    return ResponseFuture::inner(self.inner.call(d));
+                };
+                let verdict = self.gate.check(now, peer, &hello, &mut out);
+                if let Verdict::Proven(_) = verdict {
+                    d.payload = hello;
+                }
+                verdict
+            }
+            verdict => verdict,
+        };
+        match verdict {
+            Verdict::NotClientHello | Verdict::Fragment => ResponseFuture::inner(self.inner.call(d)),
+            Verdict::Proven(proof) => {
+                d.cookie = Some(mark(&self.gate, proof));
                 ResponseFuture::inner(self.inner.call(d))
             }
-            Verdict::Reassembled(v, hello) => {
-                d.cookie = Some(v);
-                d.payload = hello;
-                ResponseFuture::inner(self.inner.call(d))
+            Verdict::HelloVerifyRequest { len, rejected } | Verdict::HelloRetryRequest { len, rejected } => {
+                if rejected {
+                    tracing::debug!(%peer, "ClientHello cookie rejected");
+                }
+                // The received datagram's buffer is ours now and (except for some
+                // HelloRetryRequests, up to three times larger) already large enough: the
+                // answer goes out in it, without a fresh allocation.
+                let mut payload = std::mem::take(&mut d.payload);
+                payload.clear();
+                payload.extend_from_slice(&out[..len]);
+                ResponseFuture::answer(vec![Transmit { destination: peer, payload }])
             }
-            Verdict::Answer(t) => ResponseFuture::answer(vec![t]),
             Verdict::Drop => ResponseFuture::answer(Vec::new()),
         }
     }
@@ -604,14 +442,13 @@ pub fn example_client_hello_with(random: &[u8; 32], cookie: &[u8]) -> Vec<u8> {
 /// Extracts the cookie of a HelloVerifyRequest datagram (tests).
 #[doc(hidden)]
 pub fn hello_verify_request_cookie(datagram: &[u8]) -> Option<&[u8]> {
-    let rec = coaps_dtls::internal::record::split_datagram(datagram).next()?;
-    let mut r = Reader::new(rec.fragment);
-    let (hdr, body) = HandshakeHeader::read_fragment(&mut r).ok()?;
-    if hdr.msg_type != HandshakeType::HelloVerifyRequest {
+    // Record header (13) and handshake header (12): type hello_verify_request (3), then
+    // server_version (2) and the cookie behind its length byte.
+    if datagram.get(13) != Some(&3) {
         return None;
     }
-    let len = usize::from(*body.get(2)?);
-    body.get(3..3 + len)
+    let len = usize::from(*datagram.get(13 + 12 + 2)?);
+    datagram.get(13 + 12 + 3..13 + 12 + 3 + len)
 }
 
 #[cfg(test)]

@@ -19,25 +19,48 @@
 //!
 //! # Cookies
 //!
-//! The endpoint never runs its own cookie exchange. A ClientHello that starts a handshake
-//! must carry proof that the peer owns its address before any state is created (RFC 6347
-//! §4.2.1, DESIGN "no state before proof"):
+//! A ClientHello that starts a handshake must carry proof that the peer owns its address
+//! before any state is created (RFC 6347 §4.2.1, DESIGN "no state before proof"). There is one
+//! stateless gate, [`coaps_dtls::gate::Gate`], and the builder makes you say where it runs:
 //!
-//! * a datagram marked by a [`CookieLayer`](crate::cookie::CookieLayer) in front
-//!   ([`Datagram::cookie`] is `Some`) is proof;
-//! * otherwise, by default, the layer runs the same version-aware stateless gate itself (with
-//!   the [`ServerConfig::cookie`] timing), answering HelloVerifyRequests (DTLS 1.2) and
-//!   stateless HelloRetryRequests (DTLS 1.3) alone;
-//! * with [`HandshakeBuilder::behind`] (or [`HandshakeBuilder::behind_cookie_layer`]), there is
-//!   no internal gate and an unmarked ClientHello is dropped and counted
-//!   ([`HandshakeStats::unverified_client_hellos`]): use it when a cookie layer is in front, so
-//!   a misordered stack fails closed instead of open. `behind(&cookie_layer)` also shares the
-//!   layer's DTLS 1.3 cookie secrets (one [`SharedCookieKeys`] set, rotation included): the
-//!   endpoint rebuilds a DTLS 1.3 transcript from the cookie of the second ClientHello
-//!   (RFC 8446 §4.4.1), so without them a DTLS 1.3 client is refused.
-//! * With any gate, the endpoint never gives a DTLS 1.3 ClientHello without a valid cookie an
-//!   association ([`Endpoint::server_behind_gate`]), whatever mark the datagram carries.
-//! * `ServerConfig::cookie = None` (and not behind a cookie layer) switches cookies off.
+//! * [`HandshakeBuilder::behind(&cookie_layer)`](HandshakeBuilder::behind): a
+//!   [`CookieLayer`](crate::cookie::CookieLayer) in front runs it and marks the ClientHellos it
+//!   proved ([`Datagram::cookie`]); the handshake layer shares the layer's DTLS 1.3 cookie
+//!   secrets (one [`SharedCookieKeys`] set, rotation included), because the endpoint rebuilds a
+//!   DTLS 1.3 transcript from the cookie of the second ClientHello (RFC 8446 §4.4.1). The
+//!   recommended stack.
+//! * [`HandshakeBuilder::own_gate`] (and [`HandshakeLayer::new`]): no cookie layer; the
+//!   endpoint runs the gate itself with the [`ServerConfig::cookie`] timing, answering
+//!   HelloVerifyRequests (DTLS 1.2) and stateless HelloRetryRequests (DTLS 1.3).
+//!   `ServerConfig::cookie = None` switches the exchange off (DTLS 1.3 still gets a stateless
+//!   HelloRetryRequest when it must ask for a key share).
+//! * Either way, the endpoint never gives a DTLS 1.3 ClientHello without a valid cookie an
+//!   association when a gate is in front ([`Endpoint::server_behind_gate`]), whatever mark
+//!   the datagram carries.
+//!
+//! # Wiring
+//!
+//! A stack wired wrong fails to compile or fails loudly, never by timing DTLS 1.3 clients out
+//! (a DTLS 1.3 client takes one HelloRetryRequest only, so a second gate with other secrets
+//! answering its cookie with a fresh one leaves it waiting):
+//!
+//! * `build()` exists only once the gate is chosen, so forgetting the choice does not compile:
+//!
+//! ```compile_fail,E0599
+//! # use std::sync::Arc;
+//! let server = Arc::new(coaps_dtls::ServerConfig::default());
+//! let layer = coaps_tower::HandshakeLayer::builder(server).build(); // neither .behind() nor .own_gate()
+//! ```
+//!
+//! * every mark carries the identity of the gate that made it ([`CookieVerified::gate`]). A
+//!   marked datagram reaching a layer built with [`HandshakeBuilder::own_gate`] (a cookie layer
+//!   in front after all), or marked by another cookie layer than the one given to
+//!   [`HandshakeBuilder::behind`], makes the service fail with a [`WiringError`] (and a
+//!   `tracing::error!`) that says how to fix the stack;
+//! * a layer built `.behind(&cookie_layer)` fails the same way on first use when that cookie
+//!   layer wraps no service, and on any ClientHello it did not mark (it is not in front). Such
+//!   ClientHellos create no state and are counted in
+//!   [`HandshakeStats::unverified_client_hellos`].
 //!
 //! # Early data (DTLS 1.3 0-RTT)
 //!
@@ -152,11 +175,11 @@
 //! # }
 //! ```
 
-use crate::cookie::{CookieGate, CookieStats, Verdict, first_client_hello};
-use crate::types::{BoxError, Datagram, Secured, Transmit, Transmits};
+use crate::cookie::{CookieStats, SharedGate};
+use crate::types::{BoxError, CookieVerified, Datagram, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
-use coaps_dtls::internal::endpoint::cookie13_config;
+use coaps_dtls::gate::FirstRecord;
+use coaps_dtls::gate::cookie::SharedCookieKeys;
 use coaps_dtls::{DatagramMeta, Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, Session, UsageError};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
@@ -182,10 +205,11 @@ pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
 pub struct HandshakeStats {
     /// The endpoint's counters (datagrams, associations created, limits hit, …).
     pub endpoint: EndpointStats,
-    /// The internal cookie gate's counters, when the layer runs one.
+    /// The endpoint's own cookie gate's counters, when the layer runs it
+    /// ([`HandshakeBuilder::own_gate`]).
     pub cookie: Option<CookieStats>,
-    /// ClientHellos dropped because they carried no cookie-layer mark
-    /// ([`HandshakeBuilder::behind_cookie_layer`]).
+    /// ClientHellos refused because they carried no mark of the cookie layer given to
+    /// [`HandshakeBuilder::behind`] (see [the wiring checks](self#wiring)).
     pub unverified_client_hellos: u64,
     /// Application-data records handed to the inner service.
     pub records_to_inner: u64,
@@ -209,44 +233,93 @@ impl fmt::Debug for SessionSink {
 }
 
 /// Builds a [`HandshakeLayer`]; see the [module docs](self).
+///
+/// `G` records where the stateless cookie gate runs: [`wiring::Unwired`] until
+/// [`HandshakeBuilder::behind`] or [`HandshakeBuilder::own_gate`] chooses, and only then is
+/// there a `build()` (see [the wiring checks](self#wiring)).
 #[derive(Debug)]
-pub struct HandshakeBuilder {
+pub struct HandshakeBuilder<G = wiring::Unwired> {
     config: ServerConfig,
     idle_timeout: Duration,
-    behind_cookie_layer: bool,
-    cookies13: Option<SharedCookieKeys>,
+    gate: G,
     outbox_capacity: usize,
     rng: Option<SeededRng>,
     on_session: Option<SessionSink>,
 }
 
-impl HandshakeBuilder {
-    /// Requires every ClientHello that starts a handshake to carry the mark of a
-    /// [`CookieLayer`](crate::cookie::CookieLayer) in front; the layer runs no cookie gate of
-    /// its own, and unmarked ClientHellos are dropped without creating any state.
+/// The states of a [`HandshakeBuilder`]: where the stateless cookie gate runs.
+pub mod wiring {
+    use crate::cookie::SharedGate;
+    use std::sync::Arc;
+
+    /// Not chosen yet: no `build()`.
+    #[derive(Debug)]
+    pub struct Unwired;
+
+    /// The endpoint runs the gate itself ([`HandshakeBuilder::own_gate`](super::HandshakeBuilder::own_gate)).
+    #[derive(Debug)]
+    pub struct OwnGate;
+
+    /// A cookie layer in front runs it ([`HandshakeBuilder::behind`](super::HandshakeBuilder::behind)).
+    #[derive(Debug)]
+    pub struct Behind(pub(crate) Arc<SharedGate>);
+}
+
+impl HandshakeBuilder<wiring::Unwired> {
+    /// A [`CookieLayer`](crate::cookie::CookieLayer) in front runs the stateless gate: every
+    /// ClientHello that starts a handshake must carry its mark, and the layer shares the cookie
+    /// layer's DTLS 1.3 secrets: a DTLS 1.3 client's second ClientHello, marked by the layer,
+    /// carries a cookie sealed with them, from which the endpoint rebuilds the handshake
+    /// transcript (RFC 8446 §4.4.1). Build the cookie layer with
+    /// [`CookieLayer::for_server`](crate::cookie::CookieLayer::for_server) on the same
+    /// configuration so it answers DTLS 1.3 with a HelloRetryRequest, and put it in front:
+    /// `ServiceBuilder::new().layer(cookie_layer).layer(handshake_layer)`.
     ///
-    /// This form does not share the cookie layer's DTLS 1.3 secrets, so a DTLS 1.3 client that
-    /// passed the gate is refused here (its cookie does not open): use
-    /// [`HandshakeBuilder::behind`] unless the stack is DTLS 1.2 only.
-    pub fn behind_cookie_layer(mut self) -> Self {
-        self.behind_cookie_layer = true;
-        self
+    /// Marks of another gate, a cookie layer that wraps no service, or an unmarked ClientHello
+    /// make the service fail loudly (see [the wiring checks](self#wiring)). Whatever is in
+    /// front, the endpoint never gives a DTLS 1.3 ClientHello without a valid cookie an
+    /// association (RFC 9147 §5.1: no state before proof).
+    pub fn behind(self, cookies: &crate::cookie::CookieLayer) -> HandshakeBuilder<wiring::Behind> {
+        self.wire(wiring::Behind(cookies.shared_gate()))
     }
 
-    /// [`HandshakeBuilder::behind_cookie_layer`], sharing `cookies`' DTLS 1.3 secrets: a
-    /// DTLS 1.3 client's second ClientHello, marked by the layer, carries a cookie sealed with
-    /// them, from which the endpoint rebuilds the handshake transcript (RFC 8446 §4.4.1). Build
-    /// the layer with [`CookieLayer::for_server`](crate::cookie::CookieLayer::for_server) on
-    /// the same configuration so it answers DTLS 1.3 with a HelloRetryRequest.
-    ///
-    /// Whatever is in front, the endpoint never gives a DTLS 1.3 ClientHello without a valid
-    /// cookie an association (RFC 9147 §5.1: no state before proof).
-    pub fn behind(mut self, cookies: &crate::cookie::CookieLayer) -> Self {
-        self.behind_cookie_layer = true;
-        self.cookies13 = Some(cookies.shared_keys13());
-        self
+    /// No cookie layer in front: the endpoint runs the stateless gate itself, with the
+    /// [`ServerConfig::cookie`] timing (`None` switches the exchange off). A datagram marked by
+    /// a cookie layer makes the service fail loudly: use [`HandshakeBuilder::behind`] when a
+    /// cookie layer is in front.
+    pub fn own_gate(self) -> HandshakeBuilder<wiring::OwnGate> {
+        self.wire(wiring::OwnGate)
     }
 
+    fn wire<G>(self, gate: G) -> HandshakeBuilder<G> {
+        HandshakeBuilder {
+            config: self.config,
+            idle_timeout: self.idle_timeout,
+            gate,
+            outbox_capacity: self.outbox_capacity,
+            rng: self.rng,
+            on_session: self.on_session,
+        }
+    }
+}
+
+impl HandshakeBuilder<wiring::Behind> {
+    /// The layer, with an empty association table, behind the cookie layer.
+    pub fn build(self) -> HandshakeLayer {
+        let front = self.gate.0.clone();
+        let keys13 = front.gate_keys13();
+        self.build_with(Wiring::Behind(front), Some(keys13))
+    }
+}
+
+impl HandshakeBuilder<wiring::OwnGate> {
+    /// The layer, with an empty association table and its own gate.
+    pub fn build(self) -> HandshakeLayer {
+        self.build_with(Wiring::OwnGate, None)
+    }
+}
+
+impl<G> HandshakeBuilder<G> {
     /// Associations without any datagram for this long are forgotten (no close_notify: the
     /// peer is presumed gone). Default [`DEFAULT_IDLE_TIMEOUT`].
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
@@ -297,33 +370,18 @@ impl HandshakeBuilder {
         self
     }
 
-    /// The layer, with an empty association table.
-    pub fn build(self) -> HandshakeLayer {
-        let mut rng = self.rng.unwrap_or_else(SeededRng::from_os);
+    fn build_with(self, wiring: Wiring, front_keys13: Option<SharedCookieKeys>) -> HandshakeLayer {
+        let rng = self.rng.unwrap_or_else(SeededRng::from_os);
         let mut config = self.config;
-        let gate = match (self.behind_cookie_layer, config.cookie) {
-            (false, Some(c)) => {
-                let server = Arc::new(config.clone());
-                Some(CookieGate::new(c, Some(server), config.common.provider.clone(), rng.fork()))
-            }
-            _ => None,
-        };
-        // With a gate (ours or the cookie layer's) the endpoint opens the gate's DTLS 1.3
-        // cookies, and never accepts a 1.3 ClientHello without one.
-        let cookies13 = match (&gate, self.cookies13) {
-            (Some(g), _) => Some(g.keys13().clone()),
-            (None, Some(k)) => Some(k),
-            (None, None) if self.behind_cookie_layer => {
-                Some(SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), Instant::now(), &mut rng)))
-            }
-            (None, None) => None,
-        };
-        // The gate proves the peer; the endpoint must not issue DTLS 1.2 cookies of its own,
-        // which would not verify against the gate's secret.
-        config.cookie = None;
         let now = Instant::now();
-        let endpoint = match cookies13 {
-            Some(k) => Endpoint::server_behind_gate(Arc::new(config), rng, now, k),
+        let endpoint = match front_keys13 {
+            // The gate in front proves the peer; the endpoint must not issue DTLS 1.2 cookies of
+            // its own, which would not verify against the front gate's secret, and opens the
+            // front gate's DTLS 1.3 cookies.
+            Some(k) => {
+                config.cookie = None;
+                Endpoint::server_behind_gate(Arc::new(config), rng, now, k)
+            }
             None => Endpoint::server(Arc::new(config), rng, now),
         };
         let sweep_every = (self.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -337,8 +395,8 @@ impl HandshakeBuilder {
                 issued: Vec::new(),
             }),
             on_session: self.on_session,
-            gate,
-            require_mark: self.behind_cookie_layer,
+            wiring,
+            wiring_error_logged: AtomicBool::new(false),
             idle_timeout: self.idle_timeout,
             sweep_every,
             outbox_capacity: self.outbox_capacity,
@@ -390,11 +448,47 @@ impl State {
     }
 }
 
+/// Where the stateless gate runs, checked on every datagram (see [the wiring checks](self#wiring)).
+enum Wiring {
+    OwnGate,
+    Behind(Arc<SharedGate>),
+}
+
+/// A stack wired so that handshakes could not complete (see [the wiring checks](self#wiring)):
+/// the message says what is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiringError {
+    message: &'static str,
+}
+
+impl fmt::Display for WiringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+impl std::error::Error for WiringError {}
+
+const MARK_WITH_OWN_GATE: &str = "coaps-tower: a ClientHello marked by a CookieLayer reached a HandshakeLayer that runs its \
+     own cookie gate, whose DTLS 1.3 secrets differ (DTLS 1.3 clients would time out): build the handshake layer \
+     with HandshakeLayer::builder(..).behind(&cookie_layer) instead of .own_gate() / HandshakeLayer::new";
+const MARK_OF_ANOTHER_GATE: &str = "coaps-tower: a ClientHello marked by another CookieLayer than the one given to \
+     HandshakeLayer::builder(..).behind(&cookie_layer) (DTLS 1.3 clients would time out): pass the CookieLayer \
+     that is in front of this handshake layer to .behind()";
+const FRONT_NOT_LAYERED: &str = "coaps-tower: the CookieLayer given to HandshakeLayer::builder(..).behind(&cookie_layer) \
+     wraps no service: put it in front of the handshake layer, \
+     ServiceBuilder::new().layer(cookie_layer).layer(handshake_layer)";
+const UNMARKED_BEHIND: &str = "coaps-tower: a ClientHello without the mark of the CookieLayer given to \
+     HandshakeLayer::builder(..).behind(&cookie_layer) reached the handshake layer: that CookieLayer is not in \
+     front of it; stack them as ServiceBuilder::new().layer(cookie_layer).layer(handshake_layer)";
+
 struct Shared {
     state: Mutex<State>,
     on_session: Option<SessionSink>,
-    gate: Option<CookieGate>,
-    require_mark: bool,
+    wiring: Wiring,
+    /// The first wiring error goes to `tracing::error!`, the next ones to `debug!`: one loud
+    /// line is enough, and a flood must not flood the log too.
+    wiring_error_logged: AtomicBool,
     idle_timeout: Duration,
     sweep_every: Duration,
     outbox_capacity: usize,
@@ -422,28 +516,36 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs the cookie policy, then the engine, on one datagram. Returns what to send back
-    /// and the application records to hand to the inner service.
-    fn handle(&self, mut d: Datagram) -> (Transmits, VecDeque<(Secured, Asker)>) {
-        let mut app = VecDeque::new();
-        if d.cookie.is_none()
-            && (first_client_hello(&d.payload).is_some()
-                || coaps_dtls::internal::endpoint::starts_with_client_hello_fragment(&d.payload))
-        {
-            if self.require_mark && first_client_hello(&d.payload).is_some() {
-                self.unverified_client_hellos.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %d.peer, "unmarked ClientHello dropped (no cookie layer proof)");
-                return (Vec::new(), app);
-            }
-            if let Some(gate) = &self.gate {
-                match gate.check(d.received_at, d.peer, &d.payload) {
-                    Verdict::Answer(t) => return (vec![t], app),
-                    Verdict::Drop => return (Vec::new(), app),
-                    Verdict::Reassembled(_, hello) => d.payload = hello,
-                    Verdict::Verified(_) | Verdict::PassThrough => {}
+    /// Checks that the stack is wired so that `d` can do what it should (see [the wiring
+    /// checks](self#wiring)).
+    fn check_wiring(&self, d: &Datagram) -> Result<(), WiringError> {
+        let message = match (&self.wiring, d.cookie) {
+            (Wiring::OwnGate, None) => return Ok(()),
+            (Wiring::OwnGate, Some(_)) => MARK_WITH_OWN_GATE,
+            (Wiring::Behind(front), _) if !front.is_layered() => FRONT_NOT_LAYERED,
+            (Wiring::Behind(front), Some(CookieVerified { gate, .. })) if gate != front.id() => MARK_OF_ANOTHER_GATE,
+            (Wiring::Behind(_), Some(_)) => return Ok(()),
+            (Wiring::Behind(_), None) => match FirstRecord::parse(&d.payload) {
+                FirstRecord::ClientHello(_) => {
+                    self.unverified_client_hellos.fetch_add(1, Ordering::Relaxed);
+                    UNMARKED_BEHIND
                 }
-            }
+                FirstRecord::ClientHelloFragment | FirstRecord::Other => return Ok(()),
+            },
+        };
+        if self.wiring_error_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(peer = %d.peer, "{message}");
+        } else {
+            tracing::error!(peer = %d.peer, "{message}");
         }
+        Err(WiringError { message })
+    }
+
+    /// Checks the wiring, then runs the engine on one datagram. Returns what to send back and
+    /// the application records to hand to the inner service.
+    fn handle(&self, mut d: Datagram) -> Result<(Transmits, VecDeque<(Secured, Asker)>), WiringError> {
+        self.check_wiring(&d)?;
+        let mut app = VecDeque::new();
         let mut st = self.lock();
         let now = st.now(d.received_at);
         // The cookie round trip the layer in front measured feeds the new association's
@@ -499,7 +601,7 @@ impl Shared {
             self.worker_wake.notify_one();
         }
         self.records_to_inner.fetch_add(app.len() as u64, Ordering::Relaxed);
-        (out, app)
+        Ok((out, app))
     }
 
     /// Seals a response of the inner service for `peer`, if the association that asked is still
@@ -646,18 +748,18 @@ impl fmt::Debug for HandshakeLayer {
 }
 
 impl HandshakeLayer {
-    /// A layer with default options and its own cookie gate (see [`HandshakeLayer::builder`]).
+    /// A layer with default options and its own cookie gate (`builder(config).own_gate().build()`).
     pub fn new(config: Arc<ServerConfig>) -> Self {
-        Self::builder(config).build()
+        Self::builder(config).own_gate().build()
     }
 
-    /// Options: cookie policy, limits, idle timeout, RNG.
+    /// Options: where the cookie gate runs (required: [`HandshakeBuilder::behind`] or
+    /// [`HandshakeBuilder::own_gate`]), limits, idle timeout, RNG.
     pub fn builder(config: Arc<ServerConfig>) -> HandshakeBuilder {
         HandshakeBuilder {
             config: (*config).clone(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            behind_cookie_layer: false,
-            cookies13: None,
+            gate: wiring::Unwired,
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             rng: None,
             on_session: None,
@@ -731,9 +833,16 @@ impl Associations {
     /// Counters.
     pub fn stats(&self) -> HandshakeStats {
         let s = &self.shared;
+        let (endpoint, own_gate) = {
+            let st = s.lock();
+            (st.endpoint.stats(), st.endpoint.gate().map(|g| g.stats().into()))
+        };
         HandshakeStats {
-            endpoint: s.lock().endpoint.stats(),
-            cookie: s.gate.as_ref().map(CookieGate::stats),
+            endpoint,
+            cookie: match s.wiring {
+                Wiring::OwnGate => own_gate,
+                Wiring::Behind(_) => None,
+            },
             unverified_client_hellos: s.unverified_client_hellos.load(Ordering::Relaxed),
             records_to_inner: s.records_to_inner.load(Ordering::Relaxed),
             responses_dropped: s.responses_dropped.load(Ordering::Relaxed),
@@ -838,7 +947,10 @@ where
     }
 
     fn call(&mut self, d: Datagram) -> Self::Future {
-        let (out, pending) = self.shared.handle(d);
+        let (out, pending) = match self.shared.handle(d) {
+            Ok(handled) => handled,
+            Err(e) => return ResponseFuture { kind: Kind::Failed { error: Some(e) } },
+        };
         if pending.is_empty() {
             return ResponseFuture { kind: Kind::Ready { transmits: Some(out) } };
         }
@@ -871,6 +983,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<S, F> {
         Ready { transmits: Option<Transmits> },
+        Failed { error: Option<WiringError> },
         Serving { #[pin] call: Call<F>, job: Job<S> },
     }
 }
@@ -887,6 +1000,7 @@ impl<S, F> fmt::Debug for ResponseFuture<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Ready { .. } => f.write_str("ResponseFuture::Ready"),
+            Kind::Failed { error } => f.debug_struct("ResponseFuture::Failed").field("error", error).finish(),
             Kind::Serving { job, .. } => {
                 f.debug_struct("ResponseFuture::Serving").field("pending", &job.pending.len()).finish_non_exhaustive()
             }
@@ -905,6 +1019,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (mut call, job) = match self.project().kind.project() {
             KindProj::Ready { transmits } => return Poll::Ready(Ok(transmits.take().unwrap_or_default())),
+            KindProj::Failed { error } => {
+                let error = error.take().unwrap_or(WiringError { message: "coaps-tower: response polled again" });
+                return Poll::Ready(Err(error.into()));
+            }
             KindProj::Serving { call, job } => (call, job),
         };
         loop {
@@ -1014,7 +1132,7 @@ mod tests {
     #[test]
     fn internal_gate_then_handshake_then_echo() {
         run(async {
-            let layer = HandshakeLayer::builder(server_config()).rng(SeededRng::from_seed_u64(1)).build();
+            let layer = HandshakeLayer::builder(server_config()).rng(SeededRng::from_seed_u64(1)).own_gate().build();
             let (mut svc, _worker) = layer.pair(Echo);
             let peer: SocketAddr = "192.0.2.2:1000".parse().unwrap();
             assert_eq!(handshake_and_echo(&mut svc, peer).await.0, b"ping");
@@ -1034,15 +1152,46 @@ mod tests {
         });
     }
 
+    /// `call`, returning the service's error as well.
+    async fn try_call<S: Service<Datagram, Response = Transmits, Error = BoxError>>(
+        svc: &mut S,
+        peer: SocketAddr,
+        payload: Vec<u8>,
+    ) -> Result<Transmits, BoxError> {
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+        svc.call(Datagram::new(peer, payload)).await
+    }
+
+    /// A handshake layer `.behind(&cookies)` whose cookie layer wraps no service fails loudly on
+    /// its first datagram, with the fix in the message, and creates no state.
     #[test]
-    fn behind_cookie_layer_drops_unmarked_client_hellos_without_state() {
+    fn behind_a_cookie_layer_that_wraps_nothing_fails_loudly() {
         run(async {
-            let layer = HandshakeLayer::builder(server_config()).behind_cookie_layer().build();
+            let cookies = crate::cookie::CookieLayer::for_server(&server_config());
+            let layer = HandshakeLayer::builder(server_config()).behind(&cookies).build();
+            let (mut svc, _worker) = layer.pair(Echo);
+            let peer: SocketAddr = "10.0.0.1:2000".parse().unwrap();
+            let e = try_call(&mut svc, peer, crate::cookie::example_client_hello()).await.unwrap_err();
+            assert!(e.is::<WiringError>(), "{e}");
+            assert!(e.to_string().contains("ServiceBuilder::new().layer(cookie_layer).layer(handshake_layer)"), "{e}");
+            assert_eq!(layer.associations().count(), 0);
+            assert_eq!(layer.associations().stats().endpoint.datagrams_received, 0);
+        });
+    }
+
+    /// Behind a cookie layer that is not in front (it wraps something else), every unmarked
+    /// ClientHello is refused loudly, counted, and creates no state.
+    #[test]
+    fn behind_a_cookie_layer_not_in_front_refuses_unmarked_client_hellos_loudly() {
+        run(async {
+            let cookies = crate::cookie::CookieLayer::for_server(&server_config());
+            let _elsewhere = tower_layer::Layer::layer(&cookies, Echo);
+            let layer = HandshakeLayer::builder(server_config()).behind(&cookies).build();
             let (mut svc, _worker) = layer.pair(Echo);
             for port in 0..50u16 {
                 let peer = SocketAddr::from(([10, 0, 0, 1], 2000 + port));
-                let out = call(&mut svc, peer, crate::cookie::example_client_hello()).await;
-                assert!(out.is_empty());
+                let e = try_call(&mut svc, peer, crate::cookie::example_client_hello()).await.unwrap_err();
+                assert!(e.to_string().contains("is not in front of it"), "{e}");
             }
             let s = layer.associations().stats();
             assert_eq!(layer.associations().count(), 0);
@@ -1052,10 +1201,62 @@ mod tests {
         });
     }
 
+    /// A cookie layer in front of a handshake layer with its own gate (the `.behind()` that was
+    /// forgotten): the first marked ClientHello fails loudly, naming the fix, where it used to
+    /// draw a second HelloRetryRequest that left DTLS 1.3 clients waiting until they timed out.
+    #[test]
+    fn cookie_layer_in_front_of_an_own_gate_fails_loudly() {
+        run(async {
+            let cookies = crate::cookie::CookieLayer::for_server(&server_config());
+            let layer = HandshakeLayer::builder(server_config()).own_gate().build();
+            let (inner, _worker) = layer.pair(Echo);
+            let mut stack = tower_layer::Layer::layer(&cookies, inner);
+            let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+            let peer: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+            let mut client = Endpoint::client(SeededRng::from_seed_u64(3));
+            let config = Arc::new(ClientConfig {
+                psk: Some(psk()),
+                version: coaps_dtls::DtlsVersion::Dtls13,
+                ..ClientConfig::default()
+            });
+            client.connect(Instant::now(), server_addr, config, "localhost", None).unwrap();
+            let ch1 = client.poll_transmit().unwrap().payload;
+            let hrr = try_call(&mut stack, peer, ch1).await.unwrap();
+            client.handle_datagram(Instant::now(), server_addr, &hrr[0].payload);
+            let ch2 = client.poll_transmit().unwrap().payload;
+            let e = try_call(&mut stack, peer, ch2).await.unwrap_err();
+            assert!(e.is::<WiringError>(), "{e}");
+            assert!(e.to_string().contains("HandshakeLayer::builder(..).behind(&cookie_layer)"), "{e}");
+            assert_eq!(layer.associations().count(), 0);
+        });
+    }
+
+    /// A handshake layer `.behind()` one cookie layer, with another cookie layer in front: the
+    /// marks are not its gate's, so it fails loudly.
+    #[test]
+    fn marks_of_another_cookie_layer_fail_loudly() {
+        run(async {
+            let ours = crate::cookie::CookieLayer::for_server(&server_config());
+            let theirs = crate::cookie::CookieLayer::for_server(&server_config());
+            let _ = tower_layer::Layer::layer(&ours, Echo);
+            let layer = HandshakeLayer::builder(server_config()).behind(&ours).build();
+            let (inner, _worker) = layer.pair(Echo);
+            let mut stack = tower_layer::Layer::layer(&theirs, inner);
+            let peer: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+            let random = [5u8; 32];
+            let hvr = try_call(&mut stack, peer, crate::cookie::example_client_hello_with(&random, &[])).await.unwrap();
+            let cookie = crate::cookie::hello_verify_request_cookie(&hvr[0].payload).unwrap().to_vec();
+            let ch2 = crate::cookie::example_client_hello_with(&random, &cookie);
+            let e = try_call(&mut stack, peer, ch2).await.unwrap_err();
+            assert!(e.to_string().contains("another CookieLayer"), "{e}");
+            assert_eq!(layer.associations().count(), 0);
+        });
+    }
+
     #[test]
     fn association_limit_refuses_new_peers_not_established_ones() {
         run(async {
-            let layer = HandshakeLayer::builder(server_config()).max_associations(1).build();
+            let layer = HandshakeLayer::builder(server_config()).max_associations(1).own_gate().build();
             let (mut svc, _worker) = layer.pair(Echo);
             let first: SocketAddr = "192.0.2.5:1000".parse().unwrap();
             let (_, mut first_client) = handshake_and_echo(&mut svc, first).await;
@@ -1100,7 +1301,7 @@ mod tests {
     #[test]
     fn worker_retransmits_a_lost_flight_through_the_outbox() {
         run(async {
-            let layer = HandshakeLayer::builder(server_config()).build();
+            let layer = HandshakeLayer::builder(server_config()).own_gate().build();
             let (mut svc, worker) = layer.pair(Echo);
             tokio::spawn(worker);
             let associations = layer.associations();
@@ -1141,7 +1342,8 @@ mod tests {
     #[test]
     fn worker_expires_idle_associations() {
         run(async {
-            let layer = HandshakeLayer::builder(server_config()).idle_timeout(Duration::from_millis(200)).build();
+            let layer =
+                HandshakeLayer::builder(server_config()).idle_timeout(Duration::from_millis(200)).own_gate().build();
             let (mut svc, worker) = layer.pair(Echo);
             tokio::spawn(worker);
             let peer: SocketAddr = "192.0.2.3:1000".parse().unwrap();

@@ -46,6 +46,10 @@ pub struct CookieVerified {
     /// exchanged: a DTLS 1.3 0-RTT resumption from the address its ticket was issued to is
     /// exempt (RFC 9147 §5.1).
     pub rtt_sample: Option<Duration>,
+    /// The gate that verified it ([`CookieLayer::gate_id`](crate::cookie::CookieLayer::gate_id)).
+    /// A handshake layer behind a gate checks it is the one whose DTLS 1.3 secrets it shares,
+    /// and fails loudly otherwise (see [the wiring checks](crate::handshake#wiring)).
+    pub gate: coaps_dtls::GateId,
 }
 
 /// Decrypted application data from an authenticated peer: what the handshake layer hands to

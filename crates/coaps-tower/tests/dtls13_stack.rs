@@ -271,17 +271,18 @@ async fn spoofed_dtls13_client_hellos_create_no_association() {
     assert_eq!(handshake.associations().count(), 0);
 
     // The endpoint behind the cookie layer refuses a DTLS 1.3 ClientHello without a valid
-    // cookie even when a (forged) cookie-layer mark says it was proven: a stateless HRR, no
-    // association. Unmarked, it is dropped.
+    // cookie even when a (forged) mark of the right cookie layer says it was proven: a
+    // stateless HRR, no association. Unmarked, it is refused loudly (the cookie layer is not
+    // in front on that path).
     let forged = Datagram {
-        cookie: Some(CookieVerified { rtt_sample: Some(Duration::ZERO) }),
+        cookie: Some(CookieVerified { rtt_sample: Some(Duration::ZERO), gate: cookies.gate_id() }),
         ..Datagram::new("192.0.2.4:40000".parse().unwrap(), client_hello13(3, server_addr).1)
     };
     let out = call(&mut direct, forged).await;
     assert!(out.len() == 1 && is_hello_retry_request(&out[0].payload));
-    let out =
-        call(&mut direct, Datagram::new("192.0.2.5:40000".parse().unwrap(), client_hello13(4, server_addr).1)).await;
-    assert!(out.is_empty());
+    let unmarked = Datagram::new("192.0.2.5:40000".parse().unwrap(), client_hello13(4, server_addr).1);
+    let e = direct.ready().await.unwrap().call(unmarked).await.unwrap_err();
+    assert!(e.to_string().contains("is not in front of it"), "{e}");
     let h = handshake.associations().stats();
     assert_eq!(handshake.associations().count(), 0);
     assert_eq!(h.endpoint.connections_created, 0, "{h:?}");
@@ -318,7 +319,8 @@ async fn spoofed_dtls13_client_hellos_create_no_association() {
 /// too: the same HelloRetryRequest, and its endpoint opens the cookie.
 #[tokio::test]
 async fn internal_gate_answers_dtls13_with_hello_retry_request() {
-    let handshake = HandshakeLayer::builder(dual_server(Vec::new())).rng(SeededRng::from_seed_u64(8)).build();
+    let handshake =
+        HandshakeLayer::builder(dual_server(Vec::new())).rng(SeededRng::from_seed_u64(8)).own_gate().build();
     let (mut svc, _worker) = handshake.pair(Echo);
     let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
     let client_addr: SocketAddr = "192.0.2.9:40000".parse().unwrap();
@@ -489,39 +491,75 @@ fn tail(s: &str, n: usize) -> String {
 // The gate and the endpoint agree; the gate follows the server's versions
 // ---------------------------------------------------------------------------------------------
 
-/// `stateless_check13` answers with byte for byte the HelloRetryRequest an endpoint sharing the
+/// The gate in front answers with byte for byte the HelloRetryRequest an endpoint sharing the
 /// same secrets sends, and a second ClientHello answering it opens at both.
 #[test]
 fn gate_and_endpoint_send_the_same_hello_retry_request() {
-    use coaps_dtls::Stateless13;
-    use coaps_dtls::internal::cookie::{CookieKeys, SharedCookieKeys};
-    use coaps_dtls::internal::endpoint::{cookie13_config, stateless_check13};
+    use coaps_dtls::gate::{Gate, MAX_ANSWER_LEN, Proof, Verdict};
     let config = dual_server(Vec::new());
     let now = Instant::now();
     let mut rng = SeededRng::from_seed_u64(11);
-    let keys = SharedCookieKeys::new(CookieKeys::new(cookie13_config(&config), now, &mut rng));
-    let mut endpoint = Endpoint::server_behind_gate(config.clone(), SeededRng::from_seed_u64(12), now, keys.clone());
+    let gate = Gate::in_front(&config, now, &mut rng);
+    let mut endpoint =
+        Endpoint::server_behind_gate(config.clone(), SeededRng::from_seed_u64(12), now, gate.keys13().clone());
     let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
     let peer: SocketAddr = "192.0.2.20:40000".parse().unwrap();
     let (mut client, ch1) = client_hello13(13, server_addr);
+    let mut out = [0u8; MAX_ANSWER_LEN];
 
-    let gate = stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch1);
+    let verdict = gate.check(now, peer, &ch1, &mut out, &mut rng);
     endpoint.handle_datagram(now, peer, &ch1);
     let from_endpoint = endpoint.poll_transmit().expect("the endpoint answers with an HRR").payload;
     assert_eq!(endpoint.connection_count(), 0);
-    let Stateless13::HelloRetryRequest { datagram, rejected: false } = gate else { panic!("{gate:?}") };
-    assert_eq!(datagram, from_endpoint);
+    let Verdict::HelloRetryRequest { len, rejected: false } = verdict else { panic!("{verdict:?}") };
+    assert_eq!(out[..len], from_endpoint[..]);
 
-    client.handle_datagram(now, server_addr, &datagram);
+    client.handle_datagram(now, server_addr, &out[..len]);
     let ch2 = client.poll_transmit().unwrap().payload;
-    assert!(matches!(stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch2), Stateless13::Verified(_)));
+    let verdict = gate.check(now, peer, &ch2, &mut out, &mut rng);
+    assert!(matches!(verdict, Verdict::Proven(Proof::Cookie13 { .. })), "{verdict:?}");
     endpoint.handle_datagram(now, peer, &ch2);
     assert_eq!(endpoint.connection_count(), 1, "the endpoint opened the shared cookie");
-    // A 1.2 ClientHello is not the 1.3 gate's business.
+    // A 1.2 ClientHello gets the 1.2 answer from the same gate.
     let mut c12 = Endpoint::client(SeededRng::from_seed_u64(14));
     c12.connect(now, server_addr, psk_client(DtlsVersion::Dtls12), "localhost", None).unwrap();
     let ch12 = c12.poll_transmit().unwrap().payload;
-    assert_eq!(stateless_check13(&config, &keys.lock(now, &mut rng), now, peer, &ch12), Stateless13::NotDtls13);
+    assert!(matches!(gate.check(now, peer, &ch12, &mut out, &mut rng), Verdict::HelloVerifyRequest { .. }));
+}
+
+/// The Tower `CookieLayer` and an `Endpoint` whose secrets were drawn from the same seed answer
+/// the same DTLS 1.2 and DTLS 1.3 ClientHellos with the same bytes: one gate, two users.
+#[tokio::test]
+async fn cookie_layer_and_endpoint_answer_byte_for_byte() {
+    let config = dual_server(Vec::new());
+    assert!(config.cookie.is_some(), "the endpoint runs its cookie exchange");
+    let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(31));
+    let t0 = Instant::now();
+    let mut endpoint = Endpoint::server(config.clone(), SeededRng::from_seed_u64(31), t0);
+    let mut svc = tower::Layer::layer(
+        &cookies,
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+    );
+    let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
+    let mut c12 = Endpoint::client(SeededRng::from_seed_u64(32));
+    c12.connect(t0, server_addr, psk_client(DtlsVersion::Dtls12), "localhost", None).unwrap();
+    let ch12 = c12.poll_transmit().unwrap().payload;
+    let (_, ch13) = client_hello13(33, server_addr);
+    // Cookies carry their issue time in milliseconds since the secret was drawn: half a
+    // millisecond of slack absorbs the microseconds between the two constructions.
+    let at = t0 + Duration::from_micros(250_500);
+    for (i, ch) in [ch12, ch13].into_iter().enumerate() {
+        let peer = SocketAddr::from(([192, 0, 2, 40], 40000 + i as u16));
+        let d = Datagram { received_at: at, ..Datagram::new(peer, ch.clone()) };
+        let from_layer = call(&mut svc, d).await;
+        endpoint.handle_datagram(at, peer, &ch);
+        let from_endpoint = endpoint.poll_transmit().expect("the endpoint answers");
+        assert_eq!(from_layer.len(), 1);
+        assert_eq!(from_layer[0].payload, from_endpoint.payload, "ClientHello {i}");
+        assert_eq!(from_layer[0].destination, from_endpoint.destination);
+    }
+    let s = cookies.stats();
+    assert_eq!((s.hello_verify_requests, s.hello_retry_requests), (1, 1));
 }
 
 /// A 1.3-only server's gate drops DTLS 1.2 ClientHellos (as its endpoint would); a 1.2-only

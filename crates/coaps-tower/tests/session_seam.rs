@@ -148,6 +148,7 @@ impl Stack {
             .on_session(move |_peer, session| {
                 let _ = tx.send(session);
             })
+            .own_gate()
             .build();
         let (svc, worker) = layer.pair(service_fn(echo as fn(_) -> _));
         Self { svc, layer, store, issued, _worker: worker }

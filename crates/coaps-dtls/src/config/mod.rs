@@ -3,7 +3,6 @@
 pub mod early_data;
 
 use crate::cert::{PinnedKeys, WebPkiVerifier};
-use crate::cookie::CookieConfig;
 use crate::crypto::rustcrypto::RustCrypto;
 use crate::crypto::{CryptoProvider, SigningKey};
 use crate::handshake::flight::{PolicyContext, RetransmitConfig, RetransmitPolicyFactory, RetransmitTimer};
@@ -325,5 +324,22 @@ impl Default for ServerConfig {
             early_data: None,
             hello_reassembly: Default::default(),
         }
+    }
+}
+
+/// Timing of the stateless cookie secrets (RFC 6347 §4.2.1, RFC 9147 §5.1), for
+/// [`ServerConfig::cookie`] and the cookie gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// How often the secret changes (RFC 6347 §4.2.1: "change the secret frequently").
+    /// Cookies made with the previous secret stay valid for one more period.
+    pub rotate_every: Duration,
+    /// Cookies older than this are refused, whatever secret made them.
+    pub lifetime: Duration,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self { rotate_every: Duration::from_secs(60), lifetime: Duration::from_secs(60) }
     }
 }

@@ -158,4 +158,35 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn ecdh_p256(&self, rng: &mut dyn Rng) -> Result<Box<dyn EcdhKeyPair>, CryptoError>;
     /// Verifies a DER ECDSA P-256/SHA-256 signature with an uncompressed (65-byte) public point.
     fn ecdsa_p256_verify(&self, public_point: &[u8], msg: &[u8], der_sig: &[u8]) -> Result<(), CryptoError>;
+
+    /// SHA-256 over the concatenation of `parts`, in one call.
+    ///
+    /// The stateless cookie gate hashes every ClientHello it answers with a HelloRetryRequest
+    /// (RFC 9147 §5.1) and must not allocate per answer (DESIGN "no state before proof"). The
+    /// default goes through a boxed [`CryptoProvider::sha256`] context; providers should
+    /// override it.
+    fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = self.sha256();
+        for p in parts {
+            h.update(p);
+        }
+        h.current()
+    }
+
+    /// ChaCha20-Poly1305 with a one-off `key`: encrypts `buf` in place (no associated data)
+    /// and writes the 16-byte tag to `tag_out`.
+    ///
+    /// The DTLS 1.3 cookie uses the ChaCha20 keystream of this construction (see
+    /// [`crate::gate::cookie::CookieKeys::generate13`]) for every cookie it makes or opens. The
+    /// default keys a boxed [`CryptoProvider::aead`]; providers should override it so the
+    /// stateless gate allocates nothing.
+    fn chacha20_poly1305_seal_once(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        buf: &mut [u8],
+        tag_out: &mut [u8; 16],
+    ) -> Result<(), CryptoError> {
+        self.aead(AeadAlgorithm::ChaCha20Poly1305, key)?.seal_in_place_detached(nonce, &[], buf, tag_out)
+    }
 }

@@ -60,6 +60,27 @@ impl CryptoProvider for RustCrypto {
         Box::new(Sha256Context(Sha256::new()))
     }
 
+    fn sha256_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for p in parts {
+            Digest::update(&mut h, p);
+        }
+        h.finalize().into()
+    }
+
+    fn chacha20_poly1305_seal_once(
+        &self,
+        key: &[u8; 32],
+        nonce: &[u8; 12],
+        buf: &mut [u8],
+        tag_out: &mut [u8; 16],
+    ) -> Result<(), CryptoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(key).map_err(|_| CryptoError)?;
+        let tag = cipher.encrypt_inout_detached(&Array::from(*nonce), &[], buf.into()).map_err(|_| CryptoError)?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
     fn ecdh_p256(&self, rng: &mut dyn Rng) -> Result<Box<dyn EcdhKeyPair>, CryptoError> {
         let mut candidate = Zeroizing::new([0u8; 32]);
         for _ in 0..SCALAR_ATTEMPTS {

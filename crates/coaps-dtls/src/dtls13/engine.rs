@@ -13,7 +13,6 @@
 
 use crate::codec::*;
 use crate::config::{ClientAuth, ClientConfig, CommonConfig, PeerVerifier, ServerConfig};
-use crate::cookie::HrrState;
 use crate::crypto::{AeadAlgorithm, CryptoProvider, EcdhKeyPair, HashContext, Rng, SeededRng};
 use crate::dtls13::key_schedule::{self as tls13, EarlySecret, HandshakeSecret, MasterSecret13, Secret, TrafficKeys};
 use crate::dtls13::msgs::*;
@@ -33,7 +32,7 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 mod early;
-pub(crate) use early::{cookie_exempt, cookie_exempt_with, psk_ke_possible, psk_ke_possible_with};
+pub(crate) use early::{cookie_exempt, psk_ke_possible};
 
 /// DTLS 1.3 epochs (RFC 9147 §6.1).
 const EPOCH_PLAINTEXT: u64 = 0;
@@ -341,6 +340,20 @@ impl Transcript {
 
 fn is_ip_literal(name: &str) -> bool {
     name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// What a DTLS 1.3 HelloRetryRequest cookie carries so that the server can stay stateless
+/// (RFC 9147 §5.1, RFC 8446 §4.2.2): the hash of the first ClientHello (the transcript restarts
+/// with `message_hash(ClientHello1)`, RFC 8446 §4.4.1) and the parameters the HelloRetryRequest
+/// chose, which the second ClientHello must honour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HrrState {
+    /// SHA-256 of the first ClientHello (TLS-style transcript encoding).
+    pub client_hello1_hash: [u8; 32],
+    /// The cipher suite selected in the HelloRetryRequest.
+    pub cipher_suite: u16,
+    /// The key_share group requested in the HelloRetryRequest (0 when none was requested).
+    pub group: u16,
 }
 
 /// The HelloRetryRequest a stateless server sends for `ch1`, rebuilt byte for byte from the

@@ -40,18 +40,9 @@ pub(super) struct Early {
 /// the ticket holder wrote within the freshness window passes: an altered copy (another random,
 /// to look like a new connection and replace the live association, RFC 9147 §5.11) fails the
 /// binder, and an identical copy is routed to the association it already created.
+///
+/// `fetched` are the sessions a layer handed in, looked at before the in-process store.
 pub(crate) fn cookie_exempt(
-    config: &ServerConfig,
-    ch: &ClientHello13,
-    ch_body: &[u8],
-    peer: SocketAddr,
-    now: Instant,
-) -> bool {
-    cookie_exempt_with(config, ch, ch_body, peer, now, &[])
-}
-
-/// [`cookie_exempt`] with the sessions a layer handed in (looked at before the store).
-pub(crate) fn cookie_exempt_with(
     config: &ServerConfig,
     ch: &ClientHello13,
     ch_body: &[u8],
@@ -87,12 +78,8 @@ pub(crate) fn cookie_exempt_with(
 /// Whether `ch` can complete with psk_ke alone (no key share, RFC 8446 §4.2.9): it offers that
 /// mode and a PSK identity the server knows (a ticket in its store or an external PSK). The
 /// stateless gate then does not ask for a key share.
-pub(crate) fn psk_ke_possible(config: &ServerConfig, ch: &ClientHello13, now: Instant) -> bool {
-    psk_ke_possible_with(config, ch, now, &[])
-}
-
-/// [`psk_ke_possible`] with the sessions a layer handed in (looked at before the store).
-pub(crate) fn psk_ke_possible_with(
+/// `fetched` are the sessions a layer handed in, looked at before the in-process store.
+pub(crate) fn psk_ke_possible(
     config: &ServerConfig,
     ch: &ClientHello13,
     now: Instant,

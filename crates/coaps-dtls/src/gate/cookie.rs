@@ -6,9 +6,15 @@
 //! binds the key id, the issue time, the client's address and port, and the ClientHello
 //! parameters RFC 6347 §4.2.1 requires the second ClientHello to repeat.
 //!
+//! The DTLS 1.3 cookie of a stateless HelloRetryRequest (RFC 9147 §5.1) is here too
+//! ([`CookieKeys::generate13`]), with the same secrets and rotation.
+//!
 //! Nothing here allocates: cookies are fixed-size inline buffers, the ClientHello view borrows
 //! from the datagram, and the HelloVerifyRequest is written into a caller's buffer.
 
+pub use crate::config::CookieConfig;
+/// What a DTLS 1.3 cookie carries (defined beside the HelloRetryRequest it rebuilds).
+pub use crate::dtls13::engine::HrrState;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,7 +23,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::codec::{ContentType, HandshakeType, InvalidMessage, ProtocolVersion, Reader};
-use crate::crypto::{AeadAlgorithm, CryptoProvider, Rng};
+use crate::crypto::{CryptoProvider, Rng};
 
 /// Length of a [`Cookie`]: key id (1) + issue time (4) + truncated MAC (16).
 pub const COOKIE_LEN: usize = 1 + 4 + MAC_LEN;
@@ -28,22 +34,6 @@ const MAC_LEN: usize = 16;
 
 /// Domain separation, so a cookie secret could never be confused with another HMAC use.
 const MAC_LABEL: &[u8] = b"coaps-dtls cookie v1";
-
-/// Timing of the cookie secrets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CookieConfig {
-    /// How often the secret changes (RFC 6347 §4.2.1: "change the secret frequently").
-    /// Cookies made with the previous secret stay valid for one more period.
-    pub rotate_every: Duration,
-    /// Cookies older than this are refused, whatever secret made them.
-    pub lifetime: Duration,
-}
-
-impl Default for CookieConfig {
-    fn default() -> Self {
-        Self { rotate_every: Duration::from_secs(60), lifetime: Duration::from_secs(60) }
-    }
-}
 
 /// One cookie secret and the instant its issue times are counted from.
 struct Secret {
@@ -261,20 +251,6 @@ pub struct CookieInfo {
     pub age: Duration,
 }
 
-/// What a DTLS 1.3 HelloRetryRequest cookie carries so that the server can stay stateless
-/// (RFC 9147 §5.1, RFC 8446 §4.2.2): the hash of the first ClientHello (the transcript restarts
-/// with `message_hash(ClientHello1)`, RFC 8446 §4.4.1) and the parameters the HelloRetryRequest
-/// chose, which the second ClientHello must honour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HrrState {
-    /// SHA-256 of the first ClientHello (TLS-style transcript encoding).
-    pub client_hello1_hash: [u8; 32],
-    /// The cipher suite selected in the HelloRetryRequest.
-    pub cipher_suite: u16,
-    /// The key_share group requested in the HelloRetryRequest (0 when none was requested).
-    pub group: u16,
-}
-
 /// The encrypted part: the ClientHello1 hash and one byte for the HelloRetryRequest choices
 /// (bit 7: a secp256r1 key share was requested; bits 0-6: the low byte of the TLS 1.3 suite,
 /// whose high byte is always 0x13, RFC 8446 §B.4).
@@ -490,13 +466,12 @@ fn hrr_stream(
     siv: &[u8; HRR_SIV_LEN],
     buf: &mut [u8; HRR_STATE_LEN],
 ) -> Result<(), CookieError> {
-    let aead = provider
-        .aead(AeadAlgorithm::ChaCha20Poly1305, &hrr_keys(provider, secret).enc[..])
-        .map_err(|_| CookieError::Malformed)?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&siv[..12]);
     let mut tag = [0u8; 16];
-    aead.seal_in_place_detached(&nonce, &[], buf, &mut tag).map_err(|_| CookieError::Malformed)
+    provider
+        .chacha20_poly1305_seal_once(&hrr_keys(provider, secret).enc, &nonce, buf, &mut tag)
+        .map_err(|_| CookieError::Malformed)
 }
 
 /// Why a cookie was refused.
@@ -550,6 +525,9 @@ pub struct ClientHelloView<'a> {
     pub params: ClientHelloParams<'a>,
     /// cookie<0..2^8-1> (RFC 6347 §4.2.1), empty on a first ClientHello.
     pub cookie: &'a [u8],
+    /// The extensions block's contents (without its length prefix), empty when absent; each
+    /// extension's framing has been checked.
+    pub extensions: &'a [u8],
 }
 
 impl<'a> ClientHelloView<'a> {
@@ -576,8 +554,10 @@ impl<'a> ClientHelloView<'a> {
             return Err(InvalidMessage::IllegalValue("ClientHello.compression_methods"));
         }
         // RFC 5246 §7.4.1.2: the extensions block may be absent entirely.
+        let mut extensions: &[u8] = &[];
         if !r.is_empty() {
-            let mut ext = Reader::new(r.vec_u16("ClientHello.extensions")?);
+            extensions = r.vec_u16("ClientHello.extensions")?;
+            let mut ext = Reader::new(extensions);
             while !ext.is_empty() {
                 ext.u16("Extension.extension_type")?;
                 ext.vec_u16("Extension.extension_data")?;
@@ -587,6 +567,7 @@ impl<'a> ClientHelloView<'a> {
         Ok(Self {
             params: ClientHelloParams { client_version, random, session_id, cipher_suites, compression_methods },
             cookie,
+            extensions,
         })
     }
 }
