@@ -345,6 +345,36 @@ async fn one_ticket_two_addresses_one_early_data_through_the_external_store() {
     assert!(!c.early_accepted() && c.events.contains(&Event::EarlyDataRejected), "{:?}", c.events);
 }
 
+#[tokio::test]
+async fn an_external_ticket_exempts_a_0rtt_resumption_from_the_cookie_exchange() {
+    // Cookies on, the gate inside the handshake layer: a 0-RTT resumption from the address the
+    // ticket was issued to skips the HelloRetryRequest (RFC 9147 §5.1) when the layer in front
+    // hands the ticket in, as it would with the in-process store.
+    let mut stack = Stack::new(server(Some(EarlyDataConfig::default()), true), 12);
+    let (ticket, issued) = first_connection(&mut stack, DtlsVersion::Dtls13).await;
+    let bytes = stack.store.fetch(issued.store_key().to_vec(), false).await.unwrap();
+
+    // Not handed in: the gate knows no ticket, asks for a cookie, and the second ClientHello
+    // may not carry early data (RFC 8446 §4.2.10).
+    let mut without = Peer::connect(23, addr(0), DtlsVersion::Dtls13, Some(ticket.clone()), Some(EARLY));
+    without.pump(&mut stack, Front::Nothing).await;
+    assert!(without.events.contains(&Event::EarlyDataRejected), "{:?}", without.events);
+    assert!(!without.early_accepted());
+
+    // Handed in (taken, so single use holds): no cookie exchange, the early data is accepted.
+    stack.store.put(issued.store_key().to_vec(), bytes, Duration::from_secs(60)).await;
+    let hrr_before = stack.layer.associations().stats().endpoint.hello_retry_requests;
+    let mut with = Peer::connect(24, addr(0), DtlsVersion::Dtls13, Some(ticket), Some(EARLY));
+    with.pump(&mut stack, Front::Fetch).await;
+    assert!(with.early_accepted(), "{:?}", with.events);
+    assert_eq!(with.resumed(), Some(true));
+    assert_eq!(
+        stack.layer.associations().stats().endpoint.hello_retry_requests,
+        hrr_before,
+        "the exempt 0-RTT ClientHello drew no HelloRetryRequest"
+    );
+}
+
 #[test]
 fn one_ticket_two_endpoints_sharing_a_memory_store_one_early_data() {
     let store = Arc::new(MemorySessionStore::new(100, Duration::from_secs(3600)));
