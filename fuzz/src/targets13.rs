@@ -533,3 +533,25 @@ pub fn plaintext_fragments(datagram: &[u8]) {
         }
     }
 }
+
+/// `session`: bytes as a session store holds them (possibly corrupted or from another version)
+/// through `Session::decode`, which must refuse or accept without panicking; an accepted session
+/// re-encodes and decodes to itself under the same clocks. The same bytes as a datagram go
+/// through `offered_sessions`, whose keys must all lie inside the datagram.
+pub fn session(data: &[u8]) {
+    let now = Instant::now();
+    let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    if let Ok(s) = coaps_dtls::Session::decode(data, now, wall) {
+        let again = coaps_dtls::Session::decode(&s.encode(now, wall), now, wall).expect("re-encoded session decodes");
+        assert!(again == s, "decode(encode(s)) != s");
+        let _ = format!("{s:?}");
+    }
+    if let Some(offered) = coaps_dtls::offered_sessions(data) {
+        let within = |k: &[u8]| {
+            let (start, end) = (k.as_ptr() as usize, k.as_ptr() as usize + k.len());
+            start >= data.as_ptr() as usize && end <= data.as_ptr() as usize + data.len()
+        };
+        assert!(offered.keys().all(within), "a key points outside the datagram");
+        let _ = (offered.session_id(), offered.psk_identities().count(), offered.early_data(), offered.is_empty());
+    }
+}

@@ -21,7 +21,7 @@
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
-//! The 1.2 cookie is the one of [`coaps_dtls::internal::cookie`]: `HMAC(secret, client address and port,
+//! The 1.2 cookie is the one of [`coaps_dtls::gate::cookie`]: `HMAC(secret, client address and port,
 //! ClientHello parameters)` with a secret that rotates every
 //! [`CookieConfig::rotate_every`]; cookies made with the previous secret stay valid for one
 //! more period. The HelloVerifyRequest is never larger than the ClientHello that caused it,
