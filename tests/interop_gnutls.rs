@@ -1,6 +1,7 @@
 //! Interop of `examples/dtls_echo` with GnuTLS 3.7 `gnutls-serv --udp` / `gnutls-cli --udp`:
 //! both roles, PSK and ECDHE-ECDSA suites, cookies, fragmentation, client certificates and
-//! resumption. Command lines and quirks: `/work/shared/reference/peers.md`, GnuTLS section.
+//! resumption. Command lines and quirks: the project notes' `reference/peers.md` (outside this
+//! repository), GnuTLS section.
 //!
 //! GnuTLS quirks the tests rely on:
 //! * `gnutls-serv --echo` echoes every record; it binds the wildcard addresses and serves until

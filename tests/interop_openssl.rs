@@ -1,6 +1,7 @@
 //! Interop of `examples/dtls_echo` with OpenSSL 3.0 `openssl s_server` / `s_client -dtls1_2`,
 //! both roles, every supported suite, cookies, fragmentation, client certificates, name checks
-//! and resumption. Command lines and quirks: `/work/shared/reference/peers.md`, section (b).
+//! and resumption. Command lines and quirks: the project notes' `reference/peers.md` (outside this
+//! repository), section (b).
 //!
 //! OpenSSL quirks the tests rely on:
 //! * `s_server` and `s_client` end the connection at stdin EOF, so their stdin stays piped open.
