@@ -30,9 +30,9 @@
 //!
 //! The decision is [`coaps_dtls::gate::Gate`]'s, the same gate the engine's endpoint runs for its
 //! own cookie exchange: the layer adds only the locks around its secret rotation and the
-//! Tower plumbing. The gate allocates nothing; an answer costs the layer one allocation, the
-//! one-element [`Transmits`] list (the answer's bytes are written into the received
-//! datagram's own buffer, which the layer owns by then).
+//! Tower plumbing. Neither allocates for an answer: its bytes are written into the received
+//! datagram's own buffer (which the layer owns by then) and travel in [`Transmits`]' inline
+//! slot (`tests/cookie_layer_allocations.rs` counts).
 //!
 //! # Version awareness and the shared 1.3 secrets
 //!
@@ -70,7 +70,7 @@
 //!     .layer(cookies)
 //!     .service(service_fn(|d: Datagram| async move {
 //!         // Only proven ClientHellos and non-ClientHello records get here.
-//!         Ok::<Transmits, BoxError>(Vec::new())
+//!         Ok::<Transmits, BoxError>(Transmits::new())
 //!     }));
 //!
 //! // A first ClientHello (no cookie), as a DTLS 1.2 client sends it.
@@ -344,9 +344,9 @@ where
                 let mut payload = std::mem::take(&mut d.payload);
                 payload.clear();
                 payload.extend_from_slice(&out[..len]);
-                ResponseFuture::answer(vec![Transmit { destination: peer, payload }])
+                ResponseFuture::answer(Transmits::one(Transmit { destination: peer, payload }))
             }
-            Verdict::Drop => ResponseFuture::answer(Vec::new()),
+            Verdict::Drop => ResponseFuture::answer(Transmits::new()),
         }
     }
 }
@@ -470,7 +470,7 @@ mod tests {
         fn call(&mut self, d: Datagram) -> Self::Future {
             self.0.fetch_add(1, Ordering::SeqCst);
             self.1.lock().unwrap().push(d);
-            std::future::ready(Ok(Vec::new()))
+            std::future::ready(Ok(Transmits::new()))
         }
     }
 

@@ -556,7 +556,7 @@ impl Shared {
         let mut meta = DatagramMeta::new().with_sessions(std::mem::take(&mut d.sessions));
         meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
         st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
-        let mut out = Vec::new();
+        let mut out = Transmits::new();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
         }

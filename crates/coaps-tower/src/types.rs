@@ -9,8 +9,123 @@ pub use coaps_dtls::Transmit;
 /// The error type of every service in this crate, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// What a datagram-level service answers with: the datagrams to send (possibly none).
-pub type Transmits = Vec<Transmit>;
+/// What a datagram-level service answers with: the datagrams to send, in order (possibly none).
+///
+/// The first datagram is held inline: most answers are zero or one datagram (a cookie
+/// challenge, a flight in one datagram, a sealed response), and the stateless cookie gate must
+/// answer a flood of spoofed ClientHellos without touching the heap (DESIGN "no state before
+/// proof"). Further datagrams go to a `Vec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transmits {
+    first: Option<Transmit>,
+    rest: Vec<Transmit>,
+}
+
+impl Transmits {
+    /// No datagrams.
+    pub const fn new() -> Self {
+        Self { first: None, rest: Vec::new() }
+    }
+
+    /// One datagram, without allocating.
+    pub const fn one(transmit: Transmit) -> Self {
+        Self { first: Some(transmit), rest: Vec::new() }
+    }
+
+    /// Appends a datagram.
+    pub fn push(&mut self, transmit: Transmit) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(transmit);
+        } else {
+            self.rest.push(transmit);
+        }
+    }
+
+    /// How many datagrams.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    /// The datagrams, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Transmit> + '_ {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    /// The datagram at `index`, if any.
+    pub fn get(&self, index: usize) -> Option<&Transmit> {
+        match (index, &self.first) {
+            (0, Some(t)) => Some(t),
+            (i, Some(_)) => self.rest.get(i - 1),
+            (i, None) => self.rest.get(i),
+        }
+    }
+
+    /// The datagrams as a `Vec`.
+    pub fn into_vec(self) -> Vec<Transmit> {
+        self.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<usize> for Transmits {
+    type Output = Transmit;
+    fn index(&self, index: usize) -> &Transmit {
+        match self.get(index) {
+            Some(t) => t,
+            None => panic!("Transmits index {index} out of range (len {})", self.len()),
+        }
+    }
+}
+
+impl IntoIterator for Transmits {
+    type Item = Transmit;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Transmit>, std::vec::IntoIter<Transmit>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<'a> IntoIterator for &'a Transmits {
+    type Item = &'a Transmit;
+    type IntoIter = std::iter::Chain<std::option::Iter<'a, Transmit>, std::slice::Iter<'a, Transmit>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
+
+impl Extend<Transmit> for Transmits {
+    fn extend<I: IntoIterator<Item = Transmit>>(&mut self, iter: I) {
+        for t in iter {
+            self.push(t);
+        }
+    }
+}
+
+impl FromIterator<Transmit> for Transmits {
+    fn from_iter<I: IntoIterator<Item = Transmit>>(iter: I) -> Self {
+        let mut out = Self::new();
+        out.extend(iter);
+        out
+    }
+}
+
+impl From<Vec<Transmit>> for Transmits {
+    fn from(v: Vec<Transmit>) -> Self {
+        let mut it = v.into_iter();
+        let first = it.next();
+        Self { first, rest: it.collect() }
+    }
+}
+
+impl From<Transmit> for Transmits {
+    fn from(t: Transmit) -> Self {
+        Self::one(t)
+    }
+}
 
 /// One UDP datagram as received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -292,7 +292,7 @@ async fn spoofed_dtls13_client_hellos_create_no_association() {
     let mut pending = call(&mut stack, Datagram::new(client_addr, ch2)).await;
     let mut echoed = None;
     for _ in 0..10 {
-        for t in pending.drain(..) {
+        for t in std::mem::take(&mut pending) {
             client.handle_datagram(Instant::now(), server_addr, &t.payload);
         }
         while let Some((_, ev)) = client.poll_event() {
@@ -329,7 +329,7 @@ async fn internal_gate_answers_dtls13_with_hello_retry_request() {
     assert!(pending.len() == 1 && is_hello_retry_request(&pending[0].payload));
     let mut connected = false;
     for _ in 0..10 {
-        for t in pending.drain(..) {
+        for t in std::mem::take(&mut pending) {
             client.handle_datagram(Instant::now(), server_addr, &t.payload);
         }
         while let Some((_, ev)) = client.poll_event() {
@@ -538,7 +538,7 @@ async fn cookie_layer_and_endpoint_answer_byte_for_byte() {
     let mut endpoint = Endpoint::server(config.clone(), SeededRng::from_seed_u64(31), t0);
     let mut svc = tower::Layer::layer(
         &cookies,
-        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Transmits::new()) }),
     );
     let server_addr: SocketAddr = "192.0.2.1:5684".parse().unwrap();
     let mut c12 = Endpoint::client(SeededRng::from_seed_u64(32));
@@ -582,7 +582,7 @@ async fn gate_follows_the_server_versions() {
     let cookies = CookieLayer::for_server(&only(false, true));
     let mut svc = tower::Layer::layer(
         &cookies,
-        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Transmits::new()) }),
     );
     assert!(call(&mut svc, Datagram::new(peer, ch12.clone())).await.is_empty());
     assert!(is_hello_retry_request(&call(&mut svc, Datagram::new(peer, ch13.clone())).await[0].payload));
@@ -591,7 +591,7 @@ async fn gate_follows_the_server_versions() {
     let cookies = CookieLayer::for_server(&only(true, false));
     let mut svc = tower::Layer::layer(
         &cookies,
-        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Vec::new()) }),
+        tower::service_fn(|_: Datagram| async { Ok::<Transmits, Infallible>(Transmits::new()) }),
     );
     assert!(is_hvr(&call(&mut svc, Datagram::new(peer, ch12)).await[0].payload));
     assert!(is_hvr(&call(&mut svc, Datagram::new(peer, ch13)).await[0].payload));

@@ -150,7 +150,7 @@ where
     }
 
     async fn call(&mut self, from: SocketAddr, payload: Vec<u8>) -> Vec<coaps_tower::Transmit> {
-        self.svc.ready().await.unwrap().call(Datagram::new(from, payload)).await.unwrap()
+        self.svc.ready().await.unwrap().call(Datagram::new(from, payload)).await.unwrap().into_vec()
     }
 
     fn hrrs(&self) -> u64 {

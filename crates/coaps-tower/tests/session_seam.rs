@@ -155,7 +155,7 @@ impl Stack {
     }
 
     async fn call(&mut self, d: Datagram) -> Vec<coaps_tower::Transmit> {
-        self.svc.ready().await.unwrap().call(d).await.unwrap()
+        self.svc.ready().await.unwrap().call(d).await.unwrap().into_vec()
     }
 
     /// Waits until the writer task has stored `n` sessions.
