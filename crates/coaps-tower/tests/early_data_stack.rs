@@ -6,7 +6,7 @@
 //! addresses are chosen freely and every datagram is seen:
 //!
 //! * a 0-RTT resumption from the address its ticket was issued to skips the cookie exchange
-//!   (RFC 9147 §5.1, `Stateless13::CookieExempt`): no HelloRetryRequest, the early record reaches
+//!   (RFC 9147 §5.1, `gate::Proof::ZeroRttResumption`): no HelloRetryRequest, the early record reaches
 //!   the inner service once as `Secured { early_data: true }`, its answer reaches the client,
 //!   and 1-RTT data afterwards has `early_data: false`;
 //! * the same ticket from another address gets a HelloRetryRequest and no early data is
