@@ -476,8 +476,8 @@ impl Gate {
         rng: &mut dyn Rng,
     ) -> Verdict {
         let config = &*self.config;
-        // psk_ke needs no key share (RFC 8446 §4.2.9): no HelloRetryRequest just to ask for one.
-        let needs_group = !v13.key_share_secp256r1 && !psk_ke_possible(config, v13, hello.body, now, fetched);
+        let full = FullHello::new(hello.body);
+        let needs_group = needs_group(config, v13, &full, now, fetched);
         let provider = &*config.common.provider;
         let keys = self.keys13.lock(now, rng);
         let mut rejected = false;
@@ -498,7 +498,7 @@ impl Gate {
             // RFC 9147 §5.1: no cookie for a fresh 0-RTT resumption from the ticket's address
             // with a valid binder (a HelloRetryRequest would forbid the early data, RFC 8446
             // §4.2.10).
-            None if !needs_group && cookie_exempt(config, v13, hello.body, peer, now, fetched) => {
+            None if !needs_group && cookie_exempt(config, v13, &full, peer, now, fetched) => {
                 drop(keys);
                 bump(&self.counters.cookie_exempt);
                 self.remember_zero_rtt(now, peer, hello.body);
@@ -531,7 +531,7 @@ impl Gate {
         let view = ClientHelloView::parse(hello.body).ok()?;
         let v13 = ClientHello13View::parse(&view)?;
         let suite = v13.choose_suite(&config.common.suites13)?;
-        let needs_group = !v13.key_share_secp256r1 && !psk_ke_possible(config, &v13, hello.body, now, fetched);
+        let needs_group = needs_group(config, &v13, &FullHello::new(hello.body), now, fetched);
         let keys = self.keys13.lock(now, rng);
         let n = write_hello_retry_request(&*config.common.provider, &keys, now, peer, hello, suite, needs_group, out)?;
         bump(&self.counters.hello_retry_requests);
@@ -649,20 +649,40 @@ impl Gate {
     }
 }
 
-/// Whether the ClientHello can complete with psk_ke alone (RFC 8446 §4.2.9), so the
-/// HelloRetryRequest need not ask for a key share. Only a ClientHello that offers psk_ke and a
-/// PSK is decoded in full (the look-up needs the identities); the flood path never is.
-fn psk_ke_possible(
+/// A ClientHello body and its full decoding, made at most once and only when a PSK look-up
+/// needs the identities: the flood path never decodes, and a 0-RTT psk_ke hello is not decoded
+/// once for the key-share question and again for the cookie exemption.
+struct FullHello<'a> {
+    body: &'a [u8],
+    decoded: std::cell::OnceCell<Option<ClientHello13>>,
+}
+
+impl<'a> FullHello<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Self { body, decoded: std::cell::OnceCell::new() }
+    }
+
+    fn get(&self) -> Option<&ClientHello13> {
+        self.decoded.get_or_init(|| ClientHello13::read_exact(self.body).ok()).as_ref()
+    }
+}
+
+/// Whether the HelloRetryRequest must ask for a secp256r1 key share: none was sent, and the
+/// ClientHello cannot complete with psk_ke alone (RFC 8446 §4.2.9), which only a ClientHello
+/// offering psk_ke and a PSK can (the look-up needs the identities).
+fn needs_group(
     config: &ServerConfig,
     v13: &ClientHello13View<'_>,
-    body: &[u8],
+    full: &FullHello<'_>,
     now: Instant,
     fetched: &[FetchedSession],
 ) -> bool {
-    v13.psk_ke
-        && v13.pre_shared_key
-        && ClientHello13::read_exact(body)
-            .is_ok_and(|ch| crate::dtls13::engine::psk_ke_possible(config, &ch, now, fetched))
+    let psk_ke_alone = || {
+        v13.psk_ke
+            && v13.pre_shared_key
+            && full.get().is_some_and(|ch| crate::dtls13::engine::psk_ke_possible(config, ch, now, fetched))
+    };
+    !v13.key_share_secp256r1 && !psk_ke_alone()
 }
 
 /// Whether the cookie-less ClientHello is exempt from the cookie exchange (RFC 9147 §5.1, see
@@ -671,7 +691,7 @@ fn psk_ke_possible(
 fn cookie_exempt(
     config: &ServerConfig,
     v13: &ClientHello13View<'_>,
-    body: &[u8],
+    full: &FullHello<'_>,
     peer: SocketAddr,
     now: Instant,
     fetched: &[FetchedSession],
@@ -679,8 +699,7 @@ fn cookie_exempt(
     v13.early_data
         && v13.pre_shared_key
         && config.early_data.as_ref().is_some_and(|e| e.skip_cookie_on_resumption)
-        && ClientHello13::read_exact(body)
-            .is_ok_and(|ch| crate::dtls13::engine::cookie_exempt(config, &ch, body, peer, now, fetched))
+        && full.get().is_some_and(|ch| crate::dtls13::engine::cookie_exempt(config, ch, full.body, peer, now, fetched))
 }
 
 /// Writes the stateless HelloRetryRequest datagram for `hello` (RFC 9147 §5.1, RFC 8446
