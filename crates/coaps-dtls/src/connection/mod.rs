@@ -16,7 +16,7 @@ pub(crate) mod auto;
 use crate::codec::{CipherSuite, ProtocolVersion};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::crypto::SeededRng;
-use crate::dtls12::engine::Conn12;
+use crate::dtls12::Conn12;
 use crate::error::{ConfigError, Error, PeerMisbehaved, UsageError};
 use crate::msgs::ClientHello;
 use crate::resumption::Session;
