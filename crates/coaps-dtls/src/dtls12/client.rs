@@ -5,13 +5,16 @@
 //! next state; any other message is out of order.
 //!
 //! ```text
-//! ExpectServerHello ──(HelloVerifyRequest: same hello + cookie, stay)
-//!   ├─ resumed session ─▶ ExpectResumedFinished ─▶ done (our CCS + Finished last)
-//!   ├─ ECDSA ─▶ ExpectCertificate ─▶ ExpectServerKeyExchange ─▶ ExpectCertificateRequest
-//!   │                                                              ├─ CertificateRequest ─▶ ExpectServerHelloDone
-//!   │                                                              └─ ServerHelloDone ─┐
-//!   └─ PSK ─▶ ExpectServerKeyExchange (optional for plain PSK, RFC 4279 §2) ───────────┤
-//!                                               our final flight ─▶ ExpectFinished ─▶ done
+//! ExpectServerHello ─┬─ HelloVerifyRequest: the same hello again, with the cookie; stays
+//!                    ├─ ServerHello resuming our session ─▶ ExpectResumedFinished
+//!                    ├─ ServerHello, ECDSA suite ─▶ ExpectCertificate ─▶ ExpectServerKeyExchange
+//!                    └─ ServerHello, PSK suite ────────────────────────▶ ExpectServerKeyExchange
+//! ExpectServerKeyExchange ─┬─ ServerKeyExchange ─▶ ExpectCertificateRequest
+//!                          └─ ServerHelloDone (plain PSK, no hint: RFC 4279 §2) ─▶ final flight
+//! ExpectCertificateRequest ─┬─ CertificateRequest (ECDSA) ─▶ ExpectServerHelloDone ─▶ final flight
+//!                           └─ ServerHelloDone ─▶ final flight
+//! final flight: [Certificate] ClientKeyExchange [CertificateVerify] CCS Finished ─▶ ExpectFinished
+//! ExpectFinished ─▶ done;  ExpectResumedFinished ─▶ our CCS + Finished ─▶ done
 //! ```
 
 use super::engine::{Core, FlightMsg, HsData, encode_to_vec, read_all};
@@ -39,7 +42,8 @@ pub(super) struct Client {
     state: State,
 }
 
-/// What the client waits for.
+/// What the client waits for. Each variant is named after the state struct it holds.
+#[allow(clippy::enum_variant_names)]
 enum State {
     ExpectServerHello(ExpectServerHello),
     ExpectCertificate(ExpectCertificate),
@@ -527,8 +531,8 @@ impl ExpectServerHelloDone {
     }
 }
 
-/// Our flight after the server's hello flight: [Certificate], ClientKeyExchange,
-/// [CertificateVerify], ChangeCipherSpec, Finished (RFC 5246 §7.3).
+/// Our flight after the server's hello flight: Certificate (if requested), ClientKeyExchange,
+/// CertificateVerify (if we sent a certificate), ChangeCipherSpec, Finished (RFC 5246 §7.3).
 fn send_final_flight(
     cx: &mut Context<'_>,
     d: HsData,

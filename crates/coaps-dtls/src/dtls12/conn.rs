@@ -72,7 +72,7 @@ impl Conn12 {
     /// Starts a client handshake towards `peer`. `server_name` is checked against the server's
     /// certificate (a DNS name or an IP literal) and sent as SNI when it is a DNS name
     /// (RFC 6066 §3 forbids IP literals there). `resume` offers a session from an earlier
-    /// connection ([`Connection::session`]) for an abbreviated handshake.
+    /// connection ([`Connection::session`](crate::Connection::session)) for an abbreviated handshake.
     pub fn client(
         config: Arc<ClientConfig>,
         peer: SocketAddr,
@@ -219,7 +219,7 @@ impl Conn12 {
         self.core.out.poll_event()
     }
 
-    /// When [`Connection::handle_timeout`] should next be called.
+    /// When [`Connection::handle_timeout`](crate::Connection::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.poll_timeout()
     }

@@ -424,12 +424,13 @@ impl Core {
     /// Our flight was lost if the peer repeats the flight it answers (RFC 6347 §4.2.4):
     /// resend it, during the handshake or while we keep the handshake's last flight.
     pub(super) fn on_peer_repeated(&mut self) {
-        if self.state != State::Closed && !self.flight.is_empty() {
-            if self.state == State::Handshaking || self.holds_last_flight {
-                self.out.stats.retransmissions += 1;
-                self.timer.note_retransmitted();
-                self.encode_flight();
-            }
+        if self.state != State::Closed
+            && !self.flight.is_empty()
+            && (self.state == State::Handshaking || self.holds_last_flight)
+        {
+            self.out.stats.retransmissions += 1;
+            self.timer.note_retransmitted();
+            self.encode_flight();
         }
     }
 

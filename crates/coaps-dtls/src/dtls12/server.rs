@@ -6,13 +6,14 @@
 //! order.
 //!
 //! ```text
-//! ClientHello ─┬─ known session ─▶ ExpectResumedFinished ─▶ done
-//!              └─ our hello flight ─┬─ client auth ─▶ ExpectCertificate ─┐
-//!                                   └───────────────────────────────────┴▶ ExpectClientKeyExchange
-//!   ExpectClientKeyExchange ─┬─ client certificate ─▶ ExpectCertificateVerify ─┐
-//!                            └─────────────────────────────────────────────────┴▶ ExpectFinished ─▶ done
+//! ClientHello ─┬─ a session to resume: ServerHello CCS Finished ─▶ ExpectResumedFinished ─▶ done
+//!              └─ ServerHello [Certificate] [ServerKeyExchange] [CertificateRequest] ServerHelloDone
+//!                   ├─ client authentication ─▶ ExpectCertificate ─▶ ExpectClientKeyExchange
+//!                   └───────────────────────────────────────────────▶ ExpectClientKeyExchange
+//! ExpectClientKeyExchange ─┬─ a client certificate came ─▶ ExpectCertificateVerify ─▶ ExpectFinished
+//!                          └────────────────────────────────────────────────────────▶ ExpectFinished
+//! ExpectFinished ─▶ our CCS + Finished ─▶ done
 //! ```
-//! (Done with a full handshake means our ChangeCipherSpec + Finished went out last.)
 
 use super::engine::{Core, HsData, encode_to_vec, hello_digest, read_all};
 use crate::codec::*;
@@ -36,7 +37,8 @@ pub(super) struct Server {
     state: State,
 }
 
-/// What the server waits for.
+/// What the server waits for. Each variant is named after the state struct it holds.
+#[allow(clippy::enum_variant_names)]
 enum State {
     ExpectCertificate(ExpectCertificate),
     ExpectClientKeyExchange(ExpectClientKeyExchange),
@@ -127,8 +129,9 @@ impl Server {
 }
 
 /// Chooses the parameters of the handshake from the ClientHello and sends our first flight:
-/// ServerHello [+ Certificate] [+ ServerKeyExchange] [+ CertificateRequest] + ServerHelloDone,
-/// or ServerHello + ChangeCipherSpec + Finished when it resumes a session.
+/// ServerHello, Certificate (ECDSA suites), ServerKeyExchange (unless plain PSK without a
+/// hint), CertificateRequest (client authentication), ServerHelloDone; or ServerHello,
+/// ChangeCipherSpec, Finished when it resumes a session.
 fn handle_client_hello(
     core: &mut Core,
     config: &ServerConfig,
