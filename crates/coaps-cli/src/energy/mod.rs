@@ -163,6 +163,8 @@ pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
     let completed = runs.len() as u64;
     let (_, t) = runs.swap_remove(runs.len() / 2);
     let (tx, rx, on, uah) = charge(&radio, &t);
+    // The battery figures follow from the energy as shown, so a reader can redo them.
+    let uah = round(uah, 3);
     let mah_per_day = f64::from(p.reconnects_per_day) * uah / 1000.0;
     Ok(Row {
         radio: radio.name,
@@ -182,7 +184,7 @@ pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
         tx_ms: round(ms(tx), 3),
         rx_ms: round(ms(rx), 3),
         radio_ms: round(ms(on), 3),
-        energy_uah: round(uah, 3),
+        energy_uah: uah,
         energy_uah_mean: round(mean, 3),
         handshakes_per_battery: (p.battery_mah * 1000.0 / uah).floor(),
         reconnects_per_day: p.reconnects_per_day,

@@ -4,8 +4,8 @@
 //! * `energy.svg`: energy per handshake, one bar chart per radio, every bar labelled with its
 //!   µAh as in the table (`energy.json`, the same rows as `--json`).
 //! * `timers.svg`: median handshake completion time against loss, RFC 6347 timers against
-//!   the LPWAN timer, one panel per swept mode, every point labelled with its seconds
-//!   (`timers.json`).
+//!   the LPWAN timer, one panel per swept mode, every point labelled with its seconds and the
+//!   seeds that completed (`timers.json`).
 
 use super::{Row, SweepPoint};
 use plotters::coord::Shift;
@@ -29,8 +29,10 @@ pub fn write_all(dir: &Path, rows: &[Row], sweep: &[SweepPoint]) -> PlotResult<V
     Ok(files.to_vec())
 }
 
-fn label_style(size: u32) -> TextStyle<'static> {
-    TextStyle::from(("sans-serif", size).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom))
+/// A label centred above (or, with `below`, under) its point.
+fn label_style(size: u32, below: bool) -> TextStyle<'static> {
+    let v = if below { VPos::Top } else { VPos::Bottom };
+    TextStyle::from(("sans-serif", size).into_font()).color(&BLACK).pos(Pos::new(HPos::Center, v))
 }
 
 /// Energy per mode, one panel per radio (in the rows' order).
@@ -64,7 +66,8 @@ fn energy_panel(panel: &DrawingArea<SVGBackend<'_>, Shift>, radio: &str, rows: &
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..rows.len()).into_segmented(), 0f64..top)?;
+        // `(0..k).into_segmented()` has k + 1 segments, one per value of 0..=k.
+        .build_cartesian_2d((0..rows.len() - 1).into_segmented(), 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -86,7 +89,7 @@ fn energy_panel(panel: &DrawingArea<SVGBackend<'_>, Shift>, radio: &str, rows: &
         bar
     }))?;
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        Text::new(format!("{:.3}", r.energy_uah), (SegmentValue::CenterOf(i), r.energy_uah), label_style(13))
+        Text::new(format!("{:.3}", r.energy_uah), (SegmentValue::CenterOf(i), r.energy_uah), label_style(13, false))
     }))?;
     Ok(())
 }
@@ -115,17 +118,24 @@ pub fn timers(path: &Path, sweep: &[SweepPoint]) -> PlotResult<()> {
         chart.configure_mesh().max_light_lines(1).x_desc("loss each way, %").y_desc("seconds").draw()?;
         for (i, timer) in ["rfc6347", "lpwan-5xrtt"].into_iter().enumerate() {
             let color = PALETTE[i];
-            let series: Vec<(f64, f64)> =
-                points.iter().filter(|p| p.timer == timer).map(|p| (f64::from(p.loss_percent), p.median_s)).collect();
+            let mine: Vec<&&SweepPoint> = points.iter().filter(|p| p.timer == timer).collect();
+            let series: Vec<(f64, f64)> = mine.iter().map(|p| (f64::from(p.loss_percent), p.median_s)).collect();
             let name = if i == 0 { "RFC 6347 timers (1 s initial)" } else { "LPWAN timer (max(1 s, 5 × RTT) initial)" };
             chart
                 .draw_series(LineSeries::new(series.iter().copied(), color.stroke_width(2)))?
                 .label(name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
             chart.draw_series(series.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled())))?;
-            chart.draw_series(series.iter().map(|&(x, y)| Text::new(format!("{y:.3}"), (x, y), label_style(12))))?;
+            // RFC labels under their points, LPWAN ones above, so equal medians stay legible.
+            chart.draw_series(mine.iter().map(|p| {
+                let label = format!("{:.3} ({}/{})", p.median_s, p.completed, p.seeds);
+                Text::new(label, (f64::from(p.loss_percent), p.median_s), label_style(11, i == 0))
+            }))?;
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     }
     root.present()?;
     Ok(())
