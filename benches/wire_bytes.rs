@@ -89,7 +89,8 @@ fn dtls13() {
     }
     // The whole 0-RTT handshake, counted like the rows above (`coaps energy`'s dtls1.3-0rtt):
     // from the ticket's address the server skips the cookie (RFC 9147 §5.1).
-    let mut h = ours::Harness::with13(Mode::PskCcm8, ccm8, |c| c.early_data = Some(coaps_dtls::EarlyDataConfig::default()));
+    let mut h =
+        ours::Harness::with13(Mode::PskCcm8, ccm8, |c| c.early_data = Some(coaps_dtls::EarlyDataConfig::default()));
     h.prime_session();
     h.handshake_early(&[0x42u8; 32]);
     let before = allocations();

@@ -333,7 +333,14 @@ pub fn table(radios: &[Radio], rows: &[Row], p: &Params) -> String {
     let mut s = String::new();
     for radio in radios {
         let rtt = p.rtt.unwrap_or(radio.typical_rtt);
-        let _ = writeln!(s, "{} ({}), RTT {} ms, loss {} %", radio.name, radio.description, rtt.as_millis(), p.loss * 100.0);
+        let _ = writeln!(
+            s,
+            "{} ({}), RTT {} ms, loss {} %",
+            radio.name,
+            radio.description,
+            rtt.as_millis(),
+            p.loss * 100.0
+        );
         s.push('\n');
         let _ = writeln!(
             s,

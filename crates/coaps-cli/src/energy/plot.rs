@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-const PALETTE: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+const PALETTE: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
 
 /// Writes `energy.svg`, `energy.json`, `timers.svg` and `timers.json` into `dir` (created if
 /// missing); returns their paths.
@@ -54,13 +55,16 @@ pub fn energy(path: &Path, rows: &[Row]) -> PlotResult<()> {
     Ok(())
 }
 
-fn energy_panel(panel: &DrawingArea<SVGBackend<'_>, Shift>, radio: &str, rows: &[&Row], color: RGBColor) -> PlotResult<()> {
+fn energy_panel(
+    panel: &DrawingArea<SVGBackend<'_>, Shift>,
+    radio: &str,
+    rows: &[&Row],
+    color: RGBColor,
+) -> PlotResult<()> {
     let top = rows.iter().map(|r| r.energy_uah).fold(0.0, f64::max).max(1e-3) * 1.2;
     let first = rows.first().ok_or("no rows")?;
-    let caption = format!(
-        "{radio}: energy per handshake (µAh), RTT {} ms, loss {} %",
-        first.rtt_ms, first.loss_percent
-    );
+    let caption =
+        format!("{radio}: energy per handshake (µAh), RTT {} ms, loss {} %", first.rtt_ms, first.loss_percent);
     let mut chart = ChartBuilder::on(panel)
         .caption(caption, ("sans-serif", 18))
         .margin(12)
@@ -74,17 +78,17 @@ fn energy_panel(panel: &DrawingArea<SVGBackend<'_>, Shift>, radio: &str, rows: &
         .max_light_lines(1)
         .x_labels(rows.len())
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows.get(*i).map_or(String::new(), |r| r.mode.to_owned()),
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                rows.get(*i).map_or(String::new(), |r| r.mode.to_owned())
+            }
             SegmentValue::Last => String::new(),
         })
         .x_label_style(("sans-serif", 12))
         .y_desc("µAh")
         .draw()?;
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        let mut bar = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.energy_uah)],
-            color.filled(),
-        );
+        let mut bar =
+            Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.energy_uah)], color.filled());
         bar.set_margin(0, 0, 18, 18);
         bar
     }))?;
@@ -120,7 +124,8 @@ pub fn timers(path: &Path, sweep: &[SweepPoint]) -> PlotResult<()> {
             let color = PALETTE[i];
             let mine: Vec<&&SweepPoint> = points.iter().filter(|p| p.timer == timer).collect();
             let series: Vec<(f64, f64)> = mine.iter().map(|p| (f64::from(p.loss_percent), p.median_s)).collect();
-            let name = if i == 0 { "RFC 6347 timers (1 s initial)" } else { "LPWAN timer (max(1 s, 5 × RTT) initial)" };
+            let name =
+                if i == 0 { "RFC 6347 timers (1 s initial)" } else { "LPWAN timer (max(1 s, 5 × RTT) initial)" };
             chart
                 .draw_series(LineSeries::new(series.iter().copied(), color.stroke_width(2)))?
                 .label(name)
@@ -135,7 +140,9 @@ pub fn timers(path: &Path, sweep: &[SweepPoint]) -> PlotResult<()> {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())
