@@ -95,7 +95,7 @@ fn dtls13() {
     h.handshake_early(&[0x42u8; 32]);
     let before = allocations();
     let o = h.handshake_early(&[0x42u8; 32]);
-    row("1.3 resumed (ticket) psk ccm8 0-RTT, 32 B request", "coaps", false, &o, Some(allocations() - before));
+    row("1.3 resumed psk ccm8 0-RTT, 32-byte request", "coaps", false, &o, Some(allocations() - before));
     println!();
     println!("CH1 + HVR for 1.3 = first ClientHello + HelloRetryRequest (the cookie round trip).");
     println!();
