@@ -167,13 +167,33 @@ pub struct RequestArgs {
 }
 
 fn loss_percent(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; give a percentage such as 10"))?;
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; give a percentage from 0 to 90"))?;
     if !(0.0..=90.0).contains(&v) {
-        return Err(format!(
-            "{s} % is out of range: give 0 to 90 (at higher loss no handshake completes within the retransmission budget)"
-        ));
+        return Err(format!("{s} % is out of range; give a percentage from 0 to 90"));
     }
     Ok(v)
+}
+
+/// A whole number from `lo` to `hi`; the error names the range (clap's own says only "invalid
+/// digit" for `-5`).
+fn bounded(s: &str, what: &str, lo: u32, hi: u32) -> Result<u32, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if (i128::from(lo)..=i128::from(hi)).contains(&v) => Ok(v as u32),
+        Ok(_) => Err(format!("{s} is out of range; give {what} from {lo} to {hi}")),
+        Err(_) => Err(format!("`{s}` is not a whole number; give {what} from {lo} to {hi}")),
+    }
+}
+
+fn rtt_ms(s: &str) -> Result<u32, String> {
+    bounded(s, "a round-trip time in milliseconds", 1, 60_000)
+}
+
+fn per_day(s: &str) -> Result<u32, String> {
+    bounded(s, "a number of reconnects per day", 1, 1_000_000)
+}
+
+fn mah(s: &str) -> Result<u32, String> {
+    bounded(s, "a capacity in mAh", 1, 1_000_000)
 }
 
 /// `coaps energy`.
@@ -190,19 +210,16 @@ pub struct EnergyArgs {
     #[arg(long, value_name = "NAME", action = ArgAction::Append)]
     pub radio: Vec<String>,
     /// Round-trip time in milliseconds (1 to 60000; default: each radio's typical RTT).
-    #[arg(long, value_name = "MS", allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub rtt: Option<u64>,
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = rtt_ms)]
+    pub rtt: Option<u32>,
     /// Datagram loss each way, percent (0 to 90). Above 0 every row runs 32 seeds.
     #[arg(long, value_name = "PERCENT", default_value = "0", allow_negative_numbers = true, value_parser = loss_percent)]
     pub loss: f64,
     /// Reconnects (handshakes) per day, for the battery figures (1 to 1000000).
-    #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true, value_parser = per_day)]
     pub reconnects_per_day: u32,
     /// Battery capacity in mAh (1 to 1000000).
-    #[arg(long, value_name = "N", default_value_t = 2000, allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 2000, allow_negative_numbers = true, value_parser = mah)]
     pub battery_mah: u32,
     /// Print one JSON array of rows instead of the tables.
     #[arg(long)]

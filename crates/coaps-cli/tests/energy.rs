@@ -36,14 +36,15 @@ fn bad_input_is_a_usage_error() {
     for (args, expect) in [
         (&["--loss", "150"][..], "--loss"),
         (&["--loss", "-1"], "--loss"),
-        (&["--loss", "lots"], "not a number"),
+        (&["--loss", "lots"], "not a number; give a percentage from 0 to 90"),
         (&["--rtt", "0"], "--rtt"),
-        (&["--rtt", "-5"], "--rtt"),
+        (&["--rtt", "-5"], "give a round-trip time in milliseconds from 1 to 60000"),
         (&["--rtt", "86400000"], "--rtt"),
+        (&["--rtt", "1.5"], "not a whole number"),
         (&["--reconnects-per-day", "0"], "--reconnects-per-day"),
-        (&["--reconnects-per-day", "-3"], "--reconnects-per-day"),
-        (&["--battery-mah", "-2000"], "--battery-mah"),
-        (&["--battery-mah", "99999999999"], "--battery-mah"),
+        (&["--reconnects-per-day", "-3"], "reconnects per day from 1 to 1000000"),
+        (&["--battery-mah", "-2000"], "give a capacity in mAh from 1 to 1000000"),
+        (&["--battery-mah", "99999999999999999999999999999999999999999"], "--battery-mah"),
         (&["--radio", "lora"], "unknown radio `lora`; known radios: nrf9160-lte-m, nb-iot, 802.15.4, esp32-wifi"),
     ] {
         let out = energy(args);

@@ -263,7 +263,7 @@ pub fn params(args: &EnergyArgs) -> Result<(Vec<Radio>, Params), String> {
     Ok((
         radios,
         Params {
-            rtt: args.rtt.map(Duration::from_millis),
+            rtt: args.rtt.map(|ms| Duration::from_millis(u64::from(ms))),
             loss: args.loss / 100.0,
             reconnects_per_day: args.reconnects_per_day,
             battery_mah: f64::from(args.battery_mah),
