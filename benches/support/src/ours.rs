@@ -163,12 +163,39 @@ impl Harness {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)), port)
     }
 
+    /// A DTLS 1.3 resumption of the [`Harness::prime_session`] ticket whose ClientHello carries
+    /// `request` as 0-RTT early data (the server must allow it), counted like
+    /// [`Harness::handshake`]: every datagram until none moves, the post-handshake flights
+    /// included. The server forgets the association afterwards.
+    ///
+    /// # Panics
+    /// If the handshake does not complete, is not resumed, or the server does not deliver
+    /// `request` as early data.
+    pub fn handshake_early(&mut self, request: &[u8]) -> Outcome {
+        let session = self.session.clone().expect("prime_session first");
+        let (outcome, newest) = self.run_with(Some(session), Some(request));
+        assert!(outcome.resumed, "0-RTT needs a resumption");
+        // A ticket that carried accepted early data is single-use (RFC 8446 §8.1).
+        self.session = Some(newest.expect("a new ticket"));
+        outcome
+    }
+
     fn run(&mut self, resume: Option<Session>) -> (Outcome, Option<Session>) {
+        self.run_with(resume, None)
+    }
+
+    fn run_with(&mut self, resume: Option<Session>, early: Option<&[u8]>) -> (Outcome, Option<Session>) {
         self.counter += 1;
         let now = self.now;
         let client_addr = self.client_addr();
         let mut client = Endpoint::client(SeededRng::from_seed_u64(self.counter));
-        client.connect(now, SERVER, self.client_config.clone(), "localhost", resume).expect("connect");
+        let config = self.client_config.clone();
+        match early {
+            Some(data) => client.connect_with_early_data(now, SERVER, config, "localhost", resume, data),
+            None => client.connect(now, SERVER, config, "localhost", resume),
+        }
+        .expect("connect");
+        let mut early_delivered = false;
 
         let mut wire = Wire::default();
         let (mut client_done, mut server_done) = (None, None);
@@ -184,14 +211,14 @@ impl Harness {
                 client.handle_datagram(now, SERVER, &t.payload);
                 moved = true;
             }
-            server_done = server_done.or_else(|| connected(&mut self.server));
+            server_done = server_done.or_else(|| connected(&mut self.server, early, &mut early_delivered));
             if client_done.is_none() {
-                client_done = connected(&mut client);
+                client_done = connected(&mut client, None, &mut early_delivered);
                 if client_done.is_some() {
                     wire.round_trips = wire.s2c_flights;
                 }
             } else {
-                connected(&mut client);
+                connected(&mut client, None, &mut early_delivered);
             }
             if !moved {
                 break;
@@ -209,6 +236,7 @@ impl Harness {
                 self.server
             );
         };
+        assert_eq!(early_delivered, early.is_some(), "early data delivered as such");
         let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
         if !self.keep {
             // Forget the association (no close_notify: that is not handshake work) so the
@@ -329,12 +357,14 @@ impl Harness {
     }
 }
 
-/// `Some(resumed)` once the endpoint reported `Connected`; panics on `Closed`.
-fn connected(ep: &mut Endpoint) -> Option<bool> {
+/// `Some(resumed)` once the endpoint reported `Connected`; panics on `Closed`. Sets
+/// `early_delivered` when the endpoint delivers `early` as 0-RTT data.
+fn connected(ep: &mut Endpoint, early: Option<&[u8]>, early_delivered: &mut bool) -> Option<bool> {
     let mut done = None;
     while let Some((peer, ev)) = ep.poll_event() {
         match ev {
             Event::Connected { resumed, .. } => done = Some(resumed),
+            Event::EarlyData(d) if early == Some(&d[..]) => *early_delivered = true,
             Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
             _ => {}
         }

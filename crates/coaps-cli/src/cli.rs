@@ -76,6 +76,9 @@ pub enum Command {
     Put(RequestArgs),
     /// Send a DELETE request and print the response payload.
     Delete(RequestArgs),
+    /// Energy per DTLS handshake on battery-powered radios, from handshakes run in-process
+    /// over the network simulator.
+    Energy(EnergyArgs),
 }
 
 /// `coaps serve`.
@@ -161,4 +164,68 @@ pub struct RequestArgs {
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+}
+
+fn loss_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number; give a percentage from 0 to 90"))?;
+    if !(0.0..=90.0).contains(&v) {
+        return Err(format!("{s} % is out of range; give a percentage from 0 to 90"));
+    }
+    Ok(v)
+}
+
+/// A whole number from `lo` to `hi`; the error names the range (clap's own says only "invalid
+/// digit" for `-5`).
+fn bounded(s: &str, what: &str, lo: u32, hi: u32) -> Result<u32, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if (i128::from(lo)..=i128::from(hi)).contains(&v) => Ok(v as u32),
+        Ok(_) => Err(format!("{s} is out of range; give {what} from {lo} to {hi}")),
+        Err(_) => Err(format!("`{s}` is not a whole number; give {what} from {lo} to {hi}")),
+    }
+}
+
+fn rtt_ms(s: &str) -> Result<u32, String> {
+    bounded(s, "a round-trip time in milliseconds", 1, 60_000)
+}
+
+fn per_day(s: &str) -> Result<u32, String> {
+    bounded(s, "a number of reconnects per day", 1, 1_000_000)
+}
+
+fn mah(s: &str) -> Result<u32, String> {
+    bounded(s, "a capacity in mAh", 1, 1_000_000)
+}
+
+/// `coaps energy`.
+#[derive(Debug, Args)]
+#[command(after_help = "Modes (rows): dtls1.2-psk, dtls1.2-psk-nocookie, dtls1.2-ecdhe-ecdsa, dtls1.2-resumption, \
+                        dtls1.3-cert, dtls1.3-psk, dtls1.3-resumption, dtls1.3-0rtt.\n\
+                        Radios: nrf9160-lte-m (230 mA TX / 46 mA RX, 375/300 kb/s, RTT 150 ms), \
+                        nb-iot (230/46 mA, 62.5/60 kb/s, RTT 1000 ms), 802.15.4 (24/20 mA, 250 kb/s, 6LoWPAN, \
+                        RTT 40 ms), esp32-wifi (180/100 mA, 65 Mb/s, RTT 10 ms).\n\
+                        Radio-on time = wait until connected (simulated RTTs and timers) + TX and RX airtime; \
+                        energy = TX current x TX airtime + RX current x the rest. Sources and limits: README.")]
+pub struct EnergyArgs {
+    /// Radio model (repeatable; default: all): nrf9160-lte-m, nb-iot, 802.15.4, esp32-wifi.
+    #[arg(long, value_name = "NAME", action = ArgAction::Append)]
+    pub radio: Vec<String>,
+    /// Round-trip time in milliseconds (1 to 60000; default: each radio's typical RTT).
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = rtt_ms)]
+    pub rtt: Option<u32>,
+    /// Datagram loss each way, percent (0 to 90). Above 0 every row runs 32 seeds.
+    #[arg(long, value_name = "PERCENT", default_value = "0", allow_negative_numbers = true, value_parser = loss_percent)]
+    pub loss: f64,
+    /// Reconnects (handshakes) per day, for the battery figures (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true, value_parser = per_day)]
+    pub reconnects_per_day: u32,
+    /// Battery capacity in mAh (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 2000, allow_negative_numbers = true, value_parser = mah)]
+    pub battery_mah: u32,
+    /// Print one JSON array of rows instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write SVG plots (energy per mode per radio; completion time vs loss, RFC vs LPWAN
+    /// timers) and their numbers as JSON into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -9,12 +9,15 @@
 //!             [--no-cookie] [--max-peers N]
 //! coaps get|post|put|delete URI [-u IDENTITY -k KEY] [--ca CA.pem] [--cert CERT.pem --key KEY.pem]
 //!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS]
+//! coaps energy [--radio NAME]... [--rtt MS] [--loss PERCENT] [--reconnects-per-day N]
+//!             [--battery-mah N] [--json] [--out DIR]
 //! ```
 //!
 //! * [`demo`]: the application `serve` hosts, a plain `tower::Service<CoapRequest>`.
 //! * [`psk`]: `-k`/`--psk-hex` keys and the `--psk-file` format.
 //! * [`uri`]: `coaps://` URIs to Uri-Path / Uri-Query options.
 //! * [`transport`]: the `coaps-tower` stacks (cookie, handshake and CoAP layers; `Client`).
+//! * [`energy`]: energy per handshake from handshakes run over the simulator, radio models.
 //!
 //! Usage, the PSK file format and the exit statuses are in the crate's `README.md`.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod creds;
 pub mod demo;
+pub mod energy;
 pub mod psk;
 pub mod server;
 pub mod transport;
@@ -64,6 +68,9 @@ pub fn main_with_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> u8 
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if let Command::Energy(args) = cli.command {
+        return energy::command(args);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -80,6 +87,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> u8 
         Command::Post(a) => rt.block_on(client::run(RequestType::Post, a)),
         Command::Put(a) => rt.block_on(client::run(RequestType::Put, a)),
         Command::Delete(a) => rt.block_on(client::run(RequestType::Delete, a)),
+        Command::Energy(_) => unreachable!("handled above, without a runtime"),
     }
 }
 

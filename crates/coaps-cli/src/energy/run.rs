@@ -1,0 +1,476 @@
+//! The handshakes themselves: each [`Mode`] is run in-process between a client and a server
+//! [`Endpoint`] over a [`coaps_sim`] network with the given one-way delay and loss, and every
+//! datagram is counted where it is sent.
+//!
+//! The configurations are the ones of the `wire_bytes` bench (`benches/support/src/ours.rs`):
+//! one CCM_8 suite (RFC 7925's mandatory one), the engine's defaults otherwise (cookie exchange
+//! on, session store on, MTU 1152), the same test certificates, PSK and server name, so a
+//! lossless run carries the bench's bytes. `crates/coaps-cli/tests/energy.rs` checks that
+//! against the bench's own harness.
+
+use coaps_dtls::cert::{self, WebPkiVerifier};
+use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
+use coaps_dtls::{
+    CertifiedKey, CipherSuite, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerVerifier,
+    PolicyContext, Psk, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, ServerConfig, Session, StaticPsks,
+    suites,
+};
+use coaps_sim::{Network, SimConfig, Simulation};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A handshake mode: a row of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// DTLS 1.2, TLS_PSK_WITH_AES_128_CCM_8, with the HelloVerifyRequest cookie exchange
+    /// (RFC 6347 §4.2.1).
+    Dtls12Psk,
+    /// The same without the cookie exchange.
+    Dtls12PskNoCookie,
+    /// DTLS 1.2, TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, P-256 server certificate the client
+    /// verifies; cookie exchange on.
+    Dtls12EcdheEcdsa,
+    /// DTLS 1.2 session-ID resumption (RFC 5246 §7.3) of a PSK session; cookie exchange on.
+    Dtls12Resumption,
+    /// DTLS 1.3 full handshake with the P-256 certificate, TLS_AES_128_CCM_8_SHA256; the
+    /// server's HelloRetryRequest cookie on (RFC 9147 §5.1).
+    Dtls13Cert,
+    /// DTLS 1.3 with the external PSK (psk_dhe_ke: the client always sends a key share).
+    Dtls13Psk,
+    /// DTLS 1.3 ticket resumption (RFC 8446 §2.2) of a PSK session, psk_dhe_ke, HRR cookie.
+    Dtls13Resumption,
+    /// DTLS 1.3 ticket resumption whose ClientHello carries a 32-byte request as 0-RTT early
+    /// data (RFC 8446 §2.3); from the ticket's address the server skips the cookie
+    /// (RFC 9147 §5.1, [`EarlyDataConfig::skip_cookie_on_resumption`]).
+    Dtls13ZeroRtt,
+}
+
+/// The size of the 0-RTT request: the 32-byte request of the `wire_bytes` bench (a small
+/// CoAP GET fits).
+pub const EARLY_REQUEST_LEN: usize = 32;
+
+impl Mode {
+    /// Every mode, in the report's order.
+    pub const ALL: [Mode; 8] = [
+        Mode::Dtls12Psk,
+        Mode::Dtls12PskNoCookie,
+        Mode::Dtls12EcdheEcdsa,
+        Mode::Dtls12Resumption,
+        Mode::Dtls13Cert,
+        Mode::Dtls13Psk,
+        Mode::Dtls13Resumption,
+        Mode::Dtls13ZeroRtt,
+    ];
+
+    /// The name on the command line and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Dtls12Psk => "dtls1.2-psk",
+            Mode::Dtls12PskNoCookie => "dtls1.2-psk-nocookie",
+            Mode::Dtls12EcdheEcdsa => "dtls1.2-ecdhe-ecdsa",
+            Mode::Dtls12Resumption => "dtls1.2-resumption",
+            Mode::Dtls13Cert => "dtls1.3-cert",
+            Mode::Dtls13Psk => "dtls1.3-psk",
+            Mode::Dtls13Resumption => "dtls1.3-resumption",
+            Mode::Dtls13ZeroRtt => "dtls1.3-0rtt",
+        }
+    }
+
+    /// The mode called `name`.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    fn dtls13(self) -> bool {
+        matches!(self, Mode::Dtls13Cert | Mode::Dtls13Psk | Mode::Dtls13Resumption | Mode::Dtls13ZeroRtt)
+    }
+
+    fn certificate(self) -> bool {
+        matches!(self, Mode::Dtls12EcdheEcdsa | Mode::Dtls13Cert)
+    }
+
+    fn resumes(self) -> bool {
+        matches!(self, Mode::Dtls12Resumption | Mode::Dtls13Resumption | Mode::Dtls13ZeroRtt)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which retransmission timer both sides run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timers {
+    /// RFC 6347 §4.2.4.1: 1 s initial timeout, doubling to 60 s (the engine's default).
+    Rfc6347,
+    /// The LPWAN timer: initial timeout max(1 s, 5 × RTT), see [`lpwan_retransmit_policy`].
+    Lpwan,
+}
+
+impl Timers {
+    /// The name in the JSON and the plots.
+    pub fn name(self) -> &'static str {
+        match self {
+            Timers::Rfc6347 => "rfc6347",
+            Timers::Lpwan => "lpwan-5xrtt",
+        }
+    }
+}
+
+/// The "LPWAN timer" of issue 11: a first timeout of max(1 s, 5 × RTT) (the seed: "set the
+/// initial timer to 5× the measured RTT"), doubling up to RFC 6347's 60 s, on the engine's
+/// retransmission-policy hook. The one place that builds it, so it can become the `nb-iot` /
+/// `lte-m` link profile once that exists.
+pub fn lpwan_retransmit_policy(rtt: Duration) -> Arc<dyn RetransmitPolicyFactory> {
+    #[derive(Debug)]
+    struct FiveRtt(Duration);
+    impl RetransmitPolicyFactory for FiveRtt {
+        fn build(&self, _: &PolicyContext) -> Box<dyn RetransmitPolicy> {
+            Box::new(Rfc6347Policy { initial: self.0, max: Duration::from_secs(60) })
+        }
+    }
+    Arc::new(FiveRtt(Duration::from_secs(1).max(rtt.saturating_mul(5))))
+}
+
+/// The network a handshake runs over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    /// Round-trip time: each direction gets half as fixed latency. Airtime is not part of it
+    /// (the radio model adds it).
+    pub rtt: Duration,
+    /// Probability that a datagram is lost, each direction independently.
+    pub loss: f64,
+    /// Seed of the network's random decisions (and of the endpoints' RNGs).
+    pub seed: u64,
+}
+
+/// What one handshake did, counted from the run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transcript {
+    /// Sizes (UDP payload bytes) of the datagrams the client sent, retransmissions included.
+    pub up: Vec<usize>,
+    /// Sizes of the datagrams the server sent to the client.
+    pub down: Vec<usize>,
+    /// Sizes of the datagrams the client received (`down` less those lost).
+    pub received: Vec<usize>,
+    /// Round trips the client waited through until it was connected: the times a datagram
+    /// reached it after it had sent since the last one (lossless: the server flights it had
+    /// received when connected, the `wire_bytes` bench's RT).
+    pub round_trips: usize,
+    /// Flight retransmissions of both sides (the engines' `Stats::retransmissions`).
+    pub retransmissions: u64,
+    /// From the client's first datagram until it reported `Connected`.
+    pub completion: Duration,
+    /// From the client's first datagram until the last datagram it sent or received.
+    pub active: Duration,
+    /// The session was resumed (resumption modes).
+    pub resumed: bool,
+    /// The server delivered the request as 0-RTT early data (the 0-RTT mode).
+    pub early_data_accepted: bool,
+}
+
+/// A failed run: the handshake gave up or the simulation hit its bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed(pub String);
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// The server's address (documentation range; nothing leaves the process).
+const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 5684);
+const SERVER_NAME: &str = "localhost";
+/// The PSK of the bench and the engine's tests.
+const PSK_IDENTITY: &[u8] = b"Client_identity";
+const PSK_KEY: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+// The engine's test certificates (P-256, CN/SAN localhost), embedded so the command needs no
+// files; the same ones the bench reads.
+const SERVER_CERT: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/server.crt");
+const SERVER_KEY: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/server.key");
+const CA_CERT: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/ca.crt");
+/// Virtual-time bound of one run: above the default 120 s handshake budget.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
+const STEP_LIMIT: usize = 100_000;
+
+fn psk() -> Psk {
+    Psk::new(PSK_IDENTITY.to_vec(), PSK_KEY.to_vec()).expect("a 16-byte PSK is valid")
+}
+
+/// Server and client configurations of `mode` (see the module docs), with `timers`.
+pub fn configs(mode: Mode, timers: Timers, rtt: Duration) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let suite_name = if mode.certificate() { "ECDHE-ECDSA-AES128-CCM8" } else { "PSK-AES128-CCM8" };
+    let suite = *suites::by_name(suite_name).expect("a built-in suite");
+    let mut common = CommonConfig { suites: vec![suite], ..CommonConfig::default() };
+    if mode.dtls13() {
+        common.suites13 = vec![CipherSuite::TLS_AES_128_CCM_8_SHA256];
+    }
+    if timers == Timers::Lpwan {
+        common.retransmit_policy = Some(lpwan_retransmit_policy(rtt));
+    }
+    let mut server = ServerConfig { common: common.clone(), ..ServerConfig::default() };
+    let mut client = ClientConfig { common, ..ClientConfig::default() };
+    if mode.dtls13() {
+        client.version = DtlsVersion::Dtls13;
+    }
+    if mode.certificate() {
+        let key = cert::load_private_key_pem(SERVER_KEY).expect("embedded key");
+        let bytes: [u8; 32] = key.to_bytes().into();
+        server.cert = Some(CertifiedKey {
+            chain: cert::load_certs_pem(SERVER_CERT).expect("embedded certificate"),
+            key: Arc::new(EcdsaP256SigningKey::from_bytes(&bytes).expect("embedded key")),
+        });
+        let roots = cert::load_certs_pem(CA_CERT).expect("embedded CA");
+        client.verifier = Some(PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).expect("embedded CA"))));
+    } else {
+        server.psks = Some(Arc::new(StaticPsks(vec![psk()])));
+        client.psk = Some(psk());
+    }
+    if mode == Mode::Dtls12PskNoCookie {
+        server.cookie = None;
+    }
+    if mode == Mode::Dtls13ZeroRtt {
+        server.early_data = Some(EarlyDataConfig::default());
+    }
+    (Arc::new(server), Arc::new(client))
+}
+
+/// One side, counting what it sends and receives.
+struct Side {
+    addr: SocketAddr,
+    ep: Endpoint,
+    sent: Vec<usize>,
+    received: Vec<usize>,
+    first_sent: Option<Instant>,
+    last_activity: Option<Instant>,
+    awaiting_answer: bool,
+    round_trips: usize,
+    connected: Option<Instant>,
+    round_trips_at_connect: usize,
+    resumed: bool,
+    early_data: Option<Vec<u8>>,
+    closed: Option<String>,
+}
+
+impl Side {
+    fn new(addr: SocketAddr, ep: Endpoint) -> Self {
+        Self {
+            addr,
+            ep,
+            sent: Vec::new(),
+            received: Vec::new(),
+            first_sent: None,
+            last_activity: None,
+            awaiting_answer: false,
+            round_trips: 0,
+            connected: None,
+            round_trips_at_connect: 0,
+            resumed: false,
+            early_data: None,
+            closed: None,
+        }
+    }
+
+    fn drain(&mut self, now: Instant) {
+        while let Some((_, ev)) = self.ep.poll_event() {
+            match ev {
+                Event::Connected { resumed, .. } if self.connected.is_none() => {
+                    self.connected = Some(now);
+                    self.resumed = resumed;
+                    self.round_trips_at_connect = self.round_trips;
+                }
+                Event::EarlyData(d) => self.early_data = Some(d),
+                Event::Closed(r) => self.closed = Some(format!("{r:?}")),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl coaps_sim::Endpoint for Side {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        self.received.push(payload.len());
+        self.last_activity = Some(now);
+        if self.awaiting_answer {
+            self.round_trips += 1;
+            self.awaiting_answer = false;
+        }
+        self.ep.handle_datagram(now, from, payload);
+        self.drain(now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.drain(now);
+    }
+    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        self.drain(now);
+        let t = self.ep.poll_transmit()?;
+        self.sent.push(t.payload.len());
+        self.first_sent.get_or_insert(now);
+        self.last_activity = Some(now);
+        self.awaiting_answer = true;
+        Some((t.destination, t.payload))
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+}
+
+fn client_addr(n: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 40_000 + n)
+}
+
+/// Runs `mode` once over `link` with `timers` and returns what crossed the wire. Resumption
+/// modes first run a full handshake on the same network without loss to get the session;
+/// only the resumed handshake is counted.
+pub fn run(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed> {
+    let (server_config, client_config) = configs(mode, timers, link.rtt);
+    let one_way = link.rtt / 2;
+    let quiet = SimConfig::ideal().with_latency(one_way);
+    let network = Network::new(link.seed, quiet);
+    let mut sim = Simulation::new(network);
+    let now = sim.now();
+    let mut server = Side::new(SERVER, Endpoint::server(server_config, SeededRng::from_seed_u64(0x5e7e), now));
+
+    let session = if mode.resumes() { Some(prime(&mut sim, &mut server, &client_config, link.seed)?) } else { None };
+
+    sim.network_mut().set_default_config(quiet.with_loss(link.loss));
+    let mut ep = Endpoint::client(SeededRng::from_seed_u64(link.seed ^ 0xc2));
+    let request = [0x42u8; EARLY_REQUEST_LEN];
+    let connected = if mode == Mode::Dtls13ZeroRtt {
+        ep.connect_with_early_data(sim.now(), SERVER, client_config, SERVER_NAME, session, &request)
+    } else {
+        ep.connect(sim.now(), SERVER, client_config, SERVER_NAME, session)
+    };
+    connected.map_err(|e| Failed(format!("connect: {e}")))?;
+    let mut client = Side::new(client_addr(2), ep);
+    server.sent.clear();
+    let done = |c: &Side, s: &Side| (c.connected.is_some() && s.connected.is_some()) || c.closed.is_some();
+    sim.run_until(&mut (&mut client, &mut server), |_, (c, s)| done(c, s), RUN_LIMIT, STEP_LIMIT)
+        .map_err(|e| Failed(format!("{mode}: {e}")))?;
+    if let Some(r) = &client.closed {
+        return Err(Failed(format!("{mode}: the client gave up: {r}")));
+    }
+    // The rest of the exchange (the 1.2 server's last flight after its own Connected, 1.3's
+    // NewSessionTicket and ACKs) is counted too, as the bench counts it: until nothing is in
+    // flight and no timer is armed.
+    sim.run_until_idle(&mut (&mut client, &mut server), RUN_LIMIT, STEP_LIMIT)
+        .map_err(|e| Failed(format!("{mode} after the handshake: {e}")))?;
+
+    let (Some(start), Some(connected), Some(last)) = (client.first_sent, client.connected, client.last_activity) else {
+        return Err(Failed(format!("{mode}: the client never connected")));
+    };
+    let stats = |ep: &Endpoint, peer| ep.connection(&peer).map_or(0, |c| c.stats().retransmissions);
+    let expected = [0x42u8; EARLY_REQUEST_LEN];
+    Ok(Transcript {
+        up: client.sent,
+        down: server.sent,
+        received: client.received,
+        round_trips: client.round_trips_at_connect,
+        retransmissions: stats(&client.ep, SERVER) + stats(&server.ep, client.addr),
+        completion: connected - start,
+        active: last - start,
+        resumed: client.resumed && server.resumed,
+        early_data_accepted: server.early_data.as_deref() == Some(&expected[..]),
+    })
+}
+
+/// A full handshake by another client (same host, another port) on the lossless network,
+/// run to the end so a DTLS 1.3 client has its NewSessionTicket; returns the session.
+fn prime(sim: &mut Simulation, server: &mut Side, config: &Arc<ClientConfig>, seed: u64) -> Result<Session, Failed> {
+    let mut ep = Endpoint::client(SeededRng::from_seed_u64(seed ^ 0xc1));
+    ep.connect(sim.now(), SERVER, config.clone(), SERVER_NAME, None).map_err(|e| Failed(format!("connect: {e}")))?;
+    let mut first = Side::new(client_addr(1), ep);
+    sim.run_until_idle(&mut (&mut first, &mut *server), RUN_LIMIT, STEP_LIMIT)
+        .map_err(|e| Failed(format!("priming handshake: {e}")))?;
+    server.connected = None;
+    let session = first.ep.connection(&SERVER).and_then(|c| c.session().cloned());
+    session.ok_or_else(|| Failed("priming handshake: no session issued".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lossless(rtt_ms: u64) -> Link {
+        Link { rtt: Duration::from_millis(rtt_ms), loss: 0.0, seed: 1 }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in Mode::ALL {
+            assert_eq!(Mode::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Mode::from_name("dtls1.4"), None);
+    }
+
+    #[test]
+    fn lpwan_timer_is_five_rtt_with_a_one_second_floor() {
+        let ctx = PolicyContext::new(SERVER, coaps_dtls::Role::Client);
+        let initial = |ms| lpwan_retransmit_policy(Duration::from_millis(ms)).build(&ctx).initial_timeout();
+        assert_eq!(initial(50), Duration::from_secs(1));
+        assert_eq!(initial(200), Duration::from_secs(1));
+        assert_eq!(initial(300), Duration::from_millis(1500));
+        assert_eq!(initial(1500), Duration::from_millis(7500));
+    }
+
+    #[test]
+    fn lossless_psk_handshake_counts_like_the_flights() {
+        let t = run(Mode::Dtls12Psk, lossless(100), Timers::Rfc6347).unwrap();
+        // CH1, CH2, CKE+CCS+Finished up; HVR, ServerHello..Done, CCS+Finished down.
+        assert_eq!((t.up.len(), t.down.len(), t.round_trips, t.retransmissions), (3, 3, 3, 0));
+        assert_eq!(t.received, t.down);
+        assert_eq!(t.completion, Duration::from_millis(300));
+        let no_cookie = run(Mode::Dtls12PskNoCookie, lossless(100), Timers::Rfc6347).unwrap();
+        assert_eq!((no_cookie.up.len(), no_cookie.down.len(), no_cookie.round_trips), (2, 2, 2));
+        assert_eq!(no_cookie.completion, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn resumption_and_zero_rtt_are_what_they_say() {
+        let r = run(Mode::Dtls12Resumption, lossless(100), Timers::Rfc6347).unwrap();
+        assert!(r.resumed);
+        assert_eq!(r.round_trips, 2);
+        let r = run(Mode::Dtls13Resumption, lossless(100), Timers::Rfc6347).unwrap();
+        assert!(r.resumed && !r.early_data_accepted);
+        assert_eq!(r.round_trips, 2, "HelloRetryRequest, then the resumed flight");
+        let z = run(Mode::Dtls13ZeroRtt, lossless(100), Timers::Rfc6347).unwrap();
+        assert!(z.resumed && z.early_data_accepted);
+        assert_eq!(z.round_trips, 1);
+        assert_eq!(z.completion, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn rfc_timers_fire_spuriously_when_the_rtt_exceeds_them_and_the_lpwan_timer_does_not() {
+        let slow = lossless(1500);
+        let rfc = run(Mode::Dtls12Psk, slow, Timers::Rfc6347).unwrap();
+        let lpwan = run(Mode::Dtls12Psk, slow, Timers::Lpwan).unwrap();
+        assert!(rfc.retransmissions > 0, "1 s timer under a 1.5 s RTT: {rfc:?}");
+        assert!(rfc.up.len() > 3);
+        assert_eq!(lpwan.retransmissions, 0, "{lpwan:?}");
+        assert_eq!((lpwan.up.len(), lpwan.down.len()), (3, 3));
+    }
+
+    #[test]
+    fn loss_costs_retransmissions_and_time() {
+        let lossy = (0..16)
+            .filter_map(|seed| {
+                run(Mode::Dtls12Psk, Link { rtt: Duration::from_millis(100), loss: 0.3, seed }, Timers::Rfc6347).ok()
+            })
+            .collect::<Vec<_>>();
+        assert!(lossy.len() >= 12, "most handshakes complete at 30 % loss: {}", lossy.len());
+        assert!(lossy.iter().any(|t| t.retransmissions > 0 && t.completion > Duration::from_secs(1)));
+        assert!(lossy.iter().all(|t| t.up.len() >= 3 && t.received.len() <= t.down.len()));
+    }
+}
