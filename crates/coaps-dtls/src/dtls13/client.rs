@@ -49,6 +49,8 @@ struct Keys {
 }
 
 /// The client's handshake state; none once established.
+// Each variant is named after the state struct it holds, which says what is expected next.
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum State {
     ExpectServerHello(ExpectServerHello),
     ExpectEncryptedExtensions(ExpectEncryptedExtensions),

@@ -134,6 +134,8 @@ struct Handshake {
 }
 
 /// The server's handshake state after its flight; none once established.
+// Each variant is named after the state struct it holds, which says what is expected next.
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum State {
     ExpectCertificate(ExpectCertificate),
     ExpectCertificateVerify(ExpectCertificateVerify),
