@@ -641,6 +641,7 @@ impl Core {
             if self.state == State::Established {
                 self.flight.clear();
                 self.sent_records.clear();
+                self.drop_handshake_send_keys();
             }
         }
     }
@@ -925,9 +926,21 @@ impl Core {
         self.identity = identity.clone();
         self.rng = None;
         self.transcript = Transcript::default();
+        self.drop_handshake_send_keys();
         self.out.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
         for d in std::mem::take(&mut self.early_app_data) {
             self.out.events.push_back(Event::ApplicationData(d));
+        }
+    }
+
+    /// Once established, everything is sent in an application epoch except what is left of a
+    /// handshake-epoch flight (the client's final flight until the server's ACK, RFC 9147
+    /// §5.8.3): after that the epoch-2 sending keys are never used again, and an idle
+    /// association does not keep them. (The receiving keys stay: a repeated peer flight in
+    /// epoch 2 is still recognised and acknowledged.)
+    fn drop_handshake_send_keys(&mut self) {
+        if self.state == State::Established && self.flight.iter().all(|m| m.epoch != EPOCH_HANDSHAKE) {
+            self.send_hs = None;
         }
     }
 
