@@ -31,7 +31,7 @@
 use coaps_bench_support::alloc::live_bytes;
 use coaps_bench_support::{CountingAlloc, Mode, heap, ossl, ours};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{Connection, Endpoint, Event, PeerIdentity, ServerConfig};
+use coaps_dtls::{CipherSuite, Connection, Endpoint, Event, PeerIdentity, ServerConfig};
 use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +96,38 @@ fn ours(mode: Mode, n: usize, cache: bool) {
     let cache_label = if cache { "" } else { ", no cache" };
     row("coaps", &format!("{mode}{cache_label}, just established"), n, secs, per(before, fresh, n));
     row("coaps", &format!("{mode}{cache_label}, idle"), n, secs, per(before, idle, n));
+    drop(h);
+}
+
+/// DTLS 1.3 server associations (external PSK, TLS_AES_128_CCM_8_SHA256): "idle" once every
+/// retransmission timer has run out (the client endpoint acknowledges the NewSessionTicket
+/// before it is dropped, so normally none is left).
+fn ours13(n: usize, cache: bool) {
+    let mode = Mode::PskCcm8;
+    let mut h = ours::Harness::with13(mode, CipherSuite::TLS_AES_128_CCM_8_SHA256, |c| {
+        if !cache {
+            c.session_store = None;
+        }
+    });
+    h.handshake(false);
+    heap::trim();
+    let t = Instant::now();
+    let before = snapshot();
+    for _ in 0..n {
+        h.establish();
+    }
+    assert_eq!(h.server.connection_count(), n, "every association kept");
+    assert!(h.server.poll_transmit().is_none() && h.server.poll_event().is_none());
+    let later = h.now() + Duration::from_secs(3600);
+    if h.server.poll_timeout().is_some_and(|t| t <= later) {
+        h.server.handle_timeout(later);
+    }
+    assert!(h.server.poll_transmit().is_none() && h.server.poll_event().is_none());
+    assert_eq!(h.server.poll_timeout(), None, "an idle association has no timer");
+    let idle = snapshot();
+    let secs = t.elapsed().as_secs_f64();
+    let cache_label = if cache { "" } else { ", no cache" };
+    row("coaps", &format!("dtls13 {mode}{cache_label}, idle"), n, secs, per(before, idle, n));
     drop(h);
 }
 
@@ -207,6 +239,11 @@ fn main() {
             if wanted(&format!("openssl {mode}")) {
                 openssl(mode, env_n("COAPS_MEM_N_OPENSSL", n), cache);
             }
+        }
+    }
+    for cache in [false, true] {
+        if wanted("coaps dtls13 psk-ccm8") {
+            ours13(n, cache);
         }
     }
     if wanted("tower psk-ccm8") {

@@ -405,7 +405,7 @@ impl Endpoint {
                 let Some(cookie) = ch13.cookie() else { return };
                 let mut prefix = Vec::new();
                 message_hash(&state.client_hello1_hash, &mut prefix);
-                let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie);
+                let hrr = crate::dtls13::server::hello_retry_request(&state, cookie);
                 transcript_bytes_13(HandshakeType::ServerHello, &hrr, &mut prefix);
                 prefix
             }
@@ -418,7 +418,7 @@ impl Endpoint {
             self.stats.dropped_limit += 1;
             return;
         }
-        let mut c = crate::dtls13::engine::Conn13::server(
+        let mut c = crate::dtls13::conn::Conn13::server(
             server,
             peer,
             ch13,

@@ -40,7 +40,7 @@ pub struct Connection {
 
 enum Inner {
     V12(Box<Conn12>),
-    V13(Box<crate::dtls13::engine::Conn13>),
+    V13(Box<crate::dtls13::conn::Conn13>),
 }
 
 impl fmt::Debug for Connection {
@@ -93,17 +93,12 @@ impl Connection {
             crate::config::DtlsVersion::Dtls12 => {
                 Inner::V12(Box::new(Conn12::client(config, peer, server_name, resume, rng, now)?))
             }
-            crate::config::DtlsVersion::Dtls13 => Inner::V13(Box::new(crate::dtls13::engine::Conn13::client(
-                config,
-                peer,
-                server_name,
-                resume,
-                rng,
-                now,
-            )?)),
+            crate::config::DtlsVersion::Dtls13 => {
+                Inner::V13(Box::new(crate::dtls13::conn::Conn13::client(config, peer, server_name, resume, rng, now)?))
+            }
             crate::config::DtlsVersion::Auto => {
                 let fallback = crate::connection::auto::Fallback::new(config.clone(), server_name, resume.as_ref());
-                let c = crate::dtls13::engine::Conn13::client(config, peer, server_name, resume, rng, now)?;
+                let c = crate::dtls13::conn::Conn13::client(config, peer, server_name, resume, rng, now)?;
                 return Ok(Self { inner: Inner::V13(Box::new(c)), auto: Some(Box::new(fallback)), guard_hvr: false });
             }
         };
@@ -155,7 +150,7 @@ impl Connection {
             return Err(ConfigError::new("0-RTT early data needs DTLS 1.3: set ClientConfig::version to Dtls13"));
         }
         let c =
-            crate::dtls13::engine::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
+            crate::dtls13::conn::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
         Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false })
     }
 
@@ -199,7 +194,7 @@ impl Connection {
         }
     }
 
-    pub(crate) fn from13(c: crate::dtls13::engine::Conn13) -> Self {
+    pub(crate) fn from13(c: crate::dtls13::conn::Conn13) -> Self {
         Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false }
     }
 

@@ -14,7 +14,7 @@
 
 pub use crate::config::CookieConfig;
 /// What a DTLS 1.3 cookie carries (defined beside the HelloRetryRequest it rebuilds).
-pub use crate::dtls13::engine::HrrState;
+pub use crate::dtls13::server::HrrState;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -680,7 +680,7 @@ fn needs_group(
     let psk_ke_alone = || {
         v13.psk_ke
             && v13.pre_shared_key
-            && full.get().is_some_and(|ch| crate::dtls13::engine::psk_ke_possible(config, ch, now, fetched))
+            && full.get().is_some_and(|ch| crate::dtls13::early::psk_ke_possible(config, ch, now, fetched))
     };
     !v13.key_share_secp256r1 && !psk_ke_alone()
 }
@@ -699,7 +699,7 @@ fn cookie_exempt(
     v13.early_data
         && v13.pre_shared_key
         && config.early_data.as_ref().is_some_and(|e| e.skip_cookie_on_resumption)
-        && full.get().is_some_and(|ch| crate::dtls13::engine::cookie_exempt(config, ch, full.body, peer, now, fetched))
+        && full.get().is_some_and(|ch| crate::dtls13::early::cookie_exempt(config, ch, full.body, peer, now, fetched))
 }
 
 /// Writes the stateless HelloRetryRequest datagram for `hello` (RFC 9147 §5.1, RFC 8446

@@ -51,7 +51,7 @@ fn hello_retry_request_written_in_place_matches_the_codec() {
             group: if needs_group { u16::from(NamedGroup::Secp256r1) } else { 0 },
         };
         let cookie = keys.generate13(&RustCrypto, now, peer(), &state).unwrap();
-        let hrr = crate::dtls13::engine::hello_retry_request(&state, cookie.as_bytes());
+        let hrr = crate::dtls13::server::hello_retry_request(&state, cookie.as_bytes());
         let mut hs = Vec::new();
         HandshakeHeader {
             msg_type: HandshakeType::ServerHello,
