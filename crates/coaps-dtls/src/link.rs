@@ -108,6 +108,10 @@ pub struct LinkParams {
     pub max_timeout: Duration,
     /// The handshake's time budget: once spent, the next timeout gives up.
     pub handshake_budget: Duration,
+    /// Upper bound of the CoAP ACK_TIMEOUT derived from the estimate
+    /// ([`LinkPolicyFactory::ack_timeout`]), so that the derived EXCHANGE_LIFETIME (RFC 7252
+    /// §4.8.2), which a server keeps its deduplication entries for, stays bounded.
+    pub max_ack_timeout: Duration,
 }
 
 /// Names accepted by [`LinkProfile::from_str`], in the order of [`LinkProfile::ALL`].
@@ -125,15 +129,15 @@ impl LinkProfile {
 
     /// The profile's numbers and their sources:
     ///
-    /// | profile | typical RTT | floor | cap | budget | source of the RTT |
-    /// |---|---|---|---|---|---|
-    /// | `ethernet` | 1 ms | 1 s | 60 s | 120 s | LAN; timers of RFC 6347 §4.2.4.1 |
-    /// | `wifi` | 20 ms | 1 s | 60 s | 120 s | WLAN with contention; RFC 6347 timers |
-    /// | `802.15.4` | 200 ms | 1 s | 60 s | 180 s | 250 kb/s, a 1 KB flight is ~ 9 frames of ~ 4 ms air time each, per hop, in a multi-hop 6LoWPAN mesh (RFC 4944, RFC 7925 §11 "low-power, multi-hop") |
-    /// | `lte-m` | 400 ms | 2 s | 60 s | 300 s | LTE-M 10–15 ms air latency, but 100–400 ms with DRX and scheduling, 1–2 s during coverage changes (GSMA LTE-M Deployment Guide; issue 11) |
-    /// | `nb-iot` | 1.5 s | 5 s | 120 s | 600 s | NB-IoT RTT 0.5–2 s; 3GPP TR 45.820 targets 10 s latency at 164 dB coupling loss (issue 11) |
-    /// | `satellite` | 650 ms | 3 s | 60 s | 300 s | geostationary hop ~ 560 ms RTT (RFC 2488 §2) plus ground segment |
-    /// | `auto` | — | 1 s | 60 s | 247 s | RFC 6298 §2 on the measured RTT; budget EXCHANGE_LIFETIME (RFC 7252 §4.8.2) |
+    /// | profile | typical RTT | floor | cap | budget | max CoAP ACK_TIMEOUT | source of the RTT |
+    /// |---|---|---|---|---|---|---|
+    /// | `ethernet` | 1 ms | 1 s | 60 s | 120 s | 2 s | LAN; timers of RFC 6347 §4.2.4.1 |
+    /// | `wifi` | 20 ms | 1 s | 60 s | 120 s | 2 s | WLAN with contention; RFC 6347 timers |
+    /// | `802.15.4` | 200 ms | 1 s | 60 s | 180 s | 5 s | 250 kb/s, a 1 KB flight is ~ 9 frames of ~ 4 ms air time each, per hop, in a multi-hop 6LoWPAN mesh (RFC 4944, RFC 7925 §11 "low-power, multi-hop") |
+    /// | `lte-m` | 400 ms | 2 s | 60 s | 300 s | 10 s | LTE-M 10–15 ms air latency, but 100–400 ms with DRX and scheduling, 1–2 s during coverage changes (GSMA LTE-M Deployment Guide; issue 11) |
+    /// | `nb-iot` | 1.5 s | 5 s | 120 s | 600 s | 30 s | NB-IoT RTT 0.5–2 s; 3GPP TR 45.820 targets 10 s latency at 164 dB coupling loss (issue 11) |
+    /// | `satellite` | 650 ms | 3 s | 60 s | 300 s | 15 s | geostationary hop ~ 560 ms RTT (RFC 2488 §2) plus ground segment |
+    /// | `auto` | — | 1 s | 60 s | 247 s | 30 s | RFC 6298 §2 on the measured RTT; budget EXCHANGE_LIFETIME (RFC 7252 §4.8.2) |
     ///
     /// The floors keep the RFC 6298 §2.4 minimum of 1 s (the DTLS IoT profile: "no less than
     /// 1000ms"), raised on the long-delay links to what their fastest answer takes; the caps
@@ -141,16 +145,16 @@ impl LinkProfile {
     /// still spaces out); the budgets let every one of the default 7 retransmissions run at the
     /// typical RTT.
     pub const fn params(self) -> LinkParams {
-        let (kind, typical_rtt, floor, max_timeout, handshake_budget) = match self {
-            Self::Ethernet => (TimerKind::Rfc, ms(1), ms(1000), ms(60_000), ms(120_000)),
-            Self::Wifi => (TimerKind::Rfc, ms(20), ms(1000), ms(60_000), ms(120_000)),
-            Self::Ieee802154 => (TimerKind::LongDelay, ms(200), ms(1000), ms(60_000), ms(180_000)),
-            Self::LteM => (TimerKind::LongDelay, ms(400), ms(2000), ms(60_000), ms(300_000)),
-            Self::NbIot => (TimerKind::LongDelay, ms(1500), ms(5000), ms(120_000), ms(600_000)),
-            Self::Satellite => (TimerKind::LongDelay, ms(650), ms(3000), ms(60_000), ms(300_000)),
-            Self::Auto => (TimerKind::Adaptive, ms(1000), ms(1000), ms(60_000), ms(247_000)),
+        let (kind, typical_rtt, floor, max_timeout, handshake_budget, max_ack_timeout) = match self {
+            Self::Ethernet => (TimerKind::Rfc, ms(1), ms(1000), ms(60_000), ms(120_000), ms(2000)),
+            Self::Wifi => (TimerKind::Rfc, ms(20), ms(1000), ms(60_000), ms(120_000), ms(2000)),
+            Self::Ieee802154 => (TimerKind::LongDelay, ms(200), ms(1000), ms(60_000), ms(180_000), ms(5000)),
+            Self::LteM => (TimerKind::LongDelay, ms(400), ms(2000), ms(60_000), ms(300_000), ms(10_000)),
+            Self::NbIot => (TimerKind::LongDelay, ms(1500), ms(5000), ms(120_000), ms(600_000), ms(30_000)),
+            Self::Satellite => (TimerKind::LongDelay, ms(650), ms(3000), ms(60_000), ms(300_000), ms(15_000)),
+            Self::Auto => (TimerKind::Adaptive, ms(1000), ms(1000), ms(60_000), ms(247_000), ms(30_000)),
         };
-        LinkParams { kind, typical_rtt, floor, max_timeout, handshake_budget }
+        LinkParams { kind, typical_rtt, floor, max_timeout, handshake_budget, max_ack_timeout }
     }
 
     /// A policy factory for this profile, with default settings (the same as
@@ -504,9 +508,11 @@ impl LinkPolicyFactory {
     /// The CoAP ACK_TIMEOUT (RFC 7252 §4.8) for `peer`, following the same profile and RTT:
     /// the RFC's 2 s, or the DTLS first timeout when that is longer (a long-delay link), so CoAP
     /// and DTLS retransmissions agree. Never below 2 s: RFC 7252 §4.8.1 asks for congestion
-    /// control below 1 s, and the derived EXCHANGE_LIFETIME assumes the default or more.
+    /// control below 1 s, and the derived EXCHANGE_LIFETIME assumes the default or more. At
+    /// most the profile's [`LinkParams::max_ack_timeout`].
     pub fn ack_timeout(&self, peer: SocketAddr) -> Duration {
-        Duration::from_secs(2).max(self.initial_timeout(peer))
+        let cap = self.profile_for(peer).params().max_ack_timeout.max(Duration::from_secs(2));
+        self.initial_timeout(peer).clamp(Duration::from_secs(2), cap)
     }
 
     /// Peers with an estimate, and peers evicted so far.
@@ -673,6 +679,8 @@ mod tests {
         assert_eq!(f.profile_for(peer("10.2.0.1:1")), LinkProfile::LteM);
         assert_eq!(f.initial_timeout(peer("10.2.0.1:1")), ms(5000));
         assert_eq!(f.ack_timeout(peer("10.2.0.1:1")), ms(5000));
+        f.record_sample(peer("10.2.0.1:1"), ms(20_000));
+        assert_eq!(f.ack_timeout(peer("10.2.0.1:1")), ms(10_000), "capped");
         assert_eq!(LinkPolicyFactory::new(LinkProfile::Ethernet).ack_timeout(peer("10.2.0.1:1")), ms(2000));
         assert!("10.0.0.0/33".parse::<IpPrefix>().is_err());
         assert!("10.0.0.0".parse::<IpPrefix>().is_err());

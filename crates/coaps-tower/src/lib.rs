@@ -24,7 +24,7 @@ pub mod retransmit;
 pub mod transport;
 pub mod types;
 
-pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
+pub use client::{Client, ClientOptions, ClientStats, ConnectionInfo, Error as ClientError, TransmissionParams};
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
