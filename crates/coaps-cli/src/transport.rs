@@ -93,6 +93,12 @@ where
     A::Future: Send + 'static,
 {
     let mut config = Arc::unwrap_or_clone(config);
+    // Cookies must outlive the clients' retransmissions of their second ClientHello.
+    if let Some(c) = config.cookie.as_mut() {
+        let lifetime = link.cookie_lifetime();
+        c.lifetime = c.lifetime.max(lifetime);
+        c.rotate_every = c.rotate_every.max(lifetime);
+    }
     // Behind a cookie layer, the retransmit layer takes the cookie round trip as each peer's
     // first sample; with the endpoint's own gate, the engine reports it to the policy itself.
     let retransmit = config.cookie.is_some().then(|| RetransmitLayer::new(link.policy()));

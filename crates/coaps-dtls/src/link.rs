@@ -25,15 +25,20 @@
 //!   timeout is max(floor, 5 × RTT estimate), the estimate being the RFC 6298 smoothed RTT of
 //!   this peer once measured, before that the `--rtt` hint ([`LinkPolicyFactory::with_rtt_hint`])
 //!   or else the profile's typical RTT. The back-off doubles to the profile's cap, and the
-//!   handshake gives up when the profile's time budget is spent, not only after a number of tries.
+//!   handshake gives up when the profile's time budget is spent: the budget is in time, not in
+//!   tries (at most [`LONG_DELAY_MAX_RETRANSMISSIONS`] per flight, which the budget reaches
+//!   first).
 //! * **`auto`** (the default of the CLI): RFC timers until this peer has a sample, then adaptive:
 //!   max(1 s, SRTT + 4 × RTTVAR (RFC 6298 §2.3), 2 × SRTT (the DTLS IoT profile,
 //!   draft-ietf-uta-tls13-iot-profile "Timers and ACKs")).
 //!
-//! Adaptive profiles keep a backed-off timer for the next flights until one is answered without
-//! retransmission (RFC 6298 §5.7, RFC 9147 §5.8.2 "retain the current timer value"), so a path
-//! slower than the first timeout still yields samples (Karn's rule drops every retransmitted
-//! exchange).
+//! `auto` keeps a backed-off timer for the next flights until one is answered without
+//! retransmission (RFC 6298 §5.7, RFC 9147 §5.8.2 "retain the current timer value"), as long
+//! as the peer has no measured RTT: a path slower than the first timeout then still yields a
+//! sample (Karn's rule drops every retransmitted exchange). Once measured, every flight starts
+//! again from the estimate, as RFC 6347 timers start from 1 s: on a lossy link a retained
+//! back-off would only slow the following flights down and spend the budget. The long-delay
+//! profiles need no such memory: their prior already exceeds the RTT of their link.
 //!
 //! Estimates are kept per peer address across associations (a reconnecting device starts from
 //! its last estimate) in a bounded table ([`RttTable`], least recently used evicted, capacity
@@ -95,6 +100,10 @@ pub enum TimerKind {
 /// on a duty-cycled radio costs far more than waiting).
 pub const LONG_DELAY_RTT_MULTIPLIER: u32 = 5;
 
+/// Retransmissions of one flight allowed by `auto` and the long-delay profiles, whose time
+/// budget ends a hopeless handshake first (every timeout is at least 1 s and doubles).
+pub const LONG_DELAY_MAX_RETRANSMISSIONS: u32 = 32;
+
 /// The numbers of a [`LinkProfile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkParams {
@@ -133,28 +142,47 @@ impl LinkProfile {
     /// |---|---|---|---|---|---|---|
     /// | `ethernet` | 1 ms | 1 s | 60 s | 120 s | 2 s | LAN; timers of RFC 6347 §4.2.4.1 |
     /// | `wifi` | 20 ms | 1 s | 60 s | 120 s | 2 s | WLAN with contention; RFC 6347 timers |
-    /// | `802.15.4` | 200 ms | 1 s | 60 s | 180 s | 5 s | 250 kb/s, a 1 KB flight is ~ 9 frames of ~ 4 ms air time each, per hop, in a multi-hop 6LoWPAN mesh (RFC 4944, RFC 7925 §11 "low-power, multi-hop") |
-    /// | `lte-m` | 400 ms | 2 s | 60 s | 300 s | 10 s | LTE-M 10–15 ms air latency, but 100–400 ms with DRX and scheduling, 1–2 s during coverage changes (GSMA LTE-M Deployment Guide; issue 11) |
-    /// | `nb-iot` | 1.5 s | 5 s | 120 s | 600 s | 30 s | NB-IoT RTT 0.5–2 s; 3GPP TR 45.820 targets 10 s latency at 164 dB coupling loss (issue 11) |
-    /// | `satellite` | 650 ms | 3 s | 60 s | 300 s | 15 s | geostationary hop ~ 560 ms RTT (RFC 2488 §2) plus ground segment |
-    /// | `auto` | — | 1 s | 60 s | 247 s | 30 s | RFC 6298 §2 on the measured RTT; budget EXCHANGE_LIFETIME (RFC 7252 §4.8.2) |
+    /// | `802.15.4` | 200 ms | 1 s | 60 s | 10 min | 5 s | 250 kb/s, a 1 KB flight is ~ 9 frames of ~ 4 ms air time each, per hop, in a multi-hop 6LoWPAN mesh (RFC 4944, RFC 7925 §11 "low-power, multi-hop") |
+    /// | `lte-m` | 400 ms | 2 s | 60 s | 15 min | 10 s | LTE-M 10–15 ms air latency, but 100–400 ms with DRX and scheduling, 1–2 s during coverage changes (GSMA LTE-M Deployment Guide; issue 11) |
+    /// | `nb-iot` | 1.5 s | 5 s | 60 s | 20 min | 30 s | NB-IoT RTT 0.5–2 s; 3GPP TR 45.820 targets 10 s latency at 164 dB coupling loss (issue 11) |
+    /// | `satellite` | 650 ms | 3 s | 60 s | 15 min | 15 s | geostationary hop ~ 560 ms RTT (RFC 2488 §2) plus ground segment |
+    /// | `auto` | — | 1 s | 60 s | 10 min | 30 s | RFC 6298 §2 on the measured RTT |
     ///
     /// The floors keep the RFC 6298 §2.4 minimum of 1 s (the DTLS IoT profile: "no less than
     /// 1000ms"), raised on the long-delay links to what their fastest answer takes; the caps
-    /// keep RFC 6347's "no less than 60 seconds" (NB-IoT doubles to 120 s so the seventh try
-    /// still spaces out); the budgets let every one of the default 7 retransmissions run at the
-    /// typical RTT.
+    /// keep RFC 6347's "no less than 60 seconds". The budgets are in time, not in tries: a
+    /// timer 5 × the RTT makes every loss cost more time than the RFC's 1 s does, so the budget
+    /// must hold more than the RFC's 7 retransmissions of a flight from the profile's timer
+    /// (10 retransmissions from 1 s take 6 min; the simulator sweep,
+    /// `examples/timer_sweep.rs`, shows that shorter budgets complete fewer handshakes than
+    /// the RFC timers at 30 % loss). A dead peer is given up on after the budget.
     pub const fn params(self) -> LinkParams {
         let (kind, typical_rtt, floor, max_timeout, handshake_budget, max_ack_timeout) = match self {
             Self::Ethernet => (TimerKind::Rfc, ms(1), ms(1000), ms(60_000), ms(120_000), ms(2000)),
             Self::Wifi => (TimerKind::Rfc, ms(20), ms(1000), ms(60_000), ms(120_000), ms(2000)),
-            Self::Ieee802154 => (TimerKind::LongDelay, ms(200), ms(1000), ms(60_000), ms(180_000), ms(5000)),
-            Self::LteM => (TimerKind::LongDelay, ms(400), ms(2000), ms(60_000), ms(300_000), ms(10_000)),
-            Self::NbIot => (TimerKind::LongDelay, ms(1500), ms(5000), ms(120_000), ms(600_000), ms(30_000)),
-            Self::Satellite => (TimerKind::LongDelay, ms(650), ms(3000), ms(60_000), ms(300_000), ms(15_000)),
-            Self::Auto => (TimerKind::Adaptive, ms(1000), ms(1000), ms(60_000), ms(247_000), ms(30_000)),
+            Self::Ieee802154 => (TimerKind::LongDelay, ms(200), ms(1000), ms(60_000), ms(600_000), ms(5000)),
+            Self::LteM => (TimerKind::LongDelay, ms(400), ms(2000), ms(60_000), ms(900_000), ms(10_000)),
+            Self::NbIot => (TimerKind::LongDelay, ms(1500), ms(5000), ms(60_000), ms(1_200_000), ms(30_000)),
+            Self::Satellite => (TimerKind::LongDelay, ms(650), ms(3000), ms(60_000), ms(900_000), ms(15_000)),
+            Self::Auto => (TimerKind::Adaptive, ms(1000), ms(1000), ms(60_000), ms(600_000), ms(30_000)),
         };
         LinkParams { kind, typical_rtt, floor, max_timeout, handshake_budget, max_ack_timeout }
+    }
+
+    /// How long the server's cookies should stay valid ([`CookieConfig`](crate::CookieConfig)
+    /// `lifetime` and `rotate_every`): at least as long as a client on this link may keep
+    /// retransmitting its second ClientHello, the handshake budget on the long-delay profiles and
+    /// `auto` (the 60 s default for ethernet and wifi). A cookie that expires while the client
+    /// still retransmits gets a fresh HelloVerifyRequest or HelloRetryRequest instead of an
+    /// answer, and a DTLS 1.3 client cannot take a second HelloRetryRequest (RFC 8446 §4.1.4):
+    /// the handshake then dies on the cookie, whatever its timers. A longer lifetime lets an
+    /// on-path observer replay a cookie for longer, from the same address only (RFC 6347
+    /// §4.2.1 binds it to the client's address).
+    pub const fn cookie_lifetime(self) -> Duration {
+        match self.params().kind {
+            TimerKind::Rfc => ms(60_000),
+            TimerKind::LongDelay | TimerKind::Adaptive => self.params().handshake_budget,
+        }
     }
 
     /// A policy factory for this profile, with default settings (the same as
@@ -568,9 +596,10 @@ impl LinkPolicy {
 impl RetransmitPolicy for LinkPolicy {
     fn initial_timeout(&self) -> Duration {
         let t = self.profile.initial_timeout(self.estimate.as_ref());
+        let measured = self.estimate.is_some_and(|e| e.samples() > 0);
         match (self.profile.params().kind, self.backoff) {
-            (TimerKind::Rfc, _) | (_, None) => t,
-            (_, Some(b)) => t.max(b).min(self.profile.params().max_timeout),
+            (TimerKind::Adaptive, Some(b)) if !measured => t.max(b).min(self.profile.params().max_timeout),
+            _ => t,
         }
     }
 
@@ -593,6 +622,13 @@ impl RetransmitPolicy for LinkPolicy {
 
     fn handshake_timeout(&self) -> Option<Duration> {
         Some(self.profile.params().handshake_budget)
+    }
+
+    fn max_retransmissions(&self) -> Option<u32> {
+        match self.profile.params().kind {
+            TimerKind::Rfc => None,
+            TimerKind::LongDelay | TimerKind::Adaptive => Some(LONG_DELAY_MAX_RETRANSMISSIONS),
+        }
     }
 }
 
@@ -635,7 +671,7 @@ mod tests {
         assert_eq!(nb.initial_timeout(None), ms(7500));
         assert_eq!(nb.initial_timeout(Some(&RttEstimator::new(ms(300)))), ms(5000), "floor");
         assert_eq!(nb.initial_timeout(Some(&RttEstimator::new(ms(3000)))), ms(15_000));
-        assert_eq!(nb.initial_timeout(Some(&RttEstimator::new(ms(60_000)))), ms(120_000), "cap");
+        assert_eq!(nb.initial_timeout(Some(&RttEstimator::new(ms(60_000)))), ms(60_000), "cap");
         assert_eq!(LinkProfile::LteM.initial_timeout(None), ms(2000));
         assert_eq!(LinkProfile::Ethernet.initial_timeout(Some(&RttEstimator::new(ms(3000)))), ms(1000));
         assert_eq!(LinkProfile::Auto.initial_timeout(None), ms(1000));
@@ -649,12 +685,16 @@ mod tests {
         let a = peer("192.0.2.1:1");
         let mut p = f.build(&PolicyContext::new(a, Role::Client));
         assert_eq!(p.initial_timeout(), ms(1000));
-        assert_eq!(p.handshake_timeout(), Some(ms(247_000)));
+        assert_eq!(p.handshake_timeout(), Some(ms(600_000)));
+        assert_eq!(p.max_retransmissions(), Some(LONG_DELAY_MAX_RETRANSMISSIONS));
         // Timed out twice: the backed-off value is kept for the next flight (Karn).
         p.on_backoff(ms(2000));
         p.on_backoff(ms(4000));
         assert_eq!(p.initial_timeout(), ms(4000));
         p.on_rtt_sample(ms(1500), RttSampleKind::Flight);
+        assert_eq!(p.initial_timeout(), ms(4500));
+        // Once measured, a back-off is not carried to the next flight.
+        p.on_backoff(ms(9000));
         assert_eq!(p.initial_timeout(), ms(4500));
         // A later association with the same peer starts from its estimate; another peer not.
         assert_eq!(f.build(&PolicyContext::new(a, Role::Client)).initial_timeout(), ms(4500));
@@ -663,6 +703,7 @@ mod tests {
         // The ethernet profile keeps RFC timers whatever it measures and however it backs off.
         let e = LinkPolicyFactory::new(LinkProfile::Ethernet);
         let mut p = e.build(&PolicyContext::new(a, Role::Client));
+        assert_eq!(p.max_retransmissions(), None);
         p.on_backoff(ms(2000));
         p.on_rtt_sample(ms(1500), RttSampleKind::Flight);
         assert_eq!(p.initial_timeout(), ms(1000));

@@ -3,7 +3,8 @@
 //! long-delay profile (`examples/timer_sweep.rs` prints the table; `coaps-dtls`'
 //! `tests/timer_sweep.rs` checks it on a few seeds).
 //!
-//! One handshake: a client and a server endpoint (PSK, cookie exchange on) on a link with a
+//! One handshake: a client and a server endpoint (PSK, cookie exchange on, cookies valid for
+//! `nb-iot`'s `LinkProfile::cookie_lifetime`) on a link with a
 //! fixed one-way latency of RTT / 2 and the given loss each way, both sides with the same
 //! policy; a fresh policy factory per handshake (no estimate carried between seeds). It ends
 //! when both sides are connected, when either gives up, or after 30 virtual minutes.
@@ -137,6 +138,12 @@ pub fn run_configs(version: DtlsVersion, timers: Timers) -> (Arc<ServerConfig>, 
     client.version = version;
     server.dtls13 = version == DtlsVersion::Dtls13;
     server.common.retransmit_policy = timers.factory();
+    // The same server for every policy, with cookies that outlive the longest retransmission
+    // span compared (nb-iot's budget): with the default 60 s, a second ClientHello retransmitted
+    // for longer than that carries an expired cookie, and a DTLS 1.3 client cannot take a second
+    // HelloRetryRequest (RFC 8446 §4.1.4), so the handshake dies on the cookie, not on the timers.
+    let lifetime = LinkProfile::NbIot.cookie_lifetime();
+    server.cookie = Some(coaps_dtls::CookieConfig { lifetime, rotate_every: lifetime });
     client.common.retransmit_policy = timers.factory();
     (Arc::new(server), Arc::new(client))
 }

@@ -26,8 +26,8 @@ use crate::types::Role;
 
 /// Retransmission timer settings (RFC 6347 §4.2.4.1). `initial` and `max` are the default
 /// policy's ([`Rfc6347Policy`]); a [`RetransmitPolicyFactory`] replaces them per association.
-/// `max_retransmissions` holds whatever the policy; `handshake_timeout` unless the policy sets
-/// its own budget ([`RetransmitPolicy::handshake_timeout`]).
+/// `max_retransmissions` and `handshake_timeout` hold unless the policy sets its own
+/// ([`RetransmitPolicy::max_retransmissions`], [`RetransmitPolicy::handshake_timeout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransmitConfig {
     /// First timeout. RFC 6347 §4.2.4.1 recommends 1 s (the RFC 6298 minimum); application
@@ -81,9 +81,11 @@ pub enum RttSampleKind {
 ///
 /// The engine asks [`initial_timeout`](Self::initial_timeout) each time it sends a new flight
 /// that expects an answer, and [`max_timeout`](Self::max_timeout) each time the timer fires and
-/// doubles (RFC 6347 §4.2.4.1). The retransmission count stays [`RetransmitConfig`]'s: it
-/// bounds the work of every association whatever its policy; the handshake's time budget is
-/// the config's unless the policy gives one ([`handshake_timeout`](Self::handshake_timeout)).
+/// doubles (RFC 6347 §4.2.4.1). The retransmission count and the handshake's time budget are
+/// [`RetransmitConfig`]'s unless the policy gives its own
+/// ([`max_retransmissions`](Self::max_retransmissions),
+/// [`handshake_timeout`](Self::handshake_timeout)): either way they bound the work of every
+/// association.
 ///
 /// Both timeouts must be non-zero: a zero interval stays zero when doubled, and the flight
 /// would then be resent at once until the retransmission limit.
@@ -117,6 +119,14 @@ pub trait RetransmitPolicy: Send + Sync + fmt::Debug {
     /// retransmission count. `None` (the default) keeps
     /// [`RetransmitConfig::handshake_timeout`]. Read once, when the association is created.
     fn handshake_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Retransmissions of one flight before giving up. `None` (the default) keeps
+    /// [`RetransmitConfig::max_retransmissions`]; a policy whose budget is in time
+    /// ([`handshake_timeout`](Self::handshake_timeout)) may allow more. Read once, when the
+    /// association is created.
+    fn max_retransmissions(&self) -> Option<u32> {
         None
     }
 }
@@ -263,9 +273,10 @@ impl RetransmitTimer {
     fn with(policy: Policy, config: &RetransmitConfig) -> Self {
         let current = policy.get().initial_timeout();
         let handshake_timeout = policy.get().handshake_timeout().unwrap_or(config.handshake_timeout);
+        let max_retransmissions = policy.get().max_retransmissions().unwrap_or(config.max_retransmissions);
         Self {
             policy,
-            max_retransmissions: config.max_retransmissions,
+            max_retransmissions,
             handshake_timeout,
             current,
             deadline: None,

@@ -27,6 +27,9 @@
 //! installed factory leaves the cookie sample to this layer
 //! ([`LinkPolicyFactory::take_cookie_samples`]), so it is not counted twice. Without a cookie
 //! layer in front (the endpoint's own gate), install a plain [`LinkPolicyFactory`] instead.
+//! Give the cookies a lifetime that outlives the clients' retransmissions
+//! ([`LinkProfile::cookie_lifetime`]): on a long-delay link a second ClientHello may be resent
+//! for minutes.
 //!
 //! # Example
 //!
