@@ -104,7 +104,7 @@ where
     let retransmit = config.cookie.is_some().then(|| RetransmitLayer::new(link.policy()));
     match &retransmit {
         Some(r) => r.install(&mut config),
-        None => config.common.retransmit_policy = Some(Arc::new(link.policy())),
+        None => link.policy().install(&mut config.common),
     }
     let config = Arc::new(config);
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));

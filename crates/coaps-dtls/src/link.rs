@@ -13,7 +13,8 @@
 //!
 //! let profile: LinkProfile = "nb-iot".parse()?;
 //! let mut config = ClientConfig::default();
-//! config.common.retransmit_policy = Some(Arc::new(profile.policy()));
+//! profile.policy().install(&mut config.common);
+//! assert!(config.common.retransmit_policy.is_some());
 //! # Ok::<(), coaps_dtls::UnknownLinkProfile>(())
 //! ```
 //!
@@ -186,9 +187,8 @@ impl LinkProfile {
     }
 
     /// A policy factory for this profile, with default settings (the same as
-    /// [`LinkPolicyFactory::new`]). Put it in
-    /// [`CommonConfig::retransmit_policy`](crate::CommonConfig::retransmit_policy) (wrapped in an
-    /// `Arc`).
+    /// [`LinkPolicyFactory::new`]). Put it in a configuration with
+    /// [`LinkPolicyFactory::install`].
     pub fn policy(self) -> LinkPolicyFactory {
         LinkPolicyFactory::new(self)
     }
@@ -448,7 +448,8 @@ impl Shared {
 ///     .with_prefix("10.20.0.0/16".parse()?, LinkProfile::NbIot)
 ///     .with_capacity(10_000);
 /// let mut config = ServerConfig::default();
-/// config.common.retransmit_policy = Some(Arc::new(factory.clone()));
+/// factory.install(&mut config.common);
+/// assert_eq!(config.common.retransmit.handshake_timeout, LinkProfile::NbIot.params().handshake_budget);
 /// assert_eq!(factory.profile_for("10.20.1.2:5684".parse()?), LinkProfile::NbIot);
 /// assert_eq!(factory.profile_for("192.0.2.1:5684".parse()?), LinkProfile::Auto);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -505,6 +506,21 @@ impl LinkPolicyFactory {
     pub fn take_cookie_samples(mut self, take: bool) -> Self {
         self.take_cookie_samples = take;
         self
+    }
+
+    /// Makes this factory `common`'s retransmission policy, and raises
+    /// [`RetransmitConfig::handshake_timeout`](crate::RetransmitConfig::handshake_timeout) to the
+    /// longest budget of its profiles: besides the default budget of a policy-less association,
+    /// the engine keeps a DTLS 1.2 endpoint's last flight that long, to resend it when the peer
+    /// repeats its own (RFC 6347 §4.2.4), and the peer may go on repeating for its whole budget.
+    pub fn install(&self, common: &mut crate::CommonConfig) {
+        common.retransmit_policy = Some(Arc::new(self.clone()));
+        let longest = std::iter::once(self.profile)
+            .chain(self.prefixes.iter().map(|(_, p)| *p))
+            .map(|p| p.params().handshake_budget)
+            .max()
+            .unwrap_or_default();
+        common.retransmit.handshake_timeout = common.retransmit.handshake_timeout.max(longest);
     }
 
     /// The default profile.

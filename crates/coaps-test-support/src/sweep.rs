@@ -16,7 +16,7 @@
 
 use crate::dtls::{Mode, configs};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, LinkProfile, RetransmitPolicyFactory, ServerConfig};
+use coaps_dtls::{ClientConfig, DtlsVersion, Endpoint, Event, LinkProfile, ServerConfig};
 use coaps_sim::{Network, SimConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,10 +40,9 @@ impl Timers {
         }
     }
 
-    fn factory(self) -> Option<Arc<dyn RetransmitPolicyFactory>> {
-        match self {
-            Self::Rfc => None,
-            Self::Link(p) => Some(Arc::new(p.policy())),
+    fn install(self, common: &mut coaps_dtls::CommonConfig) {
+        if let Self::Link(p) = self {
+            p.policy().install(common);
         }
     }
 }
@@ -137,14 +136,14 @@ pub fn run_configs(version: DtlsVersion, timers: Timers) -> (Arc<ServerConfig>, 
     let mut client = Arc::unwrap_or_clone(client);
     client.version = version;
     server.dtls13 = version == DtlsVersion::Dtls13;
-    server.common.retransmit_policy = timers.factory();
+    timers.install(&mut server.common);
     // The same server for every policy, with cookies that outlive the longest retransmission
     // span compared (nb-iot's budget): with the default 60 s, a second ClientHello retransmitted
     // for longer than that carries an expired cookie, and a DTLS 1.3 client cannot take a second
     // HelloRetryRequest (RFC 8446 §4.1.4), so the handshake dies on the cookie, not on the timers.
     let lifetime = LinkProfile::NbIot.cookie_lifetime();
     server.cookie = Some(coaps_dtls::CookieConfig { lifetime, rotate_every: lifetime });
-    client.common.retransmit_policy = timers.factory();
+    timers.install(&mut client.common);
     (Arc::new(server), Arc::new(client))
 }
 

@@ -398,7 +398,7 @@ impl Client {
         let config = match &options.link {
             Some(link) => {
                 let mut c = (*config).clone();
-                c.common.retransmit_policy = Some(Arc::new(link.clone()));
+                link.install(&mut c.common);
                 Arc::new(c)
             }
             None => config,

@@ -38,10 +38,10 @@ impl RetransmitLayer {
     }
 
     /// Sets `config`'s retransmission policy to this layer's factory
-    /// ([`CommonConfig::retransmit_policy`](coaps_dtls::CommonConfig::retransmit_policy)).
-    /// Call it before building the handshake layer from `config`.
+    /// ([`LinkPolicyFactory::install`]). Call it before building the handshake layer from
+    /// `config`.
     pub fn install(&self, config: &mut ServerConfig) {
-        config.common.retransmit_policy = Some(Arc::new(self.factory.clone()));
+        self.factory.install(&mut config.common);
     }
 
     /// The policy factory (and its per-peer estimates).
