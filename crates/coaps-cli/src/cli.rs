@@ -118,7 +118,9 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// `coaps relay`.
 #[derive(Debug, Args)]
-#[command(after_help = "Each datagram from a client is forwarded to --target from a socket of its own, and                         the target's answers go back to that client. Delay, jitter, loss and duplication                         apply to each direction independently, from one random stream seeded by --seed.                         At exit (Ctrl-C, SIGTERM or --duration) the counts of datagrams and bytes per                         direction are printed on stdout.")]
+#[command(
+    after_help = "Each datagram from a client is forwarded to --target from a socket of its own, and                         the target's answers go back to that client. Delay, jitter, loss and duplication                         apply to each direction independently, from one random stream seeded by --seed.                         At exit (Ctrl-C, SIGTERM or --duration) the counts of datagrams and bytes per                         direction are printed on stdout."
+)]
 pub struct RelayArgs {
     /// Address to listen on for clients, e.g. 127.0.0.1:0 (the chosen port is printed).
     #[arg(long, value_name = "ADDR")]

@@ -22,7 +22,9 @@ use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, LinkPolicyFactory, ServerConfig};
 use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::transport::Server;
-use coaps_tower::{BoxError, Client, ClientOptions, CoapConfig, CoapLayer, CookieLayer, HandshakeLayer, RetransmitLayer};
+use coaps_tower::{
+    BoxError, Client, ClientOptions, CoapConfig, CoapLayer, CookieLayer, HandshakeLayer, RetransmitLayer,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

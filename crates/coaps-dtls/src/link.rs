@@ -263,7 +263,7 @@ impl RttEstimator {
     /// Takes a further sample (RFC 6298 §2.3): RTTVAR = 3/4 RTTVAR + 1/4 |SRTT − R|,
     /// SRTT = 7/8 SRTT + 1/8 R.
     pub fn sample(&mut self, rtt: Duration) {
-        let diff = if self.srtt > rtt { self.srtt - rtt } else { rtt - self.srtt };
+        let diff = self.srtt.abs_diff(rtt);
         self.rttvar = (self.rttvar * 3 + diff) / 4;
         self.srtt = (self.srtt * 7 + rtt) / 8;
         self.samples = self.samples.saturating_add(1);

@@ -35,7 +35,12 @@ fn check(version: DtlsVersion) {
             // The RFC's 1 s fires before the answer can come: strictly fewer where it does.
             assert!(c.spurious <= r.spurious, "{what}: {} spurious datagrams, RFC timers {}", c.spurious, r.spurious);
             if c.loss == 0.0 {
-                assert!(r.spurious > 0 && c.spurious < r.spurious, "{what}: {} spurious, RFC {}", c.spurious, r.spurious);
+                assert!(
+                    r.spurious > 0 && c.spurious < r.spurious,
+                    "{what}: {} spurious, RFC {}",
+                    c.spurious,
+                    r.spurious
+                );
             }
         }
     }
@@ -46,7 +51,9 @@ fn check(version: DtlsVersion) {
         let rfc_total = sum(&|t| t == Timers::Rfc);
         for profile in [coaps_dtls::LinkProfile::Auto, sweep::matching_profile(rtt)] {
             let tuned = sum(&|t| t == Timers::Link(profile));
-            let what = format!("{version:?} {profile} at {rtt:?}: {tuned} spurious datagrams over all losses, RFC {rfc_total}");
+            let what = format!(
+                "{version:?} {profile} at {rtt:?}: {tuned} spurious datagrams over all losses, RFC {rfc_total}"
+            );
             if rtt > Duration::from_secs(1) {
                 assert!(tuned < rfc_total, "{what}");
             } else {

@@ -164,8 +164,15 @@ pub fn handshake(version: DtlsVersion, timers: Timers, rtt: Duration, loss: f64,
     };
     let mut client_ep = Endpoint::client(SeededRng::from_seed_u64(seed ^ 0xc1));
     client_ep.connect(start, s_addr, client_cfg, "localhost", None).expect("connect");
-    let mut client =
-        Side { addr: c_addr, peer: s_addr, ep: client_ep, connected: false, closed: false, last_burst: None, spurious: 0 };
+    let mut client = Side {
+        addr: c_addr,
+        peer: s_addr,
+        ep: client_ep,
+        connected: false,
+        closed: false,
+        last_burst: None,
+        spurious: 0,
+    };
     client.flush(&mut net, rtt, false);
     let limit = start + Duration::from_secs(1800);
     let mut done_at = None;
@@ -177,10 +184,8 @@ pub fn handshake(version: DtlsVersion, timers: Timers, rtt: Duration, loss: f64,
         if client.closed || server.closed {
             break;
         }
-        let next = [net.next_delivery_time(), client.ep.poll_timeout(), server.ep.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next =
+            [net.next_delivery_time(), client.ep.poll_timeout(), server.ep.poll_timeout()].into_iter().flatten().min();
         let Some(next) = next.filter(|t| *t <= limit) else { break };
         net.advance_to(next.max(net.now()));
         let now = net.now();

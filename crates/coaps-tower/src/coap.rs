@@ -634,7 +634,7 @@ where
 mod tests {
     use super::*;
 
-#[test]
+    #[test]
     fn derived_values_follow_rfc7252() {
         assert_eq!(exchange_lifetime(Duration::from_secs(2)), EXCHANGE_LIFETIME);
         assert_eq!(max_transmit_span(Duration::from_secs(2)), Duration::from_secs(45));
@@ -644,7 +644,7 @@ mod tests {
         assert_eq!(CoapConfig::for_link(coaps_dtls::LinkProfile::NbIot).exchange_lifetime, Duration::from_secs(905));
     }
 
-        #[test]
+    #[test]
     fn head_parse_rejects_short_and_wrong_version() {
         assert!(Head::parse(&[0x40, 0x01, 0x00]).is_none());
         assert!(Head::parse(&[0x80, 0x01, 0x00, 0x01]).is_none(), "version 2");
