@@ -79,6 +79,79 @@ pub enum Command {
     /// Energy per DTLS handshake on battery-powered radios, from handshakes run in-process
     /// over the network simulator.
     Energy(EnergyArgs),
+    /// Forward UDP between a listen address and a target with delay, jitter, loss and
+    /// duplication (a user-space `tc netem` for tests); prints per-direction counts at exit.
+    Relay(RelayArgs),
+}
+
+/// Parses `--link`: a [`coaps_dtls::LinkProfile`] name.
+pub fn parse_link(s: &str) -> Result<coaps_dtls::LinkProfile, String> {
+    s.parse().map_err(|e: coaps_dtls::UnknownLinkProfile| e.to_string())
+}
+
+/// Largest `--rtt` and relay delay: 10 minutes, beyond any network a handshake can cross.
+pub const MAX_RTT_MS: u64 = 600_000;
+
+/// Parses `--rtt`: whole milliseconds, 1 to [`MAX_RTT_MS`].
+pub fn parse_rtt(s: &str) -> Result<u64, String> {
+    let ms: u64 = s.trim().parse().map_err(|_| {
+        format!("`{s}` is not a round-trip time: give whole milliseconds between 1 and {MAX_RTT_MS}, e.g. --rtt 1500")
+    })?;
+    if ms == 0 || ms > MAX_RTT_MS {
+        return Err(format!("{ms} ms is out of range: give a round-trip time between 1 and {MAX_RTT_MS} ms"));
+    }
+    Ok(ms)
+}
+
+/// Parses a relay delay or jitter: whole milliseconds, 0 to [`MAX_RTT_MS`].
+pub fn parse_delay(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms) if ms <= MAX_RTT_MS => Ok(ms),
+        _ => Err(format!("`{s}` is not a delay: give whole milliseconds between 0 and {MAX_RTT_MS}")),
+    }
+}
+
+/// Parses a relay probability: a percentage from 0 to 100 (decimals allowed).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage: give a number from 0 to 100, e.g. 10 or 2.5")),
+    }
+}
+
+/// `coaps relay`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each datagram from a client is forwarded to --target from a socket of its own, and                         the target's answers go back to that client. Delay, jitter, loss and duplication                         apply to each direction independently, from one random stream seeded by --seed.                         At exit (Ctrl-C, SIGTERM or --duration) the counts of datagrams and bytes per                         direction are printed on stdout."
+)]
+pub struct RelayArgs {
+    /// Address to listen on for clients, e.g. 127.0.0.1:0 (the chosen port is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Where to forward to, e.g. 127.0.0.1:5684.
+    #[arg(long, value_name = "ADDR")]
+    pub target: String,
+    /// One-way delay added to every datagram, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = parse_delay)]
+    pub delay: u64,
+    /// Extra uniform delay in [0, MS] per datagram (reorders datagrams closer than that).
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = parse_delay)]
+    pub jitter: u64,
+    /// Percentage of datagrams lost, each way.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0, value_parser = parse_percent)]
+    pub loss: f64,
+    /// Percentage of datagrams delivered twice, each way.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0, value_parser = parse_percent)]
+    pub duplicate: f64,
+    /// Seed of the random decisions (the same seed and traffic give the same decisions).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration: Option<u64>,
+    /// Most clients relayed at once (each holds one socket); beyond it, new clients are dropped.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_clients: u32,
 }
 
 /// `coaps serve`.
@@ -124,6 +197,11 @@ pub struct ServeArgs {
     /// Most DTLS associations at once.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_peers: u32,
+    /// The network clients reach the server over, which sizes the handshake retransmission
+    /// timers and the CoAP deduplication lifetime: ethernet, wifi, 802.15.4, lte-m, nb-iot,
+    /// satellite, or auto (RFC timers until a client's RTT is measured, then adaptive).
+    #[arg(long, value_name = "PROFILE", default_value = "auto", value_parser = parse_link)]
+    pub link: coaps_dtls::LinkProfile,
 }
 
 /// `coaps get|post|put|delete`.
@@ -160,6 +238,15 @@ pub struct RequestArgs {
     /// Print the response code (and connection details) on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// The network the server is reached over, which sizes the DTLS retransmission timers and
+    /// the CoAP ACK_TIMEOUT: ethernet, wifi, 802.15.4, lte-m, nb-iot, satellite, or auto (RFC
+    /// timers until the RTT is measured, then adaptive).
+    #[arg(long, value_name = "PROFILE", default_value = "auto", value_parser = parse_link)]
+    pub link: coaps_dtls::LinkProfile,
+    /// A known round-trip time in milliseconds, to size the timers from before any measurement
+    /// (ignored by ethernet and wifi, which keep the RFC timers).
+    #[arg(long, value_name = "MILLISECONDS", value_parser = parse_rtt)]
+    pub rtt: Option<u64>,
     /// Give up after this many seconds without a response.
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -171,7 +171,12 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     };
     let request = build_request(method, &uri, args.payload.as_deref().map(str::as_bytes));
     let timeout = Duration::from_secs(args.timeout);
-    let exchange = crate::transport::exchange(peer, std::sync::Arc::new(config), &uri.host, request, args.verbose);
+    let mut link = args.link.policy();
+    if let Some(ms) = args.rtt {
+        link = link.with_rtt_hint(Duration::from_millis(ms));
+    }
+    let exchange =
+        crate::transport::exchange(peer, std::sync::Arc::new(config), &uri.host, request, args.verbose, link);
     let response = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => {
             eprintln!(

@@ -6,18 +6,22 @@
 //! ```text
 //! coaps serve [--listen ADDR] [-u IDENTITY -k KEY]... [--psk-file FILE]
 //!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--dtls 1.2|1.3|auto]
-//!             [--no-cookie] [--max-peers N]
+//!             [--no-cookie] [--max-peers N] [--link PROFILE]
 //! coaps get|post|put|delete URI [-u IDENTITY -k KEY] [--ca CA.pem] [--cert CERT.pem --key KEY.pem]
-//!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS]
+//!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS] [--link PROFILE] [--rtt MILLISECONDS]
 //! coaps energy [--radio NAME]... [--rtt MS] [--loss PERCENT] [--reconnects-per-day N]
 //!             [--battery-mah N] [--json] [--out DIR]
+//! coaps relay --listen ADDR --target ADDR [--delay MS] [--jitter MS] [--loss PERCENT]
+//!             [--duplicate PERCENT] [--seed N] [--duration SECONDS]
 //! ```
 //!
 //! * [`demo`]: the application `serve` hosts, a plain `tower::Service<CoapRequest>`.
 //! * [`psk`]: `-k`/`--psk-hex` keys and the `--psk-file` format.
 //! * [`uri`]: `coaps://` URIs to Uri-Path / Uri-Query options.
-//! * [`transport`]: the `coaps-tower` stacks (cookie, handshake and CoAP layers; `Client`).
+//! * [`transport`]: the `coaps-tower` stacks (cookie, retransmit, handshake and CoAP layers;
+//!   `Client`).
 //! * [`energy`]: energy per handshake from handshakes run over the simulator, radio models.
+//! * [`relay`]: the UDP impairment relay.
 //!
 //! Usage, the PSK file format and the exit statuses are in the crate's `README.md`.
 #![forbid(unsafe_code)]
@@ -29,6 +33,7 @@ pub mod creds;
 pub mod demo;
 pub mod energy;
 pub mod psk;
+pub mod relay;
 pub mod server;
 pub mod transport;
 pub mod uri;
@@ -88,6 +93,7 @@ pub fn main_with_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> u8 
         Command::Put(a) => rt.block_on(client::run(RequestType::Put, a)),
         Command::Delete(a) => rt.block_on(client::run(RequestType::Delete, a)),
         Command::Energy(_) => unreachable!("handled above, without a runtime"),
+        Command::Relay(a) => rt.block_on(relay::run(a)),
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     // The "listening on" line is on stdout, flushed, so scripts can wait for it and read the port.
     println!("listening on {local} ({})", modes.join(", "));
     let _ = std::io::stdout().flush();
-    match crate::transport::serve(sock, Arc::new(setup.config), Demo::new(), shutdown_signal()).await {
+    match crate::transport::serve(sock, Arc::new(setup.config), args.link, Demo::new(), shutdown_signal()).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

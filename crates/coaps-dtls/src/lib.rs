@@ -12,6 +12,8 @@
 //! * [`ServerConfig`] / [`ClientConfig`] hold credentials, suites, timers and limits.
 //! * [`Session`] / [`SessionStore`] resume sessions (DTLS 1.2 session IDs, DTLS 1.3 tickets and
 //!   0-RTT, [`EarlyDataConfig`]).
+//! * [`LinkProfile`] sizes the handshake retransmission timers for the network a peer sits on
+//!   (RFC 6298 estimates per peer; [`link`]).
 //! * [`cert`] loads certificates and keys and verifies peers; [`crypto`] is the crypto provider
 //!   interface (RustCrypto by default); [`suites`] names the cipher suites.
 //!
@@ -25,6 +27,7 @@
 //! dtls12/  dtls13/             one engine per version (dtls13 adds msgs, record, key_schedule)
 //! connection/                  the public Connection facade over both (+ the auto client)
 //! cookie, endpoint             the stateless gate and the association table
+//! link                         link profiles: retransmission policies over handshake::flight
 //! ```
 //!
 //! No module imports another in a circle (`tests/module_graph.rs` checks it). Everything not
@@ -44,6 +47,7 @@ mod endpoint;
 mod error;
 pub mod gate;
 mod handshake;
+pub mod link;
 mod msgs;
 mod record;
 mod resumption;
@@ -65,6 +69,7 @@ pub use handshake::flight::{
     PolicyContext, RetransmitConfig, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, RttSampleKind,
 };
 pub use handshake::reassembly::HelloReassemblyConfig;
+pub use link::{LinkPolicyFactory, LinkProfile, RttEstimator, UnknownLinkProfile};
 pub use resumption::{
     DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME, FetchedSession, MAX_TICKET_LIFETIME, MemorySessionStore,
     OfferedSessions, PskIdentities, SESSION_ENCODING_VERSION, Session, SessionDecodeError, SessionStore,

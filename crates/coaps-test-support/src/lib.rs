@@ -18,4 +18,5 @@ pub mod cli;
 pub mod datagram;
 pub mod dtls;
 pub mod peers;
+pub mod sweep;
 pub mod wolfssl;

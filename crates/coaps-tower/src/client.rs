@@ -23,7 +23,10 @@
 //!   [ACK_TIMEOUT, ACK_TIMEOUT × ACK_RANDOM_FACTOR], doubled each time, at most
 //!   MAX_RETRANSMIT retransmissions (§4.2; defaults 2 s, 1.5, 4 from §4.8, all in
 //!   [`TransmissionParams`]). Each retransmission is a new DTLS record of the same epoch
-//!   (§9.1.1).
+//!   (§9.1.1). With [`ClientOptions::link`], ACK_TIMEOUT follows the link profile and the
+//!   server's RTT estimate, the same that sizes the DTLS retransmission timers
+//!   ([`LinkPolicyFactory::ack_timeout`]); [`Client::stats`] reports both kinds of
+//!   retransmission and the estimate.
 //! * A piggybacked response (ACK with the request's Message ID and token) completes the
 //!   request. An Empty ACK stops retransmission; the separate response (§5.2.2) arrives later
 //!   as a CON, which the client acknowledges (and acknowledges again if the server
@@ -103,12 +106,13 @@ use crate::coap::{empty_ack, reset};
 use coap_lite::{MessageClass, MessageType, Packet};
 use coaps_dtls::CipherSuite;
 use coaps_dtls::crypto::{Rng, SeededRng};
-use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, PeerIdentity, Session};
+use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, LinkPolicyFactory, PeerIdentity, RttEstimator, Session};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -161,11 +165,20 @@ pub struct ClientOptions {
     /// Seed for the DTLS randomness, Message IDs, tokens and retransmission jitter; `None`
     /// (the default) seeds from the operating system. A fixed seed is for tests only.
     pub rng_seed: Option<u64>,
+    /// The link the server is reached over, with its RTT estimates: when set, it is the DTLS
+    /// retransmission policy of the association (replacing the config's
+    /// [`retransmit_policy`](coaps_dtls::CommonConfig::retransmit_policy)), and each
+    /// confirmable request's ACK_TIMEOUT follows the same profile and estimate
+    /// ([`LinkPolicyFactory::ack_timeout`]) instead of [`TransmissionParams::ack_timeout`], so
+    /// that DTLS and CoAP retransmissions agree (RFC 7252 §4.8); the response timeout grows to
+    /// the matching MAX_TRANSMIT_WAIT (§4.8.2) when that is longer. `None` (the default): fixed
+    /// [`TransmissionParams`].
+    pub link: Option<LinkPolicyFactory>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { transmission: TransmissionParams::default(), resume: None, max_queued: 64, rng_seed: None }
+        Self { transmission: TransmissionParams::default(), resume: None, max_queued: 64, rng_seed: None, link: None }
     }
 }
 
@@ -260,8 +273,26 @@ enum Command {
     Close(oneshot::Sender<()>),
 }
 
+/// Retransmission counters and the RTT estimate of a [`Client`] ([`Client::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// DTLS flight retransmissions of the association (handshake, and any later flight).
+    pub dtls_retransmissions: u64,
+    /// CoAP retransmissions of confirmable requests (RFC 7252 §4.2).
+    pub coap_retransmissions: u64,
+    /// The server's RTT estimate (RFC 6298), when [`ClientOptions::link`] is set and a round
+    /// trip was measured.
+    pub rtt: Option<RttEstimator>,
+    /// The ACK_TIMEOUT the next confirmable request starts from.
+    pub ack_timeout: Duration,
+}
+
 struct Shared {
     peer: SocketAddr,
+    link: Option<LinkPolicyFactory>,
+    ack_timeout: Duration,
+    dtls_retransmissions: AtomicU64,
+    coap_retransmissions: AtomicU64,
     local: SocketAddr,
     info: ConnectionInfo,
     /// The latest session: the handshake's, replaced by each DTLS 1.3 NewSessionTicket.
@@ -270,6 +301,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// ACK_TIMEOUT: the link's, following its estimate, or the fixed parameter.
+    fn ack_timeout(&self) -> Duration {
+        self.link.as_ref().map_or(self.ack_timeout, |l| l.ack_timeout(self.peer))
+    }
+
+    /// How long to wait for a response that needs no more retransmission.
+    fn response_timeout(&self, params: &TransmissionParams) -> Duration {
+        match &self.link {
+            Some(_) => params.response_timeout.max(crate::coap::max_transmit_wait(self.ack_timeout())),
+            None => params.response_timeout,
+        }
+    }
+
     fn closed_error(&self) -> Error {
         let r = self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Error::Closed(r.unwrap_or(CloseReason::Local))
@@ -351,6 +395,14 @@ impl Client {
         let bind: SocketAddr =
             if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let socket = UdpSocket::bind(bind).await.map_err(Error::Io)?;
+        let config = match &options.link {
+            Some(link) => {
+                let mut c = (*config).clone();
+                link.install(&mut c.common);
+                Arc::new(c)
+            }
+            None => config,
+        };
         // A connected socket only delivers datagrams from the server.
         socket.connect(addr).await.map_err(Error::Io)?;
         let local = socket.local_addr().map_err(Error::Io)?;
@@ -430,7 +482,18 @@ impl Client {
         };
 
         let session = Mutex::new(info.session.clone());
-        let shared = Arc::new(Shared { peer: addr, local, info, session, closed: Mutex::new(None) });
+        let handshake_retransmissions = endpoint.connection(&addr).map_or(0, |c| c.stats().retransmissions);
+        let shared = Arc::new(Shared {
+            peer: addr,
+            link: options.link.clone(),
+            ack_timeout: options.transmission.ack_timeout,
+            dtls_retransmissions: AtomicU64::new(handshake_retransmissions),
+            coap_retransmissions: AtomicU64::new(0),
+            local,
+            info,
+            session,
+            closed: Mutex::new(None),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         let mut task = Task {
             socket,
@@ -466,6 +529,17 @@ impl Client {
         });
         tokio::spawn(task.run(early));
         Ok((Self { tx, shared }, response))
+    }
+
+    /// Retransmissions so far and the RTT estimate.
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.shared;
+        ClientStats {
+            dtls_retransmissions: s.dtls_retransmissions.load(Ordering::Relaxed),
+            coap_retransmissions: s.coap_retransmissions.load(Ordering::Relaxed),
+            rtt: s.link.as_ref().and_then(|l| l.estimate(s.peer)),
+            ack_timeout: s.ack_timeout(),
+        }
     }
 
     /// Sends one request and waits for its response (the same as calling the service).
@@ -622,6 +696,9 @@ impl Task {
         loop {
             self.drain_events();
             flush(&self.socket, &mut self.endpoint).await;
+            if let Some(c) = self.endpoint.connection(&self.peer) {
+                self.shared.dtls_retransmissions.store(c.stats().retransmissions, Ordering::Relaxed);
+            }
             if self.done || (!self.rx_open && self.exchanges.is_empty() && self.queue.is_empty()) {
                 break;
             }
@@ -806,7 +883,7 @@ impl Task {
             retransmits: 0,
             timeout,
             next_retransmit: con.then(|| now + timeout),
-            deadline: (!con).then(|| now + self.params.response_timeout),
+            deadline: (!con).then(|| now + self.shared.response_timeout(&self.params)),
             reply,
         };
         if con {
@@ -821,7 +898,7 @@ impl Task {
         self.rng.fill(&mut b);
         let unit = f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX);
         let factor = self.params.ack_random_factor.max(1.0);
-        self.params.ack_timeout.mul_f64(1.0 + (factor - 1.0) * unit)
+        self.shared.ack_timeout().mul_f64(1.0 + (factor - 1.0) * unit)
     }
 
     fn complete(&mut self, token: &[u8], result: Result<Packet, Error>, now: Instant) {
@@ -851,6 +928,7 @@ impl Task {
             if ex.next_retransmit.is_some_and(|t| t <= now) {
                 if ex.retransmits < self.params.max_retransmit {
                     ex.retransmits += 1;
+                    self.shared.coap_retransmissions.fetch_add(1, Ordering::Relaxed);
                     ex.timeout *= 2;
                     ex.next_retransmit = Some(now + ex.timeout);
                     let bytes = ex.bytes.clone();
@@ -892,7 +970,7 @@ impl Task {
                     if let Some(ex) = self.exchanges.get_mut(&token) {
                         ex.outstanding = false;
                         ex.next_retransmit = None;
-                        ex.deadline = Some(now + self.params.response_timeout);
+                        ex.deadline = Some(now + self.shared.response_timeout(&self.params));
                     }
                     self.start_queued(now);
                 } else if is_response && packet.get_token() == token.as_slice() {

@@ -120,6 +120,25 @@ use tower_service::Service;
 /// Message ID stays meaningful, hence how long a response is kept for duplicates.
 pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
 
+/// EXCHANGE_LIFETIME for another ACK_TIMEOUT, the other parameters at their RFC 7252 §4.8
+/// defaults (MAX_RETRANSMIT 4, ACK_RANDOM_FACTOR 1.5, MAX_LATENCY 100 s, PROCESSING_DELAY =
+/// ACK_TIMEOUT): MAX_TRANSMIT_SPAN + 2 × MAX_LATENCY + PROCESSING_DELAY (§4.8.2). 247 s for 2 s.
+pub fn exchange_lifetime(ack_timeout: Duration) -> Duration {
+    max_transmit_span(ack_timeout) + Duration::from_secs(200) + ack_timeout
+}
+
+/// MAX_TRANSMIT_SPAN = ACK_TIMEOUT × (2^MAX_RETRANSMIT − 1) × ACK_RANDOM_FACTOR (RFC 7252
+/// §4.8.2), with the defaults MAX_RETRANSMIT 4 and ACK_RANDOM_FACTOR 1.5. 45 s for 2 s.
+pub fn max_transmit_span(ack_timeout: Duration) -> Duration {
+    ack_timeout.saturating_mul(15).mul_f64(1.5)
+}
+
+/// MAX_TRANSMIT_WAIT = ACK_TIMEOUT × (2^(MAX_RETRANSMIT + 1) − 1) × ACK_RANDOM_FACTOR (RFC 7252
+/// §4.8.2), with the same defaults. 93 s for 2 s.
+pub fn max_transmit_wait(ack_timeout: Duration) -> Duration {
+    ack_timeout.saturating_mul(31).mul_f64(1.5)
+}
+
 /// Default bound on the deduplication store. At the default lifetime this covers a sustained
 /// 40 requests per second; each entry holds at most one response of
 /// [`DEFAULT_MAX_MESSAGE_SIZE`] bytes, so the store stays under ~11 MB.
@@ -151,6 +170,18 @@ pub struct CoapConfig {
     /// Max-Age sent with 5.03 Service Unavailable (RFC 7252 §5.9.3.4), telling the client when
     /// to retry. Default 1 s.
     pub retry_after: Duration,
+}
+
+impl CoapConfig {
+    /// The defaults, with the deduplication lifetime derived (RFC 7252 §4.8.2,
+    /// [`exchange_lifetime`]) from the largest ACK_TIMEOUT a client on `profile` uses
+    /// ([`coaps_dtls::link::LinkParams::max_ack_timeout`]): a client whose ACK_TIMEOUT follows
+    /// a long RTT retransmits for longer, and its late duplicates must still be recognised.
+    /// Never shorter than the default [`EXCHANGE_LIFETIME`].
+    pub fn for_link(profile: coaps_dtls::LinkProfile) -> Self {
+        let lifetime = exchange_lifetime(profile.params().max_ack_timeout).max(EXCHANGE_LIFETIME);
+        Self { exchange_lifetime: lifetime, ..Self::default() }
+    }
 }
 
 impl Default for CoapConfig {
@@ -602,6 +633,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_values_follow_rfc7252() {
+        assert_eq!(exchange_lifetime(Duration::from_secs(2)), EXCHANGE_LIFETIME);
+        assert_eq!(max_transmit_span(Duration::from_secs(2)), Duration::from_secs(45));
+        assert_eq!(max_transmit_wait(Duration::from_secs(2)), Duration::from_secs(93));
+        assert_eq!(CoapConfig::for_link(coaps_dtls::LinkProfile::Ethernet).exchange_lifetime, EXCHANGE_LIFETIME);
+        // NB-IoT: ACK_TIMEOUT up to 30 s, 30 × 15 × 1.5 + 200 + 30.
+        assert_eq!(CoapConfig::for_link(coaps_dtls::LinkProfile::NbIot).exchange_lifetime, Duration::from_secs(905));
+    }
 
     #[test]
     fn head_parse_rejects_short_and_wrong_version() {

@@ -20,12 +20,14 @@ pub mod client;
 pub mod coap;
 pub mod cookie;
 pub mod handshake;
+pub mod retransmit;
 pub mod transport;
 pub mod types;
 
-pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
+pub use client::{Client, ClientOptions, ClientStats, ConnectionInfo, Error as ClientError, TransmissionParams};
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
+pub use retransmit::{RetransmitLayer, RetransmitStats};
 pub use transport::{OutOfBand, Server, serve};
 pub use types::*;

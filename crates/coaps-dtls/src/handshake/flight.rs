@@ -26,7 +26,8 @@ use crate::types::Role;
 
 /// Retransmission timer settings (RFC 6347 §4.2.4.1). `initial` and `max` are the default
 /// policy's ([`Rfc6347Policy`]); a [`RetransmitPolicyFactory`] replaces them per association.
-/// The limits (`max_retransmissions`, `handshake_timeout`) hold whatever the policy.
+/// `max_retransmissions` and `handshake_timeout` hold unless the policy sets its own
+/// ([`RetransmitPolicy::max_retransmissions`], [`RetransmitPolicy::handshake_timeout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransmitConfig {
     /// First timeout. RFC 6347 §4.2.4.1 recommends 1 s (the RFC 6298 minimum); application
@@ -80,8 +81,11 @@ pub enum RttSampleKind {
 ///
 /// The engine asks [`initial_timeout`](Self::initial_timeout) each time it sends a new flight
 /// that expects an answer, and [`max_timeout`](Self::max_timeout) each time the timer fires and
-/// doubles (RFC 6347 §4.2.4.1). The retransmission count and the handshake budget stay
-/// [`RetransmitConfig`]'s: they bound the work of every association whatever its policy.
+/// doubles (RFC 6347 §4.2.4.1). The retransmission count and the handshake's time budget are
+/// [`RetransmitConfig`]'s unless the policy gives its own
+/// ([`max_retransmissions`](Self::max_retransmissions),
+/// [`handshake_timeout`](Self::handshake_timeout)): either way they bound the work of every
+/// association.
 ///
 /// Both timeouts must be non-zero: a zero interval stays zero when doubled, and the flight
 /// would then be resent at once until the retransmission limit.
@@ -100,6 +104,30 @@ pub trait RetransmitPolicy: Send + Sync + fmt::Debug {
     /// once are measured (Karn's rule, RFC 6298 §3). The default ignores it.
     fn on_rtt_sample(&mut self, rtt: Duration, kind: RttSampleKind) {
         let _ = (rtt, kind);
+    }
+
+    /// The timer fired and backed off to `interval` (the flight is being retransmitted). A
+    /// policy may keep the backed-off value for its next flights until a flight is answered
+    /// without retransmission (RFC 6298 §5.7, RFC 9147 §5.8.2 "retain the current timer
+    /// value"): otherwise, on a path slower than the initial timeout, every flight is
+    /// retransmitted and, by Karn's rule, never measured. The default ignores it.
+    fn on_backoff(&mut self, interval: Duration) {
+        let _ = interval;
+    }
+
+    /// The handshake's time budget: once spent, the next timeout gives up whatever the
+    /// retransmission count. `None` (the default) keeps
+    /// [`RetransmitConfig::handshake_timeout`]. Read once, when the association is created.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Retransmissions of one flight before giving up. `None` (the default) keeps
+    /// [`RetransmitConfig::max_retransmissions`]; a policy whose budget is in time
+    /// ([`handshake_timeout`](Self::handshake_timeout)) may allow more. Read once, when the
+    /// association is created.
+    fn max_retransmissions(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -244,10 +272,12 @@ impl RetransmitTimer {
 
     fn with(policy: Policy, config: &RetransmitConfig) -> Self {
         let current = policy.get().initial_timeout();
+        let handshake_timeout = policy.get().handshake_timeout().unwrap_or(config.handshake_timeout);
+        let max_retransmissions = policy.get().max_retransmissions().unwrap_or(config.max_retransmissions);
         Self {
             policy,
-            max_retransmissions: config.max_retransmissions,
-            handshake_timeout: config.handshake_timeout,
+            max_retransmissions,
+            handshake_timeout,
             current,
             deadline: None,
             retransmissions: 0,
@@ -305,6 +335,7 @@ impl RetransmitTimer {
         }
         self.retransmissions += 1;
         self.current = self.current.saturating_mul(2).min(self.policy.get().max_timeout());
+        self.policy.get_mut().on_backoff(self.current);
         self.deadline = Some(self.clamp(now + self.current, started));
         Ok(())
     }
@@ -793,6 +824,34 @@ mod tests {
         assert_eq!(t.current(), ms(140));
         let d = RetransmitTimer::for_association(None, &context);
         assert_eq!(d.current(), s(1));
+    }
+
+    #[test]
+    fn policy_budget_and_backoff_reports() {
+        #[derive(Debug)]
+        struct Budget(Arc<std::sync::Mutex<Vec<Duration>>>);
+        impl RetransmitPolicy for Budget {
+            fn initial_timeout(&self) -> Duration {
+                s(1)
+            }
+            fn on_backoff(&mut self, interval: Duration) {
+                self.0.lock().unwrap().push(interval);
+            }
+            fn handshake_timeout(&self) -> Option<Duration> {
+                Some(s(5))
+            }
+        }
+        use std::sync::Arc;
+        let seen = Arc::default();
+        let t0 = Instant::now();
+        let mut t = RetransmitTimer::with_policy(cfg(20, s(10_000)), Box::new(Budget(Arc::clone(&seen))));
+        t.start_flight(t0, true);
+        t.on_timeout(t0 + s(1)).unwrap();
+        t.on_timeout(t0 + s(3)).unwrap();
+        // The policy's 5 s budget, not the config's 10 000 s, clamps and ends the handshake.
+        assert_eq!(t.deadline(), Some(t0 + s(5)));
+        assert_eq!(t.on_timeout(t0 + s(5)), Err(GaveUp));
+        assert_eq!(*seen.lock().unwrap(), [s(2), s(4)]);
     }
 
     /// Every association carries a timer inline: the policy must not make it grow (the default
