@@ -472,6 +472,12 @@ impl fmt::Display for WiringError {
 
 impl std::error::Error for WiringError {}
 
+impl WiringError {
+    pub(crate) fn new(message: &'static str) -> Self {
+        Self { message }
+    }
+}
+
 const MARK_WITH_OWN_GATE: &str = "coaps-tower: a ClientHello marked by a CookieLayer reached a HandshakeLayer that runs its \
      own cookie gate, whose DTLS 1.3 secrets differ (DTLS 1.3 clients would time out): build the handshake layer \
      with HandshakeLayer::builder(..).behind(&cookie_layer) instead of .own_gate() / HandshakeLayer::new";

@@ -20,6 +20,7 @@ pub mod client;
 pub mod coap;
 pub mod cookie;
 pub mod handshake;
+pub mod resumption;
 pub mod transport;
 pub mod types;
 
@@ -27,5 +28,6 @@ pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, Tr
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
+pub use resumption::{AsyncSessionStore, MokaConfig, MokaStore, Resumption, ResumptionLayer, ResumptionStats};
 pub use transport::{OutOfBand, Server, serve};
 pub use types::*;
