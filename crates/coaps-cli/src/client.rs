@@ -8,6 +8,7 @@ use crate::psk::DEMO_IDENTITY;
 use crate::uri::CoapsUri;
 use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use coaps_dtls::crypto::{Rng, SeededRng};
+use coaps_tower::{ClientOptions, SessionCache};
 use std::io::Write;
 use std::time::Duration;
 
@@ -171,8 +172,42 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     };
     let request = build_request(method, &uri, args.payload.as_deref().map(str::as_bytes));
     let timeout = Duration::from_secs(args.timeout);
-    let exchange = crate::transport::exchange(peer, std::sync::Arc::new(config), &uri.host, request, args.verbose);
-    let response = match tokio::time::timeout(timeout, exchange).await {
+    let config = std::sync::Arc::new(config);
+    let loaded = args.session_file.as_deref().map(|f| crate::sessions::load_session_file(f, &uri.host, peer.port()));
+    let options = |cache: Option<SessionCache>| ClientOptions { sessions: cache, ..ClientOptions::default() };
+    let cache = loaded.as_ref().map(|l| l.cache.clone());
+    let exchange = crate::transport::exchange(
+        peer,
+        config.clone(),
+        &uri.host,
+        request.clone(),
+        args.verbose,
+        options(cache.clone()),
+    );
+    let mut result = tokio::time::timeout(timeout, exchange).await;
+    // A saved session the server cannot resume leads to a full handshake; one that breaks the
+    // handshake (a file altered consistently) must not lock the client out: once more, fresh.
+    if let (Ok(Err(coaps_tower::ClientError::Handshake(reason))), Some(l)) = (&result, &loaded)
+        && l.offers
+    {
+        eprintln!("warning: resuming the saved session failed ({reason:?}); retrying with a full handshake");
+        let fresh = SessionCache::default();
+        let exchange =
+            crate::transport::exchange(peer, config, &uri.host, request, args.verbose, options(Some(fresh.clone())));
+        result = tokio::time::timeout(timeout, exchange).await;
+        if let Some(l) = &loaded {
+            for s in fresh.sessions(&uri.host, peer.port()).into_iter().rev() {
+                l.cache.insert(&uri.host, peer.port(), s);
+            }
+        }
+    }
+    if let (Some(file), Some(cache)) = (&args.session_file, &cache)
+        && matches!(result, Ok(Ok(_)))
+        && let Err(e) = crate::sessions::save_session_file(file, cache)
+    {
+        eprintln!("warning: cannot save the session to {}: {e}", file.display());
+    }
+    let response = match result {
         Err(_) => {
             eprintln!(
                 "error: timeout: no response from {peer} within {}s (is a CoAPS server running on that \

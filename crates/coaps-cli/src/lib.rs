@@ -26,6 +26,7 @@ pub mod creds;
 pub mod demo;
 pub mod psk;
 pub mod server;
+pub mod sessions;
 pub mod transport;
 pub mod uri;
 

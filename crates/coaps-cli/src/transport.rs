@@ -3,9 +3,9 @@
 //! Server:
 //!
 //! ```text
-//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ Demo
-//!                        (unless         association       dedup,
-//!                        --no-cookie)    table, timers     piggybacked ACK
+//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ ResumptionLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ Demo
+//!                        (unless         sessions: moka,     association       dedup,
+//!                        --no-cookie)    or Redis (--redis)  table, timers     piggybacked ACK
 //! ```
 //!
 //! The cookie layer is version-aware ([`CookieLayer::for_server`]): a DTLS 1.2 ClientHello gets
@@ -13,13 +13,17 @@
 //! shares its DTLS 1.3 cookie secrets ([`HandshakeBuilder::behind`]) to open the cookie of the
 //! second ClientHello.
 //!
+//! The resumption layer looks up the sessions a proven ClientHello offers in the store and
+//! writes the sessions the handshake layer issues back to it.
+//!
 //! Client: one [`Client`] association per command.
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, ServerConfig};
 use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::transport::Server;
-use coaps_tower::{BoxError, Client, CoapLayer, CookieLayer, HandshakeLayer};
+use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
+use coaps_tower::{BoxError, Client, ClientOptions, CoapLayer, CookieLayer, HandshakeLayer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,18 +31,22 @@ use tokio::net::UdpSocket;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
-/// Connects to `peer`, sends `request` over the new association and returns its response.
-/// With `verbose`, says on stderr what the handshake established.
+/// Connects to `peer` (resuming from `options`), sends `request` over the new association and
+/// returns its response. With `verbose`, says on stderr what the handshake established,
+/// including one line `handshake: full (DTLS 1.2)` / `handshake: resumed (DTLS 1.3)`.
 pub async fn exchange(
     peer: SocketAddr,
     config: Arc<ClientConfig>,
     server_name: &str,
     request: Packet,
     verbose: bool,
+    options: ClientOptions,
 ) -> Result<Packet, coaps_tower::ClientError> {
-    let client = Client::connect(peer, config, server_name).await?;
+    let client = Client::connect_with(peer, config, server_name, options).await?;
     if verbose {
         let info = client.info();
+        let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
+        eprintln!("handshake: {} ({version})", if info.resumed { "resumed" } else { "full" });
         eprintln!(
             "connected to {peer}: {:?}, server identity {:?}{}",
             info.suite,
@@ -52,12 +60,14 @@ pub async fn exchange(
 }
 
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
-/// close_notify to every peer. `config.cookie = None` leaves the cookie layer out.
+/// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. Resumable
+/// sessions live in `sessions` (set `config.session_store` to `None`).
 pub async fn serve<A>(
     sock: UdpSocket,
     config: Arc<ServerConfig>,
     app: A,
     shutdown: impl Future<Output = ()>,
+    sessions: Arc<dyn AsyncSessionStore>,
 ) -> Result<(), BoxError>
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
@@ -65,7 +75,11 @@ where
     A::Future: Send + 'static,
 {
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
-    let builder: HandshakeBuilder = HandshakeLayer::builder(config);
+    let resumption = match &cookies {
+        Some(c) => ResumptionLayer::behind(sessions, c),
+        None => ResumptionLayer::without_cookie_layer(sessions),
+    };
+    let builder: HandshakeBuilder = HandshakeLayer::builder(config).on_session(resumption.session_sink());
     let handshake = match &cookies {
         // The cookie layer in front proves every peer; the handshake layer runs no second gate
         // and opens the layer's DTLS 1.3 cookies with the shared secrets.
@@ -73,6 +87,11 @@ where
         None => builder.own_gate().build(),
     };
     let associations = handshake.associations();
-    let service = ServiceBuilder::new().option_layer(cookies).layer(handshake).layer(CoapLayer::new()).service(app);
+    let service = ServiceBuilder::new()
+        .option_layer(cookies)
+        .layer(resumption)
+        .layer(handshake)
+        .layer(CoapLayer::new())
+        .service(app);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
 }

@@ -21,10 +21,12 @@ pub mod coap;
 pub mod cookie;
 pub mod handshake;
 pub mod resumption;
+pub mod session_cache;
 pub mod transport;
 pub mod types;
 
 pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
+pub use session_cache::SessionCache;
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
