@@ -10,7 +10,7 @@ use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use coaps_dtls::crypto::{Rng, SeededRng};
 use coaps_tower::{ClientOptions, SessionCache};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Builds a confirmable request for `uri` with a fresh message ID and token (RFC 7252 §5.3.1:
 /// tokens from a good random source so off-path attackers cannot guess them).
@@ -176,6 +176,11 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     let loaded = args.session_file.as_deref().map(|f| crate::sessions::load_session_file(f, &uri.host, peer.port()));
     let options = |cache: Option<SessionCache>| ClientOptions { sessions: cache, ..ClientOptions::default() };
     let cache = loaded.as_ref().map(|l| l.cache.clone());
+    let offers = loaded.as_ref().is_some_and(|l| l.offers);
+    // A saved session the server does not know leads to a full handshake. One that breaks the
+    // handshake (a file altered consistently: the server's Finished does not decrypt and is
+    // dropped) must not lock the client out: after half the time, once more with a full one.
+    let started = Instant::now();
     let exchange = crate::transport::exchange(
         peer,
         config.clone(),
@@ -183,18 +188,27 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         request.clone(),
         args.verbose,
         options(cache.clone()),
+        offers.then_some(timeout / 2),
     );
     let mut result = tokio::time::timeout(timeout, exchange).await;
-    // A saved session the server cannot resume leads to a full handshake; one that breaks the
-    // handshake (a file altered consistently) must not lock the client out: once more, fresh.
     if let (Ok(Err(coaps_tower::ClientError::Handshake(reason))), Some(l)) = (&result, &loaded)
         && l.offers
     {
-        eprintln!("warning: resuming the saved session failed ({reason:?}); retrying with a full handshake");
+        eprintln!(
+            "warning: resuming the saved session failed ({}); retrying with a full handshake",
+            describe_error(&coaps_tower::ClientError::Handshake(reason.clone()))
+        );
         let fresh = SessionCache::default();
-        let exchange =
-            crate::transport::exchange(peer, config, &uri.host, request, args.verbose, options(Some(fresh.clone())));
-        result = tokio::time::timeout(timeout, exchange).await;
+        let exchange = crate::transport::exchange(
+            peer,
+            config,
+            &uri.host,
+            request,
+            args.verbose,
+            options(Some(fresh.clone())),
+            None,
+        );
+        result = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), exchange).await;
         if let Some(l) = &loaded {
             for s in fresh.sessions(&uri.host, peer.port()).into_iter().rev() {
                 l.cache.insert(&uri.host, peer.port(), s);

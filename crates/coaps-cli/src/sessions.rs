@@ -12,7 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The server's session store from the command line, and the lifetimes set on `config`.
 /// `Err` is a usage error (exit 2).
-pub fn server_store(args: &ServeArgs, config: &mut ServerConfig) -> Result<(Arc<dyn AsyncSessionStore>, String), String> {
+pub fn server_store(
+    args: &ServeArgs,
+    config: &mut ServerConfig,
+) -> Result<(Arc<dyn AsyncSessionStore>, String), String> {
     if args.tickets == TicketMode::Stateless {
         return Err("--tickets stateless is not yet supported (the engine issues stateful tickets only): \
                     use --tickets stateful or leave the option out"
@@ -67,8 +70,7 @@ fn redis_store(
 /// Reads the 32-byte sealing key: 64 hex digits (surrounding whitespace ignored).
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 fn read_key(path: &Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--session-key-file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--session-key-file {}: {e}", path.display()))?;
     let hex = text.trim();
     let bad = || {
         format!(
@@ -130,7 +132,10 @@ pub fn load_session_file(path: &Path, host: &str, port: u16) -> Loaded {
             path.display()
         );
     } else if !sessions.is_empty() && !offers {
-        eprintln!("warning: the session saved in {} for {host}:{port} has expired; doing a full handshake", path.display());
+        eprintln!(
+            "warning: the session saved in {} for {host}:{port} has expired; doing a full handshake",
+            path.display()
+        );
     }
     Loaded { cache, offers }
 }

@@ -21,18 +21,20 @@
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, ServerConfig};
 use coaps_tower::handshake::HandshakeBuilder;
-use coaps_tower::transport::Server;
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
+use coaps_tower::transport::Server;
 use coaps_tower::{BoxError, Client, ClientOptions, CoapLayer, CookieLayer, HandshakeLayer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
 /// Connects to `peer` (resuming from `options`), sends `request` over the new association and
-/// returns its response. With `verbose`, says on stderr what the handshake established,
+/// returns its response; the handshake fails with `HandshakeTimeout` after `handshake_limit`,
+/// if given. With `verbose`, says on stderr what the handshake established,
 /// including one line `handshake: full (DTLS 1.2)` / `handshake: resumed (DTLS 1.3)`.
 pub async fn exchange(
     peer: SocketAddr,
@@ -41,8 +43,15 @@ pub async fn exchange(
     request: Packet,
     verbose: bool,
     options: ClientOptions,
+    handshake_limit: Option<Duration>,
 ) -> Result<Packet, coaps_tower::ClientError> {
-    let client = Client::connect_with(peer, config, server_name, options).await?;
+    let connect = Client::connect_with(peer, config, server_name, options);
+    let client = match handshake_limit {
+        None => connect.await?,
+        Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+            coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
+        })??,
+    };
     if verbose {
         let info = client.info();
         let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };

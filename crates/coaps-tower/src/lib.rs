@@ -26,10 +26,10 @@ pub mod transport;
 pub mod types;
 
 pub use client::{Client, ClientOptions, ConnectionInfo, Error as ClientError, TransmissionParams};
-pub use session_cache::SessionCache;
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
 pub use resumption::{AsyncSessionStore, MokaConfig, MokaStore, Resumption, ResumptionLayer, ResumptionStats};
+pub use session_cache::SessionCache;
 pub use transport::{OutOfBand, Server, serve};
 pub use types::*;

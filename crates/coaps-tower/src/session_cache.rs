@@ -184,7 +184,8 @@ impl SessionCache {
         let mut out = Zeroizing::new(Vec::with_capacity(256));
         out.extend_from_slice(MAGIC);
         out.push(FILE_VERSION);
-        let servers: Vec<&Server> = g.servers.iter().filter(|s| s.sessions.iter().any(|x| !x.is_expired(now))).collect();
+        let servers: Vec<&Server> =
+            g.servers.iter().filter(|s| s.sessions.iter().any(|x| !x.is_expired(now))).collect();
         out.extend_from_slice(&(servers.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
         for s in servers.into_iter().take(usize::from(u16::MAX)) {
             let name = &s.name.as_bytes()[..s.name.len().min(255)];
@@ -235,7 +236,8 @@ impl SessionCache {
         let mut servers = Vec::new();
         for _ in 0..n_servers {
             let name_len = usize::from(r.u8()?);
-            let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| SessionFileError::Corrupted("server name"))?;
+            let name =
+                std::str::from_utf8(r.take(name_len)?).map_err(|_| SessionFileError::Corrupted("server name"))?;
             let port = r.u16()?;
             let n = r.u8()?;
             let mut sessions = Vec::new();
