@@ -90,7 +90,7 @@
 //!
 //! By default issued DTLS 1.2 sessions and DTLS 1.3 tickets stay in the engine's in-process
 //! store ([`ServerConfig::session_store`]). For a store outside the process (a resumption layer
-//! over moka or Redis), [`HandshakeBuilder::on_session`] receives every issued session, and the
+//! over moka or Redis: [`ResumptionLayer`](crate::resumption::ResumptionLayer)), [`HandshakeBuilder::on_session`] receives every issued session, and the
 //! sessions such a layer fetched for a ClientHello ([`coaps_dtls::offered_sessions`]) travel in
 //! [`Datagram::sessions`] to the engine, which uses them before its own store (see
 //! [`coaps_dtls::SessionStore`]). A 0-RTT ticket's early data is accepted only if the layer

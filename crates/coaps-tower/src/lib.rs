@@ -9,6 +9,9 @@
 //!                          Request        seal / open       piggybacked ACK, RST
 //! ```
 //!
+//! A [`ResumptionLayer`] between the cookie and handshake layers keeps resumable sessions in a
+//! moka cache or, with the `redis` feature, in Redis shared by a cluster ([`resumption`]).
+//!
 //! Datagram-level services take a [`Datagram`] and answer with the datagrams to send
 //! ([`Transmits`]). The handshake layer hands decrypted application data to its inner service
 //! as [`Secured`] (with the peer's authenticated identity) and seals what that service answers.

@@ -65,7 +65,8 @@ impl Node {
     fn new(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Self {
         let config = server_config(false);
         let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(seed));
-        let resumption = ResumptionLayer::behind(store, &cookies);
+        // Generous: a loaded CI machine must not turn a slow look-up into a full handshake.
+        let resumption = ResumptionLayer::behind(store, &cookies).lookup_timeout(Duration::from_secs(3));
         let handshake = HandshakeLayer::builder(config)
             .rng(SeededRng::from_seed_u64(seed + 1))
             .on_session(resumption.session_sink())
@@ -83,7 +84,7 @@ impl Node {
     /// No cookie layer, 0-RTT accepted: the first ClientHello (with its early data) reaches the
     /// resumption layer, which takes the ticket.
     fn early(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Self {
-        let resumption = ResumptionLayer::without_cookie_layer(store);
+        let resumption = ResumptionLayer::without_cookie_layer(store).lookup_timeout(Duration::from_secs(3));
         let handshake = HandshakeLayer::builder(server_config(true))
             .rng(SeededRng::from_seed_u64(seed))
             .on_session(resumption.session_sink())
@@ -181,7 +182,9 @@ fn moka() -> Arc<dyn AsyncSessionStore> {
 }
 
 fn redis_store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(RedisConfig::new(server.url(), STORE_KEY)).unwrap()
+    let mut config = RedisConfig::new(server.url(), STORE_KEY);
+    config.op_timeout = Duration::from_secs(2);
+    RedisStore::connect(config).unwrap()
 }
 
 async fn connected(store: &RedisStore) {

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 
 /// Default [`ResumptionLayer::lookup_timeout`]: a look-up slower than this gives the client a
 /// full handshake instead of stalling it (and its retransmissions) behind the store.
-pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Most store keys looked up for one ClientHello: a hello may list many PSK identities, each
 /// a look-up; beyond this the rest are ignored (they would get a full handshake anyway).

@@ -142,7 +142,7 @@ mod service;
 
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_LOOKUP_TIMEOUT, ResumptionLayer, ResumptionStats};
-pub use moka_store::{MokaConfig, MokaStore};
+pub use moka_store::{ENTRY_OVERHEAD, MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConfig, RedisStats, RedisStore};
 pub use service::Resumption;

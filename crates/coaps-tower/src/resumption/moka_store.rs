@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// What the cache itself spends per entry beside the key and value bytes (moka's entry,
 /// key hash, access-order and timer nodes, the `Arc`s; measured by `benches/resumption.rs`),
 /// so the byte bound holds for the heap and not only for the payloads.
-pub const ENTRY_OVERHEAD: u32 = 320;
+pub const ENTRY_OVERHEAD: u32 = 360;
 
 /// Limits of a [`MokaStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

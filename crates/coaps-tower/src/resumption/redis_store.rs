@@ -23,7 +23,8 @@ pub struct RedisConfig {
     pub key: Zeroizing<[u8; 32]>,
     /// Put before every key, so several clusters can share one Redis. Default `coaps:`.
     pub prefix: String,
-    /// Longest wait for one Redis command. Default 200 ms.
+    /// Longest wait for one Redis command. Default 400 ms (within the layer's default
+    /// look-up timeout, and well within the 1 s first retransmission timer of DTLS).
     pub op_timeout: Duration,
     /// Longest wait for one connection attempt. Default 1 s.
     pub connect_timeout: Duration,
@@ -38,7 +39,7 @@ impl RedisConfig {
             url: url.into(),
             key: Zeroizing::new(key),
             prefix: "coaps:".into(),
-            op_timeout: Duration::from_millis(200),
+            op_timeout: Duration::from_millis(400),
             connect_timeout: Duration::from_secs(1),
             max_lifetime: DEFAULT_SESSION_LIFETIME,
         }
