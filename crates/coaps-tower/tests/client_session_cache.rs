@@ -149,7 +149,7 @@ async fn client_resumes_against_wolfssl_with_a_cached_ticket() {
     let mut args = wolf_server_cert_args(false);
     args.push("-r".into());
     let (mut server, addr) = wolf.server(Dtls::V13, None, &args);
-    let roots = cert::load_certs_pem(&data_cert("ca.crt")).unwrap();
+    let roots = cert::load_certs_pem(&std::fs::read(data_cert("ca.crt")).unwrap()).unwrap();
     let config = Arc::new(ClientConfig {
         version: DtlsVersion::Dtls13,
         verifier: Some(PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).unwrap()))),
