@@ -46,6 +46,15 @@ pub enum ClientDtls {
     Auto,
 }
 
+/// DTLS 1.3 ticket mode (`serve --tickets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TicketMode {
+    /// The ticket is a key into the session store (moka, or Redis with --redis).
+    Stateful,
+    /// The session sealed into the ticket under a rotating key: not yet supported.
+    Stateless,
+}
+
 /// `coaps`: CoAP over DTLS 1.2 and 1.3.
 #[derive(Debug, Parser)]
 #[command(
@@ -202,6 +211,26 @@ pub struct ServeArgs {
     /// satellite, or auto (RFC timers until a client's RTT is measured, then adaptive).
     #[arg(long, value_name = "PROFILE", default_value = "auto", value_parser = parse_link)]
     pub link: coaps_dtls::LinkProfile,
+    /// Keep resumable sessions and tickets in this Redis (`redis://host:port[/db]`, Redis 7
+    /// standalone) instead of in-process: several servers pointed at one Redis resume each
+    /// other's clients, and sessions outlive restarts. Needs --session-key-file.
+    #[arg(long, value_name = "URL", requires = "session_key_file")]
+    pub redis: Option<String>,
+    /// File holding the 32-byte key (64 hex digits) that seals sessions in Redis; the same on
+    /// every server. Make one with `openssl rand -hex 32 > FILE`.
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub session_key_file: Option<PathBuf>,
+    /// Most sessions kept by the in-process cache (without --redis).
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_capacity: u64,
+    /// Longest a session or ticket may be resumed, in seconds (DTLS 1.3 tickets at most
+    /// 604800, RFC 8446 §4.6.1). Default: 86400 for DTLS 1.2 sessions, 7200 for tickets.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub session_lifetime: Option<u64>,
+    /// DTLS 1.3 tickets: `stateful` (the default: the ticket is a key into the session store).
+    /// `stateless` is not yet supported.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = TicketMode::Stateful)]
+    pub tickets: TicketMode,
 }
 
 /// `coaps get|post|put|delete`.
@@ -247,6 +276,10 @@ pub struct RequestArgs {
     /// (ignored by ethernet and wifi, which keep the RFC timers).
     #[arg(long, value_name = "MILLISECONDS", value_parser = parse_rtt)]
     pub rtt: Option<u64>,
+    /// Resume with the session saved in FILE (if it holds one for this server), and save the
+    /// newest session or ticket there afterwards (mode 0600). A missing file is fine.
+    #[arg(long, value_name = "FILE")]
+    pub session_file: Option<PathBuf>,
     /// Give up after this many seconds without a response.
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -8,8 +8,9 @@ use crate::psk::DEMO_IDENTITY;
 use crate::uri::CoapsUri;
 use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use coaps_dtls::crypto::{Rng, SeededRng};
+use coaps_tower::{ClientOptions, SessionCache};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Builds a confirmable request for `uri` with a fresh message ID and token (RFC 7252 §5.3.1:
 /// tokens from a good random source so off-path attackers cannot guess them).
@@ -171,13 +172,64 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     };
     let request = build_request(method, &uri, args.payload.as_deref().map(str::as_bytes));
     let timeout = Duration::from_secs(args.timeout);
+    let config = std::sync::Arc::new(config);
+    let loaded = args.session_file.as_deref().map(|f| crate::sessions::load_session_file(f, &uri.host, peer.port()));
     let mut link = args.link.policy();
     if let Some(ms) = args.rtt {
         link = link.with_rtt_hint(Duration::from_millis(ms));
     }
-    let exchange =
-        crate::transport::exchange(peer, std::sync::Arc::new(config), &uri.host, request, args.verbose, link);
-    let response = match tokio::time::timeout(timeout, exchange).await {
+    let options = |cache: Option<SessionCache>| ClientOptions {
+        sessions: cache,
+        link: Some(link.clone()),
+        ..ClientOptions::default()
+    };
+    let cache = loaded.as_ref().map(|l| l.cache.clone());
+    let offers = loaded.as_ref().is_some_and(|l| l.offers);
+    // A saved session the server does not know leads to a full handshake. One that breaks the
+    // handshake (a file altered consistently: the server's Finished does not decrypt and is
+    // dropped) must not lock the client out: after half the time, once more with a full one.
+    let started = Instant::now();
+    let exchange = crate::transport::exchange(
+        peer,
+        config.clone(),
+        &uri.host,
+        request.clone(),
+        args.verbose,
+        options(cache.clone()),
+        offers.then_some(timeout / 2),
+    );
+    let mut result = tokio::time::timeout(timeout, exchange).await;
+    if let (Ok(Err(coaps_tower::ClientError::Handshake(reason))), Some(l)) = (&result, &loaded)
+        && l.offers
+    {
+        eprintln!(
+            "warning: resuming the saved session failed ({}); retrying with a full handshake",
+            describe_error(&coaps_tower::ClientError::Handshake(reason.clone()))
+        );
+        let fresh = SessionCache::default();
+        let exchange = crate::transport::exchange(
+            peer,
+            config,
+            &uri.host,
+            request,
+            args.verbose,
+            options(Some(fresh.clone())),
+            None,
+        );
+        result = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), exchange).await;
+        if let Some(l) = &loaded {
+            for s in fresh.sessions(&uri.host, peer.port()).into_iter().rev() {
+                l.cache.insert(&uri.host, peer.port(), s);
+            }
+        }
+    }
+    if let (Some(file), Some(cache)) = (&args.session_file, &cache)
+        && matches!(result, Ok(Ok(_)))
+        && let Err(e) = crate::sessions::save_session_file(file, cache)
+    {
+        eprintln!("warning: cannot save the session to {}: {e}", file.display());
+    }
+    let response = match result {
         Err(_) => {
             eprintln!(
                 "error: timeout: no response from {peer} within {}s (is a CoAPS server running on that \

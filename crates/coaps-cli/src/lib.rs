@@ -35,6 +35,7 @@ pub mod energy;
 pub mod psk;
 pub mod relay;
 pub mod server;
+pub mod sessions;
 pub mod transport;
 pub mod uri;
 

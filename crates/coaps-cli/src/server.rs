@@ -64,7 +64,14 @@ async fn shutdown_signal() {
 
 /// Runs the server. Returns the exit status.
 pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
-    let setup = match creds::server_setup(&args, &keys) {
+    let mut setup = match creds::server_setup(&args, &keys) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (sessions, sessions_mode) = match crate::sessions::server_store(&args, &mut setup.config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -134,10 +141,13 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         }
         .to_owned(),
     );
+    modes.push(sessions_mode);
     // The "listening on" line is on stdout, flushed, so scripts can wait for it and read the port.
     println!("listening on {local} ({})", modes.join(", "));
     let _ = std::io::stdout().flush();
-    match crate::transport::serve(sock, Arc::new(setup.config), args.link, Demo::new(), shutdown_signal()).await {
+    match crate::transport::serve(sock, Arc::new(setup.config), args.link, Demo::new(), shutdown_signal(), sessions)
+        .await
+    {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

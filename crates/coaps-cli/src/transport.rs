@@ -3,9 +3,9 @@
 //! Server:
 //!
 //! ```text
-//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ RetransmitLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ Demo
-//!                        (unless         cookie RTT as a    association       dedup,
-//!                        --no-cookie)    sample (--link)    table, timers     piggybacked ACK
+//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ RetransmitLayer ─▶ ResumptionLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ Demo
+//!                        (unless         cookie RTT as a    sessions: moka,     association       dedup,
+//!                        --no-cookie)    sample (--link)    or Redis (--redis)  table, timers     piggybacked ACK
 //! ```
 //!
 //! `--link` sets the retransmission policy of every association (per-peer RTT estimates,
@@ -16,11 +16,15 @@
 //! shares its DTLS 1.3 cookie secrets ([`HandshakeBuilder::behind`]) to open the cookie of the
 //! second ClientHello.
 //!
+//! The resumption layer looks up the sessions a proven ClientHello offers in the store and
+//! writes the sessions the handshake layer issues back to it.
+//!
 //! Client: one [`Client`] association per command.
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, LinkPolicyFactory, ServerConfig};
 use coaps_tower::handshake::HandshakeBuilder;
+use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
 use coaps_tower::transport::Server;
 use coaps_tower::{
     BoxError, Client, ClientOptions, CoapConfig, CoapLayer, CookieLayer, HandshakeLayer, RetransmitLayer,
@@ -28,26 +32,37 @@ use coaps_tower::{
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
-/// Connects to `peer`, sends `request` over the new association and returns its response.
-/// With `verbose`, says on stderr what the handshake established and, at the end, the RTT
-/// estimate and the retransmissions. `link` sizes the DTLS and CoAP retransmission timers.
+/// Connects to `peer` (resuming from `options`), sends `request` over the new association and
+/// returns its response; the handshake fails with `HandshakeTimeout` after `handshake_limit`,
+/// if given. `options.link` sizes the DTLS and CoAP retransmission timers. With `verbose`, says
+/// on stderr what the handshake established, including one line `handshake: full (DTLS 1.2)` /
+/// `handshake: resumed (DTLS 1.3)`, and, at the end, the RTT estimate and the retransmissions.
 pub async fn exchange(
     peer: SocketAddr,
     config: Arc<ClientConfig>,
     server_name: &str,
     request: Packet,
     verbose: bool,
-    link: LinkPolicyFactory,
+    options: ClientOptions,
+    handshake_limit: Option<Duration>,
 ) -> Result<Packet, coaps_tower::ClientError> {
-    let profile = link.profile();
-    let options = ClientOptions { link: Some(link), ..ClientOptions::default() };
-    let client = Client::connect_with(peer, config, server_name, options).await?;
+    let profile = options.link.as_ref().map(LinkPolicyFactory::profile);
+    let connect = Client::connect_with(peer, config, server_name, options);
+    let client = match handshake_limit {
+        None => connect.await?,
+        Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+            coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
+        })??,
+    };
     if verbose {
         let info = client.info();
+        let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
+        eprintln!("handshake: {} ({version})", if info.resumed { "resumed" } else { "full" });
         eprintln!(
             "connected to {peer}: {:?}, server identity {:?}{}",
             info.suite,
@@ -57,7 +72,7 @@ pub async fn exchange(
     }
     let response = client.send(request).await;
     client.close().await;
-    if verbose {
+    if let (true, Some(profile)) = (verbose, profile) {
         let s = client.stats();
         let rtt = match s.rtt {
             Some(e) => format!(
@@ -81,13 +96,15 @@ pub async fn exchange(
 
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
 /// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `link` sizes
-/// the retransmission timers and the deduplication lifetime.
+/// the retransmission timers and the deduplication lifetime. Resumable sessions live in
+/// `sessions` (set `config.session_store` to `None`).
 pub async fn serve<A>(
     sock: UdpSocket,
     config: Arc<ServerConfig>,
     link: coaps_dtls::LinkProfile,
     app: A,
     shutdown: impl Future<Output = ()>,
+    sessions: Arc<dyn AsyncSessionStore>,
 ) -> Result<(), BoxError>
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
@@ -110,7 +127,11 @@ where
     }
     let config = Arc::new(config);
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
-    let builder: HandshakeBuilder = HandshakeLayer::builder(config);
+    let resumption = match &cookies {
+        Some(c) => ResumptionLayer::behind(sessions, c),
+        None => ResumptionLayer::without_cookie_layer(sessions),
+    };
+    let builder: HandshakeBuilder = HandshakeLayer::builder(config).on_session(resumption.session_sink());
     let handshake = match &cookies {
         // The cookie layer in front proves every peer; the handshake layer runs no second gate
         // and opens the layer's DTLS 1.3 cookies with the shared secrets.
@@ -121,6 +142,7 @@ where
     let service = ServiceBuilder::new()
         .option_layer(cookies)
         .option_layer(retransmit)
+        .layer(resumption)
         .layer(handshake)
         .layer(CoapLayer::with_config(CoapConfig::for_link(link)))
         .service(app);

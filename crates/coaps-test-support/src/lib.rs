@@ -9,6 +9,7 @@
 //!   [`dtls::inject`], the bad-input injection world.
 //! * [`datagram`]: a Tower server stack on a loopback socket and an async engine client.
 //! * [`cli`]: the built `coaps` binary, `coaps serve` and libcoap servers.
+//! * [`redis`]: a private `redis-server` per test (free port, no persistence, killed by PID).
 //!
 //! Not published; every item is for tests.
 #![forbid(unsafe_code)]
@@ -19,4 +20,5 @@ pub mod datagram;
 pub mod dtls;
 pub mod peers;
 pub mod sweep;
+pub mod redis;
 pub mod wolfssl;

@@ -150,6 +150,7 @@ pub fn package_for(tool: &str) -> &'static str {
         "openssl" => "openssl",
         t if t.starts_with("gnutls-") => "gnutls-bin",
         t if t.starts_with("coap-") => "libcoap3-bin",
+        "redis-server" => "redis-server",
         _ => "(unknown package)",
     }
 }

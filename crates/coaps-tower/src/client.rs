@@ -103,10 +103,13 @@
 //! ```
 
 use crate::coap::{empty_ack, reset};
+pub use crate::session_cache::{SessionCache, SessionFileError};
 use coap_lite::{MessageClass, MessageType, Packet};
 use coaps_dtls::CipherSuite;
 use coaps_dtls::crypto::{Rng, SeededRng};
-use coaps_dtls::{ClientConfig, CloseReason, Endpoint, Event, LinkPolicyFactory, PeerIdentity, RttEstimator, Session};
+use coaps_dtls::{
+    ClientConfig, CloseReason, Endpoint, Event, LinkPolicyFactory, PeerIdentity, ProtocolVersion, RttEstimator, Session,
+};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -174,11 +177,23 @@ pub struct ClientOptions {
     /// the matching MAX_TRANSMIT_WAIT (§4.8.2) when that is longer. `None` (the default): fixed
     /// [`TransmissionParams`].
     pub link: Option<LinkPolicyFactory>,
+    /// Sessions kept per server name and port ([`SessionCache`]): when set and
+    /// [`ClientOptions::resume`] is `None`, the connection resumes the cache's newest session
+    /// for `server_name` and the server's port, and every session or ticket it receives goes
+    /// into the cache. Default `None`.
+    pub sessions: Option<SessionCache>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { transmission: TransmissionParams::default(), resume: None, max_queued: 64, rng_seed: None, link: None }
+        Self {
+            transmission: TransmissionParams::default(),
+            resume: None,
+            max_queued: 64,
+            rng_seed: None,
+            link: None,
+            sessions: None,
+        }
     }
 }
 
@@ -191,6 +206,9 @@ pub struct ConnectionInfo {
     pub suite: CipherSuite,
     /// Whether the handshake resumed a session.
     pub resumed: bool,
+    /// The negotiated DTLS version ([`ProtocolVersion::DTLS1_2`] or
+    /// [`ProtocolVersion::DTLS1_3`]).
+    pub version: ProtocolVersion,
     /// Whether the server accepted the 0-RTT early data of [`Client::connect_early`].
     pub early_data_accepted: bool,
     /// The session to resume later, as the handshake left it: a DTLS 1.2 session ID. A DTLS
@@ -297,6 +315,8 @@ struct Shared {
     info: ConnectionInfo,
     /// The latest session: the handshake's, replaced by each DTLS 1.3 NewSessionTicket.
     session: Mutex<Option<Session>>,
+    /// Where received sessions also go, under this server name and port.
+    cache: Option<(SessionCache, String, u16)>,
     closed: Mutex<Option<CloseReason>>,
 }
 
@@ -389,9 +409,14 @@ impl Client {
         addr: SocketAddr,
         config: Arc<ClientConfig>,
         server_name: &str,
-        options: ClientOptions,
+        mut options: ClientOptions,
         early_request: Option<Packet>,
     ) -> Result<(Self, Option<ResponseFuture>), Error> {
+        if options.resume.is_none()
+            && let Some(cache) = &options.sessions
+        {
+            options.resume = cache.take(server_name, addr.port(), Instant::now());
+        }
         let bind: SocketAddr =
             if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
         let socket = UdpSocket::bind(bind).await.map_err(Error::Io)?;
@@ -459,8 +484,17 @@ impl Client {
             while let Some((_, ev)) = endpoint.poll_event() {
                 match ev {
                     Event::Connected { identity, suite, resumed } => {
-                        let session = endpoint.connection(&addr).and_then(|c| c.session().cloned());
-                        break 'handshake ConnectionInfo { identity, suite, resumed, session, early_data_accepted };
+                        let conn = endpoint.connection(&addr);
+                        let session = conn.and_then(|c| c.session().cloned());
+                        let version = conn.map_or(ProtocolVersion::DTLS1_2, |c| c.version());
+                        break 'handshake ConnectionInfo {
+                            identity,
+                            suite,
+                            resumed,
+                            version,
+                            session,
+                            early_data_accepted,
+                        };
                     }
                     Event::ApplicationData(d) => early.push(d),
                     Event::Closed(r) => return Err(Error::Handshake(r)),
@@ -481,6 +515,14 @@ impl Client {
             }
         };
 
+        let cache = options.sessions.map(|c| (c, server_name.to_owned(), addr.port()));
+        // A DTLS 1.3 ticket just used is not kept again (offered once); the server's next
+        // NewSessionTicket replaces it.
+        if let (Some((c, name, port)), Some(s)) = (&cache, &info.session)
+            && !(info.resumed && s.is_dtls13_ticket())
+        {
+            c.insert(name, *port, s.clone());
+        }
         let session = Mutex::new(info.session.clone());
         let handshake_retransmissions = endpoint.connection(&addr).map_or(0, |c| c.stats().retransmissions);
         let shared = Arc::new(Shared {
@@ -492,6 +534,7 @@ impl Client {
             local,
             info,
             session,
+            cache,
             closed: Mutex::new(None),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -751,6 +794,9 @@ impl Task {
         let mut current = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_none_or(|s| s.id != latest.id) {
             *current = Some(latest.clone());
+            if let Some((cache, name, port)) = &self.shared.cache {
+                cache.insert(name, *port, latest.clone());
+            }
         }
     }
 

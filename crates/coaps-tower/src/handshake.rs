@@ -90,7 +90,7 @@
 //!
 //! By default issued DTLS 1.2 sessions and DTLS 1.3 tickets stay in the engine's in-process
 //! store ([`ServerConfig::session_store`]). For a store outside the process (a resumption layer
-//! over moka or Redis), [`HandshakeBuilder::on_session`] receives every issued session, and the
+//! over moka or Redis: [`ResumptionLayer`](crate::resumption::ResumptionLayer)), [`HandshakeBuilder::on_session`] receives every issued session, and the
 //! sessions such a layer fetched for a ClientHello ([`coaps_dtls::offered_sessions`]) travel in
 //! [`Datagram::sessions`] to the engine, which uses them before its own store (see
 //! [`coaps_dtls::SessionStore`]). A 0-RTT ticket's early data is accepted only if the layer
@@ -471,6 +471,12 @@ impl fmt::Display for WiringError {
 }
 
 impl std::error::Error for WiringError {}
+
+impl WiringError {
+    pub(crate) fn new(message: &'static str) -> Self {
+        Self { message }
+    }
+}
 
 const MARK_WITH_OWN_GATE: &str = "coaps-tower: a ClientHello marked by a CookieLayer reached a HandshakeLayer that runs its \
      own cookie gate, whose DTLS 1.3 secrets differ (DTLS 1.3 clients would time out): build the handshake layer \

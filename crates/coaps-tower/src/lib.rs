@@ -9,6 +9,9 @@
 //!                          Request        seal / open       piggybacked ACK, RST
 //! ```
 //!
+//! A [`ResumptionLayer`] between the cookie and handshake layers keeps resumable sessions in a
+//! moka cache or, with the `redis` feature, in Redis shared by a cluster ([`resumption`]).
+//!
 //! Datagram-level services take a [`Datagram`] and answer with the datagrams to send
 //! ([`Transmits`]). The handshake layer hands decrypted application data to its inner service
 //! as [`Secured`] (with the peer's authenticated identity) and seals what that service answers.
@@ -21,6 +24,8 @@ pub mod coap;
 pub mod cookie;
 pub mod handshake;
 pub mod retransmit;
+pub mod resumption;
+pub mod session_cache;
 pub mod transport;
 pub mod types;
 
@@ -29,5 +34,7 @@ pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
 pub use retransmit::{RetransmitLayer, RetransmitStats};
+pub use resumption::{AsyncSessionStore, MokaConfig, MokaStore, Resumption, ResumptionLayer, ResumptionStats};
+pub use session_cache::SessionCache;
 pub use transport::{OutOfBand, Server, serve};
 pub use types::*;

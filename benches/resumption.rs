@@ -1,0 +1,311 @@
+//! Resumption handshakes per second through the Tower stack with the `ResumptionLayer`
+//! (`CookieLayer` + `ResumptionLayer` + `HandshakeLayer`), its store a `MokaStore` or a
+//! `RedisStore` on a private loopback `redis-server`, beside the engine with its in-process
+//! store and OpenSSL's session-ID resumption, in the same run (cookie exchange on everywhere;
+//! one thread runs client and server, as in `benches/handshake.rs`).
+//!
+//! * `resumption/dtls12-session-id-<mode>`: DTLS 1.2 session ID; `coaps-engine` (in-process
+//!   `MemorySessionStore`, the engine alone), `layer-moka`, `layer-redis`, `openssl`.
+//! * `resumption/dtls13-ticket-psk`: DTLS 1.3 stateful ticket (psk_dhe_ke): `layer-moka`,
+//!   `layer-redis` (each resumption also stores the new ticket the server issues).
+//!
+//! Criterion measures the bench thread's CPU time (`COAPS_BENCH_WALL=1`: wall time); Redis's
+//! own CPU is in its process and not counted, so a wall-clock rate per row is printed too
+//! (`COAPS_RESUME_WALL_N` handshakes each, default 2000). Then the heap per session cached in
+//! moka (`COAPS_RESUME_MEM_N` sessions, default 100 000), counted by a `#[global_allocator]`.
+//!
+//! Each layer handshake ends with the client's close_notify through the stack (so the
+//! association table does not grow): one record more than the engine and OpenSSL rows pay.
+
+use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
+use coaps_bench_support::ours::{self, SERVER};
+use coaps_bench_support::report::{duration, mean_ns, per_second};
+use coaps_bench_support::{CountingAlloc, Mode, alloc, ossl};
+use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::{CipherSuite, ClientConfig, Endpoint, Event, ServerConfig, Session, Zeroizing};
+use coaps_test_support::redis::RedisServer;
+use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer};
+use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tower::util::BoxService;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const MODE: Mode = Mode::PskChaCha;
+const GROUP12: &str = "resumption/dtls12-session-id-psk-chacha20";
+const GROUP13: &str = "resumption/dtls13-ticket-psk";
+
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The Tower stack with a resumption layer over `store`, and a client that resumes through it.
+struct LayerHarness {
+    rt: tokio::runtime::Runtime,
+    svc: BoxService<Datagram, Transmits, BoxError>,
+    resumption: ResumptionLayer,
+    client_config: Arc<ClientConfig>,
+    session: Option<Session>,
+    counter: u64,
+}
+
+impl LayerHarness {
+    fn new(rt: tokio::runtime::Runtime, store: Arc<dyn AsyncSessionStore>, v13: bool) -> Self {
+        let (mut server, client_config) =
+            if v13 { ours::configs13(MODE, CipherSuite::TLS_CHACHA20_POLY1305_SHA256) } else { ours::configs(MODE) };
+        Arc::make_mut(&mut server).session_store = None;
+        let (svc, resumption) = rt.block_on(async {
+            let server: Arc<ServerConfig> = server;
+            let cookies = CookieLayer::for_server_with_rng(&server, SeededRng::from_seed_u64(1));
+            let resumption = ResumptionLayer::behind(store, &cookies);
+            let handshake = HandshakeLayer::builder(server)
+                .rng(SeededRng::from_seed_u64(2))
+                .max_associations(1 << 20)
+                .on_session(resumption.session_sink())
+                .behind(&cookies)
+                .build();
+            let svc = ServiceBuilder::new()
+                .layer(cookies)
+                .layer(resumption.clone())
+                .layer(handshake)
+                .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }))
+                .boxed();
+            (svc, resumption)
+        });
+        let mut h = Self { rt, svc, resumption, client_config, session: None, counter: 0 };
+        let resumed = h.handshake();
+        assert!(!resumed, "the first handshake is a full one");
+        // The store write runs off the datagram path.
+        h.rt.block_on(async {
+            for _ in 0..1000 {
+                if h.resumption.stats().sessions_stored > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("no session stored: {:?}", h.resumption.stats());
+        });
+        assert!(h.handshake(), "the second handshake resumes");
+        h
+    }
+
+    /// One handshake from a new client address, resuming the kept session; returns whether it
+    /// resumed.
+    fn handshake(&mut self) -> bool {
+        self.counter += 1;
+        let n = self.counter;
+        let from = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2 + (n / 60_000 % 250) as u8)),
+            1024 + (n % 60_000) as u16,
+        );
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(n));
+        client.connect(Instant::now(), SERVER, self.client_config.clone(), "localhost", self.session.clone()).unwrap();
+        let svc = &mut self.svc;
+        let resumed = self.rt.block_on(async {
+            let mut resumed = None;
+            for _ in 0..16 {
+                let mut moved = false;
+                while let Some(t) = client.poll_transmit() {
+                    moved = true;
+                    let answers = svc.ready().await.unwrap().call(Datagram::new(from, t.payload)).await.unwrap();
+                    for a in answers {
+                        client.handle_datagram(Instant::now(), SERVER, &a.payload);
+                    }
+                }
+                while let Some((_, ev)) = client.poll_event() {
+                    moved = true;
+                    if let Event::Connected { resumed: r, .. } = ev {
+                        resumed = Some(r);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
+            client.close(SERVER);
+            while let Some(t) = client.poll_transmit() {
+                let _ = svc.ready().await.unwrap().call(Datagram::new(from, t.payload)).await;
+            }
+            (resumed.expect("the handshake completed"), session)
+        });
+        let (resumed, session) = resumed;
+        if self.session.is_none() {
+            self.session = session;
+        }
+        resumed
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Keeps the Redis server alive for the run; `None` without `redis-server`.
+fn redis() -> Option<RedisServer> {
+    if coaps_test_support::peers::find_on_path("redis-server").is_none() {
+        eprintln!("redis-server not installed: the layer-redis rows are skipped");
+        return None;
+    }
+    RedisServer::start()
+}
+
+fn redis_store(rt: &tokio::runtime::Runtime, server: &RedisServer) -> Arc<dyn AsyncSessionStore> {
+    rt.block_on(async {
+        let s = RedisStore::connect(RedisConfig::new(server.url(), [0x5e; 32])).unwrap();
+        for _ in 0..500 {
+            if s.is_connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Arc::new(s) as Arc<dyn AsyncSessionStore>
+    })
+}
+
+fn moka() -> Arc<dyn AsyncSessionStore> {
+    Arc::new(MokaStore::new(MokaConfig::default()))
+}
+
+/// The layer harnesses of one group, by row name.
+fn layer_rows(redis: Option<&RedisServer>, v13: bool) -> Vec<(&'static str, LayerHarness)> {
+    let mut rows = vec![("layer-moka", LayerHarness::new(runtime(), moka(), v13))];
+    if let Some(r) = redis {
+        let rt = runtime();
+        let store = redis_store(&rt, r);
+        rows.push(("layer-redis", LayerHarness::new(rt, store, v13)));
+    }
+    rows
+}
+
+fn bench<M: Measurement>(c: &mut Criterion<M>, redis: Option<&RedisServer>) {
+    let mut g = c.benchmark_group(GROUP12);
+    g.throughput(Throughput::Elements(1));
+    let mut engine = ours::Harness::new(MODE);
+    engine.prime_session();
+    g.bench_function("coaps-engine", |b| b.iter(|| black_box(engine.handshake(true))));
+    for (name, mut h) in layer_rows(redis, false) {
+        g.bench_function(name, |b| b.iter(|| assert!(black_box(h.handshake()))));
+    }
+    let mut theirs = ossl::Harness::new(MODE);
+    theirs.prime_session();
+    g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(true))));
+    g.finish();
+
+    let mut g = c.benchmark_group(GROUP13);
+    g.throughput(Throughput::Elements(1));
+    for (name, mut h) in layer_rows(redis, true) {
+        g.bench_function(name, |b| b.iter(|| assert!(black_box(h.handshake()))));
+    }
+    g.finish();
+}
+
+/// Wall-clock handshakes per second of each layer row (Redis's round trips included).
+fn wall_rates(redis: Option<&RedisServer>) {
+    let n = env_n("COAPS_RESUME_WALL_N", 2000);
+    println!("\n| row | wall-clock resumptions/s ({n} sequential, client and server on one thread) |");
+    println!("|---|---:|");
+    for (group, v13) in [(GROUP12, false), (GROUP13, true)] {
+        for (name, mut h) in layer_rows(redis, v13) {
+            let t = Instant::now();
+            for _ in 0..n {
+                assert!(h.handshake());
+            }
+            let rate = n as f64 / t.elapsed().as_secs_f64();
+            println!("| {}/{name} | {rate:.0} |", group.trim_start_matches("resumption/"));
+        }
+    }
+}
+
+/// Heap per session cached in a MokaStore: live bytes after `n` inserts of real encoded DTLS
+/// 1.2 sessions, per session, and beyond the key and encoded session (which holds the secret).
+fn heap_per_session() {
+    let n = env_n("COAPS_RESUME_MEM_N", 100_000);
+    let rt = runtime();
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    // A session the client holds has the server's fields: its encoding is the same size.
+    let mut h = LayerHarness::new(runtime(), moka(), false);
+    let session = h.session.take().expect("a session");
+    let encoded = session.encode(now, wall);
+    let key_len = session.store_key().len();
+    let store =
+        MokaStore::new(MokaConfig { max_entries: n as u64 * 2, max_bytes: u64::MAX >> 1, ..MokaConfig::default() });
+    let before = alloc::live_bytes();
+    rt.block_on(async {
+        for i in 0..n as u64 {
+            let mut key = session.store_key().to_vec();
+            key[..8].copy_from_slice(&i.to_be_bytes());
+            store.put(&key, Zeroizing::new(encoded.to_vec()), Duration::from_secs(3600)).await.unwrap();
+        }
+        store.run_pending_tasks().await;
+    });
+    let after = alloc::live_bytes();
+    assert_eq!(store.entry_count(), n as u64, "every session kept");
+    let per = (after - before) as f64 / n as f64;
+    let payload = (key_len + encoded.len()) as f64;
+    println!(
+        "\nmoka heap per cached session ({n} DTLS 1.2 sessions): {per:.0} B, of which key {key_len} B + encoded \
+         session {} B (secret included); {:.0} B beyond them (target <= 256 B); the weigher counts {} B per entry \
+         of overhead",
+        encoded.len(),
+        per - payload,
+        coaps_tower::resumption::ENTRY_OVERHEAD,
+    );
+    drop(store);
+}
+
+fn table(has_redis: bool) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    println!("\n| group | row | resumptions/s (CPU) | CPU per resumption | openssl/row |");
+    println!("|---|---|---:|---:|---:|");
+    let openssl = mean_ns(root, GROUP12, "openssl");
+    let mut rows = vec![(GROUP12, "coaps-engine"), (GROUP12, "layer-moka")];
+    if has_redis {
+        rows.push((GROUP12, "layer-redis"));
+    }
+    rows.push((GROUP12, "openssl"));
+    rows.push((GROUP13, "layer-moka"));
+    if has_redis {
+        rows.push((GROUP13, "layer-redis"));
+    }
+    for (group, row) in rows {
+        let Some(ns) = mean_ns(root, group, row) else { continue };
+        let ratio = openssl.map_or("-".to_owned(), |o| format!("{:.2}", o / ns));
+        println!(
+            "| {} | {row} | {} | {} | {ratio} |",
+            group.trim_start_matches("resumption/"),
+            per_second(ns),
+            duration(ns)
+        );
+    }
+}
+
+fn run<M: Measurement>(c: Criterion<M>, redis: Option<&RedisServer>) {
+    let mut c = c
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    bench(&mut c, redis);
+    c.final_summary();
+}
+
+fn main() {
+    coaps_bench_support::report::mark_start();
+    let redis = redis();
+    if wall_time_requested() {
+        run(Criterion::default(), redis.as_ref());
+    } else {
+        run(Criterion::default().with_measurement(ThreadCpuTime), redis.as_ref());
+    }
+    table(redis.is_some());
+    wall_rates(redis.as_ref());
+    heap_per_session();
+}

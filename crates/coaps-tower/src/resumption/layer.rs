@@ -1,0 +1,334 @@
+use super::AsyncSessionStore;
+use super::service::Resumption;
+use crate::cookie::{CookieLayer, SharedGate};
+use crate::handshake::WiringError;
+use crate::types::{CookieVerified, Datagram};
+use coaps_dtls::gate::FirstRecord;
+use coaps_dtls::{FetchedSession, Session, offered_sessions};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tower_layer::Layer;
+
+/// Default [`ResumptionLayer::lookup_timeout`]: a look-up slower than this gives the client a
+/// full handshake instead of stalling it (and its retransmissions) behind the store.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Most store keys looked up for one ClientHello: a hello may list many PSK identities, each
+/// a look-up; beyond this the rest are ignored (they would get a full handshake anyway).
+const MAX_KEYS_PER_HELLO: usize = 4;
+
+/// Counters of a [`ResumptionLayer`] (shared by its clones and services).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumptionStats {
+    /// Proven ClientHellos that offered at least one session and were looked up.
+    pub hellos_looked_up: u64,
+    /// Sessions found, decoded and handed to the engine.
+    pub sessions_fetched: u64,
+    /// Offered keys the store did not have (unknown, expired, already taken).
+    pub misses: u64,
+    /// Stored entries refused: undecodable (truncated, forged, another format version),
+    /// expired, or stored under another key than the one offered.
+    pub entries_refused: u64,
+    /// Look-ups and writes that failed (store unavailable, timeout): each look-up failure
+    /// meant a full handshake.
+    pub store_errors: u64,
+    /// Issued sessions written to the store.
+    pub sessions_stored: u64,
+    /// ClientHellos refused because the stack is wired wrong (see the module docs, "Wiring").
+    pub wiring_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hellos_looked_up: AtomicU64,
+    sessions_fetched: AtomicU64,
+    misses: AtomicU64,
+    entries_refused: AtomicU64,
+    store_errors: AtomicU64,
+    sessions_stored: AtomicU64,
+    wiring_errors: AtomicU64,
+}
+
+/// Where the proof of a ClientHello comes from.
+enum Front {
+    /// A cookie layer in front marks proven ClientHellos.
+    Behind(Arc<SharedGate>),
+    /// No cookie layer: every ClientHello is looked up.
+    Unproven,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn AsyncSessionStore>,
+    front: Front,
+    sink_taken: AtomicBool,
+    wiring_error_logged: AtomicBool,
+    store_error_logged: AtomicBool,
+    lookup_timeout: Duration,
+    wall_clock: fn() -> SystemTime,
+    counters: Counters,
+}
+
+const FRONT_NOT_LAYERED: &str = "coaps-tower: the CookieLayer given to ResumptionLayer::behind(store, &cookie_layer) \
+     wraps no service: put it in front, ServiceBuilder::new().layer(cookie_layer).layer(resumption_layer)\
+     .layer(handshake_layer)";
+const MARK_OF_ANOTHER_GATE: &str = "coaps-tower: a ClientHello marked by another CookieLayer than the one given to \
+     ResumptionLayer::behind(store, &cookie_layer) reached the resumption layer: pass the CookieLayer that is in \
+     front of it";
+const UNMARKED_BEHIND: &str = "coaps-tower: a ClientHello without the mark of the CookieLayer given to \
+     ResumptionLayer::behind(store, &cookie_layer) reached the resumption layer: that CookieLayer is not in front \
+     of it; stack them as ServiceBuilder::new().layer(cookie_layer).layer(resumption_layer).layer(handshake_layer)";
+const MARK_WITHOUT_COOKIE_LAYER: &str = "coaps-tower: a ClientHello marked by a CookieLayer reached a resumption \
+     layer built with ResumptionLayer::without_cookie_layer: build it with ResumptionLayer::behind(store, \
+     &cookie_layer) so only proven ClientHellos cost a look-up";
+const NO_SINK: &str = "coaps-tower: no issued session would ever reach the resumption layer's store: pass \
+     resumption_layer.session_sink() to HandshakeLayer::builder(..).on_session(..)";
+
+/// Layer that fetches offered sessions from an [`AsyncSessionStore`] and stores issued ones;
+/// see the [module docs](super).
+///
+/// Clones share the store, the wiring and the counters.
+#[derive(Clone)]
+pub struct ResumptionLayer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ResumptionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResumptionLayer")
+            .field("store", &self.shared.store)
+            .field("behind_cookie_layer", &matches!(self.shared.front, Front::Behind(_)))
+            .field("lookup_timeout", &self.shared.lookup_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResumptionLayer {
+    /// A layer over `store` behind `cookies`: only ClientHellos that layer proved are looked
+    /// up (see [the wiring checks](super#wiring)).
+    pub fn behind(store: impl AsyncSessionStore, cookies: &CookieLayer) -> Self {
+        Self::with_front(Arc::new(store), Front::Behind(cookies.shared_gate()))
+    }
+
+    /// A layer over `store` with no cookie layer in front (the handshake layer runs its own
+    /// gate, or none): every ClientHello that offers a session is looked up, before any proof
+    /// that its sender owns its address. Prefer [`ResumptionLayer::behind`].
+    pub fn without_cookie_layer(store: impl AsyncSessionStore) -> Self {
+        Self::with_front(Arc::new(store), Front::Unproven)
+    }
+
+    fn with_front(store: Arc<dyn AsyncSessionStore>, front: Front) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                front,
+                sink_taken: AtomicBool::new(false),
+                wiring_error_logged: AtomicBool::new(false),
+                store_error_logged: AtomicBool::new(false),
+                lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+                wall_clock: SystemTime::now,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::get_mut(&mut self.shared)
+            .expect("configure the ResumptionLayer before cloning it or taking its session_sink")
+    }
+
+    /// Longest wait for the store per ClientHello (default [`DEFAULT_LOOKUP_TIMEOUT`]);
+    /// beyond it the client gets a full handshake. Call before cloning the layer or taking its
+    /// [`session_sink`](Self::session_sink).
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.shared_mut().lookup_timeout = timeout;
+        self
+    }
+
+    /// The wall clock that converts issue times of stored sessions (see
+    /// [`coaps_dtls::Session::encode`]); give the engine's
+    /// [`CommonConfig::wall_clock`](coaps_dtls::CommonConfig::wall_clock). Default
+    /// `SystemTime::now`. Call before cloning the layer or taking its sink.
+    pub fn wall_clock(mut self, wall_clock: fn() -> SystemTime) -> Self {
+        self.shared_mut().wall_clock = wall_clock;
+        self
+    }
+
+    /// Where the handshake layer sends the sessions it issues: pass it to
+    /// [`HandshakeBuilder::on_session`](crate::handshake::HandshakeBuilder::on_session). Each
+    /// session is encoded and written to the store on a spawned task (the sink runs on the
+    /// datagram's task, so it must not wait), for its remaining lifetime.
+    pub fn session_sink(&self) -> impl Fn(SocketAddr, Session) + Send + Sync + 'static {
+        self.shared.sink_taken.store(true, Ordering::Release);
+        let shared = self.shared.clone();
+        move |peer, session| shared.write_back(peer, session)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn AsyncSessionStore> {
+        &self.shared.store
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ResumptionStats {
+        self.shared.stats()
+    }
+}
+
+impl<S> Layer<S> for ResumptionLayer {
+    type Service = Resumption<S>;
+
+    fn layer(&self, inner: S) -> Resumption<S> {
+        Resumption::new(inner, self.shared.clone())
+    }
+}
+
+/// What to fetch for one proven ClientHello: each key, and whether to take it.
+pub(crate) type Wanted = Vec<(Vec<u8>, bool)>;
+
+impl Shared {
+    pub(crate) fn stats(&self) -> ResumptionStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ResumptionStats {
+            hellos_looked_up: l(&c.hellos_looked_up),
+            sessions_fetched: l(&c.sessions_fetched),
+            misses: l(&c.misses),
+            entries_refused: l(&c.entries_refused),
+            store_errors: l(&c.store_errors),
+            sessions_stored: l(&c.sessions_stored),
+            wiring_errors: l(&c.wiring_errors),
+        }
+    }
+
+    /// Checks the wiring for `d` and says what to fetch for it (nothing for everything but a
+    /// proven ClientHello that offers sessions).
+    pub(crate) fn plan(&self, d: &Datagram) -> Result<Option<Wanted>, WiringError> {
+        let proven = match (&self.front, d.cookie) {
+            _ if !self.sink_taken.load(Ordering::Acquire) => return Err(self.wiring_error(d, NO_SINK)),
+            (Front::Behind(front), _) if !front.is_layered() => return Err(self.wiring_error(d, FRONT_NOT_LAYERED)),
+            (Front::Behind(front), Some(CookieVerified { gate, .. })) if gate != front.id() => {
+                return Err(self.wiring_error(d, MARK_OF_ANOTHER_GATE));
+            }
+            (Front::Behind(_), Some(_)) => true,
+            (Front::Behind(_), None) => match FirstRecord::parse(&d.payload) {
+                FirstRecord::ClientHello(_) => return Err(self.wiring_error(d, UNMARKED_BEHIND)),
+                FirstRecord::ClientHelloFragment | FirstRecord::Other => false,
+            },
+            (Front::Unproven, Some(_)) => return Err(self.wiring_error(d, MARK_WITHOUT_COOKIE_LAYER)),
+            (Front::Unproven, None) => true,
+        };
+        if !proven {
+            return Ok(None);
+        }
+        let Some(offered) = offered_sessions(&d.payload) else { return Ok(None) };
+        // RFC 8446 §4.2.10: only the first identity may carry early data; taking it makes the
+        // early data single use across every node sharing the store (§8.1).
+        let first_ticket = offered.psk_identities().next();
+        let take_first = offered.early_data();
+        let mut wanted: Wanted = Vec::new();
+        for key in offered.keys().take(MAX_KEYS_PER_HELLO) {
+            if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
+            wanted.push((key.to_vec(), take));
+        }
+        Ok((!wanted.is_empty()).then_some(wanted))
+    }
+
+    fn wiring_error(&self, d: &Datagram, message: &'static str) -> WiringError {
+        self.counters.wiring_errors.fetch_add(1, Ordering::Relaxed);
+        if self.wiring_error_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(peer = %d.peer, "{message}");
+        } else {
+            tracing::error!(peer = %d.peer, "{message}");
+        }
+        WiringError::new(message)
+    }
+
+    fn store_error(&self, what: &str, e: &dyn std::error::Error) {
+        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        if self.store_error_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %e, "{what}");
+        } else {
+            tracing::warn!(error = %e, "{what} (further store errors are logged at debug; see ResumptionStats)");
+        }
+    }
+
+    /// Fetches and decodes the wanted sessions. Never fails: what cannot be fetched is left
+    /// out (a full handshake).
+    pub(crate) async fn fetch(self: Arc<Self>, wanted: Wanted) -> Vec<FetchedSession> {
+        self.counters.hellos_looked_up.fetch_add(1, Ordering::Relaxed);
+        let work = async {
+            let mut out = Vec::with_capacity(wanted.len());
+            for (key, take) in &wanted {
+                let r = if *take { self.store.take(key).await } else { self.store.get(key).await };
+                let bytes = match r {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.store_error("session look-up failed: full handshake", &e);
+                        break;
+                    }
+                };
+                let now = Instant::now();
+                match Session::decode(&bytes, now, (self.wall_clock)()) {
+                    Ok(s) if s.store_key() == &key[..] && !s.is_expired(now) => {
+                        self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                        out.push(if *take { FetchedSession::from_take(s) } else { FetchedSession::from_get(s) });
+                    }
+                    Ok(_) => {
+                        self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("stored session refused: expired or stored under another key");
+                    }
+                    Err(e) => {
+                        self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(error = %e, "stored session refused");
+                    }
+                }
+            }
+            out
+        };
+        match tokio::time::timeout(self.lookup_timeout, work).await {
+            Ok(out) => out,
+            Err(_) => {
+                self.store_error("session look-up timed out: full handshake", &super::StoreError::Timeout);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes an issued session to the store, on a spawned task.
+    fn write_back(self: &Arc<Self>, peer: SocketAddr, session: Session) {
+        let now = Instant::now();
+        let ttl = session.ttl(now);
+        if ttl.is_zero() {
+            return;
+        }
+        let bytes = session.encode(now, (self.wall_clock)());
+        let key = session.store_key().to_vec();
+        drop(session);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.store_error("issued session not stored", &super::StoreError::Unavailable("no tokio runtime".into()));
+            return;
+        };
+        let shared = self.clone();
+        rt.spawn(async move {
+            let put = shared.store.put(&key, bytes, ttl);
+            match tokio::time::timeout(shared.lookup_timeout.max(Duration::from_secs(1)), put).await {
+                Ok(Ok(())) => {
+                    shared.counters.sessions_stored.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => shared.store_error("issued session not stored", &e),
+                Err(_) => shared.store_error("issued session not stored", &super::StoreError::Timeout),
+            }
+            tracing::trace!(%peer, "issued session written back");
+        });
+    }
+}
