@@ -19,6 +19,6 @@ pub mod cli;
 pub mod datagram;
 pub mod dtls;
 pub mod peers;
-pub mod sweep;
 pub mod redis;
+pub mod sweep;
 pub mod wolfssl;
