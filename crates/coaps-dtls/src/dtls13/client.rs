@@ -401,8 +401,8 @@ impl ExpectServerHello {
                 let th = core.transcript_hash();
                 let client_hs = hs_secret.client_handshake_traffic_secret(&th);
                 let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-                core.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
-                core.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
+                core.send_hs = Some(Box::new(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?)));
+                core.recv_hs = Some(Box::new(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?)));
                 core.suite = Some(sh.cipher_suite);
                 let identity = chosen.map_or(PeerIdentity::Anonymous, |c| c.1);
                 // The server's flight is answered by ours: stop retransmitting the ClientHello.

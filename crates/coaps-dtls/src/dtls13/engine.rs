@@ -167,20 +167,24 @@ pub(crate) struct Core {
     rng: Option<Box<SeededRng>>,
     pub(crate) state: State,
     pub(crate) plain_seq: u64,
-    pub(crate) send_hs: Option<SendEpoch13>,
+    /// The handshake epoch's keys are boxed, as is `recv_prev`: an idle association has
+    /// none of them, and inline they would cost it their full size.
+    pub(crate) send_hs: Option<Box<SendEpoch13>>,
     pub(crate) send_app: Option<SendEpoch13>,
-    pub(crate) recv_hs: Option<ReceiveEpoch13>,
+    pub(crate) recv_hs: Option<Box<ReceiveEpoch13>>,
+    /// Server: when the epoch-2 receiving keys go (see [`Core::release_idle`]).
+    recv_hs_until: Option<Instant>,
     pub(crate) recv_app: Option<ReceiveEpoch13>,
     /// The application epoch before the last KeyUpdate, kept for records still in flight.
-    recv_prev: Option<ReceiveEpoch13>,
+    recv_prev: Option<Box<ReceiveEpoch13>>,
     /// Current application traffic secrets (send, receive), for KeyUpdate (RFC 8446 §7.2).
     pub(crate) app_secrets: Option<Box<(Secret, Secret)>>,
     pub(crate) aead: Option<AeadAlgorithm>,
     /// Our KeyUpdate is sent and awaits its ACK; only then do we switch keys (RFC 9147 §8).
     key_update_pending: bool,
     auto_key_update: bool,
-    /// Client: the ticket the server issued.
-    session: Option<Session>,
+    /// Client: the ticket the server issued (boxed: a server association never has one).
+    session: Option<Box<Session>>,
     pub(crate) res_master: Option<Box<Secret>>,
     pub(crate) resumed: bool,
     pub(crate) reasm: Reassembler,
@@ -294,6 +298,7 @@ impl Core {
             send_hs: None,
             send_app: None,
             recv_hs: None,
+            recv_hs_until: None,
             recv_app: None,
             recv_prev: None,
             app_secrets: None,
@@ -701,6 +706,7 @@ impl Core {
             // and an ACK for them would make the peer resend fragments still in flight.)
             self.ack_deadline = Some(now + self.timer.current() / 4);
         }
+        self.release_idle(now);
     }
 
     pub(crate) fn handle_record(&mut self, rec: Record13<'_>, peer_repeated: &mut bool) {
@@ -944,6 +950,58 @@ impl Core {
         }
     }
 
+    /// How long a server keeps its epoch-2 receiving keys once established: RFC 9147 §5.8.1
+    /// ("for at least twice the default MSL defined for [RFC0793], when in the FINISHED state,
+    /// the server MUST respond to retransmission of the client's final flight with a
+    /// retransmit of its ACK"), and no less than the handshake budget, the longest a client of
+    /// the same configuration keeps resending its Finished.
+    fn finished_linger(&self) -> std::time::Duration {
+        const TWICE_MSL: std::time::Duration = std::time::Duration::from_secs(2 * 120);
+        TWICE_MSL.max(self.common().retransmit.handshake_timeout)
+    }
+
+    /// Frees what an established association with no flight in progress no longer needs, so
+    /// that an idle association stays small; nothing here changes what goes on the wire.
+    ///
+    /// * The flight's and the ACK list's buffers, and the reassembler's list, lose their
+    ///   capacity (a post-handshake message allocates them again).
+    /// * The epoch-2 receiving keys: a client's once the server acknowledged its final flight
+    ///   (the server is then FINISHED and sends nothing in epoch 2 again, RFC 9147 §5.8.1; a
+    ///   reordered copy of its flight is dropped as a record of an unknown epoch, §4.2.2); a
+    ///   server's after [`Core::finished_linger`], since only it tells when the client stops
+    ///   resending its Finished: the client's epoch-3 records do not, as the client sends them
+    ///   before our ACK reaches it (RFC 9147 §5.8.4, §7: a lost ACK of the final flight is
+    ///   answered by acknowledging the repeat).
+    fn release_idle(&mut self, now: Instant) {
+        if self.state != State::Established {
+            return;
+        }
+        if self.recv_hs.is_some() && self.role == Role::Server {
+            let linger = self.finished_linger();
+            let until = *self.recv_hs_until.get_or_insert(now + linger);
+            if until <= now {
+                self.recv_hs = None;
+                self.recv_hs_until = None;
+            }
+        }
+        if self.timer_armed || self.ack_deadline.is_some() || !self.flight.iter().all(|m| m.acked()) {
+            return;
+        }
+        if self.role == Role::Client {
+            self.recv_hs = None;
+        }
+        self.flight = Vec::new();
+        self.sent_records = Vec::new();
+        if self.to_ack.is_empty() {
+            self.to_ack = Vec::new();
+        }
+        if self.early_records.is_empty() {
+            self.early_records = Vec::new();
+        }
+        self.reasm.shrink_to_fit();
+        self.drop_handshake_send_keys();
+    }
+
     pub(crate) fn fail(&mut self, e: Error) {
         if self.state == State::Closed {
             return;
@@ -971,6 +1029,12 @@ impl Core {
         if self.ack_deadline.is_some_and(|d| d <= now) {
             self.send_ack();
         }
+        let fired = self.handle_retransmit_timeout(now);
+        self.release_idle(now);
+        fired
+    }
+
+    fn handle_retransmit_timeout(&mut self, now: Instant) -> bool {
         let Some(deadline) = self.timer.deadline().filter(|_| self.timer_armed) else { return false };
         if now < deadline {
             return false;
@@ -991,10 +1055,7 @@ impl Core {
             return None;
         }
         let retransmit = if self.timer_armed { self.timer.deadline() } else { None };
-        match (retransmit, self.ack_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [retransmit, self.ack_deadline, self.recv_hs_until].into_iter().flatten().min()
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -1113,7 +1174,7 @@ impl Core {
                     let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime))
                         .min(crate::resumption::MAX_TICKET_LIFETIME);
                     if !lifetime.is_zero() {
-                        self.session = Some(Session {
+                        self.session = Some(Box::new(Session {
                             id: nst.ticket,
                             suite,
                             extended_master_secret: true,
@@ -1127,7 +1188,7 @@ impl Core {
                                 max_early_data,
                                 client_ip: None,
                             }),
-                        });
+                        }));
                     }
                 }
                 Ok(())
@@ -1181,7 +1242,7 @@ impl Core {
         let (Some(secrets), Some(recv)) = (&self.app_secrets, &self.recv_app) else { return Err(Error::Crypto) };
         let epoch = recv.epoch() + 1;
         let (next, prot) = self.next_epoch_keys(&secrets.1)?;
-        self.recv_prev = self.recv_app.take();
+        self.recv_prev = self.recv_app.take().map(Box::new);
         self.recv_app = Some(ReceiveEpoch13::new(epoch, prot));
         if let Some(s) = self.app_secrets.as_mut() {
             s.1 = next;
@@ -1208,7 +1269,7 @@ impl Core {
     }
 
     pub(crate) fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
+        self.session.as_deref()
     }
 
     pub(crate) fn is_resumed(&self) -> bool {
@@ -1289,5 +1350,40 @@ mod tests {
         assert!(!t.is_empty());
         let empty = Transcript::default();
         assert_eq!(empty.hash_with(&p, more), <[u8; 32]>::from(Sha256::digest(more)));
+    }
+
+    /// What an idle established association costs inline (`--nocapture` prints the
+    /// breakdown): the guard on the total is in `connection/mod.rs`.
+    #[test]
+    fn core_field_sizes() {
+        use std::mem::size_of;
+        let rows: [(&str, usize); 22] = [
+            ("Core", size_of::<Core>()),
+            ("Conn13", size_of::<crate::dtls13::conn::Conn13>()),
+            ("Option<SendEpoch13>", size_of::<Option<SendEpoch13>>()),
+            ("Option<ReceiveEpoch13>", size_of::<Option<ReceiveEpoch13>>()),
+            ("RecordProtection13", size_of::<RecordProtection13>()),
+            ("Reassembler", size_of::<Reassembler>()),
+            ("Transcript", size_of::<Transcript>()),
+            ("RetransmitTimer", size_of::<RetransmitTimer>()),
+            ("Vec<FlightMsg>", size_of::<Vec<FlightMsg>>()),
+            ("Option<Instant>", size_of::<Option<Instant>>()),
+            ("Outputs", size_of::<Outputs>()),
+            ("Stats", size_of::<Stats>()),
+            ("PeerIdentity", size_of::<PeerIdentity>()),
+            ("Option<Session>", size_of::<Option<Session>>()),
+            ("SocketAddr", size_of::<SocketAddr>()),
+            ("Arc<dyn HasCommon>", size_of::<Arc<dyn HasCommon>>()),
+            ("Option<Box<EarlyReceive>>", size_of::<Option<Box<EarlyReceive>>>()),
+            ("Option<CipherSuite>", size_of::<Option<CipherSuite>>()),
+            ("Option<AeadAlgorithm>", size_of::<Option<AeadAlgorithm>>()),
+            ("record13::AeadLimits", size_of::<record13::AeadLimits>()),
+            ("Instant", size_of::<Instant>()),
+            ("Vec<u8>", size_of::<Vec<u8>>()),
+        ];
+        for (name, size) in rows {
+            println!("{name:<28} {size:>5}");
+        }
+        assert!(rows.iter().all(|(_, s)| *s > 0));
     }
 }

@@ -333,8 +333,8 @@ impl ExpectClientHello {
         let th = core.transcript_hash();
         let client_hs = hs_secret.client_handshake_traffic_secret(&th);
         let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-        core.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
-        core.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
+        core.send_hs = Some(Box::new(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?)));
+        core.recv_hs = Some(Box::new(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?)));
         core.suite = Some(suite);
         // Certificate type (RFC 7250 §4.2).
         let cert_type = match ch.server_certificate_types() {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::crypto::rustcrypto::RustCrypto;
 use crate::dtls13::key_schedule::Secret;
+use aes::Aes128;
 
 const ALGS: [AeadAlgorithm; 3] = [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Gcm, AeadAlgorithm::Aes128Ccm8];
 
@@ -748,5 +749,22 @@ fn garbage_never_panics() {
                 }
             }
         }
+    }
+}
+
+/// Both AES forms of the record number key (kept 16-byte key, kept schedule) give the mask of
+/// an independent AES-128 for every sample, whichever the CPU makes `SnCipher::new` pick.
+#[test]
+fn aes_record_number_mask_forms_agree() {
+    let key = [0x5au8; 16];
+    let kept = SnCipher::AesKey(Zeroizing::new(key));
+    let schedule = SnCipher::Aes(Box::new(Aes128Enc::new_from_slice(&key).unwrap()));
+    let chosen = SnCipher::new(AeadAlgorithm::Aes128Ccm8, &key).unwrap();
+    for i in 0..64u8 {
+        let sample = [i.wrapping_mul(37); 16].map(|b| b ^ i);
+        let want = mask_ref(AeadAlgorithm::Aes128Ccm8, &key, &sample);
+        assert_eq!(kept.mask(&sample), want);
+        assert_eq!(schedule.mask(&sample), want);
+        assert_eq!(chosen.mask(&sample), want);
     }
 }
