@@ -261,7 +261,7 @@ fn send_client_hello(
     if let Some(off) = offset {
         let mut partial = Vec::new();
         truncated_client_hello_transcript(&body, off, &mut partial);
-        let th = core.transcript.hash_with(&*cx.config.common.provider, &partial);
+        let th = core.tr.transcript.hash_with(&*cx.config.common.provider, &partial);
         // One binder per identity, in order: the ticket (resumption binder key), then the
         // external PSK (RFC 8446 §7.1 "ext binder" / "res binder").
         let mut binders = Vec::new();
@@ -274,7 +274,7 @@ fn send_client_hello(
         write_binders(&mut body, off, &binders)?;
     }
     core.reasm.set_next_seq(core.send_seq);
-    core.flight.clear();
+    core.tr.flight.clear();
     core.queue(EPOCH_PLAINTEXT, HandshakeType::ClientHello, body);
     core.send_new_flight(now, true);
     Ok(())
@@ -317,12 +317,12 @@ impl ExpectServerHello {
                     return Err(Error::Incompatible(Incompatible::HelloRetryRequestUnsupportedGroup));
                 }
                 // RFC 8446 §4.4.1: the transcript restarts with message_hash(ClientHello1).
-                let ch1_hash = core.transcript.hash(&*provider);
+                let ch1_hash = core.tr.transcript.hash(&*provider);
                 let mut restart = Vec::new();
                 message_hash(&ch1_hash, &mut restart);
-                core.transcript = Transcript::default();
-                core.transcript.add_raw(&*provider, &restart);
-                core.transcript.add(&*provider, HandshakeType::ServerHello, body);
+                core.tr.transcript = Transcript::default();
+                core.tr.transcript.add_raw(&*provider, &restart);
+                core.tr.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let mut ch2 = ch.clone();
                 early::client_after_hrr(early.as_deref_mut(), &mut ch2);
                 let mut eph = eph;
@@ -356,7 +356,7 @@ impl ExpectServerHello {
                     return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnofferedSuite13));
                 }
                 let aead = suite13(sh.cipher_suite).ok_or(Error::PeerMisbehaved(PeerMisbehaved::UnknownSuite13))?;
-                core.transcript.add(&*provider, HandshakeType::ServerHello, body);
+                core.tr.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let ticket = resume;
                 let n_offered = usize::from(ticket.is_some()) + usize::from(cx.config.psk.is_some());
                 let chosen: Option<(Zeroizing<Vec<u8>>, PeerIdentity, bool)> = match sh.selected_identity() {
@@ -556,7 +556,7 @@ impl ExpectFinished {
         let master = k.hs_secret.into_master();
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
-        core.flight.clear();
+        core.tr.flight.clear();
         if let Some(context) = &k.cert_requested {
             let (entries, key) = match &cx.config.client_cert {
                 Some(ck) if k.cert_type == CertificateType::RawPublicKey || ck.chain.is_empty() => (
