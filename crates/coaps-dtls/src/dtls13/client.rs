@@ -11,7 +11,8 @@ use crate::config::{ClientConfig, PeerVerifier};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
 use crate::dtls13::early::{self, ClientEarly};
 use crate::dtls13::engine::{
-    Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, SentClientHello, Transcript, suite13,
+    ClientTickets, Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, SentClientHello, Transcript,
+    suite13,
 };
 use crate::dtls13::key_schedule::{self as tls13, EarlySecret, HandshakeSecret, Secret};
 use crate::dtls13::msgs::*;
@@ -401,8 +402,8 @@ impl ExpectServerHello {
                 let th = core.transcript_hash();
                 let client_hs = hs_secret.client_handshake_traffic_secret(&th);
                 let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-                core.send_hs = Some(Box::new(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?)));
-                core.recv_hs = Some(Box::new(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?)));
+                core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
+                core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
                 core.suite = Some(sh.cipher_suite);
                 let identity = chosen.map_or(PeerIdentity::Anonymous, |c| c.1);
                 // The server's flight is answered by ours: stop retransmitting the ClientHello.
@@ -581,10 +582,10 @@ impl ExpectFinished {
         let vd = tls13::finished_verify_data(&k.client_hs, &core.transcript_hash());
         core.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         // RFC 8446 §7.1: the resumption secret hashes the transcript through client Finished.
-        core.res_master = Some(Box::new(master.resumption_master_secret(&core.transcript_hash())));
+        let res_master = master.resumption_master_secret(&core.transcript_hash());
+        core.tickets = Some(Box::new(ClientTickets { res_master, session: None }));
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &client_ap)?));
         core.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &server_ap)?));
-        core.aead = Some(k.aead);
         core.app_secrets = Some(Box::new((client_ap, server_ap)));
         // RFC 9147 §5.8.3: the final flight is retransmitted until the server's ACK.
         core.send_new_flight(now, true);

@@ -164,26 +164,20 @@ pub(crate) struct Core {
     pub(crate) role: Role,
     pub(crate) peer: SocketAddr,
     config: Arc<dyn HasCommon>,
-    rng: Option<Box<SeededRng>>,
     pub(crate) state: State,
-    pub(crate) plain_seq: u64,
-    /// The handshake epoch's keys are boxed, as is `recv_prev`: an idle association has
-    /// none of them, and inline they would cost it their full size.
-    pub(crate) send_hs: Option<Box<SendEpoch13>>,
+    /// Boxed: an idle association has none (the epoch-2 keys are in [`Transient`]).
     pub(crate) send_app: Option<SendEpoch13>,
-    pub(crate) recv_hs: Option<Box<ReceiveEpoch13>>,
     pub(crate) recv_app: Option<ReceiveEpoch13>,
     /// The application epoch before the last KeyUpdate, kept for records still in flight.
     recv_prev: Option<Box<ReceiveEpoch13>>,
     /// Current application traffic secrets (send, receive), for KeyUpdate (RFC 8446 §7.2).
     pub(crate) app_secrets: Option<Box<(Secret, Secret)>>,
-    pub(crate) aead: Option<AeadAlgorithm>,
     /// Our KeyUpdate is sent and awaits its ACK; only then do we switch keys (RFC 9147 §8).
     key_update_pending: bool,
     auto_key_update: bool,
-    /// Client: the ticket the server issued (boxed: a server association never has one).
-    session: Option<Box<Session>>,
-    pub(crate) res_master: Option<Box<Secret>>,
+    /// Client: the resumption master secret and the ticket the server issued (RFC 8446
+    /// §4.6.1), in one box: a server association has neither.
+    pub(crate) tickets: Option<Box<ClientTickets>>,
     pub(crate) resumed: bool,
     pub(crate) reasm: Reassembler,
     pub(crate) send_seq: u16,
@@ -195,8 +189,6 @@ pub(crate) struct Core {
     pub(crate) ack_now: bool,
     /// A handshake record was accepted while handling the current datagram.
     hs_record_received: bool,
-    /// Server: 0-RTT receiving state (RFC 8446 §4.2.10), set by `early.rs`.
-    pub(crate) early: Option<Box<EarlyReceive>>,
     pub(crate) suite: Option<CipherSuite>,
     pub(crate) identity: PeerIdentity,
     pub(crate) client_random: [u8; 32],
@@ -205,11 +197,28 @@ pub(crate) struct Core {
     last_activity: Instant,
 }
 
+/// A client's resumption state once the handshake is over.
+pub(crate) struct ClientTickets {
+    pub(crate) res_master: Secret,
+    /// The ticket the server issued last.
+    pub(crate) session: Option<Session>,
+}
+
 /// The part of a [`Core`] that only a handshake or a flight in progress needs: the flight,
 /// its records and the ACK bookkeeping (RFC 9147 §7), records and data that arrived before
 /// their keys, the transcript, and a server's deadline for its epoch-2 receiving keys.
 #[derive(Default)]
 pub(crate) struct Transient {
+    /// The handshake's generator (a server's ticket after it takes a fresh one).
+    rng: Option<Box<SeededRng>>,
+    /// Server: 0-RTT receiving state (RFC 8446 §4.2.10), set by `early.rs`.
+    pub(crate) early: Option<Box<EarlyReceive>>,
+    /// Sequence number of our next epoch-0 record: only hellos and alerts before any keys
+    /// are sent in the clear, so an established association never needs it again.
+    pub(crate) plain_seq: u64,
+    /// The handshake epoch's keys (RFC 9147 §6.1 epoch 2).
+    pub(crate) send_hs: Option<SendEpoch13>,
+    pub(crate) recv_hs: Option<ReceiveEpoch13>,
     pub(crate) transcript: Transcript,
     pub(crate) flight: Vec<FlightMsg>,
     /// Record numbers of the current flight's records (every transmission), with the
@@ -228,6 +237,11 @@ pub(crate) struct Transient {
 
 impl Transient {
     const EMPTY: Transient = Transient {
+        rng: None,
+        early: None,
+        plain_seq: 0,
+        send_hs: None,
+        recv_hs: None,
         transcript: Transcript(None),
         flight: Vec::new(),
         sent_records: Vec::new(),
@@ -238,9 +252,14 @@ impl Transient {
         recv_hs_until: None,
     };
 
-    /// Holds nothing: dropping it loses nothing.
+    /// Holds nothing an established association could need (`plain_seq` aside, see there):
+    /// dropping it loses nothing.
     fn is_empty(&self) -> bool {
-        self.transcript.is_empty()
+        self.rng.is_none()
+            && self.early.is_none()
+            && self.send_hs.is_none()
+            && self.recv_hs.is_none()
+            && self.transcript.is_empty()
             && self.flight.is_empty()
             && self.sent_records.is_empty()
             && self.to_ack.is_empty()
@@ -262,6 +281,11 @@ static EMPTY_TRANSIENT: Transient = Transient::EMPTY;
 impl LazyTransient {
     fn release(&mut self) {
         self.0 = None;
+    }
+
+    /// Without allocating: `None` when absent.
+    fn get_mut(&mut self) -> Option<&mut Transient> {
+        self.0.as_deref_mut()
     }
 }
 
@@ -347,34 +371,28 @@ impl Core {
         cookie_rtt: Option<std::time::Duration>,
     ) -> Self {
         let common = config.common();
+        let tr = LazyTransient(Some(Box::new(Transient { rng: Some(Box::new(rng)), ..Transient::default() })));
         Self {
             role,
             peer,
             reasm: Reassembler::new(common.max_reassembly_bytes),
             timer: common.retransmit_timer(peer, role, cookie_rtt),
             config,
-            rng: Some(Box::new(rng)),
             state: State::Handshaking,
-            plain_seq: 0,
-            send_hs: None,
             send_app: None,
-            recv_hs: None,
             recv_app: None,
             recv_prev: None,
             app_secrets: None,
-            aead: None,
             key_update_pending: false,
             auto_key_update: false,
-            session: None,
-            res_master: None,
+            tickets: None,
             resumed: false,
             send_seq: 0,
-            tr: LazyTransient::default(),
+            tr,
             timer_armed: false,
             peer_flight_start: 0,
             ack_now: false,
             hs_record_received: false,
-            early: None,
             suite: None,
             identity: PeerIdentity::Anonymous,
             client_random: [0; 32],
@@ -389,7 +407,7 @@ impl Core {
     }
 
     pub(crate) fn rng(&mut self) -> &mut SeededRng {
-        self.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
+        self.tr.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
     }
 
     pub(crate) fn transcript_hash(&self) -> [u8; 32] {
@@ -521,7 +539,7 @@ impl Core {
     pub(crate) fn sealed_len(&self, epoch: u64, len: usize, style: HeaderStyle) -> usize {
         let prot = match epoch {
             EPOCH_PLAINTEXT => None,
-            EPOCH_HANDSHAKE => self.send_hs.as_ref().map(|s| s.protection()),
+            EPOCH_HANDSHAKE => self.tr.send_hs.as_ref().map(|s| s.protection()),
             _ => self.send_app.as_ref().map(|s| s.protection()),
         };
         prot.map_or(13 + len, |p| p.sealed_len(len, style))
@@ -573,12 +591,12 @@ impl Core {
     ) -> Option<u64> {
         match epoch {
             EPOCH_PLAINTEXT => {
-                let seq = self.plain_seq;
-                self.plain_seq += 1;
+                let seq = self.tr.plain_seq;
+                self.tr.plain_seq += 1;
                 encode_plaintext13(ct, EPOCH_PLAINTEXT, seq, plain, out);
                 Some(seq)
             }
-            EPOCH_HANDSHAKE => self.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
+            EPOCH_HANDSHAKE => self.tr.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
             _ => {
                 let seq = self.send_app.as_mut()?.seal(ct, plain, out, style).ok()?;
                 if ct == ContentType::ApplicationData && self.send_app.as_ref().is_some_and(|s| s.key_update_due()) {
@@ -597,7 +615,7 @@ impl Core {
     fn current_epoch(&self) -> u64 {
         if let Some(a) = self.send_app.as_ref().filter(|_| self.state == State::Established) {
             a.epoch()
-        } else if self.send_hs.is_some() {
+        } else if self.tr.send_hs.is_some() {
             EPOCH_HANDSHAKE
         } else {
             EPOCH_PLAINTEXT
@@ -781,7 +799,7 @@ impl Core {
                             self.note_handshake_record(EPOCH_PLAINTEXT, seq);
                         }
                     }
-                    ContentType::Alert if self.recv_hs.is_none() => self.handle_alert(raw.fragment),
+                    ContentType::Alert if self.tr.recv_hs.is_none() => self.handle_alert(raw.fragment),
                     _ => self.out.stats.records_invalid += 1,
                 }
             }
@@ -794,14 +812,14 @@ impl Core {
                 } else if let Some(r) = self.recv_prev.as_mut().filter(|r| r.epoch() & 3 == bits) {
                     let e = r.epoch();
                     r.open(&ct).map(|o| (e, o))
-                } else if bits == 1 && self.early.is_some() {
+                } else if bits == 1 && self.tr.early.is_some() {
                     // 0-RTT data (RFC 9147 §6.1 epoch 1).
                     self.handle_early_record(&ct);
                     return;
-                } else if let Some(r) = self.recv_hs.as_mut().filter(|_| bits == 2) {
+                } else if let Some(r) = self.tr.get_mut().and_then(|t| t.recv_hs.as_mut()).filter(|_| bits == 2) {
                     r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o))
                 } else if (bits == 3 && self.recv_app.is_none())
-                    || (bits == 2 && self.recv_hs.is_none() && self.state == State::Handshaking)
+                    || (bits == 2 && self.tr.recv_hs.is_none() && self.state == State::Handshaking)
                 {
                     // Application data that overtook the Finished that makes its keys, or
                     // the server's encrypted flight packed in the datagram after the
@@ -843,7 +861,9 @@ impl Core {
                     ContentType::ApplicationData if epoch >= EPOCH_APPLICATION => {
                         // Server: epoch 1 is over (RFC 9147 §5.6: "Servers could discard epoch
                         // 1 keys after the first epoch 3 data arrives").
-                        self.early = None;
+                        if self.tr.early.is_some() {
+                            self.tr.early = None;
+                        }
                         // Application data from the server does not prove that it has our
                         // Finished: it may be 0.5-RTT data (RFC 8446 §2.3). Only its ACK
                         // ends the retransmission of our final flight (RFC 9147 §5.8.3).
@@ -865,7 +885,7 @@ impl Core {
     /// [`Event::EarlyData`] when it accepted it, abort past max_early_data_size (RFC 8446
     /// §4.2.10: unexpected_message); skipped and counted when it rejected it.
     fn handle_early_record(&mut self, ct: &CiphertextRecord<'_>) {
-        let Some(e) = self.early.as_mut() else {
+        let Some(e) = self.tr.get_mut().and_then(|t| t.early.as_mut()) else {
             self.out.stats.records_invalid += 1;
             return;
         };
@@ -970,7 +990,7 @@ impl Core {
                 // Read through the shared empty part: an idle association allocates nothing.
                 break;
             }
-            let (hs, app) = (self.recv_hs.is_some(), self.recv_app.is_some());
+            let (hs, app) = (self.tr.recv_hs.is_some(), self.recv_app.is_some());
             let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tr.early_records)
                 .into_iter()
                 .partition(|d| if d.first().is_some_and(|b| b & 3 == 2) { hs } else { app });
@@ -990,7 +1010,7 @@ impl Core {
     pub(crate) fn established(&mut self, suite: CipherSuite, identity: PeerIdentity) {
         self.state = State::Established;
         self.identity = identity.clone();
-        self.rng = None;
+        self.tr.rng = None;
         self.tr.transcript = Transcript::default();
         self.drop_handshake_send_keys();
         self.out.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
@@ -1005,8 +1025,11 @@ impl Core {
     /// association does not keep them. (The receiving keys stay: a repeated peer flight in
     /// epoch 2 is still recognised and acknowledged.)
     fn drop_handshake_send_keys(&mut self) {
-        if self.state == State::Established && self.tr.flight.iter().all(|m| m.epoch != EPOCH_HANDSHAKE) {
-            self.send_hs = None;
+        if self.state == State::Established
+            && self.tr.send_hs.is_some()
+            && self.tr.flight.iter().all(|m| m.epoch != EPOCH_HANDSHAKE)
+        {
+            self.tr.send_hs = None;
         }
     }
 
@@ -1036,19 +1059,23 @@ impl Core {
         if self.state != State::Established {
             return;
         }
-        if self.recv_hs.is_some() && self.role == Role::Server {
+        if self.tr.recv_hs.is_some() && self.role == Role::Server {
             let linger = self.finished_linger();
             let until = *self.tr.recv_hs_until.get_or_insert(now + linger);
             if until <= now {
-                self.recv_hs = None;
+                self.tr.recv_hs = None;
                 self.tr.recv_hs_until = None;
             }
         }
         if self.timer_armed || self.tr.ack_deadline.is_some() || !self.tr.flight.iter().all(|m| m.acked()) {
             return;
         }
-        if self.role == Role::Client {
-            self.recv_hs = None;
+        if self.role == Role::Client && self.tr.recv_hs.is_some() {
+            self.tr.recv_hs = None;
+        }
+        if let Some(t) = self.tr.get_mut() {
+            // A server's ticket (issued after the handshake) took a fresh generator.
+            t.rng = None;
         }
         self.drop_handshake_send_keys();
         if !self.tr.flight.is_empty() || !self.tr.sent_records.is_empty() {
@@ -1228,13 +1255,13 @@ impl Core {
             HandshakeType::NewSessionTicket => {
                 let nst = NewSessionTicket13::read_exact(&msg.body)?;
                 let max_early_data = nst.max_early_data_size().unwrap_or(0);
-                if let (Some(rm), Some(suite), Role::Client) = (&self.res_master, self.suite, self.role) {
-                    let psk = tls13::resumption_psk(rm, &nst.ticket_nonce);
+                if let (Some(t), Some(suite), Role::Client) = (self.tickets.as_mut(), self.suite, self.role) {
+                    let psk = tls13::resumption_psk(&t.res_master, &nst.ticket_nonce);
                     // RFC 8446 §4.6.1: never longer than seven days.
                     let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime))
                         .min(crate::resumption::MAX_TICKET_LIFETIME);
                     if !lifetime.is_zero() {
-                        self.session = Some(Box::new(Session {
+                        t.session = Some(Session {
                             id: nst.ticket,
                             suite,
                             extended_master_secret: true,
@@ -1248,7 +1275,7 @@ impl Core {
                                 max_early_data,
                                 client_ip: None,
                             }),
-                        }));
+                        });
                     }
                 }
                 Ok(())
@@ -1278,7 +1305,8 @@ impl Core {
     }
 
     fn next_epoch_keys(&self, secret: &Secret) -> Result<(Secret, RecordProtection13), Error> {
-        let aead = self.aead.ok_or(Error::Crypto)?;
+        // The application epochs' AEAD is the suite's.
+        let aead = self.send_app.as_ref().ok_or(Error::Crypto)?.protection().algorithm();
         let next = tls13::next_application_traffic_secret(secret);
         let prot = self.protection(aead, &next)?;
         Ok((next, prot))
@@ -1329,7 +1357,7 @@ impl Core {
     }
 
     pub(crate) fn session(&self) -> Option<&Session> {
-        self.session.as_deref()
+        self.tickets.as_ref().and_then(|t| t.session.as_ref())
     }
 
     pub(crate) fn is_resumed(&self) -> bool {
@@ -1361,11 +1389,11 @@ impl Core {
         Some(SentClientHello {
             body: ch.body.clone(),
             message_seq: ch.message_seq,
-            next_record_seq: self.plain_seq,
+            next_record_seq: self.tr.plain_seq,
             // This state machine is dropped after the hand-over; its timer goes with the hello.
             timer: std::mem::replace(&mut self.timer, RetransmitTimer::new(RetransmitConfig::default())),
             timer_armed: self.timer_armed,
-            rng: self.rng.take(),
+            rng: self.tr.rng.take(),
             out: std::mem::take(&mut self.out),
             last_activity: self.last_activity,
         })
@@ -1421,8 +1449,8 @@ mod tests {
         assert_eq!(size_of::<LazyTransient>(), 8);
         assert_eq!(size_of::<Option<Box<ReceiveEpoch13>>>(), 8);
         assert_eq!(size_of::<Option<Box<SendEpoch13>>>(), 8);
-        assert_eq!(size_of::<Option<Box<Session>>>(), 8);
-        assert!(size_of::<Transient>() >= 150, "the transient part moved inline again?");
+        assert_eq!(size_of::<Option<Box<ClientTickets>>>(), 8);
+        assert!(size_of::<Transient>() >= 300, "the transient part moved inline again?");
         assert!(
             size_of::<RecordProtection13>() <= 56,
             "RecordProtection13 grew to {}",

@@ -719,25 +719,27 @@ impl AeadLimits {
     }
 }
 
-/// Sending state of one epoch: keys, the next sequence number and the usage limits.
+/// Sending state of one epoch: keys, the next sequence number and the usage limits. Only the
+/// sending half of [`AeadLimits`] is kept (the records sent are the next sequence number): an
+/// idle association holds one of these per direction.
 #[derive(Debug)]
 pub struct SendEpoch13 {
     epoch: u64,
     protection: RecordProtection13,
     next_seq: u64,
-    limits: AeadLimits,
+    confidentiality_limit: u64,
 }
 
 impl SendEpoch13 {
     /// A fresh epoch; sequence numbers start at 0 (RFC 9147 §4.2).
     pub fn new(epoch: u64, protection: RecordProtection13) -> Self {
-        let limits = AeadLimits::new(protection.algorithm());
-        Self { epoch, protection, next_seq: 0, limits }
+        let confidentiality_limit = AeadLimits::default_confidentiality_limit(protection.algorithm());
+        Self { epoch, protection, next_seq: 0, confidentiality_limit }
     }
 
-    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit).
+    /// Replaces the default limits; a sending epoch uses only the confidentiality limit.
     pub fn with_limits(mut self, limits: AeadLimits) -> Self {
-        self.limits = limits;
+        self.confidentiality_limit = limits.confidentiality_limit();
         self
     }
 
@@ -757,13 +759,18 @@ impl SendEpoch13 {
     }
 
     /// The usage counters.
-    pub fn limits(&self) -> &AeadLimits {
-        &self.limits
+    pub fn limits(&self) -> AeadLimits {
+        AeadLimits {
+            confidentiality_limit: self.confidentiality_limit,
+            integrity_limit: AeadLimits::default_integrity_limit(self.protection.algorithm()),
+            sent: self.next_seq,
+            auth_failures: 0,
+        }
     }
 
     /// Whether a KeyUpdate should be started ([`AeadLimits::key_update_due`]).
     pub fn key_update_due(&self) -> bool {
-        self.limits.key_update_due()
+        self.limits().key_update_due()
     }
 
     /// Seals the next record (see [`RecordProtection13::seal`]) and returns its sequence
@@ -777,13 +784,12 @@ impl SendEpoch13 {
         out: &mut Vec<u8>,
         style: HeaderStyle,
     ) -> Result<u64, CryptoError> {
-        if !self.limits.may_send() || self.next_seq == u64::MAX {
+        if self.next_seq >= self.confidentiality_limit || self.next_seq == u64::MAX {
             return Err(CryptoError);
         }
         let seq = self.next_seq;
         self.protection.seal(self.epoch, seq, content_type, plaintext, out, style)?;
         self.next_seq += 1;
-        self.limits.record_sent();
         Ok(seq)
     }
 }
@@ -797,19 +803,22 @@ pub struct ReceiveEpoch13 {
     /// Also gives the highest sequence number deprotected: a record is marked exactly when
     /// it deprotected.
     replay: ReplayWindow,
-    limits: AeadLimits,
+    /// The receiving half of [`AeadLimits`].
+    integrity_limit: u64,
+    auth_failures: u64,
 }
 
 impl ReceiveEpoch13 {
     /// A fresh epoch with an empty window.
     pub fn new(epoch: u64, protection: RecordProtection13) -> Self {
-        let limits = AeadLimits::new(protection.algorithm());
-        Self { epoch, protection, replay: ReplayWindow::default(), limits }
+        let integrity_limit = AeadLimits::default_integrity_limit(protection.algorithm());
+        Self { epoch, protection, replay: ReplayWindow::default(), integrity_limit, auth_failures: 0 }
     }
 
-    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit).
+    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit); a receiving epoch
+    /// uses only the integrity limit.
     pub fn with_limits(mut self, limits: AeadLimits) -> Self {
-        self.limits = limits;
+        self.integrity_limit = limits.integrity_limit();
         self
     }
 
@@ -824,14 +833,19 @@ impl ReceiveEpoch13 {
     }
 
     /// The usage counters.
-    pub fn limits(&self) -> &AeadLimits {
-        &self.limits
+    pub fn limits(&self) -> AeadLimits {
+        AeadLimits {
+            confidentiality_limit: AeadLimits::default_confidentiality_limit(self.protection.algorithm()),
+            integrity_limit: self.integrity_limit,
+            sent: 0,
+            auth_failures: self.auth_failures,
+        }
     }
 
     /// Whether this key has seen as many failed authentications as its integrity limit allows
     /// and must be retired (RFC 9147 §4.5.3).
     pub fn must_retire(&self) -> bool {
-        self.limits.integrity_exhausted()
+        self.auth_failures >= self.integrity_limit
     }
 
     /// Opens a record of this epoch. The replay window is consulted and updated only after the
@@ -844,7 +858,7 @@ impl ReceiveEpoch13 {
         }
         let opened = match self.protection.open(record, self.replay.highest()) {
             Err(OpenError13::Authentication) => {
-                self.limits.record_auth_failed();
+                self.auth_failures = self.auth_failures.saturating_add(1);
                 return Err(OpenError13::Authentication);
             }
             other => other?,

@@ -84,7 +84,7 @@ pub(crate) fn accept(
     c.client_random = ch.random.0;
     c.hello_digest = hash(&*config.common.provider, ch_body);
     c.send_seq = message_seq;
-    c.plain_seq = record_seq;
+    c.tr.plain_seq = record_seq;
     c.reasm.set_next_seq(message_seq.wrapping_add(1));
     c.tr.transcript.add_raw(&*config.common.provider, &prefix);
     match (ExpectClientHello { config }).handle(&mut c, now, ch, ch_body, fetched) {
@@ -333,8 +333,8 @@ impl ExpectClientHello {
         let th = core.transcript_hash();
         let client_hs = hs_secret.client_handshake_traffic_secret(&th);
         let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-        core.send_hs = Some(Box::new(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?)));
-        core.recv_hs = Some(Box::new(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?)));
+        core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
+        core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
         core.suite = Some(suite);
         // Certificate type (RFC 7250 §4.2).
         let cert_type = match ch.server_certificate_types() {
@@ -393,7 +393,6 @@ impl ExpectClientHello {
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(aead, &server_ap)?));
-        core.aead = Some(aead);
         let hs = Handshake {
             config,
             k: Keys { suite, aead, client_hs, cert_type },
