@@ -277,3 +277,35 @@ fn the_server_acknowledges_a_repeated_client_finished_until_the_linger_ends() {
     assert!(drain(&mut server).is_empty(), "the epoch-2 keys are gone");
     assert!(invalid(&server) > before, "records of an unknown epoch");
 }
+
+/// Alerts in the clear are believed only before the peer has keys: an established association
+/// whose epoch-2 keys are gone (the client's once its final flight is acknowledged, the
+/// server's after the linger) still ignores a forged plaintext fatal alert.
+#[test]
+fn idle_associations_without_epoch_2_keys_ignore_plaintext_alerts() {
+    let Pair { mut client, mut server, t0 } = pair();
+    let mut now = t0;
+    for _ in 0..20 {
+        now += ms(5);
+        let c = drain(&mut client);
+        deliver(&mut server, now, client_addr(), &c);
+        let s = drain(&mut server);
+        deliver(&mut client, now, server_addr(), &s);
+        if c.is_empty() && s.is_empty() {
+            break;
+        }
+    }
+    // Past the server's linger: every timer has run out.
+    let later = now + Duration::from_secs(3600);
+    client.handle_timeout(later);
+    server.handle_timeout(later);
+    assert_eq!((client.poll_timeout(), server.poll_timeout()), (None, None), "idle");
+    let forged: Vec<u8> = [21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 2, 40].to_vec();
+    let established = |ep: &Endpoint, peer: SocketAddr| ep.connection(&peer).is_some_and(|c| c.is_established());
+    client.handle_datagram(later, server_addr(), &forged);
+    server.handle_datagram(later, client_addr(), &forged);
+    assert!(established(&client, server_addr()), "the client ignored the forged alert");
+    assert!(established(&server, client_addr()), "the server ignored the forged alert");
+    let client_stats = client.connection(&server_addr()).unwrap().stats();
+    assert!(client_stats.records_invalid >= 1, "counted as invalid");
+}

@@ -799,7 +799,10 @@ impl Core {
                             self.note_handshake_record(EPOCH_PLAINTEXT, seq);
                         }
                     }
-                    ContentType::Alert if self.tr.recv_hs.is_none() => self.handle_alert(raw.fragment),
+                    // (Not once established: then the epoch-2 keys may be gone, dropped when idle.)
+                    ContentType::Alert if self.state == State::Handshaking && self.tr.recv_hs.is_none() => {
+                        self.handle_alert(raw.fragment)
+                    }
                     _ => self.out.stats.records_invalid += 1,
                 }
             }
