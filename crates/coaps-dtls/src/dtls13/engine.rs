@@ -165,10 +165,10 @@ pub(crate) struct Core {
     pub(crate) peer: SocketAddr,
     config: Arc<dyn HasCommon>,
     pub(crate) state: State,
-    /// Boxed: an idle association has none (the epoch-2 keys are in [`Transient`]).
     pub(crate) send_app: Option<SendEpoch13>,
     pub(crate) recv_app: Option<ReceiveEpoch13>,
-    /// The application epoch before the last KeyUpdate, kept for records still in flight.
+    /// The application epoch before the last KeyUpdate, kept for records still in flight;
+    /// boxed, as most associations never have one (the epoch-2 keys are in [`Transient`]).
     recv_prev: Option<Box<ReceiveEpoch13>>,
     /// Current application traffic secrets (send, receive), for KeyUpdate (RFC 8446 §7.2).
     pub(crate) app_secrets: Option<Box<(Secret, Secret)>>,
@@ -1056,7 +1056,7 @@ impl Core {
     ///   reordered copy of its flight is dropped as a record of an unknown epoch, §4.2.2); a
     ///   server's after [`Core::finished_linger`], since only it tells when the client stops
     ///   resending its Finished: the client's epoch-3 records do not, as the client sends them
-    ///   before our ACK reaches it (RFC 9147 §5.8.4, §7: a lost ACK of the final flight is
+    ///   before our ACK reaches it (RFC 9147 §5.8.1, §7: a lost ACK of the final flight is
     ///   answered by acknowledging the repeat).
     fn release_idle(&mut self, now: Instant) {
         if self.state != State::Established {
