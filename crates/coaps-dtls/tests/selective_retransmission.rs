@@ -222,3 +222,90 @@ fn whole_flight_mode_ignores_partial_acks() {
     server.handle_timeout(t0 + ms(1000));
     assert_eq!(drain(&mut server).len(), flight.len(), "the whole flight again");
 }
+
+/// RFC 9147 §5.8.1: a server in FINISHED answers a retransmitted client Finished with its ACK
+/// for at least twice the MSL (240 s), so it keeps the epoch-2 receiving keys that long; then
+/// it drops them (an idle association's memory) and such a record is one of an unknown epoch.
+#[test]
+fn the_server_acknowledges_a_repeated_client_finished_until_the_linger_ends() {
+    let Pair { mut client, mut server, t0 } = pair();
+    let mut now = t0;
+    let mut fin = Vec::new();
+    for _ in 0..20 {
+        now += ms(5);
+        let c = drain(&mut client);
+        deliver(&mut server, now, client_addr(), &c);
+        if connected(&mut client) {
+            fin = c;
+            break;
+        }
+        let s = drain(&mut server);
+        deliver(&mut client, now, server_addr(), &s);
+        if connected(&mut client) {
+            fin = drain(&mut client);
+            deliver(&mut server, now, client_addr(), &fin);
+            break;
+        }
+    }
+    assert!(!fin.is_empty() && connected(&mut server), "handshake completed");
+    let established = now;
+    // The server's ACK (and ticket) are lost: the client resends its Finished on its timer.
+    drop(drain(&mut server));
+    let at = client.poll_timeout().expect("the client's final flight is on a timer");
+    client.handle_timeout(at);
+    let again = drain(&mut client);
+    assert!(!again.is_empty(), "the client resent its Finished");
+    let invalid = |s: &Endpoint| s.connection(&client_addr()).unwrap().stats().records_invalid;
+    let before = invalid(&server);
+    deliver(&mut server, at, client_addr(), &again);
+    assert!(!drain(&mut server).is_empty(), "the repeat is acknowledged");
+    assert_eq!(invalid(&server), before);
+
+    // Run the server's timers out (its ticket's retransmissions end with the handshake
+    // budget); the last deadline is the end of the linger.
+    let mut last = None;
+    for _ in 0..64 {
+        let Some(t) = server.poll_timeout() else { break };
+        last = Some(t);
+        server.handle_timeout(t);
+        drop(drain(&mut server));
+    }
+    assert_eq!(server.poll_timeout(), None, "an idle association has no timer");
+    let last = last.expect("the linger deadline");
+    assert!(last >= established + Duration::from_secs(240), "kept for 2 MSL, not {:?}", last - established);
+    deliver(&mut server, last + ms(1), client_addr(), &again);
+    assert!(drain(&mut server).is_empty(), "the epoch-2 keys are gone");
+    assert!(invalid(&server) > before, "records of an unknown epoch");
+}
+
+/// Alerts in the clear are believed only before the peer has keys: an established association
+/// whose epoch-2 keys are gone (the client's once its final flight is acknowledged, the
+/// server's after the linger) still ignores a forged plaintext fatal alert.
+#[test]
+fn idle_associations_without_epoch_2_keys_ignore_plaintext_alerts() {
+    let Pair { mut client, mut server, t0 } = pair();
+    let mut now = t0;
+    for _ in 0..20 {
+        now += ms(5);
+        let c = drain(&mut client);
+        deliver(&mut server, now, client_addr(), &c);
+        let s = drain(&mut server);
+        deliver(&mut client, now, server_addr(), &s);
+        if c.is_empty() && s.is_empty() {
+            break;
+        }
+    }
+    // Past the server's linger: every timer has run out.
+    let later = now + Duration::from_secs(3600);
+    client.handle_timeout(later);
+    server.handle_timeout(later);
+    assert_eq!((client.poll_timeout(), server.poll_timeout()), (None, None), "idle");
+    let forged: Vec<u8> = [21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 2, 40].to_vec();
+    let established = |ep: &Endpoint, peer: SocketAddr| ep.connection(&peer).is_some_and(|c| c.is_established());
+    client.handle_datagram(later, server_addr(), &forged);
+    server.handle_datagram(later, client_addr(), &forged);
+    assert!(established(&client, server_addr()), "the client ignored the forged alert");
+    assert!(established(&server, client_addr()), "the server ignored the forged alert");
+    let client_stats = client.connection(&server_addr()).unwrap().stats();
+    assert!(client_stats.records_invalid >= 1, "counted as invalid");
+}

@@ -124,7 +124,7 @@ fn parse_uncompressed_point(bytes: &[u8]) -> Result<p256::PublicKey, CryptoError
 
 /// Whether the CPU has AES instructions (AES-NI, ARMv8 AES), which the `aes` crate uses when
 /// present: with them an AES-128 key expansion costs tens of nanoseconds.
-fn aes_instructions() -> bool {
+pub(crate) fn aes_instructions() -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     {
         std::is_x86_feature_detected!("aes")

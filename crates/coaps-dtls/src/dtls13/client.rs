@@ -11,7 +11,8 @@ use crate::config::{ClientConfig, PeerVerifier};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
 use crate::dtls13::early::{self, ClientEarly};
 use crate::dtls13::engine::{
-    Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, SentClientHello, Transcript, suite13,
+    ClientTickets, Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, SentClientHello, Transcript,
+    suite13,
 };
 use crate::dtls13::key_schedule::{self as tls13, EarlySecret, HandshakeSecret, Secret};
 use crate::dtls13::msgs::*;
@@ -261,7 +262,7 @@ fn send_client_hello(
     if let Some(off) = offset {
         let mut partial = Vec::new();
         truncated_client_hello_transcript(&body, off, &mut partial);
-        let th = core.transcript.hash_with(&*cx.config.common.provider, &partial);
+        let th = core.tr.transcript.hash_with(&*cx.config.common.provider, &partial);
         // One binder per identity, in order: the ticket (resumption binder key), then the
         // external PSK (RFC 8446 §7.1 "ext binder" / "res binder").
         let mut binders = Vec::new();
@@ -274,7 +275,7 @@ fn send_client_hello(
         write_binders(&mut body, off, &binders)?;
     }
     core.reasm.set_next_seq(core.send_seq);
-    core.flight.clear();
+    core.tr.flight.clear();
     core.queue(EPOCH_PLAINTEXT, HandshakeType::ClientHello, body);
     core.send_new_flight(now, true);
     Ok(())
@@ -317,12 +318,12 @@ impl ExpectServerHello {
                     return Err(Error::Incompatible(Incompatible::HelloRetryRequestUnsupportedGroup));
                 }
                 // RFC 8446 §4.4.1: the transcript restarts with message_hash(ClientHello1).
-                let ch1_hash = core.transcript.hash(&*provider);
+                let ch1_hash = core.tr.transcript.hash(&*provider);
                 let mut restart = Vec::new();
                 message_hash(&ch1_hash, &mut restart);
-                core.transcript = Transcript::default();
-                core.transcript.add_raw(&*provider, &restart);
-                core.transcript.add(&*provider, HandshakeType::ServerHello, body);
+                core.tr.transcript = Transcript::default();
+                core.tr.transcript.add_raw(&*provider, &restart);
+                core.tr.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let mut ch2 = ch.clone();
                 early::client_after_hrr(early.as_deref_mut(), &mut ch2);
                 let mut eph = eph;
@@ -356,7 +357,7 @@ impl ExpectServerHello {
                     return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseUnofferedSuite13));
                 }
                 let aead = suite13(sh.cipher_suite).ok_or(Error::PeerMisbehaved(PeerMisbehaved::UnknownSuite13))?;
-                core.transcript.add(&*provider, HandshakeType::ServerHello, body);
+                core.tr.transcript.add(&*provider, HandshakeType::ServerHello, body);
                 let ticket = resume;
                 let n_offered = usize::from(ticket.is_some()) + usize::from(cx.config.psk.is_some());
                 let chosen: Option<(Zeroizing<Vec<u8>>, PeerIdentity, bool)> = match sh.selected_identity() {
@@ -401,8 +402,8 @@ impl ExpectServerHello {
                 let th = core.transcript_hash();
                 let client_hs = hs_secret.client_handshake_traffic_secret(&th);
                 let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-                core.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
-                core.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
+                core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
+                core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
                 core.suite = Some(sh.cipher_suite);
                 let identity = chosen.map_or(PeerIdentity::Anonymous, |c| c.1);
                 // The server's flight is answered by ours: stop retransmitting the ClientHello.
@@ -556,7 +557,7 @@ impl ExpectFinished {
         let master = k.hs_secret.into_master();
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
-        core.flight.clear();
+        core.tr.flight.clear();
         if let Some(context) = &k.cert_requested {
             let (entries, key) = match &cx.config.client_cert {
                 Some(ck) if k.cert_type == CertificateType::RawPublicKey || ck.chain.is_empty() => (
@@ -581,10 +582,10 @@ impl ExpectFinished {
         let vd = tls13::finished_verify_data(&k.client_hs, &core.transcript_hash());
         core.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         // RFC 8446 §7.1: the resumption secret hashes the transcript through client Finished.
-        core.res_master = Some(Box::new(master.resumption_master_secret(&core.transcript_hash())));
+        let res_master = master.resumption_master_secret(&core.transcript_hash());
+        core.tickets = Some(Box::new(ClientTickets { res_master, session: None }));
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &client_ap)?));
         core.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &server_ap)?));
-        core.aead = Some(k.aead);
         core.app_secrets = Some(Box::new((client_ap, server_ap)));
         // RFC 9147 §5.8.3: the final flight is retransmitted until the server's ACK.
         core.send_new_flight(now, true);

@@ -280,14 +280,14 @@ pub(crate) fn server_decision(
             core.identity = session.peer_identity.clone();
         }
     }
-    core.early = Some(Box::new(early));
+    core.tr.early = Some(Box::new(early));
     Ok(accepted)
 }
 
 /// Server: the records packed behind the ClientHello that created this association
 /// (0-RTT data in the same datagram, RFC 8446 §4.2.10).
 pub(crate) fn handle_rest_of_first_datagram(core: &mut Core, datagram: &[u8]) {
-    if core.early.is_none() || core.state == State::Closed {
+    if core.tr.early.is_none() || core.state == State::Closed {
         return;
     }
     let mut peer_repeated = false;

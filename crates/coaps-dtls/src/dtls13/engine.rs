@@ -164,53 +164,142 @@ pub(crate) struct Core {
     pub(crate) role: Role,
     pub(crate) peer: SocketAddr,
     config: Arc<dyn HasCommon>,
-    rng: Option<Box<SeededRng>>,
     pub(crate) state: State,
-    pub(crate) plain_seq: u64,
-    pub(crate) send_hs: Option<SendEpoch13>,
     pub(crate) send_app: Option<SendEpoch13>,
-    pub(crate) recv_hs: Option<ReceiveEpoch13>,
     pub(crate) recv_app: Option<ReceiveEpoch13>,
-    /// The application epoch before the last KeyUpdate, kept for records still in flight.
-    recv_prev: Option<ReceiveEpoch13>,
+    /// The application epoch before the last KeyUpdate, kept for records still in flight;
+    /// boxed, as most associations never have one (the epoch-2 keys are in [`Transient`]).
+    recv_prev: Option<Box<ReceiveEpoch13>>,
     /// Current application traffic secrets (send, receive), for KeyUpdate (RFC 8446 §7.2).
     pub(crate) app_secrets: Option<Box<(Secret, Secret)>>,
-    pub(crate) aead: Option<AeadAlgorithm>,
     /// Our KeyUpdate is sent and awaits its ACK; only then do we switch keys (RFC 9147 §8).
     key_update_pending: bool,
     auto_key_update: bool,
-    /// Client: the ticket the server issued.
-    session: Option<Session>,
-    pub(crate) res_master: Option<Box<Secret>>,
+    /// Client: the resumption master secret and the ticket the server issued (RFC 8446
+    /// §4.6.1), in one box: a server association has neither.
+    pub(crate) tickets: Option<Box<ClientTickets>>,
     pub(crate) resumed: bool,
     pub(crate) reasm: Reassembler,
     pub(crate) send_seq: u16,
-    pub(crate) transcript: Transcript,
-    pub(crate) flight: Vec<FlightMsg>,
-    /// Record numbers of the current flight's records (every transmission), with the
-    /// fragment each carried.
-    sent_records: Vec<SentRecord>,
+    /// What only a handshake or a flight in progress needs; none of it when idle.
+    pub(crate) tr: LazyTransient,
     timer: RetransmitTimer,
     pub(crate) timer_armed: bool,
     peer_flight_start: u16,
-    /// Handshake records of the peer's current flight received and buffered, to acknowledge
-    /// (RFC 9147 §7); on a client also the plaintext ServerHello record.
-    to_ack: Vec<RecordNumber>,
     pub(crate) ack_now: bool,
-    /// When to acknowledge a partial peer flight whose rest has not followed (RFC 9147 §7.1).
-    ack_deadline: Option<Instant>,
     /// A handshake record was accepted while handling the current datagram.
     hs_record_received: bool,
-    early_records: Vec<Vec<u8>>,
-    early_app_data: Vec<Vec<u8>>,
-    /// Server: 0-RTT receiving state (RFC 8446 §4.2.10), set by `early.rs`.
-    pub(crate) early: Option<Box<EarlyReceive>>,
     pub(crate) suite: Option<CipherSuite>,
     pub(crate) identity: PeerIdentity,
     pub(crate) client_random: [u8; 32],
     pub(crate) hello_digest: [u8; 32],
     pub(crate) out: Outputs,
     last_activity: Instant,
+}
+
+/// A client's resumption state once the handshake is over.
+pub(crate) struct ClientTickets {
+    pub(crate) res_master: Secret,
+    /// The ticket the server issued last.
+    pub(crate) session: Option<Session>,
+}
+
+/// The part of a [`Core`] that only a handshake or a flight in progress needs: the flight,
+/// its records and the ACK bookkeeping (RFC 9147 §7), records and data that arrived before
+/// their keys, the transcript, and a server's deadline for its epoch-2 receiving keys.
+#[derive(Default)]
+pub(crate) struct Transient {
+    /// The handshake's generator (a server's ticket after it takes a fresh one).
+    rng: Option<Box<SeededRng>>,
+    /// Server: 0-RTT receiving state (RFC 8446 §4.2.10), set by `early.rs`.
+    pub(crate) early: Option<Box<EarlyReceive>>,
+    /// Sequence number of our next epoch-0 record: only hellos and alerts before any keys
+    /// are sent in the clear, so an established association never needs it again.
+    pub(crate) plain_seq: u64,
+    /// The handshake epoch's keys (RFC 9147 §6.1 epoch 2).
+    pub(crate) send_hs: Option<SendEpoch13>,
+    pub(crate) recv_hs: Option<ReceiveEpoch13>,
+    pub(crate) transcript: Transcript,
+    pub(crate) flight: Vec<FlightMsg>,
+    /// Record numbers of the current flight's records (every transmission), with the
+    /// fragment each carried.
+    sent_records: Vec<SentRecord>,
+    /// Handshake records of the peer's current flight received and buffered, to acknowledge
+    /// (RFC 9147 §7); on a client also the plaintext ServerHello record.
+    to_ack: Vec<RecordNumber>,
+    /// When to acknowledge a partial peer flight whose rest has not followed (RFC 9147 §7.1).
+    ack_deadline: Option<Instant>,
+    early_records: Vec<Vec<u8>>,
+    early_app_data: Vec<Vec<u8>>,
+    /// Server: when the epoch-2 receiving keys go (see [`Core::release_idle`]).
+    recv_hs_until: Option<Instant>,
+}
+
+impl Transient {
+    const EMPTY: Transient = Transient {
+        rng: None,
+        early: None,
+        plain_seq: 0,
+        send_hs: None,
+        recv_hs: None,
+        transcript: Transcript(None),
+        flight: Vec::new(),
+        sent_records: Vec::new(),
+        to_ack: Vec::new(),
+        ack_deadline: None,
+        early_records: Vec::new(),
+        early_app_data: Vec::new(),
+        recv_hs_until: None,
+    };
+
+    /// Holds nothing an established association could need (`plain_seq` aside, see there):
+    /// dropping it loses nothing.
+    fn is_empty(&self) -> bool {
+        self.rng.is_none()
+            && self.early.is_none()
+            && self.send_hs.is_none()
+            && self.recv_hs.is_none()
+            && self.transcript.is_empty()
+            && self.flight.is_empty()
+            && self.sent_records.is_empty()
+            && self.to_ack.is_empty()
+            && self.ack_deadline.is_none()
+            && self.early_records.is_empty()
+            && self.early_app_data.is_empty()
+            && self.recv_hs_until.is_none()
+    }
+}
+
+/// A [`Transient`] boxed only while it holds something: reading an absent one reads an empty
+/// one, writing allocates it, [`LazyTransient::release`] frees it. Inline in every
+/// association this is one pointer instead of the 150-odd bytes of the fields.
+#[derive(Default)]
+pub(crate) struct LazyTransient(Option<Box<Transient>>);
+
+static EMPTY_TRANSIENT: Transient = Transient::EMPTY;
+
+impl LazyTransient {
+    fn release(&mut self) {
+        self.0 = None;
+    }
+
+    /// Without allocating: `None` when absent.
+    fn get_mut(&mut self) -> Option<&mut Transient> {
+        self.0.as_deref_mut()
+    }
+}
+
+impl std::ops::Deref for LazyTransient {
+    type Target = Transient;
+    fn deref(&self) -> &Transient {
+        self.0.as_deref().unwrap_or(&EMPTY_TRANSIENT)
+    }
+}
+
+impl std::ops::DerefMut for LazyTransient {
+    fn deref_mut(&mut self) -> &mut Transient {
+        self.0.get_or_insert_with(Box::default)
+    }
 }
 
 pub(crate) fn hash(provider: &dyn CryptoProvider, bytes: &[u8]) -> [u8; 32] {
@@ -282,40 +371,28 @@ impl Core {
         cookie_rtt: Option<std::time::Duration>,
     ) -> Self {
         let common = config.common();
+        let tr = LazyTransient(Some(Box::new(Transient { rng: Some(Box::new(rng)), ..Transient::default() })));
         Self {
             role,
             peer,
             reasm: Reassembler::new(common.max_reassembly_bytes),
             timer: common.retransmit_timer(peer, role, cookie_rtt),
             config,
-            rng: Some(Box::new(rng)),
             state: State::Handshaking,
-            plain_seq: 0,
-            send_hs: None,
             send_app: None,
-            recv_hs: None,
             recv_app: None,
             recv_prev: None,
             app_secrets: None,
-            aead: None,
             key_update_pending: false,
             auto_key_update: false,
-            session: None,
-            res_master: None,
+            tickets: None,
             resumed: false,
             send_seq: 0,
-            transcript: Transcript::default(),
-            flight: Vec::new(),
-            sent_records: Vec::new(),
+            tr,
             timer_armed: false,
             peer_flight_start: 0,
-            to_ack: Vec::new(),
             ack_now: false,
-            ack_deadline: None,
             hs_record_received: false,
-            early_records: Vec::new(),
-            early_app_data: Vec::new(),
-            early: None,
             suite: None,
             identity: PeerIdentity::Anonymous,
             client_random: [0; 32],
@@ -330,11 +407,11 @@ impl Core {
     }
 
     pub(crate) fn rng(&mut self) -> &mut SeededRng {
-        self.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
+        self.tr.rng.get_or_insert_with(|| Box::new(SeededRng::from_os()))
     }
 
     pub(crate) fn transcript_hash(&self) -> [u8; 32] {
-        self.transcript.hash(&*self.config.common().provider)
+        self.tr.transcript.hash(&*self.config.common().provider)
     }
 
     pub(crate) fn protection(&self, aead: AeadAlgorithm, secret: &Secret) -> Result<RecordProtection13, Error> {
@@ -381,7 +458,7 @@ impl Core {
         // The ServerHello goes into the transcript in the client's state: after a
         // HelloRetryRequest the transcript first restarts (RFC 8446 §4.4.1).
         if typ != HandshakeType::ServerHello {
-            self.transcript.add(&*self.config.common().provider, typ, body);
+            self.tr.transcript.add(&*self.config.common().provider, typ, body);
         }
         Incoming { msg_type: typ, body, before }
     }
@@ -392,18 +469,18 @@ impl Core {
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
         // RFC 9147 §5.2: the transcript uses the TLS 1.3 message form, without the DTLS fields.
-        self.transcript.add(&*self.config.common().provider, msg_type, &body);
-        self.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
+        self.tr.transcript.add(&*self.config.common().provider, msg_type, &body);
+        self.tr.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
     }
 
     pub(crate) fn send_new_flight(&mut self, now: Instant, expect_reply: bool) {
         self.peer_flight_start = self.reasm.next_seq();
-        self.sent_records.clear();
+        self.tr.sent_records.clear();
         if self.state == State::Handshaking {
             // RFC 9147 §7: our next flight implicitly acknowledges the peer's, and ACKs cover
             // only the current flight, so the ACK list starts over.
-            self.to_ack.clear();
-            self.ack_deadline = None;
+            self.tr.to_ack.clear();
+            self.tr.ack_deadline = None;
             self.hs_record_received = false;
         }
         self.encode_flight();
@@ -423,6 +500,7 @@ impl Core {
         if why != Resend::PartialAck {
             let mtu = self.common().mtu;
             let whole: usize = self
+                .tr
                 .flight
                 .iter()
                 .map(|m| fragment(m.msg_type, m.message_seq, &m.body, m.max_fragment(mtu)).len())
@@ -440,7 +518,7 @@ impl Core {
     fn encode_flight(&mut self) -> usize {
         let mtu = self.common().mtu;
         let mut items: Vec<Outgoing> = Vec::new();
-        for (i, m) in self.flight.iter().enumerate() {
+        for (i, m) in self.tr.flight.iter().enumerate() {
             let max_frag = m.max_fragment(mtu);
             for gap in m.delivered.gaps(m.body.len()) {
                 for (hdr, frag) in fragment_range(m.msg_type, m.message_seq, &m.body, gap, max_frag) {
@@ -461,7 +539,7 @@ impl Core {
     pub(crate) fn sealed_len(&self, epoch: u64, len: usize, style: HeaderStyle) -> usize {
         let prot = match epoch {
             EPOCH_PLAINTEXT => None,
-            EPOCH_HANDSHAKE => self.send_hs.as_ref().map(|s| s.protection()),
+            EPOCH_HANDSHAKE => self.tr.send_hs.as_ref().map(|s| s.protection()),
             _ => self.send_app.as_ref().map(|s| s.protection()),
         };
         prot.map_or(13 + len, |p| p.sealed_len(len, style))
@@ -493,7 +571,7 @@ impl Core {
                 if let Some(seq) = self.write_record(epoch, ct, &plain, &mut out, style)
                     && let Some(carried) = carried
                 {
-                    self.sent_records.push(SentRecord { epoch, seq, carried, acked: false });
+                    self.tr.sent_records.push(SentRecord { epoch, seq, carried, acked: false });
                 }
             }
             if !out.is_empty() {
@@ -513,12 +591,12 @@ impl Core {
     ) -> Option<u64> {
         match epoch {
             EPOCH_PLAINTEXT => {
-                let seq = self.plain_seq;
-                self.plain_seq += 1;
+                let seq = self.tr.plain_seq;
+                self.tr.plain_seq += 1;
                 encode_plaintext13(ct, EPOCH_PLAINTEXT, seq, plain, out);
                 Some(seq)
             }
-            EPOCH_HANDSHAKE => self.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
+            EPOCH_HANDSHAKE => self.tr.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
             _ => {
                 let seq = self.send_app.as_mut()?.seal(ct, plain, out, style).ok()?;
                 if ct == ContentType::ApplicationData && self.send_app.as_ref().is_some_and(|s| s.key_update_due()) {
@@ -537,7 +615,7 @@ impl Core {
     fn current_epoch(&self) -> u64 {
         if let Some(a) = self.send_app.as_ref().filter(|_| self.state == State::Established) {
             a.epoch()
-        } else if self.send_hs.is_some() {
+        } else if self.tr.send_hs.is_some() {
             EPOCH_HANDSHAKE
         } else {
             EPOCH_PLAINTEXT
@@ -562,14 +640,14 @@ impl Core {
     /// (§7.1 "SHOULD favor including records which have not yet been acknowledged").
     fn send_ack(&mut self) {
         self.ack_now = false;
-        self.ack_deadline = None;
-        if self.to_ack.is_empty() {
+        self.tr.ack_deadline = None;
+        if self.tr.to_ack.is_empty() {
             return;
         }
-        self.to_ack.sort();
-        self.to_ack.dedup();
+        self.tr.to_ack.sort();
+        self.tr.to_ack.dedup();
         let mut numbers =
-            if self.state == State::Handshaking { self.to_ack.clone() } else { std::mem::take(&mut self.to_ack) };
+            if self.state == State::Handshaking { self.tr.to_ack.clone() } else { std::mem::take(&mut self.tr.to_ack) };
         // Record header (up to 5) + content type + tag (16) + the ACK's 2-byte length.
         let fit = self.common().mtu.saturating_sub(5 + 1 + 16 + 2) / 16;
         if numbers.len() > fit {
@@ -601,11 +679,12 @@ impl Core {
         };
         let mut newly = false;
         let selective = self.common().selective_retransmission;
+        let tr = &mut *self.tr;
         for rn in &ack.record_numbers {
-            for r in self.sent_records.iter_mut() {
+            for r in tr.sent_records.iter_mut() {
                 if r.epoch == rn.epoch && r.seq == rn.sequence_number && !r.acked {
                     r.acked = true;
-                    if let Some(m) = self.flight.get_mut(r.carried.msg) {
+                    if let Some(m) = tr.flight.get_mut(r.carried.msg) {
                         m.delivered.insert(r.carried.start, r.carried.end);
                         newly = true;
                     }
@@ -617,30 +696,30 @@ impl Core {
             // an RTT sample (only the first ACK of the flight's single transmission counts).
             self.timer.on_answer(self.last_activity, RttSampleKind::Ack);
         }
-        if !selective && self.flight.iter().any(|m| !m.acked()) {
+        if !selective && self.tr.flight.iter().any(|m| !m.acked()) {
             // Whole-flight mode: only a complete ACK counts; the flight stays whole.
-            for m in self.flight.iter_mut() {
+            for m in self.tr.flight.iter_mut() {
                 m.delivered = Delivered::default();
             }
-            for r in self.sent_records.iter_mut() {
+            for r in self.tr.sent_records.iter_mut() {
                 r.acked = false;
             }
             newly = false;
         }
-        if newly && self.timer_armed && self.flight.iter().any(|m| !m.acked()) {
+        if newly && self.timer_armed && self.tr.flight.iter().any(|m| !m.acked()) {
             let now = self.last_activity;
             self.retransmit(Resend::PartialAck);
             self.timer.rearm(now);
         }
-        if !self.flight.is_empty() && self.flight.iter().all(|m| m.acked()) {
+        if !self.tr.flight.is_empty() && self.tr.flight.iter().all(|m| m.acked()) {
             self.timer_armed = false;
             self.timer.disarm();
             if self.key_update_pending {
                 self.switch_send_keys();
             }
             if self.state == State::Established {
-                self.flight.clear();
-                self.sent_records.clear();
+                self.tr.flight.clear();
+                self.tr.sent_records.clear();
                 self.drop_handshake_send_keys();
             }
         }
@@ -679,8 +758,8 @@ impl Core {
                 // (RFC 9147 §7): acknowledge the repeat.
                 self.ack_now = true;
             } else if self.state == State::Handshaking
-                && !self.flight.is_empty()
-                && self.flight.iter().all(|m| m.delivered == Delivered::default())
+                && !self.tr.flight.is_empty()
+                && self.tr.flight.iter().all(|m| m.delivered == Delivered::default())
             {
                 // RFC 9147 §5.8.1 way 3: only when nothing of our flight was acknowledged;
                 // otherwise the peer's ACK already told us what to resend.
@@ -691,7 +770,7 @@ impl Core {
             self.send_ack();
         } else if self.hs_record_received
             && self.state == State::Handshaking
-            && self.ack_deadline.is_none()
+            && self.tr.ack_deadline.is_none()
             && self.common().selective_retransmission
         {
             // RFC 9147 §7.1: part of the peer's flight arrived and the rest did not come with
@@ -699,8 +778,9 @@ impl Core {
             // retransmission timeout, so that the peer resends only the missing fragments.
             // (Reordered fragments alone do not trigger an ACK: with jitter they are common,
             // and an ACK for them would make the peer resend fragments still in flight.)
-            self.ack_deadline = Some(now + self.timer.current() / 4);
+            self.tr.ack_deadline = Some(now + self.timer.current() / 4);
         }
+        self.release_idle(now);
     }
 
     pub(crate) fn handle_record(&mut self, rec: Record13<'_>, peer_repeated: &mut bool) {
@@ -719,7 +799,10 @@ impl Core {
                             self.note_handshake_record(EPOCH_PLAINTEXT, seq);
                         }
                     }
-                    ContentType::Alert if self.recv_hs.is_none() => self.handle_alert(raw.fragment),
+                    // (Not once established: then the epoch-2 keys may be gone, dropped when idle.)
+                    ContentType::Alert if self.state == State::Handshaking && self.tr.recv_hs.is_none() => {
+                        self.handle_alert(raw.fragment)
+                    }
                     _ => self.out.stats.records_invalid += 1,
                 }
             }
@@ -732,23 +815,23 @@ impl Core {
                 } else if let Some(r) = self.recv_prev.as_mut().filter(|r| r.epoch() & 3 == bits) {
                     let e = r.epoch();
                     r.open(&ct).map(|o| (e, o))
-                } else if bits == 1 && self.early.is_some() {
+                } else if bits == 1 && self.tr.early.is_some() {
                     // 0-RTT data (RFC 9147 §6.1 epoch 1).
                     self.handle_early_record(&ct);
                     return;
-                } else if let Some(r) = self.recv_hs.as_mut().filter(|_| bits == 2) {
+                } else if let Some(r) = self.tr.get_mut().and_then(|t| t.recv_hs.as_mut()).filter(|_| bits == 2) {
                     r.open(&ct).map(|o| (EPOCH_HANDSHAKE, o))
                 } else if (bits == 3 && self.recv_app.is_none())
-                    || (bits == 2 && self.recv_hs.is_none() && self.state == State::Handshaking)
+                    || (bits == 2 && self.tr.recv_hs.is_none() && self.state == State::Handshaking)
                 {
                     // Application data that overtook the Finished that makes its keys, or
                     // the server's encrypted flight packed in the datagram after the
                     // ServerHello that makes its keys (the records are split before the
                     // ServerHello is processed): held and replayed once the keys exist.
-                    if self.early_records.len() < self.common().max_early_records {
+                    if self.tr.early_records.len() < self.common().max_early_records {
                         let mut v = ct.header_bytes.to_vec();
                         v.extend_from_slice(ct.encrypted_record);
-                        self.early_records.push(v);
+                        self.tr.early_records.push(v);
                     }
                     return;
                 } else {
@@ -781,14 +864,16 @@ impl Core {
                     ContentType::ApplicationData if epoch >= EPOCH_APPLICATION => {
                         // Server: epoch 1 is over (RFC 9147 §5.6: "Servers could discard epoch
                         // 1 keys after the first epoch 3 data arrives").
-                        self.early = None;
+                        if self.tr.early.is_some() {
+                            self.tr.early = None;
+                        }
                         // Application data from the server does not prove that it has our
                         // Finished: it may be 0.5-RTT data (RFC 8446 §2.3). Only its ACK
                         // ends the retransmission of our final flight (RFC 9147 §5.8.3).
                         match self.state {
                             State::Established => self.out.events.push_back(Event::ApplicationData(o.plaintext)),
-                            State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
-                                self.early_app_data.push(o.plaintext)
+                            State::Handshaking if self.tr.early_app_data.len() < self.common().max_early_records => {
+                                self.tr.early_app_data.push(o.plaintext)
                             }
                             _ => self.out.stats.records_invalid += 1,
                         }
@@ -803,7 +888,7 @@ impl Core {
     /// [`Event::EarlyData`] when it accepted it, abort past max_early_data_size (RFC 8446
     /// §4.2.10: unexpected_message); skipped and counted when it rejected it.
     fn handle_early_record(&mut self, ct: &CiphertextRecord<'_>) {
-        let Some(e) = self.early.as_mut() else {
+        let Some(e) = self.tr.get_mut().and_then(|t| t.early.as_mut()) else {
             self.out.stats.records_invalid += 1;
             return;
         };
@@ -866,8 +951,8 @@ impl Core {
     }
 
     fn note_handshake_record(&mut self, epoch: u64, seq: u64) {
-        if self.to_ack.len() < MAX_TO_ACK {
-            self.to_ack.push(RecordNumber { epoch, sequence_number: seq });
+        if self.tr.to_ack.len() < MAX_TO_ACK {
+            self.tr.to_ack.push(RecordNumber { epoch, sequence_number: seq });
         }
         self.hs_record_received = true;
     }
@@ -904,11 +989,15 @@ impl Core {
                     return;
                 }
             }
-            let (hs, app) = (self.recv_hs.is_some(), self.recv_app.is_some());
-            let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_records)
+            if self.tr.early_records.is_empty() {
+                // Read through the shared empty part: an idle association allocates nothing.
+                break;
+            }
+            let (hs, app) = (self.tr.recv_hs.is_some(), self.recv_app.is_some());
+            let (ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tr.early_records)
                 .into_iter()
                 .partition(|d| if d.first().is_some_and(|b| b & 3 == 2) { hs } else { app });
-            self.early_records = held;
+            self.tr.early_records = held;
             if !ready.is_empty() {
                 for d in ready {
                     for rec in record13::split_datagram13(&d) {
@@ -924,11 +1013,11 @@ impl Core {
     pub(crate) fn established(&mut self, suite: CipherSuite, identity: PeerIdentity) {
         self.state = State::Established;
         self.identity = identity.clone();
-        self.rng = None;
-        self.transcript = Transcript::default();
+        self.tr.rng = None;
+        self.tr.transcript = Transcript::default();
         self.drop_handshake_send_keys();
         self.out.events.push_back(Event::Connected { identity, suite, resumed: self.resumed });
-        for d in std::mem::take(&mut self.early_app_data) {
+        for d in std::mem::take(&mut self.tr.early_app_data) {
             self.out.events.push_back(Event::ApplicationData(d));
         }
     }
@@ -939,9 +1028,68 @@ impl Core {
     /// association does not keep them. (The receiving keys stay: a repeated peer flight in
     /// epoch 2 is still recognised and acknowledged.)
     fn drop_handshake_send_keys(&mut self) {
-        if self.state == State::Established && self.flight.iter().all(|m| m.epoch != EPOCH_HANDSHAKE) {
-            self.send_hs = None;
+        if self.state == State::Established
+            && self.tr.send_hs.is_some()
+            && self.tr.flight.iter().all(|m| m.epoch != EPOCH_HANDSHAKE)
+        {
+            self.tr.send_hs = None;
         }
+    }
+
+    /// How long a server keeps its epoch-2 receiving keys once established: RFC 9147 §5.8.1
+    /// ("for at least twice the default MSL defined for [RFC0793], when in the FINISHED state,
+    /// the server MUST respond to retransmission of the client's final flight with a
+    /// retransmit of its ACK"), and no less than the handshake budget, the longest a client of
+    /// the same configuration keeps resending its Finished.
+    fn finished_linger(&self) -> std::time::Duration {
+        const TWICE_MSL: std::time::Duration = std::time::Duration::from_secs(2 * 120);
+        TWICE_MSL.max(self.common().retransmit.handshake_timeout)
+    }
+
+    /// Frees what an established association with no flight in progress no longer needs, so
+    /// that an idle association stays small; nothing here changes what goes on the wire.
+    ///
+    /// * The [`Transient`] part goes once it holds nothing, and the reassembler's list loses
+    ///   its capacity (a post-handshake message allocates them again).
+    /// * The epoch-2 receiving keys: a client's once the server acknowledged its final flight
+    ///   (the server is then FINISHED and sends nothing in epoch 2 again, RFC 9147 §5.8.1; a
+    ///   reordered copy of its flight is dropped as a record of an unknown epoch, §4.2.2); a
+    ///   server's after [`Core::finished_linger`], since only it tells when the client stops
+    ///   resending its Finished: the client's epoch-3 records do not, as the client sends them
+    ///   before our ACK reaches it (RFC 9147 §5.8.1, §7: a lost ACK of the final flight is
+    ///   answered by acknowledging the repeat).
+    fn release_idle(&mut self, now: Instant) {
+        if self.state != State::Established {
+            return;
+        }
+        if self.tr.recv_hs.is_some() && self.role == Role::Server {
+            let linger = self.finished_linger();
+            let until = *self.tr.recv_hs_until.get_or_insert(now + linger);
+            if until <= now {
+                self.tr.recv_hs = None;
+                self.tr.recv_hs_until = None;
+            }
+        }
+        if self.timer_armed || self.tr.ack_deadline.is_some() || !self.tr.flight.iter().all(|m| m.acked()) {
+            return;
+        }
+        if self.role == Role::Client && self.tr.recv_hs.is_some() {
+            self.tr.recv_hs = None;
+        }
+        if let Some(t) = self.tr.get_mut() {
+            // A server's ticket (issued after the handshake) took a fresh generator.
+            t.rng = None;
+        }
+        self.drop_handshake_send_keys();
+        if !self.tr.flight.is_empty() || !self.tr.sent_records.is_empty() {
+            // Acknowledged in full: nothing left to resend.
+            self.tr.flight = Vec::new();
+            self.tr.sent_records = Vec::new();
+        }
+        if self.tr.is_empty() {
+            self.tr.release();
+        }
+        self.reasm.shrink_to_fit();
     }
 
     pub(crate) fn fail(&mut self, e: Error) {
@@ -957,8 +1105,8 @@ impl Core {
     fn closed(&mut self, reason: CloseReason) {
         self.state = State::Closed;
         self.timer_armed = false;
-        self.ack_deadline = None;
-        self.flight.clear();
+        // No flight, ACK or key deadline is left to serve.
+        self.tr.release();
         self.out.closed(reason);
     }
 
@@ -968,9 +1116,15 @@ impl Core {
         if self.state == State::Closed {
             return false;
         }
-        if self.ack_deadline.is_some_and(|d| d <= now) {
+        if self.tr.ack_deadline.is_some_and(|d| d <= now) {
             self.send_ack();
         }
+        let fired = self.handle_retransmit_timeout(now);
+        self.release_idle(now);
+        fired
+    }
+
+    fn handle_retransmit_timeout(&mut self, now: Instant) -> bool {
         let Some(deadline) = self.timer.deadline().filter(|_| self.timer_armed) else { return false };
         if now < deadline {
             return false;
@@ -991,10 +1145,7 @@ impl Core {
             return None;
         }
         let retransmit = if self.timer_armed { self.timer.deadline() } else { None };
-        match (retransmit, self.ack_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [retransmit, self.tr.ack_deadline, self.tr.recv_hs_until].into_iter().flatten().min()
     }
 
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -1107,13 +1258,13 @@ impl Core {
             HandshakeType::NewSessionTicket => {
                 let nst = NewSessionTicket13::read_exact(&msg.body)?;
                 let max_early_data = nst.max_early_data_size().unwrap_or(0);
-                if let (Some(rm), Some(suite), Role::Client) = (&self.res_master, self.suite, self.role) {
-                    let psk = tls13::resumption_psk(rm, &nst.ticket_nonce);
+                if let (Some(t), Some(suite), Role::Client) = (self.tickets.as_mut(), self.suite, self.role) {
+                    let psk = tls13::resumption_psk(&t.res_master, &nst.ticket_nonce);
                     // RFC 8446 §4.6.1: never longer than seven days.
                     let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime))
                         .min(crate::resumption::MAX_TICKET_LIFETIME);
                     if !lifetime.is_zero() {
-                        self.session = Some(Session {
+                        t.session = Some(Session {
                             id: nst.ticket,
                             suite,
                             extended_master_secret: true,
@@ -1145,8 +1296,8 @@ impl Core {
         let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
-        self.flight.clear();
-        self.flight.push(FlightMsg::new(
+        self.tr.flight.clear();
+        self.tr.flight.push(FlightMsg::new(
             epoch,
             HandshakeType::KeyUpdate,
             message_seq,
@@ -1157,7 +1308,8 @@ impl Core {
     }
 
     fn next_epoch_keys(&self, secret: &Secret) -> Result<(Secret, RecordProtection13), Error> {
-        let aead = self.aead.ok_or(Error::Crypto)?;
+        // The application epochs' AEAD is the suite's.
+        let aead = self.send_app.as_ref().ok_or(Error::Crypto)?.protection().algorithm();
         let next = tls13::next_application_traffic_secret(secret);
         let prot = self.protection(aead, &next)?;
         Ok((next, prot))
@@ -1173,15 +1325,15 @@ impl Core {
                 s.0 = next;
             }
         }
-        self.flight.clear();
-        self.sent_records.clear();
+        self.tr.flight.clear();
+        self.tr.sent_records.clear();
     }
 
     fn switch_recv_keys(&mut self) -> Result<(), Error> {
         let (Some(secrets), Some(recv)) = (&self.app_secrets, &self.recv_app) else { return Err(Error::Crypto) };
         let epoch = recv.epoch() + 1;
         let (next, prot) = self.next_epoch_keys(&secrets.1)?;
-        self.recv_prev = self.recv_app.take();
+        self.recv_prev = self.recv_app.take().map(Box::new);
         self.recv_app = Some(ReceiveEpoch13::new(epoch, prot));
         if let Some(s) = self.app_secrets.as_mut() {
             s.1 = next;
@@ -1202,13 +1354,13 @@ impl Core {
         let epoch = self.send_app.as_ref().map_or(EPOCH_APPLICATION, |a| a.epoch());
         let message_seq = self.send_seq;
         self.send_seq = self.send_seq.wrapping_add(1);
-        self.flight.clear();
-        self.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
+        self.tr.flight.clear();
+        self.tr.flight.push(FlightMsg::new(epoch, msg_type, message_seq, body));
         self.send_new_flight(now, true);
     }
 
     pub(crate) fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
+        self.tickets.as_ref().and_then(|t| t.session.as_ref())
     }
 
     pub(crate) fn is_resumed(&self) -> bool {
@@ -1236,15 +1388,15 @@ impl Core {
         if self.role != Role::Client || self.state != State::Handshaking {
             return None;
         }
-        let ch = self.flight.iter().find(|m| m.msg_type == HandshakeType::ClientHello)?;
+        let ch = self.tr.flight.iter().find(|m| m.msg_type == HandshakeType::ClientHello)?;
         Some(SentClientHello {
             body: ch.body.clone(),
             message_seq: ch.message_seq,
-            next_record_seq: self.plain_seq,
+            next_record_seq: self.tr.plain_seq,
             // This state machine is dropped after the hand-over; its timer goes with the hello.
             timer: std::mem::replace(&mut self.timer, RetransmitTimer::new(RetransmitConfig::default())),
             timer_armed: self.timer_armed,
-            rng: self.rng.take(),
+            rng: self.tr.rng.take(),
             out: std::mem::take(&mut self.out),
             last_activity: self.last_activity,
         })
@@ -1289,5 +1441,38 @@ mod tests {
         assert!(!t.is_empty());
         let empty = Transcript::default();
         assert_eq!(empty.hash_with(&p, more), <[u8; 32]>::from(Sha256::digest(more)));
+    }
+
+    /// What an idle established association keeps inline is the total guarded in
+    /// `connection/mod.rs`; these are the parts it must not keep inline (`--nocapture` prints
+    /// a breakdown of the rest).
+    #[test]
+    fn idle_association_parts_stay_out_of_line() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<LazyTransient>(), 8);
+        assert_eq!(size_of::<Option<Box<ReceiveEpoch13>>>(), 8);
+        assert_eq!(size_of::<Option<Box<SendEpoch13>>>(), 8);
+        assert_eq!(size_of::<Option<Box<ClientTickets>>>(), 8);
+        assert!(size_of::<Transient>() >= 300, "the transient part moved inline again?");
+        assert!(
+            size_of::<RecordProtection13>() <= 56,
+            "RecordProtection13 grew to {}",
+            size_of::<RecordProtection13>()
+        );
+        let rows: [(&str, usize); 10] = [
+            ("Core", size_of::<Core>()),
+            ("Option<SendEpoch13>", size_of::<Option<SendEpoch13>>()),
+            ("Option<ReceiveEpoch13>", size_of::<Option<ReceiveEpoch13>>()),
+            ("Transient (boxed)", size_of::<Transient>()),
+            ("Reassembler", size_of::<Reassembler>()),
+            ("RetransmitTimer", size_of::<RetransmitTimer>()),
+            ("Outputs", size_of::<Outputs>()),
+            ("PeerIdentity", size_of::<PeerIdentity>()),
+            ("SocketAddr", size_of::<SocketAddr>()),
+            ("Instant", size_of::<Instant>()),
+        ];
+        for (name, size) in rows {
+            println!("{name:<24} {size:>5}");
+        }
     }
 }

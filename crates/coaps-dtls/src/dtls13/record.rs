@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use aes::Aes128;
+use aes::Aes128Enc;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use chacha20::cipher::{KeyIvInit, StreamCipherCore};
 use chacha20::variants::Ietf;
@@ -348,22 +348,35 @@ impl fmt::Display for OpenError13 {
 impl std::error::Error for OpenError13 {}
 
 /// The record number encryption cipher of one epoch and direction (RFC 9147 §4.2.3).
+///
+/// An association keeps one per live epoch and direction (three when idle: epoch 3 both ways
+/// and, for a while, epoch-2 receiving), so its size is most of an idle association's heap.
+/// With AES instructions the 16-byte key is kept and expanded per record (one AES-128 key
+/// expansion, tens of nanoseconds, beside the record's AEAD) as the RustCrypto provider does
+/// for CCM-8's own key; without them the expansion is the bitsliced software one, so the
+/// encryption-only schedule is kept (never the decryption half: the mask only encrypts).
 enum SnCipher {
-    /// `Mask = AES-ECB(sn_key, Ciphertext[0..15])`.
-    Aes(Box<Aes128>),
-    /// `Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])`.
-    ChaCha(Zeroizing<[u8; 32]>),
+    /// `Mask = AES-ECB(sn_key, Ciphertext[0..15])`, the key expanded per record.
+    AesKey(Zeroizing<[u8; 16]>),
+    /// The same with the key schedule kept (no AES instructions).
+    Aes(Box<Aes128Enc>),
+    /// `Mask = ChaCha20(sn_key, Ciphertext[0..3], Ciphertext[4..15])`. Boxed so that the
+    /// AES forms, the usual ones for constrained peers, do not pay for the longer key inline.
+    ChaCha(Box<Zeroizing<[u8; 32]>>),
 }
 
 impl SnCipher {
     fn new(alg: AeadAlgorithm, sn_key: &[u8]) -> Result<Self, CryptoError> {
         Ok(match alg {
+            AeadAlgorithm::Aes128Gcm | AeadAlgorithm::Aes128Ccm8 if crate::crypto::rustcrypto::aes_instructions() => {
+                Self::AesKey(Zeroizing::new(sn_key.try_into().map_err(|_| CryptoError)?))
+            }
             AeadAlgorithm::Aes128Gcm | AeadAlgorithm::Aes128Ccm8 => {
-                Self::Aes(Box::new(Aes128::new_from_slice(sn_key).map_err(|_| CryptoError)?))
+                Self::Aes(Box::new(Aes128Enc::new_from_slice(sn_key).map_err(|_| CryptoError)?))
             }
             AeadAlgorithm::ChaCha20Poly1305 => {
                 let key: [u8; 32] = sn_key.try_into().map_err(|_| CryptoError)?;
-                Self::ChaCha(Zeroizing::new(key))
+                Self::ChaCha(Box::new(Zeroizing::new(key)))
             }
         })
     }
@@ -371,6 +384,12 @@ impl SnCipher {
     /// The first 16 mask bytes for a ciphertext sample.
     fn mask(&self, sample: &[u8; 16]) -> [u8; 16] {
         match self {
+            Self::AesKey(key) => {
+                let key: &aes::cipher::Key<Aes128Enc> = (&**key).into();
+                let mut block = aes::Block::from(*sample);
+                Aes128Enc::new(key).encrypt_block(&mut block);
+                block.into()
+            }
             Self::Aes(aes) => {
                 let mut block = aes::Block::from(*sample);
                 aes.encrypt_block(&mut block);
@@ -383,7 +402,7 @@ impl SnCipher {
                 let mut nonce = [0u8; 12];
                 nonce.copy_from_slice(&sample[4..]);
                 // Borrowed as an `Array`, not copied, so no unwiped copy of the key is left behind.
-                let key: &chacha20::Key = (&**key).into();
+                let key: &chacha20::Key = (&***key).into();
                 let mut core = ChaChaCore::<R20, Ietf>::new(key, &nonce.into());
                 // Set the block position on the core and take exactly one block: the stream
                 // wrapper refuses counter 2^32 - 1 (it counts no blocks left after it), which a
@@ -700,25 +719,27 @@ impl AeadLimits {
     }
 }
 
-/// Sending state of one epoch: keys, the next sequence number and the usage limits.
+/// Sending state of one epoch: keys, the next sequence number and the usage limits. Only the
+/// sending half of [`AeadLimits`] is kept (the records sent are the next sequence number): an
+/// idle association holds one of these per direction.
 #[derive(Debug)]
 pub struct SendEpoch13 {
     epoch: u64,
     protection: RecordProtection13,
     next_seq: u64,
-    limits: AeadLimits,
+    confidentiality_limit: u64,
 }
 
 impl SendEpoch13 {
     /// A fresh epoch; sequence numbers start at 0 (RFC 9147 §4.2).
     pub fn new(epoch: u64, protection: RecordProtection13) -> Self {
-        let limits = AeadLimits::new(protection.algorithm());
-        Self { epoch, protection, next_seq: 0, limits }
+        let confidentiality_limit = AeadLimits::default_confidentiality_limit(protection.algorithm());
+        Self { epoch, protection, next_seq: 0, confidentiality_limit }
     }
 
-    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit).
+    /// Replaces the default limits; a sending epoch uses only the confidentiality limit.
     pub fn with_limits(mut self, limits: AeadLimits) -> Self {
-        self.limits = limits;
+        self.confidentiality_limit = limits.confidentiality_limit();
         self
     }
 
@@ -738,13 +759,18 @@ impl SendEpoch13 {
     }
 
     /// The usage counters.
-    pub fn limits(&self) -> &AeadLimits {
-        &self.limits
+    pub fn limits(&self) -> AeadLimits {
+        AeadLimits {
+            confidentiality_limit: self.confidentiality_limit,
+            integrity_limit: AeadLimits::default_integrity_limit(self.protection.algorithm()),
+            sent: self.next_seq,
+            auth_failures: 0,
+        }
     }
 
     /// Whether a KeyUpdate should be started ([`AeadLimits::key_update_due`]).
     pub fn key_update_due(&self) -> bool {
-        self.limits.key_update_due()
+        self.limits().key_update_due()
     }
 
     /// Seals the next record (see [`RecordProtection13::seal`]) and returns its sequence
@@ -758,13 +784,12 @@ impl SendEpoch13 {
         out: &mut Vec<u8>,
         style: HeaderStyle,
     ) -> Result<u64, CryptoError> {
-        if !self.limits.may_send() || self.next_seq == u64::MAX {
+        if self.next_seq >= self.confidentiality_limit || self.next_seq == u64::MAX {
             return Err(CryptoError);
         }
         let seq = self.next_seq;
         self.protection.seal(self.epoch, seq, content_type, plaintext, out, style)?;
         self.next_seq += 1;
-        self.limits.record_sent();
         Ok(seq)
     }
 }
@@ -775,21 +800,25 @@ impl SendEpoch13 {
 pub struct ReceiveEpoch13 {
     epoch: u64,
     protection: RecordProtection13,
-    highest: Option<u64>,
+    /// Also gives the highest sequence number deprotected: a record is marked exactly when
+    /// it deprotected.
     replay: ReplayWindow,
-    limits: AeadLimits,
+    /// The receiving half of [`AeadLimits`].
+    integrity_limit: u64,
+    auth_failures: u64,
 }
 
 impl ReceiveEpoch13 {
     /// A fresh epoch with an empty window.
     pub fn new(epoch: u64, protection: RecordProtection13) -> Self {
-        let limits = AeadLimits::new(protection.algorithm());
-        Self { epoch, protection, highest: None, replay: ReplayWindow::default(), limits }
+        let integrity_limit = AeadLimits::default_integrity_limit(protection.algorithm());
+        Self { epoch, protection, replay: ReplayWindow::default(), integrity_limit, auth_failures: 0 }
     }
 
-    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit).
+    /// Replaces the default limits (e.g. a raised CCM_8 integrity limit); a receiving epoch
+    /// uses only the integrity limit.
     pub fn with_limits(mut self, limits: AeadLimits) -> Self {
-        self.limits = limits;
+        self.integrity_limit = limits.integrity_limit();
         self
     }
 
@@ -800,18 +829,23 @@ impl ReceiveEpoch13 {
 
     /// The highest sequence number deprotected so far.
     pub fn highest_received(&self) -> Option<u64> {
-        self.highest
+        self.replay.highest()
     }
 
     /// The usage counters.
-    pub fn limits(&self) -> &AeadLimits {
-        &self.limits
+    pub fn limits(&self) -> AeadLimits {
+        AeadLimits {
+            confidentiality_limit: AeadLimits::default_confidentiality_limit(self.protection.algorithm()),
+            integrity_limit: self.integrity_limit,
+            sent: 0,
+            auth_failures: self.auth_failures,
+        }
     }
 
     /// Whether this key has seen as many failed authentications as its integrity limit allows
     /// and must be retired (RFC 9147 §4.5.3).
     pub fn must_retire(&self) -> bool {
-        self.limits.integrity_exhausted()
+        self.auth_failures >= self.integrity_limit
     }
 
     /// Opens a record of this epoch. The replay window is consulted and updated only after the
@@ -822,9 +856,9 @@ impl ReceiveEpoch13 {
         if record.header.epoch_bits != (self.epoch as u8 & EPOCH_MASK) {
             return Err(OpenError13::WrongEpoch);
         }
-        let opened = match self.protection.open(record, self.highest) {
+        let opened = match self.protection.open(record, self.replay.highest()) {
             Err(OpenError13::Authentication) => {
-                self.limits.record_auth_failed();
+                self.auth_failures = self.auth_failures.saturating_add(1);
                 return Err(OpenError13::Authentication);
             }
             other => other?,
@@ -833,7 +867,6 @@ impl ReceiveEpoch13 {
             return Err(OpenError13::Replay);
         }
         self.replay.mark(opened.seq);
-        self.highest = Some(self.highest.map_or(opened.seq, |h| h.max(opened.seq)));
         Ok(opened)
     }
 }

@@ -84,9 +84,9 @@ pub(crate) fn accept(
     c.client_random = ch.random.0;
     c.hello_digest = hash(&*config.common.provider, ch_body);
     c.send_seq = message_seq;
-    c.plain_seq = record_seq;
+    c.tr.plain_seq = record_seq;
     c.reasm.set_next_seq(message_seq.wrapping_add(1));
-    c.transcript.add_raw(&*config.common.provider, &prefix);
+    c.tr.transcript.add_raw(&*config.common.provider, &prefix);
     match (ExpectClientHello { config }).handle(&mut c, now, ch, ch_body, fetched) {
         Ok(state) => (c, Some(state)),
         Err(e) => {
@@ -245,7 +245,7 @@ impl ExpectClientHello {
                 let mut partial = Vec::new();
                 truncated_client_hello_transcript(ch_body, off, &mut partial);
                 let binder_key = EarlySecret::new(Some(&key)).binder_key(external);
-                let expected = tls13::psk_binder(&binder_key, &core.transcript.hash_with(&*provider, &partial));
+                let expected = tls13::psk_binder(&binder_key, &core.tr.transcript.hash_with(&*provider, &partial));
                 let got = offered.binders.get(i).map(|b| b.as_slice()).unwrap_or_default();
                 if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
                     return Err(Error::DecryptError("PSK binder"));
@@ -313,8 +313,8 @@ impl ExpectClientHello {
             legacy_compression_method: Compression::Null,
             extensions: sh_ext,
         });
-        let after_hrr = !core.transcript.is_empty();
-        core.transcript.add(&*provider, HandshakeType::ClientHello, ch_body);
+        let after_hrr = !core.tr.transcript.is_empty();
+        core.tr.transcript.add(&*provider, HandshakeType::ClientHello, ch_body);
         let early_accepted = early::server_decision(
             core,
             &config,
@@ -326,15 +326,15 @@ impl ExpectClientHello {
             after_hrr,
             now,
         )?;
-        core.flight.clear();
+        core.tr.flight.clear();
         core.queue(EPOCH_PLAINTEXT, HandshakeType::ServerHello, sh.to_vec());
         let early_secret = EarlySecret::new(psk_key.as_deref().map(|k| &k[..]));
         let hs_secret = early_secret.into_handshake(shared.as_ref().map(|z| &z[..]));
         let th = core.transcript_hash();
         let client_hs = hs_secret.client_handshake_traffic_secret(&th);
         let server_hs = hs_secret.server_handshake_traffic_secret(&th);
-        core.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
-        core.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
+        core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
+        core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
         core.suite = Some(suite);
         // Certificate type (RFC 7250 §4.2).
         let cert_type = match ch.server_certificate_types() {
@@ -393,7 +393,6 @@ impl ExpectClientHello {
         let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
         let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(aead, &server_ap)?));
-        core.aead = Some(aead);
         let hs = Handshake {
             config,
             k: Keys { suite, aead, client_hs, cert_type },
@@ -483,7 +482,7 @@ impl ExpectFinished {
         core.app_secrets = Some(Box::new((server_ap, client_ap)));
         // RFC 9147 §7: acknowledge the client's final flight.
         core.ack_now = true;
-        core.flight.clear();
+        core.tr.flight.clear();
         core.timer_armed = false;
         let res_master = master.resumption_master_secret(&core.transcript_hash());
         core.established(k.suite, identity.clone());

@@ -282,6 +282,11 @@ impl ReplayWindow {
     /// Window size, the RFC 6347 §4.1.2.6 preferred default.
     pub const SIZE: u64 = 64;
 
+    /// The highest sequence number marked so far.
+    pub fn highest(&self) -> Option<u64> {
+        self.any.then_some(self.right_edge)
+    }
+
     /// Whether `seq` would be fresh. Does not change the window.
     pub fn check(&self, seq: u64) -> bool {
         if !self.any || seq > self.right_edge {
