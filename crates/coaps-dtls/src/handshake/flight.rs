@@ -406,6 +406,12 @@ impl RetransmitTimer {
         self.policy.get()
     }
 
+    /// The handshake's time budget: the policy's
+    /// ([`RetransmitPolicy::handshake_timeout`]) or else the configuration's.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// Retransmissions of the current flight so far.
     pub fn retransmissions(&self) -> u32 {
         self.retransmissions
@@ -852,6 +858,8 @@ mod tests {
         assert_eq!(t.deadline(), Some(t0 + s(5)));
         assert_eq!(t.on_timeout(t0 + s(5)), Err(GaveUp));
         assert_eq!(*seen.lock().unwrap(), [s(2), s(4)]);
+        assert_eq!(t.handshake_timeout(), s(5));
+        assert_eq!(RetransmitTimer::new(cfg(20, s(10_000))).handshake_timeout(), s(10_000));
     }
 
     /// Every association carries a timer inline: the policy must not make it grow (the default
