@@ -596,9 +596,10 @@ impl Core {
     }
 
     /// Encodes the current flight into datagrams, fragmenting to the MTU
-    /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1).
+    /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1). The MTU is the
+    /// timer's hint: the configured one, smaller after repeated timeouts (§4.1.1.1).
     fn encode_flight(&mut self) {
-        let mtu = self.common().mtu;
+        let mtu = self.timer.flight_mtu(self.common().mtu);
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut cur: Vec<u8> = Vec::with_capacity(mtu);
         let mut scratch = Vec::new();
@@ -663,6 +664,7 @@ impl Core {
         if !cur.is_empty() {
             datagrams.push(cur);
         }
+        self.timer.note_flight_encoded(datagrams.iter().map(Vec::len).max().unwrap_or(0));
         for d in datagrams {
             self.push_datagram(d);
         }
