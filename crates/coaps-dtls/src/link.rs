@@ -510,9 +510,11 @@ impl LinkPolicyFactory {
 
     /// Makes this factory `common`'s retransmission policy, and raises
     /// [`RetransmitConfig::handshake_timeout`](crate::RetransmitConfig::handshake_timeout) to the
-    /// longest budget of its profiles: besides the default budget of a policy-less association,
-    /// the engine keeps a DTLS 1.2 endpoint's last flight that long, to resend it when the peer
-    /// repeats its own (RFC 6347 §4.2.4), and the peer may go on repeating for its whole budget.
+    /// longest budget of its profiles. Each association takes its budget from its policy (also
+    /// how long a DTLS 1.2 endpoint keeps its last flight, RFC 6347 §4.2.4); the configuration's
+    /// value is what server-wide settings derived from the budget read, such as the lifetime
+    /// of DTLS 1.3 HelloRetryRequest cookies (`crate::gate::cookie13_config`), which must
+    /// outlast the longest handshake any peer may run.
     pub fn install(&self, common: &mut crate::CommonConfig) {
         common.retransmit_policy = Some(Arc::new(self.clone()));
         let longest = std::iter::once(self.profile)

@@ -371,3 +371,56 @@ fn auto_client_keeps_its_policy_through_the_fallback() {
     assert_eq!(policy.built().iter().filter(|c| c.role == Role::Client).count(), 1, "one client policy");
     assert_eq!(policy.samples(Role::Client), [(rtt, Cookie), (rtt, Flight), (rtt, Flight)]);
 }
+
+/// A policy whose handshake budget (in time) is longer than the configuration's.
+#[derive(Debug)]
+struct LongBudget(Duration);
+
+impl RetransmitPolicy for LongBudget {
+    fn initial_timeout(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn handshake_timeout(&self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+impl RetransmitPolicyFactory for LongBudget {
+    fn build(&self, _: &PolicyContext) -> Box<dyn RetransmitPolicy> {
+        Box::new(LongBudget(self.0))
+    }
+}
+
+/// RFC 6347 §4.2.4: the DTLS 1.2 server keeps its last flight (ChangeCipherSpec + Finished) to
+/// resend it if the client repeats its own, for the association's handshake budget: the
+/// policy's, not the configuration's (which a link profile's long budget would otherwise have
+/// to be copied into). A repeat of the client's final flight long after the configuration's
+/// 120 s still gets the server's last flight again.
+#[test]
+fn the_last_flight_is_kept_for_the_policys_budget() {
+    let budget = Duration::from_secs(600);
+    for policy in [None, Some(LongBudget(budget))] {
+        let (s, c) = configs(DtlsVersion::Dtls12, None, true);
+        let (mut s, mut c) = ((*s).clone(), (*c).clone());
+        if let Some(p) = &policy {
+            let f: Arc<dyn RetransmitPolicyFactory> = Arc::new(LongBudget(p.0));
+            s.common.retransmit_policy = Some(f.clone());
+            c.common.retransmit_policy = Some(f);
+        }
+        let config_budget = s.common.retransmit.handshake_timeout;
+        assert!(config_budget < budget);
+        let mut net = Net::new(Arc::new(s), ms(40), no_loss);
+        net.handshake(Arc::new(c));
+        let linger =
+            net.server.connection(&addr(CLIENT)).and_then(|c| c.poll_timeout()).expect("the last flight is kept");
+        let kept = linger - net.now;
+        let expected = policy.as_ref().map_or(config_budget, |p| p.0);
+        // Established a few round trips before the end of `handshake`'s run.
+        assert!(kept <= expected && kept > expected - Duration::from_secs(11), "kept {kept:?}, budget {expected:?}");
+        // Past the configuration's budget: released without the policy, still kept with it.
+        let later = net.now + config_budget;
+        net.server.handle_timeout(later);
+        let still = net.server.connection(&addr(CLIENT)).and_then(|c| c.poll_timeout());
+        assert_eq!(still.is_some(), policy.is_some(), "{policy:?}: {still:?}");
+    }
+}

@@ -382,6 +382,7 @@ async fn nobody_listening_fails_the_handshake_with_timeout() {
             max: Duration::from_millis(200),
             max_retransmissions: 2,
             handshake_timeout: Duration::from_secs(2),
+            ..RetransmitConfig::default()
         },
         ..CommonConfig::default()
     };

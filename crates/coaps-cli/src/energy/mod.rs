@@ -11,9 +11,11 @@
 //! run over [`LOSSY_SEEDS`] seeds; the row shows the run of median energy (so every number in
 //! it comes from one real transcript), plus the mean energy and how many seeds completed.
 //!
-//! Timers: both sides run [`Timers::Lpwan`], initial timeout max(1 s, 5 × RTT)
-//! ([`run::lpwan_retransmit_policy`]), which is RFC 6347's 1 s whenever the RTT is 200 ms or
-//! less. [`timer_sweep`] compares it with the RFC timers over a range of losses.
+//! Timers: both sides run the radio's link profile ([`Radio::link`], [`Timers::Link`], as
+//! `coaps --link PROFILE --rtt MS` would) with the RTT as its hint
+//! ([`run::link_retransmit_policy`]): `lte-m` and `nb-iot` start at max(floor, 5 × RTT),
+//! `802.15.4` at max(1 s, 5 × RTT), `wifi` at RFC 6347's 1 s, each with its handshake budget in
+//! time. [`timer_sweep`] compares `nb-iot` with the RFC timers over a range of losses.
 //!
 //! ```
 //! use coaps_cli::energy::{self, Mode, Params, radio};
@@ -69,7 +71,7 @@ pub struct Row {
     pub rtt_ms: u64,
     /// Loss each way, percent.
     pub loss_percent: f64,
-    /// Retransmission timer (`lpwan-5xrtt`).
+    /// Retransmission timers: the radio's link profile (`lte-m`, `nb-iot`, `802.15.4`, `wifi`).
     pub timer: &'static str,
     /// Runs (seeds) behind the row.
     pub seeds: u64,
@@ -150,7 +152,7 @@ pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
     let mut runs: Vec<(f64, Transcript)> = Vec::new();
     let mut last_error = None;
     for seed in 0..seeds {
-        match run::run(mode, Link { rtt, loss: p.loss, seed }, Timers::Lpwan) {
+        match run::run(mode, Link { rtt, loss: p.loss, seed }, Timers::Link(radio.link)) {
             Ok(t) => runs.push((charge(&radio, &t).3, t)),
             Err(e) => last_error = Some(e),
         }
@@ -171,7 +173,7 @@ pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
         mode: mode.name(),
         rtt_ms: rtt.as_millis() as u64,
         loss_percent: round(p.loss * 100.0, 3),
-        timer: Timers::Lpwan.name(),
+        timer: Timers::Link(radio.link).name(),
         seeds,
         completed,
         datagrams_up: t.up.len(),
@@ -208,7 +210,8 @@ pub struct SweepPoint {
     pub loss_percent: u32,
     /// Seeds run.
     pub seeds: u64,
-    /// Seeds that completed within the default retransmission budget (7 tries, 120 s).
+    /// Seeds that completed within the timers' budget (RFC 6347: 7 tries, 120 s; `nb-iot`: 20
+    /// minutes).
     pub completed: u64,
     /// Median completion time of those that completed, seconds.
     pub median_s: f64,
@@ -216,12 +219,12 @@ pub struct SweepPoint {
     pub mean_retransmissions: f64,
 }
 
-/// Handshake completion time against loss, RFC 6347 timers against the LPWAN timer, for
+/// Handshake completion time against loss, RFC 6347 timers against the `nb-iot` profile, for
 /// [`SWEEP_MODES`] at `rtt`, [`LOSSY_SEEDS`] seeds per point.
 pub fn timer_sweep(rtt: Duration) -> Vec<SweepPoint> {
     let mut points = Vec::new();
     for mode in SWEEP_MODES {
-        for timers in [Timers::Rfc6347, Timers::Lpwan] {
+        for timers in [Timers::Rfc6347, Timers::Link(coaps_dtls::LinkProfile::NbIot)] {
             for loss in SWEEP_LOSSES {
                 let mut done: Vec<Transcript> = (0..LOSSY_SEEDS)
                     .filter_map(|seed| run::run(mode, Link { rtt, loss: f64::from(loss) / 100.0, seed }, timers).ok())

@@ -4,7 +4,7 @@
 //! * `energy.svg`: energy per handshake, one bar chart per radio, every bar labelled with its
 //!   µAh as in the table (`energy.json`, the same rows as `--json`).
 //! * `timers.svg`: median handshake completion time against loss, RFC 6347 timers against
-//!   the LPWAN timer, one panel per swept mode, every point labelled with its seconds and the
+//!   the `nb-iot` link profile, one panel per swept mode, every point labelled with its seconds and the
 //!   seeds that completed (`timers.json`).
 
 use super::{Row, SweepPoint};
@@ -120,12 +120,12 @@ pub fn timers(path: &Path, sweep: &[SweepPoint]) -> PlotResult<()> {
             .y_label_area_size(60)
             .build_cartesian_2d(-1f64..max_loss + 3.0, 0f64..top)?;
         chart.configure_mesh().max_light_lines(1).x_desc("loss each way, %").y_desc("seconds").draw()?;
-        for (i, timer) in ["rfc6347", "lpwan-5xrtt"].into_iter().enumerate() {
+        for (i, timer) in ["rfc6347", "nb-iot"].into_iter().enumerate() {
             let color = PALETTE[i];
             let mine: Vec<&&SweepPoint> = points.iter().filter(|p| p.timer == timer).collect();
             let series: Vec<(f64, f64)> = mine.iter().map(|p| (f64::from(p.loss_percent), p.median_s)).collect();
             let name =
-                if i == 0 { "RFC 6347 timers (1 s initial)" } else { "LPWAN timer (max(1 s, 5 × RTT) initial)" };
+                if i == 0 { "RFC 6347 timers (1 s initial)" } else { "nb-iot profile (max(5 s, 5 × RTT) initial)" };
             chart
                 .draw_series(LineSeries::new(series.iter().copied(), color.stroke_width(2)))?
                 .label(name)

@@ -72,6 +72,8 @@ pub struct Radio {
     pub framing: Framing,
     /// Round-trip time assumed without `--rtt`.
     pub typical_rtt: Duration,
+    /// The link profile whose retransmission timers the handshakes run (`coaps --link`).
+    pub link: coaps_dtls::LinkProfile,
 }
 
 /// No link-layer fragmentation or ACK: LTE-M and NB-IoT carry the IP datagram whole (their own
@@ -101,6 +103,7 @@ pub const NRF9160_LTE_M: Radio = Radio {
     down_kbps: 300.0,
     framing: CELLULAR,
     typical_rtt: Duration::from_millis(150),
+    link: coaps_dtls::LinkProfile::LteM,
 };
 
 /// nRF9160 on NB-IoT (Cat-NB1).
@@ -119,6 +122,7 @@ pub const NB_IOT: Radio = Radio {
     down_kbps: 60.0,
     framing: CELLULAR,
     typical_rtt: Duration::from_millis(1000),
+    link: coaps_dtls::LinkProfile::NbIot,
 };
 
 /// IEEE 802.15.4 (2.4 GHz O-QPSK) with 6LoWPAN.
@@ -148,6 +152,7 @@ pub const IEEE_802_15_4: Radio = Radio {
         ack_us: 11.0 * 32.0 + 192.0,
     },
     typical_rtt: Duration::from_millis(40),
+    link: coaps_dtls::LinkProfile::Ieee802154,
 };
 
 /// ESP32 Wi-Fi, 802.11n HT20 MCS7.
@@ -176,6 +181,7 @@ pub const ESP32_WIFI: Radio = Radio {
         ack_us: 16.0 + 20.0 + 14.0 * 8.0 / 24.0,
     },
     typical_rtt: Duration::from_millis(10),
+    link: coaps_dtls::LinkProfile::Wifi,
 };
 
 /// Every radio, in the report's order.

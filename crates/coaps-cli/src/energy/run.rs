@@ -12,9 +12,8 @@ use coaps_dtls::cert::{self, WebPkiVerifier};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{
-    CertifiedKey, CipherSuite, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerVerifier,
-    PolicyContext, Psk, RetransmitPolicy, RetransmitPolicyFactory, Rfc6347Policy, ServerConfig, Session, StaticPsks,
-    suites,
+    CertifiedKey, CipherSuite, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, LinkProfile,
+    PeerVerifier, Psk, ServerConfig, Session, StaticPsks, suites,
 };
 use coaps_sim::{Network, SimConfig, Simulation};
 use std::fmt;
@@ -108,8 +107,10 @@ impl fmt::Display for Mode {
 pub enum Timers {
     /// RFC 6347 §4.2.4.1: 1 s initial timeout, doubling to 60 s (the engine's default).
     Rfc6347,
-    /// The LPWAN timer: initial timeout max(1 s, 5 × RTT), see [`lpwan_retransmit_policy`].
-    Lpwan,
+    /// A link profile's policy ([`LinkProfile`]), with the run's RTT as its hint: on the
+    /// long-delay profiles an initial timeout of max(floor, 5 × RTT), back-off kept until a
+    /// flight is answered, and a handshake budget in time; see [`link_retransmit_policy`].
+    Link(LinkProfile),
 }
 
 impl Timers {
@@ -117,24 +118,17 @@ impl Timers {
     pub fn name(self) -> &'static str {
         match self {
             Timers::Rfc6347 => "rfc6347",
-            Timers::Lpwan => "lpwan-5xrtt",
+            Timers::Link(p) => p.name(),
         }
     }
 }
 
-/// The "LPWAN timer" of issue 11: a first timeout of max(1 s, 5 × RTT) (the seed: "set the
-/// initial timer to 5× the measured RTT"), doubling up to RFC 6347's 60 s, on the engine's
-/// retransmission-policy hook. The one place that builds it, so it can become the `nb-iot` /
-/// `lte-m` link profile once that exists.
-pub fn lpwan_retransmit_policy(rtt: Duration) -> Arc<dyn RetransmitPolicyFactory> {
-    #[derive(Debug)]
-    struct FiveRtt(Duration);
-    impl RetransmitPolicyFactory for FiveRtt {
-        fn build(&self, _: &PolicyContext) -> Box<dyn RetransmitPolicy> {
-            Box::new(Rfc6347Policy { initial: self.0, max: Duration::from_secs(60) })
-        }
-    }
-    Arc::new(FiveRtt(Duration::from_secs(1).max(rtt.saturating_mul(5))))
+/// The timers of issue 11 as `coaps --link PROFILE --rtt MS` runs them: `profile`'s policy
+/// factory with `rtt` as the estimate before any sample (the seed: "set the initial timer to
+/// 5× the measured RTT"), installed in `common` with the profile's handshake budget (in time,
+/// not only in tries).
+pub fn link_retransmit_policy(profile: LinkProfile, rtt: Duration, common: &mut CommonConfig) {
+    profile.policy().with_rtt_hint(rtt).install(common);
 }
 
 /// The network a handshake runs over.
@@ -197,8 +191,10 @@ const PSK_KEY: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
 const SERVER_CERT: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/server.crt");
 const SERVER_KEY: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/server.key");
 const CA_CERT: &[u8] = include_bytes!("../../../coaps-dtls/tests/data/ca.crt");
-/// Virtual-time bound of one run: above the default 120 s handshake budget.
-const RUN_LIMIT: Duration = Duration::from_secs(900);
+/// Virtual-time bound of one run: above the longest handshake budget of the profiles the
+/// radios use (`nb-iot`: 20 minutes), which is also how long a DTLS 1.2 server keeps its last
+/// flight when no application data follows, and the runs go on until no timer is armed.
+const RUN_LIMIT: Duration = Duration::from_secs(3600);
 /// How long the lossless priming handshake may take to settle (below the 240 s for which a
 /// DTLS 1.3 server keeps its epoch-2 keys).
 const PRIME_SETTLE: Duration = Duration::from_secs(200);
@@ -216,8 +212,8 @@ pub fn configs(mode: Mode, timers: Timers, rtt: Duration) -> (Arc<ServerConfig>,
     if mode.dtls13() {
         common.suites13 = vec![CipherSuite::TLS_AES_128_CCM_8_SHA256];
     }
-    if timers == Timers::Lpwan {
-        common.retransmit_policy = Some(lpwan_retransmit_policy(rtt));
+    if let Timers::Link(profile) = timers {
+        link_retransmit_policy(profile, rtt, &mut common);
     }
     let mut server = ServerConfig { common: common.clone(), ..ServerConfig::default() };
     let mut client = ClientConfig { common, ..ClientConfig::default() };
@@ -411,6 +407,7 @@ fn prime(sim: &mut Simulation, server: &mut Side, config: &Arc<ClientConfig>, se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coaps_dtls::PolicyContext;
 
     fn lossless(rtt_ms: u64) -> Link {
         Link { rtt: Duration::from_millis(rtt_ms), loss: 0.0, seed: 1 }
@@ -425,13 +422,19 @@ mod tests {
     }
 
     #[test]
-    fn lpwan_timer_is_five_rtt_with_a_one_second_floor() {
+    fn link_timer_is_the_profiles_with_the_rtt_hint() {
         let ctx = PolicyContext::new(SERVER, coaps_dtls::Role::Client);
-        let initial = |ms| lpwan_retransmit_policy(Duration::from_millis(ms)).build(&ctx).initial_timeout();
-        assert_eq!(initial(50), Duration::from_secs(1));
-        assert_eq!(initial(200), Duration::from_secs(1));
-        assert_eq!(initial(300), Duration::from_millis(1500));
-        assert_eq!(initial(1500), Duration::from_millis(7500));
+        let policy = |profile, ms| {
+            let mut common = CommonConfig::default();
+            link_retransmit_policy(profile, Duration::from_millis(ms), &mut common);
+            common.retransmit_policy.expect("installed").build(&ctx)
+        };
+        // NB-IoT: max(5 s floor, 5 × RTT), a budget of 20 minutes.
+        assert_eq!(policy(LinkProfile::NbIot, 1000).initial_timeout(), Duration::from_secs(5));
+        assert_eq!(policy(LinkProfile::NbIot, 1500).initial_timeout(), Duration::from_millis(7500));
+        assert_eq!(policy(LinkProfile::NbIot, 1500).handshake_timeout(), Some(Duration::from_secs(1200)));
+        // Wi-Fi keeps RFC 6347's 1 s.
+        assert_eq!(policy(LinkProfile::Wifi, 10).initial_timeout(), Duration::from_secs(1));
     }
 
     #[test]
@@ -461,10 +464,10 @@ mod tests {
     }
 
     #[test]
-    fn rfc_timers_fire_spuriously_when_the_rtt_exceeds_them_and_the_lpwan_timer_does_not() {
+    fn rfc_timers_fire_spuriously_when_the_rtt_exceeds_them_and_the_nb_iot_profile_does_not() {
         let slow = lossless(1500);
         let rfc = run(Mode::Dtls12Psk, slow, Timers::Rfc6347).unwrap();
-        let lpwan = run(Mode::Dtls12Psk, slow, Timers::Lpwan).unwrap();
+        let lpwan = run(Mode::Dtls12Psk, slow, Timers::Link(LinkProfile::NbIot)).unwrap();
         assert!(rfc.retransmissions > 0, "1 s timer under a 1.5 s RTT: {rfc:?}");
         assert!(rfc.up.len() > 3);
         assert_eq!(lpwan.retransmissions, 0, "{lpwan:?}");

@@ -133,8 +133,8 @@ impl Client {
             compression_methods: vec![Compression::Null],
             extensions,
         };
-        send_client_hello(&mut core, now, &ch);
-        let state = State::ExpectServerHello(ExpectServerHello { ch, offered: offered_session });
+        let hello_record_seq = send_client_hello(&mut core, now, &ch);
+        let state = State::ExpectServerHello(ExpectServerHello { ch, offered: offered_session, hello_record_seq });
         Ok((core, Self { config, server_name: server_name.to_owned(), state }))
     }
 
@@ -174,7 +174,8 @@ impl Client {
         let client = match ch {
             Some(ch) => {
                 let offered = offered.filter(|s| !s.id.is_empty() && s.id == ch.session_id.0);
-                let state = State::ExpectServerHello(ExpectServerHello { ch, offered });
+                // The adopted hello is the first: every HelloVerifyRequest answers it.
+                let state = State::ExpectServerHello(ExpectServerHello { ch, offered, hello_record_seq: 0 });
                 Ok(Self { config, server_name: server_name.to_owned(), state })
             }
             None => {
@@ -201,16 +202,17 @@ impl Client {
     }
 
     /// A HelloVerifyRequest that arrived whole in a record (`Core::pending_hvr`), outside the
-    /// reassembler.
+    /// reassembler, in a record numbered `record_seq`.
     pub(super) fn handle_hello_verify_request(
         &mut self,
         core: &mut Core,
         now: Instant,
         body: &[u8],
+        record_seq: u64,
     ) -> Result<(), Error> {
         let hvr = HelloVerifyRequest::read_exact(body)?;
         match &mut self.state {
-            State::ExpectServerHello(s) => s.handle_hvr(core, now, hvr),
+            State::ExpectServerHello(s) => s.handle_hvr(core, now, hvr, Some(record_seq)),
             _ => Ok(()),
         }
     }
@@ -239,14 +241,18 @@ impl Client {
     }
 }
 
-fn send_client_hello(core: &mut Core, now: Instant, ch: &ClientHello) {
+/// Sends `ch` as a new flight; returns the record sequence number of its first transmission.
+fn send_client_hello(core: &mut Core, now: Instant, ch: &ClientHello) -> u64 {
     // The server numbers its ServerHello after the ClientHello it answers.
     core.reasm.set_next_seq(core.send_seq);
     core.transcript.clear();
     let body = ch.to_vec();
     core.flight.clear();
     core.queue_handshake(HandshakeType::ClientHello, body);
+    // Epoch 0, and a ClientHello fits one record (a larger one would be refused anyway).
+    let first_record_seq = core.write_seq[0];
     core.send_new_flight(now, true);
+    first_record_seq
 }
 
 /// Our ClientHello is out (again, with a cookie after a HelloVerifyRequest).
@@ -255,6 +261,9 @@ struct ExpectServerHello {
     ch: ClientHello,
     /// The session offered in the hello's session_id, resumed if the server echoes it.
     offered: Option<Session>,
+    /// The record sequence number `ch` first went out with: its retransmissions are numbered
+    /// above it, every earlier ClientHello below.
+    hello_record_seq: u64,
 }
 
 impl ExpectServerHello {
@@ -262,7 +271,8 @@ impl ExpectServerHello {
         match msg.msg_type {
             HandshakeType::HelloVerifyRequest => {
                 let hvr = HelloVerifyRequest::read_exact(&msg.body)?;
-                self.handle_hvr(cx.core, cx.now, hvr)?;
+                // Reassembled (it came fragmented): its record numbers are not at hand.
+                self.handle_hvr(cx.core, cx.now, hvr, None)?;
                 Ok(State::ExpectServerHello(self))
             }
             HandshakeType::ServerHello => {
@@ -274,27 +284,39 @@ impl ExpectServerHello {
     }
 
     /// RFC 6347 §4.2.1: answer a HelloVerifyRequest with the ClientHello repeated plus the
-    /// cookie. A server may issue a fresh cookie at any time (its old one expired while our
-    /// ClientHello kept getting lost), so every new cookie gets a new ClientHello; a
-    /// duplicate of the one we already answered is ignored.
-    fn handle_hvr(&mut self, core: &mut Core, now: Instant, hvr: HelloVerifyRequest) -> Result<(), Error> {
+    /// cookie. A server may refuse our cookie (it expired while our ClientHello kept getting
+    /// lost) and send a fresh one, so a new cookie in answer to our current ClientHello gets a
+    /// new ClientHello; a duplicate of the one we already answered is ignored.
+    ///
+    /// An answer to an earlier ClientHello is ignored too. The server echoes the record
+    /// sequence number of the ClientHello it answers (RFC 6347 §4.2.1), so `record_seq` below
+    /// our current hello's first record says so. On a path slower than our timer it is the
+    /// common case: our first hello went out twice, and the second HelloVerifyRequest (with a
+    /// cookie of a later issue time) arrives after we sent the hello with the first cookie.
+    /// Answering it would restart the handshake under a new message_seq, and the ServerHello
+    /// flight already on its way would then be out of order.
+    fn handle_hvr(
+        &mut self,
+        core: &mut Core,
+        now: Instant,
+        hvr: HelloVerifyRequest,
+        record_seq: Option<u64>,
+    ) -> Result<(), Error> {
+        let stale = record_seq.is_some_and(|seq| seq < self.hello_record_seq);
         let ch = &mut self.ch;
-        // A different cookie after we already answered one comes from a duplicate of our first
-        // ClientHello; unless our retransmission timer has fired since (our ClientHello may be
-        // lost, or its cookie expired), the server is already working on the answer we sent.
-        if hvr.cookie == ch.cookie || (!ch.cookie.is_empty() && core.timer.retransmissions() == 0) {
+        if hvr.cookie == ch.cookie || stale {
             return Ok(());
         }
         ch.cookie = hvr.cookie;
         if core.timer_armed {
             core.timer.on_answer(now, RttSampleKind::Cookie);
         }
-        send_client_hello(core, now, ch);
+        self.hello_record_seq = send_client_hello(core, now, ch);
         Ok(())
     }
 
     fn handle_server_hello(self, cx: &mut Context<'_>, sh: ServerHello) -> Result<State, Error> {
-        let Self { ch, offered } = self;
+        let Self { ch, offered, .. } = self;
         let require_ems = cx.config.common.require_extended_master_secret;
         if ch.offers_dtls13() {
             // RFC 8446 §4.1.3 (RFC 9147 §5.3): a client that offered 1.3 and gets a 1.2

@@ -284,9 +284,9 @@ impl Conn12 {
     /// Hands every complete handshake message to the role's state, and retries the records
     /// that waited for keys once a message has made them.
     fn drain_handshake(&mut self, now: Instant, peer_repeated: &mut bool) {
-        if let Some(body) = self.core.pending_hvr.take()
+        if let Some(hvr) = self.core.pending_hvr.take()
             && let Some(Hs::Client(client)) = self.hs.as_deref_mut()
-            && let Err(e) = client.handle_hello_verify_request(&mut self.core, now, &body)
+            && let Err(e) = client.handle_hello_verify_request(&mut self.core, now, &hvr.body, hvr.record_seq)
         {
             self.fail(e);
             return;

@@ -38,6 +38,15 @@ pub(super) enum FlightMsg {
     ChangeCipherSpec,
 }
 
+/// A HelloVerifyRequest kept aside for the client's handshake state (see `Core::pending_hvr`).
+#[derive(Debug)]
+pub(super) struct PendingHvr {
+    /// The record's sequence number: the server echoes the one of the ClientHello it answers
+    /// (RFC 6347 §4.2.1), which tells an answer to an earlier ClientHello from one to ours.
+    pub(super) record_seq: u64,
+    pub(super) body: Vec<u8>,
+}
+
 /// Negotiated parameters of a handshake in progress, the same for both roles.
 pub(super) struct HsData {
     pub(super) suite: &'static SupportedSuite,
@@ -115,8 +124,9 @@ pub(super) struct Core {
     /// First message_seq of the peer flight we are waiting for (see `send_new_flight`).
     pub(super) peer_flight_start: u16,
     /// A HelloVerifyRequest seen while waiting for ServerHello, handled outside the
-    /// reassembler because a server may send a fresh one (new cookie) at any time.
-    pub(super) pending_hvr: Option<Vec<u8>>,
+    /// reassembler because a server may send a fresh one (new cookie) at any time. Boxed: it
+    /// is rare, and every association carries the field.
+    pub(super) pending_hvr: Option<Box<PendingHvr>>,
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
     holds_last_flight: bool,
@@ -329,7 +339,7 @@ impl Core {
             }
         };
         match header.content_type {
-            ContentType::Handshake => self.handle_handshake_record(header.epoch, payload, peer_repeated, accept_hvr),
+            ContentType::Handshake => self.handle_handshake_record(header, payload, peer_repeated, accept_hvr),
             ContentType::ChangeCipherSpec => {
                 if payload != [1] {
                     self.out.stats.records_invalid += 1;
@@ -354,7 +364,14 @@ impl Core {
         }
     }
 
-    fn handle_handshake_record(&mut self, epoch: u16, payload: &[u8], peer_repeated: &mut bool, accept_hvr: bool) {
+    fn handle_handshake_record(
+        &mut self,
+        header: RecordHeader,
+        payload: &[u8],
+        peer_repeated: &mut bool,
+        accept_hvr: bool,
+    ) {
+        let epoch = header.epoch;
         let mut r = Reader::new(payload);
         while !r.is_empty() {
             let Ok((hdr, frag)) = HandshakeHeader::read_fragment(&mut r) else {
@@ -370,9 +387,16 @@ impl Core {
                 && hdr.msg_type == HandshakeType::HelloVerifyRequest
                 && hdr.fragment_offset == 0
                 && hdr.fragment_length == hdr.length
-                && accept_hvr
+                && self.role == Role::Client
             {
-                self.pending_hvr = Some(frag.to_vec());
+                if accept_hvr {
+                    self.pending_hvr =
+                        Some(Box::new(PendingHvr { record_seq: header.sequence_number, body: frag.to_vec() }));
+                }
+                // Past the ServerHello, a HelloVerifyRequest is a late answer to one of our
+                // earlier ClientHellos (the network delayed it beyond our retransmission
+                // timer): ignored. In the reassembler it would pass for a repeat of the
+                // server's flight and make us resend ours for nothing.
                 continue;
             }
             if self.state == State::Established && hdr.message_seq >= self.reasm.next_seq() {
@@ -526,8 +550,10 @@ impl Core {
         if self.holds_last_flight && early.is_empty() {
             // RFC 6347 §4.2.4: keep our last flight for a while in case the peer repeats its
             // own (for as long as its handshake may keep retrying); its first application
-            // record, or this deadline, ends the need.
-            self.linger_until = Some(now + self.common().retransmit.handshake_timeout);
+            // record, or this deadline, ends the need. The peer's budget is unknown: ours,
+            // from the association's policy (a link profile's is in time, and may be far
+            // longer than the configuration's), is the best guess.
+            self.linger_until = Some(now + self.timer.handshake_timeout());
         } else {
             self.release_handshake();
         }
@@ -570,9 +596,10 @@ impl Core {
     }
 
     /// Encodes the current flight into datagrams, fragmenting to the MTU
-    /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1).
+    /// (RFC 6347 §4.2.3) and packing several records per datagram (§4.1.1). The MTU is the
+    /// timer's hint: the configured one, smaller after repeated timeouts (§4.1.1.1).
     fn encode_flight(&mut self) {
-        let mtu = self.common().mtu;
+        let mtu = self.timer.flight_mtu(self.common().mtu);
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut cur: Vec<u8> = Vec::with_capacity(mtu);
         let mut scratch = Vec::new();
@@ -637,6 +664,7 @@ impl Core {
         if !cur.is_empty() {
             datagrams.push(cur);
         }
+        self.timer.note_flight_encoded(datagrams.iter().map(Vec::len).max().unwrap_or(0));
         for d in datagrams {
             self.push_datagram(d);
         }

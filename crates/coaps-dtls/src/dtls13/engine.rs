@@ -498,7 +498,7 @@ impl Core {
         // Karn's rule (RFC 6298 §3): an answer after a resend is no RTT sample.
         self.timer.note_retransmitted();
         if why != Resend::PartialAck {
-            let mtu = self.common().mtu;
+            let mtu = self.timer.flight_mtu(self.common().mtu);
             let whole: usize = self
                 .tr
                 .flight
@@ -514,9 +514,10 @@ impl Core {
     /// Encodes the flight's unacknowledged fragments (RFC 9147 §7.2: only what the peer has
     /// not acknowledged is resent), fragmenting to the MTU and packing records into datagrams;
     /// every record but the last of a datagram carries its length (RFC 9147 §4). Returns the
-    /// number of records written.
+    /// number of records written. The MTU is the timer's hint: smaller after repeated
+    /// timeouts (RFC 9147 §4.4).
     fn encode_flight(&mut self) -> usize {
-        let mtu = self.common().mtu;
+        let mtu = self.timer.flight_mtu(self.common().mtu);
         let mut items: Vec<Outgoing> = Vec::new();
         for (i, m) in self.tr.flight.iter().enumerate() {
             let max_frag = m.max_fragment(mtu);
@@ -546,7 +547,8 @@ impl Core {
     }
 
     fn pack(&mut self, items: Vec<Outgoing>) {
-        let mtu = self.common().mtu;
+        let mtu = self.timer.flight_mtu(self.common().mtu);
+        let mut largest = 0;
         let mut datagrams: Vec<Vec<Outgoing>> = Vec::new();
         let mut cur: Vec<Outgoing> = Vec::new();
         let mut cur_len = 0;
@@ -575,9 +577,11 @@ impl Core {
                 }
             }
             if !out.is_empty() {
+                largest = largest.max(out.len());
                 self.push_datagram(out);
             }
         }
+        self.timer.note_flight_encoded(largest);
     }
 
     /// Writes one record in `epoch`; returns its sequence number.

@@ -40,18 +40,33 @@ pub struct RetransmitConfig {
     /// Total budget from the first flight sent: once spent, the next timeout gives up whatever
     /// the retransmission count. RFC 6347 leaves this to the implementation.
     pub handshake_timeout: Duration,
+    /// Timeouts of one flight after which it is resent in smaller datagrams, when its largest
+    /// datagram was above [`min_datagram_size`](Self::min_datagram_size): each further timeout
+    /// halves the datagram size again, down to that floor, and later flights of the handshake
+    /// keep the smaller size. A path that silently drops large datagrams (an MTU below the
+    /// configured one, or fragments lost) otherwise never completes; RFC 6347 §4.1.1.1 asks to
+    /// back off the PMTU estimate after repeated retransmissions, RFC 9147 §4.4 likewise.
+    /// `0` never shrinks.
+    pub smaller_datagrams_after: u32,
+    /// The floor of that halving, in bytes of UDP payload (capped at 65 535). Never above the
+    /// configured [`CommonConfig::mtu`](crate::CommonConfig::mtu).
+    pub min_datagram_size: usize,
 }
 
 impl Default for RetransmitConfig {
     /// 1 s doubling to 60 s, 7 retransmissions per flight, 120 s per handshake. With these
     /// values the budget is what ends a dead handshake: the timeouts 1+2+4+8+16+32 s reach
-    /// 63 s after six retransmissions, and the seventh deadline is clamped to 120 s.
+    /// 63 s after six retransmissions, and the seventh deadline is clamped to 120 s. Smaller
+    /// datagrams from the second timeout of a flight on, down to 256 bytes (as Californium's
+    /// back-off does).
     fn default() -> Self {
         Self {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(60),
             max_retransmissions: 7,
             handshake_timeout: Duration::from_secs(120),
+            smaller_datagrams_after: 2,
+            min_datagram_size: 256,
         }
     }
 }
@@ -241,6 +256,16 @@ pub struct RetransmitTimer {
     /// to the budget), and its answer has not been measured yet. Deriving the send time keeps
     /// the timer at its former size, which matters for every idle association.
     sample_pending: bool,
+    /// [`RetransmitConfig::smaller_datagrams_after`], saturated (the fields below fit the
+    /// padding, so the timer does not grow).
+    shrink_after: u8,
+    /// Times the datagram size was halved (see [`flight_mtu`](Self::flight_mtu)).
+    shrinks: u8,
+    /// [`RetransmitConfig::min_datagram_size`], saturated.
+    min_datagram_size: u16,
+    /// The current flight's largest datagram was above `min_datagram_size`: smaller ones
+    /// could help.
+    shrinkable: bool,
 }
 
 impl RetransmitTimer {
@@ -283,6 +308,10 @@ impl RetransmitTimer {
             retransmissions: 0,
             started: None,
             sample_pending: false,
+            shrink_after: u8::try_from(config.smaller_datagrams_after).unwrap_or(u8::MAX),
+            shrinks: 0,
+            min_datagram_size: u16::try_from(config.min_datagram_size).unwrap_or(u16::MAX),
+            shrinkable: false,
         }
     }
 
@@ -334,6 +363,10 @@ impl RetransmitTimer {
             return Err(GaveUp);
         }
         self.retransmissions += 1;
+        if self.shrinkable && self.shrink_after != 0 && self.retransmissions >= u32::from(self.shrink_after) {
+            // Past 16 halvings any MTU is at the floor.
+            self.shrinks = self.shrinks.saturating_add(1).min(16);
+        }
         self.current = self.current.saturating_mul(2).min(self.policy.get().max_timeout());
         self.policy.get_mut().on_backoff(self.current);
         self.deadline = Some(self.clamp(now + self.current, started));
@@ -404,6 +437,33 @@ impl RetransmitTimer {
     /// The association's policy.
     pub fn policy(&self) -> &dyn RetransmitPolicy {
         self.policy.get()
+    }
+
+    /// The datagram size to send the current flight in, given the configured MTU: halved once
+    /// per timeout from [`RetransmitConfig::smaller_datagrams_after`] on, never below
+    /// [`RetransmitConfig::min_datagram_size`] (nor above `configured`). The engines fragment
+    /// their flights to it (RFC 6347 §4.1.1.1, RFC 9147 §4.4: back off the PMTU estimate after
+    /// repeated retransmissions).
+    pub fn flight_mtu(&self, configured: usize) -> usize {
+        let floor = usize::from(self.min_datagram_size).min(configured);
+        (configured >> self.shrinks).max(floor)
+    }
+
+    /// The engine encoded the current flight; `largest` is its largest datagram, in bytes.
+    /// Only a flight with a datagram above the floor is sent smaller after repeated timeouts.
+    pub fn note_flight_encoded(&mut self, largest: usize) {
+        self.shrinkable = largest > usize::from(self.min_datagram_size);
+    }
+
+    /// Times the datagram size was halved so far.
+    pub fn datagram_shrinks(&self) -> u32 {
+        u32::from(self.shrinks)
+    }
+
+    /// The handshake's time budget: the policy's
+    /// ([`RetransmitPolicy::handshake_timeout`]) or else the configuration's.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// Retransmissions of the current flight so far.
@@ -852,6 +912,46 @@ mod tests {
         assert_eq!(t.deadline(), Some(t0 + s(5)));
         assert_eq!(t.on_timeout(t0 + s(5)), Err(GaveUp));
         assert_eq!(*seen.lock().unwrap(), [s(2), s(4)]);
+        assert_eq!(t.handshake_timeout(), s(5));
+    }
+
+    #[test]
+    fn repeated_timeouts_of_a_large_flight_shrink_its_datagrams() {
+        let t0 = Instant::now();
+        let mut t = RetransmitTimer::new(cfg(20, s(10_000)));
+        t.start_flight(t0, true);
+        t.note_flight_encoded(1200);
+        assert_eq!(t.flight_mtu(1400), 1400);
+        t.on_timeout(t0 + s(1)).unwrap();
+        assert_eq!(t.flight_mtu(1400), 1400, "one timeout may be a plain loss");
+        t.on_timeout(t0 + s(3)).unwrap();
+        assert_eq!(t.flight_mtu(1400), 700, "halved at the second");
+        t.note_flight_encoded(700);
+        t.on_timeout(t0 + s(7)).unwrap();
+        assert_eq!(t.flight_mtu(1400), 350);
+        t.note_flight_encoded(350);
+        t.on_timeout(t0 + s(15)).unwrap();
+        assert_eq!(t.flight_mtu(1400), 256, "the floor");
+        t.note_flight_encoded(256);
+        t.on_timeout(t0 + s(31)).unwrap();
+        assert_eq!(t.datagram_shrinks(), 3, "at the floor, no further halving");
+        // The next flight keeps the smaller size; a configured MTU below the floor stays.
+        t.start_flight(t0 + s(40), true);
+        assert_eq!(t.flight_mtu(1400), 256);
+        assert_eq!(t.flight_mtu(200), 200);
+
+        // A flight whose datagrams are all small is never resent smaller, nor with the
+        // behaviour switched off.
+        for (largest, after) in [(200, 2), (1200, 0)] {
+            let mut t = RetransmitTimer::new(RetransmitConfig { smaller_datagrams_after: after, ..cfg(20, s(10_000)) });
+            t.start_flight(t0, true);
+            t.note_flight_encoded(largest);
+            for i in 1..6 {
+                t.on_timeout(t0 + s(1 << i)).unwrap();
+            }
+            assert_eq!(t.flight_mtu(1400), 1400);
+        }
+        assert_eq!(RetransmitTimer::new(cfg(20, s(10_000))).handshake_timeout(), s(10_000));
     }
 
     /// Every association carries a timer inline: the policy must not make it grow (the default
