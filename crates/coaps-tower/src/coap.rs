@@ -13,17 +13,21 @@
 //!    the Reset optional; staying silent gives an attacker nothing to reflect).
 //! 2. **Unknown methods** (0.08–0.31) get 4.05 Method Not Allowed without reaching the
 //!    application (§5.8).
-//! 3. **Deduplication** (§4.5), keyed by (peer address, Message ID), for
+//! 3. **Deduplication** (§4.5), keyed by (peer, Message ID), for
 //!    [`CoapConfig::exchange_lifetime`] (EXCHANGE_LIFETIME, 247 s, §4.8.2). A duplicate
 //!    confirmable request is answered with the stored response bytes; a duplicate that arrives
 //!    while the first copy is still being processed waits for that response and gets the same
 //!    bytes (it never reaches the application). A duplicate non-confirmable request is silently
 //!    ignored, as §4.5 says. The store holds at most [`CoapConfig::max_dedup_entries`] entries,
-//!    oldest evicted first. Over DTLS the CoAP endpoint is really the security association
-//!    (§9.1.1), but [`Secured`] carries only the address: a peer that starts a *new* session
-//!    from the same address and reuses a Message ID within the lifetime gets the old answer.
-//!    Peers that pick their first Message ID at random (as §4.4 asks, and libcoap does) are
-//!    not affected.
+//!    oldest evicted first. Over DTLS the CoAP endpoint is the security association
+//!    (§9.1.1), and the peer is who it **authenticated** as (PSK identity, end-entity
+//!    certificate, raw public key), not its address: a copy of a 0-RTT flight replayed from
+//!    another port or host (a "pre-play", RFC 8446 §8, issue 10) and the honest client's
+//!    1-RTT resend of the same message then share one entry, so the request runs once. Only
+//!    anonymous peers (a server that asks for no client certificate) are keyed by address. A
+//!    peer that starts a *new* session and reuses a Message ID within the lifetime gets the
+//!    old answer; peers that pick their first Message ID at random (as §4.4 asks, and libcoap
+//!    and this crate's `Client` do) are not affected.
 //! 4. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
 //!    identity.
 //! 5. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
@@ -101,6 +105,7 @@
 
 use crate::types::{BoxError, CoapRequest, Secured};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use coaps_dtls::PeerIdentity;
 use pin_project_lite::pin_project;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -322,7 +327,7 @@ where
             return ResponseFuture::ready(Some(bytes));
         };
 
-        let key = (msg.peer, head.mid);
+        let key = (Who::of(msg.peer, &msg.identity), head.mid);
         let id = {
             let mut store = self.shared.lock();
             let now = Instant::now();
@@ -392,7 +397,31 @@ pub(crate) fn empty_ack(mid: u16) -> Vec<u8> {
     vec![0x60, 0x00, a, b]
 }
 
-type Key = (SocketAddr, u16);
+type Key = (Who, u16);
+
+/// The CoAP endpoint a Message ID belongs to (RFC 7252 §4.5, §9.1.1): the authenticated
+/// identity when there is one (a SHA-256 digest, so a certificate is not copied into every
+/// entry), else the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Address(SocketAddr),
+    Identity([u8; 32]),
+}
+
+impl Who {
+    fn of(peer: SocketAddr, identity: &PeerIdentity) -> Self {
+        use coaps_dtls::crypto::CryptoProvider;
+        let h = |tag: &[u8], bytes: &[u8]| coaps_dtls::crypto::rustcrypto::RustCrypto.sha256_parts(&[tag, bytes]);
+        match identity {
+            PeerIdentity::Anonymous => Self::Address(peer),
+            PeerIdentity::Psk(id) => Self::Identity(h(b"psk", id)),
+            PeerIdentity::Certificate(chain) => {
+                Self::Identity(h(b"x509", chain.first().map_or(&[][..], Vec::as_slice)))
+            }
+            PeerIdentity::RawPublicKey(spki) => Self::Identity(h(b"rpk", spki)),
+        }
+    }
+}
 
 struct Shared {
     config: CoapConfig,
@@ -515,7 +544,7 @@ impl Store {
         while self.order.len() >= config.max_dedup_entries.max(1) {
             let Some((k, id, _)) = self.order.pop_front() else { break };
             if self.remove_if(&k, id).is_some() {
-                tracing::debug!(peer = %k.0, mid = k.1, "CoAP: dedup store full, evicted the oldest exchange");
+                tracing::debug!(peer = ?k.0, mid = k.1, "CoAP: dedup store full, evicted the oldest exchange");
             }
         }
         let id = self.next_id;
@@ -676,7 +705,7 @@ mod tests {
         let cfg = CoapConfig { max_dedup_entries: 3, exchange_lifetime: Duration::from_secs(10), ..Default::default() };
         let mut s = Store::default();
         let t0 = Instant::now();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer = Who::Address("127.0.0.1:1".parse().unwrap());
         for mid in 0..10u16 {
             s.insert((peer, mid), t0, &cfg);
             assert!(s.entries.len() <= 3 && s.order.len() <= 3);
