@@ -91,6 +91,7 @@
 //!     identity: PeerIdentity::Psk(b"sensor-7".to_vec()),
 //!     payload: get.to_bytes().expect("a small packet encodes"),
 //!     early_data: false,
+//!     handshake: coaps_tower::Handshaken::complete(),
 //! };
 //!
 //! let bytes = svc.oneshot(secured).await?.expect("a confirmable request is answered");
@@ -332,6 +333,18 @@ where
             let mut store = self.shared.lock();
             let now = Instant::now();
             store.expire(now, &self.shared.config);
+            // A request from a completed handshake (1-RTT data) takes over an exchange still
+            // waiting on another association's handshake (0-RTT data deferred by
+            // `EarlyDataLayer`): that one never ran, and may belong to a replayed copy whose
+            // handshake never completes (issue 10). The superseded copy is then never run.
+            if let Some(entry) = store.entries.get(&key)
+                && matches!(entry.state, EntryState::Pending(_))
+                && !entry.handshake.is_complete()
+                && msg.handshake.is_complete()
+                && let Some(old) = store.entries.remove(&key)
+            {
+                old.superseded.store(true, Ordering::Release);
+            }
             if let Some(entry) = store.entries.get_mut(&key) {
                 return match &mut entry.state {
                     // §4.5: the same ACK for every copy of a CON; copies of a NON are ignored.
@@ -344,18 +357,25 @@ where
                     EntryState::Pending(_) => ResponseFuture::ready(None),
                 };
             }
-            store.insert(key, now, &self.shared.config)
+            store.insert(key, now, &self.shared.config, msg.handshake.clone())
         };
         let exchange = Exchange {
             shared: self.shared.clone(),
             key,
-            id,
+            id: id.0,
+            superseded: id.1,
             con,
             mid: head.mid,
             token: packet.get_token().to_vec(),
             finished: false,
         };
-        let req = CoapRequest { message: packet, peer: msg.peer, identity: msg.identity, early_data: msg.early_data };
+        let req = CoapRequest {
+            message: packet,
+            peer: msg.peer,
+            identity: msg.identity,
+            early_data: msg.early_data,
+            handshake: msg.handshake,
+        };
         ResponseFuture { kind: Kind::Inner { future: self.inner.call(req), exchange: Some(exchange) } }
     }
 }
@@ -487,6 +507,18 @@ fn uint_option(v: u32) -> Vec<u8> {
     b[skip..].to_vec()
 }
 
+/// Whether `err` says the request was never run ([`crate::early_data::NotRun`]).
+fn is_not_run(err: &BoxError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+    while let Some(e) = cur {
+        if e.is::<crate::early_data::NotRun>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// The response code for an error of the application service.
 fn error_code(err: &BoxError) -> ResponseType {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
@@ -511,6 +543,10 @@ struct Entry {
     /// [`Exchange`] never touches its successor.
     id: u64,
     state: EntryState,
+    /// The handshake of the association the first copy came from.
+    handshake: crate::types::Handshaken,
+    /// Set when a 1-RTT copy took the exchange over: the first copy must not run.
+    superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -540,7 +576,13 @@ impl Store {
         }
     }
 
-    fn insert(&mut self, key: Key, now: Instant, config: &CoapConfig) -> u64 {
+    fn insert(
+        &mut self,
+        key: Key,
+        now: Instant,
+        config: &CoapConfig,
+        handshake: crate::types::Handshaken,
+    ) -> (u64, Arc<std::sync::atomic::AtomicBool>) {
         while self.order.len() >= config.max_dedup_entries.max(1) {
             let Some((k, id, _)) = self.order.pop_front() else { break };
             if self.remove_if(&k, id).is_some() {
@@ -549,9 +591,11 @@ impl Store {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.insert(key, Entry { id, state: EntryState::Pending(Vec::new()) });
+        let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let entry = Entry { id, state: EntryState::Pending(Vec::new()), handshake, superseded: superseded.clone() };
+        self.entries.insert(key, entry);
         self.order.push_back((key, id, now));
-        id
+        (id, superseded)
     }
 }
 
@@ -561,6 +605,7 @@ struct Exchange {
     shared: Arc<Shared>,
     key: Key,
     id: u64,
+    superseded: Arc<std::sync::atomic::AtomicBool>,
     con: bool,
     mid: u16,
     token: Vec<u8>,
@@ -645,14 +690,29 @@ where
             // processed afresh.
             KindProj::Duplicate { rx } => Poll::Ready(Ok(ready!(Pin::new(rx).poll(cx)).ok().flatten())),
             KindProj::Inner { future, exchange } => {
+                if exchange.as_ref().is_some_and(|x| x.superseded.load(Ordering::Acquire)) {
+                    // A 1-RTT copy took over (see `call`): this one never reaches the
+                    // application; dropping the exchange leaves its successor alone.
+                    exchange.take();
+                    return Poll::Ready(Ok(None));
+                }
                 let result = ready!(future.poll(cx));
                 let Some(exchange) = exchange.take() else { return Poll::Ready(Ok(None)) };
-                let resp = result.unwrap_or_else(|e| {
-                    let e: BoxError = e.into();
-                    let code = error_code(&e);
-                    tracing::debug!(error = %e, code = %MessageClass::Response(code), "CoAP: application error");
-                    exchange.shared.error_packet(code)
-                });
+                let resp = match result {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let e: BoxError = e.into();
+                        if is_not_run(&e) {
+                            // Never run (0-RTT data whose handshake never completed): no
+                            // answer, and no stored one, so a later copy is processed afresh.
+                            drop(exchange);
+                            return Poll::Ready(Ok(None));
+                        }
+                        let code = error_code(&e);
+                        tracing::debug!(error = %e, code = %MessageClass::Response(code), "CoAP: application error");
+                        exchange.shared.error_packet(code)
+                    }
+                };
                 Poll::Ready(Ok(Some(exchange.finish(resp))))
             }
         }

@@ -29,7 +29,13 @@ fn request(ty: MessageType, method: RequestType, mid: u16, token: &[u8]) -> Pack
 }
 
 fn secured(payload: Vec<u8>) -> Secured {
-    Secured { peer: peer(), identity: PeerIdentity::Psk(b"dev-1".to_vec()), payload, early_data: false }
+    Secured {
+        peer: peer(),
+        identity: PeerIdentity::Psk(b"dev-1".to_vec()),
+        payload,
+        early_data: false,
+        handshake: Default::default(),
+    }
 }
 
 fn sec(p: &Packet) -> Secured {
