@@ -13,7 +13,7 @@
 //!    the Reset optional; staying silent gives an attacker nothing to reflect).
 //! 2. **Unknown methods** (0.08–0.31) get 4.05 Method Not Allowed without reaching the
 //!    application (§5.8).
-//! 3. **Deduplication** (§4.5), keyed by (peer, Message ID), for
+//! 3. **Deduplication** (§4.5), keyed by (peer, Message ID, token), for
 //!    [`CoapConfig::exchange_lifetime`] (EXCHANGE_LIFETIME, 247 s, §4.8.2). A duplicate
 //!    confirmable request is answered with the stored response bytes; a duplicate that arrives
 //!    while the first copy is still being processed waits for that response and gets the same
@@ -23,7 +23,9 @@
 //!    (§9.1.1), and the peer is who it **authenticated** as (PSK identity, end-entity
 //!    certificate, raw public key), not its address: a copy of a 0-RTT flight replayed from
 //!    another port or host (a "pre-play", RFC 8446 §8, issue 10) and the honest client's
-//!    1-RTT resend of the same message then share one entry, so the request runs once. Only
+//!    1-RTT resend of the same message then share one entry, so the request runs once. The
+//!    token is part of the key: devices that share one PSK identity draw Message IDs that
+//!    collide, while a retransmission or a replayed copy repeats the token. Only
 //!    anonymous peers (a server that asks for no client certificate) are keyed by address. A
 //!    peer that starts a *new* session and reuses a Message ID within the lifetime gets the
 //!    old answer; peers that pick their first Message ID at random (as §4.4 asks, and libcoap
@@ -328,7 +330,7 @@ where
             return ResponseFuture::ready(Some(bytes));
         };
 
-        let key = (Who::of(msg.peer, &msg.identity), head.mid);
+        let key = (Who::of(msg.peer, &msg.identity), head.mid, token_key(packet.get_token()));
         let id = {
             let mut store = self.shared.lock();
             let now = Instant::now();
@@ -417,7 +419,19 @@ pub(crate) fn empty_ack(mid: u16) -> Vec<u8> {
     vec![0x60, 0x00, a, b]
 }
 
-type Key = (Who, u16);
+/// (endpoint, Message ID, token): the token is part of the key because many devices may
+/// share one PSK identity (each with its own random Message IDs, which then collide), while a
+/// retransmission, and a replayed copy, always repeat the token of the original.
+type Key = (Who, u16, [u8; 9]);
+
+/// A token (at most 8 bytes, RFC 7252 §3) as a fixed key: its length, then its bytes.
+fn token_key(token: &[u8]) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    let n = token.len().min(8);
+    k[0] = n as u8;
+    k[1..=n].copy_from_slice(&token[..n]);
+    k
+}
 
 /// The CoAP endpoint a Message ID belongs to (RFC 7252 §4.5, §9.1.1): the authenticated
 /// identity when there is one (a SHA-256 digest, so a certificate is not copied into every
@@ -767,10 +781,12 @@ mod tests {
         let t0 = Instant::now();
         let peer = Who::Address("127.0.0.1:1".parse().unwrap());
         for mid in 0..10u16 {
-            s.insert((peer, mid), t0, &cfg);
+            s.insert((peer, mid, token_key(&[])), t0, &cfg, Default::default());
             assert!(s.entries.len() <= 3 && s.order.len() <= 3);
         }
-        assert!(s.entries.contains_key(&(peer, 9)) && !s.entries.contains_key(&(peer, 6)));
+        assert!(
+            s.entries.contains_key(&(peer, 9, token_key(&[]))) && !s.entries.contains_key(&(peer, 6, token_key(&[])))
+        );
         s.expire(t0 + Duration::from_secs(10), &cfg);
         assert!(s.entries.is_empty() && s.order.is_empty());
     }

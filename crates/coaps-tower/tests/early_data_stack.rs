@@ -139,6 +139,7 @@ impl<S> Stack<S>
 where
     S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
     S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
 {
     fn new(config: Arc<ServerConfig>, inner: S, seed: u64) -> Self {
         let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(seed));
@@ -207,6 +208,7 @@ impl Peer {
     where
         S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
         S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
     {
         for _ in 0..20 {
             let mut quiet = true;
@@ -273,6 +275,7 @@ async fn first_connection<S>(stack: &mut Stack<S>, mode: Mode, addr: SocketAddr)
 where
     S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
     S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
 {
     let mut p = Peer::connect(100, addr, mode, None);
     p.pump(stack).await;
