@@ -376,3 +376,194 @@ async fn the_two_node_race_opens_the_door_once_per_command() {
         }
     }
 }
+
+/// A resumed 0-RTT client from `from` with `cmd` as early data on `node`; returns the client
+/// and the answers to its first datagram.
+async fn early(node: &mut Node, seed: u64, from: SocketAddr, t: Session, cmd: &Packet) -> (Client, Vec<Vec<u8>>) {
+    let mut c = Client::new(seed, from);
+    c.ep.connect_with_early_data(
+        Instant::now(),
+        server_addr(),
+        client_config(),
+        "localhost",
+        Some(t),
+        &cmd.to_bytes().unwrap(),
+    )
+    .unwrap();
+    let first = c.ep.poll_transmit().unwrap().payload;
+    c.sent.push(first.clone());
+    let answers = node.call(from, first).await;
+    (c, answers)
+}
+
+/// A GET in 0-RTT is answered with the server's first flight: the client sends one datagram
+/// and has the answer before its Finished. A deferred POST is answered in the exchange of the
+/// client's Finished: the same datagrams as a 1-RTT request sent with the Finished.
+#[tokio::test]
+async fn a_0rtt_get_is_answered_in_one_round_trip_and_a_deferred_post_with_the_finished() {
+    let door = Door::default();
+    let mut node = Node::new(moka(), 7, &door, EarlyDataPolicy::Defer);
+    let t = ticket(&mut node, 70, addr(20, 1), 1).await;
+    let get = request(RequestType::Get, 0x100, "actuators/door", None);
+    let (mut c, answers) = early(&mut node, 71, addr(20, 1), t, &get).await;
+    for a in &answers {
+        c.deliver(a);
+    }
+    assert!(c.accepted());
+    assert_eq!(c.sent.len(), 1, "one datagram from the client");
+    assert_eq!(c.answer(0x100).map(|a| a.header.code), Some(MessageClass::Response(ResponseType::Content)));
+    assert!(!node.associations.is_established(&addr(20, 1)), "answered before the handshake completed");
+    eprintln!(
+        "0-RTT GET: 1 datagram out, {} datagrams back ({} bytes) until the answer",
+        answers.len(),
+        answers.iter().map(Vec::len).sum::<usize>()
+    );
+    c.pump(&mut node).await;
+    let t = c.ticket().expect("a new ticket");
+    c.ep.close(server_addr());
+    c.pump(&mut node).await;
+    node.stored(2).await;
+
+    let post = request(RequestType::Post, 0x200, "actuators/door", None);
+    let (mut c, answers) = early(&mut node, 72, addr(20, 1), t, &post).await;
+    for a in &answers {
+        c.deliver(a);
+    }
+    assert!(c.accepted());
+    assert!(c.answer(0x200).is_none(), "held until the handshake completes");
+    assert_eq!(door.count(), 0);
+    // The client's Finished: the held POST runs and its answer follows at once.
+    let finished = c.ep.poll_transmit().expect("the client's Finished").payload;
+    assert!(c.ep.poll_transmit().is_none(), "one datagram");
+    let mut back = node.call(c.from, finished).await;
+    back.extend(node.drain().await.into_iter().map(|(_, d)| d));
+    for a in &back {
+        c.deliver(a);
+    }
+    assert_eq!(c.answer(0x200).map(|a| a.header.code), Some(MessageClass::Response(ResponseType::Changed)));
+    assert_eq!(door.count(), 1);
+    assert_eq!(node.early.stats().deferred_run, 1);
+}
+
+/// Reject policy: 4.01 + Echo for the 0-RTT POST, never run; the retry with the Echo runs
+/// once; retries with a forged, stale or another peer's Echo get 4.01 and never run.
+#[tokio::test]
+async fn reject_policy_answers_4_01_with_echo_and_refuses_bad_echo_values() {
+    let door = Door::default();
+    let mut node = Node::new(moka(), 8, &door, EarlyDataPolicy::Reject);
+    let t = ticket(&mut node, 80, addr(30, 1), 1).await;
+    let post = request(RequestType::Post, 0x300, "actuators/door", None);
+    let (mut c, answers) = early(&mut node, 81, addr(30, 1), t, &post).await;
+    for a in &answers {
+        c.deliver(a);
+    }
+    c.pump(&mut node).await;
+    assert!(c.accepted());
+    let a = c.answer(0x300).expect("answered in 0.5-RTT").clone();
+    assert_eq!(a.header.code, MessageClass::Response(ResponseType::Unauthorized));
+    let echo = a.get_option(coap_lite::CoapOption::Unknown(ECHO)).and_then(|v| v.front()).unwrap().clone();
+    assert_eq!(door.count(), 0);
+
+    let mut forged = echo.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    let other_peer = node.early.issue_echo(addr(30, 1), &coaps_dtls::PeerIdentity::Psk(b"someone-else".to_vec()));
+    let stale = {
+        // An Echo issued 60 s ago by a node with the same key (default lifetime 30 s).
+        let old = EarlyDataLayer::new()
+            .echo_key([0x42; 32])
+            .wall_clock(|| std::time::SystemTime::now() - Duration::from_secs(60));
+        old.issue_echo(addr(30, 1), &coaps_dtls::PeerIdentity::Psk(b"door-0rtt".to_vec()))
+    };
+    for (i, bad) in [forged, other_peer, stale, b"short".to_vec()].into_iter().enumerate() {
+        let mid = 0x310 + i as u16;
+        c.ep.send(server_addr(), &request(RequestType::Post, mid, "actuators/door", Some(&bad)).to_bytes().unwrap())
+            .unwrap();
+        c.pump(&mut node).await;
+        let a = c.answer(mid).expect("answered");
+        assert_eq!(a.header.code, MessageClass::Response(ResponseType::Unauthorized), "bad Echo {i}");
+        assert!(a.get_option(coap_lite::CoapOption::Unknown(ECHO)).is_some(), "with a fresh Echo");
+    }
+    assert_eq!(door.count(), 0, "never run");
+    assert_eq!(node.early.stats().echo_refused, 4);
+    c.ep.send(server_addr(), &request(RequestType::Post, 0x320, "actuators/door", Some(&echo)).to_bytes().unwrap())
+        .unwrap();
+    c.pump(&mut node).await;
+    assert_eq!(c.answer(0x320).map(|a| a.header.code), Some(MessageClass::Response(ResponseType::Changed)));
+    assert_eq!(door.count(), 1);
+    assert_eq!(node.early.stats().echo_verified, 1);
+}
+
+/// Bad input: more held early data than allowed, and early data on an unknown or an already
+/// taken ticket: refused, counted, never run.
+#[tokio::test]
+async fn too_much_early_data_and_unknown_or_taken_tickets_are_refused() {
+    let door = Door::default();
+    let mut node = Node::new(moka(), 9, &door, EarlyDataPolicy::Defer);
+    let t = ticket(&mut node, 90, addr(40, 1), 1).await;
+    // A POST whose payload exceeds the held-bytes limit (1024 by default) but fits the
+    // engine's max_early_data_size is not: make the layer's limit smaller instead.
+    let door2 = Door::default();
+    let store = moka();
+    let mut small = {
+        let resumption = ResumptionLayer::without_cookie_layer(store.clone()).lookup_timeout(Duration::from_secs(3));
+        let handshake = HandshakeLayer::builder(server_config())
+            .rng(SeededRng::from_seed_u64(91))
+            .on_session(resumption.session_sink())
+            .own_gate()
+            .build();
+        let associations = handshake.associations();
+        let early = EarlyDataLayer::new().max_deferred_bytes(32);
+        let svc = ServiceBuilder::new()
+            .layer(resumption.clone())
+            .layer(handshake)
+            .layer(CoapLayer::new())
+            .layer(early.clone())
+            .service(door2.clone())
+            .boxed();
+        Node { svc, resumption, associations, early }
+    };
+    let t2 = ticket(&mut small, 92, addr(40, 2), 1).await;
+    let mut big = request(RequestType::Post, 0x400, "actuators/door", None);
+    big.payload = vec![b'x'; 64];
+    let (mut c, answers) = early(&mut small, 93, addr(40, 2), t2, &big).await;
+    for a in &answers {
+        c.deliver(a);
+    }
+    c.pump(&mut small).await;
+    assert!(c.accepted() && c.connected());
+    assert_eq!(small.early.stats().over_limit, 1);
+    assert!(c.answer(0x400).is_none(), "no answer");
+    assert_eq!(door2.count(), 0, "never run");
+    // The client's 1-RTT retransmission of the same message is new to the CoAP layer.
+    c.ep.send(server_addr(), &big.to_bytes().unwrap()).unwrap();
+    c.pump(&mut small).await;
+    assert_eq!(door2.count(), 1);
+
+    // A ticket taken once (its early data accepted) and a ticket this store never issued.
+    let post = request(RequestType::Post, 0x500, "actuators/door", None);
+    let (mut c, answers) = early(&mut node, 94, addr(40, 1), t.clone(), &post).await;
+    for a in answers {
+        c.deliver(&a);
+    }
+    c.pump(&mut node).await;
+    assert_eq!(door.count(), 1);
+    let misses = node.resumption.stats().misses;
+    let unknown = {
+        let other = Node::new(moka(), 95, &Door::default(), EarlyDataPolicy::Defer);
+        let mut other = other;
+        ticket(&mut other, 96, addr(40, 1), 1).await
+    };
+    for (i, t) in [t, unknown].into_iter().enumerate() {
+        let from = addr(40, 10 + i as u16);
+        let (mut c, answers) = early(&mut node, 97 + i as u64, from, t, &post).await;
+        for a in answers {
+            c.deliver(&a);
+        }
+        c.pump(&mut node).await;
+        assert!(!c.accepted(), "{i}: early data refused");
+    }
+    // Counted: every ClientHello that offers the spent or unknown ticket is a miss (at least
+    // one per connection).
+    assert!(node.resumption.stats().misses >= misses + 2, "{:?}", node.resumption.stats());
+    assert_eq!(door.count(), 1, "never run");
+}
