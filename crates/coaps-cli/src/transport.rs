@@ -50,15 +50,27 @@ pub async fn exchange(
     verbose: bool,
     options: ClientOptions,
     handshake_limit: Option<Duration>,
+    early: bool,
 ) -> Result<Packet, coaps_tower::ClientError> {
     let profile = options.link.as_ref().map(LinkPolicyFactory::profile);
-    let connect = Client::connect_with(peer, config, server_name, options);
-    let client = match handshake_limit {
+    let connect = async {
+        if early {
+            let (client, response) = Client::connect_early(peer, config, server_name, options, request.clone()).await?;
+            Ok::<_, coaps_tower::ClientError>((client, Some(response)))
+        } else {
+            Ok((Client::connect_with(peer, config, server_name, options).await?, None))
+        }
+    };
+    let (client, early_response) = match handshake_limit {
         None => connect.await?,
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
             coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
         })??,
     };
+    if early && verbose {
+        let accepted = client.info().early_data_accepted;
+        eprintln!("early data: {}", if accepted { "accepted" } else { "rejected" });
+    }
     if verbose {
         let info = client.info();
         let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
@@ -70,7 +82,15 @@ pub async fn exchange(
             if info.resumed { ", resumed" } else { "" }
         );
     }
-    let response = client.send(request).await;
+    let response = match early_response {
+        // A 4.01 + Echo (the server's 0-RTT policy `reject`, RFC 9175 §2.4): once more with
+        // the Echo value, now that the handshake is complete.
+        Some(r) => match r.await {
+            Ok(resp) => client.retry_with_echo(&request, resp).await,
+            Err(e) => Err(e),
+        },
+        None => client.send_echo_aware(request).await,
+    };
     client.close().await;
     if let (true, Some(profile)) = (verbose, profile) {
         let s = client.stats();
