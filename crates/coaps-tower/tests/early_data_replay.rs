@@ -567,3 +567,75 @@ async fn too_much_early_data_and_unknown_or_taken_tickets_are_refused() {
     assert!(node.resumption.stats().misses >= misses + 2, "{:?}", node.resumption.stats());
     assert_eq!(door.count(), 1, "never run");
 }
+
+/// The captured first datagram of an honest 0-RTT command (ClientHello + early POST, PUT or
+/// DELETE) replayed 100 times in each of: (a) to the same node while the association lives,
+/// (b) after it closed, (c) from other ports and another host, (d) to a second node on the
+/// same store, (e) to a node restarted on the same store. The door opens once per honest
+/// command, under both policies.
+#[tokio::test]
+async fn a_captured_0rtt_flight_replayed_100_times_everywhere_runs_once() {
+    for policy in [EarlyDataPolicy::Defer, EarlyDataPolicy::Reject] {
+        for (k, method) in [RequestType::Post, RequestType::Put, RequestType::Delete].into_iter().enumerate() {
+            let store = moka();
+            let door = Door::default();
+            let seed = 10_000 + 100 * k as u64;
+            let mut a = Node::new(store.clone(), seed, &door, policy);
+            let mut b = Node::new(store.clone(), seed + 1, &door, policy);
+            let honest = addr(50, 1000);
+            let t = ticket(&mut a, seed + 2, honest, 1).await;
+            let cmd = request(method, 0x600, "actuators/door", None);
+            let (mut c, answers) = early(&mut a, seed + 3, honest, t, &cmd).await;
+            let captured = c.sent[0].clone();
+            let code = finish_honest(&mut c, &mut a, answers, &cmd).await;
+            assert_eq!(code, MessageClass::Response(ResponseType::Changed));
+            assert_eq!(door.count(), 1);
+            let what = format!("{policy:?} {method:?}");
+
+            // (a) while the association lives.
+            for _ in 0..100 {
+                let _ = a.call(honest, captured.clone()).await;
+            }
+            let _ = a.drain().await;
+            assert_eq!(door.count(), 1, "{what} (a)");
+            // (c) other ports of the honest host and another host, while it lives.
+            for i in 0..100u16 {
+                let from = if i % 2 == 0 { addr(50, 2000 + i) } else { addr(51, 2000 + i) };
+                let _ = a.call(from, captured.clone()).await;
+            }
+            // (d) the second node.
+            for i in 0..100u16 {
+                let _ = b.call(addr(52, 3000 + i), captured.clone()).await;
+            }
+            // (b) after the honest association closed.
+            c.ep.close(server_addr());
+            c.pump(&mut a).await;
+            for i in 0..100u16 {
+                let from = if i % 2 == 0 { honest } else { addr(53, 4000 + i) };
+                let _ = a.call(from, captured.clone()).await;
+            }
+            // (e) a node restarted on the same store.
+            drop(a);
+            let mut restarted = Node::new(store.clone(), seed + 4, &door, policy);
+            for i in 0..100u16 {
+                let _ = restarted.call(addr(54, 5000 + i), captured.clone()).await;
+            }
+            // Every half-open association of a replay ends: a held copy has its last chance.
+            for n in [&b, &restarted] {
+                let _ = n.associations.close_all();
+                let _ = n.drain().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(door.count(), 1, "{what}: the door opened once");
+            let s = (b.early.stats(), restarted.early.stats());
+            assert_eq!(s.0.deferred_run + s.1.deferred_run, 0, "{what}: {s:?}");
+            // The door opens again for a new honest command: nothing is stuck.
+            let mut fresh = Node::new(store, seed + 5, &door, policy);
+            let t = ticket(&mut fresh, seed + 6, addr(55, 1), 1 + 0).await;
+            let cmd = request(method, 0x700, "actuators/door", None);
+            let (mut c, answers) = early(&mut fresh, seed + 7, addr(55, 1), t, &cmd).await;
+            let _ = finish_honest(&mut c, &mut fresh, answers, &cmd).await;
+            assert_eq!(door.count(), 2, "{what}");
+        }
+    }
+}
