@@ -42,6 +42,10 @@ use tower_service::Service;
 /// if given. `options.link` sizes the DTLS and CoAP retransmission timers. With `verbose`, says
 /// on stderr what the handshake established, including one line `handshake: full (DTLS 1.2)` /
 /// `handshake: resumed (DTLS 1.3)`, and, at the end, the RTT estimate and the retransmissions.
+/// With `early`, `request` goes as 0-RTT data ([`Client::connect_early`]) and `verbose` says
+/// `early data: accepted` or `early data: rejected`; a 4.01 + Echo is repeated once with the
+/// Echo value.
+#[expect(clippy::too_many_arguments, reason = "one call site per mode in client.rs; each argument is a CLI flag")]
 pub async fn exchange(
     peer: SocketAddr,
     config: Arc<ClientConfig>,

@@ -631,7 +631,7 @@ async fn a_captured_0rtt_flight_replayed_100_times_everywhere_runs_once() {
             assert_eq!(s.0.deferred_run + s.1.deferred_run, 0, "{what}: {s:?}");
             // The door opens again for a new honest command: nothing is stuck.
             let mut fresh = Node::new(store, seed + 5, &door, policy);
-            let t = ticket(&mut fresh, seed + 6, addr(55, 1), 1 + 0).await;
+            let t = ticket(&mut fresh, seed + 6, addr(55, 1), 1).await;
             let cmd = request(method, 0x700, "actuators/door", None);
             let (mut c, answers) = early(&mut fresh, seed + 7, addr(55, 1), t, &cmd).await;
             let _ = finish_honest(&mut c, &mut fresh, answers, &cmd).await;
