@@ -84,7 +84,10 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{AllowRule, EarlyDataLayer, EarlyDataPolicy, EarlyDataStats};
+pub use layer::{
+    AllowRule, DEFAULT_DEFER_TIMEOUT, DEFAULT_ECHO_LIFETIME, DEFAULT_MAX_DEFERRED, DEFAULT_MAX_DEFERRED_BYTES,
+    EarlyDataLayer, EarlyDataPolicy, EarlyDataStats,
+};
 pub use service::EarlyData;
 
 /// The CoAP Echo option number (RFC 9175 §2.2.1).
