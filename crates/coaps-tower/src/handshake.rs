@@ -80,6 +80,14 @@
 //! ClientHello random or another peer identity — the answer is dropped and counted in
 //! [`HandshakeStats::responses_dropped`].
 //!
+//! Each early record carries a [`Handshaken`] signal, resolved when the association's client
+//! Finished arrives (or negatively when it fails, is replaced or is forgotten first): what
+//! [`EarlyDataLayer`](crate::EarlyDataLayer) holds unsafe 0-RTT requests on. An early record
+//! whose answer is not ready at once (such a held request) does not hold back the datagram's
+//! answer, which carries the server's flight the client needs to finish: it moves to a task of
+//! its own, and its answer goes out through the out-of-band queue
+//! ([`Associations::next_transmit`]) when it comes, right after the client's Finished.
+//!
 //! A 0-RTT resumption from the address its ticket was issued to comes without a cookie
 //! (RFC 9147 §5.1, [`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`]): a
 //! [`CookieLayer`](crate::cookie::CookieLayer) in front passes it marked with
