@@ -231,6 +231,24 @@ pub struct ServeArgs {
     /// `stateless` is not yet supported.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = TicketMode::Stateful)]
     pub tickets: TicketMode,
+    /// Accept DTLS 1.3 0-RTT early data from resuming clients (off by default). GET and FETCH
+    /// run at once; other methods follow --early-data-policy (see docs/0rtt.md).
+    #[arg(long)]
+    pub early_data: bool,
+    /// What happens to an unsafe request (POST, PUT, DELETE, ...) sent as 0-RTT data: `defer`
+    /// (default) holds it until the handshake completes, `reject` answers 4.01 with an Echo
+    /// option and the client repeats it after the handshake.
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = EarlyPolicy::Defer, requires = "early_data")]
+    pub early_data_policy: EarlyPolicy,
+}
+
+/// `--early-data-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EarlyPolicy {
+    /// Hold unsafe 0-RTT requests until the handshake completes.
+    Defer,
+    /// Answer unsafe 0-RTT requests 4.01 + Echo.
+    Reject,
 }
 
 /// `coaps get|post|put|delete`.
@@ -280,6 +298,11 @@ pub struct RequestArgs {
     /// newest session or ticket there afterwards (mode 0600). A missing file is fine.
     #[arg(long, value_name = "FILE")]
     pub session_file: Option<PathBuf>,
+    /// Send this request as DTLS 1.3 0-RTT early data when the ticket in --session-file allows
+    /// it (unsafe methods too: the server's policy decides). With -v, says whether the server
+    /// accepted it.
+    #[arg(long, requires = "session_file")]
+    pub early_data: bool,
     /// Give up after this many seconds without a response.
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

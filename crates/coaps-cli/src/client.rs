@@ -189,6 +189,14 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     // handshake (a file altered consistently: the server's Finished does not decrypt and is
     // dropped) must not lock the client out: after half the time, once more with a full one.
     let started = Instant::now();
+    // 0-RTT only with a DTLS 1.3 ticket that allows early data.
+    let early = args.early_data
+        && cache.as_ref().is_some_and(|c| {
+            c.sessions(&uri.host, peer.port()).first().is_some_and(|s| s.is_dtls13_ticket() && s.allows_early_data())
+        });
+    if args.early_data && !early && args.verbose {
+        eprintln!("early data: not sent (no ticket that allows it)");
+    }
     let exchange = crate::transport::exchange(
         peer,
         config.clone(),
@@ -197,6 +205,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         args.verbose,
         options(cache.clone()),
         offers.then_some(timeout / 2),
+        early,
     );
     let mut result = tokio::time::timeout(timeout, exchange).await;
     if let (Ok(Err(coaps_tower::ClientError::Handshake(reason))), Some(l)) = (&result, &loaded)
@@ -215,6 +224,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             args.verbose,
             options(Some(fresh.clone())),
             None,
+            false,
         );
         result = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), exchange).await;
         if let Some(l) = &loaded {

@@ -26,6 +26,7 @@
 //!     peer: "127.0.0.1:40000".parse().unwrap(),
 //!     identity: coaps_dtls::PeerIdentity::Psk(b"coaps-demo".to_vec()),
 //!     early_data: false,
+//!     handshake: coaps_tower::Handshaken::complete(),
 //! };
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! let response = rt.block_on(Demo::new().oneshot(request)).unwrap();
@@ -199,6 +200,7 @@ mod tests {
             peer: "127.0.0.1:40000".parse().unwrap(),
             identity: PeerIdentity::Psk(b"coaps-demo".to_vec()),
             early_data: false,
+            handshake: coaps_tower::Handshaken::complete(),
         }
     }
 

@@ -145,9 +145,16 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     // The "listening on" line is on stdout, flushed, so scripts can wait for it and read the port.
     println!("listening on {local} ({})", modes.join(", "));
     let _ = std::io::stdout().flush();
-    match crate::transport::serve(sock, Arc::new(setup.config), args.link, Demo::new(), shutdown_signal(), sessions)
-        .await
-    {
+    if args.early_data {
+        setup.config.early_data = Some(coaps_dtls::EarlyDataConfig::default());
+    }
+    let policy = match args.early_data_policy {
+        crate::cli::EarlyPolicy::Defer => coaps_tower::EarlyDataPolicy::Defer,
+        crate::cli::EarlyPolicy::Reject => coaps_tower::EarlyDataPolicy::Reject,
+    };
+    // Harmless without --early-data: no request then arrives as early data.
+    let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
+    match crate::transport::serve(sock, Arc::new(setup.config), args.link, app, shutdown_signal(), sessions).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

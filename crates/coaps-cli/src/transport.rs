@@ -42,6 +42,10 @@ use tower_service::Service;
 /// if given. `options.link` sizes the DTLS and CoAP retransmission timers. With `verbose`, says
 /// on stderr what the handshake established, including one line `handshake: full (DTLS 1.2)` /
 /// `handshake: resumed (DTLS 1.3)`, and, at the end, the RTT estimate and the retransmissions.
+/// With `early`, `request` goes as 0-RTT data ([`Client::connect_early`]) and `verbose` says
+/// `early data: accepted` or `early data: rejected`; a 4.01 + Echo is repeated once with the
+/// Echo value.
+#[expect(clippy::too_many_arguments, reason = "one call site per mode in client.rs; each argument is a CLI flag")]
 pub async fn exchange(
     peer: SocketAddr,
     config: Arc<ClientConfig>,
@@ -50,15 +54,27 @@ pub async fn exchange(
     verbose: bool,
     options: ClientOptions,
     handshake_limit: Option<Duration>,
+    early: bool,
 ) -> Result<Packet, coaps_tower::ClientError> {
     let profile = options.link.as_ref().map(LinkPolicyFactory::profile);
-    let connect = Client::connect_with(peer, config, server_name, options);
-    let client = match handshake_limit {
+    let connect = async {
+        if early {
+            let (client, response) = Client::connect_early(peer, config, server_name, options, request.clone()).await?;
+            Ok::<_, coaps_tower::ClientError>((client, Some(response)))
+        } else {
+            Ok((Client::connect_with(peer, config, server_name, options).await?, None))
+        }
+    };
+    let (client, early_response) = match handshake_limit {
         None => connect.await?,
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
             coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
         })??,
     };
+    if early && verbose {
+        let accepted = client.info().early_data_accepted;
+        eprintln!("early data: {}", if accepted { "accepted" } else { "rejected" });
+    }
     if verbose {
         let info = client.info();
         let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
@@ -70,7 +86,15 @@ pub async fn exchange(
             if info.resumed { ", resumed" } else { "" }
         );
     }
-    let response = client.send(request).await;
+    let response = match early_response {
+        // A 4.01 + Echo (the server's 0-RTT policy `reject`, RFC 9175 §2.4): once more with
+        // the Echo value, now that the handshake is complete.
+        Some(r) => match r.await {
+            Ok(resp) => client.retry_with_echo(&request, resp).await,
+            Err(e) => Err(e),
+        },
+        None => client.send_echo_aware(request).await,
+    };
     client.close().await;
     if let (true, Some(profile)) = (verbose, profile) {
         let s = client.stats();

@@ -590,6 +590,35 @@ impl Client {
         self.clone().call(request).await
     }
 
+    /// Sends `request`; if the answer is 4.01 Unauthorized with an Echo option (RFC 9175
+    /// §2.4: the server wants proof of freshness, as a server with the 0-RTT policy
+    /// [`EarlyDataPolicy::Reject`](crate::EarlyDataPolicy::Reject) asks), repeats it once
+    /// with that Echo value.
+    pub async fn send_echo_aware(&self, request: Packet) -> Result<Packet, Error> {
+        let response = self.send(request.clone()).await?;
+        self.retry_with_echo(&request, response).await
+    }
+
+    /// Given the `response` to `request`: if it is 4.01 with an Echo option, sends `request`
+    /// once more (a new exchange) carrying that Echo value and returns that answer; otherwise
+    /// returns `response`.
+    pub async fn retry_with_echo(&self, request: &Packet, response: Packet) -> Result<Packet, Error> {
+        let echo_opt = coap_lite::CoapOption::Unknown(crate::early_data::ECHO);
+        let echo = match response.header.code {
+            coap_lite::MessageClass::Response(coap_lite::ResponseType::Unauthorized) => {
+                response.get_option(echo_opt).and_then(|v| v.front()).cloned()
+            }
+            _ => None,
+        };
+        let Some(echo) = echo else { return Ok(response) };
+        let mut again = request.clone();
+        again.clear_option(echo_opt);
+        again.add_option(echo_opt, echo);
+        // A new exchange: a fresh Message ID and token (the old token's exchange is over).
+        again.set_token(Vec::new());
+        self.send(again).await
+    }
+
     /// Sends close_notify and ends the association; requests in flight fail with
     /// [`Error::Closed`]. Returns once the alert is sent (at once if already closed).
     pub async fn close(&self) {

@@ -13,17 +13,23 @@
 //!    the Reset optional; staying silent gives an attacker nothing to reflect).
 //! 2. **Unknown methods** (0.08–0.31) get 4.05 Method Not Allowed without reaching the
 //!    application (§5.8).
-//! 3. **Deduplication** (§4.5), keyed by (peer address, Message ID), for
+//! 3. **Deduplication** (§4.5), keyed by (peer, Message ID, token), for
 //!    [`CoapConfig::exchange_lifetime`] (EXCHANGE_LIFETIME, 247 s, §4.8.2). A duplicate
 //!    confirmable request is answered with the stored response bytes; a duplicate that arrives
 //!    while the first copy is still being processed waits for that response and gets the same
 //!    bytes (it never reaches the application). A duplicate non-confirmable request is silently
 //!    ignored, as §4.5 says. The store holds at most [`CoapConfig::max_dedup_entries`] entries,
-//!    oldest evicted first. Over DTLS the CoAP endpoint is really the security association
-//!    (§9.1.1), but [`Secured`] carries only the address: a peer that starts a *new* session
-//!    from the same address and reuses a Message ID within the lifetime gets the old answer.
-//!    Peers that pick their first Message ID at random (as §4.4 asks, and libcoap does) are
-//!    not affected.
+//!    oldest evicted first. Over DTLS the CoAP endpoint is the security association
+//!    (§9.1.1), and the peer is who it **authenticated** as (PSK identity, end-entity
+//!    certificate, raw public key), not its address: a copy of a 0-RTT flight replayed from
+//!    another port or host (a "pre-play", RFC 8446 §8, issue 10) and the honest client's
+//!    1-RTT resend of the same message then share one entry, so the request runs once. The
+//!    token is part of the key: devices that share one PSK identity draw Message IDs that
+//!    collide, while a retransmission or a replayed copy repeats the token. Only
+//!    anonymous peers (a server that asks for no client certificate) are keyed by address. A
+//!    peer that starts a *new* session and reuses a Message ID within the lifetime gets the
+//!    old answer; peers that pick their first Message ID at random (as §4.4 asks, and libcoap
+//!    and this crate's `Client` do) are not affected.
 //! 4. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
 //!    identity.
 //! 5. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
@@ -87,6 +93,7 @@
 //!     identity: PeerIdentity::Psk(b"sensor-7".to_vec()),
 //!     payload: get.to_bytes().expect("a small packet encodes"),
 //!     early_data: false,
+//!     handshake: coaps_tower::Handshaken::complete(),
 //! };
 //!
 //! let bytes = svc.oneshot(secured).await?.expect("a confirmable request is answered");
@@ -101,6 +108,7 @@
 
 use crate::types::{BoxError, CoapRequest, Secured};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
+use coaps_dtls::PeerIdentity;
 use pin_project_lite::pin_project;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -322,11 +330,23 @@ where
             return ResponseFuture::ready(Some(bytes));
         };
 
-        let key = (msg.peer, head.mid);
+        let key = (Who::of(msg.peer, &msg.identity), head.mid, token_key(packet.get_token()));
         let id = {
             let mut store = self.shared.lock();
             let now = Instant::now();
             store.expire(now, &self.shared.config);
+            // A request from a completed handshake (1-RTT data) takes over an exchange still
+            // waiting on another association's handshake (0-RTT data deferred by
+            // `EarlyDataLayer`): that one never ran, and may belong to a replayed copy whose
+            // handshake never completes (issue 10). The superseded copy is then never run.
+            if let Some(entry) = store.entries.get(&key)
+                && matches!(entry.state, EntryState::Pending(_))
+                && !entry.handshake.is_complete()
+                && msg.handshake.is_complete()
+                && let Some(old) = store.entries.remove(&key)
+            {
+                old.superseded.store(true, Ordering::Release);
+            }
             if let Some(entry) = store.entries.get_mut(&key) {
                 return match &mut entry.state {
                     // §4.5: the same ACK for every copy of a CON; copies of a NON are ignored.
@@ -339,18 +359,25 @@ where
                     EntryState::Pending(_) => ResponseFuture::ready(None),
                 };
             }
-            store.insert(key, now, &self.shared.config)
+            store.insert(key, now, &self.shared.config, msg.handshake.clone())
         };
         let exchange = Exchange {
             shared: self.shared.clone(),
             key,
-            id,
+            id: id.0,
+            superseded: id.1,
             con,
             mid: head.mid,
             token: packet.get_token().to_vec(),
             finished: false,
         };
-        let req = CoapRequest { message: packet, peer: msg.peer, identity: msg.identity, early_data: msg.early_data };
+        let req = CoapRequest {
+            message: packet,
+            peer: msg.peer,
+            identity: msg.identity,
+            early_data: msg.early_data,
+            handshake: msg.handshake,
+        };
         ResponseFuture { kind: Kind::Inner { future: self.inner.call(req), exchange: Some(exchange) } }
     }
 }
@@ -392,7 +419,43 @@ pub(crate) fn empty_ack(mid: u16) -> Vec<u8> {
     vec![0x60, 0x00, a, b]
 }
 
-type Key = (SocketAddr, u16);
+/// (endpoint, Message ID, token): the token is part of the key because many devices may
+/// share one PSK identity (each with its own random Message IDs, which then collide), while a
+/// retransmission, and a replayed copy, always repeat the token of the original.
+type Key = (Who, u16, [u8; 9]);
+
+/// A token (at most 8 bytes, RFC 7252 §3) as a fixed key: its length, then its bytes.
+fn token_key(token: &[u8]) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    let n = token.len().min(8);
+    k[0] = n as u8;
+    k[1..=n].copy_from_slice(&token[..n]);
+    k
+}
+
+/// The CoAP endpoint a Message ID belongs to (RFC 7252 §4.5, §9.1.1): the authenticated
+/// identity when there is one (a SHA-256 digest, so a certificate is not copied into every
+/// entry), else the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Address(SocketAddr),
+    Identity([u8; 32]),
+}
+
+impl Who {
+    fn of(peer: SocketAddr, identity: &PeerIdentity) -> Self {
+        use coaps_dtls::crypto::CryptoProvider;
+        let h = |tag: &[u8], bytes: &[u8]| coaps_dtls::crypto::rustcrypto::RustCrypto.sha256_parts(&[tag, bytes]);
+        match identity {
+            PeerIdentity::Anonymous => Self::Address(peer),
+            PeerIdentity::Psk(id) => Self::Identity(h(b"psk", id)),
+            PeerIdentity::Certificate(chain) => {
+                Self::Identity(h(b"x509", chain.first().map_or(&[][..], Vec::as_slice)))
+            }
+            PeerIdentity::RawPublicKey(spki) => Self::Identity(h(b"rpk", spki)),
+        }
+    }
+}
 
 struct Shared {
     config: CoapConfig,
@@ -458,6 +521,18 @@ fn uint_option(v: u32) -> Vec<u8> {
     b[skip..].to_vec()
 }
 
+/// Whether `err` says the request was never run ([`crate::early_data::NotRun`]).
+fn is_not_run(err: &BoxError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+    while let Some(e) = cur {
+        if e.is::<crate::early_data::NotRun>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// The response code for an error of the application service.
 fn error_code(err: &BoxError) -> ResponseType {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
@@ -482,6 +557,10 @@ struct Entry {
     /// [`Exchange`] never touches its successor.
     id: u64,
     state: EntryState,
+    /// The handshake of the association the first copy came from.
+    handshake: crate::types::Handshaken,
+    /// Set when a 1-RTT copy took the exchange over: the first copy must not run.
+    superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -511,18 +590,26 @@ impl Store {
         }
     }
 
-    fn insert(&mut self, key: Key, now: Instant, config: &CoapConfig) -> u64 {
+    fn insert(
+        &mut self,
+        key: Key,
+        now: Instant,
+        config: &CoapConfig,
+        handshake: crate::types::Handshaken,
+    ) -> (u64, Arc<std::sync::atomic::AtomicBool>) {
         while self.order.len() >= config.max_dedup_entries.max(1) {
             let Some((k, id, _)) = self.order.pop_front() else { break };
             if self.remove_if(&k, id).is_some() {
-                tracing::debug!(peer = %k.0, mid = k.1, "CoAP: dedup store full, evicted the oldest exchange");
+                tracing::debug!(peer = ?k.0, mid = k.1, "CoAP: dedup store full, evicted the oldest exchange");
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.insert(key, Entry { id, state: EntryState::Pending(Vec::new()) });
+        let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let entry = Entry { id, state: EntryState::Pending(Vec::new()), handshake, superseded: superseded.clone() };
+        self.entries.insert(key, entry);
         self.order.push_back((key, id, now));
-        id
+        (id, superseded)
     }
 }
 
@@ -532,6 +619,7 @@ struct Exchange {
     shared: Arc<Shared>,
     key: Key,
     id: u64,
+    superseded: Arc<std::sync::atomic::AtomicBool>,
     con: bool,
     mid: u16,
     token: Vec<u8>,
@@ -616,14 +704,29 @@ where
             // processed afresh.
             KindProj::Duplicate { rx } => Poll::Ready(Ok(ready!(Pin::new(rx).poll(cx)).ok().flatten())),
             KindProj::Inner { future, exchange } => {
+                if exchange.as_ref().is_some_and(|x| x.superseded.load(Ordering::Acquire)) {
+                    // A 1-RTT copy took over (see `call`): this one never reaches the
+                    // application; dropping the exchange leaves its successor alone.
+                    exchange.take();
+                    return Poll::Ready(Ok(None));
+                }
                 let result = ready!(future.poll(cx));
                 let Some(exchange) = exchange.take() else { return Poll::Ready(Ok(None)) };
-                let resp = result.unwrap_or_else(|e| {
-                    let e: BoxError = e.into();
-                    let code = error_code(&e);
-                    tracing::debug!(error = %e, code = %MessageClass::Response(code), "CoAP: application error");
-                    exchange.shared.error_packet(code)
-                });
+                let resp = match result {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let e: BoxError = e.into();
+                        if is_not_run(&e) {
+                            // Never run (0-RTT data whose handshake never completed): no
+                            // answer, and no stored one, so a later copy is processed afresh.
+                            drop(exchange);
+                            return Poll::Ready(Ok(None));
+                        }
+                        let code = error_code(&e);
+                        tracing::debug!(error = %e, code = %MessageClass::Response(code), "CoAP: application error");
+                        exchange.shared.error_packet(code)
+                    }
+                };
                 Poll::Ready(Ok(Some(exchange.finish(resp))))
             }
         }
@@ -676,12 +779,14 @@ mod tests {
         let cfg = CoapConfig { max_dedup_entries: 3, exchange_lifetime: Duration::from_secs(10), ..Default::default() };
         let mut s = Store::default();
         let t0 = Instant::now();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer = Who::Address("127.0.0.1:1".parse().unwrap());
         for mid in 0..10u16 {
-            s.insert((peer, mid), t0, &cfg);
+            s.insert((peer, mid, token_key(&[])), t0, &cfg, Default::default());
             assert!(s.entries.len() <= 3 && s.order.len() <= 3);
         }
-        assert!(s.entries.contains_key(&(peer, 9)) && !s.entries.contains_key(&(peer, 6)));
+        assert!(
+            s.entries.contains_key(&(peer, 9, token_key(&[]))) && !s.entries.contains_key(&(peer, 6, token_key(&[])))
+        );
         s.expire(t0 + Duration::from_secs(10), &cfg);
         assert!(s.entries.is_empty() && s.order.is_empty());
     }

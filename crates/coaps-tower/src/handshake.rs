@@ -80,6 +80,14 @@
 //! ClientHello random or another peer identity — the answer is dropped and counted in
 //! [`HandshakeStats::responses_dropped`].
 //!
+//! Each early record carries a [`Handshaken`] signal, resolved when the association's client
+//! Finished arrives (or negatively when it fails, is replaced or is forgotten first): what
+//! [`EarlyDataLayer`](crate::EarlyDataLayer) holds unsafe 0-RTT requests on. An early record
+//! whose answer is not ready at once (such a held request) does not hold back the datagram's
+//! answer, which carries the server's flight the client needs to finish: it moves to a task of
+//! its own, and its answer goes out through the out-of-band queue
+//! ([`Associations::next_transmit`]) when it comes, right after the client's Finished.
+//!
 //! A 0-RTT resumption from the address its ticket was issued to comes without a cookie
 //! (RFC 9147 §5.1, [`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`]): a
 //! [`CookieLayer`](crate::cookie::CookieLayer) in front passes it marked with
@@ -179,13 +187,13 @@
 //! ```
 
 use crate::cookie::{CookieStats, SharedGate};
-use crate::types::{BoxError, CookieVerified, Datagram, Secured, Transmit, Transmits};
+use crate::types::{BoxError, CookieVerified, Datagram, Handshaken, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::gate::FirstRecord;
 use coaps_dtls::gate::cookie::SharedCookieKeys;
 use coaps_dtls::{DatagramMeta, Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, Session, UsageError};
 use pin_project_lite::pin_project;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -396,6 +404,7 @@ impl<G> HandshakeBuilder<G> {
                 next_sweep: now + sweep_every,
                 worker_deadline: None,
                 issued: Vec::new(),
+                early_waiters: HashMap::new(),
             }),
             on_session: self.on_session,
             wiring,
@@ -428,6 +437,10 @@ struct State {
     /// Issued sessions waiting for the [`HandshakeBuilder::on_session`] sink, which never runs
     /// under the lock.
     issued: Vec<(SocketAddr, Session)>,
+    /// Associations that delivered 0-RTT data and whose handshake has not completed yet: the
+    /// ClientHello random and the signal handed out with their early records
+    /// ([`Handshaken`]), resolved by the client's Finished or by the association's end.
+    early_waiters: HashMap<SocketAddr, ([u8; 32], tokio::sync::watch::Sender<Option<bool>>)>,
 }
 
 /// The association a record came from. A new handshake from the same address can replace it
@@ -445,6 +458,41 @@ fn asker(c: &coaps_dtls::Connection) -> Asker {
 }
 
 impl State {
+    /// The signal for 0-RTT data of the association at `peer` (ClientHello `random`).
+    fn early_signal(&mut self, peer: SocketAddr, random: [u8; 32]) -> Handshaken {
+        if let Some((r, tx)) = self.early_waiters.get(&peer)
+            && *r == random
+        {
+            let rx = tx.subscribe();
+            return Handshaken::from_receiver(rx);
+        }
+        let (tx, signal) = Handshaken::pending();
+        if let Some((_, old)) = self.early_waiters.insert(peer, (random, tx)) {
+            old.send_replace(Some(false));
+        }
+        signal
+    }
+
+    /// The handshake at `peer` completed (`true`: the client's Finished verified) or ended.
+    fn resolve_early(&mut self, peer: &SocketAddr, completed: bool) {
+        if let Some((random, tx)) = self.early_waiters.remove(peer) {
+            let same = self.endpoint.connection(peer).is_some_and(|c| *c.client_random() == random);
+            tx.send_replace(Some(completed && same));
+        }
+    }
+
+    /// Resolves the signals of associations that are gone or were replaced.
+    fn sweep_early(&mut self) {
+        let endpoint = &self.endpoint;
+        self.early_waiters.retain(|peer, (random, tx)| {
+            let alive = endpoint.connection(peer).is_some_and(|c| *c.client_random() == *random);
+            if !alive {
+                tx.send_replace(Some(false));
+            }
+            alive
+        });
+    }
+
     fn now(&mut self, t: Instant) -> Instant {
         self.last_now = self.last_now.max(t);
         self.last_now
@@ -570,8 +618,16 @@ impl Shared {
             match event {
                 Event::ApplicationData(payload) => {
                     match st.endpoint.connection(&peer).map(asker) {
-                        Some(a) => app
-                            .push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: false }, a)),
+                        Some(a) => app.push_back((
+                            Secured {
+                                peer,
+                                identity: a.identity.clone(),
+                                payload,
+                                early_data: false,
+                                handshake: Handshaken::complete(),
+                            },
+                            a,
+                        )),
                         // Data and a fatal error (or close_notify) in one datagram: without the
                         // association the identity is unknown, so the data cannot be authorized.
                         None => tracing::debug!(%peer, "application data from a closed association dropped"),
@@ -579,15 +635,19 @@ impl Shared {
                 }
                 Event::Connected { identity, suite, resumed } => {
                     tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
+                    st.resolve_early(&peer, true);
                 }
                 Event::Closed(reason) => {
                     tracing::debug!(%peer, ?reason, "DTLS association closed");
+                    st.resolve_early(&peer, false);
                 }
                 // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
                 // the CoAP policy can refuse what is not safe to replay.
                 Event::EarlyData(payload) => match st.endpoint.connection(&peer).map(asker) {
                     Some(a) => {
-                        app.push_back((Secured { peer, identity: a.identity.clone(), payload, early_data: true }, a))
+                        let handshake = st.early_signal(peer, a.client_random);
+                        let identity = a.identity.clone();
+                        app.push_back((Secured { peer, identity, payload, early_data: true, handshake }, a))
                     }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },
@@ -661,6 +721,10 @@ impl Shared {
             // Only timers and local closes run here: no application data can appear.
             match event {
                 Event::SessionIssued(s) | Event::TicketIssued(s) => self.queue_issued(st, peer, *s),
+                Event::Closed(reason) => {
+                    tracing::debug!(%peer, ?reason, "DTLS association closed (timer or local close)");
+                    st.resolve_early(&peer, false);
+                }
                 event => tracing::debug!(%peer, ?event, "DTLS event (timer or local close)"),
             }
         }
@@ -695,6 +759,7 @@ impl Shared {
                     tracing::debug!(expired = n, "idle associations forgotten");
                 }
             }
+            st.sweep_early();
             st.next_sweep = now + self.sweep_every;
         }
         self.flush_to_outbox(&mut st);
@@ -946,6 +1011,7 @@ impl<S> Service<Datagram> for Handshake<S>
 where
     S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
     S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
 {
     type Response = Transmits;
     type Error = BoxError;
@@ -1002,6 +1068,11 @@ pin_project! {
     enum Call<F> {
         Idle,
         Running { #[pin] future: F, peer: SocketAddr, asked: Asker },
+        // 0-RTT data: boxed so that, when its answer is not ready at once (an unsafe request
+        // deferred until the client's Finished, see `Handshaken`), it can move to a task of
+        // its own instead of holding back the server's flight, which the client needs before
+        // it can send that Finished.
+        Early { future: Option<Pin<Box<F>>>, peer: SocketAddr, asked: Asker },
     }
 }
 
@@ -1020,7 +1091,7 @@ impl<S, F> fmt::Debug for ResponseFuture<S, F> {
 impl<S, F, E> Future for ResponseFuture<S, F>
 where
     S: Service<Secured, Response = Option<Vec<u8>>, Future = F, Error = E>,
-    F: Future<Output = Result<Option<Vec<u8>>, E>>,
+    F: Future<Output = Result<Option<Vec<u8>>, E>> + Send + 'static,
     E: Into<BoxError>,
 {
     type Output = Result<Transmits, BoxError>;
@@ -1048,6 +1119,39 @@ where
                         Err(e) => Err(e.into()),
                     }
                 }
+                CallProj::Early { future, peer, asked } => {
+                    let peer = *peer;
+                    let Some(mut fut) = future.take() else { return Poll::Ready(Ok(std::mem::take(&mut job.out))) };
+                    match fut.as_mut().poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            if let Some(payload) = response {
+                                job.shared.seal(peer, asked, &payload, &mut job.out);
+                            }
+                            Ok(())
+                        }
+                        Poll::Ready(Err(e)) => Err(e.into()),
+                        Poll::Pending => match tokio::runtime::Handle::try_current() {
+                            Ok(rt) => {
+                                let shared = job.shared.clone();
+                                let asked = asked.clone();
+                                rt.spawn(async move {
+                                    if let Ok(Some(payload)) = fut.await {
+                                        let mut out = Transmits::new();
+                                        shared.seal(peer, &asked, &payload, &mut out);
+                                        let mut st = shared.lock();
+                                        shared.push_outbox(&mut st, out);
+                                    }
+                                });
+                                Ok(())
+                            }
+                            // No runtime to hand it to: wait here, as for 1-RTT data.
+                            Err(_) => {
+                                *future = Some(fut);
+                                return Poll::Pending;
+                            }
+                        },
+                    }
+                }
                 CallProj::Idle => {
                     if job.pending.is_empty() {
                         return Poll::Ready(Ok(std::mem::take(&mut job.out)));
@@ -1056,8 +1160,13 @@ where
                         Ok(()) => {
                             if let Some((record, asked)) = job.pending.pop_front() {
                                 let peer = record.peer;
+                                let early = record.early_data;
                                 let future = job.service.call(record);
-                                call.set(Call::Running { future, peer, asked });
+                                if early {
+                                    call.set(Call::Early { future: Some(Box::pin(future)), peer, asked });
+                                } else {
+                                    call.set(Call::Running { future, peer, asked });
+                                }
                             }
                             continue;
                         }

@@ -22,6 +22,7 @@
 pub mod client;
 pub mod coap;
 pub mod cookie;
+pub mod early_data;
 pub mod handshake;
 pub mod resumption;
 pub mod retransmit;
@@ -32,6 +33,7 @@ pub mod types;
 pub use client::{Client, ClientOptions, ClientStats, ConnectionInfo, Error as ClientError, TransmissionParams};
 pub use coap::{Coap, CoapConfig, CoapLayer};
 pub use cookie::{Cookie, CookieLayer, CookieStats};
+pub use early_data::{EarlyData, EarlyDataLayer, EarlyDataPolicy, EarlyDataStats};
 pub use handshake::{Associations, Handshake, HandshakeLayer, HandshakeStats};
 pub use resumption::{AsyncSessionStore, MokaConfig, MokaStore, Resumption, ResumptionLayer, ResumptionStats};
 pub use retransmit::{RetransmitLayer, RetransmitStats};

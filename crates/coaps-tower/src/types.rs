@@ -180,6 +180,8 @@ pub struct Secured {
     pub payload: Vec<u8>,
     /// Whether the record arrived as 0-RTT early data (always false with DTLS 1.2).
     pub early_data: bool,
+    /// Whether the association's handshake has completed (see [`Handshaken`]).
+    pub handshake: Handshaken,
 }
 
 /// A CoAP request for the application, with who sent it.
@@ -193,6 +195,9 @@ pub struct CoapRequest {
     pub identity: PeerIdentity,
     /// Whether the message arrived as 0-RTT early data.
     pub early_data: bool,
+    /// Whether the association's handshake has completed, and a way to wait for it: what
+    /// [`EarlyDataLayer`](crate::early_data::EarlyDataLayer) defers unsafe 0-RTT requests on.
+    pub handshake: Handshaken,
 }
 
 impl CoapRequest {
@@ -201,5 +206,83 @@ impl CoapRequest {
     /// fixes type, message ID and token anyway, so the application only sets code and payload.
     pub fn response(&self) -> coap_lite::Packet {
         coap_lite::CoapResponse::new(&self.message).map(|r| r.message).unwrap_or_default()
+    }
+}
+
+/// Whether the handshake of the association a record came from has completed: the client's
+/// Finished arrived and verified, which proves a live client holding the session keys, not a
+/// replay of its 0-RTT flight (RFC 8446 §8, §2.3). Records sent after the handshake (1-RTT
+/// data) carry [`Handshaken::complete`]; 0-RTT records carry a pending signal that
+/// [`HandshakeLayer`](crate::HandshakeLayer) resolves when the client's Finished arrives, or
+/// resolves negatively when the association fails, is replaced or is forgotten first.
+#[derive(Clone, Default)]
+pub struct Handshaken {
+    rx: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+}
+
+impl Handshaken {
+    /// Already complete (1-RTT data, or a record built by hand).
+    pub const fn complete() -> Self {
+        Self { rx: None }
+    }
+
+    /// A pending signal and the sender that resolves it: `Some(true)` once the handshake
+    /// completed, `Some(false)` (or dropping the sender) when it never will.
+    pub fn pending() -> (tokio::sync::watch::Sender<Option<bool>>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (tx, Self { rx: Some(rx) })
+    }
+
+    pub(crate) fn from_receiver(rx: tokio::sync::watch::Receiver<Option<bool>>) -> Self {
+        Self { rx: Some(rx) }
+    }
+
+    /// `Some(true)` complete, `Some(false)` never will, `None` still pending.
+    pub fn state(&self) -> Option<bool> {
+        match &self.rx {
+            None => Some(true),
+            Some(rx) => match *rx.borrow() {
+                Some(v) => Some(v),
+                None if rx.has_changed().is_err() => Some(false),
+                None => None,
+            },
+        }
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_complete(&self) -> bool {
+        self.state() == Some(true)
+    }
+
+    /// Waits until the handshake completed (`true`) or never will (`false`).
+    pub async fn wait(self) -> bool {
+        let Some(mut rx) = self.rx else { return true };
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+}
+
+impl PartialEq for Handshaken {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.rx, &other.rx) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Handshaken {}
+
+impl std::fmt::Debug for Handshaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state() {
+            Some(true) => "complete",
+            Some(false) => "failed",
+            None => "pending",
+        };
+        f.write_str(state)
     }
 }

@@ -76,6 +76,7 @@ async fn start_server() -> (SocketAddr, Arc<ServerLog>) {
                             identity: ids.get(&peer).cloned().unwrap_or_default(),
                             payload: d,
                             early_data: false,
+                            handshake: Default::default(),
                         };
                         if let Ok(Some(out)) = coap.ready().await.unwrap().call(msg).await {
                             let _ = ep.send(peer, &out);

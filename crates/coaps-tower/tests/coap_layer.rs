@@ -29,7 +29,13 @@ fn request(ty: MessageType, method: RequestType, mid: u16, token: &[u8]) -> Pack
 }
 
 fn secured(payload: Vec<u8>) -> Secured {
-    Secured { peer: peer(), identity: PeerIdentity::Psk(b"dev-1".to_vec()), payload, early_data: false }
+    Secured {
+        peer: peer(),
+        identity: PeerIdentity::Psk(b"dev-1".to_vec()),
+        payload,
+        early_data: false,
+        handshake: Default::default(),
+    }
 }
 
 fn sec(p: &Packet) -> Secured {
@@ -129,11 +135,26 @@ async fn duplicate_con_post_is_processed_once_and_replayed() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a duplicate POST must not reach the application");
     assert_eq!(first, second, "the stored response bytes are replayed");
     assert_eq!(Packet::from_bytes(&first).unwrap().payload, b"n=1");
-    // Another peer using the same Message ID is a different exchange.
+    // The same authenticated peer from another address (a new port, a replayed 0-RTT copy,
+    // issue 10) is the same CoAP endpoint (RFC 7252 §9.1.1): still a duplicate.
+    let mut moved = sec(&post);
+    moved.peer = "192.0.2.8:5000".parse().unwrap();
+    let r = svc.ready().await.unwrap().call(moved).await.unwrap().unwrap();
+    assert_eq!(r, first);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Another identity using the same Message ID is a different exchange.
     let mut other = sec(&post);
-    other.peer = "192.0.2.8:5000".parse().unwrap();
+    other.identity = PeerIdentity::Psk(b"dev-2".to_vec());
     let r = svc.ready().await.unwrap().call(other).await.unwrap().unwrap();
     assert_eq!(Packet::from_bytes(&r).unwrap().payload, b"n=2");
+    // Anonymous peers are told apart by address.
+    for addr in ["192.0.2.9:5000", "192.0.2.9:5001"] {
+        let mut anon = sec(&post);
+        anon.identity = PeerIdentity::Anonymous;
+        anon.peer = addr.parse().unwrap();
+        svc.ready().await.unwrap().call(anon).await.unwrap().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]

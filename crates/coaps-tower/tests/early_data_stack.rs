@@ -139,6 +139,7 @@ impl<S> Stack<S>
 where
     S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
     S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
 {
     fn new(config: Arc<ServerConfig>, inner: S, seed: u64) -> Self {
         let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(seed));
@@ -207,6 +208,7 @@ impl Peer {
     where
         S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
         S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
     {
         for _ in 0..20 {
             let mut quiet = true;
@@ -273,6 +275,7 @@ async fn first_connection<S>(stack: &mut Stack<S>, mode: Mode, addr: SocketAddr)
 where
     S: Service<Secured, Response = Option<Vec<u8>>> + Clone,
     S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
 {
     let mut p = Peer::connect(100, addr, mode, None);
     p.pump(stack).await;
@@ -741,4 +744,79 @@ async fn a_duplicated_0rtt_client_hello_with_a_lost_flight_reaches_its_associati
     assert_eq!(*app.0.lock().unwrap(), vec![(0x7101, true)], "not run twice");
     let answers = coap_responses(&p);
     assert!(answers.contains(&(0x7101, MessageType::Acknowledgement, "early".into())), "{answers:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10 (i): the pre-play of a copied 0-RTT datagram from another port of the same host
+// ---------------------------------------------------------------------------------------------
+
+/// Counts the POSTs the application runs (the demo's door); answers 2.04 Changed.
+#[derive(Clone, Default)]
+struct Door(Arc<AtomicUsize>);
+
+impl Service<CoapRequest> for Door {
+    type Response = Packet;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Packet, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: CoapRequest) -> Self::Future {
+        let mut resp = req.response();
+        if req.message.header.code == MessageClass::Request(RequestType::Post) {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            resp.header.code = MessageClass::Response(ResponseType::Changed);
+            resp.payload = n.to_string().into_bytes();
+        } else {
+            resp.header.code = MessageClass::Response(ResponseType::Content);
+            resp.payload = self.0.load(Ordering::SeqCst).to_string().into_bytes();
+        }
+        std::future::ready(Ok(resp))
+    }
+}
+
+fn coap_post(mid: u16, path: &str) -> Vec<u8> {
+    let mut p = Packet::from_bytes(&coap_get(mid, path)).unwrap();
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.to_bytes().unwrap()
+}
+
+/// An on-path attacker copies the honest client's first datagram (ClientHello + 0-RTT
+/// `POST /actuators/door`) and delivers the copy from another port of the same host just
+/// before the original (issue 10, attack (i)). The copy takes the single-use ticket; the
+/// honest client's early data is then refused and it sends the same CoAP message again as
+/// 1-RTT data (as `Client::connect_early` does). The door must open once.
+#[tokio::test]
+async fn a_pre_played_0rtt_post_from_another_port_runs_once() {
+    for round in 0..100u16 {
+        let door = Door::default();
+        let mut stack =
+            Stack::new(server(Some(EarlyDataConfig::default())), Coap::new(door.clone()), 300 + u64::from(round));
+        let ticket = {
+            let mut p = Peer::connect(400 + u64::from(round), client_addr(), Mode::Psk, None);
+            p.pump(&mut stack).await;
+            let ticket = p.ticket().expect("ticket");
+            p.ep.close(server_addr());
+            p.pump(&mut stack).await;
+            ticket
+        };
+        let post = coap_post(0x5000 + round, "actuators/door");
+        let mut honest = Peer::connect_early(500 + u64::from(round), client_addr(), Mode::Psk, ticket, &post);
+        let first = honest.ep.poll_transmit().unwrap().payload;
+        let attacker: SocketAddr = "192.0.2.2:40999".parse().unwrap();
+        let _ = stack.call(attacker, first.clone()).await;
+        honest.sent.push(first.clone());
+        for a in stack.call(client_addr(), first).await {
+            honest.deliver(&a.payload);
+        }
+        honest.pump(&mut stack).await;
+        if !honest.events.iter().any(|e| matches!(e, Event::EarlyDataAccepted)) {
+            // Refused: the same message again as 1-RTT data.
+            honest.ep.send(server_addr(), &post).unwrap();
+            honest.pump(&mut stack).await;
+        }
+        // The ticket is spent by the copy: a full handshake.
+        assert!(honest.connected().is_some(), "{:?}", honest.events);
+        assert_eq!(door.0.load(Ordering::SeqCst), 1, "round {round}: the door ran once");
+    }
 }
