@@ -274,6 +274,11 @@ pub struct ServerConfig {
     /// most 24 hours); the server then forgets it sooner than the client does and answers with
     /// a full handshake.
     pub ticket_lifetime: Duration,
+    /// What the tickets the server issues hold: a key into the session store
+    /// ([`TicketMode::Stateful`], the default) or the session itself, sealed under rotating
+    /// ticket keys ([`TicketMode::Stateless`]), which the server opens with no store look-up
+    /// and never stores. Session IDs (DTLS 1.2) are stateful either way.
+    pub tickets: crate::tickets::TicketMode,
     /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
     pub cookie: Option<CookieConfig>,
     /// Most associations (established or not) at once.
@@ -301,6 +306,11 @@ impl ServerConfig {
     pub(crate) fn issues_sessions(&self) -> bool {
         self.session_store.is_some() || self.session_events
     }
+
+    /// Whether the server issues tickets: stateless ones need no store.
+    pub(crate) fn issues_tickets(&self) -> bool {
+        self.issues_sessions() || self.tickets.keys().is_some()
+    }
 }
 
 impl Default for ServerConfig {
@@ -318,6 +328,7 @@ impl Default for ServerConfig {
             session_events: false,
             session_lifetime: crate::resumption::DEFAULT_SESSION_LIFETIME,
             ticket_lifetime: crate::resumption::DEFAULT_TICKET_LIFETIME,
+            tickets: crate::tickets::TicketMode::Stateful,
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,
