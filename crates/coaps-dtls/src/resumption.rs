@@ -532,12 +532,14 @@ impl SessionStore for MemorySessionStore {
 }
 
 /// The sessions a ClientHello datagram offers for resumption, borrowed from the datagram: the
-/// DTLS 1.2 legacy session_id (RFC 5246 §7.4.1.2) and the DTLS 1.3 pre_shared_key identities
-/// (RFC 8446 §4.2.11), with whether early_data is offered (§4.2.10). Made by
-/// [`offered_sessions`]; allocates nothing.
+/// DTLS 1.2 legacy session_id (RFC 5246 §7.4.1.2), the DTLS 1.2 SessionTicket extension
+/// (RFC 5077 §3.2) and the DTLS 1.3 pre_shared_key identities (RFC 8446 §4.2.11), with
+/// whether early_data is offered (§4.2.10). Made by [`offered_sessions`]; allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OfferedSessions<'a> {
     session_id: &'a [u8],
+    /// The SessionTicket extension's data (empty when absent or empty).
+    ticket: &'a [u8],
     /// The identities vector of pre_shared_key, without its length prefix.
     identities: &'a [u8],
     early_data: bool,
@@ -547,6 +549,12 @@ impl<'a> OfferedSessions<'a> {
     /// The DTLS 1.2 session ID the client asks to resume, if not empty.
     pub fn session_id(&self) -> Option<&'a [u8]> {
         (!self.session_id.is_empty()).then_some(self.session_id)
+    }
+
+    /// The DTLS 1.2 RFC 5077 ticket the client asks to resume with, if the SessionTicket
+    /// extension is present and not empty.
+    pub fn session_ticket(&self) -> Option<&'a [u8]> {
+        (!self.ticket.is_empty()).then_some(self.ticket)
     }
 
     /// The DTLS 1.3 PSK identities (tickets or external PSK identities), in the client's order.
@@ -561,14 +569,14 @@ impl<'a> OfferedSessions<'a> {
         self.early_data
     }
 
-    /// Every store key offered: the session ID, then the PSK identities.
+    /// Every store key offered: the session ID, the 1.2 ticket, then the PSK identities.
     pub fn keys(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.session_id().into_iter().chain(self.psk_identities())
+        self.session_id().into_iter().chain(self.session_ticket()).chain(self.psk_identities())
     }
 
     /// Whether nothing is offered.
     pub fn is_empty(&self) -> bool {
-        self.session_id.is_empty() && self.identities.is_empty()
+        self.session_id.is_empty() && self.ticket.is_empty() && self.identities.is_empty()
     }
 }
 
@@ -592,6 +600,8 @@ impl<'a> Iterator for PskIdentities<'a> {
 const EXT_PRE_SHARED_KEY: u16 = 41;
 /// extension_type early_data (RFC 8446 §4.2).
 const EXT_EARLY_DATA: u16 = 42;
+/// extension_type SessionTicket (RFC 5077 §3.2).
+const EXT_SESSION_TICKET: u16 = 35;
 
 /// What the ClientHello that starts `datagram` offers for resumption, or `None` when the
 /// datagram does not start with a whole, well-formed epoch-0 ClientHello in one record and one
@@ -630,7 +640,7 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
     ch.vec_u8("cookie").ok()?;
     ch.vec_u16("cipher_suites").ok()?;
     ch.vec_u8("compression_methods").ok()?;
-    let mut out = OfferedSessions { session_id, identities: &[], early_data: false };
+    let mut out = OfferedSessions { session_id, ticket: &[], identities: &[], early_data: false };
     if ch.is_empty() {
         return Some(out);
     }
@@ -640,6 +650,7 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
         let data = exts.vec_u16("extension_data").ok()?;
         match ty {
             EXT_EARLY_DATA => out.early_data = true,
+            EXT_SESSION_TICKET => out.ticket = data,
             EXT_PRE_SHARED_KEY => {
                 let mut r = Reader::new(data);
                 if let Ok(ids) = r.vec_u16("identities") {

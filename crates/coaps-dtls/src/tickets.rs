@@ -86,6 +86,30 @@ impl TicketKey {
         UNIX_EPOCH + Duration::from_millis(self.created_unix_ms)
     }
 
+    /// The key in bytes, for a store several nodes share (which must keep it sealed):
+    /// `name [16] ‖ key [32] ‖ u64 created unix ms`.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(EXPORTED_KEY_LEN));
+        out.extend_from_slice(&self.name);
+        out.extend_from_slice(&self.key[..]);
+        out.extend_from_slice(&self.created_unix_ms.to_be_bytes());
+        out
+    }
+
+    /// Reads what [`TicketKey::to_bytes`] wrote; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader::new(bytes);
+        let k = Self::read(&mut r)?;
+        r.is_empty().then_some(k)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let name = r.array::<TICKET_KEY_NAME_LEN>("name").ok()?;
+        let key = Zeroizing::new(r.array::<32>("key").ok()?);
+        let created_unix_ms = u64::from_be_bytes(r.array::<8>("created").ok()?);
+        Some(Self { name, key, created_unix_ms })
+    }
+
     fn aead(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new(&Array::from(*self.key))
     }
@@ -183,6 +207,15 @@ impl TicketKeys {
         self.read().current.name
     }
 
+    /// Whether `ticket` names the current or the previous key: it was sealed by a server
+    /// holding these keys (it may still be forged or expired; [`TicketKeys::open`] tells).
+    /// A layer skips the store look-up for such a ticket.
+    pub fn names_a_key(&self, ticket: &[u8]) -> bool {
+        let Some(name) = ticket.get(..TICKET_KEY_NAME_LEN) else { return false };
+        let ring = self.read();
+        ring.current.name == name || ring.previous.as_ref().is_some_and(|p| p.name == name)
+    }
+
     /// Whether the current key is older than [`TicketKeys::rotate_every`] at `wall`.
     pub fn rotation_due(&self, wall: SystemTime) -> bool {
         self.read().current.age(wall) >= self.rotate_every
@@ -265,9 +298,7 @@ impl TicketKeys {
         out.push(EXPORT_VERSION);
         out.push(keys.len() as u8);
         for k in keys {
-            out.extend_from_slice(&k.name);
-            out.extend_from_slice(&k.key[..]);
-            out.extend_from_slice(&k.created_unix_ms.to_be_bytes());
+            out.extend_from_slice(&k.to_bytes());
         }
         out
     }
@@ -283,14 +314,8 @@ impl TicketKeys {
         if !(1..=2).contains(&count) {
             return None;
         }
-        let mut read_key = || -> Option<TicketKey> {
-            let name = r.array::<TICKET_KEY_NAME_LEN>("name").ok()?;
-            let key = Zeroizing::new(r.array::<32>("key").ok()?);
-            let created_unix_ms = u64::from_be_bytes(r.array::<8>("created").ok()?);
-            Some(TicketKey { name, key, created_unix_ms })
-        };
-        let current = read_key()?;
-        let previous = if count == 2 { Some(read_key()?) } else { None };
+        let current = TicketKey::read(&mut r)?;
+        let previous = if count == 2 { Some(TicketKey::read(&mut r)?) } else { None };
         r.is_empty().then_some((current, previous))
     }
 

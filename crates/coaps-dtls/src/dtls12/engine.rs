@@ -119,7 +119,7 @@ pub(super) struct Core {
     pub(super) pending_hvr: Option<Vec<u8>>,
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
-    holds_last_flight: bool,
+    pub(super) holds_last_flight: bool,
     /// When the kept last flight is released if the peer stays silent.
     pub(super) linger_until: Option<Instant>,
     // results

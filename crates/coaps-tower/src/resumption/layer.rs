@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     store_error_logged: AtomicBool,
     lookup_timeout: Duration,
     wall_clock: fn() -> SystemTime,
+    /// Stateless mode: tickets sealed under these keys are opened by the engine, not fetched.
+    ticket_keys: Option<coaps_dtls::TicketKeys>,
     counters: Counters,
 }
 
@@ -129,6 +131,7 @@ impl ResumptionLayer {
                 store_error_logged: AtomicBool::new(false),
                 lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
                 wall_clock: SystemTime::now,
+                ticket_keys: None,
                 counters: Counters::default(),
             }),
         }
@@ -153,6 +156,15 @@ impl ResumptionLayer {
     /// `SystemTime::now`. Call before cloning the layer or taking its sink.
     pub fn wall_clock(mut self, wall_clock: fn() -> SystemTime) -> Self {
         self.shared_mut().wall_clock = wall_clock;
+        self
+    }
+
+    /// Stateless tickets ([`TicketMode::Stateless`](coaps_dtls::TicketMode::Stateless)): the
+    /// keys the engine seals with. An offered ticket that names one of them is the session
+    /// itself, which the engine opens: the layer does not look it up. Call before cloning the
+    /// layer or taking its sink.
+    pub fn ticket_keys(mut self, keys: coaps_dtls::TicketKeys) -> Self {
+        self.shared_mut().ticket_keys = Some(keys);
         self
     }
 
@@ -231,6 +243,9 @@ impl Shared {
         let mut wanted: Wanted = Vec::new();
         for key in offered.keys().take(MAX_KEYS_PER_HELLO) {
             if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            if self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(key)) {
                 continue;
             }
             let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
