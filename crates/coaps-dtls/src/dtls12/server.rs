@@ -280,7 +280,9 @@ fn handle_client_hello(
             }
         }
     };
-    let session_id = if config.issues_sessions() {
+    // RFC 5077 §3.4: a server that will issue a ticket to a client that presented none
+    // SHOULD send an empty session ID; the ticket is then the one way back to the session.
+    let session_id = if config.issues_sessions() && !issue_ticket {
         let mut id = vec![0u8; 32];
         core.rng().fill(&mut id);
         id

@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     wall_clock: fn() -> SystemTime,
     /// Stateless mode: tickets sealed under these keys are opened by the engine, not fetched.
     ticket_keys: Option<coaps_dtls::TicketKeys>,
+    /// Issued sessions whose store write has not finished yet: a client that reconnects at
+    /// once (OpenSSL's `s_client -reconnect` does, within a round trip) finds them here.
+    pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Session>>,
     counters: Counters,
 }
 
@@ -132,6 +135,7 @@ impl ResumptionLayer {
                 lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
                 wall_clock: SystemTime::now,
                 ticket_keys: None,
+                pending: Default::default(),
                 counters: Counters::default(),
             }),
         }
@@ -280,6 +284,11 @@ impl Shared {
         let work = async {
             let mut out = Vec::with_capacity(wanted.len());
             for (key, take) in &wanted {
+                if !*take && let Some(s) = self.pending_session(key) {
+                    self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                    out.push(FetchedSession::from_get(s));
+                    continue;
+                }
                 let r = if *take { self.store.take(key).await } else { self.store.get(key).await };
                 let bytes = match r {
                     Ok(Some(b)) => b,
@@ -319,6 +328,12 @@ impl Shared {
         }
     }
 
+    /// An issued session still on its way to the store.
+    fn pending_session(&self, key: &[u8]) -> Option<Session> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get(key).filter(|s| !s.is_expired(Instant::now())).cloned()
+    }
+
     /// Writes an issued session to the store, on a spawned task.
     fn write_back(self: &Arc<Self>, peer: SocketAddr, session: Session) {
         let now = Instant::now();
@@ -328,8 +343,9 @@ impl Shared {
         }
         let bytes = session.encode(now, (self.wall_clock)());
         let key = session.store_key().to_vec();
-        drop(session);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), session);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             self.store_error("issued session not stored", &super::StoreError::Unavailable("no tokio runtime".into()));
             return;
         };
@@ -343,6 +359,7 @@ impl Shared {
                 Ok(Err(e)) => shared.store_error("issued session not stored", &e),
                 Err(_) => shared.store_error("issued session not stored", &super::StoreError::Timeout),
             }
+            shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             tracing::trace!(%peer, "issued session written back");
         });
     }
