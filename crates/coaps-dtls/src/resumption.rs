@@ -75,6 +75,12 @@ impl Session {
         self.max_early_data_size().is_some()
     }
 
+    /// Client, DTLS 1.2: the RFC 5077 session ticket the server issued for this session, which
+    /// the client offers to resume it.
+    pub fn session_ticket(&self) -> Option<&[u8]> {
+        self.ticket12.as_deref()
+    }
+
     /// The 48-byte master secret (DTLS 1.2; all zero for a DTLS 1.3 ticket).
     pub fn master_secret(&self) -> &[u8; 48] {
         &self.master_secret
@@ -124,11 +130,11 @@ impl Session {
     ///
     /// ```text
     /// u8  version (1)          u8  kind (1 = DTLS 1.2 session, 2 = DTLS 1.3 ticket)
-    /// u16 id length, id        u16 cipher suite            u8 flags (bit 0: EMS)
+    /// u16 id length, id        u16 cipher suite            u8 flags (bit 0: EMS, bit 1: ticket)
     /// u64 issued (unix ms)     u32 lifetime (ms; longer lifetimes are written as u32::MAX)
     /// peer identity: u8 tag (0 anonymous, 1 PSK, 2 certificate chain, 3 raw public key), then
     ///     PSK / raw key: u16 length, bytes; chain: u16 count, each u32 length, bytes
-    /// kind 1: master secret [48]
+    /// kind 1: master secret [48], then with flag bit 1 the RFC 5077 ticket: u16 length, ticket
     /// kind 2: resumption PSK [32], u32 ticket_age_add, u32 max_early_data_size,
     ///         client IP: u8 tag (0 none, 4 IPv4 [4], 6 IPv6 [16])
     /// ```
@@ -141,7 +147,7 @@ impl Session {
         out.extend_from_slice(&(id.len() as u16).to_be_bytes());
         out.extend_from_slice(id);
         out.extend_from_slice(&u16::from(self.suite).to_be_bytes());
-        out.push(u8::from(self.extended_master_secret));
+        out.push(u8::from(self.extended_master_secret) | (u8::from(self.ticket12.is_some()) << 1));
         out.extend_from_slice(&issued_unix_ms(self.established_at, now, wall).to_be_bytes());
         let lifetime_ms = u32::try_from(self.lifetime.as_millis()).unwrap_or(u32::MAX);
         out.extend_from_slice(&lifetime_ms.to_be_bytes());
@@ -167,7 +173,12 @@ impl Session {
             }
         }
         match &self.ticket13 {
-            None => out.extend_from_slice(&self.master_secret[..]),
+            None => {
+                out.extend_from_slice(&self.master_secret[..]);
+                if let Some(t) = &self.ticket12 {
+                    put_u16_bytes(&mut out, t);
+                }
+            }
             Some(t) => {
                 out.extend_from_slice(&t.psk[..]);
                 out.extend_from_slice(&t.age_add.to_be_bytes());
@@ -205,13 +216,15 @@ impl Session {
             return Err(SessionDecodeError::Invalid("kind"));
         }
         let id = r.vec_u16("id")?.to_vec();
-        if id.is_empty() || (kind == KIND_DTLS12 && id.len() > 32) {
-            return Err(SessionDecodeError::Invalid("id length"));
-        }
         let suite = CipherSuite::from(r.u16("suite")?);
         let flags = r.u8("flags")?;
-        if flags > 1 {
+        let has_ticket12 = flags & 2 != 0;
+        if flags > 3 || (has_ticket12 && kind != KIND_DTLS12) {
             return Err(SessionDecodeError::Invalid("flags"));
+        }
+        // A DTLS 1.2 session resumed by its ticket may have no session ID (RFC 5077 §3.4).
+        if (id.is_empty() && !has_ticket12) || (kind == KIND_DTLS12 && id.len() > 32) {
+            return Err(SessionDecodeError::Invalid("id length"));
         }
         let issued_ms = u64::from_be_bytes(r.array::<8>("issued")?);
         let lifetime = Duration::from_millis(u64::from(r.u32("lifetime")?));
@@ -231,8 +244,16 @@ impl Session {
             _ => return Err(SessionDecodeError::Invalid("peer identity")),
         };
         let mut master_secret = Zeroizing::new([0u8; 48]);
+        let mut ticket12 = None;
         let ticket13 = if kind == KIND_DTLS12 {
             master_secret.copy_from_slice(r.take(48, "master secret")?);
+            if has_ticket12 {
+                let t = r.vec_u16("session ticket")?;
+                if t.is_empty() {
+                    return Err(SessionDecodeError::Invalid("session ticket"));
+                }
+                ticket12 = Some(t.to_vec());
+            }
             None
         } else {
             let mut psk = Zeroizing::new([0u8; 32]);
@@ -265,6 +286,7 @@ impl Session {
             lifetime,
             master_secret,
             ticket13,
+            ticket12,
         })
     }
 }
@@ -308,6 +330,7 @@ impl PartialEq for Session {
             && self.peer_identity == other.peer_identity
             && self.established_at == other.established_at
             && self.lifetime == other.lifetime
+            && self.ticket12 == other.ticket12
     }
 }
 
@@ -322,7 +345,8 @@ impl fmt::Debug for Session {
             .field("extended_master_secret", &self.extended_master_secret)
             .field("peer_identity", &self.peer_identity)
             .field("lifetime", &self.lifetime)
-            .field("dtls13_ticket", &self.ticket13.is_some());
+            .field("dtls13_ticket", &self.ticket13.is_some())
+            .field("session_ticket_len", &self.ticket12.as_ref().map(Vec::len));
         if let Some(t) = &self.ticket13 {
             d.field("max_early_data", &t.max_early_data).field("client_ip", &t.client_ip);
         }
@@ -677,6 +701,7 @@ mod tests {
             established_at: now - Duration::from_secs(30),
             lifetime: DEFAULT_SESSION_LIFETIME,
             master_secret: Zeroizing::new([0xA5; 48]),
+            ticket12: None,
             ticket13: None,
         }
     }
@@ -690,6 +715,7 @@ mod tests {
             established_at: now - Duration::from_millis(1500),
             lifetime: DEFAULT_TICKET_LIFETIME,
             master_secret: Zeroizing::new([0; 48]),
+            ticket12: None,
             ticket13: Some(Ticket13 {
                 psk: Zeroizing::new([0x5A; 32]),
                 age_add: 0xDEAD_BEEF,
@@ -737,6 +763,23 @@ mod tests {
             s.ticket13.as_mut().unwrap().client_ip = None;
             same(&s, &Session::decode(&s.encode(now, wall), now, wall).unwrap());
         }
+    }
+
+    #[test]
+    fn a_dtls12_ticket_session_round_trips_without_a_session_id() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut s = session12(now);
+        s.id.clear();
+        s.ticket12 = Some(vec![0x77; 150]);
+        let bytes = s.encode(now, wall);
+        same(&s, &Session::decode(&bytes, now, wall).unwrap());
+        for n in 0..bytes.len() {
+            assert!(Session::decode(&bytes[..n], now, wall).is_err(), "prefix of {n} bytes decoded");
+        }
+        // Without the ticket flag, an empty session ID is refused.
+        s.ticket12 = None;
+        assert!(Session::decode(&s.encode(now, wall), now, wall).is_err());
     }
 
     #[test]

@@ -383,6 +383,7 @@ mod tests {
             established_at: now,
             lifetime,
             master_secret: Zeroizing::new([0; 48]),
+            ticket12: None,
             ticket13: Some(Ticket13 {
                 psk: Zeroizing::new([0x5A; 32]),
                 age_add: 7,

@@ -203,7 +203,7 @@ pub enum DtlsVersion {
 }
 
 /// Client configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Shared settings.
     pub common: CommonConfig,
@@ -218,6 +218,24 @@ pub struct ClientConfig {
     /// DTLS 1.3: the key exchange when resuming a ticket (RFC 8446 §4.2.9); default
     /// psk_dhe_ke (a fresh key share beside the ticket).
     pub resumption_key_exchange: crate::config::early_data::ResumptionKeyExchange,
+    /// DTLS 1.2: offer the SessionTicket extension (RFC 5077 §3.2), keep the ticket the
+    /// server sends in the [`Session`](crate::Session), and offer it to resume; default true
+    /// (as OpenSSL, GnuTLS and mbedTLS clients do). Session-ID resumption works either way.
+    pub session_tickets: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            common: CommonConfig::default(),
+            version: DtlsVersion::default(),
+            psk: None,
+            verifier: None,
+            client_cert: None,
+            resumption_key_exchange: Default::default(),
+            session_tickets: true,
+        }
+    }
 }
 
 /// Client certificate policy on the server.

@@ -66,6 +66,7 @@ impl HsData {
             established_at: now,
             lifetime,
             master_secret: Zeroizing::new(*master.as_bytes()),
+            ticket12: None,
             ticket13: None,
         })
     }

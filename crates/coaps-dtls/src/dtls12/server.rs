@@ -627,6 +627,7 @@ fn new_session_ticket(
         established_at: cx.now,
         lifetime,
         master_secret: Zeroizing::new(*master.as_bytes()),
+        ticket12: None,
         ticket13: None,
     };
     let ticket = match config.tickets.keys() {

@@ -561,6 +561,7 @@ fn issue_ticket(
         established_at: now,
         lifetime,
         master_secret: Zeroizing::new([0; 48]),
+        ticket12: None,
         ticket13: Some(Ticket13 {
             psk: Zeroizing::new(*psk.as_bytes()),
             age_add: u32::from_be_bytes(add),
