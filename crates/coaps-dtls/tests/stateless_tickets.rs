@@ -105,3 +105,42 @@ fn dtls13_sealed_ticket_opens_on_another_server_with_the_same_keys_only() {
     };
     assert!(!resumed, "a ticket under a retired key must get a full handshake");
 }
+
+/// DTLS 1.2 RFC 5077: with no store at all, the only way back is the sealed ticket, opened on
+/// another server holding the same keys; our client keeps the ticket in its session.
+#[test]
+fn dtls12_sealed_ticket_resumes_on_another_server_without_any_store() {
+    for mode in [Mode::Psk, Mode::EcdsaX509] {
+        let (server_cfg, mut client_cfg) = configs(mode, None);
+        Arc::make_mut(&mut client_cfg).version = DtlsVersion::Dtls12;
+        let wall = SystemTime::now();
+        let mut rng = SeededRng::from_seed_u64(21);
+        let key = TicketKey::generate(&mut rng, wall);
+        let a_cfg = stateless(&server_cfg, &TicketKeys::shared(key.clone(), None, Duration::from_secs(3600)));
+        let b_cfg = stateless(&server_cfg, &TicketKeys::shared(key, None, Duration::from_secs(3600)));
+        let network = Network::new(13, SimConfig::default());
+        let now = network.now();
+        let mut sim = Simulation::new(network);
+        let mut a = Node::server(a_cfg, 1, now);
+        let mut client = Node::client(client_cfg.clone(), 2, now, None, b"first");
+        sim.run_until(
+            &mut (&mut client, &mut a),
+            |_, (c, _)| c.got_echo && c.ep.connection(&server_addr()).is_some_and(|x| x.session().is_some()),
+            Duration::from_secs(10),
+            1000,
+        )
+        .unwrap_or_else(|e| panic!("{mode:?}: {e}: {:?}", client.events));
+        let session = client.ep.connection(&server_addr()).unwrap().session().cloned().unwrap();
+        assert!(session.id.is_empty(), "{mode:?}: a server issuing a ticket sends no session ID (RFC 5077 §3.4)");
+        assert!(session.session_ticket().is_some_and(|t| t.len() > 100), "{mode:?}: no sealed ticket kept");
+        // Through the client's session encoding (its session file) and back.
+        let wall_now = SystemTime::now();
+        let session = Session::decode(&session.encode(sim.now(), wall_now), sim.now(), wall_now).unwrap();
+        client.ep.close_all();
+        let mut b = Node::server(b_cfg, 5, sim.now());
+        let mut again = Node::client(client_cfg, 3, sim.now(), Some(session), b"resumed");
+        sim.run_until(&mut (&mut again, &mut b), |_, (c, _)| c.got_echo, Duration::from_secs(10), 1000)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}: {:?}", again.events));
+        assert!(again.resumed, "{mode:?}: node B must resume node A's DTLS 1.2 ticket");
+    }
+}
