@@ -293,8 +293,8 @@ pub struct ServerConfig {
     /// a full handshake.
     pub ticket_lifetime: Duration,
     /// What the tickets the server issues hold: a key into the session store
-    /// ([`TicketMode::Stateful`], the default) or the session itself, sealed under rotating
-    /// ticket keys ([`TicketMode::Stateless`]), which the server opens with no store look-up
+    /// ([`TicketMode::Stateful`](crate::TicketMode::Stateful), the default) or the session itself, sealed under rotating
+    /// ticket keys ([`TicketMode::Stateless`](crate::TicketMode::Stateless)), which the server opens with no store look-up
     /// and never stores. Session IDs (DTLS 1.2) are stateful either way.
     pub tickets: crate::tickets::TicketMode,
     /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
