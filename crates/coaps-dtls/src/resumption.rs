@@ -86,11 +86,12 @@ impl Session {
         &self.master_secret
     }
 
-    /// The key a store keeps this session under: the session ID (DTLS 1.2) or the ticket, which
-    /// is the PSK identity the client offers (DTLS 1.3). [`offered_sessions`] lists the same
-    /// keys from a ClientHello.
+    /// The key a store keeps this session under: the session ID (DTLS 1.2), the RFC 5077 ticket
+    /// a DTLS 1.2 client holds (a stateful ticket is the server's store key), or the ticket,
+    /// which is the PSK identity the client offers (DTLS 1.3). [`offered_sessions`] lists the
+    /// same keys from a ClientHello.
     pub fn store_key(&self) -> &[u8] {
-        &self.id
+        self.ticket12.as_deref().unwrap_or(&self.id)
     }
 
     /// How long the session may be resumed after it was established (the ticket_lifetime of a
@@ -438,7 +439,7 @@ pub(crate) fn find_session(
     dtls13: bool,
     now: Instant,
 ) -> Option<(Session, SessionSource)> {
-    let usable = |s: &Session| s.id == key && s.is_dtls13_ticket() == dtls13 && !s.is_expired(now);
+    let usable = |s: &Session| s.store_key() == key && s.is_dtls13_ticket() == dtls13 && !s.is_expired(now);
     if let Some(f) = fetched.iter().find(|f| usable(&f.session)) {
         return Some((f.session.clone(), SessionSource::Fetched { taken: f.taken }));
     }

@@ -447,10 +447,16 @@ async fn offered_sessions_lists_session_ids_tickets_and_early_data() {
     let (session12, _) = first_connection(&mut stack, DtlsVersion::Dtls12).await;
     let d = first_datagram(DtlsVersion::Dtls12, session12.clone(), None);
     let o = offered_sessions(&d).expect("a ClientHello");
-    assert_eq!(o.session_id(), Some(&session12.id[..]));
+    // The server issued an RFC 5077 ticket and so no session ID (§3.4); the client offers the
+    // ticket with a session ID of its own making, whose echo tells it the server resumed.
+    assert!(session12.id.is_empty());
+    let ticket12 = session12.session_ticket().expect("an RFC 5077 ticket");
+    assert_eq!(o.session_ticket(), Some(ticket12));
+    let sid = o.session_id().expect("a session ID of the client's making");
+    assert_eq!(sid.len(), 32);
     assert_eq!(o.psk_identities().count(), 0);
     assert!(!o.early_data());
-    assert_eq!(o.keys().collect::<Vec<_>>(), vec![&session12.id[..]]);
+    assert_eq!(o.keys().collect::<Vec<_>>(), vec![sid, ticket12]);
 
     let mut stack = Stack::new(server(Some(EarlyDataConfig::default()), true), 14);
     let (ticket, _) = first_connection(&mut stack, DtlsVersion::Dtls13).await;

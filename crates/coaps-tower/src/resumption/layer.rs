@@ -284,16 +284,18 @@ impl Shared {
         let work = async {
             let mut out = Vec::with_capacity(wanted.len());
             for (key, take) in &wanted {
-                if !*take && let Some(s) = self.pending_session(key) {
-                    self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
-                    out.push(FetchedSession::from_get(s));
-                    continue;
-                }
                 let r = if *take { self.store.take(key).await } else { self.store.get(key).await };
                 let bytes = match r {
                     Ok(Some(b)) => b,
                     Ok(None) => {
-                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        // Not written yet (the write runs on a task): the issued session from
+                        // memory. What the store holds always wins over this copy.
+                        if !*take && let Some(s) = self.pending_session(key) {
+                            self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                            out.push(FetchedSession::from_get(s));
+                        } else {
+                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     Err(e) => {
