@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dtls_echo server --listen ADDR [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]]
-//!                  [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data]
+//!                  [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data] [--stateless-tickets]
 //! dtls_echo client --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME]
 //!                  [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]]
 //!                  [--suites LIST] [--timeout SECS] --message TEXT
@@ -55,10 +55,11 @@ struct Args {
     dtls: Option<String>,
     accept_early_data: bool,
     early_data: Option<String>,
+    stateless_tickets: bool,
 }
 
 const USAGE: &str = "usage:
-  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data]
+  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data] [--stateless-tickets]
   dtls_echo client [--dtls 1.2|1.3|auto] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] --message TEXT";
 
 fn parse_args() -> Result<Args, String> {
@@ -95,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
                 a.dtls = Some(v);
             }
             "--accept-early-data" => a.accept_early_data = true,
+            "--stateless-tickets" => a.stateless_tickets = true,
             "--early-data" => a.early_data = Some(val("--early-data")?),
             "--resume" => a.resume = true,
             "--suites" => a.suites = Some(val("--suites")?),
@@ -216,6 +218,13 @@ fn server(a: Args) -> Result<(), String> {
     }
     if a.no_cookie {
         cfg.cookie = None;
+    }
+    if a.stateless_tickets {
+        // Sealed tickets: the server keeps nothing per ticket.
+        cfg.tickets = coaps_dtls::TicketMode::Stateless(coaps_dtls::TicketKeys::new(
+            coaps_dtls::DEFAULT_TICKET_KEY_ROTATION,
+            std::time::SystemTime::now(),
+        ));
     }
     if a.accept_early_data {
         cfg.early_data = Some(EarlyDataConfig::default());

@@ -178,6 +178,20 @@ fn client_resumes_with_gnutls_serv() {
     }
 }
 
+/// RFC 5077 ticket resumption: with `--nodb` gnutls-serv keeps no session cache, so only the
+/// ticket it issued can resume.
+#[test]
+fn client_resumes_with_a_ticket_from_gnutls_serv() {
+    if !require_peers(&["gnutls-serv", "openssl"]) {
+        return;
+    }
+    for suite in [&PSK_CCM8, &ECDSA_CHACHA20] {
+        let (_server, addr) = gnutls_serv(suite, &strings(&["--nodb"]));
+        let client = client_echo(addr, suite, &strings(&["--resume"]), "resume-ticket");
+        assert!(client.stderr().contains("resumed"), "{}: not resumed\n{}", suite.iana, client.dump());
+    }
+}
+
 /// Our dual-version client (`--dtls auto`: one ClientHello offering DTLS 1.3 and 1.2) against
 /// gnutls-serv, which speaks DTLS 1.2 only: with its cookie exchange, without it, and resuming.
 #[test]

@@ -301,6 +301,22 @@ fn client_resumes_with_s_server_defaults() {
     assert!(server.stdout().contains("Reused session-id"), "{}", server.dump());
 }
 
+/// RFC 5077 ticket resumption: with `-no_cache` s_server keeps no sessions, so only the
+/// ticket it issued can resume (our client offers it with a session ID of its own making,
+/// which s_server echoes, RFC 5077 §3.4).
+#[test]
+fn client_resumes_with_a_ticket_from_s_server() {
+    if !require_peer("openssl") {
+        return;
+    }
+    for suite in [&PSK_CHACHA20, &ECDSA_CCM8] {
+        let (mut server, addr) = s_server(suite, &strings(&["-naccept", "2", "-no_cache"]));
+        let client = client_echo_via_s_server(&mut server, addr, suite, &strings(&["--resume"]), "resume-ticket");
+        assert!(client.stderr().contains("resumed"), "{}: not resumed\n{}", suite.iana, client.dump());
+        assert!(server.stdout().contains("Reused session-id"), "{}", server.dump());
+    }
+}
+
 /// `--dtls auto` with the 1.3 suites in front of `suite`: one ClientHello offering DTLS 1.3
 /// and 1.2 (supported_versions, key_share and, with a PSK, pre_shared_key next to the 1.2
 /// extensions). Later `--suites` replaces the one [`echo_client_args`] gives.

@@ -441,6 +441,21 @@ fn wolfssl_client_resumes_with_ticket() {
     assert_stdout(&client, WOLF_RESUME_MSG, "echo on the resumed connection");
 }
 
+/// The wolfSSL client (`-r`) resumes with a stateless ticket: the session sealed into the
+/// ticket, opened by our server without any store.
+#[test]
+fn wolfssl_client_resumes_with_stateless_ticket() {
+    let Some(wolf) = require_wolfssl() else { return };
+    let mut args = echo_server_cert_args();
+    args.push("--stateless-tickets".into());
+    let (server, addr) = start_echo_server13(&args);
+    let mut args = wolf_client_cert_args(false);
+    args.push("-r".into());
+    let client = wolf_client_ok(&wolf, &server, None, addr, &args, WOLF_HELLO);
+    assert_stdout(&client, "reused session id", "the wolfSSL client resumed");
+    assert_stdout(&client, WOLF_RESUME_MSG, "echo on the resumed connection");
+}
+
 /// The wolfSSL client (`-I`) sends a KeyUpdate with update_requested before its message: our
 /// server must switch its receiving keys, ACK it, and send its own KeyUpdate before the echo
 /// (RFC 8446 §4.6.3 / RFC 9846 §4.7.3; RFC 9147 §8).

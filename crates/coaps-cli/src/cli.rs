@@ -46,12 +46,13 @@ pub enum ClientDtls {
     Auto,
 }
 
-/// DTLS 1.3 ticket mode (`serve --tickets`).
+/// Session ticket mode (`serve --tickets`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TicketMode {
     /// The ticket is a key into the session store (moka, or Redis with --redis).
     Stateful,
-    /// The session sealed into the ticket under a rotating key: not yet supported.
+    /// The session sealed into the ticket under a rotating key (shared through Redis with
+    /// --redis): resuming needs no store look-up.
     Stateless,
 }
 
@@ -227,8 +228,9 @@ pub struct ServeArgs {
     /// 604800, RFC 8446 §4.6.1). Default: 86400 for DTLS 1.2 sessions, 7200 for tickets.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub session_lifetime: Option<u64>,
-    /// DTLS 1.3 tickets: `stateful` (the default: the ticket is a key into the session store).
-    /// `stateless` is not yet supported.
+    /// Session tickets (DTLS 1.2 RFC 5077 and DTLS 1.3): `stateful` (the default: the ticket
+    /// is a key into the session store) or `stateless` (the session sealed into the ticket
+    /// under a rotating key, kept in Redis with --redis so every server opens every ticket).
     #[arg(long, value_name = "MODE", value_enum, default_value_t = TicketMode::Stateful)]
     pub tickets: TicketMode,
     /// Accept DTLS 1.3 0-RTT early data from resuming clients (off by default). GET and FETCH

@@ -4,7 +4,7 @@
 
 use crate::cli::{ServeArgs, TicketMode};
 use coaps_dtls::ServerConfig;
-use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore};
+use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, TicketKeySync};
 use coaps_tower::session_cache::{SessionCache, SessionFileError};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +16,6 @@ pub fn server_store(
     args: &ServeArgs,
     config: &mut ServerConfig,
 ) -> Result<(Arc<dyn AsyncSessionStore>, String), String> {
-    if args.tickets == TicketMode::Stateless {
-        return Err("--tickets stateless is not yet supported (the engine issues stateful tickets only): \
-                    use --tickets stateful or leave the option out"
-            .into());
-    }
     // Sessions live in the resumption layer's store only.
     config.session_store = None;
     let mut max_lifetime = coaps_dtls::DEFAULT_SESSION_LIFETIME;
@@ -30,17 +25,35 @@ pub fn server_store(
         config.ticket_lifetime = d.min(coaps_dtls::MAX_TICKET_LIFETIME);
         max_lifetime = d;
     }
-    match &args.redis {
+    let (store, mut mode): (Arc<dyn AsyncSessionStore>, String) = match &args.redis {
         None => {
             let store = MokaStore::new(MokaConfig {
                 max_entries: args.session_capacity,
                 max_lifetime,
                 ..MokaConfig::default()
             });
-            Ok((Arc::new(store), format!("sessions in memory (up to {})", args.session_capacity)))
+            (Arc::new(store), format!("sessions in memory (up to {})", args.session_capacity))
         }
-        Some(url) => redis_store(url, args.session_key_file.as_deref(), max_lifetime),
+        Some(url) => redis_store(url, args.session_key_file.as_deref(), max_lifetime)?,
+    };
+    if args.tickets == TicketMode::Stateless {
+        // A key must outlive every ticket it seals: it seals for one period and opens for
+        // the next, so a period as long as the longest lifetime does.
+        let rotate_every = config.session_lifetime.max(config.ticket_lifetime);
+        let keys = if args.redis.is_some() {
+            // Every node reads the same per-period keys from Redis.
+            let sync = TicketKeySync::new(store.clone(), rotate_every);
+            let keys = sync.keys();
+            sync.spawn((rotate_every / 10).min(Duration::from_secs(10)));
+            mode.push_str(", stateless tickets (keys shared through Redis)");
+            keys
+        } else {
+            mode.push_str(", stateless tickets");
+            coaps_dtls::TicketKeys::new(rotate_every, SystemTime::now())
+        };
+        config.tickets = coaps_dtls::TicketMode::Stateless(keys);
     }
+    Ok((store, mode))
 }
 
 #[cfg(feature = "redis")]

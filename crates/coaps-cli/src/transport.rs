@@ -151,10 +151,13 @@ where
     }
     let config = Arc::new(config);
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
-    let resumption = match &cookies {
+    let mut resumption = match &cookies {
         Some(c) => ResumptionLayer::behind(sessions, c),
         None => ResumptionLayer::without_cookie_layer(sessions),
     };
+    if let Some(keys) = config.tickets.keys() {
+        resumption = resumption.ticket_keys(keys.clone());
+    }
     let builder: HandshakeBuilder = HandshakeLayer::builder(config).on_session(resumption.session_sink());
     let handshake = match &cookies {
         // The cookie layer in front proves every peer; the handshake layer runs no second gate

@@ -10,7 +10,11 @@
 //!   returns once Redis is back;
 //! * OpenSSL `s_client -dtls1_2 -reconnect -no_ticket` resumes with a session ID against
 //!   `coaps serve`;
-//! * `--tickets stateless` is refused with a usage error.
+//! * RFC 5077 tickets, `--tickets stateful` and `stateless`: OpenSSL `s_client -dtls1_2
+//!   -reconnect` and `gnutls-cli --resume` resume with a ticket; two `coaps serve
+//!   --tickets stateless` on one Redis open each other's tickets (DTLS 1.2 with OpenSSL's
+//!   saved session, DTLS 1.3 with `coaps get --session-file`);
+//! * `--redis` without a usable key is a usage error.
 
 use coaps_test_support::cli::{Server, coaps, run, serve, show};
 use coaps_test_support::peers::{Peer, StdinMode, require_peer, temp_path};
@@ -114,7 +118,9 @@ fn damaged_foreign_or_unusable_session_files_mean_a_warning_and_a_full_handshake
     handshake(&get(server.port, "1.2", &file));
     let mut bytes = std::fs::read(&file).unwrap();
     let body = bytes.len() - 32;
-    bytes[body - 10] ^= 0x01; // inside the master secret, the last field of a DTLS 1.2 session
+    // Inside the master secret: a DTLS 1.2 session ends with it, then (the server issued an
+    // RFC 5077 ticket, 32 bytes in stateful mode) the u16-prefixed ticket.
+    bytes[body - (2 + 32) - 10] ^= 0x01;
     let digest = RustCrypto.sha256_parts(&[&bytes[..body]]);
     bytes[body..].copy_from_slice(&digest);
     std::fs::write(&file, &bytes).unwrap();
@@ -125,16 +131,16 @@ fn damaged_foreign_or_unusable_session_files_mean_a_warning_and_a_full_handshake
 }
 
 #[test]
-fn stateless_tickets_are_refused_as_not_yet_supported() {
-    let mut cmd = coaps();
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--tickets", "stateless"]);
-    let out = run(cmd, LIMIT);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(stderr(&out).contains("--tickets stateless is not yet supported"), "{}", show(&out));
+fn redis_without_its_key_or_with_a_bad_key_is_a_usage_error() {
     // --redis without its key, and a bad key file: usage errors too.
     let mut cmd = coaps();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/"]);
     assert_eq!(run(cmd, LIMIT).status.code(), Some(2));
+    let mut cmd = coaps();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--tickets", "sealed"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("stateless"), "the error lists the modes: {}", show(&out));
     let key = temp_path("key");
     std::fs::write(&key, "not hex").unwrap();
     let mut cmd = coaps();
@@ -333,4 +339,142 @@ fn openssl_s_client_reconnect_resumes_with_a_session_id() {
     );
     assert_eq!(client.stdout_count("New, TLSv1.2"), 1, "{}", client.dump());
     client.kill();
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 5077 tickets
+// ---------------------------------------------------------------------------------------------
+
+fn demo_key_hex() -> String {
+    b"coaps-demo-key".iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn s_client_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "s_client",
+        "-dtls1_2",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-psk",
+        &demo_key_hex(),
+        "-psk_identity",
+        "coaps-demo",
+        "-cipher",
+        "PSK-CHACHA20-POLY1305",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn openssl_s_client_reconnect_resumes_with_a_ticket_in_both_modes() {
+    if !require_peer("openssl") {
+        return;
+    }
+    for mode in ["stateful", "stateless"] {
+        let server = serve(&["--dtls", "1.2", "--tickets", mode]);
+        let mut client =
+            Peer::spawn("openssl s_client", "openssl", s_client_args(server.port, &["-reconnect"]), StdinMode::Piped);
+        let reused = "Reused, TLSv1.2, Cipher is PSK-CHACHA20-POLY1305";
+        assert!(
+            client.wait_for_stdout_count(reused, 5, Duration::from_secs(60)),
+            "{mode}: s_client did not resume 5 times\n{}",
+            client.dump()
+        );
+        assert_eq!(client.stdout_count("New, TLSv1.2"), 1, "{mode}: {}", client.dump());
+        // The server sent a ticket and, issuing one, an empty session ID (RFC 5077 §3.4): the
+        // ticket is the only way back to the session.
+        assert!(client.stdout().contains("TLS session ticket lifetime hint: 86400"), "{mode}: {}", client.dump());
+        client.kill();
+    }
+}
+
+#[test]
+fn gnutls_cli_resumes_with_a_ticket_in_both_modes() {
+    if !require_peer("gnutls-cli") {
+        return;
+    }
+    let priority =
+        "NONE:+VERS-DTLS1.2:+COMP-NULL:+SIGN-ALL:+GROUP-SECP256R1:+AEAD:+SHA256:+CTYPE-X509:+CHACHA20-POLY1305:+PSK";
+    for mode in ["stateful", "stateless"] {
+        let server = serve(&["--dtls", "1.2", "--tickets", mode]);
+        let port = server.port.to_string();
+        let key = demo_key_hex();
+        let args = [
+            "--udp",
+            "-p",
+            &port,
+            "127.0.0.1",
+            "--priority",
+            priority,
+            "--pskusername",
+            "coaps-demo",
+            "--pskkey",
+            &key,
+            "--resume",
+        ];
+        let mut client = Peer::spawn("gnutls-cli", "gnutls-cli", args, StdinMode::Piped);
+        assert!(
+            client.wait_for_output("*** This is a resumed session", Duration::from_secs(30)),
+            "{mode}: gnutls-cli did not resume\n{}",
+            client.dump()
+        );
+        client.kill();
+    }
+}
+
+#[test]
+fn two_stateless_servers_on_one_redis_open_each_others_tickets() {
+    let Some(redis) = RedisServer::start() else { return };
+    let key = temp_path("store-key");
+    std::fs::write(&key, format!("{}\n", "3c".repeat(32))).unwrap();
+    let key = key.to_str().unwrap().to_owned();
+    let args = ["--redis", &redis.url(), "--session-key-file", &key, "--tickets", "stateless"];
+    let a = serve(&args);
+    let b = serve(&args);
+
+    // DTLS 1.3, our client: a ticket from A resumes on B. The nodes load the shared keys from
+    // Redis just after they start: until then a ticket may not open elsewhere.
+    let lb = Balancer::start(a.port);
+    let port = lb.front.port();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let file = temp_path("session");
+        lb.route_to(a.port);
+        let first = get(port, "1.3", &file);
+        assert!(handshake(&first).starts_with("handshake: full"), "{}", show(&first));
+        lb.route_to(b.port);
+        let out = get(port, "1.3", &file);
+        if handshake(&out) == "handshake: resumed (DTLS 1.3)" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B never opened node A's ticket\n{}", show(&out));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // DTLS 1.2, OpenSSL: the session saved from A (a ticket, no session ID) resumes on B.
+    if require_peer("openssl") {
+        let sess = temp_path("sess.pem");
+        let sess = sess.to_str().unwrap();
+        let mut first =
+            Peer::spawn("openssl s_client", "openssl", s_client_args(a.port, &["-sess_out", sess]), StdinMode::Piped);
+        assert!(first.wait_for_output("New, TLSv1.2", Duration::from_secs(30)), "{}", first.dump());
+        first.close_stdin();
+        first.wait_exit(Duration::from_secs(10));
+        let mut second =
+            Peer::spawn("openssl s_client", "openssl", s_client_args(b.port, &["-sess_in", sess]), StdinMode::Piped);
+        assert!(
+            second.wait_for_output("Reused, TLSv1.2", Duration::from_secs(30)),
+            "node B did not resume node A's DTLS 1.2 ticket\n{}",
+            second.dump()
+        );
+        second.kill();
+    }
+    for n in [a, b] {
+        let log = n.guard.stop();
+        assert!(!log.contains("panicked"), "{log}");
+    }
 }

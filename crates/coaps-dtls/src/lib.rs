@@ -52,6 +52,7 @@ mod msgs;
 mod record;
 mod resumption;
 pub mod suites;
+mod tickets;
 mod types;
 
 pub use cert::CertificateError;
@@ -76,6 +77,9 @@ pub use resumption::{
     offered_sessions,
 };
 pub use suites::{ALL_SUITES, SupportedSuite};
+pub use tickets::{
+    DEFAULT_TICKET_KEY_ROTATION, TICKET_FORMAT_VERSION, TICKET_KEY_NAME_LEN, TicketKey, TicketKeys, TicketMode,
+};
 pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
 /// The zeroize-on-drop buffer [`SessionStore`] passes encoded sessions in.
 pub use zeroize::Zeroizing;

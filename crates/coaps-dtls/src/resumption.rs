@@ -75,16 +75,23 @@ impl Session {
         self.max_early_data_size().is_some()
     }
 
+    /// Client, DTLS 1.2: the RFC 5077 session ticket the server issued for this session, which
+    /// the client offers to resume it.
+    pub fn session_ticket(&self) -> Option<&[u8]> {
+        self.ticket12.as_deref()
+    }
+
     /// The 48-byte master secret (DTLS 1.2; all zero for a DTLS 1.3 ticket).
     pub fn master_secret(&self) -> &[u8; 48] {
         &self.master_secret
     }
 
-    /// The key a store keeps this session under: the session ID (DTLS 1.2) or the ticket, which
-    /// is the PSK identity the client offers (DTLS 1.3). [`offered_sessions`] lists the same
-    /// keys from a ClientHello.
+    /// The key a store keeps this session under: the session ID (DTLS 1.2), the RFC 5077 ticket
+    /// a DTLS 1.2 client holds (a stateful ticket is the server's store key), or the ticket,
+    /// which is the PSK identity the client offers (DTLS 1.3). [`offered_sessions`] lists the
+    /// same keys from a ClientHello.
     pub fn store_key(&self) -> &[u8] {
-        &self.id
+        self.ticket12.as_deref().unwrap_or(&self.id)
     }
 
     /// How long the session may be resumed after it was established (the ticket_lifetime of a
@@ -124,11 +131,11 @@ impl Session {
     ///
     /// ```text
     /// u8  version (1)          u8  kind (1 = DTLS 1.2 session, 2 = DTLS 1.3 ticket)
-    /// u16 id length, id        u16 cipher suite            u8 flags (bit 0: EMS)
+    /// u16 id length, id        u16 cipher suite            u8 flags (bit 0: EMS, bit 1: ticket)
     /// u64 issued (unix ms)     u32 lifetime (ms; longer lifetimes are written as u32::MAX)
     /// peer identity: u8 tag (0 anonymous, 1 PSK, 2 certificate chain, 3 raw public key), then
     ///     PSK / raw key: u16 length, bytes; chain: u16 count, each u32 length, bytes
-    /// kind 1: master secret [48]
+    /// kind 1: master secret [48], then with flag bit 1 the RFC 5077 ticket: u16 length, ticket
     /// kind 2: resumption PSK [32], u32 ticket_age_add, u32 max_early_data_size,
     ///         client IP: u8 tag (0 none, 4 IPv4 [4], 6 IPv6 [16])
     /// ```
@@ -141,7 +148,7 @@ impl Session {
         out.extend_from_slice(&(id.len() as u16).to_be_bytes());
         out.extend_from_slice(id);
         out.extend_from_slice(&u16::from(self.suite).to_be_bytes());
-        out.push(u8::from(self.extended_master_secret));
+        out.push(u8::from(self.extended_master_secret) | (u8::from(self.ticket12.is_some()) << 1));
         out.extend_from_slice(&issued_unix_ms(self.established_at, now, wall).to_be_bytes());
         let lifetime_ms = u32::try_from(self.lifetime.as_millis()).unwrap_or(u32::MAX);
         out.extend_from_slice(&lifetime_ms.to_be_bytes());
@@ -167,7 +174,12 @@ impl Session {
             }
         }
         match &self.ticket13 {
-            None => out.extend_from_slice(&self.master_secret[..]),
+            None => {
+                out.extend_from_slice(&self.master_secret[..]);
+                if let Some(t) = &self.ticket12 {
+                    put_u16_bytes(&mut out, t);
+                }
+            }
             Some(t) => {
                 out.extend_from_slice(&t.psk[..]);
                 out.extend_from_slice(&t.age_add.to_be_bytes());
@@ -205,13 +217,15 @@ impl Session {
             return Err(SessionDecodeError::Invalid("kind"));
         }
         let id = r.vec_u16("id")?.to_vec();
-        if id.is_empty() || (kind == KIND_DTLS12 && id.len() > 32) {
-            return Err(SessionDecodeError::Invalid("id length"));
-        }
         let suite = CipherSuite::from(r.u16("suite")?);
         let flags = r.u8("flags")?;
-        if flags > 1 {
+        let has_ticket12 = flags & 2 != 0;
+        if flags > 3 || (has_ticket12 && kind != KIND_DTLS12) {
             return Err(SessionDecodeError::Invalid("flags"));
+        }
+        // A DTLS 1.2 session resumed by its ticket may have no session ID (RFC 5077 §3.4).
+        if (id.is_empty() && !has_ticket12) || (kind == KIND_DTLS12 && id.len() > 32) {
+            return Err(SessionDecodeError::Invalid("id length"));
         }
         let issued_ms = u64::from_be_bytes(r.array::<8>("issued")?);
         let lifetime = Duration::from_millis(u64::from(r.u32("lifetime")?));
@@ -231,8 +245,16 @@ impl Session {
             _ => return Err(SessionDecodeError::Invalid("peer identity")),
         };
         let mut master_secret = Zeroizing::new([0u8; 48]);
+        let mut ticket12 = None;
         let ticket13 = if kind == KIND_DTLS12 {
             master_secret.copy_from_slice(r.take(48, "master secret")?);
+            if has_ticket12 {
+                let t = r.vec_u16("session ticket")?;
+                if t.is_empty() {
+                    return Err(SessionDecodeError::Invalid("session ticket"));
+                }
+                ticket12 = Some(t.to_vec());
+            }
             None
         } else {
             let mut psk = Zeroizing::new([0u8; 32]);
@@ -265,6 +287,7 @@ impl Session {
             lifetime,
             master_secret,
             ticket13,
+            ticket12,
         })
     }
 }
@@ -308,6 +331,7 @@ impl PartialEq for Session {
             && self.peer_identity == other.peer_identity
             && self.established_at == other.established_at
             && self.lifetime == other.lifetime
+            && self.ticket12 == other.ticket12
     }
 }
 
@@ -322,7 +346,8 @@ impl fmt::Debug for Session {
             .field("extended_master_secret", &self.extended_master_secret)
             .field("peer_identity", &self.peer_identity)
             .field("lifetime", &self.lifetime)
-            .field("dtls13_ticket", &self.ticket13.is_some());
+            .field("dtls13_ticket", &self.ticket13.is_some())
+            .field("session_ticket_len", &self.ticket12.as_ref().map(Vec::len));
         if let Some(t) = &self.ticket13 {
             d.field("max_early_data", &t.max_early_data).field("client_ip", &t.client_ip);
         }
@@ -414,7 +439,7 @@ pub(crate) fn find_session(
     dtls13: bool,
     now: Instant,
 ) -> Option<(Session, SessionSource)> {
-    let usable = |s: &Session| s.id == key && s.is_dtls13_ticket() == dtls13 && !s.is_expired(now);
+    let usable = |s: &Session| s.store_key() == key && s.is_dtls13_ticket() == dtls13 && !s.is_expired(now);
     if let Some(f) = fetched.iter().find(|f| usable(&f.session)) {
         return Some((f.session.clone(), SessionSource::Fetched { taken: f.taken }));
     }
@@ -532,12 +557,14 @@ impl SessionStore for MemorySessionStore {
 }
 
 /// The sessions a ClientHello datagram offers for resumption, borrowed from the datagram: the
-/// DTLS 1.2 legacy session_id (RFC 5246 §7.4.1.2) and the DTLS 1.3 pre_shared_key identities
-/// (RFC 8446 §4.2.11), with whether early_data is offered (§4.2.10). Made by
-/// [`offered_sessions`]; allocates nothing.
+/// DTLS 1.2 legacy session_id (RFC 5246 §7.4.1.2), the DTLS 1.2 SessionTicket extension
+/// (RFC 5077 §3.2) and the DTLS 1.3 pre_shared_key identities (RFC 8446 §4.2.11), with
+/// whether early_data is offered (§4.2.10). Made by [`offered_sessions`]; allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OfferedSessions<'a> {
     session_id: &'a [u8],
+    /// The SessionTicket extension's data (empty when absent or empty).
+    ticket: &'a [u8],
     /// The identities vector of pre_shared_key, without its length prefix.
     identities: &'a [u8],
     early_data: bool,
@@ -547,6 +574,12 @@ impl<'a> OfferedSessions<'a> {
     /// The DTLS 1.2 session ID the client asks to resume, if not empty.
     pub fn session_id(&self) -> Option<&'a [u8]> {
         (!self.session_id.is_empty()).then_some(self.session_id)
+    }
+
+    /// The DTLS 1.2 RFC 5077 ticket the client asks to resume with, if the SessionTicket
+    /// extension is present and not empty.
+    pub fn session_ticket(&self) -> Option<&'a [u8]> {
+        (!self.ticket.is_empty()).then_some(self.ticket)
     }
 
     /// The DTLS 1.3 PSK identities (tickets or external PSK identities), in the client's order.
@@ -561,14 +594,14 @@ impl<'a> OfferedSessions<'a> {
         self.early_data
     }
 
-    /// Every store key offered: the session ID, then the PSK identities.
+    /// Every store key offered: the session ID, the 1.2 ticket, then the PSK identities.
     pub fn keys(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.session_id().into_iter().chain(self.psk_identities())
+        self.session_id().into_iter().chain(self.session_ticket()).chain(self.psk_identities())
     }
 
     /// Whether nothing is offered.
     pub fn is_empty(&self) -> bool {
-        self.session_id.is_empty() && self.identities.is_empty()
+        self.session_id.is_empty() && self.ticket.is_empty() && self.identities.is_empty()
     }
 }
 
@@ -592,6 +625,8 @@ impl<'a> Iterator for PskIdentities<'a> {
 const EXT_PRE_SHARED_KEY: u16 = 41;
 /// extension_type early_data (RFC 8446 §4.2).
 const EXT_EARLY_DATA: u16 = 42;
+/// extension_type SessionTicket (RFC 5077 §3.2).
+const EXT_SESSION_TICKET: u16 = 35;
 
 /// What the ClientHello that starts `datagram` offers for resumption, or `None` when the
 /// datagram does not start with a whole, well-formed epoch-0 ClientHello in one record and one
@@ -630,7 +665,7 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
     ch.vec_u8("cookie").ok()?;
     ch.vec_u16("cipher_suites").ok()?;
     ch.vec_u8("compression_methods").ok()?;
-    let mut out = OfferedSessions { session_id, identities: &[], early_data: false };
+    let mut out = OfferedSessions { session_id, ticket: &[], identities: &[], early_data: false };
     if ch.is_empty() {
         return Some(out);
     }
@@ -640,6 +675,7 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
         let data = exts.vec_u16("extension_data").ok()?;
         match ty {
             EXT_EARLY_DATA => out.early_data = true,
+            EXT_SESSION_TICKET => out.ticket = data,
             EXT_PRE_SHARED_KEY => {
                 let mut r = Reader::new(data);
                 if let Ok(ids) = r.vec_u16("identities") {
@@ -666,6 +702,7 @@ mod tests {
             established_at: now - Duration::from_secs(30),
             lifetime: DEFAULT_SESSION_LIFETIME,
             master_secret: Zeroizing::new([0xA5; 48]),
+            ticket12: None,
             ticket13: None,
         }
     }
@@ -679,6 +716,7 @@ mod tests {
             established_at: now - Duration::from_millis(1500),
             lifetime: DEFAULT_TICKET_LIFETIME,
             master_secret: Zeroizing::new([0; 48]),
+            ticket12: None,
             ticket13: Some(Ticket13 {
                 psk: Zeroizing::new([0x5A; 32]),
                 age_add: 0xDEAD_BEEF,
@@ -726,6 +764,23 @@ mod tests {
             s.ticket13.as_mut().unwrap().client_ip = None;
             same(&s, &Session::decode(&s.encode(now, wall), now, wall).unwrap());
         }
+    }
+
+    #[test]
+    fn a_dtls12_ticket_session_round_trips_without_a_session_id() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut s = session12(now);
+        s.id.clear();
+        s.ticket12 = Some(vec![0x77; 150]);
+        let bytes = s.encode(now, wall);
+        same(&s, &Session::decode(&bytes, now, wall).unwrap());
+        for n in 0..bytes.len() {
+            assert!(Session::decode(&bytes[..n], now, wall).is_err(), "prefix of {n} bytes decoded");
+        }
+        // Without the ticket flag, an empty session ID is refused.
+        s.ticket12 = None;
+        assert!(Session::decode(&s.encode(now, wall), now, wall).is_err());
     }
 
     #[test]

@@ -205,6 +205,10 @@ pub struct Session {
     /// DTLS 1.3: the resumption PSK (RFC 8446 §4.6.1) and the ticket parameters; `None` for a
     /// DTLS 1.2 session.
     pub(crate) ticket13: Option<Ticket13>,
+    /// Client, DTLS 1.2: the RFC 5077 ticket the server gave for this session, offered in the
+    /// SessionTicket extension to resume it (RFC 5077 §3.1); `id` is then the server's session
+    /// ID, often empty (§3.4).
+    pub(crate) ticket12: Option<Vec<u8>>,
 }
 
 /// What a DTLS 1.3 ticket resumes with (RFC 8446 §4.6.1).

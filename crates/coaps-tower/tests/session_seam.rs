@@ -447,10 +447,16 @@ async fn offered_sessions_lists_session_ids_tickets_and_early_data() {
     let (session12, _) = first_connection(&mut stack, DtlsVersion::Dtls12).await;
     let d = first_datagram(DtlsVersion::Dtls12, session12.clone(), None);
     let o = offered_sessions(&d).expect("a ClientHello");
-    assert_eq!(o.session_id(), Some(&session12.id[..]));
+    // The server issued an RFC 5077 ticket and so no session ID (§3.4); the client offers the
+    // ticket with a session ID of its own making, whose echo tells it the server resumed.
+    assert!(session12.id.is_empty());
+    let ticket12 = session12.session_ticket().expect("an RFC 5077 ticket");
+    assert_eq!(o.session_ticket(), Some(ticket12));
+    let sid = o.session_id().expect("a session ID of the client's making");
+    assert_eq!(sid.len(), 32);
     assert_eq!(o.psk_identities().count(), 0);
     assert!(!o.early_data());
-    assert_eq!(o.keys().collect::<Vec<_>>(), vec![&session12.id[..]]);
+    assert_eq!(o.keys().collect::<Vec<_>>(), vec![sid, ticket12]);
 
     let mut stack = Stack::new(server(Some(EarlyDataConfig::default()), true), 14);
     let (ticket, _) = first_connection(&mut stack, DtlsVersion::Dtls13).await;
@@ -466,7 +472,9 @@ async fn offered_sessions_lists_session_ids_tickets_and_early_data() {
             let _ = offered_sessions(&d[..n]).map(|o| o.keys().count());
         }
     }
-    // A dual-version client resuming a DTLS 1.2 session offers it in legacy_session_id.
+    // A dual-version client offers a DTLS 1.2 session only by its session ID (legacy_session_id);
+    // its hello carries no SessionTicket extension, so a ticket-only session is not offered.
     let d = first_datagram(DtlsVersion::Auto, session12.clone(), None);
-    assert_eq!(offered_sessions(&d).and_then(|o| o.session_id()), Some(&session12.id[..]));
+    assert_eq!(offered_sessions(&d).and_then(|o| o.session_id()), None);
+    assert_eq!(offered_sessions(&d).and_then(|o| o.session_ticket()), None);
 }

@@ -203,7 +203,7 @@ pub enum DtlsVersion {
 }
 
 /// Client configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Shared settings.
     pub common: CommonConfig,
@@ -218,6 +218,24 @@ pub struct ClientConfig {
     /// DTLS 1.3: the key exchange when resuming a ticket (RFC 8446 §4.2.9); default
     /// psk_dhe_ke (a fresh key share beside the ticket).
     pub resumption_key_exchange: crate::config::early_data::ResumptionKeyExchange,
+    /// DTLS 1.2: offer the SessionTicket extension (RFC 5077 §3.2), keep the ticket the
+    /// server sends in the [`Session`](crate::Session), and offer it to resume; default true
+    /// (as OpenSSL, GnuTLS and mbedTLS clients do). Session-ID resumption works either way.
+    pub session_tickets: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            common: CommonConfig::default(),
+            version: DtlsVersion::default(),
+            psk: None,
+            verifier: None,
+            client_cert: None,
+            resumption_key_exchange: Default::default(),
+            session_tickets: true,
+        }
+    }
 }
 
 /// Client certificate policy on the server.
@@ -274,6 +292,11 @@ pub struct ServerConfig {
     /// most 24 hours); the server then forgets it sooner than the client does and answers with
     /// a full handshake.
     pub ticket_lifetime: Duration,
+    /// What the tickets the server issues hold: a key into the session store
+    /// ([`TicketMode::Stateful`](crate::TicketMode::Stateful), the default) or the session itself, sealed under rotating
+    /// ticket keys ([`TicketMode::Stateless`](crate::TicketMode::Stateless)), which the server opens with no store look-up
+    /// and never stores. Session IDs (DTLS 1.2) are stateful either way.
+    pub tickets: crate::tickets::TicketMode,
     /// Stateless cookie exchange (RFC 6347 §4.2.1); `None` switches it off.
     pub cookie: Option<CookieConfig>,
     /// Most associations (established or not) at once.
@@ -301,6 +324,11 @@ impl ServerConfig {
     pub(crate) fn issues_sessions(&self) -> bool {
         self.session_store.is_some() || self.session_events
     }
+
+    /// Whether the server issues tickets: stateless ones need no store.
+    pub(crate) fn issues_tickets(&self) -> bool {
+        self.issues_sessions() || self.tickets.keys().is_some()
+    }
 }
 
 impl Default for ServerConfig {
@@ -318,6 +346,7 @@ impl Default for ServerConfig {
             session_events: false,
             session_lifetime: crate::resumption::DEFAULT_SESSION_LIFETIME,
             ticket_lifetime: crate::resumption::DEFAULT_TICKET_LIFETIME,
+            tickets: crate::tickets::TicketMode::Stateful,
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,

@@ -40,6 +40,18 @@ pub(super) struct Client {
     /// Checked against the server's certificate.
     server_name: String,
     state: State,
+    /// RFC 5077 tickets: where this handshake stands.
+    tickets: TicketProgress,
+}
+
+/// RFC 5077 on the client: whether the ServerHello promised a NewSessionTicket (§3.2), and
+/// the one that came (§3.3).
+#[derive(Default)]
+struct TicketProgress {
+    /// The ServerHello carried the (empty) SessionTicket extension.
+    acked: bool,
+    /// The NewSessionTicket: the ticket and its lifetime hint in seconds.
+    received: Option<(Vec<u8>, u32)>,
 }
 
 /// What the client waits for. Each variant is named after the state struct it holds.
@@ -63,6 +75,8 @@ struct Context<'a> {
     now: Instant,
     /// Length of the transcript before the message being handled (what a Finished covers).
     transcript_before: usize,
+    /// The NewSessionTicket of this handshake, if one came.
+    new_ticket: Option<&'a (Vec<u8>, u32)>,
 }
 
 fn out_of_order() -> Error {
@@ -123,11 +137,30 @@ impl Client {
         }
         extensions.push(ClientExtension::ExtendedMasterSecret);
         extensions.push(ClientExtension::RenegotiationInfo(Vec::new()));
-        let offered_session = resume.filter(|s| offered.iter().any(|o| o.suite == s.suite) && !s.id.is_empty());
+        let tickets = config.session_tickets;
+        let offered_session = resume.filter(|s| {
+            offered.iter().any(|o| o.suite == s.suite) && (!s.id.is_empty() || (tickets && s.ticket12.is_some()))
+        });
+        let ticket = offered_session.as_ref().and_then(|s| s.ticket12.clone()).filter(|_| tickets);
+        // RFC 5077 §3.4: with a ticket, a session ID of our own making tells us by its echo
+        // whether the server resumed.
+        let session_id = match (&offered_session, &ticket) {
+            (Some(s), _) if !s.id.is_empty() => s.id.clone(),
+            (Some(_), Some(_)) => {
+                let mut id = vec![0u8; 32];
+                core.rng().fill(&mut id);
+                id
+            }
+            _ => Vec::new(),
+        };
+        if tickets {
+            // RFC 5077 §3.2: empty asks for a ticket; a ticket asks to resume with it.
+            extensions.push(ClientExtension::SessionTicket(ticket.unwrap_or_default()));
+        }
         let ch = ClientHello {
             client_version: ProtocolVersion::DTLS1_2,
             random: Random(random),
-            session_id: SessionId(offered_session.as_ref().map(|s| s.id.clone()).unwrap_or_default()),
+            session_id: SessionId(session_id),
             cookie: Vec::new(),
             cipher_suites: offered.iter().map(|s| s.suite).collect(),
             compression_methods: vec![Compression::Null],
@@ -135,7 +168,7 @@ impl Client {
         };
         let hello_record_seq = send_client_hello(&mut core, now, &ch);
         let state = State::ExpectServerHello(ExpectServerHello { ch, offered: offered_session, hello_record_seq });
-        Ok((core, Self { config, server_name: server_name.to_owned(), state }))
+        Ok((core, Self { config, server_name: server_name.to_owned(), state, tickets: TicketProgress::default() }))
     }
 
     /// Takes over the first ClientHello of a dual-version client; see `Conn12::client_adopt`.
@@ -176,7 +209,7 @@ impl Client {
                 let offered = offered.filter(|s| !s.id.is_empty() && s.id == ch.session_id.0);
                 // The adopted hello is the first: every HelloVerifyRequest answers it.
                 let state = State::ExpectServerHello(ExpectServerHello { ch, offered, hello_record_seq: 0 });
-                Ok(Self { config, server_name: server_name.to_owned(), state })
+                Ok(Self { config, server_name: server_name.to_owned(), state, tickets: TicketProgress::default() })
             }
             None => {
                 Err(Error::Config(ConfigError::new("the dual-version ClientHello does not round-trip as DTLS 1.2")))
@@ -226,8 +259,37 @@ impl Client {
         msg: &HandshakeMessage,
         transcript_before: usize,
     ) -> Result<Option<Self>, Error> {
-        let Self { config, server_name, state } = self;
-        let mut cx = Context { core, config: &config, server_name: &server_name, now, transcript_before };
+        let Self { config, server_name, state, mut tickets } = self;
+        match (&state, msg.msg_type) {
+            (State::ExpectServerHello(s), HandshakeType::ServerHello) => {
+                let sh = ServerHello::read_exact(&msg.body)?;
+                tickets.acked = sh.has_session_ticket_ack();
+                if tickets.acked && s.ch.session_ticket().is_none() {
+                    return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension));
+                }
+            }
+            // RFC 5077 §3.3: promised in the ServerHello, it comes before the server's
+            // ChangeCipherSpec, in a full handshake or a resumption that renews the ticket.
+            (State::ExpectFinished(_) | State::ExpectResumedFinished(_), HandshakeType::NewSessionTicket)
+                if tickets.acked && tickets.received.is_none() =>
+            {
+                let nst = NewSessionTicket::read_exact(&msg.body)?;
+                // An empty ticket withdraws the promise (RFC 5077 §3.3): nothing to keep.
+                if !nst.ticket.is_empty() {
+                    tickets.received = Some((nst.ticket, nst.lifetime_hint));
+                }
+                return Ok(Some(Self { config, server_name, state, tickets }));
+            }
+            _ => {}
+        }
+        let mut cx = Context {
+            core,
+            config: &config,
+            server_name: &server_name,
+            now,
+            transcript_before,
+            new_ticket: tickets.received.as_ref(),
+        };
         let next = match state {
             State::ExpectServerHello(s) => s.handle(&mut cx, msg)?,
             State::ExpectCertificate(s) => State::ExpectServerKeyExchange(s.handle(&mut cx, msg)?),
@@ -237,7 +299,7 @@ impl Client {
             State::ExpectFinished(s) => return s.handle(&mut cx, msg).map(|()| None),
             State::ExpectResumedFinished(s) => return s.handle(&mut cx, msg).map(|()| None),
         };
-        Ok(Some(Self { config, server_name, state: next }))
+        Ok(Some(Self { config, server_name, state: next, tickets }))
     }
 }
 
@@ -369,7 +431,9 @@ impl ExpectServerHello {
             cert_type,
         };
         cx.core.suite = Some(suite);
-        if let Some(session) = offered.filter(|s| !sh.session_id.0.is_empty() && s.id == sh.session_id.0) {
+        // Resumed when the server echoes the session ID we sent (RFC 5246 §7.4.1.3): the
+        // session's own, or the one we made up to go with its ticket (RFC 5077 §3.4).
+        if let Some(session) = offered.filter(|_| !sh.session_id.0.is_empty() && ch.session_id.0 == sh.session_id.0) {
             // Abbreviated handshake (RFC 5246 §7.3).
             if session.suite != suite.suite {
                 return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumedWithOtherSuite12));
@@ -381,7 +445,8 @@ impl ExpectServerHello {
             let master = MasterSecret::from_bytes(*session.master_secret());
             cx.core.install_keys(&d, &master)?;
             let identity = session.peer_identity.clone();
-            return Ok(State::ExpectResumedFinished(ExpectResumedFinished { d, master, identity }));
+            let ticket = session.ticket12.clone();
+            return Ok(State::ExpectResumedFinished(ExpectResumedFinished { d, master, identity, ticket }));
         }
         if require_ems && !ems {
             return Err(Error::Incompatible(Incompatible::ServerWithoutEms));
@@ -645,6 +710,8 @@ struct ExpectResumedFinished {
     d: HsData,
     master: MasterSecret,
     identity: PeerIdentity,
+    /// The ticket we resumed with: kept for the next time unless the server renews it.
+    ticket: Option<Vec<u8>>,
 }
 
 impl ExpectResumedFinished {
@@ -652,7 +719,7 @@ impl ExpectResumedFinished {
         if msg.msg_type != HandshakeType::Finished {
             return Err(out_of_order());
         }
-        let Self { d, master, identity } = self;
+        let Self { d, master, identity, ticket } = self;
         cx.core.verify_peer_finished(
             cx.now,
             &master,
@@ -661,7 +728,8 @@ impl ExpectResumedFinished {
             b"server finished",
             Some(b"client finished"),
         )?;
-        established(cx, &d, &master, identity, true);
+        let renewed = cx.new_ticket.is_some();
+        established_with(cx, &d, &master, identity, true, ticket.filter(|_| !renewed));
         Ok(())
     }
 }
@@ -669,9 +737,61 @@ impl ExpectResumedFinished {
 /// The client keeps the session to offer it on a later connection. It cannot know the
 /// server's lifetime; the server refuses what it has forgotten, and a full handshake follows.
 fn established(cx: &mut Context<'_>, d: &HsData, master: &MasterSecret, identity: PeerIdentity, resumed: bool) {
-    let lifetime = crate::resumption::DEFAULT_SESSION_LIFETIME;
-    if let Some(session) = d.session(master, &identity, cx.now, lifetime) {
+    established_with(cx, d, master, identity, resumed, None);
+}
+
+/// [`established`], keeping `old_ticket` (the ticket a resumption used) when no new one came.
+/// A session with a ticket is kept even without a session ID (RFC 5077 §3.4); its lifetime is
+/// the ticket's hint when the server gave one (§3.3).
+fn established_with(
+    cx: &mut Context<'_>,
+    d: &HsData,
+    master: &MasterSecret,
+    identity: PeerIdentity,
+    resumed: bool,
+    old_ticket: Option<Vec<u8>>,
+) {
+    let mut lifetime = crate::resumption::DEFAULT_SESSION_LIFETIME;
+    let ticket = match cx.new_ticket {
+        Some((t, hint)) => {
+            if *hint > 0 {
+                lifetime = lifetime.min(std::time::Duration::from_secs(u64::from(*hint)));
+            }
+            Some(t.clone())
+        }
+        None => old_ticket,
+    };
+    let session = match ticket {
+        Some(t) => d.session_with_ticket(master, &identity, cx.now, lifetime, t),
+        None => d.session(master, &identity, cx.now, lifetime),
+    };
+    if let Some(session) = session {
         cx.core.session = Some(Box::new(session));
     }
     cx.core.established(cx.now, d.suite, identity, resumed);
+}
+
+impl HsData {
+    /// The client's session of a handshake that gave (or kept) an RFC 5077 ticket: `id` is
+    /// the server's session ID, possibly empty.
+    fn session_with_ticket(
+        &self,
+        master: &MasterSecret,
+        identity: &PeerIdentity,
+        now: Instant,
+        lifetime: std::time::Duration,
+        ticket: Vec<u8>,
+    ) -> Option<Session> {
+        Some(Session {
+            id: self.session_id.clone(),
+            suite: self.suite.suite,
+            extended_master_secret: self.ems,
+            peer_identity: identity.clone(),
+            established_at: now,
+            lifetime,
+            master_secret: Zeroizing::new(*master.as_bytes()),
+            ticket13: None,
+            ticket12: Some(ticket),
+        })
+    }
 }

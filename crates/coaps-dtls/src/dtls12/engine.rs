@@ -75,6 +75,7 @@ impl HsData {
             established_at: now,
             lifetime,
             master_secret: Zeroizing::new(*master.as_bytes()),
+            ticket12: None,
             ticket13: None,
         })
     }
@@ -129,7 +130,7 @@ pub(super) struct Core {
     pub(super) pending_hvr: Option<Box<PendingHvr>>,
     /// We sent the handshake's last flight and must resend it if the peer repeats its own
     /// (RFC 6347 §4.2.4); cleared once the peer's application data proves it is done.
-    holds_last_flight: bool,
+    pub(super) holds_last_flight: bool,
     /// When the kept last flight is released if the peer stays silent.
     pub(super) linger_until: Option<Instant>,
     // results

@@ -185,11 +185,22 @@ fn handle_client_hello(
         server_random[24..].copy_from_slice(&crate::dtls13::msgs::DowngradeSentinel::Dtls12.bytes());
     }
 
-    // Session-ID resumption (RFC 5246 §7.4.1.2), with RFC 7627 §5.3's EMS rules: a
-    // session handed in by a layer, else one from our store.
-    if !ch.session_id.0.is_empty()
-        && let Some((session, _)) = crate::resumption::find_session(config, fetched, &ch.session_id.0, false, now)
-    {
+    // RFC 5077 session tickets: the client offers the extension (empty: it wants one) and we
+    // issue tickets, statefully (a key into the store) or sealed (TicketMode::Stateless).
+    let offered_ticket = ch.session_ticket();
+    let issue_ticket = offered_ticket.is_some() && config.issues_tickets() && !config.session_lifetime.is_zero();
+    // Resumption, with RFC 7627 §5.3's EMS rules: a ticket first (RFC 5077 §3.1), then the
+    // session ID (RFC 5246 §7.4.1.2); each handed in by a layer, else from our store (or, a
+    // sealed ticket, opened here).
+    let by_ticket = offered_ticket.filter(|t| !t.is_empty()).and_then(|t| find_ticket12(config, fetched, t, now));
+    let by_id = || {
+        (!ch.session_id.0.is_empty())
+            .then(|| crate::resumption::find_session(config, fetched, &ch.session_id.0, false, now))
+            .flatten()
+            .map(|(s, _)| s)
+    };
+    let ticket_resumption = by_ticket.is_some();
+    if let Some(session) = by_ticket.or_else(by_id) {
         if session.extended_master_secret && !ems {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionWithoutEms));
         }
@@ -201,7 +212,9 @@ fn handle_client_hello(
                 suite,
                 client_random: ch.random.0,
                 server_random,
-                session_id: session.id.clone(),
+                // RFC 5077 §3.4: accepting a ticket, the server echoes the client's session ID
+                // (which the client may have made up to recognise the resumption).
+                session_id: if ticket_resumption { ch.session_id.0.clone() } else { session.id.clone() },
                 ems,
                 cert_type: CertificateType::X509,
             };
@@ -267,7 +280,9 @@ fn handle_client_hello(
             }
         }
     };
-    let session_id = if config.issues_sessions() {
+    // RFC 5077 §3.4: a server that will issue a ticket to a client that presented none
+    // SHOULD send an empty session ID; the ticket is then the one way back to the session.
+    let session_id = if config.issues_sessions() && !issue_ticket {
         let mut id = vec![0u8; 32];
         core.rng().fill(&mut id);
         id
@@ -285,6 +300,10 @@ fn handle_client_hello(
     );
     if let Some(t) = client_cert_type {
         sh.extensions.push(ServerExtension::ClientCertificateType(t));
+    }
+    if issue_ticket {
+        // RFC 5077 §3.2: an empty SessionTicket extension promises a NewSessionTicket.
+        sh.extensions.push(ServerExtension::SessionTicket);
     }
     core.queue_handshake(HandshakeType::ServerHello, sh.to_vec());
     if ecdsa {
@@ -335,9 +354,9 @@ fn handle_client_hello(
     core.queue_handshake(HandshakeType::ServerHelloDone, Vec::new());
     core.send_new_flight(now, true);
     Ok(if request_client_cert {
-        State::ExpectCertificate(ExpectCertificate { d, eph })
+        State::ExpectCertificate(ExpectCertificate { d, eph, issue_ticket })
     } else {
-        State::ExpectClientKeyExchange(ExpectClientKeyExchange { d, eph, client: None })
+        State::ExpectClientKeyExchange(ExpectClientKeyExchange { d, eph, client: None, issue_ticket })
     })
 }
 
@@ -369,6 +388,7 @@ fn server_hello(d: &HsData, reneg: bool, point_formats: bool, cert_type: Option<
 struct ExpectCertificate {
     d: HsData,
     eph: Option<Box<dyn EcdhKeyPair>>,
+    issue_ticket: bool,
 }
 
 impl ExpectCertificate {
@@ -376,10 +396,10 @@ impl ExpectCertificate {
         if msg.msg_type != HandshakeType::Certificate {
             return Err(out_of_order());
         }
-        let Self { d, eph } = self;
+        let Self { d, eph, issue_ticket } = self;
         let cert = read_all(&msg.body, |r| Certificate::read_with(r, d.cert_type))?;
         let client = verify_client_cert(cx.config, &cert)?;
-        Ok(ExpectClientKeyExchange { d, eph, client })
+        Ok(ExpectClientKeyExchange { d, eph, client, issue_ticket })
     }
 }
 
@@ -419,6 +439,8 @@ struct ExpectClientKeyExchange {
     eph: Option<Box<dyn EcdhKeyPair>>,
     /// The client certificate's key and identity, if it sent one; a CertificateVerify follows.
     client: Option<([u8; 65], PeerIdentity)>,
+    /// We promised a NewSessionTicket in the ServerHello (RFC 5077 §3.2).
+    issue_ticket: bool,
 }
 
 impl ExpectClientKeyExchange {
@@ -426,7 +448,7 @@ impl ExpectClientKeyExchange {
         if msg.msg_type != HandshakeType::ClientKeyExchange {
             return Err(out_of_order());
         }
-        let Self { d, eph, client } = self;
+        let Self { d, eph, client, issue_ticket } = self;
         let cke = read_all(&msg.body, |r| ClientKeyExchange::read_with(r, d.suite.kx))?;
         let config = cx.config;
         let psk_for = |identity: &[u8]| -> Result<Zeroizing<Vec<u8>>, Error> {
@@ -459,9 +481,9 @@ impl ExpectClientKeyExchange {
         cx.core.install_keys(&d, &master)?;
         Ok(match client {
             Some((point, identity)) => {
-                State::ExpectCertificateVerify(ExpectCertificateVerify { d, master, point, identity })
+                State::ExpectCertificateVerify(ExpectCertificateVerify { d, master, point, identity, issue_ticket })
             }
-            None => State::ExpectFinished(ExpectFinished { d, master, identity }),
+            None => State::ExpectFinished(ExpectFinished { d, master, identity, issue_ticket }),
         })
     }
 }
@@ -473,6 +495,7 @@ struct ExpectCertificateVerify {
     /// The client certificate's public key.
     point: [u8; 65],
     identity: PeerIdentity,
+    issue_ticket: bool,
 }
 
 impl ExpectCertificateVerify {
@@ -480,7 +503,7 @@ impl ExpectCertificateVerify {
         if msg.msg_type != HandshakeType::CertificateVerify {
             return Err(out_of_order());
         }
-        let Self { d, master, point, identity } = self;
+        let Self { d, master, point, identity, issue_ticket } = self;
         let cv = DigitallySigned::read_exact(&msg.body)?;
         if cv.scheme != SignatureScheme::EcdsaSecp256r1Sha256 {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::CertificateVerifyUnofferedScheme));
@@ -491,7 +514,7 @@ impl ExpectCertificateVerify {
             .provider
             .ecdsa_p256_verify(&point, &cx.core.transcript[..cx.transcript_before], &cv.signature)
             .map_err(|_| Error::DecryptError("client CertificateVerify"))?;
-        Ok(ExpectFinished { d, master, identity })
+        Ok(ExpectFinished { d, master, identity, issue_ticket })
     }
 }
 
@@ -500,6 +523,7 @@ struct ExpectFinished {
     d: HsData,
     master: MasterSecret,
     identity: PeerIdentity,
+    issue_ticket: bool,
 }
 
 impl ExpectFinished {
@@ -507,15 +531,19 @@ impl ExpectFinished {
         if msg.msg_type != HandshakeType::Finished {
             return Err(out_of_order());
         }
-        let Self { d, master, identity } = self;
-        cx.core.verify_peer_finished(
-            cx.now,
-            &master,
-            cx.transcript_before,
-            msg,
-            b"client finished",
-            Some(b"server finished"),
-        )?;
+        let Self { d, master, identity, issue_ticket } = self;
+        let answer: Option<&[u8]> = if issue_ticket { None } else { Some(b"server finished") };
+        cx.core.verify_peer_finished(cx.now, &master, cx.transcript_before, msg, b"client finished", answer)?;
+        if issue_ticket {
+            // RFC 5077 §3.3: NewSessionTicket goes between the client's Finished and our
+            // ChangeCipherSpec, in our last flight (resent with it).
+            let nst = new_session_ticket(cx, &d, &master, &identity);
+            cx.core.flight.clear();
+            cx.core.queue_handshake(HandshakeType::NewSessionTicket, nst.to_vec());
+            cx.core.queue_ccs_finished(&master, b"server finished");
+            cx.core.send_new_flight(cx.now, false);
+            cx.core.holds_last_flight = true;
+        }
         established(cx, &d, &master, identity, false);
         Ok(())
     }
@@ -551,4 +579,69 @@ fn established(cx: &mut Context<'_>, d: &HsData, master: &MasterSecret, identity
         }
     }
     cx.core.established(cx.now, d.suite, identity, resumed);
+}
+
+/// Server: the unexpired DTLS 1.2 session an RFC 5077 ticket stands for: opened here when it
+/// is sealed (stateless mode), else looked up like a session ID (a stateful ticket is a key
+/// into the store, handed in by a layer or in our own store).
+fn find_ticket12(
+    config: &ServerConfig,
+    fetched: &[FetchedSession],
+    ticket: &[u8],
+    now: Instant,
+) -> Option<crate::resumption::Session> {
+    if let Some(keys) = config.tickets.keys()
+        && let Some(s) = keys.open(ticket, now, (config.common.wall_clock)()).filter(|s| !s.is_dtls13_ticket())
+    {
+        return Some(s);
+    }
+    // A stateful ticket is exactly 32 random bytes, a session store key.
+    (ticket.len() == STATEFUL_TICKET_LEN)
+        .then(|| crate::resumption::find_session(config, fetched, ticket, false, now))
+        .flatten()
+        .map(|(s, _)| s)
+}
+
+/// Length of a stateful RFC 5077 ticket: a random store key, as long as a session ID.
+const STATEFUL_TICKET_LEN: usize = 32;
+
+/// Server: the NewSessionTicket of a full handshake (RFC 5077 §3.3). Stateful: a random
+/// 32-byte key under which the session goes to the store (and out as
+/// [`Event::SessionIssued`] when asked); stateless: the session sealed under the ticket keys,
+/// with a random ID inside.
+fn new_session_ticket(
+    cx: &mut Context<'_>,
+    d: &HsData,
+    master: &MasterSecret,
+    identity: &PeerIdentity,
+) -> NewSessionTicket {
+    let config = cx.config;
+    let lifetime = config.session_lifetime;
+    let mut id = vec![0u8; STATEFUL_TICKET_LEN];
+    cx.core.rng().fill(&mut id);
+    let session = crate::resumption::Session {
+        id: id.clone(),
+        suite: d.suite.suite,
+        extended_master_secret: d.ems,
+        peer_identity: identity.clone(),
+        established_at: cx.now,
+        lifetime,
+        master_secret: Zeroizing::new(*master.as_bytes()),
+        ticket12: None,
+        ticket13: None,
+    };
+    let ticket = match config.tickets.keys() {
+        Some(keys) => {
+            let wall = (config.common.wall_clock)();
+            keys.seal(&session, cx.core.rng(), cx.now, wall)
+        }
+        None => {
+            crate::resumption::store_session(config, &session, cx.now);
+            if config.session_events {
+                cx.core.out.events.push_back(Event::SessionIssued(Box::new(session)));
+            }
+            id
+        }
+    };
+    NewSessionTicket { lifetime_hint: u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX), ticket }
 }

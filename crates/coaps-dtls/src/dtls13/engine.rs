@@ -1276,6 +1276,7 @@ impl Core {
                             established_at: now,
                             lifetime,
                             master_secret: Zeroizing::new([0; 48]),
+                            ticket12: None,
                             ticket13: Some(Ticket13 {
                                 psk: Zeroizing::new(*psk.as_bytes()),
                                 age_add: nst.ticket_age_add,

@@ -229,8 +229,7 @@ impl ExpectClientHello {
         let mut resumed_ticket: Option<(Session, u32, SessionSource)> = None;
         if let Some(offered) = ch.pre_shared_key() {
             for (i, id) in offered.identities.iter().enumerate() {
-                let session = crate::resumption::find_session(&config, fetched, &id.identity, true, now)
-                    .filter(|(t, _)| t.suite == suite);
+                let session = find_ticket(&config, fetched, &id.identity, now).filter(|(t, _)| t.suite == suite);
                 let ticket =
                     session.as_ref().and_then(|(t, _)| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
                 let (key, external, who) = match ticket {
@@ -540,9 +539,11 @@ fn issue_ticket(
 ) {
     // RFC 8446 §4.6.1: at most seven days, in whole seconds; zero would be discarded.
     let lifetime = config.effective_ticket_lifetime();
-    if !config.issues_sessions() || lifetime.is_zero() {
+    if !config.issues_tickets() || lifetime.is_zero() {
         return;
     }
+    // The ticket ID: the store key of a stateful ticket, and inside a sealed one the key a
+    // store can take to make its 0-RTT single use (RFC 8446 §8.1).
     let mut id = vec![0u8; 16];
     let mut add = [0u8; 4];
     core.rng().fill(&mut id);
@@ -559,6 +560,7 @@ fn issue_ticket(
         established_at: now,
         lifetime,
         master_secret: Zeroizing::new([0; 48]),
+        ticket12: None,
         ticket13: Some(Ticket13 {
             psk: Zeroizing::new(*psk.as_bytes()),
             age_add: u32::from_be_bytes(add),
@@ -566,15 +568,25 @@ fn issue_ticket(
             client_ip: Some(core.peer.ip()),
         }),
     };
-    crate::resumption::store_session(config, &session, now);
-    if config.session_events {
-        core.out.events.push_back(Event::TicketIssued(Box::new(session)));
-    }
+    let ticket = match config.tickets.keys() {
+        // Stateless: the ticket is the sealed session; nothing is stored or reported.
+        Some(keys) => {
+            let wall = (config.common.wall_clock)();
+            keys.seal(&session, core.rng(), now, wall)
+        }
+        None => {
+            crate::resumption::store_session(config, &session, now);
+            if config.session_events {
+                core.out.events.push_back(Event::TicketIssued(Box::new(session)));
+            }
+            id
+        }
+    };
     let nst = NewSessionTicket13 {
         ticket_lifetime: lifetime.as_secs() as u32,
         ticket_age_add: u32::from_be_bytes(add),
         ticket_nonce: nonce,
-        ticket: id,
+        ticket,
         extensions: if max_early_data > 0 {
             vec![NewSessionTicketExtension13::EarlyData(max_early_data)]
         } else {
@@ -582,4 +594,25 @@ fn issue_ticket(
         },
     };
     core.send_post_handshake(now, HandshakeType::NewSessionTicket, nst.to_vec());
+}
+
+/// Server: the unexpired DTLS 1.3 ticket a PSK identity names. In stateless mode the identity
+/// is a sealed session the engine opens itself (no store); an identity that does not open is
+/// still looked up as a stateful ticket, so tickets issued before a switch to stateless mode
+/// keep resuming for their lifetime.
+fn find_ticket(
+    config: &ServerConfig,
+    fetched: &[FetchedSession],
+    identity: &[u8],
+    now: Instant,
+) -> Option<(Session, SessionSource)> {
+    if let Some(keys) = config.tickets.keys() {
+        let opened = keys.open(identity, now, (config.common.wall_clock)()).filter(Session::is_dtls13_ticket);
+        if let Some(session) = opened {
+            // A sealed ticket was not taken from any store, so it never carries 0-RTT here:
+            // single use needs a store take of its ID (RFC 8446 §8.1).
+            return Some((session, SessionSource::Fetched { taken: false }));
+        }
+    }
+    crate::resumption::find_session(config, fetched, identity, true, now)
 }

@@ -68,6 +68,11 @@ pub(crate) struct Shared {
     store_error_logged: AtomicBool,
     lookup_timeout: Duration,
     wall_clock: fn() -> SystemTime,
+    /// Stateless mode: tickets sealed under these keys are opened by the engine, not fetched.
+    ticket_keys: Option<coaps_dtls::TicketKeys>,
+    /// Issued sessions whose store write has not finished yet: a client that reconnects at
+    /// once (OpenSSL's `s_client -reconnect` does, within a round trip) finds them here.
+    pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Session>>,
     counters: Counters,
 }
 
@@ -129,6 +134,8 @@ impl ResumptionLayer {
                 store_error_logged: AtomicBool::new(false),
                 lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
                 wall_clock: SystemTime::now,
+                ticket_keys: None,
+                pending: Default::default(),
                 counters: Counters::default(),
             }),
         }
@@ -153,6 +160,15 @@ impl ResumptionLayer {
     /// `SystemTime::now`. Call before cloning the layer or taking its sink.
     pub fn wall_clock(mut self, wall_clock: fn() -> SystemTime) -> Self {
         self.shared_mut().wall_clock = wall_clock;
+        self
+    }
+
+    /// Stateless tickets ([`TicketMode::Stateless`](coaps_dtls::TicketMode::Stateless)): the
+    /// keys the engine seals with. An offered ticket that names one of them is the session
+    /// itself, which the engine opens: the layer does not look it up. Call before cloning the
+    /// layer or taking its sink.
+    pub fn ticket_keys(mut self, keys: coaps_dtls::TicketKeys) -> Self {
+        self.shared_mut().ticket_keys = Some(keys);
         self
     }
 
@@ -233,6 +249,9 @@ impl Shared {
             if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
                 continue;
             }
+            if self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(key)) {
+                continue;
+            }
             let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
             wanted.push((key.to_vec(), take));
         }
@@ -269,7 +288,14 @@ impl Shared {
                 let bytes = match r {
                     Ok(Some(b)) => b,
                     Ok(None) => {
-                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        // Not written yet (the write runs on a task): the issued session from
+                        // memory. What the store holds always wins over this copy.
+                        if !*take && let Some(s) = self.pending_session(key) {
+                            self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                            out.push(FetchedSession::from_get(s));
+                        } else {
+                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     Err(e) => {
@@ -304,6 +330,12 @@ impl Shared {
         }
     }
 
+    /// An issued session still on its way to the store.
+    fn pending_session(&self, key: &[u8]) -> Option<Session> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get(key).filter(|s| !s.is_expired(Instant::now())).cloned()
+    }
+
     /// Writes an issued session to the store, on a spawned task.
     fn write_back(self: &Arc<Self>, peer: SocketAddr, session: Session) {
         let now = Instant::now();
@@ -313,8 +345,9 @@ impl Shared {
         }
         let bytes = session.encode(now, (self.wall_clock)());
         let key = session.store_key().to_vec();
-        drop(session);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), session);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             self.store_error("issued session not stored", &super::StoreError::Unavailable("no tokio runtime".into()));
             return;
         };
@@ -328,6 +361,7 @@ impl Shared {
                 Ok(Err(e)) => shared.store_error("issued session not stored", &e),
                 Err(_) => shared.store_error("issued session not stored", &super::StoreError::Timeout),
             }
+            shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             tracing::trace!(%peer, "issued session written back");
         });
     }

@@ -56,12 +56,16 @@
 //! The engine keeps sessions of its own in [`ServerConfig::session_store`] unless it is
 //! `None`: set it to `None` behind this layer, so the store is the one place sessions live.
 //!
-//! # Later: RFC 5077 tickets and stateless tickets
+//! # Ticket modes
 //!
-//! The store is a key-value store over bytes with expiry: DTLS 1.2 session tickets and
-//! stateless (sealed) tickets, once the engine issues them, need their ticket-encryption keys
-//! shared by every node; they fit the same [`AsyncSessionStore`] under their own key space
-//! (see [`KeySpace`]), so a cluster shares them through the same Redis.
+//! DTLS 1.2 RFC 5077 tickets and DTLS 1.3 tickets are stateful by default: the ticket is a
+//! random key into this store, fetched like a session ID. With
+//! [`TicketMode::Stateless`](coaps_dtls::TicketMode::Stateless) the ticket is the session
+//! sealed under rotating ticket keys; the engine opens it itself and the layer fetches
+//! nothing for it ([`ResumptionLayer::ticket_keys`]). In a cluster the ticket keys live in
+//! the same store under [`KeySpace::TicketKeys`], one per rotation period, agreed with
+//! [`AsyncSessionStore::put_if_absent`] and kept in step by [`TicketKeySync`], so any node
+//! opens any node's tickets.
 //!
 //! # Example
 //!
@@ -139,6 +143,7 @@ mod moka_store;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod service;
+mod ticket_keys;
 
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_LOOKUP_TIMEOUT, ResumptionLayer, ResumptionStats};
@@ -146,6 +151,7 @@ pub use moka_store::{ENTRY_OVERHEAD, MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConfig, RedisStats, RedisStore};
 pub use service::Resumption;
+pub use ticket_keys::TicketKeySync;
 
 use coaps_dtls::Zeroizing;
 use std::fmt;
@@ -159,17 +165,17 @@ use std::time::Duration;
 /// them.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// The key spaces of a store shared by a cluster. Sessions are the only one today; DTLS 1.2
-/// RFC 5077 session tickets and stateless tickets will keep their rotating ticket-encryption
-/// keys in [`KeySpace::TicketKeys`] of the same store, so every node opens every node's
-/// tickets.
+/// The key spaces of a store shared by a cluster: sessions, and the rotating
+/// ticket-encryption keys of stateless tickets ([`TicketKeySync`]), so every node opens every
+/// node's tickets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeySpace {
     /// Encoded sessions ([`coaps_dtls::Session::encode`]) under their
     /// [`store_key`](coaps_dtls::Session::store_key).
     Sessions,
-    /// Ticket-encryption keys (reserved for stateless tickets).
+    /// Ticket-encryption keys of stateless tickets, one per rotation period
+    /// ([`TicketKeySync`]).
     TicketKeys,
 }
 
@@ -202,6 +208,31 @@ pub trait AsyncSessionStore: Send + Sync + fmt::Debug + 'static {
     /// concurrent `take`s of one key (on any node sharing the store), at most one returns it
     /// (single-use 0-RTT tickets, RFC 8446 §8.1). Expired sessions are not returned.
     fn take<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>>;
+
+    /// Stores `value` under `key` in key space `space` unless something is stored there
+    /// already, and returns what is stored afterwards: `value`, or what another node put first.
+    /// Nodes sharing the store agree on ticket keys through this ([`TicketKeySync`]).
+    ///
+    /// The default keeps the value beside the sessions under `space`'s prefix with a `get` and
+    /// a `put`, which is not atomic: enough for a store only one process uses (moka). A store
+    /// several processes share overrides it with one atomic step (`RedisStore`: `SET NX`).
+    fn put_if_absent<'a>(
+        &'a self,
+        space: KeySpace,
+        key: &'a [u8],
+        value: Zeroizing<Vec<u8>>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Zeroizing<Vec<u8>>> {
+        Box::pin(async move {
+            let mut k = space.prefix().as_bytes().to_vec();
+            k.extend_from_slice(key);
+            if let Some(v) = self.get(&k).await? {
+                return Ok(v);
+            }
+            self.put(&k, value.clone(), ttl).await?;
+            Ok(value)
+        })
+    }
 }
 
 impl<T: AsyncSessionStore + ?Sized> AsyncSessionStore for Arc<T> {
@@ -215,6 +246,16 @@ impl<T: AsyncSessionStore + ?Sized> AsyncSessionStore for Arc<T> {
 
     fn take<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
         (**self).take(key)
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        space: KeySpace,
+        key: &'a [u8],
+        value: Zeroizing<Vec<u8>>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Zeroizing<Vec<u8>>> {
+        (**self).put_if_absent(space, key, value, ttl)
     }
 }
 

@@ -292,6 +292,29 @@ impl AsyncSessionStore for RedisStore {
     fn take<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
         Box::pin(self.fetch(key, "GETDEL"))
     }
+
+    /// `SET key value NX PX ttl`, then `GET key`: the first node's value wins everywhere.
+    fn put_if_absent<'a>(
+        &'a self,
+        space: KeySpace,
+        key: &'a [u8],
+        value: Zeroizing<Vec<u8>>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Zeroizing<Vec<u8>>> {
+        Box::pin(async move {
+            let rk = self.redis_key(space, key);
+            let sealed = self.seal(&rk, &value)?;
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&rk[..]).arg(sealed).arg("NX").arg("PX").arg(ms);
+            self.run::<Option<String>>(cmd).await?;
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(&rk[..]);
+            let v: Option<Vec<u8>> = self.run(cmd).await?;
+            v.and_then(|sealed| self.open(&rk, &sealed))
+                .ok_or_else(|| StoreError::Unavailable("ticket key vanished or did not open".into()))
+        })
+    }
 }
 
 #[cfg(test)]
