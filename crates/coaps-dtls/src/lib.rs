@@ -24,9 +24,13 @@
 //! config, resumption, suites   what the application sets and keeps
 //! msgs, record, handshake      the DTLS 1.2 wire (messages, records, flights, reassembly),
 //!                              which DTLS 1.3 reuses for its plaintext headers and hellos
-//! dtls12/  dtls13/             one engine per version (dtls13 adds msgs, record, key_schedule)
+//! dtls12/  dtls13/             one engine per version, same files: engine (the role-independent
+//!                              record/flight core), client and server (one struct per handshake
+//!                              state, consuming transitions), conn (the association: core + the
+//!                              role's state); dtls13 adds early (0-RTT), msgs, record, key_schedule
+//! tickets                      sealed (stateless) session tickets under rotating named keys
 //! connection/                  the public Connection facade over both (+ the auto client)
-//! cookie, endpoint             the stateless gate and the association table
+//! gate/, endpoint              the one stateless cookie gate and the association table
 //! link                         link profiles: retransmission policies over handshake::flight
 //! ```
 //!
