@@ -86,6 +86,14 @@ pub enum Command {
     Put(RequestArgs),
     /// Send a DELETE request and print the response payload.
     Delete(RequestArgs),
+    /// Send a FETCH request (RFC 8132; the query in the payload, -e or -f) and print the
+    /// response payload.
+    Fetch(RequestArgs),
+    /// Send a PATCH request (RFC 8132; the patch in the payload) and print the response payload.
+    Patch(RequestArgs),
+    /// Send an iPATCH request (RFC 8132: idempotent PATCH) and print the response payload.
+    #[command(name = "ipatch")]
+    IPatch(RequestArgs),
     /// Energy per DTLS handshake on battery-powered radios, from handshakes run in-process
     /// over the network simulator.
     Energy(EnergyArgs),
@@ -253,8 +261,13 @@ pub enum EarlyPolicy {
     Reject,
 }
 
-/// `coaps get|post|put|delete`.
+/// `coaps get|post|put|delete|fetch|patch|ipatch`.
 #[derive(Debug, Args)]
+#[command(after_help = "Payloads larger than one block are sent block-wise (RFC 7959, Block1 with Size1), and \
+                        block-wise answers are fetched to the end (Block2), checking the ETag of every block.\n\
+                        Exit status: 0 for a 2.xx response, 4 for 4.xx, 5 for 5.xx, 3 for other responses \
+                        (e.g. a Reset), 1 when no (complete) response came (timeout, DTLS alert, certificate \
+                        error, a block-wise transfer broken or changed mid-way), 2 for usage errors.")]
 pub struct RequestArgs {
     /// The resource, `coaps://host[:port]/path?query` (default port 5684).
     #[arg(value_name = "URI")]
@@ -282,8 +295,37 @@ pub struct RequestArgs {
     #[arg(long, value_name = "VERSION", value_enum, default_value_t = ClientDtls::Auto)]
     pub dtls: ClientDtls,
     /// Request payload (text).
-    #[arg(short = 'e', value_name = "PAYLOAD")]
+    #[arg(short = 'e', value_name = "PAYLOAD", conflicts_with = "payload_file")]
     pub payload: Option<String>,
+    /// Request payload from FILE (`-` reads stdin).
+    #[arg(short = 'f', value_name = "FILE")]
+    pub payload_file: Option<PathBuf>,
+    /// Write the response payload (and each notification) to FILE instead of stdout.
+    #[arg(short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Observe the resource for SECONDS (RFC 7641), printing each notification; deregisters
+    /// at the end.
+    #[arg(short = 's', value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub observe: Option<u64>,
+    /// Block size in bytes for block-wise transfer (RFC 7959): 16, 32, 64, 128, 256, 512 or
+    /// 1024; also asked for in the first request (the smaller of ours and the server's wins).
+    #[arg(short = 'b', value_name = "SIZE", value_parser = crate::transfer::parse_block_size)]
+    pub block_size: Option<u16>,
+    /// Content-Format of the payload: a name (text, link, xml, octet, json, cbor, ...) or a number.
+    #[arg(short = 't', value_name = "TYPE", value_parser = crate::transfer::parse_content_format)]
+    pub content_format: Option<u16>,
+    /// Accept: the Content-Format wanted in the answer (a name or a number).
+    #[arg(short = 'A', value_name = "TYPE", value_parser = crate::transfer::parse_content_format)]
+    pub accept: Option<u16>,
+    /// Add an option: NUM,VALUE (repeatable); VALUE is text, or 0x followed by hex digits.
+    #[arg(short = 'O', value_name = "NUM,VALUE", action = ArgAction::Append, value_parser = crate::transfer::parse_option)]
+    pub options: Vec<crate::transfer::RawOption>,
+    /// Send the request non-confirmable.
+    #[arg(short = 'N')]
+    pub non_confirmable: bool,
+    /// Token as 1 to 8 bytes of hex digits.
+    #[arg(short = 'T', value_name = "TOKEN", value_parser = crate::transfer::parse_token)]
+    pub token: Option<crate::transfer::Token>,
     /// Print the response code (and connection details) on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,

@@ -8,8 +8,8 @@ use crate::psk::DEMO_IDENTITY;
 use crate::uri::CoapsUri;
 use coap_lite::{ContentFormat, MessageClass, MessageType, Packet, RequestType};
 use coaps_dtls::crypto::{Rng, SeededRng};
+use coaps_tower::block::client::BlockError;
 use coaps_tower::{ClientOptions, SessionCache};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// Builds a confirmable request for `uri` with a fresh message ID and token (RFC 7252 §5.3.1:
@@ -77,7 +77,7 @@ pub fn exit_for(code: MessageClass) -> u8 {
 }
 
 /// Whether a payload is shown as text (so a final newline may be added for the terminal).
-fn is_text(p: &Packet) -> bool {
+pub(crate) fn is_text(p: &Packet) -> bool {
     matches!(
         p.get_content_format(),
         None | Some(ContentFormat::TextPlain)
@@ -170,8 +170,18 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let request = build_request(method, &uri, args.payload.as_deref().map(str::as_bytes));
-    let timeout = Duration::from_secs(args.timeout);
+    let payload = match crate::transfer::payload(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut request = build_request(method, &uri, payload.as_deref());
+    crate::transfer::apply(&args, &mut request);
+    let plan = crate::transfer::Plan::of(&args);
+    // An observation runs for -s seconds on top of the wait for the first answer.
+    let timeout = Duration::from_secs(args.timeout + args.observe.unwrap_or(0));
     let config = std::sync::Arc::new(config);
     let loaded = args.session_file.as_deref().map(|f| crate::sessions::load_session_file(f, &uri.host, peer.port()));
     let mut link = args.link.policy();
@@ -206,9 +216,10 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         options(cache.clone()),
         offers.then_some(timeout / 2),
         early,
+        &plan,
     );
     let mut result = tokio::time::timeout(timeout, exchange).await;
-    if let (Ok(Err(coaps_tower::ClientError::Handshake(reason))), Some(l)) = (&result, &loaded)
+    if let (Ok(Err(BlockError::Client(coaps_tower::ClientError::Handshake(reason)))), Some(l)) = (&result, &loaded)
         && l.offers
     {
         eprintln!(
@@ -225,6 +236,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             options(Some(fresh.clone())),
             None,
             false,
+            &plan,
         );
         result = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), exchange).await;
         if let Some(l) = &loaded {
@@ -248,7 +260,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             );
             return EXIT_FAILURE;
         }
-        Ok(Err(coaps_tower::ClientError::Reset)) => {
+        Ok(Err(BlockError::Client(coaps_tower::ClientError::Reset))) => {
             eprintln!("error: {peer} answered with a Reset: it could not process the request");
             return EXIT_OTHER_RESPONSE;
         }
@@ -258,22 +270,17 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         }
         Ok(Ok(r)) => r,
     };
-    report(&response, args.verbose)
+    report(&response, args.verbose, &plan)
 }
 
-fn report(response: &Packet, verbose: bool) -> u8 {
+fn report(response: &Packet, verbose: bool, plan: &crate::transfer::Plan) -> u8 {
     let code = response.header.code;
     let status = exit_for(code);
     if verbose && status == EXIT_OK {
         eprintln!("{}", code_text(code));
     }
-    let mut out = std::io::stdout().lock();
     if status == EXIT_OK {
-        let _ = out.write_all(&response.payload);
-        if is_text(response) && !response.payload.is_empty() && !response.payload.ends_with(b"\n") {
-            let _ = out.write_all(b"\n");
-        }
-        let _ = out.flush();
+        crate::transfer::write_payload(plan, response);
     } else {
         // RFC 7252 §5.5.2: an error's payload is a diagnostic message for humans.
         let diag = String::from_utf8_lossy(&response.payload);

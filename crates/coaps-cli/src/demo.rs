@@ -8,6 +8,8 @@
 //! | `/.well-known/core` | GET | 2.05 the resources in CoRE Link Format (RFC 6690, content-format 40) |
 //! | `/actuators/door` | POST, PUT | runs the command in the payload (e.g. `open`), 2.04 Changed with the number of commands run so far |
 //! | `/actuators/door` | GET | 2.05 that number |
+//! | `/clock` | GET | 2.05 the UTC time `HH:MM:SS`; observable (RFC 7641), changes every second |
+//! | `/large` | GET | 2.05 [`LARGE_LEN`] deterministic bytes ([`large_body`]), sent block-wise (RFC 7959) |
 //!
 //! Any other path answers 4.04 Not Found; a known path with another method answers
 //! 4.05 Method Not Allowed (RFC 7252 §5.9.2.6).
@@ -50,8 +52,48 @@ pub const MAX_COMMAND_LEN: usize = 64;
 
 /// The resource directory served at `/.well-known/core` (RFC 6690 §5: `</path>;attr=value`,
 /// comma separated).
-pub const WELL_KNOWN_CORE: &str =
-    concat!("</hello>;rt=\"demo.hello\";ct=0,", "</actuators/door>;rt=\"demo.door\";if=\"core.a\";ct=0");
+pub const WELL_KNOWN_CORE: &str = concat!(
+    "</hello>;rt=\"demo.hello\";ct=0,",
+    "</actuators/door>;rt=\"demo.door\";if=\"core.a\";ct=0,",
+    "</clock>;rt=\"demo.clock\";obs;ct=0,",
+    "</large>;rt=\"demo.large\";ct=0;sz=4096"
+);
+
+/// The Uri-Path of the observable clock.
+pub const CLOCK_PATH: &str = "clock";
+
+/// Length of `GET /large`.
+pub const LARGE_LEN: usize = 4096;
+
+/// The body of `GET /large`: 64 lines of 64 bytes, line `n` being `n` in 4 digits, a space, 58
+/// letters starting at `a + n mod 26`, and a newline. The same on every server, so a client
+/// can check a block-wise transfer byte for byte.
+pub fn large_body() -> Vec<u8> {
+    let mut out = Vec::with_capacity(LARGE_LEN);
+    for line in 0..LARGE_LEN / 64 {
+        out.extend_from_slice(format!("{line:04} ").as_bytes());
+        out.extend((0..58).map(|i| b'a' + ((line + i) % 26) as u8));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The current UTC time of day, `HH:MM:SS`.
+pub fn clock_text() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+/// Tells `observers` that `/clock` changed, every second (runs until the runtime stops).
+pub async fn tick_clock(observers: coaps_tower::observe::Observers) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        observers.changed(CLOCK_PATH);
+    }
+}
 
 /// The demo application. Clones share the door's command counter.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +130,19 @@ impl Demo {
                 RequestType::Get => {
                     content(res, ContentFormat::ApplicationLinkFormat, WELL_KNOWN_CORE.as_bytes().to_vec())
                 }
+                _ => method_not_allowed(res),
+            },
+            [b"clock"] => match method {
+                RequestType::Get => {
+                    let mut res = content(res, ContentFormat::TextPlain, clock_text().into_bytes());
+                    // Observable: the observe layer registers a GET with Observe=0 (RFC 7641 §4.1).
+                    res.set_observe_value(0);
+                    res
+                }
+                _ => method_not_allowed(res),
+            },
+            [b"large"] => match method {
+                RequestType::Get => content(res, ContentFormat::TextPlain, large_body()),
                 _ => method_not_allowed(res),
             },
             [b"actuators", b"door"] => match method {
@@ -234,7 +289,7 @@ mod tests {
         // Parse it back with coap-lite's RFC 6690 parser.
         let targets: Vec<String> =
             coap_lite::link_format::LinkFormatParser::new(&body).map(|link| link.unwrap().0.to_string()).collect();
-        assert_eq!(targets, ["/hello", "/actuators/door"]);
+        assert_eq!(targets, ["/hello", "/actuators/door", "/clock", "/large"]);
         // Every advertised resource answers GET with 2.05.
         let demo = Demo::new();
         for t in targets {

@@ -7,8 +7,10 @@
 //! coaps serve [--listen ADDR] [-u IDENTITY -k KEY]... [--psk-file FILE]
 //!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--dtls 1.2|1.3|auto]
 //!             [--no-cookie] [--max-peers N] [--link PROFILE]
-//! coaps get|post|put|delete URI [-u IDENTITY -k KEY] [--ca CA.pem] [--cert CERT.pem --key KEY.pem]
-//!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS] [--link PROFILE] [--rtt MILLISECONDS]
+//! coaps get|post|put|delete|fetch|patch|ipatch URI [-u IDENTITY -k KEY] [--ca CA.pem]
+//!             [--cert CERT.pem --key KEY.pem] [--dtls 1.2|1.3] [-e PAYLOAD | -f FILE] [-o FILE]
+//!             [-s SECONDS] [-b SIZE] [-t TYPE] [-A TYPE] [-O NUM,VALUE]... [-N] [-T TOKEN]
+//!             [-v] [-B SECONDS] [--link PROFILE] [--rtt MILLISECONDS]
 //! coaps energy [--radio NAME]... [--rtt MS] [--loss PERCENT] [--reconnects-per-day N]
 //!             [--battery-mah N] [--json] [--out DIR]
 //! coaps relay --listen ADDR --target ADDR [--delay MS] [--jitter MS] [--loss PERCENT]
@@ -36,6 +38,7 @@ pub mod psk;
 pub mod relay;
 pub mod server;
 pub mod sessions;
+pub mod transfer;
 pub mod transport;
 pub mod uri;
 
@@ -93,6 +96,9 @@ pub fn main_with_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> u8 
         Command::Post(a) => rt.block_on(client::run(RequestType::Post, a)),
         Command::Put(a) => rt.block_on(client::run(RequestType::Put, a)),
         Command::Delete(a) => rt.block_on(client::run(RequestType::Delete, a)),
+        Command::Fetch(a) => rt.block_on(client::run(RequestType::Fetch, a)),
+        Command::Patch(a) => rt.block_on(client::run(RequestType::Patch, a)),
+        Command::IPatch(a) => rt.block_on(client::run(RequestType::IPatch, a)),
         Command::Energy(_) => unreachable!("handled above, without a runtime"),
         Command::Relay(a) => rt.block_on(relay::run(a)),
     }

@@ -3,10 +3,13 @@
 //! Server:
 //!
 //! ```text
-//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ RetransmitLayer ─▶ ResumptionLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ Demo
-//!                        (unless         cookie RTT as a    sessions: moka,     association       dedup,
-//!                        --no-cookie)    sample (--link)    or Redis (--redis)  table, timers     piggybacked ACK
+//! UdpSocket ─▶ Server ─▶ CookieLayer ─▶ RetransmitLayer ─▶ ResumptionLayer ─▶ HandshakeLayer ─▶ CoapLayer ─▶ BlockLayer ─▶ ObserveLayer ─▶ Demo
+//!                        (unless         cookie RTT as a    sessions: moka,     association       dedup,        RFC 7959      RFC 7641
+//!                        --no-cookie)    sample (--link)    or Redis (--redis)  table, timers     piggybacked   Block1/Block2 registration
 //! ```
+//!
+//! Notifications of observed resources are sent by the [`Observers`] driver through the
+//! handshake layer's [`Associations`](coaps_tower::Associations); `/clock` changes every second.
 //!
 //! `--link` sets the retransmission policy of every association (per-peer RTT estimates,
 //! [`coaps_dtls::link`]) and the deduplication lifetime ([`CoapConfig::for_link`]).
@@ -23,7 +26,10 @@
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, LinkPolicyFactory, ServerConfig};
+use coaps_tower::block::BlockLayer;
+use coaps_tower::block::client::BlockError;
 use coaps_tower::handshake::HandshakeBuilder;
+use coaps_tower::observe::{ObserveConfig, ObserveLayer, Observers};
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
 use coaps_tower::transport::Server;
 use coaps_tower::{
@@ -55,7 +61,8 @@ pub async fn exchange(
     options: ClientOptions,
     handshake_limit: Option<Duration>,
     early: bool,
-) -> Result<Packet, coaps_tower::ClientError> {
+    plan: &crate::transfer::Plan,
+) -> Result<Packet, BlockError> {
     let profile = options.link.as_ref().map(LinkPolicyFactory::profile);
     let connect = async {
         if early {
@@ -90,10 +97,11 @@ pub async fn exchange(
         // A 4.01 + Echo (the server's 0-RTT policy `reject`, RFC 9175 §2.4): once more with
         // the Echo value, now that the handshake is complete.
         Some(r) => match r.await {
-            Ok(resp) => client.retry_with_echo(&request, resp).await,
-            Err(e) => Err(e),
+            Ok(resp) => client.retry_with_echo(&request, resp).await.map_err(BlockError::from),
+            Err(e) => Err(e.into()),
         },
-        None => client.send_echo_aware(request).await,
+        // Block-wise (RFC 7959) as needed, or an observation (RFC 7641) with -s.
+        None => crate::transfer::send(&client, request, plan).await,
     };
     client.close().await;
     if let (true, Some(profile)) = (verbose, profile) {
@@ -166,12 +174,20 @@ where
         None => builder.own_gate().build(),
     };
     let associations = handshake.associations();
+    // Observe (RFC 7641): notifications go out through the association; a send that fails
+    // (the association is gone) removes the observer.
+    let sink = associations.clone();
+    let observers = Observers::new(ObserveConfig::default(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
+    tokio::spawn(observers.clone().drive(app.clone()));
+    tokio::spawn(crate::demo::tick_clock(observers.clone()));
     let service = ServiceBuilder::new()
         .option_layer(cookies)
         .option_layer(retransmit)
         .layer(resumption)
         .layer(handshake)
-        .layer(CoapLayer::with_config(CoapConfig::for_link(link)))
+        .layer(CoapLayer::with_config(CoapConfig::for_link(link)).on_empty(observers.empty_hook()))
+        .layer(BlockLayer::new())
+        .layer(ObserveLayer::new(observers))
         .service(app);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
 }

@@ -289,6 +289,9 @@ impl std::error::Error for Error {
 enum Command {
     Request(Packet, oneshot::Sender<Result<Packet, Error>>),
     Close(oneshot::Sender<()>),
+    /// Notifications (RFC 7641) with this token go to the sender ([`crate::observe::client`]).
+    Observe(Vec<u8>, mpsc::Sender<Packet>),
+    Unobserve(Vec<u8>),
 }
 
 /// Retransmission counters and the RTT estimate of a [`Client`] ([`Client::stats`]).
@@ -554,6 +557,7 @@ impl Client {
             by_mid: HashMap::new(),
             queue: VecDeque::new(),
             acked_cons: VecDeque::new(),
+            observers: HashMap::new(),
             done: false,
         };
         let response = early_request.map(|request| {
@@ -626,6 +630,16 @@ impl Client {
         if self.tx.send(Command::Close(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Routes notifications carrying `token` to `tx` (RFC 7641; see [`crate::observe::client`]).
+    pub(crate) fn add_observer(&self, token: Vec<u8>, tx: mpsc::Sender<Packet>) -> bool {
+        self.tx.send(Command::Observe(token, tx)).is_ok()
+    }
+
+    /// Stops routing notifications carrying `token`.
+    pub(crate) fn remove_observer(&self, token: Vec<u8>) {
+        let _ = self.tx.send(Command::Unobserve(token));
     }
 
     /// Whether the association is still up.
@@ -755,6 +769,8 @@ struct Task {
     by_mid: HashMap<u16, Vec<u8>>,
     queue: VecDeque<(Packet, oneshot::Sender<Result<Packet, Error>>)>,
     acked_cons: VecDeque<(u16, Instant)>,
+    /// Observations by token: where their notifications go.
+    observers: HashMap<Vec<u8>, mpsc::Sender<Packet>>,
     done: bool,
 }
 
@@ -793,6 +809,12 @@ impl Task {
                         self.fail_all(CloseReason::Local);
                         flush(&self.socket, &mut self.endpoint).await;
                         let _ = done.send(());
+                    }
+                    Some(Command::Observe(token, tx)) => {
+                        self.observers.insert(token, tx);
+                    }
+                    Some(Command::Unobserve(token)) => {
+                        self.observers.remove(&token);
                     }
                     None => self.rx_open = false,
                 },
@@ -848,6 +870,7 @@ impl Task {
             let _ = ex.reply.send(Err(Error::Closed(r.clone())));
         }
         self.by_mid.clear();
+        self.observers.clear();
         for (_, reply) in self.queue.drain(..) {
             let _ = reply.send(Err(Error::Closed(r.clone())));
         }
@@ -859,6 +882,7 @@ impl Task {
                 Command::Close(done) => {
                     let _ = done.send(());
                 }
+                Command::Observe(..) | Command::Unobserve(_) => {}
             }
         }
     }
@@ -1021,6 +1045,19 @@ impl Task {
         }
     }
 
+    /// Hands a notification to its observation; `false` when there is none (or it is gone).
+    fn notify(&mut self, token: &[u8], packet: Packet) -> bool {
+        let Some(tx) = self.observers.get(token) else { return false };
+        match tx.try_send(packet) {
+            // A full queue drops this notification: a later one carries a newer state (§3.4).
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.observers.remove(token);
+                false
+            }
+        }
+    }
+
     fn on_message(&mut self, data: &[u8], now: Instant) {
         let [b0, code, m0, m1, ..] = *data else { return };
         if b0 >> 6 != 1 {
@@ -1071,8 +1108,12 @@ impl Task {
                     }
                     self.acked_cons.push_back((mid, now));
                     self.complete(&token, Ok(packet), now);
+                } else if is_response && self.notify(&token, packet) {
+                    // A confirmable notification (RFC 7641 §4.5): acknowledged.
+                    self.send_raw(&empty_ack(mid));
                 } else {
-                    // A ping, a request (we serve none), or a response to nothing (§4.2).
+                    // A ping, a request (we serve none), a response to nothing, or a
+                    // notification nobody waits for any more (RFC 7641 §3.6) (§4.2).
                     self.send_raw(&reset(mid));
                 }
             }
@@ -1080,6 +1121,9 @@ impl Task {
                 let token = packet.get_token().to_vec();
                 if is_response && self.exchanges.contains_key(&token) {
                     self.complete(&token, Ok(packet), now);
+                } else if is_response {
+                    // A notification (RFC 7641), or nothing we asked for: ignored (§4.3).
+                    self.notify(&token, packet);
                 }
             }
         }

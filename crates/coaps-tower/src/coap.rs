@@ -208,6 +208,7 @@ impl Default for CoapConfig {
 #[derive(Debug, Clone, Default)]
 pub struct CoapLayer {
     config: CoapConfig,
+    on_empty: Option<crate::observe::EmptyHook>,
 }
 
 impl CoapLayer {
@@ -218,14 +219,27 @@ impl CoapLayer {
 
     /// A layer with `config`.
     pub fn with_config(config: CoapConfig) -> Self {
-        Self { config }
+        Self { config, on_empty: None }
+    }
+
+    /// Reports each Empty ACK and Reset from a peer to `hook` (they match no request here;
+    /// the observe registry matches them to its notifications, RFC 7641 §3.6, §4.5).
+    pub fn on_empty(mut self, hook: crate::observe::EmptyHook) -> Self {
+        self.on_empty = Some(hook);
+        self
     }
 }
 
 impl<S> Layer<S> for CoapLayer {
     type Service = Coap<S>;
     fn layer(&self, inner: S) -> Coap<S> {
-        Coap::with_config(inner, self.config.clone())
+        let mut c = Coap::with_config(inner, self.config.clone());
+        if let Some(h) = &self.on_empty
+            && let Some(shared) = Arc::get_mut(&mut c.shared)
+        {
+            shared.on_empty = Some(h.clone());
+        }
+        c
     }
 }
 
@@ -262,8 +276,12 @@ impl<S> Coap<S> {
         // so they do not collide across restarts.
         let mut seed = [0u8; 2];
         coaps_dtls::crypto::Rng::fill(&mut coaps_dtls::crypto::SeededRng::from_os(), &mut seed);
-        let shared =
-            Shared { config, store: Mutex::new(Store::default()), next_mid: AtomicU16::new(u16::from_be_bytes(seed)) };
+        let shared = Shared {
+            config,
+            store: Mutex::new(Store::default()),
+            next_mid: AtomicU16::new(u16::from_be_bytes(seed)),
+            on_empty: None,
+        };
         Self { inner, shared: Arc::new(shared) }
     }
 
@@ -313,7 +331,13 @@ where
             MessageType::Confirmable => true,
             MessageType::NonConfirmable => false,
             // §4.2: ACK/RST that match nothing are silently ignored; this layer sends no CON.
-            MessageType::Acknowledgement | MessageType::Reset => return ResponseFuture::ready(None),
+            // Notifications (RFC 7641) are matched by the observe registry, if any.
+            ty @ (MessageType::Acknowledgement | MessageType::Reset) => {
+                if let (0, Some(h)) = (head.code, &self.shared.on_empty) {
+                    h.call(msg.peer, ty, head.mid);
+                }
+                return ResponseFuture::ready(None);
+            }
         };
         // §4.2/§4.3: reject what we lack context for. A CON gets a Reset, a NON is ignored.
         let reject = || ResponseFuture::ready(con.then(|| reset(head.mid)));
@@ -461,6 +485,7 @@ struct Shared {
     config: CoapConfig,
     store: Mutex<Store>,
     next_mid: AtomicU16,
+    on_empty: Option<crate::observe::EmptyHook>,
 }
 
 impl Shared {

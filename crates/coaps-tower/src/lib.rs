@@ -19,11 +19,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod block;
 pub mod client;
 pub mod coap;
 pub mod cookie;
 pub mod early_data;
 pub mod handshake;
+pub mod observe;
 pub mod resumption;
 pub mod retransmit;
 pub mod session_cache;
