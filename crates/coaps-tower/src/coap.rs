@@ -334,7 +334,7 @@ where
             // Notifications (RFC 7641) are matched by the observe registry, if any.
             ty @ (MessageType::Acknowledgement | MessageType::Reset) => {
                 if let (0, Some(h)) = (head.code, &self.shared.on_empty) {
-                    h.call(msg.peer, ty, head.mid);
+                    h.invoke(msg.peer, ty, head.mid);
                 }
                 return ResponseFuture::ready(None);
             }

@@ -533,7 +533,7 @@ impl Shared {
     ) -> (Packet, bool) {
         let mut szx = want.szx.min(self.max_szx());
         let body = std::mem::take(&mut full.payload);
-        if full.get_option(CoapOption::ETag).is_none() {
+        if full.get_option(CoapOption::ETag).is_none_or(|l| l.is_empty()) {
             full.add_option(CoapOption::ETag, etag_of(&body));
         }
         full.clear_option(CoapOption::Size2);
@@ -583,7 +583,7 @@ impl Shared {
         safe: bool,
     ) -> Packet {
         let block_size = 16usize << block2.map_or(self.max_szx(), |b| b.szx.min(self.max_szx()));
-        let app_blocks = resp.get_option(CoapOption::Block2).is_some();
+        let app_blocks = resp.get_option(CoapOption::Block2).is_some_and(|l| !l.is_empty());
         if app_blocks || (block2.is_none() && resp.payload.len() <= block_size.min(self.config.max_message_size)) {
             let mut resp = resp;
             if let Some(b1) = block1 {
@@ -602,7 +602,7 @@ impl Shared {
             if st.buffered + full.payload.len() <= self.config.max_buffered_bytes
                 && full.payload.len() <= self.config.max_body_size
             {
-                if full.get_option(CoapOption::ETag).is_none() {
+                if full.get_option(CoapOption::ETag).is_none_or(|l| l.is_empty()) {
                     let tag = block.get_option(CoapOption::ETag).and_then(|l| l.front().cloned()).unwrap_or_default();
                     full.add_option(CoapOption::ETag, tag);
                 }

@@ -149,7 +149,8 @@ impl EmptyHook {
         Self(Arc::new(f))
     }
 
-    pub(crate) fn call(&self, peer: SocketAddr, ty: MessageType, mid: u16) {
+    /// Reports one Empty message (what the CoAP layer does).
+    pub fn invoke(&self, peer: SocketAddr, ty: MessageType, mid: u16) {
         (self.0)(peer, ty, mid)
     }
 }
@@ -543,7 +544,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut resp = ready!(this.future.poll(cx)).map_err(Into::into)?;
-        let observable = resp.get_option(CoapOption::Observe).is_some() && u8::from(resp.header.code) >> 5 == 2;
+        let observable =
+            resp.get_option(CoapOption::Observe).is_some_and(|l| !l.is_empty()) && u8::from(resp.header.code) >> 5 == 2;
         resp.clear_option(CoapOption::Observe);
         if let (Some(req), Some(obs)) = (this.register.take(), this.observers.take())
             && observable
