@@ -194,7 +194,7 @@ async fn dropped_observation_is_ended_by_reset_or_close() {
     // closing ends the registration (the sink reports the peer gone).
     client.close().await;
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while s.observers.len() > 0 && tokio::time::Instant::now() < deadline {
+    while !s.observers.is_empty() && tokio::time::Instant::now() < deadline {
         s.observers.changed("tick");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

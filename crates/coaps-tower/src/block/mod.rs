@@ -503,19 +503,18 @@ impl Shared {
             req.message.clear_option(CoapOption::Block2);
             return Plan::Call { request: req, block1: Some(echo), block2, key, safe };
         }
-        if let Some(b2) = block2.filter(|b| b.num > 0) {
-            if let Some(t) = st.transfers.get_mut(&key)
-                && let Held::Download(p) = &t.held
-            {
-                t.touched = now;
-                let full = p.clone();
-                drop(st);
-                let (resp, last) = self.cut(&req, full, b2, None);
-                if last {
-                    self.lock().remove(&key);
-                }
-                return Plan::Held(resp);
+        if let Some(b2) = block2.filter(|b| b.num > 0)
+            && let Some(t) = st.transfers.get_mut(&key)
+            && let Held::Download(p) = &t.held
+        {
+            t.touched = now;
+            let full = p.clone();
+            drop(st);
+            let (resp, last) = self.cut(&req, full, b2, None);
+            if last {
+                self.lock().remove(&key);
             }
+            return Plan::Held(resp);
         }
         drop(st);
         req.message.clear_option(CoapOption::Block2);
