@@ -1,6 +1,6 @@
 //! Block-wise transfer (RFC 7959) in both roles.
 //!
-//! * [`BlockLayer`] / [`Block`]: a server-side middleware between the [`CoapLayer`] and the
+//! * [`BlockLayer`] / [`Block`]: a server-side middleware between the [`CoapLayer`](crate::CoapLayer) and the
 //!   application. It reassembles Block1 uploads into one request, and cuts large responses
 //!   into Block2 blocks (with Size2 and an ETag so a client can tell a changed representation
 //!   from the next block of the same one).
