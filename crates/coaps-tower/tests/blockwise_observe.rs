@@ -72,12 +72,16 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(ObserveConfig::default()).await
+}
+
+async fn start_with(observe: ObserveConfig) -> Running {
     let config = Arc::new(server_config());
     let cookies = CookieLayer::for_server(&config);
     let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
     let associations = handshake.associations();
     let sink = associations.clone();
-    let observers = Observers::new(ObserveConfig::default(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
+    let observers = Observers::new(observe, move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
     let app = App::default();
     let a2 = app.clone();
     let svc_app = service_fn(move |req: CoapRequest| {
@@ -182,6 +186,60 @@ async fn client_observes_and_cancels() {
     assert!(bye.get_observe_value().is_none(), "a deregistering GET gets a plain answer");
     assert_eq!(s.observers.len(), 0, "deregistered by GET with Observe=1");
     client.close().await;
+}
+
+/// With the confirmable interval at zero every notification is a CON: the client acknowledges
+/// each (the Empty ACK reaches the registry through `CoapLayer::on_empty`), so the observation
+/// lives on; once the client forgets the token it answers the next CON with a Reset, which
+/// ends the registration (RFC 7641 §3.6, §4.5).
+#[tokio::test]
+async fn confirmable_notifications_are_acknowledged_and_reset_when_unwanted() {
+    let s = start_with(ObserveConfig { con_interval: Duration::ZERO, ..Default::default() }).await;
+    let client = Client::connect(s.addr, client_config(), "localhost").await.unwrap();
+    let mut obs = coaps_tower::observe::client::observe(&client, get("tick")).await.unwrap();
+    obs.next().await.unwrap();
+    for _ in 0..3 {
+        s.observers.changed("tick");
+        let n = tokio::time::timeout(LIMIT, obs.next()).await.unwrap().unwrap();
+        assert_eq!(n.header.get_type(), MessageType::Confirmable);
+        // Let the ACK arrive before the next change, or the next notification goes as NON
+        // (one CON outstanding at a time).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.observers.len(), 1, "acknowledged notifications keep the observer");
+    drop(obs);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !s.observers.is_empty() && tokio::time::Instant::now() < deadline {
+        s.observers.changed("tick");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.observers.is_empty(), "the client's Reset deregistered it");
+    assert!(client.is_open(), "while the association stays up");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_confirmable_notification_removes_the_observer() {
+    let (mut svc, observers, sent) = observe_svc(ObserveConfig {
+        con_interval: Duration::ZERO,
+        ack_wait: Duration::from_millis(50),
+        ..Default::default()
+    });
+    svc.ready().await.unwrap().call(register("x", "192.0.2.9:9", b"t")).await.unwrap();
+    observers.changed("x");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while sent.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let n = Packet::from_bytes(&sent.lock().unwrap()[0].1).unwrap();
+    assert_eq!(n.header.get_type(), MessageType::Confirmable);
+    // Never acknowledged: after ack_wait, the next change drops the observer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    observers.changed("x");
+    while !observers.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(observers.is_empty());
 }
 
 #[tokio::test]
