@@ -6,7 +6,8 @@
 //!
 //! 1. **Header checks** (RFC 7252 §3, §4.2, §4.3). Fewer than 4 bytes, or a version other than
 //!    1: silently dropped. ACK and RST from the peer: dropped (a server layer sends no
-//!    confirmable messages, so there is nothing for them to match). An Empty confirmable message
+//!    confirmable messages, so there is nothing for them to match); Empty ones are reported to
+//!    [`CoapLayer::on_empty`] for the observe registry's notifications (RFC 7641 §3.6, §4.5). An Empty confirmable message
 //!    (the "CoAP ping"), a confirmable message with a response code or a reserved class (1, 6,
 //!    7), or one with a format error past its header: answered with a Reset carrying its
 //!    Message ID. The same cases in a non-confirmable message are silently ignored (§4.3 makes
@@ -42,7 +43,8 @@
 //!    A response that does not fit becomes **5.00 Internal Server Error** with the diagnostic
 //!    payload `response too large` (§5.5.2). Not 4.13: that code says the *request* was too
 //!    large, which would send the client looking for a fault it did not commit. (Block-wise
-//!    transfer, RFC 7959, is the real fix and is the application's business.)
+//!    transfer, RFC 7959, is the real fix: put a [`BlockLayer`](crate::block::BlockLayer)
+//!    between this layer and the application.)
 //!
 //! # Errors of the application
 //!

@@ -12,6 +12,10 @@
 //! A [`ResumptionLayer`] between the cookie and handshake layers keeps resumable sessions in a
 //! moka cache or, with the `redis` feature, in Redis shared by a cluster ([`resumption`]).
 //!
+//! Between the CoAP layer and the application, [`block::BlockLayer`] does block-wise transfer
+//! (RFC 7959) and [`observe::ObserveLayer`] registers observers (RFC 7641); the [`Client`]
+//! side of both is in [`block::client`] and [`observe::client`].
+//!
 //! Datagram-level services take a [`Datagram`] and answer with the datagrams to send
 //! ([`Transmits`]). The handshake layer hands decrypted application data to its inner service
 //! as [`Secured`] (with the peer's authenticated identity) and seals what that service answers.
