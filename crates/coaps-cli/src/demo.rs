@@ -127,8 +127,12 @@ impl Demo {
                         if preconditions(&req.message, Some(&door_etag(current))) == Precondition::Failed {
                             return status(res, ResponseType::PreconditionFailed, "the door changed (ETag)");
                         }
-                        match self.door_commands.compare_exchange(current, current + 1, Ordering::SeqCst, Ordering::SeqCst)
-                        {
+                        match self.door_commands.compare_exchange(
+                            current,
+                            current + 1,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        ) {
                             Ok(_) => break current + 1,
                             Err(now) => current = now,
                         }

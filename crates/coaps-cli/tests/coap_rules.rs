@@ -206,7 +206,8 @@ fn coap_rules_table_against_coaps_serve() {
     let mut conn = Conn::connect(UdpSocket::bind("127.0.0.1:0").unwrap(), peer);
     let methods = [RequestType::Get, RequestType::Post, RequestType::Put, RequestType::Delete];
     let mut mid = 0x2000u16;
-    let (_, mut probe) = conn.send_and_probe(&request(MessageType::Confirmable, RequestType::Get, 0x1fff, b"g"), 0x1ffe);
+    let (_, mut probe) =
+        conn.send_and_probe(&request(MessageType::Confirmable, RequestType::Get, 0x1fff, b"g"), 0x1ffe);
     let mut rows = 0;
     for class in CLASSES {
         for con in [true, false] {

@@ -649,7 +649,10 @@ impl Shared {
                         let handshake = st.early_signal(peer, a.client_random);
                         let identity = a.identity.clone();
                         let association = Association::from_client_random(a.client_random);
-                        app.push_back((Secured { peer, identity, payload, early_data: true, handshake, association }, a))
+                        app.push_back((
+                            Secured { peer, identity, payload, early_data: true, handshake, association },
+                            a,
+                        ))
                     }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },

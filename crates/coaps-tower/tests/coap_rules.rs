@@ -145,7 +145,8 @@ impl Class {
     /// The datagram for `p` in this class; `etag` is the door's current ETag.
     fn datagram(self, mut p: Packet, etag: &[u8]) -> Vec<u8> {
         match self {
-            Class::Plain | Class::EmptyPayload | Class::TokenLength9 | Class::OptionPastEnd | Class::ReservedNibble => {}
+            Class::Plain | Class::EmptyPayload | Class::TokenLength9 | Class::OptionPastEnd | Class::ReservedNibble => {
+            }
             Class::UnknownCritical => p.add_option(CoapOption::Unknown(65001), b"x".to_vec()),
             Class::UnknownElective => p.add_option(CoapOption::Unknown(65000), b"x".to_vec()),
             Class::MalformedCritical => p.add_option(CoapOption::IfNoneMatch, b"x".to_vec()),
@@ -275,9 +276,7 @@ async fn declared_options_and_proxying_pass() {
     let door = Door::default();
     let rules = MessageRules { understood: UnderstoodOptions::default().with(65001), proxy: true };
     let mut svc = CoapLayer::with_config(CoapConfig { rules, ..Default::default() }).layer(door.app());
-    for (mid, option, value) in
-        [(1u16, 65001u16, &b"x"[..]), (2, 35, b"coap://192.0.2.1/door"), (3, 39, b"coap")]
-    {
+    for (mid, option, value) in [(1u16, 65001u16, &b"x"[..]), (2, 35, b"coap://192.0.2.1/door"), (3, 39, b"coap")] {
         let mut p = request(MessageType::Confirmable, RequestType::Post, mid);
         p.add_option(CoapOption::from(option), value.to_vec());
         let r = Packet::from_bytes(&call(&mut svc, secured(p.to_bytes().unwrap())).await.unwrap()).unwrap();

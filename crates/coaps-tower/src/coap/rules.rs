@@ -501,9 +501,11 @@ mod tests {
         // Repeatable ones are fine repeated.
         assert!(rules.check(&[o(URI_PATH, b"a"), o(URI_PATH, b"b"), o(IF_MATCH, b""), o(IF_MATCH, b"1")]).is_ok());
         // An application's own critical option, once declared.
-        assert!(MessageRules { understood: UnderstoodOptions::default().with(65001), proxy: false }
-            .check(&[o(65001, b"anything")])
-            .is_ok());
+        assert!(
+            MessageRules { understood: UnderstoodOptions::default().with(65001), proxy: false }
+                .check(&[o(65001, b"anything")])
+                .is_ok()
+        );
         assert_eq!(
             MessageRules { understood: UnderstoodOptions::none(), proxy: false }.check(&[o(URI_PATH, b"a")]),
             Err(Refusal::BadOption(URI_PATH))
