@@ -6,8 +6,8 @@
 # (stable -C flags) but without a sanitizer, which is the only part that needs nightly
 # (-Zsanitizer). Run locally with a longer budget: FUZZ_SECS=60 scripts/fuzz-smoke.sh
 # Optional arguments: the targets to run (default: all, as `cargo fuzz list` gives them: the 12
-# DTLS 1.2 targets and the 7 DTLS 1.3 ones, client_hello13 server_hello13 msgs13 record13 cookie13
-# server_endpoint13 client_endpoint13).
+# DTLS 1.2 targets, the 7 DTLS 1.3 ones, client_hello13 server_hello13 msgs13 record13 cookie13
+# server_endpoint13 client_endpoint13, and coap_layer).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -24,7 +24,7 @@ if [ "$#" -gt 0 ]; then
 else
     mapfile -t targets < <(cargo fuzz list)
     # A target dropped from fuzz/Cargo.toml would otherwise vanish from CI silently.
-    for t in client_hello13 server_hello13 msgs13 record13 cookie13 server_endpoint13 client_endpoint13; do
+    for t in client_hello13 server_hello13 msgs13 record13 cookie13 server_endpoint13 client_endpoint13 coap_layer; do
         printf '%s\n' "${targets[@]}" | grep -qx "$t" || { echo "fuzz target $t missing"; exit 1; }
     done
 fi

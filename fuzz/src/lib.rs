@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod coap;
 pub mod dtls13;
 pub mod scenario;
 pub mod targets;

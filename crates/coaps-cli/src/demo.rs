@@ -11,6 +11,12 @@
 //! | `/clock` | GET | 2.05 the UTC time `HH:MM:SS`; observable (RFC 7641), changes every second |
 //! | `/large` | GET | 2.05 [`LARGE_LEN`] deterministic bytes ([`large_body`]), sent block-wise (RFC 7959) |
 //!
+//! The door carries an ETag ([`door_etag`]: the command count), sent with its 2.05 and 2.04
+//! answers. A POST or PUT with `If-Match` naming another ETag, or with `If-None-Match` (the
+//! door always exists), answers 4.12 Precondition Failed and runs nothing (RFC 7252
+//! §5.10.8); the check and the count move together, so two commands racing on one ETag run
+//! once.
+//!
 //! Any other path answers 4.04 Not Found; a known path with another method answers
 //! 4.05 Method Not Allowed (RFC 7252 §5.9.2.6).
 //!
@@ -37,6 +43,7 @@
 //! ```
 
 use coap_lite::{CoapOption, ContentFormat, MessageClass, Packet, RequestType, ResponseType};
+use coaps_tower::coap::rules::{Precondition, preconditions};
 use coaps_tower::{BoxError, CoapRequest};
 use std::future::{Ready, ready};
 use std::sync::Arc;
@@ -95,6 +102,14 @@ pub async fn tick_clock(observers: coaps_tower::observe::Observers) {
     }
 }
 
+/// The door's ETag after `commands` commands (RFC 7252 §5.10.6): the count, big-endian,
+/// without leading zero bytes but at least one byte (an ETag is 1 to 8 bytes).
+pub fn door_etag(commands: u64) -> Vec<u8> {
+    let b = commands.to_be_bytes();
+    let skip = b.iter().take_while(|&&x| x == 0).count().min(7);
+    b[skip..].to_vec()
+}
+
 /// The demo application. Clones share the door's command counter.
 #[derive(Debug, Clone, Default)]
 pub struct Demo {
@@ -147,7 +162,9 @@ impl Demo {
             },
             [b"actuators", b"door"] => match method {
                 RequestType::Get => {
-                    content(res, ContentFormat::TextPlain, self.door_commands().to_string().into_bytes())
+                    let n = self.door_commands();
+                    res.add_option(CoapOption::ETag, door_etag(n));
+                    content(res, ContentFormat::TextPlain, n.to_string().into_bytes())
                 }
                 RequestType::Post | RequestType::Put => {
                     let command = &req.message.payload;
@@ -158,7 +175,23 @@ impl Demo {
                             &format!("door commands are at most {MAX_COMMAND_LEN} bytes"),
                         );
                     }
-                    let n = self.door_commands.fetch_add(1, Ordering::SeqCst) + 1;
+                    // The precondition is checked against the count the command replaces, so a
+                    // command that lost a race with another re-checks against the new ETag.
+                    let mut current = self.door_commands();
+                    let n = loop {
+                        if preconditions(&req.message, Some(&door_etag(current))) == Precondition::Failed {
+                            return status(res, ResponseType::PreconditionFailed, "the door changed (ETag)");
+                        }
+                        match self.door_commands.compare_exchange(
+                            current,
+                            current + 1,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        ) {
+                            Ok(_) => break current + 1,
+                            Err(now) => current = now,
+                        }
+                    };
                     tracing::info!(
                         peer = %req.peer,
                         identity = ?req.identity,
@@ -168,6 +201,7 @@ impl Demo {
                     );
                     res.header.code = MessageClass::Response(ResponseType::Changed);
                     res.set_content_format(ContentFormat::TextPlain);
+                    res.add_option(CoapOption::ETag, door_etag(n));
                     res.payload = n.to_string().into_bytes();
                     res
                 }
@@ -322,6 +356,40 @@ mod tests {
         assert_eq!(demo.door_commands(), 0);
         let ok = call(&demo, RequestType::Post, "/actuators/door", &[b'x'; MAX_COMMAND_LEN]);
         assert_eq!(code(&ok), MessageClass::Response(ResponseType::Changed));
+    }
+
+    #[test]
+    fn door_preconditions_follow_its_etag() {
+        let demo = Demo::new();
+        let with = |opt: CoapOption, value: &[u8]| {
+            let mut req = request(RequestType::Post, "/actuators/door", b"open");
+            req.message.add_option(opt, value.to_vec());
+            req
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let run = |req: CoapRequest| rt.block_on(demo.clone().oneshot(req)).unwrap();
+        let get = call(&demo, RequestType::Get, "/actuators/door", b"");
+        let etag = get.get_first_option(CoapOption::ETag).cloned().expect("the door has an ETag");
+        assert_eq!(etag, door_etag(0));
+        // Another ETag: 4.12, nothing runs.
+        let stale = run(with(CoapOption::IfMatch, &door_etag(7)));
+        assert_eq!(code(&stale), MessageClass::Response(ResponseType::PreconditionFailed));
+        assert_eq!(demo.door_commands(), 0);
+        // The door exists: If-None-Match fails.
+        let none = run(with(CoapOption::IfNoneMatch, b""));
+        assert_eq!(code(&none), MessageClass::Response(ResponseType::PreconditionFailed));
+        assert_eq!(demo.door_commands(), 0);
+        // The current ETag: runs once, and the ETag moves on, so the same request again fails.
+        let ok = run(with(CoapOption::IfMatch, &etag));
+        assert_eq!(code(&ok), MessageClass::Response(ResponseType::Changed));
+        assert_eq!(ok.get_first_option(CoapOption::ETag), Some(&door_etag(1)));
+        let again = run(with(CoapOption::IfMatch, &etag));
+        assert_eq!(code(&again), MessageClass::Response(ResponseType::PreconditionFailed));
+        // An empty If-Match only asks that the door exists.
+        assert_eq!(code(&run(with(CoapOption::IfMatch, b""))), MessageClass::Response(ResponseType::Changed));
+        assert_eq!(demo.door_commands(), 2);
+        assert_eq!(door_etag(0), vec![0]);
+        assert_eq!(door_etag(0x1_0000), vec![1, 0, 0]);
     }
 
     #[test]

@@ -12,33 +12,41 @@
 //!    7), or one with a format error past its header: answered with a Reset carrying its
 //!    Message ID. The same cases in a non-confirmable message are silently ignored (§4.3 makes
 //!    the Reset optional; staying silent gives an attacker nothing to reflect).
+//!    Format errors past the header (token length 9–15, options running past the end, a
+//!    payload marker with no payload) are found by a total pre-parser over the raw bytes
+//!    ([`rules::scan`]), since coap-lite accepts some of them.
 //! 2. **Unknown methods** (0.08–0.31) get 4.05 Method Not Allowed without reaching the
 //!    application (§5.8).
-//! 3. **Deduplication** (§4.5), keyed by (peer, Message ID, token), for
+//! 3. **Option rules** ([`rules`], [`CoapConfig::rules`]): an unrecognised critical option
+//!    gets 4.02 Bad Option (CON) or silence (NON) and nothing runs (§5.4.1); unrecognised
+//!    elective options are ignored; Proxy-Uri / Proxy-Scheme get 5.05 unless the application
+//!    proxies (§5.10.2).
+//! 4. **Deduplication** (§4.5), keyed by (association, Message ID, token), for
 //!    [`CoapConfig::exchange_lifetime`] (EXCHANGE_LIFETIME, 247 s, §4.8.2). A duplicate
 //!    confirmable request is answered with the stored response bytes; a duplicate that arrives
 //!    while the first copy is still being processed waits for that response and gets the same
 //!    bytes (it never reaches the application). A duplicate non-confirmable request is silently
 //!    ignored, as §4.5 says. The store holds at most [`CoapConfig::max_dedup_entries`] entries,
 //!    oldest evicted first. Over DTLS the CoAP endpoint is the security association
-//!    (§9.1.1), and the peer is who it **authenticated** as (PSK identity, end-entity
-//!    certificate, raw public key), not its address: a copy of a 0-RTT flight replayed from
-//!    another port or host (a "pre-play", RFC 8446 §8, issue 10) and the honest client's
-//!    1-RTT resend of the same message then share one entry, so the request runs once. The
-//!    token is part of the key: devices that share one PSK identity draw Message IDs that
-//!    collide, while a retransmission or a replayed copy repeats the token. Only
-//!    anonymous peers (a server that asks for no client certificate) are keyed by address. A
-//!    peer that starts a *new* session and reuses a Message ID within the lifetime gets the
-//!    old answer; peers that pick their first Message ID at random (as §4.4 asks, and libcoap
-//!    and this crate's `Client` do) are not affected.
-//! 4. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
+//!    (§9.1.1): the key holds the association the handshake layer names
+//!    ([`Secured::association`], its ClientHello random) and who the peer **authenticated**
+//!    as (PSK identity, end-entity certificate, raw public key), never its address. A new
+//!    session from the same address, by the same principal or another, is a new endpoint and
+//!    never gets a previous session's stored answer. A copy of a 0-RTT flight replayed from
+//!    another port or host (a "pre-play", RFC 8446 §8, issue 10) carries the same ClientHello,
+//!    so it and the honest client's 1-RTT resend of the same message share one entry and the
+//!    request runs once. The token is part of the key: devices that share one PSK identity
+//!    draw Message IDs that collide, while a retransmission or a replayed copy repeats the
+//!    token. A record built by hand ([`Association::unknown`]) is keyed by identity, or by
+//!    address when anonymous.
+//! 5. **The application** sees a [`CoapRequest`] with the peer's address and authenticated
 //!    identity.
-//! 5. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
+//! 6. **Response shaping**: a confirmable request gets a piggybacked response (type ACK, the
 //!    request's Message ID and token, §5.2.1); a non-confirmable request gets a
 //!    non-confirmable response with a fresh Message ID and the request's token (§5.2.3). The
 //!    application only chooses code, options and payload; a packet whose code is not a response
 //!    code is replaced by 5.00.
-//! 6. **Size cap**: the response is encoded with
+//! 7. **Size cap**: the response is encoded with
 //!    [`to_bytes_with_limit`](coap_lite::Packet::to_bytes_with_limit)`(`[`CoapConfig::max_message_size`]`)`.
 //!    A response that does not fit becomes **5.00 Internal Server Error** with the diagnostic
 //!    payload `response too large` (§5.5.2). Not 4.13: that code says the *request* was too
@@ -96,6 +104,7 @@
 //!     payload: get.to_bytes().expect("a small packet encodes"),
 //!     early_data: false,
 //!     handshake: coaps_tower::Handshaken::complete(),
+//!     association: coaps_tower::Association::unknown(),
 //! };
 //!
 //! let bytes = svc.oneshot(secured).await?.expect("a confirmable request is answered");
@@ -108,7 +117,9 @@
 //! # }
 //! ```
 
-use crate::types::{BoxError, CoapRequest, Secured};
+pub mod rules;
+
+use crate::types::{Association, BoxError, CoapRequest, Secured};
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 use coaps_dtls::PeerIdentity;
 use pin_project_lite::pin_project;
@@ -180,6 +191,9 @@ pub struct CoapConfig {
     /// Max-Age sent with 5.03 Service Unavailable (RFC 7252 §5.9.3.4), telling the client when
     /// to retry. Default 1 s.
     pub retry_after: Duration,
+    /// The options the application recognises and whether it proxies (RFC 7252 §5.4.1,
+    /// §5.10.2). Default [`MessageRules::default`](rules::MessageRules::default).
+    pub rules: rules::MessageRules,
 }
 
 impl CoapConfig {
@@ -201,6 +215,7 @@ impl Default for CoapConfig {
             max_dedup_entries: DEFAULT_MAX_DEDUP_ENTRIES,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             retry_after: Duration::from_secs(1),
+            rules: rules::MessageRules::default(),
         }
     }
 }
@@ -348,15 +363,35 @@ where
             // response we never asked for, or a reserved class.
             return reject();
         }
-        let Ok(packet) = Packet::from_bytes(data) else { return reject() };
+        // coap-lite accepts some format errors (§3): the raw bytes decide.
+        let scanned = match rules::scan(data) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::debug!(peer = %msg.peer, ?error, "CoAP: message format error");
+                return reject();
+            }
+        };
+        let Ok(mut packet) = Packet::from_bytes(data) else { return reject() };
         let MessageClass::Request(_) = packet.header.code else {
             // 0.08–0.31: a method we do not know (§5.8).
             let resp = self.shared.error_packet(ResponseType::MethodNotAllowed);
             let bytes = self.shared.encode(resp, con, head.mid, packet.get_token());
             return ResponseFuture::ready(Some(bytes));
         };
+        match self.shared.config.rules.check(&scanned.options) {
+            Ok(checked) => rules::strip(&mut packet, &checked.strip),
+            Err(refusal) => {
+                tracing::debug!(peer = %msg.peer, ?refusal, con, "CoAP: request refused before the application");
+                let answer = refusal.response_code(con).map(|code| {
+                    let mut resp = self.shared.error_packet(code);
+                    resp.payload = refusal.diagnostic().into_bytes();
+                    self.shared.encode(resp, con, head.mid, packet.get_token())
+                });
+                return ResponseFuture::ready(answer);
+            }
+        }
 
-        let key = (Who::of(msg.peer, &msg.identity), head.mid, token_key(packet.get_token()));
+        let key = (Who::of(msg.peer, &msg.identity, msg.association), head.mid, token_key(packet.get_token()));
         let id = {
             let mut store = self.shared.lock();
             let now = Instant::now();
@@ -459,26 +494,32 @@ fn token_key(token: &[u8]) -> [u8; 9] {
     k
 }
 
-/// The CoAP endpoint a Message ID belongs to (RFC 7252 §4.5, §9.1.1): the authenticated
-/// identity when there is one (a SHA-256 digest, so a certificate is not copied into every
-/// entry), else the address.
+/// The CoAP endpoint a Message ID belongs to (RFC 7252 §4.5, §9.1.1): the security
+/// association, named by the handshake layer (its ClientHello random), together with the
+/// authenticated identity (a SHA-256 digest, so a certificate is not copied into every entry).
+/// Without a known association (a record built by hand): the identity, or the address when
+/// anonymous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Who {
     Address(SocketAddr),
     Identity([u8; 32]),
+    Association { identity: [u8; 32], client_random: [u8; 32] },
 }
 
 impl Who {
-    fn of(peer: SocketAddr, identity: &PeerIdentity) -> Self {
+    fn of(peer: SocketAddr, identity: &PeerIdentity, association: Association) -> Self {
         use coaps_dtls::crypto::CryptoProvider;
         let h = |tag: &[u8], bytes: &[u8]| coaps_dtls::crypto::rustcrypto::RustCrypto.sha256_parts(&[tag, bytes]);
-        match identity {
-            PeerIdentity::Anonymous => Self::Address(peer),
-            PeerIdentity::Psk(id) => Self::Identity(h(b"psk", id)),
-            PeerIdentity::Certificate(chain) => {
-                Self::Identity(h(b"x509", chain.first().map_or(&[][..], Vec::as_slice)))
-            }
-            PeerIdentity::RawPublicKey(spki) => Self::Identity(h(b"rpk", spki)),
+        let digest = match identity {
+            PeerIdentity::Anonymous => h(b"anonymous", &[]),
+            PeerIdentity::Psk(id) => h(b"psk", id),
+            PeerIdentity::Certificate(chain) => h(b"x509", chain.first().map_or(&[][..], Vec::as_slice)),
+            PeerIdentity::RawPublicKey(spki) => h(b"rpk", spki),
+        };
+        match (association.client_random(), identity) {
+            (Some(&client_random), _) => Self::Association { identity: digest, client_random },
+            (None, PeerIdentity::Anonymous) => Self::Address(peer),
+            (None, _) => Self::Identity(digest),
         }
     }
 }

@@ -187,7 +187,7 @@
 //! ```
 
 use crate::cookie::{CookieStats, SharedGate};
-use crate::types::{BoxError, CookieVerified, Datagram, Handshaken, Secured, Transmit, Transmits};
+use crate::types::{Association, BoxError, CookieVerified, Datagram, Handshaken, Secured, Transmit, Transmits};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::gate::FirstRecord;
 use coaps_dtls::gate::cookie::SharedCookieKeys;
@@ -625,6 +625,7 @@ impl Shared {
                                 payload,
                                 early_data: false,
                                 handshake: Handshaken::complete(),
+                                association: Association::from_client_random(a.client_random),
                             },
                             a,
                         )),
@@ -647,7 +648,11 @@ impl Shared {
                     Some(a) => {
                         let handshake = st.early_signal(peer, a.client_random);
                         let identity = a.identity.clone();
-                        app.push_back((Secured { peer, identity, payload, early_data: true, handshake }, a))
+                        let association = Association::from_client_random(a.client_random);
+                        app.push_back((
+                            Secured { peer, identity, payload, early_data: true, handshake, association },
+                            a,
+                        ))
                     }
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },

@@ -182,6 +182,48 @@ pub struct Secured {
     pub early_data: bool,
     /// Whether the association's handshake has completed (see [`Handshaken`]).
     pub handshake: Handshaken,
+    /// Which association (handshake) the record came from: what the CoAP layer keys
+    /// deduplication on, so a new session from the same address is a new endpoint.
+    pub association: Association,
+}
+
+/// The association a record came from, as the handshake layer names it: the ClientHello
+/// random of its handshake (RFC 5246 §7.4.1.2, RFC 8446 §4.1.2), unique per handshake, kept
+/// across a cookie exchange or a HelloRetryRequest, and repeated only by a copy of the same
+/// ClientHello. A copy of a 0-RTT flight replayed onto another association (RFC 8446 §8) is
+/// therefore the *same* exchange as the original for deduplication, while a new session from
+/// the same address (or another principal that took the address over) never is.
+///
+/// [`Association::unknown`] (the default) is for records built by hand: the CoAP layer then
+/// falls back to the peer's identity, or its address when anonymous.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Association(Option<[u8; 32]>);
+
+impl Association {
+    /// The association whose handshake had ClientHello random `random`.
+    pub const fn from_client_random(random: [u8; 32]) -> Self {
+        Self(Some(random))
+    }
+
+    /// No handshake known (a record built by hand).
+    pub const fn unknown() -> Self {
+        Self(None)
+    }
+
+    /// The ClientHello random, if known.
+    pub const fn client_random(&self) -> Option<&[u8; 32]> {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Association {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A short prefix is enough to tell associations apart in logs.
+        match &self.0 {
+            Some(r) => write!(f, "Association({:02x}{:02x}{:02x}{:02x}…)", r[0], r[1], r[2], r[3]),
+            None => f.write_str("Association(unknown)"),
+        }
+    }
 }
 
 /// A CoAP request for the application, with who sent it.

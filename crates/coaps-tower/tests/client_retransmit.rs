@@ -77,6 +77,7 @@ async fn start_server() -> (SocketAddr, Arc<ServerLog>) {
                             payload: d,
                             early_data: false,
                             handshake: Default::default(),
+                            association: Default::default(),
                         };
                         if let Ok(Some(out)) = coap.ready().await.unwrap().call(msg).await {
                             let _ = ep.send(peer, &out);

@@ -35,6 +35,7 @@ fn secured(payload: Vec<u8>) -> Secured {
         payload,
         early_data: false,
         handshake: Default::default(),
+        association: Default::default(),
     }
 }
 

@@ -66,6 +66,7 @@
 //!     payload: post.to_bytes().expect("a small packet encodes"),
 //!     early_data: true,
 //!     handshake,
+//!     association: coaps_tower::Association::unknown(),
 //! };
 //! let bytes = svc.oneshot(secured).await?.expect("answered");
 //! let resp = Packet::from_bytes(&bytes).expect("a valid response");

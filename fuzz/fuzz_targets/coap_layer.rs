@@ -1,0 +1,13 @@
+//! Fuzz target `coap_layer`: see `coaps_fuzz::coap::coap_layer`.
+//!
+//! Under cargo-fuzz (`--cfg fuzzing`) this is a libFuzzer target; otherwise it is a plain
+//! binary that runs the same function over files, directories or stdin (corpus replay).
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| coaps_fuzz::coap::coap_layer(data));
+
+#[cfg(not(fuzzing))]
+fn main() {
+    coaps_fuzz::replay_main(coaps_fuzz::coap::coap_layer);
+}
