@@ -370,8 +370,9 @@ impl Endpoint {
                     cookie_rtt,
                     &meta.sessions,
                 );
-                if let Some(ids) = conn.connection_ids() {
-                    self.cids.insert(&ids.incoming, peer);
+                self.unindex_cid(peer);
+                if let Some(cid) = conn.issued_cid() {
+                    self.cids.insert(cid, peer);
                 }
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
@@ -454,6 +455,7 @@ impl Endpoint {
         );
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
         c.handle_rest_of_first_datagram(now, datagram);
+        self.unindex_cid(peer);
         self.connections.insert(peer, Connection::from13(c));
         self.stats.connections_created += 1;
         self.collect(peer);
@@ -537,8 +539,8 @@ impl Endpoint {
         let cids = &mut self.cids;
         self.connections.retain(|a, c| {
             let keep = c.last_activity() >= idle_since;
-            if let Some(ids) = c.connection_ids().filter(|_| !keep) {
-                cids.remove(&ids.incoming, *a);
+            if let Some(cid) = c.issued_cid().filter(|_| !keep) {
+                cids.remove(cid, *a);
             }
             keep
         });
@@ -575,10 +577,17 @@ impl Endpoint {
             self.events.push_back((peer, ev));
         }
         if conn.is_closed() {
-            if let Some(ids) = conn.connection_ids() {
-                self.cids.remove(&ids.incoming, peer);
+            if let Some(cid) = conn.issued_cid() {
+                self.cids.remove(cid, peer);
             }
             self.connections.remove(&peer);
+        }
+    }
+
+    /// The association at `peer` is about to be replaced: its CID goes out of the index.
+    fn unindex_cid(&mut self, peer: SocketAddr) {
+        if let Some(cid) = self.connections.get(&peer).and_then(Connection::issued_cid).map(<[u8]>::to_vec) {
+            self.cids.remove(&cid, peer);
         }
     }
 
@@ -586,13 +595,21 @@ impl Endpoint {
     /// the datagram's first record is a `tls12_cid` record with a CID this server issued. The
     /// association at the source address comes first when it issued that CID too (a
     /// collision: the index keeps the first association with a CID).
-    fn cid_home(&self, peer: SocketAddr, datagram: &[u8]) -> Option<SocketAddr> {
+    ///
+    /// An entry whose association is gone or was replaced (removed by a path that did not
+    /// update the index) is dropped here, so it never misroutes.
+    fn cid_home(&mut self, peer: SocketAddr, datagram: &[u8]) -> Option<SocketAddr> {
         let len = self.server.as_ref()?.connection_id.as_ref()?.len;
         let cid = crate::record::first_record_cid(datagram, len)?;
         if self.connections.get(&peer).and_then(Connection::issued_cid) == Some(cid) {
             return Some(peer);
         }
-        self.cids.lookup(cid)
+        let home = self.cids.lookup(cid)?;
+        if self.connections.get(&home).and_then(Connection::issued_cid) != Some(cid) {
+            self.cids.remove(cid, home);
+            return None;
+        }
+        Some(home)
     }
 
     /// A datagram whose CID names the association at `home`, from `peer` (RFC 9146 §6): the
@@ -609,7 +626,7 @@ impl Endpoint {
         } else if advanced && !self.connections.contains_key(&peer) {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
-                let cid = conn.connection_ids().map(|c| c.incoming).unwrap_or_default();
+                let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
                 self.connections.insert(peer, conn);
                 self.cids.moved(&cid, home, peer, datagram.len());
                 self.stats.address_changes += 1;
