@@ -31,8 +31,8 @@ use coaps::dtls::cert::{self, WebPkiVerifier};
 use coaps::dtls::crypto::SeededRng;
 use coaps::dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps::dtls::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerVerifier,
-    Psk, ServerConfig, Session, StaticPsks, suites,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, DtlsVersion, EarlyDataConfig, Endpoint,
+    Event, PeerVerifier, Psk, ServerConfig, Session, StaticPsks, suites,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -119,7 +119,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--cid" => {
                 let v = val("--cid")?;
-                let n: usize = v.parse().map_err(|_| format!("--cid takes a CID length in bytes (0..=255), got `{v}`"))?;
+                let n: usize =
+                    v.parse().map_err(|_| format!("--cid takes a CID length in bytes (0..=255), got `{v}`"))?;
                 if n > 255 {
                     return Err(format!("--cid: a CID is at most 255 bytes (RFC 9146 §3), got {n}"));
                 }

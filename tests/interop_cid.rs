@@ -3,6 +3,10 @@
 //! between two messages through a test-local UDP forwarder: the association continues on the
 //! new port with no second handshake, and the old port gets nothing more.
 //!
+//! The rebinding runs between our own programs: the wolfSSL example server filters datagrams by
+//! the peer address it set at accept (`wolfSSL_dtls_set_peer`), so it never sees a rebound
+//! client, and the wolfSSL example client sends one message per handshake.
+//!
 //! Without the wolfSSL programs the wolfSSL tests skip (with a notice) unless
 //! `COAPS_REQUIRE_PEERS=1`; the rebinding test needs only `dtls_echo`.
 
@@ -17,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use wolfssl::*;
 
-/// The CID `--cid=wolf` makes a wolfSSL program ask for, in hex.
+/// The CID `--cid wolf` makes a wolfSSL program ask for, in hex.
 const WOLF_CID_HEX: &str = "776f6c66";
 
 /// The `cid in=IN out=OUT` pair printed on a line of `text`.
@@ -30,7 +34,7 @@ fn cids_printed(text: &str) -> Option<(String, String)> {
 }
 
 /// Our server (DTLS 1.2, certificate) with `--cid 6`; the wolfSSL DTLS 1.2 client asks for the
-/// CID "wolf". Both sides report the CIDs of the other, and the echo flows over tls12_cid records.
+/// CID "wolf" (`--cid wolf`). Both sides report the CIDs of the other, and the echo flows over tls12_cid records.
 #[test]
 fn wolfssl_12_client_with_cid_to_our_server() {
     let Some(wolf) = require_wolfssl() else { return };
@@ -38,7 +42,7 @@ fn wolfssl_12_client_with_cid_to_our_server() {
     args.extend(strings(&["--dtls", "1.2", "--cid", "6"]));
     let (server, addr) = start_echo_server13(&args);
     let mut cargs = wolf_client_cert_args(false);
-    cargs.push("--cid=wolf".into());
+    cargs.extend(strings(&["--cid", "wolf"]));
     let mut client = wolf.client(Dtls::V12, None, addr, &cargs);
     match client.wait_exit(PEER_TIMEOUT) {
         Some(s) if s.success() => {}
@@ -56,13 +60,13 @@ fn wolfssl_12_client_with_cid_to_our_server() {
     assert!(printed.contains(&ours_spaced), "wolfSSL sends our CID {inn}\n{}", client.dump());
 }
 
-/// Our client with `--cid 4` against the wolfSSL DTLS 1.2 echo server with `--cid=wolf`.
+/// Our client with `--cid 4` against the wolfSSL DTLS 1.2 echo server with `--cid wolf`.
 #[test]
 fn our_12_client_with_cid_to_wolfssl_server() {
     let Some(wolf) = require_wolfssl() else { return };
     dtls_echo();
     let mut sargs = wolf_server_cert_args(false);
-    sargs.extend(strings(&["-e", "--cid=wolf"]));
+    sargs.extend(strings(&["-e", "--cid", "wolf"]));
     let (mut server, addr) = wolf.server(Dtls::V12, None, &sargs);
     let text = message_for("cid to wolfssl");
     let mut args = strings(&["--dtls", "1.2", "--cid", "4"]);
@@ -83,7 +87,7 @@ fn our_12_client_with_empty_cid_to_wolfssl_server() {
     let Some(wolf) = require_wolfssl() else { return };
     dtls_echo();
     let mut sargs = wolf_server_cert_args(false);
-    sargs.extend(strings(&["-e", "--cid=wolf"]));
+    sargs.extend(strings(&["-e", "--cid", "wolf"]));
     let (mut server, addr) = wolf.server(Dtls::V12, None, &sargs);
     let text = message_for("empty cid");
     let mut args = strings(&["--dtls", "1.2", "--cid", "0"]);

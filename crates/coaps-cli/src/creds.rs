@@ -221,6 +221,18 @@ mod tests {
     }
 
     #[test]
+    fn connection_id_settings() {
+        let s = server_setup(&serve_args(&[]), &[]).unwrap();
+        assert_eq!(s.config.connection_id, Some(coaps_dtls::ConnectionIdConfig::new(8)), "8-byte CIDs by default");
+        let s = server_setup(&serve_args(&["--cid", "5", "--cid-prefix", "A0b1"]), &[]).unwrap();
+        assert_eq!(s.config.connection_id, Some(coaps_dtls::ConnectionIdConfig::new(5).with_prefix(vec![0xa0, 0xb1])));
+        let e = server_setup(&serve_args(&["--cid", "1", "--cid-prefix", "a0b1"]), &[]).unwrap_err();
+        assert!(e.contains("--cid-prefix is 2 bytes but --cid is 1"), "{e}");
+        let e = server_setup(&serve_args(&["--cid-prefix", "abc"]), &[]).unwrap_err();
+        assert!(e.starts_with("--cid-prefix: odd number of hex digits"), "{e}");
+    }
+
+    #[test]
     fn pairs_and_counts() {
         let a = serve_args(&["-u", "a", "-k", "ka", "-u", "b", "--psk-hex", "0102"]);
         let s = server_setup(&a, &[KeyArg::Text("ka"), KeyArg::Hex("0102")]).unwrap();

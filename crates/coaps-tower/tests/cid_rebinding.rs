@@ -27,7 +27,8 @@ fn cid_server() -> Arc<coaps_dtls::ServerConfig> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_source_port_keeps_the_association() {
     bounded(30, "cid rebinding", async {
-        let mut server = TestServer::start_with(cid_server(), Opts::default(), tower::layer::util::Identity::new()).await;
+        let mut server =
+            TestServer::start_with(cid_server(), Opts::default(), tower::layer::util::Identity::new()).await;
         let mut c = Client::connect_with(server.addr, 7, cid_client(), Duration::from_secs(10)).await.unwrap();
         assert!(c.endpoint.connection(&server.addr).unwrap().connection_ids().is_some(), "CIDs negotiated");
         c.request(b"before", 3, Duration::from_secs(1)).await.unwrap();
@@ -53,7 +54,8 @@ async fn a_new_source_port_keeps_the_association() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_record_from_another_port_takes_nothing() {
     bounded(30, "cid replay", async {
-        let mut server = TestServer::start_with(cid_server(), Opts::default(), tower::layer::util::Identity::new()).await;
+        let mut server =
+            TestServer::start_with(cid_server(), Opts::default(), tower::layer::util::Identity::new()).await;
         let mut c = Client::connect_with(server.addr, 8, cid_client(), Duration::from_secs(10)).await.unwrap();
         // Capture the client's next record as it goes out, deliver it, then replay it from
         // another socket.
