@@ -3,9 +3,10 @@
 //! ```text
 //! dtls_echo server --listen ADDR [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]]
 //!                  [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data] [--stateless-tickets]
+//!                  [--cid LEN]
 //! dtls_echo client --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME]
 //!                  [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]]
-//!                  [--suites LIST] [--timeout SECS] --message TEXT
+//!                  [--suites LIST] [--timeout SECS] [--cid LEN] [--count N --interval MS] --message TEXT
 //! ```
 //!
 //! The server echoes every application-data record to its sender and serves any number of
@@ -17,13 +18,21 @@
 //! accepted` or `early data rejected` on stderr. A server with `--accept-early-data` (off by
 //! default) accepts 0-RTT data and echoes it once the handshake completes. Without credentials both sides use the public
 //! demo PSK (identity `coaps-demo`, key `coaps-demo-key`), and say so.
+//!
+//! Connection IDs (DTLS 1.2, RFC 9146): `--cid LEN` makes the client offer a CID of LEN bytes
+//! (0: it sends the server's but wants none) and sets the length of the server's CIDs (the
+//! server answers clients that ask by default, with 8 bytes). The client prints the negotiated
+//! CIDs on stderr (`cid in=HEX out=HEX`), the server (`cid in=HEX out=HEX`, `-` for none) and a line
+//! `address changed: OLD -> NEW` when an association moves to a new address. With
+//! `--count N --interval MS` the client sends TEXT N times, MS milliseconds apart, on one
+//! association, and prints each echo.
 
 use coaps::dtls::cert::{self, WebPkiVerifier};
 use coaps::dtls::crypto::SeededRng;
 use coaps::dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps::dtls::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, PeerVerifier,
-    Psk, ServerConfig, Session, StaticPsks, suites,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, DtlsVersion, EarlyDataConfig, Endpoint,
+    Event, PeerVerifier, Psk, ServerConfig, Session, StaticPsks, suites,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -56,11 +65,14 @@ struct Args {
     accept_early_data: bool,
     early_data: Option<String>,
     stateless_tickets: bool,
+    cid: Option<usize>,
+    count: Option<u32>,
+    interval: Option<u64>,
 }
 
 const USAGE: &str = "usage:
-  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data] [--stateless-tickets]
-  dtls_echo client [--dtls 1.2|1.3|auto] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] --message TEXT";
+  dtls_echo server --listen ADDR [--dtls 1.2|1.3|auto] [--psk IDENTITY:HEXKEY] [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--mtu N] [--no-cookie] [--suites LIST] [--accept-early-data] [--stateless-tickets] [--cid LEN]
+  dtls_echo client [--dtls 1.2|1.3|auto] --connect ADDR [--psk IDENTITY:HEXKEY] [--ca CA.pem --server-name NAME] [--cert CERT.pem --key KEY.pem] [--mtu N] [--resume [--early-data TEXT]] [--suites LIST] [--timeout SECS] [--cid LEN] [--count N --interval MS] --message TEXT";
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -105,6 +117,26 @@ fn parse_args() -> Result<Args, String> {
                 let v = val("--timeout")?;
                 a.timeout = Some(v.parse().map_err(|_| format!("--timeout takes seconds, got `{v}`"))?);
             }
+            "--cid" => {
+                let v = val("--cid")?;
+                let n: usize =
+                    v.parse().map_err(|_| format!("--cid takes a CID length in bytes (0..=255), got `{v}`"))?;
+                if n > 255 {
+                    return Err(format!("--cid: a CID is at most 255 bytes (RFC 9146 §3), got {n}"));
+                }
+                a.cid = Some(n);
+            }
+            "--count" => {
+                let v = val("--count")?;
+                match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => a.count = Some(n),
+                    _ => return Err(format!("--count takes a number of messages (1 or more), got `{v}`")),
+                }
+            }
+            "--interval" => {
+                let v = val("--interval")?;
+                a.interval = Some(v.parse().map_err(|_| format!("--interval takes milliseconds, got `{v}`"))?);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -114,6 +146,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.mode == "client" && a.accept_early_data {
         return Err("--accept-early-data is a server option (the client takes --early-data TEXT)".into());
+    }
+    if a.mode == "server" && (a.count.is_some() || a.interval.is_some()) {
+        return Err("--count and --interval are client options".into());
+    }
+    if a.count.is_some() && a.resume {
+        return Err("--count and --resume do not combine: --count sends on one association".into());
     }
     if a.early_data.is_some() && !a.resume {
         return Err("--early-data needs --resume: 0-RTT data rides on a resumed connection".into());
@@ -175,6 +213,11 @@ fn verifier(ca: &str) -> Result<PeerVerifier, String> {
     Ok(PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).map_err(|e| format!("{ca}: {e}"))?)))
 }
 
+/// A CID in hex, `-` when empty.
+fn hex_or_dash(b: &[u8]) -> String {
+    if b.is_empty() { "-".into() } else { b.iter().map(|x| format!("{x:02x}")).collect() }
+}
+
 fn resolve(addr: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{addr}`: {e}"))?
@@ -229,6 +272,9 @@ fn server(a: Args) -> Result<(), String> {
     if a.accept_early_data {
         cfg.early_data = Some(EarlyDataConfig::default());
     }
+    if let Some(n) = a.cid {
+        cfg.connection_id = Some(ConnectionIdConfig::new(n));
+    }
     match a.dtls.as_deref().unwrap_or("auto") {
         "1.2" => cfg.dtls13 = false,
         "1.3" => cfg.dtls12 = false,
@@ -254,7 +300,13 @@ fn server(a: Args) -> Result<(), String> {
         while let Some((peer, ev)) = ep.poll_event() {
             match ev {
                 Event::Connected { identity, suite, resumed } => {
-                    eprintln!("{peer}: connected, {suite:?}, {identity:?}{}", if resumed { ", resumed" } else { "" });
+                    let cid = ep.connection(&peer).and_then(|c| c.connection_ids()).map_or(String::new(), |c| {
+                        format!(", cid in={} out={}", hex_or_dash(&c.incoming), hex_or_dash(&c.outgoing))
+                    });
+                    eprintln!(
+                        "{peer}: connected, {suite:?}, {identity:?}{}{cid}",
+                        if resumed { ", resumed" } else { "" }
+                    );
                     for d in early.remove(&peer).unwrap_or_default() {
                         if let Err(e) = ep.send(peer, &d) {
                             eprintln!("{peer}: echo of early data failed: {e}");
@@ -276,6 +328,12 @@ fn server(a: Args) -> Result<(), String> {
                 Event::Closed(r) => {
                     early.remove(&peer);
                     eprintln!("{peer}: closed: {r:?}")
+                }
+                Event::AddressChanged { old } => {
+                    if let Some(d) = early.remove(&old) {
+                        early.insert(peer, d);
+                    }
+                    eprintln!("address changed: {old} -> {peer}");
                 }
                 // Issued sessions stay in the default in-process store.
                 _ => {}
@@ -299,7 +357,10 @@ fn client_once(
     early_data: Option<&str>,
     deadline: Instant,
     want_session: bool,
+    repeat: Option<(u32, Duration)>,
 ) -> Result<(Option<Session>, bool), String> {
+    let (count, interval) = repeat.unwrap_or((1, Duration::ZERO));
+    let mut echoes = 0u32;
     let mut ep = Endpoint::client(SeededRng::from_os());
     match early_data {
         Some(e) => ep.connect_with_early_data(Instant::now(), peer, cfg.clone(), name, resume, e.as_bytes()),
@@ -319,6 +380,9 @@ fn client_once(
             match ev {
                 Event::Connected { resumed: r, .. } => {
                     resumed = r;
+                    if let Some(c) = ep.connection(&peer).and_then(|c| c.connection_ids()) {
+                        eprintln!("cid in={} out={}", hex_or_dash(&c.incoming), hex_or_dash(&c.outgoing));
+                    }
                     ep.send(peer, message.as_bytes()).map_err(|e| e.to_string())?;
                     flush(sock, &mut ep);
                 }
@@ -331,6 +395,17 @@ fn client_once(
                     println!("{}", String::from_utf8_lossy(&d).trim_end_matches('\n'));
                     // An echo of our accepted 0-RTT data comes first: keep waiting for TEXT's.
                     if early_accepted && early_data.is_some_and(|e| e.as_bytes() == d.as_slice()) {
+                        continue;
+                    }
+                    echoes += 1;
+                    if echoes < count {
+                        // The next message after the interval, still answering in between.
+                        let next = Instant::now() + interval;
+                        while Instant::now() < next {
+                            pump(sock, &mut ep, &mut buf, next.saturating_duration_since(Instant::now()));
+                        }
+                        ep.send(peer, message.as_bytes()).map_err(|e| e.to_string())?;
+                        flush(sock, &mut ep);
                         continue;
                     }
                     // A DTLS 1.3 ticket (NewSessionTicket) may trail the echo: give it a moment.
@@ -364,6 +439,7 @@ fn client(a: Args) -> Result<(), String> {
         _ => DtlsVersion::Auto,
     };
     let mut cfg = ClientConfig { common: common(&a)?, version, ..ClientConfig::default() };
+    cfg.connection_id = a.cid.map(ConnectionIdConfig::new);
     if let Some(p) = &a.psk {
         cfg.psk = Some(parse_psk(p)?);
     }
@@ -384,12 +460,16 @@ fn client(a: Args) -> Result<(), String> {
     let cfg = Arc::new(cfg);
     let bind: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bind address")?;
     let sock = UdpSocket::bind(bind).map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(a.timeout.unwrap_or(10));
-    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, None, deadline, a.resume)?;
+    // The messages' spacing comes on top of the time allowed for answers.
+    let spacing = Duration::from_millis(a.interval.unwrap_or(0)) * a.count.unwrap_or(1).saturating_sub(1);
+    let deadline = Instant::now() + Duration::from_secs(a.timeout.unwrap_or(10)) + spacing;
+    let repeat = a.count.map(|n| (n, Duration::from_millis(a.interval.unwrap_or(0))));
+    let (session, _) = client_once(&sock, peer, &cfg, &name, None, &message, None, deadline, a.resume, repeat)?;
     if a.resume {
         let session = session.ok_or("the server issued no session ID or ticket: cannot resume")?;
         let early = a.early_data.as_deref();
-        let (_, resumed) = client_once(&sock, peer, &cfg, &name, Some(session), &message, early, deadline, false)?;
+        let (_, resumed) =
+            client_once(&sock, peer, &cfg, &name, Some(session), &message, early, deadline, false, None)?;
         if !resumed {
             return Err("the server did not resume the session (full handshake instead)".into());
         }

@@ -13,7 +13,7 @@ use coaps_dtls::internal::msgs::{
     Certificate, CertificateRequest, ClientHello, ClientKeyExchange, HandshakeHeader, HelloVerifyRequest,
     KeyExchangeAlgorithm, ServerHello, ServerKeyExchange,
 };
-use coaps_dtls::internal::record::{RecordHeader, split_datagram};
+use coaps_dtls::internal::record::{RecordHeader, first_record_cid, split_datagram, split_datagram_cid};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Instant;
@@ -63,6 +63,25 @@ pub fn record(data: &[u8]) {
             let mut h = Vec::new();
             hdr.encode(&mut h);
             assert_eq!(h.len(), HandshakeHeader::LEN);
+        }
+    }
+}
+
+/// The same datagram read as by an association with Connection IDs (RFC 9146 §4): the first
+/// byte picks the CID length (0..=8). Records stay inside the datagram, a `tls12_cid` record's
+/// CID has exactly that length, and the endpoint's CID peek agrees with the split.
+pub fn record_cid(data: &[u8]) {
+    let Some((&pick, dgram)) = data.split_first() else { return };
+    let cid_len = usize::from(pick % 9);
+    let mut total = 0usize;
+    for (i, rec) in split_datagram_cid(dgram, cid_len).enumerate() {
+        assert_eq!(rec.fragment.len(), usize::from(rec.header.length));
+        let is_cid = rec.header.content_type == coaps_dtls::internal::codec::ContentType::Tls12Cid;
+        assert_eq!(rec.cid.len(), if is_cid { cid_len } else { 0 });
+        total += RecordHeader::LEN + rec.cid.len() + rec.fragment.len();
+        assert!(total <= dgram.len());
+        if i == 0 {
+            assert_eq!(first_record_cid(dgram, cid_len), is_cid.then_some(rec.cid));
         }
     }
 }

@@ -250,6 +250,16 @@ pub struct ServeArgs {
     /// option and the client repeats it after the handshake.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = EarlyPolicy::Defer, requires = "early_data")]
     pub early_data_policy: EarlyPolicy,
+    /// DTLS 1.2 Connection IDs (RFC 9146): the length in bytes of the CIDs the server gives
+    /// clients that ask for one (0 to 255; 0: the server takes none but sends the client's).
+    /// A client with a CID keeps its association when its address changes (NAT rebinding).
+    /// Default 8.
+    #[arg(long, value_name = "LEN", default_value_t = 8, value_parser = clap::value_parser!(u8))]
+    pub cid: u8,
+    /// Leading bytes of every CID this server issues, in hex (at most --cid bytes): a server
+    /// identifier a UDP load balancer routes on (see docs/connection-ids.md).
+    #[arg(long, value_name = "HEX")]
+    pub cid_prefix: Option<String>,
 }
 
 /// `--early-data-policy`.
@@ -351,6 +361,11 @@ pub struct RequestArgs {
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// DTLS 1.2: ask the server for Connection IDs (RFC 9146) with a CID of LEN bytes for
+    /// this side (0 to 255; 0: send the server's CID, take none), so the association survives
+    /// a change of this client's address. Off by default.
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8))]
+    pub cid: Option<u8>,
 }
 
 fn loss_percent(s: &str) -> Result<f64, String> {

@@ -136,6 +136,18 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
         ServerDtls::V13 => (false, true),
         ServerDtls::Auto => (true, true),
     };
+    let prefix = match &args.cid_prefix {
+        Some(h) => crate::psk::parse_hex(h).map_err(|e| format!("--cid-prefix: {e}"))?,
+        None => Vec::new(),
+    };
+    if prefix.len() > usize::from(args.cid) {
+        return Err(format!(
+            "--cid-prefix is {} bytes but --cid is {}: make --cid at least the prefix length",
+            prefix.len(),
+            args.cid
+        ));
+    }
+    config.connection_id = Some(coaps_dtls::ConnectionIdConfig::new(usize::from(args.cid)).with_prefix(prefix));
     config.max_connections = args.max_peers as usize;
     config.max_handshakes = config.max_handshakes.min(config.max_connections);
     Ok(ServerSetup { config, demo, identities })
@@ -165,6 +177,7 @@ pub fn client_config(args: &RequestArgs) -> Result<(ClientConfig, bool), String>
     if let (Some(c), Some(k)) = (&args.cert, &args.key) {
         config.client_cert = Some(certified_key(c, k)?);
     }
+    config.connection_id = args.cid.map(|n| coaps_dtls::ConnectionIdConfig::new(usize::from(n)));
     let demo = config.psk.is_none() && config.verifier.is_none();
     if demo {
         config.psk = Some(demo_psk());
@@ -205,6 +218,18 @@ mod tests {
         assert!(!s.config.dtls12 && s.config.dtls13);
         let s = server_setup(&serve_args(&["--dtls", "1.2"]), &[]).unwrap();
         assert!(s.config.dtls12 && !s.config.dtls13);
+    }
+
+    #[test]
+    fn connection_id_settings() {
+        let s = server_setup(&serve_args(&[]), &[]).unwrap();
+        assert_eq!(s.config.connection_id, Some(coaps_dtls::ConnectionIdConfig::new(8)), "8-byte CIDs by default");
+        let s = server_setup(&serve_args(&["--cid", "5", "--cid-prefix", "A0b1"]), &[]).unwrap();
+        assert_eq!(s.config.connection_id, Some(coaps_dtls::ConnectionIdConfig::new(5).with_prefix(vec![0xa0, 0xb1])));
+        let e = server_setup(&serve_args(&["--cid", "1", "--cid-prefix", "a0b1"]), &[]).unwrap_err();
+        assert!(e.contains("--cid-prefix is 2 bytes but --cid is 1"), "{e}");
+        let e = server_setup(&serve_args(&["--cid-prefix", "abc"]), &[]).unwrap_err();
+        assert!(e.starts_with("--cid-prefix: odd number of hex digits"), "{e}");
     }
 
     #[test]

@@ -249,3 +249,31 @@ fn get_quick(port: u16, path: &str, extra: &[&str]) -> std::process::Output {
     cmd.arg("get").arg(format!("coaps://127.0.0.1:{port}{path}")).args(extra).args(["-B", "3"]);
     run(cmd, LIMIT)
 }
+
+/// `coaps serve --cid LEN --cid-prefix HEX` and `coaps get --cid LEN`: a DTLS 1.2 request with
+/// Connection IDs is answered; out-of-range lengths and a prefix longer than the CID are usage
+/// errors that say how to fix them.
+#[test]
+fn connection_ids_end_to_end_and_usage_errors() {
+    let server = serve(&["--cid", "6", "--cid-prefix", "0a0b"]);
+    let out = get(server.port, "/hello", &["--dtls", "1.2", "--cid", "4"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "Hello, CoAPS!\n"), "{}", show(&out));
+    let out = get(server.port, "/hello", &["--dtls", "1.2", "--cid", "0"]);
+    assert_eq!(out.status.code(), Some(0), "an empty CID: {}", show(&out));
+    drop(server);
+
+    let out = get(1, "/hello", &["--cid", "300"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("--cid"), "{}", show(&out));
+
+    let mut cmd = coaps();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cid", "2", "--cid-prefix", "0a0b0c"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("make --cid at least the prefix length"), "{}", show(&out));
+    let mut cmd = coaps();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--cid-prefix", "0g"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("--cid-prefix"), "{}", show(&out));
+}

@@ -31,6 +31,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod cid_index;
+
 pub use crate::gate::cookie13_config;
 pub use crate::types::Transmit;
 
@@ -93,6 +95,15 @@ pub struct EndpointStats {
     pub hellos_reassembled: u64,
     /// Partial ClientHellos dropped to stay within the limits, or expired.
     pub hellos_evicted: u64,
+    /// Associations that moved to a new peer address on a CID record (RFC 9146 §6).
+    pub address_changes: u64,
+    /// CID records from another address that did not move their association: not
+    /// authenticated, not newer than every record before (replayed or reordered), or the new
+    /// address already taken.
+    pub address_changes_refused: u64,
+    /// Datagrams not sent to a moved association's unchecked new address, over its
+    /// amplification budget.
+    pub amplification_dropped: u64,
 }
 
 /// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
@@ -103,6 +114,8 @@ pub struct Endpoint {
     /// ([`Endpoint::server_behind_gate`]).
     gate: Option<Gate>,
     connections: HashMap<SocketAddr, Connection>,
+    /// CID-first demultiplexing (RFC 9146 §6).
+    cids: cid_index::CidIndex,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(SocketAddr, Event)>,
@@ -127,6 +140,7 @@ impl Endpoint {
             server: Some(config),
             gate,
             connections: HashMap::new(),
+            cids: Default::default(),
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -168,6 +182,7 @@ impl Endpoint {
             server: None,
             gate: None,
             connections: HashMap::new(),
+            cids: Default::default(),
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -227,6 +242,9 @@ impl Endpoint {
     /// (see [`DatagramMeta`]).
     pub fn handle_datagram_with(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], meta: DatagramMeta) {
         self.stats.datagrams_received += 1;
+        if let Some(home) = self.cid_home(peer, datagram) {
+            return self.handle_cid_datagram(now, home, peer, datagram);
+        }
         // The datagram's first record is split and its handshake header read once, here.
         let first = FirstRecord::parse(datagram);
         if first == FirstRecord::ClientHelloFragment && self.gate.as_ref().is_some_and(Gate::reassembles) {
@@ -352,6 +370,10 @@ impl Endpoint {
                     cookie_rtt,
                     &meta.sessions,
                 );
+                self.unindex_cid(peer);
+                if let Some(cid) = conn.issued_cid() {
+                    self.cids.insert(cid, peer);
+                }
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
                 self.collect(peer);
@@ -433,6 +455,7 @@ impl Endpoint {
         );
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
         c.handle_rest_of_first_datagram(now, datagram);
+        self.unindex_cid(peer);
         self.connections.insert(peer, Connection::from13(c));
         self.stats.connections_created += 1;
         self.collect(peer);
@@ -513,7 +536,14 @@ impl Endpoint {
     /// Forgets associations idle since before `idle_since` (no close_notify: the peer is gone).
     pub fn expire_idle(&mut self, idle_since: Instant) -> usize {
         let before = self.connections.len();
-        self.connections.retain(|_, c| c.last_activity() >= idle_since);
+        let cids = &mut self.cids;
+        self.connections.retain(|a, c| {
+            let keep = c.last_activity() >= idle_since;
+            if let Some(cid) = c.issued_cid().filter(|_| !keep) {
+                cids.remove(cid, *a);
+            }
+            keep
+        });
         before - self.connections.len()
     }
 
@@ -535,13 +565,89 @@ impl Endpoint {
     fn collect(&mut self, peer: SocketAddr) {
         let Some(conn) = self.connections.get_mut(&peer) else { return };
         while let Some(payload) = conn.poll_transmit() {
+            // RFC 9146 §6: a moved association's new address gets no more than its budget
+            // until the path is checked.
+            if !self.cids.may_send(peer, payload.len()) {
+                self.stats.amplification_dropped += 1;
+                continue;
+            }
             self.transmits.push_back(Transmit { destination: peer, payload });
         }
         while let Some(ev) = conn.poll_event() {
             self.events.push_back((peer, ev));
         }
         if conn.is_closed() {
+            if let Some(cid) = conn.issued_cid() {
+                self.cids.remove(cid, peer);
+            }
             self.connections.remove(&peer);
         }
+    }
+
+    /// The association at `peer` is about to be replaced: its CID goes out of the index.
+    fn unindex_cid(&mut self, peer: SocketAddr) {
+        if let Some(cid) = self.connections.get(&peer).and_then(Connection::issued_cid).map(<[u8]>::to_vec) {
+            self.cids.remove(&cid, peer);
+        }
+    }
+
+    /// The address the association a CID record belongs to is filed under (RFC 9146 §4):
+    /// the datagram's first record is a `tls12_cid` record with a CID this server issued. The
+    /// association at the source address comes first when it issued that CID too (a
+    /// collision: the index keeps the first association with a CID).
+    ///
+    /// An entry whose association is gone or was replaced (removed by a path that did not
+    /// update the index) is dropped here, so it never misroutes.
+    fn cid_home(&mut self, peer: SocketAddr, datagram: &[u8]) -> Option<SocketAddr> {
+        let len = self.server.as_ref()?.connection_id.as_ref()?.len;
+        let cid = crate::record::first_record_cid(datagram, len)?;
+        if self.connections.get(&peer).and_then(Connection::issued_cid) == Some(cid) {
+            return Some(peer);
+        }
+        let home = self.cids.lookup(cid)?;
+        if self.connections.get(&home).and_then(Connection::issued_cid) != Some(cid) {
+            self.cids.remove(cid, home);
+            return None;
+        }
+        Some(home)
+    }
+
+    /// A datagram whose CID names the association at `home`, from `peer` (RFC 9146 §6): the
+    /// association takes it whatever its source; it moves to `peer` only if a record in it
+    /// authenticated and was newer than any before, and the new address then gets at most
+    /// [`cid_index::AMPLIFICATION_FACTOR`] times what came from it until a second such record
+    /// arrives from there.
+    fn handle_cid_datagram(&mut self, now: Instant, home: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
+        let Some(conn) = self.connections.get_mut(&home) else { return };
+        conn.handle_datagram(now, datagram);
+        let advanced = conn.last_datagram_advanced();
+        if home == peer {
+            self.cids.heard_from(peer, datagram.len(), advanced);
+        } else if advanced && !self.connections.contains_key(&peer) {
+            if let Some(mut conn) = self.connections.remove(&home) {
+                conn.set_peer(peer);
+                let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+                self.connections.insert(peer, conn);
+                self.cids.moved(&cid, home, peer, datagram.len());
+                self.stats.address_changes += 1;
+                self.events.push_back((peer, Event::AddressChanged { old: home }));
+                self.collect(peer);
+                return;
+            }
+        } else {
+            self.stats.address_changes_refused += 1;
+        }
+        self.collect(home);
+    }
+
+    /// Whether `peer` is the new address of an association that moved there and has not yet
+    /// shown it is the peer's (see [`EndpointStats::amplification_dropped`]).
+    pub fn is_address_unchecked(&self, peer: &SocketAddr) -> bool {
+        self.cids.is_unchecked(peer)
+    }
+
+    /// Connection IDs indexed for CID-first demultiplexing.
+    pub fn cid_count(&self) -> usize {
+        self.cids.len()
     }
 }

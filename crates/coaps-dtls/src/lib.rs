@@ -63,10 +63,10 @@ pub use cert::CertificateError;
 pub use codec::{AlertDescription, CipherSuite, InvalidMessage, ProtocolVersion};
 pub use config::early_data::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use config::{
-    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, CookieConfig, DtlsVersion, MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN,
-    PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
+    CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, CookieConfig, DtlsVersion,
+    MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
 };
-pub use connection::Connection;
+pub use connection::{Connection, ConnectionIds};
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats};
 pub use error::{ConfigError, Error, Incompatible, PeerMisbehaved, UsageError};
 pub use gate::{Gate, GateId, GateStats, Proof, Verdict};

@@ -98,6 +98,14 @@ pub enum Event {
     /// with an atomic take (RFC 8446 §8.1). Only with
     /// [`ServerConfig::session_events`](crate::ServerConfig::session_events).
     TicketIssued(Box<Session>),
+    /// Server, DTLS 1.2 with Connection IDs: the association moved to the address this event
+    /// comes with, from `old` (RFC 9146 §6: on a record that authenticated and was newer than
+    /// any before). Until a second such record arrives from the new address, what is sent
+    /// there is limited (an attacker may have copied the record from another address).
+    AddressChanged {
+        /// The address the association had.
+        old: std::net::SocketAddr,
+    },
 }
 
 /// Counters for what was dropped and sent. Transient noise is counted, never reported as an

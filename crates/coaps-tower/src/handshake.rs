@@ -657,6 +657,9 @@ impl Shared {
                     None => tracing::debug!(%peer, "early data from a closed association dropped"),
                 },
                 Event::SessionIssued(s) | Event::TicketIssued(s) => self.queue_issued(&mut st, peer, *s),
+                // RFC 9146 §6: a CID record moved the association; what it carried comes with
+                // the new address.
+                Event::AddressChanged { old } => tracing::debug!(%old, new = %peer, "DTLS association moved"),
                 _ => {}
             }
         }

@@ -202,6 +202,51 @@ pub enum DtlsVersion {
     Auto,
 }
 
+/// Connection IDs (RFC 9146 for DTLS 1.2): the CIDs this side asks its peer to put in the
+/// records it sends here, so that records find their association whatever address they come
+/// from (a NAT rebinding changes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionIdConfig {
+    /// Length of the CIDs this side issues, `prefix` included, at most 255 (the wire limit,
+    /// RFC 9146 §3). 0: this side uses none, but sends the peer's. All CIDs an endpoint issues
+    /// have this one length, which is how it finds the CID in a record (RFC 9146 §4).
+    pub len: usize,
+    /// Leading bytes of every CID issued (a server identifier a load balancer routes on, see
+    /// the deployment notes in the crate docs); the rest is random. Cut to `len`.
+    pub prefix: Vec<u8>,
+}
+
+impl ConnectionIdConfig {
+    /// CIDs of `len` random bytes, no prefix.
+    pub fn new(len: usize) -> Self {
+        Self { len: len.min(255), prefix: Vec::new() }
+    }
+
+    /// CIDs that start with `prefix` (see [`ConnectionIdConfig::prefix`]).
+    pub fn with_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// A fresh CID: the prefix, then random bytes, `len` in all (at most 255).
+    pub fn generate(&self, rng: &mut dyn crate::crypto::Rng) -> Vec<u8> {
+        let len = self.len.min(255);
+        let mut cid = vec![0u8; len];
+        let fixed = self.prefix.len().min(len);
+        cid[..fixed].copy_from_slice(&self.prefix[..fixed]);
+        rng.fill(&mut cid[fixed..]);
+        cid
+    }
+}
+
+impl Default for ConnectionIdConfig {
+    /// 8 random bytes: 2^64 values, so collisions among even millions of associations are
+    /// rare (an endpoint still refuses a duplicate).
+    fn default() -> Self {
+        Self::new(8)
+    }
+}
+
 /// Client configuration.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -222,6 +267,10 @@ pub struct ClientConfig {
     /// server sends in the [`Session`](crate::Session), and offer it to resume; default true
     /// (as OpenSSL, GnuTLS and mbedTLS clients do). Session-ID resumption works either way.
     pub session_tickets: bool,
+    /// Offer the connection_id extension (RFC 9146 §3) with a CID made from this; default
+    /// `None` (not offered). `len` 0 offers an empty CID: the client sends the server's CID
+    /// but wants none in the records it receives.
+    pub connection_id: Option<ConnectionIdConfig>,
 }
 
 impl Default for ClientConfig {
@@ -234,6 +283,7 @@ impl Default for ClientConfig {
             client_cert: None,
             resumption_key_exchange: Default::default(),
             session_tickets: true,
+            connection_id: None,
         }
     }
 }
@@ -310,6 +360,10 @@ pub struct ServerConfig {
     /// Limits of the reassembly area for fragmented ClientHellos, in front of the cookie gate
     /// (a client with a small MTU fragments its ClientHello, RFC 9147 §5.1).
     pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,
+    /// Accept the connection_id extension (RFC 9146 §3) of clients that offer it, answering
+    /// with a CID made from this; default 8-byte CIDs. `None` ignores the extension (no CIDs).
+    /// A client that does not offer it never gets one.
+    pub connection_id: Option<ConnectionIdConfig>,
 }
 
 impl ServerConfig {
@@ -352,6 +406,7 @@ impl Default for ServerConfig {
             max_handshakes: 1_000,
             early_data: None,
             hello_reassembly: Default::default(),
+            connection_id: Some(ConnectionIdConfig::default()),
         }
     }
 }

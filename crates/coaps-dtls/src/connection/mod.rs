@@ -26,6 +26,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The Connection IDs of an association (RFC 9146 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionIds {
+    /// The CID the peer puts in the records it sends us (the one we issued); empty: none.
+    pub incoming: Vec<u8>,
+    /// The CID we put in the records we send (the one the peer issued); empty: none.
+    pub outgoing: Vec<u8>,
+}
+
 /// One association with one peer, DTLS 1.2 or DTLS 1.3. See the module docs for the call
 /// order.
 pub struct Connection {
@@ -196,6 +205,42 @@ impl Connection {
 
     pub(crate) fn from13(c: crate::dtls13::conn::Conn13) -> Self {
         Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false }
+    }
+
+    /// The Connection IDs negotiated for this association (RFC 9146 §3), `None` if the
+    /// connection_id extension was not agreed (or on DTLS 1.3, which has no CIDs yet).
+    pub fn connection_ids(&self) -> Option<ConnectionIds> {
+        match &self.inner {
+            Inner::V12(c) => {
+                c.cids().map(|c| ConnectionIds { incoming: c.read().to_vec(), outgoing: c.write().to_vec() })
+            }
+            Inner::V13(_) => None,
+        }
+    }
+
+    /// The CID this side issued (RFC 9146 §3), if CIDs were negotiated and it is not empty.
+    pub(crate) fn issued_cid(&self) -> Option<&[u8]> {
+        match &self.inner {
+            Inner::V12(c) => c.cids().map(|c| c.read()).filter(|c| !c.is_empty()),
+            Inner::V13(_) => None,
+        }
+    }
+
+    /// Whether the last datagram handed in held a record that authenticated and was newer
+    /// than any before it: the one kind of datagram that may move the association to the
+    /// address it came from (RFC 9146 §6).
+    pub(crate) fn last_datagram_advanced(&self) -> bool {
+        match &self.inner {
+            Inner::V12(c) => c.last_datagram_advanced(),
+            Inner::V13(_) => false,
+        }
+    }
+
+    /// Sends to `peer` from now on.
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        if let Inner::V12(c) = &mut self.inner {
+            c.set_peer(peer);
+        }
     }
 
     /// The protocol version of this association.

@@ -157,6 +157,13 @@ impl Client {
             // RFC 5077 §3.2: empty asks for a ticket; a ticket asks to resume with it.
             extensions.push(ClientExtension::SessionTicket(ticket.unwrap_or_default()));
         }
+        if let Some(cid) = &config.connection_id {
+            // RFC 9146 §3: the CID we want to receive; kept as the one to read with, until
+            // the ServerHello says whether the server agreed.
+            let cid = cid.generate(core.rng());
+            core.cid.set_read(cid.clone());
+            extensions.push(ClientExtension::ConnectionId(cid));
+        }
         let ch = ClientHello {
             client_version: ProtocolVersion::DTLS1_2,
             random: Random(random),
@@ -416,11 +423,19 @@ impl ExpectServerHello {
                     return Err(Error::PeerMisbehaved(PeerMisbehaved::NonEmptyRenegotiationInfo));
                 }
                 ServerExtension::ServerCertificateType(t) => cert_type = *t,
-                ServerExtension::Unknown { .. } => {
+                // RFC 9146 §3: the CID the server wants in our records; only if we offered.
+                ServerExtension::ConnectionId(c) if ch.connection_id().is_some() => {
+                    cx.core.cid.set_write(c.clone());
+                    cx.core.cid.negotiated = true;
+                }
+                ServerExtension::ConnectionId(_) | ServerExtension::Unknown { .. } => {
                     return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension));
                 }
                 _ => {}
             }
+        }
+        if !cx.core.cid.negotiated {
+            cx.core.cid = Default::default();
         }
         let d = HsData {
             suite,

@@ -135,6 +135,22 @@ impl Conn12 {
         self.core.peer
     }
 
+    /// The Connection IDs (RFC 9146), once negotiated.
+    pub(crate) fn cids(&self) -> Option<&super::engine::Cids> {
+        self.core.cid.negotiated.then_some(&self.core.cid)
+    }
+
+    /// Whether the last datagram held a record that authenticated and was newer than any
+    /// before it (RFC 9146 §6).
+    pub(crate) fn last_datagram_advanced(&self) -> bool {
+        self.core.cid.advanced
+    }
+
+    /// Sends to `peer` from now on (the association moved, RFC 9146 §6).
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        self.core.peer = peer;
+    }
+
     /// Client or server.
     pub fn role(&self) -> Role {
         self.core.role
@@ -269,8 +285,9 @@ impl Conn12 {
         self.core.last_activity = now;
         let mut peer_repeated = false;
         let accept_hvr = self.expects_server_hello();
-        for rec in record::split_datagram(datagram) {
-            self.core.handle_record(rec.header, rec.fragment, &mut peer_repeated, accept_hvr);
+        self.core.cid.advanced = false;
+        for rec in record::split_datagram_cid(datagram, self.core.cid.read().len()) {
+            self.core.handle_record(rec.header, rec.cid, rec.fragment, &mut peer_repeated, accept_hvr);
             if self.core.state == State::Closed {
                 self.hs = None;
                 return;
@@ -307,7 +324,12 @@ impl Conn12 {
             if let Some(early) = self.core.take_early_records() {
                 for (h, f) in early {
                     let accept_hvr = self.expects_server_hello();
-                    self.core.handle_record(h, &f, peer_repeated, accept_hvr);
+                    let cid = if h.content_type == crate::codec::ContentType::Tls12Cid {
+                        self.core.cid.read().to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    self.core.handle_record(h, &cid, &f, peer_repeated, accept_hvr);
                     if self.core.state == State::Closed {
                         return;
                     }

@@ -145,6 +145,57 @@ pub(super) struct Core {
     pub(super) hello_digest: [u8; 32],
     pub(super) out: Outputs,
     pub(super) last_activity: Instant,
+    /// Connection IDs (RFC 9146); empty vectors when none are used.
+    pub(super) cid: Cids,
+}
+
+/// The Connection IDs of one DTLS 1.2 association (RFC 9146 §3). The CIDs themselves are
+/// out of line, so an association without them carries one pointer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Cids {
+    ids: Option<Box<CidPair>>,
+    /// The peer agreed: both sides sent the extension.
+    pub(crate) negotiated: bool,
+    /// The last datagram held a record that authenticated and was newer than any before it
+    /// (what RFC 9146 §6 asks before the peer's address may change).
+    pub(crate) advanced: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct CidPair {
+    read: Vec<u8>,
+    write: Vec<u8>,
+}
+
+impl Cids {
+    /// The CID we asked to receive: peers put it in the records they send us (a client's
+    /// offer, until the ServerHello says whether it was accepted). Empty: none.
+    pub(crate) fn read(&self) -> &[u8] {
+        self.ids.as_ref().map_or(&[], |i| &i.read)
+    }
+
+    /// The CID the peer asked to receive, which our protected records carry. Empty: none.
+    pub(crate) fn write(&self) -> &[u8] {
+        self.ids.as_ref().map_or(&[], |i| &i.write)
+    }
+
+    pub(super) fn set_read(&mut self, cid: Vec<u8>) {
+        self.ids.get_or_insert_with(Default::default).read = cid;
+    }
+
+    pub(super) fn set_write(&mut self, cid: Vec<u8>) {
+        self.ids.get_or_insert_with(Default::default).write = cid;
+    }
+
+    /// Whether protected records from the peer must be `tls12_cid` records (RFC 9146 §3).
+    fn expects_cid_records(&self) -> bool {
+        self.negotiated && !self.read().is_empty()
+    }
+
+    /// Whether our protected records are `tls12_cid` records.
+    fn writes_cid_records(&self) -> bool {
+        self.negotiated && !self.write().is_empty()
+    }
 }
 
 /// Decodes a message whose layout depends on negotiated parameters, refusing trailing bytes.
@@ -211,6 +262,7 @@ impl Core {
             hello_digest: [0; 32],
             out: Outputs::default(),
             last_activity: now,
+            cid: Cids::default(),
         }
     }
 
@@ -226,8 +278,14 @@ impl Core {
 
     /// Largest application-data payload that fits one datagram at the configured MTU.
     pub(super) fn max_payload(&self) -> usize {
-        let overhead = self.write_prot.as_ref().map_or(RecordHeader::LEN + 24, |p| p.overhead());
-        self.common().mtu.saturating_sub(overhead).min(16384)
+        self.common().mtu.saturating_sub(self.protected_overhead()).min(16384)
+    }
+
+    /// Bytes a protected record adds to its content: header, nonce, tag, and with a CID the
+    /// CID and the inner content type (RFC 9146 §4).
+    fn protected_overhead(&self) -> usize {
+        let cid = if self.cid.writes_cid_records() { self.cid.write().len() + 1 } else { 0 };
+        self.write_prot.as_ref().map_or(RecordHeader::LEN + 24, |p| p.overhead()) + cid
     }
 
     /// When [`Core::handle_timeout`] should next be called.
@@ -292,9 +350,12 @@ impl Core {
 
     /// Processes one record of a datagram. `accept_hvr`: the handshake waits for a ServerHello,
     /// so a HelloVerifyRequest is kept aside for it (see `pending_hvr`).
+    ///
+    /// `cid` is the CID of a `tls12_cid` record (RFC 9146 §4), empty for any other record.
     pub(super) fn handle_record(
         &mut self,
         header: RecordHeader,
+        cid: &[u8],
         fragment: &[u8],
         peer_repeated: &mut bool,
         accept_hvr: bool,
@@ -303,8 +364,20 @@ impl Core {
             self.out.stats.records_invalid += 1;
             return;
         }
+        let is_cid = header.content_type == ContentType::Tls12Cid;
+        // A CID record carries the CID we issued, or it is not for us (RFC 9146 §4).
+        if is_cid && (cid != self.cid.read() || cid.is_empty()) {
+            self.out.stats.records_invalid += 1;
+            return;
+        }
         let plaintext: Vec<u8>;
+        let mut content_type = header.content_type;
         let payload: &[u8] = match header.epoch {
+            // RFC 9146 §3: plaintext records never use the CID format.
+            0 if is_cid => {
+                self.out.stats.records_invalid += 1;
+                return;
+            }
             0 => fragment,
             1 => {
                 let Some(prot) = &self.read_prot else {
@@ -317,14 +390,30 @@ impl Core {
                     }
                     return;
                 };
+                // RFC 9146 §3: once a non-empty CID is negotiated for this direction, a
+                // protected record without it is invalid, and one with it needs the agreement.
+                if is_cid != self.cid.expects_cid_records() {
+                    self.out.stats.records_invalid += 1;
+                    return;
+                }
                 if !self.replay.check(header.sequence_number) {
                     self.out.stats.records_replayed += 1;
                     return;
                 }
-                match prot.open(&header, fragment) {
-                    Ok(p) => {
+                let opened = if is_cid {
+                    prot.open_cid(&header, cid, fragment)
+                } else {
+                    prot.open(&header, fragment).map(|p| (header.content_type, p))
+                };
+                match opened {
+                    Ok((typ, p)) => {
+                        // RFC 9146 §6: newer than anything before, so it may move the peer.
+                        if self.replay.highest().is_none_or(|h| header.sequence_number > h) {
+                            self.cid.advanced = true;
+                        }
                         // RFC 6347 §4.1.2.6: the window moves only after authentication.
                         self.replay.mark(header.sequence_number);
+                        content_type = typ;
                         plaintext = p;
                         &plaintext
                     }
@@ -339,7 +428,7 @@ impl Core {
                 return;
             }
         };
-        match header.content_type {
+        match content_type {
             ContentType::Handshake => self.handle_handshake_record(header, payload, peer_repeated, accept_hvr),
             ContentType::ChangeCipherSpec => {
                 if payload != [1] {
@@ -442,6 +531,7 @@ impl Core {
     }
 
     /// The epoch-1 records that arrived before their keys, once the keys exist.
+    /// A held `tls12_cid` record carried our CID (checked when it was held).
     pub(super) fn take_early_records(&mut self) -> Option<Vec<(RecordHeader, Vec<u8>)>> {
         (self.read_prot.is_some() && !self.early_records.is_empty()).then(|| std::mem::take(&mut self.early_records))
     }
@@ -622,11 +712,7 @@ impl Core {
                     );
                 }
                 FlightMsg::Handshake { epoch, msg_type, message_seq, body } => {
-                    let overhead = if *epoch == 0 {
-                        RecordHeader::LEN
-                    } else {
-                        self.write_prot.as_ref().map_or(RecordHeader::LEN + 24, |p| p.overhead())
-                    };
+                    let overhead = if *epoch == 0 { RecordHeader::LEN } else { self.protected_overhead() };
                     let max_frag = mtu.saturating_sub(overhead).max(HandshakeHeader::LEN + 1);
                     for (hdr, frag) in fragment(*msg_type, *message_seq, body, max_frag) {
                         scratch.clear();
@@ -648,14 +734,7 @@ impl Core {
                         } else if let Some(p) = &self.write_prot {
                             // Sealing fails only when the sequence space is exhausted; the
                             // record is then skipped and the timer gives up eventually.
-                            let _ = p.seal(
-                                ContentType::Handshake,
-                                ProtocolVersion::DTLS1_2,
-                                *epoch,
-                                seq,
-                                &scratch,
-                                &mut cur,
-                            );
+                            let _ = seal(p, &self.cid, ContentType::Handshake, *epoch, seq, &scratch, &mut cur);
                         }
                     }
                 }
@@ -689,7 +768,7 @@ impl Core {
             record::encode_plaintext(typ, ProtocolVersion::DTLS1_2, 0, seq, payload, out);
         } else {
             let p = self.write_prot.as_ref().ok_or(Error::Crypto)?;
-            p.seal(typ, ProtocolVersion::DTLS1_2, epoch, seq, payload, out)?;
+            seal(p, &self.cid, typ, epoch, seq, payload, out)?;
         }
         Ok(())
     }
@@ -722,5 +801,23 @@ impl Core {
         self.timer_armed = false;
         self.flight.clear();
         self.out.closed(reason);
+    }
+}
+
+/// Seals one protected record, as a `tls12_cid` record once the peer asked for a CID
+/// (RFC 9146 §3: from the moment encryption is on).
+fn seal(
+    p: &RecordProtection,
+    cid: &Cids,
+    typ: ContentType,
+    epoch: u16,
+    seq: u64,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), crate::crypto::CryptoError> {
+    if cid.writes_cid_records() {
+        p.seal_cid(typ, ProtocolVersion::DTLS1_2, epoch, seq, cid.write(), payload, 0, out)
+    } else {
+        p.seal(typ, ProtocolVersion::DTLS1_2, epoch, seq, payload, out)
     }
 }

@@ -200,6 +200,17 @@ fn handle_client_hello(
             .map(|(s, _)| s)
     };
     let ticket_resumption = by_ticket.is_some();
+    // RFC 9146 §3: negotiated afresh on every handshake, resumptions included.
+    let cid_ext = match (&config.connection_id, ch.connection_id()) {
+        (Some(ours), Some(theirs)) => {
+            let ours = ours.generate(core.rng());
+            core.cid.set_read(ours.clone());
+            core.cid.set_write(theirs.to_vec());
+            core.cid.negotiated = true;
+            Some(ServerExtension::ConnectionId(ours))
+        }
+        _ => None,
+    };
     if let Some(session) = by_ticket.or_else(by_id) {
         if session.extended_master_secret && !ems {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionWithoutEms));
@@ -220,7 +231,8 @@ fn handle_client_hello(
             };
             core.suite = Some(suite);
             core.flight.clear();
-            let sh = server_hello(&d, reneg, false, None);
+            let mut sh = server_hello(&d, reneg, false, None);
+            sh.extensions.extend(cid_ext);
             core.queue_handshake(HandshakeType::ServerHello, sh.to_vec());
             let master = MasterSecret::from_bytes(*session.master_secret());
             core.install_keys(&d, &master)?;
@@ -305,6 +317,7 @@ fn handle_client_hello(
         // RFC 5077 §3.2: an empty SessionTicket extension promises a NewSessionTicket.
         sh.extensions.push(ServerExtension::SessionTicket);
     }
+    sh.extensions.extend(cid_ext);
     core.queue_handshake(HandshakeType::ServerHello, sh.to_vec());
     if ecdsa {
         let ck = config.cert.as_ref().ok_or(Error::Crypto)?;

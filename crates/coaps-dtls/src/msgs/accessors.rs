@@ -103,7 +103,25 @@ impl ClientHello {
     }
 }
 
+impl ClientHello {
+    /// The CID the client asks to receive (RFC 9146 §3), if it offers connection_id.
+    pub fn connection_id(&self) -> Option<&[u8]> {
+        self.extensions.iter().find_map(|e| match e {
+            ClientExtension::ConnectionId(c) => Some(c.as_slice()),
+            _ => None,
+        })
+    }
+}
+
 impl ServerHello {
+    /// The CID the server asks to receive (RFC 9146 §3), if it accepted connection_id.
+    pub fn connection_id(&self) -> Option<&[u8]> {
+        self.extensions.iter().find_map(|e| match e {
+            ServerExtension::ConnectionId(c) => Some(c.as_slice()),
+            _ => None,
+        })
+    }
+
     /// The extension of type `typ`, if present.
     pub fn find_extension(&self, typ: ExtensionType) -> Option<&ServerExtension> {
         self.extensions.iter().find(|e| e.ext_type() == typ)

@@ -70,6 +70,7 @@ impl ClientExtension {
             Self::SessionTicket(_) => ExtensionType::SessionTicket,
             Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
             Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
+            Self::ConnectionId(_) => ExtensionType::ConnectionId,
             Self::Unknown { typ, .. } => *typ,
         }
     }
@@ -85,7 +86,7 @@ impl ClientExtension {
             Self::EcPointFormats(f) => put_list_u8(out, f),
             Self::SignatureAlgorithms(s) => put_list_u16(out, s),
             Self::ExtendedMasterSecret => {}
-            Self::RenegotiationInfo(rc) => put_vec_u8(out, rc),
+            Self::RenegotiationInfo(rc) | Self::ConnectionId(rc) => put_vec_u8(out, rc),
             Self::SessionTicket(t) => out.extend_from_slice(t),
             Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => put_list_u8(out, t),
             Self::Unknown { data, .. } => out.extend_from_slice(data),
@@ -140,6 +141,10 @@ impl ClientExtension {
             ExtensionType::ServerCertificateType => parse_ext_data(data, "server_certificate_type", |r| {
                 Ok(Self::ServerCertificateType(read_list_u8(r, 1, "server_certificate_types")?))
             })?,
+            // RFC 9146 §3: opaque cid<0..2^8-1>.
+            ExtensionType::ConnectionId => {
+                parse_ext_data(data, "connection_id", |r| Ok(Self::ConnectionId(r.vec_u8("cid")?.to_vec())))?
+            }
             typ => Self::Unknown { typ, data: data.to_vec() },
         })
     }
@@ -181,6 +186,7 @@ impl ServerExtension {
             Self::SessionTicket => ExtensionType::SessionTicket,
             Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
             Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
+            Self::ConnectionId(_) => ExtensionType::ConnectionId,
             Self::Unknown { typ, .. } => *typ,
         }
     }
@@ -189,7 +195,7 @@ impl ServerExtension {
         match self {
             Self::ServerName | Self::ExtendedMasterSecret | Self::SessionTicket => {}
             Self::EcPointFormats(f) => put_list_u8(out, f),
-            Self::RenegotiationInfo(rc) => put_vec_u8(out, rc),
+            Self::RenegotiationInfo(rc) | Self::ConnectionId(rc) => put_vec_u8(out, rc),
             Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => t.encode(out),
             Self::Unknown { data, .. } => out.extend_from_slice(data),
         }
@@ -224,6 +230,10 @@ impl ServerExtension {
             ExtensionType::ServerCertificateType => parse_ext_data(data, "server_certificate_type", |r| {
                 Ok(Self::ServerCertificateType(CertificateType::read(r)?))
             })?,
+            // RFC 9146 §3: opaque cid<0..2^8-1>.
+            ExtensionType::ConnectionId => {
+                parse_ext_data(data, "connection_id", |r| Ok(Self::ConnectionId(r.vec_u8("cid")?.to_vec())))?
+            }
             typ => Self::Unknown { typ, data: data.to_vec() },
         })
     }

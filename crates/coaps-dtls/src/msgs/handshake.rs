@@ -82,6 +82,9 @@ pub enum ClientExtension {
     ClientCertificateType(Vec<CertificateType>),
     /// server_certificate_type (RFC 7250 §3)
     ServerCertificateType(Vec<CertificateType>),
+    /// connection_id (RFC 9146 §3): the CID the client wants to receive, `cid<0..2^8-1>`
+    /// (empty: it sends the server's CID but wants none itself)
+    ConnectionId(Vec<u8>),
     /// Anything else, kept verbatim.
     Unknown {
         /// extension_type
@@ -108,6 +111,8 @@ pub enum ServerExtension {
     ClientCertificateType(CertificateType),
     /// server_certificate_type, the selected type (RFC 7250 §3)
     ServerCertificateType(CertificateType),
+    /// connection_id (RFC 9146 §3): the CID the server wants to receive, `cid<0..2^8-1>`
+    ConnectionId(Vec<u8>),
     /// Anything else, kept verbatim.
     Unknown {
         /// extension_type

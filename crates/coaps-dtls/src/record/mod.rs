@@ -102,6 +102,65 @@ pub fn split_datagram(datagram: &[u8]) -> impl Iterator<Item = RawRecord<'_>> {
     })
 }
 
+/// One DTLS 1.2 record as found in a datagram of an association that may use Connection IDs:
+/// a `tls12_cid` record (RFC 9146 §4) carries its CID between the sequence number and the
+/// length; any other record has an empty `cid`.
+#[derive(Debug, Clone, Copy)]
+pub struct CidRecord<'a> {
+    /// The header (`content_type` is [`ContentType::Tls12Cid`] for a CID record; the real
+    /// type is inside the encryption envelope).
+    pub header: RecordHeader,
+    /// The CID of a `tls12_cid` record, empty otherwise.
+    pub cid: &'a [u8],
+    /// The fragment bytes (exactly `header.length` of them).
+    pub fragment: &'a [u8],
+}
+
+/// Splits a datagram into records like [`split_datagram`], reading `tls12_cid` records
+/// (RFC 9146 §4) with a CID of `cid_len` bytes: the CID length is not on the wire, the
+/// receiver knows the length of the CIDs it issued. With `cid_len` 0 a `tls12_cid` record
+/// cannot be delimited (its CID has one or more bytes), so it ends the datagram, as any
+/// malformed record does (RFC 6347 §4.1.2.7).
+pub fn split_datagram_cid(datagram: &[u8], cid_len: usize) -> impl Iterator<Item = CidRecord<'_>> {
+    let mut r = Reader::new(datagram);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done || r.is_empty() {
+            return None;
+        }
+        let next = read_cid_record(&mut r, cid_len);
+        done = next.is_none();
+        next
+    })
+}
+
+fn read_cid_record<'a>(r: &mut Reader<'a>, cid_len: usize) -> Option<CidRecord<'a>> {
+    let content_type = ContentType::read(r).ok()?;
+    let version = ProtocolVersion::read(r).ok()?;
+    let epoch = r.u16("DTLSCiphertext.epoch").ok()?;
+    let sequence_number = r.u48("DTLSCiphertext.sequence_number").ok()?;
+    let cid: &[u8] = if content_type == ContentType::Tls12Cid {
+        if cid_len == 0 {
+            return None;
+        }
+        r.take(cid_len, "DTLSCiphertext.cid").ok()?
+    } else {
+        &[]
+    };
+    let length = r.u16("DTLSCiphertext.length").ok()?;
+    let fragment = r.take(usize::from(length), "DTLSCiphertext.enc_content").ok()?;
+    Some(CidRecord { header: RecordHeader { content_type, version, epoch, sequence_number, length }, cid, fragment })
+}
+
+/// The CID a datagram's first record carries, if it is a `tls12_cid` record whose CID is
+/// `cid_len` bytes long (RFC 9146 §4): what an endpoint looks an association up by.
+pub fn first_record_cid(datagram: &[u8], cid_len: usize) -> Option<&[u8]> {
+    if cid_len == 0 || datagram.first() != Some(&u8::from(ContentType::Tls12Cid)) {
+        return None;
+    }
+    datagram.get(11..11 + cid_len)
+}
+
 /// Appends a plaintext (epoch 0) record to `out`.
 ///
 /// # Panics
@@ -246,6 +305,116 @@ impl RecordProtection {
         self.aead.open_in_place_detached(&nonce, &aad, &mut plaintext, tag)?;
         Ok(plaintext)
     }
+}
+
+/// Record protection with a Connection ID (RFC 9146 §4, §5).
+impl RecordProtection {
+    /// Bytes a protected `tls12_cid` record adds beyond its content: header with the CID,
+    /// explicit nonce, tag and the inner `real_type` byte (padding not counted).
+    pub fn overhead_cid(&self, cid_len: usize) -> usize {
+        self.overhead() + cid_len + 1
+    }
+
+    /// Appends a protected `tls12_cid` record (RFC 9146 §4): `content || real_type ||
+    /// zeros[padding]` sealed with the RFC 9146 §5.3 additional data, the CID in the header.
+    ///
+    /// Fails, leaving `out` as it was, if `seq` exceeds [`MAX_SEQ`], `cid` is empty or longer
+    /// than 255 bytes, or the DTLSInnerPlaintext would exceed 2^14 bytes (RFC 9146 §5).
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_cid(
+        &self,
+        real_type: ContentType,
+        version: ProtocolVersion,
+        epoch: u16,
+        seq: u64,
+        cid: &[u8],
+        content: &[u8],
+        padding: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let inner_len = content.len() + 1 + padding;
+        if seq > MAX_SEQ || cid.is_empty() || cid.len() > 255 || inner_len > MAX_PLAINTEXT_LEN {
+            return Err(CryptoError);
+        }
+        let explicit_len = self.alg.explicit_nonce_len();
+        let tag_len = self.alg.tag_len();
+        let fragment_len = explicit_len + inner_len + tag_len;
+        let length = u16::try_from(fragment_len).map_err(|_| CryptoError)?;
+        let seq_num = seq_num(epoch, seq);
+
+        let start = out.len();
+        out.reserve(RecordHeader::LEN + cid.len() + fragment_len);
+        ContentType::Tls12Cid.encode(out);
+        version.encode(out);
+        out.extend_from_slice(&seq_num.to_be_bytes());
+        out.extend_from_slice(cid);
+        out.extend_from_slice(&length.to_be_bytes());
+        let explicit = seq_num.to_be_bytes();
+        out.extend_from_slice(&explicit[..explicit_len]);
+        let body = out.len();
+        out.extend_from_slice(content);
+        out.push(real_type.into());
+        out.resize(body + inner_len + tag_len, 0);
+
+        let aad = additional_data_cid(version, epoch, seq, cid, inner_len);
+        let nonce = self.nonce(seq_num, &explicit[..explicit_len]);
+        let (ciphertext, tag) = out[body..].split_at_mut(inner_len);
+        if let Err(e) = self.aead.seal_in_place_detached(&nonce, &aad, ciphertext, tag) {
+            out.truncate(start);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Authenticates and decrypts a `tls12_cid` record (RFC 9146 §4, §5.3); returns the real
+    /// content type and the content, padding removed.
+    ///
+    /// Fails on a fragment too short for the explicit nonce and tag, a DTLSInnerPlaintext
+    /// longer than 2^14 + 1 bytes (a full 2^14 content plus its type, as peers send it), any
+    /// authentication failure, and an inner plaintext of zeros only (no real_type; RFC 8446
+    /// §5.4 makes that an unexpected_message, here the record is dropped).
+    pub fn open_cid(
+        &self,
+        header: &RecordHeader,
+        cid: &[u8],
+        fragment: &[u8],
+    ) -> Result<(ContentType, Vec<u8>), CryptoError> {
+        let explicit_len = self.alg.explicit_nonce_len();
+        let tag_len = self.alg.tag_len();
+        let inner_len = fragment.len().checked_sub(explicit_len + tag_len).ok_or(CryptoError)?;
+        if inner_len > MAX_PLAINTEXT_LEN + 1 || header.sequence_number > MAX_SEQ || cid.is_empty() || cid.len() > 255 {
+            return Err(CryptoError);
+        }
+        let (explicit, rest) = fragment.split_at(explicit_len);
+        let (ciphertext, tag) = rest.split_at(inner_len);
+        let aad = additional_data_cid(header.version, header.epoch, header.sequence_number, cid, inner_len);
+        let nonce = self.nonce(header.seq_num(), explicit);
+        let mut inner = ciphertext.to_vec();
+        self.aead.open_in_place_detached(&nonce, &aad, &mut inner, tag)?;
+        let type_at = inner.iter().rposition(|&b| b != 0).ok_or(CryptoError)?;
+        let real_type = ContentType::from(inner[type_at]);
+        inner.truncate(type_at);
+        Ok((real_type, inner))
+    }
+}
+
+/// RFC 9146 §5.3: `seq_num_placeholder(8 × 0xff) || tls12_cid || cid_length || tls12_cid ||
+/// version || epoch || sequence_number || cid || length_of_DTLSInnerPlaintext`. The
+/// placeholder and the doubled type keep it apart from any RFC 6347 additional data.
+fn additional_data_cid(version: ProtocolVersion, epoch: u16, seq: u64, cid: &[u8], inner_len: usize) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(23 + cid.len());
+    aad.extend_from_slice(&[0xff; 8]);
+    let cid_type = u8::from(ContentType::Tls12Cid);
+    aad.push(cid_type);
+    // Callers refuse CIDs longer than 255 bytes.
+    aad.push(cid.len() as u8);
+    aad.push(cid_type);
+    aad.extend_from_slice(&version.0.to_be_bytes());
+    aad.extend_from_slice(&seq_num(epoch, seq).to_be_bytes());
+    aad.extend_from_slice(cid);
+    // Callers cap inner_len at 2^14 + 1, so it fits.
+    aad.extend_from_slice(&(inner_len as u16).to_be_bytes());
+    aad
 }
 
 /// `additional_data = seq_num(8) || type(1) || version(2) || length(2)` with the DTLS

@@ -395,3 +395,110 @@ fn replay_window_matches_model() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// RFC 9146 tls12_cid records
+
+const CID: [u8; 4] = [0xca, 0xfe, 0x01, 0x02];
+
+#[test]
+fn seal_cid_matches_independent_python_computation() {
+    // Python `cryptography` 48.0, built from the RFC 9146 text alone: inner = content ||
+    // real_type || zeros (§4); aad = ff×8 || 25 || cid_length || 25 || version || epoch ||
+    // sequence_number || cid || len(inner) (§5.3); nonces as for RFC 6347 records.
+    // Inputs: key 00 01 .., IV/salt a0 a1 .., epoch 1, seq 5, CID cafe0102, type 23,
+    // content "hello cid", 3 bytes of padding.
+    let cases = [
+        (
+            AeadAlgorithm::ChaCha20Poly1305,
+            "19fefd0001000000000005cafe0102001d5c498582dcc437a29b4aebac133cd844008a79e168f0f4a78d29a88346",
+        ),
+        (
+            AeadAlgorithm::Aes128Gcm,
+            "19fefd0001000000000005cafe010200250001000000000005a46f3dea4bb789fd9052b3ff74511fb3247b47417c60278194dd7f2936",
+        ),
+        (
+            AeadAlgorithm::Aes128Ccm8,
+            "19fefd0001000000000005cafe0102001d00010000000000054498625bc086a75a782057e5938df4fd231d6c031d",
+        ),
+    ];
+    for (alg, expected) in cases {
+        let p = protection(alg);
+        let mut out = Vec::new();
+        p.seal_cid(APP, V12, 1, 5, &CID, b"hello cid", 3, &mut out).unwrap();
+        assert_eq!(out, hex(expected), "{alg:?}");
+        let mut it = split_datagram_cid(&out, CID.len());
+        let rec = it.next().unwrap();
+        assert!(it.next().is_none());
+        assert_eq!(rec.cid, CID);
+        assert_eq!(rec.header.content_type, ContentType::Tls12Cid);
+        let (typ, content) = p.open_cid(&rec.header, rec.cid, rec.fragment).unwrap();
+        assert_eq!((typ, content.as_slice()), (APP, &b"hello cid"[..]), "{alg:?}: padding stripped");
+    }
+}
+
+#[test]
+fn cid_records_authenticate_the_cid_and_refuse_bad_inner_plaintexts() {
+    for alg in ALGS {
+        let p = protection(alg);
+        let mut out = Vec::new();
+        p.seal_cid(ContentType::Handshake, V12, 1, 9, &CID, b"fin", 0, &mut out).unwrap();
+        let rec = split_datagram_cid(&out, 4).next().unwrap();
+        // Another CID (the record moved to another association's CID) does not authenticate.
+        assert!(p.open_cid(&rec.header, &[0xca, 0xfe, 0x01, 0x03], rec.fragment).is_err(), "{alg:?}");
+        // Neither does the RFC 6347 construction: the two additional data never coincide.
+        assert!(p.open(&rec.header, rec.fragment).is_err(), "{alg:?}");
+        // An empty CID cannot be sealed or opened.
+        assert!(p.seal_cid(APP, V12, 1, 1, &[], b"x", 0, &mut Vec::new()).is_err());
+        assert!(p.open_cid(&rec.header, &[], rec.fragment).is_err());
+        // Zeros only: no real_type.
+        let mut zeros = Vec::new();
+        p.seal_cid(ContentType::from(0), V12, 1, 10, &CID, b"", 4, &mut zeros).unwrap();
+        let rec = split_datagram_cid(&zeros, 4).next().unwrap();
+        assert!(p.open_cid(&rec.header, rec.cid, rec.fragment).is_err(), "{alg:?}");
+        // Over 2^14 inner bytes cannot be sealed.
+        let before = zeros.len();
+        assert!(p.seal_cid(APP, V12, 1, 11, &CID, &[1; MAX_PLAINTEXT_LEN], 0, &mut zeros).is_err());
+        assert_eq!(zeros.len(), before, "a failed seal leaves the output as it was");
+        assert!(p.seal_cid(APP, V12, 1, MAX_SEQ + 1, &CID, b"x", 0, &mut zeros).is_err());
+    }
+}
+
+#[test]
+fn split_datagram_cid_reads_mixed_records_and_stops_at_bad_ones() {
+    let p = protection(AeadAlgorithm::Aes128Ccm8);
+    let mut dg = Vec::new();
+    encode_plaintext(ContentType::Handshake, V12, 0, 1, b"plain", &mut dg);
+    p.seal_cid(APP, V12, 1, 2, &CID, b"one", 0, &mut dg).unwrap();
+    p.seal_cid(APP, V12, 1, 3, &CID, b"two", 0, &mut dg).unwrap();
+    let recs: Vec<_> = split_datagram_cid(&dg, 4).collect();
+    assert_eq!(recs.len(), 3);
+    assert!(recs[0].cid.is_empty());
+    assert_eq!(recs[2].cid, CID);
+    assert_eq!(first_record_cid(&dg[recs[0].fragment.len() + 13..], 4), Some(&CID[..]));
+    assert_eq!(first_record_cid(&dg, 4), None, "a plaintext first record has no CID");
+    // Without a CID length, a tls12_cid record cannot be delimited: it ends the datagram.
+    assert_eq!(split_datagram_cid(&dg, 0).count(), 1);
+    assert_eq!(split_datagram(&dg).count(), 1, "RFC 6347 parsing never reads a CID");
+    // Every truncation yields only whole records, never a panic.
+    for cut in 0..dg.len() {
+        let n = split_datagram_cid(&dg[..cut], 4).count();
+        assert!(n <= 2, "cut at {cut}");
+        for rec in split_datagram_cid(&dg[..cut], 4) {
+            assert_eq!(rec.fragment.len(), usize::from(rec.header.length));
+        }
+    }
+    // Random bytes with the CID content type in front: total.
+    let mut rng = SeededRng::from_seed_u64(99);
+    for _ in 0..2000 {
+        let mut junk = vec![0u8; (random_u64(&mut rng) % 64) as usize];
+        rng.fill(&mut junk);
+        if let Some(b) = junk.first_mut() {
+            *b = 25;
+        }
+        for rec in split_datagram_cid(&junk, (random_u64(&mut rng) % 9) as usize) {
+            let _ = p.open_cid(&rec.header, rec.cid, rec.fragment);
+        }
+        let _ = first_record_cid(&junk, 8);
+    }
+}

@@ -51,6 +51,7 @@ fn all_client_extensions() -> Vec<ClientExtension> {
         ClientExtension::SessionTicket(vec![1, 2, 3, 4]),
         ClientExtension::ClientCertificateType(vec![CertificateType::RawPublicKey]),
         ClientExtension::ServerCertificateType(vec![CertificateType::RawPublicKey, CertificateType::X509]),
+        ClientExtension::ConnectionId(vec![0xc1, 0xd0]),
         ClientExtension::Unknown { typ: ExtensionType::Unknown(0x1a1a), data: vec![3, 9, 9, 9] },
         ClientExtension::Unknown { typ: ExtensionType::EncryptThenMac, data: vec![] },
     ]
@@ -77,6 +78,7 @@ fn all_server_extensions() -> Vec<ServerExtension> {
         ServerExtension::SessionTicket,
         ServerExtension::ClientCertificateType(CertificateType::X509),
         ServerExtension::ServerCertificateType(CertificateType::RawPublicKey),
+        ServerExtension::ConnectionId(vec![]),
         ServerExtension::Unknown { typ: ExtensionType::Unknown(0x1a1a), data: vec![0] },
     ]
 }

@@ -220,6 +220,9 @@ fn malformed_client_extension_data() {
         (&[0, 20, 0, 1, 0], "empty server_certificate_types"),
         (&[0, 20, 0, 2, 2, 0], "server_certificate_types overruns"),
         (&[0, 20, 0, 1], "extension_data overruns"),
+        (&[0, 54, 0, 0], "connection_id without its length"),
+        (&[0, 54, 0, 2, 3, 1], "cid overruns"),
+        (&[0, 54, 0, 2, 0, 0], "data after cid"),
     ];
     for (wire, why) in bad {
         assert!(ClientExtension::read_exact(wire).is_err(), "{why} decoded");
@@ -230,6 +233,9 @@ fn malformed_client_extension_data() {
     assert!(ClientExtension::read_exact(&[0, 0, 0, 5, 0, 3, 9, 0, 0]).is_ok()); // unknown name_type may be empty
     assert!(ClientExtension::read_exact(&[0, 35, 0, 0]).is_ok());
     assert!(ClientExtension::read_exact(&[0xff, 1, 0, 1, 0]).is_ok());
+    // RFC 9146 §3: an empty CID is legal ("send mine, I want none").
+    assert_eq!(ClientExtension::read_exact(&[0, 54, 0, 1, 0]), Ok(ClientExtension::ConnectionId(vec![])));
+    assert_eq!(ClientExtension::read_exact(&[0, 54, 0, 2, 1, 7]), Ok(ClientExtension::ConnectionId(vec![7])));
 }
 
 #[test]
@@ -242,10 +248,14 @@ fn malformed_server_extension_data() {
         (&[0, 19, 0, 0], "client_certificate_type without its byte"),
         (&[0, 20, 0, 2, 1, 2], "server_certificate_type as a list"),
         (&[0xff, 1, 0, 2, 0, 0], "data after renegotiated_connection"),
+        (&[0, 54, 0, 0], "connection_id without its length"),
+        (&[0, 54, 0, 3, 3, 1, 2], "cid overruns"),
+        (&[0, 54, 0, 3, 1, 1, 2], "data after cid"),
     ];
     for (wire, why) in bad {
         assert!(ServerExtension::read_exact(wire).is_err(), "{why} decoded");
     }
+    assert_eq!(ServerExtension::read_exact(&[0, 54, 0, 3, 2, 1, 2]), Ok(ServerExtension::ConnectionId(vec![1, 2])));
     assert_eq!(
         ServerExtension::read_exact(&[0, 20, 0, 1, 2]),
         Ok(ServerExtension::ServerCertificateType(CertificateType::RawPublicKey))

@@ -1,0 +1,225 @@
+//! DTLS 1.2 Connection IDs (RFC 9146) between `examples/dtls_echo` and the wolfSSL 5.9.4
+//! example programs (`--cid`, built with `--enable-dtlscid`), both roles, and a NAT rebinding
+//! between two messages through a test-local UDP forwarder: the association continues on the
+//! new port with no second handshake, and the old port gets nothing more.
+//!
+//! The rebinding runs between our own programs: the wolfSSL example server filters datagrams by
+//! the peer address it set at accept (`wolfSSL_dtls_set_peer`), so it never sees a rebound
+//! client, and the wolfSSL example client sends one message per handshake.
+//!
+//! Without the wolfSSL programs the wolfSSL tests skip (with a notice) unless
+//! `COAPS_REQUIRE_PEERS=1`; the rebinding test needs only `dtls_echo`.
+
+use coaps_test_support::peers as common;
+use coaps_test_support::wolfssl;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use wolfssl::*;
+
+/// The CID `--cid wolf` makes a wolfSSL program ask for, in hex.
+const WOLF_CID_HEX: &str = "776f6c66";
+
+/// The `cid in=IN out=OUT` pair printed on a line of `text`.
+fn cids_printed(text: &str) -> Option<(String, String)> {
+    let at = text.find("cid in=")?;
+    let mut words = text[at..].lines().next()?.split_whitespace().skip(1);
+    let inn = words.next()?.strip_prefix("in=")?.to_owned();
+    let out = words.next()?.strip_prefix("out=")?.to_owned();
+    Some((inn, out))
+}
+
+/// Our server (DTLS 1.2, certificate) with `--cid 6`; the wolfSSL DTLS 1.2 client asks for the
+/// CID "wolf" (`--cid wolf`). Both sides report the CIDs of the other, and the echo flows over tls12_cid records.
+#[test]
+fn wolfssl_12_client_with_cid_to_our_server() {
+    let Some(wolf) = require_wolfssl() else { return };
+    let mut args = echo_server_cert_args();
+    args.extend(strings(&["--dtls", "1.2", "--cid", "6"]));
+    let (server, addr) = start_echo_server13(&args);
+    let mut cargs = wolf_client_cert_args(false);
+    cargs.extend(strings(&["--cid", "wolf"]));
+    let mut client = wolf.client(Dtls::V12, None, addr, &cargs);
+    match client.wait_exit(PEER_TIMEOUT) {
+        Some(s) if s.success() => {}
+        status => panic!("wolfSSL client failed ({status:?})\n{}\n{}", client.dump(), server.dump()),
+    }
+    assert_stdout(&client, "CID extension was negotiated", "CID negotiated");
+    assert_stdout(&client, WOLF_HELLO, "echo from our server");
+    assert!(server.wait_for_output("cid in=", PEER_TIMEOUT), "{}", server.dump());
+    let (inn, out) = cids_printed(&server.stderr()).unwrap();
+    assert_eq!(out, WOLF_CID_HEX, "our server sends the wolfSSL client's CID\n{}", server.dump());
+    assert_eq!(inn.len(), 12, "our 6-byte CID");
+    // wolfSSL prints the CID it sends, ours, as hex bytes.
+    let ours_spaced: String = (0..12).step_by(2).map(|i| &inn[i..i + 2]).collect::<Vec<_>>().join("");
+    let printed: String = client.stdout().to_lowercase().chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    assert!(printed.contains(&ours_spaced), "wolfSSL sends our CID {inn}\n{}", client.dump());
+}
+
+/// Our client with `--cid 4` against the wolfSSL DTLS 1.2 echo server with `--cid wolf`.
+#[test]
+fn our_12_client_with_cid_to_wolfssl_server() {
+    let Some(wolf) = require_wolfssl() else { return };
+    dtls_echo();
+    let mut sargs = wolf_server_cert_args(false);
+    sargs.extend(strings(&["-e", "--cid", "wolf"]));
+    let (mut server, addr) = wolf.server(Dtls::V12, None, &sargs);
+    let text = message_for("cid to wolfssl");
+    let mut args = strings(&["--dtls", "1.2", "--cid", "4"]);
+    args.extend(echo_client_cert_args());
+    args.extend(["--message".into(), text.clone()]);
+    let client = run_echo_client(addr, &args);
+    assert_stdout(&client, &text, "echo from the wolfSSL server");
+    let (inn, out) = cids_printed(&client.stderr()).expect("our client prints the CIDs");
+    assert_eq!(out, WOLF_CID_HEX, "{}", client.dump());
+    assert_eq!(inn.len(), 8);
+    expect_wolf_success(&mut server);
+    assert_stdout(&server, "CID extension was negotiated", "CID negotiated");
+}
+
+/// Our client offers a zero-length CID ("send yours, I want none") to the wolfSSL server.
+#[test]
+fn our_12_client_with_empty_cid_to_wolfssl_server() {
+    let Some(wolf) = require_wolfssl() else { return };
+    dtls_echo();
+    let mut sargs = wolf_server_cert_args(false);
+    sargs.extend(strings(&["-e", "--cid", "wolf"]));
+    let (mut server, addr) = wolf.server(Dtls::V12, None, &sargs);
+    let text = message_for("empty cid");
+    let mut args = strings(&["--dtls", "1.2", "--cid", "0"]);
+    args.extend(echo_client_cert_args());
+    args.extend(["--message".into(), text.clone()]);
+    let client = run_echo_client(addr, &args);
+    assert_stdout(&client, &text, "echo");
+    assert_eq!(cids_printed(&client.stderr()), Some(("-".into(), WOLF_CID_HEX.into())), "{}", client.dump());
+    expect_wolf_success(&mut server);
+    assert_stdout(&server, "other peer provided empty CID", "wolfSSL saw our empty CID");
+}
+
+// =============================================================================================
+// NAT rebinding
+// =============================================================================================
+
+/// A one-client UDP forwarder that plays a NAT: it forwards the client's datagrams to the
+/// server from a back socket, and after the client has been quiet for `idle` (between two
+/// messages) it moves to a fresh back socket, i.e. a new source port. Datagrams the server
+/// still sends to an abandoned port are counted, not forwarded.
+struct RebindingNat {
+    addr: SocketAddr,
+    rebinds: Arc<AtomicUsize>,
+    to_old_ports: Arc<AtomicUsize>,
+    ports: Arc<Mutex<Vec<u16>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RebindingNat {
+    fn start(upstream: SocketAddr, idle: Duration) -> Self {
+        let front = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        front.set_nonblocking(true).unwrap();
+        let addr = front.local_addr().unwrap();
+        let (rebinds, to_old_ports) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let ports = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r2, o2, p2, s2) = (rebinds.clone(), to_old_ports.clone(), ports.clone(), stop.clone());
+        let back = move || {
+            let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            s.connect(upstream).unwrap();
+            s.set_nonblocking(true).unwrap();
+            p2.lock().unwrap().push(s.local_addr().unwrap().port());
+            s
+        };
+        let thread = thread::spawn(move || {
+            let mut current = back();
+            let mut old: Vec<UdpSocket> = Vec::new();
+            let mut client: Option<SocketAddr> = None;
+            let mut last_from_client: Option<Instant> = None;
+            let mut buf = vec![0u8; 65536];
+            let end = Instant::now() + Duration::from_secs(60);
+            while !s2.load(Ordering::Relaxed) && Instant::now() < end {
+                let mut busy = false;
+                while let Ok((n, from)) = front.recv_from(&mut buf) {
+                    busy = true;
+                    client = Some(from);
+                    if last_from_client.is_some_and(|t| t.elapsed() >= idle) {
+                        old.push(std::mem::replace(&mut current, back()));
+                        r2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_from_client = Some(Instant::now());
+                    let _ = current.send(&buf[..n]);
+                }
+                while let Ok(n) = current.recv(&mut buf) {
+                    busy = true;
+                    if let Some(c) = client {
+                        let _ = front.send_to(&buf[..n], c);
+                    }
+                }
+                for s in &old {
+                    while s.recv(&mut buf).is_ok() {
+                        o2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if !busy {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        Self { addr, rebinds, to_old_ports, ports, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for RebindingNat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Our client sends three messages 900 ms apart through the NAT, which gives it a new source
+/// port before the second and the third: one handshake on the server, two `address changed`
+/// lines naming the NAT's ports, every message echoed, nothing sent to an abandoned port.
+#[test]
+fn rebinding_between_messages_keeps_the_association() {
+    let (server, addr) = start_echo_server13(&strings(&["--dtls", "1.2", "--cid", "5", "--psk", &psk_arg()]));
+    let nat = RebindingNat::start(addr, Duration::from_millis(500));
+    let text = message_for("rebinding");
+    let args = strings(&[
+        "--dtls",
+        "1.2",
+        "--cid",
+        "3",
+        "--psk",
+        &psk_arg(),
+        "--count",
+        "3",
+        "--interval",
+        "900",
+        "--message",
+        &text,
+    ]);
+    let client = run_echo_client(nat.addr, &args);
+    assert_eq!(client.stdout_count(&text), 3, "three echoes\n{}\n{}", client.dump(), server.dump());
+    assert!(server.wait_for_output("address changed", PEER_TIMEOUT), "{}", server.dump());
+    // The server logs the second move once the datagram is in; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stderr().matches("address changed").count() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.stderr();
+    assert_eq!(nat.rebinds.load(Ordering::Relaxed), 2, "{log}");
+    assert_eq!(log.matches(": connected").count(), 1, "no new handshake\n{log}");
+    assert_eq!(log.matches("address changed").count(), 2, "{log}");
+    let ports = nat.ports.lock().unwrap().clone();
+    for pair in ports.windows(2) {
+        let line = format!("address changed: 127.0.0.1:{} -> 127.0.0.1:{}", pair[0], pair[1]);
+        assert!(log.contains(&line), "expected `{line}`\n{log}");
+    }
+    assert!(log.contains(", cid in="), "{log}");
+    assert_eq!(nat.to_old_ports.load(Ordering::Relaxed), 0, "the old address got datagrams\n{log}");
+}
