@@ -264,18 +264,30 @@ impl Shared {
         // early data single use across every node sharing the store (§8.1).
         let first_ticket = offered.psk_identities().next();
         let take_first = offered.early_data();
+        // RFC 5077 §3.4: beside a ticket the session ID is the client's own random choice (to
+        // see whether the ticket was accepted), not one we issued; when the ticket is a
+        // stateless one the engine opens, looking that ID up could only miss.
+        let own_ticket = offered.session_ticket().is_some_and(|t| self.names_a_ticket_key(t));
+        let client_id = offered.session_id().filter(|_| own_ticket);
         let mut wanted: Wanted = Vec::new();
         for key in offered.keys().take(MAX_KEYS_PER_HELLO) {
             if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
                 continue;
             }
-            if self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(key)) {
+            if client_id.is_some_and(|id| std::ptr::eq(id, key)) {
+                continue;
+            }
+            if self.names_a_ticket_key(key) {
                 continue;
             }
             let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
             wanted.push((key.to_vec(), take));
         }
         Ok((!wanted.is_empty()).then_some(wanted))
+    }
+
+    fn names_a_ticket_key(&self, ticket: &[u8]) -> bool {
+        self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(ticket))
     }
 
     fn wiring_error(&self, d: &Datagram, message: &'static str) -> WiringError {
@@ -303,10 +315,8 @@ impl Shared {
     /// bounded by one [`ResumptionLayer::lookup_timeout`].
     pub(crate) async fn fetch(self: Arc<Self>, wanted: Wanted) -> Vec<FetchedSession> {
         self.counters.hellos_looked_up.fetch_add(1, Ordering::Relaxed);
-        let lookups: Vec<_> = wanted
-            .iter()
-            .map(|(key, take)| if *take { self.store.take(key) } else { self.store.get(key) })
-            .collect();
+        let lookups: Vec<_> =
+            wanted.iter().map(|(key, take)| if *take { self.store.take(key) } else { self.store.get(key) }).collect();
         let results = match tokio::time::timeout(self.lookup_timeout, join_all(lookups)).await {
             Ok(results) => results,
             Err(_) => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// key hash, access-order and timer nodes, its hash-table slot; measured by
 /// `benches/resumption.rs`), so the byte bound holds for the heap and not only for the
 /// payloads.
-pub const ENTRY_OVERHEAD: u32 = 300;
+pub const ENTRY_OVERHEAD: u32 = 292;
 
 /// Limits of a [`MokaStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
