@@ -11,7 +11,7 @@
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{
-    ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, Psk, ServerConfig, Session, StaticPsks, Zeroizing,
+    ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Psk, ServerConfig, Session, StaticPsks, Zeroizing,
 };
 use coaps_test_support::cluster::{self, Node, Outcome, client_addr, server_addr};
 use coaps_test_support::redis::RedisServer;
