@@ -8,6 +8,12 @@
 //!   `MemorySessionStore`, the engine alone), `layer-moka`, `layer-redis`, `openssl`.
 //! * `resumption/dtls13-ticket-psk`: DTLS 1.3 stateful ticket (psk_dhe_ke): `layer-moka`,
 //!   `layer-redis` (each resumption also stores the new ticket the server issues).
+//! * `resumption/dtls12-stateless-ticket-psk-chacha20`: DTLS 1.2 RFC 5077 ticket sealed by the
+//!   server (`TicketMode::Stateless`), the layer over moka or Redis (the store is then out of
+//!   the resumption's path; with Redis the ticket keys come from it through `TicketKeySync`),
+//!   beside `openssl`: OpenSSL's own stateless tickets (no server session cache).
+//! * `resumption/dtls13-stateless-ticket-psk`: DTLS 1.3 stateless ticket: `layer-moka`,
+//!   `layer-redis`.
 //!
 //! Criterion measures the bench thread's CPU time (`COAPS_BENCH_WALL=1`: wall time); Redis's
 //! own CPU is in its process and not counted, so a wall-clock rate per row is printed too
@@ -22,9 +28,13 @@ use coaps_bench_support::ours::{self, SERVER};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{CountingAlloc, Mode, alloc, ossl};
 use coaps_dtls::crypto::SeededRng;
-use coaps_dtls::{CipherSuite, ClientConfig, Endpoint, Event, ServerConfig, Session, Zeroizing};
+use coaps_dtls::{
+    CipherSuite, ClientConfig, Endpoint, Event, ServerConfig, Session, TicketKeys, TicketMode, Zeroizing,
+};
 use coaps_test_support::redis::RedisServer;
-use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer};
+use coaps_tower::resumption::{
+    AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer, TicketKeySync,
+};
 use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
@@ -41,6 +51,10 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const MODE: Mode = Mode::PskChaCha;
 const GROUP12: &str = "resumption/dtls12-session-id-psk-chacha20";
 const GROUP13: &str = "resumption/dtls13-ticket-psk";
+const GROUP12_STATELESS: &str = "resumption/dtls12-stateless-ticket-psk-chacha20";
+const GROUP13_STATELESS: &str = "resumption/dtls13-stateless-ticket-psk";
+/// Ticket-key period of the stateless rows: no rotation during a run.
+const TICKET_KEY_PERIOD: Duration = Duration::from_secs(3600);
 
 fn env_n(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -57,14 +71,26 @@ struct LayerHarness {
 }
 
 impl LayerHarness {
-    fn new(rt: tokio::runtime::Runtime, store: Arc<dyn AsyncSessionStore>, v13: bool) -> Self {
+    /// `stateless`: the server seals its tickets under these keys (`TicketMode::Stateless`).
+    fn new(
+        rt: tokio::runtime::Runtime,
+        store: Arc<dyn AsyncSessionStore>,
+        v13: bool,
+        stateless: Option<TicketKeys>,
+    ) -> Self {
         let (mut server, client_config) =
             if v13 { ours::configs13(MODE, CipherSuite::TLS_CHACHA20_POLY1305_SHA256) } else { ours::configs(MODE) };
         Arc::make_mut(&mut server).session_store = None;
+        if let Some(keys) = &stateless {
+            Arc::make_mut(&mut server).tickets = TicketMode::Stateless(keys.clone());
+        }
         let (svc, resumption) = rt.block_on(async {
             let server: Arc<ServerConfig> = server;
             let cookies = CookieLayer::for_server_with_rng(&server, SeededRng::from_seed_u64(1));
-            let resumption = ResumptionLayer::behind(store, &cookies);
+            let mut resumption = ResumptionLayer::behind(store, &cookies);
+            if let Some(keys) = stateless.clone() {
+                resumption = resumption.ticket_keys(keys);
+            }
             let handshake = HandshakeLayer::builder(server)
                 .rng(SeededRng::from_seed_u64(2))
                 .max_associations(1 << 20)
@@ -82,6 +108,17 @@ impl LayerHarness {
         let mut h = Self { rt, svc, resumption, client_config, session: None, counter: 0 };
         let resumed = h.handshake();
         assert!(!resumed, "the first handshake is a full one");
+        if stateless.is_some() {
+            assert!(h.handshake(), "the second handshake resumes");
+            // A 1.3 hello also offers the external PSK's identity, which the layer cannot tell
+            // from a stateful ticket: that one is looked up (a miss).
+            let stats = h.resumption.stats();
+            assert_eq!(stats.sessions_fetched, 0, "a stateless ticket is opened, not fetched");
+            if !v13 {
+                assert_eq!(stats.hellos_looked_up, 0, "a 1.2 stateless ticket costs no look-up");
+            }
+            return h;
+        }
         // The store write runs off the datagram path.
         h.rt.block_on(async {
             for _ in 0..1000 {
@@ -174,13 +211,20 @@ fn moka() -> Arc<dyn AsyncSessionStore> {
     Arc::new(MokaStore::new(MokaConfig::default()))
 }
 
-/// The layer harnesses of one group, by row name.
-fn layer_rows(redis: Option<&RedisServer>, v13: bool) -> Vec<(&'static str, LayerHarness)> {
-    let mut rows = vec![("layer-moka", LayerHarness::new(runtime(), moka(), v13))];
+/// The layer harnesses of one group, by row name; `stateless`: stateless tickets (moka: keys
+/// of this process; Redis: keys shared through the store, as `coaps serve --redis` has them).
+fn layer_rows(redis: Option<&RedisServer>, v13: bool, stateless: bool) -> Vec<(&'static str, LayerHarness)> {
+    let local_keys = stateless.then(|| TicketKeys::new(TICKET_KEY_PERIOD, SystemTime::now()));
+    let mut rows = vec![("layer-moka", LayerHarness::new(runtime(), moka(), v13, local_keys))];
     if let Some(r) = redis {
         let rt = runtime();
         let store = redis_store(&rt, r);
-        rows.push(("layer-redis", LayerHarness::new(rt, store, v13)));
+        let shared_keys = stateless.then(|| {
+            let sync = TicketKeySync::new(store.clone(), TICKET_KEY_PERIOD);
+            rt.block_on(sync.refresh()).expect("ticket keys from Redis");
+            sync.keys()
+        });
+        rows.push(("layer-redis", LayerHarness::new(rt, store, v13, shared_keys)));
     }
     rows
 }
@@ -191,7 +235,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, redis: Option<&RedisServer>) {
     let mut engine = ours::Harness::new(MODE);
     engine.prime_session();
     g.bench_function("coaps-engine", |b| b.iter(|| black_box(engine.handshake(true))));
-    for (name, mut h) in layer_rows(redis, false) {
+    for (name, mut h) in layer_rows(redis, false, false) {
         g.bench_function(name, |b| b.iter(|| assert!(black_box(h.handshake()))));
     }
     let mut theirs = ossl::Harness::new(MODE);
@@ -199,12 +243,24 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, redis: Option<&RedisServer>) {
     g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(true))));
     g.finish();
 
-    let mut g = c.benchmark_group(GROUP13);
+    let mut g = c.benchmark_group(GROUP12_STATELESS);
     g.throughput(Throughput::Elements(1));
-    for (name, mut h) in layer_rows(redis, true) {
+    for (name, mut h) in layer_rows(redis, false, true) {
         g.bench_function(name, |b| b.iter(|| assert!(black_box(h.handshake()))));
     }
+    let mut theirs = ossl::Harness::with_tickets(MODE);
+    theirs.prime_session();
+    g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(true))));
     g.finish();
+
+    for (group, stateless) in [(GROUP13, false), (GROUP13_STATELESS, true)] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(1));
+        for (name, mut h) in layer_rows(redis, true, stateless) {
+            g.bench_function(name, |b| b.iter(|| assert!(black_box(h.handshake()))));
+        }
+        g.finish();
+    }
 }
 
 /// Wall-clock handshakes per second of each layer row (Redis's round trips included).
@@ -212,8 +268,13 @@ fn wall_rates(redis: Option<&RedisServer>) {
     let n = env_n("COAPS_RESUME_WALL_N", 2000);
     println!("\n| row | wall-clock resumptions/s ({n} sequential, client and server on one thread) |");
     println!("|---|---:|");
-    for (group, v13) in [(GROUP12, false), (GROUP13, true)] {
-        for (name, mut h) in layer_rows(redis, v13) {
+    for (group, v13, stateless) in [
+        (GROUP12, false, false),
+        (GROUP12_STATELESS, false, true),
+        (GROUP13, true, false),
+        (GROUP13_STATELESS, true, true),
+    ] {
+        for (name, mut h) in layer_rows(redis, v13, stateless) {
             let t = Instant::now();
             for _ in 0..n {
                 assert!(h.handshake());
@@ -231,7 +292,7 @@ fn heap_per_session() {
     let rt = runtime();
     let (now, wall) = (Instant::now(), SystemTime::now());
     // A session the client holds has the server's fields: its encoding is the same size.
-    let mut h = LayerHarness::new(runtime(), moka(), false);
+    let mut h = LayerHarness::new(runtime(), moka(), false, None);
     let session = h.session.take().expect("a session");
     let encoded = session.encode(now, wall);
     let key_len = session.store_key().len();
@@ -265,25 +326,33 @@ fn table(has_redis: bool) {
     let root = env!("CARGO_MANIFEST_DIR");
     println!("\n| group | row | resumptions/s (CPU) | CPU per resumption | openssl/row |");
     println!("|---|---|---:|---:|---:|");
-    let openssl = mean_ns(root, GROUP12, "openssl");
-    let mut rows = vec![(GROUP12, "coaps-engine"), (GROUP12, "layer-moka")];
-    if has_redis {
-        rows.push((GROUP12, "layer-redis"));
-    }
-    rows.push((GROUP12, "openssl"));
-    rows.push((GROUP13, "layer-moka"));
-    if has_redis {
-        rows.push((GROUP13, "layer-redis"));
-    }
-    for (group, row) in rows {
-        let Some(ns) = mean_ns(root, group, row) else { continue };
-        let ratio = openssl.map_or("-".to_owned(), |o| format!("{:.2}", o / ns));
-        println!(
-            "| {} | {row} | {} | {} | {ratio} |",
-            group.trim_start_matches("resumption/"),
-            per_second(ns),
-            duration(ns)
-        );
+    // Each 1.2 group is compared with OpenSSL's resumption of the same kind; the 1.3 groups
+    // with OpenSSL's 1.2 session-ID resumption (the crate's OpenSSL harness is DTLS 1.2 only).
+    let groups = [
+        (GROUP12, GROUP12, true),
+        (GROUP12_STATELESS, GROUP12_STATELESS, true),
+        (GROUP13, GROUP12, false),
+        (GROUP13_STATELESS, GROUP12, false),
+    ];
+    for (group, baseline, has_openssl) in groups {
+        let openssl = mean_ns(root, baseline, "openssl");
+        let mut rows = if group == GROUP12 { vec!["coaps-engine", "layer-moka"] } else { vec!["layer-moka"] };
+        if has_redis {
+            rows.push("layer-redis");
+        }
+        if has_openssl {
+            rows.push("openssl");
+        }
+        for row in rows {
+            let Some(ns) = mean_ns(root, group, row) else { continue };
+            let ratio = openssl.map_or("-".to_owned(), |o| format!("{:.2}", o / ns));
+            println!(
+                "| {} | {row} | {} | {} | {ratio} |",
+                group.trim_start_matches("resumption/"),
+                per_second(ns),
+                duration(ns)
+            );
+        }
     }
 }
 

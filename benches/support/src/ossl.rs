@@ -1,7 +1,7 @@
 //! OpenSSL (through the `openssl` crate), client and server on one thread: two `SslStream`s
 //! over an in-memory datagram pipe, configured to match the engine as closely as OpenSSL
 //! allows: DTLS 1.2 only, the same single suite, P-256 only, the same MTU, cookie exchange on
-//! (HMAC-SHA-256 cookies), session-ID resumption (tickets off, as the engine has none).
+//! (HMAC-SHA-256 cookies), session-ID resumption (tickets off, except with [`ticket_contexts`]).
 
 use crate::{MTU, Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, data_path};
 use openssl::error::ErrorStack;
@@ -131,6 +131,25 @@ pub fn contexts(mode: Mode, cookies: bool) -> Result<(SslContext, SslContext), E
 
 /// [`contexts`], with `session_cache` switching the session caches (both sides) on or off.
 pub fn contexts_with(mode: Mode, cookies: bool, session_cache: bool) -> Result<(SslContext, SslContext), ErrorStack> {
+    let (server, client) = builders(mode, cookies, session_cache)?;
+    Ok((server.build(), client.build()))
+}
+
+/// Contexts that resume by RFC 5077 ticket only: the server issues OpenSSL's own
+/// (stateless) tickets and keeps no session cache; cookie exchange on.
+pub fn ticket_contexts(mode: Mode) -> Result<(SslContext, SslContext), ErrorStack> {
+    let (mut server, mut client) = builders(mode, true, true)?;
+    server.clear_options(SslOptions::NO_TICKET);
+    server.set_session_cache_mode(SslSessionCacheMode::OFF);
+    client.clear_options(SslOptions::NO_TICKET);
+    Ok((server.build(), client.build()))
+}
+
+fn builders(
+    mode: Mode,
+    cookies: bool,
+    session_cache: bool,
+) -> Result<(SslContextBuilder, SslContextBuilder), ErrorStack> {
     let mut server = common(mode, session_cache)?;
     let mut client = common(mode, session_cache)?;
     server.set_session_id_context(b"coaps-bench")?;
@@ -168,7 +187,7 @@ pub fn contexts_with(mode: Mode, cookies: bool, session_cache: bool) -> Result<(
         client.set_ca_file(data_path("ca.crt"))?;
         client.set_verify(SslVerifyMode::PEER);
     }
-    Ok((server.build(), client.build()))
+    Ok((server, client))
 }
 
 /// An OpenSSL server context and client context; each [`Harness::handshake`] makes a fresh
@@ -203,6 +222,12 @@ impl Harness {
     /// Contexts for `mode`, cookie exchange and session caches as asked.
     pub fn with_options(mode: Mode, cookies: bool, session_cache: bool) -> Self {
         let (server, client) = contexts_with(mode, cookies, session_cache).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        Self { server, client, mode, session: None }
+    }
+
+    /// Contexts for `mode` that resume by ticket only ([`ticket_contexts`]).
+    pub fn with_tickets(mode: Mode) -> Self {
+        let (server, client) = ticket_contexts(mode).unwrap_or_else(|e| panic!("{mode}: {e}"));
         Self { server, client, mode, session: None }
     }
 

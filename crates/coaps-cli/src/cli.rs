@@ -107,6 +107,16 @@ pub fn parse_link(s: &str) -> Result<coaps_dtls::LinkProfile, String> {
     s.parse().map_err(|e: coaps_dtls::UnknownLinkProfile| e.to_string())
 }
 
+/// Parses `--link-prefix`: `PREFIX=PROFILE`, an address prefix and a [`coaps_dtls::LinkProfile`]
+/// name.
+pub fn parse_link_prefix(s: &str) -> Result<(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile), String> {
+    let (prefix, profile) = s.split_once('=').ok_or_else(|| {
+        format!("`{s}` is not PREFIX=PROFILE: give an address prefix and a link profile, e.g. --link-prefix 10.0.0.0/8=nb-iot")
+    })?;
+    let prefix = prefix.trim().parse().map_err(|e: coaps_dtls::link::InvalidIpPrefix| e.to_string())?;
+    Ok((prefix, parse_link(profile.trim())?))
+}
+
 /// Largest `--rtt` and relay delay: 10 minutes, beyond any network a handshake can cross.
 pub const MAX_RTT_MS: u64 = 600_000;
 
@@ -220,6 +230,11 @@ pub struct ServeArgs {
     /// satellite, or auto (RFC timers until a client's RTT is measured, then adaptive).
     #[arg(long, value_name = "PROFILE", default_value = "auto", value_parser = parse_link)]
     pub link: coaps_dtls::LinkProfile,
+    /// A profile for the clients inside an address prefix, as PREFIX=PROFILE (e.g.
+    /// `--link-prefix 10.0.0.0/8=nb-iot`); repeatable, the first matching prefix wins, other
+    /// clients use --link.
+    #[arg(long = "link-prefix", value_name = "PREFIX=PROFILE", value_parser = parse_link_prefix)]
+    pub link_prefix: Vec<(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)>,
     /// Keep resumable sessions and tickets in this Redis (`redis://host:port[/db]`, Redis 7
     /// standalone) instead of in-process: several servers pointed at one Redis resume each
     /// other's clients, and sessions outlive restarts. Needs --session-key-file.

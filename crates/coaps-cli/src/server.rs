@@ -154,7 +154,17 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     };
     // Harmless without --early-data: no request then arrives as early data.
     let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
-    match crate::transport::serve(sock, Arc::new(setup.config), args.link, app, shutdown_signal(), sessions).await {
+    match crate::transport::serve(
+        sock,
+        Arc::new(setup.config),
+        args.link,
+        &args.link_prefix,
+        app,
+        shutdown_signal(),
+        sessions,
+    )
+    .await
+    {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

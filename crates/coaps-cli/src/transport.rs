@@ -128,12 +128,14 @@ pub async fn exchange(
 
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
 /// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `link` sizes
-/// the retransmission timers and the deduplication lifetime. Resumable sessions live in
-/// `sessions` (set `config.session_store` to `None`).
+/// the retransmission timers and the deduplication lifetime, except for clients inside one of
+/// `link_prefixes` (the first match wins). Resumable sessions live in `sessions` (set
+/// `config.session_store` to `None`).
 pub async fn serve<A>(
     sock: UdpSocket,
     config: Arc<ServerConfig>,
     link: coaps_dtls::LinkProfile,
+    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
     app: A,
     shutdown: impl Future<Output = ()>,
     sessions: Arc<dyn AsyncSessionStore>,
@@ -144,19 +146,22 @@ where
     A::Future: Send + 'static,
 {
     let mut config = Arc::unwrap_or_clone(config);
-    // Cookies must outlive the clients' retransmissions of their second ClientHello.
-    if let Some(c) = config.cookie.as_mut() {
-        let lifetime = link.cookie_lifetime();
-        c.lifetime = c.lifetime.max(lifetime);
-        c.rotate_every = c.rotate_every.max(lifetime);
-    }
+    // DTLS 1.3 cookies outlive the longest handshake budget of the policies installed below
+    // (`cookie13_config` asks the policy factory); DTLS 1.2 cookies keep their own lifetime,
+    // since a 1.2 client whose late second ClientHello carries an expired cookie takes a
+    // fresh HelloVerifyRequest (RFC 6347 §4.2.1).
+    let policies =
+        link_prefixes.iter().fold(link.policy(), |factory, &(prefix, profile)| factory.with_prefix(prefix, profile));
     // Behind a cookie layer, the retransmit layer takes the cookie round trip as each peer's
     // first sample; with the endpoint's own gate, the engine reports it to the policy itself.
-    let retransmit = config.cookie.is_some().then(|| RetransmitLayer::new(link.policy()));
+    let retransmit = config.cookie.is_some().then(|| RetransmitLayer::new(policies.clone()));
     match &retransmit {
         Some(r) => r.install(&mut config),
-        None => link.policy().install(&mut config.common),
+        None => policies.install(&mut config.common),
     }
+    // Late duplicates from the slowest link's clients must still be recognised.
+    let dedup_link =
+        link_prefixes.iter().map(|&(_, p)| p).chain([link]).max_by_key(|p| p.params().max_ack_timeout).unwrap_or(link);
     let config = Arc::new(config);
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
     let mut resumption = match &cookies {
@@ -185,7 +190,7 @@ where
         .option_layer(retransmit)
         .layer(resumption)
         .layer(handshake)
-        .layer(CoapLayer::with_config(CoapConfig::for_link(link)).on_empty(observers.empty_hook()))
+        .layer(CoapLayer::with_config(CoapConfig::for_link(dedup_link)).on_empty(observers.empty_hook()))
         .layer(BlockLayer::new())
         .layer(ObserveLayer::new(observers))
         .service(app);

@@ -1,8 +1,9 @@
 //! `--link` and `--rtt` over `coaps relay` (issue 11): at 750 ms each way, a client on the
 //! `nb-iot` profile and a server on `auto` complete the handshake and a GET with exactly the
 //! datagrams of a run without delay (no retransmission either way), in DTLS 1.2 and 1.3,
-//! while the RFC timers of `ethernet` retransmit spuriously and still complete. And the usage
-//! errors of the new flags.
+//! while the RFC timers of `ethernet` retransmit spuriously and still complete; a server on
+//! `ethernet` whose `--link-prefix` gives the client's prefix `nb-iot` sends nothing twice,
+//! and does when the prefix is another. And the usage errors of the new flags.
 
 use coaps_test_support::cli as common;
 
@@ -159,6 +160,39 @@ fn nb_iot_profile_needs_no_retransmission_at_1500_ms_rtt() {
     drop(server);
 }
 
+/// `serve --link ethernet --link-prefix P=nb-iot`, DTLS 1.2, the client on `nb-iot` (it never
+/// retransmits): with P the client's prefix the server's datagrams are those of a run without
+/// delay; with another prefix its RFC timers resend its flights.
+#[test]
+fn link_prefix_gives_matching_clients_their_profile() {
+    let matching = serve(&["--link", "ethernet", "--link-prefix", "127.0.0.0/8=nb-iot"]);
+    let other = serve(&["--link", "ethernet", "--link-prefix", "10.0.0.0/8=nb-iot", "--link-prefix", "::1/128=lte-m"]);
+    let variants = [(matching.port, 0, 3), (matching.port, 750, 12), (other.port, 750, 12)];
+    let runs: Vec<_> = variants
+        .iter()
+        .map(|&(port, delay, seconds)| {
+            std::thread::spawn(move || relayed_get(port, delay, seconds, &["--dtls", "1.2", "--link", "nb-iot"]))
+        })
+        .collect();
+    let results: Vec<_> = runs.into_iter().map(|h| h.join().expect("variant thread")).collect();
+    for (out, _) in &results {
+        assert_eq!(out.status.code(), Some(0), "{}", show(out));
+    }
+    let (baseline, prefixed, unmatched) = (results[0].1, results[1].1, results[2].1);
+    println!("no delay {baseline:?}; 750 ms, prefix matches {prefixed:?}; prefix does not match {unmatched:?}");
+    assert_eq!(
+        (prefixed.0.datagrams, prefixed.1.datagrams),
+        (baseline.0.datagrams, baseline.1.datagrams),
+        "the nb-iot prefix profile resends nothing: {}",
+        show(&results[1].0)
+    );
+    assert!(
+        unmatched.1.datagrams > baseline.1.datagrams,
+        "outside its prefixes the server keeps ethernet's RFC timers: {unmatched:?} vs {baseline:?}"
+    );
+    drop((matching, other));
+}
+
 #[test]
 fn link_and_rtt_usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
@@ -168,6 +202,9 @@ fn link_and_rtt_usage_errors_exit_2() {
         (&["get", "coaps://127.0.0.1/hello", "--rtt", "1.5s"], "whole milliseconds"),
         (&["put", "coaps://127.0.0.1/hello", "--link", "lora"], "unknown link profile `lora`"),
         (&["serve", "--link", "NB-IoT"], "expected one of: ethernet, wifi, 802.15.4, lte-m, nb-iot"),
+        (&["serve", "--link-prefix", "10.0.0.0/8"], "is not PREFIX=PROFILE"),
+        (&["serve", "--link-prefix", "10.0.0.0/33=nb-iot"], "invalid address prefix `10.0.0.0/33`"),
+        (&["serve", "--link-prefix", "10.0.0.0/8=lora"], "unknown link profile `lora`"),
         (&["relay", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:9", "--loss", "150"], "from 0 to 100"),
         (&["relay", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:9", "--delay=-1"], "not a delay"),
         (&["relay", "--listen", "nowhere", "--target", "127.0.0.1:9"], "--listen `nowhere`"),

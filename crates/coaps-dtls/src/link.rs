@@ -449,7 +449,8 @@ impl Shared {
 ///     .with_capacity(10_000);
 /// let mut config = ServerConfig::default();
 /// factory.install(&mut config.common);
-/// assert_eq!(config.common.retransmit.handshake_timeout, LinkProfile::NbIot.params().handshake_budget);
+/// // The configuration keeps its own budget; server-wide timing reads the longest policy's.
+/// assert_eq!(config.common.longest_handshake_timeout(), LinkProfile::NbIot.params().handshake_budget);
 /// assert_eq!(factory.profile_for("10.20.1.2:5684".parse()?), LinkProfile::NbIot);
 /// assert_eq!(factory.profile_for("192.0.2.1:5684".parse()?), LinkProfile::Auto);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -508,21 +509,16 @@ impl LinkPolicyFactory {
         self
     }
 
-    /// Makes this factory `common`'s retransmission policy, and raises
-    /// [`RetransmitConfig::handshake_timeout`](crate::RetransmitConfig::handshake_timeout) to the
-    /// longest budget of its profiles. Each association takes its budget from its policy (also
-    /// how long a DTLS 1.2 endpoint keeps its last flight, RFC 6347 §4.2.4); the configuration's
-    /// value is what server-wide settings derived from the budget read, such as the lifetime
-    /// of DTLS 1.3 HelloRetryRequest cookies (`crate::gate::cookie13_config`), which must
-    /// outlast the longest handshake any peer may run.
+    /// Makes this factory `common`'s retransmission policy. Each association takes its budget
+    /// from its policy (also how long a DTLS 1.2 endpoint keeps its last flight, RFC 6347
+    /// §4.2.4); server-wide timing that must outlast the longest handshake any peer may run,
+    /// such as the lifetime of DTLS 1.3 HelloRetryRequest cookies
+    /// ([`cookie13_config`](crate::gate::cookie13_config)), asks the factory
+    /// ([`RetransmitPolicyFactory::longest_handshake_timeout`]), so the configuration's own
+    /// [`RetransmitConfig::handshake_timeout`](crate::RetransmitConfig::handshake_timeout) is
+    /// left as it is.
     pub fn install(&self, common: &mut crate::CommonConfig) {
         common.retransmit_policy = Some(Arc::new(self.clone()));
-        let longest = std::iter::once(self.profile)
-            .chain(self.prefixes.iter().map(|(_, p)| *p))
-            .map(|p| p.params().handshake_budget)
-            .max()
-            .unwrap_or_default();
-        common.retransmit.handshake_timeout = common.retransmit.handshake_timeout.max(longest);
     }
 
     /// The default profile.
@@ -584,6 +580,13 @@ impl RetransmitPolicyFactory for LinkPolicyFactory {
             take_cookie_samples: self.take_cookie_samples,
             shared: Arc::clone(&self.shared),
         })
+    }
+
+    fn longest_handshake_timeout(&self) -> Option<Duration> {
+        std::iter::once(self.profile)
+            .chain(self.prefixes.iter().map(|(_, p)| *p))
+            .map(|p| p.params().handshake_budget)
+            .max()
     }
 }
 

@@ -133,11 +133,21 @@ impl fmt::Debug for TicketKey {
 struct KeyRing {
     current: TicketKey,
     previous: Option<TicketKey>,
+    /// Opens, never seals: the key a cluster makes current at the next rotation, published
+    /// ahead so a node whose clock (or refresh) lags still opens tickets sealed by a node
+    /// that has already rotated.
+    next: Option<TicketKey>,
+}
+
+impl KeyRing {
+    fn opening(&self, name: &[u8]) -> Option<&TicketKey> {
+        std::iter::once(&self.current).chain(&self.previous).chain(&self.next).find(|k| k.name == name)
+    }
 }
 
 /// The ticket-encryption keys of a server in stateless ticket mode
-/// ([`TicketMode::Stateless`]): the current key, which seals, and the previous one, which
-/// still opens. A cheap, shareable handle: clones see the same keys, so a task that loads
+/// ([`TicketMode::Stateless`]): the current key, which seals, the previous one, which still
+/// opens, and (shared keys) the next one, which already opens. A cheap, shareable handle: clones see the same keys, so a task that loads
 /// keys from a cluster-wide store ([`TicketKeys::install`]) changes what every engine using
 /// the handle seals and opens.
 ///
@@ -147,8 +157,11 @@ struct KeyRing {
 ///   ticket with a current key older than [`TicketKeys::rotate_every`] first makes a new
 ///   key from the engine's randomness and keeps the old one as previous.
 /// * [`TicketKeys::shared`]: the keys come from outside (a store several nodes share) and
-///   change only through [`TicketKeys::install`], so every node seals and opens with the same
-///   pair.
+///   change only through [`TicketKeys::install`] / [`TicketKeys::install_with_next`], so
+///   every node seals and opens with the same keys. With the next key installed ahead, a
+///   rotation costs no full handshakes: during the moments nodes disagree on the current
+///   key, each opens what the others seal (the laggards hold it as next, the others as
+///   previous).
 #[derive(Clone)]
 pub struct TicketKeys {
     ring: Arc<RwLock<KeyRing>>,
@@ -162,6 +175,7 @@ impl fmt::Debug for TicketKeys {
         f.debug_struct("TicketKeys")
             .field("current", &ring.current)
             .field("previous", &ring.previous)
+            .field("next", &ring.next)
             .field("rotate_every", &self.rotate_every)
             .field("self_rotating", &self.self_rotating)
             .finish()
@@ -186,7 +200,7 @@ impl TicketKeys {
 
     fn with(current: TicketKey, previous: Option<TicketKey>, rotate_every: Duration, self_rotating: bool) -> Self {
         Self {
-            ring: Arc::new(RwLock::new(KeyRing { current, previous })),
+            ring: Arc::new(RwLock::new(KeyRing { current, previous, next: None })),
             rotate_every: rotate_every.max(Duration::from_secs(1)),
             self_rotating,
         }
@@ -197,9 +211,16 @@ impl TicketKeys {
         self.rotate_every
     }
 
-    /// Replaces both keys (every clone of this handle sees the change at once).
+    /// Replaces the keys (every clone of this handle sees the change at once), with no next
+    /// key.
     pub fn install(&self, current: TicketKey, previous: Option<TicketKey>) {
-        *self.write() = KeyRing { current, previous };
+        self.install_with_next(current, previous, None);
+    }
+
+    /// Replaces the keys, with `next`: the key that becomes current at the next rotation,
+    /// which opens (never seals) from now on.
+    pub fn install_with_next(&self, current: TicketKey, previous: Option<TicketKey>, next: Option<TicketKey>) {
+        *self.write() = KeyRing { current, previous, next };
     }
 
     /// The name of the key that seals now.
@@ -207,13 +228,12 @@ impl TicketKeys {
         self.read().current.name
     }
 
-    /// Whether `ticket` names the current or the previous key: it was sealed by a server
-    /// holding these keys (it may still be forged or expired; [`TicketKeys::open`] tells).
-    /// A layer skips the store look-up for such a ticket.
+    /// Whether `ticket` names the current, the previous or the next key: it was sealed by a
+    /// server holding these keys (it may still be forged or expired; [`TicketKeys::open`]
+    /// tells). A layer skips the store look-up for such a ticket.
     pub fn names_a_key(&self, ticket: &[u8]) -> bool {
         let Some(name) = ticket.get(..TICKET_KEY_NAME_LEN) else { return false };
-        let ring = self.read();
-        ring.current.name == name || ring.previous.as_ref().is_some_and(|p| p.name == name)
+        self.read().opening(name).is_some()
     }
 
     /// Whether the current key is older than [`TicketKeys::rotate_every`] at `wall`.
@@ -228,6 +248,7 @@ impl TicketKeys {
         let mut ring = self.write();
         let old = std::mem::replace(&mut ring.current, new);
         ring.previous = Some(old);
+        ring.next = None;
     }
 
     /// Seals `session` into a ticket under the current key (rotating first when the keys are
@@ -254,8 +275,8 @@ impl TicketKeys {
         out
     }
 
-    /// The session sealed in `ticket`, if it was sealed under the current or the previous key,
-    /// is unaltered, decodes, and is not expired at `now`. Everything else — truncated,
+    /// The session sealed in `ticket`, if it was sealed under the current, the previous or the
+    /// next key, is unaltered, decodes, and is not expired at `now`. Everything else — truncated,
     /// forged, sealed under an unknown or retired key, expired — is `None`. Total.
     pub fn open(&self, ticket: &[u8], now: Instant, wall: SystemTime) -> Option<Session> {
         if ticket.len() < MIN_TICKET_LEN {
@@ -263,14 +284,7 @@ impl TicketKeys {
         }
         let (name, rest) = ticket.split_at(TICKET_KEY_NAME_LEN);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let key = {
-            let ring = self.read();
-            if ring.current.name == name {
-                ring.current.clone()
-            } else {
-                ring.previous.as_ref().filter(|p| p.name == name)?.clone()
-            }
-        };
+        let key = self.read().opening(name)?.clone();
         let (ct, tag) = sealed.split_at(sealed.len() - TAG_LEN);
         let mut plain = Zeroizing::new(ct.to_vec());
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
@@ -480,6 +494,29 @@ mod tests {
         let t2 = k.seal(&session(now2, Duration::from_secs(600)), &mut rng, now2, wall2);
         assert_ne!(k.current_name(), first, "not rotated when due");
         assert!(k.open(&t, now2, wall2).is_some() && k.open(&t2, now2, wall2).is_some());
+    }
+
+    /// Two nodes of a cluster across a rotation: A has made the next period's key current,
+    /// B still seals under the old one but holds the new one as next. Each opens the other's
+    /// tickets; the next key never seals.
+    #[test]
+    fn the_next_key_opens_what_a_node_ahead_sealed() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut rng = SeededRng::from_seed_u64(6);
+        let period = Duration::from_secs(60);
+        let (old, new) = (TicketKey::generate(&mut rng, wall), TicketKey::generate(&mut rng, wall + period));
+        let a = TicketKeys::shared(new.clone(), Some(old.clone()), period);
+        let b = TicketKeys::shared(old.clone(), None, period);
+        let s = session(now, Duration::from_secs(600));
+        let from_a = a.seal(&s, &mut rng, now, wall);
+        assert!(!b.names_a_key(&from_a) && b.open(&from_a, now, wall).is_none(), "without the next key");
+        b.install_with_next(old.clone(), None, Some(new.clone()));
+        assert!(b.names_a_key(&from_a));
+        assert_eq!(b.open(&from_a, now, wall).expect("B opens A's ticket").id, s.id);
+        let from_b = b.seal(&s, &mut rng, now, wall);
+        assert_eq!(&from_b[..TICKET_KEY_NAME_LEN], &old.name, "the next key does not seal");
+        assert!(a.open(&from_b, now, wall).is_some(), "A opens B's ticket under its previous key");
+        assert!(format!("{b:?}").contains("next: Some"));
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //! * [`datagram`]: a Tower server stack on a loopback socket and an async engine client.
 //! * [`cli`]: the built `coaps` binary, `coaps serve` and libcoap servers.
 //! * [`redis`]: a private `redis-server` per test (free port, no persistence, killed by PID).
+//! * [`cluster`]: server stacks ("nodes") sharing one session store, and a client through one.
 //!
 //! Not published; every item is for tests.
 #![forbid(unsafe_code)]
 #![allow(missing_docs, missing_debug_implementations)]
 
 pub mod cli;
+pub mod cluster;
 pub mod datagram;
 pub mod dtls;
 pub mod peers;

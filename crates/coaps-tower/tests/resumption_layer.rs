@@ -11,8 +11,9 @@
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{
-    ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, Psk, ServerConfig, Session, StaticPsks, Zeroizing,
+    ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Psk, ServerConfig, Session, StaticPsks, Zeroizing,
 };
+use coaps_test_support::cluster::{self, Node, Outcome, client_addr, server_addr};
 use coaps_test_support::redis::RedisServer;
 use coaps_tower::handshake::WiringError;
 use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer};
@@ -20,17 +21,12 @@ use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Tran
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tower::util::BoxService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const STORE_KEY: [u8; 32] = [0x5e; 32];
 
-fn server_addr() -> SocketAddr {
-    "192.0.2.1:5684".parse().unwrap()
-}
-
 fn addr(n: u16) -> SocketAddr {
-    SocketAddr::new([192, 0, 2, 10].into(), 40000 + n)
+    client_addr(n)
 }
 
 fn psk() -> Psk {
@@ -56,71 +52,14 @@ fn client_config(version: DtlsVersion) -> Arc<ClientConfig> {
 }
 
 /// One server: cookie layer, resumption layer over `store`, handshake layer, echo.
-struct Node {
-    svc: BoxService<Datagram, Transmits, BoxError>,
-    resumption: ResumptionLayer,
+fn node(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Node {
+    Node::builder(server_config(false), store).seed(seed).build()
 }
 
-impl Node {
-    fn new(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Self {
-        let config = server_config(false);
-        let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(seed));
-        // Generous: a loaded CI machine must not turn a slow look-up into a full handshake.
-        let resumption = ResumptionLayer::behind(store, &cookies).lookup_timeout(Duration::from_secs(3));
-        let handshake = HandshakeLayer::builder(config)
-            .rng(SeededRng::from_seed_u64(seed + 1))
-            .on_session(resumption.session_sink())
-            .behind(&cookies)
-            .build();
-        let svc = ServiceBuilder::new()
-            .layer(cookies)
-            .layer(resumption.clone())
-            .layer(handshake)
-            .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }))
-            .boxed();
-        Self { svc, resumption }
-    }
-
-    /// No cookie layer, 0-RTT accepted: the first ClientHello (with its early data) reaches the
-    /// resumption layer, which takes the ticket.
-    fn early(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Self {
-        let resumption = ResumptionLayer::without_cookie_layer(store).lookup_timeout(Duration::from_secs(3));
-        let handshake = HandshakeLayer::builder(server_config(true))
-            .rng(SeededRng::from_seed_u64(seed))
-            .on_session(resumption.session_sink())
-            .own_gate()
-            .build();
-        let svc = ServiceBuilder::new()
-            .layer(resumption.clone())
-            .layer(handshake)
-            .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }))
-            .boxed();
-        Self { svc, resumption }
-    }
-
-    async fn call(&mut self, d: Datagram) -> Result<Transmits, BoxError> {
-        self.svc.ready().await?.call(d).await
-    }
-
-    /// Waits (bounded) until the store has taken `n` writes in all.
-    async fn stored(&self, n: u64) {
-        for _ in 0..500 {
-            if self.resumption.stats().sessions_stored >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("{n} sessions not stored: {:?}", self.resumption.stats());
-    }
-}
-
-/// What one client connection saw.
-#[derive(Debug)]
-struct Outcome {
-    resumed: bool,
-    early_accepted: bool,
-    /// The client's session after the echo (a DTLS 1.3 ticket arrives after the handshake).
-    session: Option<Session>,
+/// No cookie layer, 0-RTT accepted: the first ClientHello (with its early data) reaches the
+/// resumption layer, which takes the ticket.
+fn early_node(store: Arc<dyn AsyncSessionStore>, seed: u64) -> Node {
+    Node::builder(server_config(true), store).seed(seed).without_cookie_layer().build()
 }
 
 /// A raw-engine client from `from`: connects (resuming `resume`, with `early` as 0-RTT data),
@@ -133,48 +72,7 @@ async fn connect(
     resume: Option<Session>,
     early: Option<&[u8]>,
 ) -> Outcome {
-    let mut ep = Endpoint::client(SeededRng::from_seed_u64(seed));
-    let now = Instant::now();
-    match early {
-        None => ep.connect(now, server_addr(), client_config(version), "localhost", resume).unwrap(),
-        Some(e) => {
-            ep.connect_with_early_data(now, server_addr(), client_config(version), "localhost", resume, e).unwrap()
-        }
-    }
-    let (mut resumed, mut early_accepted, mut echoed) = (None, false, false);
-    for _ in 0..40 {
-        let mut quiet = true;
-        while let Some(t) = ep.poll_transmit() {
-            quiet = false;
-            let answers = node.call(Datagram::new(from, t.payload)).await.expect("the stack answers");
-            for a in answers {
-                ep.handle_datagram(Instant::now(), server_addr(), &a.payload);
-            }
-        }
-        while let Some((_, ev)) = ep.poll_event() {
-            quiet = false;
-            match ev {
-                Event::Connected { resumed: r, .. } => {
-                    resumed = Some(r);
-                    ep.send(server_addr(), b"ping").unwrap();
-                }
-                Event::EarlyDataAccepted => early_accepted = true,
-                Event::ApplicationData(d) if d == b"ping" => echoed = true,
-                Event::Closed(r) => panic!("closed: {r:?}"),
-                _ => {}
-            }
-        }
-        if quiet && echoed {
-            break;
-        }
-    }
-    assert!(echoed, "no echo (resumed {resumed:?})");
-    let session = ep.connection(&server_addr()).and_then(|c| c.session().cloned());
-    ep.close(server_addr());
-    while let Some(t) = ep.poll_transmit() {
-        let _ = node.call(Datagram::new(from, t.payload)).await;
-    }
-    Outcome { resumed: resumed.expect("connected"), early_accepted, session }
+    cluster::connect(node, seed, from, client_config(version), resume, early).await
 }
 
 fn moka() -> Arc<dyn AsyncSessionStore> {
@@ -212,8 +110,8 @@ async fn across(a: &mut Node, b: &mut Node, version: DtlsVersion, seed: u64) {
 async fn two_nodes_on_one_moka_store_resume_each_other() {
     for (i, version) in [DtlsVersion::Dtls12, DtlsVersion::Dtls13].into_iter().enumerate() {
         let store = moka();
-        let mut a = Node::new(store.clone(), 10 + i as u64);
-        let mut b = Node::new(store, 20 + i as u64);
+        let mut a = node(store.clone(), 10 + i as u64);
+        let mut b = node(store, 20 + i as u64);
         across(&mut a, &mut b, version, 100 + 10 * i as u64).await;
     }
 }
@@ -226,8 +124,8 @@ async fn two_nodes_on_one_redis_resume_each_other_and_after_a_restart() {
         let (sa, sb) = (redis_store(&redis), redis_store(&redis));
         connected(&sa).await;
         connected(&sb).await;
-        let mut a = Node::new(Arc::new(sa), 30 + i);
-        let mut b = Node::new(Arc::new(sb), 40 + i);
+        let mut a = node(Arc::new(sa), 30 + i);
+        let mut b = node(Arc::new(sb), 40 + i);
         across(&mut a, &mut b, version, 200 + 10 * i).await;
 
         // Node A restarts (a new stack, a new connection, nothing in memory) and resumes a
@@ -237,7 +135,7 @@ async fn two_nodes_on_one_redis_resume_each_other_and_after_a_restart() {
         drop(a);
         let sa = redis_store(&redis);
         connected(&sa).await;
-        let mut a = Node::new(Arc::new(sa), 50 + i);
+        let mut a = node(Arc::new(sa), 50 + i);
         let again = connect(&mut a, 310 + i, addr(3), version, last.session, None).await;
         assert!(again.resumed, "{version:?}: no resumption after the restart: {:?}", a.resumption.stats());
     }
@@ -259,7 +157,7 @@ async fn redis_outage_means_full_handshakes_then_resumption_returns() {
     let store = redis_store(&redis);
     connected(&store).await;
     let store = Arc::new(store);
-    let mut node = Node::new(store.clone(), 60);
+    let mut node = node(store.clone(), 60);
     let first = connect(&mut node, 400, addr(0), DtlsVersion::Dtls13, None, None).await;
     node.stored(1).await;
 
@@ -299,7 +197,7 @@ async fn redis_outage_means_full_handshakes_then_resumption_returns() {
 #[tokio::test]
 async fn forged_truncated_expired_and_moved_entries_are_refused() {
     let store = Arc::new(MokaStore::new(MokaConfig::default()));
-    let mut node = Node::new(store.clone(), 70);
+    let mut node = node(store.clone(), 70);
     for version in [DtlsVersion::Dtls12, DtlsVersion::Dtls13] {
         let a = connect(&mut node, 700, addr(0), version, None, None).await.session.unwrap();
         let b = connect(&mut node, 701, addr(1), version, None, None).await.session.unwrap();
@@ -340,7 +238,7 @@ async fn a_value_tampered_with_in_redis_is_refused() {
     let store = redis_store(&redis);
     connected(&store).await;
     let store = Arc::new(store);
-    let mut node = Node::new(store.clone(), 80);
+    let mut node = node(store.clone(), 80);
     let s = connect(&mut node, 800, addr(0), DtlsVersion::Dtls12, None, None).await.session.unwrap();
     node.stored(1).await;
     let keys = redis.keys("coaps:s:*");
@@ -366,8 +264,8 @@ async fn a_ticket_replayed_after_take_gets_a_full_handshake() {
         stores.push(("redis", Arc::new(s)));
     }
     for (what, store) in stores {
-        let mut a = Node::early(store.clone(), 90);
-        let mut b = Node::early(store, 91);
+        let mut a = early_node(store.clone(), 90);
+        let mut b = early_node(store, 91);
         let ticket = connect(&mut a, 900, addr(0), DtlsVersion::Dtls13, None, None).await.session.unwrap();
         a.stored(1).await;
         assert!(ticket.allows_early_data());
@@ -446,7 +344,7 @@ async fn miswired_stacks_fail_loudly() {
     assert!(msg.contains("ResumptionLayer::behind"), "{msg}");
 
     // Wired right: no error.
-    let mut node = Node::new(moka(), 99);
+    let mut node = node(moka(), 99);
     let o = connect(&mut node, 990, addr(0), DtlsVersion::Dtls12, None, None).await;
     assert!(!o.resumed);
 }

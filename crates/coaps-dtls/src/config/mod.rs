@@ -156,6 +156,15 @@ impl CommonConfig {
         let context = PolicyContext { peer, role, cookie_rtt, retransmit: self.retransmit };
         RetransmitTimer::for_association(self.retransmit_policy.as_deref(), &context)
     }
+
+    /// The longest handshake any association of this configuration may run: the configured
+    /// [`RetransmitConfig::handshake_timeout`](crate::RetransmitConfig::handshake_timeout), or
+    /// the policy factory's longest budget when that is longer
+    /// ([`RetransmitPolicyFactory::longest_handshake_timeout`](crate::RetransmitPolicyFactory::longest_handshake_timeout)).
+    pub fn longest_handshake_timeout(&self) -> Duration {
+        let policies = self.retransmit_policy.as_ref().and_then(|f| f.longest_handshake_timeout());
+        policies.map_or(self.retransmit.handshake_timeout, |p| p.max(self.retransmit.handshake_timeout))
+    }
 }
 
 impl Default for CommonConfig {

@@ -1043,11 +1043,12 @@ impl Core {
     /// How long a server keeps its epoch-2 receiving keys once established: RFC 9147 §5.8.1
     /// ("for at least twice the default MSL defined for [RFC0793], when in the FINISHED state,
     /// the server MUST respond to retransmission of the client's final flight with a
-    /// retransmit of its ACK"), and no less than the handshake budget, the longest a client of
-    /// the same configuration keeps resending its Finished.
+    /// retransmit of its ACK"), and no less than the association's handshake budget (its
+    /// policy's, as a link profile sets it), the longest a client on the same link keeps
+    /// resending its Finished.
     fn finished_linger(&self) -> std::time::Duration {
         const TWICE_MSL: std::time::Duration = std::time::Duration::from_secs(2 * 120);
-        TWICE_MSL.max(self.common().retransmit.handshake_timeout)
+        TWICE_MSL.max(self.timer.handshake_timeout())
     }
 
     /// Frees what an established association with no flight in progress no longer needs, so

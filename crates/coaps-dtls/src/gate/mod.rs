@@ -85,10 +85,14 @@ pub const MAX_ANSWER_LEN: usize = 256;
 ///
 /// A DTLS 1.3 client accepts only one HelloRetryRequest (RFC 8446 §4.1.4), so its cookie must
 /// stay valid for the client's whole retransmission budget: the configured timing
-/// ([`ServerConfig::cookie`], or the default) stretched to at least that budget, so the cookie
-/// stays under the current or previous secret for at least as long.
+/// ([`ServerConfig::cookie`], or the default) stretched to at least the longest budget of
+/// this server's associations ([`CommonConfig::longest_handshake_timeout`]: a link profile's
+/// policy may allow more than the configured budget), so the cookie stays under the current
+/// or previous secret for at least as long.
+///
+/// [`CommonConfig::longest_handshake_timeout`]: crate::CommonConfig::longest_handshake_timeout
 pub fn cookie13_config(config: &ServerConfig) -> CookieConfig {
-    let budget = config.common.retransmit.handshake_timeout;
+    let budget = config.common.longest_handshake_timeout();
     let c13 = config.cookie.unwrap_or_default();
     CookieConfig { rotate_every: c13.rotate_every.max(budget), lifetime: c13.lifetime.max(budget) }
 }

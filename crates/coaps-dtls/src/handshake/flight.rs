@@ -152,6 +152,15 @@ pub trait RetransmitPolicy: Send + Sync + fmt::Debug {
 pub trait RetransmitPolicyFactory: Send + Sync + fmt::Debug {
     /// The policy for a new association; called once, before its first flight.
     fn build(&self, context: &PolicyContext) -> Box<dyn RetransmitPolicy>;
+
+    /// The longest [`RetransmitPolicy::handshake_timeout`] of the policies this factory
+    /// builds, if any sets one. Server-wide timing that must outlast every handshake reads it
+    /// through [`CommonConfig::longest_handshake_timeout`](crate::CommonConfig::longest_handshake_timeout),
+    /// such as the lifetime of DTLS 1.3 HelloRetryRequest cookies
+    /// ([`cookie13_config`](crate::gate::cookie13_config)). Default `None`.
+    fn longest_handshake_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What is known about an association when its policy is built.

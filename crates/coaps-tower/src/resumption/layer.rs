@@ -201,6 +201,26 @@ impl<S> Layer<S> for ResumptionLayer {
     }
 }
 
+/// Runs the store futures together and yields their results in their order (at most
+/// `MAX_KEYS_PER_HELLO` of them: polling every pending one on each wake is cheap).
+async fn join_all<T>(mut futures: Vec<super::StoreFuture<'_, T>>) -> Vec<Result<T, super::StoreError>> {
+    let mut results: Vec<Option<Result<T, super::StoreError>>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(results.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => *slot = Some(r),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
 /// What to fetch for one proven ClientHello: each key, and whether to take it.
 pub(crate) type Wanted = Vec<(Vec<u8>, bool)>;
 
@@ -244,18 +264,30 @@ impl Shared {
         // early data single use across every node sharing the store (§8.1).
         let first_ticket = offered.psk_identities().next();
         let take_first = offered.early_data();
+        // RFC 5077 §3.4: beside a ticket the session ID is the client's own random choice (to
+        // see whether the ticket was accepted), not one we issued; when the ticket is a
+        // stateless one the engine opens, looking that ID up could only miss.
+        let own_ticket = offered.session_ticket().is_some_and(|t| self.names_a_ticket_key(t));
+        let client_id = offered.session_id().filter(|_| own_ticket);
         let mut wanted: Wanted = Vec::new();
         for key in offered.keys().take(MAX_KEYS_PER_HELLO) {
             if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
                 continue;
             }
-            if self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(key)) {
+            if client_id.is_some_and(|id| std::ptr::eq(id, key)) {
+                continue;
+            }
+            if self.names_a_ticket_key(key) {
                 continue;
             }
             let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
             wanted.push((key.to_vec(), take));
         }
         Ok((!wanted.is_empty()).then_some(wanted))
+    }
+
+    fn names_a_ticket_key(&self, ticket: &[u8]) -> bool {
+        self.ticket_keys.as_ref().is_some_and(|k| k.names_a_key(ticket))
     }
 
     fn wiring_error(&self, d: &Datagram, message: &'static str) -> WiringError {
@@ -278,56 +310,57 @@ impl Shared {
     }
 
     /// Fetches and decodes the wanted sessions. Never fails: what cannot be fetched is left
-    /// out (a full handshake).
+    /// out (a full handshake). The look-ups run concurrently, so a hello offering several
+    /// keys waits for the slowest look-up, not for their sum, and all of them together are
+    /// bounded by one [`ResumptionLayer::lookup_timeout`].
     pub(crate) async fn fetch(self: Arc<Self>, wanted: Wanted) -> Vec<FetchedSession> {
         self.counters.hellos_looked_up.fetch_add(1, Ordering::Relaxed);
-        let work = async {
-            let mut out = Vec::with_capacity(wanted.len());
-            for (key, take) in &wanted {
-                let r = if *take { self.store.take(key).await } else { self.store.get(key).await };
-                let bytes = match r {
-                    Ok(Some(b)) => b,
-                    Ok(None) => {
-                        // Not written yet (the write runs on a task): the issued session from
-                        // memory. What the store holds always wins over this copy.
-                        if !*take && let Some(s) = self.pending_session(key) {
-                            self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
-                            out.push(FetchedSession::from_get(s));
-                        } else {
-                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        self.store_error("session look-up failed: full handshake", &e);
-                        break;
-                    }
-                };
-                let now = Instant::now();
-                match Session::decode(&bytes, now, (self.wall_clock)()) {
-                    Ok(s) if s.store_key() == &key[..] && !s.is_expired(now) => {
-                        self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
-                        out.push(if *take { FetchedSession::from_take(s) } else { FetchedSession::from_get(s) });
-                    }
-                    Ok(_) => {
-                        self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("stored session refused: expired or stored under another key");
-                    }
-                    Err(e) => {
-                        self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(error = %e, "stored session refused");
-                    }
-                }
-            }
-            out
-        };
-        match tokio::time::timeout(self.lookup_timeout, work).await {
-            Ok(out) => out,
+        let lookups: Vec<_> =
+            wanted.iter().map(|(key, take)| if *take { self.store.take(key) } else { self.store.get(key) }).collect();
+        let results = match tokio::time::timeout(self.lookup_timeout, join_all(lookups)).await {
+            Ok(results) => results,
             Err(_) => {
                 self.store_error("session look-up timed out: full handshake", &super::StoreError::Timeout);
-                Vec::new()
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for ((key, take), r) in wanted.iter().zip(results) {
+            let bytes = match r {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    // Not written yet (the write runs on a task): the issued session from
+                    // memory. What the store holds always wins over this copy.
+                    if !*take && let Some(s) = self.pending_session(key) {
+                        self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                        out.push(FetchedSession::from_get(s));
+                    } else {
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.store_error("session look-up failed: full handshake", &e);
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match Session::decode(&bytes, now, (self.wall_clock)()) {
+                Ok(s) if s.store_key() == &key[..] && !s.is_expired(now) => {
+                    self.counters.sessions_fetched.fetch_add(1, Ordering::Relaxed);
+                    out.push(if *take { FetchedSession::from_take(s) } else { FetchedSession::from_get(s) });
+                }
+                Ok(_) => {
+                    self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("stored session refused: expired or stored under another key");
+                }
+                Err(e) => {
+                    self.counters.entries_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "stored session refused");
+                }
             }
         }
+        out
     }
 
     /// An issued session still on its way to the store.
@@ -364,5 +397,61 @@ impl Shared {
             shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             tracing::trace!(%peer, "issued session written back");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::StoreFuture;
+    use super::*;
+    use coaps_dtls::Zeroizing;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Answers every look-up with a miss after `delay`, counting how many run at once.
+    #[derive(Debug, Default)]
+    struct SlowStore {
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl SlowStore {
+        fn lookup(&self) -> StoreFuture<'_, Option<Zeroizing<Vec<u8>>>> {
+            Box::pin(async move {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(None)
+            })
+        }
+    }
+
+    impl AsyncSessionStore for SlowStore {
+        fn put<'a>(&'a self, _: &'a [u8], _: Zeroizing<Vec<u8>>, _: Duration) -> StoreFuture<'a, ()> {
+            Box::pin(async { Ok(()) })
+        }
+        fn get<'a>(&'a self, _: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
+            self.lookup()
+        }
+        fn take<'a>(&'a self, _: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
+            self.lookup()
+        }
+    }
+
+    /// Four keys, each a 300 ms look-up, under a 500 ms bound: one after another they would
+    /// run out the bound (a full handshake counted as a store error); together they finish
+    /// in 300 ms with four misses.
+    #[tokio::test(start_paused = true)]
+    async fn the_keys_of_one_hello_are_looked_up_together() {
+        let store = Arc::new(SlowStore::default());
+        let layer = ResumptionLayer::without_cookie_layer(store.clone()).lookup_timeout(Duration::from_millis(500));
+        let wanted: Wanted = (0..MAX_KEYS_PER_HELLO as u8).map(|i| (vec![i; 32], i == 0)).collect();
+        let start = tokio::time::Instant::now();
+        let fetched = layer.shared.clone().fetch(wanted).await;
+        assert!(fetched.is_empty());
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+        assert_eq!(store.most_in_flight.load(Ordering::SeqCst), MAX_KEYS_PER_HELLO);
+        let stats = layer.stats();
+        assert_eq!((stats.misses, stats.store_errors), (MAX_KEYS_PER_HELLO as u64, 0), "{stats:?}");
     }
 }

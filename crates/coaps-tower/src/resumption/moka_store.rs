@@ -1,15 +1,17 @@
 use super::{AsyncSessionStore, StoreFuture};
+use coaps_dtls::crypto::CryptoProvider;
+use coaps_dtls::crypto::rustcrypto::RustCrypto;
 use coaps_dtls::{DEFAULT_SESSION_LIFETIME, Zeroizing};
 use moka::Expiry;
 use moka::future::Cache;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the cache itself spends per entry beside the key and value bytes (moka's entry,
-/// key hash, access-order and timer nodes, the `Arc`s; measured by `benches/resumption.rs`),
-/// so the byte bound holds for the heap and not only for the payloads.
-pub const ENTRY_OVERHEAD: u32 = 360;
+/// key hash, access-order and timer nodes, its hash-table slot; measured by
+/// `benches/resumption.rs`), so the byte bound holds for the heap and not only for the
+/// payloads.
+pub const ENTRY_OVERHEAD: u32 = 292;
 
 /// Limits of a [`MokaStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +36,36 @@ impl Default for MokaConfig {
     }
 }
 
+/// Longest store key kept as it is: DTLS 1.2 session IDs (RFC 5246 §7.4.1.2) and this
+/// crate's stateful ticket IDs fit.
+const INLINE_KEY: usize = 32;
+/// First byte of a [`CacheKey`] made from the SHA-256 of a longer store key; inline keys
+/// start with their length (0..=32), so the two kinds never meet.
+const HASHED_KEY: u8 = 0xff;
+
+/// A store key as the cache holds it: one fixed-size array (moka boxes the key once, so a
+/// `Vec` would cost a second allocation and its 24-byte header per session). Longer keys
+/// (RFC 5077 tickets of other formats) are kept by their SHA-256: telling two such keys
+/// apart then rests on SHA-256's collision resistance, as the ticket's own MAC does.
+type CacheKey = [u8; 1 + INLINE_KEY];
+
+fn cache_key(key: &[u8]) -> CacheKey {
+    let mut k = [0u8; 1 + INLINE_KEY];
+    if key.len() <= INLINE_KEY {
+        k[0] = key.len() as u8;
+        k[1..=key.len()].copy_from_slice(key);
+    } else {
+        k[0] = HASHED_KEY;
+        k[1..].copy_from_slice(&RustCrypto.sha256_parts(&[key]));
+    }
+    k
+}
+
+/// One cached session: its encoded bytes in one exact-size allocation (wiped on drop) and
+/// its expiry. Cloned (copied) only by a `get`, which hands out a copy anyway.
 #[derive(Clone)]
 struct Entry {
-    bytes: Arc<Zeroizing<Vec<u8>>>,
-    ttl: Duration,
+    bytes: Zeroizing<Box<[u8]>>,
     /// The cache's expiry runs on its own clock and its maintenance may lag: `get` and
     /// `take` check this too, so an expired session is never handed out.
     expires: Instant,
@@ -45,19 +73,19 @@ struct Entry {
 
 struct PerEntryTtl;
 
-impl Expiry<Vec<u8>, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &Vec<u8>, value: &Entry, _created_at: Instant) -> Option<Duration> {
-        Some(value.ttl)
+impl Expiry<CacheKey, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &CacheKey, value: &Entry, created_at: Instant) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(created_at))
     }
 
     fn expire_after_update(
         &self,
-        _key: &Vec<u8>,
+        _key: &CacheKey,
         value: &Entry,
-        _updated_at: Instant,
+        updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.expires.saturating_duration_since(updated_at))
     }
 }
 
@@ -68,7 +96,7 @@ impl Expiry<Vec<u8>, Entry> for PerEntryTtl {
 /// Clones share the cache.
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<Vec<u8>, Entry>,
+    cache: Cache<CacheKey, Entry>,
     config: MokaConfig,
 }
 
@@ -92,7 +120,7 @@ impl MokaStore {
         let floor = u32::try_from(max_bytes.div_ceil(max_entries)).unwrap_or(u32::MAX);
         let mut builder = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(move |key: &Vec<u8>, value: &Entry| -> u32 {
+            .weigher(move |key: &CacheKey, value: &Entry| -> u32 {
                 let bytes = key.len().saturating_add(value.bytes.len());
                 u32::try_from(bytes).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD).max(floor)
             })
@@ -126,8 +154,9 @@ impl MokaStore {
         self.cache.run_pending_tasks().await;
     }
 
-    fn fresh(entry: Entry) -> Option<Zeroizing<Vec<u8>>> {
-        (Instant::now() < entry.expires).then(|| Zeroizing::new(entry.bytes.to_vec()))
+    fn fresh(mut entry: Entry) -> Option<Zeroizing<Vec<u8>>> {
+        // The entry is this call's own copy: its buffer moves out without another copy.
+        (Instant::now() < entry.expires).then(|| Zeroizing::new(std::mem::take(&mut *entry.bytes).into_vec()))
     }
 }
 
@@ -139,25 +168,29 @@ impl AsyncSessionStore for MokaStore {
             if ttl.is_zero() {
                 return Ok(());
             }
-            self.cache.insert(key.to_vec(), Entry { bytes: Arc::new(session), ttl, expires }).await;
+            // A copy of exactly the session's length: shrinking the `Vec` in place could
+            // leave its old buffer unwiped in the allocator.
+            let bytes = Zeroizing::new(Box::<[u8]>::from(&session[..]));
+            self.cache.insert(cache_key(key), Entry { bytes, expires }).await;
             Ok(())
         })
     }
 
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
-        Box::pin(async move { Ok(self.cache.get(key).await.and_then(Self::fresh)) })
+        Box::pin(async move { Ok(self.cache.get(&cache_key(key)).await.and_then(Self::fresh)) })
     }
 
     fn take<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
         // moka's remove takes the entry out of its concurrent map in one step: of concurrent
         // removes of a key, one gets the value.
-        Box::pin(async move { Ok(self.cache.remove(key).await.and_then(Self::fresh)) })
+        Box::pin(async move { Ok(self.cache.remove(&cache_key(key)).await.and_then(Self::fresh)) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn bytes(n: usize, v: u8) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(vec![v; n])
@@ -180,6 +213,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(store.get(b"c").await.unwrap().is_none(), "past the store's lifetime cap");
         assert!(store.take(b"c").await.unwrap().is_none());
+    }
+
+    /// Keys up to 32 bytes are kept as they are, longer ones by their hash: every length
+    /// and content stays a key of its own.
+    #[tokio::test]
+    async fn keys_of_every_length_stay_apart() {
+        let store = MokaStore::new(MokaConfig::default());
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![7; 31],
+            vec![7; 32],
+            vec![7; 33],
+            [&[7u8; 32][..], &[0]].concat(),
+            vec![9; 200],
+            [&[9u8; 199][..], &[8]].concat(),
+            [&[HASHED_KEY][..], &[0; 32]].concat(),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            store.put(k, bytes(5, i as u8), Duration::from_secs(60)).await.unwrap();
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(store.get(k).await.unwrap().unwrap()[..], [i as u8; 5], "key {i} ({} bytes)", k.len());
+        }
+        assert!(store.get(&[9; 201]).await.unwrap().is_none());
+        assert!(store.take(&[7; 33]).await.unwrap().is_some());
+        assert!(store.get(&[7; 33]).await.unwrap().is_none());
+        assert!(store.get(&[7; 32]).await.unwrap().is_some(), "its 32-byte prefix is another key");
     }
 
     #[tokio::test]

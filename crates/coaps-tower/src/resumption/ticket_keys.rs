@@ -12,11 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Time is cut into periods of [`TicketKeys::rotate_every`] counted from the Unix epoch; each
 /// period has one key in the store under [`KeySpace::TicketKeys`], made by whichever node asks
 /// for it first ([`AsyncSessionStore::put_if_absent`]: Redis `SET NX`) and kept for three
-/// periods. A node seals under the current period's key and opens under it and the previous
-/// period's, so rotation needs no coordination beyond the store and every node's wall clock.
-/// Around a period boundary, nodes whose clocks differ (or that have not refreshed yet)
-/// disagree on the current key for up to the refresh interval plus the clock difference; a
-/// ticket caught in that window gets a full handshake.
+/// periods. A node seals under the current period's key and opens under it, the previous
+/// period's and the next period's (published a period ahead), so rotation needs no
+/// coordination beyond the store and every node's wall clock. Around a period boundary, nodes
+/// whose clocks differ (or that have not refreshed yet) disagree on the current key for up to
+/// the refresh interval plus the clock difference; as long as that is under a period, each
+/// still opens what the others seal (the laggard holds the new key as next, the others the
+/// old one as previous), so a rotation costs no full handshakes.
 ///
 /// Until the first [`TicketKeySync::refresh`] succeeds (the store is unreachable at start),
 /// the handle holds a key of this process only.
@@ -50,8 +52,15 @@ impl TicketKeySync {
         self.keys.clone()
     }
 
-    /// Loads (or makes) the current and the previous period's keys from the store and installs
-    /// them.
+    /// The wall clock that cuts time into periods; default `SystemTime::now`. Two syncs with
+    /// different clocks act as nodes whose clocks differ.
+    pub fn wall_clock(mut self, wall_clock: fn() -> SystemTime) -> Self {
+        self.wall_clock = wall_clock;
+        self
+    }
+
+    /// Loads (or makes) the current, the previous and the next period's keys from the store
+    /// and installs them.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let period = self.keys.rotate_every().as_secs();
         let now = (self.wall_clock)().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -61,7 +70,8 @@ impl TicketKeySync {
             Some(e) => Some(self.key_for(e).await?),
             None => None,
         };
-        self.keys.install(current, previous);
+        let next = self.key_for(epoch.saturating_add(1)).await?;
+        self.keys.install_with_next(current, previous, Some(next));
         Ok(())
     }
 

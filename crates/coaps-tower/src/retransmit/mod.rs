@@ -27,9 +27,12 @@
 //! installed factory leaves the cookie sample to this layer
 //! ([`LinkPolicyFactory::take_cookie_samples`]), so it is not counted twice. Without a cookie
 //! layer in front (the endpoint's own gate), install a plain [`LinkPolicyFactory`] instead.
-//! Give the cookies a lifetime that outlives the clients' retransmissions
-//! ([`LinkProfile::cookie_lifetime`]): on a long-delay link a second ClientHello may be resent
-//! for minutes.
+//! DTLS 1.3 cookies then outlive the installed profiles' longest handshake budget by
+//! themselves (a 1.3 client takes one HelloRetryRequest only, RFC 8446 §4.1.4; see
+//! [`cookie13_config`](coaps_dtls::gate::cookie13_config)); a DTLS 1.2 client whose late second
+//! ClientHello carries an expired cookie gets a fresh HelloVerifyRequest, so 1.2 cookies can
+//! keep their lifetime ([`LinkProfile::cookie_lifetime`] says how long they would have to live
+//! to spare that round trip).
 //!
 //! # Example
 //!
