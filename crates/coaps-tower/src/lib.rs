@@ -27,6 +27,7 @@ pub mod handshake;
 pub mod resumption;
 pub mod retransmit;
 pub mod session_cache;
+pub mod shard;
 pub mod transport;
 pub mod types;
 
