@@ -126,6 +126,7 @@ impl CryptoProvider for RustCrypto {
 }
 
 /// Whether `bytes` is a P-256 scalar in [1, n-1] (big-endian), the range a private key must be in.
+#[cfg(feature = "aws-lc")]
 pub(crate) fn is_valid_p256_scalar(bytes: &[u8; 32]) -> bool {
     p256::SecretKey::from_bytes(&p256::FieldBytes::from(*bytes)).is_ok()
 }
