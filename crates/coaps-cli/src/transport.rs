@@ -164,7 +164,7 @@ where
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, associations) = stack(config.clone(), link.clone(), app.clone(), sessions.clone());
+                let (service, associations) = stack(config.clone(), link, app.clone(), sessions.clone());
                 Shard::new(service).out_of_band(associations)
             },
             shutdown,
