@@ -1,6 +1,6 @@
 //! Cryptography behind a small provider trait, so the state machines do not depend on one
 //! implementation. [`rustcrypto::RustCrypto`] is the default provider; with the cargo feature
-//! `aws-lc`, [`aws_lc::AwsLc`] (on aws-lc-rs) is also available and becomes the default that
+//! `aws-lc`, `aws_lc::AwsLc` (on aws-lc-rs) is also available and becomes the default that
 //! [`providers::default_provider`] and `Config` pick.
 
 #[cfg(feature = "aws-lc")]

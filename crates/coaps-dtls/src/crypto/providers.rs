@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::CryptoProvider;
 
-/// The provider a `Config` starts with: [`super::aws_lc::AwsLc`] when the crate is built with the
+/// The provider a `Config` starts with: `aws_lc::AwsLc` when the crate is built with the
 /// `aws-lc` feature, [`super::rustcrypto::RustCrypto`] otherwise.
 pub fn default_provider() -> Arc<dyn CryptoProvider> {
     #[cfg(feature = "aws-lc")]
