@@ -10,6 +10,9 @@
 //! cookie (the server default), and the ECDSA and PSK ones without it. Their table rows compare
 //! with OpenSSL's DTLS 1.2 figure for the nearest mode, measured in this run.
 //!
+//! Each mode runs once per crypto provider of the build: `coaps` is the default RustCrypto
+//! provider, and with `--features aws-lc` also `coaps-aws-lc`; a table per provider.
+//!
 //! Time is this thread's CPU time (see `coaps_bench_support::cpu`; `COAPS_BENCH_WALL=1` for
 //! wall time). `cargo bench --bench handshake [-- FILTER]`; a ratio table is printed at the end.
 
@@ -17,6 +20,8 @@ use coaps_bench_support::cpu::{ThreadCpuTime, wall_time_requested};
 use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{Mode, ossl, ours};
 use coaps_dtls::CipherSuite;
+use coaps_dtls::crypto::CryptoProvider;
+use coaps_dtls::crypto::providers::all_providers;
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;
@@ -65,26 +70,37 @@ fn openssl_group(case: &Case) -> String {
     format!("handshake/{}{}", if case.resume { "resumed-" } else { "" }, case.mode)
 }
 
+/// The criterion function id of the engine on `provider`: `coaps` for the default RustCrypto
+/// provider (the id earlier runs used), `coaps-<name>` for the others.
+fn function_id(provider: &dyn CryptoProvider) -> String {
+    match provider.name() {
+        "rustcrypto" => "coaps".to_owned(),
+        other => format!("coaps-{other}"),
+    }
+}
+
 fn bench<M: Measurement>(c: &mut Criterion<M>) {
     for case in cases() {
         let mut g = c.benchmark_group(&case.name);
         g.throughput(Throughput::Elements(1));
         let resume = case.resume;
-        let mut ours = match case.v13 {
-            None => ours::Harness::new(case.mode),
-            Some(cookie) => ours::Harness::with13(case.mode, SUITE13, |s| {
+        // Every provider of this build (RustCrypto; aws-lc-rs with `--features aws-lc`).
+        for provider in all_providers() {
+            let suite13 = case.v13.map(|_| SUITE13);
+            let cookie = case.v13.unwrap_or(true);
+            let mut ours = ours::Harness::with_provider_of(case.mode, suite13, &provider, |s| {
                 if !cookie {
                     s.cookie = None;
                 }
-            }),
-        };
-        if case.psk_ke {
-            ours.tweak_client(|c| c.resumption_key_exchange = coaps_dtls::ResumptionKeyExchange::PskKe);
+            });
+            if case.psk_ke {
+                ours.tweak_client(|c| c.resumption_key_exchange = coaps_dtls::ResumptionKeyExchange::PskKe);
+            }
+            if resume {
+                ours.prime_session();
+            }
+            g.bench_function(function_id(&*provider), |b| b.iter(|| black_box(ours.handshake(resume))));
         }
-        if resume {
-            ours.prime_session();
-        }
-        g.bench_function("coaps", |b| b.iter(|| black_box(ours.handshake(resume))));
         if case.v13.is_none() {
             let mut theirs = ossl::Harness::new(case.mode);
             if resume {
@@ -98,11 +114,19 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
 
 fn table() {
     let root = env!("CARGO_MANIFEST_DIR");
+    for provider in all_providers() {
+        let id = function_id(&*provider);
+        println!("\n{} provider (criterion function `{id}`):", provider.name());
+        table_for(root, &id);
+    }
+}
+
+fn table_for(root: &str, id: &str) {
     let rows: Vec<_> = cases()
         .into_iter()
         .filter_map(|case| {
             let theirs = openssl_group(&case);
-            Some((mean_ns(root, &case.name, "coaps")?, mean_ns(root, &theirs, "openssl")?, case.name, theirs))
+            Some((mean_ns(root, &case.name, id)?, mean_ns(root, &theirs, "openssl")?, case.name, theirs))
         })
         .collect();
     if rows.is_empty() {

@@ -253,7 +253,7 @@ fn alg_of(b: u8) -> AeadAlgorithm {
 
 /// Record protection under fixed keys derived from `label`.
 pub fn fixed_protection(alg: AeadAlgorithm, label: u8) -> RecordProtection13 {
-    let keys = TrafficKeys::derive(alg, &Secret::from_bytes([label; 32]));
+    let keys = TrafficKeys::derive(&RustCrypto, alg, &Secret::from_bytes([label; 32]));
     RecordProtection13::new(&RustCrypto, &keys).expect("keys")
 }
 

@@ -3,8 +3,8 @@
 use crate::{Mode, Outcome, PSK_IDENTITY, PSK_KEY, Wire, read_data};
 use coaps_dtls::CipherSuite;
 use coaps_dtls::cert::{self, WebPkiVerifier};
-use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
+use coaps_dtls::crypto::{CryptoProvider, SeededRng};
 use coaps_dtls::{
     CertifiedKey, ClientConfig, CommonConfig, DtlsVersion, Endpoint, Event, PeerVerifier, Psk, ServerConfig, Session,
     StaticPsks, suites,
@@ -48,6 +48,23 @@ pub fn configs(mode: Mode) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
+/// `configs` (or [`configs13`]) with `provider` on both sides, the server's certificate key
+/// included (so that its signatures are that provider's too).
+pub fn with_provider(
+    (mut server, mut client): (Arc<ServerConfig>, Arc<ClientConfig>),
+    provider: &Arc<dyn CryptoProvider>,
+) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let s = Arc::make_mut(&mut server);
+    s.common.provider = provider.clone();
+    if let Some(cert) = &mut s.cert {
+        let sk = cert::load_private_key_pem(&read_data("server.key")).expect("key");
+        let bytes: [u8; 32] = sk.to_bytes().into();
+        cert.key = provider.ecdsa_p256_signing_key(&bytes).expect("key");
+    }
+    Arc::make_mut(&mut client).common.provider = provider.clone();
+    (server, client)
+}
+
 /// DTLS 1.3 configurations: `mode` says how to authenticate (a PSK mode: external PSK, which
 /// the server takes as psk_dhe_ke since the client always sends a key share; the ECDSA mode:
 /// the P-256 certificate), `suite` is the only 1.3 suite offered. Otherwise as [`configs`].
@@ -83,6 +100,21 @@ impl Harness {
     /// [`Harness::prime_session`] then keeps the ticket the server sends after the handshake.
     pub fn with13(mode: Mode, suite: CipherSuite, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         Self::from_configs(configs13(mode, suite), tweak)
+    }
+
+    /// [`Harness::with`] (`suite13` = `None`) or [`Harness::with13`] with `provider` on both
+    /// sides (see [`with_provider`]).
+    pub fn with_provider_of(
+        mode: Mode,
+        suite13: Option<CipherSuite>,
+        provider: &Arc<dyn CryptoProvider>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let configs = match suite13 {
+            None => configs(mode),
+            Some(suite) => configs13(mode, suite),
+        };
+        Self::from_configs(with_provider(configs, provider), tweak)
     }
 
     fn from_configs(

@@ -13,6 +13,10 @@
 //! `dtls12/<mode>`: the engine's DTLS 1.2 and OpenSSL's for the nearest modes, for "1.3 beside
 //! 1.2" in the same run.
 //!
+//! With `--features aws-lc` the engine pair also runs on the aws-lc-rs provider
+//! (`coaps-aws-lc`); `coaps` is always the RustCrypto provider. The cross pairs use the
+//! build's default provider (aws-lc-rs with the feature).
+//!
 //! Suite: TLS_CHACHA20_POLY1305_SHA256 (`COAPS_BENCH_SUITE13=aes128gcm` for
 //! TLS_AES_128_GCM_SHA256), P-256 only, MTU 1152 on both stacks. Time is this thread's CPU time
 //! (`COAPS_BENCH_WALL=1` for wall time). A ratio table is printed at the end.
@@ -22,7 +26,8 @@ use coaps_bench_support::report::{duration, mean_ns, per_second};
 use coaps_bench_support::{Mode, ossl, ours};
 use coaps_bench_wolfssl::wolf::{Conn, Ctx};
 use coaps_bench_wolfssl::{Auth, Suite13, Traffic, coaps, handshake};
-use coaps_dtls::crypto::SeededRng;
+use coaps_dtls::crypto::providers::all_providers;
+use coaps_dtls::crypto::{CryptoProvider, SeededRng};
 use coaps_dtls::{ClientConfig, Endpoint, ServerConfig};
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
@@ -212,16 +217,23 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suite: Suite13, traffic: &mut Vec
         g.throughput(Throughput::Elements(1));
         let resume = case.resume;
 
-        let mut ours = ours::Harness::with13(case.mode(), suite.coaps(), |s| {
-            if !case.cookie {
-                s.cookie = None;
+        // The engine pair once per provider of the build: `coaps` on RustCrypto, and with
+        // `--features aws-lc` also `coaps-aws-lc`.
+        for provider in all_providers() {
+            let mut ours = ours::Harness::with_provider_of(case.mode(), Some(suite.coaps()), &provider, |s| {
+                if !case.cookie {
+                    s.cookie = None;
+                }
+            });
+            if resume {
+                ours.prime_session();
             }
-        });
-        if resume {
-            ours.prime_session();
+            let id = engine_id(&*provider);
+            if id == PAIRS[0] {
+                traffic.push((case.label.into(), PAIRS[0], from_wire(ours.handshake(resume))));
+            }
+            g.bench_function(id, |b| b.iter(|| black_box(ours.handshake(resume))));
         }
-        traffic.push((case.label.into(), PAIRS[0], from_wire(ours.handshake(resume))));
-        g.bench_function(PAIRS[0], |b| b.iter(|| black_box(ours.handshake(resume))));
 
         let mut wolf = WolfPair::new(case, suite);
         traffic.push((case.label.into(), PAIRS[1], prime_and_check(resume, |_| wolf.run(Some(suite)))));
@@ -260,7 +272,9 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suite: Suite13, traffic: &mut Vec
         let mut g = c.benchmark_group(case.group12());
         g.throughput(Throughput::Elements(1));
         let resume = case.resume;
-        let mut ours = ours::Harness::new(case.mode());
+        // RustCrypto explicitly: with `--features aws-lc` the default provider is aws-lc-rs.
+        let rustcrypto: Arc<dyn CryptoProvider> = Arc::new(coaps_dtls::crypto::rustcrypto::RustCrypto);
+        let mut ours = ours::Harness::with_provider_of(case.mode(), None, &rustcrypto, |_| {});
         let mut theirs = ossl::Harness::new(case.mode());
         if resume {
             ours.prime_session();
@@ -269,6 +283,14 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, suite: Suite13, traffic: &mut Vec
         g.bench_function("coaps", |b| b.iter(|| black_box(ours.handshake(resume))));
         g.bench_function("openssl", |b| b.iter(|| black_box(theirs.handshake(resume))));
         g.finish();
+    }
+}
+
+/// The criterion function id of the engine pair on `provider` (`coaps` for RustCrypto).
+fn engine_id(provider: &dyn CryptoProvider) -> String {
+    match provider.name() {
+        "rustcrypto" => PAIRS[0].to_owned(),
+        other => format!("coaps-{other}"),
     }
 }
 
@@ -290,20 +312,22 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 fn table(suite: Suite13, traffic: &[(String, &'static str, Traffic)]) {
     println!(
         "\n| DTLS 1.3 mode | coaps ↔ coaps | wolfSSL ↔ wolfSSL | coaps/wolfSSL rate | coaps client → wolfSSL server | \
-         wolfSSL client → coaps server | DTLS 1.2 row | coaps 1.2 | OpenSSL 1.2 |"
+         wolfSSL client → coaps server | DTLS 1.2 row | coaps 1.2 | OpenSSL 1.2 | coaps-aws-lc ↔ coaps-aws-lc | \
+         aws-lc/wolfSSL rate |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     let mut any = false;
     for case in CASES {
         let g = case.group();
         let [ours, wolf, c2w, w2c] = PAIRS.map(|p| rate(&g, p));
+        let fast = rate(&g, "coaps-aws-lc");
         if [ours, wolf, c2w, w2c].iter().all(Option::is_none) {
             continue;
         }
         any = true;
         let g12 = case.group12();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             case.label,
             cell(ours),
             cell(wolf),
@@ -313,6 +337,8 @@ fn table(suite: Suite13, traffic: &[(String, &'static str, Traffic)]) {
             g12.trim_start_matches("dtls12/"),
             cell(rate(&g12, "coaps")),
             cell(rate(&g12, "openssl")),
+            cell(fast),
+            ratio(fast, wolf),
         );
     }
     if !any {

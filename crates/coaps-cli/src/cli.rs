@@ -225,6 +225,10 @@ pub struct ServeArgs {
     /// Most DTLS associations at once.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_peers: u32,
+    /// Threads serving associations, each with its own share of the peers (routed by address)
+    /// and its own timers. Default: the available parallelism (cores) of the machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// The network clients reach the server over, which sizes the handshake retransmission
     /// timers and the CoAP deduplication lifetime: ethernet, wifi, 802.15.4, lte-m, nb-iot,
     /// satellite, or auto (RFC timers until a client's RTT is measured, then adaptive).

@@ -36,7 +36,11 @@ pub fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
             ));
         }
     }
-    Ok(CertifiedKey { chain, key: Arc::new(signing) })
+    // The build's default provider signs (aws-lc-rs with the `aws-lc` feature).
+    let key = coaps_dtls::crypto::providers::default_provider()
+        .ecdsa_p256_signing_key(&bytes)
+        .map_err(|e| format!("private key file `{}`: {e}", key.display()))?;
+    Ok(CertifiedKey { chain, key })
 }
 
 /// A verifier trusting the CA certificates in a PEM file.

@@ -94,7 +94,8 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
             bind_udp(v4).map_err(|e| format!("cannot listen on {DEFAULT_LISTEN} ({e6}) nor on {v4}: {e}"))
         }),
     };
-    let sock = match std_sock.and_then(|s| tokio::net::UdpSocket::from_std(s).map_err(|e| e.to_string())) {
+    let threads = args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from);
+    let sock = match std_sock {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e} (is another server on that port? use --listen ADDR:PORT)");
@@ -115,6 +116,7 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         );
     }
     let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(threads, "serving");
     let mut modes = Vec::new();
     if !setup.identities.is_empty() {
         modes.push(format!(
@@ -154,17 +156,29 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     };
     // Harmless without --early-data: no request then arrives as early data.
     let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
-    match crate::transport::serve(
-        sock,
-        Arc::new(setup.config),
-        args.link,
-        &args.link_prefix,
-        app,
-        shutdown_signal(),
-        sessions,
-    )
-    .await
-    {
+    let config = Arc::new(setup.config);
+    let served = if threads > 1 {
+        crate::transport::serve_sharded(
+            sock,
+            threads,
+            config,
+            args.link,
+            &args.link_prefix,
+            app,
+            shutdown_signal(),
+            sessions,
+        )
+        .await
+    } else {
+        match tokio::net::UdpSocket::from_std(sock) {
+            Ok(sock) => {
+                crate::transport::serve(sock, config, args.link, &args.link_prefix, app, shutdown_signal(), sessions)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    };
+    match served {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

@@ -31,6 +31,7 @@ use coaps_tower::block::client::BlockError;
 use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::observe::{ObserveConfig, ObserveLayer, Observers};
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
+use coaps_tower::shard::{Shard, ShardedServer};
 use coaps_tower::transport::Server;
 use coaps_tower::{
     BoxError, Client, ClientOptions, CoapConfig, CoapLayer, CookieLayer, HandshakeLayer, RetransmitLayer,
@@ -145,7 +146,63 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
+    let (service, associations) = stack(Arc::unwrap_or_clone(config), link, link_prefixes, app, sessions);
+    Server::new(sock).out_of_band(associations).serve(service, shutdown).await
+}
+
+/// [`serve`] on `threads` threads ([`ShardedServer`]): each thread runs its own stack (its own
+/// association table, timers, cookie and retransmit layers, at most `config.max_connections /
+/// threads` associations), with datagrams routed by peer address; `sessions` and the ticket
+/// keys are shared, so a client resumes whichever thread it lands on.
+pub async fn serve_sharded<A>(
+    sock: std::net::UdpSocket,
+    threads: usize,
+    config: Arc<ServerConfig>,
+    link: coaps_dtls::LinkProfile,
+    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
+    app: A,
+    shutdown: impl Future<Output = ()>,
+    sessions: Arc<dyn AsyncSessionStore>,
+) -> Result<(), BoxError>
+where
+    A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + Sync + 'static,
+    A::Error: Into<BoxError> + Send,
+    A::Future: Send + 'static,
+{
+    let threads = threads.max(1);
     let mut config = Arc::unwrap_or_clone(config);
+    config.max_connections = config.max_connections.div_ceil(threads);
+    let link_prefixes = link_prefixes.to_vec();
+    let stats = ShardedServer::new(sock, threads)
+        .serve(
+            move |_shard| {
+                let (service, associations) =
+                    stack(config.clone(), link, &link_prefixes, app.clone(), sessions.clone());
+                Shard::new(service).out_of_band(associations)
+            },
+            shutdown,
+        )
+        .await?;
+    tracing::info!(routed = ?stats.routed, dropped = stats.dropped, "sharded server stopped");
+    Ok(())
+}
+
+/// The server stack of [`serve`] for one socket loop (or one shard), and its associations.
+fn stack<A>(
+    mut config: ServerConfig,
+    link: coaps_dtls::LinkProfile,
+    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
+    app: A,
+    sessions: Arc<dyn AsyncSessionStore>,
+) -> (
+    impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>,
+    coaps_tower::Associations,
+)
+where
+    A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
+    A::Error: Into<BoxError> + Send,
+    A::Future: Send + 'static,
+{
     // DTLS 1.3 cookies outlive the longest handshake budget of the policies installed below
     // (`cookie13_config` asks the policy factory); DTLS 1.2 cookies keep their own lifetime,
     // since a 1.2 client whose late second ClientHello carries an expired cookie takes a
@@ -194,5 +251,5 @@ where
         .layer(BlockLayer::new())
         .layer(ObserveLayer::new(observers))
         .service(app);
-    Server::new(sock).out_of_band(associations).serve(service, shutdown).await
+    (service, associations)
 }

@@ -33,6 +33,7 @@ pub mod observe;
 pub mod resumption;
 pub mod retransmit;
 pub mod session_cache;
+pub mod shard;
 pub mod transport;
 pub mod types;
 

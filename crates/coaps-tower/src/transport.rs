@@ -151,7 +151,24 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully (see the
     /// [module docs](self)). Errors only when the service fails in `poll_ready` (tower's
     /// contract: it is then unusable); call errors are logged and the datagram forgotten.
-    pub async fn serve<S, F>(self, mut service: S, shutdown: F) -> Result<(), BoxError>
+    pub async fn serve<S, F>(self, service: S, shutdown: F) -> Result<(), BoxError>
+    where
+        S: Service<Datagram, Response = Transmits>,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        F: Future,
+    {
+        self.serve_from(None, service, shutdown).await
+    }
+
+    /// [`Server::serve`], reading datagrams from `inbound` instead of the socket when given (a
+    /// shard of [`crate::shard::ShardedServer`]); answers still go out through the socket.
+    pub(crate) async fn serve_from<S, F>(
+        self,
+        mut inbound: Option<tokio::sync::mpsc::Receiver<Datagram>>,
+        mut service: S,
+        shutdown: F,
+    ) -> Result<(), BoxError>
     where
         S: Service<Datagram, Response = Transmits>,
         S::Error: Into<BoxError>,
@@ -171,15 +188,25 @@ impl Server {
             })
         });
         tokio::pin!(shutdown);
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = if inbound.is_some() { Vec::new() } else { vec![0u8; MAX_DATAGRAM] };
         let mut result = Ok(());
         loop {
-            let (n, peer) = tokio::select! {
+            let datagram = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                r = socket.recv_from(&mut buf) => match r {
-                    Ok(r) => r,
-                    Err(e) => {
+                d = async {
+                    match inbound.as_mut() {
+                        Some(rx) => rx.recv().await.ok_or(None),
+                        None => match socket.recv_from(&mut buf).await {
+                            Ok((n, peer)) => Ok(Datagram::new(peer, buf[..n].to_vec())),
+                            Err(e) => Err(Some(e)),
+                        },
+                    }
+                } => match d {
+                    Ok(d) => d,
+                    // The router of a sharded server has stopped.
+                    Err(None) => break,
+                    Err(Some(e)) => {
                         // UDP errors (e.g. an ICMP error reported on the socket) concern one
                         // datagram, never the server.
                         tracing::debug!(error = %e, "recv_from failed");
@@ -187,7 +214,7 @@ impl Server {
                     }
                 },
             };
-            let datagram = Datagram::new(peer, buf[..n].to_vec());
+            let peer = datagram.peer;
             while calls.try_join_next().is_some() {}
             let permit = tokio::select! {
                 biased;

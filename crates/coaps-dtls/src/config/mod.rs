@@ -3,7 +3,6 @@
 pub mod early_data;
 
 use crate::cert::{PinnedKeys, WebPkiVerifier};
-use crate::crypto::rustcrypto::RustCrypto;
 use crate::crypto::{CryptoProvider, SigningKey};
 use crate::handshake::flight::{PolicyContext, RetransmitConfig, RetransmitPolicyFactory, RetransmitTimer};
 use crate::resumption::{MemorySessionStore, SessionStore};
@@ -97,7 +96,7 @@ pub enum PeerVerifier {
 /// Settings shared by both roles.
 #[derive(Clone)]
 pub struct CommonConfig {
-    /// The crypto provider.
+    /// The crypto provider; [`crate::crypto::providers::default_provider`] unless set.
     pub provider: Arc<dyn CryptoProvider>,
     /// Cipher suites in preference order.
     pub suites: Vec<SupportedSuite>,
@@ -170,7 +169,7 @@ impl CommonConfig {
 impl Default for CommonConfig {
     fn default() -> Self {
         Self {
-            provider: Arc::new(RustCrypto),
+            provider: crate::crypto::providers::default_provider(),
             suites: ALL_SUITES.to_vec(),
             suites13: vec![
                 crate::codec::CipherSuite::TLS_CHACHA20_POLY1305_SHA256,

@@ -1,13 +1,19 @@
-//! Cryptography behind a small provider trait, so a faster provider can be added later
-//! without touching the state machines. [`rustcrypto::RustCrypto`] is the default provider.
+//! Cryptography behind a small provider trait, so the state machines do not depend on one
+//! implementation. [`rustcrypto::RustCrypto`] is the default provider; with the cargo feature
+//! `aws-lc`, `aws_lc::AwsLc` (on aws-lc-rs) is also available and becomes the default that
+//! [`providers::default_provider`] and `Config` pick.
 
+#[cfg(feature = "aws-lc")]
+pub mod aws_lc;
 pub mod prf;
+pub mod providers;
 mod rng;
 pub mod rustcrypto;
 
 pub use rng::{Rng, SeededRng};
 
 use std::fmt;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// A cryptographic operation failed. Deliberately opaque (no oracle for attackers).
@@ -118,6 +124,37 @@ pub trait RecordAead: Send + Sync {
     }
 }
 
+/// RFC 5869 §2.3 HKDF-Expand over any provider's HMAC-SHA-256.
+fn hkdf_expand_with_hmac<P: CryptoProvider + ?Sized>(
+    p: &P,
+    prk: &[u8; 32],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    const MAX_PARTS: usize = 16;
+    if out.len() > 255 * 32 {
+        return Err(CryptoError);
+    }
+    if info.len() + 2 > MAX_PARTS {
+        let joined = info.concat();
+        return hkdf_expand_with_hmac(p, prk, &[&joined], out);
+    }
+    let mut prev = Zeroizing::new([0u8; 32]);
+    let mut prev_len = 0;
+    for (i, chunk) in out.chunks_mut(32).enumerate() {
+        let counter = [(i + 1) as u8];
+        let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+        parts[0] = &prev[..prev_len];
+        parts[1..=info.len()].copy_from_slice(info);
+        parts[info.len() + 1] = &counter;
+        let t = p.hmac_sha256(prk, &parts[..info.len() + 2]);
+        *prev = t;
+        prev_len = 32;
+        chunk.copy_from_slice(&prev[..chunk.len()]);
+    }
+    Ok(())
+}
+
 /// An incremental SHA-256 for transcripts.
 pub trait HashContext: Send + Sync {
     /// Absorbs bytes.
@@ -158,6 +195,35 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn ecdh_p256(&self, rng: &mut dyn Rng) -> Result<Box<dyn EcdhKeyPair>, CryptoError>;
     /// Verifies a DER ECDSA P-256/SHA-256 signature with an uncompressed (65-byte) public point.
     fn ecdsa_p256_verify(&self, public_point: &[u8], msg: &[u8], der_sig: &[u8]) -> Result<(), CryptoError>;
+
+    /// A short name for logs and bench labels ("rustcrypto", "aws-lc").
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// An ECDSA P-256 signing key from its raw big-endian scalar (zero and values not below the
+    /// group order are rejected). The default fails: a provider that signs overrides it (both
+    /// built-in ones do).
+    fn ecdsa_p256_signing_key(&self, scalar: &[u8; 32]) -> Result<Arc<dyn SigningKey>, CryptoError> {
+        let _ = scalar;
+        Err(CryptoError)
+    }
+
+    /// `HKDF-Extract(salt, IKM)` with HMAC-SHA-256 (RFC 5869 §2.2), which is
+    /// `HMAC-Hash(salt, IKM)`; the default computes exactly that with
+    /// [`CryptoProvider::hmac_sha256`].
+    fn hkdf_sha256_extract(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.hmac_sha256(salt, &[ikm]))
+    }
+
+    /// `HKDF-Expand(PRK, info, out.len())` with HMAC-SHA-256 (RFC 5869 §2.3), `info` being the
+    /// concatenation of `info`'s parts. Fails if `out` is longer than 255 × 32 bytes.
+    ///
+    /// The default runs the RFC's `T(i) = HMAC(PRK, T(i-1) | info | i)` loop on
+    /// [`CryptoProvider::hmac_sha256`], without allocating for up to 14 info parts.
+    fn hkdf_sha256_expand(&self, prk: &[u8; 32], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
+        hkdf_expand_with_hmac(self, prk, info, out)
+    }
 
     /// SHA-256 over the concatenation of `parts`, in one call.
     ///

@@ -34,6 +34,26 @@ const SCALAR_ATTEMPTS: usize = 8;
 pub struct RustCrypto;
 
 impl CryptoProvider for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+
+    fn ecdsa_p256_signing_key(&self, scalar: &[u8; 32]) -> Result<std::sync::Arc<dyn SigningKey>, CryptoError> {
+        Ok(std::sync::Arc::new(EcdsaP256SigningKey::from_bytes(scalar)?))
+    }
+
+    fn hkdf_sha256_extract(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; 32]> {
+        let (prk, _) = hkdf::Hkdf::<Sha256>::extract(Some(salt), ikm);
+        Zeroizing::new(prk.into())
+    }
+
+    fn hkdf_sha256_expand(&self, prk: &[u8; 32], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
+        // The hkdf crate keys HMAC once per call (inner and outer pads hashed once), where the
+        // generic loop on `hmac_sha256` would key it again for every 32-byte block.
+        let hkdf = hkdf::Hkdf::<Sha256>::from_prk(prk).map_err(|_| CryptoError)?;
+        hkdf.expand_multi_info(info, out).map_err(|_| CryptoError)
+    }
+
     fn aead(&self, alg: AeadAlgorithm, key: &[u8]) -> Result<Box<dyn RecordAead>, CryptoError> {
         if key.len() != alg.key_len() {
             return Err(CryptoError);
@@ -103,6 +123,12 @@ impl CryptoProvider for RustCrypto {
         let sig = p256::ecdsa::DerSignature::from_bytes(der_sig).map_err(|_| CryptoError)?;
         key.verify(msg, &sig).map_err(|_| CryptoError)
     }
+}
+
+/// Whether `bytes` is a P-256 scalar in [1, n-1] (big-endian), the range a private key must be in.
+#[cfg(feature = "aws-lc")]
+pub(crate) fn is_valid_p256_scalar(bytes: &[u8; 32]) -> bool {
+    p256::SecretKey::from_bytes(&p256::FieldBytes::from(*bytes)).is_ok()
 }
 
 fn new_hmac(key: &[u8]) -> Hmac<Sha256> {
@@ -356,6 +382,16 @@ impl SigningKey for EcdsaP256SigningKey {
 mod tests {
     use super::*;
     use crate::crypto::SeededRng;
+    use crate::crypto::providers::all_providers;
+
+    /// Runs a known-answer check against every provider of this build (RustCrypto, and
+    /// aws-lc-rs with the `aws-lc` feature).
+    fn each_provider(check: impl Fn(&dyn CryptoProvider)) {
+        for p in all_providers() {
+            eprintln!("provider {}", p.name());
+            check(&*p);
+        }
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -374,7 +410,11 @@ mod tests {
 
     #[test]
     fn sha256_known_answer_and_current_is_non_destructive() {
-        let mut h = RustCrypto.sha256();
+        each_provider(sha256_known_answer_and_current_is_non_destructive_with);
+    }
+
+    fn sha256_known_answer_and_current_is_non_destructive_with(p: &dyn CryptoProvider) {
+        let mut h = p.sha256();
         h.update(b"ab");
         let fork = h.fork();
         h.update(b"c");
@@ -392,21 +432,33 @@ mod tests {
 
     #[test]
     fn hmac_sha256_rfc4231_case2() {
+        each_provider(hmac_sha256_rfc4231_case2_with);
+    }
+
+    fn hmac_sha256_rfc4231_case2_with(p: &dyn CryptoProvider) {
         // RFC 4231 §4.3, test case 2; the message is split across parts.
-        let mac = RustCrypto.hmac_sha256(b"Jefe", &[b"what do ya want ", b"", b"for nothing?"]);
+        let mac = p.hmac_sha256(b"Jefe", &[b"what do ya want ", b"", b"for nothing?"]);
         assert_eq!(mac.to_vec(), hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
     }
 
     #[test]
     fn aead_rejects_wrong_key_length() {
+        each_provider(aead_rejects_wrong_key_length_with);
+    }
+
+    fn aead_rejects_wrong_key_length_with(p: &dyn CryptoProvider) {
         for alg in [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Ccm8, AeadAlgorithm::Aes128Gcm] {
-            assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() + 1]).is_err());
-            assert!(RustCrypto.aead(alg, &vec![0u8; alg.key_len() - 1]).is_err());
+            assert!(p.aead(alg, &vec![0u8; alg.key_len() + 1]).is_err());
+            assert!(p.aead(alg, &vec![0u8; alg.key_len() - 1]).is_err());
         }
     }
 
     #[test]
     fn chacha20poly1305_rfc8439_aead_vector() {
+        each_provider(chacha20poly1305_rfc8439_aead_vector_with);
+    }
+
+    fn chacha20poly1305_rfc8439_aead_vector_with(p: &dyn CryptoProvider) {
         // RFC 8439 §2.8.2.
         let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
         let nonce: [u8; 12] = hex("070000004041424344454647").try_into().unwrap();
@@ -416,7 +468,7 @@ mod tests {
             "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116",
         );
         let expected_tag = hex("1ae10b594f09e26a7e902ecbd0600691");
-        let aead = RustCrypto.aead(AeadAlgorithm::ChaCha20Poly1305, &key).unwrap();
+        let aead = p.aead(AeadAlgorithm::ChaCha20Poly1305, &key).unwrap();
         let mut buf = pt.to_vec();
         aead.seal_in_place(&nonce, &aad, &mut buf).unwrap();
         assert_eq!(&buf[..pt.len()], &expected_ct[..]);
@@ -427,6 +479,10 @@ mod tests {
 
     #[test]
     fn aes128gcm_known_answer() {
+        each_provider(aes128gcm_known_answer_with);
+    }
+
+    fn aes128gcm_known_answer_with(p: &dyn CryptoProvider) {
         // McGrew & Viega GCM spec, test case 4 (AES-128, 60-byte plaintext, 20-byte AAD).
         let key = hex("feffe9928665731c6d6a8f9467308308");
         let nonce: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
@@ -438,7 +494,7 @@ mod tests {
             "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",
         );
         let tag = hex("5bc94fbc3221a5db94fae95ae7121a47");
-        let aead = RustCrypto.aead(AeadAlgorithm::Aes128Gcm, &key).unwrap();
+        let aead = p.aead(AeadAlgorithm::Aes128Gcm, &key).unwrap();
         let mut buf = pt.clone();
         aead.seal_in_place(&nonce, &aad, &mut buf).unwrap();
         assert_eq!(buf, [ct, tag].concat());
@@ -448,13 +504,17 @@ mod tests {
 
     #[test]
     fn aes128ccm8_matches_python_cryptography() {
+        each_provider(aes128ccm8_matches_python_cryptography_with);
+    }
+
+    fn aes128ccm8_matches_python_cryptography_with(p: &dyn CryptoProvider) {
         // Expected value computed independently with Python `cryptography` 48.0 (OpenSSL backend):
         //   AESCCM(bytes(range(16)), tag_length=8).encrypt(bytes(range(0x10, 0x1c)),
         //          b"hello, CCM-8 record", b"additional")
         let key: Vec<u8> = (0..16).collect();
         let nonce: [u8; 12] = core::array::from_fn(|i| 0x10 + i as u8);
         let expected = hex("4bd0d5cc2dd80df149e152f85416bee514c5b678578c6a2e41551a");
-        let aead = RustCrypto.aead(AeadAlgorithm::Aes128Ccm8, &key).unwrap();
+        let aead = p.aead(AeadAlgorithm::Aes128Ccm8, &key).unwrap();
         let mut buf = b"hello, CCM-8 record".to_vec();
         aead.seal_in_place(&nonce, b"additional", &mut buf).unwrap();
         assert_eq!(buf, expected);
@@ -490,8 +550,12 @@ mod tests {
 
     #[test]
     fn aead_open_rejects_tampering_and_short_input() {
+        each_provider(aead_open_rejects_tampering_and_short_input_with);
+    }
+
+    fn aead_open_rejects_tampering_and_short_input_with(p: &dyn CryptoProvider) {
         for alg in [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes128Ccm8, AeadAlgorithm::Aes128Gcm] {
-            let aead = RustCrypto.aead(alg, &vec![7u8; alg.key_len()]).unwrap();
+            let aead = p.aead(alg, &vec![7u8; alg.key_len()]).unwrap();
             let nonce = [1u8; 12];
             let mut sealed = b"payload".to_vec();
             aead.seal_in_place(&nonce, b"aad", &mut sealed).unwrap();
@@ -511,21 +575,29 @@ mod tests {
 
     #[test]
     fn ecdh_keeps_leading_zero_of_z() {
+        each_provider(ecdh_keeps_leading_zero_of_z_with);
+    }
+
+    fn ecdh_keeps_leading_zero_of_z_with(p: &dyn CryptoProvider) {
         // Found with Python `cryptography` 48.0: scalar 0x01 * 32 against the public key of
         // scalar 309 gives a Z whose first byte is zero (RFC 8422 §5.10: must not be stripped).
         let peer = hex("04d0ef0d9c1e333378211d09c0ee630d51fb1f8df53814ca869c527611615bc4fb
                19cd34e76bd171143fc683dfd3e8031ef6cb25cca059520882bf993792499463");
         let expected = hex("0094f4783ee8d261b5105ac71f605438100e8d84e9249f25f1a7038e438ec068");
-        let kp = RustCrypto.ecdh_p256(&mut FixedRng(vec![1; 32])).unwrap();
+        let kp = p.ecdh_p256(&mut FixedRng(vec![1; 32])).unwrap();
         let z = kp.complete(&peer).unwrap();
         assert_eq!(z.to_vec(), expected);
     }
 
     #[test]
     fn ecdh_agrees() {
+        each_provider(ecdh_agrees_with);
+    }
+
+    fn ecdh_agrees_with(p: &dyn CryptoProvider) {
         let mut rng = SeededRng::from_seed_u64(1);
-        let a = RustCrypto.ecdh_p256(&mut rng).unwrap();
-        let b = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        let a = p.ecdh_p256(&mut rng).unwrap();
+        let b = p.ecdh_p256(&mut rng).unwrap();
         assert_eq!(a.public_key().len(), 65);
         assert_eq!(a.public_key()[0], 0x04);
         let a_pub = a.public_key().to_vec();
@@ -537,13 +609,17 @@ mod tests {
 
     #[test]
     fn ecdh_known_answer_nist_cavs() {
+        each_provider(ecdh_known_answer_nist_cavs_with);
+    }
+
+    fn ecdh_known_answer_nist_cavs_with(p: &dyn CryptoProvider) {
         // NIST CAVS ECC CDH primitive test vector, P-256, COUNT = 0.
         let d = hex("7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534");
         let peer = hex("04 700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287
                 db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac");
         let expected = hex("46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b");
         let mut rng = FixedRng(d);
-        let kp = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        let kp = p.ecdh_p256(&mut rng).unwrap();
         assert_eq!(
             kp.public_key(),
             &hex("04 ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b230
@@ -554,22 +630,30 @@ mod tests {
 
     #[test]
     fn ecdh_retries_out_of_range_scalars_then_gives_up() {
+        each_provider(ecdh_retries_out_of_range_scalars_then_gives_up_with);
+    }
+
+    fn ecdh_retries_out_of_range_scalars_then_gives_up_with(p: &dyn CryptoProvider) {
         // All-0xff is above the group order; zero is not a valid scalar either.
         let mut bytes = vec![0xff; 32];
         bytes.extend([0u8; 32]);
         bytes.extend([0x11; 32]);
-        let kp = RustCrypto.ecdh_p256(&mut FixedRng(bytes)).unwrap();
+        let kp = p.ecdh_p256(&mut FixedRng(bytes)).unwrap();
         let expected = p256::SecretKey::from_bytes(&p256::FieldBytes::from([0x11; 32])).unwrap();
         assert_eq!(kp.public_key(), expected.public_key().to_sec1_point(false).as_bytes());
-        assert!(RustCrypto.ecdh_p256(&mut FixedRng(vec![0xff; 32 * SCALAR_ATTEMPTS])).is_err());
+        assert!(p.ecdh_p256(&mut FixedRng(vec![0xff; 32 * SCALAR_ATTEMPTS])).is_err());
     }
 
     #[test]
     fn ecdh_rejects_bad_peer_points() {
+        each_provider(ecdh_rejects_bad_peer_points_with);
+    }
+
+    fn ecdh_rejects_bad_peer_points_with(p: &dyn CryptoProvider) {
         let mut rng = SeededRng::from_seed_u64(2);
-        let other = RustCrypto.ecdh_p256(&mut rng).unwrap();
+        let other = p.ecdh_p256(&mut rng).unwrap();
         let good = other.public_key().to_vec();
-        let fresh = |rng: &mut SeededRng| RustCrypto.ecdh_p256(rng).unwrap();
+        let fresh = |rng: &mut SeededRng| p.ecdh_p256(rng).unwrap();
         // Compressed form of a valid point.
         let compressed = p256::PublicKey::from_sec1_bytes(&good).unwrap().to_sec1_point(true);
         assert!(fresh(&mut rng).complete(compressed.as_bytes()).is_err());
@@ -613,14 +697,18 @@ mod tests {
 
     #[test]
     fn ecdsa_verifies_openssl_signature() {
+        each_provider(ecdsa_verifies_openssl_signature_with);
+    }
+
+    fn ecdsa_verifies_openssl_signature_with(p: &dyn CryptoProvider) {
         // Produced with OpenSSL 3.0:
         //   openssl ecparam -name prime256v1 -genkey -noout -out k.pem
         //   printf 'coaps test message' | openssl dgst -sha256 -sign k.pem | xxd -p
         //   openssl ec -in k.pem -pubout -conv_form uncompressed -outform DER | tail -c 65 | xxd -p
         let point = hex(OPENSSL_POINT);
         let sig = hex(OPENSSL_SIG);
-        RustCrypto.ecdsa_p256_verify(&point, b"coaps test message", &sig).unwrap();
-        assert!(RustCrypto.ecdsa_p256_verify(&point, b"coaps test messagE", &sig).is_err());
+        p.ecdsa_p256_verify(&point, b"coaps test message", &sig).unwrap();
+        assert!(p.ecdsa_p256_verify(&point, b"coaps test messagE", &sig).is_err());
     }
 
     const OPENSSL_POINT: &str = "046db5fca8c27bc7a3abbe6b1bfbc778b095f4ea7b6714798c55b1001aeac61afeaa5ceac6e35b5953b138555a9797e5c4bab2d24169d0e7b66945a6080cf851a3";
@@ -651,4 +739,99 @@ mod tests {
     const SEC1_DER: &str = "307702010104204242424242424242424242424242424242424242424242424242424242424242a00a06082a8648ce3d030107a144034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
     const PKCS8_DER: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b02010104204242424242424242424242424242424242424242424242424242424242424242a144034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
     const SPKI_DER: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200043ad3861a95621392516bb593ef05583ed2e5866f5cb6260a3017237fd89b90afd0961c7e37075a6791a39c61f56295b02b6d26567b615e60aa41ee1c8e83388d";
+
+    /// A provider that overrides nothing optional, to check the trait's default HKDF (the
+    /// RFC 5869 loop on `hmac_sha256`) and signing key.
+    #[derive(Debug)]
+    struct DefaultsOnly;
+    impl CryptoProvider for DefaultsOnly {
+        fn aead(&self, alg: AeadAlgorithm, key: &[u8]) -> Result<Box<dyn RecordAead>, CryptoError> {
+            RustCrypto.aead(alg, key)
+        }
+        fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+            RustCrypto.hmac_sha256(key, parts)
+        }
+        fn sha256(&self) -> Box<dyn HashContext> {
+            RustCrypto.sha256()
+        }
+        fn ecdh_p256(&self, rng: &mut dyn Rng) -> Result<Box<dyn EcdhKeyPair>, CryptoError> {
+            RustCrypto.ecdh_p256(rng)
+        }
+        fn ecdsa_p256_verify(&self, point: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+            RustCrypto.ecdsa_p256_verify(point, msg, sig)
+        }
+        fn name(&self) -> &'static str {
+            "defaults-only"
+        }
+    }
+
+    /// RFC 5869 Appendix A.1 (basic) and A.2 (long inputs, 82-byte output: three HMAC blocks,
+    /// the last one partial), with the info split into parts.
+    #[test]
+    fn hkdf_rfc5869_cases_1_and_2() {
+        let mut providers = all_providers();
+        providers.push(std::sync::Arc::new(DefaultsOnly));
+        let a2_salt: Vec<u8> = (0x60..=0xaf).collect();
+        let a2_ikm: Vec<u8> = (0x00..=0x4f).collect();
+        let a2_info: Vec<u8> = (0xb0..=0xff).collect();
+        for p in providers {
+            let prk = p.hkdf_sha256_extract(&hex("000102030405060708090a0b0c"), &[0x0b; 22]);
+            assert_eq!(prk.to_vec(), hex("077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5"));
+            let mut okm = [0u8; 42];
+            p.hkdf_sha256_expand(&prk, &[&hex("f0f1f2f3"), &[], &hex("f4f5f6f7f8f9")], &mut okm).unwrap();
+            let expected = "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865";
+            assert_eq!(okm.to_vec(), hex(expected), "{}", p.name());
+
+            let prk = p.hkdf_sha256_extract(&a2_salt, &a2_ikm);
+            assert_eq!(prk.to_vec(), hex("06a6b88c5853361a06104c9ceb35b45cef760014904671014a193f40c15fc244"));
+            let mut okm = [0u8; 82];
+            let (i1, i2) = a2_info.split_at(17);
+            p.hkdf_sha256_expand(&prk, &[i1, i2], &mut okm).unwrap();
+            let expected = "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87";
+            assert_eq!(okm.to_vec(), hex(expected), "{}", p.name());
+            let mut too_long = vec![0u8; 255 * 32 + 1];
+            assert!(p.hkdf_sha256_expand(&prk, &[], &mut too_long).is_err(), "{}", p.name());
+        }
+    }
+
+    /// Every provider's signatures verify with every provider, and every provider's ECDH key
+    /// pairs agree with every other's: the wire is the same whichever side runs which.
+    #[test]
+    fn providers_interoperate_on_ecdsa_and_ecdh() {
+        let msg = b"certificate verify content";
+        for signer in all_providers() {
+            let key = signer.ecdsa_p256_signing_key(&[0x42; 32]).unwrap();
+            assert_eq!(key.public_key_spki(), hex(SPKI_DER), "{}", signer.name());
+            assert!(signer.ecdsa_p256_signing_key(&[0; 32]).is_err());
+            assert!(signer.ecdsa_p256_signing_key(&[0xff; 32]).is_err());
+            let sig = key.sign(msg).unwrap();
+            let point = EcdsaP256SigningKey::from_bytes(&[0x42; 32]).unwrap().public_point();
+            for verifier in all_providers() {
+                verifier.ecdsa_p256_verify(&point, msg, &sig).unwrap();
+                assert!(verifier.ecdsa_p256_verify(&point, b"other content", &sig).is_err());
+            }
+            let mut rng = SeededRng::from_seed_u64(7);
+            for other in all_providers() {
+                let a = signer.ecdh_p256(&mut rng).unwrap();
+                let b = other.ecdh_p256(&mut rng).unwrap();
+                let (a_pub, b_pub) = (a.public_key().to_vec(), b.public_key().to_vec());
+                assert_eq!(*a.complete(&b_pub).unwrap(), *b.complete(&a_pub).unwrap());
+            }
+        }
+    }
+
+    /// The one-off ChaCha20-Poly1305 the cookie gate uses equals a keyed AEAD with no AAD.
+    #[test]
+    fn chacha20_poly1305_seal_once_matches_keyed_aead() {
+        each_provider(|p| {
+            let key = [9u8; 32];
+            let nonce = [3u8; 12];
+            let mut a = *b"cookie body, forty bytes or so.........";
+            let mut tag = [0u8; 16];
+            p.chacha20_poly1305_seal_once(&key, &nonce, &mut a, &mut tag).unwrap();
+            let mut b = b"cookie body, forty bytes or so.........".to_vec();
+            p.aead(AeadAlgorithm::ChaCha20Poly1305, &key).unwrap().seal_in_place(&nonce, &[], &mut b).unwrap();
+            assert_eq!([&a[..], &tag[..]].concat(), b);
+        });
+    }
 }

@@ -266,11 +266,13 @@ fn send_client_hello(
         // One binder per identity, in order: the ticket (resumption binder key), then the
         // external PSK (RFC 8446 §7.1 "ext binder" / "res binder").
         let mut binders = Vec::new();
+        let p = &*cx.config.common.provider;
         if let Some(t) = resume.and_then(|s| s.ticket13.as_ref()) {
-            binders.push(tls13::psk_binder(&EarlySecret::new(Some(&t.psk[..])).binder_key(false), &th).to_vec());
+            binders
+                .push(tls13::psk_binder(p, &EarlySecret::new(p, Some(&t.psk[..])).binder_key(p, false), &th).to_vec());
         }
         if let Some(psk) = &cx.config.psk {
-            binders.push(tls13::psk_binder(&EarlySecret::new(Some(psk.key())).binder_key(true), &th).to_vec());
+            binders.push(tls13::psk_binder(p, &EarlySecret::new(p, Some(psk.key())).binder_key(p, true), &th).to_vec());
         }
         write_binders(&mut body, off, &binders)?;
     }
@@ -397,11 +399,12 @@ impl ExpectServerHello {
                     None if psk_used => None,
                     None => return Err(Error::PeerMisbehaved(PeerMisbehaved::MissingKeyShare)),
                 };
-                let early_secret = EarlySecret::new(chosen.as_ref().map(|c| &c.0[..]));
-                let hs_secret = early_secret.into_handshake(shared.as_ref().map(|z| &z[..]));
+                let p = core.provider();
+                let early_secret = EarlySecret::new(&*p, chosen.as_ref().map(|c| &c.0[..]));
+                let hs_secret = early_secret.into_handshake(&*p, shared.as_ref().map(|z| &z[..]));
                 let th = core.transcript_hash();
-                let client_hs = hs_secret.client_handshake_traffic_secret(&th);
-                let server_hs = hs_secret.server_handshake_traffic_secret(&th);
+                let client_hs = hs_secret.client_handshake_traffic_secret(&*p, &th);
+                let server_hs = hs_secret.server_handshake_traffic_secret(&*p, &th);
                 core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
                 core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
                 core.suite = Some(sh.cipher_suite);
@@ -542,7 +545,7 @@ impl ExpectFinished {
         if msg.msg_type != HandshakeType::Finished {
             return Err(out_of_order());
         }
-        if !tls13::verify_finished(&self.k.server_hs, &msg.before, msg.body) {
+        if !tls13::verify_finished(&*core.provider(), &self.k.server_hs, &msg.before, msg.body) {
             return Err(Error::DecryptError("server Finished"));
         }
         self.finish(core, now)?;
@@ -554,9 +557,10 @@ impl ExpectFinished {
     fn finish(self, core: &mut Core, now: Instant) -> Result<(), Error> {
         let Self { cx, k } = self;
         let th_server_finished = core.transcript_hash();
-        let master = k.hs_secret.into_master();
-        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
-        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
+        let p = core.provider();
+        let master = k.hs_secret.into_master(&*p);
+        let client_ap = master.client_application_traffic_secret_0(&*p, &th_server_finished);
+        let server_ap = master.server_application_traffic_secret_0(&*p, &th_server_finished);
         core.tr.flight.clear();
         if let Some(context) = &k.cert_requested {
             let (entries, key) = match &cx.config.client_cert {
@@ -579,10 +583,10 @@ impl ExpectFinished {
                 core.queue(EPOCH_HANDSHAKE, HandshakeType::CertificateVerify, cv.to_vec());
             }
         }
-        let vd = tls13::finished_verify_data(&k.client_hs, &core.transcript_hash());
+        let vd = tls13::finished_verify_data(&*p, &k.client_hs, &core.transcript_hash());
         core.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         // RFC 8446 §7.1: the resumption secret hashes the transcript through client Finished.
-        let res_master = master.resumption_master_secret(&core.transcript_hash());
+        let res_master = master.resumption_master_secret(&*p, &core.transcript_hash());
         core.tickets = Some(Box::new(ClientTickets { res_master, session: None }));
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &client_ap)?));
         core.recv_app = Some(ReceiveEpoch13::new(EPOCH_APPLICATION, core.protection(k.aead, &server_ap)?));

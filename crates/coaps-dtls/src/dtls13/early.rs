@@ -77,8 +77,9 @@ pub(crate) fn cookie_exempt(
     let Ok((_, Some(off))) = ClientHello13::read_with_binders_offset(ch_body) else { return false };
     let mut partial = Vec::new();
     truncated_client_hello_transcript(ch_body, off, &mut partial);
-    let binder_key = EarlySecret::new(Some(&t.psk[..])).binder_key(false);
-    let expected = tls13::psk_binder(&binder_key, &hash(&*config.common.provider, &partial));
+    let p = &*config.common.provider;
+    let binder_key = EarlySecret::new(p, Some(&t.psk[..])).binder_key(p, false);
+    let expected = tls13::psk_binder(p, &binder_key, &hash(p, &partial));
     binder.len() == expected.len() && bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &binder[..]))
 }
 
@@ -110,7 +111,8 @@ impl ClientEarly {
         let t = ticket.ticket13.as_ref().ok_or(UsageError::NotConnected)?;
         // RFC 8446 §4.2.10: 0-RTT uses the ticket's suite.
         let aead = suite13(ticket.suite).ok_or(UsageError::Crypto)?;
-        let secret = EarlySecret::new(Some(&t.psk[..])).client_early_traffic_secret(&core.transcript_hash());
+        let p = core.provider();
+        let secret = EarlySecret::new(&*p, Some(&t.psk[..])).client_early_traffic_secret(&*p, &core.transcript_hash());
         let prot = core.protection(aead, &secret).map_err(|_| UsageError::Crypto)?;
         let mut early = Box::new(Self {
             send: Some(SendEpoch13::new(EPOCH_EARLY, prot)),
@@ -271,7 +273,8 @@ pub(crate) fn server_decision(
     })();
     let accepted = accept.is_some();
     if let Some((psk, max)) = accept {
-        let secret = EarlySecret::new(Some(&psk[..])).client_early_traffic_secret(&core.transcript_hash());
+        let p = core.provider();
+        let secret = EarlySecret::new(&*p, Some(&psk[..])).client_early_traffic_secret(&*p, &core.transcript_hash());
         early.recv = Some(ReceiveEpoch13::new(EPOCH_EARLY, core.protection(aead, &secret)?));
         early.max = u64::from(max);
         // The early data is authorized by the ticket's identity: report it before the

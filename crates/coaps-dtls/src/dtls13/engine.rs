@@ -414,8 +414,15 @@ impl Core {
         self.tr.transcript.hash(&*self.config.common().provider)
     }
 
+    /// The provider, as an owned handle so that it can be used while the core is borrowed
+    /// mutably.
+    pub(crate) fn provider(&self) -> Arc<dyn CryptoProvider> {
+        self.common().provider.clone()
+    }
+
     pub(crate) fn protection(&self, aead: AeadAlgorithm, secret: &Secret) -> Result<RecordProtection13, Error> {
-        Ok(RecordProtection13::new(&*self.common().provider, &TrafficKeys::derive(aead, secret))?)
+        let p = &*self.common().provider;
+        Ok(RecordProtection13::new(p, &TrafficKeys::derive(p, aead, secret))?)
     }
 
     /// Checks the peer's CertificateVerify over the transcript hash `th` before it
@@ -1264,7 +1271,7 @@ impl Core {
                 let nst = NewSessionTicket13::read_exact(&msg.body)?;
                 let max_early_data = nst.max_early_data_size().unwrap_or(0);
                 if let (Some(t), Some(suite), Role::Client) = (self.tickets.as_mut(), self.suite, self.role) {
-                    let psk = tls13::resumption_psk(&t.res_master, &nst.ticket_nonce);
+                    let psk = tls13::resumption_psk(&*self.config.common().provider, &t.res_master, &nst.ticket_nonce);
                     // RFC 8446 §4.6.1: never longer than seven days.
                     let lifetime = std::time::Duration::from_secs(u64::from(nst.ticket_lifetime))
                         .min(crate::resumption::MAX_TICKET_LIFETIME);
@@ -1316,7 +1323,7 @@ impl Core {
     fn next_epoch_keys(&self, secret: &Secret) -> Result<(Secret, RecordProtection13), Error> {
         // The application epochs' AEAD is the suite's.
         let aead = self.send_app.as_ref().ok_or(Error::Crypto)?.protection().algorithm();
-        let next = tls13::next_application_traffic_secret(secret);
+        let next = tls13::next_application_traffic_secret(&*self.common().provider, secret);
         let prot = self.protection(aead, &next)?;
         Ok((next, prot))
     }

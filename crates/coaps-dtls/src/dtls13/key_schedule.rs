@@ -49,18 +49,18 @@
 //! as soon as nothing more can be derived from it (RFC 8446 §7.1: "that secret SHOULD be
 //! erased").
 //!
+//! Every HKDF and HMAC computation goes through the [`CryptoProvider`] passed in (as `p`), so a
+//! provider's HKDF (RFC 5869) serves the whole schedule.
+//!
 //! Transcript hashes are passed in already computed (`[u8; 32]`); in DTLS they cover the
 //! TLS-format handshake messages, without the 8 extra DTLS header bytes (RFC 9147 §5.2).
 
 use std::fmt;
 
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::crypto::AeadAlgorithm;
+use crate::crypto::{AeadAlgorithm, CryptoProvider};
 
 /// Length of every secret and transcript hash here: SHA-256's output (RFC 8446 §7.1
 /// "Hash.length").
@@ -132,9 +132,8 @@ const EMPTY_HASH: [u8; HASH_LEN] = [
 ];
 
 /// `HKDF-Extract(salt, IKM)` with HMAC-SHA-256 (RFC 5869 §2.2).
-pub fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Secret {
-    let (prk, _) = Hkdf::<Sha256>::extract(Some(salt), ikm);
-    Secret(prk.into())
+pub fn hkdf_extract(p: &dyn CryptoProvider, salt: &[u8], ikm: &[u8]) -> Secret {
+    Secret(*p.hkdf_sha256_extract(salt, ikm))
 }
 
 /// `HKDF-Expand-Label(Secret, Label, Context, out.len())` with the DTLS 1.3 prefix
@@ -153,38 +152,52 @@ pub fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Secret {
 /// prefixed label is longer than 255 bytes or if `context` is longer than 255 bytes. All three
 /// are caller bugs: the labels are constants, contexts are hashes or ticket nonces (a
 /// `<0..255>` field) and outputs are key-sized.
-pub fn hkdf_expand_label(secret: &[u8; HASH_LEN], label: &[u8], context: &[u8], out: &mut [u8]) {
-    expand_label(Prefix::DTLS13, secret, label, context, out);
+pub fn hkdf_expand_label(
+    p: &dyn CryptoProvider,
+    secret: &[u8; HASH_LEN],
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) {
+    expand_label(p, Prefix::DTLS13, secret, label, context, out);
 }
 
-fn expand_label(prefix: Prefix, secret: &[u8; HASH_LEN], label: &[u8], context: &[u8], out: &mut [u8]) {
-    expand_label_with(&prk(secret), prefix, label, context, out);
-}
-
-/// `secret` keyed as an HKDF PRK: the HMAC key blocks hashed once, so that several labels
-/// expanded from the same secret share that work.
-fn prk(secret: &[u8; HASH_LEN]) -> Hkdf<Sha256> {
-    Hkdf::<Sha256>::from_prk(secret).expect("a 32-byte PRK is long enough for HKDF-SHA-256")
-}
-
-fn expand_label_with(hkdf: &Hkdf<Sha256>, prefix: Prefix, label: &[u8], context: &[u8], out: &mut [u8]) {
+fn expand_label(
+    p: &dyn CryptoProvider,
+    prefix: Prefix,
+    secret: &[u8; HASH_LEN],
+    label: &[u8],
+    context: &[u8],
+    out: &mut [u8],
+) {
     let length = u16::try_from(out.len()).expect("HKDF-Expand-Label output longer than 65535 bytes");
     let label_len = u8::try_from(prefix.0.len() + label.len()).expect("HkdfLabel.label longer than 255 bytes");
     let context_len = u8::try_from(context.len()).expect("HkdfLabel.context longer than 255 bytes");
-    hkdf.expand_multi_info(&[&length.to_be_bytes(), &[label_len], prefix.0, label, &[context_len], context], out)
+    p.hkdf_sha256_expand(secret, &[&length.to_be_bytes(), &[label_len], prefix.0, label, &[context_len], context], out)
         .expect("HKDF-Expand-Label output longer than 255 hash blocks");
 }
 
-fn expand_secret(prefix: Prefix, secret: &[u8; HASH_LEN], label: &[u8], context: &[u8]) -> Secret {
+fn expand_secret(
+    p: &dyn CryptoProvider,
+    prefix: Prefix,
+    secret: &[u8; HASH_LEN],
+    label: &[u8],
+    context: &[u8],
+) -> Secret {
     let mut out = Secret([0; HASH_LEN]);
-    expand_label(prefix, secret, label, context, &mut out.0);
+    expand_label(p, prefix, secret, label, context, &mut out.0);
     out
 }
 
 /// `Derive-Secret(Secret, Label, Messages) = HKDF-Expand-Label(Secret, Label,
 /// Transcript-Hash(Messages), Hash.length)` (RFC 8446 §7.1), given the transcript hash.
-pub fn derive_secret(secret: &Secret, label: &[u8], transcript_hash: &[u8; HASH_LEN]) -> Secret {
-    expand_secret(Prefix::DTLS13, &secret.0, label, transcript_hash)
+pub fn derive_secret(
+    p: &dyn CryptoProvider,
+    secret: &Secret,
+    label: &[u8],
+    transcript_hash: &[u8; HASH_LEN],
+) -> Secret {
+    expand_secret(p, Prefix::DTLS13, &secret.0, label, transcript_hash)
 }
 
 /// The early secret, first stage of the key schedule (RFC 8446 §7.1).
@@ -196,42 +209,42 @@ pub struct EarlySecret {
 impl EarlySecret {
     /// `Early Secret = HKDF-Extract(0, PSK)`; without a PSK the IKM is 32 zero bytes, not the
     /// empty string (RFC 8446 §7.1).
-    pub fn new(psk: Option<&[u8]>) -> Self {
-        Self::with_prefix(Prefix::DTLS13, psk)
+    pub fn new(p: &dyn CryptoProvider, psk: Option<&[u8]>) -> Self {
+        Self::with_prefix(p, Prefix::DTLS13, psk)
     }
 
-    fn with_prefix(prefix: Prefix, psk: Option<&[u8]>) -> Self {
-        let secret = hkdf_extract(&[0; HASH_LEN], psk.unwrap_or(&[0; HASH_LEN]));
+    fn with_prefix(p: &dyn CryptoProvider, prefix: Prefix, psk: Option<&[u8]>) -> Self {
+        let secret = hkdf_extract(p, &[0; HASH_LEN], psk.unwrap_or(&[0; HASH_LEN]));
         Self { prefix, secret }
     }
 
     /// `binder_key = Derive-Secret(Early Secret, "ext binder" | "res binder", "")`: the
     /// "ext binder" label for external PSKs, "res binder" for resumption PSKs, so that one kind
     /// cannot be passed off as the other (RFC 8446 §7.1).
-    pub fn binder_key(&self, external: bool) -> Secret {
+    pub fn binder_key(&self, p: &dyn CryptoProvider, external: bool) -> Secret {
         let label: &[u8] = if external { b"ext binder" } else { b"res binder" };
-        expand_secret(self.prefix, &self.secret.0, label, &empty_hash())
+        expand_secret(p, self.prefix, &self.secret.0, label, &empty_hash())
     }
 
     /// `client_early_traffic_secret = Derive-Secret(., "c e traffic", ClientHello)`, the key of
     /// epoch 1 (0-RTT data and EndOfEarlyData, RFC 9147 §6.1).
-    pub fn client_early_traffic_secret(&self, client_hello_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"c e traffic", client_hello_hash)
+    pub fn client_early_traffic_secret(&self, p: &dyn CryptoProvider, client_hello_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"c e traffic", client_hello_hash)
     }
 
     /// `early_exporter_master_secret = Derive-Secret(., "e exp master", ClientHello)`
     /// (RFC 8446 §7.1, for exporters over 0-RTT, RFC 8446 §7.5).
-    pub fn early_exporter_master_secret(&self, client_hello_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"e exp master", client_hello_hash)
+    pub fn early_exporter_master_secret(&self, p: &dyn CryptoProvider, client_hello_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"e exp master", client_hello_hash)
     }
 
     /// Moves to the handshake secret:
     /// `HKDF-Extract(Derive-Secret(Early Secret, "derived", ""), (EC)DHE)`, with 32 zero bytes
     /// for the (EC)DHE input in `psk_ke` mode (`None`, RFC 8446 §7.1). For P-256 the shared
     /// secret is the 32-byte x-coordinate (RFC 8446 §7.4.2).
-    pub fn into_handshake(self, shared_secret: Option<&[u8]>) -> HandshakeSecret {
-        let salt = expand_secret(self.prefix, &self.secret.0, b"derived", &empty_hash());
-        let secret = hkdf_extract(&salt.0, shared_secret.unwrap_or(&[0; HASH_LEN]));
+    pub fn into_handshake(self, p: &dyn CryptoProvider, shared_secret: Option<&[u8]>) -> HandshakeSecret {
+        let salt = expand_secret(p, self.prefix, &self.secret.0, b"derived", &empty_hash());
+        let secret = hkdf_extract(p, &salt.0, shared_secret.unwrap_or(&[0; HASH_LEN]));
         HandshakeSecret { prefix: self.prefix, secret }
     }
 }
@@ -251,21 +264,21 @@ pub struct HandshakeSecret {
 impl HandshakeSecret {
     /// `client_handshake_traffic_secret = Derive-Secret(., "c hs traffic",
     /// ClientHello...ServerHello)`, the client's epoch 2 key.
-    pub fn client_handshake_traffic_secret(&self, hello_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"c hs traffic", hello_hash)
+    pub fn client_handshake_traffic_secret(&self, p: &dyn CryptoProvider, hello_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"c hs traffic", hello_hash)
     }
 
     /// `server_handshake_traffic_secret = Derive-Secret(., "s hs traffic",
     /// ClientHello...ServerHello)`, the server's epoch 2 key.
-    pub fn server_handshake_traffic_secret(&self, hello_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"s hs traffic", hello_hash)
+    pub fn server_handshake_traffic_secret(&self, p: &dyn CryptoProvider, hello_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"s hs traffic", hello_hash)
     }
 
     /// Moves to the master (main) secret:
     /// `HKDF-Extract(Derive-Secret(Handshake Secret, "derived", ""), 0)` (RFC 8446 §7.1).
-    pub fn into_master(self) -> MasterSecret13 {
-        let salt = expand_secret(self.prefix, &self.secret.0, b"derived", &empty_hash());
-        let secret = hkdf_extract(&salt.0, &[0; HASH_LEN]);
+    pub fn into_master(self, p: &dyn CryptoProvider) -> MasterSecret13 {
+        let salt = expand_secret(p, self.prefix, &self.secret.0, b"derived", &empty_hash());
+        let secret = hkdf_extract(p, &salt.0, &[0; HASH_LEN]);
         MasterSecret13 { prefix: self.prefix, secret }
     }
 }
@@ -286,25 +299,33 @@ pub struct MasterSecret13 {
 impl MasterSecret13 {
     /// `client_application_traffic_secret_0 = Derive-Secret(., "c ap traffic",
     /// ClientHello...server Finished)`, the client's epoch 3 key.
-    pub fn client_application_traffic_secret_0(&self, server_finished_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"c ap traffic", server_finished_hash)
+    pub fn client_application_traffic_secret_0(
+        &self,
+        p: &dyn CryptoProvider,
+        server_finished_hash: &[u8; HASH_LEN],
+    ) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"c ap traffic", server_finished_hash)
     }
 
     /// `server_application_traffic_secret_0 = Derive-Secret(., "s ap traffic",
     /// ClientHello...server Finished)`, the server's epoch 3 key.
-    pub fn server_application_traffic_secret_0(&self, server_finished_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"s ap traffic", server_finished_hash)
+    pub fn server_application_traffic_secret_0(
+        &self,
+        p: &dyn CryptoProvider,
+        server_finished_hash: &[u8; HASH_LEN],
+    ) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"s ap traffic", server_finished_hash)
     }
 
     /// `exporter_master_secret = Derive-Secret(., "exp master", ClientHello...server Finished)`.
-    pub fn exporter_master_secret(&self, server_finished_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"exp master", server_finished_hash)
+    pub fn exporter_master_secret(&self, p: &dyn CryptoProvider, server_finished_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"exp master", server_finished_hash)
     }
 
     /// `resumption_master_secret = Derive-Secret(., "res master", ClientHello...client
     /// Finished)`; note the longer transcript than the other three.
-    pub fn resumption_master_secret(&self, client_finished_hash: &[u8; HASH_LEN]) -> Secret {
-        expand_secret(self.prefix, &self.secret.0, b"res master", client_finished_hash)
+    pub fn resumption_master_secret(&self, p: &dyn CryptoProvider, client_finished_hash: &[u8; HASH_LEN]) -> Secret {
+        expand_secret(p, self.prefix, &self.secret.0, b"res master", client_finished_hash)
     }
 }
 
@@ -316,44 +337,56 @@ impl fmt::Debug for MasterSecret13 {
 
 /// `finished_key = HKDF-Expand-Label(BaseKey, "finished", "", Hash.length)` (RFC 8446 §4.4.4),
 /// where BaseKey is the sender's handshake traffic secret (or the binder key, §4.2.11.2).
-pub fn finished_key(base_key: &Secret) -> Secret {
-    finished_key_p(Prefix::DTLS13, base_key)
+pub fn finished_key(p: &dyn CryptoProvider, base_key: &Secret) -> Secret {
+    finished_key_p(p, Prefix::DTLS13, base_key)
 }
 
-fn finished_key_p(prefix: Prefix, base_key: &Secret) -> Secret {
-    expand_secret(prefix, &base_key.0, b"finished", &[])
+fn finished_key_p(p: &dyn CryptoProvider, prefix: Prefix, base_key: &Secret) -> Secret {
+    expand_secret(p, prefix, &base_key.0, b"finished", &[])
 }
 
 /// `verify_data = HMAC(finished_key, Transcript-Hash(Handshake Context, Certificate*,
 /// CertificateVerify*))` (RFC 8446 §4.4.4). `base_key` is the traffic secret, not the
 /// finished key: the finished key is derived here.
-pub fn finished_verify_data(base_key: &Secret, transcript_hash: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
-    verify_data_p(Prefix::DTLS13, base_key, transcript_hash)
+pub fn finished_verify_data(
+    p: &dyn CryptoProvider,
+    base_key: &Secret,
+    transcript_hash: &[u8; HASH_LEN],
+) -> [u8; HASH_LEN] {
+    verify_data_p(p, Prefix::DTLS13, base_key, transcript_hash)
 }
 
-fn verify_data_p(prefix: Prefix, base_key: &Secret, transcript_hash: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
-    let key = finished_key_p(prefix, base_key);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC accepts keys of every length");
-    mac.update(transcript_hash);
-    mac.finalize().into_bytes().into()
+fn verify_data_p(
+    p: &dyn CryptoProvider,
+    prefix: Prefix,
+    base_key: &Secret,
+    transcript_hash: &[u8; HASH_LEN],
+) -> [u8; HASH_LEN] {
+    let key = finished_key_p(p, prefix, base_key);
+    p.hmac_sha256(&key.0, &[transcript_hash])
 }
 
 /// Checks a received Finished (or PSK binder) in constant time (RFC 8446 §4.4.4: recipients
 /// MUST verify; a mismatch is decrypt_error).
-pub fn verify_finished(base_key: &Secret, transcript_hash: &[u8; HASH_LEN], received: &[u8]) -> bool {
-    let expected = finished_verify_data(base_key, transcript_hash);
+pub fn verify_finished(
+    p: &dyn CryptoProvider,
+    base_key: &Secret,
+    transcript_hash: &[u8; HASH_LEN],
+    received: &[u8],
+) -> bool {
+    let expected = finished_verify_data(p, base_key, transcript_hash);
     // ct_eq on slices of different lengths is false without comparing contents.
     expected.as_slice().ct_eq(received).into()
 }
 
 /// `application_traffic_secret_N+1 = HKDF-Expand-Label(application_traffic_secret_N,
 /// "traffic upd", "", Hash.length)` (RFC 8446 §7.2), after a KeyUpdate.
-pub fn next_application_traffic_secret(current: &Secret) -> Secret {
-    next_traffic_secret_p(Prefix::DTLS13, current)
+pub fn next_application_traffic_secret(p: &dyn CryptoProvider, current: &Secret) -> Secret {
+    next_traffic_secret_p(p, Prefix::DTLS13, current)
 }
 
-fn next_traffic_secret_p(prefix: Prefix, current: &Secret) -> Secret {
-    expand_secret(prefix, &current.0, b"traffic upd", &[])
+fn next_traffic_secret_p(p: &dyn CryptoProvider, prefix: Prefix, current: &Secret) -> Secret {
+    expand_secret(p, prefix, &current.0, b"traffic upd", &[])
 }
 
 /// The PSK of a ticket: `HKDF-Expand-Label(resumption_master_secret, "resumption",
@@ -362,18 +395,27 @@ fn next_traffic_secret_p(prefix: Prefix, current: &Secret) -> Secret {
 /// # Panics
 /// If `ticket_nonce` is longer than 255 bytes (it is an `opaque <0..255>` field, so a decoded
 /// nonce never is).
-pub fn resumption_psk(resumption_master_secret: &Secret, ticket_nonce: &[u8]) -> Secret {
-    resumption_psk_p(Prefix::DTLS13, resumption_master_secret, ticket_nonce)
+pub fn resumption_psk(p: &dyn CryptoProvider, resumption_master_secret: &Secret, ticket_nonce: &[u8]) -> Secret {
+    resumption_psk_p(p, Prefix::DTLS13, resumption_master_secret, ticket_nonce)
 }
 
-fn resumption_psk_p(prefix: Prefix, resumption_master_secret: &Secret, ticket_nonce: &[u8]) -> Secret {
-    expand_secret(prefix, &resumption_master_secret.0, b"resumption", ticket_nonce)
+fn resumption_psk_p(
+    p: &dyn CryptoProvider,
+    prefix: Prefix,
+    resumption_master_secret: &Secret,
+    ticket_nonce: &[u8],
+) -> Secret {
+    expand_secret(p, prefix, &resumption_master_secret.0, b"resumption", ticket_nonce)
 }
 
 /// A PSK binder: computed like a Finished with the binder key as base key, over the transcript
 /// hash of the ClientHello truncated before the binders list (RFC 8446 §4.2.11.2).
-pub fn psk_binder(binder_key: &Secret, truncated_transcript_hash: &[u8; HASH_LEN]) -> [u8; HASH_LEN] {
-    finished_verify_data(binder_key, truncated_transcript_hash)
+pub fn psk_binder(
+    p: &dyn CryptoProvider,
+    binder_key: &Secret,
+    truncated_transcript_hash: &[u8; HASH_LEN],
+) -> [u8; HASH_LEN] {
+    finished_verify_data(p, binder_key, truncated_transcript_hash)
 }
 
 /// The keys of one traffic secret for one AEAD (RFC 8446 §7.3, RFC 9147 §4.2.3):
@@ -396,18 +438,18 @@ pub struct TrafficKeys {
 
 impl TrafficKeys {
     /// Derives the write key, IV and record-number key of `traffic_secret` for `alg`.
-    pub fn derive(alg: AeadAlgorithm, traffic_secret: &Secret) -> Self {
-        Self::derive_p(Prefix::DTLS13, alg, traffic_secret)
+    pub fn derive(p: &dyn CryptoProvider, alg: AeadAlgorithm, traffic_secret: &Secret) -> Self {
+        Self::derive_p(p, Prefix::DTLS13, alg, traffic_secret)
     }
 
-    fn derive_p(prefix: Prefix, alg: AeadAlgorithm, traffic_secret: &Secret) -> Self {
+    fn derive_p(p: &dyn CryptoProvider, prefix: Prefix, alg: AeadAlgorithm, traffic_secret: &Secret) -> Self {
         let n = alg.key_len();
         let mut keys = Self { alg, key: [0; 32], iv: [0; 12], sn_key: [0; 32] };
-        let prk = prk(&traffic_secret.0);
-        expand_label_with(&prk, prefix, b"key", &[], &mut keys.key[..n]);
-        expand_label_with(&prk, prefix, b"iv", &[], &mut keys.iv);
+        let s = &traffic_secret.0;
+        expand_label(p, prefix, s, b"key", &[], &mut keys.key[..n]);
+        expand_label(p, prefix, s, b"iv", &[], &mut keys.iv);
         // RFC 9147 §4.2.3: the sn_key is as long as the AEAD key.
-        expand_label_with(&prk, prefix, b"sn", &[], &mut keys.sn_key[..n]);
+        expand_label(p, prefix, s, b"sn", &[], &mut keys.sn_key[..n]);
         keys
     }
 

@@ -243,8 +243,9 @@ impl ExpectClientHello {
                 let off = offset.ok_or(Error::Crypto)?;
                 let mut partial = Vec::new();
                 truncated_client_hello_transcript(ch_body, off, &mut partial);
-                let binder_key = EarlySecret::new(Some(&key)).binder_key(external);
-                let expected = tls13::psk_binder(&binder_key, &core.tr.transcript.hash_with(&*provider, &partial));
+                let binder_key = EarlySecret::new(&*provider, Some(&key)).binder_key(&*provider, external);
+                let th = core.tr.transcript.hash_with(&*provider, &partial);
+                let expected = tls13::psk_binder(&*provider, &binder_key, &th);
                 let got = offered.binders.get(i).map(|b| b.as_slice()).unwrap_or_default();
                 if got.len() != expected.len() || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], got)) {
                     return Err(Error::DecryptError("PSK binder"));
@@ -327,11 +328,12 @@ impl ExpectClientHello {
         )?;
         core.tr.flight.clear();
         core.queue(EPOCH_PLAINTEXT, HandshakeType::ServerHello, sh.to_vec());
-        let early_secret = EarlySecret::new(psk_key.as_deref().map(|k| &k[..]));
-        let hs_secret = early_secret.into_handshake(shared.as_ref().map(|z| &z[..]));
+        let p = core.provider();
+        let early_secret = EarlySecret::new(&*p, psk_key.as_deref().map(|k| &k[..]));
+        let hs_secret = early_secret.into_handshake(&*p, shared.as_ref().map(|z| &z[..]));
         let th = core.transcript_hash();
-        let client_hs = hs_secret.client_handshake_traffic_secret(&th);
-        let server_hs = hs_secret.server_handshake_traffic_secret(&th);
+        let client_hs = hs_secret.client_handshake_traffic_secret(&*p, &th);
+        let server_hs = hs_secret.server_handshake_traffic_secret(&*p, &th);
         core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
         core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
         core.suite = Some(suite);
@@ -380,7 +382,7 @@ impl ExpectClientHello {
             let cv = CertificateVerify13 { algorithm: SignatureScheme::EcdsaSecp256r1Sha256, signature };
             core.queue(EPOCH_HANDSHAKE, HandshakeType::CertificateVerify, cv.to_vec());
         }
-        let vd = tls13::finished_verify_data(&server_hs, &core.transcript_hash());
+        let vd = tls13::finished_verify_data(&*p, &server_hs, &core.transcript_hash());
         core.queue(EPOCH_HANDSHAKE, HandshakeType::Finished, vd.to_vec());
         let th_server_finished = core.transcript_hash();
         core.send_new_flight(now, true);
@@ -388,9 +390,9 @@ impl ExpectClientHello {
         // through our Finished, so our epoch-3 sending keys exist now ("0.5-RTT data"); the
         // flight above is sealed and owns no epoch-3 record, so its retransmission and ACKs
         // are unaffected. Receiving in epoch 3 waits for the client's Finished.
-        let master = hs_secret.into_master();
-        let client_ap = master.client_application_traffic_secret_0(&th_server_finished);
-        let server_ap = master.server_application_traffic_secret_0(&th_server_finished);
+        let master = hs_secret.into_master(&*p);
+        let client_ap = master.client_application_traffic_secret_0(&*p, &th_server_finished);
+        let server_ap = master.server_application_traffic_secret_0(&*p, &th_server_finished);
         core.send_app = Some(SendEpoch13::new(EPOCH_APPLICATION, core.protection(aead, &server_ap)?));
         let hs = Handshake {
             config,
@@ -464,7 +466,7 @@ impl ExpectFinished {
         if msg.msg_type != HandshakeType::Finished {
             return Err(out_of_order());
         }
-        if !tls13::verify_finished(&self.hs.k.client_hs, &msg.before, msg.body) {
+        if !tls13::verify_finished(&*core.provider(), &self.hs.k.client_hs, &msg.before, msg.body) {
             return Err(Error::DecryptError("client Finished"));
         }
         self.complete(core, now)?;
@@ -483,7 +485,7 @@ impl ExpectFinished {
         core.ack_now = true;
         core.tr.flight.clear();
         core.timer_armed = false;
-        let res_master = master.resumption_master_secret(&core.transcript_hash());
+        let res_master = master.resumption_master_secret(&*core.provider(), &core.transcript_hash());
         core.established(k.suite, identity.clone());
         for data in held {
             // The key usage limit cannot be reached this early; were it, the association ends.
@@ -549,7 +551,7 @@ fn issue_ticket(
     core.rng().fill(&mut id);
     core.rng().fill(&mut add);
     let nonce = vec![0u8];
-    let psk = tls13::resumption_psk(res_master, &nonce);
+    let psk = tls13::resumption_psk(&*core.provider(), res_master, &nonce);
     // RFC 8446 §4.2.10 / §4.6.1: the ticket allows 0-RTT only when the server takes it.
     let max_early_data = config.early_data.as_ref().map_or(0, |e| e.max_early_data_size);
     let session = Session {

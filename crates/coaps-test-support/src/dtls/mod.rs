@@ -28,8 +28,13 @@ pub fn signing_key(name: &str) -> Arc<EcdsaP256SigningKey> {
     Arc::new(EcdsaP256SigningKey::from_bytes(&bytes).expect("key"))
 }
 
+/// A certificate chain with its key on the build's default provider (aws-lc-rs with the
+/// `aws-lc` feature), so that the interop suites sign with the provider under test.
 pub fn certified(cert_name: &str, key_name: &str) -> CertifiedKey {
-    CertifiedKey { chain: cert::load_certs_pem(&read(cert_name)).expect("certs"), key: signing_key(key_name) }
+    let sk = cert::load_private_key_pem(&read(key_name)).expect("key");
+    let bytes: [u8; 32] = sk.to_bytes().into();
+    let key = coaps_dtls::crypto::providers::default_provider().ecdsa_p256_signing_key(&bytes).expect("key");
+    CertifiedKey { chain: cert::load_certs_pem(&read(cert_name)).expect("certs"), key }
 }
 
 pub fn webpki() -> PeerVerifier {

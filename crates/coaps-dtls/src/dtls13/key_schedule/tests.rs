@@ -3,6 +3,18 @@
 //! the RFC 5869 definition, see the comments) because no DTLS 1.3 traces are published.
 
 use super::*;
+use crate::crypto::providers::all_providers;
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+/// Runs a known-answer check against every provider of this build (RustCrypto, and aws-lc-rs
+/// with the `aws-lc` feature).
+fn each_provider(check: impl Fn(&dyn CryptoProvider)) {
+    for p in all_providers() {
+        eprintln!("provider {}", p.name());
+        check(&*p);
+    }
+}
 
 fn unhex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd hex length");
@@ -27,12 +39,20 @@ const TH_CH_CF: &str = "209145a96ee8e2a122ff810047cc952684658d6049e86429426db87c
 
 #[test]
 fn hkdf_extract_rfc5869_case_1() {
-    let prk = hkdf_extract(&unhex("000102030405060708090a0b0c"), &[0x0b; 22]);
+    each_provider(hkdf_extract_rfc5869_case_1_with);
+}
+
+fn hkdf_extract_rfc5869_case_1_with(p: &dyn CryptoProvider) {
+    let prk = hkdf_extract(p, &unhex("000102030405060708090a0b0c"), &[0x0b; 22]);
     assert_eq!(hex(prk.as_bytes()), "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
 }
 
 #[test]
 fn hkdf_label_encoding_matches_rfc8448_info_bytes() {
+    each_provider(hkdf_label_encoding_matches_rfc8448_info_bytes_with);
+}
+
+fn hkdf_label_encoding_matches_rfc8448_info_bytes_with(p: &dyn CryptoProvider) {
     // RFC 8448 §3 prints the HkdfLabel ("info") of the first "derived" step; expanding the
     // early secret with it through plain HKDF-Expand must equal our Expand-Label.
     let early = h32("33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a");
@@ -42,43 +62,51 @@ fn hkdf_label_encoding_matches_rfc8448_info_bytes() {
     Hkdf::<Sha256>::from_prk(&early).unwrap().expand(&info, &mut direct).unwrap();
     assert_eq!(hex(&direct), "6f2615a108c702c5678f54fc9dbab69716c076189c48250cebeac3576c3611ba");
     let mut ours = [0u8; 32];
-    expand_label(T, &early, b"derived", &empty_hash(), &mut ours);
+    expand_label(p, T, &early, b"derived", &empty_hash(), &mut ours);
     assert_eq!(ours, direct);
 }
 
 #[test]
 fn rfc8448_simple_1rtt_key_schedule() {
-    let early = EarlySecret::with_prefix(T, None);
+    each_provider(rfc8448_simple_1rtt_key_schedule_with);
+}
+
+fn rfc8448_simple_1rtt_key_schedule_with(p: &dyn CryptoProvider) {
+    let early = EarlySecret::with_prefix(p, T, None);
     assert_eq!(hex(early.secret.as_bytes()), "33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a");
 
-    let hs = early.into_handshake(Some(&unhex(ECDHE)));
+    let hs = early.into_handshake(p, Some(&unhex(ECDHE)));
     assert_eq!(hex(hs.secret.as_bytes()), "1dc826e93606aa6fdc0aadc12f741b01046aa6b99f691ed221a9f0ca043fbeac");
-    let c_hs = hs.client_handshake_traffic_secret(&h32(TH_CH_SH));
-    let s_hs = hs.server_handshake_traffic_secret(&h32(TH_CH_SH));
+    let c_hs = hs.client_handshake_traffic_secret(p, &h32(TH_CH_SH));
+    let s_hs = hs.server_handshake_traffic_secret(p, &h32(TH_CH_SH));
     assert_eq!(hex(c_hs.as_bytes()), "b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21");
     assert_eq!(hex(s_hs.as_bytes()), "b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38");
 
-    let ms = hs.into_master();
+    let ms = hs.into_master(p);
     assert_eq!(hex(ms.secret.as_bytes()), "18df06843d13a08bf2a449844c5f8a478001bc4d4c627984d5a41da8d0402919");
-    let c_ap = ms.client_application_traffic_secret_0(&h32(TH_CH_SF));
-    let s_ap = ms.server_application_traffic_secret_0(&h32(TH_CH_SF));
+    let c_ap = ms.client_application_traffic_secret_0(p, &h32(TH_CH_SF));
+    let s_ap = ms.server_application_traffic_secret_0(p, &h32(TH_CH_SF));
     assert_eq!(hex(c_ap.as_bytes()), "9e40646ce79a7f9dc05af8889bce6552875afa0b06df0087f792ebb7c17504a5");
     assert_eq!(hex(s_ap.as_bytes()), "a11af9f05531f856ad47116b45a950328204b4f44bfb6b3a4b4f1f3fcb631643");
     assert_eq!(
-        hex(ms.exporter_master_secret(&h32(TH_CH_SF)).as_bytes()),
+        hex(ms.exporter_master_secret(p, &h32(TH_CH_SF)).as_bytes()),
         "fe22f881176eda18eb8f44529e6792c50c9a3f89452f68d8ae311b4309d3cf50"
     );
-    let res_master = ms.resumption_master_secret(&h32(TH_CH_CF));
+    let res_master = ms.resumption_master_secret(p, &h32(TH_CH_CF));
     assert_eq!(hex(res_master.as_bytes()), "7df235f2031d2a051287d02b0241b0bfdaf86cc856231f2d5aba46c434ec196c");
     // The NewSessionTicket of §3 carries ticket_nonce 00 00.
     assert_eq!(
-        hex(resumption_psk_p(T, &res_master, &[0, 0]).as_bytes()),
+        hex(resumption_psk_p(p, T, &res_master, &[0, 0]).as_bytes()),
         "4ecd0eb6ec3b4d87f5d6028f922ca4c5851a277fd41311c9e62d2c9492e1c4f3"
     );
 }
 
 #[test]
 fn rfc8448_traffic_keys() {
+    each_provider(rfc8448_traffic_keys_with);
+}
+
+fn rfc8448_traffic_keys_with(p: &dyn CryptoProvider) {
     let secret = |s| Secret::from_bytes(h32(s));
     let cases = [
         // (traffic secret, key, iv): server/client handshake, server/client application.
@@ -104,7 +132,7 @@ fn rfc8448_traffic_keys() {
         ),
     ];
     for (s, key, iv) in cases {
-        let keys = TrafficKeys::derive_p(T, AeadAlgorithm::Aes128Gcm, &secret(s));
+        let keys = TrafficKeys::derive_p(p, T, AeadAlgorithm::Aes128Gcm, &secret(s));
         assert_eq!(hex(keys.key()), key);
         assert_eq!(hex(keys.iv()), iv);
         assert_eq!(keys.sn_key().len(), 16);
@@ -113,56 +141,68 @@ fn rfc8448_traffic_keys() {
 
 #[test]
 fn rfc8448_finished() {
+    each_provider(rfc8448_finished_with);
+}
+
+fn rfc8448_finished_with(p: &dyn CryptoProvider) {
     let s_hs = Secret::from_bytes(h32("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38"));
     let c_hs = Secret::from_bytes(h32("b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21"));
     assert_eq!(
-        hex(finished_key_p(T, &s_hs).as_bytes()),
+        hex(finished_key_p(p, T, &s_hs).as_bytes()),
         "008d3b66f816ea559f96b537e885c31fc068bf492c652f01f288a1d8cdc19fc8"
     );
     assert_eq!(
-        hex(finished_key_p(T, &c_hs).as_bytes()),
+        hex(finished_key_p(p, T, &c_hs).as_bytes()),
         "b80ad01015fb2f0bd65ff7d4da5d6bf83f84821d1f87fdc7d3c75b5a7b42d9c4"
     );
     // The client Finished covers ClientHello..server Finished.
     assert_eq!(
-        hex(&verify_data_p(T, &c_hs, &h32(TH_CH_SF))),
+        hex(&verify_data_p(p, T, &c_hs, &h32(TH_CH_SF))),
         "a8ec436d677634ae525ac1fcebe11a039ec17694fac6e98527b642f2edd5ce61"
     );
 }
 
 #[test]
 fn rfc8448_resumed_0rtt_binder_and_early_secrets() {
+    each_provider(rfc8448_resumed_0rtt_binder_and_early_secrets_with);
+}
+
+fn rfc8448_resumed_0rtt_binder_and_early_secrets_with(p: &dyn CryptoProvider) {
     // RFC 8448 §4: the PSK is the §3 ticket's.
     let psk = unhex("4ecd0eb6ec3b4d87f5d6028f922ca4c5851a277fd41311c9e62d2c9492e1c4f3");
-    let early = EarlySecret::with_prefix(T, Some(&psk));
+    let early = EarlySecret::with_prefix(p, T, Some(&psk));
     assert_eq!(hex(early.secret.as_bytes()), "9b2188e9b2fc6d64d71dc329900e20bb41915000f678aa839cbb797cb7d8332c");
-    let binder_key = early.binder_key(false);
+    let binder_key = early.binder_key(p, false);
     assert_eq!(hex(binder_key.as_bytes()), "69fe131a3bbad5d63c64eebcc30e395b9d8107726a13d074e389dbc8a4e47256");
     assert_eq!(
-        hex(finished_key_p(T, &binder_key).as_bytes()),
+        hex(finished_key_p(p, T, &binder_key).as_bytes()),
         "5588673e72cb59c87d220caffe94f2dea9a3b1609f7d50e90a48227db9ed7eaa"
     );
     let truncated_ch_hash = h32("63224b2e4573f2d3454ca84b9d009a04f6be9e05711a8396473aefa01e924a14");
     assert_eq!(
-        hex(&verify_data_p(T, &binder_key, &truncated_ch_hash)),
+        hex(&verify_data_p(p, T, &binder_key, &truncated_ch_hash)),
         "3add4fb2d8fdf822a0ca3cf7678ef5e88dae990141c5924d57bb6fa31b9e5f9d"
     );
     // "ext binder" must differ: that is the point of the two labels.
-    assert_ne!(early.binder_key(true), binder_key);
+    assert_ne!(early.binder_key(p, true), binder_key);
 
     let ch_hash = h32("08ad0fa05d7c7233b1775ba2ff9f4c5b8b59276b7f227f13a976245f5d960913");
     assert_eq!(
-        hex(early.client_early_traffic_secret(&ch_hash).as_bytes()),
+        hex(early.client_early_traffic_secret(p, &ch_hash).as_bytes()),
         "3fbbe6a60deb66c30a32795aba0eff7eaa10105586e7be5c09678d63b6caab62"
     );
     assert_eq!(
-        hex(early.early_exporter_master_secret(&ch_hash).as_bytes()),
+        hex(early.early_exporter_master_secret(p, &ch_hash).as_bytes()),
         "b2026866610937d7423e5be90862ccf24c0e6091186d34f812089ff5be2ef7df"
     );
 }
 
 #[test]
 fn traffic_update_label_against_hand_built_info() {
+    each_provider(traffic_update_label_against_hand_built_info_with);
+}
+
+fn traffic_update_label_against_hand_built_info_with(p: &dyn CryptoProvider) {
     // RFC 8448 has no KeyUpdate; build HkdfLabel for "traffic upd" byte by byte instead.
     let secret = h32("9e40646ce79a7f9dc05af8889bce6552875afa0b06df0087f792ebb7c17504a5");
     for (prefix, wire) in [(T, &b"tls13 traffic upd"[..]), (Prefix::DTLS13, &b"dtls13traffic upd"[..])] {
@@ -171,7 +211,7 @@ fn traffic_update_label_against_hand_built_info() {
         info.push(0);
         let mut direct = [0u8; 32];
         Hkdf::<Sha256>::from_prk(&secret).unwrap().expand(&info, &mut direct).unwrap();
-        assert_eq!(next_traffic_secret_p(prefix, &Secret::from_bytes(secret)).as_bytes(), &direct);
+        assert_eq!(next_traffic_secret_p(p, prefix, &Secret::from_bytes(secret)).as_bytes(), &direct);
     }
 }
 
@@ -180,31 +220,35 @@ fn traffic_update_label_against_hand_built_info() {
 /// b"dtls13", on the RFC 8448 §3 inputs (no PSK, the §3 ECDHE secret and transcript hashes).
 #[test]
 fn dtls13_prefix_pinned() {
-    let early = EarlySecret::new(None);
+    each_provider(dtls13_prefix_pinned_with);
+}
+
+fn dtls13_prefix_pinned_with(p: &dyn CryptoProvider) {
+    let early = EarlySecret::new(p, None);
     // The early secret does not depend on the prefix.
     assert_eq!(hex(early.secret.as_bytes()), "33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a");
-    let hs = early.into_handshake(Some(&unhex(ECDHE)));
+    let hs = early.into_handshake(p, Some(&unhex(ECDHE)));
     assert_eq!(hex(hs.secret.as_bytes()), DTLS_HS_SECRET);
-    let c_hs = hs.client_handshake_traffic_secret(&h32(TH_CH_SH));
+    let c_hs = hs.client_handshake_traffic_secret(p, &h32(TH_CH_SH));
     assert_eq!(hex(c_hs.as_bytes()), DTLS_C_HS);
-    let ms = hs.into_master();
+    let ms = hs.into_master(p);
     assert_eq!(hex(ms.secret.as_bytes()), DTLS_MASTER);
-    let s_ap = ms.server_application_traffic_secret_0(&h32(TH_CH_SF));
+    let s_ap = ms.server_application_traffic_secret_0(p, &h32(TH_CH_SF));
     assert_eq!(hex(s_ap.as_bytes()), DTLS_S_AP);
 
-    let keys = TrafficKeys::derive(AeadAlgorithm::ChaCha20Poly1305, &c_hs);
+    let keys = TrafficKeys::derive(p, AeadAlgorithm::ChaCha20Poly1305, &c_hs);
     assert_eq!(hex(keys.key()), DTLS_C_HS_CHACHA_KEY);
     assert_eq!(hex(keys.iv()), DTLS_C_HS_IV);
     assert_eq!(hex(keys.sn_key()), DTLS_C_HS_CHACHA_SN);
-    let keys = TrafficKeys::derive(AeadAlgorithm::Aes128Ccm8, &c_hs);
+    let keys = TrafficKeys::derive(p, AeadAlgorithm::Aes128Ccm8, &c_hs);
     // Shorter outputs of HKDF-Expand are prefixes only when the info is the same, and the
     // length is part of the info: so the 16-byte key is not the first half of the 32-byte one.
     assert_eq!(hex(keys.key()), DTLS_C_HS_AES_KEY);
     assert_eq!(hex(keys.sn_key()), DTLS_C_HS_AES_SN);
 
-    assert_eq!(hex(&finished_verify_data(&c_hs, &h32(TH_CH_SF))), DTLS_C_FINISHED);
-    assert_eq!(hex(next_application_traffic_secret(&s_ap).as_bytes()), DTLS_S_AP_1);
-    assert_eq!(hex(resumption_psk(&s_ap, &[0, 1]).as_bytes()), DTLS_PSK_FROM_S_AP);
+    assert_eq!(hex(&finished_verify_data(p, &c_hs, &h32(TH_CH_SF))), DTLS_C_FINISHED);
+    assert_eq!(hex(next_application_traffic_secret(p, &s_ap).as_bytes()), DTLS_S_AP_1);
+    assert_eq!(hex(resumption_psk(p, &s_ap, &[0, 1]).as_bytes()), DTLS_PSK_FROM_S_AP);
 }
 
 const DTLS_HS_SECRET: &str = "ca3b00400dda5821d05b71540280b71dff23443b9bf31cb2c5ce0dd3f755e643";
@@ -222,53 +266,69 @@ const DTLS_PSK_FROM_S_AP: &str = "379bd3383333874f4bf81150e2e9398a1be6ef56b0fd98
 
 #[test]
 fn public_functions_use_the_dtls_prefix() {
+    each_provider(public_functions_use_the_dtls_prefix_with);
+}
+
+fn public_functions_use_the_dtls_prefix_with(p: &dyn CryptoProvider) {
     let s = Secret::from_bytes([7; 32]);
     let mut a = [0u8; 32];
-    hkdf_expand_label(s.as_bytes(), b"finished", &[], &mut a);
-    assert_eq!(&a, finished_key(&s).as_bytes());
+    hkdf_expand_label(p, s.as_bytes(), b"finished", &[], &mut a);
+    assert_eq!(&a, finished_key(p, &s).as_bytes());
     let mut b = [0u8; 32];
-    expand_label(T, s.as_bytes(), b"finished", &[], &mut b);
+    expand_label(p, T, s.as_bytes(), b"finished", &[], &mut b);
     assert_ne!(a, b);
     assert_eq!(
-        derive_secret(&s, b"c hs traffic", &[1; 32]),
-        expand_secret(Prefix::DTLS13, &[7; 32], b"c hs traffic", &[1; 32])
+        derive_secret(p, &s, b"c hs traffic", &[1; 32]),
+        expand_secret(p, Prefix::DTLS13, &[7; 32], b"c hs traffic", &[1; 32])
     );
-    assert_eq!(psk_binder(&s, &[2; 32]), finished_verify_data(&s, &[2; 32]));
+    assert_eq!(psk_binder(p, &s, &[2; 32]), finished_verify_data(p, &s, &[2; 32]));
 }
 
 #[test]
 fn absent_secrets_are_zeros_not_empty() {
+    each_provider(absent_secrets_are_zeros_not_empty_with);
+}
+
+fn absent_secrets_are_zeros_not_empty_with(p: &dyn CryptoProvider) {
     // RFC 8446 §7.1: a missing PSK / (EC)DHE input is 32 zero bytes. HKDF-Extract with an
     // empty IKM gives another value, so the two must not be confused.
-    let zeros = EarlySecret::new(Some(&[0; 32]));
-    let none = EarlySecret::new(None);
-    let empty = EarlySecret::new(Some(&[]));
+    let zeros = EarlySecret::new(p, Some(&[0; 32]));
+    let none = EarlySecret::new(p, None);
+    let empty = EarlySecret::new(p, Some(&[]));
     assert_eq!(zeros.secret, none.secret);
     assert_ne!(empty.secret, none.secret);
-    let a = EarlySecret::new(None).into_handshake(None);
-    let b = EarlySecret::new(None).into_handshake(Some(&[0; 32]));
+    let a = EarlySecret::new(p, None).into_handshake(p, None);
+    let b = EarlySecret::new(p, None).into_handshake(p, Some(&[0; 32]));
     assert_eq!(a.secret, b.secret);
 }
 
 #[test]
 fn verify_finished_accepts_only_the_exact_value() {
+    each_provider(verify_finished_accepts_only_the_exact_value_with);
+}
+
+fn verify_finished_accepts_only_the_exact_value_with(p: &dyn CryptoProvider) {
     let s = Secret::from_bytes([9; 32]);
     let th = [3; 32];
-    let good = finished_verify_data(&s, &th);
-    assert!(verify_finished(&s, &th, &good));
+    let good = finished_verify_data(p, &s, &th);
+    assert!(verify_finished(p, &s, &th, &good));
     let mut bad = good;
     bad[31] ^= 1;
-    assert!(!verify_finished(&s, &th, &bad));
-    assert!(!verify_finished(&s, &th, &good[..31]));
-    assert!(!verify_finished(&s, &th, &[]));
-    assert!(!verify_finished(&s, &[4; 32], &good));
+    assert!(!verify_finished(p, &s, &th, &bad));
+    assert!(!verify_finished(p, &s, &th, &good[..31]));
+    assert!(!verify_finished(p, &s, &th, &[]));
+    assert!(!verify_finished(p, &s, &[4; 32], &good));
 }
 
 #[test]
 fn debug_hides_secrets() {
+    each_provider(debug_hides_secrets_with);
+}
+
+fn debug_hides_secrets_with(p: &dyn CryptoProvider) {
     let s = Secret::from_bytes([0xab; 32]);
-    let keys = TrafficKeys::derive(AeadAlgorithm::Aes128Gcm, &s);
-    let early = EarlySecret::new(Some(&[0xab; 32]));
+    let keys = TrafficKeys::derive(p, AeadAlgorithm::Aes128Gcm, &s);
+    let early = EarlySecret::new(p, Some(&[0xab; 32]));
     let printed = format!("{s:?} {keys:?} {early:?}");
     assert!(!printed.contains("ab, ab") && !printed.contains("171") && !printed.contains("abab"), "{printed}");
     for b in keys.key().iter().chain(keys.iv()).chain(keys.sn_key()) {

@@ -17,7 +17,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn keys(alg: AeadAlgorithm, seed: u8) -> TrafficKeys {
-    TrafficKeys::derive(alg, &Secret::from_bytes([seed; 32]))
+    TrafficKeys::derive(&RustCrypto, alg, &Secret::from_bytes([seed; 32]))
 }
 
 fn prot(alg: AeadAlgorithm, seed: u8) -> RecordProtection13 {
