@@ -157,24 +157,12 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     // Harmless without --early-data: no request then arrives as early data.
     let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
     let config = Arc::new(setup.config);
+    let links = crate::transport::Links { default: args.link, prefixes: args.link_prefix };
     let served = if threads > 1 {
-        crate::transport::serve_sharded(
-            sock,
-            threads,
-            config,
-            args.link,
-            &args.link_prefix,
-            app,
-            shutdown_signal(),
-            sessions,
-        )
-        .await
+        crate::transport::serve_sharded(sock, threads, config, &links, app, shutdown_signal(), sessions).await
     } else {
         match tokio::net::UdpSocket::from_std(sock) {
-            Ok(sock) => {
-                crate::transport::serve(sock, config, args.link, &args.link_prefix, app, shutdown_signal(), sessions)
-                    .await
-            }
+            Ok(sock) => crate::transport::serve(sock, config, &links, app, shutdown_signal(), sessions).await,
             Err(e) => Err(e.into()),
         }
     };

@@ -127,16 +127,24 @@ pub async fn exchange(
     response
 }
 
+/// The link profiles a server sizes its timers from: `default` for every client, except for
+/// clients inside one of `prefixes` (the first match wins).
+#[derive(Clone, Debug)]
+pub struct Links {
+    /// The profile of clients no prefix names.
+    pub default: coaps_dtls::LinkProfile,
+    /// Per-prefix profiles, in the order given (`--link-prefix`).
+    pub prefixes: Vec<(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)>,
+}
+
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
-/// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `link` sizes
-/// the retransmission timers and the deduplication lifetime, except for clients inside one of
-/// `link_prefixes` (the first match wins). Resumable sessions live in `sessions` (set
+/// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `links` size
+/// the retransmission timers and the deduplication lifetime. Resumable sessions live in `sessions` (set
 /// `config.session_store` to `None`).
 pub async fn serve<A>(
     sock: UdpSocket,
     config: Arc<ServerConfig>,
-    link: coaps_dtls::LinkProfile,
-    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
+    links: &Links,
     app: A,
     shutdown: impl Future<Output = ()>,
     sessions: Arc<dyn AsyncSessionStore>,
@@ -146,7 +154,7 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let (service, associations) = stack(Arc::unwrap_or_clone(config), link, link_prefixes, app, sessions);
+    let (service, associations) = stack(Arc::unwrap_or_clone(config), links, app, sessions);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
 }
 
@@ -158,8 +166,7 @@ pub async fn serve_sharded<A>(
     sock: std::net::UdpSocket,
     threads: usize,
     config: Arc<ServerConfig>,
-    link: coaps_dtls::LinkProfile,
-    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
+    links: &Links,
     app: A,
     shutdown: impl Future<Output = ()>,
     sessions: Arc<dyn AsyncSessionStore>,
@@ -172,12 +179,11 @@ where
     let threads = threads.max(1);
     let mut config = Arc::unwrap_or_clone(config);
     config.max_connections = config.max_connections.div_ceil(threads);
-    let link_prefixes = link_prefixes.to_vec();
+    let links = links.clone();
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, associations) =
-                    stack(config.clone(), link, &link_prefixes, app.clone(), sessions.clone());
+                let (service, associations) = stack(config.clone(), &links, app.clone(), sessions.clone());
                 Shard::new(service).out_of_band(associations)
             },
             shutdown,
@@ -190,12 +196,12 @@ where
 /// The server stack of [`serve`] for one socket loop (or one shard), and its associations.
 fn stack<A>(
     mut config: ServerConfig,
-    link: coaps_dtls::LinkProfile,
-    link_prefixes: &[(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)],
+    links: &Links,
     app: A,
     sessions: Arc<dyn AsyncSessionStore>,
 ) -> (
-    impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>,
+    impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>
+    + use<A>,
     coaps_tower::Associations,
 )
 where
@@ -207,8 +213,10 @@ where
     // (`cookie13_config` asks the policy factory); DTLS 1.2 cookies keep their own lifetime,
     // since a 1.2 client whose late second ClientHello carries an expired cookie takes a
     // fresh HelloVerifyRequest (RFC 6347 §4.2.1).
-    let policies =
-        link_prefixes.iter().fold(link.policy(), |factory, &(prefix, profile)| factory.with_prefix(prefix, profile));
+    let policies = links
+        .prefixes
+        .iter()
+        .fold(links.default.policy(), |factory, &(prefix, profile)| factory.with_prefix(prefix, profile));
     // Behind a cookie layer, the retransmit layer takes the cookie round trip as each peer's
     // first sample; with the endpoint's own gate, the engine reports it to the policy itself.
     let retransmit = config.cookie.is_some().then(|| RetransmitLayer::new(policies.clone()));
@@ -217,8 +225,13 @@ where
         None => policies.install(&mut config.common),
     }
     // Late duplicates from the slowest link's clients must still be recognised.
-    let dedup_link =
-        link_prefixes.iter().map(|&(_, p)| p).chain([link]).max_by_key(|p| p.params().max_ack_timeout).unwrap_or(link);
+    let dedup_link = links
+        .prefixes
+        .iter()
+        .map(|&(_, p)| p)
+        .chain([links.default])
+        .max_by_key(|p| p.params().max_ack_timeout)
+        .unwrap_or(links.default);
     let config = Arc::new(config);
     let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
     let mut resumption = match &cookies {
