@@ -31,10 +31,11 @@ pub const DEFAULT_MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(30);
 /// per datagram whatever the table size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaConfig {
-    /// A handshake that has not completed this long after its ClientHello was admitted is
-    /// forgotten (no alert: the peer is presumed gone). Default
-    /// [`DEFAULT_HALF_OPEN_LIFETIME`]; raise it for links whose first retransmission timeout
-    /// is several seconds (NB-IoT, satellite).
+    /// A handshake that has not completed and has received nothing from its peer for this
+    /// long is forgotten (no alert: the peer is presumed gone). Default
+    /// [`DEFAULT_HALF_OPEN_LIFETIME`]; raise it for links whose retransmission timeouts are
+    /// many seconds (NB-IoT, satellite: `coaps serve --link` does), or a lossy slow path loses
+    /// handshakes the retransmission timers would have completed.
     pub half_open_lifetime: Duration,
     /// Most half-open handshakes from one source address; beyond it its new ClientHellos are
     /// refused. Default [`DEFAULT_MAX_HALF_OPEN_PER_ADDRESS`] (a NAT with many devices booting

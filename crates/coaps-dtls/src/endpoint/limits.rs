@@ -1,7 +1,7 @@
 //! The server endpoint's bookkeeping of who holds its association table, kept beside the table
 //! so that no decision on the datagram path needs a scan of it: half-open handshakes in
 //! admission order, established associations in least-recently-active order (both intrusive
-//! doubly linked lists over one slab, so a touch, an admission and an eviction are O(1)),
+//! doubly linked lists over one slab; "oldest" is the least recently heard, so a touch, an admission and an eviction are O(1)),
 //! counts per source address, per /24 or /56 prefix and per identity (hash maps, O(1)), and
 //! the associations' timers in deadline order (O(log n)).
 //!
@@ -73,7 +73,7 @@ struct Node {
     prefix: IpAddr,
     identity: Option<u64>,
     list: List,
-    /// Half-open: when admitted. Established: the last datagram received.
+    /// The last datagram received (admission, for a half-open handshake that got no other).
     stamp: Instant,
     prev: u32,
     next: u32,
@@ -250,15 +250,14 @@ impl Limits {
         Ok(())
     }
 
-    /// A datagram from `peer` reached its association: an established one becomes the most
-    /// recently active.
+    /// A datagram from `peer` reached its association: it becomes the most recently active of
+    /// its list, and a half-open one's lifetime starts again (a client still retransmitting
+    /// is not gone; one that walked away sends nothing).
     pub(crate) fn touch(&mut self, now: Instant, peer: &SocketAddr) {
         let Some(&slot) = self.slots.get(peer) else { return };
-        if self.node(slot).list == List::Established {
-            self.unlink(slot);
-            self.node_mut(slot).stamp = now;
-            self.push_back(slot);
-        }
+        self.unlink(slot);
+        self.node_mut(slot).stamp = now;
+        self.push_back(slot);
     }
 
     /// Whether `peer` is tracked as half-open.
