@@ -8,6 +8,7 @@ use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{CertifiedKey, ClientAuth, ClientConfig, DtlsVersion, PeerVerifier, Psk, ServerConfig, StaticPsks};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Reads a file; the error names it and what it was for.
 pub fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -137,7 +138,24 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
         ServerDtls::Auto => (true, true),
     };
     config.max_connections = args.max_peers as usize;
-    config.max_handshakes = config.max_handshakes.min(config.max_connections);
+    // Half-open handshakes never take more than half the table by default, so established
+    // peers keep room whatever a flood of abandoned handshakes does.
+    config.max_handshakes = match args.max_half_open {
+        Some(n) => n as usize,
+        None => config.max_handshakes.min((config.max_connections / 2).max(1)),
+    };
+    let q = &mut config.quotas;
+    q.max_half_open_per_address = args.max_half_open_per_address as usize;
+    q.max_half_open_per_prefix = args.max_half_open_per_prefix as usize;
+    q.max_associations_per_address = args.max_peers_per_address as usize;
+    q.max_associations_per_identity = args.max_peers_per_identity.map_or(usize::MAX, |n| n as usize);
+    q.min_idle_to_evict = Duration::from_secs(args.min_idle_to_evict);
+    q.half_open_lifetime = match args.half_open_lifetime {
+        Some(s) => Duration::from_secs(s),
+        // A long-delay link's client may be silent for minutes between retransmissions.
+        None if args.link.params().kind == coaps_dtls::link::TimerKind::LongDelay => args.link.params().handshake_budget,
+        None => q.half_open_lifetime,
+    };
     Ok(ServerSetup { config, demo, identities })
 }
 

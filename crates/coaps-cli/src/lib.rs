@@ -6,7 +6,10 @@
 //! ```text
 //! coaps serve [--listen ADDR] [-u IDENTITY -k KEY]... [--psk-file FILE]
 //!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--dtls 1.2|1.3|auto]
-//!             [--no-cookie] [--max-peers N] [--link PROFILE]
+//!             [--no-cookie] [--max-peers N] [--link PROFILE] [--max-half-open N]
+//!             [--max-half-open-per-address N] [--max-half-open-per-prefix N]
+//!             [--half-open-lifetime SECONDS] [--max-peers-per-address N]
+//!             [--max-peers-per-identity N] [--min-idle-to-evict SECONDS]
 //! coaps get|post|put|delete URI [-u IDENTITY -k KEY] [--ca CA.pem] [--cert CERT.pem --key KEY.pem]
 //!             [--dtls 1.2|1.3] [-e PAYLOAD] [-v] [-B SECONDS] [--link PROFILE] [--rtt MILLISECONDS]
 //! coaps energy [--radio NAME]... [--rtt MS] [--loss PERCENT] [--reconnects-per-day N]
