@@ -153,7 +153,9 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
     q.half_open_lifetime = match args.half_open_lifetime {
         Some(s) => Duration::from_secs(s),
         // A long-delay link's client may be silent for minutes between retransmissions.
-        None if args.link.params().kind == coaps_dtls::link::TimerKind::LongDelay => args.link.params().handshake_budget,
+        None if args.link.params().kind == coaps_dtls::link::TimerKind::LongDelay => {
+            args.link.params().handshake_budget
+        }
         None => q.half_open_lifetime,
     };
     Ok(ServerSetup { config, demo, identities })
