@@ -1006,6 +1006,11 @@ impl Associations {
         self.shared.lock().endpoint.connection_count()
     }
 
+    /// Number of half-open handshakes (admitted, not yet complete).
+    pub fn half_open_count(&self) -> usize {
+        self.shared.lock().endpoint.half_open_count()
+    }
+
     /// Whether `peer` has an established association.
     pub fn is_established(&self, peer: &SocketAddr) -> bool {
         self.shared.lock().endpoint.connection(peer).is_some_and(|c| c.is_established())

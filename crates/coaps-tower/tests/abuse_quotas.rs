@@ -202,24 +202,18 @@ async fn half_open_flood(version: DtlsVersion, variant: Variant) {
             s.connections_created
         );
         assert!(proved >= FLOOD_PORTS * 9 / 10, "{what}: the flood was not real: {proved} cookie round trips");
-        // The host got at most its per-address share of half-open handshakes, whatever it sent.
-        let flood_created = s.connections_created as usize;
-        assert!(
-            s.refused_half_open_per_address as usize + flood_created >= proved,
-            "{what}: every proven ClientHello was admitted or refused: {s:?}"
-        );
         if matches!((version, variant), (DtlsVersion::Dtls13, Variant::WrongPsk)) {
             // The binder of the second ClientHello does not verify (RFC 8446 §4.2.11): the
             // handshake fails at once and nothing stays half-open.
             assert_eq!(s.refused_half_open_per_address, 0, "{what}: {s:?}");
-            let assoc = server.associations.clone();
-            assert!(
-                support::eventually(Duration::from_secs(3), || assoc.count() == 0).await,
-                "{what}: state left behind: {} associations",
-                server.associations.count()
-            );
+            assert_eq!(server.associations.half_open_count(), 0, "{what}: half-open state left behind");
         } else {
-            assert!(s.refused_half_open_per_address > 0, "{what}: the per-address limit never applied: {s:?}");
+            // Most of the host's proven ClientHellos hit its per-address share (32); the rest
+            // were admitted, or lost on a busy loopback.
+            assert!(
+                s.refused_half_open_per_address as usize >= proved / 2,
+                "{what}: the per-address limit did not hold the flood: {s:?}"
+            );
         }
     })
     .await;
