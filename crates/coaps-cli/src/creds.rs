@@ -228,6 +228,40 @@ mod tests {
     }
 
     #[test]
+    fn quota_flags_reach_the_server_configuration() {
+        let c = server_setup(&serve_args(&[]), &[]).unwrap().config;
+        let d = coaps_dtls::QuotaConfig::default();
+        assert_eq!((c.max_connections, c.max_handshakes), (1000, 500), "half of --max-peers half-open");
+        assert_eq!(c.quotas, d, "the flags' defaults are the library's");
+        let c = server_setup(&serve_args(&["--link", "nb-iot"]), &[]).unwrap().config;
+        assert_eq!(c.quotas.half_open_lifetime, coaps_dtls::LinkProfile::NbIot.params().handshake_budget);
+        let a = serve_args(&[
+            "--max-peers",
+            "50",
+            "--max-half-open",
+            "7",
+            "--max-half-open-per-address",
+            "2",
+            "--max-half-open-per-prefix",
+            "3",
+            "--half-open-lifetime",
+            "4",
+            "--max-peers-per-address",
+            "5",
+            "--max-peers-per-identity",
+            "6",
+            "--min-idle-to-evict",
+            "8",
+        ]);
+        let c = server_setup(&a, &[]).unwrap().config;
+        assert_eq!((c.max_connections, c.max_handshakes), (50, 7));
+        let q = c.quotas;
+        assert_eq!((q.max_half_open_per_address, q.max_half_open_per_prefix), (2, 3));
+        assert_eq!((q.max_associations_per_address, q.max_associations_per_identity), (5, 6));
+        assert_eq!((q.half_open_lifetime.as_secs(), q.min_idle_to_evict.as_secs()), (4, 8));
+    }
+
+    #[test]
     fn pairs_and_counts() {
         let a = serve_args(&["-u", "a", "-k", "ka", "-u", "b", "--psk-hex", "0102"]);
         let s = server_setup(&a, &[KeyArg::Text("ka"), KeyArg::Hex("0102")]).unwrap();

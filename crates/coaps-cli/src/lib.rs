@@ -141,6 +141,8 @@ mod tests {
         assert!(e(&["coaps", "get", "coaps://h/", "--cert", "c.pem", "--key", "k.pem"]).contains("--ca <CA.pem>"));
         assert!(e(&["coaps", "serve", "--cert", "c.pem"]).contains("--key <KEY.pem>"));
         assert!(e(&["coaps", "serve", "--max-peers", "0"]).contains("--max-peers"));
+        assert!(e(&["coaps", "serve", "--max-half-open-per-address", "0"]).contains("--max-half-open-per-address"));
+        assert!(e(&["coaps", "serve", "--half-open-lifetime", "0"]).contains("--half-open-lifetime"));
         assert!(e(&["coaps", "get"]).contains("<URI>"));
         Cli::command().debug_assert();
     }
