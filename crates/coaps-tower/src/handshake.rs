@@ -516,8 +516,11 @@ struct LimitLog {
 
 const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Reads one counter of the endpoint.
+type Counter = fn(&EndpointStats) -> u64;
+
 /// Each refusal and eviction counter of the endpoint, with what its log line says.
-const LIMIT_REASONS: [(fn(&EndpointStats) -> u64, &str); 8] = [
+const LIMIT_REASONS: [(Counter, &str); 8] = [
     (|s| s.refused_half_open_per_address, "ClientHellos refused: source address at its half-open limit"),
     (|s| s.refused_half_open_per_prefix, "ClientHellos refused: /24 or /56 prefix at its half-open limit"),
     (|s| s.refused_associations_per_address, "ClientHellos refused: source address at its association limit"),
