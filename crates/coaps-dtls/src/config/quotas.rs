@@ -12,15 +12,15 @@ use std::time::Duration;
 /// flights are lost retransmits at 1, 3, 7 and 15 s; 15 s covers four losses in a row, far
 /// more than a usable path loses, while the full handshake budget (the timer's doubling up to
 /// 60 s) would let an abandoned handshake hold its slot for minutes.
-pub const DEFAULT_HALF_OPEN_LIFETIME: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_HALF_OPEN_LIFETIME: Duration = Duration::from_secs(15);
 /// Default [`QuotaConfig::max_half_open_per_address`].
-pub const DEFAULT_MAX_HALF_OPEN_PER_ADDRESS: usize = 32;
+pub(crate) const DEFAULT_MAX_HALF_OPEN_PER_ADDRESS: usize = 32;
 /// Default [`QuotaConfig::max_half_open_per_prefix`].
-pub const DEFAULT_MAX_HALF_OPEN_PER_PREFIX: usize = 128;
+pub(crate) const DEFAULT_MAX_HALF_OPEN_PER_PREFIX: usize = 128;
 /// Default [`QuotaConfig::max_associations_per_address`].
-pub const DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS: usize = 256;
+pub(crate) const DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS: usize = 256;
 /// Default [`QuotaConfig::min_idle_to_evict`].
-pub const DEFAULT_MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(30);
 
 /// Per-source and per-identity limits of a server endpoint ([`ServerConfig::quotas`](crate::ServerConfig::quotas)).
 ///
@@ -32,20 +32,21 @@ pub const DEFAULT_MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaConfig {
     /// A handshake that has not completed and has received nothing from its peer for this
-    /// long is forgotten (no alert: the peer is presumed gone). Default
-    /// [`DEFAULT_HALF_OPEN_LIFETIME`]; raise it for links whose retransmission timeouts are
+    /// long is forgotten (no alert: the peer is presumed gone). Default 15 s: RFC 6347
+    /// §4.2.4.1 starts the retransmission timer at 1 s and doubles it, so a client whose
+    /// flights are lost resends at 1, 3, 7 and 15 s; 15 s of silence is four losses in a row,
+    /// while the full handshake budget would let an abandoned handshake hold its slot for
+    /// minutes. Raise it for links whose retransmission timeouts are
     /// many seconds (NB-IoT, satellite: `coaps serve --link` does), or a lossy slow path loses
     /// handshakes the retransmission timers would have completed.
     pub half_open_lifetime: Duration,
     /// Most half-open handshakes from one source address; beyond it its new ClientHellos are
-    /// refused. Default [`DEFAULT_MAX_HALF_OPEN_PER_ADDRESS`] (a NAT with many devices booting
+    /// refused. Default 32 (a NAT with many devices booting
     /// at once stays well under it: a handshake is half-open for a few round trips).
     pub max_half_open_per_address: usize,
-    /// Most half-open handshakes from one /24 (IPv4) or /56 (IPv6) prefix. Default
-    /// [`DEFAULT_MAX_HALF_OPEN_PER_PREFIX`].
+    /// Most half-open handshakes from one /24 (IPv4) or /56 (IPv6) prefix. Default 128.
     pub max_half_open_per_prefix: usize,
-    /// Most associations (half-open or established) with one source address. Default
-    /// [`DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS`]; a server whose clients sit behind one large
+    /// Most associations (half-open or established) with one source address. Default 256; a server whose clients sit behind one large
     /// NAT needs more.
     pub max_associations_per_address: usize,
     /// Most established associations of one authenticated identity (PSK identity, certificate
@@ -55,8 +56,7 @@ pub struct QuotaConfig {
     pub max_associations_per_identity: usize,
     /// When the table is full, the least-recently-active established association is evicted
     /// for a new handshake if it has been idle at least this long; otherwise the ClientHello
-    /// is refused, so a busy table never sheds an active peer. Default
-    /// [`DEFAULT_MIN_IDLE_TO_EVICT`].
+    /// is refused, so a busy table never sheds an active peer. Default 30 s.
     pub min_idle_to_evict: Duration,
 }
 
