@@ -222,13 +222,40 @@ pub struct ServeArgs {
     /// server can be used to amplify spoofed traffic.
     #[arg(long)]
     pub no_cookie: bool,
-    /// Most DTLS associations at once.
+    /// Most DTLS associations at once. When full, the association idle longest (at least
+    /// --min-idle-to-evict) makes room for a new client.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_peers: u32,
     /// Threads serving associations, each with its own share of the peers (routed by address)
     /// and its own timers. Default: the available parallelism (cores) of the machine.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// Most half-open handshakes at once; at the limit the least recently heard one makes
+    /// room for a new client. Default: half of --max-peers, at most 1000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_half_open: Option<u32>,
+    /// Most half-open handshakes from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_half_open_per_address: u32,
+    /// Most half-open handshakes from one /24 (IPv4) or /56 (IPv6) prefix.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_half_open_per_prefix: u32,
+    /// Seconds a half-open handshake may go without a datagram from its client before it is
+    /// forgotten. Default: 33 (every RFC 6347 back-off gap up to the sixth retransmission), or the handshake budget of a
+    /// long-delay --link profile (802.15.4, lte-m, nb-iot, satellite).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub half_open_lifetime: Option<u64>,
+    /// Most associations with one IP address (raise it when many clients share one NAT).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers_per_address: u32,
+    /// Most associations of one PSK identity or certificate. Default: no limit (fleets often
+    /// share one PSK identity).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers_per_identity: Option<u32>,
+    /// Seconds an association must have been idle before it may be evicted for a new client
+    /// when the table is full (a busier table refuses new clients instead).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub min_idle_to_evict: u64,
     /// The network clients reach the server over, which sizes the handshake retransmission
     /// timers and the CoAP deduplication lifetime: ethernet, wifi, 802.15.4, lte-m, nb-iot,
     /// satellite, or auto (RFC timers until a client's RTT is measured, then adaptive).

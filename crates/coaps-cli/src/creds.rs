@@ -8,6 +8,7 @@ use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
 use coaps_dtls::{CertifiedKey, ClientAuth, ClientConfig, DtlsVersion, PeerVerifier, Psk, ServerConfig, StaticPsks};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Reads a file; the error names it and what it was for.
 pub fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -153,7 +154,26 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
     }
     config.connection_id = Some(coaps_dtls::ConnectionIdConfig::new(usize::from(args.cid)).with_prefix(prefix));
     config.max_connections = args.max_peers as usize;
-    config.max_handshakes = config.max_handshakes.min(config.max_connections);
+    // Half-open handshakes never take more than half the table by default, so established
+    // peers keep room whatever a flood of abandoned handshakes does.
+    config.max_handshakes = match args.max_half_open {
+        Some(n) => n as usize,
+        None => config.max_handshakes.min((config.max_connections / 2).max(1)),
+    };
+    let q = &mut config.quotas;
+    q.max_half_open_per_address = args.max_half_open_per_address as usize;
+    q.max_half_open_per_prefix = args.max_half_open_per_prefix as usize;
+    q.max_associations_per_address = args.max_peers_per_address as usize;
+    q.max_associations_per_identity = args.max_peers_per_identity.map_or(usize::MAX, |n| n as usize);
+    q.min_idle_to_evict = Duration::from_secs(args.min_idle_to_evict);
+    q.half_open_lifetime = match args.half_open_lifetime {
+        Some(s) => Duration::from_secs(s),
+        // A long-delay link's client may be silent for minutes between retransmissions.
+        None if args.link.params().kind == coaps_dtls::link::TimerKind::LongDelay => {
+            args.link.params().handshake_budget
+        }
+        None => q.half_open_lifetime,
+    };
     Ok(ServerSetup { config, demo, identities })
 }
 
@@ -234,6 +254,40 @@ mod tests {
         assert!(e.contains("--cid-prefix is 2 bytes but --cid is 1"), "{e}");
         let e = server_setup(&serve_args(&["--cid-prefix", "abc"]), &[]).unwrap_err();
         assert!(e.starts_with("--cid-prefix: odd number of hex digits"), "{e}");
+    }
+
+    #[test]
+    fn quota_flags_reach_the_server_configuration() {
+        let c = server_setup(&serve_args(&[]), &[]).unwrap().config;
+        let d = coaps_dtls::QuotaConfig::default();
+        assert_eq!((c.max_connections, c.max_handshakes), (1000, 500), "half of --max-peers half-open");
+        assert_eq!(c.quotas, d, "the flags' defaults are the library's");
+        let c = server_setup(&serve_args(&["--link", "nb-iot"]), &[]).unwrap().config;
+        assert_eq!(c.quotas.half_open_lifetime, coaps_dtls::LinkProfile::NbIot.params().handshake_budget);
+        let a = serve_args(&[
+            "--max-peers",
+            "50",
+            "--max-half-open",
+            "7",
+            "--max-half-open-per-address",
+            "2",
+            "--max-half-open-per-prefix",
+            "3",
+            "--half-open-lifetime",
+            "4",
+            "--max-peers-per-address",
+            "5",
+            "--max-peers-per-identity",
+            "6",
+            "--min-idle-to-evict",
+            "8",
+        ]);
+        let c = server_setup(&a, &[]).unwrap().config;
+        assert_eq!((c.max_connections, c.max_handshakes), (50, 7));
+        let q = c.quotas;
+        assert_eq!((q.max_half_open_per_address, q.max_half_open_per_prefix), (2, 3));
+        assert_eq!((q.max_associations_per_address, q.max_associations_per_identity), (5, 6));
+        assert_eq!((q.half_open_lifetime.as_secs(), q.min_idle_to_evict.as_secs()), (4, 8));
     }
 
     #[test]

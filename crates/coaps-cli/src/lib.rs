@@ -6,7 +6,10 @@
 //! ```text
 //! coaps serve [--listen ADDR] [-u IDENTITY -k KEY]... [--psk-file FILE]
 //!             [--cert CERT.pem --key KEY.pem [--client-ca CA.pem]] [--dtls 1.2|1.3|auto]
-//!             [--no-cookie] [--max-peers N] [--link PROFILE]
+//!             [--no-cookie] [--max-peers N] [--link PROFILE] [--max-half-open N]
+//!             [--max-half-open-per-address N] [--max-half-open-per-prefix N]
+//!             [--half-open-lifetime SECONDS] [--max-peers-per-address N]
+//!             [--max-peers-per-identity N] [--min-idle-to-evict SECONDS]
 //! coaps get|post|put|delete|fetch|patch|ipatch URI [-u IDENTITY -k KEY] [--ca CA.pem]
 //!             [--cert CERT.pem --key KEY.pem] [--dtls 1.2|1.3] [-e PAYLOAD | -f FILE] [-o FILE]
 //!             [-s SECONDS] [-b SIZE] [-t TYPE] [-A TYPE] [-O NUM,VALUE]... [-N] [-T TOKEN]
@@ -144,6 +147,8 @@ mod tests {
         assert!(e(&["coaps", "get", "coaps://h/", "--cert", "c.pem", "--key", "k.pem"]).contains("--ca <CA.pem>"));
         assert!(e(&["coaps", "serve", "--cert", "c.pem"]).contains("--key <KEY.pem>"));
         assert!(e(&["coaps", "serve", "--max-peers", "0"]).contains("--max-peers"));
+        assert!(e(&["coaps", "serve", "--max-half-open-per-address", "0"]).contains("--max-half-open-per-address"));
+        assert!(e(&["coaps", "serve", "--half-open-lifetime", "0"]).contains("--half-open-lifetime"));
         assert!(e(&["coaps", "get"]).contains("<URI>"));
         Cli::command().debug_assert();
     }

@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod cid_index;
+mod limits;
+use limits::{Eviction, Limits, Refusal, Timers};
 
 pub use crate::gate::cookie13_config;
 pub use crate::types::Transmit;
@@ -80,7 +82,8 @@ pub struct EndpointStats {
     pub cookies_rejected: u64,
     /// Datagrams from unknown peers that were not a usable ClientHello.
     pub dropped_unknown_peer: u64,
-    /// New handshakes refused because a limit was reached.
+    /// New handshakes refused because a limit was reached (the sum of the `refused_*`
+    /// counters).
     pub dropped_limit: u64,
     /// Associations created.
     pub connections_created: u64,
@@ -104,6 +107,28 @@ pub struct EndpointStats {
     /// Datagrams not sent to a moved association's unchecked new address, over its
     /// amplification budget.
     pub amplification_dropped: u64,
+    /// Proven ClientHellos refused: their source address already holds
+    /// [`QuotaConfig::max_half_open_per_address`](crate::QuotaConfig::max_half_open_per_address) half-open handshakes.
+    pub refused_half_open_per_address: u64,
+    /// Proven ClientHellos refused: their /24 or /56 prefix already holds
+    /// [`QuotaConfig::max_half_open_per_prefix`](crate::QuotaConfig::max_half_open_per_prefix) half-open handshakes.
+    pub refused_half_open_per_prefix: u64,
+    /// Proven ClientHellos refused: their source address already holds
+    /// [`QuotaConfig::max_associations_per_address`](crate::QuotaConfig::max_associations_per_address) associations.
+    pub refused_associations_per_address: u64,
+    /// Completed handshakes closed: their identity already holds
+    /// [`QuotaConfig::max_associations_per_identity`](crate::QuotaConfig::max_associations_per_identity) associations.
+    pub refused_associations_per_identity: u64,
+    /// Proven ClientHellos refused: the table was full and no association had been idle for
+    /// [`QuotaConfig::min_idle_to_evict`](crate::QuotaConfig::min_idle_to_evict) (or a limit is zero).
+    pub refused_table_full: u64,
+    /// Oldest half-open handshakes evicted for a new one at [`ServerConfig::max_handshakes`].
+    pub evicted_half_open: u64,
+    /// Least-recently-active idle associations evicted for a new handshake at
+    /// [`ServerConfig::max_connections`].
+    pub evicted_idle: u64,
+    /// Half-open handshakes forgotten after [`QuotaConfig::half_open_lifetime`](crate::QuotaConfig::half_open_lifetime).
+    pub expired_half_open: u64,
 }
 
 /// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
@@ -116,6 +141,12 @@ pub struct Endpoint {
     connections: HashMap<SocketAddr, Connection>,
     /// CID-first demultiplexing (RFC 9146 §6).
     cids: cid_index::CidIndex,
+    /// Who holds the table (servers only): quotas and eviction order without scans.
+    limits: Option<Limits>,
+    /// Every association's next timer, in deadline order.
+    timers: Timers,
+    /// The latest time handed in, for the bookkeeping of paths that get no `now`.
+    now: Instant,
     rng: SeededRng,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(SocketAddr, Event)>,
@@ -136,11 +167,15 @@ impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let gate = Some(Gate::new(config.clone(), now, &mut rng));
+        let limits = Some(Limits::new(config.quotas, config.max_connections, config.max_handshakes));
         Self {
             server: Some(config),
             gate,
             connections: HashMap::new(),
             cids: Default::default(),
+            limits,
+            timers: Timers::default(),
+            now,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -183,6 +218,9 @@ impl Endpoint {
             gate: None,
             connections: HashMap::new(),
             cids: Default::default(),
+            limits: None,
+            timers: Timers::default(),
+            now: Instant::now(),
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -200,6 +238,8 @@ impl Endpoint {
         resume: Option<Session>,
     ) -> Result<(), ConfigError> {
         let conn = Connection::client(config, peer, server_name, resume, self.rng.fork(), now)?;
+        self.forget(peer);
+        self.now = self.now.max(now);
         self.connections.insert(peer, conn);
         self.stats.connections_created += 1;
         self.collect(peer);
@@ -219,6 +259,8 @@ impl Endpoint {
     ) -> Result<(), ConfigError> {
         let conn =
             Connection::client_with_early_data(config, peer, server_name, resume, early_data, self.rng.fork(), now)?;
+        self.forget(peer);
+        self.now = self.now.max(now);
         self.connections.insert(peer, conn);
         self.stats.connections_created += 1;
         self.collect(peer);
@@ -242,6 +284,7 @@ impl Endpoint {
     /// (see [`DatagramMeta`]).
     pub fn handle_datagram_with(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8], meta: DatagramMeta) {
         self.stats.datagrams_received += 1;
+        self.now = self.now.max(now);
         if let Some(home) = self.cid_home(peer, datagram) {
             return self.handle_cid_datagram(now, home, peer, datagram);
         }
@@ -316,6 +359,9 @@ impl Endpoint {
             }
             if let Some(conn) = self.connections.get_mut(&peer) {
                 conn.handle_datagram(now, datagram);
+                if let Some(l) = self.limits.as_mut() {
+                    l.touch(now, &peer);
+                }
             }
             self.collect(peer);
             return;
@@ -344,17 +390,13 @@ impl Endpoint {
                 self.accept13(now, peer, server, &hello, proof, meta);
             }
             Verdict::Proven(proof) => {
-                let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
-                if handshaking >= server.max_handshakes
-                    || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
-                {
-                    self.stats.dropped_limit += 1;
-                    return;
-                }
                 let Ok(ch) = ClientHello::read_exact(hello.body) else {
                     self.stats.dropped_unknown_peer += 1;
                     return;
                 };
+                if !self.admit(now, peer) {
+                    return;
+                }
                 let (rec, hdr) = (hello.record, hello.handshake);
                 // A gate in front measured the cookie exchange from its own clock; else ours did.
                 let cookie_rtt = meta.cookie_rtt.or(proof.rtt_sample());
@@ -433,11 +475,7 @@ impl Endpoint {
             }
             Proof::Cookie12(_) | Proof::NotRequired { .. } | Proof::ZeroRttResumption => Vec::new(),
         };
-        let handshaking = self.connections.values().filter(|c| c.is_handshaking()).count();
-        if handshaking >= server.max_handshakes
-            || (self.connections.len() >= server.max_connections && !self.connections.contains_key(&peer))
-        {
-            self.stats.dropped_limit += 1;
+        if !self.admit(now, peer) {
             return;
         }
         let mut c = crate::dtls13::conn::Conn13::server(
@@ -461,6 +499,61 @@ impl Endpoint {
         self.collect(peer);
     }
 
+    /// Makes room for a new server association with `peer` under the quotas
+    /// ([`ServerConfig::quotas`]), forgetting what the bookkeeping evicts. A proven ClientHello
+    /// from a peer that has an association starts over (RFC 6347 §4.2.8): the old one goes
+    /// whatever the answer. False when refused (counted).
+    fn admit(&mut self, now: Instant, peer: SocketAddr) -> bool {
+        self.forget(peer);
+        let Some(limits) = self.limits.as_mut() else { return true };
+        let mut evicted = Vec::new();
+        let verdict = limits.admit(now, peer, self.connections.len(), &mut evicted);
+        for (victim, why) in evicted {
+            match why {
+                Eviction::HalfOpenPressure => self.stats.evicted_half_open += 1,
+                Eviction::HalfOpenExpired => self.stats.expired_half_open += 1,
+                Eviction::IdleTableFull => self.stats.evicted_idle += 1,
+            }
+            self.connections.remove(&victim);
+            self.timers.set(victim, None);
+        }
+        match verdict {
+            Ok(()) => true,
+            Err(why) => {
+                self.count_refusal(why);
+                false
+            }
+        }
+    }
+
+    fn count_refusal(&mut self, why: Refusal) {
+        self.stats.dropped_limit += 1;
+        let s = &mut self.stats;
+        *match why {
+            Refusal::HalfOpenPerAddress => &mut s.refused_half_open_per_address,
+            Refusal::HalfOpenPerPrefix => &mut s.refused_half_open_per_prefix,
+            Refusal::AssociationsPerAddress => &mut s.refused_associations_per_address,
+            Refusal::AssociationsPerIdentity => &mut s.refused_associations_per_identity,
+            Refusal::TableFull | Refusal::Disabled => &mut s.refused_table_full,
+        } += 1;
+    }
+
+    /// Forgets the association with `peer` and its bookkeeping (no alert).
+    fn forget(&mut self, peer: SocketAddr) {
+        self.unindex_cid(peer);
+        if self.connections.remove(&peer).is_some() {
+            self.timers.set(peer, None);
+        }
+        if let Some(l) = self.limits.as_mut() {
+            l.remove(&peer);
+        }
+    }
+
+    /// Half-open handshakes tracked by the quotas (servers; `0` for a client endpoint).
+    pub fn half_open_count(&self) -> usize {
+        self.limits.as_ref().map_or(0, Limits::half_open)
+    }
+
     /// Partial ClientHellos in the reassembly area and the bytes they hold (never more than
     /// [`HelloReassemblyConfig`](crate::handshake::reassembly::HelloReassemblyConfig) allows).
     pub fn hello_reassembly_usage(&self) -> (usize, usize) {
@@ -469,16 +562,20 @@ impl Endpoint {
 
     /// Drives every association's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if let Some(gate) = self.gate.as_ref() {
             self.stats.hellos_evicted += gate.expire(now);
         }
-        let due: Vec<SocketAddr> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(a, _)| *a)
-            .collect();
-        for peer in due {
+        if let Some(l) = self.limits.as_mut() {
+            let mut expired = Vec::new();
+            l.expire(now, &mut expired);
+            for (peer, _) in expired {
+                self.stats.expired_half_open += 1;
+                self.connections.remove(&peer);
+                self.timers.set(peer, None);
+            }
+        }
+        for peer in self.timers.take_due(now) {
             if let Some(c) = self.connections.get_mut(&peer) {
                 c.handle_timeout(now);
             }
@@ -488,7 +585,11 @@ impl Endpoint {
 
     /// The earliest timer of any association.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.connections.values().filter_map(|c| c.poll_timeout()).min()
+        let quota = self.limits.as_ref().and_then(Limits::next_deadline);
+        match (self.timers.first(), quota) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next datagram to send.
@@ -534,17 +635,27 @@ impl Endpoint {
     }
 
     /// Forgets associations idle since before `idle_since` (no close_notify: the peer is gone).
+    ///
+    /// On a server the bookkeeping's least-recently-active order finds them without a scan of
+    /// the table (associations a server endpoint started with [`Endpoint::connect`] are not
+    /// in it and do not expire here).
     pub fn expire_idle(&mut self, idle_since: Instant) -> usize {
-        let before = self.connections.len();
-        let cids = &mut self.cids;
-        self.connections.retain(|a, c| {
-            let keep = c.last_activity() >= idle_since;
-            if let Some(cid) = c.issued_cid().filter(|_| !keep) {
-                cids.remove(cid, *a);
+        if let Some(l) = self.limits.as_mut() {
+            let mut idle = Vec::new();
+            l.idle_since(idle_since, &mut idle);
+            for peer in &idle {
+                self.unindex_cid(*peer);
+                self.connections.remove(peer);
+                self.timers.set(*peer, None);
             }
-            keep
-        });
-        before - self.connections.len()
+            return idle.len();
+        }
+        let idle: Vec<SocketAddr> =
+            self.connections.iter().filter(|(_, c)| c.last_activity() < idle_since).map(|(a, _)| *a).collect();
+        for peer in &idle {
+            self.forget(*peer);
+        }
+        idle.len()
     }
 
     /// The association with `peer`.
@@ -564,6 +675,17 @@ impl Endpoint {
 
     fn collect(&mut self, peer: SocketAddr) {
         let Some(conn) = self.connections.get_mut(&peer) else { return };
+        if let Some(l) = self.limits.as_mut()
+            && conn.is_established()
+            && l.is_half_open(&peer)
+            && let Err(why) = l.established(self.now, &peer, conn.peer_identity())
+        {
+            // Over its identity's quota: nothing of it reaches the application, the peer is told.
+            while conn.poll_event().is_some() {}
+            conn.close();
+            self.count_refusal(why);
+        }
+        let Some(conn) = self.connections.get_mut(&peer) else { return };
         while let Some(payload) = conn.poll_transmit() {
             // RFC 9146 §6: a moved association's new address gets no more than its budget
             // until the path is checked.
@@ -577,10 +699,9 @@ impl Endpoint {
             self.events.push_back((peer, ev));
         }
         if conn.is_closed() {
-            if let Some(cid) = conn.issued_cid() {
-                self.cids.remove(cid, peer);
-            }
-            self.connections.remove(&peer);
+            self.forget(peer);
+        } else {
+            self.timers.set(peer, conn.poll_timeout());
         }
     }
 
@@ -621,6 +742,9 @@ impl Endpoint {
         let Some(conn) = self.connections.get_mut(&home) else { return };
         conn.handle_datagram(now, datagram);
         let advanced = conn.last_datagram_advanced();
+        if advanced && let Some(l) = self.limits.as_mut() {
+            l.touch(now, &home);
+        }
         if home == peer {
             self.cids.heard_from(peer, datagram.len(), advanced);
         } else if advanced && !self.connections.contains_key(&peer) {
@@ -628,6 +752,10 @@ impl Endpoint {
                 conn.set_peer(peer);
                 let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
                 self.connections.insert(peer, conn);
+                self.timers.set(home, None);
+                if let Some(l) = self.limits.as_mut() {
+                    l.moved(&home, peer);
+                }
                 self.cids.moved(&cid, home, peer, datagram.len());
                 self.stats.address_changes += 1;
                 self.events.push_back((peer, Event::AddressChanged { old: home }));

@@ -250,7 +250,19 @@ impl Client {
         config: Arc<ClientConfig>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        Self::connect_from("127.0.0.1:0".parse().unwrap(), server, seed, config, timeout).await
+    }
+
+    /// [`Client::connect_with`] from a socket bound to `bind` (e.g. `127.0.0.2:0`: Linux
+    /// routes all of 127/8 to loopback, so tests can have clients on several source addresses).
+    pub async fn connect_from(
+        bind: SocketAddr,
+        server: SocketAddr,
+        seed: u64,
+        config: Arc<ClientConfig>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
         let mut endpoint = Endpoint::client(SeededRng::from_seed_u64(seed));
         endpoint.connect(Instant::now(), server, config, "localhost", None).map_err(|e| e.to_string())?;
         let mut c = Self { socket, endpoint, server, connected: false, closed: None, inbox: VecDeque::new() };

@@ -143,6 +143,9 @@ pub fn run_configs(version: DtlsVersion, timers: Timers) -> (Arc<ServerConfig>, 
     // HelloRetryRequest (RFC 8446 §4.1.4), so the handshake dies on the cookie, not on the timers.
     let lifetime = LinkProfile::NbIot.cookie_lifetime();
     server.cookie = Some(coaps_dtls::CookieConfig { lifetime, rotate_every: lifetime });
+    // Likewise a handshake whose peer is silent for longer than the default 15 s half-open
+    // lifetime (a 5 x RTT timer doubling at 3 s RTT) would die on that quota, not on the timers.
+    server.quotas.half_open_lifetime = lifetime;
     timers.install(&mut client.common);
     (Arc::new(server), Arc::new(client))
 }

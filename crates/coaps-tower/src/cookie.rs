@@ -117,6 +117,10 @@ pub struct CookieStats {
     /// from the address their ticket was issued to (RFC 9147 §5.1,
     /// [`EarlyDataConfig::skip_cookie_on_resumption`](coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption)).
     pub cookie_exempt: u64,
+    /// Copies of an exempt 0-RTT ClientHello (same address, same random) passed on again, to
+    /// reach the association the first one created (network duplicates or replays): counted
+    /// here, not in `cookie_exempt`.
+    pub cookie_exempt_repeats: u64,
     /// ClientHellos that carried a cookie that did not verify (stale, forged, for another
     /// address or other parameters). Each also got a fresh HelloVerifyRequest or
     /// HelloRetryRequest.
@@ -138,6 +142,7 @@ impl From<GateStats> for CookieStats {
             hello_retry_requests: s.hello_retry_requests,
             cookies_verified: s.cookies_verified,
             cookie_exempt: s.cookie_exempt,
+            cookie_exempt_repeats: s.cookie_exempt_repeats,
             cookies_rejected: s.cookies_rejected,
             dropped: s.dropped,
             hellos_reassembled: s.hellos_reassembled,

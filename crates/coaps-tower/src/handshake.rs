@@ -113,10 +113,25 @@
 //! # Limits
 //!
 //! [`ServerConfig::max_connections`] bounds the associations and
-//! [`ServerConfig::max_handshakes`] the half-open ones: beyond it new ClientHellos are dropped,
-//! so a flood of (proven) handshakes cannot starve established peers, whose records never
-//! wait on a limit. Associations without traffic for [`HandshakeBuilder::idle_timeout`]
-//! (default 5 minutes) are forgotten by the worker. Out-of-band datagrams wait in an outbox
+//! [`ServerConfig::max_handshakes`] the half-open ones; [`ServerConfig::quotas`]
+//! ([`QuotaConfig`], set with the builder's [`HandshakeBuilder::quotas`] and the setters
+//! beside it) keeps one host from filling them:
+//!
+//! * half-open handshakes per source address and per /24 (IPv4) or /56 (IPv6) prefix are
+//!   capped, and one whose peer has sent nothing for the half-open lifetime (33 s: longer than
+//!   every RFC 6347 §4.2.4.1 back-off gap up to the sixth retransmission) is forgotten;
+//! * at `max_handshakes` the least recently heard half-open handshake is evicted for a new
+//!   proven ClientHello, so a burst of abandoned handshakes does not refuse new clients;
+//! * associations per source address (and, when set, per authenticated identity) are capped;
+//! * at `max_connections` the least-recently-active association idle for at least
+//!   [`QuotaConfig::min_idle_to_evict`] is evicted for a new handshake, never an active one
+//!   before an idle one; if none is idle enough the ClientHello is refused.
+//!
+//! Every refusal and eviction is counted by reason in [`HandshakeStats::endpoint`] and logged
+//! with `tracing::warn!`, at most one line per reason every 10 s (with the number since the
+//! last line). The bookkeeping is O(1) per datagram (O(log n) for timers): no decision scans
+//! the table. Established peers' records never wait on a limit. Associations without traffic
+//! for [`HandshakeBuilder::idle_timeout`] (default 5 minutes) are forgotten by the worker. Out-of-band datagrams wait in an outbox
 //! of [`HandshakeBuilder::outbox_capacity`] datagrams; beyond it they are dropped (and
 //! counted), as the network could have dropped them.
 //!
@@ -191,7 +206,9 @@ use crate::types::{Association, BoxError, CookieVerified, Datagram, Handshaken, 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::gate::FirstRecord;
 use coaps_dtls::gate::cookie::SharedCookieKeys;
-use coaps_dtls::{DatagramMeta, Endpoint, EndpointStats, Event, PeerIdentity, ServerConfig, Session, UsageError};
+use coaps_dtls::{
+    DatagramMeta, Endpoint, EndpointStats, Event, PeerIdentity, QuotaConfig, ServerConfig, Session, UsageError,
+};
 use pin_project_lite::pin_project;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -344,9 +361,52 @@ impl<G> HandshakeBuilder<G> {
         self
     }
 
-    /// Most half-open handshakes at once (sets [`ServerConfig::max_handshakes`]).
+    /// Most half-open handshakes at once (sets [`ServerConfig::max_handshakes`]); at the
+    /// limit the least recently heard one is evicted for a new one.
     pub fn max_handshakes(mut self, n: usize) -> Self {
         self.config.max_handshakes = n;
+        self
+    }
+
+    /// All per-source and per-identity limits at once (sets [`ServerConfig::quotas`]; see
+    /// [the limits](self#limits)). Default [`QuotaConfig::default`].
+    pub fn quotas(mut self, quotas: QuotaConfig) -> Self {
+        self.config.quotas = quotas;
+        self
+    }
+
+    /// How long a half-open handshake may go without a datagram from its peer
+    /// ([`QuotaConfig::half_open_lifetime`], default 33 s).
+    pub fn half_open_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.quotas.half_open_lifetime = lifetime;
+        self
+    }
+
+    /// Most half-open handshakes from one source address
+    /// ([`QuotaConfig::max_half_open_per_address`], default 32).
+    pub fn max_half_open_per_address(mut self, n: usize) -> Self {
+        self.config.quotas.max_half_open_per_address = n;
+        self
+    }
+
+    /// Most half-open handshakes from one /24 or /56 prefix
+    /// ([`QuotaConfig::max_half_open_per_prefix`], default 128).
+    pub fn max_half_open_per_prefix(mut self, n: usize) -> Self {
+        self.config.quotas.max_half_open_per_prefix = n;
+        self
+    }
+
+    /// Most associations with one source address
+    /// ([`QuotaConfig::max_associations_per_address`], default 256).
+    pub fn max_associations_per_address(mut self, n: usize) -> Self {
+        self.config.quotas.max_associations_per_address = n;
+        self
+    }
+
+    /// Most associations of one authenticated identity
+    /// ([`QuotaConfig::max_associations_per_identity`], default no limit).
+    pub fn max_associations_per_identity(mut self, n: usize) -> Self {
+        self.config.quotas.max_associations_per_identity = n;
         self
     }
 
@@ -405,6 +465,7 @@ impl<G> HandshakeBuilder<G> {
                 worker_deadline: None,
                 issued: Vec::new(),
                 early_waiters: HashMap::new(),
+                limit_log: LimitLog::default(),
             }),
             on_session: self.on_session,
             wiring,
@@ -441,6 +502,57 @@ struct State {
     /// ClientHello random and the signal handed out with their early records
     /// ([`Handshaken`]), resolved by the client's Finished or by the association's end.
     early_waiters: HashMap<SocketAddr, ([u8; 32], tokio::sync::watch::Sender<Option<bool>>)>,
+    limit_log: LimitLog,
+}
+
+/// Rate limit of the refusal and eviction log lines: one per reason every
+/// [`LIMIT_LOG_EVERY`], with the number since the last line.
+#[derive(Default)]
+struct LimitLog {
+    seen: [u64; LIMIT_REASONS.len()],
+    logged: [u64; LIMIT_REASONS.len()],
+    last: [Option<Instant>; LIMIT_REASONS.len()],
+}
+
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads one counter of the endpoint.
+type Counter = fn(&EndpointStats) -> u64;
+
+/// Each refusal and eviction counter of the endpoint, with what its log line says.
+const LIMIT_REASONS: [(Counter, &str); 8] = [
+    (|s| s.refused_half_open_per_address, "ClientHellos refused: source address at its half-open limit"),
+    (|s| s.refused_half_open_per_prefix, "ClientHellos refused: /24 or /56 prefix at its half-open limit"),
+    (|s| s.refused_associations_per_address, "ClientHellos refused: source address at its association limit"),
+    (|s| s.refused_associations_per_identity, "handshakes closed: identity at its association limit"),
+    (|s| s.refused_table_full, "ClientHellos refused: association table full and no association idle enough to evict"),
+    (|s| s.evicted_half_open, "half-open handshakes evicted (least recently heard) at max_handshakes"),
+    (|s| s.evicted_idle, "idle associations evicted (least recently active) at max_connections"),
+    (|s| s.expired_half_open, "half-open handshakes forgotten after the half-open lifetime"),
+];
+
+impl LimitLog {
+    /// Logs what the counters in `stats` say happened since the last line of each reason, at
+    /// most once per [`LIMIT_LOG_EVERY`] per reason (`peer`: the datagram's, if any).
+    fn note(&mut self, now: Instant, stats: &EndpointStats, peer: Option<SocketAddr>) {
+        for (i, (counter, what)) in LIMIT_REASONS.iter().enumerate() {
+            let n = counter(stats);
+            if n == self.seen[i] {
+                continue;
+            }
+            self.seen[i] = n;
+            if self.last[i].is_some_and(|t| now.saturating_duration_since(t) < LIMIT_LOG_EVERY) {
+                continue;
+            }
+            let since = n - self.logged[i];
+            match peer {
+                Some(peer) => tracing::warn!(%peer, count = since, total = n, "{what}"),
+                None => tracing::warn!(count = since, total = n, "{what}"),
+            }
+            self.logged[i] = n;
+            self.last[i] = Some(now);
+        }
+    }
 }
 
 /// The association a record came from. A new handshake from the same address can replace it
@@ -610,6 +722,8 @@ impl Shared {
         let mut meta = DatagramMeta::new().with_sessions(std::mem::take(&mut d.sessions));
         meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
         st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
+        let stats = st.endpoint.stats();
+        st.limit_log.note(now, &stats, Some(d.peer));
         let mut out = Transmits::new();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -759,6 +873,8 @@ impl Shared {
         let mut st = self.lock();
         let now = st.now(now);
         st.endpoint.handle_timeout(now);
+        let stats = st.endpoint.stats();
+        st.limit_log.note(now, &stats, None);
         if now >= st.next_sweep {
             if let Some(idle_since) = now.checked_sub(self.idle_timeout) {
                 let n = st.endpoint.expire_idle(idle_since);
@@ -899,6 +1015,11 @@ impl Associations {
     /// Number of associations, established or handshaking.
     pub fn count(&self) -> usize {
         self.shared.lock().endpoint.connection_count()
+    }
+
+    /// Number of half-open handshakes (admitted, not yet complete).
+    pub fn half_open_count(&self) -> usize {
+        self.shared.lock().endpoint.half_open_count()
     }
 
     /// Whether `peer` has an established association.

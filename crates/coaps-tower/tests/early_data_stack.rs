@@ -490,6 +490,15 @@ async fn a_replayed_0rtt_client_hello_does_not_deliver_the_early_data_twice() {
     p.ep.send(server_addr(), LATER).unwrap();
     p.pump(&mut stack).await;
     assert_eq!(secured(&seen), vec![(EARLY.to_vec(), true), (LATER.to_vec(), false)]);
+    // Issue 15: 300 more copies (what a replaying attacker sends) are 300 repeats, and no
+    // more exemptions or early data.
+    for _ in 0..300 {
+        let out = stack.call(client_addr(), replay.clone()).await;
+        assert!(!out.iter().any(|t| is_hello_retry_request(&t.payload)));
+    }
+    assert!(stack.handshake.associations().is_established(&client_addr()));
+    let s = stack.cookies.stats();
+    assert_eq!((s.cookie_exempt, s.cookie_exempt_repeats), (1, 301), "{s:?}");
 
     // The early record alone again (a network duplicate of a later 0-RTT datagram): the
     // epoch-1 keys are gone once epoch-3 data arrived (RFC 9147 §5.6), so it is dropped.
@@ -507,8 +516,10 @@ async fn a_replayed_0rtt_client_hello_does_not_deliver_the_early_data_twice() {
     assert_eq!(stack.handshake.associations().count(), 0, "no state for a replay");
     assert_eq!(stack.handshake.associations().stats().endpoint.connections_created, created);
     assert_eq!(secured(&seen).iter().filter(|(_, early)| *early).count(), 1, "early data delivered once");
-    // The first pass, then the two copies from the client's address recognised as repeats.
-    assert_eq!(stack.cookies.stats().cookie_exempt, 3);
+    // The first pass is the one exemption; the 302 copies from the client's address are
+    // recognised as repeats and counted apart (issue 15: they were counted as exemptions).
+    let s = stack.cookies.stats();
+    assert_eq!((s.cookie_exempt, s.cookie_exempt_repeats), (1, 302), "{s:?}");
 }
 
 /// The records after the first (the ClientHello) of a DTLS 1.3 datagram: the 0-RTT record.

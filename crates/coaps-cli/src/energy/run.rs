@@ -334,7 +334,10 @@ fn client_addr(n: u16) -> SocketAddr {
 /// modes first run a full handshake on the same network without loss to get the session;
 /// only the resumed handshake is counted.
 pub fn run(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed> {
-    let (server_config, client_config) = configs(mode, timers, link.rtt);
+    let (mut server_config, client_config) = configs(mode, timers, link.rtt);
+    // The model compares retransmission timers: a silent client on a slow lossy link must not
+    // die on the server's 15 s half-open lifetime first (as `serve --link` lengthens it).
+    std::sync::Arc::make_mut(&mut server_config).quotas.half_open_lifetime = Duration::from_secs(3600);
     let one_way = link.rtt / 2;
     let quiet = SimConfig::ideal().with_latency(one_way);
     let network = Network::new(link.seed, quiet);

@@ -1,6 +1,7 @@
 //! Client and server configuration. Every limit has a number here, with a sane default.
 
 pub mod early_data;
+pub mod quotas;
 
 use crate::cert::{PinnedKeys, WebPkiVerifier};
 use crate::crypto::{CryptoProvider, SigningKey};
@@ -359,9 +360,13 @@ pub struct ServerConfig {
     pub cookie: Option<CookieConfig>,
     /// Most associations (established or not) at once.
     pub max_connections: usize,
-    /// Most handshakes in progress at once; beyond this, new ClientHellos are dropped so
-    /// established peers are not starved.
+    /// Most handshakes in progress at once. When it is reached, the oldest half-open
+    /// handshake is evicted for a new proven ClientHello, so a burst of abandoned handshakes
+    /// cannot refuse new clients (per-source limits in [`ServerConfig::quotas`] keep one host
+    /// from causing the pressure).
     pub max_handshakes: usize,
+    /// Per-source and per-identity limits and the half-open lifetime (see [`QuotaConfig`](quotas::QuotaConfig)).
+    pub quotas: quotas::QuotaConfig,
     /// DTLS 1.3 0-RTT early data (RFC 8446 §4.2.10, RFC 9147 §5.6); `None` (the default)
     /// issues tickets without early data and rejects any offered.
     pub early_data: Option<crate::config::early_data::EarlyDataConfig>,
@@ -412,6 +417,7 @@ impl Default for ServerConfig {
             cookie: Some(CookieConfig::default()),
             max_connections: 100_000,
             max_handshakes: 1_000,
+            quotas: quotas::QuotaConfig::default(),
             early_data: None,
             hello_reassembly: Default::default(),
             connection_id: Some(ConnectionIdConfig::default()),

@@ -192,8 +192,11 @@ pub struct GateStats {
     pub hello_retry_requests: u64,
     /// ClientHellos whose cookie verified.
     pub cookies_verified: u64,
-    /// DTLS 1.3 0-RTT resumptions passed without a cookie (RFC 9147 §5.1).
+    /// DTLS 1.3 0-RTT resumptions passed without a cookie (RFC 9147 §5.1), each counted once.
     pub cookie_exempt: u64,
+    /// Copies of an exempt 0-RTT ClientHello (same address, same random) passed on again to
+    /// the association it created (network duplicates or replays): not new exemptions.
+    pub cookie_exempt_repeats: u64,
     /// ClientHellos whose cookie did not verify (each also got a fresh answer).
     pub cookies_rejected: u64,
     /// ClientHellos dropped (see [`Verdict::Drop`]).
@@ -214,6 +217,7 @@ struct Counters {
     hello_retry_requests: AtomicU64,
     cookies_verified: AtomicU64,
     cookie_exempt: AtomicU64,
+    cookie_exempt_repeats: AtomicU64,
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
     hello_fragments: AtomicU64,
@@ -358,6 +362,7 @@ impl Gate {
             hello_retry_requests: l(&c.hello_retry_requests),
             cookies_verified: l(&c.cookies_verified),
             cookie_exempt: l(&c.cookie_exempt),
+            cookie_exempt_repeats: l(&c.cookie_exempt_repeats),
             cookies_rejected: l(&c.cookies_rejected),
             dropped: l(&c.dropped),
             hello_fragments: l(&c.hello_fragments),
@@ -407,7 +412,7 @@ impl Gate {
         let config = &*self.config;
         if config.dtls13 {
             if self.recent_zero_rtt(now, peer, view.params.random) {
-                bump(&self.counters.cookie_exempt);
+                bump(&self.counters.cookie_exempt_repeats);
                 return Verdict::Proven(Proof::ZeroRttResumption);
             }
             // DTLS 1.3 for clients that offer it with a suite this server accepts (RFC 9147
