@@ -600,7 +600,11 @@ fn issue_ticket(
 /// is a sealed session the engine opens itself (no store); an identity that does not open is
 /// still looked up as a stateful ticket, so tickets issued before a switch to stateless mode
 /// keep resuming for their lifetime.
-fn find_ticket(
+///
+/// A sealed ticket counts as taken (single use, RFC 8446 §8.1) only when a layer handed in
+/// the opened session as taken ([`FetchedSession::from_take`](crate::FetchedSession::from_take)): it recorded the ticket's ID in a
+/// store shared by every node, first (see `coaps_tower::resumption`).
+pub(crate) fn find_ticket(
     config: &ServerConfig,
     fetched: &[FetchedSession],
     identity: &[u8],
@@ -609,9 +613,9 @@ fn find_ticket(
     if let Some(keys) = config.tickets.keys() {
         let opened = keys.open(identity, now, (config.common.wall_clock)()).filter(Session::is_dtls13_ticket);
         if let Some(session) = opened {
-            // A sealed ticket was not taken from any store, so it never carries 0-RTT here:
-            // single use needs a store take of its ID (RFC 8446 §8.1).
-            return Some((session, SessionSource::Fetched { taken: false }));
+            // Without a record of its ID in a shared store it never carries 0-RTT.
+            let taken = fetched.iter().any(|f| f.taken && f.session.is_dtls13_ticket() && f.session.id == session.id);
+            return Some((session, SessionSource::Fetched { taken }));
         }
     }
     crate::resumption::find_session(config, fetched, identity, true, now)

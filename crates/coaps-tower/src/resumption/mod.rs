@@ -146,7 +146,7 @@ mod service;
 mod ticket_keys;
 
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_LOOKUP_TIMEOUT, ResumptionLayer, ResumptionStats};
+pub use layer::{DEFAULT_LOOKUP_TIMEOUT, DEFAULT_REPLAY_WINDOW, ResumptionLayer, ResumptionStats};
 pub use moka_store::{ENTRY_OVERHEAD, MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConfig, RedisStats, RedisStore};
@@ -177,6 +177,11 @@ pub enum KeySpace {
     /// Ticket-encryption keys of stateless tickets, one per rotation period
     /// ([`TicketKeySync`]).
     TicketKeys,
+    /// Records of sealed (stateless) DTLS 1.3 tickets whose 0-RTT early data a node accepted,
+    /// by the ticket's ID, kept for the replay window ([`ResumptionLayer::replay_window`]):
+    /// the first node to record an ID takes the early data, every replay finds the record
+    /// (RFC 8446 §8.1, §8.2).
+    ZeroRtt,
 }
 
 impl KeySpace {
@@ -185,6 +190,7 @@ impl KeySpace {
         match self {
             Self::Sessions => "s:",
             Self::TicketKeys => "k:",
+            Self::ZeroRtt => "z:",
         }
     }
 }
