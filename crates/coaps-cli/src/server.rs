@@ -148,6 +148,9 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     if args.early_data {
         setup.config.early_data = Some(coaps_dtls::EarlyDataConfig::default());
     }
+    // RFC 9147 §5.1: a resumption from the ticket's address with a fresh ticket age and a
+    // valid binder needs no cookie round trip.
+    setup.config.skip_cookie_on_resumption = true;
     let policy = match args.early_data_policy {
         crate::cli::EarlyPolicy::Defer => coaps_tower::EarlyDataPolicy::Defer,
         crate::cli::EarlyPolicy::Reject => coaps_tower::EarlyDataPolicy::Reject,
