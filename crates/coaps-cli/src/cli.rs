@@ -242,6 +242,13 @@ pub struct ServeArgs {
     /// option and the client repeats it after the handshake.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = EarlyPolicy::Defer, requires = "early_data")]
     pub early_data_policy: EarlyPolicy,
+    /// How far, in seconds, a resuming client's ticket age may stray from the server's, either
+    /// way, for 0-RTT (RFC 8446 §8.3; default 10). With --tickets stateless, each 0-RTT use
+    /// of a ticket is recorded in the session store for twice this long, and no 0-RTT is
+    /// accepted for this long after start (records made before a restart may be lost).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600), requires = "early_data")]
+    pub early_data_window: u64,
 }
 
 /// `--early-data-policy`.
