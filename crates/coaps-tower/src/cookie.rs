@@ -17,7 +17,12 @@
 //!   from the address the ticket was issued to passes marked without a cookie exchange
 //!   (`rtt_sample: None`, counted in [`CookieStats::cookie_exempt`]) when the server allows it
 //!   ([`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`], RFC 9147 §5.1): a
-//!   HelloRetryRequest would forbid the early data (RFC 8446 §4.2.10);
+//!   HelloRetryRequest would forbid the early data (RFC 8446 §4.2.10). With a
+//!   [`ResumptionLayer`](crate::resumption::ResumptionLayer) behind (its store holds the
+//!   tickets), every cookie-less DTLS 1.3 ClientHello that offers a PSK and may skip the cookie
+//!   ([`Gate::may_skip_cookie`]) goes on with that mark undecided: the resumption layer fetches
+//!   the ticket, asks this gate again and answers with its HelloRetryRequest if the exemption
+//!   does not hold;
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!

@@ -28,6 +28,15 @@
 //!   [`HandshakeBuilder::on_session`](crate::handshake::HandshakeBuilder::on_session); each is
 //!   written to the store, off the datagram path, for its remaining lifetime
 //!   ([`Session::ttl`]).
+//! * A cookie-less DTLS 1.3 ClientHello that offers a PSK and may skip the cookie exchange
+//!   (RFC 9147 §5.1: a resumption from the address the ticket was issued to) comes from the
+//!   cookie layer undecided: the layer reads its first ticket (a `get`), asks the cookie gate
+//!   again with it, answers with the gate's HelloRetryRequest when the exemption does not hold,
+//!   and only then takes a 0-RTT ticket, so a HelloRetryRequest never spends one.
+//! * A sealed ticket ([`TicketMode::Stateless`](coaps_dtls::TicketMode::Stateless)) offered with early data is opened here and
+//!   its ID recorded with [`AsyncSessionStore::put_if_absent`] in [`KeySpace::ZeroRtt`]: only
+//!   the first record (on any node) lets its early data in (see
+//!   [`ResumptionLayer::replay_window`], [`ResumptionLayer::startup_refusal`]).
 //! * Everything else (records of established associations, alerts) passes through untouched
 //!   and without a look-up.
 //!
