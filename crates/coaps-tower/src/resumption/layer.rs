@@ -392,13 +392,12 @@ impl Shared {
         if let Some(key) = take_after {
             // The exemption holds: now take the 0-RTT ticket, atomically across the nodes. If a
             // copy took it first, the resumption goes on without early data.
-            if let Some(i) = sessions.iter().position(|f| f.session.store_key() == &key[..]) {
-                if let Ok(Ok(Some(bytes))) = tokio::time::timeout(self.lookup_timeout, self.store.take(&key)).await
-                    && let Ok(s) = Session::decode(&bytes, now, (self.wall_clock)())
-                    && s.store_key() == &key[..]
-                {
-                    sessions[i] = FetchedSession::from_take(s);
-                }
+            if let Some(i) = sessions.iter().position(|f| f.session.store_key() == &key[..])
+                && let Ok(Ok(Some(bytes))) = tokio::time::timeout(self.lookup_timeout, self.store.take(&key)).await
+                && let Ok(s) = Session::decode(&bytes, now, (self.wall_clock)())
+                && s.store_key() == &key[..]
+            {
+                sessions[i] = FetchedSession::from_take(s);
             }
         }
         if let Some(ticket) = plan.sealed_early {
