@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod datagram;
 pub mod dtls;
+pub mod forwarder;
 pub mod peers;
 pub mod redis;
 pub mod sweep;
