@@ -68,7 +68,7 @@ pub(crate) fn cookie_exempt(
     let window = config.early_data.as_ref().map_or(DEFAULT_RESUMPTION_FRESHNESS, |e| e.freshness_window);
     let Some(offered) = ch.pre_shared_key() else { return false };
     let (Some(first), Some(binder)) = (offered.identities.first(), offered.binders.first()) else { return false };
-    let Some((session, _)) = super::server::find_ticket(config, fetched, &first.identity, now) else {
+    let Some((session, _)) = find_ticket(config, fetched, &first.identity, now) else {
         return false;
     };
     let Some(t) = session.ticket13.as_ref() else { return false };
@@ -87,6 +87,31 @@ pub(crate) fn cookie_exempt(
     binder.len() == expected.len() && bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &binder[..]))
 }
 
+/// Server: the unexpired DTLS 1.3 ticket a PSK identity names. In stateless mode the identity
+/// is a sealed session the engine opens itself (no store); an identity that does not open is
+/// still looked up as a stateful ticket, so tickets issued before a switch to stateless mode
+/// keep resuming for their lifetime.
+///
+/// A sealed ticket counts as taken (single use, RFC 8446 §8.1) only when a layer handed in
+/// the opened session as taken ([`FetchedSession::from_take`](crate::FetchedSession::from_take)): it recorded the ticket's ID in a
+/// store shared by every node, first (see `coaps_tower::resumption`).
+pub(crate) fn find_ticket(
+    config: &ServerConfig,
+    fetched: &[FetchedSession],
+    identity: &[u8],
+    now: Instant,
+) -> Option<(Session, SessionSource)> {
+    if let Some(keys) = config.tickets.keys() {
+        let opened = keys.open(identity, now, (config.common.wall_clock)()).filter(Session::is_dtls13_ticket);
+        if let Some(session) = opened {
+            // Without a record of its ID in a shared store it never carries 0-RTT.
+            let taken = fetched.iter().any(|f| f.taken && f.session.is_dtls13_ticket() && f.session.id == session.id);
+            return Some((session, SessionSource::Fetched { taken }));
+        }
+    }
+    crate::resumption::find_session(config, fetched, identity, true, now)
+}
+
 /// Whether `ch` can complete with psk_ke alone (no key share, RFC 8446 §4.2.9): it offers that
 /// mode and a PSK identity the server knows (a ticket in its store or an external PSK). The
 /// stateless gate then does not ask for a key share.
@@ -102,7 +127,7 @@ pub(crate) fn psk_ke_possible(
     }
     let Some(offered) = ch.pre_shared_key() else { return false };
     offered.identities.iter().any(|id| {
-        super::server::find_ticket(config, fetched, &id.identity, now).is_some()
+        find_ticket(config, fetched, &id.identity, now).is_some()
             || config.psks.as_ref().is_some_and(|p| p.key_for(&id.identity).is_some())
     })
 }
