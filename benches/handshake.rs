@@ -39,15 +39,36 @@ struct Case {
     v13: Option<bool>,
     /// 1.3 resumption with psk_ke only (no key share, `ResumptionKeyExchange::PskKe`).
     psk_ke: bool,
+    /// 1.3 resumption from the ticket's address without the cookie round trip
+    /// (`ServerConfig::skip_cookie_on_resumption`, RFC 9147 §5.1).
+    skip_cookie: bool,
+    /// 1.3 resumption carrying a 32-byte request as 0-RTT early data (cookie skipped).
+    early: bool,
 }
 
 fn cases() -> Vec<Case> {
     let mut v: Vec<_> = Mode::ALL
         .iter()
-        .map(|&m| Case { name: format!("handshake/{m}"), mode: m, resume: false, v13: None, psk_ke: false })
+        .map(|&m| Case {
+            name: format!("handshake/{m}"),
+            mode: m,
+            resume: false,
+            v13: None,
+            psk_ke: false,
+            skip_cookie: false,
+            early: false,
+        })
         .collect();
     for m in [Mode::PskCcm8, Mode::EcdsaCcm8] {
-        v.push(Case { name: format!("handshake/resumed-{m}"), mode: m, resume: true, v13: None, psk_ke: false });
+        v.push(Case {
+            name: format!("handshake/resumed-{m}"),
+            mode: m,
+            resume: true,
+            v13: None,
+            psk_ke: false,
+            skip_cookie: false,
+            early: false,
+        });
     }
     for (label, mode, resume, cookie, psk_ke) in [
         ("dtls13-ecdhe-ecdsa", Mode::EcdsaCcm8, false, true, false),
@@ -57,7 +78,27 @@ fn cases() -> Vec<Case> {
         ("dtls13-ecdhe-ecdsa-nocookie", Mode::EcdsaCcm8, false, false, false),
         ("dtls13-psk-dhe-nocookie", Mode::EcdhePskChaCha, false, false, false),
     ] {
-        v.push(Case { name: format!("handshake/{label}"), mode, resume, v13: Some(cookie), psk_ke });
+        v.push(Case {
+            name: format!("handshake/{label}"),
+            mode,
+            resume,
+            v13: Some(cookie),
+            psk_ke,
+            skip_cookie: false,
+            early: false,
+        });
+    }
+    // Resumption without the cookie round trip from the ticket's address, and 0-RTT.
+    for (label, early) in [("dtls13-resumed-psk-ke-ecdsa-skipcookie", false), ("dtls13-0rtt-psk-ke-ecdsa", true)] {
+        v.push(Case {
+            name: format!("handshake/{label}"),
+            mode: Mode::EcdsaCcm8,
+            resume: true,
+            v13: Some(true),
+            psk_ke: true,
+            skip_cookie: true,
+            early,
+        });
     }
     v
 }
@@ -92,6 +133,10 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
                 if !cookie {
                     s.cookie = None;
                 }
+                s.skip_cookie_on_resumption = case.skip_cookie;
+                if case.early {
+                    s.early_data = Some(coaps_dtls::EarlyDataConfig::default());
+                }
             });
             if case.psk_ke {
                 ours.tweak_client(|c| c.resumption_key_exchange = coaps_dtls::ResumptionKeyExchange::PskKe);
@@ -99,7 +144,12 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
             if resume {
                 ours.prime_session();
             }
-            g.bench_function(function_id(&*provider), |b| b.iter(|| black_box(ours.handshake(resume))));
+            let id = function_id(&*provider);
+            if case.early {
+                g.bench_function(id, |b| b.iter(|| black_box(ours.handshake_early(&[0x42; 32]))));
+            } else {
+                g.bench_function(id, |b| b.iter(|| black_box(ours.handshake(resume))));
+            }
         }
         if case.v13.is_none() {
             let mut theirs = ossl::Harness::new(case.mode);

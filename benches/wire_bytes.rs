@@ -118,14 +118,16 @@ fn first_application_byte() {
     let chacha = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
     let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
     for (label, mode, suite) in [("psk ccm8", Mode::PskCcm8, ccm8), ("ecdsa chacha20", Mode::EcdsaCcm8, chacha)] {
-        for (how, early, cookie, psk_ke) in [
-            ("1-RTT, HRR cookie", false, true, false),
-            ("1-RTT, no cookie", false, false, false),
-            ("0-RTT", true, true, false),
-            ("0-RTT, psk_ke (no key share)", true, true, true),
+        for (how, early, cookie, psk_ke, skip) in [
+            ("1-RTT, HRR cookie", false, true, false, false),
+            ("1-RTT, cookie skipped (§5.1)", false, true, false, true),
+            ("1-RTT, no cookie", false, false, false, false),
+            ("0-RTT", true, true, false, false),
+            ("0-RTT, psk_ke (no key share)", true, true, true, false),
         ] {
             let mut h = ours::Harness::with13(mode, suite, |c| {
                 c.early_data = Some(coaps_dtls::EarlyDataConfig::default());
+                c.skip_cookie_on_resumption = skip;
                 if !cookie {
                     c.cookie = None;
                 }

@@ -306,6 +306,13 @@ pub struct ServeArgs {
     /// identifier a UDP load balancer routes on (see docs/connection-ids.md).
     #[arg(long, value_name = "HEX")]
     pub cid_prefix: Option<String>,
+    /// How far, in seconds, a resuming client's ticket age may stray from the server's, either
+    /// way, for 0-RTT (RFC 8446 §8.3; default 10). With --tickets stateless, each 0-RTT use
+    /// of a ticket is recorded in the session store for twice this long, and no 0-RTT is
+    /// accepted for this long after start (records made before a restart may be lost).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600), requires = "early_data")]
+    pub early_data_window: u64,
 }
 
 /// `--early-data-policy`.

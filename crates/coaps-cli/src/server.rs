@@ -148,8 +148,13 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     println!("listening on {local} ({})", modes.join(", "));
     let _ = std::io::stdout().flush();
     if args.early_data {
-        setup.config.early_data = Some(coaps_dtls::EarlyDataConfig::default());
+        let window = std::time::Duration::from_secs(args.early_data_window);
+        setup.config.early_data =
+            Some(coaps_dtls::EarlyDataConfig { freshness_window: window, ..coaps_dtls::EarlyDataConfig::default() });
     }
+    // RFC 9147 §5.1: a resumption from the ticket's address with a fresh ticket age and a
+    // valid binder needs no cookie round trip.
+    setup.config.skip_cookie_on_resumption = true;
     let policy = match args.early_data_policy {
         crate::cli::EarlyPolicy::Defer => coaps_tower::EarlyDataPolicy::Defer,
         crate::cli::EarlyPolicy::Reject => coaps_tower::EarlyDataPolicy::Reject,

@@ -241,6 +241,10 @@ where
     if let Some(keys) = config.tickets.keys() {
         resumption = resumption.ticket_keys(keys.clone());
     }
+    if let Some(early) = &config.early_data {
+        // Sealed tickets' 0-RTT records, and the pause after start, follow the freshness window.
+        resumption = resumption.replay_window(early.freshness_window).startup_refusal(early.freshness_window);
+    }
     let builder: HandshakeBuilder = HandshakeLayer::builder(config).on_session(resumption.session_sink());
     let handshake = match &cookies {
         // The cookie layer in front proves every peer; the handshake layer runs no second gate

@@ -39,9 +39,9 @@ fn door(port: u16, file: &Path) -> String {
 #[test]
 fn early_data_lines_and_the_door_opens_once_per_command() {
     for policy in ["defer", "reject"] {
-        // The cookie layer decides its 0-RTT exemption from the in-process store only (see
-        // the handshake layer docs), so early data needs --no-cookie with the CLI's stores.
-        let server = serve(&["--early-data", "--early-data-policy", policy, "--no-cookie"]);
+        // Cookies on (the default): the resumption layer decides the 0-RTT cookie exemption
+        // with the ticket it fetches (RFC 9147 §5.1).
+        let server = serve(&["--early-data", "--early-data-policy", policy]);
         let file = temp_path("early");
         // No file yet: nothing to send early with.
         let o = request("post", server.port, &file, true);

@@ -61,7 +61,7 @@ mod types;
 
 pub use cert::CertificateError;
 pub use codec::{AlertDescription, CipherSuite, InvalidMessage, ProtocolVersion};
-pub use config::early_data::{EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
+pub use config::early_data::{DEFAULT_RESUMPTION_FRESHNESS, EarlyDataConfig, EarlyDataContext, ResumptionKeyExchange};
 pub use config::quotas::QuotaConfig;
 pub use config::{
     CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, CookieConfig, DtlsVersion,

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod datagram;
 pub mod dtls;
+pub mod forwarder;
 pub mod peers;
 pub mod redis;
 pub mod sweep;

@@ -17,7 +17,12 @@
 //!   from the address the ticket was issued to passes marked without a cookie exchange
 //!   (`rtt_sample: None`, counted in [`CookieStats::cookie_exempt`]) when the server allows it
 //!   ([`coaps_dtls::EarlyDataConfig::skip_cookie_on_resumption`], RFC 9147 §5.1): a
-//!   HelloRetryRequest would forbid the early data (RFC 8446 §4.2.10);
+//!   HelloRetryRequest would forbid the early data (RFC 8446 §4.2.10). With a
+//!   [`ResumptionLayer`](crate::resumption::ResumptionLayer) behind (its store holds the
+//!   tickets), every cookie-less DTLS 1.3 ClientHello that offers a PSK and may skip the cookie
+//!   ([`Gate::may_skip_cookie`]) goes on with that mark undecided: the resumption layer fetches
+//!   the ticket, asks this gate again and answers with its HelloRetryRequest if the exemption
+//!   does not hold;
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
@@ -159,6 +164,9 @@ pub(crate) struct SharedGate {
     /// Set once [`Layer::layer`] has run: a handshake layer `.behind()` this layer checks it
     /// on first use, so a cookie layer left out of the stack fails loudly.
     layered: AtomicBool,
+    /// A resumption layer behind this one keeps sessions the gate cannot see: it decides the
+    /// cookie exemption of a resumption (RFC 9147 §5.1) once it has fetched the ticket.
+    sessions_behind: AtomicBool,
 }
 
 impl fmt::Debug for SharedGate {
@@ -170,7 +178,7 @@ impl fmt::Debug for SharedGate {
 impl SharedGate {
     fn new(gate: impl FnOnce(Instant, &mut SeededRng) -> Gate, mut rng: SeededRng) -> Self {
         let gate = gate(Instant::now(), &mut rng);
-        Self { gate, rng: Mutex::new(rng), layered: AtomicBool::new(false) }
+        Self { gate, rng: Mutex::new(rng), layered: AtomicBool::new(false), sessions_behind: AtomicBool::new(false) }
     }
 
     pub(crate) fn id(&self) -> GateId {
@@ -189,6 +197,35 @@ impl SharedGate {
         // A poisoned lock only means another thread panicked mid-draw: the RNG is intact.
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         self.gate.check(now, peer, datagram, out, &mut *rng)
+    }
+
+    /// The gate's decision on a ClientHello with the sessions a layer behind fetched for it
+    /// ([`Gate::check_hello_with`]); what is not a whole ClientHello is
+    /// [`Verdict::NotClientHello`].
+    pub(crate) fn check_with(
+        &self,
+        now: Instant,
+        peer: SocketAddr,
+        datagram: &[u8],
+        fetched: &[coaps_dtls::FetchedSession],
+        out: &mut [u8],
+    ) -> Verdict {
+        let coaps_dtls::gate::FirstRecord::ClientHello(hello) = coaps_dtls::gate::FirstRecord::parse(datagram) else {
+            return Verdict::NotClientHello;
+        };
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        self.gate.check_hello_with(now, peer, &hello, fetched, out, &mut *rng)
+    }
+
+    /// A resumption layer behind decides the cookie exemption of resumptions it can fetch.
+    pub(crate) fn set_sessions_behind(&self) {
+        self.sessions_behind.store(true, Ordering::Release);
+    }
+
+    /// Whether a cookie-less ClientHello should go on undecided, for the resumption layer
+    /// behind to decide its cookie exemption with the ticket it fetches.
+    fn defer_exemption(&self, datagram: &[u8]) -> bool {
+        self.sessions_behind.load(Ordering::Acquire) && self.gate.may_skip_cookie(datagram)
     }
 }
 
@@ -315,6 +352,15 @@ where
 
     fn call(&mut self, mut d: Datagram) -> Self::Future {
         let (now, peer) = (d.received_at, d.peer);
+        // RFC 9147 §5.1: a resumption from the ticket's address may skip the cookie, but the
+        // ticket is in the resumption layer's store. That layer fetches it (without taking it),
+        // asks this gate with it, and answers with the HelloRetryRequest itself when the
+        // exemption does not hold. Unmarked, the hello would fail its wiring check, so it goes
+        // on with the exempt mark, which the endpoint behind checks again in any case.
+        if self.gate.defer_exemption(&d.payload) {
+            d.cookie = Some(mark(&self.gate, Proof::ZeroRttResumption));
+            return ResponseFuture::inner(self.inner.call(d));
+        }
         let mut out = [0u8; MAX_ANSWER_LEN];
         let verdict = match self.gate.check(now, peer, &d.payload, &mut out) {
             Verdict::Fragment if self.gate.gate.reassembles() => {

@@ -103,12 +103,11 @@
 //! [`Datagram::sessions`] to the engine, which uses them before its own store (see
 //! [`coaps_dtls::SessionStore`]). A 0-RTT ticket's early data is accepted only if the layer
 //! fetched it with an atomic take ([`coaps_dtls::FetchedSession::taken`]). The cookie
-//! exemption of a 0-RTT resumption (RFC 9147 §5.1) sees handed-in tickets where the gate runs
-//! inside the endpoint ([`HandshakeBuilder::own_gate`]); a [`CookieLayer`](crate::CookieLayer) in front decides
-//! it before any layer behind it could fetch, from the in-process store only, so with an external
-//! store behind a cookie layer such a ClientHello gets a cookie exchange, after which it no
-//! longer offers early data (RFC 8446 §4.2.10): the resumption still works, its 0-RTT data
-//! does not.
+//! exemption of a resumption (RFC 9147 §5.1) sees handed-in tickets where the gate runs
+//! inside the endpoint ([`HandshakeBuilder::own_gate`]); with a [`CookieLayer`](crate::CookieLayer) in front and a
+//! resumption layer behind it, the cookie layer leaves that decision to the resumption layer,
+//! which fetches the ticket, asks the gate, and takes the ticket only once the exemption holds
+//! (see [`crate::resumption`]); the endpoint checks it again.
 //!
 //! # Limits
 //!

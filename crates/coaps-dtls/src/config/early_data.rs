@@ -41,6 +41,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How far a client's ticket age may stray from the server's (RFC 8446 §8.3) for a 1-RTT
+/// resumption to skip the cookie exchange
+/// ([`ServerConfig::skip_cookie_on_resumption`](crate::ServerConfig::skip_cookie_on_resumption)) when the server has no
+/// [`EarlyDataConfig`] whose window applies.
+pub const DEFAULT_RESUMPTION_FRESHNESS: Duration = Duration::from_secs(10);
+
 /// The server's accept/reject decision for one offer of early data.
 pub type EarlyDataHook = Arc<dyn Fn(&EarlyDataContext<'_>) -> bool + Send + Sync>;
 

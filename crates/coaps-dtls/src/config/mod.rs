@@ -370,6 +370,17 @@ pub struct ServerConfig {
     /// DTLS 1.3 0-RTT early data (RFC 8446 §4.2.10, RFC 9147 §5.6); `None` (the default)
     /// issues tickets without early data and rejects any offered.
     pub early_data: Option<crate::config::early_data::EarlyDataConfig>,
+    /// Skip the DTLS 1.3 HelloRetryRequest cookie for any resumption of one of our tickets
+    /// (with or without early data) from the IP address the ticket was issued to, whose first
+    /// binder verifies and whose ticket age is fresh (RFC 9147 §5.1: "the server MAY choose not
+    /// to do a cookie exchange when a session is resumed ... and the IP address matches one
+    /// associated with the PSK"; freshness as RFC 8446 §8.3, within
+    /// [`EarlyDataConfig::freshness_window`](crate::EarlyDataConfig::freshness_window) or
+    /// [`DEFAULT_RESUMPTION_FRESHNESS`](crate::DEFAULT_RESUMPTION_FRESHNESS) without early data). Saves the
+    /// cookie round trip of a 1-RTT resumption; the answer carries no certificate, so it stays
+    /// within the three-times amplification limit. Default false (0-RTT resumptions are
+    /// exempt already by [`EarlyDataConfig::skip_cookie_on_resumption`](crate::EarlyDataConfig::skip_cookie_on_resumption)).
+    pub skip_cookie_on_resumption: bool,
     /// Limits of the reassembly area for fragmented ClientHellos, in front of the cookie gate
     /// (a client with a small MTU fragments its ClientHello, RFC 9147 §5.1).
     pub hello_reassembly: crate::handshake::reassembly::HelloReassemblyConfig,
@@ -419,6 +430,7 @@ impl Default for ServerConfig {
             max_handshakes: 1_000,
             quotas: quotas::QuotaConfig::default(),
             early_data: None,
+            skip_cookie_on_resumption: false,
             hello_reassembly: Default::default(),
             connection_id: Some(ConnectionIdConfig::default()),
         }

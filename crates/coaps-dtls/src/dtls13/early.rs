@@ -6,14 +6,14 @@
 
 use crate::codec::*;
 use crate::config::ServerConfig;
-use crate::config::early_data::EarlyDataContext;
+use crate::config::early_data::{DEFAULT_RESUMPTION_FRESHNESS, EarlyDataContext};
 use crate::crypto::AeadAlgorithm;
 use crate::dtls13::engine::{Core, EarlyReceive, State, hash, suite13};
 use crate::dtls13::key_schedule::{self as tls13, EarlySecret};
 use crate::dtls13::msgs::*;
 use crate::dtls13::record::{self as record13, HeaderStyle, ReceiveEpoch13, Record13, SendEpoch13};
 use crate::error::{Error, PeerMisbehaved, UsageError};
-use crate::resumption::{FetchedSession, Session, SessionSource, find_session};
+use crate::resumption::{FetchedSession, Session, SessionSource};
 use crate::types::Event;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -39,9 +39,13 @@ pub(crate) struct ClientEarly {
 }
 
 /// Whether the stateless gate may skip the cookie exchange for `ch` (RFC 9147 §5.1: "when a
-/// session is resumed ... and the IP address matches one associated with the PSK"): early
-/// data is offered with a ticket of ours that allows it and was issued to this address, the
-/// ticket age is fresh (RFC 8446 §8.3) and the first binder verifies over `ch_body`.
+/// session is resumed ... and the IP address matches one associated with the PSK"): the first
+/// PSK is a ticket of ours (stored, handed in, or sealed and opened here) issued to this
+/// address, the ticket age is fresh both ways (RFC 8446 §8.3) and the first binder verifies
+/// over `ch_body`. A ClientHello offering early data passes when the server allows 0-RTT
+/// without a cookie ([`EarlyDataConfig::skip_cookie_on_resumption`](crate::EarlyDataConfig::skip_cookie_on_resumption)) and the ticket
+/// allows early data; any other resumption when
+/// [`ServerConfig::skip_cookie_on_resumption`] is set.
 ///
 /// Without a cookie nothing shows that the sender can receive at `peer`, so only a ClientHello
 /// the ticket holder wrote within the freshness window passes: an altered copy (another random,
@@ -57,21 +61,22 @@ pub(crate) fn cookie_exempt(
     now: Instant,
     fetched: &[FetchedSession],
 ) -> bool {
-    let Some(ed) = &config.early_data else { return false };
-    if !ed.skip_cookie_on_resumption || !ch.has_early_data() {
+    let zero_rtt = ch.has_early_data() && config.early_data.as_ref().is_some_and(|e| e.skip_cookie_on_resumption);
+    if !zero_rtt && !config.skip_cookie_on_resumption {
         return false;
     }
+    let window = config.early_data.as_ref().map_or(DEFAULT_RESUMPTION_FRESHNESS, |e| e.freshness_window);
     let Some(offered) = ch.pre_shared_key() else { return false };
     let (Some(first), Some(binder)) = (offered.identities.first(), offered.binders.first()) else { return false };
-    let Some((session, _)) = find_session(config, fetched, &first.identity, true, now) else {
+    let Some((session, _)) = find_ticket(config, fetched, &first.identity, now) else {
         return false;
     };
     let Some(t) = session.ticket13.as_ref() else { return false };
-    if t.max_early_data == 0 || t.client_ip != Some(peer.ip()) {
+    if t.client_ip != Some(peer.ip()) || (!config.skip_cookie_on_resumption && t.max_early_data == 0) {
         return false;
     }
     let client_age = std::time::Duration::from_millis(u64::from(first.obfuscated_ticket_age.wrapping_sub(t.age_add)));
-    if !ed.is_fresh(client_age, now.saturating_duration_since(session.established_at)) {
+    if client_age.abs_diff(now.saturating_duration_since(session.established_at)) > window {
         return false;
     }
     let Ok((_, Some(off))) = ClientHello13::read_with_binders_offset(ch_body) else { return false };
@@ -81,6 +86,31 @@ pub(crate) fn cookie_exempt(
     let binder_key = EarlySecret::new(p, Some(&t.psk[..])).binder_key(p, false);
     let expected = tls13::psk_binder(p, &binder_key, &hash(p, &partial));
     binder.len() == expected.len() && bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &binder[..]))
+}
+
+/// Server: the unexpired DTLS 1.3 ticket a PSK identity names. In stateless mode the identity
+/// is a sealed session the engine opens itself (no store); an identity that does not open is
+/// still looked up as a stateful ticket, so tickets issued before a switch to stateless mode
+/// keep resuming for their lifetime.
+///
+/// A sealed ticket counts as taken (single use, RFC 8446 §8.1) only when a layer handed in
+/// the opened session as taken ([`FetchedSession::from_take`](crate::FetchedSession::from_take)): it recorded the ticket's ID in a
+/// store shared by every node, first (see `coaps_tower::resumption`).
+pub(crate) fn find_ticket(
+    config: &ServerConfig,
+    fetched: &[FetchedSession],
+    identity: &[u8],
+    now: Instant,
+) -> Option<(Session, SessionSource)> {
+    if let Some(keys) = config.tickets.keys() {
+        let opened = keys.open(identity, now, (config.common.wall_clock)()).filter(Session::is_dtls13_ticket);
+        if let Some(session) = opened {
+            // Without a record of its ID in a shared store it never carries 0-RTT.
+            let taken = fetched.iter().any(|f| f.taken && f.session.is_dtls13_ticket() && f.session.id == session.id);
+            return Some((session, SessionSource::Fetched { taken }));
+        }
+    }
+    crate::resumption::find_session(config, fetched, identity, true, now)
 }
 
 /// Whether `ch` can complete with psk_ke alone (no key share, RFC 8446 §4.2.9): it offers that
@@ -98,7 +128,7 @@ pub(crate) fn psk_ke_possible(
     }
     let Some(offered) = ch.pre_shared_key() else { return false };
     offered.identities.iter().any(|id| {
-        find_session(config, fetched, &id.identity, true, now).is_some()
+        find_ticket(config, fetched, &id.identity, now).is_some()
             || config.psks.as_ref().is_some_and(|p| p.key_for(&id.identity).is_some())
     })
 }

@@ -229,7 +229,7 @@ impl ExpectClientHello {
         let mut resumed_ticket: Option<(Session, u32, SessionSource)> = None;
         if let Some(offered) = ch.pre_shared_key() {
             for (i, id) in offered.identities.iter().enumerate() {
-                let session = find_ticket(&config, fetched, &id.identity, now).filter(|(t, _)| t.suite == suite);
+                let session = early::find_ticket(&config, fetched, &id.identity, now).filter(|(t, _)| t.suite == suite);
                 let ticket =
                     session.as_ref().and_then(|(t, _)| t.ticket13.clone().map(|tk| (tk, t.peer_identity.clone())));
                 let (key, external, who) = match ticket {
@@ -596,25 +596,4 @@ fn issue_ticket(
         },
     };
     core.send_post_handshake(now, HandshakeType::NewSessionTicket, nst.to_vec());
-}
-
-/// Server: the unexpired DTLS 1.3 ticket a PSK identity names. In stateless mode the identity
-/// is a sealed session the engine opens itself (no store); an identity that does not open is
-/// still looked up as a stateful ticket, so tickets issued before a switch to stateless mode
-/// keep resuming for their lifetime.
-fn find_ticket(
-    config: &ServerConfig,
-    fetched: &[FetchedSession],
-    identity: &[u8],
-    now: Instant,
-) -> Option<(Session, SessionSource)> {
-    if let Some(keys) = config.tickets.keys() {
-        let opened = keys.open(identity, now, (config.common.wall_clock)()).filter(Session::is_dtls13_ticket);
-        if let Some(session) = opened {
-            // A sealed ticket was not taken from any store, so it never carries 0-RTT here:
-            // single use needs a store take of its ID (RFC 8446 §8.1).
-            return Some((session, SessionSource::Fetched { taken: false }));
-        }
-    }
-    crate::resumption::find_session(config, fetched, identity, true, now)
 }

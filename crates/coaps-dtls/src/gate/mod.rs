@@ -11,9 +11,12 @@
 //! * DTLS 1.3 (supported_versions offers it, RFC 9147 §5.3): a HelloRetryRequest whose cookie
 //!   carries the encrypted hash of the ClientHello and the HelloRetryRequest's choices
 //!   ([`cookie::CookieKeys::generate13`]), never more than three times the bytes received;
-//! * a DTLS 1.3 0-RTT resumption from the address its ticket was issued to passes without a
-//!   cookie when the server allows it (RFC 9147 §5.1,
-//!   [`EarlyDataConfig::skip_cookie_on_resumption`](crate::EarlyDataConfig::skip_cookie_on_resumption)).
+//! * a DTLS 1.3 resumption from the address its ticket was issued to passes without a
+//!   cookie when the server allows it (RFC 9147 §5.1): a 0-RTT one with
+//!   [`EarlyDataConfig::skip_cookie_on_resumption`](crate::EarlyDataConfig::skip_cookie_on_resumption), any one with
+//!   [`ServerConfig::skip_cookie_on_resumption`]. The ticket may be in the in-process
+//!   store, handed in by a layer ([`Gate::check_hello_with`]), or sealed
+//!   ([`TicketMode::Stateless`](crate::TicketMode::Stateless): the gate opens it).
 //!
 //! A ClientHello whose cookie verifies comes out as a [`Proof`]. The datagram is split once
 //! ([`FirstRecord::parse`]) and the ClientHello read once into one borrowed view that feeds
@@ -128,7 +131,8 @@ pub enum Proof {
         /// The ClientHello is a DTLS 1.3 one.
         dtls13: bool,
     },
-    /// No cookie, and none needed: a 0-RTT resumption with a ticket issued to this address
+    /// No cookie, and none needed: a resumption (0-RTT, or any with
+    /// [`ServerConfig::skip_cookie_on_resumption`]) with a fresh ticket issued to this address
     /// (RFC 9147 §5.1), or a copy of one this gate just passed.
     ZeroRttResumption,
 }
@@ -430,6 +434,21 @@ impl Gate {
         self.check12(now, peer, hello, &view, out, rng)
     }
 
+    /// Whether the cookie-less DTLS 1.3 ClientHello opening `datagram` is one this gate would
+    /// pass without a cookie exchange if its first PSK were a session it can see (RFC 9147
+    /// §5.1): it offers a PSK, and the server skips the cookie for such a resumption. A layer
+    /// keeping sessions in a store of its own fetches the first PSK for such a hello and asks
+    /// again with [`Gate::check_hello_with`] (before taking anything: a HelloRetryRequest
+    /// must not spend a ticket). Parses the hello's view only; allocates nothing.
+    pub fn may_skip_cookie(&self, datagram: &[u8]) -> bool {
+        let FirstRecord::ClientHello(hello) = FirstRecord::parse(datagram) else { return false };
+        let Ok(view) = ClientHelloView::parse(hello.body) else { return false };
+        self.config.dtls13
+            && ClientHello13View::parse(&view).is_some_and(|v13| {
+                v13.choose_suite(&self.config.common.suites13).is_some() && may_skip_cookie(&self.config, &v13)
+            })
+    }
+
     fn drop(&self) -> Verdict {
         bump(&self.counters.dropped);
         Verdict::Drop
@@ -695,8 +714,8 @@ fn needs_group(
 }
 
 /// Whether the cookie-less ClientHello is exempt from the cookie exchange (RFC 9147 §5.1, see
-/// [`Proof::ZeroRttResumption`]). Only a ClientHello offering early data with a PSK, to a
-/// server that allows the exemption, is decoded in full.
+/// [`Proof::ZeroRttResumption`]). Only a ClientHello offering a PSK, to a server that allows
+/// the exemption for it, is decoded in full.
 fn cookie_exempt(
     config: &ServerConfig,
     v13: &ClientHello13View<'_>,
@@ -705,10 +724,18 @@ fn cookie_exempt(
     now: Instant,
     fetched: &[FetchedSession],
 ) -> bool {
-    v13.early_data
-        && v13.pre_shared_key
-        && config.early_data.as_ref().is_some_and(|e| e.skip_cookie_on_resumption)
+    may_skip_cookie(config, v13)
         && full.get().is_some_and(|ch| crate::dtls13::early::cookie_exempt(config, ch, full.body, peer, now, fetched))
+}
+
+/// Whether a cookie-less ClientHello is of the kind the server exempts from the cookie
+/// exchange when its first PSK checks out: it offers a PSK, with early data to a server that
+/// skips the cookie for 0-RTT, or at all to one that skips it for every resumption.
+fn may_skip_cookie(config: &ServerConfig, v13: &ClientHello13View<'_>) -> bool {
+    v13.cookie.is_none()
+        && v13.pre_shared_key
+        && ((v13.early_data && config.early_data.as_ref().is_some_and(|e| e.skip_cookie_on_resumption))
+            || config.skip_cookie_on_resumption)
 }
 
 /// Writes the stateless HelloRetryRequest datagram for `hello` (RFC 9147 §5.1, RFC 8446

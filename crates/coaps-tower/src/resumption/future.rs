@@ -1,6 +1,6 @@
+use super::layer::Outcome;
 use crate::handshake::WiringError;
 use crate::types::{BoxError, Datagram, Transmits};
-use coaps_dtls::FetchedSession;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
 /// The store look-up of one ClientHello (boxed: the store's futures are boxed anyway).
-pub(crate) type Fetch = Pin<Box<dyn Future<Output = Vec<FetchedSession>> + Send>>;
+pub(crate) type Fetch = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 pin_project! {
     /// Response future of [`Resumption`](super::Resumption): the inner service's straight
@@ -72,7 +72,10 @@ where
                     return Poll::Ready(Err(Box::new(e)));
                 }
                 KindProj::Fetching { fetch, service, datagram } => {
-                    let sessions = ready!(fetch.as_mut().poll(cx));
+                    let sessions = match ready!(fetch.as_mut().poll(cx)) {
+                        Outcome::Sessions(s) => s,
+                        Outcome::Answer(t) => return Poll::Ready(Ok(t)),
+                    };
                     let mut d = datagram.take().expect("ResponseFuture polled after completion");
                     d.sessions.extend(sessions);
                     let mut svc = service.take().expect("ResponseFuture polled after completion");

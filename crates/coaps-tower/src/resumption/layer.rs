@@ -1,9 +1,11 @@
-use super::AsyncSessionStore;
 use super::service::Resumption;
+use super::{AsyncSessionStore, KeySpace};
 use crate::cookie::{CookieLayer, SharedGate};
 use crate::handshake::WiringError;
-use crate::types::{CookieVerified, Datagram};
+use crate::types::{CookieVerified, Datagram, Transmit, Transmits};
+use coaps_dtls::Zeroizing;
 use coaps_dtls::gate::FirstRecord;
+use coaps_dtls::gate::Verdict;
 use coaps_dtls::{FetchedSession, Session, offered_sessions};
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +41,15 @@ pub struct ResumptionStats {
     pub sessions_stored: u64,
     /// ClientHellos refused because the stack is wired wrong (see the module docs, "Wiring").
     pub wiring_errors: u64,
+    /// Sealed tickets whose 0-RTT use this node recorded first ([`KeySpace::ZeroRtt`]): their
+    /// early data may be accepted.
+    pub zero_rtt_recorded: u64,
+    /// Sealed tickets offered with early data whose ID was recorded already (a replay, on this
+    /// node or another): no early data.
+    pub zero_rtt_replays: u64,
+    /// Sealed tickets offered with early data within the start-up refusal
+    /// ([`ResumptionLayer::startup_refusal`]): no early data.
+    pub zero_rtt_refused_at_start: u64,
 }
 
 #[derive(Default)]
@@ -50,6 +61,9 @@ struct Counters {
     store_errors: AtomicU64,
     sessions_stored: AtomicU64,
     wiring_errors: AtomicU64,
+    zero_rtt_recorded: AtomicU64,
+    zero_rtt_replays: AtomicU64,
+    zero_rtt_refused_at_start: AtomicU64,
 }
 
 /// Where the proof of a ClientHello comes from.
@@ -70,6 +84,12 @@ pub(crate) struct Shared {
     wall_clock: fn() -> SystemTime,
     /// Stateless mode: tickets sealed under these keys are opened by the engine, not fetched.
     ticket_keys: Option<coaps_dtls::TicketKeys>,
+    /// How long a record of a sealed ticket's 0-RTT use is kept (see [`ResumptionLayer::replay_window`]).
+    replay_window: Duration,
+    /// No sealed ticket carries 0-RTT until this long after `started` (see
+    /// [`ResumptionLayer::startup_refusal`]).
+    startup_refusal: Duration,
+    started: Instant,
     /// Issued sessions whose store write has not finished yet: a client that reconnects at
     /// once (OpenSSL's `s_client -reconnect` does, within a round trip) finds them here.
     pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Session>>,
@@ -135,6 +155,9 @@ impl ResumptionLayer {
                 lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
                 wall_clock: SystemTime::now,
                 ticket_keys: None,
+                replay_window: DEFAULT_REPLAY_WINDOW,
+                startup_refusal: DEFAULT_REPLAY_WINDOW,
+                started: Instant::now(),
                 pending: Default::default(),
                 counters: Counters::default(),
             }),
@@ -172,6 +195,32 @@ impl ResumptionLayer {
         self
     }
 
+    /// Sealed DTLS 1.3 tickets and 0-RTT: the freshness window of the server
+    /// ([`EarlyDataConfig::freshness_window`](coaps_dtls::EarlyDataConfig::freshness_window), default
+    /// [`DEFAULT_REPLAY_WINDOW`]). A sealed ticket's ID is recorded in the store
+    /// ([`KeySpace::ZeroRtt`](super::KeySpace::ZeroRtt), [`AsyncSessionStore::put_if_absent`]: Redis `SET NX PX`, moka's
+    /// per-key compute) for twice this window, so two nodes on one store accept its early data
+    /// at most once: the engine refuses a ticket age further than the window from its own in
+    /// either direction (RFC 8446 §8.3), so a replay after the record expired is refused
+    /// anyway. Call before cloning the layer or taking its sink.
+    pub fn replay_window(mut self, window: Duration) -> Self {
+        self.shared_mut().replay_window = window;
+        self
+    }
+
+    /// Sealed DTLS 1.3 tickets carry no 0-RTT for this long after the layer is made (default
+    /// [`DEFAULT_REPLAY_WINDOW`]; give it the replay window): the records of the tickets
+    /// accepted before a restart may be lost (moka lives in the process; a Redis without
+    /// persistence, or restarted, forgets them), and a replay within its freshness window
+    /// would then run twice (RFC 8446 §8.2). Stateful tickets need no such pause: a lost
+    /// store lost the tickets too. Zero switches it off, for a store known to keep its records
+    /// across the restart (a Redis with AOF `appendfsync always`). Call before cloning the
+    /// layer or taking its sink.
+    pub fn startup_refusal(mut self, window: Duration) -> Self {
+        self.shared_mut().startup_refusal = window;
+        self
+    }
+
     /// Where the handshake layer sends the sessions it issues: pass it to
     /// [`HandshakeBuilder::on_session`](crate::handshake::HandshakeBuilder::on_session). Each
     /// session is encoded and written to the store on a spawned task (the sink runs on the
@@ -197,6 +246,11 @@ impl<S> Layer<S> for ResumptionLayer {
     type Service = Resumption<S>;
 
     fn layer(&self, inner: S) -> Resumption<S> {
+        if let Front::Behind(front) = &self.shared.front {
+            // Resumptions from a ticket's address that may skip the cookie (RFC 9147 §5.1)
+            // now come through undecided, for this layer to decide with the fetched ticket.
+            front.set_sessions_behind();
+        }
         Resumption::new(inner, self.shared.clone())
     }
 }
@@ -221,8 +275,32 @@ async fn join_all<T>(mut futures: Vec<super::StoreFuture<'_, T>>) -> Vec<Result<
     results.into_iter().flatten().collect()
 }
 
+/// Default [`ResumptionLayer::replay_window`] and [`ResumptionLayer::startup_refusal`]: the
+/// default ticket-age freshness window ([`coaps_dtls::EarlyDataConfig::freshness_window`]).
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(10);
+
 /// What to fetch for one proven ClientHello: each key, and whether to take it.
 pub(crate) type Wanted = Vec<(Vec<u8>, bool)>;
+
+/// What to do for one ClientHello.
+pub(crate) struct Plan {
+    /// Stored sessions to fetch.
+    pub(crate) wanted: Wanted,
+    /// The cookie layer left the cookie exemption to this layer (a cookie-less resumption,
+    /// RFC 9147 §5.1): decide it with the fetched sessions before taking anything.
+    pub(crate) decide: bool,
+    /// The first PSK is a sealed ticket offered with early data: record its ID.
+    pub(crate) sealed_early: Option<Vec<u8>>,
+}
+
+/// What the look-up of one ClientHello ends in.
+pub(crate) enum Outcome {
+    /// Hand these sessions to the engine with the datagram.
+    Sessions(Vec<FetchedSession>),
+    /// The gate's answer instead (a HelloRetryRequest: the exemption did not hold), or
+    /// nothing (drop).
+    Answer(crate::types::Transmits),
+}
 
 impl Shared {
     pub(crate) fn stats(&self) -> ResumptionStats {
@@ -236,30 +314,36 @@ impl Shared {
             store_errors: l(&c.store_errors),
             sessions_stored: l(&c.sessions_stored),
             wiring_errors: l(&c.wiring_errors),
+            zero_rtt_recorded: l(&c.zero_rtt_recorded),
+            zero_rtt_replays: l(&c.zero_rtt_replays),
+            zero_rtt_refused_at_start: l(&c.zero_rtt_refused_at_start),
         }
     }
 
     /// Checks the wiring for `d` and says what to fetch for it (nothing for everything but a
     /// proven ClientHello that offers sessions).
-    pub(crate) fn plan(&self, d: &Datagram) -> Result<Option<Wanted>, WiringError> {
-        let proven = match (&self.front, d.cookie) {
+    pub(crate) fn plan(&self, d: &Datagram) -> Result<Option<Plan>, WiringError> {
+        let (proven, decide) = match (&self.front, d.cookie) {
             _ if !self.sink_taken.load(Ordering::Acquire) => return Err(self.wiring_error(d, NO_SINK)),
             (Front::Behind(front), _) if !front.is_layered() => return Err(self.wiring_error(d, FRONT_NOT_LAYERED)),
             (Front::Behind(front), Some(CookieVerified { gate, .. })) if gate != front.id() => {
                 return Err(self.wiring_error(d, MARK_OF_ANOTHER_GATE));
             }
-            (Front::Behind(_), Some(_)) => true,
+            // No cookie round trip: a resumption the cookie layer left to this layer.
+            (Front::Behind(_), Some(CookieVerified { rtt_sample, .. })) => (true, rtt_sample.is_none()),
             (Front::Behind(_), None) => match FirstRecord::parse(&d.payload) {
                 FirstRecord::ClientHello(_) => return Err(self.wiring_error(d, UNMARKED_BEHIND)),
-                FirstRecord::ClientHelloFragment | FirstRecord::Other => false,
+                FirstRecord::ClientHelloFragment | FirstRecord::Other => (false, false),
             },
             (Front::Unproven, Some(_)) => return Err(self.wiring_error(d, MARK_WITHOUT_COOKIE_LAYER)),
-            (Front::Unproven, None) => true,
+            (Front::Unproven, None) => (true, false),
         };
         if !proven {
             return Ok(None);
         }
-        let Some(offered) = offered_sessions(&d.payload) else { return Ok(None) };
+        let Some(offered) = offered_sessions(&d.payload) else {
+            return Ok(decide.then(|| Plan { wanted: Vec::new(), decide, sealed_early: None }));
+        };
         // RFC 8446 §4.2.10: only the first identity may carry early data; taking it makes the
         // early data single use across every node sharing the store (§8.1).
         let first_ticket = offered.psk_identities().next();
@@ -270,6 +354,7 @@ impl Shared {
         let own_ticket = offered.session_ticket().is_some_and(|t| self.names_a_ticket_key(t));
         let client_id = offered.session_id().filter(|_| own_ticket);
         let mut wanted: Wanted = Vec::new();
+        let mut sealed_early = None;
         for key in offered.keys().take(MAX_KEYS_PER_HELLO) {
             if key.is_empty() || wanted.iter().any(|(k, _)| k == key) {
                 continue;
@@ -277,13 +362,16 @@ impl Shared {
             if client_id.is_some_and(|id| std::ptr::eq(id, key)) {
                 continue;
             }
+            let first = first_ticket.is_some_and(|f| std::ptr::eq(f, key));
             if self.names_a_ticket_key(key) {
+                if first && take_first {
+                    sealed_early = Some(key.to_vec());
+                }
                 continue;
             }
-            let take = take_first && first_ticket.is_some_and(|f| std::ptr::eq(f, key));
-            wanted.push((key.to_vec(), take));
+            wanted.push((key.to_vec(), take_first && first));
         }
-        Ok((!wanted.is_empty()).then_some(wanted))
+        Ok((decide || !wanted.is_empty() || sealed_early.is_some()).then_some(Plan { wanted, decide, sealed_early }))
     }
 
     fn names_a_ticket_key(&self, ticket: &[u8]) -> bool {
@@ -306,6 +394,80 @@ impl Shared {
             tracing::debug!(error = %e, "{what}");
         } else {
             tracing::warn!(error = %e, "{what} (further store errors are logged at debug; see ResumptionStats)");
+        }
+    }
+
+    /// Fetches and decodes the wanted sessions, decides a cookie exemption left to this layer
+    /// and records a sealed ticket's 0-RTT use. Never fails: what cannot be fetched is left out
+    /// (a full handshake, or a resumption without 0-RTT).
+    pub(crate) async fn resolve(self: Arc<Self>, plan: Plan, peer: SocketAddr, hello: Option<Vec<u8>>) -> Outcome {
+        let now = Instant::now();
+        // A ticket is taken only once the cookie decision is made: a HelloRetryRequest must
+        // not spend it. Where this layer decides, the first ticket is read first.
+        let mut wanted = plan.wanted;
+        let take_after = wanted.iter_mut().find(|(_, t)| *t).filter(|_| plan.decide).map(|(k, t)| {
+            *t = false;
+            k.clone()
+        });
+        let mut sessions = if wanted.is_empty() { Vec::new() } else { self.clone().fetch(wanted).await };
+        if let (true, Some(hello), Front::Behind(gate)) = (plan.decide, hello.as_deref(), &self.front) {
+            let mut out = [0u8; coaps_dtls::gate::MAX_ANSWER_LEN];
+            match gate.check_with(now, peer, hello, &sessions, &mut out) {
+                Verdict::Proven(_) | Verdict::NotClientHello | Verdict::Fragment => {}
+                Verdict::HelloRetryRequest { len, .. } | Verdict::HelloVerifyRequest { len, .. } => {
+                    let answer = Transmit { destination: peer, payload: out[..len].to_vec() };
+                    return Outcome::Answer(Transmits::one(answer));
+                }
+                Verdict::Drop => return Outcome::Answer(Transmits::new()),
+            }
+        }
+        if let Some(key) = take_after {
+            // The exemption holds: now take the 0-RTT ticket, atomically across the nodes. If a
+            // copy took it first, the resumption goes on without early data.
+            if let Some(i) = sessions.iter().position(|f| f.session.store_key() == &key[..])
+                && let Ok(Ok(Some(bytes))) = tokio::time::timeout(self.lookup_timeout, self.store.take(&key)).await
+                && let Ok(s) = Session::decode(&bytes, now, (self.wall_clock)())
+                && s.store_key() == &key[..]
+            {
+                sessions[i] = FetchedSession::from_take(s);
+            }
+        }
+        if let Some(ticket) = plan.sealed_early {
+            sessions.extend(self.record_sealed(&ticket, now).await);
+        }
+        Outcome::Sessions(sessions)
+    }
+
+    /// A sealed ticket offered with early data: its session, as taken, when this node is the
+    /// first to record its ID in the store within the replay window (RFC 8446 §8.1-§8.2).
+    async fn record_sealed(&self, ticket: &[u8], now: Instant) -> Option<FetchedSession> {
+        let keys = self.ticket_keys.as_ref()?;
+        let session = keys.open(ticket, now, (self.wall_clock)()).filter(Session::is_dtls13_ticket)?;
+        if now.saturating_duration_since(self.started) < self.startup_refusal {
+            self.counters.zero_rtt_refused_at_start.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut mine = Zeroizing::new(vec![0u8; 16]);
+        coaps_dtls::crypto::Rng::fill(&mut coaps_dtls::crypto::SeededRng::from_os(), &mut mine[..]);
+        let ttl = self.replay_window.saturating_mul(2).max(Duration::from_millis(1));
+        let put = self.store.put_if_absent(KeySpace::ZeroRtt, &session.id, mine.clone(), ttl);
+        match tokio::time::timeout(self.lookup_timeout, put).await {
+            Ok(Ok(stored)) if stored[..] == mine[..] => {
+                self.counters.zero_rtt_recorded.fetch_add(1, Ordering::Relaxed);
+                Some(FetchedSession::from_take(session))
+            }
+            Ok(Ok(_)) => {
+                self.counters.zero_rtt_replays.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Err(e)) => {
+                self.store_error("0-RTT record failed: no early data", &e);
+                None
+            }
+            Err(_) => {
+                self.store_error("0-RTT record timed out: no early data", &super::StoreError::Timeout);
+                None
+            }
         }
     }
 

@@ -28,6 +28,15 @@
 //!   [`HandshakeBuilder::on_session`](crate::handshake::HandshakeBuilder::on_session); each is
 //!   written to the store, off the datagram path, for its remaining lifetime
 //!   ([`Session::ttl`]).
+//! * A cookie-less DTLS 1.3 ClientHello that offers a PSK and may skip the cookie exchange
+//!   (RFC 9147 §5.1: a resumption from the address the ticket was issued to) comes from the
+//!   cookie layer undecided: the layer reads its first ticket (a `get`), asks the cookie gate
+//!   again with it, answers with the gate's HelloRetryRequest when the exemption does not hold,
+//!   and only then takes a 0-RTT ticket, so a HelloRetryRequest never spends one.
+//! * A sealed ticket ([`TicketMode::Stateless`](coaps_dtls::TicketMode::Stateless)) offered with early data is opened here and
+//!   its ID recorded with [`AsyncSessionStore::put_if_absent`] in [`KeySpace::ZeroRtt`]: only
+//!   the first record (on any node) lets its early data in (see
+//!   [`ResumptionLayer::replay_window`], [`ResumptionLayer::startup_refusal`]).
 //! * Everything else (records of established associations, alerts) passes through untouched
 //!   and without a look-up.
 //!
@@ -146,7 +155,7 @@ mod service;
 mod ticket_keys;
 
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_LOOKUP_TIMEOUT, ResumptionLayer, ResumptionStats};
+pub use layer::{DEFAULT_LOOKUP_TIMEOUT, DEFAULT_REPLAY_WINDOW, ResumptionLayer, ResumptionStats};
 pub use moka_store::{ENTRY_OVERHEAD, MokaConfig, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConfig, RedisStats, RedisStore};
@@ -177,6 +186,11 @@ pub enum KeySpace {
     /// Ticket-encryption keys of stateless tickets, one per rotation period
     /// ([`TicketKeySync`]).
     TicketKeys,
+    /// Records of sealed (stateless) DTLS 1.3 tickets whose 0-RTT early data a node accepted,
+    /// by the ticket's ID, kept for the replay window ([`ResumptionLayer::replay_window`]):
+    /// the first node to record an ID takes the early data, every replay finds the record
+    /// (RFC 8446 §8.1, §8.2).
+    ZeroRtt,
 }
 
 impl KeySpace {
@@ -185,6 +199,7 @@ impl KeySpace {
         match self {
             Self::Sessions => "s:",
             Self::TicketKeys => "k:",
+            Self::ZeroRtt => "z:",
         }
     }
 }

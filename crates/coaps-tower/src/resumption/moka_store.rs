@@ -185,6 +185,43 @@ impl AsyncSessionStore for MokaStore {
         // removes of a key, one gets the value.
         Box::pin(async move { Ok(self.cache.remove(&cache_key(key)).await.and_then(Self::fresh)) })
     }
+
+    /// moka's per-key compute runs calls on one key one after another: of concurrent calls,
+    /// the first stores its value and every other one gets that value back (0-RTT replay
+    /// records, ticket keys). An entry past its own expiry counts as absent.
+    fn put_if_absent<'a>(
+        &'a self,
+        space: super::KeySpace,
+        key: &'a [u8],
+        value: Zeroizing<Vec<u8>>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Zeroizing<Vec<u8>>> {
+        use moka::ops::compute::{CompResult, Op};
+        Box::pin(async move {
+            let ttl = ttl.min(self.config.max_lifetime);
+            let expires = Instant::now().checked_add(ttl).filter(|_| !ttl.is_zero());
+            let Some(expires) = expires else { return Ok(value) };
+            let mut k = space.prefix().as_bytes().to_vec();
+            k.extend_from_slice(key);
+            let fresh = Entry { bytes: Arc::new(value.clone()), ttl, expires };
+            let result = self
+                .cache
+                .entry(k)
+                .and_compute_with(|old| async move {
+                    match old.map(|e| e.into_value()) {
+                        Some(e) if Instant::now() < e.expires => Op::Nop,
+                        _ => Op::Put(fresh),
+                    }
+                })
+                .await;
+            Ok(match result {
+                CompResult::Unchanged(e) | CompResult::Inserted(e) | CompResult::ReplacedWith(e) => {
+                    Zeroizing::new(e.into_value().bytes.to_vec())
+                }
+                CompResult::StillNone(_) | CompResult::Removed(_) => value,
+            })
+        })
+    }
 }
 
 #[cfg(test)]

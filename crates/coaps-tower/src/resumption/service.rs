@@ -72,11 +72,13 @@ where
         match self.shared.plan(&d) {
             Err(e) => ResponseFuture::failed(e),
             Ok(None) => ResponseFuture::inner(self.inner.call(d)),
-            Ok(Some(wanted)) => {
+            Ok(Some(plan)) => {
                 // The ready service goes with the datagram; a fresh clone waits for poll_ready.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::fetching(Box::pin(self.shared.clone().fetch(wanted)), ready, d)
+                // The gate reads the hello again only where this layer decides the exemption.
+                let hello = plan.decide.then(|| d.payload.clone());
+                ResponseFuture::fetching(Box::pin(self.shared.clone().resolve(plan, d.peer, hello)), ready, d)
             }
         }
     }
