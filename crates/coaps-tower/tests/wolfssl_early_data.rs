@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tower::{ServiceBuilder, service_fn};
 
+/// A record the application received: whether it came as early data, and its payload.
+type Delivered = (bool, Vec<u8>);
+
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../coaps-dtls/tests/data");
 
 fn server_cert() -> CertifiedKey {
@@ -45,7 +48,8 @@ async fn wolfssl_0rtt_is_delivered_once_through_the_cookie_and_resumption_layers
     let resumption = ResumptionLayer::behind(MokaStore::new(MokaConfig::default()), &cookies);
     let handshake = HandshakeLayer::builder(config).on_session(resumption.session_sink()).behind(&cookies).build();
     let associations = handshake.associations();
-    let seen: Arc<Mutex<Vec<(bool, Vec<u8>)>>> = Arc::default();
+    // What the application saw: (arrived as early data, payload).
+    let seen: Arc<Mutex<Vec<Delivered>>> = Arc::default();
     let app_seen = seen.clone();
     let service = ServiceBuilder::new().layer(cookies.clone()).layer(resumption.clone()).layer(handshake).service(
         service_fn(move |s: Secured| {

@@ -203,10 +203,10 @@ impl AsyncSessionStore for MokaStore {
             let Some(expires) = expires else { return Ok(value) };
             let mut k = space.prefix().as_bytes().to_vec();
             k.extend_from_slice(key);
-            let fresh = Entry { bytes: Arc::new(value.clone()), ttl, expires };
+            let fresh = Entry { bytes: Zeroizing::new(Box::<[u8]>::from(&value[..])), expires };
             let result = self
                 .cache
-                .entry(k)
+                .entry(cache_key(&k))
                 .and_compute_with(|old| async move {
                     match old.map(|e| e.into_value()) {
                         Some(e) if Instant::now() < e.expires => Op::Nop,
