@@ -136,6 +136,7 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
         ServerDtls::V13 => (false, true),
         ServerDtls::Auto => (true, true),
     };
+    config.common.require_extended_master_secret = !args.allow_no_ems;
     config.max_connections = args.max_peers as usize;
     config.max_handshakes = config.max_handshakes.min(config.max_connections);
     Ok(ServerSetup { config, demo, identities })
@@ -165,6 +166,7 @@ pub fn client_config(args: &RequestArgs) -> Result<(ClientConfig, bool), String>
     if let (Some(c), Some(k)) = (&args.cert, &args.key) {
         config.client_cert = Some(certified_key(c, k)?);
     }
+    config.common.require_extended_master_secret = !args.allow_no_ems;
     let demo = config.psk.is_none() && config.verifier.is_none();
     if demo {
         config.psk = Some(demo_psk());

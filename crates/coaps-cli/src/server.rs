@@ -153,14 +153,96 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         crate::cli::EarlyPolicy::Reject => coaps_tower::EarlyDataPolicy::Reject,
     };
     // Harmless without --early-data: no request then arrives as early data.
-    let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
-    match crate::transport::serve(sock, Arc::new(setup.config), args.link, app, shutdown_signal(), sessions).await {
+    let early_layer = coaps_tower::EarlyDataLayer::new().policy(policy);
+    let app = tower::Layer::layer(&early_layer, Demo::new());
+    // The recorder is installed even without --metrics: the shutdown summary reads it.
+    let registry = crate::prometheus::install();
+    let metrics_listener = match &args.metrics {
+        None => None,
+        Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
+            Ok(l) => {
+                if let Ok(addr) = l.local_addr() {
+                    println!("metrics on http://{addr}/metrics");
+                    let _ = std::io::stdout().flush();
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: --metrics {a}: cannot listen: {e} (give ADDR:PORT, e.g. 127.0.0.1:9684)");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let stack: Arc<std::sync::OnceLock<crate::transport::StackStats>> = Arc::default();
+    let handed = stack.clone();
+    let serving = crate::transport::serve_observed(
+        sock,
+        Arc::new(setup.config),
+        args.link,
+        app,
+        shutdown_signal(),
+        sessions,
+        move |s| {
+            let _ = handed.set(s);
+        },
+    );
+    // The stack's handles exist once `serve_observed` has built it: poll it once first.
+    let mut serving = std::pin::pin!(serving);
+    let first = futures_poll_once(serving.as_mut()).await;
+    let publish = {
+        let (stack, early_layer) = (stack.clone(), early_layer.clone());
+        move || {
+            if let Some(s) = stack.get() {
+                s.publish();
+            }
+            let e = early_layer.stats();
+            metrics::counter!("coaps_early_data_total", "result" => "accepted")
+                .absolute(e.safe_run_early + e.allowed_run_early);
+            metrics::counter!("coaps_early_data_total", "result" => "deferred").absolute(e.deferred);
+            metrics::counter!("coaps_early_data_total", "result" => "rejected").absolute(e.rejected);
+        }
+    };
+    let exporter = match (metrics_listener, &registry) {
+        (Some(l), Some(r)) => Some(tokio::spawn(crate::prometheus::serve(l, r.clone(), publish.clone()))),
+        _ => None,
+    };
+    let result = match first {
+        Some(r) => r,
+        None => serving.await,
+    };
+    if let Some(x) = exporter {
+        x.abort();
+    }
+    publish();
+    if let Some(r) = &registry {
+        tracing::info!(
+            "summary: {} handshakes ({} failed), {} requests, {} associations at shutdown",
+            r.sum("coaps_handshakes_total", None),
+            r.sum("coaps_handshakes_total", None) - r.sum("coaps_handshakes_total", Some(("outcome", "ok"))),
+            r.sum("coaps_requests_total", None),
+            stack.get().map_or(0, |s| s.associations.count()),
+        );
+    }
+    match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_FAILURE
         }
     }
+}
+
+/// Polls `f` once: its output if it completed at once, else `None` (it stays pinned for later).
+async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut f = Some(f);
+    std::future::poll_fn(move |cx| match f.take() {
+        Some(fut) => match fut.poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        },
+        None => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub async fn exchange(
     config: Arc<ClientConfig>,
     server_name: &str,
     request: Packet,
-    verbose: bool,
+    verbose: u8,
     options: ClientOptions,
     handshake_limit: Option<Duration>,
     early: bool,
@@ -71,19 +71,28 @@ pub async fn exchange(
             coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
         })??,
     };
-    if early && verbose {
+    if verbose >= 7 {
+        eprintln!("> {}", describe_message(&request));
+    }
+    if early && verbose > 0 {
         let accepted = client.info().early_data_accepted;
         eprintln!("early data: {}", if accepted { "accepted" } else { "rejected" });
     }
-    if verbose {
+    if verbose > 0 {
         let info = client.info();
         let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
         eprintln!("handshake: {} ({version})", if info.resumed { "resumed" } else { "full" });
+        // In PSK mode the identity is ours: the server proved it knows the key, nothing more.
+        let who = match &info.identity {
+            coaps_dtls::PeerIdentity::Psk(_) => format!("authenticated with our {}", info.identity),
+            coaps_dtls::PeerIdentity::Anonymous => "server not authenticated".to_owned(),
+            other => format!("server {other}"),
+        };
         eprintln!(
-            "connected to {peer}: {:?}, server identity {:?}{}",
+            "connected to {}: {version}, {:?}, {} handshake, {who}",
+            coaps_tower::DisplayAddr(peer),
             info.suite,
-            info.identity,
-            if info.resumed { ", resumed" } else { "" }
+            if info.resumed { "resumed" } else { "full" },
         );
     }
     let response = match early_response {
@@ -95,8 +104,11 @@ pub async fn exchange(
         },
         None => client.send_echo_aware(request).await,
     };
+    if let (true, Ok(r)) = (verbose >= 7, &response) {
+        eprintln!("< {}", describe_message(r));
+    }
     client.close().await;
-    if let (true, Some(profile)) = (verbose, profile) {
+    if let (true, Some(profile)) = (verbose > 0, profile) {
         let s = client.stats();
         let rtt = match s.rtt {
             Some(e) => format!(
@@ -118,6 +130,33 @@ pub async fn exchange(
     response
 }
 
+/// One line for `-v 7`: type, code, Message ID, token and each option with its value (text
+/// when it is printable, else hex), then the payload size.
+pub fn describe_message(p: &Packet) -> String {
+    let mut s = format!(
+        "{:?} {} mid={} token={}",
+        p.header.get_type(),
+        crate::client::code_text(p.header.code),
+        p.header.message_id,
+        hex(p.get_token())
+    );
+    for (number, values) in p.options() {
+        for v in values {
+            let shown = match std::str::from_utf8(v) {
+                Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => format!("{t:?}"),
+                _ => format!("0x{}", hex(v)),
+            };
+            s.push_str(&format!(" {:?}={shown}", coap_lite::CoapOption::from(*number)));
+        }
+    }
+    s.push_str(&format!(" payload={} bytes", p.payload.len()));
+    s
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
 /// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `link` sizes
 /// the retransmission timers and the deduplication lifetime. Resumable sessions live in
@@ -129,6 +168,67 @@ pub async fn serve<A>(
     app: A,
     shutdown: impl Future<Output = ()>,
     sessions: Arc<dyn AsyncSessionStore>,
+) -> Result<(), BoxError>
+where
+    A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
+    A::Error: Into<BoxError> + Send,
+    A::Future: Send + 'static,
+{
+    serve_observed(sock, config, link, app, shutdown, sessions, |_| {}).await
+}
+
+/// The handles whose `stats()` the metrics exporter and the shutdown summary read.
+#[derive(Clone)]
+pub struct StackStats {
+    /// The association table.
+    pub associations: coaps_tower::Associations,
+    /// The cookie layer, unless `--no-cookie` (then the handshake layer's own gate counts).
+    pub cookies: Option<CookieLayer>,
+    /// The resumption layer.
+    pub resumption: ResumptionLayer,
+}
+
+impl std::fmt::Debug for StackStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackStats").field("associations", &self.associations).finish_non_exhaustive()
+    }
+}
+
+impl StackStats {
+    /// Copies the layers' own counters into the `metrics` recorder (absolute values: the
+    /// layers keep them, the recorder only shows them).
+    pub fn publish(&self) {
+        use metrics::{counter, gauge};
+        let h = self.associations.stats();
+        gauge!("coaps_associations").set(self.associations.count() as f64);
+        let cookie = self.cookies.as_ref().map(CookieLayer::stats).or(h.cookie);
+        if let Some(c) = cookie {
+            counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(c.hello_verify_requests);
+            counter!("coaps_hello_retry_requests_sent_total").absolute(c.hello_retry_requests);
+            counter!("coaps_cookies_rejected_total").absolute(c.cookies_rejected);
+            counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(c.dropped);
+        }
+        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(h.endpoint.dropped_unknown_peer);
+        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(h.outbox_dropped);
+        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(h.responses_dropped);
+        counter!("coaps_associations_created_total").absolute(h.endpoint.connections_created);
+        counter!("coaps_associations_expired_total").absolute(h.expired_idle);
+        let r = self.resumption.stats();
+        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(r.sessions_fetched);
+        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(r.misses);
+        counter!("coaps_sessions_stored_total").absolute(r.sessions_stored);
+    }
+}
+
+/// [`serve`], handing the stack's [`StackStats`] to `observe` before serving.
+pub async fn serve_observed<A>(
+    sock: UdpSocket,
+    config: Arc<ServerConfig>,
+    link: coaps_dtls::LinkProfile,
+    app: A,
+    shutdown: impl Future<Output = ()>,
+    sessions: Arc<dyn AsyncSessionStore>,
+    observe: impl FnOnce(StackStats),
 ) -> Result<(), BoxError>
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
@@ -166,6 +266,11 @@ where
         None => builder.own_gate().build(),
     };
     let associations = handshake.associations();
+    observe(StackStats {
+        associations: associations.clone(),
+        cookies: cookies.clone(),
+        resumption: resumption.clone(),
+    });
     let service = ServiceBuilder::new()
         .option_layer(cookies)
         .option_layer(retransmit)

@@ -24,9 +24,11 @@ pub mod coap;
 pub mod cookie;
 pub mod early_data;
 pub mod handshake;
+mod log;
 pub mod resumption;
 pub mod retransmit;
 pub mod session_cache;
+pub mod telemetry;
 pub mod transport;
 pub mod types;
 

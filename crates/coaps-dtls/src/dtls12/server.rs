@@ -204,6 +204,13 @@ fn handle_client_hello(
         if session.extended_master_secret && !ems {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionWithoutEms));
         }
+        // RFC 7627 §5.3: neither the session nor this ClientHello uses EMS: the server SHOULD
+        // abort rather than resume insecurely (the triple-handshake attack resumes). Such
+        // sessions are not stored here; one from elsewhere (an older server sharing the
+        // store) is refused the same way.
+        if !session.extended_master_secret && !ems {
+            return Err(Error::Incompatible(Incompatible::ClientWithoutEms));
+        }
         let suite_ok =
             ch.cipher_suites.contains(&session.suite) && config.common.suites.iter().any(|s| s.suite == session.suite);
         if suite_ok && session.extended_master_secret == ems {
@@ -573,6 +580,11 @@ impl ExpectResumedFinished {
 fn established(cx: &mut Context<'_>, d: &HsData, master: &MasterSecret, identity: PeerIdentity, resumed: bool) {
     let config = cx.config;
     if let (Some(session), false) = (d.session(master, &identity, cx.now, config.session_lifetime), resumed) {
+        // RFC 7627 §5.3: a session without EMS is never resumed (see `hello`), so it is not kept.
+        if !d.ems {
+            cx.core.without_ems = true;
+            return cx.core.established(cx.now, d.suite, identity, resumed);
+        }
         crate::resumption::store_session(config, &session, cx.now);
         if config.session_events {
             cx.core.out.events.push_back(Event::SessionIssued(Box::new(session)));
