@@ -449,7 +449,7 @@ mod tests {
     fn errors_are_explained() {
         let e: BoxError = Box::new(coaps_dtls::Error::AlertReceived(coaps_dtls::AlertDescription::UnknownPskIdentity));
         let s = describe_error(e.as_ref());
-        assert!(s.contains("check -u/-k"), "{s}");
+        assert!(s.contains("does not know this PSK identity: check -u"), "{s}");
         let e: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(describe_error(e.as_ref()).contains("nothing listens"));
     }

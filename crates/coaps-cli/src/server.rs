@@ -114,6 +114,12 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
             "WARNING: --no-cookie: the cookie exchange (HelloVerifyRequest, HelloRetryRequest cookie) is off; spoofed ClientHellos get full answers."
         );
     }
+    if args.allow_no_ems {
+        tracing::warn!(
+            "--allow-no-ems: DTLS 1.2 clients without extended_master_secret (RFC 7627) are let in; their \
+             sessions are open to the triple-handshake attack and are never resumed"
+        );
+    }
     let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut modes = Vec::new();
     if !setup.identities.is_empty() {

@@ -99,6 +99,9 @@ pub struct HandshakeFailure {
     pub identity: PeerIdentity,
     /// Why it failed.
     pub reason: CloseReason,
+    /// Records of the handshake that failed authentication and were dropped (RFC 6347
+    /// §4.1.2.7): with a timeout, the sign of a wrong PSK key.
+    pub records_auth_failed: u64,
 }
 
 /// Why a connection closed.

@@ -75,7 +75,14 @@ pub(crate) fn failure_reason(reason: &CloseReason) -> (&'static str, String) {
 
 /// One info line per failed handshake.
 pub(crate) fn handshake_failed(peer: SocketAddr, f: &HandshakeFailure) {
-    let (label, why) = failure_reason(&f.reason);
+    let (mut label, mut why) = failure_reason(&f.reason);
+    if f.reason == CloseReason::Error(Error::HandshakeTimeout) && f.records_auth_failed > 0 {
+        label = "wrong_key";
+        why = format!(
+            "handshake timeout after {} encrypted record(s) from the peer did not decrypt: wrong PSK key?",
+            f.records_auth_failed
+        );
+    }
     crate::telemetry::handshake(f.version, "full", label);
     let version = version_name(f.version);
     if f.identity == PeerIdentity::Anonymous {

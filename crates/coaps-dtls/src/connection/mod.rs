@@ -312,6 +312,7 @@ impl Connection {
                     role: self.role(),
                     identity: self.peer_identity().clone(),
                     reason: reason.clone(),
+                    records_auth_failed: self.stats().records_auth_failed,
                 };
                 self.held_closed = Some(ev);
                 return Some(Event::HandshakeFailed(Box::new(failure)));

@@ -188,7 +188,8 @@ fn handle_client_hello(
     // RFC 5077 session tickets: the client offers the extension (empty: it wants one) and we
     // issue tickets, statefully (a key into the store) or sealed (TicketMode::Stateless).
     let offered_ticket = ch.session_ticket();
-    let issue_ticket = offered_ticket.is_some() && config.issues_tickets() && !config.session_lifetime.is_zero();
+    // No ticket for a session without EMS: it could never be resumed (RFC 7627 §5.3).
+    let issue_ticket = ems && offered_ticket.is_some() && config.issues_tickets() && !config.session_lifetime.is_zero();
     // Resumption, with RFC 7627 §5.3's EMS rules: a ticket first (RFC 5077 §3.1), then the
     // session ID (RFC 5246 §7.4.1.2); each handed in by a layer, else from our store (or, a
     // sealed ticket, opened here).
@@ -579,12 +580,11 @@ impl ExpectResumedFinished {
 /// the server keeps no copy in the association.
 fn established(cx: &mut Context<'_>, d: &HsData, master: &MasterSecret, identity: PeerIdentity, resumed: bool) {
     let config = cx.config;
-    if let (Some(session), false) = (d.session(master, &identity, cx.now, config.session_lifetime), resumed) {
-        // RFC 7627 §5.3: a session without EMS is never resumed (see `hello`), so it is not kept.
-        if !d.ems {
-            cx.core.without_ems = true;
-            return cx.core.established(cx.now, d.suite, identity, resumed);
-        }
+    cx.core.without_ems = !d.ems;
+    // RFC 7627 §5.3: a session without EMS is never resumed (see `hello`), so it is not kept.
+    if let (Some(session), false, true) =
+        (d.session(master, &identity, cx.now, config.session_lifetime), resumed, d.ems)
+    {
         crate::resumption::store_session(config, &session, cx.now);
         if config.session_events {
             cx.core.out.events.push_back(Event::SessionIssued(Box::new(session)));
