@@ -313,6 +313,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600), requires = "early_data")]
     pub early_data_window: u64,
+    /// Let DTLS 1.2 clients in that do not offer extended_master_secret (RFC 7627), as some
+    /// deployed stacks do not. Off by default: such sessions are open to the triple-handshake
+    /// attack, so they are never resumed (RFC 7627 §5.3) and each is logged with a warning.
+    #[arg(long)]
+    pub allow_no_ems: bool,
+    /// Serve counters in the Prometheus text format at `http://ADDR/metrics` (e.g.
+    /// 127.0.0.1:9684); a one-line summary is logged at shutdown either way.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// `--early-data-policy`.
@@ -389,9 +398,16 @@ pub struct RequestArgs {
     /// Token as 1 to 8 bytes of hex digits.
     #[arg(short = 'T', value_name = "TOKEN", value_parser = crate::transfer::parse_token)]
     pub token: Option<crate::transfer::Token>,
-    /// Print the response code (and connection details) on stderr.
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
+    /// Verbosity on stderr, libcoap style: `-v` (or any LEVEL from 1 to 6) prints the response
+    /// code and the connection (DTLS version, suite, resumed or not, the server's identity);
+    /// `-v 7` and above also each message with its options. `-v 0` is quiet.
+    #[arg(short = 'v', long, value_name = "LEVEL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "1", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub verbose: Option<u8>,
+    /// Connect to DTLS 1.2 servers that do not offer extended_master_secret (RFC 7627). Off by
+    /// default; the session is then not kept for resumption.
+    #[arg(long)]
+    pub allow_no_ems: bool,
     /// The network the server is reached over, which sizes the DTLS retransmission timers and
     /// the CoAP ACK_TIMEOUT: ethernet, wifi, 802.15.4, lte-m, nb-iot, satellite, or auto (RFC
     /// timers until the RTT is measured, then adaptive).
@@ -419,6 +435,34 @@ pub struct RequestArgs {
     /// a change of this client's address. Off by default.
     #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8))]
     pub cid: Option<u8>,
+}
+
+impl RequestArgs {
+    /// The `-v` level: 0 without `-v`.
+    pub fn verbosity(&self) -> u8 {
+        self.verbose.unwrap_or(0)
+    }
+}
+
+/// Rewrites the libcoap habit `-v 7` into `-v=7`: `-v` takes its level only attached, so that
+/// `-v coaps://…` keeps the URI.
+pub fn attach_verbose_level(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::with_capacity(argv.len());
+    let mut it = argv.into_iter().peekable();
+    while let Some(a) = it.next() {
+        let is_v = a == "-v" || a == "--verbose";
+        match it.peek().and_then(|n| n.to_str()) {
+            Some(level) if is_v && !level.is_empty() && level.bytes().all(|b| b.is_ascii_digit()) => {
+                let mut joined = a.clone();
+                joined.push("=");
+                joined.push(level);
+                out.push(joined);
+                it.next();
+            }
+            _ => out.push(a),
+        }
+    }
+    out
 }
 
 fn loss_percent(s: &str) -> Result<f64, String> {

@@ -87,14 +87,44 @@ pub(crate) fn is_text(p: &Packet) -> bool {
     ) && std::str::from_utf8(&p.payload).is_ok()
 }
 
+/// What the client was given, so a hint names what to change rather than what is already there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HintContext {
+    /// `-u/-k` (or the demo PSK).
+    pub psk: bool,
+    /// `--ca`.
+    pub ca: bool,
+    /// `--cert/--key`.
+    pub client_cert: bool,
+    /// `--dtls`.
+    pub dtls: Option<crate::cli::ClientDtls>,
+}
+
+impl HintContext {
+    /// From the request's arguments.
+    pub fn of(args: &crate::cli::RequestArgs) -> Self {
+        Self {
+            psk: args.ca.is_none() || args.identity.is_some(),
+            ca: args.ca.is_some(),
+            client_cert: args.cert.is_some(),
+            dtls: Some(args.dtls),
+        }
+    }
+}
+
 /// Explains a failure to get any response, looking through the error's source chain for what
-/// the DTLS engine or the OS said.
+/// the DTLS engine or the OS said ([`describe_error_with`] for a PSK client).
 pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    describe_error_with(e, &HintContext { psk: true, ..HintContext::default() })
+}
+
+/// Explains a failure to get any response, with a hint fitted to what the client was given.
+pub fn describe_error_with(e: &(dyn std::error::Error + 'static), cx: &HintContext) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut parts: Vec<String> = Vec::new();
     while let Some(err) = cur {
         let hint = if let Some(d) = err.downcast_ref::<coaps_dtls::Error>() {
-            Some(dtls_hint(d))
+            Some(dtls_hint(d, cx))
         } else if let Some(io) = err.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
@@ -118,20 +148,70 @@ pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn dtls_hint(e: &coaps_dtls::Error) -> String {
+/// The advice for one engine error. Every branch is tested (`hints_match_the_cause`).
+pub fn dtls_hint(e: &coaps_dtls::Error, cx: &HintContext) -> String {
+    use crate::cli::ClientDtls;
     use coaps_dtls::AlertDescription as A;
     use coaps_dtls::Error as E;
+    use coaps_dtls::Incompatible as I;
     match e {
-        E::AlertReceived(A::UnknownPskIdentity) | E::AlertReceived(A::DecryptError) => {
-            "the server does not know this PSK identity or key: check -u/-k".into()
+        E::AlertReceived(A::UnknownPskIdentity) => {
+            "the server does not know this PSK identity: check -u (and that the server has it)".into()
         }
-        E::AlertReceived(A::HandshakeFailure) | E::Incompatible(..) => {
-            "no common cipher suite or credentials: PSK needs -u/-k, certificates need --ca".into()
+        E::AlertReceived(A::DecryptError) => {
+            "the server could not verify our Finished: the PSK key is wrong, check -k".into()
+        }
+        E::AlertReceived(A::ProtocolVersion) => match cx.dtls {
+            Some(ClientDtls::V12) => "the server does not speak DTLS 1.2: try --dtls 1.3 or --dtls auto".into(),
+            Some(ClientDtls::V13) => "the server does not speak DTLS 1.3: try --dtls 1.2 or --dtls auto".into(),
+            _ => "the server speaks none of the DTLS versions we offer (1.2 and 1.3)".into(),
+        },
+        E::AlertReceived(A::CertificateRequired) => {
+            "the server requires a client certificate: add --cert CERT.pem --key KEY.pem".into()
+        }
+        E::AlertReceived(A::HandshakeFailure) => {
+            if cx.ca && !cx.client_cert {
+                "the server refused the handshake: it may require a client certificate (add --cert/--key), \
+                 or shares no cipher suite with us"
+                    .into()
+            } else if cx.ca {
+                "the server refused the handshake: no cipher suite in common, or it does not accept our certificate"
+                    .into()
+            } else {
+                "the server refused the handshake: it may not know this PSK identity (a DTLS 1.3 server says so \
+                 this way; check -u/-k), may want certificates (--ca), or shares no cipher suite with us"
+                    .into()
+            }
         }
         E::AlertReceived(A::BadCertificate)
         | E::AlertReceived(A::UnsupportedCertificate)
         | E::AlertReceived(A::CertificateUnknown)
-        | E::AlertReceived(A::UnknownCa) => "the server refused our client certificate (--cert/--key)".into(),
+        | E::AlertReceived(A::CertificateExpired)
+        | E::AlertReceived(A::UnknownCa) => {
+            if cx.client_cert {
+                "the server refused our client certificate (--cert/--key): is it issued by a CA the server trusts?"
+                    .into()
+            } else {
+                "the server refused the handshake over certificates: it may require a client certificate (--cert/--key)"
+                    .into()
+            }
+        }
+        E::Incompatible(I::ServerWithoutEms) => {
+            "the server does not support extended_master_secret (RFC 7627): --allow-no-ems connects anyway".into()
+        }
+        E::Incompatible(I::ClientCertificateRequired12 | I::ClientCertificateRequired13) => {
+            "the server requires a client certificate: add --cert CERT.pem --key KEY.pem".into()
+        }
+        E::Incompatible(I::ServerDidNotSelectDtls13 | I::ServerVersionNot12) => {
+            "the server chose another DTLS version: try --dtls auto".into()
+        }
+        E::Incompatible(_) => {
+            if cx.ca {
+                "no common parameters with the server: does it have a P-256 certificate?".into()
+            } else {
+                "no common parameters with the server: does it accept PSK (-u/-k)? otherwise use --ca".into()
+            }
+        }
         E::Certificate(_) => {
             "the server's certificate was refused: check --ca and that the URI host is in its subjectAltName".into()
         }
@@ -204,7 +284,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         && cache.as_ref().is_some_and(|c| {
             c.sessions(&uri.host, peer.port()).first().is_some_and(|s| s.is_dtls13_ticket() && s.allows_early_data())
         });
-    if args.early_data && !early && args.verbose {
+    if args.early_data && !early && args.verbosity() > 0 {
         eprintln!("early data: not sent (no ticket that allows it)");
     }
     let exchange = crate::transport::exchange(
@@ -212,7 +292,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
         config.clone(),
         &uri.host,
         request.clone(),
-        args.verbose,
+        args.verbosity(),
         options(cache.clone()),
         offers.then_some(timeout / 2),
         early,
@@ -224,7 +304,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
     {
         eprintln!(
             "warning: resuming the saved session failed ({}); retrying with a full handshake",
-            describe_error(&coaps_tower::ClientError::Handshake(reason.clone()))
+            describe_error_with(&coaps_tower::ClientError::Handshake(reason.clone()), &HintContext::of(&args))
         );
         let fresh = SessionCache::default();
         let exchange = crate::transport::exchange(
@@ -232,7 +312,7 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             config,
             &uri.host,
             request,
-            args.verbose,
+            args.verbosity(),
             options(Some(fresh.clone())),
             None,
             false,
@@ -265,12 +345,12 @@ pub async fn run(method: RequestType, args: RequestArgs) -> u8 {
             return EXIT_OTHER_RESPONSE;
         }
         Ok(Err(e)) => {
-            eprintln!("error: {}", describe_error(&e));
+            eprintln!("error: {}", describe_error_with(&e, &HintContext::of(&args)));
             return EXIT_FAILURE;
         }
         Ok(Ok(r)) => r,
     };
-    report(&response, args.verbose, &plan)
+    report(&response, args.verbosity() > 0, &plan)
 }
 
 fn report(response: &Packet, verbose: bool, plan: &crate::transfer::Plan) -> u8 {
@@ -330,10 +410,53 @@ mod tests {
     }
 
     #[test]
+    fn hints_match_the_cause() {
+        use crate::cli::ClientDtls;
+        use coaps_dtls::AlertDescription as A;
+        use coaps_dtls::Error as E;
+        use coaps_dtls::Incompatible as I;
+        let psk = HintContext { psk: true, ..HintContext::default() };
+        let ca = HintContext { ca: true, ..HintContext::default() };
+        let ca_cert = HintContext { ca: true, client_cert: true, ..HintContext::default() };
+        let v12 = HintContext { psk: true, dtls: Some(ClientDtls::V12), ..HintContext::default() };
+        let v13 = HintContext { psk: true, dtls: Some(ClientDtls::V13), ..HintContext::default() };
+        let auto = HintContext { psk: true, dtls: Some(ClientDtls::Auto), ..HintContext::default() };
+        let cert_err = coaps_dtls::CertificateError::Expired;
+        let table: Vec<(E, HintContext, &str)> = vec![
+            (E::AlertReceived(A::UnknownPskIdentity), psk, "does not know this PSK identity"),
+            (E::AlertReceived(A::DecryptError), psk, "PSK key is wrong, check -k"),
+            (E::AlertReceived(A::ProtocolVersion), v12, "does not speak DTLS 1.2: try --dtls 1.3"),
+            (E::AlertReceived(A::ProtocolVersion), v13, "does not speak DTLS 1.3: try --dtls 1.2"),
+            (E::AlertReceived(A::ProtocolVersion), auto, "none of the DTLS versions"),
+            (E::AlertReceived(A::CertificateRequired), ca, "requires a client certificate: add --cert"),
+            (E::AlertReceived(A::HandshakeFailure), ca, "may require a client certificate (add --cert/--key)"),
+            (E::AlertReceived(A::HandshakeFailure), ca_cert, "does not accept our certificate"),
+            (E::AlertReceived(A::HandshakeFailure), psk, "may not know this PSK identity"),
+            (E::AlertReceived(A::BadCertificate), ca_cert, "refused our client certificate"),
+            (E::AlertReceived(A::UnknownCa), ca, "may require a client certificate"),
+            (E::Incompatible(I::ServerWithoutEms), psk, "--allow-no-ems"),
+            (E::Incompatible(I::ClientCertificateRequired12), ca, "add --cert"),
+            (E::Incompatible(I::ServerDidNotSelectDtls13), v13, "--dtls auto"),
+            (E::Incompatible(I::NoCommonSuite12), ca, "P-256 certificate"),
+            (E::Incompatible(I::NoCommonSuite12), psk, "does it accept PSK"),
+            (E::Certificate(cert_err), ca, "check --ca"),
+            (E::HandshakeTimeout, psk, "is a CoAPS server running"),
+        ];
+        for (e, cx, want) in &table {
+            let hint = dtls_hint(e, cx);
+            assert!(hint.contains(want), "{e:?} with {cx:?}: {hint:?} lacks {want:?}");
+        }
+        // The hints never tell the user to add what is already there.
+        assert!(!dtls_hint(&E::AlertReceived(A::HandshakeFailure), &psk).contains("PSK needs"));
+        assert!(!dtls_hint(&E::AlertReceived(A::HandshakeFailure), &ca).contains("need --ca"));
+        assert_eq!(dtls_hint(&E::Crypto, &psk), "");
+    }
+
+    #[test]
     fn errors_are_explained() {
         let e: BoxError = Box::new(coaps_dtls::Error::AlertReceived(coaps_dtls::AlertDescription::UnknownPskIdentity));
         let s = describe_error(e.as_ref());
-        assert!(s.contains("check -u/-k"), "{s}");
+        assert!(s.contains("does not know this PSK identity: check -u"), "{s}");
         let e: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(describe_error(e.as_ref()).contains("nothing listens"));
     }

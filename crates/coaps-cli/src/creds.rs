@@ -153,6 +153,7 @@ pub fn server_setup(args: &ServeArgs, keys: &[KeyArg<'_>]) -> Result<ServerSetup
         ));
     }
     config.connection_id = Some(coaps_dtls::ConnectionIdConfig::new(usize::from(args.cid)).with_prefix(prefix));
+    config.common.require_extended_master_secret = !args.allow_no_ems;
     config.max_connections = args.max_peers as usize;
     // Half-open handshakes never take more than half the table by default, so established
     // peers keep room whatever a flood of abandoned handshakes does.
@@ -202,6 +203,7 @@ pub fn client_config(args: &RequestArgs) -> Result<(ClientConfig, bool), String>
         config.client_cert = Some(certified_key(c, k)?);
     }
     config.connection_id = args.cid.map(|n| coaps_dtls::ConnectionIdConfig::new(usize::from(n)));
+    config.common.require_extended_master_secret = !args.allow_no_ems;
     let demo = config.psk.is_none() && config.verifier.is_none();
     if demo {
         config.psk = Some(demo_psk());

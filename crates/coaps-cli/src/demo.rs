@@ -193,8 +193,8 @@ impl Demo {
                         }
                     };
                     tracing::info!(
-                        peer = %req.peer,
-                        identity = ?req.identity,
+                        peer = %coaps_tower::DisplayAddr(req.peer),
+                        identity = %req.identity,
                         command = %String::from_utf8_lossy(command),
                         total = n,
                         "door command executed"
@@ -212,6 +212,20 @@ impl Demo {
                 res
             }
         }
+    }
+}
+
+/// The method's name as RFC 7252 §12.1.1 and RFC 8132 §6 write it.
+fn method_name(m: RequestType) -> &'static str {
+    match m {
+        RequestType::Get => "GET",
+        RequestType::Post => "POST",
+        RequestType::Put => "PUT",
+        RequestType::Delete => "DELETE",
+        RequestType::Fetch => "FETCH",
+        RequestType::Patch => "PATCH",
+        RequestType::IPatch => "iPATCH",
+        _ => "UNKNOWN",
     }
 }
 
@@ -252,16 +266,23 @@ impl Service<CoapRequest> for Demo {
         let res = self.handle(&req);
         let path: Vec<String> =
             uri_path(&req.message).iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let query: Vec<String> = req
+            .message
+            .get_option(CoapOption::UriQuery)
+            .map(|l| l.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+            .unwrap_or_default();
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
         let method = match req.message.header.code {
-            MessageClass::Request(m) => format!("{m:?}").to_uppercase(),
-            other => format!("{other:?}"),
+            MessageClass::Request(m) => method_name(m),
+            _ => "NOT-A-REQUEST",
         };
+        let code = crate::client::code_text(res.header.code);
+        coaps_tower::telemetry::request(method, code.split(' ').next().unwrap_or_default().to_owned());
         tracing::info!(
-            peer = %req.peer,
-            identity = ?req.identity,
-            "{method} /{} -> {}",
+            peer = %coaps_tower::DisplayAddr(req.peer),
+            identity = %req.identity,
+            "{method} /{}{query} -> {code}",
             path.join("/"),
-            crate::client::code_text(res.header.code)
         );
         ready(Ok(res))
     }

@@ -37,6 +37,7 @@ pub mod client;
 pub mod creds;
 pub mod demo;
 pub mod energy;
+pub mod prometheus;
 pub mod psk;
 pub mod relay;
 pub mod server;
@@ -67,7 +68,7 @@ pub fn serve_keys(m: &ArgMatches) -> Vec<KeyArg<'_>> {
 /// Parses the process arguments (exiting with clap's message on a usage error), runs the
 /// command and returns the exit status.
 pub fn main_with_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
-    let matches = Cli::command().get_matches_from(argv);
+    let matches = Cli::command().get_matches_from(cli::attach_verbose_level(argv.into_iter().collect()));
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -115,6 +115,12 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
             "WARNING: --no-cookie: the cookie exchange (HelloVerifyRequest, HelloRetryRequest cookie) is off; spoofed ClientHellos get full answers."
         );
     }
+    if args.allow_no_ems {
+        tracing::warn!(
+            "--allow-no-ems: DTLS 1.2 clients without extended_master_secret (RFC 7627) are let in; their \
+             sessions are open to the triple-handshake attack and are never resumed"
+        );
+    }
     let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(threads, "serving");
     let mut modes = Vec::new();
@@ -160,18 +166,74 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         crate::cli::EarlyPolicy::Reject => coaps_tower::EarlyDataPolicy::Reject,
     };
     // Harmless without --early-data: no request then arrives as early data.
-    let app = tower::Layer::layer(&coaps_tower::EarlyDataLayer::new().policy(policy), Demo::new());
-    let config = Arc::new(setup.config);
-    let links = crate::transport::Links { default: args.link, prefixes: args.link_prefix };
-    let served = if threads > 1 {
-        crate::transport::serve_sharded(sock, threads, config, &links, app, shutdown_signal(), sessions).await
+    let early_layer = coaps_tower::EarlyDataLayer::new().policy(policy);
+    let app = tower::Layer::layer(&early_layer, Demo::new());
+    // The recorder is installed even without --metrics: the shutdown summary reads it.
+    let registry = crate::prometheus::install();
+    let metrics_listener = match &args.metrics {
+        None => None,
+        Some(a) => match tokio::net::TcpListener::bind(a.as_str()).await {
+            Ok(l) => {
+                if let Ok(addr) = l.local_addr() {
+                    println!("metrics on http://{addr}/metrics");
+                    let _ = std::io::stdout().flush();
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: --metrics {a}: cannot listen: {e} (give ADDR:PORT, e.g. 127.0.0.1:9684)");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    // Each stack (one per thread) hands its handles over as it is built.
+    let stacks: Arc<std::sync::Mutex<Vec<crate::transport::StackStats>>> = Arc::default();
+    let publish = {
+        let (stacks, early_layer) = (stacks.clone(), early_layer.clone());
+        move || {
+            crate::transport::StackStats::publish(&stacks.lock().unwrap_or_else(|e| e.into_inner()));
+            let e = early_layer.stats();
+            metrics::counter!("coaps_early_data_total", "result" => "accepted")
+                .absolute(e.safe_run_early + e.allowed_run_early);
+            metrics::counter!("coaps_early_data_total", "result" => "deferred").absolute(e.deferred);
+            metrics::counter!("coaps_early_data_total", "result" => "rejected").absolute(e.rejected);
+        }
+    };
+    let exporter = match (metrics_listener, &registry) {
+        (Some(l), Some(r)) => Some(tokio::spawn(crate::prometheus::serve(l, r.clone(), publish.clone()))),
+        _ => None,
+    };
+    let stack_config = crate::transport::StackConfig {
+        config: Arc::new(setup.config),
+        links: crate::transport::Links { default: args.link, prefixes: args.link_prefix },
+        sessions,
+    };
+    let handed = stacks.clone();
+    let observe = move |s| handed.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    let result = if threads > 1 {
+        crate::transport::serve_sharded(sock, threads, stack_config, app, shutdown_signal(), observe).await
     } else {
         match tokio::net::UdpSocket::from_std(sock) {
-            Ok(sock) => crate::transport::serve(sock, config, &links, app, shutdown_signal(), sessions).await,
+            Ok(sock) => crate::transport::serve_observed(sock, stack_config, app, shutdown_signal(), observe).await,
             Err(e) => Err(e.into()),
         }
     };
-    match served {
+    if let Some(x) = exporter {
+        x.abort();
+    }
+    publish();
+    if let Some(r) = &registry {
+        let associations: usize =
+            stacks.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.associations.count()).sum();
+        tracing::info!(
+            "summary: {} handshakes ({} failed), {} requests, {} associations at shutdown",
+            r.sum("coaps_handshakes_total", None),
+            r.sum("coaps_handshakes_total", None) - r.sum("coaps_handshakes_total", Some(("outcome", "ok"))),
+            r.sum("coaps_requests_total", None),
+            associations,
+        );
+    }
+    match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

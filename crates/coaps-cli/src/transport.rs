@@ -58,7 +58,7 @@ pub async fn exchange(
     config: Arc<ClientConfig>,
     server_name: &str,
     request: Packet,
-    verbose: bool,
+    verbose: u8,
     options: ClientOptions,
     handshake_limit: Option<Duration>,
     early: bool,
@@ -79,19 +79,28 @@ pub async fn exchange(
             coaps_tower::ClientError::Handshake(coaps_dtls::CloseReason::Error(coaps_dtls::Error::HandshakeTimeout))
         })??,
     };
-    if early && verbose {
+    if verbose >= 7 {
+        eprintln!("> {}", describe_message(&request));
+    }
+    if early && verbose > 0 {
         let accepted = client.info().early_data_accepted;
         eprintln!("early data: {}", if accepted { "accepted" } else { "rejected" });
     }
-    if verbose {
+    if verbose > 0 {
         let info = client.info();
         let version = if info.version == coaps_dtls::ProtocolVersion::DTLS1_3 { "DTLS 1.3" } else { "DTLS 1.2" };
         eprintln!("handshake: {} ({version})", if info.resumed { "resumed" } else { "full" });
+        // In PSK mode the identity is ours: the server proved it knows the key, nothing more.
+        let who = match &info.identity {
+            coaps_dtls::PeerIdentity::Psk(_) => format!("authenticated with our {}", info.identity),
+            coaps_dtls::PeerIdentity::Anonymous => "server not authenticated".to_owned(),
+            other => format!("server {other}"),
+        };
         eprintln!(
-            "connected to {peer}: {:?}, server identity {:?}{}",
+            "connected to {}: {version}, {:?}, {} handshake, {who}",
+            coaps_tower::DisplayAddr(peer),
             info.suite,
-            info.identity,
-            if info.resumed { ", resumed" } else { "" }
+            if info.resumed { "resumed" } else { "full" },
         );
     }
     let response = match early_response {
@@ -104,8 +113,11 @@ pub async fn exchange(
         // Block-wise (RFC 7959) as needed, or an observation (RFC 7641) with -s.
         None => crate::transfer::send(&client, request, plan).await,
     };
+    if let (true, Ok(r)) = (verbose >= 7, &response) {
+        eprintln!("< {}", describe_message(r));
+    }
     client.close().await;
-    if let (true, Some(profile)) = (verbose, profile) {
+    if let (true, Some(profile)) = (verbose > 0, profile) {
         let s = client.stats();
         let rtt = match s.rtt {
             Some(e) => format!(
@@ -127,6 +139,33 @@ pub async fn exchange(
     response
 }
 
+/// One line for `-v 7`: type, code, Message ID, token and each option with its value (text
+/// when it is printable, else hex), then the payload size.
+pub fn describe_message(p: &Packet) -> String {
+    let mut s = format!(
+        "{:?} {} mid={} token={}",
+        p.header.get_type(),
+        crate::client::code_text(p.header.code),
+        p.header.message_id,
+        hex(p.get_token())
+    );
+    for (number, values) in p.options() {
+        for v in values {
+            let shown = match std::str::from_utf8(v) {
+                Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => format!("{t:?}"),
+                _ => format!("0x{}", hex(v)),
+            };
+            s.push_str(&format!(" {:?}={shown}", coap_lite::CoapOption::from(*number)));
+        }
+    }
+    s.push_str(&format!(" payload={} bytes", p.payload.len()));
+    s
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The link profiles a server sizes its timers from: `default` for every client, except for
 /// clients inside one of `prefixes` (the first match wins).
 #[derive(Clone, Debug)]
@@ -137,39 +176,147 @@ pub struct Links {
     pub prefixes: Vec<(coaps_dtls::link::IpPrefix, coaps_dtls::LinkProfile)>,
 }
 
+/// What a server stack is built from besides the application.
+#[derive(Clone)]
+pub struct StackConfig {
+    /// The DTLS server configuration (`cookie = None` leaves the cookie layer out; set
+    /// `session_store` to `None`: resumable sessions live in `sessions`).
+    pub config: Arc<ServerConfig>,
+    /// The link profiles sizing the retransmission timers and the deduplication lifetime.
+    pub links: Links,
+    /// The resumption layer's store.
+    pub sessions: Arc<dyn AsyncSessionStore>,
+}
+
+impl std::fmt::Debug for StackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackConfig").field("links", &self.links).finish_non_exhaustive()
+    }
+}
+
+/// The handles whose `stats()` the metrics exporter and the shutdown summary read: one per
+/// stack (one per thread with `--threads`).
+#[derive(Clone)]
+pub struct StackStats {
+    /// The association table.
+    pub associations: coaps_tower::Associations,
+    /// The cookie layer, unless `--no-cookie` (then the handshake layer's own gate counts).
+    pub cookies: Option<CookieLayer>,
+    /// The resumption layer.
+    pub resumption: ResumptionLayer,
+}
+
+impl std::fmt::Debug for StackStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackStats").field("associations", &self.associations).finish_non_exhaustive()
+    }
+}
+
+impl StackStats {
+    /// Copies the counters of every stack in `all`, summed, into the `metrics` recorder
+    /// (absolute values: the layers keep them, the recorder only shows them).
+    pub fn publish(all: &[StackStats]) {
+        use metrics::{counter, gauge};
+        #[derive(Default)]
+        struct Sum {
+            associations: u64,
+            hvr: u64,
+            hrr: u64,
+            cookies_rejected: u64,
+            unusable_hello: u64,
+            unknown_peer: u64,
+            outbox_full: u64,
+            undeliverable: u64,
+            created: u64,
+            expired: u64,
+            hits: u64,
+            misses: u64,
+            stored: u64,
+        }
+        let mut t = Sum::default();
+        for s in all {
+            let h = s.associations.stats();
+            t.associations += s.associations.count() as u64;
+            if let Some(c) = s.cookies.as_ref().map(CookieLayer::stats).or(h.cookie) {
+                t.hvr += c.hello_verify_requests;
+                t.hrr += c.hello_retry_requests;
+                t.cookies_rejected += c.cookies_rejected;
+                t.unusable_hello += c.dropped;
+            }
+            t.unknown_peer += h.endpoint.dropped_unknown_peer;
+            t.outbox_full += h.outbox_dropped;
+            t.undeliverable += h.responses_dropped;
+            t.created += h.endpoint.connections_created;
+            t.expired += h.expired_idle;
+            let r = s.resumption.stats();
+            t.hits += r.sessions_fetched;
+            t.misses += r.misses;
+            t.stored += r.sessions_stored;
+        }
+        gauge!("coaps_associations").set(t.associations as f64);
+        counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(t.hvr);
+        counter!("coaps_hello_retry_requests_sent_total").absolute(t.hrr);
+        counter!("coaps_cookies_rejected_total").absolute(t.cookies_rejected);
+        counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(t.unusable_hello);
+        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(t.unknown_peer);
+        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(t.outbox_full);
+        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(t.undeliverable);
+        counter!("coaps_associations_created_total").absolute(t.created);
+        counter!("coaps_associations_expired_total").absolute(t.expired);
+        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(t.hits);
+        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(t.misses);
+        counter!("coaps_sessions_stored_total").absolute(t.stored);
+    }
+}
+
 /// Serves `app` on `sock` behind the full CoAPS stack until `shutdown` completes, then sends
-/// close_notify to every peer. `config.cookie = None` leaves the cookie layer out. `links` size
-/// the retransmission timers and the deduplication lifetime. Resumable sessions live in `sessions` (set
-/// `config.session_store` to `None`).
+/// close_notify to every peer.
 pub async fn serve<A>(
     sock: UdpSocket,
-    config: Arc<ServerConfig>,
-    links: &Links,
+    stack_config: StackConfig,
     app: A,
     shutdown: impl Future<Output = ()>,
-    sessions: Arc<dyn AsyncSessionStore>,
 ) -> Result<(), BoxError>
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let (service, associations) = stack(Arc::unwrap_or_clone(config), links, app, sessions);
+    serve_observed(sock, stack_config, app, shutdown, |_| {}).await
+}
+
+/// [`serve`], handing the stack's [`StackStats`] to `observe` before serving.
+pub async fn serve_observed<A>(
+    sock: UdpSocket,
+    stack_config: StackConfig,
+    app: A,
+    shutdown: impl Future<Output = ()>,
+    observe: impl FnOnce(StackStats),
+) -> Result<(), BoxError>
+where
+    A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
+    A::Error: Into<BoxError> + Send,
+    A::Future: Send + 'static,
+{
+    let StackConfig { config, links, sessions } = stack_config;
+    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions);
+    let associations = stats.associations.clone();
+    observe(stats);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
 }
 
-/// [`serve`] on `threads` threads ([`ShardedServer`]): each thread runs its own stack (its own
-/// association table, timers, cookie and retransmit layers, at most `config.max_connections /
-/// threads` associations), with datagrams routed by peer address; `sessions` and the ticket
-/// keys are shared, so a client resumes whichever thread it lands on.
+/// [`serve_observed`] on `threads` threads ([`ShardedServer`]): each thread runs its own
+/// stack (its own association table, timers, cookie and retransmit layers, at most
+/// `config.max_connections / threads` associations), with datagrams routed by peer address;
+/// `sessions` and the ticket keys are shared, so a client resumes whichever thread it lands
+/// on. `observe` gets each thread's [`StackStats`] as its stack is built.
 pub async fn serve_sharded<A>(
     sock: std::net::UdpSocket,
     threads: usize,
-    config: Arc<ServerConfig>,
-    links: &Links,
+    stack_config: StackConfig,
     app: A,
     shutdown: impl Future<Output = ()>,
-    sessions: Arc<dyn AsyncSessionStore>,
+    observe: impl Fn(StackStats) + Send + Sync + 'static,
 ) -> Result<(), BoxError>
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + Sync + 'static,
@@ -177,13 +324,15 @@ where
     A::Future: Send + 'static,
 {
     let threads = threads.max(1);
+    let StackConfig { config, links, sessions } = stack_config;
     let mut config = Arc::unwrap_or_clone(config);
     config.max_connections = config.max_connections.div_ceil(threads);
-    let links = links.clone();
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, associations) = stack(config.clone(), &links, app.clone(), sessions.clone());
+                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone());
+                let associations = stats.associations.clone();
+                observe(stats);
                 Shard::new(service).out_of_band(associations)
             },
             shutdown,
@@ -193,7 +342,7 @@ where
     Ok(())
 }
 
-/// The server stack of [`serve`] for one socket loop (or one shard), and its associations.
+/// The server stack of [`serve`] for one socket loop (or one shard), and its handles.
 fn stack<A>(
     mut config: ServerConfig,
     links: &Links,
@@ -202,7 +351,7 @@ fn stack<A>(
 ) -> (
     impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>
     + use<A>,
-    coaps_tower::Associations,
+    StackStats,
 )
 where
     A: Service<coaps_tower::CoapRequest, Response = Packet> + Clone + Send + 'static,
@@ -253,6 +402,7 @@ where
         None => builder.own_gate().build(),
     };
     let associations = handshake.associations();
+    let (stats_cookies, stats_resumption) = (cookies.clone(), resumption.clone());
     // Observe (RFC 7641): notifications go out through the association; a send that fails
     // (the association is gone) removes the observer.
     let sink = associations.clone();
@@ -268,5 +418,5 @@ where
         .layer(BlockLayer::new())
         .layer(ObserveLayer::new(observers))
         .service(app);
-    (service, associations)
+    (service, StackStats { associations, cookies: stats_cookies, resumption: stats_resumption })
 }

@@ -465,6 +465,18 @@ pub fn subject_summary(cert_der: &[u8]) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
+/// The subject commonName and the first DNS subjectAltName of a certificate, each with control
+/// characters removed, for [`PeerIdentity`](crate::PeerIdentity)'s `Display`. Informational
+/// only, as [`subject_summary`].
+pub(crate) fn subject_names(cert_der: &[u8]) -> (Option<String>, Option<String>) {
+    let der = CertificateDer::from(cert_der);
+    let Ok(cert) = webpki::EndEntityCert::try_from(&der) else { return (None, None) };
+    let clean = |s: &str| Some(s.chars().filter(|c| !c.is_control()).collect::<String>()).filter(|s| !s.is_empty());
+    let cn = common_name(cert.subject()).and_then(|s| clean(&s));
+    let san = cert.valid_dns_names().next().and_then(clean);
+    (cn, san)
+}
+
 /// Finds the first commonName in the contents of an X.501 `Name` (RFC 5280 §4.1.2.4):
 /// `SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }`.
 fn common_name(name_contents: &[u8]) -> Option<String> {

@@ -386,6 +386,10 @@ impl Endpoint {
                 self.stats.hello_retry_requests += 1;
                 self.transmits.push_back(Transmit { destination: peer, payload: buf[..len].to_vec() });
             }
+            Verdict::Alert { len, .. } => {
+                self.stats.dropped_unknown_peer += 1;
+                self.transmits.push_back(Transmit { destination: peer, payload: buf[..len].to_vec() });
+            }
             Verdict::Proven(proof) if proof.is_dtls13() => {
                 self.accept13(now, peer, server, &hello, proof, meta);
             }

@@ -85,7 +85,7 @@ pub use suites::{ALL_SUITES, SupportedSuite};
 pub use tickets::{
     DEFAULT_TICKET_KEY_ROTATION, TICKET_FORMAT_VERSION, TICKET_KEY_NAME_LEN, TicketKey, TicketKeys, TicketMode,
 };
-pub use types::{CloseReason, Event, PeerIdentity, Role, Stats, Transmit};
+pub use types::{CloseReason, Event, HandshakeFailure, PeerIdentity, Role, Stats, Transmit};
 /// The zeroize-on-drop buffer [`SessionStore`] passes encoded sessions in.
 pub use zeroize::Zeroizing;
 

@@ -3,7 +3,7 @@
 //! nothing from a state machine, so the DTLS 1.2 and 1.3 engines, the endpoint, the
 //! configuration and the resumption store can all use it without importing each other.
 
-use crate::codec::CipherSuite;
+use crate::codec::{CipherSuite, ProtocolVersion};
 use crate::error::Error;
 use std::collections::VecDeque;
 use std::fmt;
@@ -43,6 +43,65 @@ impl fmt::Debug for PeerIdentity {
             Self::RawPublicKey(k) => write!(f, "RawPublicKey({} bytes)", k.len()),
         }
     }
+}
+
+/// For logs and people: `PSK "sensor-17"` (the identity as escaped text: non-printable
+/// bytes as `\xNN`), `certificate CN=device-1, SAN=device-1.example, sha256:0123456789abcdef`
+/// (the end-entity certificate's subject commonName, first DNS subjectAltName and the first 8
+/// bytes of its SHA-256 fingerprint), `raw public key sha256:…` (of the SubjectPublicKeyInfo),
+/// or `anonymous`. Names are informational: authorise on the identity itself.
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("anonymous"),
+            Self::Psk(id) => write!(f, "PSK \"{}\"", id.escape_ascii()),
+            Self::Certificate(chain) => match chain.first() {
+                None => f.write_str("certificate (empty chain)"),
+                Some(ee) => {
+                    f.write_str("certificate ")?;
+                    let (cn, san) = crate::cert::subject_names(ee);
+                    if let Some(cn) = cn {
+                        write!(f, "CN={}, ", cn.escape_debug())?;
+                    }
+                    if let Some(san) = san {
+                        write!(f, "SAN={}, ", san.escape_debug())?;
+                    }
+                    write!(f, "sha256:{}", ShortFingerprint(ee))
+                }
+            },
+            Self::RawPublicKey(spki) => write!(f, "raw public key sha256:{}", ShortFingerprint(spki)),
+        }
+    }
+}
+
+/// The first 8 bytes of a SHA-256 fingerprint in lower-case hex: enough to tell keys apart in
+/// a log, short enough to read.
+struct ShortFingerprint<'a>(&'a [u8]);
+
+impl fmt::Display for ShortFingerprint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.0);
+        digest[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// What [`Event::HandshakeFailed`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFailure {
+    /// The DTLS version the association was speaking (a dual-version client that had not
+    /// heard from the server yet reports DTLS 1.3).
+    pub version: ProtocolVersion,
+    /// Our side of the handshake.
+    pub role: Role,
+    /// The identity the peer had proven so far (usually [`PeerIdentity::Anonymous`]: the
+    /// proof is what failed).
+    pub identity: PeerIdentity,
+    /// Why it failed.
+    pub reason: CloseReason,
+    /// Records of the handshake that failed authentication and were dropped (RFC 6347
+    /// §4.1.2.7): with a timeout, the sign of a wrong PSK key.
+    pub records_auth_failed: u64,
 }
 
 /// Why a connection closed.
@@ -86,6 +145,9 @@ pub enum Event {
     EarlyDataRejected,
     /// The connection is closed; nothing more will be sent or received.
     Closed(CloseReason),
+    /// The handshake ended in an error before [`Event::Connected`]: what is known of the peer and why,
+    /// for logs and metrics. The [`Event::Closed`] with the same reason comes next.
+    HandshakeFailed(Box<HandshakeFailure>),
     /// Server, DTLS 1.2: a full handshake issued this session ID (RFC 5246 §7.4.1.2), for an
     /// external store to keep under [`Session::store_key`](crate::Session::store_key) for
     /// [`Session::ttl`](crate::Session::ttl). Only with

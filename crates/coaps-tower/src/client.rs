@@ -483,7 +483,9 @@ impl Client {
         let mut buf = vec![0u8; 65536];
         let mut early = Vec::new();
         let info = 'handshake: loop {
-            flush(&socket, &mut endpoint).await;
+            if let Some(e) = flush(&socket, &mut endpoint).await {
+                return Err(Error::Io(e));
+            }
             while let Some((_, ev)) = endpoint.poll_event() {
                 match ev {
                     Event::Connected { identity, suite, resumed } => {
@@ -512,6 +514,10 @@ impl Client {
             tokio::select! {
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => endpoint.handle_datagram(Instant::now(), addr, &buf[..n]),
+                    // The kernel's ICMP port unreachable on the connected socket: nothing
+                    // listens there, and no retransmission will change that before the peer
+                    // starts (RFC 1122 §4.1.3.3 lets UDP report it to the application).
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Error::Io(e)),
                     Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error during handshake"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => endpoint.handle_timeout(Instant::now()),
@@ -722,12 +728,20 @@ impl Future for ResponseFuture {
     }
 }
 
-async fn flush(socket: &UdpSocket, endpoint: &mut Endpoint) {
+/// Sends what the endpoint has queued. Returns the "connection refused" a send reported (a
+/// pending ICMP port unreachable surfaces on the next send of a connected socket as well as
+/// on a receive); other send errors are only logged, the retransmission timers cover them.
+async fn flush(socket: &UdpSocket, endpoint: &mut Endpoint) -> Option<std::io::Error> {
+    let mut refused = None;
     while let Some(t) = endpoint.poll_transmit() {
         if let Err(e) = socket.send(&t.payload).await {
             tracing::debug!(error = %e, "CoAPS client: send failed");
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                refused = Some(e);
+            }
         }
     }
+    refused
 }
 
 /// One request in flight.

@@ -397,6 +397,11 @@ where
                 payload.extend_from_slice(&out[..len]);
                 ResponseFuture::answer(Transmits::one(Transmit { destination: peer, payload }))
             }
+            Verdict::Alert { len, description } => {
+                debug_assert_eq!(description, coaps_dtls::AlertDescription::ProtocolVersion);
+                crate::log::version_refused(peer);
+                ResponseFuture::answer(Transmits::one(Transmit { destination: peer, payload: out[..len].to_vec() }))
+            }
             Verdict::Drop => ResponseFuture::answer(Transmits::new()),
         }
     }

@@ -201,7 +201,9 @@
 //! ```
 
 use crate::cookie::{CookieStats, SharedGate};
-use crate::types::{Association, BoxError, CookieVerified, Datagram, Handshaken, Secured, Transmit, Transmits};
+use crate::types::{
+    Association, BoxError, CookieVerified, Datagram, DisplayAddr, Handshaken, Secured, Transmit, Transmits,
+};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::gate::FirstRecord;
 use coaps_dtls::gate::cookie::SharedCookieKeys;
@@ -480,6 +482,8 @@ impl<G> HandshakeBuilder<G> {
             responses_dropped: AtomicU64::new(0),
             expired_idle: AtomicU64::new(0),
             outbox_dropped: AtomicU64::new(0),
+            limit_warning: crate::log::RateLimited::new(crate::log::WARN_EVERY),
+            reassembly_warning: crate::log::RateLimited::new(crate::log::WARN_EVERY),
         });
         HandshakeLayer { shared }
     }
@@ -668,6 +672,10 @@ struct Shared {
     responses_dropped: AtomicU64,
     expired_idle: AtomicU64,
     outbox_dropped: AtomicU64,
+    /// New handshakes refused at a limit (associations, half-open): one warning a while.
+    limit_warning: crate::log::RateLimited,
+    /// ClientHello fragments refused or partial ClientHellos evicted by the reassembly limits.
+    reassembly_warning: crate::log::RateLimited,
 }
 
 impl Drop for Shared {
@@ -720,9 +728,12 @@ impl Shared {
         // retransmission policy; sessions a layer in front fetched resume it.
         let mut meta = DatagramMeta::new().with_sessions(std::mem::take(&mut d.sessions));
         meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
+        let before = st.endpoint.stats();
+        let alerts_before = st.endpoint.gate().map_or(0, |g| g.stats().protocol_version_alerts);
         st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
         let stats = st.endpoint.stats();
         st.limit_log.note(now, &stats, Some(d.peer));
+        self.log_refusals(&st, d.peer, &before, alerts_before);
         let mut out = Transmits::new();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -748,11 +759,15 @@ impl Shared {
                     }
                 }
                 Event::Connected { identity, suite, resumed } => {
-                    tracing::debug!(%peer, ?identity, ?suite, resumed, "DTLS association established");
+                    let conn = st.endpoint.connection(&peer);
+                    let version = conn.map(|c| c.version());
+                    let without_ems = conn.is_some_and(|c| c.without_extended_master_secret());
+                    crate::log::established(peer, &identity, suite, resumed, version, without_ems);
                     st.resolve_early(&peer, true);
                 }
+                Event::HandshakeFailed(f) => crate::log::handshake_failed(peer, &f),
                 Event::Closed(reason) => {
-                    tracing::debug!(%peer, ?reason, "DTLS association closed");
+                    tracing::debug!(peer = %DisplayAddr(peer), ?reason, "DTLS association closed");
                     st.resolve_early(&peer, false);
                 }
                 // 0-RTT data the DTLS layer accepted (RFC 8446 §4.2.10): marked as early data so
@@ -792,6 +807,42 @@ impl Shared {
         }
         self.records_to_inner.fetch_add(app.len() as u64, Ordering::Relaxed);
         Ok((out, app))
+    }
+
+    /// Says what the endpoint refused while handling one datagram from `peer`, from its
+    /// counters: limits reached at warn (rate-limited: a flood must not flood the log), a
+    /// version mismatch its own gate answered at info.
+    fn log_refusals(&self, st: &State, peer: SocketAddr, before: &EndpointStats, alerts_before: u64) {
+        let after = st.endpoint.stats();
+        let limited = after.dropped_limit - before.dropped_limit;
+        if limited > 0 {
+            crate::telemetry::dropped("limit", limited);
+            self.limit_warning.warn(|suppressed| {
+                tracing::warn!(
+                    peer = %DisplayAddr(peer),
+                    associations = st.endpoint.connection_count(),
+                    suppressed,
+                    "new DTLS handshake refused: the association or half-open handshake limit is reached \
+                     (raise --max-peers / ServerConfig::max_connections or max_handshakes)"
+                )
+            });
+        }
+        let reassembly = (after.hello_fragments_refused - before.hello_fragments_refused)
+            + (after.hellos_evicted - before.hellos_evicted);
+        if reassembly > 0 {
+            crate::telemetry::dropped("reassembly", reassembly);
+            self.reassembly_warning.warn(|suppressed| {
+                tracing::warn!(
+                    peer = %DisplayAddr(peer),
+                    suppressed,
+                    "ClientHello fragments dropped: the reassembly limits are reached \
+                     (ServerConfig::hello_reassembly)"
+                )
+            });
+        }
+        if st.endpoint.gate().map_or(0, |g| g.stats().protocol_version_alerts) > alerts_before {
+            crate::log::version_refused(peer);
+        }
     }
 
     /// Seals a response of the inner service for `peer`, if the association that asked is still
@@ -842,8 +893,9 @@ impl Shared {
             // Only timers and local closes run here: no application data can appear.
             match event {
                 Event::SessionIssued(s) | Event::TicketIssued(s) => self.queue_issued(st, peer, *s),
+                Event::HandshakeFailed(f) => crate::log::handshake_failed(peer, &f),
                 Event::Closed(reason) => {
-                    tracing::debug!(%peer, ?reason, "DTLS association closed (timer or local close)");
+                    tracing::debug!(peer = %DisplayAddr(peer), ?reason, "DTLS association closed (timer or local close)");
                     st.resolve_early(&peer, false);
                 }
                 event => tracing::debug!(%peer, ?event, "DTLS event (timer or local close)"),

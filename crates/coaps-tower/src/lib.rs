@@ -29,11 +29,13 @@ pub mod coap;
 pub mod cookie;
 pub mod early_data;
 pub mod handshake;
+mod log;
 pub mod observe;
 pub mod resumption;
 pub mod retransmit;
 pub mod session_cache;
 pub mod shard;
+pub mod telemetry;
 pub mod transport;
 pub mod types;
 

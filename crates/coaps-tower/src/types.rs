@@ -328,3 +328,21 @@ impl std::fmt::Debug for Handshaken {
         f.write_str(state)
     }
 }
+
+/// A peer address for logs: an IPv4-mapped IPv6 address (`[::ffff:192.0.2.1]:5684`, what a
+/// dual-stack socket reports for IPv4 clients, RFC 4291 §2.5.5.2) prints as the IPv4 address
+/// it is (`192.0.2.1:5684`); every other address prints as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisplayAddr(pub SocketAddr);
+
+impl std::fmt::Display for DisplayAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+                Some(v4) => write!(f, "{v4}:{}", a.port()),
+                None => a.fmt(f),
+            },
+            a => a.fmt(f),
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::dtls12::Conn12;
 use crate::error::{ConfigError, Error, PeerMisbehaved, UsageError};
 use crate::msgs::ClientHello;
 use crate::resumption::Session;
-use crate::types::{CloseReason, Event, PeerIdentity, Role, Stats};
+use crate::types::{CloseReason, Event, HandshakeFailure, PeerIdentity, Role, Stats};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub struct Connection {
     /// A dual-version client that fell back to 1.2 on a HelloVerifyRequest and still waits
     /// for the ServerHello: a DTLS 1.3 one exposes the HelloVerifyRequest as injected.
     guard_hvr: bool,
+    /// [`Event::Connected`] was handed out: a later close is no handshake failure.
+    connected: bool,
+    /// The [`Event::Closed`] that follows the [`Event::HandshakeFailed`] just handed out.
+    held_closed: Option<Event>,
 }
 
 enum Inner {
@@ -108,10 +112,16 @@ impl Connection {
             crate::config::DtlsVersion::Auto => {
                 let fallback = crate::connection::auto::Fallback::new(config.clone(), server_name, resume.as_ref());
                 let c = crate::dtls13::conn::Conn13::client(config, peer, server_name, resume, rng, now)?;
-                return Ok(Self { inner: Inner::V13(Box::new(c)), auto: Some(Box::new(fallback)), guard_hvr: false });
+                return Ok(Self {
+                    inner: Inner::V13(Box::new(c)),
+                    auto: Some(Box::new(fallback)),
+                    guard_hvr: false,
+                    connected: false,
+                    held_closed: None,
+                });
             }
         };
-        Ok(Self { inner, auto: None, guard_hvr: false })
+        Ok(Self { inner, auto: None, guard_hvr: false, connected: false, held_closed: None })
     }
 
     /// Hands a dual-version client over to the DTLS 1.2 state machine (`crate::auto`), which
@@ -160,7 +170,7 @@ impl Connection {
         }
         let c =
             crate::dtls13::conn::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
-        Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false })
+        Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None })
     }
 
     /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
@@ -200,11 +210,13 @@ impl Connection {
             ))),
             auto: None,
             guard_hvr: false,
+            connected: false,
+            held_closed: None,
         }
     }
 
     pub(crate) fn from13(c: crate::dtls13::conn::Conn13) -> Self {
-        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false }
+        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None }
     }
 
     /// The Connection IDs negotiated for this association (RFC 9146 §3), `None` if the
@@ -283,6 +295,16 @@ impl Connection {
     pub fn peer_identity(&self) -> &PeerIdentity {
         both!(self, c => c.peer_identity())
     }
+    /// Whether a DTLS 1.2 handshake ran without extended_master_secret (RFC 7627), which only
+    /// a configuration with `require_extended_master_secret` off allows: its keys are open to
+    /// the triple-handshake attack, so export nothing from them (RFC 7627 §5.4).
+    pub fn without_extended_master_secret(&self) -> bool {
+        match &self.inner {
+            Inner::V12(c) => c.without_extended_master_secret(),
+            // DTLS 1.3's key schedule binds the whole transcript (RFC 8446 §7.1).
+            Inner::V13(_) => false,
+        }
+    }
     /// Whether the handshake was abbreviated (session resumption).
     pub fn is_resumed(&self) -> bool {
         both!(self, c => c.is_resumed())
@@ -318,8 +340,31 @@ impl Connection {
         both!(mut self, c => c.poll_transmit())
     }
     /// The next event.
+    ///
+    /// A handshake that ends in an error before [`Event::Connected`] yields [`Event::HandshakeFailed`]
+    /// (what is known of the peer, for logs and metrics) just before its [`Event::Closed`].
     pub fn poll_event(&mut self) -> Option<Event> {
-        both!(mut self, c => c.poll_event())
+        if let Some(ev) = self.held_closed.take() {
+            return Some(ev);
+        }
+        let ev = both!(mut self, c => c.poll_event())?;
+        match &ev {
+            Event::Connected { .. } => self.connected = true,
+            Event::Closed(reason @ CloseReason::Error(_)) if !self.connected => {
+                self.connected = true;
+                let failure = HandshakeFailure {
+                    version: self.version(),
+                    role: self.role(),
+                    identity: self.peer_identity().clone(),
+                    reason: reason.clone(),
+                    records_auth_failed: self.stats().records_auth_failed,
+                };
+                self.held_closed = Some(ev);
+                return Some(Event::HandshakeFailed(Box::new(failure)));
+            }
+            _ => {}
+        }
+        Some(ev)
     }
     /// When [`Connection::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -780,7 +780,9 @@ fn established_with(
         Some(t) => d.session_with_ticket(master, &identity, cx.now, lifetime, t),
         None => d.session(master, &identity, cx.now, lifetime),
     };
-    if let Some(session) = session {
+    cx.core.without_ems = !d.ems;
+    // RFC 7627 §5.3: a session without EMS must not be resumed, so it is not kept.
+    if let Some(session) = session.filter(|_| d.ems) {
         cx.core.session = Some(Box::new(session));
     }
     cx.core.established(cx.now, d.suite, identity, resumed);

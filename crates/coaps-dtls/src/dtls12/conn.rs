@@ -191,6 +191,11 @@ impl Conn12 {
         self.core.resumed
     }
 
+    /// Whether the handshake ran without extended_master_secret (RFC 7627).
+    pub fn without_extended_master_secret(&self) -> bool {
+        self.core.without_ems
+    }
+
     pub(crate) fn write_epoch(&self) -> u16 {
         self.core.write_epoch
     }

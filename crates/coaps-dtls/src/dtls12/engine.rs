@@ -140,6 +140,9 @@ pub(super) struct Core {
     /// association does not carry an empty `Session`'s size inline.
     pub(super) session: Option<Box<Session>>,
     pub(super) resumed: bool,
+    /// The handshake ran without extended_master_secret (RFC 7627), which only a
+    /// configuration with `require_extended_master_secret` off allows.
+    pub(super) without_ems: bool,
     pub(super) client_random: [u8; 32],
     /// Digest of the ClientHello body that created this (server-side) association.
     pub(super) hello_digest: [u8; 32],
@@ -258,6 +261,7 @@ impl Core {
             identity: PeerIdentity::Anonymous,
             session: None,
             resumed: false,
+            without_ems: false,
             client_random: [0; 32],
             hello_digest: [0; 32],
             out: Outputs::default(),

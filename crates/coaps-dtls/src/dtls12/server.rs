@@ -188,7 +188,8 @@ fn handle_client_hello(
     // RFC 5077 session tickets: the client offers the extension (empty: it wants one) and we
     // issue tickets, statefully (a key into the store) or sealed (TicketMode::Stateless).
     let offered_ticket = ch.session_ticket();
-    let issue_ticket = offered_ticket.is_some() && config.issues_tickets() && !config.session_lifetime.is_zero();
+    // No ticket for a session without EMS: it could never be resumed (RFC 7627 §5.3).
+    let issue_ticket = ems && offered_ticket.is_some() && config.issues_tickets() && !config.session_lifetime.is_zero();
     // Resumption, with RFC 7627 §5.3's EMS rules: a ticket first (RFC 5077 §3.1), then the
     // session ID (RFC 5246 §7.4.1.2); each handed in by a layer, else from our store (or, a
     // sealed ticket, opened here).
@@ -214,6 +215,13 @@ fn handle_client_hello(
     if let Some(session) = by_ticket.or_else(by_id) {
         if session.extended_master_secret && !ems {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ResumptionWithoutEms));
+        }
+        // RFC 7627 §5.3: neither the session nor this ClientHello uses EMS: the server SHOULD
+        // abort rather than resume insecurely (the triple-handshake attack resumes). Such
+        // sessions are not stored here; one from elsewhere (an older server sharing the
+        // store) is refused the same way.
+        if !session.extended_master_secret && !ems {
+            return Err(Error::Incompatible(Incompatible::ClientWithoutEms));
         }
         let suite_ok =
             ch.cipher_suites.contains(&session.suite) && config.common.suites.iter().any(|s| s.suite == session.suite);
@@ -585,7 +593,11 @@ impl ExpectResumedFinished {
 /// the server keeps no copy in the association.
 fn established(cx: &mut Context<'_>, d: &HsData, master: &MasterSecret, identity: PeerIdentity, resumed: bool) {
     let config = cx.config;
-    if let (Some(session), false) = (d.session(master, &identity, cx.now, config.session_lifetime), resumed) {
+    cx.core.without_ems = !d.ems;
+    // RFC 7627 §5.3: a session without EMS is never resumed (see `hello`), so it is not kept.
+    if let (Some(session), false, true) =
+        (d.session(master, &identity, cx.now, config.session_lifetime), resumed, d.ems)
+    {
         crate::resumption::store_session(config, &session, cx.now);
         if config.session_events {
             cx.core.out.events.push_back(Event::SessionIssued(Box::new(session)));

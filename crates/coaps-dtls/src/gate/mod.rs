@@ -66,7 +66,7 @@ pub use hello::{ClientHello13View, ClientHelloRecord, FirstRecord};
 use self::cookie::{
     ClientHelloView, CookieConfig, CookieInfo, CookieKeys, HrrState, SharedCookieKeys, write_hello_verify_request,
 };
-use crate::codec::{CipherSuite, Codec, ContentType, HandshakeType, Reader};
+use crate::codec::{AlertDescription, CipherSuite, Codec, ContentType, HandshakeType, ProtocolVersion, Reader};
 use crate::config::ServerConfig;
 use crate::crypto::{CryptoProvider, Rng};
 use crate::dtls13::msgs::{ClientHello13, HELLO_RETRY_REQUEST_RANDOM};
@@ -182,6 +182,17 @@ pub enum Verdict {
     },
     /// The peer has proven its address (or needs not): it may get an association.
     Proven(Proof),
+    /// Answer with the fatal alert datagram of `len` bytes written to the output buffer, and
+    /// nothing else: a ClientHello that offers no version this server speaks gets a
+    /// protocol_version alert (RFC 8446 §4.2.1 and Appendix D.2, through RFC 9147 §5.3), so
+    /// the client stops at once instead of retransmitting into silence. The alert is 15 bytes,
+    /// smaller than any ClientHello, and the gate keeps no state for it.
+    Alert {
+        /// Its length.
+        len: usize,
+        /// What it says.
+        description: AlertDescription,
+    },
     /// Drop it: unparsable, a version the server does not accept, an output buffer too small,
     /// or an answer that would break the amplification limit.
     Drop,
@@ -205,6 +216,8 @@ pub struct GateStats {
     pub cookies_rejected: u64,
     /// ClientHellos dropped (see [`Verdict::Drop`]).
     pub dropped: u64,
+    /// protocol_version alerts written (see [`Verdict::Alert`]).
+    pub protocol_version_alerts: u64,
     /// ClientHello fragments taken into the reassembly area.
     pub hello_fragments: u64,
     /// ClientHello fragments refused by that area (inconsistent, or beyond its limits).
@@ -224,6 +237,7 @@ struct Counters {
     cookie_exempt_repeats: AtomicU64,
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
+    protocol_version_alerts: AtomicU64,
     hello_fragments: AtomicU64,
     hello_fragments_refused: AtomicU64,
     hellos_reassembled: AtomicU64,
@@ -369,6 +383,7 @@ impl Gate {
             cookie_exempt_repeats: l(&c.cookie_exempt_repeats),
             cookies_rejected: l(&c.cookies_rejected),
             dropped: l(&c.dropped),
+            protocol_version_alerts: l(&c.protocol_version_alerts),
             hello_fragments: l(&c.hello_fragments),
             hello_fragments_refused: l(&c.hello_fragments_refused),
             hellos_reassembled: l(&c.hellos_reassembled),
@@ -428,8 +443,19 @@ impl Gate {
             }
         }
         if !config.dtls12 {
-            // A DTLS 1.3-only server: a ClientHello without (usable) 1.3 gets no answer.
-            return self.drop();
+            // A DTLS 1.3-only server. A ClientHello that does not offer DTLS 1.3 at all gets a
+            // protocol_version alert (RFC 8446 Appendix D.2); one that offers it with no suite
+            // in common is dropped, as before.
+            if ClientHello13View::parse(&view).is_some() {
+                return self.drop();
+            }
+            return match write_alert(hello.record.sequence_number, AlertDescription::ProtocolVersion, out) {
+                Some(len) if len < hello.datagram.len() => {
+                    bump(&self.counters.protocol_version_alerts);
+                    Verdict::Alert { len, description: AlertDescription::ProtocolVersion }
+                }
+                _ => self.drop(),
+            };
         }
         self.check12(now, peer, hello, &view, out, rng)
     }
@@ -839,3 +865,23 @@ impl Writer<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// Writes a plaintext fatal alert record (epoch 0) echoing the ClientHello's record sequence
+/// number, as the HelloVerifyRequest does (RFC 6347 §4.2.1), so a client can match it to what
+/// it sent. The record version is DTLS 1.2's: the client offered nothing newer, and RFC 9147
+/// §4 fixes 1.2's value for DTLS 1.3's plaintext records as well.
+fn write_alert(client_record_seq: u64, description: AlertDescription, out: &mut [u8]) -> Option<usize> {
+    if client_record_seq >= 1 << 48 {
+        return None;
+    }
+    let out = out.get_mut(..15)?;
+    out[0] = ContentType::Alert.into();
+    out[1..3].copy_from_slice(&ProtocolVersion::DTLS1_2.0.to_be_bytes());
+    out[3..5].copy_from_slice(&0u16.to_be_bytes());
+    out[5..11].copy_from_slice(&client_record_seq.to_be_bytes()[2..]);
+    out[11..13].copy_from_slice(&2u16.to_be_bytes());
+    // AlertLevel fatal (2), RFC 5246 §7.2.
+    out[13] = 2;
+    out[14] = description.into();
+    Some(15)
+}

@@ -414,7 +414,9 @@ impl Shared {
             let mut out = [0u8; coaps_dtls::gate::MAX_ANSWER_LEN];
             match gate.check_with(now, peer, hello, &sessions, &mut out) {
                 Verdict::Proven(_) | Verdict::NotClientHello | Verdict::Fragment => {}
-                Verdict::HelloRetryRequest { len, .. } | Verdict::HelloVerifyRequest { len, .. } => {
+                Verdict::HelloRetryRequest { len, .. }
+                | Verdict::HelloVerifyRequest { len, .. }
+                | Verdict::Alert { len, .. } => {
                     let answer = Transmit { destination: peer, payload: out[..len].to_vec() };
                     return Outcome::Answer(Transmits::one(answer));
                 }
