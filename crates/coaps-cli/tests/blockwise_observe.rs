@@ -252,11 +252,12 @@ fn coaps_observes_a_libcoap_resource() {
 #[test]
 fn request_options_reach_the_server() {
     // -t/-A/-O/-N/-T are accepted and the request still works against coaps serve (the demo
-    // ignores unknown elective options); usage errors exit 2 with a hint.
+    // ignores unknown elective options: 2048 is even, RFC 7252 §5.4.6; an odd, critical one
+    // would be refused); usage errors exit 2 with a hint.
     let server = serve(&[]);
     let out = run(
         {
-            let mut c = coaps_cmd(&["get", "-A", "text", "-O", "2049,abc", "-N", "-T", "0a0b0c"]);
+            let mut c = coaps_cmd(&["get", "-A", "text", "-O", "2048,abc", "-N", "-T", "0a0b0c"]);
             c.arg(format!("coaps://127.0.0.1:{}/hello", server.port));
             c
         },
