@@ -415,10 +415,12 @@ impl Client {
         mut options: ClientOptions,
         early_request: Option<Packet>,
     ) -> Result<(Self, Option<ResponseFuture>), Error> {
+        let mut from_cache = false;
         if options.resume.is_none()
             && let Some(cache) = &options.sessions
         {
             options.resume = cache.take(server_name, addr.port(), Instant::now());
+            from_cache = options.resume.is_some();
         }
         let bind: SocketAddr =
             if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
@@ -517,7 +519,16 @@ impl Client {
                     // The kernel's ICMP port unreachable on the connected socket: nothing
                     // listens there, and no retransmission will change that before the peer
                     // starts (RFC 1122 §4.1.3.3 lets UDP report it to the application).
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Err(Error::Io(e)),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        // Nothing listened, so a ticket taken from the cache reached no server:
+                        // it stays usable (offered once means once to a server).
+                        if from_cache
+                            && let (Some(cache), Some(session)) = (&options.sessions, options.resume.take())
+                        {
+                            cache.insert(server_name, addr.port(), session);
+                        }
+                        return Err(Error::Io(e));
+                    }
                     Err(e) => tracing::debug!(error = %e, "CoAPS client: receive error during handshake"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => endpoint.handle_timeout(Instant::now()),

@@ -45,7 +45,15 @@ async fn two_hundred_clients_twenty_requests_each_then_a_flood() {
     // The version-aware gate of this (dual-version) server, its DTLS 1.3 secrets shared with the
     // handshake layer; the clients and the flood speak DTLS 1.2 (HelloVerifyRequest path).
     let cookies = CookieLayer::for_server(&config);
-    let handshake = HandshakeLayer::builder(config).behind(&cookies).idle_timeout(Duration::from_secs(6)).build();
+    // The 200 clients stand for 200 hosts but share one address (127.0.0.1): the per-address
+    // and per-prefix half-open quotas (issue 15) are raised to let them handshake at once, as
+    // 200 hosts would.
+    let handshake = HandshakeLayer::builder(config)
+        .behind(&cookies)
+        .idle_timeout(Duration::from_secs(6))
+        .max_half_open_per_address(CLIENTS)
+        .max_half_open_per_prefix(CLIENTS)
+        .build();
     let associations = handshake.associations();
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
