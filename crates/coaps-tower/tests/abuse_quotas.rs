@@ -278,7 +278,13 @@ async fn one_client_hoarding_associations_does_not_lock_others_out() {
             s.refused_associations_per_address,
             s.refused_half_open_per_address
         );
-        assert_eq!(hoard.len(), coaps_dtls::QuotaConfig::default().max_associations_per_address);
+        // Never more than its per-address share; on a loaded machine some of its 5 000
+        // attempts give up (3 s) before a slot frees, so it may end below the cap, but the cap
+        // must have been what stopped it.
+        let cap = coaps_dtls::QuotaConfig::default().max_associations_per_address;
+        assert!(hoard.len() <= cap, "{} associations over the cap {cap}", hoard.len());
+        assert!(hoard.len() >= cap / 2, "only {} associations: the cap was not exercised", hoard.len());
+        assert!(s.refused_associations_per_address > 0, "the per-address cap never refused the hoarder");
 
         // Idle phase: 80 honest clients (kept connected) fill the table past 300.
         tokio::time::sleep(Duration::from_millis(1_200)).await;
