@@ -126,11 +126,20 @@ pub type Stack = Cookie<Probe<Handshake<Echo>>>;
 pub struct Opts {
     pub idle_timeout: Duration,
     pub max_in_flight: usize,
+    /// Half-open handshakes allowed per source address and per prefix. Tests whose clients
+    /// stand for many hosts but share 127.0.0.1 raise it (the default quota would make them
+    /// wait for retransmissions, and the test would measure the quota, not the stack).
+    pub max_half_open_per_host: usize,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { idle_timeout: Duration::from_secs(300), max_in_flight: 256 }
+        let quotas = coaps_dtls::QuotaConfig::default();
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            max_in_flight: 256,
+            max_half_open_per_host: quotas.max_half_open_per_address,
+        }
     }
 }
 
@@ -169,7 +178,13 @@ impl TestServer {
         <L::Service as Service<Datagram>>::Future: Send + 'static,
     {
         let cookies = CookieLayer::for_server(&config);
-        let handshake = HandshakeLayer::builder(config).behind(&cookies).idle_timeout(opts.idle_timeout).build();
+        let quotas = coaps_dtls::QuotaConfig::default();
+        let handshake = HandshakeLayer::builder(config)
+            .behind(&cookies)
+            .idle_timeout(opts.idle_timeout)
+            .max_half_open_per_address(opts.max_half_open_per_host)
+            .max_half_open_per_prefix(opts.max_half_open_per_host.max(quotas.max_half_open_per_prefix))
+            .build();
         let associations = handshake.associations();
         let probe = Arc::new(ProbeCounts::default());
         let echo = Echo::default();

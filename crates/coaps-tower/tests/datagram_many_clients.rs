@@ -14,7 +14,10 @@ const MESSAGES: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_twenty_echoes_each_then_idle_expiry() {
     bounded(120, "200 clients", async {
-        let opts = Opts { idle_timeout: Duration::from_secs(2), ..Opts::default() };
+        // The 200 clients stand for 200 hosts but share 127.0.0.1: the per-address half-open
+        // quota (issue 15) is raised as 200 hosts would not meet it. With the default of 32,
+        // clients beyond it wait for retransmissions and, on a loaded machine, time out.
+        let opts = Opts { idle_timeout: Duration::from_secs(2), max_half_open_per_host: CLIENTS, ..Opts::default() };
         let mut server = TestServer::start(opts, tower::layer::util::Identity::new()).await;
         let addr = server.addr;
         let started = Instant::now();
