@@ -33,6 +33,7 @@ use std::time::Instant;
 
 mod cid_index;
 mod limits;
+pub(crate) use limits::NO_SLOT;
 use limits::{Eviction, Limits, Refusal, Timers};
 
 pub use crate::gate::cookie13_config;
@@ -167,7 +168,7 @@ impl Endpoint {
     /// A server endpoint. `rng` seeds every association and the cookie secret.
     pub fn server(config: Arc<ServerConfig>, mut rng: SeededRng, now: Instant) -> Self {
         let gate = Some(Gate::new(config.clone(), now, &mut rng));
-        let limits = Some(Limits::new(config.quotas, config.max_connections, config.max_handshakes));
+        let limits = Some(Limits::new(config.quotas, config.max_connections, config.max_handshakes, now));
         Self {
             server: Some(config),
             gate,
@@ -360,7 +361,7 @@ impl Endpoint {
             if let Some(conn) = self.connections.get_mut(&peer) {
                 conn.handle_datagram(now, datagram);
                 if let Some(l) = self.limits.as_mut() {
-                    l.touch(now, &peer);
+                    l.touch(now, conn.quota_slot, &peer);
                 }
             }
             self.collect(peer);
@@ -398,14 +399,12 @@ impl Endpoint {
                     self.stats.dropped_unknown_peer += 1;
                     return;
                 };
-                if !self.admit(now, peer) {
-                    return;
-                }
+                let Some(slot) = self.admit(now, peer) else { return };
                 let (rec, hdr) = (hello.record, hello.handshake);
                 // A gate in front measured the cookie exchange from its own clock; else ours did.
                 let cookie_rtt = meta.cookie_rtt.or(proof.rtt_sample());
                 let rng = self.rng.fork();
-                let conn = Connection::server12(
+                let mut conn = Connection::server12(
                     server,
                     peer,
                     ch,
@@ -416,6 +415,7 @@ impl Endpoint {
                     cookie_rtt,
                     &meta.sessions,
                 );
+                conn.quota_slot = slot;
                 self.unindex_cid(peer);
                 if let Some(cid) = conn.issued_cid() {
                     self.cids.insert(cid, peer);
@@ -479,9 +479,7 @@ impl Endpoint {
             }
             Proof::Cookie12(_) | Proof::NotRequired { .. } | Proof::ZeroRttResumption => Vec::new(),
         };
-        if !self.admit(now, peer) {
-            return;
-        }
+        let Some(slot) = self.admit(now, peer) else { return };
         let mut c = crate::dtls13::conn::Conn13::server(
             server,
             peer,
@@ -498,7 +496,9 @@ impl Endpoint {
         // 0-RTT records packed behind the ClientHello (RFC 8446 §4.2.10).
         c.handle_rest_of_first_datagram(now, datagram);
         self.unindex_cid(peer);
-        self.connections.insert(peer, Connection::from13(c));
+        let mut conn = Connection::from13(c);
+        conn.quota_slot = slot;
+        self.connections.insert(peer, conn);
         self.stats.connections_created += 1;
         self.collect(peer);
     }
@@ -506,10 +506,11 @@ impl Endpoint {
     /// Makes room for a new server association with `peer` under the quotas
     /// ([`ServerConfig::quotas`]), forgetting what the bookkeeping evicts. A proven ClientHello
     /// from a peer that has an association starts over (RFC 6347 §4.2.8): the old one goes
-    /// whatever the answer. False when refused (counted).
-    fn admit(&mut self, now: Instant, peer: SocketAddr) -> bool {
+    /// whatever the answer. The new association's bookkeeping slot, or `None` when refused
+    /// (counted).
+    fn admit(&mut self, now: Instant, peer: SocketAddr) -> Option<u32> {
         self.forget(peer);
-        let Some(limits) = self.limits.as_mut() else { return true };
+        let Some(limits) = self.limits.as_mut() else { return Some(NO_SLOT) };
         let mut evicted = Vec::new();
         let verdict = limits.admit(now, peer, self.connections.len(), &mut evicted);
         for (victim, why) in evicted {
@@ -522,10 +523,10 @@ impl Endpoint {
             self.timers.set(victim, None);
         }
         match verdict {
-            Ok(()) => true,
+            Ok(slot) => Some(slot),
             Err(why) => {
                 self.count_refusal(why);
-                false
+                None
             }
         }
     }
@@ -545,11 +546,11 @@ impl Endpoint {
     /// Forgets the association with `peer` and its bookkeeping (no alert).
     fn forget(&mut self, peer: SocketAddr) {
         self.unindex_cid(peer);
-        if self.connections.remove(&peer).is_some() {
+        if let Some(conn) = self.connections.remove(&peer) {
             self.timers.set(peer, None);
-        }
-        if let Some(l) = self.limits.as_mut() {
-            l.remove(&peer);
+            if let Some(l) = self.limits.as_mut() {
+                l.remove(conn.quota_slot, &peer);
+            }
         }
     }
 
@@ -681,8 +682,8 @@ impl Endpoint {
         let Some(conn) = self.connections.get_mut(&peer) else { return };
         if let Some(l) = self.limits.as_mut()
             && conn.is_established()
-            && l.is_half_open(&peer)
-            && let Err(why) = l.established(self.now, &peer, conn.peer_identity())
+            && l.is_half_open(conn.quota_slot, &peer)
+            && let Err(why) = l.established(self.now, conn.quota_slot, &peer, conn.peer_identity())
         {
             // Over its identity's quota: nothing of it reaches the application, the peer is told.
             while conn.poll_event().is_some() {}
@@ -747,7 +748,7 @@ impl Endpoint {
         conn.handle_datagram(now, datagram);
         let advanced = conn.last_datagram_advanced();
         if advanced && let Some(l) = self.limits.as_mut() {
-            l.touch(now, &home);
+            l.touch(now, conn.quota_slot, &home);
         }
         if home == peer {
             self.cids.heard_from(peer, datagram.len(), advanced);
@@ -755,10 +756,11 @@ impl Endpoint {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
                 let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+                let conn_slot = conn.quota_slot;
                 self.connections.insert(peer, conn);
                 self.timers.set(home, None);
                 if let Some(l) = self.limits.as_mut() {
-                    l.moved(&home, peer);
+                    l.moved(conn_slot, &home, peer);
                 }
                 self.cids.moved(&cid, home, peer, datagram.len());
                 self.stats.address_changes += 1;

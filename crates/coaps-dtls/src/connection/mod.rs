@@ -48,7 +48,11 @@ pub struct Connection {
     /// [`Event::Connected`] was handed out: a later close is no handshake failure.
     connected: bool,
     /// The [`Event::Closed`] that follows the [`Event::HandshakeFailed`] just handed out.
-    held_closed: Option<Event>,
+    /// Boxed: every association carries the field, a failed handshake alone fills it.
+    held_closed: Option<Box<Event>>,
+    /// A server endpoint's bookkeeping slot for this association (see `endpoint::limits`),
+    /// kept here so the endpoint needs no second map from address to slot.
+    pub(crate) quota_slot: u32,
 }
 
 enum Inner {
@@ -118,10 +122,18 @@ impl Connection {
                     guard_hvr: false,
                     connected: false,
                     held_closed: None,
+                    quota_slot: crate::endpoint::NO_SLOT,
                 });
             }
         };
-        Ok(Self { inner, auto: None, guard_hvr: false, connected: false, held_closed: None })
+        Ok(Self {
+            inner,
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            quota_slot: crate::endpoint::NO_SLOT,
+        })
     }
 
     /// Hands a dual-version client over to the DTLS 1.2 state machine (`crate::auto`), which
@@ -170,7 +182,14 @@ impl Connection {
         }
         let c =
             crate::dtls13::conn::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
-        Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None })
+        Ok(Self {
+            inner: Inner::V13(Box::new(c)),
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            quota_slot: crate::endpoint::NO_SLOT,
+        })
     }
 
     /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
@@ -212,11 +231,19 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
+            quota_slot: crate::endpoint::NO_SLOT,
         }
     }
 
     pub(crate) fn from13(c: crate::dtls13::conn::Conn13) -> Self {
-        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None }
+        Self {
+            inner: Inner::V13(Box::new(c)),
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            quota_slot: crate::endpoint::NO_SLOT,
+        }
     }
 
     /// The Connection IDs negotiated for this association (RFC 9146 §3), `None` if the
@@ -345,7 +372,7 @@ impl Connection {
     /// (what is known of the peer, for logs and metrics) just before its [`Event::Closed`].
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(ev) = self.held_closed.take() {
-            return Some(ev);
+            return Some(*ev);
         }
         let ev = both!(mut self, c => c.poll_event())?;
         match &ev {
@@ -359,7 +386,7 @@ impl Connection {
                     reason: reason.clone(),
                     records_auth_failed: self.stats().records_auth_failed,
                 };
-                self.held_closed = Some(ev);
+                self.held_closed = Some(Box::new(ev));
                 return Some(Event::HandshakeFailed(Box::new(failure)));
             }
             _ => {}

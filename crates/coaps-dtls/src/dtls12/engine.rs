@@ -113,8 +113,9 @@ pub(super) struct Core {
     write_prot: Option<RecordProtection>,
     read_prot: Option<RecordProtection>,
     replay: ReplayWindow,
-    early_records: Vec<(RecordHeader, Vec<u8>)>,
-    early_app_data: Vec<Vec<u8>>,
+    /// Records that overtook the handshake (rare): boxed, so an association without any
+    /// carries one pointer instead of two empty vectors.
+    early: Option<Box<Early>>,
     // handshake
     pub(super) reasm: Reassembler,
     pub(super) send_seq: u16,
@@ -150,6 +151,15 @@ pub(super) struct Core {
     pub(super) last_activity: Instant,
     /// Connection IDs (RFC 9146); empty vectors when none are used.
     pub(super) cid: Cids,
+}
+
+/// Epoch-1 input that arrived before it could be used.
+#[derive(Debug, Default)]
+struct Early {
+    /// Records before their keys.
+    records: Vec<(RecordHeader, Vec<u8>)>,
+    /// Application data before the Finished that completes the handshake.
+    app_data: Vec<Vec<u8>>,
 }
 
 /// The Connection IDs of one DTLS 1.2 association (RFC 9146 §3). The CIDs themselves are
@@ -245,8 +255,7 @@ impl Core {
             write_prot: None,
             read_prot: None,
             replay: ReplayWindow::default(),
-            early_records: Vec::new(),
-            early_app_data: Vec::new(),
+            early: None,
             reasm,
             send_seq: 0,
             transcript: Vec::new(),
@@ -387,8 +396,10 @@ impl Core {
                 let Some(prot) = &self.read_prot else {
                     // Keys not derived yet: the record overtook the handshake message that
                     // makes them. Hold a bounded number and retry later.
-                    if self.early_records.len() < self.common().max_early_records {
-                        self.early_records.push((header, fragment.to_vec()));
+                    let max = self.common().max_early_records;
+                    let early = self.early.get_or_insert_with(Default::default);
+                    if early.records.len() < max {
+                        early.records.push((header, fragment.to_vec()));
                     } else {
                         self.out.stats.records_invalid += 1;
                     }
@@ -447,10 +458,12 @@ impl Core {
                     }
                     self.out.events.push_back(Event::ApplicationData(payload.to_vec()));
                 }
-                State::Handshaking if self.early_app_data.len() < self.common().max_early_records => {
+                State::Handshaking
+                    if self.early.as_ref().map_or(0, |e| e.app_data.len()) < self.common().max_early_records =>
+                {
                     // Authenticated but the Finished that completes the handshake is still
                     // missing (reordering); deliver once it arrives.
-                    self.early_app_data.push(payload.to_vec());
+                    self.early.get_or_insert_with(Default::default).app_data.push(payload.to_vec());
                 }
                 _ => self.out.stats.records_invalid += 1,
             },
@@ -537,7 +550,8 @@ impl Core {
     /// The epoch-1 records that arrived before their keys, once the keys exist.
     /// A held `tls12_cid` record carried our CID (checked when it was held).
     pub(super) fn take_early_records(&mut self) -> Option<Vec<(RecordHeader, Vec<u8>)>> {
-        (self.read_prot.is_some() && !self.early_records.is_empty()).then(|| std::mem::take(&mut self.early_records))
+        let early = self.early.as_mut().filter(|e| self.read_prot.is_some() && !e.records.is_empty())?;
+        Some(std::mem::take(&mut early.records))
     }
 
     /// Our flight was lost if the peer repeats the flight it answers (RFC 6347 §4.2.4):
@@ -641,7 +655,7 @@ impl Core {
         self.transcript = Vec::new();
         self.out.events.push_back(Event::Connected { identity, suite: suite.suite, resumed });
         self.rng = None;
-        let early = std::mem::take(&mut self.early_app_data);
+        let early = self.early.as_mut().map(|e| std::mem::take(&mut e.app_data)).unwrap_or_default();
         if self.holds_last_flight && early.is_empty() {
             // RFC 6347 §4.2.4: keep our last flight for a while in case the peer repeats its
             // own (for as long as its handshake may keep retrying); its first application
@@ -663,7 +677,7 @@ impl Core {
         self.linger_until = None;
         self.flight = Vec::new();
         self.transcript = Vec::new();
-        self.early_records = Vec::new();
+        self.early = None;
         self.pending_hvr = None;
         self.reasm.shrink_to_fit();
     }

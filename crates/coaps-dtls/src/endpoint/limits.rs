@@ -9,6 +9,12 @@
 //! [`Limits::established`] when its handshake completes, [`Limits::touch`] for every datagram
 //! routed to it and [`Limits::remove`] when it goes; whatever [`Limits`] evicts, the endpoint
 //! forgets.
+//!
+//! Every idle association pays for this bookkeeping, so it is kept small: the association
+//! itself holds its slot in the slab (the connection map already finds it by address, so no
+//! second address map), and a node holds only what cannot be derived: the peer (whose source
+//! address and prefix are computed when needed), the identity's hash, the last time heard
+//! with the list it is in, and the two links (56 bytes).
 
 use crate::config::quotas::QuotaConfig;
 use crate::types::PeerIdentity;
@@ -16,7 +22,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
 
 /// Why a new handshake was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +67,10 @@ pub(crate) fn source_prefix(ip: IpAddr) -> IpAddr {
 
 const NIL: u32 = u32::MAX;
 
+/// The slot of an association the bookkeeping does not track (a client association, or one
+/// created before the endpoint had limits): every [`Limits`] call ignores it.
+pub(crate) const NO_SLOT: u32 = NIL;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum List {
     HalfOpen,
@@ -69,14 +80,20 @@ enum List {
 #[derive(Debug)]
 struct Node {
     peer: SocketAddr,
-    address: IpAddr,
-    prefix: IpAddr,
-    identity: Option<u64>,
-    list: List,
-    /// The last datagram received (admission, for a half-open handshake that got no other).
-    stamp: Instant,
+    /// Hash of the authenticated identity, once established and counted per identity.
+    identity: Option<NonZeroU64>,
+    /// Nanoseconds from [`Limits::epoch`] to the last datagram received (admission, for a
+    /// half-open handshake that got no other), shifted left once; the low bit is set on the
+    /// established list. 2^63 ns is 292 years.
+    stamp: u64,
     prev: u32,
     next: u32,
+}
+
+impl Node {
+    fn list(&self) -> List {
+        if self.stamp & 1 == 1 { List::Established } else { List::HalfOpen }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -102,7 +119,8 @@ pub(crate) struct Limits {
     config: QuotaConfig,
     max_connections: usize,
     max_handshakes: usize,
-    slots: HashMap<SocketAddr, u32>,
+    /// Stamps count from here (the endpoint's creation; an earlier `now` counts as it).
+    epoch: Instant,
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
     half_open: Ends,
@@ -114,12 +132,12 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn new(config: QuotaConfig, max_connections: usize, max_handshakes: usize) -> Self {
+    pub(crate) fn new(config: QuotaConfig, max_connections: usize, max_handshakes: usize, epoch: Instant) -> Self {
         Self {
             config,
             max_connections,
             max_handshakes,
-            slots: HashMap::new(),
+            epoch,
             nodes: Vec::new(),
             free: Vec::new(),
             half_open: Ends::EMPTY,
@@ -139,21 +157,50 @@ impl Limits {
     /// Associations tracked (half-open and established).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.half_open.len + self.established.len
+    }
+
+    /// The slot tracking `peer` (tests only: the endpoint keeps it in the association).
+    #[cfg(test)]
+    pub(crate) fn slot_of(&self, peer: &SocketAddr) -> u32 {
+        self.nodes.iter().position(|n| n.as_ref().is_some_and(|n| n.peer == *peer)).map_or(NO_SLOT, |s| s as u32)
+    }
+
+    /// The slot of `peer`'s node, if `slot` holds it (a stale or absent slot holds nothing).
+    fn find(&self, slot: u32, peer: &SocketAddr) -> Option<u32> {
+        let n = self.nodes.get(slot as usize)?.as_ref()?;
+        (n.peer == *peer).then_some(slot)
+    }
+
+    fn stamp(&self, now: Instant, list: List) -> u64 {
+        let nanos = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX >> 1);
+        (nanos.min(u64::MAX >> 1) << 1) | u64::from(list == List::Established)
+    }
+
+    /// How long before `now` the node in `slot` was last heard from.
+    fn silent_for(&self, now: Instant, slot: u32) -> Duration {
+        let since = Duration::from_nanos(self.node(slot).stamp >> 1);
+        now.saturating_duration_since(self.epoch).saturating_sub(since)
+    }
+
+    /// When the node in `slot` was last heard from.
+    fn heard_at(&self, slot: u32) -> Instant {
+        self.epoch + Duration::from_nanos(self.node(slot).stamp >> 1)
     }
 
     /// Decides on a new server association with `peer` (which has none) in a table of
     /// `table_len` associations. Expired half-open handshakes, and what must make room for
     /// the new one, are appended to `evicted` for the endpoint to forget; on success `peer`
     /// is tracked as half-open from `now`. Refusal checks come first, so a refused
-    /// ClientHello evicts nothing but expired handshakes.
+    /// ClientHello evicts nothing but expired handshakes. The slot returned is the new
+    /// association's, for every later call about it.
     pub(crate) fn admit(
         &mut self,
         now: Instant,
         peer: SocketAddr,
         table_len: usize,
         evicted: &mut Vec<(SocketAddr, Eviction)>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<u32, Refusal> {
         let before = evicted.len();
         self.expire(now, evicted);
         let mut table_len = table_len.saturating_sub(evicted.len() - before);
@@ -176,40 +223,29 @@ impl Limits {
         let full_after = table_len.saturating_sub(usize::from(evict_half_open)) >= self.max_connections;
         let idle_victim = self.established.head;
         if full_after {
-            let idle_enough = idle_victim != NIL
-                && now.saturating_duration_since(self.node(idle_victim).stamp) >= self.config.min_idle_to_evict;
+            let idle_enough = idle_victim != NIL && self.silent_for(now, idle_victim) >= self.config.min_idle_to_evict;
             if !idle_enough {
                 return Err(Refusal::TableFull);
             }
         }
         if evict_half_open {
-            let victim = self.node(self.half_open.head).peer;
-            self.remove(&victim);
-            evicted.push((victim, Eviction::HalfOpenPressure));
+            let head = self.half_open.head;
+            evicted.push((self.node(head).peer, Eviction::HalfOpenPressure));
+            self.remove_slot(head);
             table_len -= 1;
         }
         if table_len >= self.max_connections {
-            let victim = self.node(idle_victim).peer;
-            self.remove(&victim);
-            evicted.push((victim, Eviction::IdleTableFull));
+            evicted.push((self.node(idle_victim).peer, Eviction::IdleTableFull));
+            self.remove_slot(idle_victim);
         }
-        let slot = self.alloc(Node {
-            peer,
-            address,
-            prefix,
-            identity: None,
-            list: List::HalfOpen,
-            stamp: now,
-            prev: NIL,
-            next: NIL,
-        });
+        let stamp = self.stamp(now, List::HalfOpen);
+        let slot = self.alloc(Node { peer, identity: None, stamp, prev: NIL, next: NIL });
         self.push_back(slot);
-        self.slots.insert(peer, slot);
         let c = self.per_address.entry(address).or_default();
         c.half_open += 1;
         c.associations += 1;
         *self.per_prefix.entry(prefix).or_insert(0) += 1;
-        Ok(())
+        Ok(slot)
     }
 
     /// The handshake with `peer` completed, with `identity`: it moves to the established
@@ -218,34 +254,36 @@ impl Limits {
     pub(crate) fn established(
         &mut self,
         now: Instant,
+        slot: u32,
         peer: &SocketAddr,
         identity: &PeerIdentity,
     ) -> Result<(), Refusal> {
-        let Some(&slot) = self.slots.get(peer) else { return Ok(()) };
-        if self.node(slot).list == List::Established {
+        let Some(slot) = self.find(slot, peer) else { return Ok(()) };
+        if self.node(slot).list() == List::Established {
             return Ok(());
         }
-        let id = self.identity_key(identity);
+        // Without a per-identity limit nothing is counted: a fleet sharing one identity
+        // costs no map entry, and no hash per handshake.
+        let id =
+            (self.config.max_associations_per_identity != usize::MAX).then(|| self.identity_key(identity)).flatten();
         if let Some(id) = id
-            && self.per_identity.get(&id).copied().unwrap_or(0) >= self.config.max_associations_per_identity
+            && self.per_identity.get(&id.get()).copied().unwrap_or(0) >= self.config.max_associations_per_identity
         {
             return Err(Refusal::AssociationsPerIdentity);
         }
         self.unlink(slot);
-        let (address, prefix) = {
-            let n = self.node_mut(slot);
-            n.list = List::Established;
-            n.stamp = now;
-            n.identity = id;
-            (n.address, n.prefix)
-        };
+        let stamp = self.stamp(now, List::Established);
+        let n = self.node_mut(slot);
+        n.stamp = stamp;
+        n.identity = id;
+        let address = source_address(n.peer.ip());
         self.push_back(slot);
         if let Some(c) = self.per_address.get_mut(&address) {
             c.half_open -= 1;
         }
-        self.dec_prefix(prefix);
+        self.dec_prefix(source_prefix(address));
         if let Some(id) = id {
-            *self.per_identity.entry(id).or_insert(0) += 1;
+            *self.per_identity.entry(id.get()).or_insert(0) += 1;
         }
         Ok(())
     }
@@ -253,27 +291,25 @@ impl Limits {
     /// A datagram from `peer` reached its association: it becomes the most recently active of
     /// its list, and a half-open one's lifetime starts again (a client still retransmitting
     /// is not gone; one that walked away sends nothing).
-    pub(crate) fn touch(&mut self, now: Instant, peer: &SocketAddr) {
-        let Some(&slot) = self.slots.get(peer) else { return };
+    pub(crate) fn touch(&mut self, now: Instant, slot: u32, peer: &SocketAddr) {
+        let Some(slot) = self.find(slot, peer) else { return };
         self.unlink(slot);
-        self.node_mut(slot).stamp = now;
+        let stamp = self.stamp(now, self.node(slot).list());
+        self.node_mut(slot).stamp = stamp;
         self.push_back(slot);
     }
 
     /// The association at `old` now lives at `new` (a Connection ID record moved it, RFC 9146
     /// §6): its place in the eviction order stays, its per-address count follows it.
-    pub(crate) fn moved(&mut self, old: &SocketAddr, new: SocketAddr) {
-        let Some(slot) = self.slots.remove(old) else { return };
-        self.slots.insert(new, slot);
+    /// The slot stays the association's.
+    pub(crate) fn moved(&mut self, slot: u32, old: &SocketAddr, new: SocketAddr) {
+        let Some(slot) = self.find(slot, old) else { return };
         let address = source_address(new.ip());
         let prefix = source_prefix(address);
         let (prev_address, prev_prefix, half_open) = {
             let n = self.node_mut(slot);
-            n.peer = new;
-            let prev = (n.address, n.prefix, n.list == List::HalfOpen);
-            n.address = address;
-            n.prefix = prefix;
-            prev
+            let prev_address = source_address(std::mem::replace(&mut n.peer, new).ip());
+            (prev_address, source_prefix(prev_address), n.list() == List::HalfOpen)
         };
         if let Some(c) = self.per_address.get_mut(&prev_address) {
             c.associations -= 1;
@@ -294,34 +330,41 @@ impl Limits {
     }
 
     /// Whether `peer` is tracked as half-open.
-    pub(crate) fn is_half_open(&self, peer: &SocketAddr) -> bool {
-        self.slots.get(peer).is_some_and(|&s| self.node(s).list == List::HalfOpen)
+    pub(crate) fn is_half_open(&self, slot: u32, peer: &SocketAddr) -> bool {
+        self.find(slot, peer).is_some_and(|s| self.node(s).list() == List::HalfOpen)
     }
 
-    /// Stops tracking `peer`.
-    pub(crate) fn remove(&mut self, peer: &SocketAddr) {
-        let Some(slot) = self.slots.remove(peer) else { return };
+    /// Stops tracking `peer` (whose association held `slot`).
+    pub(crate) fn remove(&mut self, slot: u32, peer: &SocketAddr) {
+        if let Some(slot) = self.find(slot, peer) {
+            self.remove_slot(slot);
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
         self.unlink(slot);
         let Some(n) = self.nodes[slot as usize].take() else { return };
         self.free.push(slot);
-        if let Some(c) = self.per_address.get_mut(&n.address) {
+        let address = source_address(n.peer.ip());
+        let half_open = n.list() == List::HalfOpen;
+        if let Some(c) = self.per_address.get_mut(&address) {
             c.associations -= 1;
-            if n.list == List::HalfOpen {
+            if half_open {
                 c.half_open -= 1;
             }
             if c.associations == 0 {
-                self.per_address.remove(&n.address);
+                self.per_address.remove(&address);
             }
         }
-        if n.list == List::HalfOpen {
-            self.dec_prefix(n.prefix);
+        if half_open {
+            self.dec_prefix(source_prefix(address));
         }
         if let Some(id) = n.identity
-            && let Some(c) = self.per_identity.get_mut(&id)
+            && let Some(c) = self.per_identity.get_mut(&id.get())
         {
             *c -= 1;
             if *c == 0 {
-                self.per_identity.remove(&id);
+                self.per_identity.remove(&id.get());
             }
         }
     }
@@ -330,19 +373,18 @@ impl Limits {
     /// stops tracking them).
     pub(crate) fn expire(&mut self, now: Instant, evicted: &mut Vec<(SocketAddr, Eviction)>) {
         while self.half_open.head != NIL {
-            let n = self.node(self.half_open.head);
-            if now.saturating_duration_since(n.stamp) < self.config.half_open_lifetime {
+            let head = self.half_open.head;
+            if self.silent_for(now, head) < self.config.half_open_lifetime {
                 break;
             }
-            let peer = n.peer;
-            self.remove(&peer);
-            evicted.push((peer, Eviction::HalfOpenExpired));
+            evicted.push((self.node(head).peer, Eviction::HalfOpenExpired));
+            self.remove_slot(head);
         }
     }
 
     /// When the oldest half-open handshake expires.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        (self.half_open.head != NIL).then(|| self.node(self.half_open.head).stamp + self.config.half_open_lifetime)
+        (self.half_open.head != NIL).then(|| self.heard_at(self.half_open.head) + self.config.half_open_lifetime)
     }
 
     /// Appends the associations without a datagram since before `idle_since` (half-open ones
@@ -354,17 +396,16 @@ impl Limits {
                     List::Established => self.established.head,
                     List::HalfOpen => self.half_open.head,
                 };
-                if head == NIL || self.node(head).stamp >= idle_since {
+                if head == NIL || self.heard_at(head) >= idle_since {
                     break;
                 }
-                let peer = self.node(head).peer;
-                self.remove(&peer);
-                out.push(peer);
+                out.push(self.node(head).peer);
+                self.remove_slot(head);
             }
         }
     }
 
-    fn identity_key(&self, identity: &PeerIdentity) -> Option<u64> {
+    fn identity_key(&self, identity: &PeerIdentity) -> Option<NonZeroU64> {
         let mut h = self.identity_hasher.build_hasher();
         match identity {
             PeerIdentity::Anonymous => return None,
@@ -372,7 +413,8 @@ impl Limits {
             PeerIdentity::Certificate(chain) => (1u8, chain.first()).hash(&mut h),
             PeerIdentity::RawPublicKey(spki) => (2u8, spki).hash(&mut h),
         }
-        Some(h.finish())
+        // Zero is the niche that keeps the node's field at 8 bytes; one hash in 2^64 moves.
+        NonZeroU64::new(h.finish().max(1))
     }
 
     fn dec_prefix(&mut self, prefix: IpAddr) {
@@ -413,7 +455,7 @@ impl Limits {
     }
 
     fn push_back(&mut self, slot: u32) {
-        let list = self.node(slot).list;
+        let list = self.node(slot).list();
         let tail = self.ends(list).tail;
         {
             let n = self.node_mut(slot);
@@ -433,7 +475,7 @@ impl Limits {
     fn unlink(&mut self, slot: u32) {
         let (list, prev, next) = {
             let n = self.node(slot);
-            (n.list, n.prev, n.next)
+            (n.list(), n.prev, n.next)
         };
         if prev == NIL {
             self.ends(list).head = next;

@@ -118,8 +118,9 @@ impl Partial {
 #[derive(Debug)]
 pub struct Reassembler {
     next_seq: u16,
-    max_buffered: usize,
-    buffered: usize,
+    /// u32 (a message is at most 2^24 bytes): every association keeps its reassembler.
+    max_buffered: u32,
+    buffered: u32,
     /// At most `MAX_SEQ_AHEAD + 1` entries, so a linear scan is fine.
     pending: Vec<Partial>,
 }
@@ -134,7 +135,8 @@ impl Reassembler {
     /// A reassembler expecting message_seq 0, holding at most `max_buffered_bytes` of message
     /// bodies (the per-byte arrival bitmap adds at most one eighth on top).
     pub fn new(max_buffered_bytes: usize) -> Self {
-        Self { next_seq: 0, max_buffered: max_buffered_bytes, buffered: 0, pending: Vec::new() }
+        let max_buffered = u32::try_from(max_buffered_bytes).unwrap_or(u32::MAX);
+        Self { next_seq: 0, max_buffered, buffered: 0, pending: Vec::new() }
     }
 
     /// The message_seq of the next message to deliver.
@@ -150,7 +152,7 @@ impl Reassembler {
         self.pending.retain(|p| {
             let keep = p.message_seq >= seq;
             if !keep {
-                freed += p.body.len();
+                freed += p.body.len() as u32;
             }
             keep
         });
@@ -166,7 +168,7 @@ impl Reassembler {
 
     /// Bytes of message bodies currently held.
     pub fn buffered_bytes(&self) -> usize {
-        self.buffered
+        self.buffered as usize
     }
 
     /// Offers one fragment (RFC 6347 §4.2.3). Duplicate and overlapping bytes are accepted;
@@ -197,10 +199,11 @@ impl Reassembler {
             }
             None => {
                 // Checked before allocating: a 16 MB declared length costs nothing if refused.
-                if length > self.max_buffered - self.buffered {
+                // The header's length is a u24 on the wire, so it fits the u32 count.
+                if header.length > self.max_buffered - self.buffered {
                     return Err(ReassemblyError::LimitExceeded);
                 }
-                self.buffered += length;
+                self.buffered += header.length;
                 self.pending.push(Partial {
                     msg_type: header.msg_type,
                     message_seq: seq,
@@ -219,7 +222,7 @@ impl Reassembler {
     pub fn pop(&mut self) -> Option<HandshakeMessage> {
         let i = self.pending.iter().position(|p| p.message_seq == self.next_seq && p.is_complete())?;
         let p = self.pending.swap_remove(i);
-        self.buffered -= p.body.len();
+        self.buffered -= p.body.len() as u32;
         // message_seq is not reused within a handshake (RFC 6347 §4.2.2) and handshakes are a
         // few messages long, so wrapping is unreachable in practice.
         self.next_seq = self.next_seq.wrapping_add(1);
