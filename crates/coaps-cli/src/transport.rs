@@ -390,6 +390,9 @@ where
     if let Some(keys) = config.tickets.keys() {
         resumption = resumption.ticket_keys(keys.clone());
     }
+    if let Some(psks) = &config.psks {
+        resumption = resumption.external_psks(psks.clone());
+    }
     if let Some(early) = &config.early_data {
         // Sealed tickets' 0-RTT records, and the pause after start, follow the freshness window.
         resumption = resumption.replay_window(early.freshness_window).startup_refusal(early.freshness_window);

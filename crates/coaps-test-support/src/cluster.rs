@@ -88,7 +88,11 @@ impl NodeBuilder {
     }
 
     fn resumption(&self, layer: ResumptionLayer) -> ResumptionLayer {
-        let layer = layer.lookup_timeout(self.lookup_timeout);
+        let mut layer = layer.lookup_timeout(self.lookup_timeout);
+        // As `coaps serve` does: the configured PSK identities are never looked up.
+        if let Some(psks) = &self.config.psks {
+            layer = layer.external_psks(psks.clone());
+        }
         match &self.ticket_keys {
             Some(keys) => layer.ticket_keys(keys.clone()),
             None => layer,

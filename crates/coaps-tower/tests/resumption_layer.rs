@@ -16,7 +16,9 @@ use coaps_dtls::{
 use coaps_test_support::cluster::{self, Node, Outcome, client_addr, server_addr};
 use coaps_test_support::redis::RedisServer;
 use coaps_tower::handshake::WiringError;
-use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer};
+use coaps_tower::resumption::{
+    AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer, StoreFuture,
+};
 use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -347,4 +349,52 @@ async fn miswired_stacks_fail_loudly() {
     let mut node = node(moka(), 99);
     let o = connect(&mut node, 990, addr(0), DtlsVersion::Dtls12, None, None).await;
     assert!(!o.resumed);
+}
+
+/// A moka store that counts the look-ups (`get` and `take`) reaching it.
+#[derive(Debug)]
+struct CountingStore {
+    inner: MokaStore,
+    lookups: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStore {
+    fn lookups(&self) -> u64 {
+        self.lookups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl AsyncSessionStore for CountingStore {
+    fn put<'a>(&'a self, key: &'a [u8], session: Zeroizing<Vec<u8>>, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.inner.put(key, session, ttl)
+    }
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(key)
+    }
+    fn take<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Zeroizing<Vec<u8>>>> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.take(key)
+    }
+}
+
+/// Issue 9: the configured external PSK identity is the engine's business, never a store
+/// look-up. A DTLS 1.3 external-PSK handshake costs none; a ticket resumption exactly one
+/// (the ticket), whatever else the ClientHello offers.
+#[tokio::test]
+async fn external_psk_identities_cost_no_store_look_up() {
+    let store =
+        Arc::new(CountingStore { inner: MokaStore::new(MokaConfig::default()), lookups: Default::default() });
+    let mut n = node(store.clone(), 70);
+    let first = connect(&mut n, 700, addr(70), DtlsVersion::Dtls13, None, None).await;
+    assert!(!first.resumed);
+    assert_eq!(store.lookups(), 0, "an external PSK handshake looked the store up: {:?}", n.resumption.stats());
+    assert_eq!(n.resumption.stats().external_psks_skipped, 1, "{:?}", n.resumption.stats());
+    n.stored(1).await;
+    let ticket = first.session.expect("a ticket");
+    let second = connect(&mut n, 701, addr(71), DtlsVersion::Dtls13, Some(ticket), None).await;
+    assert!(second.resumed, "{:?}", n.resumption.stats());
+    assert_eq!(store.lookups(), 1, "{:?}", n.resumption.stats());
+    let stats = n.resumption.stats();
+    assert_eq!((stats.sessions_fetched, stats.misses), (1, 0), "{stats:?}");
 }

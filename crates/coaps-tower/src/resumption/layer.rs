@@ -50,6 +50,9 @@ pub struct ResumptionStats {
     /// Sealed tickets offered with early data within the start-up refusal
     /// ([`ResumptionLayer::startup_refusal`]): no early data.
     pub zero_rtt_refused_at_start: u64,
+    /// Offered DTLS 1.3 PSK identities not looked up because they are configured external
+    /// PSKs ([`ResumptionLayer::external_psks`]): the engine knows them, the store cannot.
+    pub external_psks_skipped: u64,
 }
 
 #[derive(Default)]
@@ -64,6 +67,7 @@ struct Counters {
     zero_rtt_recorded: AtomicU64,
     zero_rtt_replays: AtomicU64,
     zero_rtt_refused_at_start: AtomicU64,
+    external_psks_skipped: AtomicU64,
 }
 
 /// Where the proof of a ClientHello comes from.
@@ -84,6 +88,8 @@ pub(crate) struct Shared {
     wall_clock: fn() -> SystemTime,
     /// Stateless mode: tickets sealed under these keys are opened by the engine, not fetched.
     ticket_keys: Option<coaps_dtls::TicketKeys>,
+    /// The server's external PSKs: identities the engine resolves itself, never looked up.
+    external_psks: Option<Arc<dyn coaps_dtls::PskStore>>,
     /// How long a record of a sealed ticket's 0-RTT use is kept (see [`ResumptionLayer::replay_window`]).
     replay_window: Duration,
     /// No sealed ticket carries 0-RTT until this long after `started` (see
@@ -155,6 +161,7 @@ impl ResumptionLayer {
                 lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
                 wall_clock: SystemTime::now,
                 ticket_keys: None,
+                external_psks: None,
                 replay_window: DEFAULT_REPLAY_WINDOW,
                 startup_refusal: DEFAULT_REPLAY_WINDOW,
                 started: Instant::now(),
@@ -192,6 +199,17 @@ impl ResumptionLayer {
     /// layer or taking its sink.
     pub fn ticket_keys(mut self, keys: coaps_dtls::TicketKeys) -> Self {
         self.shared_mut().ticket_keys = Some(keys);
+        self
+    }
+
+    /// The server's external PSKs ([`ServerConfig::psks`](coaps_dtls::ServerConfig::psks)):
+    /// a DTLS 1.3 ClientHello that offers one of their identities (an external PSK handshake,
+    /// or a resumption that offers the external PSK beside its ticket, RFC 8446 §4.2.11) costs
+    /// no store look-up for it, as the store never holds it: without this every such
+    /// handshake costs one miss. Counted in [`ResumptionStats::external_psks_skipped`]. Call
+    /// before cloning the layer or taking its sink.
+    pub fn external_psks(mut self, psks: Arc<dyn coaps_dtls::PskStore>) -> Self {
+        self.shared_mut().external_psks = Some(psks);
         self
     }
 
@@ -317,6 +335,7 @@ impl Shared {
             zero_rtt_recorded: l(&c.zero_rtt_recorded),
             zero_rtt_replays: l(&c.zero_rtt_replays),
             zero_rtt_refused_at_start: l(&c.zero_rtt_refused_at_start),
+            external_psks_skipped: l(&c.external_psks_skipped),
         }
     }
 
@@ -363,6 +382,10 @@ impl Shared {
                 continue;
             }
             let first = first_ticket.is_some_and(|f| std::ptr::eq(f, key));
+            if self.is_external_psk(&offered, key) {
+                self.counters.external_psks_skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if self.names_a_ticket_key(key) {
                 if first && take_first {
                     sealed_early = Some(key.to_vec());
@@ -372,6 +395,13 @@ impl Shared {
             wanted.push((key.to_vec(), take_first && first));
         }
         Ok((decide || !wanted.is_empty() || sealed_early.is_some()).then_some(Plan { wanted, decide, sealed_early }))
+    }
+
+    /// Whether `key` is one of the hello's PSK identities (not its session ID or 1.2 ticket)
+    /// and a configured external PSK.
+    fn is_external_psk(&self, offered: &coaps_dtls::OfferedSessions<'_>, key: &[u8]) -> bool {
+        let Some(psks) = &self.external_psks else { return false };
+        offered.psk_identities().any(|i| std::ptr::eq(i, key)) && psks.key_for(key).is_some()
     }
 
     fn names_a_ticket_key(&self, ticket: &[u8]) -> bool {
