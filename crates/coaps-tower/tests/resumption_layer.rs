@@ -383,8 +383,7 @@ impl AsyncSessionStore for CountingStore {
 /// (the ticket), whatever else the ClientHello offers.
 #[tokio::test]
 async fn external_psk_identities_cost_no_store_look_up() {
-    let store =
-        Arc::new(CountingStore { inner: MokaStore::new(MokaConfig::default()), lookups: Default::default() });
+    let store = Arc::new(CountingStore { inner: MokaStore::new(MokaConfig::default()), lookups: Default::default() });
     let mut n = node(store.clone(), 70);
     let first = connect(&mut n, 700, addr(70), DtlsVersion::Dtls13, None, None).await;
     assert!(!first.resumed);

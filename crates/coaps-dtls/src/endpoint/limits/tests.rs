@@ -26,17 +26,17 @@ fn admit(l: &mut Limits, now: Instant, peer: SocketAddr) -> (Result<(), Refusal>
 // The endpoint keeps each association's slot beside it; these find it by peer instead.
 fn established(l: &mut Limits, now: Instant, peer: &SocketAddr, id: &PeerIdentity) -> Result<(), Refusal> {
     let slot = l.slot_of(peer);
-    established(&mut l, now, slot, peer, id)
+    l.established(now, slot, peer, id)
 }
 
 fn touch(l: &mut Limits, now: Instant, peer: &SocketAddr) {
     let slot = l.slot_of(peer);
-    touch(&mut l, now, slot, peer);
+    l.touch(now, slot, peer);
 }
 
 fn remove(l: &mut Limits, peer: &SocketAddr) {
     let slot = l.slot_of(peer);
-    remove(&mut l, slot, peer);
+    l.remove(slot, peer);
 }
 
 fn psk(id: &str) -> PeerIdentity {
