@@ -151,6 +151,11 @@ impl Harness {
         self.session = Some(session.expect("the server issued no session"));
     }
 
+    /// The session [`Harness::prime_session`] kept (the client's copy: the server's fields).
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
     /// One complete handshake from a new client (new port, new seed). With `resume`, the
     /// client offers the session of [`Harness::prime_session`].
     ///
