@@ -40,7 +40,8 @@ fn idle_association_with_the_cache() {
     assert_eq!(h.server.connection_count(), N);
     let per = (live_bytes() - before) as f64 / N as f64;
     eprintln!("psk-chacha20 with the in-memory session cache: {per:.0} bytes per idle association, all in");
-    // Issue 9's target is 1 KiB all in; see the report in CHANGELOG for where it stands.
+    // Measured 1,351 B: 1,020 for the association, about 330 for its session in the store.
+    // Issue 9's target is 1 KiB all in, not met yet; this budget keeps it from growing.
     const BUDGET: f64 = 1400.0;
     assert!(per <= BUDGET, "{per:.0} bytes per idle association with its cached session");
 }
