@@ -40,9 +40,10 @@ fn idle_association_with_the_cache() {
     assert_eq!(h.server.connection_count(), N);
     let per = (live_bytes() - before) as f64 / N as f64;
     eprintln!("psk-chacha20 with the in-memory session cache: {per:.0} bytes per idle association, all in");
-    // Measured 1,351 B: 1,020 for the association, about 330 for its session in the store.
-    // Issue 9's target is 1 KiB all in, not met yet; this budget keeps it from growing.
-    const BUDGET: f64 = 1400.0;
+    // Measured 1,282 B: about 1,020 for the association, 260 for its session in the store
+    // (119 encoded, its key once, the map and eviction-order slots). Issue 9's target is
+    // 1 KiB all in, not met yet; this budget keeps it from growing.
+    const BUDGET: f64 = 1300.0;
     assert!(per <= BUDGET, "{per:.0} bytes per idle association with its cached session");
 }
 

@@ -37,7 +37,7 @@ pub(crate) use crate::types::Ticket13;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The buffer type of encoded sessions ([`SessionStore`]): wiped when dropped.
 pub use zeroize::Zeroizing;
@@ -473,15 +473,32 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 }
 
 struct Entry {
-    bytes: Zeroizing<Vec<u8>>,
+    /// Exact size (no spare capacity), wiped on drop.
+    bytes: Zeroizing<Box<[u8]>>,
     expires: Instant,
+    /// Which `order` position is this entry's: a key put again or taken leaves a stale one.
+    seq: u64,
 }
 
 #[derive(Default)]
 struct Table {
-    map: HashMap<Vec<u8>, Entry>,
-    /// Keys, oldest first, for eviction.
-    order: VecDeque<Vec<u8>>,
+    /// Each key is stored once: `order` shares its allocation.
+    map: HashMap<Arc<[u8]>, Entry>,
+    /// Keys in the order they were put, oldest first, for eviction; a position whose sequence
+    /// number is not its entry's any more is stale and skipped.
+    order: VecDeque<(u64, Arc<[u8]>)>,
+    next_seq: u64,
+}
+
+impl Table {
+    /// Drops the stale positions once they outnumber the live ones (amortised O(1) per call,
+    /// so `take` needs no scan and `order` stays within twice the map).
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 32 {
+            let map = &self.map;
+            self.order.retain(|(seq, k)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
+    }
 }
 
 /// A bounded, expiring, thread-safe in-memory store: oldest sessions are evicted first when
@@ -528,31 +545,36 @@ impl MemorySessionStore {
 impl SessionStore for MemorySessionStore {
     fn put(&self, key: &[u8], session: Zeroizing<Vec<u8>>, ttl: Duration, now: Instant) {
         let Some(expires) = now.checked_add(ttl.min(self.max_lifetime)) else { return };
+        // An exact-size copy: the encoder's buffer may have spare capacity, kept as long as
+        // the session otherwise (and dropping `session` wipes it).
+        let bytes = Zeroizing::new(Box::<[u8]>::from(&session[..]));
         let mut g = self.lock();
         let t = &mut *g;
-        if t.map.insert(key.to_vec(), Entry { bytes: session, expires }).is_none() {
-            t.order.push_back(key.to_vec());
-        }
+        let seq = t.next_seq;
+        t.next_seq += 1;
+        let key: Arc<[u8]> = Arc::from(key);
+        t.map.insert(key.clone(), Entry { bytes, expires, seq });
+        t.order.push_back((seq, key));
         while t.map.len() > self.capacity {
-            match t.order.pop_front() {
-                Some(old) => {
-                    t.map.remove(&old);
-                }
-                None => break,
+            let Some((seq, old)) = t.order.pop_front() else { break };
+            if t.map.get(&old).is_some_and(|e| e.seq == seq) {
+                t.map.remove(&old);
             }
         }
+        t.compact();
     }
 
     fn get(&self, key: &[u8], now: Instant) -> Option<Zeroizing<Vec<u8>>> {
         let g = self.lock();
-        g.map.get(key).filter(|e| now < e.expires).map(|e| e.bytes.clone())
+        g.map.get(key).filter(|e| now < e.expires).map(|e| Zeroizing::new(e.bytes.to_vec()))
     }
 
     fn take(&self, key: &[u8], now: Instant) -> Option<Zeroizing<Vec<u8>>> {
         let mut g = self.lock();
-        let e = g.map.remove(key)?;
-        g.order.retain(|k| k != key);
-        (now < e.expires).then_some(e.bytes)
+        let mut e = g.map.remove(key)?;
+        // Its place in `order` goes stale (skipped by its sequence number), no scan here.
+        g.compact();
+        (now < e.expires).then(|| Zeroizing::new(std::mem::take(&mut *e.bytes).into_vec()))
     }
 }
 
@@ -691,7 +713,7 @@ pub fn offered_sessions(datagram: &[u8]) -> Option<OfferedSessions<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Barrier};
+    use std::sync::Barrier;
 
     fn session12(now: Instant) -> Session {
         Session {
@@ -869,6 +891,31 @@ mod tests {
         assert!(store.take(b"c", now).is_some());
         assert!(store.take(b"c", now).is_none());
         assert!(store.get(b"c", now).is_none());
+    }
+
+    /// `take` leaves a stale eviction position behind instead of scanning: those stay bounded,
+    /// and a key put again after a take is evicted by its new position, not its old one.
+    #[test]
+    fn memory_store_stale_positions_stay_bounded_and_are_skipped() {
+        let now = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let store = MemorySessionStore::new(3, Duration::from_secs(100));
+        let b = |v: u8| Zeroizing::new(vec![v]);
+        for i in 0..10_000u32 {
+            store.put(&i.to_be_bytes(), b(1), ttl, now);
+            assert!(store.take(&i.to_be_bytes(), now).is_some());
+        }
+        assert!(store.lock().order.len() <= 32 + 2 * 3, "{} positions kept", store.lock().order.len());
+        store.put(b"x", b(1), ttl, now);
+        store.put(b"y", b(2), ttl, now);
+        assert!(store.take(b"x", now).is_some());
+        store.put(b"x", b(3), ttl, now);
+        store.put(b"z", b(4), ttl, now);
+        store.put(b"w", b(5), ttl, now);
+        assert!(store.get(b"y", now).is_none(), "y is the oldest live one");
+        for (k, v) in [(&b"x"[..], 3), (b"z", 4), (b"w", 5)] {
+            assert_eq!(store.get(k, now).as_deref().map(|v| v.as_slice()), Some(&[v][..]));
+        }
     }
 
     #[test]
