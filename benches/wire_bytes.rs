@@ -20,8 +20,8 @@
 //!
 //! `cargo bench --bench wire_bytes`
 
-use coaps_bench_support::alloc::thread_allocations as allocations;
 use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use coaps_bench_support::alloc::thread_allocations as allocations;
 use coaps_bench_support::{CountingAlloc, Mode, Outcome, ossl, ours};
 use coaps_dtls::CipherSuite;
 

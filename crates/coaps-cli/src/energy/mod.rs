@@ -253,7 +253,9 @@ pub fn timer_sweep(rtt: Duration) -> Vec<SweepPoint> {
         for timers in [Timers::Rfc6347, Timers::Link(coaps_dtls::LinkProfile::NbIot)] {
             for loss in SWEEP_LOSSES {
                 let mut done: Vec<Transcript> = (0..LOSSY_SEEDS)
-                    .filter_map(|seed| run::run_handshake(mode, Link { rtt, loss: f64::from(loss) / 100.0, seed }, timers).ok())
+                    .filter_map(|seed| {
+                        run::run_handshake(mode, Link { rtt, loss: f64::from(loss) / 100.0, seed }, timers).ok()
+                    })
                     .collect();
                 done.sort_by_key(|t| t.completion);
                 let median_s = done.get(done.len() / 2).map_or(f64::NAN, |t| round(t.completion.as_secs_f64(), 3));

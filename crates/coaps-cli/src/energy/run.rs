@@ -15,6 +15,7 @@
 //! lossless run carries the bench's bytes. `crates/coaps-cli/tests/energy.rs` checks that
 //! against the bench's own harness.
 
+use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::cert::{self, WebPkiVerifier};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
@@ -22,7 +23,6 @@ use coaps_dtls::{
     CertifiedKey, CipherSuite, ClientConfig, CommonConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, LinkProfile,
     PeerVerifier, Psk, ServerConfig, Session, StaticPsks, suites,
 };
-use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_sim::{Network, SimConfig, Simulation};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -717,8 +717,9 @@ mod tests {
     #[test]
     fn loss_costs_retransmissions_and_time() {
         let link = |seed| Link { rtt: Duration::from_millis(100), loss: 0.3, seed };
-        let lossy =
-            (0..16).filter_map(|seed| run_handshake(Mode::Dtls12Psk, link(seed), Timers::Rfc6347).ok()).collect::<Vec<_>>();
+        let lossy = (0..16)
+            .filter_map(|seed| run_handshake(Mode::Dtls12Psk, link(seed), Timers::Rfc6347).ok())
+            .collect::<Vec<_>>();
         assert!(lossy.len() >= 12, "most handshakes complete at 30 % loss: {}", lossy.len());
         assert!(lossy.iter().any(|t| t.retransmissions > 0 && t.completion > Duration::from_secs(1)));
         assert!(lossy.iter().all(|t| t.up.len() >= 3 && t.received.len() <= t.down.len()));
