@@ -12,8 +12,15 @@
 //! flights (the server's NewSessionTicket and ACK, the client's ACK) count in the flights and
 //! bytes but not in RT.
 //!
+//! A last table counts what `coaps energy` charges a battery device for: each mode's handshake,
+//! then one 32-byte CoAP GET and its answer (for 0-RTT, the GET as early data and the answer as
+//! 0.5-RTT data), until nothing moves; aRT = server flights the client had received when it had
+//! the answer. `crates/coaps-cli/tests/energy.rs` checks `coaps energy --json` against the same
+//! harness.
+//!
 //! `cargo bench --bench wire_bytes`
 
+use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_bench_support::alloc::thread_allocations as allocations;
 use coaps_bench_support::{CountingAlloc, Mode, Outcome, ossl, ours};
 use coaps_dtls::CipherSuite;
@@ -158,6 +165,78 @@ fn first_application_byte() {
     println!("(for 0-RTT requests as 0.5-RTT data, right after the server's Finished, RFC 8446 §2.3).");
 }
 
+/// `coaps energy`'s request and answer (`coaps_cli::energy::run::{request, answer}`): a
+/// confirmable GET of /sensors/temperature with an 8-byte token (32 bytes), and its
+/// piggybacked 2.05 Content, text/plain "21.5 C".
+fn reading() -> (Vec<u8>, Vec<u8>) {
+    let token = vec![0x5e, 0x17, 0xa3, 0x09, 0xc4, 0x2b, 0x71, 0xd8];
+    let mut req = Packet::new();
+    req.header.set_type(MessageType::Confirmable);
+    req.header.code = MessageClass::Request(RequestType::Get);
+    req.header.message_id = 0x7d01;
+    req.set_token(token.clone());
+    req.add_option(CoapOption::UriPath, b"sensors".to_vec());
+    req.add_option(CoapOption::UriPath, b"temperature".to_vec());
+    let mut ans = Packet::new();
+    ans.header.set_type(MessageType::Acknowledgement);
+    ans.header.code = MessageClass::Response(ResponseType::Content);
+    ans.header.message_id = 0x7d01;
+    ans.set_token(token);
+    ans.set_content_format(ContentFormat::TextPlain);
+    ans.payload = b"21.5 C".to_vec();
+    (req.to_bytes().expect("request"), ans.to_bytes().expect("answer"))
+}
+
+/// `coaps energy`'s rows: handshake + one CoAP GET + its answer, per mode.
+fn wake_ups() {
+    let (req, ans) = reading();
+    println!(
+        "Handshake + one {}-byte CoAP GET + its {}-byte answer (coaps energy's rows; CCM_8, cookie exchange on, in memory, no loss)",
+        req.len(),
+        ans.len()
+    );
+    println!();
+    println!("| {:<22} | c→s dg / B  | s→c dg / B  | dg  | bytes | RT | aRT |", "mode");
+    println!("|{:-<24}|{:-<13}|{:-<13}|{:-<5}|{:-<7}|{:-<4}|{:-<5}|", "", "", "", "", "", "", "");
+    let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
+    let early_data = |c: &mut coaps_dtls::ServerConfig| c.early_data = Some(coaps_dtls::EarlyDataConfig::default());
+    let rows: [(&str, ours::Harness, bool, bool); 8] = [
+        ("dtls1.2-psk", ours::Harness::new(Mode::PskCcm8), false, false),
+        ("dtls1.2-psk-nocookie", ours::Harness::with(Mode::PskCcm8, |c| c.cookie = None), false, false),
+        ("dtls1.2-ecdhe-ecdsa", ours::Harness::new(Mode::EcdsaCcm8), false, false),
+        ("dtls1.2-resumption", ours::Harness::new(Mode::PskCcm8), true, false),
+        ("dtls1.3-cert", ours::Harness::with13(Mode::EcdsaCcm8, ccm8, |_| {}), false, false),
+        ("dtls1.3-psk", ours::Harness::with13(Mode::PskCcm8, ccm8, |_| {}), false, false),
+        (
+            "dtls1.3-resumption",
+            ours::Harness::with13(Mode::PskCcm8, ccm8, |c| c.skip_cookie_on_resumption = true),
+            true,
+            false,
+        ),
+        ("dtls1.3-0rtt", ours::Harness::with13(Mode::PskCcm8, ccm8, early_data), true, true),
+    ];
+    for (label, mut h, resume, early) in rows {
+        if resume {
+            h.prime_session();
+        }
+        h.exchange(resume, early, &req, &ans);
+        let w = h.exchange(resume, early, &req, &ans).wire;
+        println!(
+            "| {label:<22} | {:>3} / {:>5} | {:>3} / {:>5} | {:>3} | {:>5} | {:>2} | {:>3} |",
+            w.c2s_datagrams,
+            w.c2s_bytes,
+            w.s2c_datagrams,
+            w.s2c_bytes,
+            w.datagrams(),
+            w.bytes(),
+            w.round_trips,
+            w.answer_round_trips
+        );
+    }
+    println!();
+    println!("RT = round trips until connected; aRT = until the client has the answer.");
+}
+
 fn main() {
     header("Bytes on the wire per DTLS 1.2 handshake (UDP payloads; MTU 1152; in memory, no loss)");
     for cookies in [true, false] {
@@ -195,4 +274,6 @@ fn main() {
     println!("flights = client / server flights; RT = round trips until the client is connected.");
     println!();
     dtls13();
+    println!();
+    wake_ups();
 }

@@ -115,6 +115,10 @@ pub struct Wire {
     /// had received when it reported `Connected` (a round trip = client flight + server
     /// flight). Set by the harness.
     pub round_trips: usize,
+    /// With a request after the handshake ([`ours::Harness::exchange`]): server flights the
+    /// client had received when it had the answer (the answer's datagram counts with the
+    /// flight it leaves with). 0 without one. Set by the harness.
+    pub answer_round_trips: usize,
     last_c2s: Option<bool>,
 }
 

@@ -210,18 +210,51 @@ impl Harness {
     /// `request` as early data.
     pub fn handshake_early(&mut self, request: &[u8]) -> Outcome {
         let session = self.session.clone().expect("prime_session first");
-        let (outcome, newest) = self.run_with(Some(session), Some(request));
+        let (outcome, newest) = self.run_with(Some(session), Some(request), None);
         assert!(outcome.resumed, "0-RTT needs a resumption");
         // A ticket that carried accepted early data is single-use (RFC 8446 §8.1).
         self.session = Some(newest.expect("a new ticket"));
         outcome
     }
 
-    fn run(&mut self, resume: Option<Session>) -> (Outcome, Option<Session>) {
-        self.run_with(resume, None)
+    /// One handshake (a full one, or with `resume` a resumption of the
+    /// [`Harness::prime_session`] session) from a new client, followed by one request and its
+    /// answer, the way a battery device spends a wake-up (`coaps energy`'s rows): the client
+    /// sends `request` as soon as it is connected, or with `early` as 0-RTT early data beside
+    /// its ClientHello (DTLS 1.3; the server must allow it, and `resume` must be set); the
+    /// server answers every delivery of `request` with `answer` as soon as it has it (after a
+    /// 0-RTT request as 0.5-RTT data, RFC 8446 §2.3). Counted like [`Harness::handshake`]:
+    /// every datagram until none moves; [`Wire::answer_round_trips`] tells when the client had
+    /// the answer.
+    ///
+    /// # Panics
+    /// If the handshake does not complete, the resumption is not as asked, or the client never
+    /// gets the answer.
+    pub fn exchange(&mut self, resume: bool, early: bool, request: &[u8], answer: &[u8]) -> Outcome {
+        assert!(resume || !early, "0-RTT needs a resumption");
+        let session = if resume { Some(self.session.clone().expect("prime_session first")) } else { None };
+        let (outcome, newest) = self.run_with(session, early.then_some(request), Some((request, answer)));
+        assert_eq!(outcome.resumed, resume, "resumption not as asked");
+        if resume && let Some(newest) = newest {
+            // The newest ticket, as in `handshake`; after accepted early data the old one is
+            // single-use anyway (RFC 8446 §8.1).
+            self.session = Some(newest);
+        }
+        outcome
     }
 
-    fn run_with(&mut self, resume: Option<Session>, early: Option<&[u8]>) -> (Outcome, Option<Session>) {
+    fn run(&mut self, resume: Option<Session>) -> (Outcome, Option<Session>) {
+        self.run_with(resume, None, None)
+    }
+
+    /// `early`: 0-RTT data beside the ClientHello. `exchange`: (request, answer) as in
+    /// [`Harness::exchange`] (an early request is `early` as well).
+    fn run_with(
+        &mut self,
+        resume: Option<Session>,
+        early: Option<&[u8]>,
+        exchange: Option<(&[u8], &[u8])>,
+    ) -> (Outcome, Option<Session>) {
         self.counter += 1;
         let now = self.now;
         let client_addr = self.client_addr();
@@ -233,6 +266,9 @@ impl Harness {
         }
         .expect("connect");
         let mut early_delivered = false;
+        // The request still has to go once connected: no 0-RTT, or the server rejected it.
+        let mut request_pending = exchange.is_some() && early.is_none();
+        let mut answered = false;
 
         let mut wire = Wire::default();
         let (mut client_done, mut server_done) = (None, None);
@@ -243,19 +279,43 @@ impl Harness {
                 self.server.handle_datagram(now, client_addr, &t.payload);
                 moved = true;
             }
+            // The server's events before its datagrams go, so an answer leaves with the flight
+            // it follows (as a server that answers from its event loop does).
+            while let Some((peer, ev)) = self.server.poll_event() {
+                match ev {
+                    Event::Connected { resumed, .. } => server_done = server_done.or(Some(resumed)),
+                    Event::EarlyData(d) => {
+                        early_delivered |= early == Some(&d[..]);
+                        answer_request(&mut self.server, peer, &d, exchange);
+                    }
+                    Event::ApplicationData(d) => answer_request(&mut self.server, peer, &d, exchange),
+                    Event::Closed(reason) => panic!("server: {peer} closed: {reason:?}"),
+                    _ => {}
+                }
+            }
             while let Some(t) = self.server.poll_transmit() {
                 wire.s2c(t.payload.len());
                 client.handle_datagram(now, SERVER, &t.payload);
                 moved = true;
             }
-            server_done = server_done.or_else(|| connected(&mut self.server, early, &mut early_delivered));
-            if client_done.is_none() {
-                client_done = connected(&mut client, None, &mut early_delivered);
-                if client_done.is_some() {
-                    wire.round_trips = wire.s2c_flights;
+            while let Some((peer, ev)) = client.poll_event() {
+                match ev {
+                    Event::Connected { resumed, .. } if client_done.is_none() => {
+                        client_done = Some(resumed);
+                        wire.round_trips = wire.s2c_flights;
+                        if request_pending && let Some((request, _)) = exchange {
+                            client.send(peer, request).expect("send the request");
+                            request_pending = false;
+                        }
+                    }
+                    Event::EarlyDataRejected => request_pending = exchange.is_some(),
+                    Event::ApplicationData(d) if !answered && exchange.is_some_and(|(_, a)| d == a) => {
+                        answered = true;
+                        wire.answer_round_trips = wire.s2c_flights;
+                    }
+                    Event::Closed(reason) => panic!("client: {peer} closed: {reason:?}"),
+                    _ => {}
                 }
-            } else {
-                connected(&mut client, None, &mut early_delivered);
             }
             if !moved {
                 break;
@@ -274,6 +334,7 @@ impl Harness {
             );
         };
         assert_eq!(early_delivered, early.is_some(), "early data delivered as such");
+        assert_eq!(answered, exchange.is_some(), "the client got the answer");
         let session = client.connection(&SERVER).and_then(|c| c.session().cloned());
         if !self.keep {
             // Forget the association (no close_notify: that is not handshake work) so the
@@ -394,19 +455,13 @@ impl Harness {
     }
 }
 
-/// `Some(resumed)` once the endpoint reported `Connected`; panics on `Closed`. Sets
-/// `early_delivered` when the endpoint delivers `early` as 0-RTT data.
-fn connected(ep: &mut Endpoint, early: Option<&[u8]>, early_delivered: &mut bool) -> Option<bool> {
-    let mut done = None;
-    while let Some((peer, ev)) = ep.poll_event() {
-        match ev {
-            Event::Connected { resumed, .. } => done = Some(resumed),
-            Event::EarlyData(d) if early == Some(&d[..]) => *early_delivered = true,
-            Event::Closed(reason) => panic!("{peer} closed: {reason:?}"),
-            _ => {}
-        }
+/// The server's side of [`Harness::exchange`]: `answer` to every delivery of `request`.
+fn answer_request(server: &mut Endpoint, peer: SocketAddr, data: &[u8], exchange: Option<(&[u8], &[u8])>) {
+    if let Some((request, answer)) = exchange
+        && data == request
+    {
+        server.send(peer, answer).expect("answer");
     }
-    done
 }
 
 /// The first datagram a DTLS 1.3 client sends in `mode` with `suite` (see [`configs13`]): a

@@ -502,7 +502,8 @@ fn mah(s: &str) -> Result<u32, String> {
                         Radios: nrf9160-lte-m (230 mA TX / 46 mA RX, 375/300 kb/s, RTT 150 ms), \
                         nb-iot (230/46 mA, 62.5/60 kb/s, RTT 1000 ms), 802.15.4 (24/20 mA, 250 kb/s, 6LoWPAN, \
                         RTT 40 ms), esp32-wifi (180/100 mA, 65 Mb/s, RTT 10 ms).\n\
-                        Radio-on time = wait until connected (simulated RTTs and timers) + TX and RX airtime; \
+                        Each row is one wake-up: the handshake, one 32-byte CoAP GET (0-RTT: beside the ClientHello) \
+                        and its answer. Radio-on time = wait until the answer (simulated RTTs and timers) + TX and RX airtime; \
                         energy = TX current x TX airtime + RX current x the rest. Sources and limits: README.")]
 pub struct EnergyArgs {
     /// Radio model (repeatable; default: all): nrf9160-lte-m, nb-iot, 802.15.4, esp32-wifi.
@@ -514,7 +515,8 @@ pub struct EnergyArgs {
     /// Datagram loss each way, percent (0 to 90). Above 0 every row runs 32 seeds.
     #[arg(long, value_name = "PERCENT", default_value = "0", allow_negative_numbers = true, value_parser = loss_percent)]
     pub loss: f64,
-    /// Reconnects (handshakes) per day, for the battery figures (1 to 1000000).
+    /// Reconnects (wake-ups: handshake, request, answer) per day, for the battery figures (1 to
+    /// 1000000).
     #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true, value_parser = per_day)]
     pub reconnects_per_day: u32,
     /// Battery capacity in mAh (1 to 1000000).

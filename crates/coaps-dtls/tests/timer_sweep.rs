@@ -1,8 +1,9 @@
 //! Issue 11's simulator sweep, on a few seeds (`examples/timer_sweep.rs` prints the full
 //! table): at RTT {50 ms, 500 ms, 1.5 s, 3 s} × loss {0, 10, 30 %}, the tuned timers (`auto`
 //! and the matching long-delay profile) never complete fewer handshakes than the RFC 6347
-//! timers, and from 500 ms on they send no more spurious datagrams; where the RFC's 1 s is
-//! shorter than the RTT (1.5 s, 3 s) they send strictly fewer.
+//! timers, and from 500 ms on they send fewer spurious datagrams (summed over the losses);
+//! where the RFC's 1 s is shorter than the RTT (1.5 s, 3 s) also no more at every loss, and
+//! strictly fewer without loss.
 
 use coaps_dtls::DtlsVersion;
 use coaps_test_support::sweep::{self, Cell, Timers};
@@ -54,14 +55,12 @@ fn check(version: DtlsVersion) {
             let what = format!(
                 "{version:?} {profile} at {rtt:?}: {tuned} spurious datagrams over all losses, RFC {rfc_total}"
             );
-            if rtt > Duration::from_secs(1) {
-                assert!(tuned < rfc_total, "{what}");
-            } else {
-                // At 500 ms the RFC's 1 s never fires before an answer could come; what the
-                // definition still counts are timers firing right after a peer-triggered resend
-                // of the same flight, which longer timers make no more frequent.
-                assert!(tuned <= rfc_total, "{what}");
-            }
+            // Issue 11: fewer spurious datagrams at RTT >= 500 ms. At 500 ms the RFC's 1 s never
+            // fires before a first answer could come; what the definition counts there are
+            // timers firing within an RTT of a peer-triggered resend of the same flight under
+            // loss, which the tuned timers' longer intervals make rarer (40 seeds: RFC 0.61
+            // per 1.2 handshake over the three losses, auto 0.33, lte-m 0.43).
+            assert!(tuned < rfc_total, "{what}");
         }
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Every [`Mode`] runs in-process between this engine's client and server over the
 //! deterministic simulator ([`coaps_sim`]) with the RTT and loss asked for ([`run`]); every
-//! datagram is counted where it is sent. A [`Radio`] model ([`radio`], where its numbers and
+//! datagram is counted where it is sent. Each row is one wake-up of a battery device: the
+//! handshake, one 32-byte CoAP GET ([`run::request`], the same in every mode) and its answer,
+//! until the device has the answer: so 0-RTT, which sends the request beside its ClientHello,
+//! saves the request's round trip that every other mode pays after its handshake. A [`Radio`] model ([`radio`], where its numbers and
 //! their sources are) turns the transcript into radio-on time and charge, and the charge into
 //! handshakes per battery and the battery's share spent on reconnects ([`Row`]).
 //!
@@ -22,7 +25,8 @@
 //!
 //! let params = Params { rtt: None, loss: 0.0, reconnects_per_day: 100, battery_mah: 2000.0 };
 //! let row = energy::row(radio::NRF9160_LTE_M, Mode::Dtls13Psk, &params).unwrap();
-//! assert_eq!(row.round_trips, 2); // HelloRetryRequest, then the handshake proper
+//! assert_eq!(row.handshake_round_trips, 2); // HelloRetryRequest, then the handshake proper
+//! assert_eq!(row.round_trips, 3); // then the request and its answer
 //! assert!(row.energy_uah > 0.0);
 //! ```
 
@@ -85,33 +89,47 @@ pub struct Row {
     pub bytes_up: usize,
     /// UDP payload bytes the server sent.
     pub bytes_down: usize,
-    /// Round trips until the client was connected.
+    /// Round trips until the client had the answer to its request (the handshake's, plus the
+    /// request's own unless it went as 0-RTT early data).
     pub round_trips: usize,
+    /// Round trips until the client was connected (the `wire_bytes` bench's RT).
+    pub handshake_round_trips: usize,
     /// Flight retransmissions, both sides.
     pub retransmissions: u64,
+    /// Times the client sent the CoAP request again (no answer within its ACK_TIMEOUT).
+    pub request_retransmissions: u64,
+    /// CoAP bytes of the request (the same in every mode).
+    pub request_bytes: usize,
+    /// CoAP bytes of the answer.
+    pub answer_bytes: usize,
+    /// The server took the request as 0-RTT early data.
+    pub request_early: bool,
     /// Time from the client's first datagram to `Connected`, ms.
     pub completion_ms: f64,
+    /// Time from the client's first datagram until it had the answer, ms: the wait the radio
+    /// is charged for.
+    pub answer_at_ms: f64,
     /// Transmit airtime, ms.
     pub tx_ms: f64,
     /// Receive airtime, ms.
     pub rx_ms: f64,
-    /// Radio-on time: waiting until connected + TX + RX airtime, ms.
+    /// Radio-on time: waiting until the answer + TX + RX airtime, ms.
     pub radio_ms: f64,
-    /// Charge of the handshake, µAh.
+    /// Charge of the wake-up (handshake, request, answer), µAh.
     pub energy_uah: f64,
     /// Mean charge over the completed seeds, µAh (equals `energy_uah` without loss).
     pub energy_uah_mean: f64,
-    /// Handshakes a full battery pays for (radio only).
+    /// Wake-ups (handshake, request, answer) a full battery pays for (radio only).
     pub handshakes_per_battery: f64,
     /// Reconnects per day the battery figures assume.
     pub reconnects_per_day: u32,
     /// Battery capacity the figures assume, mAh.
     pub battery_mah: f64,
-    /// Charge spent on handshakes per day, mAh.
+    /// Charge spent on the wake-ups per day, mAh.
     pub mah_per_day: f64,
-    /// Share of the battery spent on handshakes per year, percent.
+    /// Share of the battery spent on the wake-ups per year, percent.
     pub battery_percent_per_year: f64,
-    /// Days the battery would last on handshakes alone.
+    /// Days the battery would last on the wake-ups alone.
     pub battery_days: f64,
 }
 
@@ -138,14 +156,16 @@ pub fn charge(radio: &Radio, t: &Transcript) -> (Duration, Duration, Duration, f
         rx += receive;
         tx += acks;
     }
-    let on = t.completion + tx + rx;
+    // The device listens until it has the answer (until connected for a handshake alone).
+    let wait = t.answered.unwrap_or(t.completion);
+    let on = wait + tx + rx;
     // mA × s = mAs; 1 µAh = 3.6 mAs.
-    let mas = radio.tx_ma * tx.as_secs_f64() + radio.rx_ma * (rx + t.completion).as_secs_f64();
+    let mas = radio.tx_ma * tx.as_secs_f64() + radio.rx_ma * (rx + wait).as_secs_f64();
     (tx, rx, on, mas / 3.6)
 }
 
-/// The row of `mode` on `radio`: runs the handshake (over [`LOSSY_SEEDS`] seeds with loss)
-/// and applies the radio model. `Err` when no seed completed.
+/// The row of `mode` on `radio`: runs the handshake, the request and its answer (over
+/// [`LOSSY_SEEDS`] seeds with loss) and applies the radio model. `Err` when no seed completed.
 pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
     let rtt = p.rtt.unwrap_or(radio.typical_rtt);
     let seeds = if p.loss > 0.0 { LOSSY_SEEDS } else { 1 };
@@ -180,9 +200,15 @@ pub fn row(radio: Radio, mode: Mode, p: &Params) -> Result<Row, run::Failed> {
         datagrams_down: t.down.len(),
         bytes_up: t.up.iter().sum(),
         bytes_down: t.down.iter().sum(),
-        round_trips: t.round_trips,
+        round_trips: t.answer_round_trips.unwrap_or(t.round_trips),
+        handshake_round_trips: t.round_trips,
         retransmissions: t.retransmissions,
+        request_retransmissions: t.request_retransmissions,
+        request_bytes: t.request_bytes,
+        answer_bytes: t.answer_bytes,
+        request_early: t.early_data_accepted,
         completion_ms: round(ms(t.completion), 3),
+        answer_at_ms: round(ms(t.answered.unwrap_or(t.completion)), 3),
         tx_ms: round(ms(tx), 3),
         rx_ms: round(ms(rx), 3),
         radio_ms: round(ms(on), 3),
@@ -227,7 +253,9 @@ pub fn timer_sweep(rtt: Duration) -> Vec<SweepPoint> {
         for timers in [Timers::Rfc6347, Timers::Link(coaps_dtls::LinkProfile::NbIot)] {
             for loss in SWEEP_LOSSES {
                 let mut done: Vec<Transcript> = (0..LOSSY_SEEDS)
-                    .filter_map(|seed| run::run(mode, Link { rtt, loss: f64::from(loss) / 100.0, seed }, timers).ok())
+                    .filter_map(|seed| {
+                        run::run_handshake(mode, Link { rtt, loss: f64::from(loss) / 100.0, seed }, timers).ok()
+                    })
                     .collect();
                 done.sort_by_key(|t| t.completion);
                 let median_s = done.get(done.len() / 2).map_or(f64::NAN, |t| round(t.completion.as_secs_f64(), 3));
@@ -347,7 +375,7 @@ pub fn table(radios: &[Radio], rows: &[Row], p: &Params) -> String {
         s.push('\n');
         let _ = writeln!(
             s,
-            "| mode                 | dg up/down | bytes up/down | RT | retx | radio ms | energy µAh | handshakes/battery | % battery/year at {}/day |",
+            "| mode                 | dg up/down | bytes up/down | RT | retx | radio ms | energy µAh | wake-ups/battery   | % battery/year at {}/day |",
             p.reconnects_per_day
         );
         s.push_str("|----------------------|------------|---------------|----|------|----------|------------|--------------------|------------------------|\n");
@@ -369,6 +397,14 @@ pub fn table(radios: &[Radio], rows: &[Row], p: &Params) -> String {
             );
         }
         s.push('\n');
+    }
+    if let Some(r) = rows.first() {
+        let _ = writeln!(
+            s,
+            "Each row: the handshake, then one {}-byte CoAP GET and its {}-byte answer (0-RTT: the GET beside the \
+             ClientHello); RT and radio ms until the device has the answer.",
+            r.request_bytes, r.answer_bytes
+        );
     }
     let _ = writeln!(
         s,

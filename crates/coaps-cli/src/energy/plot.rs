@@ -1,8 +1,9 @@
 //! `--out DIR`: the report as SVG plots (with `plotters`' SVG backend), each beside the JSON
 //! of the numbers it shows.
 //!
-//! * `energy.svg`: energy per handshake, one bar chart per radio, every bar labelled with its
-//!   µAh as in the table (`energy.json`, the same rows as `--json`).
+//! * `energy.svg`: energy per wake-up (handshake, one CoAP request, its answer), one bar chart
+//!   per radio, every bar labelled with its µAh as in the table (`energy.json`, the same rows
+//!   as `--json`).
 //! * `timers.svg`: median handshake completion time against loss, RFC 6347 timers against
 //!   the `nb-iot` link profile, one panel per swept mode, every point labelled with its seconds and the
 //!   seeds that completed (`timers.json`).
@@ -63,8 +64,10 @@ fn energy_panel(
 ) -> PlotResult<()> {
     let top = rows.iter().map(|r| r.energy_uah).fold(0.0, f64::max).max(1e-3) * 1.2;
     let first = rows.first().ok_or("no rows")?;
-    let caption =
-        format!("{radio}: energy per handshake (µAh), RTT {} ms, loss {} %", first.rtt_ms, first.loss_percent);
+    let caption = format!(
+        "{radio}: energy per wake-up (handshake + request + answer, µAh), RTT {} ms, loss {} %",
+        first.rtt_ms, first.loss_percent
+    );
     let mut chart = ChartBuilder::on(panel)
         .caption(caption, ("sans-serif", 18))
         .margin(12)

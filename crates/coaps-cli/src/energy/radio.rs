@@ -3,8 +3,9 @@
 //!
 //! # The model
 //!
-//! The radio of the device (the DTLS client) is on from its first datagram until it is
-//! connected, and:
+//! The radio of the device (the DTLS client) is on from its first datagram until it has the
+//! answer to its one CoAP request (the handshake, then the request, then the answer: one
+//! wake-up), and:
 //!
 //! * **transmits** for the airtime of every datagram it sends (retransmissions included):
 //!   frames × fixed per-frame time + (UDP payload + header + per-frame overhead) × 8 / uplink
@@ -14,13 +15,12 @@
 //!   charged to the other direction: a received frame costs an ACK transmission, a sent one an
 //!   ACK reception);
 //! * **waits**, listening at the RX current, for the time the simulator's clock advanced from
-//!   its first datagram to its `Connected` event: propagation (the RTT given) and, under loss,
+//!   its first datagram until it had the answer: propagation (the RTT given) and, under loss,
 //!   the retransmission timers. The simulator does not model airtime, so it is added on top.
 //!
 //! `radio_ms` = wait + TX + RX airtime; energy = TX current × TX airtime + RX current × (RX
-//! airtime + wait). Datagrams after `Connected` (DTLS 1.3's NewSessionTicket and ACKs)
-//! count with their airtime but add no wait: they arrive while the device waits for the
-//! answer to its first request, which every mode waits for alike.
+//! airtime + wait). Datagrams after the answer (DTLS 1.3's ACK of the NewSessionTicket, and the
+//! ticket itself when it comes later) count with their airtime but add no wait.
 //!
 //! Not modelled (they are the same for every mode, or depend on the network operator): the
 //! cellular attach / RRC connection set-up before the first datagram and the RRC inactivity

@@ -2,12 +2,20 @@
 //! [`Endpoint`] over a [`coaps_sim`] network with the given one-way delay and loss, and every
 //! datagram is counted where it is sent.
 //!
+//! A row's run is what a battery device does when it wakes ([`run`]): the handshake, then one
+//! CoAP request ([`request`], the same bytes in every mode) and the server's answer
+//! ([`answer`]), until the client has the answer. The 1-RTT modes send the request once
+//! connected; the 0-RTT mode sends it as early data beside its ClientHello and the server
+//! answers it as 0.5-RTT data right behind its Finished (RFC 8446 §2.3). [`run_handshake`] runs
+//! the handshake alone (the timer sweep).
+//!
 //! The configurations are the ones of the `wire_bytes` bench (`benches/support/src/ours.rs`):
 //! one CCM_8 suite (RFC 7925's mandatory one), the engine's defaults otherwise (cookie exchange
 //! on, session store on, MTU 1152), the same test certificates, PSK and server name, so a
 //! lossless run carries the bench's bytes. `crates/coaps-cli/tests/energy.rs` checks that
 //! against the bench's own harness.
 
+use coap_lite::{CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::cert::{self, WebPkiVerifier};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::crypto::rustcrypto::EcdsaP256SigningKey;
@@ -49,9 +57,39 @@ pub enum Mode {
     Dtls13ZeroRtt,
 }
 
-/// The size of the 0-RTT request: the 32-byte request of the `wire_bytes` bench (a small
-/// CoAP GET fits).
-pub const EARLY_REQUEST_LEN: usize = 32;
+/// The request of every row: a confirmable CoAP GET of `/sensors/temperature` with an 8-byte
+/// token (RFC 7252 §3), 32 bytes. GET because a request in 0-RTT early data can be replayed,
+/// so it must be safe and idempotent (RFC 8470 §2.1, RFC 8446 §8); the same bytes go in every
+/// mode, so the modes differ only in their handshakes.
+pub fn request() -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Get);
+    p.header.message_id = 0x7d01;
+    p.set_token(TOKEN.to_vec());
+    p.add_option(CoapOption::UriPath, b"sensors".to_vec());
+    p.add_option(CoapOption::UriPath, b"temperature".to_vec());
+    p.to_bytes().expect("a valid CoAP message")
+}
+
+/// The server's answer to [`request`]: the piggybacked ACK, 2.05 Content, text/plain, a
+/// 6-byte reading (RFC 7252 §5.2.1).
+pub fn answer() -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Acknowledgement);
+    p.header.code = MessageClass::Response(ResponseType::Content);
+    p.header.message_id = 0x7d01;
+    p.set_token(TOKEN.to_vec());
+    p.set_content_format(ContentFormat::TextPlain);
+    p.payload = b"21.5 C".to_vec();
+    p.to_bytes().expect("a valid CoAP message")
+}
+
+const TOKEN: [u8; 8] = [0x5e, 0x17, 0xa3, 0x09, 0xc4, 0x2b, 0x71, 0xd8];
+
+/// RFC 7252 §4.8's MAX_RETRANSMIT: how often the client sends the request again when no answer
+/// comes within its ACK_TIMEOUT (doubling each time).
+const MAX_RETRANSMIT: u32 = 4;
 
 impl Mode {
     /// Every mode, in the report's order.
@@ -155,19 +193,32 @@ pub struct Transcript {
     /// Sizes of the datagrams the client received (`down` less those lost).
     pub received: Vec<usize>,
     /// Round trips the client waited through until it was connected: the times a datagram
-    /// reached it after it had sent since the last one (lossless: the server flights it had
-    /// received when connected, the `wire_bytes` bench's RT).
+    /// reached it after it had sent (at an earlier instant) since the last one (lossless: the
+    /// server flights it had received when connected, the `wire_bytes` bench's RT).
     pub round_trips: usize,
+    /// Round trips, counted the same way, until the client had the answer to its request
+    /// (`None` for [`run_handshake`]); lossless: the bench's `answer_round_trips`.
+    pub answer_round_trips: Option<usize>,
     /// Flight retransmissions of both sides (the engines' `Stats::retransmissions`).
     pub retransmissions: u64,
+    /// Times the client sent the CoAP request again (RFC 7252 §4.2) because no answer came
+    /// within its ACK_TIMEOUT.
+    pub request_retransmissions: u64,
     /// From the client's first datagram until it reported `Connected`.
     pub completion: Duration,
+    /// From the client's first datagram until it had the answer to its request (`None` for
+    /// [`run_handshake`]).
+    pub answered: Option<Duration>,
     /// From the client's first datagram until the last datagram it sent or received.
     pub active: Duration,
     /// The session was resumed (resumption modes).
     pub resumed: bool,
     /// The server delivered the request as 0-RTT early data (the 0-RTT mode).
     pub early_data_accepted: bool,
+    /// CoAP message bytes of the request and of the answer (0 for [`run_handshake`]).
+    pub request_bytes: usize,
+    /// See `request_bytes`.
+    pub answer_bytes: usize,
 }
 
 /// A failed run: the handshake gave up or the simulation hit its bound.
@@ -247,6 +298,38 @@ pub fn configs(mode: Mode, timers: Timers, rtt: Duration) -> (Arc<ServerConfig>,
     (Arc::new(server), Arc::new(client))
 }
 
+/// The CoAP exchange after the handshake, from one side's view.
+struct Exchange {
+    request: Vec<u8>,
+    answer: Vec<u8>,
+    /// Client: the request still has to be sent once connected (a 1-RTT mode, or the server
+    /// did not take the 0-RTT data).
+    pending: bool,
+    /// Client: when it had the answer, and the round trips by then.
+    answered: Option<(Instant, usize)>,
+    /// Client: RFC 7252 §4.2 retransmission of the confirmable request: when it is due, the
+    /// current timeout (ACK_TIMEOUT, doubling), tries so far.
+    deadline: Option<Instant>,
+    timeout: Duration,
+    tries: u32,
+    retransmissions: u64,
+}
+
+impl Exchange {
+    fn new(pending: bool, ack_timeout: Duration) -> Self {
+        Self {
+            request: request(),
+            answer: answer(),
+            pending,
+            answered: None,
+            deadline: None,
+            timeout: ack_timeout,
+            tries: 0,
+            retransmissions: 0,
+        }
+    }
+}
+
 /// One side, counting what it sends and receives.
 struct Side {
     addr: SocketAddr,
@@ -254,6 +337,7 @@ struct Side {
     sent: Vec<usize>,
     received: Vec<usize>,
     first_sent: Option<Instant>,
+    last_sent: Option<Instant>,
     last_activity: Option<Instant>,
     awaiting_answer: bool,
     round_trips: usize,
@@ -262,6 +346,7 @@ struct Side {
     resumed: bool,
     early_data: Option<Vec<u8>>,
     closed: Option<String>,
+    exchange: Option<Exchange>,
 }
 
 impl Side {
@@ -272,6 +357,7 @@ impl Side {
             sent: Vec::new(),
             received: Vec::new(),
             first_sent: None,
+            last_sent: None,
             last_activity: None,
             awaiting_answer: false,
             round_trips: 0,
@@ -280,20 +366,75 @@ impl Side {
             resumed: false,
             early_data: None,
             closed: None,
+            exchange: None,
         }
     }
 
     fn drain(&mut self, now: Instant) {
-        while let Some((_, ev)) = self.ep.poll_event() {
+        while let Some((peer, ev)) = self.ep.poll_event() {
             match ev {
                 Event::Connected { resumed, .. } if self.connected.is_none() => {
                     self.connected = Some(now);
                     self.resumed = resumed;
                     self.round_trips_at_connect = self.round_trips;
+                    if let Some(x) = self.exchange.as_mut().filter(|x| x.pending) {
+                        x.pending = false;
+                        x.deadline = Some(now + x.timeout);
+                        if let Err(e) = self.ep.send(peer, &x.request) {
+                            self.closed = Some(format!("sending the request: {e}"));
+                        }
+                    }
                 }
-                Event::EarlyData(d) => self.early_data = Some(d),
+                Event::EarlyDataRejected => {
+                    if let Some(x) = &mut self.exchange {
+                        x.pending = true;
+                    }
+                }
+                Event::EarlyData(d) => {
+                    self.answer_request(peer, &d);
+                    self.early_data = Some(d);
+                }
+                Event::ApplicationData(d) => {
+                    self.answer_request(peer, &d);
+                    if let Some(x) = self.exchange.as_mut().filter(|x| x.answered.is_none() && d == x.answer) {
+                        x.answered = Some((now, self.round_trips));
+                        x.deadline = None;
+                    }
+                }
                 Event::Closed(r) => self.closed = Some(format!("{r:?}")),
                 _ => {}
+            }
+        }
+    }
+
+    /// Server: answers every delivery of the request, as a CoAP server answers a duplicate
+    /// from its deduplication store (RFC 7252 §4.5).
+    fn answer_request(&mut self, peer: SocketAddr, data: &[u8]) {
+        if let Some(x) = self.exchange.as_ref().filter(|x| x.request == data)
+            && let Err(e) = self.ep.send(peer, &x.answer)
+        {
+            self.closed = Some(format!("sending the answer: {e}"));
+        }
+    }
+
+    /// Client: the request's retransmission timer (RFC 7252 §4.2). Before `Connected` a 0-RTT
+    /// request rides the ClientHello's retransmissions, so only the timer moves on.
+    fn coap_timeout(&mut self, now: Instant) {
+        let connected = self.connected.is_some();
+        let Some(x) = self.exchange.as_mut() else { return };
+        let Some(deadline) = x.deadline.filter(|d| *d <= now) else { return };
+        if x.tries >= MAX_RETRANSMIT {
+            x.deadline = None;
+            self.closed = Some(format!("no answer to the request after {} retransmissions", x.tries));
+            return;
+        }
+        x.tries += 1;
+        x.timeout *= 2;
+        x.deadline = Some(deadline.max(now) + x.timeout);
+        if connected {
+            x.retransmissions += 1;
+            if let Err(e) = self.ep.send(SERVER, &x.request) {
+                self.closed = Some(format!("sending the request again: {e}"));
             }
         }
     }
@@ -306,7 +447,9 @@ impl coaps_sim::Endpoint for Side {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
         self.received.push(payload.len());
         self.last_activity = Some(now);
-        if self.awaiting_answer {
+        // A datagram that arrives at the very instant this side sent was already on its way:
+        // the same round trip.
+        if self.awaiting_answer && self.last_sent.is_some_and(|t| t < now) {
             self.round_trips += 1;
             self.awaiting_answer = false;
         }
@@ -314,6 +457,7 @@ impl coaps_sim::Endpoint for Side {
         self.drain(now);
     }
     fn handle_timeout(&mut self, now: Instant) {
+        self.coap_timeout(now);
         self.ep.handle_timeout(now);
         self.drain(now);
     }
@@ -322,12 +466,17 @@ impl coaps_sim::Endpoint for Side {
         let t = self.ep.poll_transmit()?;
         self.sent.push(t.payload.len());
         self.first_sent.get_or_insert(now);
+        self.last_sent = Some(now);
         self.last_activity = Some(now);
         self.awaiting_answer = true;
         Some((t.destination, t.payload))
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        self.ep.poll_timeout()
+        let coap = self.exchange.as_ref().and_then(|x| x.deadline);
+        match (self.ep.poll_timeout(), coap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -335,10 +484,31 @@ fn client_addr(n: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 40_000 + n)
 }
 
-/// Runs `mode` once over `link` with `timers` and returns what crossed the wire. Resumption
-/// modes first run a full handshake on the same network without loss to get the session;
-/// only the resumed handshake is counted.
+/// The CoAP ACK_TIMEOUT the client starts from: with a link profile the one that follows its
+/// RTT estimate ([`coaps_dtls::LinkPolicyFactory::ack_timeout`], as `coaps get --link` uses),
+/// else RFC 7252 §4.8's 2 s. The lower end of the RFC's random range, so runs stay
+/// reproducible.
+pub fn ack_timeout(timers: Timers, rtt: Duration) -> Duration {
+    match timers {
+        Timers::Rfc6347 => Duration::from_secs(2),
+        Timers::Link(profile) => profile.policy().with_rtt_hint(rtt).ack_timeout(SERVER),
+    }
+}
+
+/// Runs `mode` once over `link` with `timers`: the handshake, then the request and its answer
+/// (see the module docs); returns what crossed the wire. Resumption modes first run a full
+/// handshake on the same network without loss to get the session; only the resumed one is
+/// counted. `Err` when the handshake or the request gave up.
 pub fn run(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed> {
+    run_inner(mode, link, timers, true)
+}
+
+/// [`run`] without the request: the handshake alone.
+pub fn run_handshake(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed> {
+    run_inner(mode, link, timers, false)
+}
+
+fn run_inner(mode: Mode, link: Link, timers: Timers, with_request: bool) -> Result<Transcript, Failed> {
     let (mut server_config, client_config) = configs(mode, timers, link.rtt);
     // The model compares retransmission timers: a silent client on a slow lossy link must not
     // die on the server's 15 s half-open lifetime first (as `serve --link` lengthens it).
@@ -354,16 +524,31 @@ pub fn run(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed>
 
     sim.network_mut().set_default_config(quiet.with_loss(link.loss));
     let mut ep = Endpoint::client(SeededRng::from_seed_u64(link.seed ^ 0xc2));
-    let request = [0x42u8; EARLY_REQUEST_LEN];
-    let connected = if mode == Mode::Dtls13ZeroRtt {
-        ep.connect_with_early_data(sim.now(), SERVER, client_config, SERVER_NAME, session, &request)
+    let early = mode == Mode::Dtls13ZeroRtt;
+    let connected = if early {
+        ep.connect_with_early_data(sim.now(), SERVER, client_config, SERVER_NAME, session, &request())
     } else {
         ep.connect(sim.now(), SERVER, client_config, SERVER_NAME, session)
     };
     connected.map_err(|e| Failed(format!("connect: {e}")))?;
     let mut client = Side::new(client_addr(2), ep);
+    if with_request {
+        let mut x = Exchange::new(!early, ack_timeout(timers, link.rtt));
+        if early {
+            // The request leaves now, beside the ClientHello.
+            x.deadline = Some(sim.now() + x.timeout);
+        }
+        client.exchange = Some(x);
+        server.exchange = Some(Exchange::new(false, Duration::ZERO));
+    }
     server.sent.clear();
-    let done = |c: &Side, s: &Side| (c.connected.is_some() && s.connected.is_some()) || c.closed.is_some();
+    let done = |c: &Side, s: &Side| {
+        let finished = match &c.exchange {
+            Some(x) if with_request => x.answered.is_some(),
+            _ => c.connected.is_some(),
+        };
+        (finished && s.connected.is_some()) || c.closed.is_some()
+    };
     sim.run_until(&mut (&mut client, &mut server), |_, (c, s)| done(c, s), RUN_LIMIT, STEP_LIMIT)
         .map_err(|e| Failed(format!("{mode}: {e}")))?;
     if let Some(r) = &client.closed {
@@ -379,17 +564,22 @@ pub fn run(mode: Mode, link: Link, timers: Timers) -> Result<Transcript, Failed>
         return Err(Failed(format!("{mode}: the client never connected")));
     };
     let stats = |ep: &Endpoint, peer| ep.connection(&peer).map_or(0, |c| c.stats().retransmissions);
-    let expected = [0x42u8; EARLY_REQUEST_LEN];
+    let answered = client.exchange.as_ref().and_then(|x| x.answered);
     Ok(Transcript {
         up: client.sent,
         down: server.sent,
         received: client.received,
         round_trips: client.round_trips_at_connect,
+        answer_round_trips: answered.map(|(_, rt)| rt),
         retransmissions: stats(&client.ep, SERVER) + stats(&server.ep, client.addr),
+        request_retransmissions: client.exchange.as_ref().map_or(0, |x| x.retransmissions),
         completion: connected - start,
+        answered: answered.map(|(at, _)| at - start),
         active: last - start,
         resumed: client.resumed && server.resumed,
-        early_data_accepted: server.early_data.as_deref() == Some(&expected[..]),
+        early_data_accepted: early && server.early_data == Some(request()),
+        request_bytes: if with_request { request().len() } else { 0 },
+        answer_bytes: if with_request { answer().len() } else { 0 },
     })
 }
 
@@ -447,14 +637,51 @@ mod tests {
 
     #[test]
     fn lossless_psk_handshake_counts_like_the_flights() {
-        let t = run(Mode::Dtls12Psk, lossless(100), Timers::Rfc6347).unwrap();
+        let t = run_handshake(Mode::Dtls12Psk, lossless(100), Timers::Rfc6347).unwrap();
         // CH1, CH2, CKE+CCS+Finished up; HVR, ServerHello..Done, CCS+Finished down.
         assert_eq!((t.up.len(), t.down.len(), t.round_trips, t.retransmissions), (3, 3, 3, 0));
         assert_eq!(t.received, t.down);
         assert_eq!(t.completion, Duration::from_millis(300));
-        let no_cookie = run(Mode::Dtls12PskNoCookie, lossless(100), Timers::Rfc6347).unwrap();
+        assert_eq!((t.answered, t.answer_round_trips, t.request_bytes), (None, None, 0));
+        let no_cookie = run_handshake(Mode::Dtls12PskNoCookie, lossless(100), Timers::Rfc6347).unwrap();
         assert_eq!((no_cookie.up.len(), no_cookie.down.len(), no_cookie.round_trips), (2, 2, 2));
         assert_eq!(no_cookie.completion, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_request_is_a_32_byte_coap_get_and_the_answer_its_piggybacked_content() {
+        let req = Packet::from_bytes(&request()).unwrap();
+        assert_eq!(request().len(), 32);
+        assert_eq!(req.header.code, MessageClass::Request(RequestType::Get));
+        assert_eq!(req.get_token(), &TOKEN[..]);
+        let ans = Packet::from_bytes(&answer()).unwrap();
+        assert_eq!(ans.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!((ans.header.message_id, ans.get_token()), (req.header.message_id, &TOKEN[..]));
+        assert_eq!(ans.header.code, MessageClass::Response(ResponseType::Content));
+    }
+
+    #[test]
+    fn every_mode_ends_with_the_answer_one_round_trip_after_connecting_except_0_rtt() {
+        for mode in Mode::ALL {
+            let hs = run_handshake(mode, lossless(100), Timers::Rfc6347).unwrap();
+            let t = run(mode, lossless(100), Timers::Rfc6347).unwrap();
+            assert_eq!(t.round_trips, hs.round_trips, "{mode}: the same handshake");
+            let extra = usize::from(mode != Mode::Dtls13ZeroRtt);
+            assert_eq!(t.answer_round_trips, Some(t.round_trips + extra), "{mode}: {t:?}");
+            let rt = t.answer_round_trips.unwrap() as u32;
+            assert_eq!(t.answered, Some(Duration::from_millis(100) * rt), "{mode}: {t:?}");
+            assert_eq!((t.retransmissions, t.request_retransmissions), (0, 0), "{mode}");
+            assert_eq!((t.request_bytes, t.answer_bytes), (32, answer().len()));
+            assert_eq!(t.early_data_accepted, mode == Mode::Dtls13ZeroRtt, "{mode}");
+            // The request and the answer are on the wire: at least their bytes and a record
+            // header each way more than the handshake alone (0-RTT's request was there already).
+            let (up, down) = (t.up.iter().sum::<usize>(), t.down.iter().sum::<usize>());
+            let (hs_up, hs_down) = (hs.up.iter().sum::<usize>(), hs.down.iter().sum::<usize>());
+            if mode != Mode::Dtls13ZeroRtt {
+                assert!(up > hs_up + 32, "{mode}: {up} vs {hs_up}");
+            }
+            assert!(down > hs_down + answer().len(), "{mode}: {down} vs {hs_down}");
+        }
     }
 
     #[test]
@@ -465,32 +692,43 @@ mod tests {
         let r = run(Mode::Dtls13Resumption, lossless(100), Timers::Rfc6347).unwrap();
         assert!(r.resumed && !r.early_data_accepted);
         assert_eq!(r.round_trips, 1, "no HelloRetryRequest from the ticket's address");
+        assert_eq!(r.answered, Some(Duration::from_millis(200)), "the request's own round trip");
         let z = run(Mode::Dtls13ZeroRtt, lossless(100), Timers::Rfc6347).unwrap();
         assert!(z.resumed && z.early_data_accepted);
         assert_eq!(z.round_trips, 1);
         assert_eq!(z.completion, Duration::from_millis(100));
+        assert_eq!(z.answered, Some(Duration::from_millis(100)), "the answer came as 0.5-RTT data");
     }
 
     #[test]
     fn rfc_timers_fire_spuriously_when_the_rtt_exceeds_them_and_the_nb_iot_profile_does_not() {
         let slow = lossless(1500);
-        let rfc = run(Mode::Dtls12Psk, slow, Timers::Rfc6347).unwrap();
-        let lpwan = run(Mode::Dtls12Psk, slow, Timers::Link(LinkProfile::NbIot)).unwrap();
+        let rfc = run_handshake(Mode::Dtls12Psk, slow, Timers::Rfc6347).unwrap();
+        let lpwan = run_handshake(Mode::Dtls12Psk, slow, Timers::Link(LinkProfile::NbIot)).unwrap();
         assert!(rfc.retransmissions > 0, "1 s timer under a 1.5 s RTT: {rfc:?}");
         assert!(rfc.up.len() > 3);
         assert_eq!(lpwan.retransmissions, 0, "{lpwan:?}");
         assert_eq!((lpwan.up.len(), lpwan.down.len()), (3, 3));
+        // The CoAP ACK_TIMEOUT follows the profile too (7.5 s at 1.5 s): no spurious request.
+        let lpwan = run(Mode::Dtls12Psk, slow, Timers::Link(LinkProfile::NbIot)).unwrap();
+        assert_eq!((lpwan.retransmissions, lpwan.request_retransmissions), (0, 0), "{lpwan:?}");
     }
 
     #[test]
     fn loss_costs_retransmissions_and_time() {
+        let link = |seed| Link { rtt: Duration::from_millis(100), loss: 0.3, seed };
         let lossy = (0..16)
-            .filter_map(|seed| {
-                run(Mode::Dtls12Psk, Link { rtt: Duration::from_millis(100), loss: 0.3, seed }, Timers::Rfc6347).ok()
-            })
+            .filter_map(|seed| run_handshake(Mode::Dtls12Psk, link(seed), Timers::Rfc6347).ok())
             .collect::<Vec<_>>();
         assert!(lossy.len() >= 12, "most handshakes complete at 30 % loss: {}", lossy.len());
         assert!(lossy.iter().any(|t| t.retransmissions > 0 && t.completion > Duration::from_secs(1)));
         assert!(lossy.iter().all(|t| t.up.len() >= 3 && t.received.len() <= t.down.len()));
+        // A lost request or answer is sent again after the CoAP ACK_TIMEOUT (RFC 7252 §4.2).
+        let exchanges = (0..16)
+            .filter_map(|seed| run(Mode::Dtls13Resumption, link(seed), Timers::Rfc6347).ok())
+            .collect::<Vec<_>>();
+        assert!(exchanges.len() >= 12, "{}", exchanges.len());
+        assert!(exchanges.iter().all(|t| t.answered.is_some_and(|a| a >= t.completion)));
+        assert!(exchanges.iter().any(|t| t.request_retransmissions > 0), "{exchanges:?}");
     }
 }
