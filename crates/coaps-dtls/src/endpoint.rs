@@ -622,6 +622,30 @@ impl Endpoint {
         Ok(())
     }
 
+    /// DTLS 1.3: announces up to `count` new CIDs to `peer` and indexes them (see
+    /// [`Connection::issue_connection_ids`]).
+    pub fn issue_connection_ids(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        count: usize,
+        immediate: bool,
+    ) -> Result<usize, UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
+        let n = conn.issue_connection_ids(now, count, immediate)?;
+        self.collect(peer);
+        Ok(n)
+    }
+
+    /// DTLS 1.3: asks `peer` for `num_cids` more CIDs (see
+    /// [`Connection::request_connection_ids`]).
+    pub fn request_connection_ids(&mut self, now: Instant, peer: SocketAddr, num_cids: u8) -> Result<(), UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
+        conn.request_connection_ids(now, num_cids)?;
+        self.collect(peer);
+        Ok(())
+    }
+
     /// Sends close_notify to `peer` and forgets the association.
     pub fn close(&mut self, peer: SocketAddr) {
         if let Some(c) = self.connections.get_mut(&peer) {
