@@ -522,7 +522,9 @@ mod size_tests {
         assert!(size_of::<Conn12>() <= 776, "Conn12 grew to {} bytes", size_of::<Conn12>());
         // 1600 before the DTLS 1.3 core kept its handshake-only parts out of line; with the
         // endpoint's table entry, the boxes and the keys an idle 1.3 association is < 1 KiB.
+        // 720 since the Connection ID state (RFC 9147 §9): one pointer, its box absent without
+        // CIDs.
         let c13 = size_of::<crate::dtls13::conn::Conn13>();
-        assert!(c13 <= 712, "Conn13 grew to {c13} bytes");
+        assert!(c13 <= 720, "Conn13 grew to {c13} bytes");
     }
 }
