@@ -605,3 +605,52 @@ fn rebinding_before_the_clients_finished_is_followed() {
         assert!(got.contains(&(new, Event::ApplicationData(b"after".to_vec()))), "{mode:?}: {got:?}");
     }
 }
+
+/// A dual-version client (DtlsVersion::Auto) offers its CID in the one ClientHello: a DTLS 1.3
+/// server and a DTLS 1.2-only one both agree, and records carry the CIDs either way.
+#[test]
+fn an_auto_client_gets_cids_from_either_version() {
+    let mode = Mode::EcdsaX509;
+    for dtls13 in [true, false] {
+        let (server, client_cfg) = configs(mode, None);
+        let mut s = (*server).clone();
+        s.connection_id = Some(ConnectionIdConfig::new(6));
+        s.dtls13 = dtls13;
+        let mut c = (*client_cfg).clone();
+        c.version = DtlsVersion::Auto;
+        c.connection_id = Some(ConnectionIdConfig::new(3));
+        let now = Instant::now();
+        let mut server = Endpoint::server(Arc::new(s), SeededRng::from_seed_u64(5), now);
+        let mut client = Endpoint::client(SeededRng::from_seed_u64(6));
+        client.connect(now, server_addr(), Arc::new(c), "localhost", None).unwrap();
+        let mut echoed = false;
+        let mut sent = false;
+        for _ in 0..40 {
+            while let Some(t) = client.poll_transmit() {
+                server.handle_datagram(now, client_addr(), &t.payload);
+            }
+            while let Some((peer, ev)) = server.poll_event() {
+                if let Event::ApplicationData(d) = ev {
+                    server.send(peer, &d).unwrap();
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                client.handle_datagram(now, server_addr(), &t.payload);
+            }
+            while let Some((_, ev)) = client.poll_event() {
+                echoed |= ev == Event::ApplicationData(b"auto".to_vec());
+            }
+            if !sent && client.connection(&server_addr()).is_some_and(|c| c.is_established()) {
+                client.send(server_addr(), b"auto").unwrap();
+                sent = true;
+            }
+        }
+        let conn = client.connection(&server_addr()).unwrap();
+        let want = if dtls13 { coaps_dtls::ProtocolVersion::DTLS1_3 } else { coaps_dtls::ProtocolVersion::DTLS1_2 };
+        assert_eq!(conn.version(), want);
+        let ids = conn.connection_ids().expect("CIDs negotiated");
+        assert_eq!((ids.incoming.len(), ids.outgoing.len()), (3, 6), "dtls13 {dtls13}");
+        assert!(echoed, "dtls13 {dtls13}");
+        assert_eq!(server.cid_count(), 1);
+    }
+}

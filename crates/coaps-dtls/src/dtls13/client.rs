@@ -208,10 +208,10 @@ pub(crate) fn start(
         extensions.extend(d.extensions.iter().cloned());
     }
     // RFC 9147 §9 / RFC 9146 §3: the CID we want to receive, read with from now on (the
-    // server's encrypted flight carries it) until the ServerHello says whether it agreed. A
-    // dual-version hello does not offer it: a DTLS 1.2 answer would need the 1.2 engine to
-    // take the offer over.
-    if let Some(cfg) = config.connection_id.as_ref().filter(|_| dual.is_none()) {
+    // server's encrypted flight carries it) until the ServerHello says whether it agreed. In a
+    // dual-version hello it is the same extension for a DTLS 1.2 server (the 1.2 engine takes
+    // the offer over on a fall back).
+    if let Some(cfg) = config.connection_id.as_ref() {
         let cid = cfg.generate(c.rng());
         extensions.push(ClientExtension13::ConnectionId(cid.clone()));
         c.cid = Some(Box::new(Cids13::offered(cfg.clone(), cid)));
