@@ -16,7 +16,6 @@ const FIXED_MASK: u8 = 0xe0;
 const FIXED: u8 = 0x20;
 const C_BIT: u8 = 0x10;
 
-
 /// A client and a server endpoint with a NAT in between: the server sees the client as
 /// `nat`, which a test changes to simulate a rebinding. Datagrams the server sends to an
 /// address that is not the client's current one are kept in `elsewhere`.
@@ -134,7 +133,6 @@ fn with_server_cid(cid: Option<ConnectionIdConfig>, mode: Mode) -> Arc<ServerCon
     s.connection_id = cid;
     Arc::new(s)
 }
-
 
 /// Whether `d` starts with a DTLS 1.3 ciphertext record that carries `cid` after its first byte.
 fn carries_cid(d: &[u8], cid: &[u8]) -> bool {
@@ -401,10 +399,7 @@ fn request_connection_id_is_bounded() {
     let server_cfg = with_server_cid(Some(ConnectionIdConfig::new(8).with_max_cids(4)), mode);
     let mut p = Pair::new(server_cfg, Some(ConnectionIdConfig::new(4).with_max_cids(16)), mode);
     p.client.request_connection_ids(p.now, server_addr(), 3).unwrap();
-    assert!(matches!(
-        p.client.request_connection_ids(p.now, server_addr(), 1),
-        Err(UsageError::LimitReached(_))
-    ));
+    assert!(matches!(p.client.request_connection_ids(p.now, server_addr(), 1), Err(UsageError::LimitReached(_))));
     p.run();
     // 3 more within the cap of 4: all indexed, the client holds them as spares.
     assert_eq!(p.server.connection(&client_addr()).unwrap().connection_id_counts().0, 4);
@@ -544,7 +539,9 @@ fn rebinding_from_the_clients_finished_on_under_loss() {
             }
             assert!(
                 client.connection(&server_addr()).is_some_and(|c| !c.is_closed()),
-                "seed {seed}: the client gave up: {:?} {:?}", closed, std::iter::from_fn(|| client.poll_event()).collect::<Vec<_>>()
+                "seed {seed}: the client gave up: {:?} {:?}",
+                closed,
+                std::iter::from_fn(|| client.poll_event()).collect::<Vec<_>>()
             );
         }
         assert!(echoed.iter().all(|e| *e), "seed {seed}: echoes {echoed:?}");

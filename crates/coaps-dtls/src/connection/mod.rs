@@ -289,7 +289,9 @@ impl Connection {
     /// The non-empty CIDs this side issued.
     pub(crate) fn issued_cids(&self) -> Vec<Vec<u8>> {
         match &self.inner {
-            Inner::V12(c) => c.cids().map(|c| c.read()).filter(|c| !c.is_empty()).map(|c| vec![c.to_vec()]).unwrap_or_default(),
+            Inner::V12(c) => {
+                c.cids().map(|c| c.read()).filter(|c| !c.is_empty()).map(|c| vec![c.to_vec()]).unwrap_or_default()
+            }
             Inner::V13(c) => c.issued_cids(),
         }
     }

@@ -151,11 +151,7 @@ impl Cids13 {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ConnectionIdMessageNotAllowed));
         }
         self.our_request = false;
-        let mut fresh = nci
-            .cids
-            .into_iter()
-            .filter(|c| !c.is_empty() && *c != self.out)
-            .collect::<Vec<_>>();
+        let mut fresh = nci.cids.into_iter().filter(|c| !c.is_empty() && *c != self.out).collect::<Vec<_>>();
         fresh.dedup();
         match nci.usage {
             // One of them "MUST be used immediately for all future records".
@@ -216,7 +212,11 @@ impl Cids13 {
     }
 
     /// `count` CIDs to announce on our own initiative, within the cap.
-    pub(crate) fn issue_more(&mut self, count: usize, rng: &mut dyn crate::crypto::Rng) -> Result<Vec<Vec<u8>>, UsageError> {
+    pub(crate) fn issue_more(
+        &mut self,
+        count: usize,
+        rng: &mut dyn crate::crypto::Rng,
+    ) -> Result<Vec<Vec<u8>>, UsageError> {
         if !self.negotiated || self.issued.is_empty() {
             return Err(UsageError::LimitReached("no non-empty CID of ours was negotiated"));
         }
