@@ -183,6 +183,8 @@ fn a_cid_costs_its_length_per_record() {
             client_cid.map(ConnectionIdConfig::new),
             mode,
         );
+        let handshake: usize = p.client_sent.iter().chain(&p.server_sent).map(Vec::len).sum();
+        println!("  handshake bytes (both ways, PSK) with CIDs {server_cid:?}/{client_cid:?}: {handshake}");
         p.client_sent.clear();
         p.server_sent.clear();
         p.client_send(b"x");
