@@ -19,7 +19,7 @@
 //! default) accepts 0-RTT data and echoes it once the handshake completes. Without credentials both sides use the public
 //! demo PSK (identity `coaps-demo`, key `coaps-demo-key`), and say so.
 //!
-//! Connection IDs (DTLS 1.2, RFC 9146): `--cid LEN` makes the client offer a CID of LEN bytes
+//! Connection IDs (DTLS 1.2 and 1.3, RFC 9146, RFC 9147 §9): `--cid LEN` makes the client offer a CID of LEN bytes
 //! (0: it sends the server's but wants none) and sets the length of the server's CIDs (the
 //! server answers clients that ask by default, with 8 bytes). The client prints the negotiated
 //! CIDs on stderr (`cid in=HEX out=HEX`), the server (`cid in=HEX out=HEX`, `-` for none) and a line

@@ -14,6 +14,7 @@ use coaps_dtls::internal::msgs::{
     KeyExchangeAlgorithm, ServerHello, ServerKeyExchange,
 };
 use coaps_dtls::internal::record::{RecordHeader, first_record_cid, split_datagram, split_datagram_cid};
+use coaps_dtls::internal::record13::{Record13, first_record_cid13, split_datagram13_cid};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Instant;
@@ -67,9 +68,11 @@ pub fn record(data: &[u8]) {
     }
 }
 
-/// The same datagram read as by an association with Connection IDs (RFC 9146 §4): the first
-/// byte picks the CID length (0..=8). Records stay inside the datagram, a `tls12_cid` record's
-/// CID has exactly that length, and the endpoint's CID peek agrees with the split.
+/// The same datagram read as by an association with Connection IDs, DTLS 1.2 (RFC 9146 §4)
+/// and DTLS 1.3 (RFC 9147 §4, the unified header's C bit): the first byte picks the CID length
+/// (0..=8). Records stay inside the datagram, a CID record's CID has exactly that length (a
+/// 1.3 one with the C bit is malformed without a CID length), and the endpoint's CID peeks
+/// agree with the splits.
 pub fn record_cid(data: &[u8]) {
     let Some((&pick, dgram)) = data.split_first() else { return };
     let cid_len = usize::from(pick % 9);
@@ -84,6 +87,28 @@ pub fn record_cid(data: &[u8]) {
             assert_eq!(first_record_cid(dgram, cid_len), is_cid.then_some(rec.cid));
         }
     }
+    // The same bytes as DTLS 1.3 records with CIDs of `cid_len` bytes (RFC 9147 §4): the CID
+    // after the first byte of a unified header with the C bit, part of the header bytes.
+    let mut total = 0usize;
+    let mut records = split_datagram13_cid(dgram, cid_len);
+    for (i, rec) in records.by_ref().enumerate() {
+        let (len, cid) = match rec {
+            Record13::Plaintext(raw) => (RecordHeader::LEN + raw.fragment.len(), None),
+            Record13::Ciphertext(ct) => {
+                let c_bit = ct.header_bytes[0] & 0x10 != 0;
+                assert_eq!(ct.cid.len(), if c_bit { cid_len } else { 0 });
+                assert!(!c_bit || cid_len > 0, "a CID record parsed without a CID length");
+                assert_eq!(&ct.header_bytes[1..1 + ct.cid.len()], ct.cid);
+                (ct.header_bytes.len() + ct.encrypted_record.len(), c_bit.then_some(ct.cid))
+            }
+        };
+        total += len;
+        assert!(total <= dgram.len());
+        if i == 0 {
+            assert_eq!(first_record_cid13(dgram, cid_len), cid);
+        }
+    }
+    assert!(records.hit_malformed() || total == dgram.len());
 }
 
 /// A ClientHello body; also cross-checked against the zero-copy view the cookie gate uses.

@@ -296,7 +296,7 @@ pub struct ServeArgs {
     /// option and the client repeats it after the handshake.
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = EarlyPolicy::Defer, requires = "early_data")]
     pub early_data_policy: EarlyPolicy,
-    /// DTLS 1.2 Connection IDs (RFC 9146): the length in bytes of the CIDs the server gives
+    /// Connection IDs (RFC 9146, RFC 9147 §9): the length in bytes of the CIDs the server gives
     /// clients that ask for one (0 to 255; 0: the server takes none but sends the client's).
     /// A client with a CID keeps its association when its address changes (NAT rebinding).
     /// Default 8.
@@ -430,7 +430,7 @@ pub struct RequestArgs {
     #[arg(short = 'B', long = "timeout", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
-    /// DTLS 1.2: ask the server for Connection IDs (RFC 9146) with a CID of LEN bytes for
+    /// Ask the server for Connection IDs (RFC 9146, RFC 9147 §9) with a CID of LEN bytes for
     /// this side (0 to 255; 0: send the server's CID, take none), so the association survives
     /// a change of this client's address. Off by default.
     #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8))]

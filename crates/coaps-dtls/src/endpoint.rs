@@ -417,8 +417,8 @@ impl Endpoint {
                 );
                 conn.quota_slot = slot;
                 self.unindex_cid(peer);
-                if let Some(cid) = conn.issued_cid() {
-                    self.cids.insert(cid, peer);
+                for cid in conn.issued_cids() {
+                    self.cids.insert(&cid, peer);
                 }
                 self.connections.insert(peer, conn);
                 self.stats.connections_created += 1;
@@ -623,6 +623,30 @@ impl Endpoint {
         Ok(())
     }
 
+    /// DTLS 1.3: announces up to `count` new CIDs to `peer` and indexes them (see
+    /// [`Connection::issue_connection_ids`]).
+    pub fn issue_connection_ids(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        count: usize,
+        immediate: bool,
+    ) -> Result<usize, UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
+        let n = conn.issue_connection_ids(now, count, immediate)?;
+        self.collect(peer);
+        Ok(n)
+    }
+
+    /// DTLS 1.3: asks `peer` for `num_cids` more CIDs (see
+    /// [`Connection::request_connection_ids`]).
+    pub fn request_connection_ids(&mut self, now: Instant, peer: SocketAddr, num_cids: u8) -> Result<(), UsageError> {
+        let conn = self.connections.get_mut(&peer).ok_or(UsageError::NotConnected)?;
+        conn.request_connection_ids(now, num_cids)?;
+        self.collect(peer);
+        Ok(())
+    }
+
     /// Sends close_notify to `peer` and forgets the association.
     pub fn close(&mut self, peer: SocketAddr) {
         if let Some(c) = self.connections.get_mut(&peer) {
@@ -691,6 +715,10 @@ impl Endpoint {
             self.count_refusal(why);
         }
         let Some(conn) = self.connections.get_mut(&peer) else { return };
+        // DTLS 1.3 issues CIDs in the ServerHello and in NewConnectionId (RFC 9147 §9).
+        for cid in conn.take_unindexed_cids() {
+            self.cids.insert(&cid, peer);
+        }
         while let Some(payload) = conn.poll_transmit() {
             // RFC 9146 §6: a moved association's new address gets no more than its budget
             // until the path is checked.
@@ -710,15 +738,17 @@ impl Endpoint {
         }
     }
 
-    /// The association at `peer` is about to be replaced: its CID goes out of the index.
+    /// The association at `peer` is about to be replaced: its CIDs go out of the index.
     fn unindex_cid(&mut self, peer: SocketAddr) {
-        if let Some(cid) = self.connections.get(&peer).and_then(Connection::issued_cid).map(<[u8]>::to_vec) {
+        for cid in self.connections.get(&peer).map(Connection::issued_cids).unwrap_or_default() {
             self.cids.remove(&cid, peer);
         }
     }
 
-    /// The address the association a CID record belongs to is filed under (RFC 9146 §4):
-    /// the datagram's first record is a `tls12_cid` record with a CID this server issued. The
+    /// The address the association a CID record belongs to is filed under (RFC 9146 §4,
+    /// RFC 9147 §4): the datagram's first record is a `tls12_cid` record or a DTLS 1.3
+    /// record with the C bit, with a CID this server issued (both versions share the CID
+    /// length and the index). The
     /// association at the source address comes first when it issued that CID too (a
     /// collision: the index keeps the first association with a CID).
     ///
@@ -726,12 +756,13 @@ impl Endpoint {
     /// update the index) is dropped here, so it never misroutes.
     fn cid_home(&mut self, peer: SocketAddr, datagram: &[u8]) -> Option<SocketAddr> {
         let len = self.server.as_ref()?.connection_id.as_ref()?.len;
-        let cid = crate::record::first_record_cid(datagram, len)?;
-        if self.connections.get(&peer).and_then(Connection::issued_cid) == Some(cid) {
+        let cid = crate::record::first_record_cid(datagram, len)
+            .or_else(|| crate::dtls13::record::first_record_cid13(datagram, len))?;
+        if self.connections.get(&peer).is_some_and(|c| c.issues_cid(cid)) {
             return Some(peer);
         }
         let home = self.cids.lookup(cid)?;
-        if self.connections.get(&home).and_then(Connection::issued_cid) != Some(cid) {
+        if !self.connections.get(&home).is_some_and(|c| c.issues_cid(cid)) {
             self.cids.remove(cid, home);
             return None;
         }
@@ -755,14 +786,16 @@ impl Endpoint {
         } else if advanced && !self.connections.contains_key(&peer) {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
-                let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+                let cids = conn.issued_cids();
                 let conn_slot = conn.quota_slot;
                 self.connections.insert(peer, conn);
                 self.timers.set(home, None);
                 if let Some(l) = self.limits.as_mut() {
                     l.moved(conn_slot, &home, peer);
                 }
-                self.cids.moved(&cid, home, peer, datagram.len());
+                for cid in &cids {
+                    self.cids.moved(cid, home, peer, datagram.len());
+                }
                 self.stats.address_changes += 1;
                 self.events.push_back((peer, Event::AddressChanged { old: home }));
                 self.collect(peer);

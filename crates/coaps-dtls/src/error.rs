@@ -257,6 +257,16 @@ pub enum PeerMisbehaved {
     Dtls13LegacyVersion,
     /// Invalid legacy field in a DTLS 1.3 ClientHello (RFC 9147 §5.3, RFC 8446 §4.1.2).
     Dtls13LegacyField,
+    /// NewConnectionId or RequestConnectionId without the CIDs that allow it: none
+    /// negotiated, or the sender receives (for RequestConnectionId: sends) an empty CID
+    /// (RFC 9147 §9).
+    ConnectionIdMessageNotAllowed,
+    /// RequestConnectionId again after an answer that gave fewer CIDs than asked, the
+    /// association's [`max_cids`](crate::ConnectionIdConfig::max_cids) being reached
+    /// (RFC 9147 §9, too_many_cids_requested).
+    TooManyCidsRequested,
+    /// A NewConnectionId usage that RFC 9147 §9 does not define.
+    UnknownConnectionIdUsage,
 }
 
 impl PeerMisbehaved {
@@ -288,7 +298,9 @@ impl PeerMisbehaved {
             | Self::KeyShareUnofferedGroup
             | Self::InvalidKeyUpdateRequest
             | Self::EarlyDataWithoutFirstPsk
+            | Self::UnknownConnectionIdUsage
             | Self::Dtls13LegacyField => AlertDescription::IllegalParameter,
+            Self::TooManyCidsRequested => AlertDescription::TooManyCidsRequested,
             Self::NonEmptyRenegotiationInfo
             | Self::ResumptionChangedEms
             | Self::NoServerCertificate12
@@ -306,6 +318,7 @@ impl PeerMisbehaved {
             | Self::UnrequestedClientCertificate13
             | Self::HandshakeMessageOutOfOrder
             | Self::HandshakeMessageAfterHandshake
+            | Self::ConnectionIdMessageNotAllowed
             | Self::TooMuchEarlyData => AlertDescription::UnexpectedMessage,
             Self::MissingKeyShare => AlertDescription::MissingExtension,
             Self::EmptyServerCertificate13 => AlertDescription::DecodeError,
@@ -363,6 +376,9 @@ impl PeerMisbehaved {
             Self::TooMuchEarlyData => "more early data than max_early_data_size",
             Self::Dtls13LegacyVersion => "invalid legacy_version in a DTLS 1.3 ClientHello",
             Self::Dtls13LegacyField => "invalid legacy field in a DTLS 1.3 ClientHello",
+            Self::ConnectionIdMessageNotAllowed => "NewConnectionId or RequestConnectionId without a CID to allow it",
+            Self::TooManyCidsRequested => "RequestConnectionId after the CID limit was reached",
+            Self::UnknownConnectionIdUsage => "unknown NewConnectionId usage",
         }
     }
 }

@@ -211,9 +211,10 @@ pub enum DtlsVersion {
     Auto,
 }
 
-/// Connection IDs (RFC 9146 for DTLS 1.2): the CIDs this side asks its peer to put in the
-/// records it sends here, so that records find their association whatever address they come
-/// from (a NAT rebinding changes it).
+/// Connection IDs (RFC 9146 for DTLS 1.2, RFC 9147 §9 for DTLS 1.3; one configuration for
+/// both): the CIDs this side asks its peer to put in the records it sends here, so that
+/// records find their association whatever address they come from (a NAT rebinding changes
+/// it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionIdConfig {
     /// Length of the CIDs this side issues, `prefix` included, at most 255 (the wire limit,
@@ -223,12 +224,26 @@ pub struct ConnectionIdConfig {
     /// Leading bytes of every CID issued (a server identifier a load balancer routes on, see
     /// the deployment notes in the crate docs); the rest is random. Cut to `len`.
     pub prefix: Vec<u8>,
+    /// DTLS 1.3 (RFC 9147 §9): the most CIDs held per association in each direction, the
+    /// handshake's included. This side issues at most this many (answering
+    /// `RequestConnectionId` with fewer, down to none, and aborting with
+    /// `too_many_cids_requested` a peer that asks again after such an answer), and keeps at
+    /// most this many of the peer's, ignoring the rest of a `NewConnectionId` (the RFC allows
+    /// either; ignoring keeps a chatty but honest peer connected and costs nothing). Default 4.
+    pub max_cids: usize,
 }
 
 impl ConnectionIdConfig {
     /// CIDs of `len` random bytes, no prefix.
     pub fn new(len: usize) -> Self {
-        Self { len: len.min(255), prefix: Vec::new() }
+        Self { len: len.min(255), prefix: Vec::new(), max_cids: 4 }
+    }
+
+    /// At most `max` CIDs per association and direction (see [`ConnectionIdConfig::max_cids`];
+    /// at least 1, the handshake's).
+    pub fn with_max_cids(mut self, max: usize) -> Self {
+        self.max_cids = max.max(1);
+        self
     }
 
     /// CIDs that start with `prefix` (see [`ConnectionIdConfig::prefix`]).

@@ -13,7 +13,7 @@
 
 pub(crate) mod auto;
 
-use crate::codec::{CipherSuite, ProtocolVersion};
+use crate::codec::{CipherSuite, ConnectionIdUsage, ProtocolVersion};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::crypto::SeededRng;
 use crate::dtls12::Conn12;
@@ -26,12 +26,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The Connection IDs of an association (RFC 9146 §3).
+/// The Connection IDs of an association (RFC 9146 §3; RFC 9147 §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionIds {
-    /// The CID the peer puts in the records it sends us (the one we issued); empty: none.
+    /// The CID the peer puts in the records it sends us (the one we issued in the handshake);
+    /// empty: none. DTLS 1.3 may issue more ([`Connection::issue_connection_ids`]).
     pub incoming: Vec<u8>,
-    /// The CID we put in the records we send (the one the peer issued); empty: none.
+    /// The CID we put in the records we send (the one the peer issued, in DTLS 1.3 the one
+    /// in use now); empty: none.
     pub outgoing: Vec<u8>,
 }
 
@@ -246,39 +248,105 @@ impl Connection {
         }
     }
 
-    /// The Connection IDs negotiated for this association (RFC 9146 §3), `None` if the
-    /// connection_id extension was not agreed (or on DTLS 1.3, which has no CIDs yet).
+    /// The Connection IDs negotiated for this association (RFC 9146 §3, RFC 9147 §9), `None`
+    /// if the connection_id extension was not agreed.
     pub fn connection_ids(&self) -> Option<ConnectionIds> {
         match &self.inner {
             Inner::V12(c) => {
                 c.cids().map(|c| ConnectionIds { incoming: c.read().to_vec(), outgoing: c.write().to_vec() })
             }
-            Inner::V13(_) => None,
+            Inner::V13(c) => c.cids().map(|c| ConnectionIds {
+                incoming: c.issued.first().cloned().unwrap_or_default(),
+                outgoing: c.out.clone(),
+            }),
         }
     }
 
-    /// The CID this side issued (RFC 9146 §3), if CIDs were negotiated and it is not empty.
-    pub(crate) fn issued_cid(&self) -> Option<&[u8]> {
+    /// DTLS 1.3: how many CIDs this association holds, `(issued by us, issued by the peer)`,
+    /// the handshake's included and the peer's counted only when non-empty; both at most
+    /// [`ConnectionIdConfig::max_cids`](crate::ConnectionIdConfig::max_cids). `(0, 0)` without
+    /// CIDs or on DTLS 1.2 (one each way at most).
+    pub fn connection_id_counts(&self) -> (usize, usize) {
         match &self.inner {
-            Inner::V12(c) => c.cids().map(|c| c.read()).filter(|c| !c.is_empty()),
-            Inner::V13(_) => None,
+            Inner::V12(_) => (0, 0),
+            Inner::V13(c) => c.cids().map_or((0, 0), |c| c.counts()),
+        }
+    }
+
+    /// DTLS 1.3: announces up to `count` new CIDs of ours in a NewConnectionId (RFC 9147 §9),
+    /// `immediate` asking the peer to switch to the first at once (usage cid_immediate), else
+    /// as spares (cid_spare); returns how many (within
+    /// [`ConnectionIdConfig::max_cids`](crate::ConnectionIdConfig::max_cids)). A server
+    /// endpoint indexes them, so records with any of them find the association. Fails when
+    /// no non-empty CID of ours was negotiated, the cap is reached, or a flight of ours
+    /// (another NewConnectionId, a KeyUpdate) is still unacknowledged.
+    pub fn issue_connection_ids(&mut self, now: Instant, count: usize, immediate: bool) -> Result<usize, UsageError> {
+        let usage = if immediate { ConnectionIdUsage::CidImmediate } else { ConnectionIdUsage::CidSpare };
+        match &mut self.inner {
+            Inner::V12(_) => Err(UsageError::Dtls13Only("NewConnectionId")),
+            Inner::V13(c) if c.is_established() => c.issue_connection_ids(now, count, usage),
+            Inner::V13(_) => Err(UsageError::NotConnected),
+        }
+    }
+
+    /// DTLS 1.3: asks the peer for `num_cids` more CIDs with a RequestConnectionId (RFC 9147
+    /// §9); its NewConnectionId adds them as spares, used in order when we send on a new
+    /// path. Fails when the peer issued no non-empty CID, a request is still unanswered, or a
+    /// flight of ours is still unacknowledged.
+    pub fn request_connection_ids(&mut self, now: Instant, num_cids: u8) -> Result<(), UsageError> {
+        match &mut self.inner {
+            Inner::V12(_) => Err(UsageError::Dtls13Only("RequestConnectionId")),
+            Inner::V13(c) if c.is_established() => c.request_connection_ids(now, num_cids),
+            Inner::V13(_) => Err(UsageError::NotConnected),
+        }
+    }
+
+    /// Whether records carrying `cid` are addressed to this association: it issued `cid`
+    /// (RFC 9146 §3, RFC 9147 §9) and `cid` is not empty.
+    pub(crate) fn issues_cid(&self, cid: &[u8]) -> bool {
+        if cid.is_empty() {
+            return false;
+        }
+        match &self.inner {
+            Inner::V12(c) => c.cids().is_some_and(|c| c.read() == cid),
+            Inner::V13(c) => c.issues_cid(cid),
+        }
+    }
+
+    /// The non-empty CIDs this side issued.
+    pub(crate) fn issued_cids(&self) -> Vec<Vec<u8>> {
+        match &self.inner {
+            Inner::V12(c) => {
+                c.cids().map(|c| c.read()).filter(|c| !c.is_empty()).map(|c| vec![c.to_vec()]).unwrap_or_default()
+            }
+            Inner::V13(c) => c.issued_cids(),
+        }
+    }
+
+    /// CIDs issued since the last call (DTLS 1.3: the handshake's, then those of each
+    /// NewConnectionId), for the endpoint's index.
+    pub(crate) fn take_unindexed_cids(&mut self) -> Vec<Vec<u8>> {
+        match &mut self.inner {
+            Inner::V12(_) => Vec::new(),
+            Inner::V13(c) => c.take_unindexed_cids(),
         }
     }
 
     /// Whether the last datagram handed in held a record that authenticated and was newer
     /// than any before it: the one kind of datagram that may move the association to the
-    /// address it came from (RFC 9146 §6).
+    /// address it came from (RFC 9146 §6; RFC 9147 §9).
     pub(crate) fn last_datagram_advanced(&self) -> bool {
         match &self.inner {
             Inner::V12(c) => c.last_datagram_advanced(),
-            Inner::V13(_) => false,
+            Inner::V13(c) => c.last_datagram_advanced(),
         }
     }
 
     /// Sends to `peer` from now on.
     pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
-        if let Inner::V12(c) = &mut self.inner {
-            c.set_peer(peer);
+        match &mut self.inner {
+            Inner::V12(c) => c.set_peer(peer),
+            Inner::V13(c) => c.set_peer(peer),
         }
     }
 
@@ -483,7 +551,9 @@ mod size_tests {
         assert!(size_of::<Conn12>() <= 776, "Conn12 grew to {} bytes", size_of::<Conn12>());
         // 1600 before the DTLS 1.3 core kept its handshake-only parts out of line; with the
         // endpoint's table entry, the boxes and the keys an idle 1.3 association is < 1 KiB.
+        // 720 since the Connection ID state (RFC 9147 §9): one pointer, its box absent without
+        // CIDs.
         let c13 = size_of::<crate::dtls13::conn::Conn13>();
-        assert!(c13 <= 712, "Conn13 grew to {c13} bytes");
+        assert!(c13 <= 720, "Conn13 grew to {c13} bytes");
     }
 }

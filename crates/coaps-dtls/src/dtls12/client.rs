@@ -195,6 +195,10 @@ impl Client {
         // The policy goes with the timer: it has already seen this ClientHello go out.
         let mut core = Core::new(Role::Client, peer, config.clone(), rng, now, sent.timer);
         core.client_random = ch.as_ref().map_or([0; 32], |ch| ch.random.0);
+        // The dual hello's connection_id (RFC 9146 §3): read with that CID, as `start` does.
+        if let Some(cid) = ch.as_ref().and_then(|ch| ch.connection_id()) {
+            core.cid.set_read(cid.to_vec());
+        }
         core.write_seq[0] = sent.next_record_seq;
         core.send_seq = sent.message_seq.wrapping_add(1);
         core.reasm.set_next_seq(sent.message_seq);

@@ -9,6 +9,7 @@ use crate::codec::*;
 use crate::config::early_data::ResumptionKeyExchange;
 use crate::config::{ClientConfig, PeerVerifier};
 use crate::crypto::{AeadAlgorithm, EcdhKeyPair, Rng, SeededRng};
+use crate::dtls13::cid::Cids13;
 use crate::dtls13::early::{self, ClientEarly};
 use crate::dtls13::engine::{
     ClientTickets, Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, SentClientHello, Transcript,
@@ -205,6 +206,15 @@ pub(crate) fn start(
     }
     if let Some(d) = &dual {
         extensions.extend(d.extensions.iter().cloned());
+    }
+    // RFC 9147 §9 / RFC 9146 §3: the CID we want to receive, read with from now on (the
+    // server's encrypted flight carries it) until the ServerHello says whether it agreed. In a
+    // dual-version hello it is the same extension for a DTLS 1.2 server (the 1.2 engine takes
+    // the offer over on a fall back).
+    if let Some(cfg) = config.connection_id.as_ref() {
+        let cid = cfg.generate(c.rng());
+        extensions.push(ClientExtension13::ConnectionId(cid.clone()));
+        c.cid = Some(Box::new(Cids13::offered(cfg.clone(), cid)));
     }
     let mut identities = Vec::new();
     if let Some(ticket) = &resume {
@@ -408,6 +418,15 @@ impl ExpectServerHello {
                 core.tr.send_hs = Some(SendEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &client_hs)?));
                 core.tr.recv_hs = Some(ReceiveEpoch13::new(EPOCH_HANDSHAKE, core.protection(aead, &server_hs)?));
                 core.suite = Some(sh.cipher_suite);
+                // RFC 9146 §3: the CID the server wants in our records; only if we offered.
+                match (sh.connection_id(), core.cid.as_deref_mut()) {
+                    (Some(theirs), Some(c)) => {
+                        c.out = theirs.to_vec();
+                        c.negotiated = true;
+                    }
+                    (Some(_), None) => return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension)),
+                    (None, _) => core.cid = None,
+                }
                 let identity = chosen.map_or(PeerIdentity::Anonymous, |c| c.1);
                 // The server's flight is answered by ours: stop retransmitting the ClientHello.
                 core.timer_armed = false;

@@ -4,9 +4,10 @@
 //!
 //! The public face is [`crate::Connection`], which dispatches to this type for 1.3.
 
-use crate::codec::{CipherSuite, KeyUpdateRequest};
+use crate::codec::{CipherSuite, ConnectionIdUsage, KeyUpdateRequest};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::crypto::SeededRng;
+use crate::dtls13::cid::Cids13;
 use crate::dtls13::engine::{Core, SentClientHello};
 use crate::dtls13::msgs::ClientHello13;
 use crate::dtls13::{client, early, server};
@@ -199,6 +200,56 @@ impl Conn13 {
             Some(Hs::Client(s)) => s.take_first_client_hello(&mut self.core),
             _ => None,
         }
+    }
+
+    /// The Connection IDs, once agreed (RFC 9147 §9).
+    pub(crate) fn cids(&self) -> Option<&Cids13> {
+        self.core.cid.as_deref().filter(|c| c.negotiated)
+    }
+
+    /// Whether `cid` is one of the CIDs this side issued (records to us may carry it).
+    pub(crate) fn issues_cid(&self, cid: &[u8]) -> bool {
+        self.cids().is_some_and(|c| c.issued.iter().any(|i| i == cid))
+    }
+
+    /// The CIDs this side issued.
+    pub(crate) fn issued_cids(&self) -> Vec<Vec<u8>> {
+        self.cids().map_or_else(Vec::new, |c| c.issued.clone())
+    }
+
+    /// CIDs issued since the last call, for the endpoint's index.
+    pub(crate) fn take_unindexed_cids(&mut self) -> Vec<Vec<u8>> {
+        self.core.cid.as_deref_mut().filter(|c| c.negotiated).map_or_else(Vec::new, |c| c.take_unindexed())
+    }
+
+    /// Whether the last datagram held a record that authenticated and was newer than any
+    /// before it (RFC 9146 §6, which RFC 9147 §9 keeps for DTLS 1.3).
+    pub(crate) fn last_datagram_advanced(&self) -> bool {
+        self.core.cid.as_deref().is_some_and(|c| c.advanced)
+    }
+
+    /// Sends to `peer` from now on, with the peer's next spare CID if it gave us one
+    /// (RFC 9147 §9: "SHOULD use a new CID whenever sending on a new path").
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        self.core.peer = peer;
+        if let Some(c) = self.core.cid.as_deref_mut() {
+            c.use_next_spare();
+        }
+    }
+
+    /// See [`crate::Connection::issue_connection_ids`].
+    pub(crate) fn issue_connection_ids(
+        &mut self,
+        now: Instant,
+        count: usize,
+        usage: ConnectionIdUsage,
+    ) -> Result<usize, UsageError> {
+        self.core.issue_connection_ids(now, count, usage)
+    }
+
+    /// See [`crate::Connection::request_connection_ids`].
+    pub(crate) fn request_connection_ids(&mut self, now: Instant, num_cids: u8) -> Result<(), UsageError> {
+        self.core.request_connection_ids(now, num_cids)
     }
 
     pub(crate) fn session(&self) -> Option<&Session> {

@@ -14,6 +14,7 @@
 use crate::codec::*;
 use crate::config::{ClientConfig, CommonConfig, ServerConfig};
 use crate::crypto::{AeadAlgorithm, CryptoProvider, HashContext, SeededRng};
+use crate::dtls13::cid::Cids13;
 use crate::dtls13::key_schedule::{self as tls13, Secret, TrafficKeys};
 use crate::dtls13::msgs::*;
 use crate::dtls13::record::{
@@ -109,9 +110,10 @@ impl FlightMsg {
         self.delivered.is_complete(self.body.len())
     }
 
-    /// Largest handshake fragment (header included) that fits one record in one datagram.
-    fn max_fragment(&self, mtu: usize) -> usize {
-        let overhead = if self.epoch == EPOCH_PLAINTEXT { 13 } else { 5 + 16 + 1 };
+    /// Largest handshake fragment (header included) that fits one record in one datagram,
+    /// with a CID of `cid_len` bytes in the header of an encrypted record.
+    fn max_fragment(&self, mtu: usize, cid_len: usize) -> usize {
+        let overhead = if self.epoch == EPOCH_PLAINTEXT { 13 } else { 5 + cid_len + 16 + 1 };
         mtu.saturating_sub(overhead).max(HandshakeHeader::LEN + 1)
     }
 }
@@ -195,6 +197,8 @@ pub(crate) struct Core {
     pub(crate) hello_digest: [u8; 32],
     pub(crate) out: Outputs,
     last_activity: Instant,
+    /// Connection IDs (RFC 9147 §9), when this association uses them.
+    pub(crate) cid: Option<Box<Cids13>>,
 }
 
 /// A client's resumption state once the handshake is over.
@@ -399,6 +403,7 @@ impl Core {
             hello_digest: [0; 32],
             out: Outputs::default(),
             last_activity: now,
+            cid: None,
         }
     }
 
@@ -506,11 +511,12 @@ impl Core {
         self.timer.note_retransmitted();
         if why != Resend::PartialAck {
             let mtu = self.timer.flight_mtu(self.common().mtu);
+            let cid_len = self.out_cid_len();
             let whole: usize = self
                 .tr
                 .flight
                 .iter()
-                .map(|m| fragment(m.msg_type, m.message_seq, &m.body, m.max_fragment(mtu)).len())
+                .map(|m| fragment(m.msg_type, m.message_seq, &m.body, m.max_fragment(mtu, cid_len)).len())
                 .sum();
             self.out.stats.whole_flight_records += whole as u64;
         }
@@ -525,9 +531,10 @@ impl Core {
     /// timeouts (RFC 9147 §4.4).
     fn encode_flight(&mut self) -> usize {
         let mtu = self.timer.flight_mtu(self.common().mtu);
+        let cid_len = self.out_cid_len();
         let mut items: Vec<Outgoing> = Vec::new();
         for (i, m) in self.tr.flight.iter().enumerate() {
-            let max_frag = m.max_fragment(mtu);
+            let max_frag = m.max_fragment(mtu, cid_len);
             for gap in m.delivered.gaps(m.body.len()) {
                 for (hdr, frag) in fragment_range(m.msg_type, m.message_seq, &m.body, gap, max_frag) {
                     let start = hdr.fragment_offset as usize;
@@ -550,7 +557,7 @@ impl Core {
             EPOCH_HANDSHAKE => self.tr.send_hs.as_ref().map(|s| s.protection()),
             _ => self.send_app.as_ref().map(|s| s.protection()),
         };
-        prot.map_or(13 + len, |p| p.sealed_len(len, style))
+        prot.map_or(13 + len, |p| p.sealed_len(len, style) + self.out_cid_len())
     }
 
     fn pack(&mut self, items: Vec<Outgoing>) {
@@ -607,9 +614,14 @@ impl Core {
                 encode_plaintext13(ct, EPOCH_PLAINTEXT, seq, plain, out);
                 Some(seq)
             }
-            EPOCH_HANDSHAKE => self.tr.send_hs.as_mut()?.seal(ct, plain, out, style).ok(),
+            // RFC 9147 §9: every encrypted record carries the peer's CID once agreed.
+            EPOCH_HANDSHAKE => {
+                let cid = self.cid.as_deref().map_or(&[][..], |c| c.out());
+                self.tr.send_hs.as_mut()?.seal_cid(ct, plain, out, style, cid).ok()
+            }
             _ => {
-                let seq = self.send_app.as_mut()?.seal(ct, plain, out, style).ok()?;
+                let cid = self.cid.as_deref().map_or(&[][..], |c| c.out());
+                let seq = self.send_app.as_mut()?.seal_cid(ct, plain, out, style, cid).ok()?;
                 if ct == ContentType::ApplicationData && self.send_app.as_ref().is_some_and(|s| s.key_update_due()) {
                     // RFC 9846 §5.5: update the keys before the AEAD limits are reached.
                     self.auto_key_update = true;
@@ -660,7 +672,7 @@ impl Core {
         let mut numbers =
             if self.state == State::Handshaking { self.tr.to_ack.clone() } else { std::mem::take(&mut self.tr.to_ack) };
         // Record header (up to 5) + content type + tag (16) + the ACK's 2-byte length.
-        let fit = self.common().mtu.saturating_sub(5 + 1 + 16 + 2) / 16;
+        let fit = self.common().mtu.saturating_sub(5 + self.out_cid_len() + 1 + 16 + 2) / 16;
         if numbers.len() > fit {
             numbers.drain(..numbers.len() - fit);
         }
@@ -732,7 +744,25 @@ impl Core {
                 self.tr.flight.clear();
                 self.tr.sent_records.clear();
                 self.drop_handshake_send_keys();
+                // A RequestConnectionId that came while this flight was out (§9: one
+                // NewConnectionId outstanding at a time).
+                self.serve_cid_request(self.last_activity);
             }
+        }
+    }
+
+    /// Whether no flight of ours awaits acknowledgement on an established association.
+    pub(crate) fn flight_idle(&self) -> bool {
+        self.state == State::Established && self.tr.flight.is_empty()
+    }
+
+    /// Whether `rec` is addressed to this association by its CID (see [`Cids13::accepts`]):
+    /// plaintext records never carry one.
+    fn cid_accepts(&self, rec: &Record13<'_>) -> bool {
+        match (rec, self.cid.as_deref()) {
+            (Record13::Plaintext(_), _) => true,
+            (Record13::Ciphertext(ct), Some(c)) => c.accepts(ct.cid, ct.header.epoch_bits),
+            (Record13::Ciphertext(ct), None) => ct.cid.is_empty(),
         }
     }
 
@@ -749,14 +779,25 @@ impl Core {
         self.last_activity = now;
         let mut peer_repeated = false;
         self.hs_record_received = false;
-        let mut records = record13::split_datagram13(datagram);
+        let cid_len = self.cid.as_deref_mut().map_or(0, |c| {
+            c.advanced = false;
+            c.in_len()
+        });
+        let mut records = record13::split_datagram13_cid(datagram, cid_len);
+        let mut malformed = false;
         for rec in records.by_ref() {
+            if !self.cid_accepts(&rec) {
+                // RFC 9147 §4: a record with a CID that is not ours (or none when one is
+                // due) is dropped with the rest of the datagram.
+                malformed = true;
+                break;
+            }
             self.handle_record(rec, &mut peer_repeated);
             if self.state == State::Closed {
                 return;
             }
         }
-        if records.hit_malformed() {
+        if malformed || records.hit_malformed() {
             self.out.stats.records_invalid += 1;
         }
         self.drain(now, &mut peer_repeated, handshake);
@@ -849,7 +890,12 @@ impl Core {
                     Err(record13::OpenError13::WrongEpoch)
                 };
                 let (epoch, o) = match opened {
-                    Ok(x) => x,
+                    Ok(x) => {
+                        if let Some(c) = self.cid.as_deref_mut() {
+                            c.authenticated(x.0, x.1.seq);
+                        }
+                        x
+                    }
                     Err(record13::OpenError13::Authentication) => {
                         self.out.stats.records_auth_failed += 1;
                         return;
@@ -1010,8 +1056,13 @@ impl Core {
                 .partition(|d| if d.first().is_some_and(|b| b & 3 == 2) { hs } else { app });
             self.tr.early_records = held;
             if !ready.is_empty() {
+                let cid_len = self.cid.as_deref().map_or(0, |c| c.in_len());
                 for d in ready {
-                    for rec in record13::split_datagram13(&d) {
+                    for rec in record13::split_datagram13_cid(&d, cid_len) {
+                        if !self.cid_accepts(&rec) {
+                            self.out.stats.records_invalid += 1;
+                            break;
+                        }
                         self.handle_record(rec, peer_repeated);
                     }
                 }
@@ -1170,7 +1221,8 @@ impl Core {
 
     pub(crate) fn max_payload(&self) -> usize {
         let style = HeaderStyle::choose(0, None, true);
-        self.send_app.as_ref().map_or(0, |s| s.protection().max_plaintext_len(self.common().mtu, style)).min(16384)
+        let space = self.common().mtu.saturating_sub(self.out_cid_len());
+        self.send_app.as_ref().map_or(0, |s| s.protection().max_plaintext_len(space, style)).min(16384)
     }
 
     /// Application data once established; a server's 0.5-RTT data goes through its
@@ -1296,6 +1348,8 @@ impl Core {
                 }
                 Ok(())
             }
+            HandshakeType::NewConnectionId => self.handle_new_connection_id(&msg.body),
+            HandshakeType::RequestConnectionId => self.handle_request_connection_id(now, &msg.body),
             _ => Err(Error::PeerMisbehaved(PeerMisbehaved::HandshakeMessageAfterHandshake)),
         }
     }
@@ -1378,6 +1432,91 @@ impl Core {
 
     pub(crate) fn is_resumed(&self) -> bool {
         self.resumed
+    }
+}
+
+impl Core {
+    /// Length of the CID our records carry (0: none).
+    pub(crate) fn out_cid_len(&self) -> usize {
+        self.cid.as_deref().map_or(0, |c| c.out().len())
+    }
+
+    /// NewConnectionId from the peer (RFC 9147 §9).
+    fn handle_new_connection_id(&mut self, body: &[u8]) -> Result<(), Error> {
+        let nci = NewConnectionId::read_exact(body)?;
+        match self.cid.as_deref_mut() {
+            Some(c) => c.take_new(nci),
+            None => Err(Error::PeerMisbehaved(PeerMisbehaved::ConnectionIdMessageNotAllowed)),
+        }
+    }
+
+    /// RequestConnectionId from the peer (RFC 9147 §9): answered now, or once our flight in
+    /// progress is acknowledged.
+    fn handle_request_connection_id(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
+        let req = RequestConnectionId::read_exact(body)?;
+        match self.cid.as_deref_mut() {
+            Some(c) => c.take_request(req.num_cids)?,
+            None => return Err(Error::PeerMisbehaved(PeerMisbehaved::ConnectionIdMessageNotAllowed)),
+        }
+        self.serve_cid_request(now);
+        Ok(())
+    }
+
+    /// Answers a pending RequestConnectionId with a NewConnectionId (usage cid_spare, §9) once
+    /// no flight of ours is outstanding.
+    fn serve_cid_request(&mut self, now: Instant) {
+        if !self.flight_idle() {
+            return;
+        }
+        // Fresh OS randomness: a CID is an identifier others must not predict, and an idle
+        // association keeps no generator.
+        let mut rng = SeededRng::from_os();
+        let cids = self.cid.as_deref_mut().and_then(|c| c.answer_request(&mut rng));
+        if let Some(cids) = cids {
+            let body = NewConnectionId { cids, usage: ConnectionIdUsage::CidSpare }.to_vec();
+            self.send_post_handshake(now, HandshakeType::NewConnectionId, body);
+        }
+    }
+
+    /// Announces up to `count` new CIDs of ours (see [`crate::Connection::issue_connection_ids`]).
+    pub(crate) fn issue_connection_ids(
+        &mut self,
+        now: Instant,
+        count: usize,
+        usage: ConnectionIdUsage,
+    ) -> Result<usize, UsageError> {
+        if !self.flight_idle() {
+            return Err(self.busy());
+        }
+        let Some(c) = self.cid.as_deref_mut() else {
+            return Err(UsageError::LimitReached("no Connection IDs were negotiated"));
+        };
+        let mut rng = SeededRng::from_os();
+        let cids = c.issue_more(count, &mut rng)?;
+        let n = cids.len();
+        self.send_post_handshake(now, HandshakeType::NewConnectionId, NewConnectionId { cids, usage }.to_vec());
+        Ok(n)
+    }
+
+    /// Asks the peer for `num_cids` more CIDs (see [`crate::Connection::request_connection_ids`]).
+    pub(crate) fn request_connection_ids(&mut self, now: Instant, num_cids: u8) -> Result<(), UsageError> {
+        if !self.flight_idle() {
+            return Err(self.busy());
+        }
+        let Some(c) = self.cid.as_deref_mut() else {
+            return Err(UsageError::LimitReached("no Connection IDs were negotiated"));
+        };
+        c.start_request()?;
+        self.send_post_handshake(now, HandshakeType::RequestConnectionId, RequestConnectionId { num_cids }.to_vec());
+        Ok(())
+    }
+
+    fn busy(&self) -> UsageError {
+        if self.state == State::Established {
+            UsageError::LimitReached("a flight (NewConnectionId, KeyUpdate, ...) is still unacknowledged")
+        } else {
+            UsageError::NotConnected
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! * `early`: 0-RTT early data on both sides and the cookie gate's look-ups;
 //! * `conn`: `Conn13`, the core plus the role's handshake state while there is one, which
 //!   [`crate::Connection`] dispatches to;
+//! * `cid`: Connection IDs (§9), the CIDs of an association each way and their limits;
 //! * [`msgs`], [`record`] (encrypted record numbers, the unified header), [`key_schedule`].
 //!
 //! The core imports none of the handshake modules: the handshake states receive it as
@@ -20,6 +21,7 @@
 //! [`crate::msgs`] modules; nothing in DTLS 1.2 imports this module except the 1.2 client's
 //! hand-over from a dual-version hello.
 
+pub(crate) mod cid;
 pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod dual_hello;

@@ -13,8 +13,12 @@
 //!   counters.
 //! * [`reconstruct_seq`] / [`reconstruct_epoch`] expand the truncated header fields (§4.2.2).
 //!
-//! Connection IDs are not supported: records with the C bit are treated as malformed (RFC 9147
-//! §9: without a negotiated CID, records carrying one are rejected).
+//! Connection IDs (RFC 9147 §4, §9): [`split_datagram13_cid`] reads the CID that follows the
+//! first byte of a header with the C bit, its length being the one the receiver issued (it is
+//! not on the wire); [`RecordProtection13::seal_cid`] writes one. The CID is part of the header
+//! and so of the AEAD additional data; record number encryption masks only the sequence number
+//! after it. Without a CID length ([`split_datagram13`]) a record with the C bit is malformed
+//! (§9: without a negotiated CID, records carrying one are rejected).
 
 use std::fmt;
 
@@ -50,6 +54,8 @@ const L_BIT: u8 = 0x04;
 const EPOCH_MASK: u8 = 0x03;
 /// Longest unified header without a CID: first byte, 16-bit sequence number, length.
 const MAX_HEADER_LEN: usize = 5;
+/// Longest CID (RFC 9146 §3: `opaque cid<0..2^8-1>`).
+const MAX_CID_LEN: usize = 255;
 
 /// How many sequence number bits a unified header carries (RFC 9147 §4, the S bit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,8 +151,10 @@ impl UnifiedHeader {
 pub struct CiphertextRecord<'a> {
     /// The parsed header.
     pub header: UnifiedHeader,
-    /// The header bytes as received (sequence number still encrypted).
+    /// The header bytes as received (sequence number still encrypted), CID included.
     pub header_bytes: &'a [u8],
+    /// The CID after the first byte (RFC 9147 §4, the C bit), empty when absent.
+    pub cid: &'a [u8],
     /// `encrypted_record`: AEAD ciphertext and tag.
     pub encrypted_record: &'a [u8],
 }
@@ -167,6 +175,8 @@ pub struct Records13<'a> {
     datagram: &'a [u8],
     pos: usize,
     malformed: bool,
+    /// Length of the CIDs this receiver issued; 0: a record with a CID is malformed.
+    cid_len: usize,
 }
 
 impl<'a> Records13<'a> {
@@ -197,21 +207,29 @@ impl<'a> Records13<'a> {
     }
 
     fn ciphertext(&mut self, first: u8) -> Option<Record13<'a>> {
-        if first & C_BIT != 0 {
-            // No CID is ever negotiated here, and a CID's length is not self-describing, so
-            // nothing after this byte can be located (RFC 9147 §9).
-            return self.fail();
-        }
+        // A CID's length is not on the wire (RFC 9147 §4): it is the length of the CIDs this
+        // receiver issued. Without one negotiated nothing after this byte can be located, and
+        // the record is rejected (§9).
+        let cid_len = if first & C_BIT != 0 {
+            if self.cid_len == 0 {
+                return self.fail();
+            }
+            self.cid_len
+        } else {
+            0
+        };
         let seq_len = if first & S_BIT != 0 { SeqLen::Bits16 } else { SeqLen::Bits8 };
         let has_length = first & L_BIT != 0;
-        let header_len = HeaderStyle { seq_len, length: has_length }.header_len();
+        let header_len = HeaderStyle { seq_len, length: has_length }.header_len() + cid_len;
         let rest = &self.datagram[self.pos..];
         let Some(header_bytes) = rest.get(..header_len) else {
             return self.fail();
         };
+        let cid = &header_bytes[1..1 + cid_len];
+        let at = 1 + cid_len;
         let encrypted_seq = match seq_len {
-            SeqLen::Bits8 => u16::from(header_bytes[1]),
-            SeqLen::Bits16 => u16::from_be_bytes([header_bytes[1], header_bytes[2]]),
+            SeqLen::Bits8 => u16::from(header_bytes[at]),
+            SeqLen::Bits16 => u16::from_be_bytes([header_bytes[at], header_bytes[at + 1]]),
         };
         let (length, body_len) = if has_length {
             let l = u16::from_be_bytes([header_bytes[header_len - 2], header_bytes[header_len - 1]]);
@@ -225,7 +243,7 @@ impl<'a> Records13<'a> {
         };
         self.pos += header_len + body_len;
         let header = UnifiedHeader { epoch_bits: first & EPOCH_MASK, seq_len, encrypted_seq, length };
-        Some(Record13::Ciphertext(CiphertextRecord { header, header_bytes, encrypted_record }))
+        Some(Record13::Ciphertext(CiphertextRecord { header, header_bytes, cid, encrypted_record }))
     }
 }
 
@@ -250,7 +268,27 @@ impl<'a> Iterator for Records13<'a> {
 /// the datagram) and the rest is dropped (§4.5.2: invalid records are silently discarded);
 /// [`Records13::hit_malformed`] tells afterwards. Never allocates.
 pub fn split_datagram13(datagram: &[u8]) -> Records13<'_> {
-    Records13 { datagram, pos: 0, malformed: false }
+    split_datagram13_cid(datagram, 0)
+}
+
+/// Like [`split_datagram13`] for a receiver that issued CIDs of `cid_len` bytes (RFC 9147 §4,
+/// §9): a DTLSCiphertext header with the C bit carries that many CID bytes after its first
+/// byte. `cid_len` 0: no CID negotiated, a record with the C bit is malformed. Whether the CID
+/// is one this receiver issued is the caller's check ([`CiphertextRecord::cid`]).
+pub fn split_datagram13_cid(datagram: &[u8], cid_len: usize) -> Records13<'_> {
+    Records13 { datagram, pos: 0, malformed: false, cid_len: cid_len.min(MAX_CID_LEN) }
+}
+
+/// The CID a datagram's first record carries if it is a DTLSCiphertext record with the C bit
+/// (RFC 9147 §4) and CIDs are `cid_len` bytes long: what an endpoint looks an association up
+/// by. A DTLS 1.3 unified header's first byte (32..=63) never equals a DTLS 1.2 content type,
+/// so both versions' CID records can share one index.
+pub fn first_record_cid13(datagram: &[u8], cid_len: usize) -> Option<&[u8]> {
+    let first = *datagram.first()?;
+    if cid_len == 0 || first & FIXED_MASK != FIXED_BITS || first & C_BIT == 0 {
+        return None;
+    }
+    datagram.get(1..1 + cid_len)
 }
 
 /// Appends a DTLSPlaintext record (RFC 9147 §4): legacy_record_version {254, 253}, the low 16
@@ -500,16 +538,37 @@ impl RecordProtection13 {
         out: &mut Vec<u8>,
         style: HeaderStyle,
     ) -> Result<(), CryptoError> {
-        if plaintext.len() > MAX_PLAINTEXT_LEN {
+        self.seal_cid(epoch, seq, content_type, plaintext, out, style, &[])
+    }
+
+    /// [`RecordProtection13::seal`] with the receiver's `cid` in the header (RFC 9147 §4: the
+    /// C bit, the CID after the first byte; none when `cid` is empty). The CID is in the AEAD
+    /// additional data, the whole header being; record number encryption masks only the
+    /// sequence number after it (§4.2.3). Fails on a CID longer than 255 bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_cid(
+        &self,
+        epoch: u64,
+        seq: u64,
+        content_type: ContentType,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+        style: HeaderStyle,
+        cid: &[u8],
+    ) -> Result<(), CryptoError> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN || cid.len() > MAX_CID_LEN {
             return Err(CryptoError);
         }
         let inner_len = self.inner_len(plaintext.len());
         let tag_len = self.alg.tag_len();
         let encrypted_len = inner_len + tag_len;
         let start = out.len();
-        out.reserve(style.header_len() + encrypted_len);
+        out.reserve(style.header_len() + cid.len() + encrypted_len);
 
         let mut first = FIXED_BITS | (epoch as u8 & EPOCH_MASK);
+        if !cid.is_empty() {
+            first |= C_BIT;
+        }
         if style.seq_len == SeqLen::Bits16 {
             first |= S_BIT;
         }
@@ -517,6 +576,7 @@ impl RecordProtection13 {
             first |= L_BIT;
         }
         out.push(first);
+        out.extend_from_slice(cid);
         match style.seq_len {
             SeqLen::Bits8 => out.push(seq as u8),
             SeqLen::Bits16 => out.extend_from_slice(&(seq as u16).to_be_bytes()),
@@ -543,7 +603,7 @@ impl RecordProtection13 {
         sample.copy_from_slice(&out[body..body + 16]);
         let mask = self.sn.mask(&sample);
         for (i, m) in mask.iter().take(style.seq_len.byte_len()).enumerate() {
-            out[start + 1 + i] ^= m;
+            out[start + 1 + cid.len() + i] ^= m;
         }
         Ok(())
     }
@@ -560,23 +620,30 @@ impl RecordProtection13 {
         if encrypted.len() < MIN_ENCRYPTED_RECORD_LEN || encrypted.len() > MAX_ENCRYPTED_RECORD_LEN {
             return Err(OpenError13::Malformed);
         }
-        let header_len = record.header.style().header_len();
-        if record.header_bytes.len() != header_len {
+        let cid_len = record.cid.len();
+        let header_len = record.header.style().header_len() + cid_len;
+        if record.header_bytes.len() != header_len
+            || cid_len > MAX_CID_LEN
+            || (record.header_bytes[0] & C_BIT != 0) != (cid_len > 0)
+            || record.header_bytes[1..1 + cid_len] != *record.cid
+        {
             return Err(OpenError13::Malformed);
         }
-        let mut header = [0u8; MAX_HEADER_LEN];
+        // The additional data is the header as sent, CID included (RFC 9147 §4).
+        let mut header = [0u8; MAX_HEADER_LEN + MAX_CID_LEN];
         let header = &mut header[..header_len];
         header.copy_from_slice(record.header_bytes);
 
         let mut sample = [0u8; 16];
         sample.copy_from_slice(&encrypted[..16]);
         let mask = self.sn.mask(&sample);
+        let at = 1 + cid_len;
         for (i, m) in mask.iter().take(record.header.seq_len.byte_len()).enumerate() {
-            header[1 + i] ^= m;
+            header[at + i] ^= m;
         }
         let wire = match record.header.seq_len {
-            SeqLen::Bits8 => u16::from(header[1]),
-            SeqLen::Bits16 => u16::from_be_bytes([header[1], header[2]]),
+            SeqLen::Bits8 => u16::from(header[at]),
+            SeqLen::Bits16 => u16::from_be_bytes([header[at], header[at + 1]]),
         };
         let seq = reconstruct_seq(highest_received, wire, record.header.seq_len);
 
@@ -784,11 +851,24 @@ impl SendEpoch13 {
         out: &mut Vec<u8>,
         style: HeaderStyle,
     ) -> Result<u64, CryptoError> {
+        self.seal_cid(content_type, plaintext, out, style, &[])
+    }
+
+    /// [`SendEpoch13::seal`] with the receiver's `cid` in the header
+    /// ([`RecordProtection13::seal_cid`]).
+    pub fn seal_cid(
+        &mut self,
+        content_type: ContentType,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+        style: HeaderStyle,
+        cid: &[u8],
+    ) -> Result<u64, CryptoError> {
         if self.next_seq >= self.confidentiality_limit || self.next_seq == u64::MAX {
             return Err(CryptoError);
         }
         let seq = self.next_seq;
-        self.protection.seal(self.epoch, seq, content_type, plaintext, out, style)?;
+        self.protection.seal_cid(self.epoch, seq, content_type, plaintext, out, style, cid)?;
         self.next_seq += 1;
         Ok(seq)
     }

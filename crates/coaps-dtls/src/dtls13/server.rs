@@ -8,6 +8,7 @@
 use crate::codec::*;
 use crate::config::{ClientAuth, PeerVerifier, ServerConfig};
 use crate::crypto::{AeadAlgorithm, Rng, SeededRng};
+use crate::dtls13::cid::Cids13;
 use crate::dtls13::early;
 use crate::dtls13::engine::{Core, EPOCH_APPLICATION, EPOCH_HANDSHAKE, EPOCH_PLAINTEXT, Incoming, hash, suite13};
 use crate::dtls13::key_schedule::{self as tls13, EarlySecret, MasterSecret13, Secret};
@@ -303,6 +304,14 @@ impl ExpectClientHello {
         };
         if psk_key.is_some() {
             sh_ext.push(ServerHelloExtension13::PreSharedKey(selected));
+        }
+        // RFC 9147 §9 / RFC 9146 §3: a client that offers connection_id gets the CID we want
+        // to receive, in the ServerHello (RFC 9147 §9 example); our encrypted records carry
+        // its CID from the first one on.
+        if let (Some(cfg), Some(theirs)) = (config.connection_id.as_ref(), ch.connection_id()) {
+            let ours = cfg.generate(core.rng());
+            sh_ext.push(ServerHelloExtension13::ConnectionId(ours.clone()));
+            core.cid = Some(Box::new(Cids13::negotiated(cfg.clone(), ours, theirs.to_vec())));
         }
         let sh = ServerHelloMessage13::ServerHello(ServerHello13 {
             legacy_version: ProtocolVersion::DTLS1_2,

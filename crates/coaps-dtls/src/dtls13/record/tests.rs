@@ -768,3 +768,112 @@ fn aes_record_number_mask_forms_agree() {
         assert_eq!(chosen.mask(&sample), want);
     }
 }
+
+/// RFC 9147 §4 with a CID, written out from the text: `001CSLEE`, the CID, the sequence
+/// number, the length; the whole header before record number encryption is the additional
+/// data; the mask covers only the sequence number after the CID (§4.2.3).
+fn seal_ref_cid(keys: &TrafficKeys, epoch: u64, seq: u64, inner: &[u8], style: HeaderStyle, cid: &[u8]) -> Vec<u8> {
+    let alg = keys.algorithm();
+    let mut out = vec![0x20 | 0x10 | (epoch & 3) as u8];
+    out.extend_from_slice(cid);
+    if style.seq_len == SeqLen::Bits16 {
+        out[0] |= 0x08;
+        out.extend_from_slice(&(seq as u16).to_be_bytes());
+    } else {
+        out.push(seq as u8);
+    }
+    if style.length {
+        out[0] |= 0x04;
+        out.extend_from_slice(&((inner.len() + alg.tag_len()) as u16).to_be_bytes());
+    }
+    let mut nonce = *keys.iv();
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    let aead = RustCrypto.aead(alg, keys.key()).unwrap();
+    let mut body = inner.to_vec();
+    aead.seal_in_place(&nonce, &out, &mut body).unwrap();
+    let mask = mask_ref(alg, keys.sn_key(), &body);
+    for i in 0..style.seq_len.byte_len() {
+        out[1 + cid.len() + i] ^= mask[i];
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn cid_records_match_the_reference_and_open() {
+    for alg in ALGS {
+        let k = keys(alg, 9);
+        let p = prot(alg, 9);
+        for style in STYLES {
+            for cid in [&b"\x01"[..], b"\x0a\x0b\x0c\x0d", &[0x5a; 255][..]] {
+                let mut dg = Vec::new();
+                p.seal_cid(3, 0x1234, ContentType::ApplicationData, b"over a cid", &mut dg, style, cid).unwrap();
+                let mut inner = b"over a cid".to_vec();
+                inner.push(23);
+                if inner.len() + alg.tag_len() < 16 {
+                    inner.resize(16 - alg.tag_len(), 0);
+                }
+                assert_eq!(dg, seal_ref_cid(&k, 3, 0x1234, &inner, style, cid), "{alg:?} {style:?} {}", cid.len());
+                assert_eq!(dg.len(), p.sealed_len(10, style) + cid.len());
+                assert_eq!(first_record_cid13(&dg, cid.len()), Some(cid));
+                let mut it = split_datagram13_cid(&dg, cid.len());
+                let Some(Record13::Ciphertext(rec)) = it.next() else { panic!("no record") };
+                assert!(it.next().is_none() && !it.hit_malformed());
+                assert_eq!(rec.cid, cid);
+                let o = p.open(&rec, Some(0x1233)).unwrap();
+                assert_eq!((o.seq, o.plaintext.as_slice()), (0x1234, &b"over a cid"[..]));
+                // Without a negotiated CID the C bit makes the record malformed (RFC 9147 §9).
+                let mut it = split_datagram13(&dg);
+                assert!(it.next().is_none() && it.hit_malformed());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cid_is_authenticated() {
+    let p = prot(AeadAlgorithm::Aes128Gcm, 3);
+    let mut dg = Vec::new();
+    p.seal_cid(3, 5, ContentType::ApplicationData, b"x", &mut dg, HeaderStyle::FULL, b"abcd").unwrap();
+    for i in 1..5 {
+        let mut bad = dg.clone();
+        bad[i] ^= 0x40;
+        let Some(Record13::Ciphertext(rec)) = split_datagram13_cid(&bad, 4).next() else { panic!() };
+        assert_eq!(p.open(&rec, Some(4)), Err(OpenError13::Authentication), "CID byte {i}");
+    }
+    // The same record presented as if its CID were part of a longer or shorter one.
+    for len in [3, 5] {
+        if let Some(Record13::Ciphertext(rec)) = split_datagram13_cid(&dg, len).next() {
+            assert!(p.open(&rec, Some(4)).is_err(), "CID length {len}");
+        }
+    }
+    // Inconsistent hand-made records are refused before any crypto.
+    let Some(Record13::Ciphertext(rec)) = split_datagram13_cid(&dg, 4).next() else { panic!() };
+    let forged = CiphertextRecord { cid: b"wxyz", ..rec };
+    assert_eq!(p.open(&forged, Some(4)), Err(OpenError13::Malformed));
+    let forged = CiphertextRecord { cid: b"", ..rec };
+    assert_eq!(p.open(&forged, Some(4)), Err(OpenError13::Malformed));
+}
+
+#[test]
+fn cid_parsing_is_total() {
+    // Every prefix of a CID datagram of two records, at every CID length, parses without
+    // panicking and never yields a record past the end.
+    let p = prot(AeadAlgorithm::ChaCha20Poly1305, 1);
+    let mut dg = Vec::new();
+    p.seal_cid(2, 1, ContentType::Handshake, b"one", &mut dg, HeaderStyle::FULL, b"cid!").unwrap();
+    p.seal_cid(2, 2, ContentType::Handshake, b"two", &mut dg, HeaderStyle::MINIMAL, b"cid!").unwrap();
+    for end in 0..=dg.len() {
+        for cid_len in [0, 1, 4, 7, 255, 1000] {
+            let n = split_datagram13_cid(&dg[..end], cid_len).count();
+            assert!(n <= 2);
+            let _ = first_record_cid13(&dg[..end], cid_len);
+        }
+    }
+    assert_eq!(split_datagram13_cid(&dg, 4).count(), 2);
+    assert_eq!(first_record_cid13(&dg, 0), None);
+    assert_eq!(first_record_cid13(&[0x25, 1, 2], 4), None, "no C bit");
+    assert_eq!(first_record_cid13(&[25, 1, 2, 3, 4], 4), None, "a DTLS 1.2 tls12_cid record is not read here");
+}
