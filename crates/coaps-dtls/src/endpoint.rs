@@ -519,6 +519,8 @@ impl Endpoint {
                 Eviction::HalfOpenExpired => self.stats.expired_half_open += 1,
                 Eviction::IdleTableFull => self.stats.evicted_idle += 1,
             }
+            // Its CIDs leave the index with it, or the index would keep growing with stale ones.
+            self.unindex_cid(victim);
             self.connections.remove(&victim);
             self.timers.set(victim, None);
         }
@@ -576,6 +578,7 @@ impl Endpoint {
             l.expire(now, &mut expired);
             for (peer, _) in expired {
                 self.stats.expired_half_open += 1;
+                self.unindex_cid(peer);
                 self.connections.remove(&peer);
                 self.timers.set(peer, None);
             }

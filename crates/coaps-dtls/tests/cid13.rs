@@ -655,3 +655,48 @@ fn an_auto_client_gets_cids_from_either_version() {
         assert_eq!(server.cid_count(), 1);
     }
 }
+
+/// An association the quotas evict (idle, table full) takes its CIDs out of the index: the
+/// index holds only the CIDs of associations that exist, however many come and go.
+#[test]
+fn an_evicted_association_leaves_the_cid_index() {
+    let mode = Mode::Psk;
+    let (server, _) = configs(mode, None);
+    let mut s = (*server).clone();
+    s.connection_id = Some(ConnectionIdConfig::new(8));
+    s.max_connections = 1;
+    s.quotas.min_idle_to_evict = Duration::from_secs(1);
+    let mut p = Pair::new(Arc::new(s), Some(ConnectionIdConfig::new(4)), mode);
+    assert_eq!(p.server.cid_count(), 1);
+    // A second client from another address, once the first has idled past the minimum.
+    p.now += Duration::from_secs(5);
+    let (_, client_cfg) = configs(mode, None);
+    let mut cfg = (*client_cfg).clone();
+    cfg.version = DtlsVersion::Dtls13;
+    cfg.connection_id = Some(ConnectionIdConfig::new(4));
+    let other: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+    let mut second = Endpoint::client(SeededRng::from_seed_u64(3));
+    second.connect(p.now, server_addr(), Arc::new(cfg), "localhost", None).unwrap();
+    for _ in 0..50 {
+        let mut moved = false;
+        while let Some(t) = second.poll_transmit() {
+            moved = true;
+            p.server.handle_datagram(p.now, other, &t.payload);
+        }
+        while let Some(t) = p.server.poll_transmit() {
+            if t.destination == other {
+                moved = true;
+                second.handle_datagram(p.now, server_addr(), &t.payload);
+            }
+        }
+        while p.server.poll_event().is_some() {}
+        while second.poll_event().is_some() {}
+        if !moved {
+            break;
+        }
+    }
+    assert!(second.connection(&server_addr()).is_some_and(|c| c.is_established()), "second handshake failed");
+    assert!(p.server.connection(&client_addr()).is_none(), "the idle association was evicted");
+    assert_eq!(p.server.stats().evicted_idle, 1);
+    assert_eq!(p.server.cid_count(), 1, "only the live association's CID is indexed");
+}
