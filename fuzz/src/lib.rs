@@ -16,11 +16,12 @@ use coaps_dtls::{
     CertifiedKey, ClientAuth, ClientConfig, CommonConfig, Endpoint, Event, PeerVerifier, Psk, ServerConfig, StaticPsks,
 };
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod coap;
 pub mod dtls13;
+pub mod memo;
 pub mod scenario;
 pub mod targets;
 pub mod targets13;
@@ -66,23 +67,59 @@ fn signing_key(pem: &[u8]) -> Arc<EcdsaP256SigningKey> {
     Arc::new(EcdsaP256SigningKey::from_bytes(&bytes).expect("key"))
 }
 
+/// One WebPKI verifier for every configuration: its signature cache then outlives a single
+/// execution, as it outlives a single handshake in a server.
 fn webpki() -> PeerVerifier {
-    let roots = cert::load_certs_pem(data_file!("ca.crt")).expect("ca");
-    PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).expect("roots")))
+    static V: OnceLock<PeerVerifier> = OnceLock::new();
+    V.get_or_init(|| {
+        let roots = cert::load_certs_pem(data_file!("ca.crt")).expect("ca");
+        PeerVerifier::WebPki(Arc::new(WebPkiVerifier::new(&roots).expect("roots")))
+    })
+    .clone()
 }
 
 fn certified(cert_pem: &[u8], key_pem: &[u8]) -> CertifiedKey {
-    CertifiedKey { chain: cert::load_certs_pem(cert_pem).expect("certs"), key: signing_key(key_pem) }
+    CertifiedKey {
+        chain: cert::load_certs_pem(cert_pem).expect("certs"),
+        key: Arc::new(memo::MemoSigner::new(signing_key(key_pem))),
+    }
+}
+
+fn server_certified() -> CertifiedKey {
+    static K: OnceLock<CertifiedKey> = OnceLock::new();
+    K.get_or_init(|| certified(data_file!("server.crt"), data_file!("server.key"))).clone()
+}
+
+fn client_certified() -> CertifiedKey {
+    static K: OnceLock<CertifiedKey> = OnceLock::new();
+    K.get_or_init(|| certified(data_file!("client.crt"), data_file!("client.key"))).clone()
+}
+
+/// The common configuration of every endpoint target: defaults, with the memoizing provider
+/// ([`memo::MemoCrypto`]) over the default one.
+fn common() -> CommonConfig {
+    CommonConfig { provider: memo::MemoCrypto::shared(), ..CommonConfig::default() }
+}
+
+/// A configuration per flag byte, built once: parsing keys and certificates and deriving
+/// public keys would otherwise cost more than many executions.
+pub(crate) fn once_per_flags<T>(
+    cache: &'static [OnceLock<Arc<T>>; 256],
+    flags: u8,
+    build: impl FnOnce(u8) -> T,
+) -> Arc<T> {
+    cache[usize::from(flags)].get_or_init(|| Arc::new(build(flags))).clone()
 }
 
 /// Server configuration selected by the first input byte of `server_endpoint`:
 /// bit 0 switches the cookie exchange off, bit 1 asks for an (optional) client certificate,
 /// bit 2 offers raw public keys. PSK and certificate suites are always both enabled.
 pub fn server_config(flags: u8) -> Arc<ServerConfig> {
-    let cfg = ServerConfig {
-        common: CommonConfig::default(),
+    static C: [OnceLock<Arc<ServerConfig>>; 256] = [const { OnceLock::new() }; 256];
+    once_per_flags(&C, flags, |flags| ServerConfig {
+        common: common(),
         psks: Some(Arc::new(StaticPsks(vec![psk()]))),
-        cert: Some(certified(data_file!("server.crt"), data_file!("server.key"))),
+        cert: Some(server_certified()),
         raw_public_key: flags & 4 != 0,
         client_auth: if flags & 2 != 0 { ClientAuth::Optional(webpki()) } else { ClientAuth::None },
         cookie: if flags & 1 != 0 { None } else { Some(CookieConfig::default()) },
@@ -90,37 +127,39 @@ pub fn server_config(flags: u8) -> Arc<ServerConfig> {
         max_connections: 3,
         max_handshakes: 2,
         ..ServerConfig::default()
-    };
-    Arc::new(cfg)
+    })
 }
 
 /// Client configuration selected by the first input byte of `client_endpoint`:
 /// bits 0-1: 0 PSK, 1 X.509 (WebPKI), 2 raw public key (pinned), 3 X.509 with a client
 /// certificate; in PSK mode, bit 2 restricts the suites to ECDHE_PSK, bit 3 to plain PSK.
 pub fn client_config(flags: u8) -> Arc<ClientConfig> {
-    let mut common = CommonConfig::default();
-    let by = |n: &str| *coaps_dtls::suites::by_name(n).expect("suite");
-    if flags & 3 != 0 {
-        // Certificate modes keep every suite: the PSK ones are left out for lack of a PSK.
-    } else if flags & 4 != 0 {
-        common.suites = vec![by("TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256")];
-    } else if flags & 8 != 0 {
-        common.suites = vec![by("TLS_PSK_WITH_AES_128_CCM_8")];
-    }
-    let mut cfg = ClientConfig { common, ..ClientConfig::default() };
-    match flags & 3 {
-        0 => cfg.psk = Some(psk()),
-        1 => cfg.verifier = Some(webpki()),
-        2 => {
-            let spki = coaps_dtls::crypto::SigningKey::public_key_spki(&*signing_key(data_file!("server.key")));
-            cfg.verifier = Some(PeerVerifier::Pinned(Arc::new(PinnedKeys::new(vec![spki]))));
+    static C: [OnceLock<Arc<ClientConfig>>; 256] = [const { OnceLock::new() }; 256];
+    once_per_flags(&C, flags, |flags| {
+        let mut common = common();
+        let by = |n: &str| *coaps_dtls::suites::by_name(n).expect("suite");
+        if flags & 3 != 0 {
+            // Certificate modes keep every suite: the PSK ones are left out for lack of a PSK.
+        } else if flags & 4 != 0 {
+            common.suites = vec![by("TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256")];
+        } else if flags & 8 != 0 {
+            common.suites = vec![by("TLS_PSK_WITH_AES_128_CCM_8")];
         }
-        _ => {
-            cfg.verifier = Some(webpki());
-            cfg.client_cert = Some(certified(data_file!("client.crt"), data_file!("client.key")));
+        let mut cfg = ClientConfig { common, ..ClientConfig::default() };
+        match flags & 3 {
+            0 => cfg.psk = Some(psk()),
+            1 => cfg.verifier = Some(webpki()),
+            2 => {
+                let spki = server_certified().key.public_key_spki();
+                cfg.verifier = Some(PeerVerifier::Pinned(Arc::new(PinnedKeys::new(vec![spki]))));
+            }
+            _ => {
+                cfg.verifier = Some(webpki());
+                cfg.client_cert = Some(client_certified());
+            }
         }
-    }
-    Arc::new(cfg)
+        cfg
+    })
 }
 
 /// One step of an endpoint script: advance the clock, then deliver a datagram from a peer.
