@@ -148,6 +148,26 @@ fn first_application_byte() {
                 f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
             );
         }
+        // An unsafe request (a POST) sent as 0-RTT data and held by the server until the
+        // handshake completes (EarlyDataLayer's defer policy), from the ticket's address (no
+        // cookie, RFC 9147 §5.1) and with the HelloRetryRequest cookie (which refuses the early
+        // data: the client sends the request again once connected).
+        for (how, skip) in [("deferred 0-RTT POST, cookie skipped", true), ("deferred 0-RTT POST, HRR cookie", false)] {
+            let mut h = ours::Harness::with13(mode, suite, |c| {
+                c.early_data =
+                    Some(coaps_dtls::EarlyDataConfig { skip_cookie_on_resumption: skip, ..Default::default() });
+            });
+            h.prime_session();
+            let f = h.first_byte_or_resent(&request);
+            h.prime_session();
+            let a = h.answer_deferred(&request, &[0x24u8; 64]);
+            assert_eq!(a.early, skip, "{how}: early data accepted only without the cookie round trip");
+            let label = format!("1.3 resumed (ticket) {label}: {how}");
+            println!(
+                "| {label:<66} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
+            );
+        }
     }
     println!();
     println!("RT = server flights the client had received when the server got the data; dg and bytes count both");
@@ -156,6 +176,8 @@ fn first_application_byte() {
         "aRT, dg, bytes after it: until the client has the server's 64-byte answer, sent as soon as the server has the request"
     );
     println!("(for 0-RTT requests as 0.5-RTT data, right after the server's Finished, RFC 8446 §2.3).");
+    println!("Deferred 0-RTT POST: the server has the request early (first columns) but answers only after the");
+    println!("client's Finished; with the HRR cookie the early data is refused and the POST is sent again in 1-RTT.");
 }
 
 fn main() {

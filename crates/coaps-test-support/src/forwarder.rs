@@ -4,8 +4,8 @@
 //! sent from an attacker's port just before the original (the pre-play of RFC 8446 §8). With
 //! `race` set, the copy goes to another server at the same moment as the original goes to the
 //! target (the race across nodes sharing a store); with `copies_after` set, that many copies
-//! of the first datagram follow the client's second one (its Finished, when the first opened
-//! a handshake), alternately from the client's own upstream socket and from another port,
+//! of the first datagram follow the client's first other datagram (its Finished, when the
+//! first opened a handshake), alternately from the client's own upstream socket and from another port,
 //! while the client's association lives.
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub struct Forwarder {
     /// Send a copy of each new client's first datagram to this server (from another port) as
     /// the original goes to the target.
     pub race: Arc<Mutex<Option<SocketAddr>>>,
-    /// Copies of each new client's first datagram sent right after its second datagram.
+    /// Copies of each new client's first datagram sent right after its first other datagram.
     pub copies_after: Arc<AtomicUsize>,
     /// The upstream socket of each client, in the order of `firsts`: replays from the
     /// client's own address (as the target sees it) after the client is gone.
@@ -53,8 +53,8 @@ impl Forwarder {
         let (r, c, us) = (race.clone(), copies_after.clone(), ups.clone());
         let thread = std::thread::spawn(move || {
             let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
-            // Per client: its upstream socket, its first datagram, the datagrams seen, and the
-            // copies to send after its second one.
+            // Per client: its upstream socket, its first datagram, 2 once it sent another, and
+            // the copies to send then.
             let mut upstreams: HashMap<SocketAddr, (Arc<UdpSocket>, Vec<u8>, usize, usize)> = HashMap::new();
             let mut buf = [0u8; 4096];
             while !s.load(Ordering::Relaxed) {
@@ -77,8 +77,10 @@ impl Forwarder {
                         (u, buf[..n].to_vec(), 0, c.load(Ordering::Relaxed))
                     });
                     let _ = up.send(&buf[..n]);
-                    *seen += 1;
-                    if *seen == 2 {
+                    // The first datagram that is not a retransmission of the first one: the
+                    // server's answer to the first arrived, so its early data is decided.
+                    if *seen < 2 && buf[..n] != first[..] {
+                        *seen = 2;
                         for i in 0..*copies {
                             // Half from the client's own address (its live association), half
                             // from another port.
