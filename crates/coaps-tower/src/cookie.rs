@@ -167,7 +167,8 @@ impl From<GateStats> for CookieStats {
 }
 
 /// Default of [`CookieLayer::psk_lookup_budget`]: store look-ups per second for cookie-less
-/// ClientHellos that offer a PSK. A look-up takes well under a millisecond on moka or a nearby
+/// ClientHellos that offer a PSK (one look-up per hello: its up to four keys are read
+/// concurrently under one timeout). A look-up takes well under a millisecond on moka or a nearby
 /// Redis, so this keeps a flood of such hellos to a small share of one core and of the store,
 /// while a busy server's honest 0-RTT resumptions rarely reach it (those beyond it still
 /// resume, one cookie round trip later and without their early data).

