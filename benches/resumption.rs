@@ -364,7 +364,9 @@ fn table(has_redis: bool) {
 }
 
 /// The stores of the anti-replay group, each with the runtime its futures run on.
-fn anti_replay_stores(redis: Option<&RedisServer>) -> Vec<(&'static str, tokio::runtime::Runtime, Arc<dyn AsyncSessionStore>)> {
+fn anti_replay_stores(
+    redis: Option<&RedisServer>,
+) -> Vec<(&'static str, tokio::runtime::Runtime, Arc<dyn AsyncSessionStore>)> {
     let mut stores = vec![("moka", runtime(), moka())];
     if let Some(r) = redis {
         let rt = runtime();

@@ -112,8 +112,8 @@ fn first_application_byte() {
         "Until the server has the client's first application byte (DTLS 1.3 ticket resumption, 32-byte request, MTU 1152)"
     );
     println!();
-    println!("| {:<66} | RT | dg | bytes | aRT | dg | bytes |", "mode");
-    println!("|{:-<68}|{:-<4}|{:-<4}|{:-<7}|{:-<5}|{:-<4}|{:-<7}|", "", "", "", "", "", "", "");
+    println!("| {:<74} | RT | dg | bytes | aRT | dg | bytes |", "mode");
+    println!("|{:-<76}|{:-<4}|{:-<4}|{:-<7}|{:-<5}|{:-<4}|{:-<7}|", "", "", "", "", "", "", "");
     let request = [0x42u8; 32];
     let chacha = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
     let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
@@ -144,7 +144,7 @@ fn first_application_byte() {
             assert_eq!(a.early, early);
             let label = format!("1.3 resumed (ticket) {label}: {how}");
             println!(
-                "| {label:<66} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                "| {label:<74} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
                 f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
             );
         }
@@ -164,7 +164,7 @@ fn first_application_byte() {
             assert_eq!(a.early, skip, "{how}: early data accepted only without the cookie round trip");
             let label = format!("1.3 resumed (ticket) {label}: {how}");
             println!(
-                "| {label:<66} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                "| {label:<74} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
                 f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
             );
         }

@@ -321,8 +321,7 @@ impl Harness {
     /// sends `data` again once connected, as `coaps_tower::Client::connect_early` does; the
     /// refused copy's bytes count too.
     pub fn answer_deferred(&mut self, data: &[u8], answer: &[u8]) -> FirstByte {
-        self.resume_sending(data, true, Some(answer), true)
-            .unwrap_or_else(|| panic!("the client never got the answer"))
+        self.resume_sending(data, true, Some(answer), true).unwrap_or_else(|| panic!("the client never got the answer"))
     }
 
     /// [`Harness::first_byte`] of a 0-RTT request that the client sends again once connected
@@ -397,9 +396,7 @@ impl Harness {
             while let Some((peer, ev)) = client.poll_event() {
                 match ev {
                     Event::EarlyDataAccepted => accepted = true,
-                    Event::Connected { .. } if !early || (defer && !accepted) => {
-                        client.send(peer, data).expect("send")
-                    }
+                    Event::Connected { .. } if !early || (defer && !accepted) => client.send(peer, data).expect("send"),
                     Event::ApplicationData(d) if answer.is_some_and(|a| d == a) => {
                         result = Some(measure(was_early, &wire));
                         break 'run;

@@ -282,14 +282,15 @@ fn captured_0rtt_flights_replayed_100_times_everywhere_run_once_per_command() {
     std::fs::write(&key, "5e".repeat(32)).unwrap();
     let started = Instant::now();
     // The four configurations at once, each on its own Redis database.
-    let threads: Vec<_> = [("stateful", "defer"), ("stateful", "reject"), ("stateless", "defer"), ("stateless", "reject")]
-        .into_iter()
-        .enumerate()
-        .map(|(db, (tickets, policy))| {
-            let (url, key) = (format!("{}{}", redis.url(), db + 1), key.clone());
-            std::thread::spawn(move || scenario(&url, &key, tickets, policy))
-        })
-        .collect();
+    let threads: Vec<_> =
+        [("stateful", "defer"), ("stateful", "reject"), ("stateless", "defer"), ("stateless", "reject")]
+            .into_iter()
+            .enumerate()
+            .map(|(db, (tickets, policy))| {
+                let (url, key) = (format!("{}{}", redis.url(), db + 1), key.clone());
+                std::thread::spawn(move || scenario(&url, &key, tickets, policy))
+            })
+            .collect();
     let mut failed = Vec::new();
     for t in threads {
         if let Err(e) = t.join() {
