@@ -5,8 +5,8 @@
 //!
 //! A recording forwarder sits between `coaps post|put|delete --early-data` and server A. Each
 //! honest command's first datagram is replayed 100 times in each case: (a) to A while the
-//! honest association is being set up (half from the client's own address, half from another
-//! port); (b) to A from the client's address after the client closed; (c) to A from other
+//! honest association lives, right after the client's Finished (half from the client's own
+//! address, half from another port); (b) to A from the client's address after the client closed; (c) to A from other
 //! ports of 127.0.0.1 and from 127.0.0.2; (d) to server B; (e) to A restarted (same port,
 //! Redis and keys), within its start-up refusal window and again after it. (f) 100 pre-plays
 //! (the copy sent from another port 20 ms before the original) and 100 two-node races (the
