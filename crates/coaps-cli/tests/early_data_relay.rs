@@ -205,12 +205,12 @@ fn scenario(redis_url: &str, key: &Path, tickets: &str, policy: &str) {
     let line = command(&mut honest, 0, relay.port, &file, &what);
     assert_eq!(line, "early data: not sent (no ticket that allows it)");
     let mut flights = Vec::new();
-    for i in 0..METHODS.len() {
-        // (a) while the honest association is being set up.
+    for (i, method) in METHODS.iter().enumerate() {
+        // (a) while the honest association lives (after the client's Finished).
         relay.copies_after.store(REPLAYS, Ordering::Relaxed);
         let line = command(&mut honest, i, relay.port, &file, &what);
         relay.copies_after.store(0, Ordering::Relaxed);
-        assert_eq!(line, "early data: accepted", "{what} {}", METHODS[i]);
+        assert_eq!(line, "early data: accepted", "{what} {method}");
         let first = relay.firsts.lock().unwrap().last().cloned().expect("a captured flight");
         let own = relay.upstreams.lock().unwrap().last().cloned().expect("its upstream socket");
         // (b) from the honest client's address after it closed, (c) from other ports and
