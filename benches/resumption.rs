@@ -14,6 +14,12 @@
 //!   beside `openssl`: OpenSSL's own stateless tickets (no server session cache).
 //! * `resumption/dtls13-stateless-ticket-psk`: DTLS 1.3 stateless ticket: `layer-moka`,
 //!   `layer-redis`.
+//! * `resumption/anti-replay-per-0rtt`: the store operation each accepted 0-RTT handshake adds
+//!   for its anti-replay (RFC 8446 §8): `*-take`, the atomic single use of a stateful ticket
+//!   (`AsyncSessionStore::take`; a 1-RTT resumption reads it with `get` instead), and
+//!   `*-record`, the record of a sealed ticket's 0-RTT use (`put_if_absent` in
+//!   `KeySpace::ZeroRtt`; Redis `SET NX PX`, with the store's sealing of the value), on moka
+//!   and on Redis. No OpenSSL row: OpenSSL's DTLS has no 0-RTT.
 //!
 //! Criterion measures the bench thread's CPU time (`COAPS_BENCH_WALL=1`: wall time); Redis's
 //! own CPU is in its process and not counted, so a wall-clock rate per row is printed too
@@ -33,11 +39,11 @@ use coaps_dtls::{
 };
 use coaps_test_support::redis::RedisServer;
 use coaps_tower::resumption::{
-    AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer, TicketKeySync,
+    AsyncSessionStore, KeySpace, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer, TicketKeySync,
 };
 use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
 use criterion::measurement::Measurement;
-use criterion::{Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -53,6 +59,7 @@ const GROUP12: &str = "resumption/dtls12-session-id-psk-chacha20";
 const GROUP13: &str = "resumption/dtls13-ticket-psk";
 const GROUP12_STATELESS: &str = "resumption/dtls12-stateless-ticket-psk-chacha20";
 const GROUP13_STATELESS: &str = "resumption/dtls13-stateless-ticket-psk";
+const GROUP_ANTI_REPLAY: &str = "resumption/anti-replay-per-0rtt";
 /// Ticket-key period of the stateless rows: no rotation during a run.
 const TICKET_KEY_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -356,6 +363,106 @@ fn table(has_redis: bool) {
     }
 }
 
+/// The stores of the anti-replay group, each with the runtime its futures run on.
+fn anti_replay_stores(
+    redis: Option<&RedisServer>,
+) -> Vec<(&'static str, tokio::runtime::Runtime, Arc<dyn AsyncSessionStore>)> {
+    let mut stores = vec![("moka", runtime(), moka())];
+    if let Some(r) = redis {
+        let rt = runtime();
+        let store = redis_store(&rt, r);
+        stores.push(("redis", rt, store));
+    }
+    stores
+}
+
+/// A 32-byte key, unique per `n` (a ticket's store key or a sealed ticket's ID).
+fn anti_replay_key(n: u64) -> Vec<u8> {
+    let mut k = vec![0xa5; 32];
+    k[..8].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// A stored session's size (an encoded DTLS 1.3 session is about 120 bytes).
+const SESSION_BYTES: usize = 120;
+/// As `coaps serve` keeps them: the 0-RTT record for twice the default 10 s window.
+const RECORD_TTL: Duration = Duration::from_secs(20);
+
+fn bench_anti_replay<M: Measurement>(c: &mut Criterion<M>, redis: Option<&RedisServer>) {
+    let mut g = c.benchmark_group(GROUP_ANTI_REPLAY);
+    g.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    for (name, rt, store) in anti_replay_stores(redis) {
+        g.bench_function(format!("{name}-take"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let key = anti_replay_key(n);
+                    rt.block_on(store.put(&key, Zeroizing::new(vec![7; SESSION_BYTES]), RECORD_TTL)).unwrap();
+                    key
+                },
+                |key| assert!(rt.block_on(store.take(&key)).unwrap().is_some(), "taken once"),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(format!("{name}-record"), |b| {
+            b.iter(|| {
+                n += 1;
+                let key = anti_replay_key(n);
+                let first = Zeroizing::new(n.to_be_bytes().to_vec());
+                let got = rt.block_on(store.put_if_absent(KeySpace::ZeroRtt, &key, first.clone(), RECORD_TTL)).unwrap();
+                assert!(*got == *first, "recorded first");
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Wall-clock time per anti-replay operation (Redis's round trip and its own CPU included).
+fn anti_replay_wall(redis: Option<&RedisServer>) {
+    let count = env_n("COAPS_RESUME_WALL_N", 2000) as u64;
+    println!("\n| anti-replay operation | wall time per 0-RTT handshake |");
+    println!("|---|---:|");
+    let mut n = 1u64 << 40;
+    for (name, rt, store) in anti_replay_stores(redis) {
+        let keys: Vec<Vec<u8>> = (0..count).map(|i| anti_replay_key(n + i)).collect();
+        for k in &keys {
+            rt.block_on(store.put(k, Zeroizing::new(vec![7; SESSION_BYTES]), RECORD_TTL)).unwrap();
+        }
+        let t = Instant::now();
+        for k in &keys {
+            assert!(rt.block_on(store.take(k)).unwrap().is_some());
+        }
+        println!("| {name}-take | {} |", duration(t.elapsed().as_nanos() as f64 / count as f64));
+        n += count;
+        let t = Instant::now();
+        for i in 0..count {
+            let v = Zeroizing::new(i.to_be_bytes().to_vec());
+            rt.block_on(store.put_if_absent(KeySpace::ZeroRtt, &anti_replay_key(n + i), v, RECORD_TTL)).unwrap();
+        }
+        println!("| {name}-record | {} |", duration(t.elapsed().as_nanos() as f64 / count as f64));
+        n += count;
+    }
+}
+
+/// The anti-replay rows beside the CPU of a whole DTLS 1.3 ticket resumption through the
+/// layer (on the same store): the share of a 0-RTT handshake the anti-replay check adds.
+fn anti_replay_table(has_redis: bool) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    println!("\n| anti-replay row | CPU per 0-RTT handshake | share of a 1.3 resumption through the layer |");
+    println!("|---|---:|---:|");
+    let stores: &[&str] = if has_redis { &["moka", "redis"] } else { &["moka"] };
+    for store in stores {
+        for (op, group) in [("take", GROUP13), ("record", GROUP13_STATELESS)] {
+            let row = format!("{store}-{op}");
+            let Some(ns) = mean_ns(root, GROUP_ANTI_REPLAY, &row) else { continue };
+            let whole = mean_ns(root, group, &format!("layer-{store}"));
+            let share = whole.map_or("-".to_owned(), |w| format!("{:.1} %", 100.0 * ns / w));
+            println!("| {row} | {} | {share} |", duration(ns));
+        }
+    }
+}
+
 fn run<M: Measurement>(c: Criterion<M>, redis: Option<&RedisServer>) {
     let mut c = c
         .sample_size(20)
@@ -363,6 +470,7 @@ fn run<M: Measurement>(c: Criterion<M>, redis: Option<&RedisServer>) {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     bench(&mut c, redis);
+    bench_anti_replay(&mut c, redis);
     c.final_summary();
 }
 
@@ -375,6 +483,8 @@ fn main() {
         run(Criterion::default().with_measurement(ThreadCpuTime), redis.as_ref());
     }
     table(redis.is_some());
+    anti_replay_table(redis.is_some());
     wall_rates(redis.as_ref());
+    anti_replay_wall(redis.as_ref());
     heap_per_session();
 }

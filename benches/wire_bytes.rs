@@ -119,8 +119,8 @@ fn first_application_byte() {
         "Until the server has the client's first application byte (DTLS 1.3 ticket resumption, 32-byte request, MTU 1152)"
     );
     println!();
-    println!("| {:<66} | RT | dg | bytes | aRT | dg | bytes |", "mode");
-    println!("|{:-<68}|{:-<4}|{:-<4}|{:-<7}|{:-<5}|{:-<4}|{:-<7}|", "", "", "", "", "", "", "");
+    println!("| {:<74} | RT | dg | bytes | aRT | dg | bytes |", "mode");
+    println!("|{:-<76}|{:-<4}|{:-<4}|{:-<7}|{:-<5}|{:-<4}|{:-<7}|", "", "", "", "", "", "", "");
     let request = [0x42u8; 32];
     let chacha = CipherSuite::TLS_CHACHA20_POLY1305_SHA256;
     let ccm8 = CipherSuite::TLS_AES_128_CCM_8_SHA256;
@@ -151,7 +151,27 @@ fn first_application_byte() {
             assert_eq!(a.early, early);
             let label = format!("1.3 resumed (ticket) {label}: {how}");
             println!(
-                "| {label:<66} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                "| {label:<74} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
+                f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
+            );
+        }
+        // An unsafe request (a POST) sent as 0-RTT data and held by the server until the
+        // handshake completes (EarlyDataLayer's defer policy), from the ticket's address (no
+        // cookie, RFC 9147 §5.1) and with the HelloRetryRequest cookie (which refuses the early
+        // data: the client sends the request again once connected).
+        for (how, skip) in [("deferred 0-RTT POST, cookie skipped", true), ("deferred 0-RTT POST, HRR cookie", false)] {
+            let mut h = ours::Harness::with13(mode, suite, |c| {
+                c.early_data =
+                    Some(coaps_dtls::EarlyDataConfig { skip_cookie_on_resumption: skip, ..Default::default() });
+            });
+            h.prime_session();
+            let f = h.first_byte_or_resent(&request);
+            h.prime_session();
+            let a = h.answer_deferred(&request, &[0x24u8; 64]);
+            assert_eq!(a.early, skip, "{how}: early data accepted only without the cookie round trip");
+            let label = format!("1.3 resumed (ticket) {label}: {how}");
+            println!(
+                "| {label:<74} | {:>2} | {:>2} | {:>5} | {:>3} | {:>2} | {:>5} |",
                 f.round_trips, f.datagrams, f.bytes, a.round_trips, a.datagrams, a.bytes
             );
         }
@@ -163,6 +183,8 @@ fn first_application_byte() {
         "aRT, dg, bytes after it: until the client has the server's 64-byte answer, sent as soon as the server has the request"
     );
     println!("(for 0-RTT requests as 0.5-RTT data, right after the server's Finished, RFC 8446 §2.3).");
+    println!("Deferred 0-RTT POST: the server has the request early (first columns) but answers only after the");
+    println!("client's Finished; with the HRR cookie the early data is refused and the POST is sent again in 1-RTT.");
 }
 
 /// `coaps energy`'s request and answer (`coaps_cli::energy::run::{request, answer}`): a

@@ -368,7 +368,7 @@ impl Harness {
     /// # Panics
     /// If the server never delivers the data.
     pub fn first_byte(&mut self, data: &[u8], early: bool) -> FirstByte {
-        self.resume_sending(data, early, None).expect("the server never delivered the data")
+        self.resume_sending(data, early, None, false).expect("the server never delivered the data")
     }
 
     /// Like [`Harness::first_byte`], but until the client has the server's `answer` to `data`:
@@ -376,7 +376,24 @@ impl Harness {
     /// came as 0-RTT data, RFC 8446 §2.3). `round_trips` counts the server flights the
     /// client had received then (the answer's datagram counts with the flight it follows).
     pub fn answer(&mut self, data: &[u8], answer: &[u8], early: bool) -> FirstByte {
-        self.resume_sending(data, early, Some(answer)).unwrap_or_else(|| panic!("the client never got the answer"))
+        self.resume_sending(data, early, Some(answer), false)
+            .unwrap_or_else(|| panic!("the client never got the answer"))
+    }
+
+    /// Like [`Harness::answer`] with `data` offered as 0-RTT data, but the server holds it
+    /// when it arrives early and answers only once the handshake completes (the client's
+    /// Finished), as `coaps_tower::EarlyDataLayer` defers an unsafe request (a POST). When the
+    /// server refuses the early data (after a HelloRetryRequest, RFC 8446 §4.2.10), the client
+    /// sends `data` again once connected, as `coaps_tower::Client::connect_early` does; the
+    /// refused copy's bytes count too.
+    pub fn answer_deferred(&mut self, data: &[u8], answer: &[u8]) -> FirstByte {
+        self.resume_sending(data, true, Some(answer), true).unwrap_or_else(|| panic!("the client never got the answer"))
+    }
+
+    /// [`Harness::first_byte`] of a 0-RTT request that the client sends again once connected
+    /// if the server refused its early data (see [`Harness::answer_deferred`]).
+    pub fn first_byte_or_resent(&mut self, data: &[u8]) -> FirstByte {
+        self.resume_sending(data, true, None, true).expect("the server never delivered the data")
     }
 
     /// Drives a resumption of the primed ticket by a fresh client that sends `data` (as 0-RTT
@@ -384,7 +401,7 @@ impl Harness {
     /// has `data` (measured then); with it, the server answers every delivery of `data` with
     /// `answer` and the run stops (measured) once the client has the answer. `None` when that
     /// never happens. Either way the server forgets the association afterwards.
-    fn resume_sending(&mut self, data: &[u8], early: bool, answer: Option<&[u8]>) -> Option<FirstByte> {
+    fn resume_sending(&mut self, data: &[u8], early: bool, answer: Option<&[u8]>, defer: bool) -> Option<FirstByte> {
         self.counter += 1;
         let now = self.now;
         let client_addr = self.client_addr();
@@ -405,6 +422,10 @@ impl Harness {
         let mut wire = Wire::default();
         let mut was_early = false;
         let mut result = None;
+        // A deferred request's association, until its handshake completes; whether the client
+        // saw its early data accepted.
+        let mut held = None;
+        let mut accepted = false;
         'run: for _ in 0..32 {
             let mut moved = false;
             while let Some(t) = client.poll_transmit() {
@@ -419,9 +440,15 @@ impl Harness {
                 {
                     was_early = matches!(ev, Event::EarlyData(_));
                     match answer {
+                        Some(_) if defer && was_early => held = Some(peer),
                         Some(answer) => self.server.send(peer, answer).expect("answer"),
                         None => result = Some(measure(was_early, &wire)),
                     }
+                } else if let (Event::Connected { .. }, Some(answer)) = (&ev, answer)
+                    && held == Some(peer)
+                {
+                    held = None;
+                    self.server.send(peer, answer).expect("answer");
                 }
             }
             if result.is_some() {
@@ -434,7 +461,8 @@ impl Harness {
             }
             while let Some((peer, ev)) = client.poll_event() {
                 match ev {
-                    Event::Connected { .. } if !early => client.send(peer, data).expect("send"),
+                    Event::EarlyDataAccepted => accepted = true,
+                    Event::Connected { .. } if !early || (defer && !accepted) => client.send(peer, data).expect("send"),
                     Event::ApplicationData(d) if answer.is_some_and(|a| d == a) => {
                         result = Some(measure(was_early, &wire));
                         break 'run;

@@ -222,6 +222,12 @@ pub struct ServeArgs {
     /// server can be used to amplify spoofed traffic.
     #[arg(long)]
     pub no_cookie: bool,
+    /// Most session-store look-ups per second for DTLS 1.3 ClientHellos that offer a PSK
+    /// without a cookie (0-RTT and cookie-skipping resumptions, RFC 9147 §5.1): each is made
+    /// before the client's address is proven. Beyond it such hellos get the cookie exchange
+    /// first; 0 always does.
+    #[arg(long, value_name = "N", default_value_t = coaps_tower::cookie::DEFAULT_PSK_LOOKUPS_PER_SECOND)]
+    pub psk_lookups_per_second: u32,
     /// Most DTLS associations at once. When full, the association idle longest (at least
     /// --min-idle-to-evict) makes room for a new client.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]

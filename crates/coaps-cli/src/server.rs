@@ -207,6 +207,7 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         config: Arc::new(setup.config),
         links: crate::transport::Links { default: args.link, prefixes: args.link_prefix },
         sessions,
+        psk_lookups_per_second: args.psk_lookups_per_second,
     };
     let handed = stacks.clone();
     let observe = move |s| handed.lock().unwrap_or_else(|e| e.into_inner()).push(s);

@@ -186,6 +186,9 @@ pub struct StackConfig {
     pub links: Links,
     /// The resumption layer's store.
     pub sessions: Arc<dyn AsyncSessionStore>,
+    /// Store look-ups per second for cookie-less PSK ClientHellos
+    /// ([`CookieLayer::psk_lookup_budget`]), shared out among the threads.
+    pub psk_lookups_per_second: u32,
 }
 
 impl std::fmt::Debug for StackConfig {
@@ -298,8 +301,8 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let StackConfig { config, links, sessions } = stack_config;
-    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions);
+    let StackConfig { config, links, sessions, psk_lookups_per_second } = stack_config;
+    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions, psk_lookups_per_second);
     let associations = stats.associations.clone();
     observe(stats);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
@@ -324,13 +327,14 @@ where
     A::Future: Send + 'static,
 {
     let threads = threads.max(1);
-    let StackConfig { config, links, sessions } = stack_config;
+    let StackConfig { config, links, sessions, psk_lookups_per_second } = stack_config;
     let mut config = Arc::unwrap_or_clone(config);
     config.max_connections = config.max_connections.div_ceil(threads);
+    let psk_lookups = psk_lookups_per_second.div_ceil(u32::try_from(threads).unwrap_or(u32::MAX));
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone());
+                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone(), psk_lookups);
                 let associations = stats.associations.clone();
                 observe(stats);
                 Shard::new(service).out_of_band(associations)
@@ -348,6 +352,7 @@ fn stack<A>(
     links: &Links,
     app: A,
     sessions: Arc<dyn AsyncSessionStore>,
+    psk_lookups_per_second: u32,
 ) -> (
     impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>
     + use<A>,
@@ -382,7 +387,8 @@ where
         .max_by_key(|p| p.params().max_ack_timeout)
         .unwrap_or(links.default);
     let config = Arc::new(config);
-    let cookies = config.cookie.is_some().then(|| CookieLayer::for_server(&config));
+    let cookies =
+        config.cookie.is_some().then(|| CookieLayer::for_server(&config).psk_lookup_budget(psk_lookups_per_second));
     let mut resumption = match &cookies {
         Some(c) => ResumptionLayer::behind(sessions, c),
         None => ResumptionLayer::without_cookie_layer(sessions),

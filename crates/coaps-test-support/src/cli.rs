@@ -1,9 +1,9 @@
 //! Helpers for the end-to-end tests: the built `coaps` binary, real peers, bounded waits,
 //! free ports and PID-based cleanup.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -192,4 +192,63 @@ pub fn libcoap_server(program: &str, args: &[&str]) -> (Guard, u16) {
         let _ = guard.child.kill();
     }
     panic!("{program} did not start");
+}
+
+/// `coaps METHOD coaps://127.0.0.1:PORT/actuators/door --dtls 1.3 -v --session-file FILE`
+/// (the demo door; `-e open` for every method but GET), with `--early-data` when `early`:
+/// the client of the 0-RTT tests. Bounded by 30 s.
+pub fn door_request(method: &str, port: u16, file: &Path, early: bool) -> Output {
+    let mut cmd = coaps();
+    cmd.arg(method)
+        .arg(format!("coaps://127.0.0.1:{port}/actuators/door"))
+        .args(["--dtls", "1.3", "-v", "-B", "15", "--session-file"])
+        .arg(file);
+    if method != "get" {
+        cmd.args(["-e", "open"]);
+    }
+    if early {
+        cmd.arg("--early-data");
+    }
+    run(cmd, Duration::from_secs(30))
+}
+
+/// The `early data: ...` line `coaps -v` printed on stderr.
+pub fn early_data_line(o: &Output) -> Option<String> {
+    String::from_utf8_lossy(&o.stderr).lines().find(|l| l.starts_with("early data: ")).map(str::to_owned)
+}
+
+/// The demo door's command count on the server at `port` (a GET with `file` as session file).
+pub fn door_count(port: u16, file: &Path) -> u64 {
+    let o = door_request("get", port, file, false);
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or_else(|_| panic!("a count: {}", show(&o)))
+}
+
+/// A free TCP port on 127.0.0.1 (for `serve --metrics`).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET /metrics` from a `coaps serve --metrics 127.0.0.1:PORT` (bounded by 5 s), as curl would.
+pub fn scrape_metrics(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The sum of the samples of `name` in a Prometheus text whose labels contain every one of
+/// `labels` (`key="value"` each); 0 when there is none.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.iter().all(|want| rest.contains(want))).then(|| value.parse::<f64>().ok())?
+        })
+        .map(|v| v as u64)
+        .sum()
 }

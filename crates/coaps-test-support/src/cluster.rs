@@ -1,12 +1,13 @@
 //! Server stacks ("nodes") sharing one session store, as a cluster behind one address has
 //! them, and a raw-engine client that connects through one: the set-up of the resumption and
 //! ticket-rotation tests. A node is `CookieLayer` → `ResumptionLayer` (over the shared store)
-//! → `HandshakeLayer` → echo, driven in-process (no sockets): `Node::call` takes one datagram.
+//! → `HandshakeLayer` → echo (or the application of [`NodeBuilder::build_with`]), driven
+//! in-process (no sockets): `Node::call` takes one datagram.
 
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{ClientConfig, Endpoint, Event, ServerConfig, Session, TicketKeys, TicketMode};
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
-use coaps_tower::{BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
+use coaps_tower::{Associations, BoxError, CookieLayer, Datagram, HandshakeLayer, Secured, Transmits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct NodeBuilder {
     cookies: bool,
     lookup_timeout: Duration,
     ticket_keys: Option<TicketKeys>,
+    startup_refusal: Option<Duration>,
+    psk_lookup_budget: Option<u32>,
 }
 
 impl NodeBuilder {
@@ -61,30 +64,63 @@ impl NodeBuilder {
         self
     }
 
+    /// The resumption layer's start-up refusal of sealed tickets' 0-RTT
+    /// ([`ResumptionLayer::startup_refusal`]). Default the layer's.
+    pub fn startup_refusal(mut self, window: Duration) -> Self {
+        self.startup_refusal = Some(window);
+        self
+    }
+
+    /// The cookie layer's look-up budget ([`CookieLayer::psk_lookup_budget`]). Default the
+    /// layer's.
+    pub fn psk_lookup_budget(mut self, per_second: u32) -> Self {
+        self.psk_lookup_budget = Some(per_second);
+        self
+    }
+
     /// The node, answering application data with an echo.
     pub fn build(self) -> Node {
+        self.build_with(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }))
+    }
+
+    /// The node with `app` behind the handshake layer (e.g. `CoapLayer` → `EarlyDataLayer` →
+    /// an application).
+    pub fn build_with<S>(self, echo: S) -> Node
+    where
+        S: Service<Secured, Response = Option<Vec<u8>>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         let mut config = self.config.clone();
         if let Some(keys) = &self.ticket_keys {
             Arc::make_mut(&mut config).tickets = TicketMode::Stateless(keys.clone());
         }
-        let echo = service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) });
         let rng = SeededRng::from_seed_u64(self.seed + 1);
-        let (svc, resumption) = if self.cookies {
-            let cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(self.seed));
+        let (svc, resumption, cookie_layer, associations) = if self.cookies {
+            let mut cookies = CookieLayer::for_server_with_rng(&config, SeededRng::from_seed_u64(self.seed));
+            if let Some(n) = self.psk_lookup_budget {
+                cookies = cookies.psk_lookup_budget(n);
+            }
             let resumption = self.resumption(ResumptionLayer::behind(self.store.clone(), &cookies));
             let handshake =
                 HandshakeLayer::builder(config).rng(rng).on_session(resumption.session_sink()).behind(&cookies).build();
-            let svc =
-                ServiceBuilder::new().layer(cookies).layer(resumption.clone()).layer(handshake).service(echo).boxed();
-            (svc, resumption)
+            let associations = handshake.associations();
+            let svc = ServiceBuilder::new()
+                .layer(cookies.clone())
+                .layer(resumption.clone())
+                .layer(handshake)
+                .service(echo)
+                .boxed();
+            (svc, resumption, Some(cookies), associations)
         } else {
             let resumption = self.resumption(ResumptionLayer::without_cookie_layer(self.store.clone()));
             let handshake =
                 HandshakeLayer::builder(config).rng(rng).on_session(resumption.session_sink()).own_gate().build();
+            let associations = handshake.associations();
             let svc = ServiceBuilder::new().layer(resumption.clone()).layer(handshake).service(echo).boxed();
-            (svc, resumption)
+            (svc, resumption, None, associations)
         };
-        Node { svc, resumption }
+        Node { svc, resumption, cookies: cookie_layer, associations }
     }
 
     fn resumption(&self, layer: ResumptionLayer) -> ResumptionLayer {
@@ -92,6 +128,9 @@ impl NodeBuilder {
         // As `coaps serve` does: the configured PSK identities are never looked up.
         if let Some(psks) = &self.config.psks {
             layer = layer.external_psks(psks.clone());
+        }
+        if let Some(window) = self.startup_refusal {
+            layer = layer.startup_refusal(window);
         }
         match &self.ticket_keys {
             Some(keys) => layer.ticket_keys(keys.clone()),
@@ -105,12 +144,25 @@ pub struct Node {
     svc: BoxService<Datagram, Transmits, BoxError>,
     /// The node's resumption layer (its counters).
     pub resumption: ResumptionLayer,
+    /// Its cookie layer (its counters), unless built without one.
+    pub cookies: Option<CookieLayer>,
+    /// Its handshake layer's associations (out-of-band datagrams, closing).
+    pub associations: Associations,
 }
 
 impl Node {
     /// A node serving `config` (give it `session_store: None`: sessions live in `store`).
     pub fn builder(config: Arc<ServerConfig>, store: Arc<dyn AsyncSessionStore>) -> NodeBuilder {
-        NodeBuilder { config, store, seed: 1, cookies: true, lookup_timeout: Duration::from_secs(3), ticket_keys: None }
+        NodeBuilder {
+            config,
+            store,
+            seed: 1,
+            cookies: true,
+            lookup_timeout: Duration::from_secs(3),
+            ticket_keys: None,
+            startup_refusal: None,
+            psk_lookup_budget: None,
+        }
     }
 
     /// Two nodes on `store`, seeded from `seed` and `seed + 10`.
@@ -123,6 +175,11 @@ impl Node {
     /// Hands the stack one datagram.
     pub async fn call(&mut self, d: Datagram) -> Result<Transmits, BoxError> {
         self.svc.ready().await?.call(d).await
+    }
+
+    /// HelloRetryRequests its cookie layer sent so far (0 without one).
+    pub fn hello_retry_requests(&self) -> u64 {
+        self.cookies.as_ref().map_or(0, |c| c.stats().hello_retry_requests)
     }
 
     /// Waits (bounded, 2.5 s) until the store has taken `n` writes from this node in all.

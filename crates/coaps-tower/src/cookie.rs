@@ -22,7 +22,12 @@
 //!   tickets), every cookie-less DTLS 1.3 ClientHello that offers a PSK and may skip the cookie
 //!   ([`Gate::may_skip_cookie`]) goes on with that mark undecided: the resumption layer fetches
 //!   the ticket, asks this gate again and answers with its HelloRetryRequest if the exemption
-//!   does not hold;
+//!   does not hold. Each such hello costs a store look-up before its address is proven, so
+//!   their rate is bounded: at most [`CookieLayer::psk_lookup_budget`] per second (default
+//!   [`DEFAULT_PSK_LOOKUPS_PER_SECOND`]); beyond it a hello meets the gate like any other
+//!   cookie-less one (a stateless HelloRetryRequest, counted in
+//!   [`CookieStats::psk_lookups_over_budget`]), and an honest client resumes after the cookie
+//!   round trip;
 //! * everything else (records of established associations, alerts, fragments) passes through
 //!   untouched.
 //!
@@ -102,10 +107,10 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -138,6 +143,10 @@ pub struct CookieStats {
     pub hellos_reassembled: u64,
     /// ClientHello fragments refused by that area (inconsistent, or beyond its limits).
     pub hello_fragments_refused: u64,
+    /// Cookie-less DTLS 1.3 ClientHellos offering a PSK that would have gone on to the
+    /// resumption layer's store but arrived beyond [`CookieLayer::psk_lookup_budget`] in their
+    /// second: each got the gate's answer instead (a HelloRetryRequest, counted there too).
+    pub psk_lookups_over_budget: u64,
 }
 
 impl From<GateStats> for CookieStats {
@@ -152,7 +161,52 @@ impl From<GateStats> for CookieStats {
             dropped: s.dropped,
             hellos_reassembled: s.hellos_reassembled,
             hello_fragments_refused: s.hello_fragments_refused,
+            psk_lookups_over_budget: 0,
         }
+    }
+}
+
+/// Default of [`CookieLayer::psk_lookup_budget`]: store look-ups per second for cookie-less
+/// ClientHellos that offer a PSK (one look-up per hello: its up to four keys are read
+/// concurrently under one timeout). A look-up takes well under a millisecond on moka or a nearby
+/// Redis, so this keeps a flood of such hellos to a small share of one core and of the store,
+/// while a busy server's honest 0-RTT resumptions rarely reach it (those beyond it still
+/// resume, one cookie round trip later and without their early data).
+pub const DEFAULT_PSK_LOOKUPS_PER_SECOND: u32 = 1000;
+
+/// The per-second budget of store look-ups for unproven PSK hellos: fixed one-second
+/// windows, so no window of the gate's clock holds more than the budget.
+#[derive(Debug)]
+struct LookupBudget {
+    per_second: AtomicU32,
+    /// Start of the current window and the look-ups granted in it.
+    window: Mutex<(Instant, u32)>,
+    over: AtomicU64,
+}
+
+impl LookupBudget {
+    fn new(now: Instant) -> Self {
+        Self {
+            per_second: AtomicU32::new(DEFAULT_PSK_LOOKUPS_PER_SECOND),
+            window: Mutex::new((now, 0)),
+            over: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more look-up fits in the window of `now` (granting it if so).
+    fn take(&self, now: Instant) -> bool {
+        let limit = self.per_second.load(Ordering::Relaxed);
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if now.saturating_duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        if w.1 < limit {
+            w.1 += 1;
+            return true;
+        }
+        drop(w);
+        self.over.fetch_add(1, Ordering::Relaxed);
+        false
     }
 }
 
@@ -167,6 +221,9 @@ pub(crate) struct SharedGate {
     /// A resumption layer behind this one keeps sessions the gate cannot see: it decides the
     /// cookie exemption of a resumption (RFC 9147 §5.1) once it has fetched the ticket.
     sessions_behind: AtomicBool,
+    /// Bounds the rate of those look-ups: each costs a store round trip before the client's
+    /// address is proven.
+    budget: LookupBudget,
 }
 
 impl fmt::Debug for SharedGate {
@@ -177,8 +234,15 @@ impl fmt::Debug for SharedGate {
 
 impl SharedGate {
     fn new(gate: impl FnOnce(Instant, &mut SeededRng) -> Gate, mut rng: SeededRng) -> Self {
-        let gate = gate(Instant::now(), &mut rng);
-        Self { gate, rng: Mutex::new(rng), layered: AtomicBool::new(false), sessions_behind: AtomicBool::new(false) }
+        let now = Instant::now();
+        let gate = gate(now, &mut rng);
+        Self {
+            gate,
+            rng: Mutex::new(rng),
+            layered: AtomicBool::new(false),
+            sessions_behind: AtomicBool::new(false),
+            budget: LookupBudget::new(now),
+        }
     }
 
     pub(crate) fn id(&self) -> GateId {
@@ -224,8 +288,13 @@ impl SharedGate {
 
     /// Whether a cookie-less ClientHello should go on undecided, for the resumption layer
     /// behind to decide its cookie exemption with the ticket it fetches.
-    fn defer_exemption(&self, datagram: &[u8]) -> bool {
-        self.sessions_behind.load(Ordering::Acquire) && self.gate.may_skip_cookie(datagram)
+    /// Beyond the look-up budget of `now`'s second it does not: the gate answers it alone.
+    fn defer_exemption(&self, now: Instant, datagram: &[u8]) -> bool {
+        self.sessions_behind.load(Ordering::Acquire) && self.gate.may_skip_cookie(datagram) && self.budget.take(now)
+    }
+
+    fn stats(&self) -> CookieStats {
+        CookieStats { psk_lookups_over_budget: self.budget.over.load(Ordering::Relaxed), ..self.gate.stats().into() }
     }
 }
 
@@ -287,7 +356,18 @@ impl CookieLayer {
 
     /// The counters so far.
     pub fn stats(&self) -> CookieStats {
-        self.gate.gate.stats().into()
+        self.gate.stats()
+    }
+
+    /// At most `per_second` cookie-less DTLS 1.3 ClientHellos that offer a PSK go on, in any
+    /// one-second window, to a [`ResumptionLayer`](crate::resumption::ResumptionLayer) behind
+    /// for a store look-up before their address is proven (the RFC 9147 §5.1 cookie skip of
+    /// resumptions); the rest get the stateless HelloRetryRequest, as any cookie-less hello
+    /// does (see the [module docs](self)). Default [`DEFAULT_PSK_LOOKUPS_PER_SECOND`]; 0 sends
+    /// every such hello through the cookie exchange. Applies to every clone.
+    pub fn psk_lookup_budget(self, per_second: u32) -> Self {
+        self.gate.budget.per_second.store(per_second, Ordering::Relaxed);
+        self
     }
 
     pub(crate) fn shared_gate(&self) -> Arc<SharedGate> {
@@ -319,7 +399,7 @@ impl<S> Cookie<S> {
 
     /// The counters so far (shared with the layer and every clone).
     pub fn stats(&self) -> CookieStats {
-        self.gate.gate.stats().into()
+        self.gate.stats()
     }
 
     /// The inner service.
@@ -357,7 +437,7 @@ where
         // asks this gate with it, and answers with the HelloRetryRequest itself when the
         // exemption does not hold. Unmarked, the hello would fail its wiring check, so it goes
         // on with the exempt mark, which the endpoint behind checks again in any case.
-        if self.gate.defer_exemption(&d.payload) {
+        if self.gate.defer_exemption(now, &d.payload) {
             d.cookie = Some(mark(&self.gate, Proof::ZeroRttResumption));
             return ResponseFuture::inner(self.inner.call(d));
         }

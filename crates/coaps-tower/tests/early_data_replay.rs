@@ -16,25 +16,18 @@
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use coaps_dtls::crypto::SeededRng;
 use coaps_dtls::{ClientConfig, DtlsVersion, EarlyDataConfig, Endpoint, Event, Psk, ServerConfig, Session, StaticPsks};
+use coaps_test_support::cluster::{self, server_addr};
 use coaps_test_support::redis::RedisServer;
 use coaps_tower::early_data::ECHO;
-use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore, ResumptionLayer};
-use coaps_tower::{
-    Associations, BoxError, CoapLayer, CoapRequest, Datagram, EarlyDataLayer, EarlyDataPolicy, HandshakeLayer,
-    Transmits,
-};
+use coaps_tower::resumption::{AsyncSessionStore, MokaConfig, MokaStore, RedisConfig, RedisStore};
+use coaps_tower::{CoapLayer, CoapRequest, Datagram, EarlyDataLayer, EarlyDataPolicy};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tower::util::BoxService;
-use tower::{Service, ServiceBuilder, ServiceExt};
-
-fn server_addr() -> SocketAddr {
-    "192.0.2.1:5684".parse().unwrap()
-}
+use tower::{Service, ServiceBuilder};
 
 fn addr(host: u8, port: u16) -> SocketAddr {
     SocketAddr::new([192, 0, 2, host].into(), port)
@@ -89,36 +82,26 @@ impl Service<CoapRequest> for Door {
     }
 }
 
-/// One server node on `store`, with the door behind the 0-RTT filter.
+/// One server node on `store` (a [`cluster::Node`] without a cookie layer), with the door
+/// behind the 0-RTT filter.
 struct Node {
-    svc: BoxService<Datagram, Transmits, BoxError>,
-    resumption: ResumptionLayer,
-    associations: Associations,
+    node: cluster::Node,
     early: EarlyDataLayer,
 }
 
 impl Node {
     fn new(store: Arc<dyn AsyncSessionStore>, seed: u64, door: &Door, policy: EarlyDataPolicy) -> Self {
-        let resumption = ResumptionLayer::without_cookie_layer(store).lookup_timeout(Duration::from_secs(3));
-        let handshake = HandshakeLayer::builder(server_config())
-            .rng(SeededRng::from_seed_u64(seed))
-            .on_session(resumption.session_sink())
-            .own_gate()
-            .build();
-        let associations = handshake.associations();
-        let early = EarlyDataLayer::new().policy(policy).echo_key([0x42; 32]);
-        let svc = ServiceBuilder::new()
-            .layer(resumption.clone())
-            .layer(handshake)
-            .layer(CoapLayer::new())
-            .layer(early.clone())
-            .service(door.clone())
-            .boxed();
-        Self { svc, resumption, associations, early }
+        Self::with(store, seed, door, EarlyDataLayer::new().policy(policy).echo_key([0x42; 32]))
+    }
+
+    fn with(store: Arc<dyn AsyncSessionStore>, seed: u64, door: &Door, early: EarlyDataLayer) -> Self {
+        let app = ServiceBuilder::new().layer(CoapLayer::new()).layer(early.clone()).service(door.clone());
+        let node = cluster::Node::builder(server_config(), store).seed(seed).without_cookie_layer().build_with(app);
+        Self { node, early }
     }
 
     async fn call(&mut self, from: SocketAddr, payload: Vec<u8>) -> Vec<Vec<u8>> {
-        let out = self.svc.ready().await.unwrap().call(Datagram::new(from, payload)).await.expect("the stack answers");
+        let out = self.node.call(Datagram::new(from, payload)).await.expect("the stack answers");
         out.into_iter().map(|t| t.payload).collect()
     }
 
@@ -127,21 +110,11 @@ impl Node {
         let mut out = Vec::new();
         for _ in 0..5 {
             tokio::task::yield_now().await;
-            while let Some(t) = self.associations.try_next_transmit() {
+            while let Some(t) = self.node.associations.try_next_transmit() {
                 out.push((t.destination, t.payload));
             }
         }
         out
-    }
-
-    async fn stored(&self, n: u64) {
-        for _ in 0..600 {
-            if self.resumption.stats().sessions_stored >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("{n} sessions not stored: {:?}", self.resumption.stats());
     }
 }
 
@@ -248,7 +221,7 @@ async fn ticket(node: &mut Node, seed: u64, from: SocketAddr, stored: u64) -> Se
     assert!(t.allows_early_data());
     c.ep.close(server_addr());
     c.pump(node).await;
-    node.stored(stored).await;
+    node.node.stored(stored).await;
     t
 }
 
@@ -353,7 +326,7 @@ async fn the_two_node_race_opens_the_door_once_per_command() {
                 assert_eq!(code, MessageClass::Response(ResponseType::Changed), "{what} {policy:?} round {round}");
                 // The copy's association on B never completes: close everything there, so a
                 // held copy would have its last chance to run.
-                let _ = b.associations.close_all();
+                let _ = b.node.associations.close_all();
                 let _ = b.drain().await;
                 tokio::task::yield_now().await;
                 assert_eq!(door.count(), before + 1, "{what} {policy:?} round {round}: once per command");
@@ -364,7 +337,7 @@ async fn the_two_node_race_opens_the_door_once_per_command() {
                     both_accepted += 1;
                 }
                 // The ticket A issued in the resumed handshake is written too.
-                stored = a.resumption.stats().sessions_stored;
+                stored = a.node.resumption.stats().sessions_stored;
             }
             assert_eq!(both_accepted, 0, "{what} {policy:?}: a ticket accepted twice");
             let s = b.early.stats();
@@ -412,7 +385,7 @@ async fn a_0rtt_get_is_answered_in_one_round_trip_and_a_deferred_post_with_the_f
     assert!(c.accepted());
     assert_eq!(c.sent.len(), 1, "one datagram from the client");
     assert_eq!(c.answer(0x100).map(|a| a.header.code), Some(MessageClass::Response(ResponseType::Content)));
-    assert!(!node.associations.is_established(&addr(20, 1)), "answered before the handshake completed");
+    assert!(!node.node.associations.is_established(&addr(20, 1)), "answered before the handshake completed");
     eprintln!(
         "0-RTT GET: 1 datagram out, {} datagrams back ({} bytes) until the answer",
         answers.len(),
@@ -422,7 +395,7 @@ async fn a_0rtt_get_is_answered_in_one_round_trip_and_a_deferred_post_with_the_f
     let t = c.ticket().expect("a new ticket");
     c.ep.close(server_addr());
     c.pump(&mut node).await;
-    node.stored(2).await;
+    node.node.stored(2).await;
 
     let post = request(RequestType::Post, 0x200, "actuators/door", None);
     let (mut c, answers) = early(&mut node, 72, addr(20, 1), t, &post).await;
@@ -503,25 +476,7 @@ async fn too_much_early_data_and_unknown_or_taken_tickets_are_refused() {
     // A POST whose payload exceeds the held-bytes limit (1024 by default) but fits the
     // engine's max_early_data_size is not: make the layer's limit smaller instead.
     let door2 = Door::default();
-    let store = moka();
-    let mut small = {
-        let resumption = ResumptionLayer::without_cookie_layer(store.clone()).lookup_timeout(Duration::from_secs(3));
-        let handshake = HandshakeLayer::builder(server_config())
-            .rng(SeededRng::from_seed_u64(91))
-            .on_session(resumption.session_sink())
-            .own_gate()
-            .build();
-        let associations = handshake.associations();
-        let early = EarlyDataLayer::new().max_deferred_bytes(32);
-        let svc = ServiceBuilder::new()
-            .layer(resumption.clone())
-            .layer(handshake)
-            .layer(CoapLayer::new())
-            .layer(early.clone())
-            .service(door2.clone())
-            .boxed();
-        Node { svc, resumption, associations, early }
-    };
+    let mut small = Node::with(moka(), 91, &door2, EarlyDataLayer::new().max_deferred_bytes(32));
     let t2 = ticket(&mut small, 92, addr(40, 2), 1).await;
     let mut big = request(RequestType::Post, 0x400, "actuators/door", None);
     big.payload = vec![b'x'; 64];
@@ -547,7 +502,7 @@ async fn too_much_early_data_and_unknown_or_taken_tickets_are_refused() {
     }
     c.pump(&mut node).await;
     assert_eq!(door.count(), 1);
-    let misses = node.resumption.stats().misses;
+    let misses = node.node.resumption.stats().misses;
     let unknown = {
         let other = Node::new(moka(), 95, &Door::default(), EarlyDataPolicy::Defer);
         let mut other = other;
@@ -564,7 +519,7 @@ async fn too_much_early_data_and_unknown_or_taken_tickets_are_refused() {
     }
     // Counted: every ClientHello that offers the spent or unknown ticket is a miss (at least
     // one per connection).
-    assert!(node.resumption.stats().misses >= misses + 2, "{:?}", node.resumption.stats());
+    assert!(node.node.resumption.stats().misses >= misses + 2, "{:?}", node.node.resumption.stats());
     assert_eq!(door.count(), 1, "never run");
 }
 
@@ -622,7 +577,7 @@ async fn a_captured_0rtt_flight_replayed_100_times_everywhere_runs_once() {
             }
             // Every half-open association of a replay ends: a held copy has its last chance.
             for n in [&b, &restarted] {
-                let _ = n.associations.close_all();
+                let _ = n.node.associations.close_all();
                 let _ = n.drain().await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
