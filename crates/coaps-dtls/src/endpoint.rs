@@ -33,6 +33,7 @@ use std::time::Instant;
 
 mod cid_index;
 mod limits;
+mod path_check;
 use limits::{Eviction, Limits, Refusal, Timers};
 
 pub use crate::gate::cookie13_config;
@@ -107,6 +108,16 @@ pub struct EndpointStats {
     /// Datagrams not sent to a moved association's unchecked new address, over its
     /// amplification budget.
     pub amplification_dropped: u64,
+    /// RFC 9853 `path_challenge` messages sent to moved associations' new addresses.
+    pub path_challenges_sent: u64,
+    /// New addresses shown to be the peer's by a matching `path_response` (RFC 9853 §5.1).
+    pub paths_validated: u64,
+    /// Return routability checks that ran out of time: the association went back to its last
+    /// checked address.
+    pub path_checks_failed: u64,
+    /// `path_response` / `path_drop` messages silently discarded: no check under way, a
+    /// wrong cookie, or from another address (RFC 9853 §5.4).
+    pub rrc_discarded: u64,
     /// Proven ClientHellos refused: their source address already holds
     /// [`QuotaConfig::max_half_open_per_address`](crate::QuotaConfig::max_half_open_per_address) half-open handshakes.
     pub refused_half_open_per_address: u64,
@@ -141,6 +152,8 @@ pub struct Endpoint {
     connections: HashMap<SocketAddr, Connection>,
     /// CID-first demultiplexing (RFC 9146 §6).
     cids: cid_index::CidIndex,
+    /// Return routability checks under way (RFC 9853).
+    paths: path_check::PathChecks,
     /// Who holds the table (servers only): quotas and eviction order without scans.
     limits: Option<Limits>,
     /// Every association's next timer, in deadline order.
@@ -173,6 +186,7 @@ impl Endpoint {
             gate,
             connections: HashMap::new(),
             cids: Default::default(),
+            paths: Default::default(),
             limits,
             timers: Timers::default(),
             now,
@@ -218,6 +232,7 @@ impl Endpoint {
             gate: None,
             connections: HashMap::new(),
             cids: Default::default(),
+            paths: Default::default(),
             limits: None,
             timers: Timers::default(),
             now: Instant::now(),
@@ -570,6 +585,7 @@ impl Endpoint {
         if let Some(gate) = self.gate.as_ref() {
             self.stats.hellos_evicted += gate.expire(now);
         }
+        self.rrc_timeout(now);
         if let Some(l) = self.limits.as_mut() {
             let mut expired = Vec::new();
             l.expire(now, &mut expired);
@@ -590,6 +606,10 @@ impl Endpoint {
     /// The earliest timer of any association.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let quota = self.limits.as_ref().and_then(Limits::next_deadline);
+        let quota = match (quota, self.paths.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.timers.first(), quota) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -711,6 +731,7 @@ impl Endpoint {
 
     /// The association at `peer` is about to be replaced: its CID goes out of the index.
     fn unindex_cid(&mut self, peer: SocketAddr) {
+        self.paths.remove(&peer);
         if let Some(cid) = self.connections.get(&peer).and_then(Connection::issued_cid).map(<[u8]>::to_vec) {
             self.cids.remove(&cid, peer);
         }
@@ -746,11 +767,14 @@ impl Endpoint {
         let Some(conn) = self.connections.get_mut(&home) else { return };
         conn.handle_datagram(now, datagram);
         let advanced = conn.last_datagram_advanced();
+        // RFC 9853 §5.1: with RRC only a path_response checks the path.
+        let rrc = conn.rrc_negotiated();
         if advanced && let Some(l) = self.limits.as_mut() {
             l.touch(now, &home);
         }
         if home == peer {
-            self.cids.heard_from(peer, datagram.len(), advanced);
+            self.cids.heard_from(peer, datagram.len(), advanced && !rrc);
+            self.rrc_answers(home, peer);
         } else if advanced && !self.connections.contains_key(&peer) {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
@@ -763,11 +787,14 @@ impl Endpoint {
                 self.cids.moved(&cid, home, peer, datagram.len());
                 self.stats.address_changes += 1;
                 self.events.push_back((peer, Event::AddressChanged { old: home }));
+                self.rrc_answers(peer, peer);
+                self.rrc_after_move(now, home, peer);
                 self.collect(peer);
                 return;
             }
         } else {
             self.stats.address_changes_refused += 1;
+            self.rrc_answers(home, peer);
         }
         self.collect(home);
     }

@@ -223,17 +223,47 @@ pub struct ConnectionIdConfig {
     /// Leading bytes of every CID issued (a server identifier a load balancer routes on, see
     /// the deployment notes in the crate docs); the rest is random. Cut to `len`.
     pub prefix: Vec<u8>,
+    /// Return routability checks (RFC 9853): offered by a client and accepted by a server
+    /// along with the CID; default on. `None`: not offered, and a server keeps bounding what
+    /// it sends to a new address until a second authenticated record arrives from there.
+    pub return_routability_check: Option<RrcConfig>,
+}
+
+/// Return routability checks (RFC 9853 §5): a server whose association moves to a new
+/// address sends a `path_challenge` there and lifts the amplification bound only on the
+/// matching `path_response`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrcConfig {
+    /// The timer T after which an unanswered check gives up and the association goes back to
+    /// its last checked address (RFC 9853 §5.5: 1 s when the path's RTT is unknown). The
+    /// challenge is sent up to [`RrcConfig::challenges`] times within it, evenly paced.
+    pub timeout: Duration,
+    /// `path_challenge` messages per check, at least 1 (RFC 9853 §5.3 allows several, paced,
+    /// against loss; each counts against the amplification bound).
+    pub challenges: u8,
+}
+
+impl Default for RrcConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(1), challenges: 3 }
+    }
 }
 
 impl ConnectionIdConfig {
     /// CIDs of `len` random bytes, no prefix.
     pub fn new(len: usize) -> Self {
-        Self { len: len.min(255), prefix: Vec::new() }
+        Self { len: len.min(255), prefix: Vec::new(), return_routability_check: Some(RrcConfig::default()) }
     }
 
     /// CIDs that start with `prefix` (see [`ConnectionIdConfig::prefix`]).
     pub fn with_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// With return routability checks configured as `rrc` (`None`: not used).
+    pub fn with_rrc(mut self, rrc: Option<RrcConfig>) -> Self {
+        self.return_routability_check = rrc;
         self
     }
 
