@@ -248,9 +248,9 @@ impl Connection {
         }
     }
 
-    /// Whether return routability checks were agreed (RFC 9853 §3). DTLS 1.3 associations
-    /// have none yet; they plug into the same three calls once their CIDs do.
-    pub(crate) fn rrc_negotiated(&self) -> bool {
+    /// Whether return routability checks were agreed (RFC 9853 §3): both sides sent the
+    /// rrc extension beside an agreed CID. DTLS 1.3 associations have none yet.
+    pub fn rrc_negotiated(&self) -> bool {
         match &self.inner {
             Inner::V12(c) => c.rrc_negotiated(),
             Inner::V13(_) => false,
