@@ -266,10 +266,11 @@ fn a_copied_cid_record_from_a_victim_address_gets_at_most_the_amplification_limi
             assert!(st.path_challenges_sent <= 3);
             assert!(p.server.connection(&client_addr()).is_some(), "back at the last checked address");
             assert!(!p.server.is_address_unchecked(&client_addr()));
-            assert!(p
-                .server_events
-                .iter()
-                .any(|(a, e)| *a == client_addr() && *e == Event::AddressChanged { old: victim() }));
+            assert!(
+                p.server_events
+                    .iter()
+                    .any(|(a, e)| *a == client_addr() && *e == Event::AddressChanged { old: victim() })
+            );
             let before = p.server_sent.len();
             p.delivered = before;
             p.client.send(server_addr(), b"after").unwrap();

@@ -37,8 +37,6 @@ struct Client {
     echoed: [bool; MESSAGES],
     resend_at: Option<Instant>,
     handshakes: u32,
-    failed_handshakes: u32,
-    established_at: Option<Instant>,
 }
 
 struct Server {
@@ -67,8 +65,6 @@ impl Client {
                         self.echoed[i] = true;
                     }
                 }
-                Event::Connected { .. } => self.established_at = Some(now),
-                Event::HandshakeFailed(_) => self.failed_handshakes += 1,
                 _ => {}
             }
         }
@@ -199,16 +195,17 @@ fn run(seed: u64, loss: f64, rrc: bool, mid_handshake: bool) -> Result<Outcome, 
         echoed: [false; MESSAGES],
         resend_at: None,
         handshakes: 0,
-        failed_handshakes: 0,
-        established_at: None,
     };
     let new = public(1);
+    // What the loss alone caused before the rebinding (a first handshake may time out).
+    let mut before = (0, 0, 0);
     if mid_handshake {
         // The first handshake takes about three round trips of 40-60 ms, more under loss.
         sim.network_mut().rebind_at(client_addr(), now + draw(seed, 1, 250), new);
     } else {
         sim.run_until(&mut (&mut client, &mut server), |_, (c, _)| c.echoed[0], Duration::from_secs(300), 100_000)
             .map_err(|e| format!("before the rebinding: {e}"))?;
+        before = (client.handshakes, server.connected, server.ep.stats().connections_created);
         let at = sim.now() + draw(seed, 2, 150);
         sim.network_mut().rebind_at(client_addr(), at, new);
     }
@@ -217,10 +214,12 @@ fn run(seed: u64, loss: f64, rrc: bool, mid_handshake: bool) -> Result<Outcome, 
     if sim.network().public_addr(client_addr()) != new {
         return Err("the rebinding did not happen before the end".into());
     }
+    let mut stats = server.ep.stats();
+    stats.connections_created -= before.2;
     Ok(Outcome {
-        handshakes_at_server: server.connected,
-        client_handshakes: client.handshakes,
-        server: server.ep.stats(),
+        handshakes_at_server: server.connected - before.1,
+        client_handshakes: client.handshakes - before.0,
+        server: stats,
         final_home_is_new: server.ep.connection(&new).is_some_and(|c| c.is_established()),
         associations: server.ep.connection_count(),
     })
@@ -232,12 +231,12 @@ fn rebinding_mid_session_keeps_one_association_over_many_seeds() {
         for loss in [0.0, 0.10, 0.30] {
             let mut validated = 0;
             for seed in 1..=seeds() {
-                let o = run(seed, loss, rrc, false)
-                    .unwrap_or_else(|e| panic!("seed {seed}, loss {loss}, rrc {rrc}: {e}"));
+                let o =
+                    run(seed, loss, rrc, false).unwrap_or_else(|e| panic!("seed {seed}, loss {loss}, rrc {rrc}: {e}"));
                 let ctx = format!("seed {seed}, loss {loss}, rrc {rrc}");
-                assert_eq!(o.client_handshakes, 1, "{ctx}: no new handshake");
-                assert_eq!(o.handshakes_at_server, 1, "{ctx}");
-                assert_eq!(o.server.connections_created, 1, "{ctx}");
+                assert_eq!(o.client_handshakes, 0, "{ctx}: no new handshake");
+                assert_eq!(o.handshakes_at_server, 0, "{ctx}");
+                assert_eq!(o.server.connections_created, 0, "{ctx}");
                 assert_eq!(o.associations, 1, "{ctx}: one association");
                 assert!(o.final_home_is_new, "{ctx}: the association follows the client");
                 assert!(o.server.address_changes >= 1, "{ctx}");
@@ -261,8 +260,8 @@ fn rebinding_mid_handshake_completes_on_the_new_address_or_fails_cleanly() {
         for loss in [0.0, 0.10, 0.30] {
             let (mut first_try, mut retried) = (0, 0);
             for seed in 1..=seeds() {
-                let o = run(seed, loss, rrc, true)
-                    .unwrap_or_else(|e| panic!("seed {seed}, loss {loss}, rrc {rrc}: {e}"));
+                let o =
+                    run(seed, loss, rrc, true).unwrap_or_else(|e| panic!("seed {seed}, loss {loss}, rrc {rrc}: {e}"));
                 let ctx = format!("seed {seed}, loss {loss}, rrc {rrc}");
                 assert!(o.final_home_is_new, "{ctx}: the data association is at the new address");
                 // The handshake that could not be followed may still sit half-open at the old

@@ -365,7 +365,8 @@ impl Network {
     /// `node`, and datagrams to its earlier address (its own, or the last public one), even
     /// those already in flight, are dropped on arrival. `node` itself is not told.
     pub fn rebind(&mut self, node: SocketAddr, public: SocketAddr) {
-        let nat = self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
+        let nat =
+            self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
         if nat.public != public {
             let old = std::mem::replace(&mut nat.public, public);
             nat.forgotten.retain(|a| *a != public);
@@ -379,7 +380,8 @@ impl Network {
             self.rebind(node, public);
             return;
         }
-        let nat = self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
+        let nat =
+            self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
         nat.scheduled.push((at, public));
         nat.scheduled.sort_by_key(|(t, _)| *t);
     }
