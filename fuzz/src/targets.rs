@@ -69,7 +69,8 @@ pub fn record(data: &[u8]) {
 
 /// The same datagram read as by an association with Connection IDs (RFC 9146 §4): the first
 /// byte picks the CID length (0..=8). Records stay inside the datagram, a `tls12_cid` record's
-/// CID has exactly that length, and the endpoint's CID peek agrees with the split.
+/// CID has exactly that length, and the endpoint's CID peek agrees with the split. Each
+/// fragment is also read as an RFC 9853 `return_routability_check` message.
 pub fn record_cid(data: &[u8]) {
     let Some((&pick, dgram)) = data.split_first() else { return };
     let cid_len = usize::from(pick % 9);
@@ -82,6 +83,13 @@ pub fn record_cid(data: &[u8]) {
         assert!(total <= dgram.len());
         if i == 0 {
             assert_eq!(first_record_cid(dgram, cid_len), is_cid.then_some(rec.cid));
+        }
+        // RFC 9853 messages: total, and a known type re-encodes to exactly its input.
+        use coaps_dtls::internal::rrc::ReturnRoutabilityCheck;
+        if let Ok(m) = ReturnRoutabilityCheck::read(rec.fragment)
+            && !matches!(m, ReturnRoutabilityCheck::Unknown(_))
+        {
+            assert_eq!(m.to_vec(), rec.fragment);
         }
     }
 }
