@@ -115,6 +115,9 @@ pub struct EndpointStats {
     /// Return routability checks that ran out of time: the association went back to its last
     /// checked address.
     pub path_checks_failed: u64,
+    /// Enhanced checks (RFC 9853 §5.2) that the old address answered: the association stayed
+    /// there (went back).
+    pub old_paths_kept: u64,
     /// `path_response` / `path_drop` messages silently discarded: no check under way, a
     /// wrong cookie, or from another address (RFC 9853 §5.4).
     pub rrc_discarded: u64,
@@ -774,7 +777,7 @@ impl Endpoint {
         }
         if home == peer {
             self.cids.heard_from(peer, datagram.len(), advanced && !rrc);
-            self.rrc_answers(home, peer);
+            self.rrc_answers(now, home, peer);
         } else if advanced && !self.connections.contains_key(&peer) {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
@@ -787,14 +790,14 @@ impl Endpoint {
                 self.cids.moved(&cid, home, peer, datagram.len());
                 self.stats.address_changes += 1;
                 self.events.push_back((peer, Event::AddressChanged { old: home }));
-                self.rrc_answers(peer, peer);
+                self.rrc_answers(now, peer, peer);
                 self.rrc_after_move(now, home, peer);
                 self.collect(peer);
                 return;
             }
         } else {
             self.stats.address_changes_refused += 1;
-            self.rrc_answers(home, peer);
+            self.rrc_answers(now, home, peer);
         }
         self.collect(home);
     }

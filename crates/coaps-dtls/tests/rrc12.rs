@@ -331,3 +331,70 @@ fn a_path_response_from_another_address_does_not_validate() {
     assert!(p.server.is_address_unchecked(&third));
     assert_eq!(st.path_challenges_sent, 2, "one check per move");
 }
+
+fn enhanced(len: usize) -> ConnectionIdConfig {
+    ConnectionIdConfig::new(len).with_rrc(Some(RrcConfig { enhanced: true, ..RrcConfig::default() }))
+}
+
+/// RFC 9853 §5.2 against the race of §7: the attacker's copy from the victim's address moves
+/// the association, the enhanced check challenges the old address, the real client answers
+/// from there, and the association goes straight back. The victim gets no challenge at all.
+#[test]
+fn enhanced_check_keeps_the_old_address_when_it_answers() {
+    let mut p = Pair::new(Some(enhanced(8)), Some(cid(4, true)));
+    let copied = p.intercept_client(b"raced");
+    p.server.handle_datagram(p.now, victim(), &copied);
+    p.drain_server();
+    assert!(p.server.connection(&victim()).is_some());
+    let to_old: Vec<Vec<u8>> = p.sent_to(client_addr()).into_iter().cloned().collect();
+    assert_eq!(to_old.len(), 1, "the challenge goes to the old address first");
+    assert_eq!(p.server.stats().path_challenges_sent, 1);
+    // The victim got at most the echo of the copied record, within the bound; no challenge.
+    let to_victim: usize = p.sent_to(victim()).iter().map(|d| d.len()).sum();
+    assert!(to_victim <= 3 * copied.len());
+    // The real client, still at the old address, answers.
+    p.delivered = p.server_sent.len();
+    p.client.handle_datagram(p.now, server_addr(), &to_old[0]);
+    while let Some((_, ev)) = p.client.poll_event() {
+        let _ = ev;
+    }
+    let response = p.client.poll_transmit().unwrap().payload;
+    p.server.handle_datagram(p.now, client_addr(), &response);
+    p.drain_server();
+    assert!(p.server.connection(&client_addr()).is_some(), "back at the address that answered");
+    assert!(p.server.connection(&victim()).is_none());
+    assert!(!p.server.is_address_unchecked(&client_addr()));
+    // Nothing more is due: no challenge to the victim after T.
+    let challenges = p.server.stats().path_challenges_sent;
+    p.advance(p.now + Duration::from_secs(3));
+    assert_eq!(p.server.stats().path_challenges_sent, challenges);
+    assert_eq!(p.server.stats().path_checks_failed, 0);
+    assert_eq!(p.server.stats().paths_validated, 0);
+    assert!(p.server.stats().old_paths_kept + p.server.stats().rrc_discarded >= 1);
+    p.client.send(server_addr(), b"still here").unwrap();
+    p.run();
+    assert!(p.echoes.contains(&b"still here".to_vec()));
+}
+
+/// A real NAT rebinding under the enhanced check: the old address is gone, so its challenge
+/// goes unanswered; after T the new address is challenged and validated.
+#[test]
+fn enhanced_check_moves_to_the_new_address_when_the_old_one_is_silent() {
+    let mut p = Pair::new(Some(enhanced(8)), Some(cid(4, true)));
+    let old = p.nat;
+    p.nat = new_addr();
+    p.client.send(server_addr(), b"after rebinding").unwrap();
+    p.run();
+    assert!(p.server.is_address_unchecked(&new_addr()));
+    assert_eq!(p.sent_to(old).len(), 1, "one challenge to the old address (its first of three)");
+    // T passes with the old address silent: paced challenges there, then the new one.
+    let deadline = p.now + Duration::from_millis(1100);
+    p.advance(deadline);
+    p.run();
+    let st = p.server.stats();
+    assert_eq!(st.paths_validated, 1, "{st:?}");
+    assert!(!p.server.is_address_unchecked(&new_addr()));
+    assert!(p.server.connection(&new_addr()).is_some());
+    assert!(p.sent_to(old).len() <= 3);
+    assert_eq!(p.echoes, vec![b"after rebinding".to_vec()]);
+}

@@ -241,11 +241,17 @@ pub struct RrcConfig {
     /// `path_challenge` messages per check, at least 1 (RFC 9853 §5.3 allows several, paced,
     /// against loss; each counts against the amplification bound).
     pub challenges: u8,
+    /// RFC 9853 §5.2's enhanced check, against an off-path attacker who races the peer's
+    /// records from another address: the old address is challenged first; a `path_response`
+    /// keeps the association there, a `path_drop` or no answer within T leads to the basic
+    /// check of the new address. Default false (the basic check of §5.1: a rebound peer is
+    /// checked in one round trip instead of after T).
+    pub enhanced: bool,
 }
 
 impl Default for RrcConfig {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(1), challenges: 3 }
+        Self { timeout: Duration::from_secs(1), challenges: 3, enhanced: false }
     }
 }
 

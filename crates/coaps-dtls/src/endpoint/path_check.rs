@@ -1,17 +1,19 @@
-//! Return routability checks of a server endpoint (RFC 9853 §5.1, the basic check): when an
-//! association that agreed to RRC moves to a new address on a fresh authenticated CID record,
-//! the endpoint keeps the amplification bound toward that address, sends a `path_challenge`
-//! there, and lifts the bound only on the matching `path_response` from it. If none comes
-//! within the timer T the association goes back to the last address that was checked.
+//! Return routability checks of a server endpoint (RFC 9853 §5). When an association that
+//! agreed to RRC moves to a new address on a fresh authenticated CID record, it is filed
+//! there at once but the endpoint keeps the amplification bound toward that address until
+//! the check ends:
+//!
+//! * **basic** (§5.1, the default): a `path_challenge` to the new address; the matching
+//!   `path_response` from it lifts the bound. No answer within the timer T: the association
+//!   goes back to the last address that was checked.
+//! * **enhanced** (§5.2, [`RrcConfig::enhanced`]): a `path_challenge` to the old address
+//!   first. Its `path_response` shows the peer is still there (the record from the new address
+//!   was raced by an off-path attacker): the association goes back. A `path_drop`, or no answer
+//!   within T, leads to the basic check of the new address.
 //!
 //! The engines only seal and open the messages ([`Connection::seal_rrc`],
 //! [`Connection::take_rrc`]); addresses are the endpoint's business, so the same code serves
 //! DTLS 1.3 once its associations negotiate CIDs.
-//!
-//! The enhanced check of RFC 9853 §5.2 (a challenge to the old address first, against an
-//! off-path attacker racing the peer's records) is not implemented: the basic check bounds
-//! what a racing attacker makes us send to a victim to the amplification limit, and the peer's
-//! next fresh record from its real address moves the association back.
 
 use super::Endpoint;
 use crate::config::RrcConfig;
@@ -23,14 +25,24 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// Which address a check is challenging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The old, last checked address (enhanced check, §5.2).
+    Old,
+    /// The new address the association is filed under (basic check, §5.1).
+    New,
+}
+
 /// One check under way, keyed by the unchecked address the association is filed under.
 #[derive(Debug, Clone)]
 struct PathCheck {
     /// The last address this association was checked at: where it goes back on failure.
     checked: SocketAddr,
+    probe: Probe,
     cookie: Cookie,
     started: Instant,
-    /// Challenges sent so far.
+    /// Challenges sent so far in this phase.
     sent: u8,
     config: RrcConfig,
 }
@@ -48,6 +60,15 @@ impl PathCheck {
 
     fn next_deadline(&self) -> Instant {
         self.next_send().map_or(self.deadline(), |t| t.min(self.deadline()))
+    }
+
+    /// Starts the phase that challenges `probe`, with a fresh cookie (§4: each challenge
+    /// carries new random data).
+    fn restart(&mut self, probe: Probe, now: Instant, rng: &mut dyn Rng) {
+        self.probe = probe;
+        rng.fill(&mut self.cookie);
+        self.started = now;
+        self.sent = 0;
     }
 }
 
@@ -79,8 +100,8 @@ impl Endpoint {
     }
 
     /// The association moved from `old` to `new` (already filed there, its new address
-    /// bounded). With RRC agreed, a check of `new` starts (RFC 9853 §4, §5.1); a move back to
-    /// the address last checked needs none.
+    /// bounded). With RRC agreed, a check starts (RFC 9853 §4, §5); a move back to the address
+    /// last checked needs none.
     pub(super) fn rrc_after_move(&mut self, now: Instant, old: SocketAddr, new: SocketAddr) {
         if !self.connections.get(&new).is_some_and(Connection::rrc_negotiated) {
             return;
@@ -90,54 +111,75 @@ impl Endpoint {
             self.cids.heard_from(new, 0, true);
             return;
         }
-        let mut cookie = Cookie::default();
-        self.rng.fill(&mut cookie);
         let config = self.rrc_config();
-        self.paths.by_addr.insert(new, PathCheck { checked, cookie, started: now, sent: 0, config });
+        let probe = if config.enhanced { Probe::Old } else { Probe::New };
+        let mut check = PathCheck { checked, probe, cookie: Cookie::default(), started: now, sent: 0, config };
+        check.restart(probe, now, &mut self.rng);
+        self.paths.by_addr.insert(new, check);
         self.rrc_send_due(now, new);
     }
 
-    /// Sends the challenges of the check at `addr` that are due, within the address's
-    /// amplification budget.
+    /// Sends the challenges of the check of the association at `addr` that are due: to the
+    /// new address within its amplification budget, or to the old (checked) one.
     fn rrc_send_due(&mut self, now: Instant, addr: SocketAddr) {
         let Some(check) = self.paths.by_addr.get_mut(&addr) else { return };
         let Some(conn) = self.connections.get_mut(&addr) else {
             self.paths.by_addr.remove(&addr);
             return;
         };
+        let to = if check.probe == Probe::Old { check.checked } else { addr };
         while check.next_send().is_some_and(|t| t <= now) {
             check.sent += 1;
             let Some(d) = conn.seal_rrc(&ReturnRoutabilityCheck::PathChallenge(check.cookie)) else { continue };
-            if self.cids.may_send(addr, d.len()) {
+            if self.cids.may_send(to, d.len()) {
                 self.stats.path_challenges_sent += 1;
-                self.transmits.push_back(Transmit { destination: addr, payload: d });
+                self.transmits.push_back(Transmit { destination: to, payload: d });
             } else {
                 self.stats.amplification_dropped += 1;
             }
         }
     }
 
-    /// The RRC answers that the association at `home` took from a datagram from `from`: a
-    /// `path_response` with the cookie of its check, from the checked address itself, ends
-    /// the check and lifts the bound; anything else is silently discarded (RFC 9853 §5.4).
-    pub(super) fn rrc_answers(&mut self, home: SocketAddr, from: SocketAddr) {
+    /// The RRC answers that the association at `home` took from a datagram from `from`
+    /// (RFC 9853 §5.1, §5.2). Anything that matches no check is silently discarded (§5.4).
+    pub(super) fn rrc_answers(&mut self, now: Instant, home: SocketAddr, from: SocketAddr) {
         let Some(conn) = self.connections.get_mut(&home) else { return };
+        let mut answers = Vec::new();
         while let Some(m) = conn.take_rrc() {
-            match m {
-                ReturnRoutabilityCheck::PathResponse(c)
-                    if from == home && self.paths.by_addr.get(&home).is_some_and(|p| p.cookie == c) =>
-                {
+            answers.push(m);
+        }
+        for m in answers {
+            let Some(check) = self.paths.by_addr.get_mut(&home) else {
+                self.stats.rrc_discarded += 1;
+                continue;
+            };
+            match (m, check.probe) {
+                // §5.1: the new path works both ways.
+                (ReturnRoutabilityCheck::PathResponse(c), Probe::New) if c == check.cookie && from == home => {
                     self.paths.by_addr.remove(&home);
                     self.cids.heard_from(home, 0, true);
                     self.stats.paths_validated += 1;
+                }
+                // §5.2: the old path still answers: the initiator MUST keep using it.
+                (ReturnRoutabilityCheck::PathResponse(c), Probe::Old) if c == check.cookie => {
+                    let back_to = check.checked;
+                    self.paths.by_addr.remove(&home);
+                    self.stats.old_paths_kept += 1;
+                    self.rrc_go_back(home, back_to);
+                }
+                // §5.2: the peer left the old path on purpose: check the new one.
+                (ReturnRoutabilityCheck::PathDrop(c), Probe::Old) if c == check.cookie => {
+                    check.restart(Probe::New, now, &mut self.rng);
+                    self.rrc_send_due(now, home);
                 }
                 _ => self.stats.rrc_discarded += 1,
             }
         }
     }
 
-    /// Challenges due and checks that ran out of time (RFC 9853 §5.1: when T expires the
-    /// binding is not updated: the association goes back to the address last checked).
+    /// Challenges due, and checks whose timer T ran out (RFC 9853 §5.1: the binding is not
+    /// updated, so the association goes back to the address last checked; §5.2: an
+    /// unanswered old path leads to the basic check of the new one).
     pub(super) fn rrc_timeout(&mut self, now: Instant) {
         if self.paths.by_addr.is_empty() {
             return;
@@ -145,30 +187,38 @@ impl Endpoint {
         let due: Vec<SocketAddr> =
             self.paths.by_addr.iter().filter(|(_, p)| p.next_deadline() <= now).map(|(a, _)| *a).collect();
         for at in due {
-            let Some(p) = self.paths.by_addr.get(&at) else { continue };
+            let Some(p) = self.paths.by_addr.get_mut(&at) else { continue };
             if p.deadline() > now {
                 self.rrc_send_due(now, at);
-                continue;
+            } else if p.probe == Probe::Old {
+                p.restart(Probe::New, now, &mut self.rng);
+                self.rrc_send_due(now, at);
+            } else {
+                let back_to = p.checked;
+                self.paths.by_addr.remove(&at);
+                self.stats.path_checks_failed += 1;
+                self.rrc_go_back(at, back_to);
             }
-            let back_to = p.checked;
-            self.paths.by_addr.remove(&at);
-            self.stats.path_checks_failed += 1;
-            // The old address taken by another association since: this one stays, bounded.
-            if self.connections.contains_key(&back_to) {
-                continue;
-            }
-            let Some(mut conn) = self.connections.remove(&at) else { continue };
-            conn.set_peer(back_to);
-            let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
-            self.connections.insert(back_to, conn);
-            self.timers.set(at, None);
-            if let Some(l) = self.limits.as_mut() {
-                l.moved(&at, back_to);
-            }
-            self.cids.moved(&cid, at, back_to, 0);
-            self.cids.heard_from(back_to, 0, true);
-            self.events.push_back((back_to, Event::AddressChanged { old: at }));
-            self.collect(back_to);
         }
+    }
+
+    /// Files the association at `at` under `back_to` again, its last checked address (unless
+    /// another association took that address since: then it stays, bounded).
+    fn rrc_go_back(&mut self, at: SocketAddr, back_to: SocketAddr) {
+        if self.connections.contains_key(&back_to) {
+            return;
+        }
+        let Some(mut conn) = self.connections.remove(&at) else { return };
+        conn.set_peer(back_to);
+        let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+        self.connections.insert(back_to, conn);
+        self.timers.set(at, None);
+        if let Some(l) = self.limits.as_mut() {
+            l.moved(&at, back_to);
+        }
+        self.cids.moved(&cid, at, back_to, 0);
+        self.cids.heard_from(back_to, 0, true);
+        self.events.push_back((back_to, Event::AddressChanged { old: at }));
+        self.collect(back_to);
     }
 }
