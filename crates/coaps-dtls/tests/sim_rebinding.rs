@@ -59,13 +59,10 @@ impl Client {
 
     fn app(&mut self, now: Instant) {
         while let Some((_, ev)) = self.ep.poll_event() {
-            match ev {
-                Event::ApplicationData(d) => {
-                    if let Some(i) = (0..MESSAGES).find(|i| message(*i) == d) {
-                        self.echoed[i] = true;
-                    }
-                }
-                _ => {}
+            if let Event::ApplicationData(d) = ev
+                && let Some(i) = (0..MESSAGES).find(|i| message(*i) == d)
+            {
+                self.echoed[i] = true;
             }
         }
         if self.ep.connection(&server_addr()).is_none_or(|c| c.is_closed()) && !self.done() {
