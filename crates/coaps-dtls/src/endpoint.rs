@@ -697,7 +697,14 @@ impl Endpoint {
 
     /// Counters.
     pub fn stats(&self) -> EndpointStats {
-        self.stats
+        let (mut s, r) = (self.stats, self.paths.counts);
+        s.path_challenges_sent = r.path_challenges_sent;
+        s.paths_validated = r.paths_validated;
+        s.path_checks_failed = r.path_checks_failed;
+        s.old_paths_kept = r.old_paths_kept;
+        s.rrc_discarded = r.rrc_discarded;
+        s.amplification_dropped += r.amplification_dropped;
+        s
     }
 
     fn collect(&mut self, peer: SocketAddr) {
@@ -811,5 +818,58 @@ impl Endpoint {
     /// Connection IDs indexed for CID-first demultiplexing.
     pub fn cid_count(&self) -> usize {
         self.cids.len()
+    }
+
+    // --------------------------------------------------------------------------------------
+    // RFC 9853 return routability checks: `path_check` decides, the table moves here.
+
+    fn rrc_after_move(&mut self, now: Instant, old: SocketAddr, new: SocketAddr) {
+        let config = self
+            .server
+            .as_ref()
+            .and_then(|s| s.connection_id.as_ref())
+            .and_then(|c| c.return_routability_check)
+            .unwrap_or_default();
+        let Some(conn) = self.connections.get_mut(&new) else { return };
+        let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+        self.paths.after_move(now, old, new, conn, config, io);
+    }
+
+    fn rrc_answers(&mut self, now: Instant, home: SocketAddr, from: SocketAddr) {
+        let Some(conn) = self.connections.get_mut(&home) else { return };
+        let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+        if let Some(back) = self.paths.answers(now, home, from, conn, io) {
+            self.rrc_go_back(home, back);
+        }
+    }
+
+    fn rrc_timeout(&mut self, now: Instant) {
+        for at in self.paths.due(now) {
+            let conn = self.connections.get_mut(&at);
+            let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+            if let Some(back) = self.paths.on_timeout(now, at, conn, io) {
+                self.rrc_go_back(at, back);
+            }
+        }
+    }
+
+    /// Files the association at `at` under `back_to` again, its last checked address (unless
+    /// another association took that address since: then it stays, bounded).
+    fn rrc_go_back(&mut self, at: SocketAddr, back_to: SocketAddr) {
+        if self.connections.contains_key(&back_to) {
+            return;
+        }
+        let Some(mut conn) = self.connections.remove(&at) else { return };
+        conn.set_peer(back_to);
+        let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+        self.connections.insert(back_to, conn);
+        self.timers.set(at, None);
+        if let Some(l) = self.limits.as_mut() {
+            l.moved(&at, back_to);
+        }
+        self.cids.moved(&cid, at, back_to, 0);
+        self.cids.heard_from(back_to, 0, true);
+        self.events.push_back((back_to, Event::AddressChanged { old: at }));
+        self.collect(back_to);
     }
 }

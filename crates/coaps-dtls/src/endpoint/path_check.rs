@@ -13,15 +13,16 @@
 //!
 //! The engines only seal and open the messages ([`Connection::seal_rrc`],
 //! [`Connection::take_rrc`]); addresses are the endpoint's business, so the same code serves
-//! DTLS 1.3 once its associations negotiate CIDs.
+//! DTLS 1.3 once its associations negotiate CIDs. This module decides; the endpoint moves
+//! associations in its table when told to go back.
 
-use super::Endpoint;
+use super::cid_index::CidIndex;
 use crate::config::RrcConfig;
 use crate::connection::Connection;
 use crate::crypto::Rng;
 use crate::rrc::{Cookie, ReturnRoutabilityCheck};
-use crate::types::{Event, Transmit};
-use std::collections::HashMap;
+use crate::types::Transmit;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -77,6 +78,26 @@ impl PathCheck {
 #[derive(Debug, Default)]
 pub(super) struct PathChecks {
     by_addr: HashMap<SocketAddr, PathCheck>,
+    /// Counters, folded into the endpoint's.
+    pub(super) counts: RrcCounts,
+}
+
+/// What the checks did (see the `EndpointStats` fields of the same names).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RrcCounts {
+    pub(super) path_challenges_sent: u64,
+    pub(super) paths_validated: u64,
+    pub(super) path_checks_failed: u64,
+    pub(super) old_paths_kept: u64,
+    pub(super) rrc_discarded: u64,
+    pub(super) amplification_dropped: u64,
+}
+
+/// The parts of the endpoint a check writes to.
+pub(super) struct Io<'a> {
+    pub(super) cids: &'a mut CidIndex,
+    pub(super) transmits: &'a mut VecDeque<Transmit>,
+    pub(super) rng: &'a mut dyn Rng,
 }
 
 impl PathChecks {
@@ -88,137 +109,135 @@ impl PathChecks {
     pub(super) fn remove(&mut self, addr: &SocketAddr) {
         self.by_addr.remove(addr);
     }
-}
 
-impl Endpoint {
-    fn rrc_config(&self) -> RrcConfig {
-        self.server
-            .as_ref()
-            .and_then(|s| s.connection_id.as_ref())
-            .and_then(|c| c.return_routability_check)
-            .unwrap_or_default()
-    }
-
-    /// The association moved from `old` to `new` (already filed there, its new address
-    /// bounded). With RRC agreed, a check starts (RFC 9853 §4, §5); a move back to the address
-    /// last checked needs none.
-    pub(super) fn rrc_after_move(&mut self, now: Instant, old: SocketAddr, new: SocketAddr) {
-        if !self.connections.get(&new).is_some_and(Connection::rrc_negotiated) {
+    /// The association `conn` moved from `old` to `new` (already filed there, its new
+    /// address bounded). With RRC agreed, a check starts (RFC 9853 §4, §5); a move back to the
+    /// address last checked needs none.
+    pub(super) fn after_move(
+        &mut self,
+        now: Instant,
+        old: SocketAddr,
+        new: SocketAddr,
+        conn: &mut Connection,
+        config: RrcConfig,
+        io: Io<'_>,
+    ) {
+        if !conn.rrc_negotiated() {
             return;
         }
-        let checked = self.paths.by_addr.remove(&old).map_or(old, |c| c.checked);
+        let checked = self.by_addr.remove(&old).map_or(old, |c| c.checked);
         if checked == new {
-            self.cids.heard_from(new, 0, true);
+            io.cids.heard_from(new, 0, true);
             return;
         }
-        let config = self.rrc_config();
         let probe = if config.enhanced { Probe::Old } else { Probe::New };
         let mut check = PathCheck { checked, probe, cookie: Cookie::default(), started: now, sent: 0, config };
-        check.restart(probe, now, &mut self.rng);
-        self.paths.by_addr.insert(new, check);
-        self.rrc_send_due(now, new);
+        check.restart(probe, now, io.rng);
+        self.by_addr.insert(new, check);
+        self.send_due(now, new, conn, io);
     }
 
     /// Sends the challenges of the check of the association at `addr` that are due: to the
     /// new address within its amplification budget, or to the old (checked) one.
-    fn rrc_send_due(&mut self, now: Instant, addr: SocketAddr) {
-        let Some(check) = self.paths.by_addr.get_mut(&addr) else { return };
-        let Some(conn) = self.connections.get_mut(&addr) else {
-            self.paths.by_addr.remove(&addr);
-            return;
-        };
+    fn send_due(&mut self, now: Instant, addr: SocketAddr, conn: &mut Connection, io: Io<'_>) {
+        let Some(check) = self.by_addr.get_mut(&addr) else { return };
         let to = if check.probe == Probe::Old { check.checked } else { addr };
         while check.next_send().is_some_and(|t| t <= now) {
             check.sent += 1;
             let Some(d) = conn.seal_rrc(&ReturnRoutabilityCheck::PathChallenge(check.cookie)) else { continue };
-            if self.cids.may_send(to, d.len()) {
-                self.stats.path_challenges_sent += 1;
-                self.transmits.push_back(Transmit { destination: to, payload: d });
+            if io.cids.may_send(to, d.len()) {
+                self.counts.path_challenges_sent += 1;
+                io.transmits.push_back(Transmit { destination: to, payload: d });
             } else {
-                self.stats.amplification_dropped += 1;
+                self.counts.amplification_dropped += 1;
             }
         }
     }
 
-    /// The RRC answers that the association at `home` took from a datagram from `from`
-    /// (RFC 9853 §5.1, §5.2). Anything that matches no check is silently discarded (§5.4).
-    pub(super) fn rrc_answers(&mut self, now: Instant, home: SocketAddr, from: SocketAddr) {
-        let Some(conn) = self.connections.get_mut(&home) else { return };
+    /// The RRC answers that the association `conn` at `home` took from a datagram from `from`
+    /// (RFC 9853 §5.1, §5.2); anything that matches no check is silently discarded (§5.4).
+    /// `Some(addr)`: the association goes back to `addr`.
+    pub(super) fn answers(
+        &mut self,
+        now: Instant,
+        home: SocketAddr,
+        from: SocketAddr,
+        conn: &mut Connection,
+        io: Io<'_>,
+    ) -> Option<SocketAddr> {
         let mut answers = Vec::new();
         while let Some(m) = conn.take_rrc() {
             answers.push(m);
         }
+        let mut restart = false;
+        let mut back = None;
         for m in answers {
-            let Some(check) = self.paths.by_addr.get_mut(&home) else {
-                self.stats.rrc_discarded += 1;
+            let Some(check) = self.by_addr.get_mut(&home) else {
+                self.counts.rrc_discarded += 1;
                 continue;
             };
             match (m, check.probe) {
                 // §5.1: the new path works both ways.
                 (ReturnRoutabilityCheck::PathResponse(c), Probe::New) if c == check.cookie && from == home => {
-                    self.paths.by_addr.remove(&home);
-                    self.cids.heard_from(home, 0, true);
-                    self.stats.paths_validated += 1;
+                    self.by_addr.remove(&home);
+                    io.cids.heard_from(home, 0, true);
+                    self.counts.paths_validated += 1;
                 }
                 // §5.2: the old path still answers: the initiator MUST keep using it.
                 (ReturnRoutabilityCheck::PathResponse(c), Probe::Old) if c == check.cookie => {
-                    let back_to = check.checked;
-                    self.paths.by_addr.remove(&home);
-                    self.stats.old_paths_kept += 1;
-                    self.rrc_go_back(home, back_to);
+                    back = Some(check.checked);
+                    self.by_addr.remove(&home);
+                    self.counts.old_paths_kept += 1;
                 }
                 // §5.2: the peer left the old path on purpose: check the new one.
                 (ReturnRoutabilityCheck::PathDrop(c), Probe::Old) if c == check.cookie => {
-                    check.restart(Probe::New, now, &mut self.rng);
-                    self.rrc_send_due(now, home);
+                    check.restart(Probe::New, now, &mut *io.rng);
+                    restart = true;
                 }
-                _ => self.stats.rrc_discarded += 1,
+                _ => self.counts.rrc_discarded += 1,
             }
         }
+        if restart && back.is_none() {
+            self.send_due(now, home, conn, io);
+        }
+        back
     }
 
-    /// Challenges due, and checks whose timer T ran out (RFC 9853 §5.1: the binding is not
-    /// updated, so the association goes back to the address last checked; §5.2: an
-    /// unanswered old path leads to the basic check of the new one).
-    pub(super) fn rrc_timeout(&mut self, now: Instant) {
-        if self.paths.by_addr.is_empty() {
-            return;
+    /// Addresses whose check has something due by `now`.
+    pub(super) fn due(&self, now: Instant) -> Vec<SocketAddr> {
+        if self.by_addr.is_empty() {
+            return Vec::new();
         }
-        let due: Vec<SocketAddr> =
-            self.paths.by_addr.iter().filter(|(_, p)| p.next_deadline() <= now).map(|(a, _)| *a).collect();
-        for at in due {
-            let Some(p) = self.paths.by_addr.get_mut(&at) else { continue };
-            if p.deadline() > now {
-                self.rrc_send_due(now, at);
-            } else if p.probe == Probe::Old {
-                p.restart(Probe::New, now, &mut self.rng);
-                self.rrc_send_due(now, at);
-            } else {
-                let back_to = p.checked;
-                self.paths.by_addr.remove(&at);
-                self.stats.path_checks_failed += 1;
-                self.rrc_go_back(at, back_to);
-            }
-        }
+        self.by_addr.iter().filter(|(_, p)| p.next_deadline() <= now).map(|(a, _)| *a).collect()
     }
 
-    /// Files the association at `at` under `back_to` again, its last checked address (unless
-    /// another association took that address since: then it stays, bounded).
-    fn rrc_go_back(&mut self, at: SocketAddr, back_to: SocketAddr) {
-        if self.connections.contains_key(&back_to) {
-            return;
+    /// Runs the check of the association `conn` at `at`: challenges due, and the timer T
+    /// (RFC 9853 §5.1: the binding is not updated, so `Some(addr)`, the address last checked,
+    /// where the association goes back; §5.2: an unanswered old path leads to the basic
+    /// check of the new one). An association that is gone ends its check.
+    pub(super) fn on_timeout(
+        &mut self,
+        now: Instant,
+        at: SocketAddr,
+        conn: Option<&mut Connection>,
+        io: Io<'_>,
+    ) -> Option<SocketAddr> {
+        let Some(conn) = conn else {
+            self.by_addr.remove(&at);
+            return None;
+        };
+        let p = self.by_addr.get_mut(&at)?;
+        if p.deadline() > now {
+            self.send_due(now, at, conn, io);
+        } else if p.probe == Probe::Old {
+            p.restart(Probe::New, now, &mut *io.rng);
+            self.send_due(now, at, conn, io);
+        } else {
+            let back_to = p.checked;
+            self.by_addr.remove(&at);
+            self.counts.path_checks_failed += 1;
+            return Some(back_to);
         }
-        let Some(mut conn) = self.connections.remove(&at) else { return };
-        conn.set_peer(back_to);
-        let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
-        self.connections.insert(back_to, conn);
-        self.timers.set(at, None);
-        if let Some(l) = self.limits.as_mut() {
-            l.moved(&at, back_to);
-        }
-        self.cids.moved(&cid, at, back_to, 0);
-        self.cids.heard_from(back_to, 0, true);
-        self.events.push_back((back_to, Event::AddressChanged { old: at }));
-        self.collect(back_to);
+        None
     }
 }
