@@ -72,7 +72,8 @@ pub fn record(data: &[u8]) {
 /// and DTLS 1.3 (RFC 9147 §4, the unified header's C bit): the first byte picks the CID length
 /// (0..=8). Records stay inside the datagram, a CID record's CID has exactly that length (a
 /// 1.3 one with the C bit is malformed without a CID length), and the endpoint's CID peeks
-/// agree with the splits.
+/// agree with the splits. Each 1.2 fragment is also read as an RFC 9853
+/// `return_routability_check` message.
 pub fn record_cid(data: &[u8]) {
     let Some((&pick, dgram)) = data.split_first() else { return };
     let cid_len = usize::from(pick % 9);
@@ -85,6 +86,13 @@ pub fn record_cid(data: &[u8]) {
         assert!(total <= dgram.len());
         if i == 0 {
             assert_eq!(first_record_cid(dgram, cid_len), is_cid.then_some(rec.cid));
+        }
+        // RFC 9853 messages: total, and a known type re-encodes to exactly its input.
+        use coaps_dtls::internal::rrc::ReturnRoutabilityCheck;
+        if let Ok(m) = ReturnRoutabilityCheck::read(rec.fragment)
+            && !matches!(m, ReturnRoutabilityCheck::Unknown(_))
+        {
+            assert_eq!(m.to_vec(), rec.fragment);
         }
     }
     // The same bytes as DTLS 1.3 records with CIDs of `cid_len` bytes (RFC 9147 §4): the CID

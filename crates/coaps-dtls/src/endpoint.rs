@@ -34,6 +34,7 @@ use std::time::Instant;
 mod cid_index;
 mod limits;
 pub(crate) use limits::NO_SLOT;
+mod path_check;
 use limits::{Eviction, Limits, Refusal, Timers};
 
 pub use crate::gate::cookie13_config;
@@ -108,6 +109,19 @@ pub struct EndpointStats {
     /// Datagrams not sent to a moved association's unchecked new address, over its
     /// amplification budget.
     pub amplification_dropped: u64,
+    /// RFC 9853 `path_challenge` messages sent to moved associations' new addresses.
+    pub path_challenges_sent: u64,
+    /// New addresses shown to be the peer's by a matching `path_response` (RFC 9853 §5.1).
+    pub paths_validated: u64,
+    /// Return routability checks that ran out of time: the association went back to its last
+    /// checked address.
+    pub path_checks_failed: u64,
+    /// Enhanced checks (RFC 9853 §5.2) that the old address answered: the association stayed
+    /// there (went back).
+    pub old_paths_kept: u64,
+    /// `path_response` / `path_drop` messages silently discarded: no check under way, a
+    /// wrong cookie, or from another address (RFC 9853 §5.4).
+    pub rrc_discarded: u64,
     /// Proven ClientHellos refused: their source address already holds
     /// [`QuotaConfig::max_half_open_per_address`](crate::QuotaConfig::max_half_open_per_address) half-open handshakes.
     pub refused_half_open_per_address: u64,
@@ -142,6 +156,8 @@ pub struct Endpoint {
     connections: HashMap<SocketAddr, Connection>,
     /// CID-first demultiplexing (RFC 9146 §6).
     cids: cid_index::CidIndex,
+    /// Return routability checks under way (RFC 9853).
+    paths: path_check::PathChecks,
     /// Who holds the table (servers only): quotas and eviction order without scans.
     limits: Option<Limits>,
     /// Every association's next timer, in deadline order.
@@ -174,6 +190,7 @@ impl Endpoint {
             gate,
             connections: HashMap::new(),
             cids: Default::default(),
+            paths: Default::default(),
             limits,
             timers: Timers::default(),
             now,
@@ -219,6 +236,7 @@ impl Endpoint {
             gate: None,
             connections: HashMap::new(),
             cids: Default::default(),
+            paths: Default::default(),
             limits: None,
             timers: Timers::default(),
             now: Instant::now(),
@@ -573,6 +591,7 @@ impl Endpoint {
         if let Some(gate) = self.gate.as_ref() {
             self.stats.hellos_evicted += gate.expire(now);
         }
+        self.rrc_timeout(now);
         if let Some(l) = self.limits.as_mut() {
             let mut expired = Vec::new();
             l.expire(now, &mut expired);
@@ -594,6 +613,10 @@ impl Endpoint {
     /// The earliest timer of any association.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let quota = self.limits.as_ref().and_then(Limits::next_deadline);
+        let quota = match (quota, self.paths.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.timers.first(), quota) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -702,7 +725,14 @@ impl Endpoint {
 
     /// Counters.
     pub fn stats(&self) -> EndpointStats {
-        self.stats
+        let (mut s, r) = (self.stats, self.paths.counts);
+        s.path_challenges_sent = r.path_challenges_sent;
+        s.paths_validated = r.paths_validated;
+        s.path_checks_failed = r.path_checks_failed;
+        s.old_paths_kept = r.old_paths_kept;
+        s.rrc_discarded = r.rrc_discarded;
+        s.amplification_dropped += r.amplification_dropped;
+        s
     }
 
     fn collect(&mut self, peer: SocketAddr) {
@@ -743,6 +773,7 @@ impl Endpoint {
 
     /// The association at `peer` is about to be replaced: its CIDs go out of the index.
     fn unindex_cid(&mut self, peer: SocketAddr) {
+        self.paths.remove(&peer);
         for cid in self.connections.get(&peer).map(Connection::issued_cids).unwrap_or_default() {
             self.cids.remove(&cid, peer);
         }
@@ -781,11 +812,14 @@ impl Endpoint {
         let Some(conn) = self.connections.get_mut(&home) else { return };
         conn.handle_datagram(now, datagram);
         let advanced = conn.last_datagram_advanced();
+        // RFC 9853 §5.1: with RRC only a path_response checks the path.
+        let rrc = conn.rrc_negotiated();
         if advanced && let Some(l) = self.limits.as_mut() {
             l.touch(now, conn.quota_slot, &home);
         }
         if home == peer {
-            self.cids.heard_from(peer, datagram.len(), advanced);
+            self.cids.heard_from(peer, datagram.len(), advanced && !rrc);
+            self.rrc_answers(now, home, peer);
         } else if advanced && !self.connections.contains_key(&peer) {
             if let Some(mut conn) = self.connections.remove(&home) {
                 conn.set_peer(peer);
@@ -801,11 +835,14 @@ impl Endpoint {
                 }
                 self.stats.address_changes += 1;
                 self.events.push_back((peer, Event::AddressChanged { old: home }));
+                self.rrc_answers(now, peer, peer);
+                self.rrc_after_move(now, home, peer);
                 self.collect(peer);
                 return;
             }
         } else {
             self.stats.address_changes_refused += 1;
+            self.rrc_answers(now, home, peer);
         }
         self.collect(home);
     }
@@ -819,5 +856,58 @@ impl Endpoint {
     /// Connection IDs indexed for CID-first demultiplexing.
     pub fn cid_count(&self) -> usize {
         self.cids.len()
+    }
+
+    // --------------------------------------------------------------------------------------
+    // RFC 9853 return routability checks: `path_check` decides, the table moves here.
+
+    fn rrc_after_move(&mut self, now: Instant, old: SocketAddr, new: SocketAddr) {
+        let config = self
+            .server
+            .as_ref()
+            .and_then(|s| s.connection_id.as_ref())
+            .and_then(|c| c.return_routability_check)
+            .unwrap_or_default();
+        let Some(conn) = self.connections.get_mut(&new) else { return };
+        let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+        self.paths.after_move(now, old, new, conn, config, io);
+    }
+
+    fn rrc_answers(&mut self, now: Instant, home: SocketAddr, from: SocketAddr) {
+        let Some(conn) = self.connections.get_mut(&home) else { return };
+        let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+        if let Some(back) = self.paths.answers(now, home, from, conn, io) {
+            self.rrc_go_back(home, back);
+        }
+    }
+
+    fn rrc_timeout(&mut self, now: Instant) {
+        for at in self.paths.due(now) {
+            let conn = self.connections.get_mut(&at);
+            let io = path_check::Io { cids: &mut self.cids, transmits: &mut self.transmits, rng: &mut self.rng };
+            if let Some(back) = self.paths.on_timeout(now, at, conn, io) {
+                self.rrc_go_back(at, back);
+            }
+        }
+    }
+
+    /// Files the association at `at` under `back_to` again, its last checked address (unless
+    /// another association took that address since: then it stays, bounded).
+    fn rrc_go_back(&mut self, at: SocketAddr, back_to: SocketAddr) {
+        if self.connections.contains_key(&back_to) {
+            return;
+        }
+        let Some(mut conn) = self.connections.remove(&at) else { return };
+        conn.set_peer(back_to);
+        let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+        self.connections.insert(back_to, conn);
+        self.timers.set(at, None);
+        if let Some(l) = self.limits.as_mut() {
+            l.moved(&at, back_to);
+        }
+        self.cids.moved(&cid, at, back_to, 0);
+        self.cids.heard_from(back_to, 0, true);
+        self.events.push_back((back_to, Event::AddressChanged { old: at }));
+        self.collect(back_to);
     }
 }

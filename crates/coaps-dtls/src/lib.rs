@@ -55,6 +55,7 @@ pub mod link;
 mod msgs;
 mod record;
 mod resumption;
+mod rrc;
 pub mod suites;
 mod tickets;
 mod types;
@@ -65,7 +66,7 @@ pub use config::early_data::{DEFAULT_RESUMPTION_FRESHNESS, EarlyDataConfig, Earl
 pub use config::quotas::QuotaConfig;
 pub use config::{
     CertifiedKey, ClientAuth, ClientConfig, CommonConfig, ConnectionIdConfig, CookieConfig, DtlsVersion,
-    MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, PeerVerifier, Psk, PskStore, ServerConfig, StaticPsks,
+    MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, PeerVerifier, Psk, PskStore, RrcConfig, ServerConfig, StaticPsks,
 };
 pub use connection::{Connection, ConnectionIds};
 pub use endpoint::{DatagramMeta, Endpoint, EndpointStats};
@@ -81,6 +82,7 @@ pub use resumption::{
     OfferedSessions, PskIdentities, SESSION_ENCODING_VERSION, Session, SessionDecodeError, SessionStore,
     offered_sessions,
 };
+pub use rrc::ReturnRoutabilityCheck;
 pub use suites::{ALL_SUITES, SupportedSuite};
 pub use tickets::{
     DEFAULT_TICKET_KEY_ROTATION, TICKET_FORMAT_VERSION, TICKET_KEY_NAME_LEN, TicketKey, TicketKeys, TicketMode,
@@ -112,6 +114,9 @@ pub mod internal {
     }
     pub mod record {
         pub use crate::record::*;
+    }
+    pub mod rrc {
+        pub use crate::rrc::*;
     }
     pub mod msgs13 {
         pub use crate::dtls13::msgs::*;

@@ -37,6 +37,8 @@ pub struct NetStats {
     pub dropped_mtu: u64,
     /// Datagrams dropped by the filter installed with [`Network::set_filter`].
     pub dropped_filter: u64,
+    /// Datagrams that arrived at an address a NAT no longer maps ([`Network::rebind`]).
+    pub dropped_unbound: u64,
     /// Extra copies created by the duplication draw.
     pub duplicated: u64,
     /// Copies that had one bit flipped.
@@ -54,6 +56,7 @@ impl NetStats {
         self.dropped_loss += other.dropped_loss;
         self.dropped_mtu += other.dropped_mtu;
         self.dropped_filter += other.dropped_filter;
+        self.dropped_unbound += other.dropped_unbound;
         self.duplicated += other.duplicated;
         self.corrupted += other.corrupted;
         self.bytes_sent += other.bytes_sent;
@@ -70,6 +73,8 @@ pub enum DropReason {
     Mtu,
     /// Rejected by the filter installed with [`Network::set_filter`].
     Filter,
+    /// Arrived at an address a NAT forgot when its node was rebound ([`Network::rebind`]).
+    Unbound,
 }
 
 /// What happened to a datagram, as recorded in the trace.
@@ -137,6 +142,19 @@ pub struct Network {
     filter: Option<Filter>,
     tracing: bool,
     trace: Vec<TraceEvent>,
+    /// NATs in front of nodes, by the node's own address ([`Network::rebind`]).
+    nats: BTreeMap<SocketAddr, Nat>,
+}
+
+/// A NAT in front of one node: what the rest of the network sees of it.
+#[derive(Debug, Clone)]
+struct Nat {
+    /// The address its datagrams leave with and arrive at.
+    public: SocketAddr,
+    /// Earlier public addresses (the node's own first): datagrams to them are dropped.
+    forgotten: Vec<SocketAddr>,
+    /// Rebindings still to come: (when, new public address).
+    scheduled: Vec<(Instant, SocketAddr)>,
 }
 
 impl fmt::Debug for Network {
@@ -173,6 +191,7 @@ impl Network {
             filter: None,
             tracing: false,
             trace: Vec::new(),
+            nats: BTreeMap::new(),
         }
     }
 
@@ -201,12 +220,14 @@ impl Network {
     pub fn advance_to(&mut self, t: Instant) {
         if t > self.now {
             self.now = t;
+            self.apply_rebinds();
         }
     }
 
     /// Moves the clock forward by `d`.
     pub fn advance_by(&mut self, d: Duration) {
         self.now += d;
+        self.apply_rebinds();
     }
 
     /// The configuration used for directions without an override.
@@ -277,6 +298,7 @@ impl Network {
     /// duplicate may be queued with an independent delay, and each queued copy may get one bit
     /// flipped.
     pub fn send(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+        let from = self.public_addr(from);
         let cfg = *self.link_config(from, to);
         let len = payload.len();
         {
@@ -314,17 +336,75 @@ impl Network {
 
     /// Removes and returns the earliest queued datagram if it arrives at or before `now`.
     /// Datagrams with equal arrival times come out in the order they were queued.
+    ///
+    /// A datagram to a node behind a NAT ([`Network::rebind`]) is handed out addressed to the
+    /// node itself; one to an address the NAT forgot is dropped ([`DropReason::Unbound`]).
     pub fn pop_due(&mut self, now: Instant) -> Option<Delivery> {
-        let entry = self.queue.first_entry()?;
-        if entry.key().0 > now {
-            return None;
+        loop {
+            let entry = self.queue.first_entry()?;
+            if entry.key().0 > now {
+                return None;
+            }
+            let ((at, _), d) = entry.remove_entry();
+            if self.nats.values().any(|n| n.forgotten.contains(&d.to)) {
+                self.stats.entry((d.from, d.to)).or_default().dropped_unbound += 1;
+                self.record(at, d.from, d.to, &d.payload, TraceKind::Dropped(DropReason::Unbound));
+                continue;
+            }
+            let st = self.stats.entry((d.from, d.to)).or_default();
+            st.delivered += 1;
+            st.bytes_delivered += d.payload.len() as u64;
+            self.record(at, d.from, d.to, &d.payload, TraceKind::Delivered);
+            let to = self.nats.iter().find(|(_, n)| n.public == d.to).map_or(d.to, |(node, _)| *node);
+            return Some(Delivery { from: d.from, to, payload: d.payload, at });
         }
-        let ((at, _), d) = entry.remove_entry();
-        let st = self.stats.entry((d.from, d.to)).or_default();
-        st.delivered += 1;
-        st.bytes_delivered += d.payload.len() as u64;
-        self.record(at, d.from, d.to, &d.payload, TraceKind::Delivered);
-        Some(Delivery { from: d.from, to: d.to, payload: d.payload, at })
+    }
+
+    /// Puts `node` behind a NAT that maps it to `public` from now on, as a NAT rebinding does
+    /// after idle: `node`'s datagrams leave with source `public`, datagrams to `public` reach
+    /// `node`, and datagrams to its earlier address (its own, or the last public one), even
+    /// those already in flight, are dropped on arrival. `node` itself is not told.
+    pub fn rebind(&mut self, node: SocketAddr, public: SocketAddr) {
+        let nat =
+            self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
+        if nat.public != public {
+            let old = std::mem::replace(&mut nat.public, public);
+            nat.forgotten.retain(|a| *a != public);
+            nat.forgotten.push(old);
+        }
+    }
+
+    /// [`Network::rebind`] at virtual time `at` (at once if that has passed).
+    pub fn rebind_at(&mut self, node: SocketAddr, at: Instant, public: SocketAddr) {
+        if at <= self.now {
+            self.rebind(node, public);
+            return;
+        }
+        let nat =
+            self.nats.entry(node).or_insert_with(|| Nat { public: node, forgotten: Vec::new(), scheduled: Vec::new() });
+        nat.scheduled.push((at, public));
+        nat.scheduled.sort_by_key(|(t, _)| *t);
+    }
+
+    /// The address the rest of the network sees `node` at (itself unless rebound).
+    pub fn public_addr(&self, node: SocketAddr) -> SocketAddr {
+        self.nats.get(&node).map_or(node, |n| n.public)
+    }
+
+    /// Applies the rebindings due by `now`.
+    fn apply_rebinds(&mut self) {
+        let now = self.now;
+        let due: Vec<(SocketAddr, SocketAddr)> = self
+            .nats
+            .iter_mut()
+            .flat_map(|(node, n)| {
+                let k = n.scheduled.iter().take_while(|(t, _)| *t <= now).count();
+                n.scheduled.drain(..k).map(|(_, p)| (*node, p)).collect::<Vec<_>>()
+            })
+            .collect();
+        for (node, public) in due {
+            self.rebind(node, public);
+        }
     }
 
     /// Number of datagrams queued and not yet delivered.
@@ -357,6 +437,7 @@ impl Network {
             DropReason::Loss => st.dropped_loss += 1,
             DropReason::Mtu => st.dropped_mtu += 1,
             DropReason::Filter => st.dropped_filter += 1,
+            DropReason::Unbound => st.dropped_unbound += 1,
         }
         self.record(self.now, from, to, payload, TraceKind::Dropped(r));
     }

@@ -548,3 +548,41 @@ fn check_seeds_names_panicking_seed() {
         Ok::<(), String>(())
     });
 }
+
+/// A NAT rebinding: after it, the node's datagrams leave from the new public address, replies
+/// to it reach the node, and what was sent to the old address (even in flight before) is
+/// dropped as unbound. The node itself never learns its public address.
+#[test]
+fn rebind_at_moves_a_node_behind_a_nat() {
+    let mut net = Network::new(3, SimConfig::ideal().with_latency(Duration::from_millis(10)));
+    let public: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    let start = net.start();
+    net.rebind_at(a(), start + Duration::from_millis(50), public);
+    net.send(a(), b(), b"before".to_vec());
+    net.advance_by(Duration::from_millis(10));
+    let d = net.pop_due(net.now()).unwrap();
+    assert_eq!((d.from, d.to), (a(), b()));
+    // In flight to the old address when the NAT rebinds: lost.
+    net.advance_by(Duration::from_millis(35));
+    net.send(b(), a(), b"late reply".to_vec());
+    net.advance_by(Duration::from_millis(10));
+    assert_eq!(net.public_addr(a()), public);
+    assert!(net.pop_due(net.now()).is_none());
+    assert_eq!(net.link_stats(b(), a()).dropped_unbound, 1);
+    // After: from the new address, and replies there reach the node.
+    net.send(a(), b(), b"after".to_vec());
+    net.advance_by(Duration::from_millis(10));
+    let d = net.pop_due(net.now()).unwrap();
+    assert_eq!(d.from, public);
+    net.send(b(), d.from, b"reply".to_vec());
+    net.advance_by(Duration::from_millis(10));
+    let d = net.pop_due(net.now()).unwrap();
+    assert_eq!((d.to, &d.payload[..]), (a(), &b"reply"[..]), "handed to the node under its own address");
+    // A second rebinding forgets the first public address too.
+    let public2: SocketAddr = "192.0.2.1:40001".parse().unwrap();
+    net.rebind(a(), public2);
+    net.send(b(), public, b"stale".to_vec());
+    net.advance_by(Duration::from_millis(10));
+    assert!(net.pop_due(net.now()).is_none());
+    assert_eq!(net.stats().dropped_unbound, 2);
+}

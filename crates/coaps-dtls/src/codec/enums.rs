@@ -92,6 +92,20 @@ registry_u8! {
         Tls12Cid = 25,
         /// ack(26), RFC 9147 §7
         Ack = 26,
+        /// return_routability_check(27), RFC 9853 §4 (IANA's value for the draft's TBD2)
+        ReturnRoutabilityCheck = 27,
+    }
+}
+
+registry_u8! {
+    /// rrc_msg_type (RFC 9853 §4, the TLS RRC Message Types registry).
+    RrcMsgType: u8 {
+        /// path_challenge(0)
+        PathChallenge = 0,
+        /// path_response(1)
+        PathResponse = 1,
+        /// path_drop(2)
+        PathDrop = 2,
     }
 }
 
@@ -346,6 +360,8 @@ registry_u16! {
         KeyShare = 51,
         /// connection_id(54), RFC 9146 §3 (used by DTLS 1.3 too, RFC 9147 §9)
         ConnectionId = 54,
+        /// rrc(61), RFC 9853 §3 (IANA's value for the draft's TBD1)
+        Rrc = 61,
         /// renegotiation_info(0xff01), RFC 5746
         RenegotiationInfo = 0xff01,
     }

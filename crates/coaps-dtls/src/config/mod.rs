@@ -231,12 +231,47 @@ pub struct ConnectionIdConfig {
     /// most this many of the peer's, ignoring the rest of a `NewConnectionId` (the RFC allows
     /// either; ignoring keeps a chatty but honest peer connected and costs nothing). Default 4.
     pub max_cids: usize,
+    /// Return routability checks (RFC 9853): offered by a client and accepted by a server
+    /// along with the CID; default on. `None`: not offered, and a server keeps bounding what
+    /// it sends to a new address until a second authenticated record arrives from there.
+    pub return_routability_check: Option<RrcConfig>,
+}
+
+/// Return routability checks (RFC 9853 §5): a server whose association moves to a new
+/// address sends a `path_challenge` there and lifts the amplification bound only on the
+/// matching `path_response`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrcConfig {
+    /// The timer T after which an unanswered check gives up and the association goes back to
+    /// its last checked address (RFC 9853 §5.5: 1 s when the path's RTT is unknown). The
+    /// challenge is sent up to [`RrcConfig::challenges`] times within it, evenly paced.
+    pub timeout: Duration,
+    /// `path_challenge` messages per check, at least 1 (RFC 9853 §5.3 allows several, paced,
+    /// against loss; each counts against the amplification bound).
+    pub challenges: u8,
+    /// RFC 9853 §5.2's enhanced check, against an off-path attacker who races the peer's
+    /// records from another address: the old address is challenged first; a `path_response`
+    /// keeps the association there, a `path_drop` or no answer within T leads to the basic
+    /// check of the new address. Default false (the basic check of §5.1: a rebound peer is
+    /// checked in one round trip instead of after T).
+    pub enhanced: bool,
+}
+
+impl Default for RrcConfig {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(1), challenges: 3, enhanced: false }
+    }
 }
 
 impl ConnectionIdConfig {
     /// CIDs of `len` random bytes, no prefix.
     pub fn new(len: usize) -> Self {
-        Self { len: len.min(255), prefix: Vec::new(), max_cids: 4 }
+        Self {
+            len: len.min(255),
+            prefix: Vec::new(),
+            max_cids: 4,
+            return_routability_check: Some(RrcConfig::default()),
+        }
     }
 
     /// At most `max` CIDs per association and direction (see [`ConnectionIdConfig::max_cids`];
@@ -249,6 +284,12 @@ impl ConnectionIdConfig {
     /// CIDs that start with `prefix` (see [`ConnectionIdConfig::prefix`]).
     pub fn with_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// With return routability checks configured as `rrc` (`None`: not used).
+    pub fn with_rrc(mut self, rrc: Option<RrcConfig>) -> Self {
+        self.return_routability_check = rrc;
         self
     }
 

@@ -342,6 +342,32 @@ impl Connection {
         }
     }
 
+    /// Whether return routability checks were agreed (RFC 9853 §3): both sides sent the
+    /// rrc extension beside an agreed CID. DTLS 1.3 associations have none yet.
+    pub fn rrc_negotiated(&self) -> bool {
+        match &self.inner {
+            Inner::V12(c) => c.rrc_negotiated(),
+            Inner::V13(_) => false,
+        }
+    }
+
+    /// One `return_routability_check` record of the current epoch as a datagram, for the
+    /// endpoint to send to the address it is checking; `None` without RRC.
+    pub(crate) fn seal_rrc(&mut self, msg: &crate::rrc::ReturnRoutabilityCheck) -> Option<Vec<u8>> {
+        match &mut self.inner {
+            Inner::V12(c) => c.seal_rrc(msg),
+            Inner::V13(_) => None,
+        }
+    }
+
+    /// The oldest `path_response` / `path_drop` received and not yet taken.
+    pub(crate) fn take_rrc(&mut self) -> Option<crate::rrc::ReturnRoutabilityCheck> {
+        match &mut self.inner {
+            Inner::V12(c) => c.take_rrc(),
+            Inner::V13(_) => None,
+        }
+    }
+
     /// Sends to `peer` from now on.
     pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
         match &mut self.inner {

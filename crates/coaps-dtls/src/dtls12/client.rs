@@ -163,6 +163,10 @@ impl Client {
             let cid = cid.generate(core.rng());
             core.cid.set_read(cid.clone());
             extensions.push(ClientExtension::ConnectionId(cid));
+            // RFC 9853 §3: a client offering connection_id SHOULD offer rrc too.
+            if config.connection_id.as_ref().is_some_and(|c| c.return_routability_check.is_some()) {
+                extensions.push(ClientExtension::Rrc);
+            }
         }
         let ch = ClientHello {
             client_version: ProtocolVersion::DTLS1_2,
@@ -419,6 +423,7 @@ impl ExpectServerHello {
             return Err(Error::PeerMisbehaved(PeerMisbehaved::ServerChoseCompression));
         }
         let mut ems = false;
+        let mut rrc = false;
         let mut cert_type = CertificateType::X509;
         for ext in &sh.extensions {
             match ext {
@@ -432,15 +437,21 @@ impl ExpectServerHello {
                     cx.core.cid.set_write(c.clone());
                     cx.core.cid.negotiated = true;
                 }
-                ServerExtension::ConnectionId(_) | ServerExtension::Unknown { .. } => {
+                ServerExtension::Rrc if ch.offers_rrc() => rrc = true,
+                ServerExtension::ConnectionId(_) | ServerExtension::Rrc | ServerExtension::Unknown { .. } => {
                     return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension));
                 }
                 _ => {}
             }
         }
+        // RFC 9853 §3: the server MUST NOT send rrc without agreeing to the CID.
+        if rrc && !cx.core.cid.negotiated {
+            return Err(Error::PeerMisbehaved(PeerMisbehaved::UnsolicitedServerExtension));
+        }
         if !cx.core.cid.negotiated {
             cx.core.cid = Default::default();
         }
+        cx.core.cid.rrc = rrc;
         let d = HsData {
             suite,
             client_random: ch.random.0,

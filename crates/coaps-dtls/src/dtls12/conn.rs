@@ -146,6 +146,21 @@ impl Conn12 {
         self.core.cid.advanced
     }
 
+    /// Whether return routability checks were agreed (RFC 9853 §3).
+    pub(crate) fn rrc_negotiated(&self) -> bool {
+        self.core.cid.rrc
+    }
+
+    /// A sealed `return_routability_check` datagram (see `Core::seal_rrc`).
+    pub(crate) fn seal_rrc(&mut self, msg: &crate::rrc::ReturnRoutabilityCheck) -> Option<Vec<u8>> {
+        self.core.seal_rrc(msg)
+    }
+
+    /// The oldest `path_response` / `path_drop` received and not yet taken.
+    pub(crate) fn take_rrc(&mut self) -> Option<crate::rrc::ReturnRoutabilityCheck> {
+        self.core.cid.take_rrc()
+    }
+
     /// Sends to `peer` from now on (the association moved, RFC 9146 §6).
     pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
         self.core.peer = peer;

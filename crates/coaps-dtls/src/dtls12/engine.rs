@@ -15,6 +15,7 @@ use crate::handshake::reassembly::{HandshakeMessage, Insert, Reassembler};
 use crate::msgs::*;
 use crate::record::{self, RecordHeader, RecordProtection, ReplayWindow};
 use crate::resumption::Session;
+use crate::rrc::ReturnRoutabilityCheck;
 use crate::suites::SupportedSuite;
 use crate::types::{CloseReason, Event, Outputs, PeerIdentity, Role};
 use std::net::SocketAddr;
@@ -172,13 +173,22 @@ pub(crate) struct Cids {
     /// The last datagram held a record that authenticated and was newer than any before it
     /// (what RFC 9146 §6 asks before the peer's address may change).
     pub(crate) advanced: bool,
+    /// Both sides sent the rrc extension (RFC 9853 §3), which needs the CID agreed too.
+    pub(crate) rrc: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct CidPair {
     read: Vec<u8>,
     write: Vec<u8>,
+    /// `path_response` / `path_drop` messages received, for the endpoint's path checks
+    /// (at most [`MAX_RRC_HELD`]).
+    rrc_in: Vec<ReturnRoutabilityCheck>,
 }
+
+/// RRC answers held between two datagrams: the endpoint takes them after each one, so
+/// more only come from a datagram packed with them, and the rest go.
+const MAX_RRC_HELD: usize = 4;
 
 impl Cids {
     /// The CID we asked to receive: peers put it in the records they send us (a client's
@@ -198,6 +208,12 @@ impl Cids {
 
     pub(super) fn set_write(&mut self, cid: Vec<u8>) {
         self.ids.get_or_insert_with(Default::default).write = cid;
+    }
+
+    /// Takes the oldest `path_response` / `path_drop` received.
+    pub(crate) fn take_rrc(&mut self) -> Option<ReturnRoutabilityCheck> {
+        let held = &mut self.ids.as_mut()?.rrc_in;
+        (!held.is_empty()).then(|| held.remove(0))
     }
 
     /// Whether protected records from the peer must be `tls12_cid` records (RFC 9146 §3).
@@ -451,6 +467,12 @@ impl Core {
                 }
             }
             ContentType::Alert => self.handle_alert(header.epoch, payload),
+            // RFC 9853 §4: protected, and only once both sides agreed to it.
+            ContentType::ReturnRoutabilityCheck
+                if header.epoch == 1 && self.cid.rrc && self.state == State::Established =>
+            {
+                self.handle_rrc(payload)
+            }
             ContentType::ApplicationData if header.epoch == 1 => match self.state {
                 State::Established => {
                     if self.holds_last_flight {
@@ -469,6 +491,41 @@ impl Core {
             },
             _ => self.out.stats.records_invalid += 1,
         }
+    }
+
+    /// One `return_routability_check` message (RFC 9853 §5.4): a `path_challenge` is
+    /// answered at once, from here to where the peer is known to be (an endpoint that moved
+    /// the association on the record sends there); answers go to the endpoint's path checks.
+    fn handle_rrc(&mut self, payload: &[u8]) {
+        match ReturnRoutabilityCheck::read(payload) {
+            Ok(ReturnRoutabilityCheck::PathChallenge(cookie)) => {
+                if let Some(d) = self.seal_rrc(&ReturnRoutabilityCheck::PathResponse(cookie)) {
+                    self.push_datagram(d);
+                }
+            }
+            Ok(m @ (ReturnRoutabilityCheck::PathResponse(_) | ReturnRoutabilityCheck::PathDrop(_))) => {
+                if let Some(ids) = self.cid.ids.as_mut()
+                    && ids.rrc_in.len() < MAX_RRC_HELD
+                {
+                    ids.rrc_in.push(m);
+                }
+            }
+            // RFC 9853 §4: unknown message types are ignored.
+            Ok(ReturnRoutabilityCheck::Unknown(_)) => {}
+            Err(_) => self.out.stats.records_invalid += 1,
+        }
+    }
+
+    /// One `return_routability_check` record of the current epoch, as a datagram of its own
+    /// (RFC 9853 §5.3: each challenge in its own packet), for the caller to address; `None`
+    /// before the handshake is over or without RRC.
+    pub(super) fn seal_rrc(&mut self, msg: &ReturnRoutabilityCheck) -> Option<Vec<u8>> {
+        if !self.cid.rrc || self.state != State::Established {
+            return None;
+        }
+        let mut out = Vec::with_capacity(64);
+        self.write_record(ContentType::ReturnRoutabilityCheck, &msg.to_vec(), &mut out).ok()?;
+        Some(out)
     }
 
     fn handle_handshake_record(

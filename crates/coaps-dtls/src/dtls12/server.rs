@@ -203,11 +203,13 @@ fn handle_client_hello(
     let ticket_resumption = by_ticket.is_some();
     // RFC 9146 §3: negotiated afresh on every handshake, resumptions included.
     let cid_ext = match (&config.connection_id, ch.connection_id()) {
-        (Some(ours), Some(theirs)) => {
-            let ours = ours.generate(core.rng());
+        (Some(ours_cfg), Some(theirs)) => {
+            let ours = ours_cfg.generate(core.rng());
             core.cid.set_read(ours.clone());
             core.cid.set_write(theirs.to_vec());
             core.cid.negotiated = true;
+            // RFC 9853 §3: rrc is answered only beside an agreed CID.
+            core.cid.rrc = ours_cfg.return_routability_check.is_some() && ch.offers_rrc();
             Some(ServerExtension::ConnectionId(ours))
         }
         _ => None,
@@ -240,7 +242,10 @@ fn handle_client_hello(
             core.suite = Some(suite);
             core.flight.clear();
             let mut sh = server_hello(&d, reneg, false, None);
-            sh.extensions.extend(cid_ext);
+            sh.extensions.extend(cid_ext.clone());
+            if core.cid.rrc {
+                sh.extensions.push(ServerExtension::Rrc);
+            }
             core.queue_handshake(HandshakeType::ServerHello, sh.to_vec());
             let master = MasterSecret::from_bytes(*session.master_secret());
             core.install_keys(&d, &master)?;
@@ -326,6 +331,9 @@ fn handle_client_hello(
         sh.extensions.push(ServerExtension::SessionTicket);
     }
     sh.extensions.extend(cid_ext);
+    if core.cid.rrc {
+        sh.extensions.push(ServerExtension::Rrc);
+    }
     core.queue_handshake(HandshakeType::ServerHello, sh.to_vec());
     if ecdsa {
         let ck = config.cert.as_ref().ok_or(Error::Crypto)?;

@@ -113,6 +113,13 @@ impl ClientHello {
     }
 }
 
+impl ClientHello {
+    /// Whether the client offers the rrc extension (RFC 9853 §3).
+    pub fn offers_rrc(&self) -> bool {
+        self.extensions.iter().any(|e| matches!(e, ClientExtension::Rrc))
+    }
+}
+
 impl ServerHello {
     /// The CID the server asks to receive (RFC 9146 §3), if it accepted connection_id.
     pub fn connection_id(&self) -> Option<&[u8]> {

@@ -71,6 +71,7 @@ impl ClientExtension {
             Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
             Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
             Self::ConnectionId(_) => ExtensionType::ConnectionId,
+            Self::Rrc => ExtensionType::Rrc,
             Self::Unknown { typ, .. } => *typ,
         }
     }
@@ -85,7 +86,7 @@ impl ClientExtension {
             Self::SupportedGroups(g) => put_list_u16(out, g),
             Self::EcPointFormats(f) => put_list_u8(out, f),
             Self::SignatureAlgorithms(s) => put_list_u16(out, s),
-            Self::ExtendedMasterSecret => {}
+            Self::ExtendedMasterSecret | Self::Rrc => {}
             Self::RenegotiationInfo(rc) | Self::ConnectionId(rc) => put_vec_u8(out, rc),
             Self::SessionTicket(t) => out.extend_from_slice(t),
             Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => put_list_u8(out, t),
@@ -145,6 +146,11 @@ impl ClientExtension {
             ExtensionType::ConnectionId => {
                 parse_ext_data(data, "connection_id", |r| Ok(Self::ConnectionId(r.vec_u8("cid")?.to_vec())))?
             }
+            // RFC 9853 §3: the extension_data field is empty.
+            ExtensionType::Rrc => {
+                expect_empty_data(data, "rrc data")?;
+                Self::Rrc
+            }
             typ => Self::Unknown { typ, data: data.to_vec() },
         })
     }
@@ -187,13 +193,14 @@ impl ServerExtension {
             Self::ClientCertificateType(_) => ExtensionType::ClientCertificateType,
             Self::ServerCertificateType(_) => ExtensionType::ServerCertificateType,
             Self::ConnectionId(_) => ExtensionType::ConnectionId,
+            Self::Rrc => ExtensionType::Rrc,
             Self::Unknown { typ, .. } => *typ,
         }
     }
 
     fn encode_data(&self, out: &mut Vec<u8>) {
         match self {
-            Self::ServerName | Self::ExtendedMasterSecret | Self::SessionTicket => {}
+            Self::ServerName | Self::ExtendedMasterSecret | Self::SessionTicket | Self::Rrc => {}
             Self::EcPointFormats(f) => put_list_u8(out, f),
             Self::RenegotiationInfo(rc) | Self::ConnectionId(rc) => put_vec_u8(out, rc),
             Self::ClientCertificateType(t) | Self::ServerCertificateType(t) => t.encode(out),
@@ -233,6 +240,11 @@ impl ServerExtension {
             // RFC 9146 §3: opaque cid<0..2^8-1>.
             ExtensionType::ConnectionId => {
                 parse_ext_data(data, "connection_id", |r| Ok(Self::ConnectionId(r.vec_u8("cid")?.to_vec())))?
+            }
+            // RFC 9853 §3: the extension_data field is empty.
+            ExtensionType::Rrc => {
+                expect_empty_data(data, "rrc data")?;
+                Self::Rrc
             }
             typ => Self::Unknown { typ, data: data.to_vec() },
         })

@@ -85,6 +85,8 @@ pub enum ClientExtension {
     /// connection_id (RFC 9146 §3): the CID the client wants to receive, `cid<0..2^8-1>`
     /// (empty: it sends the server's CID but wants none itself)
     ConnectionId(Vec<u8>),
+    /// rrc (RFC 9853 §3), empty: the client can answer return routability checks
+    Rrc,
     /// Anything else, kept verbatim.
     Unknown {
         /// extension_type
@@ -113,6 +115,8 @@ pub enum ServerExtension {
     ServerCertificateType(CertificateType),
     /// connection_id (RFC 9146 §3): the CID the server wants to receive, `cid<0..2^8-1>`
     ConnectionId(Vec<u8>),
+    /// rrc (RFC 9853 §3), empty: the server agrees to return routability checks
+    Rrc,
     /// Anything else, kept verbatim.
     Unknown {
         /// extension_type

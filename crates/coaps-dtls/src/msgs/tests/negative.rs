@@ -223,6 +223,8 @@ fn malformed_client_extension_data() {
         (&[0, 54, 0, 0], "connection_id without its length"),
         (&[0, 54, 0, 2, 3, 1], "cid overruns"),
         (&[0, 54, 0, 2, 0, 0], "data after cid"),
+        (&[0, 61, 0, 1, 0], "rrc with data"),
+        (&[0, 61, 0, 2, 0], "rrc data overruns"),
     ];
     for (wire, why) in bad {
         assert!(ClientExtension::read_exact(wire).is_err(), "{why} decoded");
@@ -236,6 +238,8 @@ fn malformed_client_extension_data() {
     // RFC 9146 §3: an empty CID is legal ("send mine, I want none").
     assert_eq!(ClientExtension::read_exact(&[0, 54, 0, 1, 0]), Ok(ClientExtension::ConnectionId(vec![])));
     assert_eq!(ClientExtension::read_exact(&[0, 54, 0, 2, 1, 7]), Ok(ClientExtension::ConnectionId(vec![7])));
+    // RFC 9853 §3: rrc's extension_data is empty.
+    assert_eq!(ClientExtension::read_exact(&[0, 61, 0, 0]), Ok(ClientExtension::Rrc));
 }
 
 #[test]
@@ -251,11 +255,13 @@ fn malformed_server_extension_data() {
         (&[0, 54, 0, 0], "connection_id without its length"),
         (&[0, 54, 0, 3, 3, 1, 2], "cid overruns"),
         (&[0, 54, 0, 3, 1, 1, 2], "data after cid"),
+        (&[0, 61, 0, 1, 0], "rrc with data"),
     ];
     for (wire, why) in bad {
         assert!(ServerExtension::read_exact(wire).is_err(), "{why} decoded");
     }
     assert_eq!(ServerExtension::read_exact(&[0, 54, 0, 3, 2, 1, 2]), Ok(ServerExtension::ConnectionId(vec![1, 2])));
+    assert_eq!(ServerExtension::read_exact(&[0, 61, 0, 0]), Ok(ServerExtension::Rrc));
     assert_eq!(
         ServerExtension::read_exact(&[0, 20, 0, 1, 2]),
         Ok(ServerExtension::ServerCertificateType(CertificateType::RawPublicKey))
