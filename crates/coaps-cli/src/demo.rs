@@ -35,6 +35,7 @@
 //!     identity: coaps_dtls::PeerIdentity::Psk(b"coaps-demo".to_vec()),
 //!     early_data: false,
 //!     handshake: coaps_tower::Handshaken::complete(),
+//!     association: coaps_tower::Association::unknown(),
 //! };
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! let response = rt.block_on(Demo::new().oneshot(request)).unwrap();
@@ -311,6 +312,7 @@ mod tests {
             identity: PeerIdentity::Psk(b"coaps-demo".to_vec()),
             early_data: false,
             handshake: coaps_tower::Handshaken::complete(),
+            association: coaps_tower::Association::unknown(),
         }
     }
 

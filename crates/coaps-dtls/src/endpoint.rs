@@ -899,13 +899,16 @@ impl Endpoint {
         }
         let Some(mut conn) = self.connections.remove(&at) else { return };
         conn.set_peer(back_to);
-        let cid = conn.issued_cid().map(<[u8]>::to_vec).unwrap_or_default();
+        let cids = conn.issued_cids();
+        let conn_slot = conn.quota_slot;
         self.connections.insert(back_to, conn);
         self.timers.set(at, None);
         if let Some(l) = self.limits.as_mut() {
-            l.moved(&at, back_to);
+            l.moved(conn_slot, &at, back_to);
         }
-        self.cids.moved(&cid, at, back_to, 0);
+        for cid in &cids {
+            self.cids.moved(cid, at, back_to, 0);
+        }
         self.cids.heard_from(back_to, 0, true);
         self.events.push_back((back_to, Event::AddressChanged { old: at }));
         self.collect(back_to);

@@ -438,6 +438,7 @@ where
             identity: msg.identity,
             early_data: msg.early_data,
             handshake: msg.handshake,
+            association: msg.association,
         };
         ResponseFuture { kind: Kind::Inner { future: self.inner.call(req), exchange: Some(exchange) } }
     }

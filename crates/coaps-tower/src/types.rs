@@ -240,6 +240,10 @@ pub struct CoapRequest {
     /// Whether the association's handshake has completed, and a way to wait for it: what
     /// [`EarlyDataLayer`](crate::early_data::EarlyDataLayer) defers unsafe 0-RTT requests on.
     pub handshake: Handshaken,
+    /// The association (handshake) the request came over, whatever address it has now (a
+    /// Connection ID may move it, RFC 9146 §6, RFC 9147 §9): what per-association state such as
+    /// the early-data holds keys on. [`Association::unknown`] for requests built by hand.
+    pub association: Association,
 }
 
 impl CoapRequest {

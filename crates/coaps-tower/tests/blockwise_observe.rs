@@ -274,6 +274,7 @@ fn request(method: RequestType, path: &str, peer: &str) -> CoapRequest {
         identity: coaps_dtls::PeerIdentity::Anonymous,
         early_data: false,
         handshake: Handshaken::complete(),
+        association: coaps_tower::Association::unknown(),
     }
 }
 

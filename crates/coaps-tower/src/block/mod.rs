@@ -61,6 +61,7 @@
 //!     identity: coaps_dtls::PeerIdentity::Anonymous,
 //!     early_data: false,
 //!     handshake: coaps_tower::Handshaken::complete(),
+//!     association: coaps_tower::Association::unknown(),
 //! };
 //! let first = svc.oneshot(req).await?;
 //! let block2 = BlockOption::from_packet(&first, CoapOption::Block2).unwrap()?;
@@ -394,6 +395,8 @@ fn error(req: &CoapRequest, code: ResponseType, diagnostic: &str) -> Packet {
 }
 
 /// What a request turned into before the application.
+// Built and matched at once, never stored: boxing the request would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     /// Answered without the application.
     Answer(Packet),

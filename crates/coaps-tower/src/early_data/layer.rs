@@ -95,6 +95,25 @@ pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Whose holds these are: the association (handshake) when the handshake layer named it, so a
+/// Connection ID that moves the association to a new address (RFC 9146 §6, RFC 9147 §9) keeps
+/// its holds, and a new association at the same address starts with none; the address only for
+/// requests built by hand.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum HoldKey {
+    Association(crate::types::Association),
+    Address(SocketAddr),
+}
+
+impl HoldKey {
+    pub(crate) fn of(req: &crate::types::CoapRequest) -> Self {
+        match req.association.client_random() {
+            Some(_) => Self::Association(req.association),
+            None => Self::Address(req.peer),
+        }
+    }
+}
+
 /// What one association holds.
 pub(crate) struct Held {
     pub(crate) handshake: Handshaken,
@@ -111,12 +130,12 @@ pub(crate) struct Shared {
     pub(crate) echo_key: [u8; 32],
     pub(crate) echo_lifetime: Duration,
     pub(crate) wall_clock: fn() -> SystemTime,
-    pub(crate) held: Mutex<HashMap<SocketAddr, Held>>,
+    pub(crate) held: Mutex<HashMap<HoldKey, Held>>,
     pub(crate) counters: Counters,
 }
 
 impl Shared {
-    pub(crate) fn held(&self) -> MutexGuard<'_, HashMap<SocketAddr, Held>> {
+    pub(crate) fn held(&self) -> MutexGuard<'_, HashMap<HoldKey, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 

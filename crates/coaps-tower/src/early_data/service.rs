@@ -1,11 +1,10 @@
 use super::echo;
 use super::future::ResponseFuture;
-use super::layer::{EarlyDataPolicy, Held, Shared, bump};
+use super::layer::{EarlyDataPolicy, Held, HoldKey, Shared, bump};
 use super::{ECHO, NotRun};
 use crate::types::{BoxError, CoapRequest, Handshaken};
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -58,7 +57,7 @@ impl<S> EarlyData<S> {
 /// ran is counted as dropped.
 struct HeldGuard {
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    key: HoldKey,
     handshake: Handshaken,
     bytes: usize,
     ran: bool,
@@ -70,13 +69,13 @@ impl Drop for HeldGuard {
             bump(&self.shared.counters.deferred_dropped);
         }
         let mut held = self.shared.held();
-        if let Some(h) = held.get_mut(&self.peer)
+        if let Some(h) = held.get_mut(&self.key)
             && h.handshake == self.handshake
         {
             h.count = h.count.saturating_sub(1);
             h.bytes = h.bytes.saturating_sub(self.bytes);
             if h.count == 0 {
-                held.remove(&self.peer);
+                held.remove(&self.key);
             }
         }
     }
@@ -141,10 +140,13 @@ where
             + req.message.options().map(|(_, vs)| vs.iter().map(|v| v.len() + 1).sum::<usize>()).sum::<usize>();
         {
             let mut held = self.shared.held();
-            let h =
-                held.entry(req.peer).or_insert_with(|| Held { handshake: req.handshake.clone(), count: 0, bytes: 0 });
+            let h = held.entry(HoldKey::of(&req)).or_insert_with(|| Held {
+                handshake: req.handshake.clone(),
+                count: 0,
+                bytes: 0,
+            });
             if h.handshake != req.handshake {
-                // Another association at this address: its holds go with it.
+                // Requests built by hand at an address whose handshake changed: start over.
                 *h = Held { handshake: req.handshake.clone(), count: 0, bytes: 0 };
             }
             if h.count >= self.shared.max_deferred || h.bytes + bytes > self.shared.max_deferred_bytes {
@@ -160,7 +162,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let mut guard = HeldGuard {
             shared: self.shared.clone(),
-            peer: req.peer,
+            key: HoldKey::of(&req),
             handshake: req.handshake.clone(),
             bytes,
             ran: false,

@@ -65,6 +65,7 @@
 //!     identity: coaps_dtls::PeerIdentity::Anonymous,
 //!     early_data: false,
 //!     handshake: coaps_tower::Handshaken::complete(),
+//!     association: coaps_tower::Association::unknown(),
 //! };
 //! let first = svc.oneshot(req).await?;
 //! assert!(first.get_observe_value().is_some(), "registered");
