@@ -217,55 +217,31 @@ impl StackStats {
     /// (absolute values: the layers keep them, the recorder only shows them).
     pub fn publish(all: &[StackStats]) {
         use metrics::{counter, gauge};
-        #[derive(Default)]
-        struct Sum {
-            associations: u64,
-            hvr: u64,
-            hrr: u64,
-            cookies_rejected: u64,
-            unusable_hello: u64,
-            unknown_peer: u64,
-            outbox_full: u64,
-            undeliverable: u64,
-            created: u64,
-            expired: u64,
-            hits: u64,
-            misses: u64,
-            stored: u64,
-        }
-        let mut t = Sum::default();
-        for s in all {
-            let h = s.associations.stats();
-            t.associations += s.associations.count() as u64;
-            if let Some(c) = s.cookies.as_ref().map(CookieLayer::stats).or(h.cookie) {
-                t.hvr += c.hello_verify_requests;
-                t.hrr += c.hello_retry_requests;
-                t.cookies_rejected += c.cookies_rejected;
-                t.unusable_hello += c.dropped;
-            }
-            t.unknown_peer += h.endpoint.dropped_unknown_peer;
-            t.outbox_full += h.outbox_dropped;
-            t.undeliverable += h.responses_dropped;
-            t.created += h.endpoint.connections_created;
-            t.expired += h.expired_idle;
-            let r = s.resumption.stats();
-            t.hits += r.sessions_fetched;
-            t.misses += r.misses;
-            t.stored += r.sessions_stored;
-        }
-        gauge!("coaps_associations").set(t.associations as f64);
-        counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(t.hvr);
-        counter!("coaps_hello_retry_requests_sent_total").absolute(t.hrr);
-        counter!("coaps_cookies_rejected_total").absolute(t.cookies_rejected);
-        counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(t.unusable_hello);
-        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(t.unknown_peer);
-        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(t.outbox_full);
-        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(t.undeliverable);
-        counter!("coaps_associations_created_total").absolute(t.created);
-        counter!("coaps_associations_expired_total").absolute(t.expired);
-        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(t.hits);
-        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(t.misses);
-        counter!("coaps_sessions_stored_total").absolute(t.stored);
+        let h: coaps_tower::HandshakeStats = all.iter().map(|s| s.associations.stats()).sum();
+        let c: coaps_tower::CookieStats = all
+            .iter()
+            .filter_map(|s| s.cookies.as_ref().map(CookieLayer::stats).or(s.associations.stats().cookie))
+            .sum();
+        let r: coaps_tower::ResumptionStats = all.iter().map(|s| s.resumption.stats()).sum();
+        let associations: usize = all.iter().map(|s| s.associations.count()).sum();
+        let half_open: usize = all.iter().map(|s| s.associations.half_open_count()).sum();
+        let e = &h.endpoint;
+        gauge!("coaps_associations").set(associations as f64);
+        gauge!("coaps_half_open").set(half_open as f64);
+        counter!("coaps_retransmissions_total", "version" => "1.2").absolute(e.retransmissions_dtls12);
+        counter!("coaps_retransmissions_total", "version" => "1.3").absolute(e.retransmissions_dtls13);
+        counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(c.hello_verify_requests);
+        counter!("coaps_hello_retry_requests_sent_total").absolute(c.hello_retry_requests);
+        counter!("coaps_cookies_rejected_total").absolute(c.cookies_rejected);
+        counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(c.dropped);
+        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(e.dropped_unknown_peer);
+        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(h.outbox_dropped);
+        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(h.responses_dropped);
+        counter!("coaps_associations_created_total").absolute(e.connections_created);
+        counter!("coaps_associations_expired_total").absolute(h.expired_idle);
+        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(r.sessions_fetched);
+        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(r.misses);
+        counter!("coaps_sessions_stored_total").absolute(r.sessions_stored);
     }
 }
 

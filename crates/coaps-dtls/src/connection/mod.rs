@@ -49,6 +49,8 @@ pub struct Connection {
     connected: bool,
     /// The [`Event::Closed`] that follows the [`Event::HandshakeFailed`] just handed out.
     held_closed: Option<Event>,
+    /// [`Stats::retransmissions`] already added to the endpoint's totals.
+    retransmissions_reported: u64,
 }
 
 enum Inner {
@@ -118,10 +120,18 @@ impl Connection {
                     guard_hvr: false,
                     connected: false,
                     held_closed: None,
+                    retransmissions_reported: 0,
                 });
             }
         };
-        Ok(Self { inner, auto: None, guard_hvr: false, connected: false, held_closed: None })
+        Ok(Self {
+            inner,
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            retransmissions_reported: 0,
+        })
     }
 
     /// Hands a dual-version client over to the DTLS 1.2 state machine (`crate::auto`), which
@@ -170,7 +180,14 @@ impl Connection {
         }
         let c =
             crate::dtls13::conn::Conn13::client_early(config, peer, server_name, resume, Some(early_data), rng, now)?;
-        Ok(Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None })
+        Ok(Self {
+            inner: Inner::V13(Box::new(c)),
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            retransmissions_reported: 0,
+        })
     }
 
     /// Client, DTLS 1.3: sends one more record of 0-RTT data while the ServerHello is awaited,
@@ -212,11 +229,19 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
+            retransmissions_reported: 0,
         }
     }
 
     pub(crate) fn from13(c: crate::dtls13::conn::Conn13) -> Self {
-        Self { inner: Inner::V13(Box::new(c)), auto: None, guard_hvr: false, connected: false, held_closed: None }
+        Self {
+            inner: Inner::V13(Box::new(c)),
+            auto: None,
+            guard_hvr: false,
+            connected: false,
+            held_closed: None,
+            retransmissions_reported: 0,
+        }
     }
 
     /// The Connection IDs negotiated for this association (RFC 9146 §3), `None` if the
@@ -327,6 +352,15 @@ impl Connection {
     pub fn stats(&self) -> Stats {
         both!(self, c => c.stats())
     }
+    /// Retransmissions since the last call: the endpoint keeps totals without reading every
+    /// association's counters.
+    pub(crate) fn take_retransmissions(&mut self) -> u64 {
+        let n = self.stats().retransmissions;
+        // A dual-version client that fell back to 1.2 starts its counters again.
+        let new = n.saturating_sub(self.retransmissions_reported);
+        self.retransmissions_reported = n;
+        new
+    }
     /// When a datagram was last received from the peer (for idle expiry).
     pub fn last_activity(&self) -> Instant {
         both!(self, c => c.last_activity())
@@ -355,7 +389,10 @@ impl Connection {
                 let failure = HandshakeFailure {
                     version: self.version(),
                     role: self.role(),
-                    identity: self.peer_identity().clone(),
+                    identity: match (self.peer_identity(), both!(self, c => c.claimed_identity())) {
+                        (PeerIdentity::Anonymous, Some(claimed)) => claimed.clone(),
+                        (proven, _) => proven.clone(),
+                    },
                     reason: reason.clone(),
                     records_auth_failed: self.stats().records_auth_failed,
                 };
