@@ -26,8 +26,8 @@
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, LinkPolicyFactory, ServerConfig};
-use coaps_tower::block::BlockLayer;
 use coaps_tower::block::client::BlockError;
+use coaps_tower::block::{BlockConfig, BlockLayer};
 use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::observe::{ObserveConfig, ObserveLayer, Observers};
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
@@ -186,6 +186,11 @@ pub struct StackConfig {
     pub links: Links,
     /// The resumption layer's store.
     pub sessions: Arc<dyn AsyncSessionStore>,
+    /// Block-wise transfer limits (`--max-block-body`, `--max-block-buffer`).
+    pub block: BlockConfig,
+    /// Observe limits (`--max-observers`, `--max-observers-per-peer`); with several threads
+    /// each takes its share of `max_observers`.
+    pub observe: ObserveConfig,
 }
 
 impl std::fmt::Debug for StackConfig {
@@ -274,8 +279,8 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let StackConfig { config, links, sessions } = stack_config;
-    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions);
+    let StackConfig { config, links, sessions, block, observe: observe_config } = stack_config;
+    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions, (&block, &observe_config));
     let associations = stats.associations.clone();
     observe(stats);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
@@ -300,13 +305,15 @@ where
     A::Future: Send + 'static,
 {
     let threads = threads.max(1);
-    let StackConfig { config, links, sessions } = stack_config;
+    let StackConfig { config, links, sessions, block, observe: mut observe_config } = stack_config;
     let mut config = Arc::unwrap_or_clone(config);
     config.max_connections = config.max_connections.div_ceil(threads);
+    observe_config.max_observers = observe_config.max_observers.div_ceil(threads);
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone());
+                let limits = (&block, &observe_config);
+                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone(), limits);
                 let associations = stats.associations.clone();
                 observe(stats);
                 Shard::new(service).out_of_band(associations)
@@ -324,6 +331,7 @@ fn stack<A>(
     links: &Links,
     app: A,
     sessions: Arc<dyn AsyncSessionStore>,
+    (block, observe): (&BlockConfig, &ObserveConfig),
 ) -> (
     impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>
     + use<A>,
@@ -382,7 +390,7 @@ where
     // Observe (RFC 7641): notifications go out through the association; a send that fails
     // (the association is gone) removes the observer.
     let sink = associations.clone();
-    let observers = Observers::new(ObserveConfig::default(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
+    let observers = Observers::new(observe.clone(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
     tokio::spawn(observers.clone().drive(app.clone()));
     tokio::spawn(crate::demo::tick_clock(observers.clone()));
     let service = ServiceBuilder::new()
@@ -391,7 +399,7 @@ where
         .layer(resumption)
         .layer(handshake)
         .layer(CoapLayer::with_config(CoapConfig::for_link(dedup_link)).on_empty(observers.empty_hook()))
-        .layer(BlockLayer::new())
+        .layer(BlockLayer::with_config(block.clone()))
         .layer(ObserveLayer::new(observers))
         .service(app);
     (service, StackStats { associations, cookies: stats_cookies, resumption: stats_resumption })

@@ -219,5 +219,52 @@ fn metrics_count_a_scripted_session() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
     assert!(text.contains("# TYPE coaps_associations gauge"), "{text}");
+    // Nothing half-open once the clients are done; the retransmission counters exist per
+    // version (their values depend on timing, not asserted here).
+    assert!(text.contains("coaps_half_open 0\n"), "{text}");
+    assert!(text.contains("coaps_retransmissions_total{version=\"1.2\"}"), "{text}");
+    assert!(text.contains("coaps_retransmissions_total{version=\"1.3\"}"), "{text}");
     assert!(log.contains("summary: 4 handshakes (1 failed), 3 requests"), "{log}");
+}
+
+/// `--max-peers 2` with two observers holding their associations: further clients are refused,
+/// and the server says so at warn, once (rate-limited) however many ClientHellos it refuses.
+#[test]
+fn max_peers_reached_is_logged_once_at_warn() {
+    let server = serve(&["--max-peers", "2"]);
+    let url = |path: &str| format!("coaps://127.0.0.1:{}{path}", server.port);
+    let spawn = |args: &[&str], path: &str| {
+        let mut c = coaps();
+        c.args(args).arg(url(path)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    };
+    let mut holders = vec![spawn(&["get", "-s", "6"], "/clock")];
+    std::thread::sleep(Duration::from_millis(700));
+    holders.push(spawn(&["get", "-s", "6"], "/clock"));
+    std::thread::sleep(Duration::from_millis(1000));
+    // Three more clients while both associations are active (none idle long enough to evict).
+    let refused: Vec<_> = (0..3).map(|_| spawn(&["get", "-B", "3"], "/hello")).collect();
+    let deadline = Instant::now() + LIMIT;
+    let mut codes = Vec::new();
+    for mut c in refused.into_iter().chain(holders) {
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                codes.push(s.code());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = server.guard.stop();
+    assert_eq!(&codes[..3], &[Some(1); 3], "the refused clients time out: {codes:?}\n{log}");
+    assert_eq!(&codes[3..], &[Some(0); 2], "the observers are served: {codes:?}\n{log}");
+    let warn: Vec<&str> = log.lines().filter(|l| l.contains("WARN") && l.contains("limit is reached")).collect();
+    assert_eq!(warn.len(), 1, "one rate-limited warning for every refusal:\n{log}");
+    assert!(warn[0].contains("--max-peers") && warn[0].contains("127.0.0.1:"), "{}", warn[0]);
+    let table_full: Vec<&str> =
+        log.lines().filter(|l| l.contains("WARN") && l.contains("association table full")).collect();
+    assert_eq!(table_full.len(), 1, "the per-reason line is rate-limited too:\n{log}");
 }
