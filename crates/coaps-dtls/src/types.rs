@@ -222,7 +222,8 @@ pub(crate) struct Outputs {
     pub(crate) close_reason: Option<Box<CloseReason>>,
     /// Server: the identity the client claimed before it was proven (the PSK identity it
     /// offered, the certificate it sent), for [`HandshakeFailure::identity`].
-    pub(crate) claimed_identity: Option<PeerIdentity>,
+    /// Boxed: only a server association between the client's claim and its proof needs it.
+    pub(crate) claimed_identity: Option<Box<PeerIdentity>>,
 }
 
 impl Outputs {

@@ -490,10 +490,13 @@ mod size_tests {
         assert_eq!(size_of::<Option<Box<CloseReason>>>(), 8);
         // 776 since the three DTLS 1.3 counters joined the shared `Stats` (0-RTT skipped,
         // selective and whole-flight records); the heap per idle association stays < 1 KiB.
-        assert!(size_of::<Conn12>() <= 776, "Conn12 grew to {} bytes", size_of::<Conn12>());
+        // 784 with the boxed identity a client claimed before proving it (for the failure
+        // report, `HandshakeFailure::identity`).
+        assert!(size_of::<Conn12>() <= 784, "Conn12 grew to {} bytes", size_of::<Conn12>());
         // 1600 before the DTLS 1.3 core kept its handshake-only parts out of line; with the
         // endpoint's table entry, the boxes and the keys an idle 1.3 association is < 1 KiB.
         let c13 = size_of::<crate::dtls13::conn::Conn13>();
-        assert!(c13 <= 712, "Conn13 grew to {c13} bytes");
+        // 720 with the boxed claimed identity, as above.
+        assert!(c13 <= 720, "Conn13 grew to {c13} bytes");
     }
 }

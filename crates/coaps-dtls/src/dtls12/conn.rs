@@ -188,7 +188,7 @@ impl Conn12 {
 
     /// What the client claimed to be before it was proven (servers).
     pub(crate) fn claimed_identity(&self) -> Option<&PeerIdentity> {
-        self.core.out.claimed_identity.as_ref()
+        self.core.out.claimed_identity.as_deref()
     }
 
     /// Whether the handshake was abbreviated (session resumption).

@@ -649,6 +649,8 @@ impl Core {
         self.timer.disarm();
         self.resumed = resumed;
         self.identity = identity.clone();
+        // Proven: the claim is no longer needed (no heap kept per idle association).
+        self.out.claimed_identity = None;
         self.transcript = Vec::new();
         self.out.events.push_back(Event::Connected { identity, suite: suite.suite, resumed });
         self.rng = None;

@@ -232,7 +232,7 @@ impl Conn13 {
         self.core.peer_identity()
     }
     pub(crate) fn claimed_identity(&self) -> Option<&PeerIdentity> {
-        self.core.out.claimed_identity.as_ref()
+        self.core.out.claimed_identity.as_deref()
     }
     pub(crate) fn client_random(&self) -> &[u8; 32] {
         self.core.client_random()

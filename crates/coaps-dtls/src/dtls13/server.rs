@@ -229,7 +229,8 @@ impl ExpectClientHello {
         let mut resumed_ticket: Option<(Session, u32, SessionSource)> = None;
         if let Some(offered) = ch.pre_shared_key() {
             // Named in the failure report when no identity is known: the first one offered.
-            core.out.claimed_identity = offered.identities.first().map(|id| PeerIdentity::Psk(id.identity.clone()));
+            core.out.claimed_identity =
+                offered.identities.first().map(|id| Box::new(PeerIdentity::Psk(id.identity.clone())));
             for (i, id) in offered.identities.iter().enumerate() {
                 let session = early::find_ticket(&config, fetched, &id.identity, now).filter(|(t, _)| t.suite == suite);
                 let ticket =
@@ -239,7 +240,7 @@ impl ExpectClientHello {
                     None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {
                         Some(k) => {
                             // Named in the failure report if its binder does not verify.
-                            core.out.claimed_identity = Some(PeerIdentity::Psk(id.identity.clone()));
+                            core.out.claimed_identity = Some(Box::new(PeerIdentity::Psk(id.identity.clone())));
                             (k, true, PeerIdentity::Psk(id.identity.clone()))
                         }
                         None => continue,
@@ -511,15 +512,17 @@ fn verify_client_certificate(
     config: &ServerConfig,
     k: &Keys,
     body: &[u8],
-    claimed: &mut Option<PeerIdentity>,
+    claimed: &mut Option<Box<PeerIdentity>>,
 ) -> Result<Option<([u8; 65], PeerIdentity)>, Error> {
     let cert = Certificate13::read_exact_with(body, k.cert_type)?;
     // Named in the failure report if the certificate is refused.
     *claimed = match (&config.client_auth, cert.certificate_list.first()) {
         (ClientAuth::Required(PeerVerifier::Pinned(_)) | ClientAuth::Optional(PeerVerifier::Pinned(_)), Some(e)) => {
-            Some(PeerIdentity::RawPublicKey(e.data.clone()))
+            Some(Box::new(PeerIdentity::RawPublicKey(e.data.clone())))
         }
-        (_, Some(_)) => Some(PeerIdentity::Certificate(cert.certificate_list.iter().map(|e| e.data.clone()).collect())),
+        (_, Some(_)) => {
+            Some(Box::new(PeerIdentity::Certificate(cert.certificate_list.iter().map(|e| e.data.clone()).collect())))
+        }
         (_, None) => None,
     };
     let now = (config.common.wall_clock)();
