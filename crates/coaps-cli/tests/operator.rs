@@ -231,7 +231,8 @@ fn metrics_count_a_scripted_session() {
 /// and the server says so at warn, once (rate-limited) however many ClientHellos it refuses.
 #[test]
 fn max_peers_reached_is_logged_once_at_warn() {
-    let server = serve(&["--max-peers", "2"]);
+    // One thread: each would have its own share of the table and its own rate limit.
+    let server = serve(&["--max-peers", "2", "--threads", "1"]);
     let url = |path: &str| format!("coaps://127.0.0.1:{}{path}", server.port);
     let spawn = |args: &[&str], path: &str| {
         let mut c = coaps();

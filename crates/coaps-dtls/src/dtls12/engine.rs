@@ -424,11 +424,12 @@ impl Core {
                     Err(_) => {
                         self.out.stats.records_auth_failed += 1;
                         // RFC 5246 §7.4.9: the handshake cannot complete without the peer's
-                        // Finished, the only record of this epoch before it does; waiting for
-                        // the retransmission budget would only hide a wrong key (RFC 5246
-                        // §7.2.2: bad_record_mac). Established associations keep dropping such
-                        // records (RFC 6347 §4.1.2.7).
-                        if self.state == State::Handshaking {
+                        // Finished, the first record of its epoch 1 (sequence number 0, RFC
+                        // 6347 §4.1); waiting for the retransmission budget would only hide a
+                        // wrong key (RFC 5246 §7.2.2: bad_record_mac). Other records are still
+                        // dropped (RFC 6347 §4.1.2.7): late records of a previous association
+                        // with the same address must not end a new handshake.
+                        if self.state == State::Handshaking && header.epoch == 1 && header.sequence_number == 0 {
                             self.fail(Error::BadRecordMac(match self.role {
                                 Role::Server => "the client's Finished",
                                 Role::Client => "the server's Finished",
