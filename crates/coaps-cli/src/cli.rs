@@ -251,6 +251,24 @@ pub struct ServeArgs {
     /// long-delay --link profile (802.15.4, lte-m, nb-iot, satellite).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub half_open_lifetime: Option<u64>,
+    /// Largest body reassembled from a block-wise upload (Block1, RFC 7959), and largest
+    /// response kept for a block-wise download (Block2); a larger upload gets 4.13 Request
+    /// Entity Too Large with Size1. At most 256 MiB and at most --max-block-buffer.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(16..=256 << 20))]
+    pub max_block_body: u64,
+    /// Bytes held by every block-wise transfer together; beyond, new uploads get 5.03.
+    /// At most 4 GiB.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(16..=4 << 30))]
+    pub max_block_buffer: u64,
+    /// Most observers (RFC 7641) in total; beyond, a registration is answered without
+    /// Observe (a plain GET). With --threads, each thread takes its share.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_observers: u32,
+    /// Most observers of one peer address (one client may observe several resources).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_observers_per_peer: u32,
     /// Most associations with one IP address (raise it when many clients share one NAT).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_peers_per_address: u32,

@@ -158,8 +158,14 @@ pub fn dtls_hint(e: &coaps_dtls::Error, cx: &HintContext) -> String {
         E::AlertReceived(A::UnknownPskIdentity) => {
             "the server does not know this PSK identity: check -u (and that the server has it)".into()
         }
-        E::AlertReceived(A::DecryptError) => {
-            "the server could not verify our Finished: the PSK key is wrong, check -k".into()
+        E::AlertReceived(A::DecryptError | A::BadRecordMac) if cx.psk => {
+            "the server could not verify our handshake: the PSK key is wrong, check -k".into()
+        }
+        E::DecryptError(_) | E::BadRecordMac(_) if cx.psk => {
+            "the server's handshake did not verify with our key: the PSK key is wrong, check -k".into()
+        }
+        E::AlertReceived(A::DecryptError | A::BadRecordMac) | E::DecryptError(_) | E::BadRecordMac(_) => {
+            "the handshake did not verify: a broken peer or something altering the datagrams".into()
         }
         E::AlertReceived(A::ProtocolVersion) => match cx.dtls {
             Some(ClientDtls::V12) => "the server does not speak DTLS 1.2: try --dtls 1.3 or --dtls auto".into(),
@@ -425,6 +431,10 @@ mod tests {
         let table: Vec<(E, HintContext, &str)> = vec![
             (E::AlertReceived(A::UnknownPskIdentity), psk, "does not know this PSK identity"),
             (E::AlertReceived(A::DecryptError), psk, "PSK key is wrong, check -k"),
+            (E::AlertReceived(A::BadRecordMac), psk, "PSK key is wrong, check -k"),
+            (E::BadRecordMac("the server's Finished"), psk, "PSK key is wrong, check -k"),
+            (E::DecryptError("server Finished"), psk, "PSK key is wrong, check -k"),
+            (E::AlertReceived(A::BadRecordMac), ca, "altering the datagrams"),
             (E::AlertReceived(A::ProtocolVersion), v12, "does not speak DTLS 1.2: try --dtls 1.3"),
             (E::AlertReceived(A::ProtocolVersion), v13, "does not speak DTLS 1.3: try --dtls 1.2"),
             (E::AlertReceived(A::ProtocolVersion), auto, "none of the DTLS versions"),

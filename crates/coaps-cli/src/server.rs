@@ -62,6 +62,40 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The block-wise and observe limits of `--max-block-body`, `--max-block-buffer`,
+/// `--max-observers` and `--max-observers-per-peer` (each range-checked by clap), checked
+/// against each other.
+fn coap_limits(
+    args: &ServeArgs,
+) -> Result<(coaps_tower::block::BlockConfig, coaps_tower::observe::ObserveConfig), String> {
+    if args.max_block_body > args.max_block_buffer {
+        return Err(format!(
+            "--max-block-body {} is larger than --max-block-buffer {}: one upload could never fit; \
+             raise --max-block-buffer or lower --max-block-body",
+            args.max_block_body, args.max_block_buffer
+        ));
+    }
+    if args.max_observers_per_peer > args.max_observers {
+        return Err(format!(
+            "--max-observers-per-peer {} is larger than --max-observers {}: lower it or raise --max-observers",
+            args.max_observers_per_peer, args.max_observers
+        ));
+    }
+    let to_usize =
+        |v: u64, flag: &str| usize::try_from(v).map_err(|_| format!("{flag} {v} is too large for this machine"));
+    let block = coaps_tower::block::BlockConfig {
+        max_body_size: to_usize(args.max_block_body, "--max-block-body")?,
+        max_buffered_bytes: to_usize(args.max_block_buffer, "--max-block-buffer")?,
+        ..Default::default()
+    };
+    let observe = coaps_tower::observe::ObserveConfig {
+        max_observers: args.max_observers as usize,
+        max_per_peer: args.max_observers_per_peer as usize,
+        ..Default::default()
+    };
+    Ok((block, observe))
+}
+
 /// Runs the server. Returns the exit status.
 pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     let mut setup = match creds::server_setup(&args, &keys) {
@@ -73,6 +107,13 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
     };
     let (sessions, sessions_mode) = match crate::sessions::server_store(&args, &mut setup.config) {
         Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (block, observe) = match coap_limits(&args) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
@@ -208,6 +249,8 @@ pub async fn run(args: ServeArgs, keys: Vec<KeyArg<'_>>) -> u8 {
         links: crate::transport::Links { default: args.link, prefixes: args.link_prefix },
         sessions,
         psk_lookups_per_second: args.psk_lookups_per_second,
+        block,
+        observe,
     };
     let handed = stacks.clone();
     let observe = move |s| handed.lock().unwrap_or_else(|e| e.into_inner()).push(s);

@@ -26,8 +26,8 @@
 
 use coap_lite::Packet;
 use coaps_dtls::{ClientConfig, LinkPolicyFactory, ServerConfig};
-use coaps_tower::block::BlockLayer;
 use coaps_tower::block::client::BlockError;
+use coaps_tower::block::{BlockConfig, BlockLayer};
 use coaps_tower::handshake::HandshakeBuilder;
 use coaps_tower::observe::{ObserveConfig, ObserveLayer, Observers};
 use coaps_tower::resumption::{AsyncSessionStore, ResumptionLayer};
@@ -189,6 +189,11 @@ pub struct StackConfig {
     /// Store look-ups per second for cookie-less PSK ClientHellos
     /// ([`CookieLayer::psk_lookup_budget`]), shared out among the threads.
     pub psk_lookups_per_second: u32,
+    /// Block-wise transfer limits (`--max-block-body`, `--max-block-buffer`).
+    pub block: BlockConfig,
+    /// Observe limits (`--max-observers`, `--max-observers-per-peer`); with several threads
+    /// each takes its share of `max_observers`.
+    pub observe: ObserveConfig,
 }
 
 impl std::fmt::Debug for StackConfig {
@@ -220,55 +225,31 @@ impl StackStats {
     /// (absolute values: the layers keep them, the recorder only shows them).
     pub fn publish(all: &[StackStats]) {
         use metrics::{counter, gauge};
-        #[derive(Default)]
-        struct Sum {
-            associations: u64,
-            hvr: u64,
-            hrr: u64,
-            cookies_rejected: u64,
-            unusable_hello: u64,
-            unknown_peer: u64,
-            outbox_full: u64,
-            undeliverable: u64,
-            created: u64,
-            expired: u64,
-            hits: u64,
-            misses: u64,
-            stored: u64,
-        }
-        let mut t = Sum::default();
-        for s in all {
-            let h = s.associations.stats();
-            t.associations += s.associations.count() as u64;
-            if let Some(c) = s.cookies.as_ref().map(CookieLayer::stats).or(h.cookie) {
-                t.hvr += c.hello_verify_requests;
-                t.hrr += c.hello_retry_requests;
-                t.cookies_rejected += c.cookies_rejected;
-                t.unusable_hello += c.dropped;
-            }
-            t.unknown_peer += h.endpoint.dropped_unknown_peer;
-            t.outbox_full += h.outbox_dropped;
-            t.undeliverable += h.responses_dropped;
-            t.created += h.endpoint.connections_created;
-            t.expired += h.expired_idle;
-            let r = s.resumption.stats();
-            t.hits += r.sessions_fetched;
-            t.misses += r.misses;
-            t.stored += r.sessions_stored;
-        }
-        gauge!("coaps_associations").set(t.associations as f64);
-        counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(t.hvr);
-        counter!("coaps_hello_retry_requests_sent_total").absolute(t.hrr);
-        counter!("coaps_cookies_rejected_total").absolute(t.cookies_rejected);
-        counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(t.unusable_hello);
-        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(t.unknown_peer);
-        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(t.outbox_full);
-        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(t.undeliverable);
-        counter!("coaps_associations_created_total").absolute(t.created);
-        counter!("coaps_associations_expired_total").absolute(t.expired);
-        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(t.hits);
-        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(t.misses);
-        counter!("coaps_sessions_stored_total").absolute(t.stored);
+        let h: coaps_tower::HandshakeStats = all.iter().map(|s| s.associations.stats()).sum();
+        let c: coaps_tower::CookieStats = all
+            .iter()
+            .filter_map(|s| s.cookies.as_ref().map(CookieLayer::stats).or(s.associations.stats().cookie))
+            .sum();
+        let r: coaps_tower::ResumptionStats = all.iter().map(|s| s.resumption.stats()).sum();
+        let associations: usize = all.iter().map(|s| s.associations.count()).sum();
+        let half_open: usize = all.iter().map(|s| s.associations.half_open_count()).sum();
+        let e = &h.endpoint;
+        gauge!("coaps_associations").set(associations as f64);
+        gauge!("coaps_half_open").set(half_open as f64);
+        counter!("coaps_retransmissions_total", "version" => "1.2").absolute(e.retransmissions_dtls12);
+        counter!("coaps_retransmissions_total", "version" => "1.3").absolute(e.retransmissions_dtls13);
+        counter!("coaps_cookies_sent_total", "kind" => "hello_verify_request").absolute(c.hello_verify_requests);
+        counter!("coaps_hello_retry_requests_sent_total").absolute(c.hello_retry_requests);
+        counter!("coaps_cookies_rejected_total").absolute(c.cookies_rejected);
+        counter!("coaps_dropped_total", "reason" => "unusable_client_hello").absolute(c.dropped);
+        counter!("coaps_dropped_total", "reason" => "unknown_peer").absolute(e.dropped_unknown_peer);
+        counter!("coaps_dropped_total", "reason" => "outbox_full").absolute(h.outbox_dropped);
+        counter!("coaps_dropped_total", "reason" => "response_undeliverable").absolute(h.responses_dropped);
+        counter!("coaps_associations_created_total").absolute(e.connections_created);
+        counter!("coaps_associations_expired_total").absolute(h.expired_idle);
+        counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(r.sessions_fetched);
+        counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(r.misses);
+        counter!("coaps_sessions_stored_total").absolute(r.sessions_stored);
     }
 }
 
@@ -301,8 +282,9 @@ where
     A::Error: Into<BoxError> + Send,
     A::Future: Send + 'static,
 {
-    let StackConfig { config, links, sessions, psk_lookups_per_second } = stack_config;
-    let (service, stats) = stack(Arc::unwrap_or_clone(config), &links, app, sessions, psk_lookups_per_second);
+    let StackConfig { config, links, sessions, psk_lookups_per_second, block, observe: observe_config } = stack_config;
+    let (service, stats) =
+        stack(Arc::unwrap_or_clone(config), &links, app, sessions, psk_lookups_per_second, (&block, &observe_config));
     let associations = stats.associations.clone();
     observe(stats);
     Server::new(sock).out_of_band(associations).serve(service, shutdown).await
@@ -327,14 +309,18 @@ where
     A::Future: Send + 'static,
 {
     let threads = threads.max(1);
-    let StackConfig { config, links, sessions, psk_lookups_per_second } = stack_config;
+    let StackConfig { config, links, sessions, psk_lookups_per_second, block, observe: mut observe_config } =
+        stack_config;
     let mut config = Arc::unwrap_or_clone(config);
     config.max_connections = config.max_connections.div_ceil(threads);
+    observe_config.max_observers = observe_config.max_observers.div_ceil(threads);
     let psk_lookups = psk_lookups_per_second.div_ceil(u32::try_from(threads).unwrap_or(u32::MAX));
     let stats = ShardedServer::new(sock, threads)
         .serve(
             move |_shard| {
-                let (service, stats) = stack(config.clone(), &links, app.clone(), sessions.clone(), psk_lookups);
+                let limits = (&block, &observe_config);
+                let (service, stats) =
+                    stack(config.clone(), &links, app.clone(), sessions.clone(), psk_lookups, limits);
                 let associations = stats.associations.clone();
                 observe(stats);
                 Shard::new(service).out_of_band(associations)
@@ -353,6 +339,7 @@ fn stack<A>(
     app: A,
     sessions: Arc<dyn AsyncSessionStore>,
     psk_lookups_per_second: u32,
+    (block, observe): (&BlockConfig, &ObserveConfig),
 ) -> (
     impl Service<coaps_tower::Datagram, Response = coaps_tower::Transmits, Error: Into<BoxError>, Future: Send + 'static>
     + use<A>,
@@ -415,7 +402,7 @@ where
     // Observe (RFC 7641): notifications go out through the association; a send that fails
     // (the association is gone) removes the observer.
     let sink = associations.clone();
-    let observers = Observers::new(ObserveConfig::default(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
+    let observers = Observers::new(observe.clone(), move |peer, bytes: &[u8]| sink.send(peer, bytes).is_ok());
     tokio::spawn(observers.clone().drive(app.clone()));
     tokio::spawn(crate::demo::tick_clock(observers.clone()));
     let service = ServiceBuilder::new()
@@ -424,7 +411,7 @@ where
         .layer(resumption)
         .layer(handshake)
         .layer(CoapLayer::with_config(CoapConfig::for_link(dedup_link)).on_empty(observers.empty_hook()))
-        .layer(BlockLayer::new())
+        .layer(BlockLayer::with_config(block.clone()))
         .layer(ObserveLayer::new(observers))
         .service(app);
     (service, StackStats { associations, cookies: stats_cookies, resumption: stats_resumption })

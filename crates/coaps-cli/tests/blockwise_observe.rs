@@ -296,3 +296,75 @@ fn request_options_reach_the_server() {
     let out = run(coaps_cmd(&["fetch", "--help"]), LIMIT);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status"), "{}", show(&out));
 }
+
+/// `--max-block-body`, `--max-block-buffer`, `--max-observers`, `--max-observers-per-peer`:
+/// values out of range or at odds with each other are usage errors (exit 2, naming the flag).
+#[test]
+fn block_and_observe_limit_flags_refuse_absurd_values() {
+    for (args, says) in [
+        (&["--max-block-body", "0"][..], "--max-block-body"),
+        (&["--max-block-body", "999999999999"][..], "--max-block-body"),
+        (&["--max-block-buffer", "0"][..], "--max-block-buffer"),
+        (&["--max-observers", "0"][..], "--max-observers"),
+        (&["--max-observers-per-peer", "0"][..], "--max-observers-per-peer"),
+        (&["--max-block-body", "2000000", "--max-block-buffer", "1000000"][..], "raise --max-block-buffer"),
+        (&["--max-observers", "4", "--max-observers-per-peer", "8"][..], "lower it or raise --max-observers"),
+    ] {
+        let mut cmd = coaps_cmd(&["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(args);
+        let out = run(cmd, LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", show(&out));
+    }
+    let mut help = coaps_cmd(&["serve", "--help"]);
+    help.stdout(Stdio::piped());
+    let text = String::from_utf8_lossy(&run(help, LIMIT).stdout).into_owned();
+    for flag in ["--max-block-body", "--max-block-buffer", "--max-observers", "--max-observers-per-peer"] {
+        assert!(text.contains(flag), "{flag} is documented in --help");
+    }
+}
+
+/// `--max-block-body 1024`: a 2000-byte block-wise upload is refused by the block layer with
+/// 4.13 and its limit (RFC 7959 §2.9.3), before the application sees it; by default the same
+/// upload reaches the door, which refuses it with its own, smaller limit.
+#[test]
+fn max_block_body_bounds_block_wise_uploads() {
+    let file = write_temp("coaps-max-block-body", &[b'x'; 2000]);
+    for (serve_args, says) in
+        [(&["--max-block-body", "1024"][..], "at most 1024 bytes"), (&[][..], "door commands are at most 64 bytes")]
+    {
+        let server = serve(serve_args);
+        let mut cmd = coaps_cmd(&["post", "-b", "256", "-f"]);
+        cmd.arg(&file).arg(format!("coaps://127.0.0.1:{}/actuators/door", server.port));
+        let out = run(cmd, LIMIT);
+        let log = server.guard.stop();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(all.contains("4.13") || all.contains("Request Entity Too Large"), "{serve_args:?}: {all}\n{log}");
+        assert!(all.contains(says), "{serve_args:?}: {all}\n{log}");
+    }
+}
+
+/// `--max-observers 1`: a second observer of `/clock` is served a plain answer and the server
+/// says why at warn.
+#[test]
+fn max_observers_limits_registrations() {
+    let server = serve(&["--max-observers", "1", "--max-observers-per-peer", "1", "--threads", "1"]);
+    let url = format!("coaps://127.0.0.1:{}/clock", server.port);
+    let mut first = coaps_cmd(&["get", "-s", "4"]);
+    first.arg(&url).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut first = first.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut second = coaps_cmd(&["get", "-s", "1"]);
+    second.arg(&url);
+    let out = run(second, LIMIT);
+    let deadline = Instant::now() + LIMIT;
+    while first.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = first.kill();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.guard.stop();
+    assert!(!String::from_utf8_lossy(&out.stdout).is_empty(), "the second client gets the clock: {}", show(&out));
+    assert!(log.contains("observer limit reached, registration refused") && log.contains("WARN"), "{log}");
+}

@@ -77,7 +77,7 @@ fn resources_codes_and_exit_status() {
     let out = get(server.port, "/hello", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     // Wrong key for a known identity, and an unknown identity: readable refusals.
-    // (A wrong key stalls the handshake: DTLS drops what it cannot decrypt. -B 3 keeps it short.)
+    // (Both are refused at once: bad_record_mac for the wrong key, unknown_psk_identity.)
     for creds in [["-u", "alice", "-k", "wrong"], ["-u", "mallory", "-k", "alice-key"]] {
         let mut cmd = coaps();
         cmd.arg("get").arg(format!("coaps://127.0.0.1:{}/hello", server.port)).args(creds).args(["-B", "3"]);

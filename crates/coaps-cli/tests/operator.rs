@@ -30,31 +30,56 @@ fn terminate(server: Server) -> String {
 #[test]
 fn each_failure_is_logged_by_the_server_and_hinted_to_the_client() {
     let (ca, crt, key) = (data("ca.crt"), data("server.crt"), data("server.key"));
-    // (server args, client args, server log must contain, client stderr must contain). A wrong
-    // PSK key is not in the table: its Finished does not decrypt and is dropped silently (RFC
-    // 6347 §4.1.2.7), so both sides see it only when their handshake budget runs out.
-    let table: &[(&[&str], &[&str], &str, &str)] = &[
+    // (server args, client args, server log must contain, the identity it must name (`None`:
+    // none is known), client stderr must contain).
+    type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a str, Option<&'a str>, &'a str);
+    let table: &[Row] = &[
         (
             &["-u", "alice", "-k", "alice-key", "--dtls", "1.2"],
             &["-u", "mallory", "-k", "alice-key", "--dtls", "1.2"],
             "unknown PSK identity",
+            Some("identity=PSK \"mallory\""),
             "does not know this PSK identity",
         ),
         (
             &["-u", "alice", "-k", "alice-key"],
             &["-u", "mallory", "-k", "alice-key", "--dtls", "1.3"],
             "version=\"DTLS 1.3\"",
+            Some("identity=PSK \"mallory\""),
             "may not know this PSK identity",
+        ),
+        // A wrong key: the client's Finished does not decrypt (1.2, bad_record_mac) or its
+        // binder does not verify (1.3, decrypt_error); both sides say so at once.
+        (
+            &["-u", "alice", "-k", "alice-key", "--dtls", "1.2"],
+            &["-u", "alice", "-k", "not-alices-key", "--dtls", "1.2"],
+            "wrong PSK key",
+            Some("identity=PSK \"alice\""),
+            "the PSK key is wrong, check -k",
+        ),
+        (
+            &["-u", "alice", "-k", "alice-key"],
+            &["-u", "alice", "-k", "not-alices-key", "--dtls", "1.3"],
+            "wrong PSK key",
+            Some("identity=PSK \"alice\""),
+            "the PSK key is wrong, check -k",
         ),
         (
             &["--cert", &crt, "--key", &key, "--client-ca", &ca, "--dtls", "1.2"],
             &["--ca", &ca, "--dtls", "1.2"],
             "the client sent no certificate",
+            None,
             "client certificate",
         ),
-        (&["--dtls", "1.3"], &["--dtls", "1.2"], "offers only DTLS 1.2", "does not speak DTLS 1.2: try --dtls 1.3"),
+        (
+            &["--dtls", "1.3"],
+            &["--dtls", "1.2"],
+            "offers only DTLS 1.2",
+            None,
+            "does not speak DTLS 1.2: try --dtls 1.3",
+        ),
     ];
-    for (serve_args, client_args, logged, hinted) in table {
+    for (serve_args, client_args, logged, identity, hinted) in table {
         let server = serve(serve_args);
         let start = Instant::now();
         let out = get(server.port, client_args);
@@ -63,10 +88,13 @@ fn each_failure_is_logged_by_the_server_and_hinted_to_the_client() {
         assert_eq!(out.status.code(), Some(1), "{serve_args:?} / {client_args:?}: {}", show(&out));
         assert!(stderr(&out).contains(hinted), "{client_args:?}: hint {hinted:?} missing: {}", show(&out));
         let lines: Vec<&str> = log.lines().filter(|l| l.contains("DTLS handshake")).collect();
-        assert!(
-            lines.iter().any(|l| l.contains(logged) && l.contains("INFO") && l.contains("127.0.0.1:")),
-            "{serve_args:?}: no INFO line with {logged:?} in the server log:\n{log}"
-        );
+        let line = lines.iter().find(|l| l.contains(logged) && l.contains("INFO") && l.contains("127.0.0.1:"));
+        let line =
+            line.unwrap_or_else(|| panic!("{serve_args:?}: no INFO line with {logged:?} in the server log:\n{log}"));
+        match identity {
+            Some(id) => assert!(line.contains(id), "{client_args:?}: the line should name {id}: {line}"),
+            None => assert!(!line.contains("identity="), "{client_args:?}: no identity is known: {line}"),
+        }
         assert!(!log.contains("::ffff:"), "IPv4-mapped addresses print as IPv4:\n{log}");
         assert!(took < Duration::from_secs(8), "{client_args:?} took {took:?}: the client should be told at once");
     }
@@ -191,5 +219,53 @@ fn metrics_count_a_scripted_session() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
     assert!(text.contains("# TYPE coaps_associations gauge"), "{text}");
+    // Nothing half-open once the clients are done; the retransmission counters exist per
+    // version (their values depend on timing, not asserted here).
+    assert!(text.contains("coaps_half_open 0\n"), "{text}");
+    assert!(text.contains("coaps_retransmissions_total{version=\"1.2\"}"), "{text}");
+    assert!(text.contains("coaps_retransmissions_total{version=\"1.3\"}"), "{text}");
     assert!(log.contains("summary: 4 handshakes (1 failed), 3 requests"), "{log}");
+}
+
+/// `--max-peers 2` with two observers holding their associations: further clients are refused,
+/// and the server says so at warn, once (rate-limited) however many ClientHellos it refuses.
+#[test]
+fn max_peers_reached_is_logged_once_at_warn() {
+    // One thread: each would have its own share of the table and its own rate limit.
+    let server = serve(&["--max-peers", "2", "--threads", "1"]);
+    let url = |path: &str| format!("coaps://127.0.0.1:{}{path}", server.port);
+    let spawn = |args: &[&str], path: &str| {
+        let mut c = coaps();
+        c.args(args).arg(url(path)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.spawn().unwrap()
+    };
+    let mut holders = vec![spawn(&["get", "-s", "6"], "/clock")];
+    std::thread::sleep(Duration::from_millis(700));
+    holders.push(spawn(&["get", "-s", "6"], "/clock"));
+    std::thread::sleep(Duration::from_millis(1000));
+    // Three more clients while both associations are active (none idle long enough to evict).
+    let refused: Vec<_> = (0..3).map(|_| spawn(&["get", "-B", "3"], "/hello")).collect();
+    let deadline = Instant::now() + LIMIT;
+    let mut codes = Vec::new();
+    for mut c in refused.into_iter().chain(holders) {
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                codes.push(s.code());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = server.guard.stop();
+    assert_eq!(&codes[..3], &[Some(1); 3], "the refused clients time out: {codes:?}\n{log}");
+    assert_eq!(&codes[3..], &[Some(0); 2], "the observers are served: {codes:?}\n{log}");
+    let warn: Vec<&str> = log.lines().filter(|l| l.contains("WARN") && l.contains("limit is reached")).collect();
+    assert_eq!(warn.len(), 1, "one rate-limited warning for every refusal:\n{log}");
+    assert!(warn[0].contains("--max-peers") && warn[0].contains("127.0.0.1:"), "{}", warn[0]);
+    let table_full: Vec<&str> =
+        log.lines().filter(|l| l.contains("WARN") && l.contains("association table full")).collect();
+    assert_eq!(table_full.len(), 1, "the per-reason line is rate-limited too:\n{log}");
 }

@@ -144,6 +144,87 @@ pub struct EndpointStats {
     pub evicted_idle: u64,
     /// Half-open handshakes forgotten after [`QuotaConfig::half_open_lifetime`](crate::QuotaConfig::half_open_lifetime).
     pub expired_half_open: u64,
+    /// Flight retransmissions of DTLS 1.2 associations (RFC 6347 §4.2.4), summed over every
+    /// association the endpoint held ([`crate::Stats::retransmissions`] of each).
+    pub retransmissions_dtls12: u64,
+    /// Flight retransmissions of DTLS 1.3 associations (RFC 9147 §5.8), likewise.
+    pub retransmissions_dtls13: u64,
+}
+
+/// Totals over several endpoints (e.g. one per thread).
+impl std::ops::AddAssign for EndpointStats {
+    fn add_assign(&mut self, o: Self) {
+        // Destructured without `..`: a new counter must be added here too.
+        let EndpointStats {
+            datagrams_received,
+            hello_verify_requests,
+            cookies_rejected,
+            dropped_unknown_peer,
+            dropped_limit,
+            connections_created,
+            hello_retry_requests,
+            hello_fragments,
+            hello_fragments_refused,
+            hellos_reassembled,
+            hellos_evicted,
+            address_changes,
+            address_changes_refused,
+            amplification_dropped,
+            refused_half_open_per_address,
+            refused_half_open_per_prefix,
+            refused_associations_per_address,
+            refused_associations_per_identity,
+            refused_table_full,
+            evicted_half_open,
+            evicted_idle,
+            expired_half_open,
+            retransmissions_dtls12,
+            retransmissions_dtls13,
+            path_challenges_sent,
+            paths_validated,
+            path_checks_failed,
+            old_paths_kept,
+            rrc_discarded,
+        } = o;
+        self.datagrams_received += datagrams_received;
+        self.hello_verify_requests += hello_verify_requests;
+        self.cookies_rejected += cookies_rejected;
+        self.dropped_unknown_peer += dropped_unknown_peer;
+        self.dropped_limit += dropped_limit;
+        self.connections_created += connections_created;
+        self.hello_retry_requests += hello_retry_requests;
+        self.hello_fragments += hello_fragments;
+        self.hello_fragments_refused += hello_fragments_refused;
+        self.hellos_reassembled += hellos_reassembled;
+        self.hellos_evicted += hellos_evicted;
+        self.address_changes += address_changes;
+        self.address_changes_refused += address_changes_refused;
+        self.amplification_dropped += amplification_dropped;
+        self.refused_half_open_per_address += refused_half_open_per_address;
+        self.refused_half_open_per_prefix += refused_half_open_per_prefix;
+        self.refused_associations_per_address += refused_associations_per_address;
+        self.refused_associations_per_identity += refused_associations_per_identity;
+        self.refused_table_full += refused_table_full;
+        self.evicted_half_open += evicted_half_open;
+        self.evicted_idle += evicted_idle;
+        self.expired_half_open += expired_half_open;
+        self.retransmissions_dtls12 += retransmissions_dtls12;
+        self.retransmissions_dtls13 += retransmissions_dtls13;
+        self.path_challenges_sent += path_challenges_sent;
+        self.paths_validated += paths_validated;
+        self.path_checks_failed += path_checks_failed;
+        self.old_paths_kept += old_paths_kept;
+        self.rrc_discarded += rrc_discarded;
+    }
+}
+
+impl std::iter::Sum for EndpointStats {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |mut a, b| {
+            a += b;
+            a
+        })
+    }
 }
 
 /// A DTLS endpoint: a server accepting many peers, a client connecting to some, or both.
@@ -748,6 +829,14 @@ impl Endpoint {
             self.count_refusal(why);
         }
         let Some(conn) = self.connections.get_mut(&peer) else { return };
+        let retransmitted = conn.take_retransmissions();
+        if retransmitted > 0 {
+            if conn.version() == crate::ProtocolVersion::DTLS1_3 {
+                self.stats.retransmissions_dtls13 += retransmitted;
+            } else {
+                self.stats.retransmissions_dtls12 += retransmitted;
+            }
+        }
         // DTLS 1.3 issues CIDs in the ServerHello and in NewConnectionId (RFC 9147 §9).
         for cid in conn.take_unindexed_cids() {
             self.cids.insert(&cid, peer);

@@ -35,6 +35,11 @@ pub enum Error {
     UnknownPskIdentity,
     /// A Finished or CertificateVerify did not verify (alert decrypt_error).
     DecryptError(&'static str),
+    /// DTLS 1.2: a protected record of the handshake (the peer's Finished) did not decrypt
+    /// (alert bad_record_mac). Outside a handshake such records are dropped (RFC 6347
+    /// §4.1.2.7), but a handshake whose Finished cannot be verified cannot complete (RFC 5246
+    /// §7.4.9): with PSK, the sign of a wrong key.
+    BadRecordMac(&'static str),
     /// The peer sent a fatal alert.
     AlertReceived(AlertDescription),
     /// The handshake gave up after its retransmission budget (RFC 6347 §4.2.4).
@@ -60,6 +65,7 @@ impl Error {
             Self::Certificate(e) => e.alert(),
             Self::UnknownPskIdentity => AlertDescription::UnknownPskIdentity,
             Self::DecryptError(_) => AlertDescription::DecryptError,
+            Self::BadRecordMac(_) => AlertDescription::BadRecordMac,
             Self::Crypto => AlertDescription::InternalError,
             Self::AlertReceived(_) | Self::HandshakeTimeout | Self::Config(_) | Self::LimitReached(_) => return None,
         })
@@ -75,6 +81,7 @@ impl fmt::Display for Error {
             Self::Certificate(e) => write!(f, "peer certificate refused: {e}"),
             Self::UnknownPskIdentity => f.write_str("unknown PSK identity"),
             Self::DecryptError(w) => write!(f, "verification failed: {w}"),
+            Self::BadRecordMac(w) => write!(f, "{w} did not decrypt (bad_record_mac)"),
             Self::AlertReceived(a) => write!(f, "peer sent fatal alert {a:?}"),
             Self::HandshakeTimeout => f.write_str("handshake timed out (no answer from the peer)"),
             Self::Config(e) => write!(f, "{e}"),

@@ -94,8 +94,9 @@ pub struct HandshakeFailure {
     pub version: ProtocolVersion,
     /// Our side of the handshake.
     pub role: Role,
-    /// The identity the peer had proven so far (usually [`PeerIdentity::Anonymous`]: the
-    /// proof is what failed).
+    /// The identity the peer proved or, on a server, claimed (the PSK identity it offered,
+    /// the certificate it sent, even when that is what failed); [`PeerIdentity::Anonymous`]
+    /// when it failed before any.
     pub identity: PeerIdentity,
     /// Why it failed.
     pub reason: CloseReason,
@@ -219,6 +220,10 @@ pub(crate) struct Outputs {
     pub(crate) stats: Stats,
     /// Boxed: only closed associations need it.
     pub(crate) close_reason: Option<Box<CloseReason>>,
+    /// Server: the identity the client claimed before it was proven (the PSK identity it
+    /// offered, the certificate it sent), for [`HandshakeFailure::identity`].
+    /// Boxed: only a server association between the client's claim and its proof needs it.
+    pub(crate) claimed_identity: Option<Box<PeerIdentity>>,
 }
 
 impl Outputs {

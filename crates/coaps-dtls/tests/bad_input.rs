@@ -29,9 +29,12 @@ fn world(server_cfg: Arc<ServerConfig>, client_cfg: Arc<coaps_dtls::ClientConfig
 /// that the server must treat as A's: a flipped message_seq turns an old message into the
 /// next expected one, and a reflected flight is a well-formed message of the wrong kind.
 /// The engine must then fail the handshake cleanly (both sides see `Closed`), never hang,
-/// and never touch B. Every other class must leave A's handshake intact.
+/// and never touch B. Likewise a protected record that does not decrypt while A's handshake
+/// runs is taken for A's Finished and ends it with bad_record_mac (RFC 5246 §7.4.9: that is
+/// how a wrong PSK key shows at once); whoever can send from A's address could end it as well
+/// with a plaintext alert. Every other class must leave A's handshake intact.
 fn may_break_a(class: Class) -> bool {
-    matches!(class, Class::Flipped | Class::Reflected)
+    matches!(class, Class::Flipped | Class::Reflected | Class::BadRecords)
 }
 
 fn bad_inputs(class: Class, recorded: &[Vec<u8>], rng: &mut Prng) -> Vec<Vec<u8>> {

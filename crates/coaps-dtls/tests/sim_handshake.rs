@@ -210,9 +210,15 @@ fn wrong_psk_fails_the_finished_check() {
     std::sync::Arc::make_mut(&mut client_cfg).psk =
         Some(coaps_dtls::Psk::new(b"Client_identity".to_vec(), vec![9; 16]).unwrap());
     let (client, server) = failed_handshake(server_cfg, client_cfg);
-    // The server cannot authenticate the client's Finished record at all (wrong keys), so it
-    // never answers; the client gives up after its retransmission budget.
-    assert!(client_close(&client).is_some(), "client must give up: {:?}", client.events);
+    // The server cannot authenticate the client's Finished record at all (wrong keys): it ends
+    // the handshake with a fatal bad_record_mac (RFC 5246 §7.4.9), so the client learns it at
+    // once instead of after its retransmission budget.
+    assert_eq!(
+        client_close(&client),
+        Some(CloseReason::Error(Error::AlertReceived(coaps_dtls::AlertDescription::BadRecordMac))),
+        "{:?}",
+        client.events
+    );
     assert!(server.events.iter().all(|(_, e)| !matches!(e, Event::Connected { .. })));
 }
 

@@ -149,6 +149,44 @@ pub struct CookieStats {
     pub psk_lookups_over_budget: u64,
 }
 
+/// Totals over several stacks (e.g. one per thread, see [`crate::shard`]).
+impl std::ops::AddAssign for CookieStats {
+    fn add_assign(&mut self, o: Self) {
+        // Destructured without `..`: a new counter must be added here too.
+        let CookieStats {
+            hello_verify_requests,
+            hello_retry_requests,
+            cookies_verified,
+            cookie_exempt,
+            cookie_exempt_repeats,
+            cookies_rejected,
+            dropped,
+            hellos_reassembled,
+            hello_fragments_refused,
+            psk_lookups_over_budget,
+        } = o;
+        self.hello_verify_requests += hello_verify_requests;
+        self.hello_retry_requests += hello_retry_requests;
+        self.cookies_verified += cookies_verified;
+        self.cookie_exempt += cookie_exempt;
+        self.cookie_exempt_repeats += cookie_exempt_repeats;
+        self.cookies_rejected += cookies_rejected;
+        self.dropped += dropped;
+        self.hellos_reassembled += hellos_reassembled;
+        self.hello_fragments_refused += hello_fragments_refused;
+        self.psk_lookups_over_budget += psk_lookups_over_budget;
+    }
+}
+
+impl std::iter::Sum for CookieStats {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |mut a, b| {
+            a += b;
+            a
+        })
+    }
+}
+
 impl From<GateStats> for CookieStats {
     fn from(s: GateStats) -> Self {
         Self {
@@ -478,8 +516,7 @@ where
                 ResponseFuture::answer(Transmits::one(Transmit { destination: peer, payload }))
             }
             Verdict::Alert { len, description } => {
-                debug_assert_eq!(description, coaps_dtls::AlertDescription::ProtocolVersion);
-                crate::log::version_refused(peer);
+                crate::log::hello_refused(peer, description);
                 ResponseFuture::answer(Transmits::one(Transmit { destination: peer, payload: out[..len].to_vec() }))
             }
             Verdict::Drop => ResponseFuture::answer(Transmits::new()),

@@ -251,6 +251,45 @@ pub struct HandshakeStats {
     pub outbox_dropped: u64,
 }
 
+/// Totals over several stacks (e.g. one per thread, see [`crate::shard`]); the cookie
+/// counters are summed over the stacks that have them.
+impl std::ops::AddAssign for HandshakeStats {
+    fn add_assign(&mut self, o: Self) {
+        // Destructured without `..`: a new counter must be added here too.
+        let HandshakeStats {
+            endpoint,
+            cookie,
+            unverified_client_hellos,
+            records_to_inner,
+            responses_dropped,
+            expired_idle,
+            outbox_dropped,
+        } = o;
+        self.endpoint += endpoint;
+        self.cookie = match (self.cookie, cookie) {
+            (Some(mut a), Some(b)) => {
+                a += b;
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        self.unverified_client_hellos += unverified_client_hellos;
+        self.records_to_inner += records_to_inner;
+        self.responses_dropped += responses_dropped;
+        self.expired_idle += expired_idle;
+        self.outbox_dropped += outbox_dropped;
+    }
+}
+
+impl std::iter::Sum for HandshakeStats {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |mut a, b| {
+            a += b;
+            a
+        })
+    }
+}
+
 /// Where [`HandshakeBuilder::on_session`] sends issued sessions.
 #[derive(Clone)]
 struct SessionSink(Arc<dyn Fn(SocketAddr, Session) + Send + Sync>);
@@ -467,6 +506,7 @@ impl<G> HandshakeBuilder<G> {
                 issued: Vec::new(),
                 early_waiters: HashMap::new(),
                 limit_log: LimitLog::default(),
+                alerts_seen: (0, 0),
             }),
             on_session: self.on_session,
             wiring,
@@ -506,6 +546,14 @@ struct State {
     /// ([`Handshaken`]), resolved by the client's Finished or by the association's end.
     early_waiters: HashMap<SocketAddr, ([u8; 32], tokio::sync::watch::Sender<Option<bool>>)>,
     limit_log: LimitLog,
+    /// The own gate's (protocol_version, handshake_failure) alert counts already logged.
+    alerts_seen: (u64, u64),
+}
+
+/// The stateless alerts a gate wrote: protocol_version, handshake_failure.
+fn gate_alerts(g: &coaps_dtls::gate::Gate) -> (u64, u64) {
+    let s = g.stats();
+    (s.protocol_version_alerts, s.handshake_failure_alerts)
 }
 
 /// Rate limit of the refusal and eviction log lines: one per reason every
@@ -728,12 +776,12 @@ impl Shared {
         // retransmission policy; sessions a layer in front fetched resume it.
         let mut meta = DatagramMeta::new().with_sessions(std::mem::take(&mut d.sessions));
         meta.cookie_rtt = d.cookie.and_then(|c| c.rtt_sample);
+        // One copy of the counters before and one after feed both loggers.
         let before = st.endpoint.stats();
-        let alerts_before = st.endpoint.gate().map_or(0, |g| g.stats().protocol_version_alerts);
         st.endpoint.handle_datagram_with(now, d.peer, &d.payload, meta);
-        let stats = st.endpoint.stats();
-        st.limit_log.note(now, &stats, Some(d.peer));
-        self.log_refusals(&st, d.peer, &before, alerts_before);
+        let after = st.endpoint.stats();
+        st.limit_log.note(now, &after, Some(d.peer));
+        self.log_refusals(&mut st, d.peer, &before, &after);
         let mut out = Transmits::new();
         while let Some(t) = st.endpoint.poll_transmit() {
             out.push(t);
@@ -812,8 +860,7 @@ impl Shared {
     /// Says what the endpoint refused while handling one datagram from `peer`, from its
     /// counters: limits reached at warn (rate-limited: a flood must not flood the log), a
     /// version mismatch its own gate answered at info.
-    fn log_refusals(&self, st: &State, peer: SocketAddr, before: &EndpointStats, alerts_before: u64) {
-        let after = st.endpoint.stats();
+    fn log_refusals(&self, st: &mut State, peer: SocketAddr, before: &EndpointStats, after: &EndpointStats) {
         let limited = after.dropped_limit - before.dropped_limit;
         if limited > 0 {
             crate::telemetry::dropped("limit", limited);
@@ -840,8 +887,17 @@ impl Shared {
                 )
             });
         }
-        if st.endpoint.gate().map_or(0, |g| g.stats().protocol_version_alerts) > alerts_before {
-            crate::log::version_refused(peer);
+        // The endpoint counts a ClientHello its own gate answered with an alert as an unknown
+        // peer's datagram: only then are the gate's counters read.
+        if after.dropped_unknown_peer > before.dropped_unknown_peer {
+            let alerts = st.endpoint.gate().map_or((0, 0), gate_alerts);
+            if alerts.0 > st.alerts_seen.0 {
+                crate::log::hello_refused(peer, coaps_dtls::AlertDescription::ProtocolVersion);
+            }
+            if alerts.1 > st.alerts_seen.1 {
+                crate::log::hello_refused(peer, coaps_dtls::AlertDescription::HandshakeFailure);
+            }
+            st.alerts_seen = alerts;
         }
     }
 
@@ -1618,6 +1674,8 @@ mod tests {
             let lost = call(&mut svc, peer, ch2.payload).await;
             assert!(!lost.is_empty());
             assert_eq!(associations.count(), 1);
+            assert_eq!(associations.half_open_count(), 1);
+            assert_eq!(associations.stats().endpoint.retransmissions_dtls12, 0);
             // The worker's retransmission timer fires (RFC 6347 §4.2.4.1, initial 1 s) and the
             // flight comes out of band.
             let again = tokio::time::timeout(Duration::from_secs(5), associations.next_transmit()).await.unwrap();
@@ -1634,6 +1692,16 @@ mod tests {
                 }
             }
             assert!(associations.is_established(&peer));
+            assert_eq!(associations.half_open_count(), 0);
+            // The endpoint's totals (the `coaps_retransmissions_total` metric) saw the timer.
+            let e = associations.stats().endpoint;
+            assert!(e.retransmissions_dtls12 >= 1, "{e:?}");
+            assert_eq!(e.retransmissions_dtls13, 0);
+            // Summing two stacks' counters (one per thread) adds every field.
+            let two: HandshakeStats = [associations.stats(), associations.stats()].into_iter().sum();
+            assert_eq!(two.endpoint.retransmissions_dtls12, 2 * e.retransmissions_dtls12);
+            assert_eq!(two.endpoint.connections_created, 2);
+            assert_eq!(two.cookie.map(|c| c.hello_verify_requests), Some(2));
         });
     }
 

@@ -3,7 +3,9 @@
 //! words; limits reached at warn, rate-limited.
 
 use crate::types::DisplayAddr;
-use coaps_dtls::{CipherSuite, CloseReason, Error, HandshakeFailure, Incompatible, PeerIdentity, ProtocolVersion};
+use coaps_dtls::{
+    AlertDescription, CipherSuite, CloseReason, Error, HandshakeFailure, Incompatible, PeerIdentity, ProtocolVersion,
+};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -57,6 +59,9 @@ pub(crate) fn failure_reason(reason: &CloseReason) -> (&'static str, String) {
         Error::UnknownPskIdentity => ("unknown_psk_identity", "unknown PSK identity".into()),
         Error::DecryptError(what) => {
             ("wrong_key", format!("{what} did not verify: wrong PSK key (or a tampered handshake)"))
+        }
+        Error::BadRecordMac(what) => {
+            ("wrong_key", format!("{what} did not decrypt: wrong PSK key (or a forged record); bad_record_mac sent"))
         }
         Error::Certificate(c) => ("certificate_refused", format!("certificate refused: {c}")),
         Error::Incompatible(Incompatible::ClientCertificateRequired12 | Incompatible::ClientCertificateRequired13) => {
@@ -115,15 +120,26 @@ pub(crate) fn established(
     }
 }
 
-/// A ClientHello of a version this server does not speak, answered with protocol_version.
-pub(crate) fn version_refused(peer: SocketAddr) {
-    crate::telemetry::handshake(ProtocolVersion::DTLS1_2, "full", "protocol_version");
-    tracing::info!(
-        peer = %DisplayAddr(peer),
-        version = "DTLS 1.2",
-        "DTLS handshake refused: the client offers only DTLS 1.2 and this server speaks only DTLS 1.3 \
-         (protocol_version alert sent)"
-    );
+/// A ClientHello the cookie gate answered with a fatal alert: a version this server does not
+/// speak (protocol_version), or DTLS 1.3 with no cipher suite in common (handshake_failure).
+pub(crate) fn hello_refused(peer: SocketAddr, alert: AlertDescription) {
+    if alert == AlertDescription::ProtocolVersion {
+        crate::telemetry::handshake(ProtocolVersion::DTLS1_2, "full", "protocol_version");
+        tracing::info!(
+            peer = %DisplayAddr(peer),
+            version = "DTLS 1.2",
+            "DTLS handshake refused: the client offers only DTLS 1.2 and this server speaks only DTLS 1.3 \
+             (protocol_version alert sent)"
+        );
+    } else {
+        crate::telemetry::handshake(ProtocolVersion::DTLS1_3, "full", "incompatible");
+        tracing::info!(
+            peer = %DisplayAddr(peer),
+            version = "DTLS 1.3",
+            "DTLS handshake refused: the client offers no DTLS 1.3 cipher suite this server accepts \
+             (--suite / CommonConfig::suites13; {alert:?} alert sent)"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@
 //! address: a key that reads the CID from the record header and routes on it (the address for
 //! a ClientHello) is a [`ShardKey`] implementation, or a closure.
 //!
+//! [`ShardedServer::totals`] sums the counters of every shard's layers that the shard
+//! [reports](Shard::report) ([`ShardTotals`]), for metrics and a shutdown summary.
+//!
 //! A shard whose queue is full drops the datagram (counted in [`RouterStats::dropped`]), as a
 //! full socket buffer would: one busy shard never stalls the others.
 //!
@@ -34,7 +37,9 @@
 //! let config = Arc::new(ServerConfig { psks: Some(Arc::new(StaticPsks(vec![psk]))), ..ServerConfig::default() });
 //! let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let server = tokio::spawn(ShardedServer::new(socket, 2).serve(
+//! let sharded = ShardedServer::new(socket, 2);
+//! let totals = sharded.totals();
+//! let server = tokio::spawn(sharded.serve(
 //!     move |_shard| {
 //!         // Runs on the shard's thread, inside its runtime: one stack per shard.
 //!         let cookies = CookieLayer::for_server(&config);
@@ -44,7 +49,7 @@
 //!             .layer(cookies)
 //!             .layer(handshake)
 //!             .service(service_fn(|s: Secured| async move { Ok::<_, BoxError>(Some(s.payload)) }));
-//!         Shard::new(service).out_of_band(associations)
+//!         Shard::new(service).out_of_band(associations.clone()).report(associations)
 //!     },
 //!     async move {
 //!         let _ = stopped.await;
@@ -54,18 +59,23 @@
 //! stop.send(()).ok();
 //! let stats = server.await??;
 //! assert_eq!(stats.dropped, 0);
+//! // Every shard's counters, summed.
+//! assert_eq!(totals.handshake().endpoint.connections_created, 0);
 //! # Ok(())
 //! # }
 //! ```
 
+use crate::handshake::{Associations, HandshakeStats};
+use crate::resumption::{ResumptionLayer, ResumptionStats};
 use crate::transport::{OutOfBand, Server};
 use crate::types::{BoxError, Datagram, Transmits};
+use crate::{CookieLayer, CookieStats};
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tower_service::Service;
 
@@ -122,6 +132,67 @@ impl ShardKey for ByPeerAddress {
 pub struct Shard<S> {
     service: S,
     out_of_band: Option<Box<dyn FnOnce(Server) -> Server + Send>>,
+    counters: Counters,
+}
+
+/// The layers of one shard whose counters [`ShardTotals`] sums.
+#[derive(Clone, Default)]
+struct Counters {
+    associations: Option<Associations>,
+    cookies: Option<CookieLayer>,
+    resumption: Option<ResumptionLayer>,
+}
+
+/// The counters of every shard's stack, summed (see [`ShardedServer::totals`]). Each read
+/// takes every shard's counters at that moment; a shard counts once its stack is built.
+#[derive(Clone, Default)]
+pub struct ShardTotals {
+    shards: Arc<Mutex<Vec<Counters>>>,
+}
+
+impl fmt::Debug for ShardTotals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardTotals").field("shards", &self.lock().len()).finish_non_exhaustive()
+    }
+}
+
+impl ShardTotals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Counters>> {
+        self.shards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handshake layers' counters ([`Shard::report`]), summed.
+    pub fn handshake(&self) -> HandshakeStats {
+        self.lock().iter().filter_map(|c| c.associations.as_ref()).map(Associations::stats).sum()
+    }
+
+    /// The cookie layers' counters ([`Shard::report_cookies`]), summed; a shard without one
+    /// counts its handshake layer's own gate.
+    pub fn cookies(&self) -> CookieStats {
+        self.lock()
+            .iter()
+            .filter_map(|c| match (&c.cookies, &c.associations) {
+                (Some(l), _) => Some(l.stats()),
+                (None, Some(a)) => a.stats().cookie,
+                (None, None) => None,
+            })
+            .sum()
+    }
+
+    /// The resumption layers' counters ([`Shard::report_resumption`]), summed.
+    pub fn resumption(&self) -> ResumptionStats {
+        self.lock().iter().filter_map(|c| c.resumption.as_ref()).map(ResumptionLayer::stats).sum()
+    }
+
+    /// Associations of every shard, established or handshaking.
+    pub fn associations(&self) -> usize {
+        self.lock().iter().filter_map(|c| c.associations.as_ref()).map(Associations::count).sum()
+    }
+
+    /// Half-open handshakes of every shard.
+    pub fn half_open(&self) -> usize {
+        self.lock().iter().filter_map(|c| c.associations.as_ref()).map(Associations::half_open_count).sum()
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for Shard<S> {
@@ -136,7 +207,25 @@ impl<S: fmt::Debug> fmt::Debug for Shard<S> {
 impl<S> Shard<S> {
     /// A shard serving `service`.
     pub fn new(service: S) -> Self {
-        Self { service, out_of_band: None }
+        Self { service, out_of_band: None, counters: Counters::default() }
+    }
+
+    /// Counts this shard's handshake layer in [`ShardedServer::totals`].
+    pub fn report(mut self, associations: Associations) -> Self {
+        self.counters.associations = Some(associations);
+        self
+    }
+
+    /// Counts this shard's cookie layer in [`ShardedServer::totals`].
+    pub fn report_cookies(mut self, cookies: CookieLayer) -> Self {
+        self.counters.cookies = Some(cookies);
+        self
+    }
+
+    /// Counts this shard's resumption layer in [`ShardedServer::totals`].
+    pub fn report_resumption(mut self, resumption: ResumptionLayer) -> Self {
+        self.counters.resumption = Some(resumption);
+        self
     }
 
     /// The shard's out-of-band source (see [`Server::out_of_band`]).
@@ -163,6 +252,7 @@ pub struct ShardedServer {
     queue_depth: usize,
     max_in_flight: usize,
     drain_timeout: std::time::Duration,
+    totals: ShardTotals,
 }
 
 impl fmt::Debug for ShardedServer {
@@ -185,7 +275,13 @@ impl ShardedServer {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             max_in_flight: crate::transport::DEFAULT_MAX_IN_FLIGHT,
             drain_timeout: crate::transport::DEFAULT_DRAIN_TIMEOUT,
+            totals: ShardTotals::default(),
         }
+    }
+
+    /// The counters of every shard's reported layers, summed; valid while and after it serves.
+    pub fn totals(&self) -> ShardTotals {
+        self.totals.clone()
     }
 
     /// How datagrams are routed to shards. Default [`ByPeerAddress`].
@@ -238,13 +334,15 @@ impl ShardedServer {
             let socket = self.socket.try_clone()?;
             let make = make.clone();
             let (max_in_flight, drain_timeout) = (self.max_in_flight, self.drain_timeout);
+            let totals = self.totals.clone();
             let thread = std::thread::Builder::new().name(format!("coaps-shard-{index}")).spawn(move || {
                 // A panic in the shard is reported like an error, so the router notices it.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), BoxError> {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                     rt.block_on(async move {
                         let socket = tokio::net::UdpSocket::from_std(socket)?;
-                        let Shard { service, out_of_band } = make(index);
+                        let Shard { service, out_of_band, counters } = make(index);
+                        totals.lock().push(counters);
                         let mut server = Server::new(socket).max_in_flight(max_in_flight).drain_timeout(drain_timeout);
                         if let Some(add) = out_of_band {
                             server = add(server);

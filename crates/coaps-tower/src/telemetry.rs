@@ -7,6 +7,8 @@
 //! | `coaps_handshakes_total` | counter | `version` (`1.2`, `1.3`), `mode` (`full`, `resumed`), `outcome` (`ok` or the failure's class: `unknown_psk_identity`, `wrong_key`, `certificate_refused`, `no_client_certificate`, `no_extended_master_secret`, `incompatible`, `protocol_version`, `timeout`, `alert_received`, …) |
 //! | `coaps_dropped_total` | counter | `reason` (`limit`, `reassembly`) |
 //! | `coaps_requests_total` | counter | `method`, `code` (recorded by the application, see [`request`]) |
+//! | `coaps_half_open` | gauge | none ([`Associations::half_open_count`](crate::Associations::half_open_count), set by the exporter) |
+//! | `coaps_retransmissions_total` | counter | `version` ([`EndpointStats::retransmissions_dtls12`](coaps_dtls::EndpointStats::retransmissions_dtls12) and `…13`, set by the exporter) |
 //!
 //! Gauges and the counters the layers already keep (associations, half-open handshakes,
 //! cookies, HelloRetryRequests, retransmissions, early data, resumption) are read from their

@@ -605,3 +605,62 @@ async fn gate_follows_the_server_versions() {
     assert!(is_hvr(&call(&mut svc, Datagram::new(peer, ch13)).await[0].payload));
     assert_eq!(cookies.stats().hello_retry_requests, 0);
 }
+
+/// A server and a client that share no cipher suite: the client is told at once with a fatal
+/// handshake_failure, never left retransmitting into silence. DTLS 1.3 to a 1.3-only server:
+/// the cookie gate answers statelessly (RFC 8446 §4.1.1, §6.2); DTLS 1.2: the handshake does
+/// after the cookie exchange (RFC 5246 §7.4.1.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_common_cipher_suite_ends_in_handshake_failure_at_once() {
+    use coaps_dtls::suites::ALL_SUITES;
+    let pick = |s: CipherSuite| ALL_SUITES.iter().copied().filter(|x| x.suite == s).collect::<Vec<_>>();
+    let cases = [
+        (
+            DtlsVersion::Dtls13,
+            (false, true),
+            (vec![], vec![CipherSuite::TLS_CHACHA20_POLY1305_SHA256]),
+            (vec![], vec![CipherSuite::TLS_AES_128_CCM_8_SHA256]),
+        ),
+        (
+            DtlsVersion::Dtls12,
+            (true, false),
+            (pick(CipherSuite::TLS_PSK_WITH_AES_128_CCM_8), vec![]),
+            (pick(CipherSuite::TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256), vec![]),
+        ),
+    ];
+    for (version, (v12, v13), server_suites, client_suites) in cases {
+        let mut config = (*dual_server(Vec::new())).clone();
+        (config.dtls12, config.dtls13) = (v12, v13);
+        (config.common.suites, config.common.suites13) = server_suites;
+        let config = Arc::new(config);
+        let cookies = CookieLayer::for_server(&config);
+        let handshake = HandshakeLayer::builder(config).behind(&cookies).build();
+        let associations = handshake.associations();
+        let echo = tower::service_fn(|s: Secured| async move { Ok::<_, Infallible>(Some(s.payload)) });
+        let service = ServiceBuilder::new().layer(cookies.clone()).layer(handshake).service(echo);
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(Server::new(socket).out_of_band(associations.clone()).serve(service, async move {
+            let _ = stop_rx.await;
+        }));
+        let mut client = (*psk_client(version)).clone();
+        (client.common.suites, client.common.suites13) = client_suites;
+        let start = Instant::now();
+        let err = match bounded(30, "no common suite", Client::connect(addr, Arc::new(client), "localhost")).await {
+            Ok(_) => panic!("{version:?}: connected without a common suite"),
+            Err(e) => e,
+        };
+        let took = start.elapsed();
+        let text = format!("{err:?}");
+        assert!(text.contains("HandshakeFailure"), "{version:?}: {text}");
+        assert!(took < Duration::from_secs(2), "{version:?}: told after {took:?}, not at once");
+        if version == DtlsVersion::Dtls13 {
+            // Stateless: no association, one alert from the gate.
+            assert_eq!(cookies.stats().hello_retry_requests, 0);
+            assert_eq!(associations.stats().endpoint.connections_created, 0);
+        }
+        let _ = stop_tx.send(());
+        bounded(10, "shutdown", server).await.unwrap().unwrap();
+    }
+}

@@ -46,11 +46,14 @@ async fn two_shards_serve_two_hundred_clients_each_request_once() {
         let config = Arc::new(server_config());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shard_seen = seen.clone();
-        let server = tokio::spawn(ShardedServer::new(socket, SHARDS).serve(
+        let sharded = ShardedServer::new(socket, SHARDS);
+        let totals = sharded.totals();
+        let server = tokio::spawn(sharded.serve(
             move |shard| {
                 let cookies = CookieLayer::for_server(&config);
                 let handshake = HandshakeLayer::builder(config.clone()).behind(&cookies).build();
                 let associations = handshake.associations();
+                let cookie_counts = cookies.clone();
                 let app_seen = shard_seen.clone();
                 let app = service_fn(move |req: CoapRequest| {
                     *app_seen.lock().unwrap().requests[shard].entry(req.peer).or_default() += 1;
@@ -72,7 +75,7 @@ async fn two_shards_serve_two_hundred_clients_each_request_once() {
                     .layer(handshake)
                     .layer(CoapLayer::new())
                     .service(app);
-                Shard::new(service).out_of_band(associations)
+                Shard::new(service).out_of_band(associations.clone()).report(associations).report_cookies(cookie_counts)
             },
             async move {
                 let _ = stopped.await;
@@ -121,6 +124,14 @@ async fn two_shards_serve_two_hundred_clients_each_request_once() {
             assert!(!seen.requests[s].is_empty(), "shard {s} served nobody: {:?}", stats.routed);
         }
         assert_eq!(stats.dropped, 0);
+        // The library user's totals: every shard's counters, summed.
+        let h = totals.handshake();
+        assert_eq!(h.endpoint.connections_created, CLIENTS as u64, "{h:?}");
+        assert_eq!(h.records_to_inner, CLIENTS as u64, "{h:?}");
+        let c = totals.cookies();
+        assert!(c.cookies_verified >= CLIENTS as u64, "{c:?}");
+        assert!(c.hello_retry_requests + c.hello_verify_requests >= CLIENTS as u64, "one cookie per client: {c:?}");
+        assert_eq!(totals.half_open(), 0);
     })
     .await;
 }

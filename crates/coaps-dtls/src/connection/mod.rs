@@ -55,6 +55,9 @@ pub struct Connection {
     /// A server endpoint's bookkeeping slot for this association (see `endpoint::limits`),
     /// kept here so the endpoint needs no second map from address to slot.
     pub(crate) quota_slot: u32,
+    /// [`Stats::retransmissions`] already added to the endpoint's totals. A `u32` (beside
+    /// `quota_slot`, so the struct does not grow): one association never comes near 2^32.
+    retransmissions_reported: u32,
 }
 
 enum Inner {
@@ -125,6 +128,7 @@ impl Connection {
                     connected: false,
                     held_closed: None,
                     quota_slot: crate::endpoint::NO_SLOT,
+                    retransmissions_reported: 0,
                 });
             }
         };
@@ -135,6 +139,7 @@ impl Connection {
             connected: false,
             held_closed: None,
             quota_slot: crate::endpoint::NO_SLOT,
+            retransmissions_reported: 0,
         })
     }
 
@@ -191,6 +196,7 @@ impl Connection {
             connected: false,
             held_closed: None,
             quota_slot: crate::endpoint::NO_SLOT,
+            retransmissions_reported: 0,
         })
     }
 
@@ -234,6 +240,7 @@ impl Connection {
             connected: false,
             held_closed: None,
             quota_slot: crate::endpoint::NO_SLOT,
+            retransmissions_reported: 0,
         }
     }
 
@@ -245,6 +252,7 @@ impl Connection {
             connected: false,
             held_closed: None,
             quota_slot: crate::endpoint::NO_SLOT,
+            retransmissions_reported: 0,
         }
     }
 
@@ -448,6 +456,15 @@ impl Connection {
     pub fn stats(&self) -> Stats {
         both!(self, c => c.stats())
     }
+    /// Retransmissions since the last call: the endpoint keeps totals without reading every
+    /// association's counters.
+    pub(crate) fn take_retransmissions(&mut self) -> u64 {
+        let n = u32::try_from(self.stats().retransmissions).unwrap_or(u32::MAX);
+        // A dual-version client that fell back to 1.2 starts its counters again.
+        let new = if n < self.retransmissions_reported { n } else { n - self.retransmissions_reported };
+        self.retransmissions_reported = n;
+        u64::from(new)
+    }
     /// When a datagram was last received from the peer (for idle expiry).
     pub fn last_activity(&self) -> Instant {
         both!(self, c => c.last_activity())
@@ -476,7 +493,10 @@ impl Connection {
                 let failure = HandshakeFailure {
                     version: self.version(),
                     role: self.role(),
-                    identity: self.peer_identity().clone(),
+                    identity: match (self.peer_identity(), both!(self, c => c.claimed_identity())) {
+                        (PeerIdentity::Anonymous, Some(claimed)) => claimed.clone(),
+                        (proven, _) => proven.clone(),
+                    },
                     reason: reason.clone(),
                     records_auth_failed: self.stats().records_auth_failed,
                 };
@@ -574,12 +594,15 @@ mod size_tests {
         assert_eq!(size_of::<Option<Box<CloseReason>>>(), 8);
         // 776 since the three DTLS 1.3 counters joined the shared `Stats` (0-RTT skipped,
         // selective and whole-flight records); the heap per idle association stays < 1 KiB.
-        assert!(size_of::<Conn12>() <= 776, "Conn12 grew to {} bytes", size_of::<Conn12>());
+        // 784 with the boxed identity a client claimed before proving it (for the failure
+        // report, `HandshakeFailure::identity`).
+        assert!(size_of::<Conn12>() <= 784, "Conn12 grew to {} bytes", size_of::<Conn12>());
         // 1600 before the DTLS 1.3 core kept its handshake-only parts out of line; with the
         // endpoint's table entry, the boxes and the keys an idle 1.3 association is < 1 KiB.
         // 720 since the Connection ID state (RFC 9147 §9): one pointer, its box absent without
         // CIDs.
         let c13 = size_of::<crate::dtls13::conn::Conn13>();
+        // 720 also with the boxed claimed identity, as above.
         assert!(c13 <= 720, "Conn13 grew to {c13} bytes");
     }
 }

@@ -201,6 +201,11 @@ impl Conn12 {
         &self.core.identity
     }
 
+    /// What the client claimed to be before it was proven (servers).
+    pub(crate) fn claimed_identity(&self) -> Option<&PeerIdentity> {
+        self.core.out.claimed_identity.as_deref()
+    }
+
     /// Whether the handshake was abbreviated (session resumption).
     pub fn is_resumed(&self) -> bool {
         self.core.resumed

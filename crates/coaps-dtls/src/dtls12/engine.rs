@@ -450,6 +450,18 @@ impl Core {
                     }
                     Err(_) => {
                         self.out.stats.records_auth_failed += 1;
+                        // RFC 5246 §7.4.9: the handshake cannot complete without the peer's
+                        // Finished, the first record of its epoch 1 (sequence number 0, RFC
+                        // 6347 §4.1); waiting for the retransmission budget would only hide a
+                        // wrong key (RFC 5246 §7.2.2: bad_record_mac). Other records are still
+                        // dropped (RFC 6347 §4.1.2.7): late records of a previous association
+                        // with the same address must not end a new handshake.
+                        if self.state == State::Handshaking && header.epoch == 1 && header.sequence_number == 0 {
+                            self.fail(Error::BadRecordMac(match self.role {
+                                Role::Server => "the client's Finished",
+                                Role::Client => "the server's Finished",
+                            }));
+                        }
                         return;
                     }
                 }
@@ -709,6 +721,8 @@ impl Core {
         self.timer.disarm();
         self.resumed = resumed;
         self.identity = identity.clone();
+        // Proven: the claim is no longer needed (no heap kept per idle association).
+        self.out.claimed_identity = None;
         self.transcript = Vec::new();
         self.out.events.push_back(Event::Connected { identity, suite: suite.suite, resumed });
         self.rng = None;

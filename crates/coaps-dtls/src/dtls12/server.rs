@@ -427,6 +427,12 @@ impl ExpectCertificate {
         }
         let Self { d, eph, issue_ticket } = self;
         let cert = read_all(&msg.body, |r| Certificate::read_with(r, d.cert_type))?;
+        // Named in the failure report if the certificate is refused.
+        cx.core.out.claimed_identity = match &cert {
+            Certificate::X509(chain) if !chain.is_empty() => Some(Box::new(PeerIdentity::Certificate(chain.clone()))),
+            Certificate::RawPublicKey(spki) => Some(Box::new(PeerIdentity::RawPublicKey(spki.clone()))),
+            _ => None,
+        };
         let client = verify_client_cert(cx.config, &cert)?;
         Ok(ExpectClientKeyExchange { d, eph, client, issue_ticket })
     }
@@ -480,6 +486,10 @@ impl ExpectClientKeyExchange {
         let Self { d, eph, client, issue_ticket } = self;
         let cke = read_all(&msg.body, |r| ClientKeyExchange::read_with(r, d.suite.kx))?;
         let config = cx.config;
+        if let ClientKeyExchange::Psk { identity: id } | ClientKeyExchange::EcdhePsk { identity: id, .. } = &cke {
+            // Named in the failure report: unknown, or its key turns out wrong at the Finished.
+            cx.core.out.claimed_identity = Some(Box::new(PeerIdentity::Psk(id.clone())));
+        }
         let psk_for = |identity: &[u8]| -> Result<Zeroizing<Vec<u8>>, Error> {
             config.psks.as_ref().and_then(|s| s.key_for(identity)).ok_or(Error::UnknownPskIdentity)
         };

@@ -282,6 +282,9 @@ impl Conn13 {
     pub(crate) fn peer_identity(&self) -> &PeerIdentity {
         self.core.peer_identity()
     }
+    pub(crate) fn claimed_identity(&self) -> Option<&PeerIdentity> {
+        self.core.out.claimed_identity.as_deref()
+    }
     pub(crate) fn client_random(&self) -> &[u8; 32] {
         self.core.client_random()
     }

@@ -1075,6 +1075,8 @@ impl Core {
     pub(crate) fn established(&mut self, suite: CipherSuite, identity: PeerIdentity) {
         self.state = State::Established;
         self.identity = identity.clone();
+        // Proven: the claim is no longer needed (no heap kept per idle association).
+        self.out.claimed_identity = None;
         self.tr.rng = None;
         self.tr.transcript = Transcript::default();
         self.drop_handshake_send_keys();

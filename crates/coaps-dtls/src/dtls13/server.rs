@@ -147,7 +147,7 @@ impl State {
     /// The next state for `msg`, `None` once the handshake is complete.
     pub(crate) fn handle(self, core: &mut Core, now: Instant, msg: Incoming<'_>) -> Result<Option<State>, Error> {
         match self {
-            State::ExpectCertificate(s) => s.handle(msg),
+            State::ExpectCertificate(s) => s.handle(core, msg),
             State::ExpectCertificateVerify(s) => s.handle(core, msg),
             State::ExpectFinished(s) => s.handle(core, now, msg),
         }
@@ -229,6 +229,9 @@ impl ExpectClientHello {
         let mut selected: u16 = 0;
         let mut resumed_ticket: Option<(Session, u32, SessionSource)> = None;
         if let Some(offered) = ch.pre_shared_key() {
+            // Named in the failure report when no identity is known: the first one offered.
+            core.out.claimed_identity =
+                offered.identities.first().map(|id| Box::new(PeerIdentity::Psk(id.identity.clone())));
             for (i, id) in offered.identities.iter().enumerate() {
                 let session = early::find_ticket(&config, fetched, &id.identity, now).filter(|(t, _)| t.suite == suite);
                 let ticket =
@@ -236,7 +239,11 @@ impl ExpectClientHello {
                 let (key, external, who) = match ticket {
                     Some((tk, who)) => (Zeroizing::new(tk.psk.to_vec()), false, who),
                     None => match config.psks.as_ref().and_then(|st| st.key_for(&id.identity)) {
-                        Some(k) => (k, true, PeerIdentity::Psk(id.identity.clone())),
+                        Some(k) => {
+                            // Named in the failure report if its binder does not verify.
+                            core.out.claimed_identity = Some(Box::new(PeerIdentity::Psk(id.identity.clone())));
+                            (k, true, PeerIdentity::Psk(id.identity.clone()))
+                        }
                         None => continue,
                     },
                 };
@@ -434,12 +441,12 @@ pub(crate) struct ExpectCertificate {
 }
 
 impl ExpectCertificate {
-    fn handle(self, msg: Incoming<'_>) -> Result<Option<State>, Error> {
+    fn handle(self, core: &mut Core, msg: Incoming<'_>) -> Result<Option<State>, Error> {
         if msg.msg_type != HandshakeType::Certificate {
             return Err(out_of_order());
         }
         let Self { hs, identity } = self;
-        Ok(Some(match verify_client_certificate(&hs.config, &hs.k, msg.body)? {
+        Ok(Some(match verify_client_certificate(&hs.config, &hs.k, msg.body, &mut core.out.claimed_identity)? {
             Some((point, identity)) => State::ExpectCertificateVerify(ExpectCertificateVerify { hs, point, identity }),
             None => State::ExpectFinished(ExpectFinished { hs, identity }),
         }))
@@ -514,8 +521,19 @@ fn verify_client_certificate(
     config: &ServerConfig,
     k: &Keys,
     body: &[u8],
+    claimed: &mut Option<Box<PeerIdentity>>,
 ) -> Result<Option<([u8; 65], PeerIdentity)>, Error> {
     let cert = Certificate13::read_exact_with(body, k.cert_type)?;
+    // Named in the failure report if the certificate is refused.
+    *claimed = match (&config.client_auth, cert.certificate_list.first()) {
+        (ClientAuth::Required(PeerVerifier::Pinned(_)) | ClientAuth::Optional(PeerVerifier::Pinned(_)), Some(e)) => {
+            Some(Box::new(PeerIdentity::RawPublicKey(e.data.clone())))
+        }
+        (_, Some(_)) => {
+            Some(Box::new(PeerIdentity::Certificate(cert.certificate_list.iter().map(|e| e.data.clone()).collect())))
+        }
+        (_, None) => None,
+    };
     let now = (config.common.wall_clock)();
     let (verifier, required) = match &config.client_auth {
         ClientAuth::None => {

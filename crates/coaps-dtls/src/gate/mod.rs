@@ -185,8 +185,10 @@ pub enum Verdict {
     /// Answer with the fatal alert datagram of `len` bytes written to the output buffer, and
     /// nothing else: a ClientHello that offers no version this server speaks gets a
     /// protocol_version alert (RFC 8446 §4.2.1 and Appendix D.2, through RFC 9147 §5.3), so
-    /// the client stops at once instead of retransmitting into silence. The alert is 15 bytes,
-    /// smaller than any ClientHello, and the gate keeps no state for it.
+    /// the client stops at once instead of retransmitting into silence; a DTLS 1.3 ClientHello
+    /// to a 1.3-only server sharing no cipher suite with it gets handshake_failure (RFC 8446
+    /// §4.1.1 and §6.2). The alert is 15 bytes, smaller than any ClientHello, and the gate
+    /// keeps no state for it.
     Alert {
         /// Its length.
         len: usize,
@@ -218,6 +220,9 @@ pub struct GateStats {
     pub dropped: u64,
     /// protocol_version alerts written (see [`Verdict::Alert`]).
     pub protocol_version_alerts: u64,
+    /// handshake_failure alerts written: DTLS 1.3 ClientHellos to a 1.3-only server that share
+    /// no cipher suite with it (see [`Verdict::Alert`]).
+    pub handshake_failure_alerts: u64,
     /// ClientHello fragments taken into the reassembly area.
     pub hello_fragments: u64,
     /// ClientHello fragments refused by that area (inconsistent, or beyond its limits).
@@ -238,6 +243,7 @@ struct Counters {
     cookies_rejected: AtomicU64,
     dropped: AtomicU64,
     protocol_version_alerts: AtomicU64,
+    handshake_failure_alerts: AtomicU64,
     hello_fragments: AtomicU64,
     hello_fragments_refused: AtomicU64,
     hellos_reassembled: AtomicU64,
@@ -384,6 +390,7 @@ impl Gate {
             cookies_rejected: l(&c.cookies_rejected),
             dropped: l(&c.dropped),
             protocol_version_alerts: l(&c.protocol_version_alerts),
+            handshake_failure_alerts: l(&c.handshake_failure_alerts),
             hello_fragments: l(&c.hello_fragments),
             hello_fragments_refused: l(&c.hello_fragments_refused),
             hellos_reassembled: l(&c.hellos_reassembled),
@@ -445,14 +452,18 @@ impl Gate {
         if !config.dtls12 {
             // A DTLS 1.3-only server. A ClientHello that does not offer DTLS 1.3 at all gets a
             // protocol_version alert (RFC 8446 Appendix D.2); one that offers it with no suite
-            // in common is dropped, as before.
-            if ClientHello13View::parse(&view).is_some() {
-                return self.drop();
-            }
-            return match write_alert(hello.record.sequence_number, AlertDescription::ProtocolVersion, out) {
+            // in common gets handshake_failure (RFC 8446 §4.1.1: "If the server is unable to
+            // negotiate a supported set of parameters ... it MUST abort the handshake with
+            // either a handshake_failure or insufficient_security fatal alert"), stateless too.
+            let (description, counter) = if ClientHello13View::parse(&view).is_some() {
+                (AlertDescription::HandshakeFailure, &self.counters.handshake_failure_alerts)
+            } else {
+                (AlertDescription::ProtocolVersion, &self.counters.protocol_version_alerts)
+            };
+            return match write_alert(hello.record.sequence_number, description, out) {
                 Some(len) if len < hello.datagram.len() => {
-                    bump(&self.counters.protocol_version_alerts);
-                    Verdict::Alert { len, description: AlertDescription::ProtocolVersion }
+                    bump(counter);
+                    Verdict::Alert { len, description }
                 }
                 _ => self.drop(),
             };

@@ -55,6 +55,46 @@ pub struct ResumptionStats {
     pub external_psks_skipped: u64,
 }
 
+/// Totals over several stacks (e.g. one per thread, see [`crate::shard`]).
+impl std::ops::AddAssign for ResumptionStats {
+    fn add_assign(&mut self, o: Self) {
+        // Destructured without `..`: a new counter must be added here too.
+        let ResumptionStats {
+            hellos_looked_up,
+            sessions_fetched,
+            misses,
+            entries_refused,
+            store_errors,
+            sessions_stored,
+            wiring_errors,
+            zero_rtt_recorded,
+            zero_rtt_replays,
+            zero_rtt_refused_at_start,
+            external_psks_skipped,
+        } = o;
+        self.hellos_looked_up += hellos_looked_up;
+        self.sessions_fetched += sessions_fetched;
+        self.misses += misses;
+        self.entries_refused += entries_refused;
+        self.store_errors += store_errors;
+        self.sessions_stored += sessions_stored;
+        self.wiring_errors += wiring_errors;
+        self.zero_rtt_recorded += zero_rtt_recorded;
+        self.zero_rtt_replays += zero_rtt_replays;
+        self.zero_rtt_refused_at_start += zero_rtt_refused_at_start;
+        self.external_psks_skipped += external_psks_skipped;
+    }
+}
+
+impl std::iter::Sum for ResumptionStats {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |mut a, b| {
+            a += b;
+            a
+        })
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     hellos_looked_up: AtomicU64,
