@@ -250,6 +250,12 @@ impl StackStats {
         counter!("coaps_resumption_lookups_total", "result" => "hit").absolute(r.sessions_fetched);
         counter!("coaps_resumption_lookups_total", "result" => "miss").absolute(r.misses);
         counter!("coaps_sessions_stored_total").absolute(r.sessions_stored);
+        counter!("coaps_early_data_refused_total", "reason" => "replay").absolute(r.zero_rtt_replays);
+        counter!("coaps_early_data_refused_total", "reason" => "startup_window").absolute(r.zero_rtt_refused_at_start);
+        counter!("coaps_psk_lookups_over_budget_total").absolute(c.psk_lookups_over_budget);
+        counter!("coaps_address_changes_total").absolute(e.address_changes);
+        counter!("coaps_path_checks_total", "result" => "validated").absolute(e.paths_validated);
+        counter!("coaps_path_checks_total", "result" => "failed").absolute(e.path_checks_failed);
     }
 }
 
