@@ -120,6 +120,22 @@ enum Rebind {
     /// Once, before the client datagram that follows its first DTLS 1.3 record with a CID
     /// (RFC 9147 §4: a unified header with the C bit), i.e. after the client's Finished flight.
     AfterFirstCid13Record,
+    /// Once, before the client datagram that follows its first DTLS 1.2 `tls12_cid` record
+    /// (RFC 9146 §4: content type 25), i.e. after the datagram with the client's Finished.
+    AfterFirstCid12Record,
+}
+
+/// Whether a DTLS 1.2 datagram holds a `tls12_cid` record (walking the record headers; the
+/// first CID record ends the walk, so its CID length never matters).
+fn has_cid12_record(d: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 13 <= d.len() {
+        if d[i] == 25 {
+            return true;
+        }
+        i += 13 + usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
+    }
+    false
 }
 
 struct RebindingNat {
@@ -157,6 +173,7 @@ impl RebindingNat {
             let mut client: Option<SocketAddr> = None;
             let mut last_from_client: Option<Instant> = None;
             let mut cid13_seen = false;
+            let mut cid12_seen = false;
             let mut rebound_once = false;
             let mut buf = vec![0u8; 65536];
             let end = Instant::now() + Duration::from_secs(60);
@@ -168,6 +185,7 @@ impl RebindingNat {
                     let rebind = match policy {
                         Rebind::AfterIdle(idle) => last_from_client.is_some_and(|t| t.elapsed() >= idle),
                         Rebind::AfterFirstCid13Record => cid13_seen && !rebound_once,
+                        Rebind::AfterFirstCid12Record => cid12_seen && !rebound_once,
                     };
                     if rebind {
                         old.push(std::mem::replace(&mut current, back()));
@@ -175,6 +193,7 @@ impl RebindingNat {
                         rebound_once = true;
                     }
                     cid13_seen |= n > 0 && buf[0] & 0xf0 == 0x30;
+                    cid12_seen |= has_cid12_record(&buf[..n]);
                     last_from_client = Some(Instant::now());
                     let _ = current.send(&buf[..n]);
                 }
@@ -394,4 +413,33 @@ fn wolfssl_13_client_rebound_after_its_finished_keeps_the_association() {
     // (The old port may still get our ACK of the Finished and the NewSessionTicket: the client
     // sends its message right after its Finished, so they cross the rebinding. What reaches an
     // abandoned port after the move is checked with our own client above.)
+}
+
+/// The wolfSSL DTLS 1.2 client through a NAT that gives it a new source port after the
+/// datagram with its Finished (its first `tls12_cid` record): our server moves the association
+/// on the client's next authenticated record (RFC 9146 §6), answers on the new port, and runs
+/// one handshake only.
+#[test]
+fn wolfssl_12_client_rebound_after_its_finished_keeps_the_association() {
+    let Some(wolf) = require_wolfssl() else { return };
+    let mut args = echo_server_cert_args();
+    args.extend(strings(&["--dtls", "1.2", "--cid", "6"]));
+    let (server, addr) = start_echo_server13(&args);
+    let nat = RebindingNat::start_with(addr, Rebind::AfterFirstCid12Record);
+    let mut cargs = wolf_client_cert_args(false);
+    cargs.extend(strings(&["--cid", "wolf"]));
+    let mut client = wolf.client(Dtls::V12, None, nat.addr, &cargs);
+    match client.wait_exit(PEER_TIMEOUT) {
+        Some(s) if s.success() => {}
+        status => panic!("wolfSSL client failed ({status:?})\n{}\n{}", client.dump(), server.dump()),
+    }
+    assert_stdout(&client, "CID extension was negotiated", "CID negotiated");
+    assert_stdout(&client, WOLF_HELLO, "echo from our server after the rebinding");
+    assert!(server.wait_for_output("address changed", PEER_TIMEOUT), "{}", server.dump());
+    let log = server.stderr();
+    assert_eq!(nat.rebinds.load(Ordering::Relaxed), 1, "{log}");
+    assert_eq!(log.matches(": connected").count(), 1, "one handshake\n{log}");
+    let ports = nat.ports.lock().unwrap().clone();
+    let line = format!("address changed: 127.0.0.1:{} -> 127.0.0.1:{}", ports[0], ports[1]);
+    assert!(log.contains(&line), "expected `{line}`\n{log}");
 }

@@ -37,6 +37,10 @@ pub struct ConnectionIds {
     pub outgoing: Vec<u8>,
 }
 
+/// The quota slot of an association no server bookkeeping tracks (see
+/// `Connection::quota_slot`).
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
 /// One association with one peer, DTLS 1.2 or DTLS 1.3. See the module docs for the call
 /// order.
 pub struct Connection {
@@ -127,7 +131,7 @@ impl Connection {
                     guard_hvr: false,
                     connected: false,
                     held_closed: None,
-                    quota_slot: crate::endpoint::NO_SLOT,
+                    quota_slot: NO_SLOT,
                     retransmissions_reported: 0,
                 });
             }
@@ -138,7 +142,7 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
-            quota_slot: crate::endpoint::NO_SLOT,
+            quota_slot: NO_SLOT,
             retransmissions_reported: 0,
         })
     }
@@ -195,7 +199,7 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
-            quota_slot: crate::endpoint::NO_SLOT,
+            quota_slot: NO_SLOT,
             retransmissions_reported: 0,
         })
     }
@@ -239,7 +243,7 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
-            quota_slot: crate::endpoint::NO_SLOT,
+            quota_slot: NO_SLOT,
             retransmissions_reported: 0,
         }
     }
@@ -251,7 +255,7 @@ impl Connection {
             guard_hvr: false,
             connected: false,
             held_closed: None,
-            quota_slot: crate::endpoint::NO_SLOT,
+            quota_slot: NO_SLOT,
             retransmissions_reported: 0,
         }
     }

@@ -68,8 +68,10 @@ pub(crate) fn source_prefix(ip: IpAddr) -> IpAddr {
 const NIL: u32 = u32::MAX;
 
 /// The slot of an association the bookkeeping does not track (a client association, or one
-/// created before the endpoint had limits): every [`Limits`] call ignores it.
-pub(crate) const NO_SLOT: u32 = NIL;
+/// created before the endpoint had limits): every [`Limits`] call ignores it. Defined beside
+/// the field that holds it, so `connection` need not import from `endpoint` (no module cycle).
+pub(crate) use crate::connection::NO_SLOT;
+const _: () = assert!(NO_SLOT == NIL);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum List {
